@@ -1,0 +1,49 @@
+#pragma once
+// A language runtime as the sandbox sees it: initialised once in a single-threaded zygote, then
+// used in forked children that each serve exactly one call. Implemented by
+// evaluator/executors/python and evaluator/executors/javascript.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wf::evaluator {
+
+// One call, as decoded from the request (evaluator-api.md §2).
+struct CallInput {
+  std::string code;           // codeString
+  std::string function_name;  // functionName
+  std::string arguments_json; // JSON object: argument key -> normal-form ZObject
+};
+
+// What the runtime produced inside the child. Exactly one of z22_json / error_message is meaningful.
+struct CallOutput {
+  bool ok = false;
+  std::string z22_json;       // normal-form Z22 as JSON text (result or user error, evaluator-api.md §5)
+  std::string captured_output;  // what user code printed (stdout+stderr), truncated by the runtime
+};
+
+class LanguageRuntime {
+ public:
+  virtual ~LanguageRuntime() = default;
+  // Family name used in logs and metrics: "python" or "javascript".
+  virtual const char* name() const = 0;
+  // In the zygote, before any thread exists: start the interpreter, preload modules.
+  virtual bool initialize(std::string& error) = 0;
+  // In a fresh child, before the sandbox is locked down (reseed RNGs, PyOS_AfterFork_Child...).
+  virtual void after_fork() = 0;
+  // In the child after lock-down, off the request path: a dummy call so that the first real call is warm.
+  virtual void warm_up() = 0;
+  // In the child, after the sandbox is locked down: run one call. Must not throw.
+  virtual CallOutput call(const CallInput& input) = 0;
+  // Extra syscalls (by name, for libseccomp) this runtime needs beyond the common allow-list.
+  virtual std::vector<std::string> extra_syscalls() const { return {}; }
+  // Bytes of address space the interpreter needs beyond the configured budget (SpiderMonkey
+  // reserves ~2.1 GB PROT_NONE for its JIT); the sandbox adds it to RLIMIT_AS, or uses RLIMIT_DATA.
+  virtual std::uint64_t address_space_overhead() const { return 0; }
+  // Called by the parent-side wall-clock enforcement in the child via SIGALRM, if the runtime
+  // can stop user code cooperatively (SpiderMonkey interrupt callback). Default: nothing.
+  virtual void request_interrupt() {}
+};
+
+}  // namespace wf::evaluator

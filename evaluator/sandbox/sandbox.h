@@ -1,0 +1,56 @@
+#pragma once
+// The sandbox as the evaluator service uses it: one zygote per language family, each keeping a
+// pool of pre-forked, pre-warmed children; run() hands a call to a child and waits for it.
+// start() must be called in main() before the process starts any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "evaluator/sandbox/runtime.h"
+
+namespace wf::evaluator {
+
+struct SandboxLimits {
+  std::chrono::milliseconds wall{10000};   // parent kills the child after this
+  std::chrono::seconds cpu{5};             // RLIMIT_CPU soft limit (hard = soft + 1)
+  std::uint64_t memory_bytes = 256u << 20; // address-space / data budget for user code
+  std::uint64_t output_bytes = 1u << 20;   // max bytes of result the child may send
+  std::uint64_t captured_output_bytes = 16u << 10;  // max printed text kept
+  int pool_size = 4;                       // pre-forked children per language
+};
+
+struct CallOutcome {
+  enum class Status {
+    kOk,              // the runtime answered; output.z22_json is the Z22 (may carry a user error)
+    kTimeout,         // wall-clock limit: killed
+    kCpuLimit,        // RLIMIT_CPU: SIGXCPU/SIGKILL
+    kMemoryLimit,     // out of memory
+    kOutputTooLarge,  // result bigger than output_bytes
+    kForbidden,       // seccomp killed it (SIGSYS)
+    kCrashed,         // killed by another signal, or exited without answering
+    kUnavailable,     // no child could be had (zygote down)
+  };
+  Status status = Status::kCrashed;
+  CallOutput output;
+  std::string detail;          // human-readable detail for errors: signal name, limit, ...
+  double cpu_ms = 0;           // the child's own user+system CPU (from its rusage)
+  std::uint64_t peak_rss_bytes = 0;  // the child's ru_maxrss
+};
+
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  // Thread-safe; blocks the calling thread until the call ends or `deadline` passes.
+  virtual CallOutcome run(const CallInput& input, std::chrono::steady_clock::time_point deadline) = 0;
+  // Children ready in the pool now (for /readyz and metrics).
+  virtual int ready_children() const = 0;
+};
+
+// Forks the zygote for `runtime` (taking ownership) and starts its pool. Call before any thread
+// exists in this process. Throws std::runtime_error with a message that names the fix on failure.
+std::unique_ptr<Sandbox> start_sandbox(std::unique_ptr<LanguageRuntime> runtime,
+                                       const SandboxLimits& limits);
+
+}  // namespace wf::evaluator

@@ -1,0 +1,60 @@
+#pragma once
+// Plain request/response values that route handlers see. No Beast types here, so that services
+// and tests can include this header without pulling in Asio.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wf::http {
+
+using Clock = std::chrono::steady_clock;
+
+// W3C trace context of one request (https://www.w3.org/TR/trace-context/).
+struct TraceContext {
+  std::string trace_id;  // 32 lowercase hex characters
+  std::string span_id;   // 16 lowercase hex characters: this service's span
+  std::string parent_id; // 16 hex characters of the caller's span, empty when we started the trace
+  bool sampled = true;
+
+  // The header value to send downstream: version 00, our trace id, our span id.
+  std::string traceparent() const;
+};
+
+struct Header {
+  std::string name;  // lowercase
+  std::string value;
+};
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // raw target, with query
+  std::string path;    // target without query
+  std::string query;   // after '?', without it
+  std::vector<Header> headers;
+  std::string body;
+  std::string request_id;   // echoed X-Request-Id or generated
+  TraceContext trace;
+  std::string client_address;
+  Clock::time_point received_at{};
+  Clock::time_point deadline{};  // received_at + the service's request timeout
+
+  // Case-insensitive lookup; the first header with that name.
+  std::optional<std::string_view> header(std::string_view name) const;
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<Header> headers;  // extra headers
+
+  static Response json(unsigned status, std::string body);
+  // {"error": {"status": s, "type": type, "message": message}} with the matching status.
+  static Response error(unsigned status, std::string_view type, std::string_view message);
+};
+
+}  // namespace wf::http
