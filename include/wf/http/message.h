@@ -9,20 +9,13 @@
 #include <utility>
 #include <vector>
 
+#include "wf/obs/trace_context.h"
+
 namespace wf::http {
 
 using Clock = std::chrono::steady_clock;
 
-// W3C trace context of one request (https://www.w3.org/TR/trace-context/).
-struct TraceContext {
-  std::string trace_id;  // 32 lowercase hex characters
-  std::string span_id;   // 16 lowercase hex characters: this service's span
-  std::string parent_id; // 16 hex characters of the caller's span, empty when we started the trace
-  bool sampled = true;
-
-  // The header value to send downstream: version 00, our trace id, our span id.
-  std::string traceparent() const;
-};
+using TraceContext = obs::TraceContext;
 
 struct Header {
   std::string name;  // lowercase
@@ -36,7 +29,7 @@ struct Request {
   std::string query;   // after '?', without it
   std::vector<Header> headers;
   std::string body;
-  std::string request_id;   // echoed X-Request-Id or generated
+  std::string request_id;  // echoed X-Request-Id or generated
   TraceContext trace;
   std::string client_address;
   Clock::time_point received_at{};
@@ -53,8 +46,11 @@ struct Response {
   std::vector<Header> headers;  // extra headers
 
   static Response json(unsigned status, std::string body);
-  // {"error": {"status": s, "type": type, "message": message}} with the matching status.
+  // {"status": s, "type": type, "title": <reason phrase>, "detail": message}: the shape of the
+  // original services' framework errors.
   static Response error(unsigned status, std::string_view type, std::string_view message);
 };
+
+std::string_view reason_phrase(unsigned status);
 
 }  // namespace wf::http

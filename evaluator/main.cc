@@ -1,0 +1,106 @@
+// wf-evaluator: starts the language zygotes (before any thread exists), then serves.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "evaluator/evaluator_config.h"
+#include "wf/http/server.h"
+#include "wf/obs/log.h"
+#include "wf/obs/metrics.h"
+#ifdef WF_HAVE_PYTHON
+#include "evaluator/executors/python/python_runtime.h"
+#endif
+#ifdef WF_HAVE_JAVASCRIPT
+#include "evaluator/executors/javascript/javascript_runtime.h"
+#endif
+
+#ifndef WF_VERSION
+#define WF_VERSION "0.0.0"
+#endif
+#ifndef WF_GIT_COMMIT
+#define WF_GIT_COMMIT "unknown"
+#endif
+
+extern const char* const wf_evaluator_openapi_json;
+
+int main(int argc, char** argv) {
+  using namespace wf;
+  http::block_shutdown_signals();
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const auto options = evaluator::evaluator_options();
+  if (config::wants_help(args)) {
+    std::fputs(config::help_text("wf-evaluator",
+                                 "runs user-written Python and JavaScript in a sandbox", options)
+                   .c_str(),
+               stdout);
+    return 0;
+  }
+  auto cfg = config::load(options, args);
+  if (!cfg) {
+    std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", cfg.error().c_str());
+    return 2;
+  }
+  const std::string languages = cfg->str("languages");
+  const bool want_python = languages.find("python") != std::string::npos;
+  const bool want_javascript = languages.find("javascript") != std::string::npos;
+  if (!want_python && !want_javascript) {
+    std::fprintf(stderr,
+                 "wf-evaluator: configuration error: languages = '%s' names no language: use "
+                 "python, javascript or python,javascript\n",
+                 languages.c_str());
+    return 2;
+  }
+  spdlog::level::level_enum level{};
+  obs::parse_level(cfg->str("log_level"), level);
+  // The logger creates no thread (synchronous sink), so it may come before the zygotes.
+  obs::install_ecs_logger("wf-evaluator", WF_VERSION, level);
+  obs::set_build_info("wf-evaluator", WF_VERSION, WF_GIT_COMMIT);
+  try {
+    // Zygotes fork from a single-threaded process: start them before the server's threads.
+    const evaluator::SandboxLimits limits = evaluator::sandbox_limits(*cfg);
+    std::shared_ptr<evaluator::Sandbox> python, javascript;
+#ifdef WF_HAVE_PYTHON
+    if (want_python) python = evaluator::start_sandbox(evaluator::make_python_runtime(), limits);
+#endif
+#ifdef WF_HAVE_JAVASCRIPT
+    if (want_javascript)
+      javascript = evaluator::start_sandbox(evaluator::make_javascript_runtime(), limits);
+#endif
+    auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
+        evaluator::make_evaluate_handler(evaluator::evaluate_options(*cfg), python, javascript));
+
+    http::Server server(evaluator::server_options(*cfg));
+    http::add_standard_routes(server, {"wf-evaluator", WF_VERSION, WF_GIT_COMMIT,
+                                       "Runs Wikifunctions code implementations in a sandbox",
+                                       wf_evaluator_openapi_json});
+    server.set_readiness([python, javascript, want_python, want_javascript](std::string& why) {
+      if (want_python && (!python || python->ready_children() == 0)) {
+        why = "no warm python sandbox";
+        return false;
+      }
+      if (want_javascript && (!javascript || javascript->ready_children() == 0)) {
+        why = "no warm javascript sandbox";
+        return false;
+      }
+      return true;
+    });
+    auto evaluate = [handler](const http::Request& req) { return handler->handle(req); };
+    server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker,
+                     evaluate);
+    // The original orchestrator's FUNCTION_EVALUATOR_URL is often .../v1/evaluate/ without a
+    // domain.
+    server.add_route("POST", "/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate);
+    server.add_route("GET", "/robots.txt", "robots", http::Dispatch::kInline,
+                     [](const http::Request&) {
+                       http::Response r = http::Response::json(200, "User-agent: *\nDisallow: /\n");
+                       r.content_type = "text/plain; charset=utf-8";
+                       return r;
+                     });
+    server.start();
+    return server.run_until_signal();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,92 @@
+#pragma once
+// The HTTP/1.1 server both services run on: Boost.Beast + Asio with C++20 coroutines, kept out of
+// this header so that services compile without Asio. Keep-alive; limits on body, header and
+// connections; header/idle/body timeouts; JSON error bodies; request ids and W3C trace context;
+// one access-log line and the wf_http_* metrics per request; graceful drain on SIGTERM/SIGINT.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "wf/http/message.h"
+
+namespace wf::http {
+
+struct ServerOptions {
+  std::string service_name = "wf";
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: pick a free port (logged, and returned by start())
+  int io_threads = 1;      // threads running the event loop
+  int worker_threads = 2;  // threads running kWorker handlers (blocking work)
+  std::size_t max_body_bytes = 1u << 20;
+  std::size_t max_header_bytes = 16u << 10;
+  int max_connections = 1024;
+  // Bound on kWorker requests running or waiting for a worker; beyond it: 503 + Retry-After.
+  int max_pending_work = 256;
+  std::chrono::milliseconds header_timeout{10000};   // to receive a request's headers
+  std::chrono::milliseconds idle_timeout{30000};     // keep-alive connection with no request
+  std::chrono::milliseconds body_timeout{30000};     // to receive a body, and to send a response
+  std::chrono::milliseconds request_timeout{20000};  // Request::deadline = arrival + this
+  std::chrono::milliseconds shutdown_grace{10000};   // in-flight requests may finish within this
+  bool access_log = true;
+};
+
+enum class Dispatch {
+  kInline,  // cheap, non-blocking: runs on the event loop
+  kWorker,  // may block: runs on the worker pool, counted against max_pending_work
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // `pattern` is a path with {name} segments matching any one segment, e.g.
+  // "/{domain}/v1/evaluate"; a trailing slash on the request path is ignored. `name` labels metrics
+  // (bounded set).
+  void add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
+                 Handler handler);
+  // Extra readiness condition for /readyz (dependencies); the server adds "not draining".
+  void set_readiness(std::function<bool(std::string& why_not)> check);
+  bool ready(std::string& why_not) const;
+  bool draining() const;
+
+  // Binds and starts the threads; returns the bound port. Throws std::runtime_error if it cannot
+  // bind.
+  std::uint16_t start();
+  // Blocks until SIGTERM/SIGINT (then drains: not ready, stop accepting, finish in-flight work
+  // within shutdown_grace) or until stop(). Returns the process exit code (0 on a clean drain).
+  int run_until_signal();
+  // Starts the same drain from another thread (tests, embedded use).
+  void stop();
+
+  const ServerOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread, so that threads created afterwards inherit the
+// mask and only run_until_signal() sees them. Call first thing in main(), before any thread starts.
+void block_shutdown_signals();
+
+// Identity served at /_info and used in metrics.
+struct ServiceInfo {
+  std::string name;
+  std::string version;
+  std::string commit;
+  std::string description;
+  std::string openapi_json;  // the OpenAPI document served at /openapi.json
+};
+
+// /healthz, /readyz, /metrics, /_info, /openapi.json, and POST /_admin/log-level.
+void add_standard_routes(Server& server, const ServiceInfo& info);
+
+}  // namespace wf::http

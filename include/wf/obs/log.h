@@ -1,0 +1,55 @@
+#pragma once
+// Structured logs: one Elastic Common Schema 1.11 JSON object per line on stdout.
+// install_ecs_logger() makes spdlog's default logger write ECS JSON, so plain spdlog::info() calls
+// anywhere become valid ECS lines; log_event() adds structured fields (http.*, error.*, ...).
+// The trace ids of the request being served on this thread are added to every line.
+
+#include <spdlog/common.h>
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wf::obs {
+
+// A field of a log line: a dotted ECS name and a value that is already JSON text
+// (use field_str/field_num to build one).
+struct LogField {
+  std::string name;
+  std::string json;
+};
+LogField field_str(std::string name, std::string_view value);
+LogField field_num(std::string name, double value);
+LogField field_int(std::string name, long long value);
+
+// Installs the ECS JSON logger as spdlog's default logger, writing to stdout.
+void install_ecs_logger(std::string_view service_name, std::string_view service_version,
+                        spdlog::level::level_enum level);
+
+// Parses "trace|debug|info|warn|warning|error|critical|off"; false if unknown.
+bool parse_level(std::string_view text, spdlog::level::level_enum& level);
+void set_level(spdlog::level::level_enum level);
+spdlog::level::level_enum current_level();
+
+void log_event(spdlog::level::level_enum level, std::string_view message,
+               std::vector<LogField> fields);
+
+// Sets the trace.id / span.id / request id that this thread's log lines carry while in scope.
+class LogScope {
+ public:
+  LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id);
+  ~LogScope();
+  LogScope(const LogScope&) = delete;
+  LogScope& operator=(const LogScope&) = delete;
+
+ private:
+  std::string saved_trace_, saved_span_, saved_request_;
+};
+
+// JSON string escaping that always yields valid JSON: control characters as \u00XX, invalid UTF-8
+// bytes replaced by U+FFFD. Appends the quoted string to out.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace wf::obs

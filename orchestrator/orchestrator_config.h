@@ -1,0 +1,29 @@
+#pragma once
+// wf-orchestrator's options (flags, environment, config file) and how they map onto the server,
+// the engine and the outbound clients.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "orchestrator/engine/engine.h"
+#include "wf/config/config.h"
+#include "wf/http/server.h"
+
+namespace wf::orchestrator {
+
+std::vector<config::Option> orchestrator_options();
+
+// Which evaluator serves which programming language (Z61K1 codes), as the original's
+// ORCHESTRATOR_CONFIG evaluatorConfigs, or the legacy default list pointed at one URL.
+struct EvaluatorRoutes {
+  std::map<std::string, std::string> url_by_language;
+};
+// Throws std::runtime_error naming the fix when ORCHESTRATOR_CONFIG is not valid.
+EvaluatorRoutes evaluator_routes(const std::string& evaluator_url,
+                                 const std::string& orchestrator_config);
+
+http::ServerOptions server_options(const config::Config& cfg);
+EngineOptions engine_options(const config::Config& cfg);
+
+}  // namespace wf::orchestrator

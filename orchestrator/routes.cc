@@ -1,0 +1,160 @@
+#include "orchestrator/routes.h"
+
+#include <fmt/format.h>
+#include <prometheus/counter.h>
+
+#include <nlohmann/json.hpp>
+
+#include "wf/codec/avro.h"
+#include "wf/obs/metrics.h"
+
+namespace wf::orchestrator {
+namespace {
+
+prometheus::Family<prometheus::Counter>& call_counter() {
+  static auto& family =
+      prometheus::BuildCounter()
+          .Name("wf_orchestrator_calls_total")
+          .Help(
+              "Function calls answered, by outcome: ok (a result) or error (a Z5 in the envelope).")
+          .Register(obs::registry());
+  return family;
+}
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out += ' ';
+    } else if (in[i] == '%') {
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      const int hi = i + 1 < in.size() ? hex(in[i + 1]) : -1;
+      const int lo = i + 2 < in.size() ? hex(in[i + 2]) : -1;
+      if (hi < 0 || lo < 0) {
+        out += in[i];
+      } else {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+      }
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
+
+// application/x-www-form-urlencoded bodies (accepted by the original):
+// zobject=<JSON>&doValidate=true
+std::string form_to_json(std::string_view body) {
+  std::string zobject = "null";
+  std::string validate = "false";
+  std::size_t pos = 0;
+  while (pos <= body.size()) {
+    const std::size_t amp = body.find('&', pos);
+    const std::string_view pair =
+        body.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
+    const std::size_t eq = pair.find('=');
+    const std::string key = percent_decode(pair.substr(0, eq));
+    const std::string value =
+        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    if (key == "zobject") zobject = value;
+    if (key == "doValidate") validate = value == "true" || value == "1" ? "true" : "false";
+    if (amp == std::string_view::npos) break;
+    pos = amp + 1;
+  }
+  return "{\"zobject\":" + zobject + ",\"doValidate\":" + validate + "}";
+}
+
+bool envelope_has_error(const nlohmann::json& z22) {
+  const auto meta = z22.find("Z22K2");
+  if (meta == z22.end() || !meta->is_object()) return false;
+  const auto list = meta->find("K1");
+  if (list == meta->end()) return false;
+  const auto has_errors_key = [](const nlohmann::json& pair) {
+    const auto k = pair.find("K1");
+    if (k == pair.end()) return false;
+    if (k->is_string()) return *k == "errors";
+    return k->is_object() && k->value("Z6K1", "") == "errors";
+  };
+  if (list->is_array()) {
+    for (const auto& p : *list) {
+      if (p.is_object() && has_errors_key(p)) return true;
+    }
+    return false;
+  }
+  // Normal form: a linked list of pairs.
+  for (const nlohmann::json* node = &*list; node->is_object() && node->contains("K1");) {
+    if (has_errors_key((*node)["K1"])) return true;
+    const auto next = node->find("K2");
+    if (next == node->end()) break;
+    node = &*next;
+  }
+  return false;
+}
+
+}  // namespace
+
+http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
+                               const http::Request& request) {
+  std::string body_text;
+  const std::string_view content_type = request.header("content-type").value_or("application/json");
+  if (content_type.find("application/x-www-form-urlencoded") != std::string_view::npos) {
+    body_text = form_to_json(request.body);
+  } else if (content_type.find("json") == std::string_view::npos) {
+    return http::Response::error(
+        415, "unsupported_media_type",
+        fmt::format("Content-Type '{}' is not accepted: send application/json", content_type));
+  }
+  codec::DecodeLimits limits;
+  limits.max_depth = options.max_json_depth;
+  auto body = codec::parse_json<nlohmann::json>(
+      body_text.empty() ? std::string_view(request.body) : body_text, limits);
+  if (!body) {
+    return http::Response::error(
+        400, "bad_request", fmt::format("the body is not valid JSON: {}", body.error().message));
+  }
+  if (!body->is_object()) {
+    return http::Response::error(
+        400, "bad_request",
+        R"(the body must be a JSON object: {"zobject": <function call>, "doValidate": false})");
+  }
+  CallContext ctx;
+  ctx.request_id = request.request_id;
+  ctx.traceparent = request.trace.traceparent();
+  ctx.deadline = request.deadline;
+  const nlohmann::json z22 = engine.evaluate(*body, ctx);
+  call_counter().Add({{"outcome", envelope_has_error(z22) ? "error" : "ok"}}).Increment();
+  http::Response r =
+      http::Response::json(200, z22.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  r.content_type = "application/json; charset=utf-8";
+  return r;
+}
+
+void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
+                             RouteOptions options) {
+  auto evaluate = [engine, options](const http::Request& req) {
+    return handle_evaluate(*engine, options, req);
+  };
+  server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate);
+  // The original answers GET on the evaluate route with "OK" (a health check some tooling uses).
+  server.add_route("GET", "/{domain}/v1/evaluate", "evaluate_get", http::Dispatch::kInline,
+                   [](const http::Request&) {
+                     http::Response r = http::Response::json(200, "OK");
+                     r.content_type = "text/plain; charset=utf-8";
+                     return r;
+                   });
+  server.add_route("GET", "/robots.txt", "robots", http::Dispatch::kInline,
+                   [](const http::Request&) {
+                     http::Response r = http::Response::json(200, "User-agent: *\nDisallow: /\n");
+                     r.content_type = "text/plain; charset=utf-8";
+                     return r;
+                   });
+}
+
+}  // namespace wf::orchestrator

@@ -1,0 +1,255 @@
+// The server and the client against each other, in process, on a free loopback port.
+#include "wf/http/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "wf/http/client.h"
+
+namespace {
+
+using namespace wf::http;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions o;
+    o.port = 0;
+    o.max_body_bytes = 1024;
+    o.worker_threads = 2;
+    o.max_pending_work = 2;
+    o.header_timeout = std::chrono::milliseconds(500);
+    o.access_log = false;
+    o.shutdown_grace = std::chrono::milliseconds(3000);
+    server_ = std::make_unique<Server>(o);
+    add_standard_routes(*server_, {"test", "1.0", "abc", "a test", R"({"openapi":"3.0.3"})"});
+    server_->add_route(
+        "POST", "/{domain}/v1/echo", "echo", Dispatch::kWorker, [](const Request& r) {
+          return Response::json(
+              200,
+              nlohmann::json{{"body", r.body}, {"id", r.request_id}, {"trace", r.trace.trace_id}}
+                  .dump());
+        });
+    server_->add_route("GET", "/slow", "slow", Dispatch::kWorker, [this](const Request&) {
+      ++slow_started_;
+      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      return Response::json(200, R"({"slow":true})");
+    });
+    server_->add_route("GET", "/throw", "throw", Dispatch::kWorker,
+                       [](const Request&) -> Response { throw std::runtime_error("boom"); });
+    port_ = server_->start();
+    base_ = "http://127.0.0.1:" + std::to_string(port_);
+  }
+  void TearDown() override {
+    server_->stop();
+    if (runner_.joinable()) runner_.join();
+  }
+  ClientResponse get(const std::string& path, std::vector<Header> headers = {}) {
+    ClientRequest r;
+    r.url = base_ + path;
+    r.headers = std::move(headers);
+    auto res = client_.send(r);
+    EXPECT_TRUE(res) << (res ? "" : res.error().message);
+    return res ? *res : ClientResponse{};
+  }
+  ClientResponse post(const std::string& path, std::string body, std::vector<Header> headers = {}) {
+    ClientRequest r;
+    r.method = "POST";
+    r.url = base_ + path;
+    r.body = std::move(body);
+    r.content_type = "application/json";
+    r.headers = std::move(headers);
+    auto res = client_.send(r);
+    EXPECT_TRUE(res) << (res ? "" : res.error().message);
+    return res ? *res : ClientResponse{};
+  }
+  // Sends raw bytes on a fresh connection and returns everything the server sends back.
+  std::string raw(const std::string& bytes) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    shutdown(fd, SHUT_WR);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    close(fd);
+    return out;
+  }
+  static nlohmann::json body_json(const std::string& raw_response) {
+    return nlohmann::json::parse(raw_response.substr(raw_response.find("\r\n\r\n") + 4));
+  }
+  static std::optional<std::string> header(const ClientResponse& r, const std::string& name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) return h.value;
+    }
+    return std::nullopt;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::thread runner_;
+  HttpClient client_;
+  std::uint16_t port_ = 0;
+  std::string base_;
+  std::atomic<int> slow_started_{0};
+};
+
+TEST_F(ServerTest, HealthReadyInfoOpenapi) {
+  EXPECT_EQ(get("/healthz").status, 200u);
+  auto ready = get("/readyz");
+  EXPECT_EQ(ready.status, 200u);
+  auto info = nlohmann::json::parse(get("/_info").body);
+  EXPECT_EQ(info["name"], "test");
+  EXPECT_EQ(info["commit"], "abc");
+  EXPECT_EQ(nlohmann::json::parse(get("/_info/version").body)["version"], "1.0");
+  EXPECT_EQ(nlohmann::json::parse(get("/openapi.json").body)["openapi"], "3.0.3");
+}
+
+TEST_F(ServerTest, RoutesWithParametersAndTrailingSlash) {
+  auto a = post("/wikifunctions.org/v1/echo/", "{}");
+  auto b = post("/x/v1/echo", "hello");
+  EXPECT_EQ(a.status, 200u);
+  EXPECT_EQ(nlohmann::json::parse(b.body)["body"], "hello");
+}
+
+TEST_F(ServerTest, JsonErrorsFor404And405) {
+  auto nf = get("/nope");
+  EXPECT_EQ(nf.status, 404u);
+  auto j = nlohmann::json::parse(nf.body);
+  EXPECT_EQ(j["status"], 404);
+  EXPECT_EQ(j["type"], "not_found");
+  auto na = get("/x/v1/echo");
+  EXPECT_EQ(na.status, 405u);
+  EXPECT_EQ(nlohmann::json::parse(na.body)["status"], 405);
+  EXPECT_EQ(header(na, "allow").value_or(""), "POST");
+}
+
+TEST_F(ServerTest, BodyTooLargeIs413) {
+  auto r = post("/x/v1/echo", std::string(5000, 'a'));
+  EXPECT_EQ(r.status, 413u);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["type"], "payload_too_large");
+}
+
+TEST_F(ServerTest, MissingLengthIs411) {
+  const std::string out = raw("POST /x/v1/echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 411", 0), 0u) << out;
+  EXPECT_EQ(body_json(out)["status"], 411);
+}
+
+TEST_F(ServerTest, MalformedRequestIs400WithJson) {
+  const std::string out = raw("THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  EXPECT_EQ(body_json(out)["status"], 400);
+}
+
+TEST_F(ServerTest, HandlerExceptionIs500AndServerKeepsServing) {
+  auto r = get("/throw");
+  EXPECT_EQ(r.status, 500u);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["type"], "internal_error");
+  EXPECT_EQ(get("/healthz").status, 200u);
+}
+
+TEST_F(ServerTest, RequestIdEchoedOrGenerated) {
+  auto echoed = post("/x/v1/echo", "{}", {{"x-request-id", "my-id-123"}});
+  EXPECT_EQ(header(echoed, "x-request-id").value_or(""), "my-id-123");
+  EXPECT_EQ(nlohmann::json::parse(echoed.body)["id"], "my-id-123");
+  auto generated = get("/healthz");
+  EXPECT_EQ(header(generated, "x-request-id").value_or("").size(), 32u);
+  auto forged = get("/healthz", {{"x-request-id", "bad id with spaces"}});
+  EXPECT_NE(header(forged, "x-request-id").value_or(""), "bad id with spaces");
+}
+
+TEST_F(ServerTest, TraceparentIsContinued) {
+  auto r = post("/x/v1/echo", "{}",
+                {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}});
+  EXPECT_EQ(nlohmann::json::parse(r.body)["trace"], "0af7651916cd43dd8448eb211c80319c");
+  const std::string tp = header(r, "traceparent").value_or("");
+  EXPECT_EQ(tp.substr(0, 36), "00-0af7651916cd43dd8448eb211c80319c-");
+}
+
+TEST_F(ServerTest, OverloadIs503WithRetryAfter) {
+  std::vector<std::thread> threads;
+  std::atomic<int> overloaded{0}, ok{0};
+  for (int i = 0; i < 5; ++i) {
+    threads.emplace_back([&] {
+      HttpClient c;
+      ClientRequest r;
+      r.url = base_ + "/slow";
+      auto res = c.send(r);
+      if (res && res->status == 503) {
+        ++overloaded;
+        EXPECT_TRUE(header(*res, "retry-after"));
+      }
+      if (res && res->status == 200) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 2);
+  EXPECT_EQ(overloaded.load(), 3);
+}
+
+TEST_F(ServerTest, SlowHeadersAreCutOff) {
+  // A client that never finishes its headers is disconnected after header_timeout.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(write(fd, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
+  const auto start = std::chrono::steady_clock::now();
+  char buf[256];
+  const ssize_t n = read(fd, buf, sizeof buf);  // returns 0 when the server closes
+  const auto waited = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_EQ(n, 0);
+  EXPECT_LT(waited, std::chrono::seconds(5));
+}
+
+TEST_F(ServerTest, MetricsCountRequests) {
+  get("/healthz");
+  const std::string text = get("/metrics").body;
+  EXPECT_NE(text.find(R"(wf_http_requests_total{method="GET",route="healthz",status="200"})"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("wf_http_request_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(text.find("wf_http_requests_in_flight"), std::string::npos);
+}
+
+TEST_F(ServerTest, DrainLetsInFlightRequestFinishAndReportsNotReady) {
+  std::optional<ClientResponse> slow;
+  std::thread t([&] {
+    HttpClient c;
+    ClientRequest r;
+    r.url = base_ + "/slow";
+    auto res = c.send(r);
+    if (res) slow = *res;
+  });
+  while (slow_started_.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::atomic<int> code{-1};
+  std::thread runner([&] { code = server_->run_until_signal(); });
+  server_->stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string why;
+  EXPECT_FALSE(server_->ready(why));
+  EXPECT_EQ(why, "draining for shutdown");
+  t.join();
+  runner.join();
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->status, 200u);
+  EXPECT_EQ(code.load(), 0);
+}
+
+}  // namespace
