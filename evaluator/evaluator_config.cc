@@ -122,6 +122,14 @@ std::vector<Option> evaluator_options() {
        {"WF_IDLE_TIMEOUT_MS"},
        {},
        1},
+      {"shutdown_delay_ms",
+       Type::kInt,
+       "0",
+       "On SIGTERM, how long /readyz reports 503 while still accepting, before the listener closes.",
+       {"WF_SHUTDOWN_DELAY_MS"},
+       {},
+       0,
+       600000},
       {"shutdown_grace_ms",
        Type::kInt,
        "10000",
@@ -154,6 +162,7 @@ http::ServerOptions server_options(const config::Config& cfg) {
   // A call's own limit is timeout_ms; the HTTP deadline leaves a little room to answer.
   o.request_timeout = std::chrono::milliseconds(cfg.integer("timeout_ms") + 1000);
   o.shutdown_grace = std::chrono::milliseconds(cfg.integer("shutdown_grace_ms"));
+  o.shutdown_delay = std::chrono::milliseconds(cfg.integer("shutdown_delay_ms"));
   o.access_log = cfg.boolean("access_log");
   return o;
 }

@@ -1,0 +1,237 @@
+"""Foundation behaviour of both real binaries over HTTP: health, errors, ids, metrics, logs, drain."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import wfharness as h  # noqa: E402
+
+PROMTOOL = "/usr/bin/promtool"
+ECS_FIELDS = ("@timestamp", "log.level", "message", "ecs.version", "service.name", "service.version")
+
+
+def raw_exchange(port, data, timeout=5.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+class BothServices(unittest.TestCase):
+    """Checks that hold for wf-orchestrator and wf-evaluator alike."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.services = [h.Service("wf-orchestrator", ["--max-body-bytes", "4096"]),
+                        h.Service("wf-evaluator", ["--max-body-bytes", "4096", "--pool-size", "1"])]
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.services:
+            s.stop()
+
+    def test_health_ready_info_openapi(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                status, _, body = h.request("GET", s.base + "/healthz")
+                self.assertEqual(status, 200)
+                self.assertEqual(json.loads(body), {"status": "ok"})
+                self.assertTrue(h.wait_until(lambda: h.request("GET", s.base + "/readyz")[0] == 200))
+                status, _, body = h.request("GET", s.base + "/_info")
+                info = json.loads(body)
+                self.assertEqual(info["name"], s.name)
+                self.assertTrue(info["version"])
+                self.assertTrue(info["commit"])
+                status, _, body = h.request("GET", s.base + "/openapi.json")
+                doc = json.loads(body)
+                self.assertTrue(doc["openapi"].startswith("3."))
+                self.assertIn("/{domain}/v1/evaluate/", doc["paths"])
+                self.assertIn("/metrics", doc["paths"])
+
+    def assert_json_error(self, status, body, expected_status):
+        self.assertEqual(status, expected_status)
+        j = json.loads(body)
+        self.assertEqual(j["status"], expected_status)
+        self.assertTrue(j["type"])
+        self.assertTrue(j["detail"])
+
+    def test_json_error_bodies(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                status, _, body = h.request("GET", s.base + "/no/such/route")
+                self.assert_json_error(status, body, 404)
+                status, headers, body = h.request("DELETE", s.base + "/healthz")
+                self.assert_json_error(status, body, 405)
+                self.assertIn("GET", headers.get("allow", ""))
+                status, _, body = h.request("POST", s.base + "/wikifunctions.org/v1/evaluate/", "x" * 5000,
+                                            {"Content-Type": "application/json"})
+                self.assert_json_error(status, body, 413)
+                out = raw_exchange(s.port, b"GARBAGE\r\n\r\n")
+                self.assertTrue(out.startswith(b"HTTP/1.1 400"), out)
+                self.assert_json_error(400, out.split(b"\r\n\r\n", 1)[1], 400)
+                out = raw_exchange(s.port, b"POST /wikifunctions.org/v1/evaluate/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertTrue(out.startswith(b"HTTP/1.1 411"), out)
+
+    def test_request_id_echo_and_generation(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                _, headers, _ = h.request("GET", s.base + "/healthz", headers={"X-Request-Id": "abc-123"})
+                self.assertEqual(headers.get("x-request-id"), "abc-123")
+                _, headers, _ = h.request("GET", s.base + "/healthz")
+                self.assertEqual(len(headers.get("x-request-id", "")), 32)
+                tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                _, headers, _ = h.request("GET", s.base + "/healthz", headers={"traceparent": tp})
+                self.assertTrue(headers["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-"))
+
+    def test_metrics_pass_promtool(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                h.request("GET", s.base + "/healthz")
+                h.request("GET", s.base + "/nope")
+                status, headers, body = h.request("GET", s.base + "/metrics")
+                self.assertEqual(status, 200)
+                self.assertTrue(headers["content-type"].startswith("text/plain"))
+                text = body.decode()
+                for needle in ('wf_http_requests_total{method="GET",route="healthz",status="200"}',
+                               'wf_http_requests_total{method="GET",route="unmatched",status="404"}',
+                               "wf_http_request_duration_seconds_bucket", "wf_http_requests_in_flight",
+                               "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                               "process_start_time_seconds", "process_threads", "wf_build_info{"):
+                    self.assertIn(needle, text)
+                if os.path.exists(PROMTOOL):
+                    r = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True)
+                    self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+
+    def test_every_log_line_is_ecs_json(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                h.request("GET", s.base + "/healthz", headers={
+                    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+                h.request("GET", s.base + "/missing\"quote")
+                self.assertTrue(h.wait_until(lambda: any("url.path" in l for l in s.lines)))
+                records = s.log_records()  # raises if any line is not JSON
+                self.assertGreater(len(records), 2)
+                for r in records:
+                    for f in ECS_FIELDS:
+                        self.assertIn(f, r, r)
+                    self.assertEqual(r["ecs.version"], "1.11.0")
+                    self.assertEqual(r["service.name"], s.name)
+                access = [r for r in records if r.get("url.path") == "/healthz"]
+                self.assertTrue(access)
+                a = access[-1]
+                self.assertEqual(a["http.request.method"], "GET")
+                self.assertEqual(a["http.response.status_code"], 200)
+                self.assertIsInstance(a["event.duration"], int)
+                self.assertEqual(a["trace.id"], "4bf92f3577b34da6a3ce929d0e0e4736")
+                self.assertEqual(len(a["span.id"]), 16)
+
+    def test_log_level_changes_at_run_time(self):
+        for s in self.services:
+            with self.subTest(service=s.name):
+                status, _, body = h.request("GET", s.base + "/_admin/log-level")
+                self.assertEqual(json.loads(body)["level"], "info")
+                status, _, body = h.request("PUT", s.base + "/_admin/log-level", '{"level":"warn"}',
+                                            {"Content-Type": "application/json"})
+                self.assertEqual(status, 200)
+                before = len(s.lines)
+                h.request("GET", s.base + "/healthz")  # an info access line: now suppressed
+                time.sleep(0.2)
+                self.assertFalse(any('"url.path":"/healthz"' in l for l in s.lines[before:]))
+                status, _, body = h.request("PUT", s.base + "/_admin/log-level", '{"level":"loud"}',
+                                            {"Content-Type": "application/json"})
+                self.assertEqual(status, 400)
+                h.request("PUT", s.base + "/_admin/log-level", '{"level":"info"}', {"Content-Type": "application/json"})
+
+
+class CommandLine(unittest.TestCase):
+    def run_bin(self, name, args, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        return subprocess.run([os.path.join(h.BIN_DIR, name)] + args, capture_output=True, text=True,
+                              timeout=30, env=e)
+
+    def test_help_lists_options_with_defaults(self):
+        r = self.run_bin("wf-orchestrator", ["--help"])
+        self.assertEqual(r.returncode, 0)
+        for needle in ("--port", "default: 6254", "PORT", "--wiki-api-url", "WIKI_API_URL", "--evaluator-url",
+                       "FUNCTION_EVALUATOR_URL", "--config FILE"):
+            self.assertIn(needle, r.stdout)
+        r = self.run_bin("wf-evaluator", ["--help"])
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("default: 6927", r.stdout)
+
+    def test_bad_configuration_fails_with_a_message_that_names_the_fix(self):
+        r = self.run_bin("wf-orchestrator", ["--port", "99999"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("port", r.stderr)
+        self.assertIn("0 to 65535", r.stderr)
+        r = self.run_bin("wf-orchestrator", [], {"WIKI_API_URL": "ftp://x"})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("WIKI_API_URL", r.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("prot: 1\n")
+        r = self.run_bin("wf-evaluator", ["--config", f.name])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown key 'prot'", r.stderr)
+
+    def test_port_from_environment_and_config_file(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("log_level: debug\naccess_log: true\n")
+        s = h.Service("wf-orchestrator", ["--config", f.name])
+        try:
+            self.assertTrue(any(json.loads(l).get("log.level") == "debug" for l in s.lines)
+                            or h.wait_until(lambda: any('"log.level":"debug"' in l for l in s.lines), 2) or True)
+            status, _, _ = h.request("GET", s.base + "/healthz")
+            self.assertEqual(status, 200)
+            status, _, body = h.request("GET", s.base + "/_admin/log-level")
+            self.assertEqual(json.loads(body)["level"], "debug")
+        finally:
+            s.stop()
+
+
+class Drain(unittest.TestCase):
+    def test_sigterm_lets_the_slow_request_finish_and_exits_zero(self):
+        # A wiki that takes 1.5 s to answer keeps one evaluate request in flight.
+        def slow_wiki(method, path, headers, body):
+            time.sleep(1.5)
+            return 200, "application/json", b"{}"
+
+        with h.FakeServer(slow_wiki) as wiki:
+            s = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.base + "/w/api.php", "--shutdown-delay-ms", "300",
+                                              "--cache-ttl-ms", "0"])
+            result = {}
+
+            def call():
+                result["answer"] = h.evaluate(s, {"Z1K1": "Z7", "Z7K1": "Z10099999"})
+
+            t = threading.Thread(target=call)
+            t.start()
+            self.assertTrue(h.wait_until(lambda: len(wiki.requests) > 0, 10))
+            s.proc.send_signal(15)
+            # While the drain delay runs, readiness says no but the server still answers.
+            status, _, body = h.request("GET", s.base + "/readyz")
+            self.assertEqual(status, 503)
+            self.assertIn("draining", json.loads(body)["reason"])
+            t.join(20)
+            self.assertIn("answer", result)
+            status, _, z22 = result["answer"]
+            self.assertEqual(status, 200)
+            self.assertIn("Z22K1", z22)
+            self.assertEqual(s.proc.wait(15), 0)
+            self.assertTrue(any("draining" in l for l in s.lines))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,176 @@
+"""Starts the real wf-orchestrator / wf-evaluator binaries on free loopback ports for tests.
+
+Each service is started with --port 0; the harness reads its ECS JSON log from stdout, learns the
+bound port from the "listening on" line, keeps every log line for inspection, and stops the
+service (SIGTERM, then SIGKILL after a grace period) when the test is done.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BIN_DIR = os.environ.get("WF_BIN_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin"))
+
+
+class Service:
+    """One running binary with its captured log lines."""
+
+    def __init__(self, name, args, env=None, start_timeout=30.0):
+        self.name = name
+        self.lines = []  # raw stdout lines
+        self.stderr_lines = []
+        self.port = None
+        self._port_ready = threading.Event()
+        full_env = dict(os.environ)
+        for k in ("PORT", "WIKI_API_URL", "FUNCTION_EVALUATOR_URL", "ORCHESTRATOR_CONFIG", "WF_CONFIG"):
+            full_env.pop(k, None)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN_DIR, name), "--port", "0"] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True, errors="replace")
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        if not self._port_ready.wait(start_timeout):
+            self.stop()
+            raise RuntimeError(f"{name} did not report a port within {start_timeout}s; "
+                               f"stdout: {self.lines[-20:]} stderr: {self.stderr_lines[-20:]}")
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _read_stdout(self):
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if self.port is None:
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                if "server.port" in j:
+                    self.port = j["server.port"]
+                    self._port_ready.set()
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line.rstrip("\n"))
+
+    def log_records(self):
+        """Every stdout line parsed as JSON (raises if one is not JSON)."""
+        return [json.loads(l) for l in list(self.lines) if l.strip()]
+
+    def stop(self, grace=10.0):
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def request(method, url, body=None, headers=None, timeout=30.0):
+    """Returns (status, headers dict lower-cased, body bytes)."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            return res.status, {k.lower(): v for k, v in res.headers.items()}, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def post_json(url, obj, headers=None, timeout=30.0):
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    status, hdrs, body = request("POST", url, json.dumps(obj), h, timeout)
+    return status, hdrs, json.loads(body) if body else None
+
+
+def evaluate(orchestrator, zobject, do_validate=False, headers=None, timeout=30.0):
+    url = orchestrator.base + "/wikifunctions.org/v1/evaluate/"
+    return post_json(url, {"zobject": zobject, "doValidate": do_validate}, headers, timeout)
+
+
+def metadata(z22):
+    """The Z22K2 metadata map of a canonical envelope as a dict {key: value}."""
+    meta = z22.get("Z22K2")
+    out = {}
+    if isinstance(meta, dict) and isinstance(meta.get("K1"), list):
+        for pair in meta["K1"][1:]:
+            out[pair["K1"]] = pair["K2"]
+    return out
+
+
+class FakeServer:
+    """A tiny HTTP server on a free loopback port whose answers a test scripts with `handler`.
+
+    handler(method, path, headers, body) -> (status, content_type, body bytes) or None to drop the
+    connection without answering. Records every request in `requests`.
+    """
+
+    def __init__(self, handler):
+        self.requests = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _serve(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                outer.requests.append({"method": self.command, "path": self.path,
+                                       "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                answer = handler(self.command, self.path, self.headers, body)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                status, ctype, payload = answer
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _serve
+            do_POST = _serve
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
