@@ -14,6 +14,9 @@ struct CallInput {
   std::string code;           // codeString
   std::string function_name;  // functionName
   std::string arguments_json; // JSON object: argument key -> normal-form ZObject
+  // Most bytes of printed text the runtime should keep (the sandbox sets it from
+  // SandboxLimits::captured_output_bytes and truncates again on its side).
+  std::uint64_t captured_output_limit = 16u << 10;
 };
 
 // What the runtime produced inside the child. Exactly one of z22_json / error_message is meaningful.
@@ -21,6 +24,13 @@ struct CallOutput {
   bool ok = false;
   std::string z22_json;       // normal-form Z22 as JSON text (result or user error, evaluator-api.md §5)
   std::string captured_output;  // what user code printed (stdout+stderr), truncated by the runtime
+  // When !ok: why the runtime could not produce a Z22 (e.g. the JavaScript runtime's
+  // kJavascriptTimeoutError / kJavascriptMemoryError texts), for the sandbox to map to a status.
+  std::string error_message;
+  // Set when the call ran out of memory (Python MemoryError, SpiderMonkey OOM): the sandbox then
+  // reports CallOutcome::Status::kMemoryLimit (keeping z22_json when ok). When !ok and this is not
+  // set, an error_message mentioning "memory" is mapped to kMemoryLimit as well.
+  bool out_of_memory = false;
 };
 
 class LanguageRuntime {
@@ -44,6 +54,11 @@ class LanguageRuntime {
   // Called by the parent-side wall-clock enforcement in the child via SIGALRM, if the runtime
   // can stop user code cooperatively (SpiderMonkey interrupt callback). Default: nothing.
   virtual void request_interrupt() {}
+  // The user-code memory budget (SandboxLimits::memory_bytes), so that a runtime can stop a memory
+  // bomb itself before the rlimit hits at a bad moment (SpiderMonkey crashes if it hits inside a
+  // GC). Call in the zygote, before initialize() (later calls may take effect only partly).
+  // Default: nothing.
+  virtual void set_memory_budget(std::uint64_t /*bytes*/) {}
 };
 
 }  // namespace wf::evaluator

@@ -39,13 +39,26 @@ struct CallOutcome {
   std::uint64_t peak_rss_bytes = 0;  // the child's ru_maxrss
 };
 
+// Counters of one sandbox's zygote (for metrics, /readyz and bench_sandbox).
+struct SandboxStats {
+  int zygote_pid = -1;        // -1 once the zygote is gone
+  int ready_children = 0;     // forked, locked down, warmed up, waiting for a call
+  int starting_children = 0;  // forked, still locking down / warming up
+  std::uint64_t children_forked = 0;
+  std::uint64_t setup_failures = 0;  // children that died before they were ready
+  double mean_fork_to_ready_ms = 0;  // mean time from fork to "ready" over all ready children
+};
+
 class Sandbox {
  public:
   virtual ~Sandbox() = default;
   // Thread-safe; blocks the calling thread until the call ends or `deadline` passes.
   virtual CallOutcome run(const CallInput& input, std::chrono::steady_clock::time_point deadline) = 0;
-  // Children ready in the pool now (for /readyz and metrics).
+  // Children ready in the pool now (for /readyz and metrics). Counts children still warming up
+  // too (0 only when the pool is empty or the zygote is gone); stats() tells them apart.
   virtual int ready_children() const = 0;
+  // Zygote counters; one short round trip to the zygote. Thread-safe.
+  virtual SandboxStats stats() const { return {}; }
 };
 
 // Forks the zygote for `runtime` (taking ownership) and starts its pool. Call before any thread

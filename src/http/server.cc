@@ -486,8 +486,10 @@ struct Server::Impl {
     draining = true;
     metrics.draining.Set(1);
     spdlog::info(
-        "draining: not ready, no new connections, waiting up to {} ms for {} in-flight requests",
-        options.shutdown_grace.count(), active_requests.load());
+        "draining: not ready; closing the listener in {} ms, then waiting up to {} ms for {} "
+        "in-flight requests",
+        options.shutdown_delay.count(), options.shutdown_grace.count(), active_requests.load());
+    std::this_thread::sleep_for(options.shutdown_delay);
     asio::post(ioc, [this] {
       beast::error_code ignored;
       if (acceptor) acceptor->close(ignored);

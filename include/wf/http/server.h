@@ -30,6 +30,9 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30000};     // to receive a body, and to send a response
   std::chrono::milliseconds request_timeout{20000};  // Request::deadline = arrival + this
   std::chrono::milliseconds shutdown_grace{10000};   // in-flight requests may finish within this
+  // On SIGTERM, /readyz answers 503 for this long while the server still accepts, so that load
+  // balancers stop sending before the listener closes (Kubernetes: endpoint removal lag).
+  std::chrono::milliseconds shutdown_delay{0};
   bool access_log = true;
 };
 

@@ -1,0 +1,443 @@
+// Evaluated once in the zygote (see javascript_runtime.cc). It is an expression: a function that
+// receives the native output sink and returns the per-call driver. Everything here implements
+// evaluator-api.md §5.2/§5.3 (ZObject <-> JavaScript conversions) and the console.
+// It must never call Math.random: the zygote's RNG state would be shared by every child.
+(function (writeOutput) {
+  'use strict';
+  const global = globalThis;
+  // Captured now, so that user code that replaces globals cannot break the driver's own work.
+  const geval = global.eval;
+  const jsonParse = JSON.parse;
+  const jsonStringify = JSON.stringify;
+  const objectKeys = Object.keys;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const isArray = Array.isArray;
+  const NativeMap = Map;
+  const NativeSet = Set;
+  const NativeString = String;
+  const NativeError = Error;
+  const NativeRangeError = RangeError;
+
+  // ---------------------------------------------------------------------------------------
+  // Value classes visible to user code.
+  class ZPair {
+    constructor(K1, K2, Z1K1 = null) {
+      this.Z1K1 = Z1K1;
+      this.K1 = K1;
+      this.K2 = K2;
+    }
+  }
+
+  class ZObject {
+    // kwargs: a Map (as the reference executor takes it) or a plain object of key -> value.
+    constructor(kwargs = new NativeMap(), Z1K1 = null) {
+      this.Z1K1 = Z1K1;
+      const entries = kwargs instanceof NativeMap ? kwargs.entries() : Object.entries(kwargs ?? {});
+      for (const [key, value] of entries) {
+        this[key] = value;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // A small util.inspect look-alike: error texts quote it (`Could not serialize input JS object:
+  // A {}`), and console.log formats non-strings with it.
+  const identifierRe = /^[A-Za-z_$][\w$]*$/;
+
+  function quote(s) {
+    return "'" + s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n') + "'";
+  }
+
+  function joinEntries(prefix, entries, open, close) {
+    if (entries.length === 0) {
+      return prefix + open + close;
+    }
+    let total = prefix.length + entries.length;
+    let multiline = false;
+    for (const e of entries) {
+      total += e.length;
+      if (e.includes('\n')) {
+        multiline = true;
+      }
+    }
+    if (!multiline && total + 4 <= 80) {
+      return prefix + open + ' ' + entries.join(', ') + ' ' + close;
+    }
+    const indented = entries.map((e) => '  ' + e.replace(/\n/g, '\n  '));
+    return prefix + open + '\n' + indented.join(',\n') + '\n' + close;
+  }
+
+  function inspect(value, depth = 0, seen = new NativeSet()) {
+    switch (typeof value) {
+      case 'string':
+        return depth === 0 ? value : quote(value);
+      case 'number':
+        return Object.is(value, -0) ? '-0' : NativeString(value);
+      case 'bigint':
+        return NativeString(value) + 'n';
+      case 'boolean':
+      case 'undefined':
+        return NativeString(value);
+      case 'symbol':
+        return value.toString();
+      case 'function': {
+        const src = Function.prototype.toString.call(value);
+        if (src.startsWith('class')) {
+          return '[class ' + (value.name || '(anonymous)') + ']';
+        }
+        return value.name ? '[Function: ' + value.name + ']' : '[Function (anonymous)]';
+      }
+      default:
+        break;
+    }
+    if (value === null) {
+      return 'null';
+    }
+    if (seen.has(value)) {
+      return '[Circular]';
+    }
+    const proto = getPrototypeOf(value);
+    let name = 'Object';
+    if (proto === null) {
+      name = '[Object: null prototype]';
+    } else {
+      const ctor = getOwnPropertyDescriptor(proto, 'constructor');
+      if (ctor && typeof ctor.value === 'function' && typeof ctor.value.name === 'string') {
+        name = ctor.value.name || 'Object';
+      }
+    }
+    if (value instanceof NativeError) {
+      return (value.stack && NativeString(value.stack).length > 0)
+        ? NativeString(value.name) + ': ' + NativeString(value.message) + '\n' + NativeString(value.stack).trimEnd()
+        : NativeString(value.name) + ': ' + NativeString(value.message);
+    }
+    if (value instanceof Date) {
+      return isNaN(value.getTime()) ? 'Invalid Date' : value.toISOString();
+    }
+    if (value instanceof RegExp) {
+      return value.toString();
+    }
+    if (value instanceof Promise) {
+      return 'Promise { <unknown> }';
+    }
+    if (depth > 2) {
+      return isArray(value) ? '[Array]' : '[' + name + ']';
+    }
+    seen.add(value);
+    const entries = [];
+    let prefix;
+    let open = '{';
+    let close = '}';
+    if (isArray(value)) {
+      prefix = name === 'Array' ? '' : name + '(' + value.length + ') ';
+      open = '[';
+      close = ']';
+      const shown = Math.min(value.length, 100);
+      for (let i = 0; i < shown; i++) {
+        entries.push(i in value ? inspect(value[i], depth + 1, seen) : '<empty item>');
+      }
+      if (value.length > shown) {
+        entries.push('... ' + (value.length - shown) + ' more items');
+      }
+    } else if (value instanceof NativeMap) {
+      prefix = name + '(' + value.size + ') ';
+      for (const [k, v] of value) {
+        entries.push(inspect(k, depth + 1, seen) + ' => ' + inspect(v, depth + 1, seen));
+      }
+    } else if (value instanceof NativeSet) {
+      prefix = name + '(' + value.size + ') ';
+      for (const v of value) {
+        entries.push(inspect(v, depth + 1, seen));
+      }
+    } else {
+      prefix = name === 'Object' ? '' : name + ' ';
+      for (const key of objectKeys(value)) {
+        const desc = getOwnPropertyDescriptor(value, key);
+        const shownKey = identifierRe.test(key) ? key : quote(key);
+        let shownValue;
+        if (desc === undefined) {
+          continue;
+        } else if ('value' in desc) {
+          shownValue = inspect(desc.value, depth + 1, seen);
+        } else {
+          shownValue = desc.set ? (desc.get ? '[Getter/Setter]' : '[Setter]') : '[Getter]';
+        }
+        entries.push(shownKey + ': ' + shownValue);
+      }
+    }
+    seen.delete(value);
+    return joinEntries(prefix, entries, open, close);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // console: captured by the runtime (bounded there), never mixed into the result.
+  function format(args) {
+    let out = '';
+    for (let i = 0; i < args.length; i++) {
+      out += (i === 0 ? '' : ' ') + inspect(args[i]);
+    }
+    return out + '\n';
+  }
+  const console = {};
+  for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
+    console[method] = function (...args) {
+      writeOutput(format(args));
+    };
+  }
+  console.dir = function (value) {
+    writeOutput(inspect(value) + '\n');
+  };
+  Object.defineProperty(global, 'console', {value: console, writable: true, configurable: true});
+
+  // ---------------------------------------------------------------------------------------
+  // ZObject -> JavaScript (evaluator-api.md §5.3).
+  function unconvertible() {
+    // What the reference executor reported for Z9 references and other non-objects (a stack
+    // overflow in its type lookup); kept so errors look the same.
+    return new NativeRangeError('Maximum call stack size exceeded');
+  }
+
+  function isObject(x) {
+    return x !== null && typeof x === 'object' && !isArray(x);
+  }
+
+  // The type ZID of a Z1K1 value: bare string -> itself; Z9 -> Z9K1; Z7 -> ZID of its Z7K1;
+  // literal Z4 -> ZID of Z4K1; literal Z8 -> its Z8K5.
+  function typeZid(t, depth = 0) {
+    if (typeof t === 'string') {
+      return t;
+    }
+    if (!isObject(t) || depth > 64) {
+      throw unconvertible();
+    }
+    const kind = t.Z1K1;
+    if (kind === 'Z9') {
+      if (typeof t.Z9K1 === 'string') {
+        return t.Z9K1;
+      }
+      throw unconvertible();
+    }
+    const kindZid = typeZid(kind, depth + 1);
+    if (kindZid === 'Z7') {
+      return typeZid(t.Z7K1, depth + 1);
+    }
+    if (kindZid === 'Z4') {
+      return typeZid(t.Z4K1, depth + 1);
+    }
+    if (kindZid === 'Z8') {
+      return typeZid(t.Z8K5, depth + 1);
+    }
+    throw unconvertible();
+  }
+
+  function deserializeList(z) {
+    const result = [];
+    let tail = z;
+    while (isObject(tail) && tail.K1 !== undefined) {
+      result.push(deserialize(tail.K1));
+      tail = tail.K2;
+    }
+    return result;
+  }
+
+  function deserialize(z) {
+    if (!isObject(z) || z.Z1K1 === 'Z9') {
+      throw unconvertible();
+    }
+    switch (typeZid(z.Z1K1)) {
+      case 'Z6':
+        return z.Z6K1;
+      case 'Z21':
+        return null;
+      case 'Z40': {
+        const v = z.Z40K1;
+        return (isObject(v) ? v.Z9K1 : v) === 'Z41';
+      }
+      case 'Z881':
+        return deserializeList(z);
+      case 'Z882':
+        return new ZPair(deserialize(z.K1), deserialize(z.K2), z.Z1K1);
+      case 'Z883': {
+        const map = new NativeMap();
+        if (z.K1 !== undefined) {
+          for (const pair of deserializeList(z.K1)) {
+            map.set(pair.K1, pair.K2);
+          }
+        }
+        return map;
+      }
+      default: {
+        const kwargs = new NativeMap();
+        for (const key of objectKeys(z)) {
+          if (key !== 'Z1K1') {
+            kwargs.set(key, deserialize(z[key]));
+          }
+        }
+        return new ZObject(kwargs, z.Z1K1);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // JavaScript -> ZObject (normal form).
+  function ref(zid) {
+    return {Z1K1: 'Z9', Z9K1: zid};
+  }
+  function soupUp(type) {
+    return typeof type === 'string' ? ref(type) : type;
+  }
+  function listType(itemType) {
+    return {Z1K1: ref('Z7'), Z7K1: ref('Z881'), Z881K1: itemType};
+  }
+  function pairType(k, v) {
+    return {Z1K1: ref('Z7'), Z7K1: ref('Z882'), Z882K1: k, Z882K2: v};
+  }
+  function mapType(k, v) {
+    return {Z1K1: ref('Z7'), Z7K1: ref('Z883'), Z883K1: k, Z883K2: v};
+  }
+
+  // A canonical text for comparing types (key order ignored).
+  function stableText(x) {
+    if (isArray(x)) {
+      return '[' + x.map(stableText).join(',') + ']';
+    }
+    if (x !== null && typeof x === 'object') {
+      return '{' + objectKeys(x).sort().map((k) => jsonStringify(k) + ':' + stableText(x[k])).join(',') + '}';
+    }
+    return jsonStringify(x) ?? 'null';
+  }
+
+  // The common type of serialized items, or Z1; references to Z7/Z9/Z18 are never inferred.
+  function commonType(types) {
+    if (types.length === 0) {
+      return ref('Z1');
+    }
+    const first = soupUp(types[0]);
+    const text = stableText(first);
+    for (let i = 1; i < types.length; i++) {
+      if (stableText(soupUp(types[i])) !== text) {
+        return ref('Z1');
+      }
+    }
+    if (first !== null && typeof first === 'object' && first.Z1K1 === 'Z9' &&
+        (first.Z9K1 === 'Z7' || first.Z9K1 === 'Z9' || first.Z9K1 === 'Z18')) {
+      return ref('Z1');
+    }
+    return first;
+  }
+
+  function buildList(items, type) {
+    const result = {Z1K1: type};
+    let tail = result;
+    for (const item of items) {
+      tail.K1 = item;
+      tail.K2 = {Z1K1: type};
+      tail = tail.K2;
+    }
+    return result;
+  }
+
+  function cannotSerialize(value) {
+    return new NativeError('Could not serialize input JS object: ' + inspect(value));
+  }
+
+  function serialize(value) {
+    if (typeof value === 'string' || value instanceof NativeString) {
+      return {Z1K1: 'Z6', Z6K1: NativeString(value)};
+    }
+    if (value === null) {
+      return {Z1K1: ref('Z21')};
+    }
+    if (typeof value === 'boolean' || value instanceof Boolean) {
+      return {Z1K1: ref('Z40'), Z40K1: ref(value.valueOf() ? 'Z41' : 'Z42')};
+    }
+    if (isArray(value)) {
+      const items = [];
+      for (const item of value) {
+        items.push(serialize(item));
+      }
+      return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
+    }
+    if (value instanceof ZPair) {
+      const k1 = serialize(value.K1);
+      const k2 = serialize(value.K2);
+      const type = value.Z1K1 ?? pairType(soupUp(k1.Z1K1), soupUp(k2.Z1K1));
+      return {Z1K1: type, K1: k1, K2: k2};
+    }
+    if (value instanceof NativeMap) {
+      const keys = [];
+      const values = [];
+      for (const [k, v] of value) {
+        keys.push(serialize(k));
+        values.push(serialize(v));
+      }
+      const keyType = commonType(keys.map((k) => k.Z1K1));
+      const valueType = commonType(values.map((v) => v.Z1K1));
+      const entryType = pairType(keyType, valueType);
+      const pairs = keys.map((k, i) => ({Z1K1: entryType, K1: k, K2: values[i]}));
+      return {Z1K1: mapType(keyType, valueType), K1: buildList(pairs, listType(entryType))};
+    }
+    if (value instanceof ZObject && value.Z1K1 !== null && value.Z1K1 !== undefined) {
+      const result = {Z1K1: value.Z1K1};
+      for (const key of objectKeys(value)) {
+        if (key !== 'Z1K1') {
+          result[key] = serialize(value[key]);
+        }
+      }
+      return result;
+    }
+    throw cannotSerialize(value);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The per-call driver. Returns 'R' + JSON of the serialized result, or 'E' + error message.
+  function messageOf(e) {
+    try {
+      if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+        const m = e.message;
+        if (typeof m === 'string') {
+          return m;
+        }
+      }
+      return NativeString(e);
+    } catch (inner) {
+      return 'uncaught exception';
+    }
+  }
+
+  function orderedArguments(argumentsJson) {
+    const args = jsonParse(argumentsJson);
+    if (!isObject(args)) {
+      return [];
+    }
+    // Positional, in lexicographic (UTF-16 code unit) order of the keys: Z1K10 < Z1K2.
+    return objectKeys(args).sort().map((key) => deserialize(args[key]));
+  }
+
+  global.ZObject = ZObject;
+  global.ZPair = ZPair;
+  global.serialize = serialize;
+  global.deserialize = deserialize;
+
+  return async function run(code, functionName, argumentsJson) {
+    try {
+      // Like the reference, the code becomes the body of an async function (so top-level
+      // `await` works); strict mode as in the reference's module.
+      const wrapper = geval('(async function () {"use strict";' + code + '\n;return ' + functionName + ';\n})');
+      const fn = await wrapper();
+      if (typeof fn !== 'function') {
+        throw new TypeError(functionName + ' is not a function');
+      }
+      const values = orderedArguments(argumentsJson);
+      let result = fn(...values);
+      // Deliberate fix: a returned Promise (async function) is awaited.
+      if (result instanceof Promise) {
+        result = await result;
+      }
+      return 'R' + jsonStringify(serialize(result));
+    } catch (e) {
+      return 'E' + messageOf(e);
+    }
+  };
+})

@@ -1,0 +1,280 @@
+# The Python side of wf_python_runtime: ZObject <-> native conversions and the driver that runs
+# one call (evaluator-api.md §5.1, §5.3). Executed once in the zygote as module `_wf_driver`;
+# every sandbox child then calls `run_call` exactly once.
+#
+# Deliberate differences from the original executor (see python_runtime.h):
+#  * user code runs in ONE namespace dict, so top-level imports and helpers are visible inside
+#    the function;
+#  * print()/sys.stdout/sys.stderr go to a bounded buffer (returned as captured output) instead
+#    of corrupting the result; sys.stdin is empty;
+#  * an exception without arguments is reported by its type name (e.g. "ValueError").
+
+import builtins
+import gc
+import io
+import json
+import sys
+
+_json_loads = json.loads
+_json_dumps = json.dumps
+
+
+class ZObject:
+    """A ZObject that has no native Python counterpart: its original Z1K1, one attribute per key."""
+
+    def __init__(self, Z1K1, **keys):
+        self.Z1K1 = Z1K1
+        for key, value in keys.items():
+            setattr(self, key, value)
+
+    def __repr__(self):
+        keys = ", ".join(f"{key}={value!r}" for key, value in sorted(_zobject_items(self)))
+        return f"ZObject(Z1K1={self.Z1K1!r}{', ' if keys else ''}{keys})"
+
+
+class ZPair:
+    """A Z882 pair: K1, K2 and (when it came from a ZObject) the original Z1K1."""
+
+    def __init__(self, K1, K2, Z1K1=None):
+        self.K1 = K1
+        self.K2 = K2
+        self.Z1K1 = Z1K1
+
+    def __repr__(self):
+        return f"ZPair({self.K1!r}, {self.K2!r})"
+
+
+class _NonReentrant:
+    """`W`: calling back into the orchestrator needs reentrant mode, which this service lacks."""
+
+    def Call(self, *args, **kwargs):
+        raise RuntimeError("Non-reentrant executor tried to call back to the orchestrator")
+
+
+W = _NonReentrant()
+
+
+def _zobject_items(zobject):
+    return [(key, value) for key, value in vars(zobject).items() if key != "Z1K1"]
+
+
+# ---- ZObject -> Python -----------------------------------------------------------------------
+
+
+def _type_zid(z1k1):
+    """ZID of a type: a bare string, a Z9 reference, a Z7 call (its Z7K1), a literal Z4 (its
+    Z4K1) or a literal Z8 (its Z8K5)."""
+    if isinstance(z1k1, str):
+        return z1k1
+    kind = _type_zid(z1k1.get("Z1K1"))
+    if kind == "Z9":
+        return z1k1.get("Z9K1")
+    if kind == "Z7":
+        return _type_zid(z1k1.get("Z7K1"))
+    if kind == "Z4":
+        return _type_zid(z1k1.get("Z4K1"))
+    if kind == "Z8":
+        return _type_zid(z1k1.get("Z8K5"))
+    return kind
+
+
+def _deserialize(zobject):
+    z1k1 = zobject.get("Z1K1")
+    zid = _type_zid(z1k1)
+    if zid == "Z6":
+        return zobject.get("Z6K1")
+    if zid == "Z40":
+        return zobject.get("Z40K1").get("Z9K1") == "Z41"
+    if zid == "Z21":
+        return None
+    if zid == "Z881":
+        items = []
+        node = zobject
+        while node is not None and "K1" in node:
+            items.append(_deserialize(node.get("K1")))
+            node = node.get("K2")
+        return items
+    if zid == "Z882":
+        return ZPair(_deserialize(zobject.get("K1")), _deserialize(zobject.get("K2")), z1k1)
+    if zid == "Z883":
+        return {pair.K1: pair.K2 for pair in _deserialize(zobject.get("K1"))}
+    keys = {key: _deserialize(value) for key, value in zobject.items() if key != "Z1K1"}
+    return ZObject(z1k1, **keys)
+
+
+# ---- Python -> ZObject -----------------------------------------------------------------------
+
+
+def _ref(zid):
+    return {"Z1K1": "Z9", "Z9K1": zid}
+
+
+def _call_type(function, **arguments):
+    call = {"Z1K1": _ref("Z7"), "Z7K1": _ref(function)}
+    call.update(arguments)
+    return call
+
+
+def _common_type(types):
+    if types and all(t == types[0] for t in types):
+        return types[0]
+    return _ref("Z1")
+
+
+def _typed_list(items):
+    list_type = _call_type("Z881", Z881K1=_common_type([item["Z1K1"] for item in items]))
+    node = {"Z1K1": list_type}
+    for item in reversed(items):
+        node = {"Z1K1": list_type, "K1": item, "K2": node}
+    return node
+
+
+class _Unserializable(Exception):
+    pass
+
+
+def _unserializable(value):
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return _Unserializable(f"Could not serialize input Python object: {text}")
+
+
+def _serialize(value):
+    if isinstance(value, str):
+        return {"Z1K1": "Z6", "Z6K1": value}
+    if isinstance(value, bool):
+        return {"Z1K1": _ref("Z40"), "Z40K1": _ref("Z41" if value else "Z42")}
+    if value is None:
+        return {"Z1K1": _ref("Z21")}
+    if isinstance(value, ZPair):
+        first = _serialize(value.K1)
+        second = _serialize(value.K2)
+        z1k1 = value.Z1K1
+        if z1k1 is None:
+            z1k1 = _call_type("Z882", Z882K1=first["Z1K1"], Z882K2=second["Z1K1"])
+        return {"Z1K1": z1k1, "K1": first, "K2": second}
+    if isinstance(value, ZObject):
+        result = {"Z1K1": value.Z1K1}
+        for key, item in sorted(_zobject_items(value), key=lambda pair: pair[0]):
+            result[key] = _serialize(item)
+        return result
+    if isinstance(value, dict):
+        pairs = [_serialize(ZPair(key, item)) for key, item in value.items()]
+        key_type = _common_type([pair["K1"]["Z1K1"] for pair in pairs])
+        value_type = _common_type([pair["K2"]["Z1K1"] for pair in pairs])
+        map_type = _call_type("Z883", Z883K1=key_type, Z883K2=value_type)
+        return {"Z1K1": map_type, "K1": _typed_list(pairs)}
+    if isinstance(value, (int, float, complex, bytes, bytearray)):
+        raise _unserializable(value)
+    try:
+        iterator = iter(value)
+    except TypeError:
+        raise _unserializable(value) from None
+    return _typed_list([_serialize(item) for item in iterator])
+
+
+# ---- Envelopes ----------------------------------------------------------------------------------
+
+
+def _success(result):
+    return {"Z1K1": _ref("Z22"), "Z22K1": result, "Z22K2": _ref("Z24")}
+
+
+def _failure(message):
+    error = {"Z1K1": _ref("Z5"), "Z5K2": {"Z1K1": "Z6", "Z6K1": message}}
+    key_type, value_type = _ref("Z6"), _ref("Z1")
+    pair_type = _call_type("Z882", Z882K1=key_type, Z882K2=value_type)
+    list_type = _call_type("Z881", Z881K1=pair_type)
+    pair = {"Z1K1": pair_type, "K1": {"Z1K1": "Z6", "Z6K1": "errors"}, "K2": error}
+    metadata = {
+        "Z1K1": _call_type("Z883", Z883K1=key_type, Z883K2=value_type),
+        "K1": {"Z1K1": list_type, "K1": pair, "K2": {"Z1K1": list_type}},
+    }
+    return {"Z1K1": _ref("Z22"), "Z22K1": _ref("Z24"), "Z22K2": metadata}
+
+
+def _message(error):
+    """e.args[0] as the original executor reported it; the type name when there is none."""
+    try:
+        if error.args:
+            first = error.args[0]
+            return first if isinstance(first, str) else str(first)
+    except Exception:
+        pass
+    return type(error).__name__
+
+
+class _BoundedText(io.TextIOBase):
+    """sys.stdout/sys.stderr during a call: keeps the first `limit` characters."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self._parts = []
+        self._left = limit
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._left > 0:
+            piece = text[: self._left]
+            self._parts.append(piece)
+            self._left -= len(piece)
+        return len(text)
+
+    def getvalue(self):
+        return "".join(self._parts)
+
+
+def _encode(envelope):
+    text = _json_dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Surrogates (e.g. '\ud800'): join valid pairs, replace lone ones with U+FFFD, so the
+        # result is valid UTF-8 and valid JSON for every parser.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text.encode("utf-8")
+
+
+def run_call(code, function_name, arguments_json, captured_limit):
+    """Runs one call. Returns (ok, z22 utf-8 bytes, captured utf-8 bytes, out_of_memory)."""
+    captured = _BoundedText(captured_limit)
+    saved = (sys.stdout, sys.stderr, sys.stdin)
+    sys.stdout = sys.stderr = captured
+    sys.stdin = io.StringIO("")
+    out_of_memory = False
+    try:
+        try:
+            arguments = _json_loads(arguments_json)
+            namespace = {
+                "__name__": "__main__",
+                "__builtins__": builtins,
+                "ZObject": ZObject,
+                "ZPair": ZPair,
+                "W": W,
+            }
+            exec(compile(code, "<code>", "exec"), namespace)
+            try:
+                function = namespace[function_name]
+            except KeyError:
+                raise NameError(f"name '{function_name}' is not defined") from None
+            keywords = {key: _deserialize(value) for key, value in arguments.items()}
+            result = function(**keywords)
+            z22 = _encode(_success(_serialize(result)))
+        except BaseException as error:  # noqa: B902 - user code may raise anything
+            out_of_memory = isinstance(error, MemoryError)
+            error.__traceback__ = None
+            z22 = _encode(_failure(_message(error)))
+    finally:
+        sys.stdout, sys.stderr, sys.stdin = saved
+    return (True, z22, captured.getvalue().encode("utf-8", "replace"), out_of_memory)
+
+
+def freeze():
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,102 @@
+#pragma once
+// Wire formats inside the sandbox (private to evaluator/sandbox):
+//  * service <-> zygote: a SOCK_SEQPACKET "control" socket, one fixed-size message each way per
+//    exchange; a handed-out child travels as two fds (its channel, its pidfd) via SCM_RIGHTS.
+//  * service <-> child: a SOCK_STREAM "channel" (fd 3 in the child). The child writes one ready
+//    byte once it is locked down and warm, then reads one request and writes one response.
+// All three processes are the same binary on the same machine: native byte order and layout.
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace wf::evaluator::sandbox_internal {
+
+inline constexpr char kReadyByte = 'R';
+inline constexpr std::uint32_t kRequestMagic = 0x51524657;   // "WFRQ"
+inline constexpr std::uint32_t kResponseMagic = 0x53524657;  // "WFRS"
+inline constexpr int kChildChannelFd = 3;
+
+struct RequestHeader {
+  std::uint32_t magic = kRequestMagic;
+  std::uint32_t wall_ms = 0;  // the child arms SIGALRM (runtime interrupt) after this long
+  // Random per call; echoed in the response. User code cannot read it (it lives in C++ memory
+  // only), so a frame it forges on fd 3 is recognised as a protocol violation.
+  std::uint64_t token = 0;
+  std::uint64_t captured_limit = 0;
+  std::uint64_t output_limit = 0;
+  std::uint64_t code_len = 0;
+  std::uint64_t name_len = 0;
+  std::uint64_t args_len = 0;
+};
+
+enum ResponseFlag : std::uint32_t {
+  kFlagOk = 1,           // CallOutput::ok
+  kFlagOutOfMemory = 2,  // CallOutput::out_of_memory
+  kFlagInterrupted = 4,  // the wall-clock SIGALRM fired during the call
+  kFlagTooLarge = 8,     // z22 bigger than output_limit: payload dropped, size in z22_size
+};
+
+struct ResponseHeader {
+  std::uint32_t magic = kResponseMagic;
+  std::uint32_t flags = 0;
+  std::uint64_t token = 0;
+  std::uint64_t cpu_us = 0;     // getrusage(RUSAGE_SELF) after the call: user + system
+  std::uint64_t maxrss_kb = 0;  // ru_maxrss
+  std::uint64_t z22_size = 0;   // true size of the result, even when dropped
+  std::uint64_t z22_len = 0;    // bytes that follow: z22 text, then captured output, then error
+  std::uint64_t captured_len = 0;
+  std::uint64_t error_len = 0;
+};
+
+enum class ZygoteOp : std::uint32_t {
+  kHello = 1,     // zygote -> service once, after initialisation (ok or error text)
+  kGetChild = 2,  // -> reply carries [channel fd, pidfd] when ok
+  kStatus = 3,    // wait status and rusage of an exited child (by pid)
+  kStats = 4,
+};
+
+struct ZygoteRequest {
+  ZygoteOp op = ZygoteOp::kStats;
+  std::int32_t pid = 0;
+};
+
+struct ZygoteReply {
+  ZygoteOp op = ZygoteOp::kStats;
+  std::int32_t ok = 0;
+  std::int32_t pid = 0;
+  std::int32_t exit_kind = 0;   // CLD_EXITED / CLD_KILLED / CLD_DUMPED
+  std::int32_t exit_value = 0;  // exit code or signal number
+  std::int32_t ready = 0;
+  std::int32_t starting = 0;
+  std::uint64_t cpu_us = 0;
+  std::uint64_t maxrss_kb = 0;
+  std::uint64_t forked = 0;
+  std::uint64_t setup_failures = 0;
+  std::uint64_t ready_count = 0;
+  std::uint64_t fork_to_ready_ns = 0;  // sum over ready_count children
+  char text[512] = {};                 // error text (kHello, kGetChild)
+};
+
+// sendmsg/recvmsg of one message with up to two fds. Return false on error/EOF (errno set; EOF
+// sets errno to ECONNRESET). Received fds are close-on-exec; *nfds tells how many came.
+bool send_message(int socket, const void* data, std::size_t size, const int* fds, int nfds);
+bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fds, int* nfds);
+
+// Writes/reads exactly `size` bytes on a blocking fd, retrying on EINTR.
+bool write_all(int fd, const void* data, std::size_t size);
+bool read_all(int fd, void* data, std::size_t size);
+
+// Closes every fd of this process except those in keep[0..n).
+void close_all_fds_except(const int* keep, int n);
+
+// Copies src into a fixed buffer, NUL-terminated, truncated.
+void copy_text(char* dst, std::size_t dst_size, const std::string& src);
+
+// pidfd syscalls (glibc 2.36 headers lack extern "C"; use the raw syscalls).
+int pidfd_open_process(pid_t pid);
+int pidfd_signal(int pidfd, int signal);
+
+}  // namespace wf::evaluator::sandbox_internal

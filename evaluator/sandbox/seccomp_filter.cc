@@ -1,0 +1,141 @@
+#include "evaluator/sandbox/seccomp_filter.h"
+
+#include <fmt/core.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace wf::evaluator::sandbox_internal {
+namespace {
+
+// Allowed outright. One line per group: why the child needs it.
+const std::vector<std::string> kAllowed = {
+    // The call's channel (fd 3) and /dev/null on fds 0-2: the only fds that exist.
+    "read",
+    "write",
+    // Heap management of the interpreters (malloc, arenas, GC); bounded by RLIMIT_AS/RLIMIT_DATA.
+    "brk",
+    "mmap",
+    "munmap",
+    "mremap",
+    "madvise",
+    // Ending the one call.
+    "exit",
+    "exit_group",
+    // Own signal handling: SIGALRM interrupt (setitimer), user handlers; SIGKILL stays uncatchable.
+    "rt_sigreturn",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "setitimer",
+    // Clocks (vDSO fallbacks) and sleeping, which the parent's wall-clock limit bounds.
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "clock_nanosleep",
+    "nanosleep",
+    "sched_yield",
+    // Seeds for hash/random/os.urandom/crypto.getRandomValues.
+    "getrandom",
+    // glibc locks (uncontended in a single-threaded child, kept as a precaution).
+    "futex",
+    // The child's self-report of CPU time and peak RSS; SpiderMonkey's GC also reads it.
+    "getrusage",
+    // Own identity only (os.getpid, threading ids); reveals nothing that kill could use.
+    "getpid",
+    "gettid",
+};
+
+// Path and fd inspection that must fail politely (Python's open/listdir raise PermissionError,
+// SpiderMonkey's Date falls back to UTC when /etc/localtime is unreadable).
+const std::vector<std::string> kDeniedWithEacces = {
+    "open",       "openat",     "openat2",   "creat",     "stat",      "lstat",     "fstat",
+    "newfstatat", "statx",      "statfs",    "fstatfs",   "access",    "faccessat", "faccessat2",
+    "readlink",   "readlinkat", "getcwd",    "chdir",     "fchdir",    "getdents",  "getdents64",
+    "mkdir",      "mkdirat",    "rmdir",     "unlink",    "unlinkat",  "rename",    "renameat",
+    "renameat2",  "link",       "linkat",    "symlink",   "symlinkat", "chmod",     "fchmod",
+    "fchmodat",   "chown",      "fchown",    "lchown",    "fchownat",  "truncate",  "ftruncate",
+    "utime",      "utimes",     "utimensat", "futimesat", "mknod",     "mknodat",   "lseek",
+};
+
+std::string describe(int rc) {
+  return std::strerror(-rc);
+}
+
+}  // namespace
+
+const std::vector<std::string>& allowed_syscalls() {
+  return kAllowed;
+}
+
+std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
+    const std::vector<std::string>& extra) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+  if (ctx == nullptr) return std::unexpected("seccomp_init failed (is libseccomp usable here?)");
+  struct Releaser {
+    scmp_filter_ctx ctx;
+    ~Releaser() { seccomp_release(ctx); }
+  } releaser{ctx};
+  int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc != 0) return std::unexpected("seccomp_attr_set(BADARCH): " + describe(rc));
+
+  auto add = [&](const std::string& name, std::uint32_t action) -> std::string {
+    int nr = seccomp_syscall_resolve_name(name.c_str());
+    if (nr == __NR_SCMP_ERROR) {
+      return fmt::format("unknown syscall name '{}' in the sandbox allow-list", name);
+    }
+    if (nr < 0) return {};  // pseudo-syscall: does not exist on this architecture
+    int r = seccomp_rule_add(ctx, action, nr, 0);
+    if (r != 0) return fmt::format("seccomp_rule_add({}): {}", name, describe(r));
+    return {};
+  };
+  for (const auto& name : kAllowed) {
+    if (auto err = add(name, SCMP_ACT_ALLOW); !err.empty()) return std::unexpected(err);
+  }
+  for (const auto& name : extra) {
+    bool common = false;
+    for (const auto& a : kAllowed) common = common || a == name;
+    if (common) continue;
+    if (auto err = add(name, SCMP_ACT_ALLOW); !err.empty()) return std::unexpected(err);
+  }
+  for (const auto& name : kDeniedWithEacces) {
+    bool extra_allows = false;
+    for (const auto& e : extra) extra_allows = extra_allows || e == name;
+    if (extra_allows) continue;
+    if (auto err = add(name, SCMP_ACT_ERRNO(EACCES)); !err.empty()) return std::unexpected(err);
+  }
+  if (auto err = add("ioctl", SCMP_ACT_ERRNO(ENOTTY)); !err.empty()) return std::unexpected(err);
+
+  int fd = memfd_create("wf-seccomp-bpf", MFD_CLOEXEC);
+  if (fd < 0) return std::unexpected(fmt::format("memfd_create: {}", std::strerror(errno)));
+  rc = seccomp_export_bpf(ctx, fd);
+  if (rc != 0) {
+    ::close(fd);
+    return std::unexpected("seccomp_export_bpf: " + describe(rc));
+  }
+  off_t size = ::lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0) {
+    ::close(fd);
+    return std::unexpected("seccomp_export_bpf produced no program");
+  }
+  std::vector<sock_filter> program(static_cast<std::size_t>(size) / sizeof(sock_filter));
+  ssize_t n = ::pread(fd, program.data(), static_cast<std::size_t>(size), 0);
+  ::close(fd);
+  if (n != size) return std::unexpected("could not read the exported seccomp program back");
+  return program;
+}
+
+bool install_seccomp_filter(const std::vector<sock_filter>& filter) {
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(filter.size());
+  prog.filter = const_cast<sock_filter*>(filter.data());
+  return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+}  // namespace wf::evaluator::sandbox_internal

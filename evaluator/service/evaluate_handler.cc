@@ -1,0 +1,257 @@
+// POST /{domain}/v1/evaluate/: decode (wf::codec), check (call_request), route to the sandbox of
+// the language family, and answer with the runtime's Z22 plus the §6 metadata.
+//
+// Answers (all HTTP 200 with a normal-form Z22 unless noted):
+//   body over max_body_bytes            -> HTTP 413 (JSON error body)
+//   application/json body not JSON      -> HTTP 400 (JSON error body), like the reference framework
+//   other undecodable body              -> Z558 "Unable to find programming language in function
+//                                          call. <why no decoder accepted the body>"
+//   §3 early errors                     -> as call_request.cc builds them; no metadata
+//   no sandbox for the language         -> Z558 "No executor found for programming language X."
+//   sandbox kOk                         -> the runtime's Z22 + metadata
+//   kTimeout                            -> Z558 "Function call timed out"
+//   kCpuLimit                           -> Z558 "Function call timed out: <detail>"
+//   kMemoryLimit                        -> Z507 "Function call ran out of memory: <detail>"
+//   kOutputTooLarge                     -> Z507 "Function call result is too large: <detail>"
+//   kForbidden                          -> Z507 "Function call attempted a forbidden operation:
+//   <detail>" kCrashed                            -> Z507 "Function call crashed: <detail>"
+//   kUnavailable                        -> HTTP 503 + Retry-After (the orchestrator then tries the
+//                                          next implementation / reports the status)
+// Sandbox failures carry the metadata too (the reference has no such failures except its
+// timeout, which it answers without metadata); here every executed call reports its cost.
+
+#include "evaluator/service/evaluate_handler.h"
+
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <chrono>
+#include <ctime>
+#include <string>
+#include <utility>
+
+#include "evaluator/service/call_request.h"
+#include "evaluator/service/language_table.h"
+#include "evaluator/service/result_envelope.h"
+#include "wf/codec/avro.h"
+#include "wf/obs/process_stats.h"
+
+namespace wf::evaluator {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using SystemClock = std::chrono::system_clock;
+
+constexpr std::size_t kMaxExecutionOutput = 64u << 10;
+
+double thread_cpu_ms() {
+  timespec ts{};
+  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+std::string iso_utc_ms(SystemClock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  const std::time_t secs = static_cast<std::time_t>(ms.count() / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms.count() % 1000);
+}
+
+std::string mebibytes(std::uint64_t bytes) {
+  return fmt::format("{:.2f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+const std::string& hostname() {
+  static const std::string name = [] {
+    std::array<char, 256> buf{};
+    if (::gethostname(buf.data(), buf.size() - 1) != 0) return std::string("unknown");
+    return std::string(buf.data());
+  }();
+  return name;
+}
+
+bool is_json_content_type(std::string_view ct) {
+  std::string lower;
+  for (char c : ct.substr(0, ct.find(';'))) {
+    if (c != ' ' && c != '\t') lower.push_back(static_cast<char>(std::tolower(c)));
+  }
+  return lower == "application/json" || (lower.size() > 5 && lower.ends_with("+json"));
+}
+
+std::string dump(const Json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+http::Response json_response(unsigned status, std::string body) {
+  return http::Response::json(status, std::move(body));
+}
+
+std::string with_detail(std::string_view headline, const std::string& detail) {
+  return detail.empty() ? fmt::format("{}.", headline) : fmt::format("{}: {}", headline, detail);
+}
+
+// The Z5 for a sandbox outcome other than kOk / kUnavailable.
+Json outcome_error(const CallOutcome& outcome) {
+  using S = CallOutcome::Status;
+  switch (outcome.status) {
+    case S::kTimeout:
+      return make_error("Z558", "Function call timed out");
+    case S::kCpuLimit:
+      return make_error("Z558", with_detail("Function call timed out", outcome.detail));
+    case S::kMemoryLimit:
+      return make_error("Z507", with_detail("Function call ran out of memory", outcome.detail));
+    case S::kOutputTooLarge:
+      return make_error("Z507", with_detail("Function call result is too large", outcome.detail));
+    case S::kForbidden:
+      return make_error(
+          "Z507", with_detail("Function call attempted a forbidden operation", outcome.detail));
+    case S::kCrashed:
+    case S::kUnavailable:
+    case S::kOk:
+      break;
+  }
+  return make_error("Z507", with_detail("Function call crashed", outcome.detail));
+}
+
+// The Z22 of a kOk outcome: the runtime's JSON as is, or the reference's Z507 texts.
+Json result_of(const CallOutcome& outcome, const codec::DecodeLimits& limits) {
+  const std::string& text = outcome.output.z22_json;
+  const bool blank = std::all_of(
+      text.begin(), text.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+  if (blank) {
+    if (!outcome.output.ok && !outcome.output.error_message.empty()) {
+      return make_error_envelope(
+          make_error("Z507", fmt::format("Executor failed: {}", outcome.output.error_message)));
+    }
+    return make_error_envelope(make_error("Z507", "Executor returned an empty response."));
+  }
+  auto parsed = codec::parse_json<Json>(text, limits);
+  if (!parsed || !parsed->is_object()) {
+    return make_error_envelope(
+        make_error("Z507", fmt::format("Executor returned some nonsense: {}.", text)));
+  }
+  return std::move(*parsed);
+}
+
+class Handler final : public EvaluateHandler {
+ public:
+  Handler(const EvaluateOptions& options, std::shared_ptr<Sandbox> python,
+          std::shared_ptr<Sandbox> javascript)
+      : options_(options), python_(std::move(python)), javascript_(std::move(javascript)) {}
+
+  http::Response handle(const http::Request& request) override {
+    const auto started_wall = SystemClock::now();
+    const auto started = SteadyClock::now();
+    const double started_cpu = thread_cpu_ms();
+
+    if (request.body.size() > options_.max_body_bytes) {
+      return http::Response::error(
+          413, "request_too_large",
+          fmt::format("the request body has {} bytes; the limit is {} bytes", request.body.size(),
+                      options_.max_body_bytes));
+    }
+    auto decoded = codec::decode_request_body<Json>(request.body, limits_);
+    if (!decoded) {
+      const auto ct = request.header("content-type");
+      if (ct && is_json_content_type(*ct)) {
+        auto json = codec::parse_json<Json>(request.body, limits_);
+        return http::Response::error(
+            400, "bad_request",
+            fmt::format("the body is not valid JSON: {}",
+                        json ? std::string("no detail") : json.error().message));
+      }
+      return envelope(make_error_envelope(
+          make_error("Z558", fmt::format("Unable to find programming language in function call. {}",
+                                         decoded.error().message))));
+    }
+
+    auto call = to_call_request(decoded->value);
+    if (!call) return envelope(make_error_envelope(std::move(call.error())));
+
+    Sandbox* sandbox = nullptr;
+    switch (language_family(call->language)) {
+      case LanguageFamily::kPython:
+        sandbox = python_.get();
+        break;
+      case LanguageFamily::kJavaScript:
+        sandbox = javascript_.get();
+        break;
+      case LanguageFamily::kNone:
+        break;
+    }
+    if (sandbox == nullptr) {
+      return envelope(make_error_envelope(make_error(
+          "Z558", fmt::format("No executor found for programming language {}.", call->language))));
+    }
+
+    CallInput input;
+    input.code = std::move(call->code);
+    input.function_name = std::move(call->function_name);
+    input.arguments_json = dump(call->arguments);
+    auto deadline = started + options_.timeout;
+    if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
+      deadline = request.deadline;
+    }
+    const CallOutcome outcome = sandbox->run(input, deadline);
+
+    if (outcome.status == CallOutcome::Status::kUnavailable) {
+      http::Response r = http::Response::error(
+          503, "sandbox_unavailable",
+          fmt::format("no {} sandbox child is available right now ({}); retry shortly",
+                      call->language, outcome.detail.empty() ? "no detail" : outcome.detail));
+      r.headers.push_back({"retry-after", "1"});
+      return r;
+    }
+
+    Json z22 = outcome.status == CallOutcome::Status::kOk
+                   ? result_of(outcome, limits_)
+                   : make_error_envelope(outcome_error(outcome));
+    if (Json* meta = metadata_of(z22)) {
+      const auto ended_wall = SystemClock::now();
+      const auto ended = SteadyClock::now();
+      const auto duration_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(ended - started).count();
+      map_set(*meta, "evaluationMemoryUsage", z6(mebibytes(obs::resident_bytes())));
+      map_set(*meta, "evaluationCpuUsage",
+              z6(fmt::format("{:.3f} ms", thread_cpu_ms() - started_cpu)));
+      map_set(*meta, "evaluationStartTime", z6(iso_utc_ms(started_wall)));
+      map_set(*meta, "evaluationEndTime", z6(iso_utc_ms(ended_wall)));
+      map_set(*meta, "evaluationDuration", z6(fmt::format("{} ms", duration_ms)));
+      map_set(*meta, "evaluationHostname", z6(hostname()));
+      if (outcome.peak_rss_bytes > 0) {
+        map_set(*meta, "executionMemoryUsage", z6(mebibytes(outcome.peak_rss_bytes)));
+      }
+      map_set(*meta, "executionCpuUsage", z6(fmt::format("{:.3f} ms", outcome.cpu_ms)));
+      if (!outcome.output.captured_output.empty()) {
+        std::string printed = outcome.output.captured_output.substr(0, kMaxExecutionOutput);
+        map_set(*meta, "executionOutput", z6(printed));
+      }
+    }
+    return envelope(z22);
+  }
+
+ private:
+  static http::Response envelope(const Json& z22) { return json_response(200, dump(z22)); }
+
+  EvaluateOptions options_;
+  std::shared_ptr<Sandbox> python_;
+  std::shared_ptr<Sandbox> javascript_;
+  codec::DecodeLimits limits_{};
+};
+
+}  // namespace
+
+std::unique_ptr<EvaluateHandler> make_evaluate_handler(const EvaluateOptions& options,
+                                                       std::shared_ptr<Sandbox> python,
+                                                       std::shared_ptr<Sandbox> javascript) {
+  return std::make_unique<Handler>(options, std::move(python), std::move(javascript));
+}
+
+}  // namespace wf::evaluator

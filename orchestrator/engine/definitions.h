@@ -1,0 +1,39 @@
+#pragma once
+// The built-in definitions, parsed and normalized once at start-up and shared read-only by all
+// requests. `served` is what dereferencing a built-in ZID yields (functions have their Z8K4
+// references replaced by the inline Z14s, as the reference keeps them in memory).
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace wf::orchestrator::engine_detail {
+
+class Definitions {
+ public:
+  using json = nlohmann::json;
+  static const Definitions& instance();
+
+  // Normal-form Z2 served for an internally known ZID (orchestrator-api.md §6), else null.
+  std::shared_ptr<const json> served(std::string_view zid) const;
+  // The definition file exactly as bundled (normalized, Z8K4 untouched), for Z828.
+  std::shared_ptr<const json> original(std::string_view zid) const;
+  // Normal-form Z2 of an object the reference fetches from the wiki (Z24, Z41, languages, ...)
+  // that we bundle for running without a wiki; null when not bundled. Parsed on first use.
+  std::shared_ptr<const json> fallback(std::string_view zid) const;
+  // naturalLanguages.json: language code -> ZID, "" when unknown.
+  std::string language_zid(std::string_view code) const;
+
+ private:
+  Definitions();
+  std::map<std::string, std::shared_ptr<const json>, std::less<>> served_;
+  std::map<std::string, std::shared_ptr<const json>, std::less<>> original_;
+  std::map<std::string, std::string, std::less<>> languages_;
+  mutable std::mutex fallback_mu_;
+  mutable std::map<std::string, std::shared_ptr<const json>, std::less<>> fallback_;
+};
+
+}  // namespace wf::orchestrator::engine_detail

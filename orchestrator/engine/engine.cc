@@ -1,0 +1,117 @@
+// Engine: the request pipeline around the Interpreter (orchestrator-api.md §2-§4, §8).
+#include "orchestrator/engine/engine.h"
+
+#include <exception>
+
+#include "orchestrator/engine/definitions.h"
+#include "orchestrator/engine/interpreter.h"
+#include "orchestrator/engine/object_cache.h"
+#include "orchestrator/engine/resolver.h"
+#include "orchestrator/engine/run_metadata.h"
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator {
+
+namespace {
+
+namespace zo = wf::zobject;
+using engine_detail::Definitions;
+using engine_detail::Interpreter;
+using engine_detail::ObjectCache;
+using engine_detail::Resolver;
+
+bool truthy(const nlohmann::json& v) {
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number()) return v != 0;
+  if (v.is_string()) return !v.get_ref<const std::string&>().empty();
+  return v.is_object() || v.is_array();
+}
+
+// orchestrator-api.md §4: normal form, no metadata but the error.
+nlohmann::json timeout_response() {
+  nlohmann::json err = {{"Z1K1", zo::z9("Z5")},
+                        {"Z5K1", zo::z9("Z558")},
+                        {"Z5K2", zo::z6("Function call timed out")}};
+  return zo::error_envelope(err);
+}
+
+nlohmann::json finish(nlohmann::json envelope) {
+  if (zo::check_mixed(envelope).empty()) return zo::to_canonical(envelope);
+  return envelope;
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineOptions& options, std::shared_ptr<ObjectFetcher> fetcher,
+             std::shared_ptr<CodeRunner> runner)
+      : options_(options),
+        fetcher_(std::move(fetcher)),
+        runner_(std::move(runner)),
+        defs_(Definitions::instance()),
+        cache_(options.cache_ttl, options.cache_bytes) {}
+
+  nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {
+    auto start = engine_detail::run_start();
+    try {
+      if (Clock::now() >= ctx.deadline) return timeout_response();
+      nlohmann::json zobject;
+      bool do_validate = false;
+      if (request.is_object()) {
+        auto it = request.find("zobject");
+        if (it != request.end()) zobject = *it;
+        auto v = request.find("doValidate");
+        if (v != request.end()) do_validate = truthy(*v);
+      }
+      nlohmann::json envelope;
+      if (zobject.is_null()) {
+        envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
+      } else {
+        Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
+                          options_.max_zobject_depth);
+        Interpreter interpreter(resolver, runner_.get(), ctx, options_);
+        envelope = interpreter.orchestrate(zobject, do_validate);
+        if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) return timeout_response();
+      }
+      engine_detail::add_orchestration_metadata(envelope, start);
+      return finish(std::move(envelope));
+    } catch (const std::exception& e) {
+      return internal_error(request, e.what(), start);
+    } catch (...) {
+      return internal_error(request, "unknown failure", start);
+    }
+  }
+
+ private:
+  nlohmann::json internal_error(const nlohmann::json& request, const std::string& what,
+                                const engine_detail::RunStart& start) noexcept {
+    try {
+      nlohmann::json inner = zo::make_error("Z500", {});
+      inner["Z5K2"]["Z500K1"] = "Call tuples failed in returnOnFirstError. Error: " + what + ".";
+      nlohmann::json input = request.is_object() && request.contains("zobject")
+                                 ? request["zobject"]
+                                 : nlohmann::json(nullptr);
+      nlohmann::json env =
+          zo::error_envelope(zo::make_error("Z507", {zo::z99(input), zo::z99(inner)}));
+      engine_detail::add_orchestration_metadata(env, start);
+      return finish(std::move(env));
+    } catch (...) {
+      return nlohmann::json::object();
+    }
+  }
+
+  EngineOptions options_;
+  std::shared_ptr<ObjectFetcher> fetcher_;
+  std::shared_ptr<CodeRunner> runner_;
+  const Definitions& defs_;
+  ObjectCache cache_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_engine(const EngineOptions& options,
+                                    std::shared_ptr<ObjectFetcher> fetcher,
+                                    std::shared_ptr<CodeRunner> runner) {
+  return std::make_unique<EngineImpl>(options, std::move(fetcher), std::move(runner));
+}
+
+}  // namespace wf::orchestrator

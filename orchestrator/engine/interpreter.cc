@@ -1,0 +1,902 @@
+// Resolution, execution, argument binding and type checks (evaluation.md §1-§10).
+#include "orchestrator/engine/interpreter.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace zo = wf::zobject;
+
+// ---- envelopes and frames ---------------------------------------------------------------------
+
+Envelope Envelope::err(const json& z5) {
+  json meta = zo::empty_metadata_map();
+  zo::map_set(meta, "errors", z5);
+  return Envelope{nullptr, std::move(meta)};
+}
+
+bool Envelope::has_error() const {
+  if (!zo::is_map(meta)) return false;
+  const json* e = zo::map_get(meta, "errors");
+  return e != nullptr && !zo::is_void(*e);
+}
+
+json Envelope::error() const {
+  if (!zo::is_map(meta)) return nullptr;
+  const json* e = zo::map_get(meta, "errors");
+  return e == nullptr ? json(nullptr) : *e;
+}
+
+ArgState* Frame::find(const std::string& name) {
+  for (auto& [n, st] : names) {
+    if (n == name) return &st;
+  }
+  return nullptr;
+}
+
+namespace {
+
+void set_meta(Envelope& env, std::string_view key, const json& value) {
+  if (!zo::is_map(env.meta)) env.meta = zo::empty_metadata_map();
+  zo::map_set(env.meta, key, value);
+}
+
+bool is_generic_instance(const Node& n) {
+  if (n.is_string) return false;
+  const Node* t = n.peek("Z1K1");
+  return t != nullptr && t->is_call();
+}
+
+bool is_void_node(const NodeP& v) {
+  if (!v) return true;
+  if (v->is_string) return false;
+  if (v->ref() == "Z24") return true;
+  return v->type_ref() == "Z21";
+}
+
+// The local key an argument name falls back to: the trailing K<n> of "Z801K1".
+std::string local_key(const std::string& name) {
+  auto k = name.rfind('K');
+  if (k == std::string::npos) return name;
+  std::string local = name.substr(k);
+  return zo::is_local_key(local) ? local : name;
+}
+
+std::string node_string(const NodeP& n) {
+  if (!n) return {};
+  return n->is_string ? n->text : n->str();
+}
+
+}  // namespace
+
+Interpreter::Interpreter(Resolver& resolver, CodeRunner* runner, const CallContext& ctx,
+                         const EngineOptions& options)
+    : resolver_(resolver),
+      runner_(runner),
+      ctx_(ctx),
+      options_(options),
+      empty_(std::make_shared<Frame>()) {}
+
+Interpreter::~Interpreter() {
+  // Frames hold values whose scopes point back at frames: break those cycles.
+  for (auto& f : frames_) {
+    f->names.clear();
+    f->parent.reset();
+  }
+  type_memo_.clear();
+}
+
+FrameP Interpreter::new_frame(FrameP parent) {
+  auto f = std::make_shared<Frame>();
+  f->parent = parent ? std::move(parent) : empty_;
+  frames_.push_back(f);
+  return f;
+}
+
+void Interpreter::fail(Abort kind, std::string message, json error) {
+  if (abort_ != Abort::kNone) return;
+  abort_ = kind;
+  abort_message_ = std::move(message);
+  abort_error_ = error.is_null() ? zo::make_error_msg("Z507", abort_message_) : std::move(error);
+}
+
+Envelope Interpreter::abort_envelope() const {
+  return Envelope::err(abort_error_.is_null() ? zo::make_error_msg("Z507", "aborted")
+                                              : abort_error_);
+}
+
+bool Interpreter::tick() {
+  if (abort_ != Abort::kNone) return false;
+  ++steps_;
+  if (steps_ > options_.max_steps) {
+    fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
+                            std::to_string(options_.max_steps) + " evaluation steps");
+    return false;
+  }
+  if ((steps_ & 31) == 0 && Clock::now() >= ctx_.deadline) {
+    fail(Abort::kDeadline, "Function call timed out");
+    return false;
+  }
+  return true;
+}
+
+// ---- resolution (§2) --------------------------------------------------------------------------
+
+Envelope Interpreter::dereference(const std::string& zid) {
+  if (!tick()) return abort_envelope();
+  const Dereferenced& d = resolver_.dereference(zid);
+  if (!d.failure.empty()) {
+    fail(Abort::kException, d.failure);
+    return abort_envelope();
+  }
+  if (!d.z2) return Envelope::err(d.error);
+  auto it = d.z2->find("Z2K2");
+  if (it == d.z2->end()) return Envelope::err(zo::make_error("Z513", {zo::z99(*d.z2)}));
+  NodeP n = Node::from_json(*it);
+  n->scope = empty_;
+  return Envelope::ok(std::move(n));
+}
+
+Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scope, Mode mode) {
+  NodeP cur = node;
+  NodeP persist = node;
+  for (;;) {
+    if (!tick()) return {abort_envelope(), persist};
+    if (!cur || cur->is_string) break;
+    FrameP sc = cur->scope ? cur->scope : (scope ? scope : empty_);
+    if (cur->is_arg_ref()) {
+      ArgState st = retrieve(sc, cur->arg_name(), false);
+      if (aborted()) return {abort_envelope(), persist};
+      if (st.kind == ArgKind::kError) return {Envelope::err(st.error), persist};
+      cur = st.value;
+      continue;
+    }
+    if (cur->is_ref()) {
+      std::string zid = cur->ref();
+      if (zo::is_zid(zid) && (mode == Mode::kEvenBuiltins || !zo::is_builtin_type(zid))) {
+        Envelope e = dereference(zid);
+        if (e.has_error()) return {e, persist};
+        cur = e.value;
+        persist = cur;
+        continue;
+      }
+      break;
+    }
+    if (cur->is_call()) {
+      const Node* fn = cur->peek("Z7K1");
+      if (mode == Mode::kNoInternals && fn && fn->ref() == "Z881" && cur->has("Z881K1")) {
+        bool known = true;
+        Envelope z4 = run_builtin("Z981", {cur->get("Z881K1")}, known);
+        cur = z4.value;
+        persist = cur;
+        continue;
+      }
+      Envelope e = execute(cur, sc, false);
+      if (e.has_error()) return {e, persist};
+      cur = e.value ? e.value : z9_node("Z24");
+      persist = cur;
+      continue;
+    }
+    if (mode != Mode::kNoGeneric && is_generic_instance(*cur)) {
+      Envelope e = resolve_key(cur, "Z1K1", sc, mode == Mode::kNoInternals ? mode : Mode::kNormal);
+      if (e.has_error()) return {e, persist};
+      NodeP t = cur->get("Z1K1");
+      if (!t || t->is_string || t->type_ref() != "Z4") {
+        return {Envelope::err(zo::make_error_msg(
+                    "Z506", "Generic type function did not return a Z4: " +
+                                (t ? t->to_json().dump() : std::string("null")))),
+                persist};
+      }
+      continue;
+    }
+    break;
+  }
+  return {Envelope::ok(cur), persist};
+}
+
+Envelope Interpreter::resolve_key(const NodeP& parent, const std::string& key, const FrameP& scope,
+                                  Mode mode) {
+  if (!parent || parent->is_string) return Envelope::ok(nullptr);
+  Node::Entry* e = parent->entry(key);
+  if (e == nullptr) return Envelope::ok(nullptr);
+  if (e->value) return Envelope::ok(e->value);
+  NodeP child = parent->get(key);
+  if (!child || child->is_string) return Envelope::ok(child);
+  Resolved r = resolve(child, child->scope ? child->scope : scope, mode);
+  if (r.env.has_error()) return r.env;
+  e = parent->entry(key);
+  if (e != nullptr) {
+    if (r.persist != child) e->persisted = r.persist;
+    e->value = r.env.value;
+  }
+  return Envelope::ok(r.env.value);
+}
+
+std::vector<NodeP> Interpreter::list_elements(const NodeP& list) {
+  std::vector<NodeP> out;
+  NodeP node = list;
+  while (node && !node->is_string && node->has("K1")) {
+    out.push_back(node->get("K1"));
+    node = node->get("K2");
+  }
+  return out;
+}
+
+NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
+  auto type_node = [&]() {
+    auto t = Node::make_object();
+    t->add("Z1K1", z9_node("Z7"));
+    t->add("Z7K1", z9_node("Z881"));
+    t->add("Z881K1", item_type);
+    return t;
+  };
+  auto tail = Node::make_object();
+  tail->add("Z1K1", type_node());
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    auto node = Node::make_object();
+    node->add("Z1K1", type_node());
+    node->add("K1", *it);
+    node->add("K2", tail);
+    tail = node;
+  }
+  return tail;
+}
+
+// ---- arguments (§1, §4) -----------------------------------------------------------------------
+
+ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, bool lazily) {
+  if (!frame || (!frame->parent && frame->names.empty())) {
+    ArgState st;
+    st.error = zo::make_error_msg("Z525", "No argument called " + name + " in scope.");
+    return st;
+  }
+  ArgState* found = frame->find(name);
+  if (found == nullptr) {
+    ArgState st = retrieve(frame->parent, name, lazily);
+    frame->names.emplace_back(name, st);
+    return st;
+  }
+  if (found->kind != ArgKind::kUnevaluated || lazily) return *found;
+  ArgState unevaluated = *found;
+  ArgState st = process_argument(unevaluated);
+  if (st.kind == ArgKind::kEvaluated && validator_depth_ == 0 && unevaluated.declared) {
+    json cause = type_check(st.value, unevaluated.declared);
+    if (!cause.is_null()) {
+      ArgState e;
+      e.error = zo::make_error("Z506", {unevaluated.declared->to_json(), error_type_arg(st.value),
+                                        st.value->to_json(), cause});
+      st = e;
+    }
+  }
+  st.declared = unevaluated.declared;
+  if (ArgState* again = frame->find(name)) *again = st;
+  return st;
+}
+
+ArgState Interpreter::process_argument(const ArgState& unevaluated) {
+  ArgState out;
+  NodeP v = unevaluated.value;
+  Resolved r = resolve(v, v && v->scope ? v->scope : empty_, Mode::kEvenBuiltins);
+  if (r.env.has_error()) {
+    out.error = r.env.error();
+    return out;
+  }
+  NodeP value = r.env.value;
+  if (validator_depth_ == 0) {
+    json err;
+    resolve_types(value, err);
+    if (!err.is_null()) {
+      out.error = err;
+      return out;
+    }
+    json cause = type_check(value, nullptr);
+    if (!cause.is_null()) {
+      out.error = zo::make_error("Z518", {error_type_arg(value), value->to_json(), cause});
+      return out;
+    }
+  }
+  out.kind = ArgKind::kEvaluated;
+  out.value = value;
+  return out;
+}
+
+json Interpreter::error_type_arg(const NodeP& value) {
+  if (!value) return zo::z6("Z24");
+  if (value->is_string) return zo::z6("Z6");
+  const Node* t = value->peek("Z1K1");
+  if (t == nullptr) return zo::z6("");
+  if (t->is_string) return zo::z6(t->text);
+  return t->to_json();
+}
+
+// ---- types (§8, zobjects.md §12) --------------------------------------------------------------
+
+NodeP Interpreter::resolved_type(const NodeP& type) {
+  if (!type) return nullptr;
+  if (type->is_string) return z9_node(type->text);
+  bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref())) || type->is_call() ||
+               type->is_arg_ref();
+  if (!needs) return type;
+  std::string key;
+  if (!type->is_arg_ref()) {
+    key = type->to_json().dump();
+    auto it = type_memo_.find(key);
+    if (it != type_memo_.end()) return it->second;
+  }
+  // List types take the reference's shortcut: Z881(T) becomes its Z4 without running anything.
+  if (type->is_call()) {
+    const Node* fn = type->peek("Z7K1");
+    if (fn && fn->ref() == "Z881" && type->has("Z881K1")) {
+      bool known = true;
+      Envelope z4 = run_builtin("Z981", {type->get("Z881K1")}, known);
+      if (!key.empty()) type_memo_[key] = z4.value;
+      return z4.value;
+    }
+  }
+  if (!key.empty()) {
+    // A type whose resolution needs itself: treat it as unchecked (generic) instead of looping.
+    if (!in_progress_.insert(key).second) return z9_node("Z1");
+  }
+  NodeP copy = type->clone(false);
+  ++validator_depth_;
+  Resolved r = resolve(copy, type->scope ? type->scope : empty_);
+  --validator_depth_;
+  if (!key.empty()) in_progress_.erase(key);
+  if (r.env.has_error()) {
+    last_type_error_ = r.env.error();
+    return nullptr;
+  }
+  if (!key.empty()) type_memo_[key] = r.env.value;
+  return r.env.value;
+}
+
+std::string Interpreter::resolve_types(const NodeP& value, json& error) {
+  std::vector<NodeP> queue{value};
+  std::unordered_set<const Node*> seen;
+  std::size_t i = 0;
+  while (i < queue.size()) {
+    NodeP n = queue[i++];
+    if (!n || n->is_string || !seen.insert(n.get()).second) continue;
+    if (n->is_ref()) continue;
+    NodeP t = n->get("Z1K1");
+    if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
+      if (!resolved_type(t)) {
+        error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
+                                           : last_type_error_;
+        return {};
+      }
+    }
+    for (auto& e : n->entries) {
+      if (e.key == "Z1K1") continue;
+      queue.push_back(e.persisted ? e.persisted : e.original);
+    }
+    if (aborted()) return {};
+  }
+  return {};
+}
+
+namespace {
+
+struct Identity {
+  enum Kind { kRef, kGeneric, kLiteral } kind = kGeneric;
+  std::string zid;
+  NodeP z4;
+};
+
+Identity identity_of(const NodeP& t) {
+  Identity id;
+  if (!t) return id;
+  if (t->is_string) return {Identity::kRef, t->text, nullptr};
+  if (t->is_ref()) return {Identity::kRef, t->ref(), nullptr};
+  if (t->is_call()) return id;
+  if (t->type_ref() == "Z4") {
+    NodeP k1 = t->get("Z4K1");
+    if (!k1) return {Identity::kLiteral, "", t};
+    if (k1->is_call()) return id;
+    if (k1->is_string) return {Identity::kRef, k1->text, nullptr};
+    if (k1->is_ref()) {
+      if (zo::is_builtin_type(k1->ref())) return {Identity::kRef, k1->ref(), nullptr};
+      return {Identity::kLiteral, "", t};
+    }
+    return {Identity::kLiteral, "", t};
+  }
+  return id;  // argument references and other unevaluated shapes are not checked
+}
+
+}  // namespace
+
+bool Interpreter::compare_types(const NodeP& actual, const NodeP& declared) {
+  Identity a = identity_of(actual);
+  Identity b = identity_of(declared);
+  if (a.kind == Identity::kGeneric || b.kind == Identity::kGeneric) return true;
+  if (b.kind == Identity::kRef && b.zid == "Z1") return true;
+  if (a.kind == Identity::kRef && b.kind == Identity::kRef) return a.zid == b.zid;
+  if (a.kind == Identity::kLiteral && b.kind == Identity::kLiteral) {
+    auto ka = list_elements(a.z4->get("Z4K2"));
+    auto kb = list_elements(b.z4->get("Z4K2"));
+    if (ka.size() != kb.size()) return false;
+    for (std::size_t i = 0; i < ka.size(); ++i) {
+      NodeP ta = ka[i] ? resolved_type(ka[i]->get("Z3K1")) : nullptr;
+      NodeP tb = kb[i] ? resolved_type(kb[i]->get("Z3K1")) : nullptr;
+      if (!ta || !tb || !compare_types(ta, tb)) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
+  // Ephemeral: the type keeps showing its validator as written.
+  NodeP validator = type->get("Z4K3");
+  if (!validator) return nullptr;
+  Resolved v = resolve(validator->clone(false), type->scope ? type->scope : empty_);
+  if (v.env.has_error()) return v.env.error();
+  NodeP z8 = v.env.value;
+  if (!z8 || z8->type_ref() != "Z8") return nullptr;
+  const Node* id = z8->peek("Z8K5");
+  std::string zid = id ? id->ref() : "";
+  if (zid.empty() || zid == "Z831") return nullptr;
+  auto call = Node::make_object();
+  call->add("Z1K1", z9_node("Z7"));
+  call->add("Z7K1", z8);
+  auto decls = list_elements(z8->get("Z8K1"));
+  NodeP args[2] = {value, type};
+  for (std::size_t i = 0; i < decls.size() && i < 2; ++i) {
+    std::string name = decls[i] ? node_string(decls[i]->get("Z17K2")) : "";
+    if (!name.empty()) call->add(name, args[i]);
+  }
+  call->scope = empty_;
+  ++validator_depth_;
+  Envelope r = execute(call, empty_, false);
+  --validator_depth_;
+  if (r.has_error()) return r.error();
+  return nullptr;
+}
+
+json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
+  if (!value) return nullptr;
+  NodeP t = value->is_string ? str_node("Z6") : value->get("Z1K1");
+  last_type_error_ = nullptr;
+  NodeP actual = resolved_type(t);
+  if (!actual) {
+    return last_type_error_.is_null() ? zo::make_error("Z518", {error_type_arg(value)})
+                                      : last_type_error_;
+  }
+  if (declared) {
+    NodeP d = resolved_type(declared);
+    if (!d) return last_type_error_;
+    if (!compare_types(actual, d)) return zo::make_error("Z518", {error_type_arg(value)});
+    return nullptr;  // the value's own validator already ran when the argument was bound
+  }
+  if (!actual->is_string && actual->type_ref() == "Z4") return run_type_validator(value, actual);
+  return nullptr;
+}
+
+// ---- eager evaluation (§5) --------------------------------------------------------------------
+
+namespace {
+
+bool eager_skips(const std::string& key) {
+  static const std::unordered_set<std::string> kSkip = {
+      "Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
+  return kSkip.count(key) != 0;
+}
+
+bool frame_binds(const FrameP& frame, const std::string& name) {
+  for (Frame* f = frame.get(); f != nullptr; f = f->parent.get()) {
+    if (f->find(name)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Envelope Interpreter::eager(const NodeP& value) {
+  std::vector<std::pair<std::string, std::string>> path;
+  return eager_walk(value, path);
+}
+
+Envelope Interpreter::eager_walk(const NodeP& node,
+                                 std::vector<std::pair<std::string, std::string>>& path) {
+  if (!node || node->is_string || node->is_ref()) return Envelope::ok(node);
+  if (!tick()) return abort_envelope();
+  const std::string ptype = node->type_ref();
+  for (std::size_t i = 0; i < node->entries.size(); ++i) {
+    const std::string key = node->entries[i].key;
+    if (eager_skips(key)) continue;
+    bool cyclic = false;
+    for (const auto& [k, t] : path) {
+      if (k == key && !ptype.empty() && t == ptype) cyclic = true;
+    }
+    if (cyclic) continue;
+    if (path.size() > 20 &&
+        std::any_of(path.begin(), path.end(), [&](const auto& p) { return p.first == key; })) {
+      std::string keys;
+      for (const auto& [k, t] : path) keys += (keys.empty() ? "" : ",") + k;
+      return Envelope::err(zo::make_error(
+          "Z516", {json("Aborting because argument resolution contains cyclical references:"),
+                   json(keys)}));
+    }
+    NodeP child = node->get(key);
+    if (!child || child->is_string) continue;
+    NodeP cur = child;
+    for (int guard = 0; guard < 64; ++guard) {
+      if (cur->is_arg_ref()) {
+        if (!frame_binds(cur->scope, cur->arg_name())) break;
+        ArgState st = retrieve(cur->scope, cur->arg_name(), false);
+        if (aborted()) return abort_envelope();
+        if (st.kind == ArgKind::kError) return Envelope::err(st.error);
+        cur = st.value;
+        continue;
+      }
+      if (cur->is_ref() && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
+        Envelope e = dereference(cur->ref());
+        if (e.has_error()) return e;
+        cur = e.value;
+        continue;
+      }
+      if (cur->is_call()) {
+        Envelope e = execute(cur, cur->scope ? cur->scope : empty_, false);
+        if (e.has_error()) return e;
+        cur = e.value ? e.value : z9_node("Z24");
+        continue;
+      }
+      break;
+    }
+    if (cur != child) node->set(key, cur);
+    path.emplace_back(key, ptype);
+    Envelope r = eager_walk(cur, path);
+    path.pop_back();
+    if (r.has_error()) return r;
+  }
+  return Envelope::ok(node);
+}
+
+// ---- execution (§3) ---------------------------------------------------------------------------
+
+Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_level) {
+  if (!tick()) return abort_envelope();
+  if (call_depth_ >= options_.max_call_depth) {
+    fail(Abort::kLimit, "Call depth limit exceeded: more than " +
+                            std::to_string(options_.max_call_depth) + " nested function calls");
+    return abort_envelope();
+  }
+  ++call_depth_;
+  Envelope r = execute_inner(call, scope, top_level);
+  --call_depth_;
+  return r;
+}
+
+void Interpreter::replace_argument_references(const NodeP& node, int depth) {
+  if (!node || node->is_string || depth > 2000) return;
+  for (std::size_t i = 0; i < node->entries.size(); ++i) {
+    const std::string key = node->entries[i].key;
+    NodeP child = node->get(key);
+    if (!child || child->is_string) continue;
+    if (child->is_arg_ref() && child->scope) {
+      FrameP sc = child->scope;
+      std::string name = child->arg_name();
+      if (frame_binds(sc, name)) {
+        ArgState st = retrieve(sc, name, true);
+        if (st.kind != ArgKind::kError && st.value && st.value != child) {
+          node->set(key, st.value);
+          child = st.value;
+        }
+      }
+    }
+    replace_argument_references(child, depth + 1);
+  }
+}
+
+Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
+  bool has_value = !is_void_node(result.value);
+  if (result.has_error()) {
+    if (has_value) {
+      return Envelope::err(
+          zo::make_error_msg("Z526", "Function evaluation returned both a value and an error."));
+    }
+    return result;
+  }
+  if (!has_value) {
+    if (!result.value) result.value = z9_node("Z24");
+    set_meta(result, "errors",
+             zo::make_error_msg("Z526", "Function evaluation returned an empty object."));
+    return result;
+  }
+  Envelope rt = resolve_key(z8, "Z8K2", z8->scope ? z8->scope : empty_);
+  if (rt.has_error()) return rt;
+  NodeP return_type = rt.value;
+  json cause = type_check(result.value, return_type);
+  if (cause.is_null() && result.value->type_ref() != "" && !result.value->is_string) {
+    // The value's own type validator (for user-defined types).
+    NodeP t = resolved_type(result.value->get("Z1K1"));
+    if (t && !t->is_string && t->type_ref() == "Z4") cause = run_type_validator(result.value, t);
+  }
+  if (!cause.is_null()) {
+    return Envelope::err(
+        zo::make_error("Z517", {return_type ? return_type->to_json() : json(zo::z9("Z1")),
+                                error_type_arg(result.value), result.value->to_json(), cause}));
+  }
+  return result;
+}
+
+Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
+  FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
+  // Argument discovery (§3.2).
+  Envelope f = resolve_key(call, "Z7K1", sc);
+  if (aborted()) return abort_envelope();
+  NodeP z8 = f.value;
+  if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
+    return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
+  }
+  FrameP z8_scope = z8->scope ? z8->scope : empty_;
+  Envelope a = resolve_key(z8, "Z8K1", z8_scope, Mode::kNoInternals);
+  if (aborted()) return abort_envelope();
+  if (a.has_error() || !a.value) {
+    return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z8K1"));
+  }
+  struct Decl {
+    std::string name;
+    NodeP declared;
+    NodeP value;
+  };
+  std::vector<Decl> decls;
+  std::vector<std::string> consumed;
+  std::string first_error;
+  for (const NodeP& z17 : list_elements(a.value)) {
+    if (!z17 || z17->is_string) continue;
+    Envelope n = resolve_key(z17, "Z17K2", z8_scope, Mode::kNoInternals);
+    std::string name = node_string(n.value);
+    Envelope d = resolve_key(z17, "Z17K1", z8_scope, Mode::kNoInternals);
+    if (aborted()) return abort_envelope();
+    NodeP declared = d.has_error() ? z17->get("Z17K1") : d.value;
+    std::string key = name;
+    if (!call->has(key)) key = local_key(name);
+    if (!call->has(key)) {
+      if (first_error.empty()) first_error = "Could not find argument " + name + ".";
+      continue;
+    }
+    consumed.push_back(key);
+    decls.push_back({name, declared, call->get(key)});
+  }
+  if (first_error.empty()) {
+    for (const auto& e : call->entries) {
+      if (e.key == "Z1K1" || e.key == "Z7K1") continue;
+      if (std::find(consumed.begin(), consumed.end(), e.key) == consumed.end()) {
+        first_error = "Invalid key for function call: " + e.key + ".";
+        break;
+      }
+    }
+  }
+  if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+
+  // Implementations (§3.3).
+  Envelope k4 = resolve_key(z8, "Z8K4", z8_scope, Mode::kNoInternals);
+  if (k4.has_error()) return k4;
+  struct Impl {
+    NodeP z14;
+    std::string id;
+  };
+  std::vector<Impl> impls;
+  for (NodeP node = k4.value; node && !node->is_string && node->has("K1"); node = node->get("K2")) {
+    NodeP orig = node->get("K1");
+    std::string ref = orig && orig->is_ref() ? orig->ref() : "";
+    Envelope e = resolve_key(node, "K1", z8_scope, Mode::kNoInternals);
+    if (e.has_error()) return e;
+    impls.push_back({e.value, ref});
+  }
+  if (impls.empty()) {
+    const Node* id = z8->peek("Z8K5");
+    return Envelope::err(zo::make_error_msg(
+        "Z507", "Could not find any implementations for " + (id ? id->ref() : "") + "."));
+  }
+
+  // Selection and run (§3.4, §3.5).
+  std::string last_failure;
+  for (const Impl& impl : impls) {
+    NodeP z14 = impl.z14;
+    Envelope result;
+    std::string impl_type;
+    std::string impl_id;
+    bool evaluator_failure = false;
+    if (!z14 || z14->is_string ||
+        (!z14->has("Z14K4") && !z14->has("Z14K2") && !z14->has("Z14K3"))) {
+      result = Envelope::ok(z14);
+    } else {
+      FrameP frame = new_frame(z14->scope ? z14->scope : empty_);
+      for (const auto& d : decls) {
+        ArgState st;
+        st.kind = ArgKind::kUnevaluated;
+        st.value = d.value;
+        st.declared = d.declared;
+        frame->names.emplace_back(d.name, std::move(st));
+      }
+      if (z14->has("Z14K4")) {
+        Envelope idv = resolve_key(z14, "Z14K4", z14->scope);
+        std::string id = node_string(idv.value);
+        impl_type = "BuiltIn";
+        impl_id = id;
+        std::vector<std::string> names;
+        for (const auto& d : decls) names.push_back(d.name);
+        std::sort(names.begin(), names.end());
+        std::vector<NodeP> args;
+        bool failed = false;
+        for (const auto& name : names) {
+          bool lazy = builtin_is_lazy(id, name);
+          ArgState st = retrieve(frame, name, lazy);
+          if (aborted()) return abort_envelope();
+          if (st.kind == ArgKind::kError) {
+            result = Envelope::err(st.error);
+            failed = true;
+            break;
+          }
+          if (!lazy) {
+            Envelope ev = eager(st.value);
+            if (ev.has_error()) {
+              result = ev;
+              failed = true;
+              break;
+            }
+          }
+          args.push_back(st.value);
+        }
+        if (!failed) {
+          bool known = true;
+          result = run_builtin(id, args, known);
+          if (!known) {
+            fail(Abort::kException, "Builtin " + id + " is not implemented");
+            return abort_envelope();
+          }
+          if (id == "Z902" && !result.has_error() && result.value) {
+            Resolved r = resolve(result.value, result.value->scope);
+            if (r.env.has_error()) {
+              result = r.env;
+            } else {
+              Envelope ev = eager(r.env.value);
+              result = ev.has_error() ? ev : Envelope::ok(r.env.value);
+            }
+          }
+        }
+      } else if (z14->has("Z14K2")) {
+        impl_type = "Composition";
+        impl_id = impl.id;
+        NodeP body = z14->get("Z14K2")->clone(true);
+        body->scope = frame;
+        Resolved r = resolve(body, frame);
+        result = r.env;
+      } else {
+        impl_type = "Evaluated";
+        impl_id = impl.id;
+        CodeCall cc;
+        bool failed = false;
+        for (const auto& d : decls) {
+          ArgState st = retrieve(frame, d.name, false);
+          if (aborted()) return abort_envelope();
+          if (st.kind == ArgKind::kError) {
+            result = Envelope::err(st.error);
+            failed = true;
+            break;
+          }
+          Envelope ev = eager(st.value);
+          if (ev.has_error()) {
+            result = ev;
+            failed = true;
+            break;
+          }
+          cc.arguments[d.name] = st.value->to_json();
+        }
+        if (!failed) {
+          FrameP zs = z14->scope ? z14->scope : empty_;
+          Envelope code = resolve_key(z14, "Z14K3", zs);
+          if (code.has_error()) return code;
+          Envelope lang = resolve_key(code.value, "Z16K1", zs);
+          if (lang.has_error()) return lang;
+          Envelope lang_code = resolve_key(lang.value, "Z61K1", zs);
+          cc.coding_language = node_string(lang_code.value);
+          cc.code = node_string(resolve_key(code.value, "Z16K2", zs).value);
+          const Node* fid = z8->peek("Z8K5");
+          cc.function_name = fid ? fid->ref() : "";
+          if (aborted()) return abort_envelope();
+          std::expected<json, CodeRunError> out =
+              runner_ ? runner_->run(cc, ctx_)
+                      : std::expected<json, CodeRunError>(
+                            std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""}));
+          if (Clock::now() >= ctx_.deadline) {
+            fail(Abort::kDeadline, "Function call timed out");
+            return abort_envelope();
+          }
+          if (!out) {
+            evaluator_failure = true;
+            last_failure = out.error().message;
+            if (last_failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
+              last_failure = "No evaluator is available for " + cc.coding_language;
+            }
+          } else {
+            const json& z22 = *out;
+            json value = z22.is_object() && z22.contains("Z22K1") ? z22["Z22K1"] : json(nullptr);
+            json meta = z22.is_object() && z22.contains("Z22K2") ? z22["Z22K2"] : json(nullptr);
+            if (zo::ref_id(value) == "Z23") value = zo::void_value();
+            if (zo::ref_id(meta) == "Z23" || zo::is_void(meta) || !zo::is_map(meta)) {
+              meta = zo::is_map(meta) ? meta : json(nullptr);
+            }
+            auto normal = value.is_null() ? std::expected<json, json>(zo::void_value())
+                                          : zo::normalize(value);
+            NodeP v = Node::from_json(normal ? *normal : zo::void_value());
+            v->scope = empty_;
+            result = Envelope{v, meta};
+          }
+        }
+      }
+    }
+    if (evaluator_failure) continue;
+    if (aborted()) return abort_envelope();
+    if (top_level) {
+      if (!impl_type.empty()) {
+        if (!impl_id.empty()) set_meta(result, "implementationId", zo::z6(impl_id));
+        set_meta(result, "implementationType", zo::z6(impl_type));
+      }
+      if (result.value) replace_argument_references(result.value, 0);
+      result = return_check(std::move(result), z8);
+    }
+    return result;
+  }
+  return Envelope::err(zo::make_error_msg("Z507", last_failure));
+}
+
+// ---- pipeline (orchestrator-api.md §8) --------------------------------------------------------
+
+json Interpreter::orchestrate(const json& zobject, bool do_validate) {
+  bool saved = do_validate_;
+  do_validate_ = do_validate;
+  json out = orchestrate_inner(zobject, do_validate);
+  do_validate_ = saved;
+  if (abort_ == Abort::kException) {
+    json inner = zo::make_error("Z500", {});
+    inner["Z5K2"]["Z500K1"] =
+        "Call tuples failed in returnOnFirstError. Error: " + abort_message_ + ".";
+    json err = zo::make_error("Z507", {zo::z99(zobject), zo::z99(inner)});
+    abort_ = Abort::kNone;
+    abort_error_ = nullptr;
+    return zo::error_envelope(err);
+  }
+  if (abort_ == Abort::kLimit) return zo::error_envelope(abort_error_);
+  return out;
+}
+
+json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
+  if (zobject.is_object()) {
+    auto t = zobject.find("Z1K1");
+    if (t != zobject.end() && zo::ref_id(*t) == "Z5") return zo::error_envelope(zobject);
+  }
+  if (zo::depth(zobject, options_.max_zobject_depth) > options_.max_zobject_depth) {
+    return zo::error_envelope(zo::make_error(
+        "Z502", {zo::z9("Z507"),
+                 zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
+                                                std::to_string(options_.max_zobject_depth))}));
+  }
+  auto normal = zo::normalize(zobject);
+  if (!normal) return zo::error_envelope(normal.error());
+  const json& call = *normal;
+  bool is_call =
+      call.is_object() && zo::ref_id(call.value("Z1K1", json())) == "Z7" && call.contains("Z7K1");
+  if (!is_call) {
+    return zo::error_envelope(
+        zo::make_error_msg("Z539", "The provided object is not a function call"));
+  }
+  if (do_validate) {
+    json verr = static_validate(call);
+    if (aborted()) return zo::error_envelope(abort_error_);
+    if (!verr.is_null()) return zo::error_envelope(verr);
+  }
+  NodeP root = Node::from_json(call);
+  root->scope = empty_;
+  Envelope r = execute(root, empty_, true);
+  if (aborted()) return zo::error_envelope(abort_error_);
+  json value = r.value ? r.value->to_json() : zo::void_value();
+  return zo::make_envelope(value, r.meta);
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,137 @@
+#pragma once
+// Evaluation of one request (evaluation.md): resolution of references, argument references and
+// function calls; lazy argument binding in frames; implementation selection; built-ins;
+// compositions; code through the CodeRunner; type checks; static validation. One Interpreter
+// per request, used by one thread. Failures are values: error envelopes, or an "abort" (the
+// reference's exceptions, the deadline, and our limits) that unwinds to orchestrate().
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/node.h"
+#include "orchestrator/engine/ports.h"
+#include "orchestrator/engine/resolver.h"
+
+namespace wf::orchestrator::engine_detail {
+
+// A Z22 during evaluation: the value as a Node (null = void) and the metadata map as JSON.
+struct Envelope {
+  NodeP value;
+  json meta;  // null = void, else a normal-form Z883 map
+
+  static Envelope ok(NodeP v) { return Envelope{std::move(v), nullptr}; }
+  static Envelope err(const json& z5);
+  bool has_error() const;
+  json error() const;  // the Z5, or null
+};
+
+enum class ArgKind { kUnevaluated, kEvaluated, kError };
+
+struct ArgState {
+  ArgKind kind = ArgKind::kError;
+  NodeP value;
+  NodeP declared;  // declared type (Z17K1, resolved)
+  json error;      // when kError
+};
+
+struct Frame {
+  FrameP parent;  // null: the empty frame
+  std::vector<std::pair<std::string, ArgState>> names;
+  ArgState* find(const std::string& name);
+};
+
+struct CallResult;  // implementation outcome (see interpreter.cc)
+
+class Interpreter {
+ public:
+  Interpreter(Resolver& resolver, CodeRunner* runner, const CallContext& ctx,
+              const EngineOptions& options);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  // orchestrator-api.md §8 steps 1-6: returns the normal-form Z22 (without orchestration
+  // metadata). `zobject` is the request's value as sent (canonical, normal or mixed).
+  json orchestrate(const json& zobject, bool do_validate);
+  bool deadline_hit() const { return abort_ == Abort::kDeadline; }
+
+  // ---- used by builtins.cc / static_validation.cc ----
+  struct Resolved {
+    Envelope env;
+    NodeP persist;  // what the parent key should show afterwards
+  };
+  // kNoInternals: the reference's resolveInternals=false (Z881 calls take the list shortcut).
+  enum class Mode { kNormal, kEvenBuiltins, kNoGeneric, kNoInternals };
+  Resolved resolve(const NodeP& node, const FrameP& scope, Mode mode = Mode::kNormal);
+  Envelope resolve_key(const NodeP& parent, const std::string& key, const FrameP& scope,
+                       Mode mode = Mode::kNormal);
+  Envelope execute(const NodeP& call, const FrameP& scope, bool top_level);
+  Envelope dereference(const std::string& zid);
+  Envelope eager(const NodeP& value);
+  // Type check of value against declared (may be null): null when fine, else the cause Z5.
+  json type_check(const NodeP& value, const NodeP& declared);
+  std::vector<NodeP> list_elements(const NodeP& list);
+  NodeP make_list(const NodeP& item_type, const std::vector<NodeP>& items);
+  FrameP empty_frame() const { return empty_; }
+  FrameP new_frame(FrameP parent);
+  bool aborted() const { return abort_ != Abort::kNone; }
+  Resolver& resolver() { return resolver_; }
+  bool do_validate() const { return do_validate_; }
+  // Built-in implementations (builtins.cc). `args` sorted by argument name.
+  Envelope run_builtin(const std::string& id, const std::vector<NodeP>& args, bool& known);
+  bool builtin_is_lazy(const std::string& id, const std::string& arg) const;
+  // Static validation (static_validation.cc): null when valid, else the Z5.
+  json static_validate(const json& normal_call);
+  // Validator checks shared by static validation and the Z2xx builtins.
+  std::vector<json> check_function_call(const NodeP& call);
+  std::vector<json> check_key_list(const std::string& identity,
+                                   const std::vector<std::string>& keys);
+  std::vector<json> check_multilingual_text(const NodeP& z12);
+  std::vector<json> check_multilingual_stringset(const NodeP& z32);
+
+ private:
+  enum class Abort { kNone, kException, kDeadline, kLimit };
+  friend struct CallResult;
+
+  bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
+  void fail(Abort kind, std::string message, json error = nullptr);
+  Envelope abort_envelope() const;
+
+  ArgState retrieve(const FrameP& frame, const std::string& name, bool lazily);
+  ArgState process_argument(const ArgState& unevaluated);
+  std::string resolve_types(const NodeP& value, json& error);
+  NodeP resolved_type(const NodeP& type);  // ephemeral resolution of a type (null on error)
+  bool compare_types(const NodeP& actual, const NodeP& declared);
+  json run_type_validator(const NodeP& value, const NodeP& type);
+  json error_type_arg(const NodeP& value);  // value.Z1K1 as an error argument
+  Envelope eager_walk(const NodeP& node, std::vector<std::pair<std::string, std::string>>& path);
+  void replace_argument_references(const NodeP& node, int depth);
+  Envelope return_check(Envelope result, const NodeP& z8);
+  Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
+  json orchestrate_inner(const json& zobject, bool do_validate);
+
+  Resolver& resolver_;
+  CodeRunner* runner_;
+  const CallContext& ctx_;
+  const EngineOptions& options_;
+  FrameP empty_;
+  std::vector<FrameP> frames_;  // every frame made, cleared at the end (breaks cycles)
+  Abort abort_ = Abort::kNone;
+  std::string abort_message_;
+  json abort_error_;
+  std::int64_t steps_ = 0;
+  int call_depth_ = 0;
+  int validator_depth_ = 0;  // > 0: type checks off (inside validators)
+  bool do_validate_ = false;
+  std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
+  json last_type_error_;
+  std::unordered_set<std::string> in_progress_;  // type resolutions under way
+};
+
+}  // namespace wf::orchestrator::engine_detail

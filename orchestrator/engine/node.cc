@@ -1,0 +1,171 @@
+// Node: conversion from/to JSON and the per-key resolution slots.
+#include "orchestrator/engine/node.h"
+
+namespace wf::orchestrator::engine_detail {
+
+NodeP Node::make_string(std::string s) {
+  auto n = std::make_shared<Node>();
+  n->is_string = true;
+  n->text = std::move(s);
+  return n;
+}
+
+NodeP Node::make_object() {
+  return std::make_shared<Node>();
+}
+
+NodeP Node::from_json(const json& v) {
+  if (v.is_string()) return make_string(v.get<std::string>());
+  auto n = std::make_shared<Node>();
+  if (v.is_object()) {
+    n->entries.reserve(v.size());
+    for (const auto& [k, child] : v.items())
+      n->entries.push_back({k, from_json(child), nullptr, nullptr});
+  } else if (!v.is_null()) {
+    // Numbers and the like never reach the engine (normalization rejects them); keep the text.
+    n->is_string = true;
+    n->text = v.dump();
+  }
+  return n;
+}
+
+json Node::to_json() const {
+  if (is_string) return text;
+  json out = json::object();
+  for (const auto& e : entries) {
+    const NodeP& v = e.persisted ? e.persisted : e.original;
+    out[e.key] = v ? v->to_json() : json(nullptr);
+  }
+  return out;
+}
+
+NodeP Node::clone(bool reset_scope) const {
+  auto n = std::make_shared<Node>();
+  n->is_string = is_string;
+  n->text = text;
+  if (!reset_scope) n->scope = scope;
+  n->entries.reserve(entries.size());
+  for (const auto& e : entries) {
+    const NodeP& v = e.persisted ? e.persisted : e.original;
+    n->entries.push_back({e.key, v ? v->clone(reset_scope) : nullptr, nullptr, nullptr});
+  }
+  return n;
+}
+
+bool Node::has(std::string_view key) const {
+  for (const auto& e : entries) {
+    if (e.key == key) return true;
+  }
+  return false;
+}
+
+Node::Entry* Node::entry(std::string_view key) {
+  for (auto& e : entries) {
+    if (e.key == key) return &e;
+  }
+  return nullptr;
+}
+
+NodeP Node::get(std::string_view key) {
+  Entry* e = entry(key);
+  if (e == nullptr) return nullptr;
+  NodeP v = e->persisted ? e->persisted : e->original;
+  if (v && !v->scope && scope) v->scope = scope;
+  return v;
+}
+
+const Node* Node::peek(std::string_view key) const {
+  for (const auto& e : entries) {
+    if (e.key == key) return e.persisted ? e.persisted.get() : e.original.get();
+  }
+  return nullptr;
+}
+
+void Node::set(std::string_view key, NodeP value) {
+  Entry* e = entry(key);
+  if (e == nullptr) {
+    entries.push_back({std::string(key), std::move(value), nullptr, nullptr});
+    return;
+  }
+  e->persisted = std::move(value);
+  e->value = nullptr;
+}
+
+void Node::add(std::string key, NodeP value) {
+  entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
+}
+
+std::string Node::ref() const {
+  if (is_string) return {};
+  const Node* t = peek("Z1K1");
+  const Node* k = peek("Z9K1");
+  if (t && k && t->is_string && t->text == "Z9" && k->is_string) return k->text;
+  return {};
+}
+
+std::string Node::str() const {
+  if (is_string) return {};
+  const Node* t = peek("Z1K1");
+  const Node* k = peek("Z6K1");
+  if (t && k && t->is_string && t->text == "Z6" && k->is_string) return k->text;
+  return {};
+}
+
+bool Node::is_ref() const {
+  const Node* t = is_string ? nullptr : peek("Z1K1");
+  const Node* k = is_string ? nullptr : peek("Z9K1");
+  return t && k && t->is_string && t->text == "Z9" && k->is_string;
+}
+
+bool Node::is_z6() const {
+  const Node* t = is_string ? nullptr : peek("Z1K1");
+  return t && t->is_string && t->text == "Z6" && peek("Z6K1") != nullptr;
+}
+
+std::string Node::type_ref() const {
+  if (is_string) return "Z6";
+  const Node* t = peek("Z1K1");
+  if (t == nullptr) return {};
+  if (t->is_string) return t->text;
+  return t->ref();
+}
+
+bool Node::is_call() const {
+  if (is_string) return false;
+  const Node* t = peek("Z1K1");
+  return t && !t->is_string && t->ref() == "Z7" && peek("Z7K1") != nullptr;
+}
+
+bool Node::is_arg_ref() const {
+  if (is_string) return false;
+  const Node* t = peek("Z1K1");
+  if (!t || t->is_string || t->ref() != "Z18") return false;
+  const Node* k = peek("Z18K1");
+  return k && (k->is_string || k->is_z6());
+}
+
+std::string Node::arg_name() const {
+  const Node* k = peek("Z18K1");
+  if (!k) return {};
+  return k->is_string ? k->text : k->str();
+}
+
+NodeP str_node(std::string s) {
+  return Node::make_string(std::move(s));
+}
+
+NodeP z6_node(std::string s) {
+  auto n = Node::make_object();
+  n->add("Z1K1", str_node("Z6"));
+  n->add("Z6K1", str_node(std::move(s)));
+  return n;
+}
+
+NodeP z9_node(std::string s) {
+  auto n = Node::make_object();
+  n->add("Z1K1", str_node("Z9"));
+  n->add("Z9K1", str_node(std::move(s)));
+  return n;
+}
+
+}  // namespace wf::orchestrator::engine_detail

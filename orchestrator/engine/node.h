@@ -1,0 +1,67 @@
+#pragma once
+// The engine's working representation of a ZObject during one request: a tree of Nodes that
+// remembers, per key, the original value and the value it was resolved to (resolution is
+// persistent, as in the reference), plus the scope (argument frame) each sub-object lives in.
+// Nodes and frames belong to one request and are never shared across threads.
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wf::orchestrator::engine_detail {
+
+using json = nlohmann::json;
+
+struct Frame;
+using FrameP = std::shared_ptr<Frame>;
+struct Node;
+using NodeP = std::shared_ptr<Node>;
+
+struct Node {
+  struct Entry {
+    std::string key;
+    NodeP original;
+    NodeP persisted;  // what output shows (the reference's setObject); null = original
+    NodeP value;      // memo of the fully resolved value of this key; null = not resolved yet
+  };
+
+  bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
+  std::string text;
+  std::vector<Entry> entries;
+  FrameP scope;  // null: inherits the scope of the parent it is read through
+
+  static NodeP make_string(std::string s);
+  static NodeP make_object();
+  static NodeP from_json(const json& v);
+  json to_json() const;
+  // Deep copy. With reset_scope every copied node's scope is cleared.
+  NodeP clone(bool reset_scope) const;
+
+  bool has(std::string_view key) const;
+  Entry* entry(std::string_view key);
+  // The current value of key (persisted, else original); the child inherits this node's scope
+  // when it has none. Null when absent.
+  NodeP get(std::string_view key);
+  // Replaces the current value of key (adds the key when absent).
+  void set(std::string_view key, NodeP value);
+  void add(std::string key, NodeP value);  // appends without lookup (building new objects)
+
+  // Shape helpers on the current view.
+  std::string ref() const;       // Z9K1 of a Z9 node, else ""
+  std::string str() const;       // Z6K1 of a Z6 node, else ""
+  std::string type_ref() const;  // ZID of Z1K1 when it is a Z9 or a bare string, else ""
+  bool is_ref() const;           // a Z9
+  bool is_z6() const;
+  bool is_call() const;                          // a normal Z7: Z1K1 = Z7 and has Z7K1
+  bool is_arg_ref() const;                       // a Z18 with a string Z18K1
+  std::string arg_name() const;                  // Z18K1 of a Z18
+  const Node* peek(std::string_view key) const;  // current value without scope inheritance
+};
+
+NodeP str_node(std::string s);  // bare string node
+NodeP z6_node(std::string s);   // {"Z1K1":"Z6","Z6K1":s}
+NodeP z9_node(std::string s);   // {"Z1K1":"Z9","Z9K1":s}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,54 @@
+#include "orchestrator/engine/object_cache.h"
+
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+
+ObjectCache::ObjectCache(std::chrono::milliseconds ttl, std::size_t max_bytes)
+    : ttl_(ttl), max_bytes_(max_bytes) {}
+
+std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid,
+                                                       Clock::time_point now) {
+  if (!enabled()) return nullptr;
+  std::lock_guard lock(mu_);
+  auto it = index_.find(zid);
+  if (it == index_.end()) return nullptr;
+  if (it->second->expires <= now) {
+    erase_locked(it->second);
+    return nullptr;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->value;
+}
+
+void ObjectCache::put(const std::string& zid, std::shared_ptr<const json> value,
+                      Clock::time_point now) {
+  if (!enabled() || !value) return;
+  std::size_t size = wf::zobject::approx_size(*value) + zid.size() + 64;
+  if (size > max_bytes_) return;
+  std::lock_guard lock(mu_);
+  auto it = index_.find(zid);
+  if (it != index_.end()) erase_locked(it->second);
+  lru_.push_front(Item{zid, std::move(value), size, now + ttl_});
+  index_[zid] = lru_.begin();
+  bytes_ += size;
+  while (bytes_ > max_bytes_ && !lru_.empty()) erase_locked(std::prev(lru_.end()));
+}
+
+void ObjectCache::erase_locked(std::list<Item>::iterator it) {
+  bytes_ -= it->bytes;
+  index_.erase(it->zid);
+  lru_.erase(it);
+}
+
+std::size_t ObjectCache::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
+}
+
+std::size_t ObjectCache::size() const {
+  std::lock_guard lock(mu_);
+  return lru_.size();
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,117 @@
+#include "orchestrator/engine/resolver.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace zo = wf::zobject;
+
+Resolver::Resolver(const Definitions& defs, ObjectCache& cache,
+                   const std::filesystem::path& objects_dir, ObjectFetcher* fetcher,
+                   const CallContext& ctx, int max_depth)
+    : defs_(defs),
+      cache_(cache),
+      objects_dir_(objects_dir),
+      fetcher_(fetcher),
+      ctx_(ctx),
+      max_depth_(max_depth) {}
+
+Dereferenced Resolver::from_text(const std::string& zid, const std::string& text) {
+  Dereferenced out;
+  auto parsed = zo::parse(text, max_depth_);
+  if (!parsed) {
+    out.failure = "stored object " + zid + " is not valid JSON: " + parsed.error().message;
+    return out;
+  }
+  auto normal = zo::normalize(*parsed);
+  if (!normal) {
+    out.error = normal.error();
+    return out;
+  }
+  if (!normal->is_object() || !normal->contains("Z2K2")) {
+    out.error = zo::make_error("Z513", {zo::z99(*normal)});
+    return out;
+  }
+  out.z2 = std::make_shared<const nlohmann::json>(std::move(*normal));
+  return out;
+}
+
+bool Resolver::local(const std::string& zid, Dereferenced& out) {
+  if (auto z2 = defs_.served(zid)) {
+    out.z2 = std::move(z2);
+    return true;
+  }
+  if (auto z2 = cache_.get(zid)) {
+    out.z2 = std::move(z2);
+    return true;
+  }
+  if (!objects_dir_.empty()) {
+    std::ifstream in(objects_dir_ / (zid + ".json"), std::ios::binary);
+    if (in) {
+      std::stringstream buf;
+      buf << in.rdbuf();
+      out = from_text(zid, buf.str());
+      if (out.z2) cache_.put(zid, out.z2);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Resolver::fetch_batch(const std::vector<std::string>& zids) {
+  if (zids.empty()) return;
+  auto answer = fetcher_->fetch(zids, ctx_);
+  for (const auto& zid : zids) {
+    Dereferenced d;
+    if (!answer) {
+      d.failure = answer.error().message;
+    } else {
+      auto it = answer->find(zid);
+      if (it != answer->end()) {
+        d = from_text(zid, it->second);
+        if (d.z2) cache_.put(zid, d.z2);
+      } else if (auto fb = defs_.fallback(zid)) {
+        d.z2 = std::move(fb);
+      } else {
+        d.error = zo::make_error("Z504", {zo::z6(zid)});
+      }
+    }
+    memo_[zid] = std::move(d);
+  }
+}
+
+void Resolver::prefetch(const std::vector<std::string>& zids) {
+  std::vector<std::string> remote;
+  for (const auto& zid : zids) {
+    if (memo_.count(zid)) continue;
+    Dereferenced d;
+    if (local(zid, d)) {
+      memo_[zid] = std::move(d);
+    } else if (fetcher_ != nullptr) {
+      remote.push_back(zid);
+    }
+  }
+  if (!remote.empty()) fetch_batch(remote);
+}
+
+const Dereferenced& Resolver::dereference(const std::string& zid) {
+  auto it = memo_.find(zid);
+  if (it != memo_.end()) return it->second;
+  Dereferenced d;
+  if (local(zid, d)) return memo_[zid] = std::move(d);
+  if (fetcher_ != nullptr) {
+    fetch_batch({zid});
+    return memo_[zid];
+  }
+  if (auto fb = defs_.fallback(zid)) {
+    d.z2 = std::move(fb);
+  } else {
+    d.error = zo::make_error("Z504", {zo::z6(zid)});
+  }
+  return memo_[zid] = std::move(d);
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,48 @@
+#pragma once
+// Resolves ZIDs to persisted objects for one request. Chain, first hit wins: the bundled
+// built-ins, the shared object cache, the objects directory, the wiki (ObjectFetcher), and the
+// bundled fallback definitions. Results (including "not found") are memoised per request.
+
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "orchestrator/engine/definitions.h"
+#include "orchestrator/engine/object_cache.h"
+#include "orchestrator/engine/ports.h"
+
+namespace wf::orchestrator::engine_detail {
+
+struct Dereferenced {
+  std::shared_ptr<const nlohmann::json> z2;  // normal-form Z2 on success
+  nlohmann::json error;                      // a Z5 (Z504 not found, Z502 invalid) otherwise
+  std::string failure;                       // non-empty: transport failure (an "exception")
+};
+
+class Resolver {
+ public:
+  Resolver(const Definitions& defs, ObjectCache& cache, const std::filesystem::path& objects_dir,
+           ObjectFetcher* fetcher, const CallContext& ctx, int max_depth);
+
+  const Dereferenced& dereference(const std::string& zid);
+  // Fetches the given ZIDs not known yet in one wiki batch (best effort).
+  void prefetch(const std::vector<std::string>& zids);
+
+ private:
+  bool local(const std::string& zid, Dereferenced& out);
+  Dereferenced from_text(const std::string& zid, const std::string& text);
+  void fetch_batch(const std::vector<std::string>& zids);
+
+  const Definitions& defs_;
+  ObjectCache& cache_;
+  std::filesystem::path objects_dir_;
+  ObjectFetcher* fetcher_;
+  const CallContext& ctx_;
+  int max_depth_;
+  std::unordered_map<std::string, Dereferenced> memo_;
+};
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,22 @@
+#pragma once
+// The orchestration* metadata of orchestrator-api.md §3: memory (RSS MiB), CPU time, start/end
+// times, duration and hostname of one evaluation.
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+namespace wf::orchestrator::engine_detail {
+
+struct RunStart {
+  std::chrono::system_clock::time_point wall;
+  std::chrono::steady_clock::time_point mono;
+  double cpu_us = 0;  // CPU time of the calling thread at the start
+};
+
+RunStart run_start();
+// Appends the six orchestration* keys to the envelope's metadata map (creating it if void).
+void add_orchestration_metadata(nlohmann::json& envelope, const RunStart& start);
+double thread_cpu_us();
+double rss_mib();
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,107 @@
+// Hostile Python through Sandbox::run: exhausting time, memory, recursion and output.
+
+#include "hostile_python_fixture.h"
+
+namespace wf::evaluator::hostile {
+namespace {
+
+TEST_F(HostilePython, InfiniteLoopHitsTheCpuLimit) {
+  auto start = Clock::now();
+  CallOutcome out = run("def Z1():\n  while True:\n    pass");
+  EXPECT_STATUS(out, Status::kCpuLimit);
+  EXPECT_GE(out.cpu_ms, 900.0);
+  EXPECT_LT(Clock::now() - start, 15000ms);
+}
+
+TEST_F(HostilePython, InfiniteLoopEndsAtTheRequestDeadline) {
+  auto start = Clock::now();
+  CallOutcome out = run("def Z1():\n  while True:\n    pass", 400ms);
+  auto elapsed = Clock::now() - start;
+  EXPECT_STATUS(out, Status::kTimeout);
+  EXPECT_GE(elapsed, 400ms);
+  EXPECT_LT(elapsed, 1000ms);
+}
+
+TEST_F(HostilePython, SleepingEndsAtTheWallLimit) {
+  auto start = Clock::now();
+  CallOutcome out = run("import time\ndef Z1():\n  time.sleep(100)\n  return 'woke'", 500ms);
+  EXPECT_STATUS(out, Status::kTimeout);
+  EXPECT_LT(Clock::now() - start, 1100ms);
+  EXPECT_LT(out.cpu_ms, 400.0);  // sleeping costs no CPU
+}
+
+TEST_F(HostilePython, IgnoringSignalsDoesNotEscapeTheCpuLimit) {
+  CallOutcome out =
+      run("import signal\n"
+          "def Z1():\n"
+          "  for s in (signal.SIGXCPU, signal.SIGTERM, signal.SIGALRM, signal.SIGINT):\n"
+          "    signal.signal(s, signal.SIG_IGN)\n"
+          "  while True:\n"
+          "    pass");
+  EXPECT_STATUS(out, Status::kCpuLimit);
+  EXPECT_GE(out.cpu_ms, 1900.0);  // ran on to the hard limit (soft + 1 s), then SIGKILL
+}
+
+TEST_F(HostilePython, ByteArrayBombIsAMemoryError) {
+  CallOutcome out = run("def Z1():\n  x = bytearray(10**9)\n  return 'allocated'");
+  EXPECT_STATUS(out, Status::kMemoryLimit);
+  EXPECT_EQ(z22_error(out.output.z22_json), "MemoryError");
+}
+
+TEST_F(HostilePython, StringDoublingBombIsAMemoryError) {
+  CallOutcome out = run("def Z1():\n  s = 'a'\n  for i in range(64):\n    s = s + s\n  return s");
+  EXPECT_STATUS(out, Status::kMemoryLimit);
+}
+
+TEST_F(HostilePython, GrowingListsIsAMemoryError) {
+  CallOutcome out = run("def Z1():\n  keep = []\n  while True:\n    keep.append([0] * 100000)\n");
+  EXPECT_STATUS(out, Status::kMemoryLimit);
+  EXPECT_LT(out.peak_rss_bytes, 400u << 20);
+}
+
+TEST_F(HostilePython, DeepRecursionIsAUserError) {
+  CallOutcome out = run("def f(n):\n  return f(n + 1)\ndef Z1():\n  return f(0)");
+  EXPECT_STATUS(out, Status::kOk);
+  EXPECT_EQ(z22_error(out.output.z22_json).rfind("maximum recursion depth exceeded", 0), 0u)
+      << out.output.z22_json;
+}
+
+TEST_F(HostilePython, UnboundedCRecursionCrashesOnlyTheChild) {
+  // Nested lists: repr() recurses in C; with the recursion limit lifted the C stack overflows.
+  CallOutcome out =
+      run("import sys\n"
+          "def Z1():\n"
+          "  sys.setrecursionlimit(10**8)\n"
+          "  x = []\n"
+          "  for i in range(300000):\n"
+          "    x = [x]\n"
+          "  return repr(x)");
+  EXPECT_STATUS(out, Status::kCrashed);
+  EXPECT_NE(out.detail.find("SIGSEGV"), std::string::npos) << out.detail;
+}
+
+TEST_F(HostilePython, PrintFloodIsCappedAndTheResultSurvives) {
+  CallOutcome out =
+      run("def Z1():\n  for i in range(200000):\n    print('spam' * 20)\n"
+          "  return 'done'");
+  EXPECT_STATUS(out, Status::kOk);
+  EXPECT_EQ(z22_string(out.output.z22_json), "done");
+  EXPECT_EQ(out.output.captured_output.size(), 16u << 10);
+}
+
+TEST_F(HostilePython, HugeResultIsOutputTooLarge) {
+  CallOutcome out = run("def Z1():\n  return 'x' * (5 * 2**20)");
+  EXPECT_STATUS(out, Status::kOutputTooLarge);
+  EXPECT_TRUE(out.output.z22_json.empty());
+}
+
+TEST_F(HostilePython, WritingToStdoutFdDirectlyGoesNowhere) {
+  CallOutcome out =
+      run("import os\ndef Z1():\n  os.write(1, b'noise' * 1000)\n"
+          "  os.write(2, b'noise')\n  return 'quiet'");
+  EXPECT_STATUS(out, Status::kOk);
+  EXPECT_EQ(z22_string(out.output.z22_json), "quiet");
+}
+
+}  // namespace
+}  // namespace wf::evaluator::hostile

@@ -1,0 +1,128 @@
+#pragma once
+// Shared by the hostile tests of every language: one sandbox per test process, calls with a
+// deadline, Z22 error extraction, a loopback listener that must see nothing, and temp paths
+// that must not appear.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "evaluator/sandbox/sandbox.h"
+
+namespace wf::evaluator::hostile {
+
+using Clock = std::chrono::steady_clock;
+using Status = CallOutcome::Status;
+using namespace std::chrono_literals;
+
+inline const char* status_name(Status status) {
+  switch (status) {
+    case Status::kOk:
+      return "kOk";
+    case Status::kTimeout:
+      return "kTimeout";
+    case Status::kCpuLimit:
+      return "kCpuLimit";
+    case Status::kMemoryLimit:
+      return "kMemoryLimit";
+    case Status::kOutputTooLarge:
+      return "kOutputTooLarge";
+    case Status::kForbidden:
+      return "kForbidden";
+    case Status::kCrashed:
+      return "kCrashed";
+    case Status::kUnavailable:
+      return "kUnavailable";
+  }
+  return "?";
+}
+
+// Limits of the hostile sandboxes: a wall limit far above the CPU limit so that a busy shared
+// machine does not turn CPU-limit cases into timeouts; tests that want a timeout pass a deadline.
+inline SandboxLimits hostile_limits() {
+  SandboxLimits limits;
+  limits.wall = std::chrono::milliseconds(15000);
+  limits.cpu = std::chrono::seconds(1);
+  limits.memory_bytes = 128u << 20;
+  limits.output_bytes = 1u << 20;
+  limits.captured_output_bytes = 16u << 10;
+  limits.pool_size = 2;
+  return limits;
+}
+
+// The error message (Z5K2.Z6K1) under "errors" of a Z22, "" if none or not a Z22.
+inline std::string z22_error(const std::string& z22_json) {
+  auto z22 = nlohmann::json::parse(z22_json, nullptr, false);
+  if (!z22.is_object() || !z22.contains("Z22K2")) return "";
+  const nlohmann::json* node = &z22["Z22K2"];
+  if (!node->contains("K1")) return "";
+  node = &(*node)["K1"];
+  while (node->is_object() && node->contains("K1")) {
+    const auto& pair = (*node)["K1"];
+    if (pair.value("K1", nlohmann::json::object()).value("Z6K1", "") == "errors") {
+      return pair["K2"]["Z5K2"].value("Z6K1", "");
+    }
+    node = &(*node)["K2"];
+  }
+  return "";
+}
+
+// Z22K1.Z6K1 of a Z22 whose value is a string, "" otherwise.
+inline std::string z22_string(const std::string& z22_json) {
+  auto z22 = nlohmann::json::parse(z22_json, nullptr, false);
+  if (!z22.is_object() || !z22.contains("Z22K1") || !z22["Z22K1"].is_object()) return "";
+  return z22["Z22K1"].value("Z6K1", "");
+}
+
+// A listening TCP socket on 127.0.0.1 (free port); connections_seen() accepts without blocking.
+class LoopbackListener {
+ public:
+  LoopbackListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    ::listen(fd_, 16);
+    socklen_t length = sizeof(address);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~LoopbackListener() { ::close(fd_); }
+  int port() const { return port_; }
+  int connections_seen() {
+    int seen = 0;
+    for (;;) {
+      int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) break;
+      ++seen;
+      ::close(client);
+    }
+    return seen;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+inline std::string temp_path(const std::string& tag) {
+  return "/tmp/wf_hostile_" + tag + "_" + std::to_string(::getpid());
+}
+
+inline bool path_exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
+
+}  // namespace wf::evaluator::hostile

@@ -1,0 +1,52 @@
+#pragma once
+// Test doubles for the engine's ports, behaving like shared/conformance/run.py's mocks:
+// a wiki serving a map of persisted objects (plus a definitions directory), and an evaluator
+// answering from a list of stubbed calls.
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "orchestrator/engine/ports.h"
+
+namespace wf::orchestrator::testing {
+
+class FakeWiki : public ObjectFetcher {
+ public:
+  // objects: ZID -> persisted Z2 (any form). definitions_dir may be empty.
+  FakeWiki(nlohmann::json objects, std::filesystem::path definitions_dir,
+           std::set<std::string> problems = {});
+  std::expected<std::map<std::string, std::string>, FetchError> fetch(
+      const std::vector<std::string>& zids, const CallContext& ctx) override;
+  std::vector<std::vector<std::string>> requests() const;
+
+ private:
+  nlohmann::json objects_;
+  std::filesystem::path dir_;
+  std::set<std::string> problems_;
+  mutable std::mutex mu_;
+  std::vector<std::vector<std::string>> requests_;
+};
+
+class FakeEvaluator : public CodeRunner {
+ public:
+  // stub: {"calls":[{"function":..., "args": null|{...}, "status": n, "body": ...}]}
+  explicit FakeEvaluator(nlohmann::json stub);
+  std::expected<nlohmann::json, CodeRunError> run(const CodeCall& call,
+                                                  const CallContext& ctx) override;
+  int calls() const;
+
+ private:
+  nlohmann::json stub_;
+  mutable std::mutex mu_;
+  int calls_ = 0;
+};
+
+// The legacy default language routing of orchestrator-api.md §5.
+bool legacy_language_routed(const std::string& language);
+
+}  // namespace wf::orchestrator::testing

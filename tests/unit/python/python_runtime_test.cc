@@ -1,0 +1,305 @@
+// The Python runtime in-process (no sandbox): calling convention, conversions and error messages
+// of evaluator-api.md §5.1/§5.3, the deliberate fixes, and the Python conformance cases.
+
+#include "evaluator/executors/python/python_runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace wf::evaluator {
+namespace {
+
+using nlohmann::json;
+
+LanguageRuntime* g_runtime = nullptr;
+
+json z6(const std::string& s) {
+  return {{"Z1K1", "Z6"}, {"Z6K1", s}};
+}
+json z9(const std::string& s) {
+  return {{"Z1K1", "Z9"}, {"Z9K1", s}};
+}
+json z40(bool b) {
+  return {{"Z1K1", z9("Z40")}, {"Z40K1", z9(b ? "Z41" : "Z42")}};
+}
+json call_type(const std::string& function, json arguments) {
+  json type = {{"Z1K1", z9("Z7")}, {"Z7K1", z9(function)}};
+  type.update(arguments);
+  return type;
+}
+json list_type(const json& item) {
+  return call_type("Z881", {{"Z881K1", item}});
+}
+json typed_list(const json& item_type, const std::vector<json>& items) {
+  json node = {{"Z1K1", list_type(item_type)}};
+  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+    node = {{"Z1K1", list_type(item_type)}, {"K1", *it}, {"K2", node}};
+  }
+  return node;
+}
+json pair_type(const json& k, const json& v) {
+  return call_type("Z882", {{"Z882K1", k}, {"Z882K2", v}});
+}
+
+struct Result {
+  CallOutput output;
+  json z22;
+};
+
+Result call(const std::string& code, const json& arguments = json::object(),
+            const std::string& name = "Z1000") {
+  CallInput input;
+  input.code = code;
+  input.function_name = name;
+  input.arguments_json = arguments.dump();
+  input.captured_output_limit = 256;
+  Result result;
+  result.output = g_runtime->call(input);
+  result.z22 = json::parse(result.output.z22_json);
+  return result;
+}
+
+json value_of(const Result& r) {
+  return r.z22.at("Z22K1");
+}
+
+std::string error_of(const Result& r) {
+  const json& metadata = r.z22.at("Z22K2");
+  if (!metadata.contains("K1")) return "";
+  const json* node = &metadata.at("K1");
+  while (node->contains("K1")) {
+    const json& pair = node->at("K1");
+    if (pair.at("K1").at("Z6K1") == "errors") return pair.at("K2").at("Z5K2").at("Z6K1");
+    node = &node->at("K2");
+  }
+  return "";
+}
+
+TEST(PythonRuntime, KeywordArgumentsByKey) {
+  auto r = call("def Z1000(Z1000K2, Z1000K1):\n  return Z1000K1 + '-' + Z1000K2",
+                {{"Z1000K1", z6("a")}, {"Z1000K2", z6("b")}});
+  EXPECT_TRUE(r.output.ok);
+  EXPECT_EQ(value_of(r), z6("a-b"));
+  EXPECT_EQ(r.z22.at("Z1K1"), z9("Z22"));
+  EXPECT_EQ(r.z22.at("Z22K2"), z9("Z24"));
+}
+
+TEST(PythonRuntime, LambdaAssignedToTheName) {
+  auto r = call("Z1000 = lambda Z1000K1: Z1000K1.upper()", {{"Z1000K1", z6("up")}});
+  EXPECT_EQ(value_of(r), z6("UP"));
+}
+
+TEST(PythonRuntime, TopLevelImportsAndHelpersAreVisible) {
+  auto r = call(
+      "import math\ndef helper(x):\n  return str(math.floor(x))\n"
+      "def Z1000():\n  return helper(2.5)");
+  EXPECT_EQ(value_of(r), z6("2"));
+}
+
+TEST(PythonRuntime, PrintIsCapturedAndBounded) {
+  auto r = call(
+      "import sys\ndef Z1000():\n  print('hello')\n  sys.stderr.write('err')\n"
+      "  return 'ok'");
+  EXPECT_EQ(value_of(r), z6("ok"));
+  EXPECT_EQ(r.output.captured_output, "hello\nerr");
+  r = call("def Z1000():\n  for i in range(10000): print('x' * 100)\n  return 'ok'");
+  EXPECT_EQ(value_of(r), z6("ok"));
+  EXPECT_EQ(r.output.captured_output.size(), 256u);
+}
+
+TEST(PythonRuntime, StdinIsEmpty) {
+  auto r = call("def Z1000():\n  return input()");
+  EXPECT_EQ(error_of(r), "EOF when reading a line");
+}
+
+TEST(PythonRuntime, BooleansNoneAndStrings) {
+  EXPECT_EQ(value_of(call("def Z1000(Z1000K1):\n  return not Z1000K1", {{"Z1000K1", z40(true)}})),
+            z40(false));
+  EXPECT_EQ(value_of(call("def Z1000():\n  return None")), json({{"Z1K1", z9("Z21")}}));
+  auto r = call("def Z1000(Z1000K1):\n  return str(Z1000K1 is None)",
+                {{"Z1000K1", {{"Z1K1", z9("Z21")}}}});
+  EXPECT_EQ(value_of(r), z6("True"));
+  EXPECT_EQ(value_of(call("def Z1000():\n  return 'h\\u00e9llo \\u0633'")),
+            z6("h\u00e9llo \u0633"));
+}
+
+TEST(PythonRuntime, ListsAreTypedWithTheCommonItemType) {
+  // Strings keep the bare "Z6" type of their Z1K1 (a quirk of the original executor).
+  EXPECT_EQ(value_of(call("def Z1000():\n  return ['a', 'b']")),
+            typed_list("Z6", {z6("a"), z6("b")}));
+  EXPECT_EQ(value_of(call("def Z1000():\n  return []")), typed_list(z9("Z1"), {}));
+  EXPECT_EQ(value_of(call("def Z1000():\n  return ('a', True)")),
+            typed_list(z9("Z1"), {z6("a"), z40(true)}));
+  EXPECT_EQ(value_of(call("def Z1000():\n  return (x for x in [True])")),
+            typed_list(z9("Z40"), {z40(true)}));
+}
+
+TEST(PythonRuntime, ListArgumentsBecomeLists) {
+  json list = typed_list(z9("Z6"), {z6("x"), z6("y"), z6("z")});
+  auto r = call("def Z1000(Z1000K1):\n  return '|'.join(Z1000K1) + str(type(Z1000K1).__name__)",
+                {{"Z1000K1", list}});
+  EXPECT_EQ(value_of(r), z6("x|y|zlist"));
+}
+
+TEST(PythonRuntime, PairsKeepTheirOriginalType) {
+  json type = pair_type(z9("Z6"), z9("Z6"));
+  json pair = {{"Z1K1", type}, {"K1", z6("a")}, {"K2", z6("b")}};
+  auto r = call("def Z1000(Z1000K1):\n  return ZPair(Z1000K1.K2, Z1000K1.K1, Z1000K1.Z1K1)",
+                {{"Z1000K1", pair}});
+  EXPECT_EQ(value_of(r), json({{"Z1K1", type}, {"K1", z6("b")}, {"K2", z6("a")}}));
+  r = call("def Z1000():\n  return ZPair('a', True)");
+  EXPECT_EQ(value_of(r).at("Z1K1"), pair_type("Z6", z9("Z40")));
+}
+
+TEST(PythonRuntime, DictsBecomeTypedMaps) {
+  auto r = call("def Z1000():\n  return {'k': True}");
+  json pair = {{"Z1K1", pair_type("Z6", z9("Z40"))}, {"K1", z6("k")}, {"K2", z40(true)}};
+  json expected = {{"Z1K1", call_type("Z883", {{"Z883K1", "Z6"}, {"Z883K2", z9("Z40")}})},
+                   {"K1", typed_list(pair_type("Z6", z9("Z40")), {pair})}};
+  EXPECT_EQ(value_of(r), expected);
+  // ... and back.
+  r = call("def Z1000(Z1000K1):\n  return str(Z1000K1)", {{"Z1000K1", expected}});
+  EXPECT_EQ(value_of(r), z6("{'k': True}"));
+}
+
+TEST(PythonRuntime, OtherObjectsBecomeZObjects) {
+  json object = {{"Z1K1", z9("Z10001")}, {"Z10001K2", z6("two")}, {"Z10001K1", z40(false)}};
+  auto r = call("def Z1000(Z1000K1):\n  Z1000K1.Z10001K3 = 'three'\n  return Z1000K1",
+                {{"Z1000K1", object}});
+  json expected = object;
+  expected["Z10001K3"] = z6("three");
+  EXPECT_EQ(value_of(r), expected);
+  EXPECT_EQ(r.output.z22_json.find(R"("Z22K1":{"Z1K1":{"Z1K1":"Z9","Z9K1":"Z10001"},"Z10001K1")"),
+            r.output.z22_json.find("\"Z22K1\""))
+      << "keys are sorted: " << r.output.z22_json;
+  r = call("def Z1000():\n  return ZObject('Z10002', Z10002K1='v')");
+  EXPECT_EQ(value_of(r), json({{"Z1K1", "Z10002"}, {"Z10002K1", z6("v")}}));
+}
+
+TEST(PythonRuntime, ReferencesInsideArgumentsFailLikeTheOriginal) {
+  json type = {{"Z1K1", z9("Z4")}, {"Z4K1", z9("Z6")}};
+  auto r = call("def Z1000(Z1000K1):\n  return 'x'", {{"Z1000K1", type}});
+  EXPECT_EQ(error_of(r), "'str' object has no attribute 'get'");
+}
+
+TEST(PythonRuntime, UnserializableResults) {
+  EXPECT_EQ(error_of(call("def Z1000():\n  return 5")),
+            "Could not serialize input Python object: 5");
+  EXPECT_EQ(error_of(call("def Z1000():\n  return 1.5")),
+            "Could not serialize input Python object: 1.5");
+  auto r = call("def Z1000():\n  class A:\n    def __repr__(self): return '<A>'\n  return A()");
+  EXPECT_EQ(error_of(r), "Could not serialize input Python object: <A>");
+  EXPECT_EQ(value_of(r), z9("Z24"));
+}
+
+TEST(PythonRuntime, ErrorMessages) {
+  EXPECT_EQ(error_of(call("def Z1000(:\n  pass")), "invalid syntax");
+  EXPECT_EQ(error_of(call("def Z1000():\n  return (1")), "'(' was never closed");
+  EXPECT_EQ(error_of(call("def Z1000():\n  raise ValueError('bad value', 2)")), "bad value");
+  EXPECT_EQ(error_of(call("def Z1000():\n  raise KeyError(42)")), "42");
+  // Without arguments: the exception's type name (the original executor crashed here).
+  EXPECT_EQ(error_of(call("def Z1000():\n  raise ValueError()")), "ValueError");
+  EXPECT_EQ(error_of(call("def Z1000():\n  return 1 / 0")), "division by zero");
+  EXPECT_EQ(error_of(call("def Z1001():\n  return 'x'")), "name 'Z1000' is not defined");
+  EXPECT_EQ(error_of(call("import sys\ndef Z1000():\n  sys.exit('bye')")), "bye");
+  EXPECT_EQ(error_of(call("def Z1000(Z1000K1):\n  return Z1000K1")),
+            "Z1000() missing 1 required positional argument: 'Z1000K1'");
+  EXPECT_EQ(error_of(call("def Z1000():\n  return W.Call('Z801', Z801K1='x')")),
+            "Non-reentrant executor tried to call back to the orchestrator");
+}
+
+TEST(PythonRuntime, ErrorEnvelopeShape) {
+  auto r = call("def Z1000():\n  raise Exception('boom')");
+  EXPECT_TRUE(r.output.ok);
+  EXPECT_FALSE(r.output.out_of_memory);
+  EXPECT_EQ(r.z22.at("Z22K1"), z9("Z24"));
+  const json& metadata = r.z22.at("Z22K2");
+  EXPECT_EQ(metadata.at("Z1K1"), call_type("Z883", {{"Z883K1", z9("Z6")}, {"Z883K2", z9("Z1")}}));
+  const json& pair = metadata.at("K1").at("K1");
+  EXPECT_EQ(pair.at("K2"),
+            json({{"Z1K1", z9("Z5")}, {"Z5K2", z6("boom")}}));  // no Z5K1, as the original
+}
+
+TEST(PythonRuntime, MemoryErrorIsFlagged) {
+  auto r = call("def Z1000():\n  raise MemoryError()");
+  EXPECT_TRUE(r.output.out_of_memory);
+  EXPECT_EQ(error_of(r), "MemoryError");
+}
+
+TEST(PythonRuntime, PreloadedModulesWork) {
+  auto r = call(
+      "import datetime, decimal, fractions, random, string, unicodedata, itertools, functools\n"
+      "import collections, re, json\n"
+      "def Z1000():\n"
+      "  d = datetime.datetime.strptime('2024-02-29', '%Y-%m-%d')\n"
+      "  return ','.join([d.strftime('%d.%m'), str(decimal.Decimal('1.10') + 1),\n"
+      "    str(fractions.Fraction(1, 3) * 3), unicodedata.name('a'), 'b\\u00fccher.de'.encode("
+      "'idna').decode(), str(random.random() < 1)])");
+  EXPECT_EQ(value_of(r), z6("29.02,2.10,1,LATIN SMALL LETTER A,xn--bcher-kva.de,True"))
+      << r.output.z22_json;
+}
+
+TEST(PythonRuntime, LoneSurrogatesStillGiveValidJson) {
+  auto r = call("def Z1000():\n  return '\\ud800'");
+  EXPECT_EQ(value_of(r), z6("\ufffd"));
+  r = call("def Z1000():\n  return '\\ud83d\\ude00'");  // a valid pair written as surrogates
+  EXPECT_EQ(value_of(r), z6("\U0001F600"));
+}
+
+// The Python conformance cases of the evaluator (converted executor unit tests).
+json without_z1k1(const json& value) {
+  if (!value.is_object()) return value;
+  json out = json::object();
+  for (const auto& [key, item] : value.items()) {
+    if (key != "Z1K1") out[key] = without_z1k1(item);
+  }
+  return out;
+}
+
+TEST(PythonRuntime, ConformanceCases) {
+  std::filesystem::path dir = WF_CONFORMANCE_EVALUATOR_CASES;
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no conformance cases at " << dir;
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string file = entry.path().filename().string();
+    if (file.rfind("eval-py-", 0) != 0) continue;
+    json test_case = json::parse(std::ifstream(entry.path()));
+    const json& request = test_case.at("request").at("zobject");
+    const json& expect = test_case.at("expect");
+    auto r =
+        call(request.at("codeString"), request.at("functionArguments"), request.at("functionName"));
+    if (expect.value("is_error", false)) {
+      EXPECT_EQ(value_of(r), z9("Z24")) << file;
+      if (expect.contains("error")) {
+        EXPECT_EQ(error_of(r), expect.at("error").at("Z5K2").at("Z6K1")) << file;
+      }
+    } else {
+      EXPECT_EQ(without_z1k1(value_of(r)), expect.at("result")) << file << "\n"
+                                                                << r.output.z22_json;
+      EXPECT_EQ(error_of(r), "") << file;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 8);
+}
+
+}  // namespace
+}  // namespace wf::evaluator
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  static std::unique_ptr<wf::evaluator::LanguageRuntime> runtime =
+      wf::evaluator::make_python_runtime();
+  std::string error;
+  if (!runtime->initialize(error)) {
+    std::fprintf(stderr, "python runtime: %s\n", error.c_str());
+    return 1;
+  }
+  wf::evaluator::g_runtime = runtime.get();
+  return RUN_ALL_TESTS();
+}

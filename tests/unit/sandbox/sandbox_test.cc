@@ -1,0 +1,429 @@
+// The sandbox with a scripted C++ runtime (no interpreter): each CallInput::code is a command
+// that makes the child behave in one way (answer, spin, allocate, make a forbidden syscall...),
+// and the test checks the status the service side maps it to.
+
+#include "evaluator/sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "evaluator/sandbox/seccomp_filter.h"
+
+extern char** environ;
+
+namespace wf::evaluator {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using Status = CallOutcome::Status;
+
+std::atomic<bool> g_interrupt{false};
+volatile unsigned long g_spin = 0;
+
+[[noreturn]] void spin_forever() {
+  for (;;) g_spin = g_spin + 1;
+}
+
+class ScriptedRuntime final : public LanguageRuntime {
+ public:
+  const char* name() const override { return "scripted"; }
+  bool initialize(std::string&) override { return true; }
+  void after_fork() override {}
+  void warm_up() override {}
+  void request_interrupt() override { g_interrupt = true; }
+
+  CallOutput call(const CallInput& input) override {
+    CallOutput out;
+    out.ok = true;
+    const std::string& cmd = input.code;
+    if (cmd == "echo") {
+      out.z22_json = input.function_name + ":" + input.arguments_json;
+      out.captured_output = "printed";
+    } else if (cmd == "spin") {
+      spin_forever();
+    } else if (cmd == "spin-ignoring-xcpu") {
+      std::signal(SIGXCPU, SIG_IGN);
+      std::signal(SIGTERM, SIG_IGN);
+      spin_forever();
+    } else if (cmd == "sleep") {
+      for (;;) ::usleep(100000);
+    } else if (cmd == "interruptible") {
+      while (!g_interrupt) {
+      }
+      out.ok = false;
+      out.error_message = "stopped by interrupt";
+    } else if (cmd == "alloc") {
+      std::vector<char*> blocks;
+      for (;;) {
+        char* block = static_cast<char*>(std::malloc(1 << 20));
+        if (block == nullptr) break;
+        std::memset(block, 1, 1 << 20);
+        blocks.push_back(block);
+      }
+      out.out_of_memory = true;
+      out.z22_json = std::to_string(blocks.size());
+    } else if (cmd == "socket") {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      out.z22_json = "socket returned " + std::to_string(fd);
+    } else if (cmd == "fork") {
+      pid_t pid = ::fork();
+      out.z22_json = "fork returned " + std::to_string(pid);
+    } else if (cmd == "kill-parent") {
+      ::kill(::getppid(), SIGKILL);
+      out.z22_json = "still alive";
+    } else if (cmd == "execve") {
+      char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+      ::execve("/bin/true", argv, nullptr);
+      out.z22_json = "execve failed";
+    } else if (cmd == "open") {
+      errno = 0;
+      int fd = ::open("/etc/hostname", O_RDONLY);
+      out.z22_json = std::to_string(fd) + " " + std::to_string(errno);
+    } else if (cmd == "create") {
+      errno = 0;
+      int fd = ::open(input.arguments_json.c_str(), O_WRONLY | O_CREAT, 0644);
+      out.z22_json = std::to_string(fd) + " " + std::to_string(errno);
+    } else if (cmd == "fds") {
+      std::string open;
+      for (int fd = 0; fd < 64; ++fd) {
+        if (::write(fd, "", 0) >= 0 || errno != EBADF) open += std::to_string(fd) + ",";
+      }
+      out.z22_json = open;
+    } else if (cmd == "env") {
+      int n = 0;
+      for (char** e = environ; e != nullptr && *e != nullptr; ++e) ++n;
+      out.z22_json = std::to_string(n);
+    } else if (cmd == "pid") {
+      out.z22_json = std::to_string(::getpid());
+    } else if (cmd == "big") {
+      out.z22_json.assign(std::stoul(input.arguments_json), 'x');
+    } else if (cmd == "print") {
+      out.captured_output.assign(std::stoul(input.arguments_json), 'p');
+      out.z22_json = "done";
+    } else if (cmd == "length") {
+      out.z22_json = std::to_string(input.arguments_json.size()) + " " +
+                     std::to_string(input.arguments_json.find_first_not_of('a'));
+    } else if (cmd == "segv") {
+      *static_cast<volatile int*>(nullptr) = 1;
+    } else if (cmd == "exit") {
+      ::_exit(3);
+    } else if (cmd == "forge") {
+      const char junk[] =
+          "WFRSxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+      (void)!::write(3, junk, sizeof(junk));
+      for (;;) ::usleep(100000);
+    } else if (cmd == "runtime-error") {
+      out.ok = false;
+      out.error_message = "the interpreter broke";
+    } else if (cmd == "memory-error") {
+      out.ok = false;
+      out.error_message = "stopped: memory limit reached";
+    } else {
+      out.z22_json = "unknown command " + cmd;
+    }
+    return out;
+  }
+};
+
+SandboxLimits test_limits() {
+  SandboxLimits limits;
+  limits.wall = 3000ms;
+  limits.cpu = 1s;
+  limits.memory_bytes = 64u << 20;
+  limits.output_bytes = 64u << 10;
+  limits.captured_output_bytes = 1024;
+  limits.pool_size = 2;
+  return limits;
+}
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    sandbox_ = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits()).release();
+  }
+  static void TearDownTestSuite() {
+    delete sandbox_;
+    sandbox_ = nullptr;
+  }
+  static CallOutcome run(const std::string& command, const std::string& arguments = "{}",
+                         std::chrono::milliseconds budget = 10s) {
+    CallInput input;
+    input.code = command;
+    input.function_name = "Z1";
+    input.arguments_json = arguments;
+    return sandbox_->run(input, Clock::now() + budget);
+  }
+  static Sandbox* sandbox_;
+};
+Sandbox* SandboxTest::sandbox_ = nullptr;
+
+TEST_F(SandboxTest, AnswersAndReportsUsage) {
+  CallOutcome out = run("echo", R"({"Z1K1":"x"})");
+  ASSERT_EQ(out.status, Status::kOk) << out.detail;
+  EXPECT_TRUE(out.output.ok);
+  EXPECT_EQ(out.output.z22_json, R"(Z1:{"Z1K1":"x"})");
+  EXPECT_EQ(out.output.captured_output, "printed");
+  EXPECT_GT(out.peak_rss_bytes, 0u);
+  EXPECT_GE(out.cpu_ms, 0.0);
+}
+
+TEST_F(SandboxTest, EveryCallGetsAFreshProcess) {
+  std::string first = run("pid").output.z22_json;
+  std::string second = run("pid").output.z22_json;
+  EXPECT_FALSE(first.empty());
+  EXPECT_NE(first, second);
+}
+
+TEST_F(SandboxTest, LargeRequestsArriveIntact) {
+  std::string big(1500000, 'a');
+  CallOutcome out = run("length", big);
+  ASSERT_EQ(out.status, Status::kOk) << out.detail;
+  EXPECT_EQ(out.output.z22_json, "1500000 " + std::to_string(std::string::npos));
+}
+
+TEST_F(SandboxTest, WallClockLimitKills) {
+  auto start = Clock::now();
+  CallOutcome out = run("sleep");
+  auto elapsed = Clock::now() - start;
+  EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
+  EXPECT_GE(elapsed, 3000ms);
+  EXPECT_LT(elapsed, 4000ms);
+}
+
+TEST_F(SandboxTest, RequestDeadlineLowersTheWallLimit) {
+  auto start = Clock::now();
+  CallOutcome out = run("sleep", "{}", 300ms);
+  auto elapsed = Clock::now() - start;
+  EXPECT_EQ(out.status, Status::kTimeout);
+  EXPECT_NE(out.detail.find("deadline"), std::string::npos) << out.detail;
+  EXPECT_LT(elapsed, 1000ms);
+}
+
+TEST_F(SandboxTest, PassedDeadlineIsATimeoutWithoutAChild) {
+  CallInput input;
+  input.code = "echo";
+  CallOutcome out = sandbox_->run(input, Clock::now() - 1ms);
+  EXPECT_EQ(out.status, Status::kTimeout);
+}
+
+TEST_F(SandboxTest, InterruptibleRuntimeIsStoppedBySigalrm) {
+  CallOutcome out = run("interruptible", "{}", 500ms);
+  EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
+  EXPECT_EQ(out.output.error_message, "stopped by interrupt");
+}
+
+TEST_F(SandboxTest, MemoryLimitStopsAllocation) {
+  CallOutcome out = run("alloc");
+  EXPECT_EQ(out.status, Status::kMemoryLimit) << out.detail;
+  int megabytes = std::stoi(out.output.z22_json);
+  EXPECT_LT(megabytes, 64 + 8);
+  EXPECT_GT(megabytes, 16);
+}
+
+TEST_F(SandboxTest, RuntimeMemoryErrorMapsToMemoryLimit) {
+  EXPECT_EQ(run("memory-error").status, Status::kMemoryLimit);
+}
+
+TEST_F(SandboxTest, RuntimeFailureIsACrashWithItsMessage) {
+  CallOutcome out = run("runtime-error");
+  EXPECT_EQ(out.status, Status::kCrashed);
+  EXPECT_EQ(out.detail, "the interpreter broke");
+}
+
+TEST_F(SandboxTest, ForbiddenSyscallsKillTheChild) {
+  for (const char* command : {"socket", "fork", "kill-parent", "execve"}) {
+    CallOutcome out = run(command);
+    EXPECT_EQ(out.status, Status::kForbidden) << command << ": " << out.detail;
+  }
+}
+
+TEST_F(SandboxTest, OpeningFilesFailsWithEacces) {
+  CallOutcome out = run("open");
+  ASSERT_EQ(out.status, Status::kOk);
+  EXPECT_EQ(out.output.z22_json, "-1 " + std::to_string(EACCES));
+  std::string path = "/tmp/wf_sandbox_test_" + std::to_string(::getpid());
+  out = run("create", path);
+  EXPECT_EQ(out.output.z22_json, "-1 " + std::to_string(EACCES));
+  EXPECT_NE(::access(path.c_str(), F_OK), 0);
+}
+
+TEST_F(SandboxTest, OnlyStdioAndTheChannelAreOpen) {
+  EXPECT_EQ(run("fds").output.z22_json, "0,1,2,3,");
+}
+
+TEST_F(SandboxTest, EnvironmentIsEmpty) {
+  ::setenv("WF_SECRET_FOR_TEST", "x", 1);
+  EXPECT_EQ(run("env").output.z22_json, "0");
+}
+
+TEST_F(SandboxTest, OversizedResultIsRejected) {
+  CallOutcome out = run("big", std::to_string(100u << 10));
+  EXPECT_EQ(out.status, Status::kOutputTooLarge) << out.detail;
+  EXPECT_TRUE(out.output.z22_json.empty());
+  EXPECT_EQ(run("big", std::to_string(60u << 10)).status, Status::kOk);
+}
+
+TEST_F(SandboxTest, CapturedOutputIsTruncated) {
+  CallOutcome out = run("print", "100000");
+  ASSERT_EQ(out.status, Status::kOk);
+  EXPECT_EQ(out.output.captured_output.size(), 1024u);
+}
+
+TEST_F(SandboxTest, CrashesAndSilentExitsAreReported) {
+  CallOutcome out = run("segv");
+  EXPECT_EQ(out.status, Status::kCrashed);
+  EXPECT_NE(out.detail.find("SIGSEGV"), std::string::npos) << out.detail;
+  out = run("exit");
+  EXPECT_EQ(out.status, Status::kCrashed);
+  EXPECT_NE(out.detail.find("status 3"), std::string::npos) << out.detail;
+}
+
+TEST_F(SandboxTest, ForgedResponseIsAViolation) {
+  CallOutcome out = run("forge");
+  EXPECT_EQ(out.status, Status::kForbidden) << out.detail;
+}
+
+TEST_F(SandboxTest, KeepsServingAfterFailures) {
+  run("segv");
+  run("socket");
+  EXPECT_EQ(run("echo").status, Status::kOk);
+  SandboxStats stats = sandbox_->stats();
+  EXPECT_GT(stats.zygote_pid, 0);
+  EXPECT_GE(stats.children_forked, 3u);
+  EXPECT_EQ(stats.setup_failures, 0u);
+}
+
+TEST_F(SandboxTest, PoolRefillsToItsSize) {
+  run("echo");
+  auto until = Clock::now() + 2s;
+  while (sandbox_->stats().ready_children < 2 && Clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+  }
+  SandboxStats stats = sandbox_->stats();
+  EXPECT_EQ(stats.ready_children, 2);  // warmed up and waiting
+  EXPECT_EQ(stats.starting_children, 0);
+  EXPECT_EQ(sandbox_->ready_children(), 2);
+}
+
+TEST_F(SandboxTest, ConcurrentCallsGetTheirOwnAnswers) {
+  constexpr int kThreads = 8;
+  constexpr int kCalls = 25;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        std::string arguments = std::to_string(t * 1000 + i);
+        CallOutcome out = run("echo", arguments);
+        if (out.status != Status::kOk || out.output.z22_json != "Z1:" + arguments) ++wrong;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+// The CPU limit with a wall limit far away, so that a busy shared machine cannot turn a CPU-limit
+// case into a timeout.
+class CpuLimitTest : public SandboxTest {
+ protected:
+  static void SetUpTestSuite() {
+    SandboxLimits limits = test_limits();
+    limits.wall = 30s;
+    sandbox_ = start_sandbox(std::make_unique<ScriptedRuntime>(), limits).release();
+  }
+  static CallOutcome run(const std::string& command) {
+    return SandboxTest::run(command, "{}", 30s);
+  }
+};
+
+TEST_F(CpuLimitTest, CpuLimitEndsASpinningChild) {
+  CallOutcome out = run("spin");
+  EXPECT_EQ(out.status, Status::kCpuLimit) << out.detail;
+  EXPECT_GE(out.cpu_ms, 900.0);
+}
+
+TEST_F(CpuLimitTest, CpuLimitHoldsWhenSigxcpuIsIgnored) {
+  CallOutcome out = run("spin-ignoring-xcpu");
+  EXPECT_EQ(out.status, Status::kCpuLimit) << out.detail;
+  EXPECT_GE(out.cpu_ms, 1900.0);
+}
+
+TEST(SeccompFilter, BuildsWithAndWithoutExtras) {
+  auto program = sandbox_internal::build_seccomp_filter({});
+  ASSERT_TRUE(program.has_value()) << program.error();
+  EXPECT_GT(program->size(), 10u);
+  EXPECT_TRUE(sandbox_internal::build_seccomp_filter({"mprotect"}).has_value());
+  auto bad = sandbox_internal::build_seccomp_filter({"no_such_syscall"});
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().find("no_such_syscall"), std::string::npos);
+}
+
+class FailingRuntime final : public LanguageRuntime {
+ public:
+  const char* name() const override { return "failing"; }
+  bool initialize(std::string& error) override {
+    error = "interpreter files missing";
+    return false;
+  }
+  void after_fork() override {}
+  void warm_up() override {}
+  CallOutput call(const CallInput&) override { return {}; }
+};
+
+TEST(StartSandbox, InitialisationFailureThrowsWithTheReason) {
+  try {
+    start_sandbox(std::make_unique<FailingRuntime>(), test_limits());
+    FAIL() << "start_sandbox did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("interpreter files missing"), std::string::npos)
+        << e.what();
+  }
+}
+
+class BadSyscallRuntime final : public LanguageRuntime {
+ public:
+  const char* name() const override { return "badsyscall"; }
+  bool initialize(std::string&) override { return true; }
+  void after_fork() override {}
+  void warm_up() override {}
+  CallOutput call(const CallInput&) override { return {}; }
+  std::vector<std::string> extra_syscalls() const override { return {"not_a_syscall"}; }
+};
+
+TEST(StartSandbox, UnknownExtraSyscallThrows) {
+  EXPECT_THROW(start_sandbox(std::make_unique<BadSyscallRuntime>(), test_limits()),
+               std::runtime_error);
+}
+
+class WarmUpDiesRuntime final : public LanguageRuntime {
+ public:
+  const char* name() const override { return "warmupdies"; }
+  bool initialize(std::string&) override { return true; }
+  void after_fork() override {}
+  void warm_up() override { ::syscall(SYS_socket, AF_INET, SOCK_STREAM, 0); }
+  CallOutput call(const CallInput&) override { return {}; }
+};
+
+TEST(StartSandbox, ChildThatCannotLockDownFailsStartUp) {
+  EXPECT_THROW(start_sandbox(std::make_unique<WarmUpDiesRuntime>(), test_limits()),
+               std::runtime_error);
+}
+
+}  // namespace
+}  // namespace wf::evaluator

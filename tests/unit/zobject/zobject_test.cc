@@ -1,0 +1,154 @@
+// Tests of the ZObject model: identifiers, parse limits, normalize/canonicalize, lists, errors,
+// metadata maps and schema error trees.
+#include "wf/zobject/zobject.h"
+
+#include <gtest/gtest.h>
+
+namespace zo = wf::zobject;
+using json = nlohmann::json;
+
+TEST(Identifiers, Patterns) {
+  EXPECT_TRUE(zo::is_zid("Z801"));
+  EXPECT_FALSE(zo::is_zid("Z0"));
+  EXPECT_FALSE(zo::is_zid("Z01"));
+  EXPECT_TRUE(zo::is_global_key("Z801K1"));
+  EXPECT_FALSE(zo::is_global_key("Z801K0"));
+  EXPECT_TRUE(zo::is_local_key("K12"));
+  EXPECT_TRUE(zo::is_reference_like("Q42"));
+  EXPECT_FALSE(zo::is_reference_like("K1"));
+  EXPECT_FALSE(zo::is_reference_like("Z1K1"));
+  EXPECT_TRUE(zo::is_builtin_type("Z99"));
+  EXPECT_FALSE(zo::is_builtin_type("Z24"));
+}
+
+TEST(Parse, DepthLimit) {
+  std::string deep(200, '[');
+  deep += std::string(200, ']');
+  auto r = zo::parse(deep, 100);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("100"), std::string::npos);
+  EXPECT_TRUE(zo::parse(deep, 300));
+  EXPECT_FALSE(zo::parse("{\"a\":", 10));
+  // Brackets inside strings do not count.
+  EXPECT_TRUE(zo::parse("\"[[[[[[[[[[[[\"", 2));
+}
+
+TEST(Normalize, StringsAndReferences) {
+  auto n = zo::normalize(json("Z40"));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, zo::z9("Z40"));
+  EXPECT_EQ(*zo::normalize(json("hello")), zo::z6("hello"));
+  EXPECT_EQ(*zo::normalize(json("Z1K1")), zo::z6("Z1K1"));
+}
+
+TEST(Normalize, ObjectKeepsTerminalStrings) {
+  json in = {{"Z1K1", "Z11"}, {"Z11K1", "Z1002"}, {"Z11K2", "hello"}};
+  json want = {{"Z1K1", zo::z9("Z11")}, {"Z11K1", zo::z9("Z1002")}, {"Z11K2", zo::z6("hello")}};
+  EXPECT_EQ(*zo::normalize(in), want);
+  json z6 = {{"Z1K1", "Z6"}, {"Z6K1", "Z902"}};
+  EXPECT_EQ(*zo::normalize(z6), z6);
+}
+
+TEST(Normalize, BenjaminArrays) {
+  auto n = zo::normalize(json::array({"Z6", "a", "b"}));
+  ASSERT_TRUE(n);
+  EXPECT_TRUE(zo::is_list(*n));
+  auto items = zo::list_items(*n);
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[1], zo::z6("b"));
+  EXPECT_EQ(zo::list_item_type(*n), zo::z9("Z6"));
+  auto empty = zo::normalize(json::array());
+  EXPECT_EQ(zo::list_item_type(*empty), zo::z9("Z1"));
+  EXPECT_TRUE(zo::list_items(*empty).empty());
+}
+
+TEST(Normalize, Idempotent) {
+  json in = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", json::array({"Z6", "x"})}};
+  auto once = zo::normalize(in);
+  auto twice = zo::normalize(*once);
+  EXPECT_EQ(*once, *twice);
+}
+
+TEST(Normalize, RejectsNumbersWithZ502Z521) {
+  json in = {{"Z1K1", "Z2"}, {"Z2K1", 2}};
+  auto n = zo::normalize(in);
+  ASSERT_FALSE(n);
+  EXPECT_EQ(zo::error_type(n.error()), "Z502");
+  std::string text = n.error().dump();
+  EXPECT_NE(text.find("Z521"), std::string::npos);
+  EXPECT_NE(text.find("Z526"), std::string::npos);  // under the Z2K1 key
+}
+
+TEST(Normalize, MissingZ1K1IsZ523) {
+  json in = {{"Z1K1", "Z8"}, {"Z2K1", {{"K2", "Test"}}}};
+  auto n = zo::normalize(in);
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().dump().find("Z523"), std::string::npos);
+}
+
+TEST(Normalize, BadKeyIsZ525) {
+  auto n = zo::normalize(json{{"Z1K1", "Z6"}, {"foo", "x"}});
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().dump().find("Z525"), std::string::npos);
+}
+
+TEST(Canonicalize, RoundTrip) {
+  json canonical = {{"Z1K1", "Z7"},
+                    {"Z7K1", "Z801"},
+                    {"Z801K1", json::array({"Z6", "a", {{"Z1K1", "Z6"}, {"Z6K1", "Z41"}}})}};
+  auto normal = zo::normalize(canonical);
+  ASSERT_TRUE(normal);
+  auto back = zo::canonicalize(*normal);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, canonical);
+}
+
+TEST(Canonicalize, ListItemTypeFromExpandedZ4) {
+  json z4 = {{"Z1K1", zo::z9("Z4")}, {"Z4K1", zo::list_type(zo::z9("Z6"))}};
+  json list = {{"Z1K1", z4}, {"K1", zo::z6("a")}, {"K2", {{"Z1K1", zo::list_type(zo::z9("Z6"))}}}};
+  EXPECT_EQ(zo::to_canonical(list), json::array({"Z6", "a"}));
+}
+
+TEST(Canonicalize, FailsOnNumbers) {
+  json bad = {{"Z1K1", "Z99"}, {"Z99K1", 5}};
+  EXPECT_FALSE(zo::canonicalize(bad));
+}
+
+TEST(Errors, StandardShape) {
+  json e = zo::make_error_msg("Z507", "boom");
+  EXPECT_EQ(zo::error_type(e), "Z507");
+  EXPECT_EQ(e["Z5K2"]["Z507K1"], zo::z6("boom"));
+  EXPECT_EQ(e["Z5K2"]["Z1K1"]["Z885K1"], zo::z9("Z507"));
+  json c = zo::to_canonical(e);
+  EXPECT_EQ(c["Z5K2"]["Z1K1"], json({{"Z1K1", "Z7"}, {"Z7K1", "Z885"}, {"Z885K1", "Z507"}}));
+}
+
+TEST(Metadata, SetGetReplace) {
+  json env = zo::make_envelope(zo::z6("x"), nullptr);
+  EXPECT_FALSE(zo::has_error(env));
+  zo::envelope_set_metadata(env, "a", zo::z6("1"));
+  zo::envelope_set_metadata(env, "b", zo::z6("2"));
+  zo::envelope_set_metadata(env, "a", zo::z6("3"));
+  ASSERT_NE(zo::map_get(env["Z22K2"], "a"), nullptr);
+  EXPECT_EQ(*zo::map_get(env["Z22K2"], "a"), zo::z6("3"));
+  EXPECT_EQ(zo::list_items(env["Z22K2"]["K1"]).size(), 2u);
+  json err = zo::error_envelope(zo::make_error_msg("Z500", "x"));
+  EXPECT_TRUE(zo::has_error(err));
+  EXPECT_TRUE(zo::is_void(err["Z22K1"]));
+}
+
+TEST(SchemaTree, SiblingsBecomeZ509) {
+  std::vector<zo::SchemaViolation> v = {{{"Z2K1"}, zo::make_error("Z521", {zo::z99(1)})},
+                                        {{"Z2K2"}, zo::make_error("Z521", {zo::z99(2)})}};
+  json tree = zo::schema_error_tree(v);
+  EXPECT_EQ(zo::error_type(tree), "Z502");
+  EXPECT_EQ(zo::ref_id(tree["Z5K2"]["Z502K1"]), "Z509");
+}
+
+TEST(ValidateNormal, TerminalShapes) {
+  EXPECT_TRUE(zo::validate_normal(zo::z6("x")).is_null());
+  json bad9 = {{"Z1K1", "Z9"}, {"Z9K1", "nope"}};
+  json r = zo::validate_normal(bad9);
+  ASSERT_FALSE(r.is_null());
+  EXPECT_NE(r.dump().find("Z537"), std::string::npos);
+}
