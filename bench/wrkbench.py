@@ -1,0 +1,86 @@
+"""Shared pieces of the end-to-end benchmarks: start a service, run wrk, parse its figures."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+import wfharness  # noqa: E402
+
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+
+def start(name, args):
+    return wfharness.Service(name, list(args) + ["--access-log", "false"])
+
+
+def _to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url, connections, seconds, body=None, threads=None):
+    """Runs wrk and returns {rps, p50_ms, p99_ms, requests, errors}."""
+    threads = threads or min(connections, 2)
+    cmd = [WRK, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
+    script = None
+    if body is not None:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f"wrk.body = {json.dumps(body)}\n")
+        script.close()
+        cmd[1:1] = ["-s", script.name]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if script:
+        os.unlink(script.name)
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        res[key] = _to_ms(m.group(1), m.group(2))
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["errors"] = int(m.group(1)) if m else 0
+    return res
+
+
+def cpu_seconds(pid):
+    """user+system CPU seconds of a process (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def measure(service, url, connections, seconds, body=None):
+    """wrk figures plus the service's CPU ms per request over the run."""
+    c0 = cpu_seconds(service.proc.pid)
+    res = run_wrk(url, connections, seconds, body)
+    c1 = cpu_seconds(service.proc.pid)
+    res["cpu_ms_per_req"] = (c1 - c0) * 1000.0 / max(1, res["requests"])
+    return res
+
+
+def row(label, r, ceiling=None):
+    ratio = f"{100.0 * r['rps'] / ceiling:6.1f}%" if ceiling else "      -"
+    return (f"{label:<34} {r['rps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
+            f"{r.get('cpu_ms_per_req', 0):>8.3f} {ratio} {r['errors']:>6}")
+
+
+HEADER = f"{'scenario':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>8} {'ceil %':>7} {'non2xx':>6}"
+
+
+def settle():
+    time.sleep(0.5)
