@@ -114,6 +114,16 @@ class BothServices(unittest.TestCase):
                     r = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True)
                     self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
 
+    def test_every_metric_is_documented(self):
+        docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "metrics.md")).read()
+        for s in self.services:
+            with self.subTest(service=s.name):
+                text = h.request("GET", s.base + "/metrics")[2].decode()
+                names = [l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")]
+                self.assertTrue(names)
+                missing = [n for n in names if f"`{n}`" not in docs]
+                self.assertEqual(missing, [], "metrics missing from docs/metrics.md")
+
     def test_every_log_line_is_ecs_json(self):
         for s in self.services:
             with self.subTest(service=s.name):
@@ -199,6 +209,20 @@ class CommandLine(unittest.TestCase):
             self.assertEqual(json.loads(body)["level"], "debug")
         finally:
             s.stop()
+
+
+    def test_documented_example_configs_load(self):
+        docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config")
+        for name, binary in (("orchestrator.yaml", "wf-orchestrator"), ("evaluator.yaml", "wf-evaluator")):
+            with self.subTest(config=name):
+                # Flags win over the file: --port 0 (added by the harness) replaces the file's port.
+                s = h.Service(binary, ["--config", os.path.join(docs, name), "--pool-size", "1"]
+                              if binary == "wf-evaluator" else ["--config", os.path.join(docs, name)])
+                try:
+                    self.assertNotIn(s.port, (6254, 6927))
+                    self.assertEqual(h.request("GET", s.base + "/healthz")[0], 200)
+                finally:
+                    self.assertEqual(s.stop(), 0)
 
 
 class Drain(unittest.TestCase):
