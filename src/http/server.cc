@@ -94,6 +94,7 @@ struct Metrics {
   prometheus::Family<prometheus::Histogram>& response_size;
   prometheus::Gauge& in_flight;
   prometheus::Gauge& connections;
+  prometheus::Counter& accepted;
   prometheus::Family<prometheus::Counter>& rejected;
   prometheus::Gauge& draining;
 
@@ -123,6 +124,11 @@ struct Metrics {
         prometheus::BuildGauge()
             .Name("wf_http_connections_open")
             .Help("Client connections open now.")
+            .Register(obs::registry())
+            .Add({}),
+        prometheus::BuildCounter()
+            .Name("wf_http_connections_accepted_total")
+            .Help("Client connections accepted.")
             .Register(obs::registry())
             .Add({}),
         prometheus::BuildCounter()
@@ -248,6 +254,7 @@ struct Server::Impl {
   awaitable<void> session(beast::tcp_stream stream, std::shared_ptr<SessionHandle> handle) {
     ++connections;
     metrics.connections.Increment();
+    metrics.accepted.Increment();
     // Register the socket so that a drain can close idle connections.
     co_await asio::post(handle->strand, use_awaitable);
     handle->socket = &stream.socket();

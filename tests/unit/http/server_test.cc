@@ -252,4 +252,86 @@ TEST_F(ServerTest, DrainLetsInFlightRequestFinishAndReportsNotReady) {
   EXPECT_EQ(code.load(), 0);
 }
 
+TEST_F(ServerTest, ClientDeadlineEndsASlowCall) {
+  ClientRequest r;
+  r.url = base_ + "/slow";
+  r.deadline = Clock::now() + std::chrono::milliseconds(100);
+  const auto start = Clock::now();
+  auto res = client_.send(r);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout);
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(500));
+}
+
+TEST_F(ServerTest, ClientReportsRefusedConnectionsAndBadUrls) {
+  // A port nobody listens on: bind, read the port, close.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  ClientRequest r;
+  r.url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x";
+  auto refused = client_.send(r);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ClientError::Kind::kConnect);
+  r.url = "https://127.0.0.1/x";
+  auto https = client_.send(r);
+  ASSERT_FALSE(https);
+  EXPECT_EQ(https.error().kind, ClientError::Kind::kInvalidUrl);
+}
+
+TEST_F(ServerTest, ClientReusesKeepAliveConnections) {
+  auto accepted = [this] {
+    const std::string text = get("/metrics").body;
+    const std::string key = "\nwf_http_connections_accepted_total ";
+    return std::stod(text.substr(text.find(key) + key.size()));
+  };
+  const double before = accepted();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(get("/healthz").status, 200u);
+  // The pooled keep-alive connection served all of them: no new connection was accepted.
+  EXPECT_EQ(accepted(), before);
+}
+
+TEST(ServerLimits, ConnectionLimitAnswers503) {
+  ServerOptions o;
+  o.port = 0;
+  o.max_connections = 2;
+  o.access_log = false;
+  Server server(o);
+  add_standard_routes(server, {"test", "1.0", "abc", "", "{}"});
+  const std::uint16_t port = server.start();
+  auto open_idle = [port] {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  };
+  const int a = open_idle();
+  const int b = open_idle();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  HttpClient client;
+  ClientRequest r;
+  r.url = "http://127.0.0.1:" + std::to_string(port) + "/healthz";
+  auto res = client.send(r);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 503u);
+  EXPECT_NE(res->body.find("connection limit"), std::string::npos);
+  close(a);
+  close(b);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  HttpClient fresh;
+  auto ok = fresh.send(r);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200u);
+  server.stop();
+  server.run_until_signal();
+}
+
 }  // namespace
