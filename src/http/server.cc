@@ -267,7 +267,7 @@ struct Server::Impl {
     }
     bool first = true;
     for (;;) {
-      if (draining) break;
+      if (draining && !first) break;  // a new connection still gets its first request served
       handle->idle = true;
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));

@@ -132,7 +132,7 @@ class BothServices(unittest.TestCase):
                 h.request("GET", s.base + "/missing\"quote")
                 self.assertTrue(h.wait_until(lambda: any("url.path" in l for l in s.lines)))
                 records = s.log_records()  # raises if any line is not JSON
-                self.assertGreater(len(records), 2)
+                self.assertGreaterEqual(len(records), 2)
                 for r in records:
                     for f in ECS_FIELDS:
                         self.assertIn(f, r, r)
@@ -233,7 +233,7 @@ class Drain(unittest.TestCase):
             return 200, "application/json", b"{}"
 
         with h.FakeServer(slow_wiki) as wiki:
-            s = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.base + "/w/api.php", "--shutdown-delay-ms", "300",
+            s = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.base + "/w/api.php", "--shutdown-delay-ms", "1500",
                                               "--cache-ttl-ms", "0"])
             result = {}
 
@@ -245,9 +245,10 @@ class Drain(unittest.TestCase):
             self.assertTrue(h.wait_until(lambda: len(wiki.requests) > 0, 10))
             s.proc.send_signal(15)
             # While the drain delay runs, readiness says no but the server still answers.
-            status, _, body = h.request("GET", s.base + "/readyz")
-            self.assertEqual(status, 503)
-            self.assertIn("draining", json.loads(body)["reason"])
+            answers = []
+            self.assertTrue(h.wait_until(
+                lambda: answers.append(h.request("GET", s.base + "/readyz")) or answers[-1][0] == 503, 1.5))
+            self.assertIn("draining", json.loads(answers[-1][2])["reason"])
             t.join(20)
             self.assertIn("answer", result)
             status, _, z22 = result["answer"]
