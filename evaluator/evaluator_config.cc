@@ -6,20 +6,12 @@ using config::Option;
 using config::Type;
 
 std::vector<Option> evaluator_options() {
-  return {
-      {"port",
-       Type::kInt,
-       "6927",
-       "TCP port to listen on; 0 picks a free port (the log says which).",
-       {"PORT", "WF_PORT"},
-       {},
-       0,
-       65535},
-      {"address",
-       Type::kString,
-       "127.0.0.1",
-       "Address to listen on; 0.0.0.0 for every interface (containers).",
-       {"WF_ADDRESS"}},
+  std::vector<Option> options = service::common_options({.name = "wf-evaluator",
+                                                         .port = 6927,
+                                                         .worker_threads = 8,
+                                                         .max_pending_work = 64,
+                                                         .max_body_bytes = 2u << 20});
+  std::vector<Option> own = {
       {"languages",
        Type::kString,
        "python,javascript",
@@ -71,100 +63,16 @@ std::vector<Option> evaluator_options() {
        {},
        1,
        256},
-      {"io_threads", Type::kInt, "1", "Event-loop threads for HTTP.", {"WF_IO_THREADS"}, {}, 1, 64},
-      {"worker_threads",
-       Type::kInt,
-       "8",
-       "Calls running at once (each waits on one sandboxed child).",
-       {"WF_WORKER_THREADS"},
-       {},
-       1,
-       256},
-      {"max_pending_work",
-       Type::kInt,
-       "64",
-       "Calls running or queued at most; beyond it: 503 with Retry-After.",
-       {"WF_MAX_PENDING_WORK"},
-       {},
-       1},
-      {"max_connections",
-       Type::kInt,
-       "1024",
-       "Client connections open at most; beyond it: 503.",
-       {"WF_MAX_CONNECTIONS"},
-       {},
-       1},
-      {"max_body_bytes",
-       Type::kInt,
-       "2097152",
-       "Largest request body accepted (413 above).",
-       {"WF_MAX_BODY_BYTES"},
-       {},
-       1024},
-      {"max_header_bytes",
-       Type::kInt,
-       "16384",
-       "Largest request header block accepted (431 above).",
-       {"WF_MAX_HEADER_BYTES"},
-       {},
-       1024},
-      {"header_timeout_ms",
-       Type::kInt,
-       "10000",
-       "Time a client has to send a request's headers.",
-       {"WF_HEADER_TIMEOUT_MS"},
-       {},
-       1},
-      {"idle_timeout_ms",
-       Type::kInt,
-       "30000",
-       "Time a keep-alive connection may sit idle.",
-       {"WF_IDLE_TIMEOUT_MS"},
-       {},
-       1},
-      {"shutdown_delay_ms",
-       Type::kInt,
-       "0",
-       "On SIGTERM, how long /readyz reports 503 while still accepting, before the listener closes.",
-       {"WF_SHUTDOWN_DELAY_MS"},
-       {},
-       0,
-       600000},
-      {"shutdown_grace_ms",
-       Type::kInt,
-       "10000",
-       "On SIGTERM, how long in-flight calls may take to finish.",
-       {"WF_SHUTDOWN_GRACE_MS"},
-       {},
-       0},
-      {"log_level",
-       Type::kLogLevel,
-       "info",
-       "Log level; change it while running with PUT /_admin/log-level.",
-       {"WF_LOG_LEVEL", "LOG_LEVEL"}},
-      {"access_log", Type::kBool, "true", "One log line per HTTP request.", {"WF_ACCESS_LOG"}},
   };
+  options.insert(options.end(), std::make_move_iterator(own.begin()),
+                 std::make_move_iterator(own.end()));
+  return options;
 }
 
 http::ServerOptions server_options(const config::Config& cfg) {
-  http::ServerOptions o;
-  o.service_name = "wf-evaluator";
-  o.address = cfg.str("address");
-  o.port = static_cast<std::uint16_t>(cfg.integer("port"));
-  o.io_threads = static_cast<int>(cfg.integer("io_threads"));
-  o.worker_threads = static_cast<int>(cfg.integer("worker_threads"));
-  o.max_pending_work = static_cast<int>(cfg.integer("max_pending_work"));
-  o.max_connections = static_cast<int>(cfg.integer("max_connections"));
-  o.max_body_bytes = static_cast<std::size_t>(cfg.integer("max_body_bytes"));
-  o.max_header_bytes = static_cast<std::size_t>(cfg.integer("max_header_bytes"));
-  o.header_timeout = std::chrono::milliseconds(cfg.integer("header_timeout_ms"));
-  o.idle_timeout = std::chrono::milliseconds(cfg.integer("idle_timeout_ms"));
-  // A call's own limit is timeout_ms; the HTTP deadline leaves a little room to answer.
-  o.request_timeout = std::chrono::milliseconds(cfg.integer("timeout_ms") + 1000);
-  o.shutdown_grace = std::chrono::milliseconds(cfg.integer("shutdown_grace_ms"));
-  o.shutdown_delay = std::chrono::milliseconds(cfg.integer("shutdown_delay_ms"));
-  o.access_log = cfg.boolean("access_log");
-  return o;
+  // A call's own limit is timeout_ms; the HTTP deadline leaves a second to answer.
+  return service::server_options(cfg, "wf-evaluator",
+                                 std::chrono::milliseconds(cfg.integer("timeout_ms") + 1000));
 }
 
 SandboxLimits sandbox_limits(const config::Config& cfg) {

@@ -8,6 +8,7 @@
 #include "evaluator/service/evaluate_handler.h"
 #include "wf/config/config.h"
 #include "wf/http/server.h"
+#include "wf/service/service.h"
 
 namespace wf::evaluator {
 

@@ -8,6 +8,7 @@
 #include "wf/http/server.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/service.h"
 #ifdef WF_HAVE_PYTHON
 #include "evaluator/executors/python/python_runtime.h"
 #endif
@@ -27,21 +28,14 @@ extern const char* const wf_evaluator_openapi_json;
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  const auto options = evaluator::evaluator_options();
-  if (config::wants_help(args)) {
-    std::fputs(config::help_text("wf-evaluator",
-                                 "runs user-written Python and JavaScript in a sandbox", options)
-                   .c_str(),
-               stdout);
-    return 0;
+  config::Config cfg;
+  if (const int code = service::start({"wf-evaluator", WF_VERSION, WF_GIT_COMMIT,
+                                       "runs user-written Python and JavaScript in a sandbox"},
+                                      evaluator::evaluator_options(), argc, argv, cfg);
+      code >= 0) {
+    return code;
   }
-  auto cfg = config::load(options, args);
-  if (!cfg) {
-    std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", cfg.error().c_str());
-    return 2;
-  }
-  const std::string languages = cfg->str("languages");
+  const std::string languages = cfg.str("languages");
   const bool want_python = languages.find("python") != std::string::npos;
   const bool want_javascript = languages.find("javascript") != std::string::npos;
   if (!want_python && !want_javascript) {
@@ -51,14 +45,9 @@ int main(int argc, char** argv) {
                  languages.c_str());
     return 2;
   }
-  spdlog::level::level_enum level{};
-  obs::parse_level(cfg->str("log_level"), level);
-  // The logger creates no thread (synchronous sink), so it may come before the zygotes.
-  obs::install_ecs_logger("wf-evaluator", WF_VERSION, level);
-  obs::set_build_info("wf-evaluator", WF_VERSION, WF_GIT_COMMIT);
   try {
     // Zygotes fork from a single-threaded process: start them before the server's threads.
-    const evaluator::SandboxLimits limits = evaluator::sandbox_limits(*cfg);
+    const evaluator::SandboxLimits limits = evaluator::sandbox_limits(cfg);
     std::shared_ptr<evaluator::Sandbox> python, javascript;
 #ifdef WF_HAVE_PYTHON
     if (want_python) python = evaluator::start_sandbox(evaluator::make_python_runtime(), limits);
@@ -68,9 +57,9 @@ int main(int argc, char** argv) {
       javascript = evaluator::start_sandbox(evaluator::make_javascript_runtime(), limits);
 #endif
     auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
-        evaluator::make_evaluate_handler(evaluator::evaluate_options(*cfg), python, javascript));
+        evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 
-    http::Server server(evaluator::server_options(*cfg));
+    http::Server server(evaluator::server_options(cfg));
     http::add_standard_routes(server, {"wf-evaluator", WF_VERSION, WF_GIT_COMMIT,
                                        "Runs Wikifunctions code implementations in a sandbox",
                                        wf_evaluator_openapi_json});

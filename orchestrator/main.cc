@@ -12,6 +12,7 @@
 #include "wf/http/server.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/service.h"
 
 #ifndef WF_VERSION
 #define WF_VERSION "0.0.0"
@@ -25,46 +26,35 @@ extern const char* const wf_orchestrator_openapi_json;
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  const auto options = orchestrator::orchestrator_options();
-  if (config::wants_help(args)) {
-    std::fputs(config::help_text("wf-orchestrator",
-                                 "evaluates Wikifunctions function calls (Z7) over HTTP", options)
-                   .c_str(),
-               stdout);
-    return 0;
+  config::Config cfg;
+  if (const int code = service::start({"wf-orchestrator", WF_VERSION, WF_GIT_COMMIT,
+                                       "evaluates Wikifunctions function calls (Z7) over HTTP"},
+                                      orchestrator::orchestrator_options(), argc, argv, cfg);
+      code >= 0) {
+    return code;
   }
-  auto cfg = config::load(options, args);
-  if (!cfg) {
-    std::fprintf(stderr, "wf-orchestrator: configuration error: %s\n", cfg.error().c_str());
-    return 2;
-  }
-  spdlog::level::level_enum level{};
-  obs::parse_level(cfg->str("log_level"), level);
-  obs::install_ecs_logger("wf-orchestrator", WF_VERSION, level);
-  obs::set_build_info("wf-orchestrator", WF_VERSION, WF_GIT_COMMIT);
   try {
     auto client_options = http::ClientOptions{};
     client_options.user_agent = "wikifunctions-cpp-orchestrator/" WF_VERSION;
     auto client = std::make_shared<http::HttpClient>(client_options);
-    const std::string wiki = cfg->str("wiki_api_url");
+    const std::string wiki = cfg.str("wiki_api_url");
     std::shared_ptr<orchestrator::ObjectFetcher> fetcher;
     if (!wiki.empty()) fetcher = orchestrator::make_wiki_fetcher(wiki, client);
     auto routes =
-        orchestrator::evaluator_routes(cfg->str("evaluator_url"), cfg->str("orchestrator_config"));
+        orchestrator::evaluator_routes(cfg.str("evaluator_url"), cfg.str("orchestrator_config"));
     auto runner = orchestrator::make_evaluator_client(routes, client);
     std::shared_ptr<orchestrator::Engine> engine =
-        orchestrator::make_engine(orchestrator::engine_options(*cfg), fetcher, runner);
+        orchestrator::make_engine(orchestrator::engine_options(cfg), fetcher, runner);
 
     obs::log_event(spdlog::level::info, "starting wf-orchestrator",
                    {obs::field_str("wf.wiki_api_url",
                                    wiki.empty() ? "(none: built-ins and objects_dir only)" : wiki),
-                    obs::field_str("wf.evaluator_url", cfg->str("evaluator_url")),
-                    obs::field_str("wf.objects_dir", cfg->str("objects_dir")),
-                    obs::field_int("wf.cache_ttl_ms", cfg->integer("cache_ttl_ms")),
-                    obs::field_str("wf.port.origin", cfg->origin("port"))});
+                    obs::field_str("wf.evaluator_url", cfg.str("evaluator_url")),
+                    obs::field_str("wf.objects_dir", cfg.str("objects_dir")),
+                    obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
+                    obs::field_str("wf.port.origin", cfg.origin("port"))});
 
-    http::Server server(orchestrator::server_options(*cfg));
+    http::Server server(orchestrator::server_options(cfg));
     http::add_standard_routes(
         server, {"wf-orchestrator", WF_VERSION, WF_GIT_COMMIT,
                  "Evaluates Wikifunctions function calls", wf_orchestrator_openapi_json});

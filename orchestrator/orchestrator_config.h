@@ -9,6 +9,7 @@
 #include "orchestrator/engine/engine.h"
 #include "wf/config/config.h"
 #include "wf/http/server.h"
+#include "wf/service/service.h"
 
 namespace wf::orchestrator {
 

@@ -1,0 +1,148 @@
+#include "wf/service/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "wf/obs/log.h"
+#include "wf/obs/metrics.h"
+
+namespace wf::service {
+
+using config::Option;
+using config::Type;
+
+std::vector<Option> common_options(const Defaults& d) {
+  return {
+      {"port",
+       Type::kInt,
+       std::to_string(d.port),
+       "TCP port to listen on; 0 picks a free port (the log says which).",
+       {"PORT", "WF_PORT"},
+       {},
+       0,
+       65535},
+      {"address",
+       Type::kString,
+       "127.0.0.1",
+       "Address to listen on; 0.0.0.0 for every interface (containers).",
+       {"WF_ADDRESS"}},
+      {"io_threads", Type::kInt, "1", "Event-loop threads for HTTP.", {"WF_IO_THREADS"}, {}, 1, 64},
+      {"worker_threads",
+       Type::kInt,
+       std::to_string(d.worker_threads),
+       "Threads running requests that may block (function calls).",
+       {"WF_WORKER_THREADS"},
+       {},
+       1,
+       256},
+      {"max_pending_work",
+       Type::kInt,
+       std::to_string(d.max_pending_work),
+       "Requests running or queued for a worker at most; beyond it: 503 with Retry-After.",
+       {"WF_MAX_PENDING_WORK"},
+       {},
+       1},
+      {"max_connections",
+       Type::kInt,
+       "1024",
+       "Client connections open at most; beyond it: 503.",
+       {"WF_MAX_CONNECTIONS"},
+       {},
+       1},
+      {"max_body_bytes",
+       Type::kInt,
+       std::to_string(d.max_body_bytes),
+       "Largest request body accepted (413 above).",
+       {"WF_MAX_BODY_BYTES"},
+       {},
+       1024},
+      {"max_header_bytes",
+       Type::kInt,
+       "16384",
+       "Largest request header block accepted (431 above).",
+       {"WF_MAX_HEADER_BYTES"},
+       {},
+       1024},
+      {"header_timeout_ms",
+       Type::kInt,
+       "10000",
+       "Time a client has to send a request's headers.",
+       {"WF_HEADER_TIMEOUT_MS"},
+       {},
+       1},
+      {"idle_timeout_ms",
+       Type::kInt,
+       "30000",
+       "Time a keep-alive connection may sit idle.",
+       {"WF_IDLE_TIMEOUT_MS"},
+       {},
+       1},
+      {"shutdown_delay_ms",
+       Type::kInt,
+       "0",
+       "On SIGTERM, how long /readyz reports 503 while still accepting, before the listener "
+       "closes.",
+       {"WF_SHUTDOWN_DELAY_MS"},
+       {},
+       0,
+       600000},
+      {"shutdown_grace_ms",
+       Type::kInt,
+       "10000",
+       "On SIGTERM, how long in-flight requests may take to finish.",
+       {"WF_SHUTDOWN_GRACE_MS"},
+       {},
+       0},
+      {"log_level",
+       Type::kLogLevel,
+       "info",
+       "Log level; change it while running with PUT /_admin/log-level.",
+       {"WF_LOG_LEVEL", "LOG_LEVEL"}},
+      {"access_log", Type::kBool, "true", "One log line per HTTP request.", {"WF_ACCESS_LOG"}},
+  };
+}
+
+http::ServerOptions server_options(const config::Config& cfg, std::string_view service_name,
+                                   std::chrono::milliseconds request_timeout) {
+  http::ServerOptions o;
+  o.service_name = std::string(service_name);
+  o.address = cfg.str("address");
+  o.port = static_cast<std::uint16_t>(cfg.integer("port"));
+  o.io_threads = static_cast<int>(cfg.integer("io_threads"));
+  o.worker_threads = static_cast<int>(cfg.integer("worker_threads"));
+  o.max_pending_work = static_cast<int>(cfg.integer("max_pending_work"));
+  o.max_connections = static_cast<int>(cfg.integer("max_connections"));
+  o.max_body_bytes = static_cast<std::size_t>(cfg.integer("max_body_bytes"));
+  o.max_header_bytes = static_cast<std::size_t>(cfg.integer("max_header_bytes"));
+  o.header_timeout = std::chrono::milliseconds(cfg.integer("header_timeout_ms"));
+  o.idle_timeout = std::chrono::milliseconds(cfg.integer("idle_timeout_ms"));
+  o.request_timeout = request_timeout;
+  o.shutdown_delay = std::chrono::milliseconds(cfg.integer("shutdown_delay_ms"));
+  o.shutdown_grace = std::chrono::milliseconds(cfg.integer("shutdown_grace_ms"));
+  o.access_log = cfg.boolean("access_log");
+  return o;
+}
+
+int start(const Identity& id, std::vector<Option> options, int argc, char** argv,
+          config::Config& out) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (config::wants_help(args)) {
+    std::fputs(config::help_text(id.name, id.summary, options).c_str(), stdout);
+    return 0;
+  }
+  auto cfg = config::load(std::move(options), args);
+  if (!cfg) {
+    std::fprintf(stderr, "%s: configuration error: %s\n", id.name.c_str(), cfg.error().c_str());
+    return 2;
+  }
+  out = std::move(*cfg);
+  spdlog::level::level_enum level{};
+  obs::parse_level(out.str("log_level"), level);
+  // A synchronous sink: no logging thread, so this may run before the evaluator forks its zygotes.
+  obs::install_ecs_logger(id.name, id.version, level);
+  obs::set_build_info(id.name, id.version, id.commit);
+  return -1;
+}
+
+}  // namespace wf::service
