@@ -84,3 +84,81 @@ HEADER = f"{'scenario':<34} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':
 
 def settle():
     time.sleep(0.5)
+
+
+# ---- additions for orchestrator_e2e / evaluator_e2e (compatible: nothing above changed) --------
+
+
+def cpu_seconds_tree(pid):
+    """CPU seconds of a process and of all its live descendants, each with its reaped children
+    (cutime/cstime): a sandbox service, its zygotes and their warm children together."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in [pid] + descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+    return total
+
+
+def children(pid):
+    """Direct children of a process, from /proc/<pid>/task/*/children."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    """Every live descendant of a process (depth first)."""
+    out = []
+    for c in children(pid):
+        out.append(c)
+        out += descendants(c)
+    return out
+
+
+def pss_mb(pid):
+    """Proportional set size (shared pages split between the processes mapping them)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def median_result(results):
+    """Element-wise median of several run_wrk/measure dicts."""
+    import statistics
+    out = {}
+    for key in results[0]:
+        values = [r[key] for r in results]
+        out[key] = statistics.median(values) if isinstance(values[0], (int, float)) else values[0]
+    return out
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cmath>
 #include <string_view>
 
 namespace wf::evaluator {
@@ -247,6 +248,10 @@ std::expected<CallRequest, Json> to_call_request(const Json& decoded) {
   const Json& outer = decoded.is_object() ? decoded : kEmpty;
   if (outer.contains("reentrant") && outer["reentrant"].is_boolean()) {
     call.reentrant = outer["reentrant"].get<bool>();
+  }
+  if (outer.contains("remainingTime") && outer["remainingTime"].is_number()) {
+    const double ms = outer["remainingTime"].get<double>();
+    if (ms > 0 && std::isfinite(ms)) call.remaining_time_ms = ms;
   }
   const Json& req =
       outer.contains("zobject") && outer["zobject"].is_object() ? outer["zobject"] : outer;

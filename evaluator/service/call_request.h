@@ -4,6 +4,7 @@
 // validation, then code / function name / arguments. Every early failure is the Z5 to answer with.
 
 #include <expected>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@ namespace wf::evaluator {
 
 struct CallRequest {
   bool reentrant = false;
+  // remainingTime of a 0.0.4 (or JSON) request: the caller's milliseconds left. Only a positive
+  // value is meaningful (the original orchestrator sends a large negative number).
+  std::optional<double> remaining_time_ms;
   std::string language;       // codingLanguage, or Z61K1 of the first implementation's Z16K1
   std::string code;           // codeString / Z16K2
   std::string function_name;  // functionName / Z8K5

@@ -199,6 +199,13 @@ class Handler final : public EvaluateHandler {
     if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
       deadline = request.deadline;
     }
+    // The caller's own deadline (remainingTime) lowers the limit: nobody waits for a later answer.
+    if (call->remaining_time_ms) {
+      const auto caller =
+          started + std::chrono::duration_cast<SteadyClock::duration>(
+                        std::chrono::duration<double, std::milli>(*call->remaining_time_ms));
+      if (caller < deadline) deadline = caller;
+    }
     const CallOutcome outcome = sandbox->run(input, deadline);
 
     if (outcome.status == CallOutcome::Status::kUnavailable) {

@@ -554,5 +554,26 @@ TEST_F(Fixture, DeadlineIsTheEarlierOfRequestAndTimeout) {
   EXPECT_GE(python->deadlines[2], before + std::chrono::milliseconds(15000));
 }
 
+TEST_F(Fixture, PositiveRemainingTimeLowersTheDeadline) {
+  python->outcome = ok_outcome(z22_of({{"Z1K1", "Z6"}, {"Z6K1", "r"}}));
+  options.timeout = std::chrono::milliseconds(15000);
+  const auto before = std::chrono::steady_clock::now();
+  send(json_request({{"codingLanguage", "python-3"},
+                     {"codeString", "c"},
+                     {"functionName", "Z1"},
+                     {"remainingTime", 300.0}}));
+  ASSERT_EQ(python->deadlines.size(), 1u);
+  EXPECT_GE(python->deadlines[0], before + std::chrono::milliseconds(300));
+  EXPECT_LE(python->deadlines[0],
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(300));
+  // The original orchestrator sends a large negative remainingTime: it is ignored.
+  send(json_request({{"codingLanguage", "python-3"},
+                     {"codeString", "c"},
+                     {"functionName", "Z1"},
+                     {"remainingTime", -1.7e12}}));
+  ASSERT_EQ(python->deadlines.size(), 2u);
+  EXPECT_GE(python->deadlines[1], before + std::chrono::milliseconds(15000));
+}
+
 }  // namespace
 }  // namespace wf::evaluator

@@ -1,0 +1,463 @@
+"""The real wf-evaluator over HTTP (evaluator-api.md, docs/compatibility.md).
+
+Python and JavaScript calls in every request form (JSON record, JSON {zobject: Z7}, versioned Avro
+v0.0.4 encoded here by hand), the metadata keys, sandbox failures (timeout, memory bomb) after which
+the service keeps serving, printed output that no longer corrupts the result (executionOutput),
+concurrent calls, readiness and metrics.
+
+Run: cd tests/integration && WF_BIN_DIR=<build>/bin python3 -m unittest -v test_evaluator_http
+"""
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wfharness as h  # noqa: E402
+
+EVALUATE = "/wikifunctions.org/v1/evaluate/"
+PROMTOOL = "/usr/bin/promtool"
+
+
+# ---- normal-form helpers ------------------------------------------------------------------------
+
+
+def z9(s):
+    return {"Z1K1": "Z9", "Z9K1": s}
+
+
+def z6(s):
+    return {"Z1K1": "Z6", "Z6K1": s}
+
+
+def z40(b):
+    return {"Z1K1": z9("Z40"), "Z40K1": z9("Z41" if b else "Z42")}
+
+
+def normal_list(item_type, items):
+    """A normal-form typed list: {Z1K1: Z881(T), K1: head, K2: rest} ending in an empty list."""
+    t = {"Z1K1": z9("Z7"), "Z7K1": z9("Z881"), "Z881K1": z9(item_type)}
+    node = {"Z1K1": t}
+    for item in reversed(items):
+        node = {"Z1K1": t, "K1": item, "K2": node}
+    return node
+
+
+def list_items(node):
+    out = []
+    while isinstance(node, dict) and "K1" in node:
+        out.append(node["K1"])
+        node = node.get("K2")
+    return out
+
+
+def text_of(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and v.get("Z1K1") in ("Z6", z9("Z6")):
+        return v.get("Z6K1")
+    return None
+
+
+def ref(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and v.get("Z1K1") == "Z9":
+        return v.get("Z9K1")
+    return None
+
+
+def meta_pairs(z22):
+    """Z22K2 of a normal-form (or canonical) envelope as {key: value}."""
+    meta = z22.get("Z22K2")
+    out = {}
+    if not isinstance(meta, dict):
+        return out
+    node = meta.get("K1")
+    if isinstance(node, list):
+        for pair in node[1:]:
+            out[text_of(pair["K1"])] = pair["K2"]
+        return out
+    for pair in list_items(node):
+        out[text_of(pair["K1"])] = pair["K2"]
+    return out
+
+
+def z7_with_code(fn, language, code, args):
+    """The legacy whole-Z7 request: Z7K1 is a full Z8 whose Z8K4's first element is the code Z14."""
+    decls = [{"Z1K1": z9("Z17"), "Z17K1": z9("Z1"), "Z17K2": z6(k),
+              "Z17K3": {"Z1K1": z9("Z12"), "Z12K1": normal_list("Z11", [])}} for k in sorted(args)]
+    z14 = {"Z1K1": z9("Z14"), "Z14K1": z9(fn),
+           "Z14K3": {"Z1K1": z9("Z16"), "Z16K1": {"Z1K1": z9("Z61"), "Z61K1": z6(language)},
+                     "Z16K2": z6(code)}}
+    z8 = {"Z1K1": z9("Z8"), "Z8K1": normal_list("Z17", decls), "Z8K2": z9("Z1"),
+          "Z8K3": normal_list("Z20", []), "Z8K4": normal_list("Z14", [z14]), "Z8K5": z9(fn)}
+    call = {"Z1K1": z9("Z7"), "Z7K1": z8}
+    call.update(args)
+    return call
+
+
+# ---- Avro v0.0.4 (evaluator-api.md §2.1), encoded by hand -----------------------------------
+
+
+def avro_long(n):
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def avro_string(s):
+    b = s.encode("utf-8")
+    return avro_long(len(b)) + b
+
+
+def is_ref(v):
+    return isinstance(v, dict) and set(v) == {"Z1K1", "Z9K1"} and v["Z1K1"] == "Z9" \
+        and isinstance(v["Z9K1"], str) and re.match(r"^Z[1-9]\d*$", v["Z9K1"])
+
+
+def avro_zobject(v, inner=False):
+    """Outer union [Z6, Z9, Z99, Z1]; inner (values inside Z1.valueMap) [Z1, Z6, Z9, Z99]."""
+    order = ["Z1", "Z6", "Z9", "Z99"] if inner else ["Z6", "Z9", "Z99", "Z1"]
+    if isinstance(v, dict) and v.get("Z1K1") == z9("Z99") and set(v) == {"Z1K1", "Z99K1"}:
+        return avro_long(order.index("Z99")) + avro_string(json.dumps(v["Z99K1"], separators=(",", ":")))
+    if is_ref(v):
+        return avro_long(order.index("Z9")) + avro_string(v["Z9K1"])
+    if isinstance(v, dict) and set(v) == {"Z1K1", "Z6K1"} and v["Z1K1"] == "Z6" and isinstance(v["Z6K1"], str):
+        return avro_long(order.index("Z6")) + avro_string(v["Z6K1"])
+    body = avro_long(len(v)) if v else b""
+    for k, x in v.items():
+        body += avro_string(k) + avro_zobject(x, inner=True)
+    return avro_long(order.index("Z1")) + body + avro_long(0)
+
+
+def avro_request(language, code, fn, args, remaining_ms=10000.0):
+    out = bytes([5]) + b"0.0.4"
+    out += b"\x00" + struct.pack("<d", remaining_ms)
+    out += avro_string(language) + avro_string(code) + avro_string(fn)
+    if args:
+        out += avro_long(len(args))
+        for k, v in args.items():
+            out += avro_string(k) + avro_zobject(v)
+    return out + avro_long(0)
+
+
+# ---- the test cases ---------------------------------------------------------------------------
+
+PY_UPPER = "def Z1802(Z1802K1, Z1802K2):\n    return Z1802K1.upper() + ('!' if Z1802K2 else '')"
+JS_UPPER = "function Z1802(Z1802K1, Z1802K2) { return Z1802K1.toUpperCase() + (Z1802K2 ? '!' : ''); }"
+CODES = {"python": PY_UPPER, "javascript": JS_UPPER}
+ARGS = {"Z1802K1": z6("shout"), "Z1802K2": z40(True)}
+EXPECTED = z6("SHOUT!")
+
+
+class EvaluatorCase(unittest.TestCase):
+    def post_json(self, svc, obj, timeout=30):
+        status, _, z22 = h.post_json(svc.base + EVALUATE, obj, timeout=timeout)
+        self.assertEqual(status, 200, z22)
+        return z22
+
+    def post_avro(self, svc, body, timeout=30):
+        status, _, raw = h.request("POST", svc.base + EVALUATE, body,
+                                   {"Content-Type": "application/octet-stream"}, timeout)
+        self.assertEqual(status, 200, raw[:500])
+        return json.loads(raw)
+
+    def record(self, language, code, fn="Z1802", args=None):
+        return {"codingLanguage": language, "codeString": code, "functionName": fn,
+                "functionArguments": ARGS if args is None else args}
+
+    def assert_value(self, z22, expected):
+        meta = meta_pairs(z22)
+        self.assertNotIn("errors", meta, json.dumps(meta.get("errors")))
+        self.assertEqual(z22.get("Z1K1"), z9("Z22"))
+        self.assertEqual(z22["Z22K1"], expected)
+        return meta
+
+    def assert_error(self, z22, code, message):
+        self.assertEqual(ref(z22["Z22K1"]), "Z24", z22["Z22K1"])
+        err = meta_pairs(z22).get("errors")
+        self.assertIsNotNone(err, "no errors key")
+        if code is None:
+            self.assertNotIn("Z5K1", err)
+        else:
+            self.assertEqual(ref(err["Z5K1"]), code, err)
+        got = text_of(err["Z5K2"])
+        if hasattr(message, "search"):
+            self.assertRegex(got, message)
+        else:
+            self.assertEqual(got, message)
+        return err
+
+    def assert_serves(self, svc, language="python"):
+        self.assert_value(self.post_json(svc, self.record(language, CODES[language])), EXPECTED)
+
+
+class RequestForms(EvaluatorCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = h.Service("wf-evaluator", ["--pool-size", "2"])
+        if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
+            cls.svc.stop()
+            raise RuntimeError("wf-evaluator never became ready")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+
+    def test_avro_encoder_matches_the_spec_example(self):
+        # evaluator-api.md §2.1 example, so that the Avro tests below send what the spec describes.
+        args = {"Z10K1": z6("ab"), "Z10K2": {"Z1K1": z9("Z40"), "Z40K1": z9("Z41")},
+                "Z10K3": {"Z1K1": z9("Z99"), "Z99K1": {"Z1K1": "Z9", "Z9K1": "Z41"}}}
+        got = avro_request("python", "def Z1(Z1K1):\n return Z1K1", "Z1", args, 19000.5)
+        code = b"def Z1(Z1K1):\n return Z1K1"
+        quoted = b'{"Z1K1":"Z9","Z9K1":"Z41"}'
+        want = (b"\x050.0.4" + b"\x00" + bytes.fromhex("000000 00208ed240".replace(" ", ""))
+                + b"\x0cpython" + bytes([len(code) * 2]) + code + b"\x04Z1" + b"\x06"
+                + b"\x0aZ10K1\x00\x04ab"
+                + b"\x0aZ10K2\x06" + b"\x04" + b"\x08Z1K1\x04\x06Z40" + b"\x0aZ40K1\x04\x06Z41" + b"\x00"
+                + b"\x0aZ10K3\x04" + bytes([len(quoted) * 2]) + quoted + b"\x00")
+        self.assertEqual(got.hex(), want.hex())
+
+    def test_json_record(self):
+        for language, code in CODES.items():
+            with self.subTest(language=language):
+                meta = self.assert_value(self.post_json(self.svc, self.record(language, code)), EXPECTED)
+                self.assertIn("evaluationDuration", meta)
+
+    def test_json_record_with_language_variants(self):
+        for language in ("python-3", "python-3-9", "javascript-es2020"):
+            with self.subTest(language=language):
+                code = CODES["python" if language.startswith("python") else "javascript"]
+                self.assert_value(self.post_json(self.svc, self.record(language, code)), EXPECTED)
+
+    def test_json_zobject_form(self):
+        for language, code in CODES.items():
+            with self.subTest(language=language):
+                z7 = z7_with_code("Z1802", language, code, ARGS)
+                self.assert_value(self.post_json(self.svc, {"reentrant": False, "zobject": z7}), EXPECTED)
+                self.assert_value(self.post_json(self.svc, z7), EXPECTED)  # the bare Z7 too
+
+    def test_avro_v004(self):
+        for language, code in CODES.items():
+            with self.subTest(language=language):
+                body = avro_request(language, code, "Z1802", ARGS)
+                self.assert_value(self.post_avro(self.svc, body), EXPECTED)
+
+    def test_avro_lists_and_unicode(self):
+        py = "def Z9(Z9K1):\n    return [s[::-1] for s in Z9K1]"
+        js = "function Z9(Z9K1) { return Z9K1.map((s) => [...s].reverse().join('')); }"
+        arg = {"Z9K1": normal_list("Z6", [z6("héllo"), z6("wörld ✓"), z6("")])}
+        for language, code in (("python", py), ("javascript", js)):
+            with self.subTest(language=language):
+                z22 = self.post_avro(self.svc, avro_request(language, code, "Z9", arg))
+                self.assert_value(z22, z22["Z22K1"])
+                self.assertEqual([text_of(x) for x in list_items(z22["Z22K1"])], ["olléh", "✓ dlröw", ""])
+
+    def test_garbage_avro_is_z558_naming_the_problem(self):
+        z22 = self.post_avro(self.svc, b"\x050.0.4\x00\x01")
+        self.assert_error(z22, "Z558", re.compile(r"^Unable to find programming language in function call\. \S"))
+        self.assertEqual(meta_pairs(z22).keys(), {"errors"})
+
+    def test_invalid_json_is_400(self):
+        status, _, body = h.request("POST", self.svc.base + EVALUATE, "{nope", {"Content-Type": "application/json"})
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["status"], 400)
+
+    def test_unknown_language_and_missing_code(self):
+        z22 = self.post_json(self.svc, self.record("java", "class X {}"))
+        self.assert_error(z22, "Z558", "No executor found for programming language java.")
+        rec = self.record("python", PY_UPPER)
+        del rec["codeString"]
+        z22 = self.post_json(self.svc, rec)
+        err = self.assert_error(z22, "Z507", "Unable to validate function call. Parser errors: "
+                                "Request did not supply codeString.")
+        self.assertEqual(err["Z5K1"], "Z507")  # the reference's bare-string Z5K1
+
+    def test_user_errors_carry_the_message(self):
+        cases = [("python", "def Z1802(Z1802K1, Z1802K2):\n    raise ValueError('no way')", "no way"),
+                 ("javascript", "function Z1802(a, b) { throw new Error('no way js'); }", "no way js"),
+                 ("python", "def Z1802(Z1802K1, Z1802K2):\n    return 5",
+                  "Could not serialize input Python object: 5")]
+        for language, code, message in cases:
+            with self.subTest(language=language, message=message):
+                z22 = self.post_json(self.svc, self.record(language, code))
+                self.assert_error(z22, None, message)
+                self.assertIn("evaluationDuration", meta_pairs(z22))
+
+    def test_metadata_keys(self):
+        for language, code in CODES.items():
+            with self.subTest(language=language):
+                meta = self.assert_value(self.post_json(self.svc, self.record(language, code)), EXPECTED)
+                keys = list(meta)
+                self.assertEqual(keys[:6], ["evaluationMemoryUsage", "evaluationCpuUsage", "evaluationStartTime",
+                                            "evaluationEndTime", "evaluationDuration", "evaluationHostname"])
+                v = {k: text_of(x) for k, x in meta.items()}
+                self.assertRegex(v["evaluationMemoryUsage"], r"^\d+\.\d\d MiB$")
+                self.assertRegex(v["evaluationCpuUsage"], r"^\d+(\.\d+)? ms$")
+                self.assertRegex(v["evaluationStartTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+                self.assertRegex(v["evaluationEndTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+                self.assertLessEqual(v["evaluationStartTime"], v["evaluationEndTime"])
+                self.assertRegex(v["evaluationDuration"], r"^\d+ ms$")
+                self.assertTrue(v["evaluationHostname"])
+                self.assertRegex(v["executionCpuUsage"], r"^\d+(\.\d+)? ms$")
+                self.assertRegex(v["executionMemoryUsage"], r"^\d+\.\d\d MiB$")
+                self.assertGreater(float(v["executionMemoryUsage"].split()[0]), 0.0)
+                self.assertNotIn("executionOutput", meta, "nothing was printed")
+
+    def test_printing_does_not_corrupt_the_result(self):
+        py = ("def Z1802(Z1802K1, Z1802K2):\n    print('printed by python')\n"
+              "    import sys\n    print('to stderr', file=sys.stderr)\n    return Z1802K1.upper() + '!'")
+        js = ("function Z1802(Z1802K1, Z1802K2) { console.log('printed by js'); "
+              "return Z1802K1.toUpperCase() + '!'; }")
+        for language, code, printed in (("python", py, "printed by python"), ("javascript", js, "printed by js")):
+            with self.subTest(language=language):
+                meta = self.assert_value(self.post_json(self.svc, self.record(language, code)), EXPECTED)
+                self.assertIn("executionOutput", meta)
+                self.assertIn(printed, text_of(meta["executionOutput"]))
+                if language == "python":
+                    self.assertIn("to stderr", text_of(meta["executionOutput"]))
+
+    def test_no_state_shared_between_calls(self):
+        py = ("def Z1802(Z1802K1, Z1802K2):\n    import builtins\n"
+              "    seen = getattr(builtins, 'wf_seen', 0)\n    builtins.wf_seen = seen + 1\n    return str(seen)")
+        js = "function Z1802(a, b) { const s = globalThis.wfSeen || 0; globalThis.wfSeen = s + 1; return String(s); }"
+        for language, code in (("python", py), ("javascript", js)):
+            with self.subTest(language=language):
+                for _ in range(3):
+                    self.assert_value(self.post_json(self.svc, self.record(language, code)), z6("0"))
+
+    def test_eight_concurrent_calls_all_succeed(self):
+        results = {}
+
+        def one(i):
+            language = "python" if i % 2 else "javascript"
+            code = (f"def Z1802(Z1802K1, Z1802K2):\n    return Z1802K1 + '-{i}'" if language == "python"
+                    else f"function Z1802(a, b) {{ return a + '-{i}'; }}")
+            try:
+                status, _, z22 = h.post_json(self.svc.base + EVALUATE, self.record(language, code), timeout=45)
+                results[i] = (status, z22)
+            except Exception as e:  # noqa: BLE001 (reported below)
+                results[i] = (None, repr(e))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(50)
+        self.assertEqual(sorted(results), list(range(8)))
+        for i, (status, z22) in results.items():
+            with self.subTest(call=i):
+                self.assertEqual(status, 200, z22)
+                self.assert_value(z22, z6(f"shout-{i}"))
+
+    def test_readyz_and_info(self):
+        status, _, body = h.request("GET", self.svc.base + "/readyz")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["status"], "ready")
+        status, _, body = h.request("GET", self.svc.base + "/_info")
+        self.assertEqual(json.loads(body)["name"], "wf-evaluator")
+
+    def test_metrics_count_evaluate_calls(self):
+        def count():
+            _, _, body = h.request("GET", self.svc.base + "/metrics")
+            m = re.search(r'^wf_http_requests_total\{[^}]*route="evaluate"[^}]*status="200"[^}]*\}\s+(\S+)$',
+                          body.decode(), re.M)
+            return float(m.group(1)) if m else 0.0
+
+        before = count()
+        for language, code in CODES.items():
+            self.post_json(self.svc, self.record(language, code))
+        self.assertEqual(count(), before + 2)
+        status, _, body = h.request("GET", self.svc.base + "/metrics")
+        text = body.decode()
+        self.assertIn('wf_build_info{', text)
+        self.assertIn('wf_http_request_duration_seconds_bucket{', text)
+        if os.path.exists(PROMTOOL):
+            r = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+
+
+class SandboxFailures(EvaluatorCase):
+    """Timeouts and memory bombs end the call with a specific error; the service keeps serving."""
+
+    TIMEOUT_MS = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = h.Service("wf-evaluator", ["--pool-size", "1", "--timeout-ms", str(cls.TIMEOUT_MS),
+                                             "--memory-limit-mb", "128"])
+        if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
+            cls.svc.stop()
+            raise RuntimeError("wf-evaluator never became ready")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+
+    def timed(self, language, code):
+        t0 = time.monotonic()
+        z22 = self.post_json(self.svc, self.record(language, code))
+        return z22, time.monotonic() - t0
+
+    def test_endless_loop_times_out_with_z558(self):
+        loops = {"python": "def Z1802(Z1802K1, Z1802K2):\n    while True:\n        pass",
+                 "javascript": "function Z1802(a, b) { while (true) {} }"}
+        for language, code in loops.items():
+            with self.subTest(language=language):
+                z22, elapsed = self.timed(language, code)
+                self.assert_error(z22, "Z558", "Function call timed out")
+                self.assertGreaterEqual(elapsed, self.TIMEOUT_MS / 1000.0 * 0.9)
+                self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 5.0)
+                self.assert_serves(self.svc, language)
+
+    def test_sleeping_code_times_out_with_z558(self):
+        z22, elapsed = self.timed("python", "def Z1802(Z1802K1, Z1802K2):\n    import time\n    time.sleep(30)")
+        self.assert_error(z22, "Z558", "Function call timed out")
+        self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 5.0)
+        self.assert_serves(self.svc, "python")
+
+    def test_memory_bomb_is_out_of_memory(self):
+        bombs = {"python": "def Z1802(Z1802K1, Z1802K2):\n    x = []\n    while True:\n"
+                           "        x.append(' ' * 1000000)",
+                 "javascript": "function Z1802(a, b) { const x = [];"
+                               " while (true) x.push(new Array(1000000).fill(1)); }"}
+        for language, code in bombs.items():
+            with self.subTest(language=language):
+                z22, elapsed = self.timed(language, code)
+                self.assert_error(z22, "Z507", re.compile(r"^Function call ran out of memory: .*128 MiB"))
+                self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 5.0)
+                self.assert_serves(self.svc, language)
+
+    def test_one_huge_allocation_is_out_of_memory(self):
+        z22, _ = self.timed("python", "def Z1802(Z1802K1, Z1802K2):\n    return ('a' * (1 << 30))[:3]")
+        self.assert_error(z22, "Z507", re.compile(r"^Function call ran out of memory"))
+        self.assert_serves(self.svc, "python")
+
+    def test_result_too_large(self):
+        z22, _ = self.timed("python", "def Z1802(Z1802K1, Z1802K2):\n    return 'x' * 3000000")
+        self.assert_error(z22, "Z507", re.compile(r"^Function call result is too large"))
+        self.assert_serves(self.svc, "python")
+
+    def test_process_survives_and_stays_ready(self):
+        self.timed("python", "def Z1802(Z1802K1, Z1802K2):\n    while True:\n        pass")
+        self.assertIsNone(self.svc.proc.poll())
+        self.assertTrue(h.wait_until(lambda: h.request("GET", self.svc.base + "/readyz")[0] == 200, 10))
+        self.assert_serves(self.svc, "javascript")
+
+
+if __name__ == "__main__":
+    unittest.main()

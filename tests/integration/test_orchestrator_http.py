@@ -1,0 +1,788 @@
+"""The real wf-orchestrator over HTTP against a fake wiki and a fake evaluator (FakeServer).
+
+Covers (orchestrator-api.md §2, §6, §7; errors.md):
+  * wiki failures (HTTP 500, no answer before the request deadline, garbage JSON, ZID missing,
+    connection dropped): each an HTTP 200 Z22 carrying the spec's Z5, and the service keeps serving;
+  * evaluator failures (non-2xx, dropped connection, too slow, invalid JSON): the next
+    implementation is tried; with none left the Z507 names the failure; past the deadline Z558;
+  * what arrives at the peers: x-request-id, the caller's trace id in traceparent, and the Avro
+    v0.0.4 body (decoded by hand here) with a positive remainingTime;
+  * bad input (400, 415, deep nesting, non-Z7, null zobject, a Z5 as input);
+  * the cross-request object cache (on with a long TTL, off with 0);
+  * the wf_wiki_fetch_requests_total / wf_evaluator_calls_total outcome counters.
+
+Run: cd tests/integration && WF_BIN_DIR=<build>/bin python3 -m unittest -v test_orchestrator_http
+"""
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wfharness as h  # noqa: E402
+
+EVALUATE = "/wikifunctions.org/v1/evaluate/"
+TRACE_ID = "5a1e0c9e3b2d4f6a8c7b9d0e1f2a3b4c"
+TRACEPARENT = f"00-{TRACE_ID}-1122334455667788-01"
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def z6(s):
+    return {"Z1K1": "Z6", "Z6K1": s}
+
+
+def z9(s):
+    return {"Z1K1": "Z9", "Z9K1": s}
+
+
+def persisted(zid, value):
+    """A canonical persisted Z2 as wikilambda_fetch serves it."""
+    return {"Z1K1": "Z2", "Z2K1": z6(zid), "Z2K2": value,
+            "Z2K3": {"Z1K1": "Z12", "Z12K1": ["Z11", {"Z1K1": "Z11", "Z11K1": "Z1002", "Z11K2": zid}]}}
+
+
+def function(zid, impls, arg_type="Z6", ret="Z6"):
+    return persisted(zid, {
+        "Z1K1": "Z8",
+        "Z8K1": ["Z17", {"Z1K1": "Z17", "Z17K1": arg_type, "Z17K2": zid + "K1",
+                         "Z17K3": {"Z1K1": "Z12", "Z12K1": ["Z11"]}}],
+        "Z8K2": ret, "Z8K3": ["Z20"], "Z8K4": ["Z14"] + list(impls), "Z8K5": zid})
+
+
+def python_impl(zid, fn, code):
+    return persisted(zid, {"Z1K1": "Z14", "Z14K1": fn,
+                           "Z14K3": {"Z1K1": "Z16", "Z16K1": {"Z1K1": "Z61", "Z61K1": "python"},
+                                     "Z16K2": code}})
+
+
+def echo_composition(zid, fn):
+    return persisted(zid, {"Z1K1": "Z14", "Z14K1": fn,
+                           "Z14K2": {"Z1K1": "Z7", "Z7K1": "Z801",
+                                     "Z801K1": {"Z1K1": "Z18", "Z18K1": fn + "K1"}}})
+
+
+def wiki_answer(objects, path):
+    """{zid: {"wikilambda_fetch": text}} for the zids of a wikilambda_fetch query that we hold."""
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+    out = {}
+    for zid in query.get("zids", [""])[0].split("|"):
+        if zid in objects:
+            out[zid] = {"wikilambda_fetch": json.dumps(objects[zid])}
+    return out
+
+
+def fetched_zids(request):
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(request["path"]).query)
+    return query.get("zids", [""])[0].split("|")
+
+
+def ref(v):
+    """The ZID a canonical or normal reference names, else None."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and v.get("Z1K1") in ("Z9", {"Z1K1": "Z9", "Z9K1": "Z9"}):
+        return v.get("Z9K1")
+    return None
+
+
+def text_of(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and ref(v.get("Z1K1")) == "Z6":
+        return v.get("Z6K1")
+    return None
+
+
+def meta_pairs(z22):
+    """Z22K2 as {key: value}, for the canonical (typed list) and the normal (linked list) form."""
+    meta = z22.get("Z22K2") if isinstance(z22, dict) else None
+    out = {}
+    if not isinstance(meta, dict):
+        return out
+    node = meta.get("K1")
+    if isinstance(node, list):
+        for pair in node[1:]:
+            out[text_of(pair["K1"])] = pair["K2"]
+        return out
+    while isinstance(node, dict) and "K1" in node:
+        pair = node["K1"]
+        out[text_of(pair["K1"])] = pair["K2"]
+        node = node.get("K2")
+    return out
+
+
+def walk(v):
+    yield v
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from walk(x)
+
+
+def error_codes(err):
+    """Every Z5K1 error type found anywhere in an error (nested, quoted in Z99 too)."""
+    return [ref(n["Z5K1"]) for n in walk(err) if isinstance(n, dict) and "Z5K1" in n]
+
+
+def error_texts(err):
+    return " | ".join(n for n in walk(err) if isinstance(n, str))
+
+
+def is_void(v):
+    return ref(v) in ("Z24",) or v == {"Z1K1": "Z21"} or (isinstance(v, dict) and ref(v.get("Z1K1")) == "Z21")
+
+
+def parse_metrics(text):
+    """[(name, {label: value}, float)] of a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def metric(service, name, **labels):
+    """Sum of the samples of `name` whose labels include `labels`."""
+    _, _, body = h.request("GET", service.base + "/metrics")
+    return sum(v for n, l, v in parse_metrics(body.decode())
+               if n == name and all(l.get(k) == x for k, x in labels.items()))
+
+
+# ---- Avro (evaluator-api.md §2.1), decoded by hand ---------------------------------------------
+
+
+class AvroReader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError(f"truncated at {self.pos}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def long(self):
+        shift, acc = 0, 0
+        while True:
+            b = self.take(1)[0]
+            acc |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return (acc >> 1) ^ -(acc & 1)
+
+    def string(self):
+        return self.take(self.long()).decode("utf-8")
+
+    def boolean(self):
+        b = self.take(1)[0]
+        if b not in (0, 1):
+            raise ValueError(f"bad boolean byte {b}")
+        return b == 1
+
+    def double(self):
+        return struct.unpack("<d", self.take(8))[0]
+
+    def map(self, value):
+        out = {}
+        while True:
+            n = self.long()
+            if n == 0:
+                return out
+            if n < 0:
+                n = -n
+                self.long()  # block size in bytes
+            for _ in range(n):
+                k = self.string()
+                out[k] = value()
+
+    def zobject(self, inner=False):
+        # Outer union order [Z6, Z9, Z99, Z1]; inner (inside Z1.valueMap) [Z1, Z6, Z9, Z99].
+        branch = self.long()
+        kind = (["Z1", "Z6", "Z9", "Z99"] if inner else ["Z6", "Z9", "Z99", "Z1"])[branch]
+        if kind == "Z6":
+            return {"Z1K1": "Z6", "Z6K1": self.string()}
+        if kind == "Z9":
+            return {"Z1K1": "Z9", "Z9K1": self.string()}
+        if kind == "Z99":
+            return {"Z1K1": {"Z1K1": "Z9", "Z9K1": "Z99"}, "Z99K1": json.loads(self.string())}
+        return self.map(lambda: self.zobject(inner=True))
+
+
+def decode_code_request(body):
+    """The v0.0.4 request the orchestrator sends, as a dict (raises on any deviation)."""
+    r = AvroReader(body)
+    n = r.take(1)[0]
+    version = r.take(n).decode("ascii")
+    out = {"version": version, "reentrant": r.boolean(), "remainingTime": r.double(),
+           "codingLanguage": r.string(), "codeString": r.string(), "functionName": r.string(),
+           "functionArguments": r.map(r.zobject)}
+    if r.pos != len(body):
+        raise ValueError(f"{len(body) - r.pos} trailing bytes")
+    return out
+
+
+# ---- the fake peers -----------------------------------------------------------------------------
+
+
+class Scripted:
+    """A FakeServer whose behaviour a test switches with `mode`; slow answers end on `release`."""
+
+    def __init__(self, answer):
+        self.mode = "ok"
+        self.release = threading.Event()
+        self.answer = answer
+        self.server = h.FakeServer(self._handle)
+        # A slow answer written after the orchestrator gave up is a broken pipe: expected here.
+        self.server.server.handle_error = lambda request, address: None
+
+    def _handle(self, method, path, headers, body):
+        mode = self.mode
+        if mode == "http500":
+            return 500, "text/plain", b"boom from the fake"
+        if mode == "http503":
+            return 503, "text/plain", b"busy"
+        if mode == "drop":
+            return None
+        if mode == "garbage":
+            return 200, "application/json", b"{this is not json"
+        if mode == "slow":
+            self.release.wait(8.0)
+            return self.answer(method, path, body)
+        return self.answer(method, path, body)
+
+    @property
+    def requests(self):
+        return self.server.requests
+
+    def close(self):
+        self.release.set()
+        self.server.close()
+
+
+FN_FALLBACK = "Z20001"   # Python first, then a composition (echo of the argument)
+FN_CODE_ONLY = "Z20002"  # Python only
+STORED_STRING = "Z20050"  # a persisted string, for echo calls that need the wiki
+OBJECTS = {
+    FN_FALLBACK: function(FN_FALLBACK, ["Z20101", "Z20102"]),
+    "Z20101": python_impl("Z20101", FN_FALLBACK, "def Z20001(Z20001K1):\n    return Z20001K1"),
+    "Z20102": echo_composition("Z20102", FN_FALLBACK),
+    FN_CODE_ONLY: function(FN_CODE_ONLY, ["Z20201"]),
+    "Z20201": python_impl("Z20201", FN_CODE_ONLY, "def Z20002(Z20002K1):\n    return Z20002K1"),
+    STORED_STRING: persisted(STORED_STRING, "a stored string"),
+}
+
+EVALUATOR_RESULT = {"Z1K1": z9("Z22"), "Z22K1": z6("from the fake evaluator"), "Z22K2": z9("Z24")}
+
+
+def wiki_handler(objects):
+    def answer(method, path, body):
+        return 200, "application/json", json.dumps(wiki_answer(objects, path)).encode()
+    return answer
+
+
+def evaluator_handler(method, path, body):
+    return 200, "application/json", json.dumps(EVALUATOR_RESULT).encode()
+
+
+def echo(value):
+    return {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": value}
+
+
+def start_orchestrator(wiki=None, evaluator=None, extra=()):
+    args = ["--objects-dir", "", "--access-log", "true"]
+    if wiki is not None:
+        args += ["--wiki-api-url", wiki.server.base + "/w/api.php"]
+    if evaluator is not None:
+        args += ["--evaluator-url", evaluator.server.base + EVALUATE]
+    return h.Service("wf-orchestrator", args + list(extra))
+
+
+class OrchestratorCase(unittest.TestCase):
+    def assert_envelope(self, status, z22):
+        self.assertEqual(status, 200, z22)
+        self.assertIsInstance(z22, dict)
+        self.assertIn(ref(z22.get("Z1K1")), ("Z22",), z22)
+        return meta_pairs(z22)
+
+    def assert_error(self, status, z22, code):
+        meta = self.assert_envelope(status, z22)
+        self.assertTrue(is_void(z22["Z22K1"]), f"expected no value: {json.dumps(z22)[:800]}")
+        self.assertIn("errors", meta, json.dumps(z22)[:1500])
+        err = meta["errors"]
+        self.assertEqual(ref(err["Z5K1"]), code, json.dumps(err)[:1500])
+        return err
+
+    def assert_still_serving(self, service):
+        status, _, _ = h.request("GET", service.base + "/healthz", timeout=10)
+        self.assertEqual(status, 200)
+        status, z22 = h.evaluate(service, echo("still here"), timeout=20)[0::2]
+        self.assertEqual(status, 200)
+        self.assertEqual(z22["Z22K1"], "still here")
+        self.assertIsNone(service.proc.poll(), "the orchestrator exited")
+
+
+# ---- wiki failures ------------------------------------------------------------------------------
+
+
+class WikiFailures(OrchestratorCase):
+    """orchestrator-api.md §6: a failed fetch is an exception → Z507 wrapping Z500; missing → Z504."""
+
+    TIMEOUT_MS = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        cls.wiki = Scripted(wiki_handler(OBJECTS))
+        cls.orch = start_orchestrator(cls.wiki, extra=["--cache-ttl-ms", "0",
+                                                       "--request-timeout-ms", str(cls.TIMEOUT_MS)])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orch.stop()
+        cls.wiki.close()
+
+    def setUp(self):
+        self.wiki.mode = "ok"
+
+    def call_needing_wiki(self, zid, headers=None):
+        before = len(self.wiki.requests)
+        status, _, z22 = h.evaluate(self.orch, echo(zid), headers=headers, timeout=20)
+        asked = [r for r in self.wiki.requests[before:] if zid in fetched_zids(r)]
+        self.assertTrue(asked, f"the wiki was never asked for {zid}")
+        return status, z22
+
+    def assert_wiki_works_again(self):
+        """After a failure the next fetch must get its own answer (no stale pooled connection)."""
+        self.wiki.mode = "ok"
+        for _ in range(3):
+            status, z22 = self.call_needing_wiki(STORED_STRING)
+            self.assertEqual(status, 200)
+            self.assertEqual(z22["Z22K1"], "a stored string", json.dumps(z22)[:1500])
+        self.assert_still_serving(self.orch)
+
+    def assert_exception_error(self, status, z22, needle):
+        err = self.assert_error(status, z22, "Z507")
+        codes = error_codes(err)
+        self.assertIn("Z500", codes, json.dumps(err)[:1500])
+        self.assertIn(needle, error_texts(err))
+        return err
+
+    def test_wiki_answers_a_good_object(self):
+        status, z22 = self.call_needing_wiki(STORED_STRING)
+        self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "a stored string")
+        self.assertNotIn("errors", meta_pairs(z22))
+
+    def test_http_500_is_z507_wrapping_z500(self):
+        before = metric(self.orch, "wf_wiki_fetch_requests_total", outcome="http_error")
+        self.wiki.mode = "http500"
+        status, z22 = self.call_needing_wiki("Z20060")
+        self.assert_exception_error(status, z22, "500")
+        self.assertGreaterEqual(metric(self.orch, "wf_wiki_fetch_requests_total", outcome="http_error"),
+                                before + 1)
+        self.assert_wiki_works_again()
+
+    def test_wiki_that_never_answers_gives_z558_at_the_deadline(self):
+        before = metric(self.orch, "wf_wiki_fetch_requests_total", outcome="timeout")
+        self.wiki.mode = "slow"
+        t0 = time.monotonic()
+        status, z22 = self.call_needing_wiki("Z20061")
+        elapsed = time.monotonic() - t0
+        err = self.assert_error(status, z22, "Z558")
+        self.assertEqual(text_of(err["Z5K2"]), "Function call timed out")
+        # Answered at the deadline, not when the wiki finally gives up (8 s).
+        self.assertGreaterEqual(elapsed, self.TIMEOUT_MS / 1000.0 * 0.9)
+        self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 3.0)
+        self.assertTrue(h.wait_until(lambda: metric(self.orch, "wf_wiki_fetch_requests_total",
+                                                    outcome="timeout") >= before + 1, 5))
+        self.assert_wiki_works_again()
+
+    def test_garbage_json_is_z507_wrapping_z500(self):
+        before = metric(self.orch, "wf_wiki_fetch_requests_total", outcome="bad_json")
+        self.wiki.mode = "garbage"
+        status, z22 = self.call_needing_wiki("Z20062")
+        self.assert_exception_error(status, z22, "JSON")
+        self.assertGreaterEqual(metric(self.orch, "wf_wiki_fetch_requests_total", outcome="bad_json"),
+                                before + 1)
+        self.assert_wiki_works_again()
+
+    def test_missing_zid_is_z504_naming_it(self):
+        before = metric(self.orch, "wf_wiki_fetch_requests_total", outcome="ok")
+        status, z22 = self.call_needing_wiki("Z20063")  # the fake wiki does not hold it
+        err = self.assert_error(status, z22, "Z504")
+        self.assertEqual(err["Z5K2"]["Z504K1"], z6("Z20063"))
+        self.assertGreaterEqual(metric(self.orch, "wf_wiki_fetch_requests_total", outcome="ok"), before + 1)
+        self.assert_still_serving(self.orch)
+
+    def test_wiki_error_object_is_z504(self):
+        # The wiki's all-or-nothing error object (no ZID keys at all).
+        self.wiki.answer = lambda m, p, b: (200, "application/json", b'{"error":{"code":"bad"}}')
+        try:
+            status, z22 = self.call_needing_wiki(STORED_STRING)
+        finally:
+            self.wiki.answer = wiki_handler(OBJECTS)
+        err = self.assert_error(status, z22, "Z504")
+        self.assertEqual(err["Z5K2"]["Z504K1"], z6(STORED_STRING))
+
+    def test_dropped_connection_is_z507_wrapping_z500(self):
+        before = metric(self.orch, "wf_wiki_fetch_requests_total", outcome="transport")
+        self.wiki.mode = "drop"
+        status, z22 = self.call_needing_wiki("Z20064")
+        self.assert_exception_error(status, z22, "could not be reached")
+        self.assertGreaterEqual(metric(self.orch, "wf_wiki_fetch_requests_total", outcome="transport"),
+                                before + 1)
+        self.assert_wiki_works_again()
+
+    def test_request_id_and_trace_reach_the_wiki(self):
+        before = len(self.wiki.requests)
+        status, z22 = self.call_needing_wiki(STORED_STRING, headers={"X-Request-Id": "itest-wiki-42",
+                                                                     "traceparent": TRACEPARENT})
+        self.assertEqual(status, 200)
+        req = [r for r in self.wiki.requests[before:] if STORED_STRING in fetched_zids(r)][0]
+        self.assertEqual(req["method"], "GET")
+        self.assertTrue(req["path"].startswith("/w/api.php?"), req["path"])
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(req["path"]).query)
+        self.assertEqual(q["action"], ["wikilambda_fetch"])
+        self.assertEqual(q["format"], ["json"])
+        self.assertEqual(req["headers"].get("x-request-id"), "itest-wiki-42")
+        tp = req["headers"].get("traceparent", "")
+        self.assertRegex(tp, r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+        self.assertEqual(tp.split("-")[1], TRACE_ID)
+
+    def test_user_agent_names_the_orchestrator(self):
+        # orchestrator-api.md §6 has "wikifunctions-function-orchestrator/0.7.0"; this service names
+        # itself (wikifunctions-cpp-orchestrator/<version>): a product name and a version are required.
+        before = len(self.wiki.requests)
+        self.call_needing_wiki(STORED_STRING)
+        ua = self.wiki.requests[before]["headers"].get("user-agent", "")
+        self.assertRegex(ua, r"^wikifunctions-[\w-]*orchestrator/\d+\.\d+\.\d+")
+
+
+# ---- evaluator failures -------------------------------------------------------------------------
+
+
+class EvaluatorFailures(OrchestratorCase):
+    """orchestrator-api.md §7: evaluator errors move on to the next implementation."""
+
+    TIMEOUT_MS = 2500
+
+    @classmethod
+    def setUpClass(cls):
+        cls.wiki = Scripted(wiki_handler(OBJECTS))
+        cls.evaluator = Scripted(evaluator_handler)
+        cls.orch = start_orchestrator(cls.wiki, cls.evaluator,
+                                      ["--request-timeout-ms", str(cls.TIMEOUT_MS)])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orch.stop()
+        cls.evaluator.close()
+        cls.wiki.close()
+
+    def setUp(self):
+        self.evaluator.mode = "ok"
+
+    def call(self, fn, arg="abc", headers=None):
+        before = len(self.evaluator.requests)
+        status, _, z22 = h.evaluate(self.orch, {"Z1K1": "Z7", "Z7K1": fn, fn + "K1": arg},
+                                    headers=headers, timeout=20)
+        self.assertGreater(len(self.evaluator.requests), before, "the evaluator was not called")
+        return status, z22
+
+    def assert_evaluator_works_again(self):
+        self.evaluator.mode = "ok"
+        for _ in range(3):
+            status, z22 = self.call(FN_FALLBACK, "again")
+            self.assertEqual(status, 200)
+            self.assertEqual(z22["Z22K1"], "from the fake evaluator", json.dumps(z22)[:1500])
+        self.assert_still_serving(self.orch)
+
+    def outcome(self, outcome):
+        return metric(self.orch, "wf_evaluator_calls_total", language="python", outcome=outcome)
+
+    def test_evaluated_result_and_metadata(self):
+        before = self.outcome("ok")
+        status, z22 = self.call(FN_FALLBACK)
+        meta = self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "from the fake evaluator")
+        self.assertNotIn("errors", meta)
+        self.assertEqual(text_of(meta["implementationType"]), "Evaluated")
+        self.assertEqual(text_of(meta["implementationId"]), "Z20101")
+        self.assertEqual(self.outcome("ok"), before + 1)
+
+    def assert_fallback(self, status, z22):
+        meta = self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "abc", json.dumps(z22)[:1000])
+        self.assertNotIn("errors", meta)
+        self.assertEqual(text_of(meta["implementationType"]), "Composition")
+        self.assertEqual(text_of(meta["implementationId"]), "Z20102")
+
+    def test_non_2xx_falls_back_then_names_the_status(self):
+        before = self.outcome("http_error")
+        self.evaluator.mode = "http500"
+        self.assert_fallback(*self.call(FN_FALLBACK))
+        status, z22 = self.call(FN_CODE_ONLY)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertIn("Function evaluation failed with status 500", error_texts(err))
+        self.assertIn("boom from the fake", error_texts(err))
+        self.assertEqual(self.outcome("http_error"), before + 2)
+        self.evaluator.mode = "http503"
+        status, z22 = self.call(FN_CODE_ONLY)
+        self.assertIn("Function evaluation failed with status 503",
+                      error_texts(self.assert_error(status, z22, "Z507")))
+        self.assert_evaluator_works_again()
+
+    def test_dropped_connection_falls_back(self):
+        before = self.outcome("transport")
+        self.evaluator.mode = "drop"
+        self.assert_fallback(*self.call(FN_FALLBACK))
+        status, z22 = self.call(FN_CODE_ONLY)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertTrue(error_texts(err).strip(), "the transport failure has a message")
+        self.assertGreaterEqual(self.outcome("transport"), before + 2)
+        self.assert_evaluator_works_again()
+
+    def test_invalid_json_falls_back(self):
+        before = self.outcome("bad_json")
+        self.evaluator.mode = "garbage"
+        self.assert_fallback(*self.call(FN_FALLBACK))
+        status, z22 = self.call(FN_CODE_ONLY)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertIn("invalid JSON", error_texts(err))
+        self.assertEqual(self.outcome("bad_json"), before + 2)
+        self.assert_evaluator_works_again()
+
+    def test_slow_evaluator_gives_z558_at_the_deadline(self):
+        before = self.outcome("timeout")
+        self.evaluator.mode = "slow"
+        t0 = time.monotonic()
+        status, z22 = self.call(FN_FALLBACK)
+        elapsed = time.monotonic() - t0
+        err = self.assert_error(status, z22, "Z558")
+        self.assertEqual(text_of(err["Z5K2"]), "Function call timed out")
+        self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 3.0)
+        self.assertGreaterEqual(elapsed, self.TIMEOUT_MS / 1000.0 * 0.9)
+        self.assertTrue(h.wait_until(lambda: self.outcome("timeout") >= before + 1, 5))
+        self.assert_evaluator_works_again()
+
+    def test_request_id_trace_and_avro_body_reach_the_evaluator(self):
+        before = len(self.evaluator.requests)
+        t0 = time.monotonic()
+        status, z22 = self.call(FN_FALLBACK, "héllo wörld",
+                                headers={"X-Request-Id": "itest-eval-7", "traceparent": TRACEPARENT})
+        self.assertEqual(status, 200)
+        req = self.evaluator.requests[before]
+        self.assertEqual(req["method"], "POST")
+        self.assertEqual(req["path"], EVALUATE)
+        self.assertEqual(req["headers"].get("content-type"), "application/octet-stream")
+        self.assertEqual(req["headers"].get("x-request-id"), "itest-eval-7")
+        self.assertEqual(req["headers"].get("traceparent", "").split("-")[1], TRACE_ID)
+        body = req["body"]
+        self.assertEqual(body[0], 5)
+        self.assertEqual(body[1:6], b"0.0.4")
+        self.assertEqual(body[6], 0, "reentrant is false")
+        remaining = struct.unpack("<d", body[7:15])[0]
+        self.assertGreater(remaining, 0.0)
+        self.assertLessEqual(remaining, self.TIMEOUT_MS)
+        self.assertGreater(remaining, self.TIMEOUT_MS - (time.monotonic() - t0) * 1000.0 - 50)
+        decoded = decode_code_request(body)
+        self.assertEqual(decoded["codingLanguage"], "python")
+        self.assertEqual(decoded["functionName"], FN_FALLBACK)
+        self.assertEqual(decoded["codeString"], "def Z20001(Z20001K1):\n    return Z20001K1")
+        self.assertEqual(decoded["functionArguments"], {"Z20001K1": z6("héllo wörld")})
+
+    def test_metrics_exposition_has_both_outcome_families(self):
+        self.call(FN_FALLBACK)
+        _, headers, body = h.request("GET", self.orch.base + "/metrics")
+        samples = parse_metrics(body.decode())
+        wiki = {l.get("outcome") for n, l, _ in samples if n == "wf_wiki_fetch_requests_total"}
+        evaluator = {(l.get("language"), l.get("outcome")) for n, l, _ in samples if n == "wf_evaluator_calls_total"}
+        self.assertIn("ok", wiki)
+        self.assertLessEqual(wiki, {"ok", "http_error", "bad_json", "transport", "timeout"})
+        self.assertIn(("python", "ok"), evaluator)
+        self.assertLessEqual({o for _, o in evaluator},
+                             {"ok", "http_error", "bad_json", "transport", "timeout", "no_evaluator", "bad_request"})
+        self.assertTrue(any(n == "wf_evaluator_call_duration_seconds_count" for n, _, _ in samples))
+        if os.path.exists("/usr/bin/promtool"):
+            r = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
+
+    def test_no_evaluator_for_the_language(self):
+        fn = dict(OBJECTS)
+        fn["Z20301"] = persisted("Z20301", {"Z1K1": "Z14", "Z14K1": "Z20003", "Z14K3": {
+            "Z1K1": "Z16", "Z16K1": {"Z1K1": "Z61", "Z61K1": "lua"}, "Z16K2": "function Z20003(x) return x end"}})
+        fn["Z20003"] = function("Z20003", ["Z20301"])
+        self.wiki.answer = wiki_handler(fn)
+        try:
+            status, _, z22 = h.evaluate(self.orch, {"Z1K1": "Z7", "Z7K1": "Z20003", "Z20003K1": "x"}, timeout=20)
+        finally:
+            self.wiki.answer = wiki_handler(OBJECTS)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertIn("No evaluator is available for lua", error_texts(err))
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+
+class BadInput(OrchestratorCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.orch = start_orchestrator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orch.stop()
+
+    def post(self, body, content_type="application/json"):
+        return h.request("POST", self.orch.base + EVALUATE, body, {"Content-Type": content_type})
+
+    def assert_problem(self, answer, status):
+        got, headers, body = answer
+        self.assertEqual(got, status, body[:500])
+        self.assertTrue(headers.get("content-type", "").startswith("application/"), headers)
+        j = json.loads(body)
+        self.assertEqual(j["status"], status)
+        self.assertTrue(j["detail"])
+
+    def test_invalid_json_is_400(self):
+        self.assert_problem(self.post('{"zobject": '), 400)
+        self.assert_problem(self.post("\xff\xfe not json"), 400)
+
+    def test_non_object_body_is_400(self):
+        for body in ("[1, 2]", '"a string"', "42", "null"):
+            with self.subTest(body=body):
+                self.assert_problem(self.post(body), 400)
+
+    def test_wrong_content_type_is_415(self):
+        self.assert_problem(self.post(json.dumps({"zobject": echo("x")}), "text/plain"), 415)
+        self.assert_problem(self.post(json.dumps({"zobject": echo("x")}), "application/xml"), 415)
+
+    def test_urlencoded_form_is_accepted(self):
+        body = urllib.parse.urlencode({"zobject": json.dumps(echo("form")), "doValidate": "false"})
+        status, _, raw = self.post(body, "application/x-www-form-urlencoded")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(raw)["Z22K1"], "form")
+
+    def test_deeply_nested_body_is_refused_and_the_service_lives(self):
+        deep = "[" * 200000 + "]" * 200000
+        self.assert_problem(self.post('{"zobject": ' + deep + "}"), 400)
+        self.assert_still_serving(self.orch)
+
+    def test_deep_zobject_is_z502_naming_the_limit(self):
+        z = "leaf"
+        for _ in range(300):
+            z = {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": z}
+        status, _, z22 = h.evaluate(self.orch, z, timeout=20)
+        err = self.assert_error(status, z22, "Z502")
+        self.assertIn("deeper than the limit", error_texts(err))
+        self.assert_still_serving(self.orch)
+
+    def test_nested_calls_within_the_limit_work(self):
+        z = "leaf"
+        for _ in range(20):
+            z = echo(z)
+        status, _, z22 = h.evaluate(self.orch, z, timeout=20)
+        self.assertEqual(status, 200)
+        self.assertEqual(z22["Z22K1"], "leaf")
+
+    def test_non_function_call_is_z539(self):
+        for zobject in ("just a string", {"Z1K1": "Z6", "Z6K1": "x"}, ["Z6", "a"],
+                        {"Z1K1": "Z40", "Z40K1": "Z41"}):
+            with self.subTest(zobject=zobject):
+                status, _, z22 = h.evaluate(self.orch, zobject)
+                err = self.assert_error(status, z22, "Z539")
+                self.assertIn("The provided object is not a function call", error_texts(err))
+
+    def test_invalid_zobject_is_z502(self):
+        status, _, z22 = h.evaluate(self.orch, {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": 5})
+        self.assertEqual(status, 200)
+        err = meta_pairs(z22)["errors"]
+        self.assertEqual(ref(err["Z5K1"]), "Z502")
+        self.assertIn("Z521", error_codes(err))
+
+    def test_null_or_missing_zobject_is_void_without_errors(self):
+        for body in ({"zobject": None}, {}, {"doValidate": True}):
+            with self.subTest(body=body):
+                status, _, z22 = h.post_json(self.orch.base + EVALUATE, body)
+                meta = self.assert_envelope(status, z22)
+                self.assertTrue(is_void(z22["Z22K1"]), z22)
+                self.assertNotIn("errors", meta)
+                for key in ("orchestrationMemoryUsage", "orchestrationCpuUsage", "orchestrationStartTime",
+                            "orchestrationEndTime", "orchestrationDuration", "orchestrationHostname"):
+                    self.assertIn(key, meta)
+                self.assertNotIn("implementationType", meta)
+
+    def test_z5_input_is_returned_as_the_error(self):
+        z5 = {"Z1K1": "Z5", "Z5K1": "Z507", "Z5K2": {"Z1K1": {"Z1K1": "Z7", "Z7K1": "Z885", "Z885K1": "Z507"},
+                                                   "Z507K1": "given by the caller"}}
+        status, _, z22 = h.evaluate(self.orch, z5)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertIn("given by the caller", error_texts(err))
+
+    def test_get_on_evaluate_is_ok(self):
+        status, _, body = h.request("GET", self.orch.base + EVALUATE)
+        self.assertEqual((status, body), (200, b"OK"))
+
+    def test_bad_input_is_counted_and_service_keeps_serving(self):
+        before = metric(self.orch, "wf_http_requests_total", route="evaluate", status="400")
+        self.post("{nope")
+        self.assertEqual(metric(self.orch, "wf_http_requests_total", route="evaluate", status="400"), before + 1)
+        self.assert_still_serving(self.orch)
+
+
+# ---- cache --------------------------------------------------------------------------------------
+
+
+class Cache(OrchestratorCase):
+    """docs/compatibility.md: a cross-request object cache, off with cache_ttl 0."""
+
+    def fetches_of(self, wiki, zid):
+        return sum(zid in fetched_zids(r) for r in wiki.requests)
+
+    def run_twice(self, ttl_ms):
+        wiki = Scripted(wiki_handler(OBJECTS))
+        evaluator = Scripted(evaluator_handler)
+        orch = start_orchestrator(wiki, evaluator, ["--cache-ttl-ms", str(ttl_ms)])
+        try:
+            for _ in range(2):
+                status, _, z22 = h.evaluate(orch, {"Z1K1": "Z7", "Z7K1": FN_FALLBACK, FN_FALLBACK + "K1": "x"})
+                self.assertEqual(status, 200)
+                self.assertEqual(z22["Z22K1"], "from the fake evaluator")
+                status, _, z22 = h.evaluate(orch, echo(STORED_STRING))
+                self.assertEqual(z22["Z22K1"], "a stored string")
+            return self.fetches_of(wiki, FN_FALLBACK), self.fetches_of(wiki, "Z20101"), \
+                self.fetches_of(wiki, STORED_STRING), len(evaluator.requests)
+        finally:
+            orch.stop()
+            evaluator.close()
+            wiki.close()
+
+    def test_long_ttl_fetches_once(self):
+        fn, impl, stored, evaluations = self.run_twice(600000)
+        self.assertEqual((fn, impl, stored), (1, 1, 1))
+        self.assertEqual(evaluations, 2, "results are never cached, only objects")
+
+    def test_zero_ttl_fetches_every_time(self):
+        fn, impl, stored, evaluations = self.run_twice(0)
+        self.assertEqual((fn, impl, stored), (2, 2, 2))
+        self.assertEqual(evaluations, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
