@@ -1,6 +1,7 @@
 // Native implementations of the built-in functions (builtins.md §1) and validators (§2).
 // Each receives the bound, eagerly evaluated argument values sorted by argument name.
 #include <functional>
+#include <mutex>
 #include <unordered_map>
 
 #include "orchestrator/engine/definitions.h"
@@ -59,6 +60,25 @@ std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
   return out;
+}
+
+// Process-wide templates of Z881(Zn) as a Z4 (normal form), by ZID. Bounded: a hostile stream
+// of new ZIDs stops adding templates instead of growing memory.
+std::mutex list_types_mu;
+std::unordered_map<std::string, std::shared_ptr<const json>> list_types;
+constexpr std::size_t kMaxListTypes = 4096;
+
+std::shared_ptr<const json> list_type_template(const std::string& zid) {
+  std::lock_guard lock(list_types_mu);
+  auto it = list_types.find(zid);
+  return it == list_types.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const json> remember_list_type(const std::string& zid, json z4) {
+  auto value = std::make_shared<const json>(std::move(z4));
+  std::lock_guard lock(list_types_mu);
+  if (list_types.size() >= kMaxListTypes) return value;  // still valid for this request
+  return list_types.emplace(zid, value).first->second;
 }
 
 }  // namespace
@@ -248,7 +268,7 @@ Envelope Interpreter::run_builtin(const std::string& id, const std::vector<NodeP
     NodeP quote = arg(0);
     NodeP inner = quote && !quote->is_string ? quote->get("Z99K1") : quote;
     std::string zid = inner ? (inner->is_string ? inner->text : inner->ref()) : "";
-    if (auto z2 = Definitions::instance().original(zid)) return ok(Node::from_json(*z2));
+    if (auto z2 = Definitions::instance().original(zid)) return ok(Node::from_shared(*z2));
     const Dereferenced& d = resolver_.dereference(zid);
     if (!d.failure.empty()) {
       json e = zo::make_error("Z500", {});
@@ -256,7 +276,7 @@ Envelope Interpreter::run_builtin(const std::string& id, const std::vector<NodeP
       return Envelope::err(e);
     }
     if (!d.z2) return Envelope::err(d.error);
-    return ok(Node::from_json(*d.z2));
+    return ok(Node::from_shared(*d.z2));
   }
   if (id == "Z931") {
     NodeP quote = arg(0);
@@ -294,7 +314,20 @@ Envelope Interpreter::run_builtin(const std::string& id, const std::vector<NodeP
     }
     return ok(make_list(z9_node("Z86"), items));
   }
-  if (id == "Z981") return ok(list_z4(arg(0)));
+  if (id == "Z981") {
+    // Typed-list types of a plain reference (the common case: every list node's Z1K1 is
+    // Z881(Zn)) come from a per-ZID template: a fresh lazy tree with the same content, without
+    // building ~100 nodes each time.
+    const NodeP& t = arg(0);
+    std::string zid = t ? (t->is_string ? t->text : t->ref()) : std::string();
+    if (!zid.empty() && zo::is_zid(zid)) {
+      std::shared_ptr<const json> z4 = list_type_template(zid);
+      if (!z4) z4 = remember_list_type(zid, list_z4(t)->to_json());
+      kept_.push_back(z4);  // the lazy tree points into it
+      return ok(Node::from_shared(*z4));
+    }
+    return ok(list_z4(t));
+  }
   if (id == "Z982") return ok(pair_z4(arg(0), arg(1)));
   if (id == "Z983") {
     NodeP key_type = arg(0);

@@ -4,9 +4,11 @@
 #include <exception>
 
 #include "orchestrator/engine/definitions.h"
+#include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/interpreter.h"
 #include "orchestrator/engine/object_cache.h"
 #include "orchestrator/engine/resolver.h"
+#include "orchestrator/engine/response.h"
 #include "orchestrator/engine/run_metadata.h"
 #include "wf/zobject/zobject.h"
 
@@ -33,11 +35,6 @@ nlohmann::json timeout_response() {
                         {"Z5K1", zo::z9("Z558")},
                         {"Z5K2", zo::z6("Function call timed out")}};
   return zo::error_envelope(err);
-}
-
-nlohmann::json finish(nlohmann::json envelope) {
-  if (zo::check_mixed(envelope).empty()) return zo::to_canonical(envelope);
-  return envelope;
 }
 
 class EngineImpl final : public Engine {
@@ -70,10 +67,10 @@ class EngineImpl final : public Engine {
                           options_.max_zobject_depth);
         Interpreter interpreter(resolver, runner_.get(), ctx, options_);
         envelope = interpreter.orchestrate(zobject, do_validate);
+        engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
         if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) return timeout_response();
       }
-      engine_detail::add_orchestration_metadata(envelope, start);
-      return finish(std::move(envelope));
+      return engine_detail::finish_response(std::move(envelope), start);
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
     } catch (...) {
@@ -92,8 +89,7 @@ class EngineImpl final : public Engine {
                                  : nlohmann::json(nullptr);
       nlohmann::json env =
           zo::error_envelope(zo::make_error("Z507", {zo::z99(input), zo::z99(inner)}));
-      engine_detail::add_orchestration_metadata(env, start);
-      return finish(std::move(env));
+      return engine_detail::finish_response(std::move(env), start);
     } catch (...) {
       return nlohmann::json::object();
     }

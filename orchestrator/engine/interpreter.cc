@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "orchestrator/engine/engine_metrics.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -112,11 +113,13 @@ bool Interpreter::tick() {
   if (abort_ != Abort::kNone) return false;
   ++steps_;
   if (steps_ > options_.max_steps) {
+    metrics().breach_steps.Increment();
     fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
                             std::to_string(options_.max_steps) + " evaluation steps");
     return false;
   }
   if ((steps_ & 31) == 0 && Clock::now() >= ctx_.deadline) {
+    metrics().breach_deadline.Increment();
     fail(Abort::kDeadline, "Function call timed out");
     return false;
   }
@@ -124,6 +127,64 @@ bool Interpreter::tick() {
 }
 
 // ---- resolution (§2) --------------------------------------------------------------------------
+
+namespace {
+
+// The ZID a normal-form reference names, or null.
+const std::string* ref_of(const json& v) {
+  if (!v.is_object() || v.size() != 2) return nullptr;
+  auto t = v.find("Z1K1");
+  auto k = v.find("Z9K1");
+  if (t == v.end() || k == v.end() || *t != "Z9" || !k->is_string()) return nullptr;
+  return &k->get_ref<const std::string&>();
+}
+
+// Calls each element of a normal-form typed list (bounded).
+template <typename F>
+void for_each_item(const json& list, F&& f) {
+  const json* node = &list;
+  for (int i = 0; i < 256 && node->is_object(); ++i) {
+    auto k1 = node->find("K1");
+    auto k2 = node->find("K2");
+    if (k1 == node->end() || k2 == node->end()) return;
+    f(*k1);
+    node = &*k2;
+  }
+}
+
+void add_ref(const json& v, std::vector<std::string>& out) {
+  const std::string* zid = ref_of(v);
+  if (zid != nullptr && zo::is_zid(*zid) && !zo::is_builtin_type(*zid)) out.push_back(*zid);
+}
+
+// What executing a call of this function will dereference next: its implementations (all of
+// them are resolved when the function runs) and its argument types.
+std::vector<std::string> function_dependencies(const json& z8) {
+  std::vector<std::string> out;
+  auto k4 = z8.find("Z8K4");
+  if (k4 != z8.end()) for_each_item(*k4, [&](const json& impl) { add_ref(impl, out); });
+  auto k1 = z8.find("Z8K1");
+  if (k1 != z8.end()) {
+    for_each_item(*k1, [&](const json& z17) {
+      if (!z17.is_object()) return;
+      auto t = z17.find("Z17K1");
+      if (t != z17.end()) add_ref(*t, out);
+    });
+  }
+  return out;
+}
+
+// Functions the request calls by reference (Z7K1 of every call outside quotes), bounded.
+void called_functions(const json& v, std::vector<std::string>& out, int depth) {
+  if (!v.is_object() || depth > 64 || out.size() >= 32) return;
+  for (const auto& [key, child] : v.items()) {
+    if (key == "Z99K1") continue;  // quoted: never evaluated
+    if (key == "Z7K1") add_ref(child, out);
+    called_functions(child, out, depth + 1);
+  }
+}
+
+}  // namespace
 
 Envelope Interpreter::dereference(const std::string& zid) {
   if (!tick()) return abort_envelope();
@@ -135,7 +196,12 @@ Envelope Interpreter::dereference(const std::string& zid) {
   if (!d.z2) return Envelope::err(d.error);
   auto it = d.z2->find("Z2K2");
   if (it == d.z2->end()) return Envelope::err(zo::make_error("Z513", {zo::z99(*d.z2)}));
-  NodeP n = Node::from_json(*it);
+  if (it->is_object() && zo::type_id(*it) == "Z8") {
+    // Batch what running this function will fetch anyway (best effort, see Resolver).
+    auto deps = function_dependencies(*it);
+    if (deps.size() >= 2) resolver_.prefetch(deps);
+  }
+  NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
   n->scope = empty_;
   return Envelope::ok(std::move(n));
 }
@@ -369,9 +435,9 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
         return {};
       }
     }
-    for (auto& e : n->entries) {
-      if (e.key == "Z1K1") continue;
-      queue.push_back(e.persisted ? e.persisted : e.original);
+    for (std::size_t k = 0; k < n->entries.size(); ++k) {
+      if (n->entries[k].key == "Z1K1") continue;
+      queue.push_back(n->current(k));
     }
     if (aborted()) return {};
   }
@@ -560,6 +626,7 @@ Envelope Interpreter::eager_walk(const NodeP& node,
 Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_level) {
   if (!tick()) return abort_envelope();
   if (call_depth_ >= options_.max_call_depth) {
+    metrics().breach_call_depth.Increment();
     fail(Abort::kLimit, "Call depth limit exceeded: more than " +
                             std::to_string(options_.max_call_depth) + " nested function calls");
     return abort_envelope();
@@ -805,6 +872,7 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
                       : std::expected<json, CodeRunError>(
                             std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""}));
           if (Clock::now() >= ctx_.deadline) {
+            metrics().breach_deadline.Increment();
             fail(Abort::kDeadline, "Function call timed out");
             return abort_envelope();
           }
@@ -832,6 +900,7 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
       }
     }
     if (evaluator_failure) continue;
+    if (!impl_type.empty()) metrics().implementation(impl_type);
     if (aborted()) return abort_envelope();
     if (top_level) {
       if (!impl_type.empty()) {
@@ -872,6 +941,7 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     if (t != zobject.end() && zo::ref_id(*t) == "Z5") return zo::error_envelope(zobject);
   }
   if (zo::depth(zobject, options_.max_zobject_depth) > options_.max_zobject_depth) {
+    metrics().breach_zobject_depth.Increment();
     return zo::error_envelope(zo::make_error(
         "Z502", {zo::z9("Z507"),
                  zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
@@ -879,7 +949,9 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
   }
   auto normal = zo::normalize(zobject);
   if (!normal) return zo::error_envelope(normal.error());
-  const json& call = *normal;
+  // Kept for the Interpreter's lifetime: the lazy Node tree below points into it, and nested
+  // orchestrations (Z923) can leave nodes in the type memo.
+  const json& call = inputs_.emplace_back(std::move(*normal));
   bool is_call =
       call.is_object() && zo::ref_id(call.value("Z1K1", json())) == "Z7" && call.contains("Z7K1");
   if (!is_call) {
@@ -891,12 +963,17 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
-  NodeP root = Node::from_json(call);
+  {
+    std::vector<std::string> called;
+    called_functions(call, called, 0);
+    if (called.size() >= 2) resolver_.prefetch(called);
+  }
+  NodeP root = Node::from_shared(call);
   root->scope = empty_;
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);
   json value = r.value ? r.value->to_json() : zo::void_value();
-  return zo::make_envelope(value, r.meta);
+  return zo::make_envelope(std::move(value), std::move(r.meta));
 }
 
 }  // namespace wf::orchestrator::engine_detail

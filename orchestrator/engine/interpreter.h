@@ -6,6 +6,8 @@
 // reference's exceptions, the deadline, and our limits) that unwinds to orchestrate().
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
@@ -60,6 +62,7 @@ class Interpreter {
   // metadata). `zobject` is the request's value as sent (canonical, normal or mixed).
   json orchestrate(const json& zobject, bool do_validate);
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
+  std::int64_t steps() const { return steps_; }
 
   // ---- used by builtins.cc / static_validation.cc ----
   struct Resolved {
@@ -120,6 +123,8 @@ class Interpreter {
   CodeRunner* runner_;
   const CallContext& ctx_;
   const EngineOptions& options_;
+  std::deque<json> inputs_;  // normalized inputs; declared first so it is destroyed last
+  std::vector<std::shared_ptr<const json>> kept_;  // other JSON that lazy nodes point into
   FrameP empty_;
   std::vector<FrameP> frames_;  // every frame made, cleared at the end (breaks cycles)
   Abort abort_ = Abort::kNone;

@@ -29,12 +29,45 @@ NodeP Node::from_json(const json& v) {
   return n;
 }
 
+NodeP Node::from_shared(const json& v) {
+  if (!v.is_object()) return from_json(v);
+  auto n = std::make_shared<Node>();
+  const auto& o = v.get_ref<const json::object_t&>();
+  n->entries.reserve(o.size());
+  for (const auto& [k, child] : o) n->entries.push_back({k, nullptr, nullptr, nullptr, &child});
+  return n;
+}
+
+namespace {
+
+// Builds a lazy entry's original from its source.
+inline void materialise(Node::Entry& e) {
+  if (e.source != nullptr) {
+    e.original = Node::from_shared(*e.source);
+    e.source = nullptr;
+  }
+}
+
+}  // namespace
+
+const NodeP& Node::current(std::size_t i) const {
+  Entry& e = entries[i];
+  if (e.persisted) return e.persisted;
+  materialise(e);
+  return e.original;
+}
+
 json Node::to_json() const {
   if (is_string) return text;
-  json out = json::object();
-  for (const auto& e : entries) {
-    const NodeP& v = e.persisted ? e.persisted : e.original;
-    out[e.key] = v ? v->to_json() : json(nullptr);
+  json out(json::value_t::object);
+  auto& o = out.get_ref<json::object_t&>();
+  for (auto& e : entries) {
+    if (!e.persisted && e.source != nullptr && (e.source->is_string() || e.source->is_object())) {
+      o.insert_or_assign(e.key, *e.source);  // untouched lazy subtree: a plain copy
+      continue;
+    }
+    const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
+    o.insert_or_assign(e.key, v ? v->to_json() : json(nullptr));
   }
   return out;
 }
@@ -46,6 +79,11 @@ NodeP Node::clone(bool reset_scope) const {
   if (!reset_scope) n->scope = scope;
   n->entries.reserve(entries.size());
   for (const auto& e : entries) {
+    if (!e.persisted && e.source != nullptr) {
+      // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
+      n->entries.push_back({e.key, nullptr, nullptr, nullptr, e.source});
+      continue;
+    }
     const NodeP& v = e.persisted ? e.persisted : e.original;
     n->entries.push_back({e.key, v ? v->clone(reset_scope) : nullptr, nullptr, nullptr});
   }
@@ -69,14 +107,18 @@ Node::Entry* Node::entry(std::string_view key) {
 NodeP Node::get(std::string_view key) {
   Entry* e = entry(key);
   if (e == nullptr) return nullptr;
+  if (!e->persisted) materialise(*e);
   NodeP v = e->persisted ? e->persisted : e->original;
   if (v && !v->scope && scope) v->scope = scope;
   return v;
 }
 
 const Node* Node::peek(std::string_view key) const {
-  for (const auto& e : entries) {
-    if (e.key == key) return e.persisted ? e.persisted.get() : e.original.get();
+  for (auto& e : entries) {
+    if (e.key != key) continue;
+    if (e.persisted) return e.persisted.get();
+    materialise(e);
+    return e.original.get();
   }
   return nullptr;
 }

@@ -3,6 +3,11 @@
 // remembers, per key, the original value and the value it was resolved to (resolution is
 // persistent, as in the reference), plus the scope (argument frame) each sub-object lives in.
 // Nodes and frames belong to one request and are never shared across threads.
+//
+// Nodes made with from_shared() are lazy: an entry keeps a pointer into an immutable JSON value
+// (a bundled definition or a cached persisted object, kept alive by the Resolver for the whole
+// request) and builds its child Node only when something reads it. Most of a definition (labels,
+// testers, aliases) is never read, and cloning a lazy subtree copies pointers, not trees.
 
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -25,19 +30,25 @@ struct Node {
     NodeP original;
     NodeP persisted;  // what output shows (the reference's setObject); null = original
     NodeP value;      // memo of the fully resolved value of this key; null = not resolved yet
+    const json* source = nullptr;  // original not built yet: build it from here on first read
   };
 
   bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
   std::string text;
-  std::vector<Entry> entries;
-  FrameP scope;  // null: inherits the scope of the parent it is read through
+  mutable std::vector<Entry> entries;  // mutable: lazy originals are built on first read
+  FrameP scope;                        // null: inherits the scope of the parent it is read through
 
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);
+  // Lazy view of `v`, which must stay alive and unchanged while the nodes are used.
+  static NodeP from_shared(const json& v);
   json to_json() const;
   // Deep copy. With reset_scope every copied node's scope is cleared.
   NodeP clone(bool reset_scope) const;
+
+  // The current value of entry i (persisted, else original), without scope inheritance.
+  const NodeP& current(std::size_t i) const;
 
   bool has(std::string_view key) const;
   Entry* entry(std::string_view key);

@@ -1,5 +1,6 @@
 #include "orchestrator/engine/object_cache.h"
 
+#include "orchestrator/engine/engine_metrics.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -12,12 +13,19 @@ std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid,
   if (!enabled()) return nullptr;
   std::lock_guard lock(mu_);
   auto it = index_.find(zid);
-  if (it == index_.end()) return nullptr;
+  if (it == index_.end()) {
+    metrics().cache_misses.Increment();
+    return nullptr;
+  }
   if (it->second->expires <= now) {
     erase_locked(it->second);
+    metrics().cache_evictions.Increment();
+    publish_locked();
+    metrics().cache_misses.Increment();
     return nullptr;
   }
   lru_.splice(lru_.begin(), lru_, it->second);
+  metrics().cache_hits.Increment();
   return it->second->value;
 }
 
@@ -32,7 +40,16 @@ void ObjectCache::put(const std::string& zid, std::shared_ptr<const json> value,
   lru_.push_front(Item{zid, std::move(value), size, now + ttl_});
   index_[zid] = lru_.begin();
   bytes_ += size;
-  while (bytes_ > max_bytes_ && !lru_.empty()) erase_locked(std::prev(lru_.end()));
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    erase_locked(std::prev(lru_.end()));
+    metrics().cache_evictions.Increment();
+  }
+  publish_locked();
+}
+
+void ObjectCache::publish_locked() {
+  metrics().cache_bytes.Set(static_cast<double>(bytes_));
+  metrics().cache_entries.Set(static_cast<double>(lru_.size()));
 }
 
 void ObjectCache::erase_locked(std::list<Item>::iterator it) {

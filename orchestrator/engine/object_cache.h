@@ -34,6 +34,7 @@ class ObjectCache {
     Clock::time_point expires;
   };
   void erase_locked(std::list<Item>::iterator it);
+  void publish_locked();  // cache size gauges
 
   std::chrono::milliseconds ttl_;
   std::size_t max_bytes_;

@@ -1,5 +1,6 @@
 #include "orchestrator/engine/resolver.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -84,17 +85,35 @@ void Resolver::fetch_batch(const std::vector<std::string>& zids) {
 }
 
 void Resolver::prefetch(const std::vector<std::string>& zids) {
+  if (fetcher_ == nullptr) return;
   std::vector<std::string> remote;
   for (const auto& zid : zids) {
-    if (memo_.count(zid)) continue;
+    if (!zo::is_zid(zid) || memo_.count(zid) || prefetched_.count(zid)) continue;
+    if (std::find(remote.begin(), remote.end(), zid) != remote.end()) continue;
+    if (defs_.served(zid)) continue;  // built in: never fetched
     Dereferenced d;
     if (local(zid, d)) {
       memo_[zid] = std::move(d);
-    } else if (fetcher_ != nullptr) {
-      remote.push_back(zid);
+      continue;
     }
+    remote.push_back(zid);
   }
-  if (!remote.empty()) fetch_batch(remote);
+  if (remote.size() < 2) return;  // nothing to batch: fetch on demand as before
+  for (const auto& zid : remote) prefetched_.insert(zid);
+  ++batches_;
+  auto answer = fetcher_->fetch(remote, ctx_);
+  // Only what the batch actually delivered is kept. A failed batch, or a ZID missing from the
+  // answer (the wiki answers all-or-nothing on some errors), is fetched on its own when it is
+  // really needed, so errors are exactly those of single fetches.
+  if (!answer) return;
+  for (const auto& zid : remote) {
+    auto it = answer->find(zid);
+    if (it == answer->end()) continue;
+    Dereferenced d = from_text(zid, it->second);
+    if (!d.failure.empty()) continue;
+    if (d.z2) cache_.put(zid, d.z2);
+    memo_[zid] = std::move(d);
+  }
 }
 
 const Dereferenced& Resolver::dereference(const std::string& zid) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "orchestrator/engine/definitions.h"
@@ -28,8 +29,11 @@ class Resolver {
            ObjectFetcher* fetcher, const CallContext& ctx, int max_depth);
 
   const Dereferenced& dereference(const std::string& zid);
-  // Fetches the given ZIDs not known yet in one wiki batch (best effort).
+  // Fetches the given ZIDs not known yet in one wiki batch (best effort, each ZID at most once
+  // per request). Only objects the batch delivered are kept: a failed batch or a missing ZID
+  // changes nothing, and dereference() later fetches it on its own, with the same errors.
   void prefetch(const std::vector<std::string>& zids);
+  int batches() const { return batches_; }
 
  private:
   bool local(const std::string& zid, Dereferenced& out);
@@ -43,6 +47,8 @@ class Resolver {
   const CallContext& ctx_;
   int max_depth_;
   std::unordered_map<std::string, Dereferenced> memo_;
+  std::unordered_set<std::string> prefetched_;
+  int batches_ = 0;
 };
 
 }  // namespace wf::orchestrator::engine_detail

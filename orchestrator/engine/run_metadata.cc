@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <string>
@@ -42,7 +43,9 @@ double thread_cpu_us() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-double rss_mib() {
+namespace {
+
+double read_rss_mib() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return 0;
   long pages_total = 0;
@@ -54,28 +57,48 @@ double rss_mib() {
          (1024.0 * 1024.0);
 }
 
+}  // namespace
+
+// Reading /proc costs several system calls (~10 us); the figure is informational, so it is
+// refreshed at most every 100 ms and shared by all requests.
+double rss_mib() {
+  using std::chrono::steady_clock;
+  static std::atomic<double> cached{0};
+  static std::atomic<steady_clock::rep> next{0};
+  auto now = steady_clock::now().time_since_epoch().count();
+  auto due = next.load(std::memory_order_relaxed);
+  if (now >= due && next.compare_exchange_strong(due, now + 100'000'000)) {
+    cached.store(read_rss_mib(), std::memory_order_relaxed);
+  }
+  double v = cached.load(std::memory_order_relaxed);
+  return v > 0 ? v : read_rss_mib();
+}
+
 RunStart run_start() {
   return RunStart{std::chrono::system_clock::now(), std::chrono::steady_clock::now(),
                   thread_cpu_us()};
 }
 
-void add_orchestration_metadata(nlohmann::json& envelope, const RunStart& start) {
-  namespace zo = wf::zobject;
+std::array<std::pair<const char*, std::string>, 6> orchestration_values(const RunStart& start) {
   auto end_wall = std::chrono::system_clock::now();
   auto end_mono = std::chrono::steady_clock::now();
   double cpu_ms = (thread_cpu_us() - start.cpu_us) / 1000.0;
   if (cpu_ms < 0) cpu_ms = 0;
   auto duration =
       std::chrono::duration_cast<std::chrono::milliseconds>(end_mono - start.mono).count();
-  zo::envelope_set_metadata(envelope, "orchestrationMemoryUsage",
-                            zo::z6(fmt::format("{:.2f} MiB", rss_mib())));
-  zo::envelope_set_metadata(envelope, "orchestrationCpuUsage",
-                            zo::z6(fmt::format("{} ms", cpu_ms)));
-  zo::envelope_set_metadata(envelope, "orchestrationStartTime", zo::z6(iso_time(start.wall)));
-  zo::envelope_set_metadata(envelope, "orchestrationEndTime", zo::z6(iso_time(end_wall)));
-  zo::envelope_set_metadata(envelope, "orchestrationDuration",
-                            zo::z6(fmt::format("{} ms", duration)));
-  zo::envelope_set_metadata(envelope, "orchestrationHostname", zo::z6(hostname()));
+  return {{{"orchestrationMemoryUsage", fmt::format("{:.2f} MiB", rss_mib())},
+           {"orchestrationCpuUsage", fmt::format("{} ms", cpu_ms)},
+           {"orchestrationStartTime", iso_time(start.wall)},
+           {"orchestrationEndTime", iso_time(end_wall)},
+           {"orchestrationDuration", fmt::format("{} ms", duration)},
+           {"orchestrationHostname", hostname()}}};
+}
+
+void add_orchestration_metadata(nlohmann::json& envelope, const RunStart& start) {
+  namespace zo = wf::zobject;
+  for (auto& [key, value] : orchestration_values(start)) {
+    zo::envelope_set_metadata(envelope, key, zo::z6(value));
+  }
 }
 
 }  // namespace wf::orchestrator::engine_detail

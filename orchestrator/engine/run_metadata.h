@@ -2,8 +2,11 @@
 // The orchestration* metadata of orchestrator-api.md §3: memory (RSS MiB), CPU time, start/end
 // times, duration and hostname of one evaluation.
 
+#include <array>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 namespace wf::orchestrator::engine_detail {
 
@@ -14,6 +17,8 @@ struct RunStart {
 };
 
 RunStart run_start();
+// The six orchestration* keys and their string values, in the order they are appended.
+std::array<std::pair<const char*, std::string>, 6> orchestration_values(const RunStart& start);
 // Appends the six orchestration* keys to the envelope's metadata map (creating it if void).
 void add_orchestration_metadata(nlohmann::json& envelope, const RunStart& start);
 double thread_cpu_us();

@@ -4,19 +4,35 @@
 
 namespace wf::zobject {
 
+namespace {
+
+// {"Z1K1": type, key: value}, built in key order without initializer-list copies.
+json tagged(json type, const char* key, json value) {
+  json out(json::value_t::object);
+  auto& o = out.get_ref<json::object_t&>();
+  o.emplace_hint(o.end(), "Z1K1", std::move(type));
+  o.emplace_hint(o.end(), key, std::move(value));
+  return out;
+}
+
+}  // namespace
+
 json z6(std::string_view s) {
-  return json{{"Z1K1", "Z6"}, {"Z6K1", std::string(s)}};
+  return tagged("Z6", "Z6K1", std::string(s));
 }
 json z9(std::string_view s) {
-  return json{{"Z1K1", "Z9"}, {"Z9K1", std::string(s)}};
+  return tagged("Z9", "Z9K1", std::string(s));
 }
 json z99(const json& quoted) {
-  return json{{"Z1K1", z9("Z99")}, {"Z99K1", quoted}};
+  return tagged(z9("Z99"), "Z99K1", quoted);
 }
 
 json z7_type_call(std::string_view fn, std::initializer_list<std::pair<std::string, json>> args) {
-  json call = {{"Z1K1", z9("Z7")}, {"Z7K1", z9(fn)}};
-  for (const auto& [k, v] : args) call[k] = v;
+  json call(json::value_t::object);
+  auto& o = call.get_ref<json::object_t&>();
+  o.emplace("Z1K1", z9("Z7"));
+  o.emplace("Z7K1", z9(fn));
+  for (const auto& [k, v] : args) o.insert_or_assign(k, v);
   return call;
 }
 
@@ -77,10 +93,14 @@ std::string type_id(const json& v) {
 
 json make_list(const json& item_type, const std::vector<json>& items) {
   const json type = list_type(item_type);
-  json tail = {{"Z1K1", type}};
+  json tail(json::value_t::object);
+  tail.get_ref<json::object_t&>().emplace("Z1K1", type);
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
-    json node = {{"Z1K1", type}, {"K1", *it}};
-    node["K2"] = std::move(tail);
+    json node(json::value_t::object);
+    auto& o = node.get_ref<json::object_t&>();
+    o.emplace_hint(o.end(), "K1", *it);
+    o.emplace_hint(o.end(), "K2", std::move(tail));
+    o.emplace_hint(o.end(), "Z1K1", type);
     tail = std::move(node);
   }
   return tail;
@@ -179,9 +199,31 @@ bool is_void(const json& v) {
   return t != v.end() && ref_id(*t) == "Z21";
 }
 
-json empty_metadata_map() {
+namespace {
+
+// The types of the standard Z883(Z6, Z1) metadata map, built once (normal form).
+struct MapTypes {
+  json map = map_type(z9("Z6"), z9("Z1"));
   json pair = pair_type(z9("Z6"), z9("Z1"));
-  return json{{"Z1K1", map_type(z9("Z6"), z9("Z1"))}, {"K1", {{"Z1K1", list_type(pair)}}}};
+  json list = list_type(pair_type(z9("Z6"), z9("Z1")));
+};
+
+const MapTypes& map_types() {
+  static const MapTypes types;
+  return types;
+}
+
+}  // namespace
+
+json empty_metadata_map() {
+  const MapTypes& t = map_types();
+  json tail(json::value_t::object);
+  tail.get_ref<json::object_t&>().emplace("Z1K1", t.list);
+  json out(json::value_t::object);
+  auto& o = out.get_ref<json::object_t&>();
+  o.emplace_hint(o.end(), "K1", std::move(tail));
+  o.emplace_hint(o.end(), "Z1K1", t.map);
+  return out;
 }
 
 bool is_map(const json& v) {
@@ -208,31 +250,56 @@ bool pair_key_matches(const json& k, std::string_view key) {
 }  // namespace
 
 void map_set(json& map, std::string_view key, const json& value) {
+  map_set(map, key, json(value));
+}
+
+void map_set(json& map, std::string_view key, json&& value) {
   if (!map.is_object()) return;
   json* node = &map["K1"];
-  while (node->is_object() && node->contains("K1")) {
-    json& pair = (*node)["K1"];
-    if (pair.is_object() && pair.contains("K1") && pair_key_matches(pair["K1"], key)) {
-      pair["K2"] = value;
-      return;
+  while (node->is_object()) {
+    auto& o = node->get_ref<json::object_t&>();
+    auto k1 = o.find("K1");
+    if (k1 == o.end()) break;
+    json& pair = k1->second;
+    if (pair.is_object()) {
+      auto pk = pair.find("K1");
+      if (pk != pair.end() && pair_key_matches(*pk, key)) {
+        pair["K2"] = std::move(value);
+        return;
+      }
     }
-    if (!node->contains("K2")) break;
-    node = &(*node)["K2"];
+    auto k2 = o.find("K2");
+    if (k2 == o.end()) break;
+    node = &k2->second;
   }
   if (!node->is_object()) return;
   // Append at the tail: the pair type comes from the map type's key/value types.
-  json key_type = z9("Z6");
-  json value_type = z9("Z1");
+  const MapTypes& std_types = map_types();
   const json& mt = map["Z1K1"];
-  if (mt.is_object()) {
-    if (mt.contains("Z883K1")) key_type = mt["Z883K1"];
-    if (mt.contains("Z883K2")) value_type = mt["Z883K2"];
+  json ptype;
+  if (mt == std_types.map) {
+    ptype = std_types.pair;
+  } else {
+    json key_type = z9("Z6");
+    json value_type = z9("Z1");
+    if (mt.is_object()) {
+      if (mt.contains("Z883K1")) key_type = mt["Z883K1"];
+      if (mt.contains("Z883K2")) value_type = mt["Z883K2"];
+    }
+    ptype = pair_type(key_type, value_type);
   }
-  json ptype = pair_type(key_type, value_type);
-  json ltype = node->contains("Z1K1") ? (*node)["Z1K1"] : list_type(ptype);
-  json pair = {{"Z1K1", ptype}, {"K1", z6(key)}, {"K2", value}};
-  (*node)["K1"] = std::move(pair);
-  (*node)["K2"] = json{{"Z1K1", ltype}};
+  auto& tail = node->get_ref<json::object_t&>();
+  auto lt = tail.find("Z1K1");
+  json ltype = lt != tail.end() ? lt->second : list_type(ptype);
+  json pair(json::value_t::object);
+  auto& p = pair.get_ref<json::object_t&>();
+  p.emplace_hint(p.end(), "K1", z6(key));
+  p.emplace_hint(p.end(), "K2", std::move(value));
+  p.emplace_hint(p.end(), "Z1K1", std::move(ptype));
+  json next(json::value_t::object);
+  next.get_ref<json::object_t&>().emplace("Z1K1", std::move(ltype));
+  tail.insert_or_assign("K1", std::move(pair));
+  tail.insert_or_assign("K2", std::move(next));
 }
 
 const json* map_get(const json& map, std::string_view key) {
@@ -254,15 +321,22 @@ const json* map_get(const json& map, std::string_view key) {
 }
 
 json make_envelope(const json& value, const json& metadata) {
-  return json{{"Z1K1", z9("Z22")},
-              {"Z22K1", value.is_null() ? void_value() : value},
-              {"Z22K2", metadata.is_null() ? void_value() : metadata}};
+  return make_envelope(json(value), json(metadata));
+}
+
+json make_envelope(json&& value, json&& metadata) {
+  json out(json::value_t::object);
+  auto& o = out.get_ref<json::object_t&>();
+  o.emplace_hint(o.end(), "Z1K1", z9("Z22"));
+  o.emplace_hint(o.end(), "Z22K1", value.is_null() ? void_value() : std::move(value));
+  o.emplace_hint(o.end(), "Z22K2", metadata.is_null() ? void_value() : std::move(metadata));
+  return out;
 }
 
 json error_envelope(const json& z5) {
   json meta = empty_metadata_map();
   map_set(meta, "errors", z5);
-  return make_envelope(nullptr, meta);
+  return make_envelope(json(nullptr), std::move(meta));
 }
 
 const json* envelope_error(const json& envelope) {

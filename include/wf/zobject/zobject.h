@@ -77,8 +77,10 @@ json empty_metadata_map();    // Z883(Z6,Z1) with an empty pair list
 bool is_map(const json& v);   // Z1K1 is a Z883 call
 // Sets key in the map in place (replacing an existing pair's K2, else appending).
 void map_set(json& map, std::string_view key, const json& value);
+void map_set(json& map, std::string_view key, json&& value);
 const json* map_get(const json& map, std::string_view key);
 json make_envelope(const json& value, const json& metadata);  // value null -> Z24
+json make_envelope(json&& value, json&& metadata);
 json error_envelope(const json& z5);
 // Metadata of an envelope contains a non-void "errors".
 bool has_error(const json& envelope);

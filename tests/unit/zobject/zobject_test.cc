@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace zo = wf::zobject;
 using json = nlohmann::json;
 
@@ -151,4 +154,50 @@ TEST(ValidateNormal, TerminalShapes) {
   json r = zo::validate_normal(bad9);
   ASSERT_FALSE(r.is_null());
   EXPECT_NE(r.dump().find("Z537"), std::string::npos);
+}
+
+// canonicalize() converts mixed input directly; it must agree with the two-step definition
+// (normalize, then convert the normal form) on every input of the conformance corpus and on
+// every bundled definition.
+TEST(Canonicalize, DirectEqualsNormalizeThenConvert) {
+  namespace fs = std::filesystem;
+  std::size_t checked = 0;
+  for (const char* root : {WF_CONFORMANCE_CASES, WF_REFERENCE_DEFINITIONS}) {
+    if (!fs::exists(root)) continue;
+    for (const auto& entry : fs::recursive_directory_iterator(root)) {
+      if (entry.path().extension() != ".json") continue;
+      std::ifstream in(entry.path());
+      json doc = json::parse(in, nullptr, false);
+      if (doc.is_discarded()) continue;
+      std::vector<json> inputs = {doc};
+      if (doc.contains("request") && doc["request"].contains("zobject")) {
+        inputs = {doc["request"]["zobject"]};
+      }
+      for (const json& input : inputs) {
+        auto normal = zo::normalize(input);
+        auto direct = zo::canonicalize(input);
+        ASSERT_EQ(normal.has_value(), direct.has_value()) << entry.path();
+        if (!normal) continue;
+        EXPECT_EQ(*direct, zo::to_canonical(*normal)) << entry.path();
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 100u);
+}
+
+TEST(Canonicalize, EmptyArrayIsUntypedList) {
+  EXPECT_EQ(*zo::canonicalize(json::array()), json::array({"Z1"}));
+  json nested = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", json::array()}};
+  EXPECT_EQ((*zo::canonicalize(nested))["Z801K1"], json::array({"Z1"}));
+}
+
+TEST(Canonicalize, BrokenLongListStaysLinear) {
+  // A 5000-node chain whose last node is malformed: not a list, converted as plain objects.
+  json type = zo::list_type(zo::z9("Z6"));
+  json tail = {{"Z1K1", type}, {"K2", "dangling"}};
+  for (int i = 0; i < 5000; ++i) tail = {{"Z1K1", type}, {"K1", zo::z6("x")}, {"K2", tail}};
+  json out = zo::to_canonical(tail);
+  EXPECT_TRUE(out.is_object());
+  EXPECT_EQ(out["K1"], "x");
 }

@@ -1,0 +1,120 @@
+// Engine::evaluate in-process: Z801 echo, a three-level composition of built-ins, and a call to a
+// wiki-defined composition served through a fake fetcher with the object cache on.
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "orchestrator/engine/engine.h"
+
+namespace {
+
+using json = nlohmann::json;
+namespace wo = wf::orchestrator;
+
+// A wiki that answers from a fixed map and counts its requests.
+class MapWiki final : public wo::ObjectFetcher {
+ public:
+  explicit MapWiki(std::map<std::string, std::string> objects) : objects_(std::move(objects)) {}
+  std::expected<std::map<std::string, std::string>, wo::FetchError> fetch(
+      const std::vector<std::string>& zids, const wo::CallContext&) override {
+    ++requests;
+    std::map<std::string, std::string> out;
+    for (const auto& zid : zids) {
+      auto it = objects_.find(zid);
+      if (it != objects_.end()) out.emplace(zid, it->second);
+    }
+    return out;
+  }
+  std::atomic<long> requests{0};
+
+ private:
+  std::map<std::string, std::string> objects_;
+};
+
+json echo_request() {
+  return {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hello"}}},
+          {"doValidate", false}};
+}
+
+// If(StringEquality(Echo("a"), "a"), "yes", "no"): three nested built-in calls.
+json composition_request() {
+  json echo = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "a"}};
+  json eq = {{"Z1K1", "Z7"}, {"Z7K1", "Z866"}, {"Z866K1", echo}, {"Z866K2", "a"}};
+  json call = {
+      {"Z1K1", "Z7"}, {"Z7K1", "Z802"}, {"Z802K1", eq}, {"Z802K2", "yes"}, {"Z802K3", "no"}};
+  return {{"zobject", call}, {"doValidate", false}};
+}
+
+std::map<std::string, std::string> wiki_objects() {
+  json fn = {
+      {"Z1K1", "Z2"},
+      {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z10001"}}},
+      {"Z2K2",
+       {{"Z1K1", "Z8"},
+        {"Z8K1", json::array({"Z17",
+                              {{"Z1K1", "Z17"},
+                               {"Z17K1", "Z6"},
+                               {"Z17K2", "Z10001K1"},
+                               {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}}})},
+        {"Z8K2", "Z6"},
+        {"Z8K3", json::array({"Z20"})},
+        {"Z8K4", json::array({"Z14", "Z10002"})},
+        {"Z8K5", "Z10001"}}},
+      {"Z2K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  json impl = {{"Z1K1", "Z2"},
+               {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z10002"}}},
+               {"Z2K2",
+                {{"Z1K1", "Z14"},
+                 {"Z14K1", "Z10001"},
+                 {"Z14K2",
+                  {{"Z1K1", "Z7"},
+                   {"Z7K1", "Z801"},
+                   {"Z801K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10001K1"}}}}}}},
+               {"Z2K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  return {{"Z10001", fn.dump()}, {"Z10002", impl.dump()}};
+}
+
+json wiki_request() {
+  return {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", "hi"}}},
+          {"doValidate", false}};
+}
+
+void run(benchmark::State& state, const json& request, std::shared_ptr<wo::ObjectFetcher> wiki,
+         const char* expect) {
+  wo::EngineOptions options;
+  auto engine = wo::make_engine(options, std::move(wiki), nullptr);
+  wo::CallContext ctx;
+  json first = engine->evaluate(request, ctx);
+  if (first.value("Z22K1", json()) != expect) {
+    state.SkipWithError(("unexpected result: " + first.dump()).c_str());
+    return;
+  }
+  for (auto _ : state) {
+    json out = engine->evaluate(request, ctx);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_EngineEcho(benchmark::State& state) {
+  run(state, echo_request(), nullptr, "hello");
+}
+BENCHMARK(BM_EngineEcho);
+
+void BM_EngineComposition3(benchmark::State& state) {
+  run(state, composition_request(), nullptr, "yes");
+}
+BENCHMARK(BM_EngineComposition3);
+
+void BM_EngineWikiCached(benchmark::State& state) {
+  auto wiki = std::make_shared<MapWiki>(wiki_objects());
+  run(state, wiki_request(), wiki, "hi");
+  state.counters["wiki_requests"] = static_cast<double>(wiki->requests.load());
+}
+BENCHMARK(BM_EngineWikiCached);
+
+}  // namespace

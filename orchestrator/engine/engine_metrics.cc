@@ -1,0 +1,80 @@
+#include "orchestrator/engine/engine_metrics.h"
+
+#include <prometheus/family.h>
+
+#include "wf/obs/metrics.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace {
+
+EngineMetrics make() {
+  auto& r = wf::obs::registry();
+  auto& hits = prometheus::BuildCounter()
+                   .Name("wf_orchestrator_object_cache_hits_total")
+                   .Help("Persisted-object lookups answered by the in-process object cache.")
+                   .Register(r);
+  auto& misses = prometheus::BuildCounter()
+                     .Name("wf_orchestrator_object_cache_misses_total")
+                     .Help("Persisted-object lookups the object cache could not answer.")
+                     .Register(r);
+  auto& evictions = prometheus::BuildCounter()
+                        .Name("wf_orchestrator_object_cache_evictions_total")
+                        .Help("Objects removed from the object cache for size or age.")
+                        .Register(r);
+  auto& bytes = prometheus::BuildGauge()
+                    .Name("wf_orchestrator_object_cache_bytes")
+                    .Help("Estimated serialised size of the objects in the object cache.")
+                    .Register(r);
+  auto& entries = prometheus::BuildGauge()
+                      .Name("wf_orchestrator_object_cache_entries")
+                      .Help("Objects held in the object cache.")
+                      .Register(r);
+  auto& impls = prometheus::BuildCounter()
+                    .Name("wf_orchestrator_implementations_total")
+                    .Help("Implementations selected and run, by implementation type.")
+                    .Register(r);
+  auto& steps = prometheus::BuildHistogram()
+                    .Name("wf_orchestrator_evaluation_steps")
+                    .Help("Evaluation steps one request needed.")
+                    .Register(r);
+  auto& breaches = prometheus::BuildCounter()
+                       .Name("wf_orchestrator_limit_breaches_total")
+                       .Help("Requests stopped by an engine limit, by limit.")
+                       .Register(r);
+  return EngineMetrics{
+      hits.Add({}),
+      misses.Add({}),
+      evictions.Add({}),
+      bytes.Add({}),
+      entries.Add({}),
+      impls.Add({{"type", "BuiltIn"}}),
+      impls.Add({{"type", "Composition"}}),
+      impls.Add({{"type", "Evaluated"}}),
+      steps.Add({}, prometheus::Histogram::BucketBoundaries{1, 10, 30, 100, 300, 1000, 3000, 10000,
+                                                            100000, 1000000}),
+      breaches.Add({{"kind", "steps"}}),
+      breaches.Add({{"kind", "call_depth"}}),
+      breaches.Add({{"kind", "zobject_depth"}}),
+      breaches.Add({{"kind", "deadline"}}),
+  };
+}
+
+}  // namespace
+
+void EngineMetrics::implementation(std::string_view type) {
+  if (type == "BuiltIn") {
+    impl_builtin.Increment();
+  } else if (type == "Composition") {
+    impl_composition.Increment();
+  } else if (type == "Evaluated") {
+    impl_evaluated.Increment();
+  }
+}
+
+EngineMetrics& metrics() {
+  static EngineMetrics m = make();
+  return m;
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,34 @@
+#pragma once
+// The engine's Prometheus metrics (docs/metrics.md), registered once in wf::obs::registry().
+// Every series is created up front, so the request path only increments atomics. No label
+// carries a ZID or anything else a caller controls.
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include <string_view>
+
+namespace wf::orchestrator::engine_detail {
+
+struct EngineMetrics {
+  prometheus::Counter& cache_hits;
+  prometheus::Counter& cache_misses;
+  prometheus::Counter& cache_evictions;
+  prometheus::Gauge& cache_bytes;
+  prometheus::Gauge& cache_entries;
+  prometheus::Counter& impl_builtin;
+  prometheus::Counter& impl_composition;
+  prometheus::Counter& impl_evaluated;
+  prometheus::Histogram& steps;
+  prometheus::Counter& breach_steps;
+  prometheus::Counter& breach_call_depth;
+  prometheus::Counter& breach_zobject_depth;
+  prometheus::Counter& breach_deadline;
+
+  void implementation(std::string_view type);
+};
+
+EngineMetrics& metrics();
+
+}  // namespace wf::orchestrator::engine_detail
