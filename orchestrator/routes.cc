@@ -98,7 +98,44 @@ bool envelope_has_error(const nlohmann::json& z22) {
   return false;
 }
 
+bool reference_like(std::string_view s) {
+  // ^[A-JL-Z][1-9][0-9]*$ (zobjects.md §1): what normalisation turns into a reference.
+  if (s.size() < 2 || s[0] < 'A' || s[0] > 'Z' || s[0] == 'K' || s[1] < '1' || s[1] > '9')
+    return false;
+  for (std::size_t i = 2; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+bool can_run_inline(const Engine& engine, const RouteOptions& options,
+                    const http::Request& request) {
+  const std::string_view body = request.body;
+  if (body.size() > options.max_inline_body_bytes) return false;
+  if (const auto ct = request.header("content-type");
+      ct && ct->find("json") == std::string_view::npos) {
+    return false;
+  }
+  // Walk the JSON string literals. Anything unusual (escapes, code, validation) goes to a worker.
+  std::size_t i = 0;
+  while ((i = body.find('"', i)) != std::string_view::npos) {
+    const std::size_t end = body.find('"', i + 1);
+    if (end == std::string_view::npos) return false;
+    const std::string_view text = body.substr(i + 1, end - i - 1);
+    if (text.find('\\') != std::string_view::npos) return false;
+    if (text == "doValidate") {
+      const std::size_t v = body.find_first_not_of(" \t\r\n:", end + 1);
+      if (v == std::string_view::npos || body.compare(v, 5, "false") != 0) return false;
+    }
+    // Code implementations (Z14K3, Z16…) call an evaluator.
+    if (text == "Z14K3" || text.starts_with("Z16K")) return false;
+    if (reference_like(text) && !engine.serves_locally(text)) return false;
+    i = end + 1;
+  }
+  return true;
+}
 
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request) {
@@ -141,7 +178,11 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
   auto evaluate = [engine, options](const http::Request& req) {
     return handle_evaluate(*engine, options, req);
   };
-  server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate);
+  auto run_inline = [engine, options](const http::Request& req) {
+    return can_run_inline(*engine, options, req);
+  };
+  server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate,
+                   run_inline);
   // The original answers GET on the evaluate route with "OK" (a health check some tooling uses).
   server.add_route("GET", "/{domain}/v1/evaluate", "evaluate_get", http::Dispatch::kInline,
                    [](const http::Request&) {

@@ -10,10 +10,18 @@ namespace wf::orchestrator {
 
 struct RouteOptions {
   std::size_t max_json_depth = 1024;  // bodies nested deeper are refused before parsing (400)
+  // Requests up to this size that only mention built-ins run on the event loop (0: never).
+  std::size_t max_inline_body_bytes = 4096;
 };
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options);
+
+// True when an evaluate request certainly does not block: small, no static validation, no code
+// implementation in it, and every reference-like string in it (a quoted ZID such as "Z801") is a
+// built-in the engine serves from memory. A cheap scan of the raw body, without parsing it.
+bool can_run_inline(const Engine& engine, const RouteOptions& options,
+                    const http::Request& request);
 
 // The evaluate handler on its own, for tests and benchmarks.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,

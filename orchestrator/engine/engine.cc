@@ -47,6 +47,8 @@ class EngineImpl final : public Engine {
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes) {}
 
+  bool serves_locally(std::string_view zid) const override { return defs_.served(zid) != nullptr; }
+
   nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {
     auto start = engine_detail::run_start();
     try {

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
 
 #include "orchestrator/engine/ports.h"
 
@@ -22,9 +22,9 @@ struct EngineOptions {
   // Directory of persisted Z2 JSON files (one per file, named ZID.json); empty for none.
   std::filesystem::path objects_dir;
   // Limits that end in a specific Z5 instead of a crash or a hang.
-  int max_zobject_depth = 128;        // nesting depth of input and fetched objects
-  int max_call_depth = 256;           // nested function calls
-  std::int64_t max_steps = 1'000'000; // evaluation steps per request
+  int max_zobject_depth = 128;         // nesting depth of input and fetched objects
+  int max_call_depth = 256;            // nested function calls
+  std::int64_t max_steps = 1'000'000;  // evaluation steps per request
 };
 
 class Engine {
@@ -34,6 +34,10 @@ class Engine {
   // envelope (canonical, or normal when canonicalisation fails) with all metadata of
   // orchestrator-api.md §3. ctx.deadline bounds the whole call (Z558 when it passes).
   virtual nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) = 0;
+  // True when `zid` is a built-in served from memory: resolving it never waits on the wiki, and
+  // (for functions) running it never waits on an evaluator. The service uses this to run small,
+  // self-contained calls on its event loop instead of handing them to a worker thread.
+  virtual bool serves_locally(std::string_view zid) const = 0;
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.

@@ -37,6 +37,7 @@ struct RouteEntry {
   std::string name;
   Dispatch dispatch;
   Handler handler;
+  std::function<bool(const Request&)> run_inline;
   // Metrics children cached per route (prometheus-cpp's Add() takes a lock).
   prometheus::Histogram* duration = nullptr;
   prometheus::Histogram* request_size = nullptr;
@@ -454,7 +455,9 @@ struct Server::Impl {
       co_return Response::error(404, "not_found",
                                 fmt::format("no route for {} {}", req.method, req.path));
     }
-    if (route->dispatch == Dispatch::kInline) co_return call_handler(route->handler, req);
+    if (route->dispatch == Dispatch::kInline || (route->run_inline && route->run_inline(req))) {
+      co_return call_handler(route->handler, req);
+    }
 
     if (pending_work.fetch_add(1) >= options.max_pending_work) {
       pending_work.fetch_sub(1);
@@ -534,10 +537,10 @@ Server::~Server() {
 }
 
 void Server::add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
-                       Handler handler) {
+                       Handler handler, std::function<bool(const Request&)> run_inline) {
   auto& m = impl_->metrics;
-  RouteEntry r{std::move(method), split_path(pattern), std::move(name), dispatch,
-               std::move(handler)};
+  RouteEntry r{std::move(method), split_path(pattern), std::move(name),
+               dispatch,          std::move(handler),  std::move(run_inline)};
   r.duration = &m.duration.Add({{"route", r.name}, {"method", r.method}}, obs::latency_buckets());
   r.request_size = &m.request_size.Add({{"route", r.name}}, obs::size_buckets());
   r.response_size = &m.response_size.Add({{"route", r.name}}, obs::size_buckets());

@@ -52,9 +52,10 @@ class Server {
 
   // `pattern` is a path with {name} segments matching any one segment, e.g.
   // "/{domain}/v1/evaluate"; a trailing slash on the request path is ignored. `name` labels metrics
-  // (bounded set).
+  // (bounded set). For kWorker routes, `run_inline` (optional, cheap) may claim a request for the
+  // event loop: requests known not to block skip the hand-off to a worker thread.
   void add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
-                 Handler handler);
+                 Handler handler, std::function<bool(const Request&)> run_inline = nullptr);
   // Extra readiness condition for /readyz (dependencies); the server adds "not draining".
   void set_readiness(std::function<bool(std::string& why_not)> check);
   bool ready(std::string& why_not) const;

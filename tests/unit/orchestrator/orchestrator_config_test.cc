@@ -1,0 +1,59 @@
+#include "orchestrator/orchestrator_config.h"
+
+#include <gtest/gtest.h>
+
+namespace wf::orchestrator {
+namespace {
+
+TEST(EvaluatorRoutes, LegacyDefaultSendsKnownLanguagesToOneUrl) {
+  auto routes = evaluator_routes("http://e/v1/evaluate/", "");
+  EXPECT_EQ(routes.url_by_language.at("python-3"), "http://e/v1/evaluate/");
+  EXPECT_EQ(routes.url_by_language.at("javascript-es2020"), "http://e/v1/evaluate/");
+  EXPECT_FALSE(routes.url_by_language.contains("javascript-es5"));
+  EXPECT_FALSE(routes.url_by_language.contains("lua"));
+  EXPECT_TRUE(evaluator_routes("", "").url_by_language.empty());
+}
+
+TEST(EvaluatorRoutes, OrchestratorConfigReplacesTheDefaultAndLastWins) {
+  auto routes = evaluator_routes("http://legacy/", R"({"evaluatorConfigs":[
+        {"programmingLanguages":["python-3","lua"],"evaluatorUri":"http://py/"},
+        {"programmingLanguages":["lua"],"evaluatorUri":"http://lua/"}]})");
+  EXPECT_EQ(routes.url_by_language.at("python-3"), "http://py/");
+  EXPECT_EQ(routes.url_by_language.at("lua"), "http://lua/");
+  EXPECT_FALSE(routes.url_by_language.contains("javascript"));
+}
+
+TEST(EvaluatorRoutes, BadConfigNamesTheFix) {
+  EXPECT_THROW(evaluator_routes("", "not json"), std::runtime_error);
+  EXPECT_THROW(evaluator_routes("", R"({"evaluatorConfigs":{}})"), std::runtime_error);
+  try {
+    evaluator_routes("", R"({"evaluatorConfigs":[{"programmingLanguages":["python"]}]})");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("evaluatorUri"), std::string::npos);
+  }
+}
+
+TEST(OrchestratorOptions, ContractFlagsAndEnvironmentExist) {
+  std::map<std::string, std::string> env = {{"WIKI_API_URL", "http://w/api.php"},
+                                            {"FUNCTION_EVALUATOR_URL", "http://e/"},
+                                            {"PORT", "7000"}};
+  auto cfg = config::load(orchestrator_options(), {}, [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  ASSERT_TRUE(cfg) << cfg.error();
+  EXPECT_EQ(cfg->str("wiki_api_url"), "http://w/api.php");
+  EXPECT_EQ(cfg->str("evaluator_url"), "http://e/");
+  EXPECT_EQ(server_options(*cfg).port, 7000);
+  auto flags =
+      config::load(orchestrator_options(),
+                   {"--port", "0", "--wiki-api-url", "http://x/", "--evaluator-url", "http://y/"},
+                   [](const char*) -> const char* { return nullptr; });
+  ASSERT_TRUE(flags) << flags.error();
+  EXPECT_EQ(server_options(*flags).port, 0);
+  EXPECT_EQ(engine_options(*flags).cache_ttl, std::chrono::milliseconds(300000));
+}
+
+}  // namespace
+}  // namespace wf::orchestrator
