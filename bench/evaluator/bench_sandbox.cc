@@ -1,12 +1,17 @@
 // bench_sandbox: cost of the sandbox per language family.
-//   * overhead of a trivial call through Sandbox::run: p50/p99 at concurrency 1 (and, for Python,
-//     the same call in-process for comparison);
+//   * overhead of a trivial call through Sandbox::run: p50/p99 at concurrency 1, back to back
+//     (each call may have to wait for the pool to refill: this measures the refill rate) and
+//     paced (one call every 5 ms, as a single client with some think time sees it), and, for
+//     Python, the same call in-process for comparison;
 //   * throughput of trivial calls at concurrency 8;
 //   * pool refill rate: children forked, locked down and warmed per second (a 32-child pool
 //     filling from empty);
+//   * CPU per call split by process (service, zygote, children) from /proc/<pid>/stat and
+//     getrusage, which stays meaningful on a loaded machine, and minor page faults per call;
 //   * RSS of the zygote.
-// Targets (DESIGN/brief): p50 <= 1 ms, p99 <= 5 ms at concurrency 1; >= 1,000 Python calls/s at
-// concurrency 8 on 2 cores. Usage: bench_sandbox [--calls N] [--seconds S] [--language python]
+// Targets (brief): p50 <= 1 ms, p99 <= 5 ms at concurrency 1; >= 1,000 Python and >= 500
+// JavaScript calls/s at concurrency 8 on 2 cores.
+// Usage: bench_sandbox [--calls N] [--seconds S] [--language python|javascript]
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -67,6 +72,8 @@ double rss_mib(int pid) {
 struct ProcessCpu {
   double self = 0;
   double children = 0;
+  double faults = 0;           // minflt
+  double children_faults = 0;  // cminflt
 };
 ProcessCpu process_cpu(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -82,9 +89,11 @@ ProcessCpu process_cpu(int pid) {
     fields.push_back(text.substr(at, space - at));
     at = space + 1;
   }
-  // fields[0] is field 3 (state); utime=14 stime=15 cutime=16 cstime=17.
+  // fields[0] is field 3 (state); minflt=10 cminflt=11 utime=14 stime=15 cutime=16 cstime=17.
   double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
   if (fields.size() > 14) {
+    cpu.faults = std::atof(fields[7].c_str());
+    cpu.children_faults = std::atof(fields[8].c_str());
     cpu.self = (std::atof(fields[11].c_str()) + std::atof(fields[12].c_str())) / tick;
     cpu.children = (std::atof(fields[13].c_str()) + std::atof(fields[14].c_str())) / tick;
   }
@@ -147,6 +156,23 @@ void measure(const Language& language, int calls, double seconds) {
   std::printf("%-10s mean fork->ready of a child: %.3f ms\n", language.name.c_str(),
               sandbox->stats().mean_fork_to_ready_ms);
 
+  // Concurrency 1, paced: one call every 5 ms.
+  latencies.clear();
+  failures = 0;
+  for (int i = 0; i < calls; ++i) {
+    auto next = Clock::now() + 5ms;
+    auto t = Clock::now();
+    CallOutcome out = sandbox->run(language.trivial, Clock::now() + 10s);
+    latencies.push_back(ms_since(t));
+    if (out.status != CallOutcome::Status::kOk) ++failures;
+    std::this_thread::sleep_until(next);
+  }
+  std::printf(
+      "%-10s concurrency 1, paced (5 ms): p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms"
+      ", failures %d\n",
+      language.name.c_str(), percentile(latencies, 0.5), percentile(latencies, 0.9),
+      percentile(latencies, 0.99), percentile(latencies, 1.0), failures);
+
   // Concurrency 8, with the CPU it costs (service + zygote + children), which does not depend
   // on what else runs on the machine.
   ProcessCpu zygote_before = process_cpu(stats.zygote_pid);
@@ -182,6 +208,13 @@ void measure(const Language& language, int calls, double seconds) {
       "%-10s CPU per call: service %.3f ms + zygote %.3f ms + child %.3f ms = %.3f ms "
       "-> at most %.0f calls/s on 2 idle cores\n",
       language.name.c_str(), service_ms, zygote_ms, children_ms, per_call, 2000.0 / per_call);
+  std::printf("%-10s minor page faults per call: zygote %.1f, child %.1f\n", language.name.c_str(),
+              (zygote_after.faults - zygote_before.faults) / total_calls,
+              (zygote_after.children_faults - zygote_before.children_faults) / total_calls);
+  if (stats.supervisor_pid > 0) {
+    std::printf("%-10s supervisor CPU since start-up (runtime initialisation): %.3f s\n",
+                language.name.c_str(), process_cpu(stats.supervisor_pid).self);
+  }
   std::printf("%-10s concurrency 8: %ld calls in %.2f s = %.0f calls/s, failures %ld\n",
               language.name.c_str(), done.load(), elapsed, static_cast<double>(done) / elapsed,
               failed.load());

@@ -20,6 +20,10 @@ struct ChildConfig {
   std::uint64_t address_space_bytes = 0;  // RLIMIT_AS; 0 = leave unlimited
   std::uint64_t data_bytes = 0;           // RLIMIT_DATA; 0 = leave unlimited
   const char* process_name = "wf-child";
+  // Run LanguageRuntime::warm_up() before reporting ready. A warm child answers a trivial call in
+  // ~0.05 ms instead of ~0.5 ms, but warming costs ~0.25 ms more CPU in total than the cold call
+  // would; the zygote skips it while the service is waiting for children (see Zygote::spawn).
+  bool warm_up = true;
 };
 
 // Child bytes after the ready byte when lock-down failed: 'F', then a message, then EOF.

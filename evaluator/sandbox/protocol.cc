@@ -16,7 +16,7 @@ bool send_message(int socket, const void* data, std::size_t size, const int* fds
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxMessageFds * sizeof(int))] = {};
   if (nfds > 0) {
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(static_cast<std::size_t>(nfds) * sizeof(int));
@@ -33,18 +33,19 @@ bool send_message(int socket, const void* data, std::size_t size, const int* fds
   }
 }
 
-bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fds, int* nfds) {
+bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fds, int* nfds,
+                  int flags) {
   *nfds = 0;
   iovec iov{data, size};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxMessageFds * sizeof(int))] = {};
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
   do {
-    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) {
     if (n == 0) errno = ECONNRESET;
@@ -53,10 +54,10 @@ bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fd
   for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
     if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
     int count = static_cast<int>((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    int received[2];
+    int received[kMaxMessageFds];
     std::memcpy(received, CMSG_DATA(cmsg),
-                static_cast<std::size_t>(std::min(count, 2)) * sizeof(int));
-    for (int i = 0; i < count && i < 2; ++i) {
+                static_cast<std::size_t>(std::min(count, kMaxMessageFds)) * sizeof(int));
+    for (int i = 0; i < count && i < kMaxMessageFds; ++i) {
       if (*nfds < max_fds) {
         fds[(*nfds)++] = received[i];
       } else {

@@ -1,7 +1,11 @@
 #pragma once
 // Wire formats inside the sandbox (private to evaluator/sandbox):
+//  * supervisor -> service: a SOCK_SEQPACKET socket; one SupervisorMessage per zygote it forks,
+//    carrying the service's ends of that zygote's control and handoff sockets and its pidfd.
 //  * service <-> zygote: a SOCK_SEQPACKET "control" socket, one fixed-size message each way per
-//    exchange; a handed-out child travels as two fds (its channel, its pidfd) via SCM_RIGHTS.
+//    exchange (kTaken has no reply).
+//  * zygote -> service: a SOCK_SEQPACKET "handoff" socket; one HandoffMessage per ready child,
+//    with two fds (its channel, its pidfd) via SCM_RIGHTS. The socket's queue is the pool.
 //  * service <-> child: a SOCK_STREAM "channel" (fd 3 in the child). The child writes one ready
 //    byte once it is locked down and warm, then reads one request and writes one response.
 // All three processes are the same binary on the same machine: native byte order and layout.
@@ -52,10 +56,11 @@ struct ResponseHeader {
 };
 
 enum class ZygoteOp : std::uint32_t {
-  kHello = 1,     // zygote -> service once, after initialisation (ok or error text)
-  kGetChild = 2,  // -> reply carries [channel fd, pidfd] when ok
+  kHello = 1,     // zygote -> service once, after its first child is ready (ok or error text)
+  kGetChild = 2,  // unused since children are pushed on the handoff socket
   kStatus = 3,    // wait status and rusage of an exited child (by pid)
   kStats = 4,
+  kTaken = 5,  // service -> zygote, no reply: one child was taken off the handoff socket
 };
 
 struct ZygoteRequest {
@@ -80,10 +85,28 @@ struct ZygoteReply {
   char text[512] = {};                 // error text (kHello, kGetChild)
 };
 
-// sendmsg/recvmsg of one message with up to two fds. Return false on error/EOF (errno set; EOF
-// sets errno to ECONNRESET). Received fds are close-on-exec; *nfds tells how many came.
+// zygote -> service on the handoff socket, with [channel fd, pidfd]: a locked-down, warm child.
+struct HandoffMessage {
+  std::int32_t pid = 0;
+  std::uint32_t reserved = 0;
+  std::uint64_t fork_to_ready_ns = 0;
+};
+
+// supervisor -> service, with [control, handoff, zygote pidfd] when ok.
+struct SupervisorMessage {
+  std::int32_t ok = 0;
+  std::int32_t zygote_pid = 0;
+  std::uint64_t generation = 0;  // 1 for the first zygote, +1 per restart
+  char text[512] = {};           // error text, or how the previous zygote ended
+};
+
+inline constexpr int kMaxMessageFds = 3;
+
+// sendmsg/recvmsg of one message with up to kMaxMessageFds fds. Return false on error/EOF (errno
+// set; EOF sets errno to ECONNRESET). Received fds are close-on-exec; *nfds tells how many came.
 bool send_message(int socket, const void* data, std::size_t size, const int* fds, int nfds);
-bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fds, int* nfds);
+bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fds, int* nfds,
+                  int flags = 0);
 
 // Writes/reads exactly `size` bytes on a blocking fd, retrying on EINTR.
 bool write_all(int fd, const void* data, std::size_t size);

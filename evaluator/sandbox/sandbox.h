@@ -1,7 +1,9 @@
 #pragma once
 // The sandbox as the evaluator service uses it: one zygote per language family, each keeping a
 // pool of pre-forked, pre-warmed children; run() hands a call to a child and waits for it.
-// start() must be called in main() before the process starts any thread.
+// start_sandbox() must be called in main() before the process starts any thread: it forks a
+// single-threaded supervisor that initialises the runtime and forks the zygote, and forks a new
+// zygote whenever one dies, so the (multi-threaded) service never forks (see zygote.h).
 
 #include <chrono>
 #include <cstdint>
@@ -19,6 +21,9 @@ struct SandboxLimits {
   std::uint64_t output_bytes = 1u << 20;   // max bytes of result the child may send
   std::uint64_t captured_output_bytes = 16u << 10;  // max printed text kept
   int pool_size = 4;                       // pre-forked children per language
+
+  // The supervisor kills (and so replaces) a zygote whose RSS grows beyond this; 0 = no cap.
+  std::uint64_t zygote_memory_bytes = 512u << 20;
 };
 
 struct CallOutcome {
@@ -47,6 +52,11 @@ struct SandboxStats {
   std::uint64_t children_forked = 0;
   std::uint64_t setup_failures = 0;  // children that died before they were ready
   double mean_fork_to_ready_ms = 0;  // mean time from fork to "ready" over all ready children
+
+  // The process that forks a new zygote when one dies (-1 when unknown).
+  int supervisor_pid = -1;
+  // 1 for the first zygote, +1 per restart (0 when unknown).
+  std::uint64_t zygote_generation = 0;
 };
 
 class Sandbox {

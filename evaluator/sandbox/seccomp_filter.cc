@@ -18,6 +18,7 @@ const std::vector<std::string> kAllowed = {
     // The call's channel (fd 3) and /dev/null on fds 0-2: the only fds that exist.
     "read",
     "write",
+    "writev",  // the response in one syscall (header + result + printed text + error)
     // Heap management of the interpreters (malloc, arenas, GC); bounded by RLIMIT_AS/RLIMIT_DATA.
     "brk",
     "mmap",
@@ -83,6 +84,11 @@ std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
   } releaser{ctx};
   int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (rc != 0) return std::unexpected("seccomp_attr_set(BADARCH): " + describe(rc));
+  // A binary tree over the syscall numbers instead of a linear list. Installing it is what every
+  // child pays: the kernel runs the filter once per syscall number to build its action cache, so
+  // a linear filter costs O(syscalls x rules). Measured with 80 rules: 88 us -> 33 us per child.
+  rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc != 0) return std::unexpected("seccomp_attr_set(OPTIMIZE): " + describe(rc));
 
   auto add = [&](const std::string& name, std::uint32_t action) -> std::string {
     int nr = seccomp_syscall_resolve_name(name.c_str());

@@ -1,8 +1,17 @@
 #pragma once
-// The zygote of one language family: a single-threaded process forked from the service before
-// any thread exists. It initialises the interpreter once, keeps a pool of pre-forked, locked-down,
-// warmed-up children, hands them to the service over its control socket, reaps them and keeps
-// their wait status and rusage for the service to ask about. Private to evaluator/sandbox.
+// The process tree behind one Sandbox (private to evaluator/sandbox):
+//
+//   service ── supervisor ── zygote ── children (one call each)
+//
+// * The supervisor is forked from the service before any thread exists. It initialises the
+//   language runtime once, builds the seccomp program, then forks a zygote and hands the service
+//   that zygote's sockets. It stays single-threaded and idle, so it can fork again at any time:
+//   when a zygote dies (a bug, the OOM killer, an operator, or its memory cap), it forks a new
+//   one from its own, already initialised, memory (a few ms) and hands the service its sockets.
+//   The multi-threaded service never forks.
+// * The zygote keeps a pool of pre-forked, locked-down, warmed-up children. It pushes each ready
+//   child to the service over the handoff socket (the socket's queue is the pool), reaps
+//   children, and answers questions about their wait status on the control socket.
 
 #include <sys/types.h>
 
@@ -13,9 +22,9 @@
 
 namespace wf::evaluator::sandbox_internal {
 
-// Runs in the freshly forked zygote; never returns. Sends one kHello reply on `control` once the
-// first child is ready (or with the error text when initialisation or lock-down fails).
-[[noreturn]] void run_zygote(std::unique_ptr<LanguageRuntime> runtime, int control,
-                             const SandboxLimits& limits, pid_t service_pid);
+// Runs in the freshly forked supervisor; never returns. On `service_socket` it sends one
+// SupervisorMessage per zygote (ok) or one with the error text when initialisation fails.
+[[noreturn]] void run_supervisor(std::unique_ptr<LanguageRuntime> runtime, int service_socket,
+                                 const SandboxLimits& limits, pid_t service_pid);
 
 }  // namespace wf::evaluator::sandbox_internal

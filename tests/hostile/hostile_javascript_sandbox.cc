@@ -1,5 +1,6 @@
 // Hostile JavaScript through the real sandbox (zygote, pre-forked children, rlimits, seccomp):
-// each attack ends with its specific status within its limit, and the sandbox keeps serving.
+// each attack ends with its specific status within its limit, and the sandbox keeps serving,
+// both during the attack (a probe calls it every 50 ms from another thread) and after it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "evaluator/executors/javascript/javascript_runtime.h"
 #include "evaluator/sandbox/sandbox.h"
+#include "hostile_support.h"
 
 namespace wf::evaluator {
 namespace {
@@ -94,7 +96,24 @@ void expect_still_serving() {
       << (timed).outcome.output.error_message << " | "                                            \
       << (timed).outcome.output.z22_json.substr(0, 300)
 
-TEST(HostileJavascript, TrivialCallWorks) {
+class HostileJavascript : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CallInput probe;
+    probe.code = "function Z1() { return 'probe'; }";
+    probe.function_name = "Z1";
+    probe.arguments_json = "{}";
+    probe_ = std::make_unique<hostile::ServingProbe>(js_sandbox(), probe, R"("Z6K1":"probe")");
+  }
+  void TearDown() override {
+    probe_->stop();
+    EXPECT_EQ(probe_->failures(), "") << "the sandbox stopped serving during the test";
+    EXPECT_GT(probe_->calls(), 0);
+  }
+  std::unique_ptr<hostile::ServingProbe> probe_;
+};
+
+TEST_F(HostileJavascript, TrivialCallWorks) {
   Timed t = run("function Z1(a, b) { return a + b; }",
                 R"({"Z1K1":{"Z1K1":"Z6","Z6K1":"x"},"Z1K2":{"Z1K1":"Z6","Z6K1":"y"}})");
   EXPECT_STATUS(t, Status::kOk);
@@ -102,14 +121,14 @@ TEST(HostileJavascript, TrivialCallWorks) {
             std::string::npos);
 }
 
-TEST(HostileJavascript, InfiniteLoopTimesOut) {
+TEST_F(HostileJavascript, InfiniteLoopTimesOut) {
   Timed t = run("function Z1() { while (true) {} }");
   EXPECT_STATUS(t, Status::kTimeout);
   EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
   expect_still_serving();
 }
 
-TEST(HostileJavascript, CatchingEverythingDoesNotEscapeTheTimeout) {
+TEST_F(HostileJavascript, CatchingEverythingDoesNotEscapeTheTimeout) {
   Timed t =
       run("function Z1() { for (;;) { try { for (;;) {} } catch (e) {} finally { continue; } } }");
   EXPECT_STATUS(t, Status::kTimeout);
@@ -117,7 +136,7 @@ TEST(HostileJavascript, CatchingEverythingDoesNotEscapeTheTimeout) {
   expect_still_serving();
 }
 
-TEST(HostileJavascript, PromiseLoopTimesOut) {
+TEST_F(HostileJavascript, PromiseLoopTimesOut) {
   Timed t =
       run("async function spin() { for (;;) await null; }\n"
           "function Z1() { spin(); spin(); return new Promise(() => {}); }");
@@ -126,27 +145,27 @@ TEST(HostileJavascript, PromiseLoopTimesOut) {
   expect_still_serving();
 }
 
-TEST(HostileJavascript, RegexBacktrackingTimesOut) {
+TEST_F(HostileJavascript, RegexBacktrackingTimesOut) {
   Timed t = run("function Z1() { return String(/(a+)+b/.test('a'.repeat(40))); }");
   EXPECT_STATUS(t, Status::kTimeout);
   expect_still_serving();
 }
 
-TEST(HostileJavascript, ObjectBombHitsTheMemoryLimit) {
+TEST_F(HostileJavascript, ObjectBombHitsTheMemoryLimit) {
   Timed t = run("function Z1() { const a = []; for (;;) a.push({x: a.length, y: [a.length]}); }");
   EXPECT_STATUS(t, Status::kMemoryLimit);
   EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
   expect_still_serving();
 }
 
-TEST(HostileJavascript, BufferBombHitsTheMemoryLimit) {
+TEST_F(HostileJavascript, BufferBombHitsTheMemoryLimit) {
   Timed t = run(
       "function Z1() { const keep = []; for (;;) keep.push(new Uint8Array(32 << 20).fill(1)); }");
   EXPECT_STATUS(t, Status::kMemoryLimit);
   expect_still_serving();
 }
 
-TEST(HostileJavascript, StringBombEndsCleanly) {
+TEST_F(HostileJavascript, StringBombEndsCleanly) {
   // Doubling a string ends at SpiderMonkey's maximum string length (a user error) or at the
   // memory limit, whichever comes first; never a crash.
   Timed t =
@@ -160,14 +179,14 @@ TEST(HostileJavascript, StringBombEndsCleanly) {
   expect_still_serving();
 }
 
-TEST(HostileJavascript, DeepRecursionIsAUserError) {
+TEST_F(HostileJavascript, DeepRecursionIsAUserError) {
   Timed t = run("function f(n) { return f(n + 1) + 1; }\nfunction Z1() { return String(f(0)); }");
   EXPECT_STATUS(t, Status::kOk);
   EXPECT_NE(t.outcome.output.z22_json.find("too much recursion"), std::string::npos);
   expect_still_serving();
 }
 
-TEST(HostileJavascript, NoWayToFilesEnvironmentOrProcesses) {
+TEST_F(HostileJavascript, NoWayToFilesEnvironmentOrProcesses) {
   Timed t =
       run("function Z1() { return [typeof require, typeof process, typeof os, typeof read, typeof "
           "snarf,"
@@ -187,7 +206,7 @@ TEST(HostileJavascript, NoWayToFilesEnvironmentOrProcesses) {
   expect_still_serving();
 }
 
-TEST(HostileJavascript, DateWorksWithoutTheTimeZoneFile) {
+TEST_F(HostileJavascript, DateWorksWithoutTheTimeZoneFile) {
   // Date tries /etc/localtime; the sandbox refuses the open politely and Date falls back to UTC.
   Timed t =
       run("function Z1() { const d = new Date(0); return d.toISOString() + '|' +"
@@ -197,7 +216,7 @@ TEST(HostileJavascript, DateWorksWithoutTheTimeZoneFile) {
       << t.outcome.output.z22_json;
 }
 
-TEST(HostileJavascript, PollutionDoesNotReachTheNextCall) {
+TEST_F(HostileJavascript, PollutionDoesNotReachTheNextCall) {
   Timed a =
       run("function Z1() { Array.prototype.evil = 1; Object.prototype.polluted = 'yes';"
           " globalThis.leak = 'x'; ZPair.prototype.bad = 1; JSON.parse = null; return 'done'; }");
@@ -211,7 +230,7 @@ TEST(HostileJavascript, PollutionDoesNotReachTheNextCall) {
       << b.outcome.output.z22_json;
 }
 
-TEST(HostileJavascript, OutputFloodIsBoundedAndKeptApart) {
+TEST_F(HostileJavascript, OutputFloodIsBoundedAndKeptApart) {
   Timed t = run(
       "function Z1() { for (let i = 0; i < 200000; i++) console.log('flood ' + i); return 'r'; }");
   EXPECT_STATUS(t, Status::kOk);
@@ -221,13 +240,13 @@ TEST(HostileJavascript, OutputFloodIsBoundedAndKeptApart) {
   expect_still_serving();
 }
 
-TEST(HostileJavascript, HugeResultIsRefused) {
+TEST_F(HostileJavascript, HugeResultIsRefused) {
   Timed t = run("function Z1() { return 'x'.repeat(3 << 20); }");
   EXPECT_STATUS(t, Status::kOutputTooLarge);
   expect_still_serving();
 }
 
-TEST(HostileJavascript, MathRandomDiffersPerCall) {
+TEST_F(HostileJavascript, MathRandomDiffersPerCall) {
   Timed a = run("function Z1() { return String(Math.random()); }");
   Timed b = run("function Z1() { return String(Math.random()); }");
   EXPECT_STATUS(a, Status::kOk);
@@ -235,7 +254,7 @@ TEST(HostileJavascript, MathRandomDiffersPerCall) {
   EXPECT_NE(a.outcome.output.z22_json, b.outcome.output.z22_json);
 }
 
-TEST(HostileJavascript, JitHeavyWorkRunsUnderSeccomp) {
+TEST_F(HostileJavascript, JitHeavyWorkRunsUnderSeccomp) {
   // Hot loops tier up (Baseline, Ion): mprotect W^X on JIT pages must be allowed.
   Timed t =
       run("function Z1() { let s = 0; for (let i = 0; i < 3e7; i++) s = (s + i * 7) % 1000003;"
@@ -246,7 +265,7 @@ TEST(HostileJavascript, JitHeavyWorkRunsUnderSeccomp) {
       << t.outcome.output.z22_json;
 }
 
-TEST(HostileJavascript, TrivialCallsAreFast) {
+TEST_F(HostileJavascript, TrivialCallsAreFast) {
   expect_still_serving();  // the pool is warm
   std::vector<double> ms;
   for (int i = 0; i < 40; ++i) {

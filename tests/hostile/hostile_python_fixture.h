@@ -1,6 +1,7 @@
 #pragma once
-// One Python sandbox per test process (started before any thread exists), and a check after
-// every test that the sandbox still serves a trivial call and nothing leaked into it.
+// One Python sandbox per test process (started before any thread exists), a probe that keeps
+// calling it during every test, and a check after every test that the sandbox still serves a
+// trivial call and nothing leaked into it.
 
 #include <cstdlib>
 #include <memory>
@@ -21,7 +22,18 @@ class HostilePython : public ::testing::Test {
     delete sandbox_;
     sandbox_ = nullptr;
   }
+  void SetUp() override {
+    CallInput probe;
+    probe.code = "def Z1():\n  return 'probe'";
+    probe.function_name = "Z1";
+    probe.arguments_json = "{}";
+    probe_ = std::make_unique<ServingProbe>(*sandbox_, probe, "\"probe\"");
+  }
   void TearDown() override {
+    probe_->stop();
+    EXPECT_EQ(probe_->failures(), "") << "the sandbox stopped serving during the test";
+    EXPECT_GT(probe_->calls(), 0);
+    probe_.reset();
     CallOutcome after = run("def Z1():\n  return 'alive'");
     EXPECT_EQ(after.status, Status::kOk) << "sandbox stopped serving: " << after.detail;
     EXPECT_EQ(z22_string(after.output.z22_json), "alive");
@@ -37,6 +49,7 @@ class HostilePython : public ::testing::Test {
   }
 
   static Sandbox* sandbox_;
+  std::unique_ptr<ServingProbe> probe_;
 };
 
 inline Sandbox* HostilePython::sandbox_ = nullptr;

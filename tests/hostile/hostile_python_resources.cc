@@ -9,7 +9,10 @@ TEST_F(HostilePython, InfiniteLoopHitsTheCpuLimit) {
   auto start = Clock::now();
   CallOutcome out = run("def Z1():\n  while True:\n    pass");
   EXPECT_STATUS(out, Status::kCpuLimit);
-  EXPECT_GE(out.cpu_ms, 900.0);
+  // RLIMIT_CPU counts tick-sampled CPU time; rusage reports the precise run time. While other
+  // processes come and go on the same CPU (the serving probe, a loaded machine), a spinning
+  // child is charged whole ticks it shared, so the limit fires after less precise CPU time.
+  EXPECT_GE(out.cpu_ms, 700.0);
   EXPECT_LT(Clock::now() - start, 15000ms);
 }
 
@@ -39,7 +42,8 @@ TEST_F(HostilePython, IgnoringSignalsDoesNotEscapeTheCpuLimit) {
           "  while True:\n"
           "    pass");
   EXPECT_STATUS(out, Status::kCpuLimit);
-  EXPECT_GE(out.cpu_ms, 1900.0);  // ran on to the hard limit (soft + 1 s), then SIGKILL
+  // Ran on to the hard limit (soft + 1 s), then SIGKILL (tick-sampled: see above).
+  EXPECT_GE(out.cpu_ms, 1400.0);
 }
 
 TEST_F(HostilePython, ByteArrayBombIsAMemoryError) {

@@ -41,6 +41,29 @@ TEST_F(HostilePython, RandomDiffersBetweenCalls) {
   EXPECT_EQ(seen.size(), 5u);
 }
 
+// Every child is forked from the same zygote memory: the random module must be reseeded per
+// child (PyOS_AfterFork_Child runs random's at-fork hook); os.urandom and SystemRandom read the
+// kernel.
+TEST_F(HostilePython, RandomStateIsDistinctPerChild) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 8; ++i) {
+    CallOutcome out =
+        run("import os, random\n"
+            "def Z1():\n"
+            "  return '%x/%s/%x' % (random.getrandbits(64), os.urandom(16).hex(), "
+            "random.SystemRandom().getrandbits(64))");
+    EXPECT_STATUS(out, Status::kOk);
+    std::string value = z22_string(out.output.z22_json);
+    std::size_t first = value.find('/');
+    std::size_t second = value.find('/', first + 1);
+    ASSERT_NE(second, std::string::npos) << value;
+    seen.insert("r" + value.substr(0, first));
+    seen.insert("u" + value.substr(first + 1, second - first - 1));
+    seen.insert("s" + value.substr(second + 1));
+  }
+  EXPECT_EQ(seen.size(), 24u);
+}
+
 TEST_F(HostilePython, KeepsAnsweringCorrectlyAfterHostileCalls) {
   const char* hostile[] = {
       "import os\ndef Z1():\n  os.fork()",

@@ -1,7 +1,8 @@
 #pragma once
 // Shared by the hostile tests of every language: one sandbox per test process, calls with a
-// deadline, Z22 error extraction, a loopback listener that must see nothing, and temp paths
-// that must not appear.
+// deadline, Z22 error extraction, a loopback listener that must see nothing, temp paths that
+// must not appear, and a probe that keeps calling while a hostile call runs (the service must
+// keep serving during every hostile test, not only after it).
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,12 +11,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "evaluator/sandbox/sandbox.h"
 
@@ -115,6 +121,57 @@ class LoopbackListener {
  private:
   int fd_ = -1;
   int port_ = 0;
+};
+
+// Runs a trivial call on `sandbox` every 50 ms from its own thread until stop(); every probe must
+// answer `expected` (a substring of its Z22) within its 5 s deadline.
+class ServingProbe {
+ public:
+  ServingProbe(Sandbox& sandbox, CallInput trivial, std::string expected)
+      : sandbox_(sandbox), trivial_(std::move(trivial)), expected_(std::move(expected)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ServingProbe(const ServingProbe&) = delete;
+  ServingProbe& operator=(const ServingProbe&) = delete;
+  ~ServingProbe() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int calls() const { return calls_; }
+  std::string failures() {
+    std::lock_guard lock(mutex_);
+    return failures_;
+  }
+  double max_ms() const { return max_ms_; }
+
+ private:
+  // At least one probe, even when the test is over before the thread got going.
+  void loop() {
+    do {
+      auto start = Clock::now();
+      CallOutcome out = sandbox_.run(trivial_, start + 5s);
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      max_ms_ = std::max(max_ms_.load(), ms);
+      ++calls_;
+      if (out.status != Status::kOk || out.output.z22_json.find(expected_) == std::string::npos) {
+        std::lock_guard lock(mutex_);
+        failures_ += std::string(status_name(out.status)) + ": " + out.detail + "; ";
+      }
+      for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(5ms);
+    } while (!stop_);
+  }
+
+  Sandbox& sandbox_;
+  CallInput trivial_;
+  std::string expected_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> calls_{0};
+  std::atomic<double> max_ms_{0};
+  std::mutex mutex_;
+  std::string failures_;
+  std::thread thread_;
 };
 
 inline std::string temp_path(const std::string& tag) {

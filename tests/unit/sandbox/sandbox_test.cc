@@ -15,13 +15,16 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "evaluator/sandbox/seccomp_filter.h"
+#include "wf/obs/metrics.h"
 
 extern char** environ;
 
@@ -362,6 +365,180 @@ TEST_F(CpuLimitTest, CpuLimitHoldsWhenSigxcpuIsIgnored) {
   CallOutcome out = run("spin-ignoring-xcpu");
   EXPECT_EQ(out.status, Status::kCpuLimit) << out.detail;
   EXPECT_GE(out.cpu_ms, 1900.0);
+}
+
+// ---- Zygote restarts ------------------------------------------------------------------------
+// Each test owns its sandbox: they kill zygotes.
+
+SandboxStats wait_for_generation(Sandbox& sandbox, std::uint64_t generation) {
+  auto until = Clock::now() + 10s;
+  SandboxStats stats = sandbox.stats();
+  while (stats.zygote_generation < generation && Clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+    stats = sandbox.stats();
+  }
+  return stats;
+}
+
+CallOutcome echo(Sandbox& sandbox, const std::string& arguments) {
+  CallInput input;
+  input.code = "echo";
+  input.function_name = "Z1";
+  input.arguments_json = arguments;
+  return sandbox.run(input, Clock::now() + 10s);
+}
+
+TEST(ZygoteRestart, KilledZygoteIsReplacedAndCallsKeepWorking) {
+  auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits());
+  SandboxStats before = sandbox->stats();
+  ASSERT_GT(before.zygote_pid, 0);
+  ASSERT_GT(before.supervisor_pid, 0);
+  EXPECT_EQ(before.zygote_generation, 1u);
+  ASSERT_EQ(::kill(before.zygote_pid, SIGKILL), 0);
+  // The very next call is served (by the next zygote's first child).
+  CallOutcome out = echo(*sandbox, "after");
+  EXPECT_EQ(out.status, Status::kOk) << out.detail;
+  EXPECT_EQ(out.output.z22_json, "Z1:after");
+  SandboxStats after = wait_for_generation(*sandbox, 2);
+  EXPECT_EQ(after.zygote_generation, 2u);
+  EXPECT_GT(after.zygote_pid, 0);
+  EXPECT_NE(after.zygote_pid, before.zygote_pid);
+  EXPECT_EQ(after.supervisor_pid, before.supervisor_pid);
+  EXPECT_NE(::kill(before.zygote_pid, 0), 0) << "the old zygote must be gone";
+}
+
+TEST(ZygoteRestart, IdleSandboxNoticesADeadZygoteThroughStats) {
+  // /readyz only calls ready_children(): a restart must not wait for the next call.
+  auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits());
+  pid_t zygote = sandbox->stats().zygote_pid;
+  ASSERT_EQ(::kill(zygote, SIGKILL), 0);
+  auto until = Clock::now() + 10s;
+  while (sandbox->ready_children() == 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GT(sandbox->ready_children(), 0);
+  EXPECT_NE(sandbox->stats().zygote_pid, zygote);
+}
+
+TEST(ZygoteRestart, ConcurrentCallsSurviveZygoteKills) {
+  auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits());
+  constexpr int kThreads = 4;
+  constexpr int kCalls = 60;
+  std::atomic<int> wrong{0};
+  std::atomic<int> done{0};
+  std::vector<std::string> failures(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        std::string arguments = std::to_string(t * 1000 + i);
+        CallOutcome out = echo(*sandbox, arguments);
+        if (out.status != Status::kOk || out.output.z22_json != "Z1:" + arguments) {
+          ++wrong;
+          failures[static_cast<std::size_t>(t)] = out.detail;
+        }
+        ++done;
+      }
+    });
+  }
+  // Kill the zygote twice while the calls run.
+  for (int kill = 0; kill < 2; ++kill) {
+    int target = (kill + 1) * kThreads * kCalls / 3;
+    while (done < target) std::this_thread::sleep_for(1ms);
+    pid_t zygote = sandbox->stats().zygote_pid;
+    if (zygote > 0) ::kill(zygote, SIGKILL);
+  }
+  for (auto& thread : threads) thread.join();
+  std::string details;
+  for (const auto& f : failures) details += f + "; ";
+  EXPECT_EQ(wrong.load(), 0) << details;
+  EXPECT_GE(wait_for_generation(*sandbox, 3).zygote_generation, 3u);
+}
+
+TEST(ZygoteRestart, ZygoteOverItsMemoryCapIsReplaced) {
+  SandboxLimits limits = test_limits();
+  limits.zygote_memory_bytes = 4096;  // any zygote is over this: replaced every second
+  auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), limits);
+  SandboxStats stats = wait_for_generation(*sandbox, 2);
+  EXPECT_GE(stats.zygote_generation, 2u);
+  CallOutcome out = echo(*sandbox, "capped");
+  EXPECT_EQ(out.status, Status::kOk) << out.detail;
+}
+
+TEST(ZygoteRestart, EndingTheSandboxEndsItsProcesses) {
+  pid_t supervisor = -1;
+  pid_t zygote = -1;
+  {
+    auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits());
+    SandboxStats stats = sandbox->stats();
+    supervisor = stats.supervisor_pid;
+    zygote = stats.zygote_pid;
+  }
+  EXPECT_NE(::kill(supervisor, 0), 0);
+  auto until = Clock::now() + 5s;
+  while (::kill(zygote, 0) == 0 && Clock::now() < until) std::this_thread::sleep_for(5ms);
+  EXPECT_NE(::kill(zygote, 0), 0);
+}
+
+TEST(ZygoteRestart, TheOomKillerPicksSandboxProcessesFirst) {
+  auto sandbox = start_sandbox(std::make_unique<ScriptedRuntime>(), test_limits());
+  SandboxStats stats = sandbox->stats();
+  auto oom_score_adj = [](pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/oom_score_adj");
+    int value = -2000;
+    in >> value;
+    return value;
+  };
+  EXPECT_EQ(oom_score_adj(stats.zygote_pid), 1000);  // children inherit it
+  EXPECT_EQ(oom_score_adj(stats.supervisor_pid), oom_score_adj(::getpid()));
+}
+
+// ---- Metrics ----------------------------------------------------------------------------------
+
+TEST_F(SandboxTest, CallsAndKillsAreCounted) {
+  run("echo");
+  run("socket");
+  sandbox_->stats();
+  std::string text = wf::obs::render_metrics();
+  EXPECT_NE(text.find(R"(wf_evaluator_sandbox_calls_total{language="scripted",outcome="ok"})"),
+            std::string::npos);
+  EXPECT_NE(
+      text.find(R"(wf_evaluator_sandbox_calls_total{language="scripted",outcome="forbidden"})"),
+      std::string::npos);
+  EXPECT_NE(text.find(R"(wf_evaluator_sandbox_kills_total{language="scripted",reason="seccomp"})"),
+            std::string::npos);
+  for (const char* name :
+       {"wf_evaluator_sandbox_pool_ready", "wf_evaluator_sandbox_child_cpu_seconds_bucket",
+        "wf_evaluator_sandbox_child_peak_rss_bytes_bucket",
+        "wf_evaluator_sandbox_fork_to_ready_seconds_bucket",
+        "wf_evaluator_sandbox_zygote_restarts_total"}) {
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+  }
+  // promtool, when installed, must accept the exposition.
+  if (::access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool not installed";
+  std::string path = "/tmp/wf_sandbox_metrics_" + std::to_string(::getpid()) + ".txt";
+  {
+    std::ofstream out(path);
+    out << text;
+  }
+  std::string command = "/usr/bin/promtool check metrics < " + path + " 2>&1";
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string report;
+  char line[512];
+  while (std::fgets(line, sizeof(line), pipe) != nullptr) report += line;
+  int status = ::pclose(pipe);
+  std::remove(path.c_str());
+  // Only our families matter here; others in the process registry belong to other modules.
+  std::string ours;
+  std::size_t at = 0;
+  while ((at = report.find("wf_evaluator_sandbox", at)) != std::string::npos) {
+    std::size_t end = report.find('\n', at);
+    ours += report.substr(at, end - at) + "\n";
+    at = end;
+  }
+  EXPECT_TRUE(ours.empty()) << report;
+  (void)status;
 }
 
 TEST(SeccompFilter, BuildsWithAndWithoutExtras) {
