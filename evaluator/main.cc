@@ -56,6 +56,12 @@ int main(int argc, char** argv) {
     if (want_javascript)
       javascript = evaluator::start_sandbox(evaluator::make_javascript_runtime(), limits);
 #endif
+    // Each scrape asks the sandboxes for their pool size, so wf_evaluator_sandbox_pool_ready is
+    // fresh without a readiness probe.
+    obs::add_scrape_hook([python, javascript] {
+      if (python) python->stats();
+      if (javascript) javascript->stats();
+    });
     auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
         evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 

@@ -60,6 +60,8 @@ struct State {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   ProcessCollector process;
   prometheus::Family<prometheus::Counter>* bugs = nullptr;
+  std::mutex hooks_mu;
+  std::vector<std::function<void()>> hooks;
 };
 
 State& state() {
@@ -93,7 +95,16 @@ void set_build_info(std::string_view service, std::string_view version, std::str
       .Set(1);
 }
 
+void add_scrape_hook(std::function<void()> hook) {
+  std::lock_guard lock(state().hooks_mu);
+  state().hooks.push_back(std::move(hook));
+}
+
 std::string render_metrics() {
+  {
+    std::lock_guard lock(state().hooks_mu);
+    for (const auto& hook : state().hooks) hook();
+  }
   auto families = registry().Collect();
   auto process = state().process.Collect();
   families.insert(families.end(), std::make_move_iterator(process.begin()),

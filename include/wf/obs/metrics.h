@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -20,7 +21,12 @@ prometheus::Registry& registry();
 void set_build_info(std::string_view service, std::string_view version, std::string_view commit);
 
 // The Prometheus text exposition (format 0.0.4) of registry() and the process metrics.
+// Runs the scrape hooks first.
 std::string render_metrics();
+
+// Registers a function that refreshes gauges just before each scrape (e.g. the sandbox pool
+// size). Hooks must be cheap and thread-safe; they live for the whole process.
+void add_scrape_hook(std::function<void()> hook);
 
 // Counts a "should never happen" that the service survives (STYLE.md: bug checks). Also logs.
 void count_bug(std::string_view where, std::string_view what);

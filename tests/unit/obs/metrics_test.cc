@@ -51,3 +51,18 @@ TEST(Metrics, PromtoolAcceptsTheExposition) {
 }
 
 }  // namespace
+
+namespace {
+TEST(Metrics, ScrapeHooksRunBeforeEachScrape) {
+  auto& gauge = prometheus::BuildGauge()
+                    .Name("wf_test_hooked")
+                    .Help("Set by a scrape hook.")
+                    .Register(wf::obs::registry())
+                    .Add({});
+  // Hooks live for the whole process: state the hook uses must too.
+  static int calls = 0;
+  wf::obs::add_scrape_hook([&gauge] { gauge.Set(++calls); });
+  EXPECT_NE(wf::obs::render_metrics().find("wf_test_hooked 1"), std::string::npos);
+  EXPECT_NE(wf::obs::render_metrics().find("wf_test_hooked 2"), std::string::npos);
+}
+}  // namespace
