@@ -16,6 +16,7 @@ namespace wf::service {
 struct Defaults {
   std::string name;  // "wf-orchestrator"
   int port = 0;      // 6254, 6927
+  int io_threads = 1;
   int worker_threads = 4;
   int max_pending_work = 256;
   std::size_t max_body_bytes = 1u << 20;
