@@ -1,5 +1,6 @@
 #include "wf/obs/metrics.h"
 
+#include <fmt/format.h>
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
@@ -8,6 +9,7 @@
 #include <memory>
 #include <mutex>
 
+#include "wf/obs/log.h"
 #include "wf/obs/process_stats.h"
 
 namespace wf::obs {
@@ -114,7 +116,9 @@ std::string render_metrics() {
 
 void count_bug(std::string_view where, std::string_view what) {
   state().bugs->Add({{"where", std::string(where)}}).Increment();
-  spdlog::error("bug in {}: {}", where, what);
+  log_event(spdlog::level::err, fmt::format("bug in {}: {}", where, what),
+            {field_str("error.type", "bug"), field_str("error.message", what),
+             field_str("log.origin.function", where)});
 }
 
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {

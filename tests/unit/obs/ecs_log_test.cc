@@ -120,3 +120,19 @@ TEST(EcsLog, LevelChangesAtRunTime) {
 }
 
 }  // namespace
+
+#include "wf/obs/metrics.h"
+
+namespace {
+TEST(EcsLog, BugsAreLoggedWithErrorFields) {
+  wf::obs::install_ecs_logger("svc-test", "1.2.3", spdlog::level::info);
+  StdoutCapture cap;
+  wf::obs::count_bug("ecs_log_test", "an invariant \"failed\"");
+  const auto lines = lines_of(cap.finish());
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["log.level"], "error");
+  EXPECT_EQ(lines[0]["error.type"], "bug");
+  EXPECT_EQ(lines[0]["error.message"], "an invariant \"failed\"");
+  EXPECT_EQ(lines[0]["log.origin.function"], "ecs_log_test");
+}
+}  // namespace
