@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
+#include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
 namespace wf::orchestrator {
@@ -56,6 +58,15 @@ class EvaluatorClient final : public CodeRunner {
           CodeRunError{CodeRunError::Kind::kNoEvaluator,
                        fmt::format("No evaluator is available for {}", call.coding_language)});
     }
+    auto fail = [&](const char* outcome, const std::string& message) {
+      obs::log_event(
+          spdlog::level::warn, "evaluator call failed: " + message,
+          {obs::field_str("event.action", "evaluator-call"),
+           obs::field_str("event.outcome", "failure"), obs::field_str("error.type", outcome),
+           obs::field_str("error.message", message),
+           obs::field_str("wf.language", call.coding_language),
+           obs::field_str("url.full", route->second)});
+    };
     codec::CodeRequest request;
     request.reentrant = false;
     const auto now = http::Clock::now();
@@ -87,11 +98,15 @@ class EvaluatorClient final : public CodeRunner {
     auto res = client_->send(req);
     histogram.Observe(std::chrono::duration<double>(http::Clock::now() - now).count());
     if (!res) {
-      count(res.error().kind == http::ClientError::Kind::kTimeout ? "timeout" : "transport");
+      const char* outcome =
+          res.error().kind == http::ClientError::Kind::kTimeout ? "timeout" : "transport";
+      count(outcome);
+      fail(outcome, res.error().message);
       return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed, res.error().message});
     }
     if (res->status < 200 || res->status >= 300) {
       count("http_error");
+      fail("http_error", fmt::format("status {}", res->status));
       return std::unexpected(CodeRunError{
           CodeRunError::Kind::kFailed,
           fmt::format("Function evaluation failed with status {}: {}", res->status, res->body)});
@@ -99,6 +114,7 @@ class EvaluatorClient final : public CodeRunner {
     auto z22 = nlohmann::json::parse(res->body, nullptr, false);
     if (z22.is_discarded()) {
       count("bad_json");
+      fail("bad_json", "the answer is not JSON");
       return std::unexpected(CodeRunError{
           CodeRunError::Kind::kFailed,
           fmt::format("Function evaluation failed: the evaluator at {} answered with invalid JSON",

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
 namespace wf::orchestrator {
@@ -45,6 +47,20 @@ class WikiFetcher final : public ObjectFetcher {
 
   std::expected<std::map<std::string, std::string>, FetchError> fetch(
       const std::vector<std::string>& zids, const CallContext& ctx) override {
+    auto result = fetch_once(zids, ctx);
+    if (!result) {
+      obs::log_event(
+          spdlog::level::warn, "wiki fetch failed: " + result.error().message,
+          {obs::field_str("event.action", "wiki-fetch"), obs::field_str("event.outcome", "failure"),
+           obs::field_str("error.message", result.error().message),
+           obs::field_int("wf.zids", static_cast<long long>(zids.size()))});
+    }
+    return result;
+  }
+
+ private:
+  std::expected<std::map<std::string, std::string>, FetchError> fetch_once(
+      const std::vector<std::string>& zids, const CallContext& ctx) {
     http::ClientRequest req;
     req.method = "GET";
     std::string list;
@@ -88,7 +104,6 @@ class WikiFetcher final : public ObjectFetcher {
     return out;
   }
 
- private:
   std::string url_;
   std::shared_ptr<http::HttpClient> client_;
   FetchMetrics& metrics_;

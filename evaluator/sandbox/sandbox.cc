@@ -11,6 +11,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@
 
 #include "evaluator/sandbox/protocol.h"
 #include "evaluator/sandbox/zygote.h"
+#include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
 namespace wf::evaluator {
@@ -354,6 +356,9 @@ class ProcessSandbox final : public Sandbox {
       connection = connection_;
     }
     metrics_.restarts->Increment();
+    obs::log_event(
+        spdlog::level::warn, fmt::format("{} zygote restarted by its supervisor", name_),
+        {obs::field_str("event.action", "zygote-restart"), obs::field_str("wf.language", name_)});
     return connection;
   }
 

@@ -23,6 +23,7 @@
 #include "evaluator/service/evaluate_handler.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,10 +40,33 @@
 #include "evaluator/service/language_table.h"
 #include "evaluator/service/result_envelope.h"
 #include "wf/codec/avro.h"
+#include "wf/obs/log.h"
 #include "wf/obs/process_stats.h"
 
 namespace wf::evaluator {
 namespace {
+
+const char* status_name(CallOutcome::Status status) {
+  switch (status) {
+    case CallOutcome::Status::kOk:
+      return "ok";
+    case CallOutcome::Status::kTimeout:
+      return "timeout";
+    case CallOutcome::Status::kCpuLimit:
+      return "cpu_limit";
+    case CallOutcome::Status::kMemoryLimit:
+      return "memory_limit";
+    case CallOutcome::Status::kOutputTooLarge:
+      return "output_too_large";
+    case CallOutcome::Status::kForbidden:
+      return "forbidden";
+    case CallOutcome::Status::kCrashed:
+      return "crashed";
+    case CallOutcome::Status::kUnavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
 
 using SteadyClock = std::chrono::steady_clock;
 using SystemClock = std::chrono::system_clock;
@@ -207,6 +231,17 @@ class Handler final : public EvaluateHandler {
       if (caller < deadline) deadline = caller;
     }
     const CallOutcome outcome = sandbox->run(input, deadline);
+    if (outcome.status != CallOutcome::Status::kOk) {
+      // What led up to a failure must be in the log (with this request's trace id).
+      obs::log_event(spdlog::level::warn, fmt::format("sandboxed call failed: {}", outcome.detail),
+                     {obs::field_str("event.action", "sandbox-call"),
+                      obs::field_str("event.outcome", "failure"),
+                      obs::field_str("error.type", status_name(outcome.status)),
+                      obs::field_str("error.message", outcome.detail),
+                      obs::field_str("wf.language", call->language),
+                      obs::field_str("wf.function", input.function_name),
+                      obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
+    }
 
     if (outcome.status == CallOutcome::Status::kUnavailable) {
       http::Response r = http::Response::error(

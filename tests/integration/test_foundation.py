@@ -231,6 +231,24 @@ class CommandLine(unittest.TestCase):
                     self.assertEqual(s.stop(), 0)
 
 
+class FailureEvents(unittest.TestCase):
+    def test_a_failing_wiki_is_logged_with_the_request_trace(self):
+        with h.FakeServer(lambda *a: (500, "text/plain", b"down")) as wiki:
+            s = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.base + "/w/api.php", "--cache-ttl-ms", "0"])
+            try:
+                tp = "00-11111111111111111111111111111111-2222222222222222-01"
+                status, _, z22 = h.evaluate(s, {"Z1K1": "Z7", "Z7K1": "Z10099999"}, headers={"traceparent": tp})
+                self.assertEqual(status, 200)
+                self.assertTrue(h.wait_until(lambda: any("wiki fetch failed" in l for l in s.lines), 5))
+                event = [r for r in s.log_records() if r["message"].startswith("wiki fetch failed")][0]
+                self.assertEqual(event["log.level"], "warn")
+                self.assertEqual(event["trace.id"], "11111111111111111111111111111111")
+                self.assertIn("500", event["error.message"])
+                self.assertEqual(event["event.outcome"], "failure")
+            finally:
+                s.stop()
+
+
 class Drain(unittest.TestCase):
     def test_sigterm_lets_the_slow_request_finish_and_exits_zero(self):
         # A wiki that takes 1.5 s to answer keeps one evaluate request in flight.
