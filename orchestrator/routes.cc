@@ -71,33 +71,6 @@ std::string form_to_json(std::string_view body) {
   return "{\"zobject\":" + zobject + ",\"doValidate\":" + validate + "}";
 }
 
-bool envelope_has_error(const nlohmann::json& z22) {
-  const auto meta = z22.find("Z22K2");
-  if (meta == z22.end() || !meta->is_object()) return false;
-  const auto list = meta->find("K1");
-  if (list == meta->end()) return false;
-  const auto has_errors_key = [](const nlohmann::json& pair) {
-    const auto k = pair.find("K1");
-    if (k == pair.end()) return false;
-    if (k->is_string()) return *k == "errors";
-    return k->is_object() && k->value("Z6K1", "") == "errors";
-  };
-  if (list->is_array()) {
-    for (const auto& p : *list) {
-      if (p.is_object() && has_errors_key(p)) return true;
-    }
-    return false;
-  }
-  // Normal form: a linked list of pairs.
-  for (const nlohmann::json* node = &*list; node->is_object() && node->contains("K1");) {
-    if (has_errors_key((*node)["K1"])) return true;
-    const auto next = node->find("K2");
-    if (next == node->end()) break;
-    node = &*next;
-  }
-  return false;
-}
-
 bool reference_like(std::string_view s) {
   // ^[A-JL-Z][1-9][0-9]*$ (zobjects.md §1): what normalisation turns into a reference.
   if (s.size() < 2 || s[0] < 'A' || s[0] > 'Z' || s[0] == 'K' || s[1] < '1' || s[1] > '9')
@@ -165,10 +138,17 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
   ctx.request_id = request.request_id;
   ctx.traceparent = request.trace.traceparent();
   ctx.deadline = request.deadline;
-  const nlohmann::json z22 = engine.evaluate(*body, ctx);
-  call_counter().Add({{"outcome", envelope_has_error(z22) ? "error" : "ok"}}).Increment();
-  http::Response r =
-      http::Response::json(200, z22.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  bool has_error = false;
+  std::string z22 = engine.evaluate_text(*body, ctx, &has_error);
+  // Each series is looked up once, when it is first used.
+  if (has_error) {
+    static prometheus::Counter& error_calls = call_counter().Add({{"outcome", "error"}});
+    error_calls.Increment();
+  } else {
+    static prometheus::Counter& ok_calls = call_counter().Add({{"outcome", "ok"}});
+    ok_calls.Increment();
+  }
+  http::Response r = http::Response::json(200, std::move(z22));
   r.content_type = "application/json; charset=utf-8";
   return r;
 }

@@ -52,26 +52,10 @@ class EngineImpl final : public Engine {
   nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {
     auto start = engine_detail::run_start();
     try {
-      if (Clock::now() >= ctx.deadline) return timeout_response();
-      nlohmann::json zobject;
-      bool do_validate = false;
-      if (request.is_object()) {
-        auto it = request.find("zobject");
-        if (it != request.end()) zobject = *it;
-        auto v = request.find("doValidate");
-        if (v != request.end()) do_validate = truthy(*v);
-      }
       nlohmann::json envelope;
-      if (zobject.is_null()) {
-        envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
-      } else {
-        Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
-                          options_.max_zobject_depth);
-        Interpreter interpreter(resolver, runner_.get(), ctx, options_);
-        envelope = interpreter.orchestrate(zobject, do_validate);
-        engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
-        if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) return timeout_response();
-      }
+      engine_detail::TrailingMeta trailing;
+      if (!run(request, ctx, envelope, trailing)) return timeout_response();
+      engine_detail::add_trailing_metadata(envelope, trailing);
       return engine_detail::finish_response(std::move(envelope), start);
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
@@ -80,7 +64,52 @@ class EngineImpl final : public Engine {
     }
   }
 
+  std::string evaluate_text(const nlohmann::json& request, const CallContext& ctx,
+                            bool* has_error) override {
+    auto start = engine_detail::run_start();
+    try {
+      nlohmann::json envelope;
+      engine_detail::TrailingMeta trailing;
+      if (!run(request, ctx, envelope, trailing)) {
+        return engine_detail::dump_response(timeout_response(), has_error);
+      }
+      return engine_detail::finish_response_text(envelope, trailing, start, has_error);
+    } catch (const std::exception& e) {
+      return engine_detail::dump_response(internal_error(request, e.what(), start), has_error);
+    } catch (...) {
+      return engine_detail::dump_response(internal_error(request, "unknown failure", start),
+                                          has_error);
+    }
+  }
+
  private:
+  // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `envelope` plus the metadata
+  // pairs that follow its map (`trailing`); false when the deadline passed (the answer is then
+  // timeout_response()).
+  bool run(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
+           engine_detail::TrailingMeta& trailing) {
+    if (Clock::now() >= ctx.deadline) return false;
+    static const nlohmann::json kNull;
+    const nlohmann::json* zobject = &kNull;
+    bool do_validate = false;
+    if (request.is_object()) {
+      auto it = request.find("zobject");
+      if (it != request.end()) zobject = &*it;
+      auto v = request.find("doValidate");
+      if (v != request.end()) do_validate = truthy(*v);
+    }
+    if (zobject->is_null()) {
+      envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
+      return true;
+    }
+    Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
+                      options_.max_zobject_depth);
+    Interpreter interpreter(resolver, runner_.get(), ctx, options_);
+    envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+    engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
+    return !(interpreter.deadline_hit() || Clock::now() >= ctx.deadline);
+  }
+
   nlohmann::json internal_error(const nlohmann::json& request, const std::string& what,
                                 const engine_detail::RunStart& start) noexcept {
     try {
@@ -105,6 +134,11 @@ class EngineImpl final : public Engine {
 };
 
 }  // namespace
+
+std::string Engine::evaluate_text(const nlohmann::json& request, const CallContext& ctx,
+                                  bool* has_error) {
+  return engine_detail::dump_response(evaluate(request, ctx), has_error);
+}
 
 std::unique_ptr<Engine> make_engine(const EngineOptions& options,
                                     std::shared_ptr<ObjectFetcher> fetcher,

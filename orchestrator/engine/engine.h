@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "orchestrator/engine/ports.h"
@@ -34,6 +35,12 @@ class Engine {
   // envelope (canonical, or normal when canonicalisation fails) with all metadata of
   // orchestrator-api.md §3. ctx.deadline bounds the whole call (Z558 when it passes).
   virtual nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) = 0;
+  // The same answer as evaluate() as JSON text, byte for byte what
+  // `evaluate(request, ctx).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)` gives.
+  // When has_error is not null it is set to whether the envelope's metadata has an "errors" key.
+  // The default serialises evaluate(); the engine writes the usual envelope straight to text.
+  virtual std::string evaluate_text(const nlohmann::json& request, const CallContext& ctx,
+                                    bool* has_error);
   // True when `zid` is a built-in served from memory: resolving it never waits on the wiki, and
   // (for functions) running it never waits on an evaluator. The service uses this to run small,
   // self-contained calls on its event loop instead of handing them to a worker thread.

@@ -902,6 +902,20 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
     if (evaluator_failure) continue;
     if (!impl_type.empty()) metrics().implementation(impl_type);
     if (aborted()) return abort_envelope();
+    if (top_level && trailing_ != nullptr && !impl_type.empty() && result.meta.is_null() &&
+        !is_void_node(result.value)) {
+      // The usual success: the implementation keys are the only metadata, so they are handed
+      // to the response writer as strings instead of being appended to a normal-form map.
+      // return_check keeps such a result as it is, or answers a fresh error envelope (which
+      // drops the implementation keys either way).
+      replace_argument_references(result.value, 0);
+      result = return_check(std::move(result), z8);
+      if (!result.has_error() && result.meta.is_null()) {
+        if (!impl_id.empty()) trailing_->emplace_back("implementationId", impl_id);
+        trailing_->emplace_back("implementationType", impl_type);
+      }
+      return result;
+    }
     if (top_level) {
       if (!impl_type.empty()) {
         if (!impl_id.empty()) set_meta(result, "implementationId", zo::z6(impl_id));
@@ -917,11 +931,16 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
 
 // ---- pipeline (orchestrator-api.md §8) --------------------------------------------------------
 
-json Interpreter::orchestrate(const json& zobject, bool do_validate) {
+json Interpreter::orchestrate(const json& zobject, bool do_validate,
+                              std::vector<std::pair<std::string, std::string>>* trailing) {
   bool saved = do_validate_;
+  auto* saved_trailing = trailing_;
   do_validate_ = do_validate;
+  trailing_ = trailing;
   json out = orchestrate_inner(zobject, do_validate);
   do_validate_ = saved;
+  trailing_ = saved_trailing;
+  if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
   if (abort_ == Abort::kException) {
     json inner = zo::make_error("Z500", {});
     inner["Z5K2"]["Z500K1"] =

@@ -60,7 +60,11 @@ class Interpreter {
 
   // orchestrator-api.md §8 steps 1-6: returns the normal-form Z22 (without orchestration
   // metadata). `zobject` is the request's value as sent (canonical, normal or mixed).
-  json orchestrate(const json& zobject, bool do_validate);
+  // With `trailing`, a successful top-level call without other metadata may leave its
+  // implementationId/implementationType out of the envelope's (then void) metadata and put them
+  // in *trailing instead: Z6-valued pairs that belong after the map's pairs, in order.
+  json orchestrate(const json& zobject, bool do_validate,
+                   std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
   std::int64_t steps() const { return steps_; }
 
@@ -134,6 +138,7 @@ class Interpreter {
   int call_depth_ = 0;
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
+  std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;  // type resolutions under way

@@ -5,8 +5,10 @@
 #include "orchestrator/engine/response.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -130,7 +132,264 @@ std::optional<json> fast_canonical(const json& envelope, const RunStart& start) 
   return out;
 }
 
+// ---- text -------------------------------------------------------------------------------------
+
+constexpr auto kReplace = json::error_handler_t::replace;
+
+// A JSON string exactly as nlohmann's dump(-1, ' ', false, replace) writes it. Text with bytes
+// of 0x80 and above takes nlohmann's own serialiser, so invalid UTF-8 is replaced the same way.
+void write_string(std::string& out, std::string_view s) {
+  std::size_t plain = 0;
+  while (plain < s.size()) {
+    const auto c = static_cast<unsigned char>(s[plain]);
+    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+    ++plain;
+  }
+  if (plain == s.size()) {
+    out += '"';
+    out.append(s);
+    out += '"';
+    return;
+  }
+  for (std::size_t i = plain; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) {
+      out += json(std::string(s)).dump(-1, ' ', false, kReplace);
+      return;
+    }
+  }
+  out += '"';
+  out.append(s.substr(0, plain));
+  for (std::size_t i = plain; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+// Canonical text of a Z6 holding s (what canonical_string(s).dump() gives).
+void write_canonical_z6(std::string& out, std::string_view s) {
+  if (!zo::is_reference_like(s)) {
+    write_string(out, s);
+    return;
+  }
+  out += R"({"Z1K1":"Z6","Z6K1":)";
+  write_string(out, s);
+  out += '}';
+}
+
+// Canonical text of a normal-form value; false when it is not a valid ZObject (then the caller
+// takes the general path). Normal Z6 and Z9, the usual metadata and result values, are written
+// without building the canonical tree.
+bool write_canonical(std::string& out, const json& v) {
+  if (v.is_object() && v.size() == 2) {
+    const auto& o = v.get_ref<const object_t&>();
+    auto t = o.begin();  // "Z1K1" sorts first
+    auto k = std::next(t);
+    if (t->first == "Z1K1" && t->second.is_string() && k->second.is_string()) {
+      const auto& tag = t->second.get_ref<const std::string&>();
+      const auto& text = k->second.get_ref<const std::string&>();
+      if (tag == "Z6" && k->first == "Z6K1") {
+        write_canonical_z6(out, text);
+        return true;
+      }
+      if (tag == "Z9" && k->first == "Z9K1" && zo::is_reference_like(text)) {
+        write_string(out, text);
+        return true;
+      }
+    }
+  }
+  if (!zo::check_mixed(v).empty()) return false;
+  out += zo::to_canonical(v).dump(-1, ' ', false, kReplace);
+  return true;
+}
+
+struct TextTypes {
+  std::string pair = types().pair_canonical.dump();
+  std::string map = types().map_canonical.dump();
+};
+
+const TextTypes& text_types() {
+  static const TextTypes t;
+  return t;
+}
+
+using TextPair = std::pair<std::string_view, std::string>;  // key, canonical value text
+
+// standard_pairs, writing each value's canonical text instead of building it.
+bool standard_pair_texts(const json& meta, std::vector<TextPair>& out) {
+  if (!zo::is_map(meta)) return true;
+  if (meta.size() != 2) return false;
+  const Types& t = types();
+  auto mt = meta.find("Z1K1");
+  auto k1 = meta.find("K1");
+  if (mt == meta.end() || k1 == meta.end() || *mt != t.map_normal) return false;
+  const json* node = &*k1;
+  for (;;) {
+    if (!node->is_object()) return false;
+    const auto& o = node->get_ref<const object_t&>();
+    auto lt = o.find("Z1K1");
+    if (lt == o.end() || lt->second != t.list_normal) return false;
+    auto head = o.find("K1");
+    if (head == o.end()) return o.size() == 1;
+    auto rest = o.find("K2");
+    if (rest == o.end() || o.size() != 3) return false;
+    const json& pair = head->second;
+    if (!pair.is_object() || pair.size() != 3) return false;
+    auto pt = pair.find("Z1K1");
+    auto pk = pair.find("K1");
+    auto pv = pair.find("K2");
+    if (pt == pair.end() || pk == pair.end() || pv == pair.end() || *pt != t.pair_normal) {
+      return false;
+    }
+    const std::string* key = pair_key(*pk);
+    if (key == nullptr) return false;
+    auto same =
+        std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == *key; });
+    if (same != out.end()) return false;  // duplicate keys: leave them to the general path
+    std::string text;
+    if (!write_canonical(text, *pv)) return false;
+    out.emplace_back(*key, std::move(text));
+    node = &rest->second;
+  }
+}
+
+bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
+               std::string& out, bool* has_error) {
+  if (!envelope.is_object() || envelope.size() != 3) return false;
+  auto t = envelope.find("Z1K1");
+  auto v = envelope.find("Z22K1");
+  auto m = envelope.find("Z22K2");
+  if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
+  if (zo::ref_id(*t) != "Z22") return false;
+  std::string value;
+  if (!write_canonical(value, *v)) return false;
+  std::vector<TextPair> pairs;
+  pairs.reserve(12);
+  if (!standard_pair_texts(*m, pairs)) return false;
+  for (const auto& [key, text] : trailing) {
+    std::string_view k = key;
+    auto same =
+        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == k; });
+    if (same != pairs.end()) return false;  // rare: leave it to the general path
+    write_canonical_z6(pairs.emplace_back(k, std::string()).second, text);
+  }
+  auto orchestration = orchestration_values(start);
+  for (auto& [key, text] : orchestration) {
+    std::string_view k = key;
+    auto same =
+        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == k; });
+    std::string* slot = nullptr;
+    if (same != pairs.end()) {
+      slot = &same->second;
+      slot->clear();
+    } else {
+      slot = &pairs.emplace_back(k, std::string()).second;
+    }
+    write_canonical_z6(*slot, text);
+  }
+  const TextTypes& tt = text_types();
+  bool errors = false;
+  out.reserve(out.size() + value.size() + 128 + pairs.size() * (tt.pair.size() + 64));
+  out += R"({"Z1K1":"Z22","Z22K1":)";
+  out += value;
+  out += R"(,"Z22K2":{"K1":[)";
+  out += tt.pair;
+  for (const auto& [key, text] : pairs) {
+    if (key == "errors") errors = true;
+    out += R"(,{"K1":)";
+    write_canonical_z6(out, key);
+    out += R"(,"K2":)";
+    out += text;
+    out += R"(,"Z1K1":)";
+    out += tt.pair;
+    out += '}';
+  }
+  out += R"(],"Z1K1":)";
+  out += tt.map;
+  out += "}}";
+  if (has_error != nullptr) *has_error = errors;
+  return true;
+}
+
+// Whether a Z22 (canonical or normal) has an "errors" key in its metadata map.
+bool envelope_has_error(const json& z22) {
+  if (!z22.is_object()) return false;
+  const auto meta = z22.find("Z22K2");
+  if (meta == z22.end() || !meta->is_object()) return false;
+  const auto list = meta->find("K1");
+  if (list == meta->end()) return false;
+  const auto has_errors_key = [](const json& pair) {
+    const auto k = pair.find("K1");
+    if (k == pair.end()) return false;
+    if (k->is_string()) return *k == "errors";
+    return k->is_object() && k->value("Z6K1", "") == "errors";
+  };
+  if (list->is_array()) {
+    for (const auto& p : *list) {
+      if (p.is_object() && has_errors_key(p)) return true;
+    }
+    return false;
+  }
+  // Normal form: a linked list of pairs.
+  for (const json* node = &*list; node->is_object() && node->contains("K1");) {
+    if (has_errors_key((*node)["K1"])) return true;
+    const auto next = node->find("K2");
+    if (next == node->end()) break;
+    node = &*next;
+  }
+  return false;
+}
+
 }  // namespace
+
+std::string dump_response(const json& z22, bool* has_error) {
+  if (has_error != nullptr) *has_error = envelope_has_error(z22);
+  return z22.dump(-1, ' ', false, kReplace);
+}
+
+void add_trailing_metadata(json& envelope, const TrailingMeta& trailing) {
+  for (const auto& [key, value] : trailing) zo::envelope_set_metadata(envelope, key, zo::z6(value));
+}
+
+std::string finish_response_text(const json& envelope, const TrailingMeta& trailing,
+                                 const RunStart& start, bool* has_error) {
+  std::string out;
+  if (fast_text(envelope, trailing, start, out, has_error)) return out;
+  json copy = envelope;
+  add_trailing_metadata(copy, trailing);
+  return dump_response(finish_response(std::move(copy), start), has_error);
+}
 
 json finish_response(json envelope, const RunStart& start) {
   if (auto fast = fast_canonical(envelope, start)) return std::move(*fast);

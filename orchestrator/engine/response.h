@@ -3,6 +3,9 @@
 // metadata and canonicalise the Z22, or keep it normal when canonicalisation fails.
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "orchestrator/engine/run_metadata.h"
 
@@ -10,5 +13,19 @@ namespace wf::orchestrator::engine_detail {
 
 // `envelope` is the interpreter's normal-form Z22.
 nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
+
+// The same answer as finish_response(envelope, start) serialised the way
+// `dump(-1, ' ', false, error_handler_t::replace)` does, written straight to text; *has_error is
+// set when the metadata has an "errors" key.
+// `trailing` are Z6-valued metadata pairs the interpreter left out of the envelope's map (see
+// Interpreter::orchestrate); they are written after the map's pairs.
+using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
+std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
+                                 const RunStart& start, bool* has_error);
+// Appends `trailing` to the envelope's metadata map (creating it when void).
+void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailing);
+// Serialises an answer of finish_response (or any canonical/normal Z22) and tells whether its
+// metadata has an "errors" key: the slow path of finish_response_text.
+std::string dump_response(const nlohmann::json& z22, bool* has_error);
 
 }  // namespace wf::orchestrator::engine_detail
