@@ -11,18 +11,19 @@ namespace wf::evaluator {
 
 // One call, as decoded from the request (evaluator-api.md §2).
 struct CallInput {
-  std::string code;           // codeString
-  std::string function_name;  // functionName
-  std::string arguments_json; // JSON object: argument key -> normal-form ZObject
+  std::string code;            // codeString
+  std::string function_name;   // functionName
+  std::string arguments_json;  // JSON object: argument key -> normal-form ZObject
   // Most bytes of printed text the runtime should keep (the sandbox sets it from
   // SandboxLimits::captured_output_bytes and truncates again on its side).
   std::uint64_t captured_output_limit = 16u << 10;
 };
 
-// What the runtime produced inside the child. Exactly one of z22_json / error_message is meaningful.
+// What the runtime produced inside the child. Exactly one of z22_json / error_message is
+// meaningful.
 struct CallOutput {
   bool ok = false;
-  std::string z22_json;       // normal-form Z22 as JSON text (result or user error, evaluator-api.md §5)
+  std::string z22_json;  // normal-form Z22 as JSON text (result or user error, evaluator-api.md §5)
   std::string captured_output;  // what user code printed (stdout+stderr), truncated by the runtime
   // When !ok: why the runtime could not produce a Z22 (e.g. the JavaScript runtime's
   // kJavascriptTimeoutError / kJavascriptMemoryError texts), for the sandbox to map to a status.
@@ -42,7 +43,8 @@ class LanguageRuntime {
   virtual bool initialize(std::string& error) = 0;
   // In a fresh child, before the sandbox is locked down (reseed RNGs, PyOS_AfterFork_Child...).
   virtual void after_fork() = 0;
-  // In the child after lock-down, off the request path: a dummy call so that the first real call is warm.
+  // In the child after lock-down, off the request path: a dummy call so that the first real call is
+  // warm.
   virtual void warm_up() = 0;
   // In the child, after the sandbox is locked down: run one call. Must not throw.
   virtual CallOutput call(const CallInput& input) = 0;

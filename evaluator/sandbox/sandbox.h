@@ -15,12 +15,12 @@
 namespace wf::evaluator {
 
 struct SandboxLimits {
-  std::chrono::milliseconds wall{10000};   // parent kills the child after this
-  std::chrono::seconds cpu{5};             // RLIMIT_CPU soft limit (hard = soft + 1)
-  std::uint64_t memory_bytes = 256u << 20; // address-space / data budget for user code
-  std::uint64_t output_bytes = 1u << 20;   // max bytes of result the child may send
+  std::chrono::milliseconds wall{10000};            // parent kills the child after this
+  std::chrono::seconds cpu{5};                      // RLIMIT_CPU soft limit (hard = soft + 1)
+  std::uint64_t memory_bytes = 256u << 20;          // address-space / data budget for user code
+  std::uint64_t output_bytes = 1u << 20;            // max bytes of result the child may send
   std::uint64_t captured_output_bytes = 16u << 10;  // max printed text kept
-  int pool_size = 4;                       // pre-forked children per language
+  int pool_size = 4;                                // pre-forked children per language
 
   // The supervisor kills (and so replaces) a zygote whose RSS grows beyond this; 0 = no cap.
   std::uint64_t zygote_memory_bytes = 512u << 20;
@@ -39,8 +39,8 @@ struct CallOutcome {
   };
   Status status = Status::kCrashed;
   CallOutput output;
-  std::string detail;          // human-readable detail for errors: signal name, limit, ...
-  double cpu_ms = 0;           // the child's own user+system CPU (from its rusage)
+  std::string detail;                // human-readable detail for errors: signal name, limit, ...
+  double cpu_ms = 0;                 // the child's own user+system CPU (from its rusage)
   std::uint64_t peak_rss_bytes = 0;  // the child's ru_maxrss
 };
 
@@ -63,7 +63,8 @@ class Sandbox {
  public:
   virtual ~Sandbox() = default;
   // Thread-safe; blocks the calling thread until the call ends or `deadline` passes.
-  virtual CallOutcome run(const CallInput& input, std::chrono::steady_clock::time_point deadline) = 0;
+  virtual CallOutcome run(const CallInput& input,
+                          std::chrono::steady_clock::time_point deadline) = 0;
   // Children ready in the pool now (for /readyz and metrics). Counts children still warming up
   // too (0 only when the pool is empty or the zygote is gone); stats() tells them apart.
   virtual int ready_children() const = 0;

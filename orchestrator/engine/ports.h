@@ -6,10 +6,9 @@
 #include <chrono>
 #include <expected>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace wf::orchestrator {
 
@@ -30,8 +29,9 @@ struct FetchError {
 class ObjectFetcher {
  public:
   virtual ~ObjectFetcher() = default;
-  // For each requested ZID found, the JSON text of its persisted Z2 (the `wikilambda_fetch` string).
-  // A ZID absent from the map was not found (Z504). An error means the whole batch failed (Z500).
+  // For each requested ZID found, the JSON text of its persisted Z2 (the `wikilambda_fetch`
+  // string). A ZID absent from the map was not found (Z504). An error means the whole batch failed
+  // (Z500).
   virtual std::expected<std::map<std::string, std::string>, FetchError> fetch(
       const std::vector<std::string>& zids, const CallContext& ctx) = 0;
 };
