@@ -50,16 +50,19 @@ const std::string* pair_key(const json& k) {
   return &v->get_ref<const std::string&>();
 }
 
-// Appends the pairs of a standard metadata map to `out`, values canonicalised; false when the
-// map has any other shape or a value that is not a valid ZObject (then the general path runs).
-// A value that is not a map at all is replaced by a fresh map, as envelope_set_metadata does.
-bool standard_pairs(const json& meta, std::vector<std::pair<std::string, json>>& out) {
+// Walks the pairs of a standard metadata map (a Z883(Z6, Z1) map in normal form, unique string
+// keys), calling on_pair(key, value) for each; false when the map has any other shape or on_pair
+// refuses a value (then the general path runs). A value that is not a map at all counts as an
+// empty map, as envelope_set_metadata does.
+template <class OnPair>
+bool for_each_standard_pair(const json& meta, OnPair&& on_pair) {
   if (!zo::is_map(meta)) return true;
   if (meta.size() != 2) return false;
   const Types& t = types();
   auto mt = meta.find("Z1K1");
   auto k1 = meta.find("K1");
   if (mt == meta.end() || k1 == meta.end() || *mt != t.map_normal) return false;
+  std::vector<std::string_view> seen;
   const json* node = &*k1;
   for (;;) {
     if (!node->is_object()) return false;
@@ -79,13 +82,22 @@ bool standard_pairs(const json& meta, std::vector<std::pair<std::string, json>>&
       return false;
     }
     const std::string* key = pair_key(*pk);
-    if (key == nullptr || !zo::check_mixed(*pv).empty()) return false;
-    auto same =
-        std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == *key; });
-    if (same != out.end()) return false;  // duplicate keys: leave them to the general path
-    out.emplace_back(*key, zo::to_canonical(*pv));
+    if (key == nullptr) return false;
+    // Duplicate keys: leave them to the general path.
+    if (std::find(seen.begin(), seen.end(), *key) != seen.end()) return false;
+    seen.push_back(*key);
+    if (!on_pair(*key, *pv)) return false;
     node = &rest->second;
   }
+}
+
+// The pairs with their values canonicalised.
+bool standard_pairs(const json& meta, std::vector<std::pair<std::string, json>>& out) {
+  return for_each_standard_pair(meta, [&out](const std::string& key, const json& value) {
+    if (!zo::check_mixed(value).empty()) return false;
+    out.emplace_back(key, zo::to_canonical(value));
+    return true;
+  });
 }
 
 std::optional<json> fast_canonical(const json& envelope, const RunStart& start) {
@@ -246,42 +258,14 @@ const TextTypes& text_types() {
 
 using TextPair = std::pair<std::string_view, std::string>;  // key, canonical value text
 
-// standard_pairs, writing each value's canonical text instead of building it.
+// The pairs with each value's canonical text written instead of built.
 bool standard_pair_texts(const json& meta, std::vector<TextPair>& out) {
-  if (!zo::is_map(meta)) return true;
-  if (meta.size() != 2) return false;
-  const Types& t = types();
-  auto mt = meta.find("Z1K1");
-  auto k1 = meta.find("K1");
-  if (mt == meta.end() || k1 == meta.end() || *mt != t.map_normal) return false;
-  const json* node = &*k1;
-  for (;;) {
-    if (!node->is_object()) return false;
-    const auto& o = node->get_ref<const object_t&>();
-    auto lt = o.find("Z1K1");
-    if (lt == o.end() || lt->second != t.list_normal) return false;
-    auto head = o.find("K1");
-    if (head == o.end()) return o.size() == 1;
-    auto rest = o.find("K2");
-    if (rest == o.end() || o.size() != 3) return false;
-    const json& pair = head->second;
-    if (!pair.is_object() || pair.size() != 3) return false;
-    auto pt = pair.find("Z1K1");
-    auto pk = pair.find("K1");
-    auto pv = pair.find("K2");
-    if (pt == pair.end() || pk == pair.end() || pv == pair.end() || *pt != t.pair_normal) {
-      return false;
-    }
-    const std::string* key = pair_key(*pk);
-    if (key == nullptr) return false;
-    auto same =
-        std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == *key; });
-    if (same != out.end()) return false;  // duplicate keys: leave them to the general path
+  return for_each_standard_pair(meta, [&out](const std::string& key, const json& value) {
     std::string text;
-    if (!write_canonical(text, *pv)) return false;
-    out.emplace_back(*key, std::move(text));
-    node = &rest->second;
-  }
+    if (!write_canonical(text, value)) return false;
+    out.emplace_back(key, std::move(text));
+    return true;
+  });
 }
 
 bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
