@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "evaluator/executors/javascript/conversion_prelude.h"
+#include "wf/obs/log.h"
 
 namespace wf::evaluator {
 namespace {
@@ -53,38 +54,6 @@ const JSClass kGlobalClass = {
 std::atomic<std::uint64_t> g_helper_tasks_dispatched{0};
 void on_helper_task(JS::DispatchReason /*reason*/) {
   g_helper_tasks_dispatched.fetch_add(1, std::memory_order_relaxed);
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
 }
 
 std::string success_z22(std::string_view value_json) {
@@ -116,7 +85,7 @@ std::string error_z22(std::string_view message) {
   out += kPairType;
   out += R"(,"K1":{"Z1K1":"Z6","Z6K1":"errors"},"K2":{"Z1K1":{"Z1K1":"Z9","Z9K1":"Z5"},)"
          R"("Z5K2":{"Z1K1":"Z6","Z6K1":)";
-  append_json_string(out, message);
+  obs::append_json_string(out, message);  // also keeps invalid UTF-8 out of the JSON
   out += R"(}}},"K2":{"Z1K1":)";
   out += list_type;
   out += "}}}}";
