@@ -16,20 +16,13 @@
 #include "evaluator/executors/javascript/javascript_runtime.h"
 #endif
 
-#ifndef WF_VERSION
-#define WF_VERSION "0.0.0"
-#endif
-#ifndef WF_GIT_COMMIT
-#define WF_GIT_COMMIT "unknown"
-#endif
-
 extern const char* const wf_evaluator_openapi_json;
 
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
   config::Config cfg;
-  if (const int code = service::start({"wf-evaluator", WF_VERSION, WF_GIT_COMMIT,
+  if (const int code = service::start({"wf-evaluator", service::version(), service::commit(),
                                        "runs user-written Python and JavaScript in a sandbox"},
                                       evaluator::evaluator_options(), argc, argv, cfg);
       code >= 0) {
@@ -66,7 +59,7 @@ int main(int argc, char** argv) {
         evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 
     http::Server server(evaluator::server_options(cfg));
-    http::add_standard_routes(server, {"wf-evaluator", WF_VERSION, WF_GIT_COMMIT,
+    http::add_standard_routes(server, {"wf-evaluator", service::version(), service::commit(),
                                        "Runs Wikifunctions code implementations in a sandbox",
                                        wf_evaluator_openapi_json});
     server.set_readiness([python, javascript, want_python, want_javascript](std::string& why) {

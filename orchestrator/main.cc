@@ -14,20 +14,13 @@
 #include "wf/obs/metrics.h"
 #include "wf/service/service.h"
 
-#ifndef WF_VERSION
-#define WF_VERSION "0.0.0"
-#endif
-#ifndef WF_GIT_COMMIT
-#define WF_GIT_COMMIT "unknown"
-#endif
-
 extern const char* const wf_orchestrator_openapi_json;
 
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
   config::Config cfg;
-  if (const int code = service::start({"wf-orchestrator", WF_VERSION, WF_GIT_COMMIT,
+  if (const int code = service::start({"wf-orchestrator", service::version(), service::commit(),
                                        "evaluates Wikifunctions function calls (Z7) over HTTP"},
                                       orchestrator::orchestrator_options(), argc, argv, cfg);
       code >= 0) {
@@ -35,7 +28,7 @@ int main(int argc, char** argv) {
   }
   try {
     auto client_options = http::ClientOptions{};
-    client_options.user_agent = "wikifunctions-cpp-orchestrator/" WF_VERSION;
+    client_options.user_agent = std::string("wikifunctions-cpp-orchestrator/") + service::version();
     auto client = std::make_shared<http::HttpClient>(client_options);
     const std::string wiki = cfg.str("wiki_api_url");
     std::shared_ptr<orchestrator::ObjectFetcher> fetcher;
@@ -56,7 +49,7 @@ int main(int argc, char** argv) {
 
     http::Server server(orchestrator::server_options(cfg));
     http::add_standard_routes(
-        server, {"wf-orchestrator", WF_VERSION, WF_GIT_COMMIT,
+        server, {"wf-orchestrator", service::version(), service::commit(),
                  "Evaluates Wikifunctions function calls", wf_orchestrator_openapi_json});
     orchestrator::add_orchestrator_routes(server, engine, {});
     server.start();

@@ -12,6 +12,13 @@ namespace wf::service {
 using config::Option;
 using config::Type;
 
+const char* version() {
+  return WF_VERSION;
+}
+const char* commit() {
+  return WF_GIT_COMMIT;
+}
+
 std::vector<Option> common_options(const Defaults& d) {
   return {
       {"port",

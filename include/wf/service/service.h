@@ -31,6 +31,10 @@ std::vector<config::Option> common_options(const Defaults& defaults);
 http::ServerOptions server_options(const config::Config& cfg, std::string_view service_name,
                                    std::chrono::milliseconds request_timeout);
 
+// The project version and the git commit this binary was configured from.
+const char* version();
+const char* commit();
+
 struct Identity {
   std::string name;
   std::string version;
