@@ -380,10 +380,11 @@ struct Server::Impl {
       const bool keep = keep_alive && !draining;
       auto bres = to_beast(std::move(res), req, version, keep);
       stream.expires_after(options.body_timeout);
-      auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
-      --active_requests;
+      // Counted before the write, so that a client that has its answer also sees it in /metrics.
       const double seconds = std::chrono::duration<double>(Clock::now() - received).count();
       record(route, route_name, req, status, seconds, response_bytes);
+      auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
+      --active_requests;
       if (wec || !keep) break;
     }
     beast::error_code ignored;
