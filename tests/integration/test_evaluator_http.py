@@ -20,6 +20,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wfharness as h  # noqa: E402
+from wfharness import list_items, ref, text_of, z6, z9  # noqa: E402
+
+meta_pairs = h.metadata
 
 EVALUATE = "/wikifunctions.org/v1/evaluate/"
 PROMTOOL = "/usr/bin/promtool"
@@ -28,12 +31,8 @@ PROMTOOL = "/usr/bin/promtool"
 # ---- normal-form helpers ------------------------------------------------------------------------
 
 
-def z9(s):
-    return {"Z1K1": "Z9", "Z9K1": s}
 
 
-def z6(s):
-    return {"Z1K1": "Z6", "Z6K1": s}
 
 
 def z40(b):
@@ -49,44 +48,12 @@ def normal_list(item_type, items):
     return node
 
 
-def list_items(node):
-    out = []
-    while isinstance(node, dict) and "K1" in node:
-        out.append(node["K1"])
-        node = node.get("K2")
-    return out
 
 
-def text_of(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and v.get("Z1K1") in ("Z6", z9("Z6")):
-        return v.get("Z6K1")
-    return None
 
 
-def ref(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and v.get("Z1K1") == "Z9":
-        return v.get("Z9K1")
-    return None
 
 
-def meta_pairs(z22):
-    """Z22K2 of a normal-form (or canonical) envelope as {key: value}."""
-    meta = z22.get("Z22K2")
-    out = {}
-    if not isinstance(meta, dict):
-        return out
-    node = meta.get("K1")
-    if isinstance(node, list):
-        for pair in node[1:]:
-            out[text_of(pair["K1"])] = pair["K2"]
-        return out
-    for pair in list_items(node):
-        out[text_of(pair["K1"])] = pair["K2"]
-    return out
 
 
 def z7_with_code(fn, language, code, args):

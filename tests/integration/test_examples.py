@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 OBJECTS = REPO / "orchestrator" / "objects"
 # Upstream definitions, used to check the support copies when present.
-REFERENCE_DEFS = Path(os.environ.get("WF_REFERENCE_DEFINITIONS", "/work/shared/reference/definitions"))
+REFERENCE_DEFS = Path(os.environ.get(
+    "WF_REFERENCE_DEFINITIONS", Path(__file__).resolve().parents[3] / "shared" / "reference" / "definitions"))
 
 OWN_RANGE = range(10000, 11000)  # ZIDs this library owns (functions, implementations, testers)
 SUPPORT_COPIES = {"Z41", "Z42", "Z600", "Z610"}  # upstream objects copied so no wiki is needed

@@ -27,6 +27,9 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wfharness as h  # noqa: E402
+from wfharness import list_items, ref, text_of, z6, z9  # noqa: E402
+
+meta_pairs = h.metadata
 
 EVALUATE = "/wikifunctions.org/v1/evaluate/"
 TRACE_ID = "5a1e0c9e3b2d4f6a8c7b9d0e1f2a3b4c"
@@ -36,12 +39,8 @@ TRACEPARENT = f"00-{TRACE_ID}-1122334455667788-01"
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def z6(s):
-    return {"Z1K1": "Z6", "Z6K1": s}
 
 
-def z9(s):
-    return {"Z1K1": "Z9", "Z9K1": s}
 
 
 def persisted(zid, value):
@@ -85,39 +84,10 @@ def fetched_zids(request):
     return query.get("zids", [""])[0].split("|")
 
 
-def ref(v):
-    """The ZID a canonical or normal reference names, else None."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and v.get("Z1K1") in ("Z9", {"Z1K1": "Z9", "Z9K1": "Z9"}):
-        return v.get("Z9K1")
-    return None
 
 
-def text_of(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and ref(v.get("Z1K1")) == "Z6":
-        return v.get("Z6K1")
-    return None
 
 
-def meta_pairs(z22):
-    """Z22K2 as {key: value}, for the canonical (typed list) and the normal (linked list) form."""
-    meta = z22.get("Z22K2") if isinstance(z22, dict) else None
-    out = {}
-    if not isinstance(meta, dict):
-        return out
-    node = meta.get("K1")
-    if isinstance(node, list):
-        for pair in node[1:]:
-            out[text_of(pair["K1"])] = pair["K2"]
-        return out
-    while isinstance(node, dict) and "K1" in node:
-        pair = node["K1"]
-        out[text_of(pair["K1"])] = pair["K2"]
-        node = node.get("K2")
-    return out
 
 
 def walk(v):

@@ -104,14 +104,51 @@ def evaluate(orchestrator, zobject, do_validate=False, headers=None, timeout=30.
     return post_json(url, {"zobject": zobject, "doValidate": do_validate}, headers, timeout)
 
 
-def metadata(z22):
-    """The Z22K2 metadata map of a canonical envelope as a dict {key: value}."""
-    meta = z22.get("Z22K2")
-    out = {}
-    if isinstance(meta, dict) and isinstance(meta.get("K1"), list):
-        for pair in meta["K1"][1:]:
-            out[pair["K1"]] = pair["K2"]
+
+
+def z6(s):
+    return {"Z1K1": "Z6", "Z6K1": s}
+
+
+def z9(s):
+    return {"Z1K1": "Z9", "Z9K1": s}
+
+
+def ref(v):
+    """The ZID a canonical or normal reference names, else None."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and v.get("Z1K1") in ("Z9", {"Z1K1": "Z9", "Z9K1": "Z9"}):
+        return v.get("Z9K1")
+    return None
+
+
+def text_of(v):
+    """The text of a canonical or normal Z6, else None."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and ref(v.get("Z1K1")) == "Z6":
+        return v.get("Z6K1")
+    return None
+
+
+def list_items(node):
+    """The elements of a normal-form typed list (a linked list of K1/K2 nodes)."""
+    out = []
+    while isinstance(node, dict) and "K1" in node:
+        out.append(node["K1"])
+        node = node.get("K2")
     return out
+
+
+def metadata(z22):
+    """Z22K2 as {key: value}, for the canonical (typed list) and the normal (linked list) form."""
+    meta = z22.get("Z22K2") if isinstance(z22, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    node = meta.get("K1")
+    pairs = node[1:] if isinstance(node, list) else list_items(node)
+    return {text_of(pair["K1"]): pair["K2"] for pair in pairs}
 
 
 class FakeServer:
