@@ -1,8 +1,11 @@
-// wf-evaluator: starts the language zygotes (before any thread exists), then serves.
+// wf-evaluator: starts the language sandboxes (each a supervisor re-executed from this binary, see
+// evaluator/sandbox/sandbox.h), then serves. The same binary is the supervisor image.
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <exception>
+#include <iterator>
+#include <span>
 
 #include "evaluator/evaluator_config.h"
 #include "wf/http/server.h"
@@ -18,8 +21,27 @@
 
 extern const char* const wf_evaluator_openapi_json;
 
+namespace {
+
+const wf::evaluator::RuntimeEntry kRuntimes[] = {
+#ifdef WF_HAVE_PYTHON
+    {"python", wf::evaluator::make_python_runtime},
+#endif
+#ifdef WF_HAVE_JAVASCRIPT
+    {"javascript", +[] { return wf::evaluator::make_javascript_runtime(); }},
+#endif
+    {"", nullptr},  // keeps the table non-empty in a build without runtimes
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace wf;
+  // A sandbox supervisor: nothing of the service below runs in it.
+  if (auto code = evaluator::run_sandbox_supervisor_if_requested(
+          argc, argv, std::span(kRuntimes, std::size(kRuntimes) - 1))) {
+    return *code;
+  }
   http::block_shutdown_signals();
   config::Config cfg;
   if (const int code = service::start({"wf-evaluator", service::version(), service::commit(),
@@ -39,22 +61,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    // Zygotes fork from a single-threaded process: start them before the server's threads.
     const evaluator::SandboxLimits limits = evaluator::sandbox_limits(cfg);
     std::shared_ptr<evaluator::Sandbox> python, javascript;
 #ifdef WF_HAVE_PYTHON
-    if (want_python) python = evaluator::start_sandbox(evaluator::make_python_runtime(), limits);
+    if (want_python) python = evaluator::start_sandbox("python", limits);
 #endif
 #ifdef WF_HAVE_JAVASCRIPT
-    if (want_javascript)
-      javascript = evaluator::start_sandbox(evaluator::make_javascript_runtime(), limits);
+    if (want_javascript) javascript = evaluator::start_sandbox("javascript", limits);
 #endif
-    // Each scrape asks the sandboxes for their pool size, so wf_evaluator_sandbox_pool_ready is
-    // fresh without a readiness probe.
-    obs::add_scrape_hook([python, javascript] {
-      if (python) python->stats();
-      if (javascript) javascript->stats();
-    });
     auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
         evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 

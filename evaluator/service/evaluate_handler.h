@@ -3,6 +3,7 @@
 // runs the call in the sandbox of its language, answers with a normal-form Z22 plus metadata.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "evaluator/sandbox/sandbox.h"
@@ -17,9 +18,14 @@ struct EvaluateOptions {
 
 class EvaluateHandler {
  public:
+  using Respond = std::function<void(http::Response)>;
   virtual ~EvaluateHandler() = default;
-  // Blocking: run on a worker thread. Never throws.
-  virtual http::Response handle(const http::Request& request) = 0;
+  // Never blocks: decodes and checks the request, starts the sandbox call and returns it (to be
+  // cancelled when the client goes away), or answers at once (early errors: then returns null).
+  // `respond` runs exactly once: on the sandbox's event loop, or inside start(). Never throws.
+  virtual std::shared_ptr<SandboxCall> start(const http::Request& request, Respond respond) = 0;
+  // Blocking form (tests, kWorker routes): start() and wait for the answer.
+  http::Response handle(const http::Request& request);
 };
 
 // Either sandbox may be null (that language family is not served: "No executor found ...").
