@@ -710,6 +710,9 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     const Phase phase = phase_.load();
     if (phase == Phase::kDone) return;
     core_->metrics().cancelled[static_cast<std::size_t>(reason)]->Increment();
+    // The request's deadline: what the wall-clock timer does, now (the caller gets its timeout
+    // error, not a cancellation).
+    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_timer();
     int kill_reason = kKillNone;
     if (phase != Phase::kWaiting && pidfd_.is_open()) {
       pidfd_signal(pidfd_.native_handle(), SIGKILL);  // its zygote reaps it
@@ -1030,7 +1033,10 @@ class ProcessSandbox final : public Sandbox {
     }
   }
 
-  ~ProcessSandbox() override {
+  ~ProcessSandbox() override { shutdown(); }
+
+  void shutdown() override {
+    if (!core_) return;
     asio::io_context& io = core_->io();
     if (io.stopped()) {
       core_->close();
@@ -1047,7 +1053,7 @@ class ProcessSandbox final : public Sandbox {
       own_loop_->stop();
       thread_.join();
     }
-    core_.reset();
+    core_.reset();  // what still refers to it are handlers on the loop, destroyed with it
   }
 
   std::shared_ptr<SandboxCall> start(CallInput input, Clock::time_point deadline,
@@ -1057,8 +1063,8 @@ class ProcessSandbox final : public Sandbox {
     return call;
   }
 
-  int ready_children() const override { return core_->ready_children(); }
-  SandboxStats stats() const override { return core_->stats(); }
+  int ready_children() const override { return core_ ? core_->ready_children() : 0; }
+  SandboxStats stats() const override { return core_ ? core_->stats() : SandboxStats{}; }
 
   SandboxStats query_stats() override {
     auto promise = std::make_shared<std::promise<void>>();

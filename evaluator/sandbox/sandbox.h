@@ -106,6 +106,10 @@ class Sandbox {
   // Asks the zygote now (tests, benchmarks): one round trip; blocks the calling thread, so never
   // on the event loop. Falls back to stats() when the zygote does not answer within 2 s.
   virtual SandboxStats query_stats() { return stats(); }
+  // Ends the supervisor (and so its zygote and pool) and fails calls still waiting for a child.
+  // With the server's event loop: call after the loop stopped and before it is destroyed (the
+  // sandbox's descriptors and timers live on it). Idempotent; the destructor calls it too.
+  virtual void shutdown() {}
 };
 
 // A runtime that this program can run in a sandbox, by LanguageRuntime::name().

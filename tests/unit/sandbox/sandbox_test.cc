@@ -632,6 +632,59 @@ TEST(Cancellation, CancelKillsTheChildAtOnce) {
   EXPECT_EQ(metric_value(cancelled_series), cancelled_before + 1);
 }
 
+TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
+  auto sandbox = start_sandbox("scripted", test_limits());
+  const std::string series =
+      R"(wf_evaluator_sandbox_cancelled_total{language="scripted",reason="deadline"})";
+  const double before = metric_value(series);
+  CallInput input;
+  input.code = "sleep";
+  std::promise<CallOutcome> ended;
+  const auto started = Clock::now();
+  auto call = sandbox->start(input, Clock::now() + 10s,
+                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  const pid_t zygote = sandbox->query_stats().zygote_pid;
+  const auto pool = static_cast<std::size_t>(test_limits().pool_size);
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  call->cancel(CancelReason::kDeadline);
+  auto future = ended.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  CallOutcome out = future.get();
+  EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
+  EXPECT_LT(Clock::now() - started, 3s) << "well before the sandbox's own 3 s wall limit";
+  EXPECT_EQ(metric_value(series), before + 1);
+}
+
+TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
+  SandboxLimits limits = test_limits();
+  limits.pool_size = 1;
+  auto sandbox = start_sandbox("scripted", limits);
+  CallInput sleeper;
+  sleeper.code = "sleep";
+  std::promise<CallOutcome> first_ended, second_ended;
+  // With a pool of one, most of the burst still waits for a child when it is cancelled; the
+  // others are cancelled while their child runs. Either way: cancelled, and nothing lingers.
+  auto first = sandbox->start(sleeper, Clock::now() + 10s,
+                              [&](CallOutcome o) { first_ended.set_value(std::move(o)); });
+  std::vector<std::shared_ptr<SandboxCall>> others;
+  std::vector<std::promise<CallOutcome>> results(4);
+  for (auto& result : results) {
+    others.push_back(sandbox->start(sleeper, Clock::now() + 10s,
+                                    [&result](CallOutcome o) { result.set_value(std::move(o)); }));
+  }
+  for (auto& other : others) other->cancel(CancelReason::kShutdown);
+  first->cancel(CancelReason::kClientGone);
+  for (auto& result : results) {
+    auto future = result.get_future();
+    ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(future.get().status, Status::kCancelled);
+  }
+  auto first_future = first_ended.get_future();
+  ASSERT_EQ(first_future.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(first_future.get().status, Status::kCancelled);
+  EXPECT_EQ(echo(*sandbox, "after").status, Status::kOk);
+}
+
 // Whether `needle` occurs in any readable mapping of `pid` (as root: /proc/<pid>/mem).
 std::optional<bool> memory_contains(pid_t pid, const std::string& needle) {
   const std::string proc = "/proc/" + std::to_string(pid);
