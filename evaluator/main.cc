@@ -61,18 +61,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // The sandboxes wait on their children on the server's event loop (no thread per call).
+    http::Server server(evaluator::server_options(cfg));
     const evaluator::SandboxLimits limits = evaluator::sandbox_limits(cfg);
     std::shared_ptr<evaluator::Sandbox> python, javascript;
 #ifdef WF_HAVE_PYTHON
-    if (want_python) python = evaluator::start_sandbox("python", limits);
+    if (want_python) python = evaluator::start_sandbox("python", limits, &server.io_context());
 #endif
 #ifdef WF_HAVE_JAVASCRIPT
-    if (want_javascript) javascript = evaluator::start_sandbox("javascript", limits);
+    if (want_javascript) {
+      javascript = evaluator::start_sandbox("javascript", limits, &server.io_context());
+    }
 #endif
     auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
         evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 
-    http::Server server(evaluator::server_options(cfg));
     http::add_standard_routes(server, {"wf-evaluator", service::version(), service::commit(),
                                        "Runs Wikifunctions code implementations in a sandbox",
                                        wf_evaluator_openapi_json});
@@ -87,12 +90,13 @@ int main(int argc, char** argv) {
       }
       return true;
     });
-    auto evaluate = [handler](const http::Request& req) { return handler->handle(req); };
-    server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker,
-                     evaluate);
+    auto evaluate = [handler](std::shared_ptr<http::AsyncRequest> request) {
+      evaluator::serve_evaluate(*handler, std::move(request));
+    };
+    server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", evaluate);
     // The original orchestrator's FUNCTION_EVALUATOR_URL is often .../v1/evaluate/ without a
     // domain.
-    server.add_route("POST", "/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate);
+    server.add_async_route("POST", "/v1/evaluate", "evaluate", evaluate);
     server.add_route("GET", "/robots.txt", "robots", http::Dispatch::kInline,
                      [](const http::Request&) {
                        http::Response r = http::Response::json(200, "User-agent: *\nDisallow: /\n");
@@ -100,7 +104,11 @@ int main(int argc, char** argv) {
                        return r;
                      });
     server.start();
-    return server.run_until_signal();
+    const int code = server.run_until_signal();
+    // Before the server (and its event loop) goes: the sandboxes' descriptors live on it.
+    if (python) python->shutdown();
+    if (javascript) javascript->shutdown();
+    return code;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return 1;

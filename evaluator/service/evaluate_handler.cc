@@ -326,6 +326,38 @@ class Handler final : public EvaluateHandler {
 
 }  // namespace
 
+namespace {
+
+CancelReason cancel_reason_of(http::Cancellation::Reason reason) {
+  switch (reason) {
+    case http::Cancellation::Reason::kDeadline:
+      return CancelReason::kDeadline;
+    case http::Cancellation::Reason::kShutdown:
+      return CancelReason::kShutdown;
+    case http::Cancellation::Reason::kNone:
+    case http::Cancellation::Reason::kClientGone:
+    case http::Cancellation::Reason::kAbandoned:
+      break;
+  }
+  return CancelReason::kClientGone;
+}
+
+}  // namespace
+
+void serve_evaluate(EvaluateHandler& handler, std::shared_ptr<http::AsyncRequest> request) {
+  // Lives as long as the call's completion: unregisters the cancel callback when the call ends.
+  struct InFlight {
+    http::Cancellation::Registration registration;
+  };
+  auto in_flight = std::make_shared<InFlight>();
+  std::shared_ptr<SandboxCall> call = handler.start(
+      request->request,
+      [request, in_flight](http::Response response) { request->respond(std::move(response)); });
+  if (!call || !request->cancel) return;
+  in_flight->registration = request->cancel->on_cancel(
+      [call](http::Cancellation::Reason reason) { call->cancel(cancel_reason_of(reason)); });
+}
+
 http::Response EvaluateHandler::handle(const http::Request& request) {
   std::promise<http::Response> answered;
   std::future<http::Response> response = answered.get_future();

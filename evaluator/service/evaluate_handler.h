@@ -8,6 +8,7 @@
 
 #include "evaluator/sandbox/sandbox.h"
 #include "wf/http/message.h"
+#include "wf/http/server.h"
 
 namespace wf::evaluator {
 
@@ -27,6 +28,11 @@ class EvaluateHandler {
   // Blocking form (tests, kWorker routes): start() and wait for the answer.
   http::Response handle(const http::Request& request);
 };
+
+// The evaluate route on the event loop: starts the call, answers from its completion, and
+// cancels it when the request is cancelled (client gone, deadline, drain), which kills the
+// sandbox child at once. Never blocks.
+void serve_evaluate(EvaluateHandler& handler, std::shared_ptr<http::AsyncRequest> request);
 
 // Either sandbox may be null (that language family is not served: "No executor found ...").
 std::unique_ptr<EvaluateHandler> make_evaluate_handler(const EvaluateOptions& options,

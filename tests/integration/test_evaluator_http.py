@@ -555,7 +555,6 @@ class SandboxIsolationAndHealing(EvaluatorCase):
                 self.assertNotIn("Function call ran out of memory", json.dumps(errors))
                 self.assertEqual(metric(svc, series % language), before)
 
-    @unittest.skip("until the evaluate route is asynchronous (wf/http: async routes)")
     def test_hang_up_mid_call_kills_the_child(self):
         svc = self.start()
         zygote = named(svc.proc.pid, "wf-zygote-python")[0]
