@@ -1058,6 +1058,10 @@ class ProcessSandbox final : public Sandbox {
 
   std::shared_ptr<SandboxCall> start(CallInput input, Clock::time_point deadline,
                                      CallCompletion done) override {
+    if (!core_) {
+      done(failure(Status::kUnavailable, "the sandbox is shut down"));
+      return nullptr;
+    }
     auto call = std::make_shared<ProcessCall>(core_, std::move(input), deadline, std::move(done));
     call->begin();
     return call;
