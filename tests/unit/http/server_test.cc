@@ -302,6 +302,10 @@ TEST_F(ServerTest, ClientReportsRefusedConnectionsAndBadUrls) {
   auto https = client_.send(r);
   ASSERT_FALSE(https);
   EXPECT_EQ(https.error().kind, ClientError::Kind::kInvalidUrl);
+  r.url = "http://127.0.0.1:99999999999/x";
+  auto port = client_.send(r);
+  ASSERT_FALSE(port);
+  EXPECT_EQ(port.error().kind, ClientError::Kind::kInvalidUrl);
 }
 
 TEST_F(ServerTest, ClientReusesKeepAliveConnections) {
