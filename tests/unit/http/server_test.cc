@@ -123,15 +123,16 @@ class ServerTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // Declared before the server, so that they outlive its worker threads.
+  std::promise<void> release_;
+  std::shared_future<void> gate_ = release_.get_future().share();
+  std::atomic<bool> gate_open_{false};
   std::unique_ptr<Server> server_;
   std::thread runner_;
   HttpClient client_;
   std::uint16_t port_ = 0;
   std::string base_;
   std::atomic<int> slow_started_{0};
-  std::promise<void> release_;
-  std::shared_future<void> gate_ = release_.get_future().share();
-  std::atomic<bool> gate_open_{false};
 };
 
 TEST_F(ServerTest, HealthReadyInfoOpenapi) {
