@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -39,6 +40,7 @@ struct RouteEntry {
   Handler handler;
   std::function<bool(const Request&)> run_inline;
   AsyncHandler async_handler;  // set for async routes (then `handler` is empty)
+  bool cors = false;  // named in ServerOptions::cors_routes (headers only with cors_origin)
   // Metrics children cached per route (prometheus-cpp's Add() takes a lock).
   prometheus::Histogram* duration = nullptr;
   prometheus::Histogram* request_size = nullptr;
@@ -175,11 +177,29 @@ struct Flight {
 // A connection's state that the drain logic may touch from another thread.
 struct SessionHandle {
   asio::strand<asio::io_context::executor_type> strand;
+  bool admin = false;              // accepted on the admin listener: serves the admin routes only
   tcp::socket* socket = nullptr;   // valid while the session runs; touched only on `strand`
   std::shared_ptr<Flight> flight;  // the request in progress off the coroutine; only on `strand`
   std::atomic<bool> idle{true};
   explicit SessionHandle(asio::strand<asio::io_context::executor_type> s) : strand(std::move(s)) {}
 };
+
+// The outcome of matching a request against a route table.
+struct Match {
+  const RouteEntry* route = nullptr;       // method and path match
+  const RouteEntry* cors_route = nullptr;  // a route on this path that carries CORS headers
+  bool path_known = false;                 // some route has this path (405 rather than 404)
+  std::string allowed;                     // the methods on this path, for Allow
+};
+
+// Constant-time comparison, for the admin token.
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
 
 // A request whose headers (and body) have been read: what the session needs to answer it.
 struct Incoming {
@@ -242,8 +262,11 @@ struct Server::Impl {
   asio::io_context ioc;
   std::unique_ptr<asio::thread_pool> workers;
   std::optional<tcp::acceptor> acceptor;
+  std::optional<tcp::acceptor> admin_acceptor;
+  std::uint16_t admin_port = 0;
   std::vector<std::thread> io_threads;
   std::vector<RouteEntry> routes;
+  std::vector<RouteEntry> admin_routes;  // served only on the admin listener
   std::function<bool(std::string&)> readiness;
   std::atomic<bool> draining{false};
   std::atomic<int> active_requests{0};
@@ -260,26 +283,26 @@ struct Server::Impl {
   std::shared_ptr<std::atomic<bool>> loop_alive = std::make_shared<std::atomic<bool>>(true);
 
   explicit Impl(ServerOptions o) : options(std::move(o)) {}
-  void add(RouteEntry r);
+  RouteEntry& add(RouteEntry r, bool admin);
 
-  const RouteEntry* match(std::string_view method, std::string_view path, bool& path_known,
-                          std::string& allowed) const {
+  static Match match(const std::vector<RouteEntry>& table, std::string_view method,
+                     std::string_view path) {
     const auto segs = split_path(path);
-    const RouteEntry* found = nullptr;
-    path_known = false;
-    for (const RouteEntry& r : routes) {
+    Match m;
+    for (const RouteEntry& r : table) {
       if (!segments_match(r.segments, segs)) continue;
-      path_known = true;
-      if (allowed.find(r.method) == std::string::npos)
-        allowed += (allowed.empty() ? "" : ", ") + r.method;
-      if (r.method == method && found == nullptr) found = &r;
+      m.path_known = true;
+      if (r.cors && m.cors_route == nullptr) m.cors_route = &r;
+      if (m.allowed.find(r.method) == std::string::npos)
+        m.allowed += (m.allowed.empty() ? "" : ", ") + r.method;
+      if (r.method == method && m.route == nullptr) m.route = &r;
     }
-    return found;
+    return m;
   }
 
-  awaitable<void> accept_loop() {
+  awaitable<void> accept_loop(tcp::acceptor& listener, bool admin) {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(ioc), kTuple);
+      auto [ec, socket] = co_await listener.async_accept(asio::make_strand(ioc), kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || draining) co_return;
         spdlog::warn("accept failed: {}", ec.message());
@@ -293,6 +316,7 @@ struct Server::Impl {
       }
       auto handle = std::make_shared<SessionHandle>(
           asio::strand<asio::io_context::executor_type>(socket.get_executor()));
+      handle->admin = admin;
       {
         std::lock_guard lock(sessions_mu);
         sessions.insert(handle);
@@ -319,15 +343,17 @@ struct Server::Impl {
   }
 
   // Builds the Beast response for `r`, with the headers every response carries.
-  bhttp::response<bhttp::string_body> to_beast(Response&& r, const Request& req, unsigned version,
+  bhttp::response<bhttp::string_body> to_beast(Response&& r, const Request& req,
+                                               const RouteEntry* route, unsigned version,
                                                bool keep_alive) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
     res.set(bhttp::field::server, options.service_name);
     res.set(bhttp::field::content_type, r.content_type);
     if (!req.request_id.empty()) res.set("x-request-id", req.request_id);
     if (!req.trace.trace_id.empty()) res.set("traceparent", req.trace.traceparent());
-    res.set(bhttp::field::access_control_allow_origin, "*");
-    res.set(bhttp::field::access_control_allow_headers, "accept, x-requested-with, content-type");
+    if (route != nullptr && route->cors) {
+      for (Header& h : cors_headers()) res.set(h.name, h.value);
+    }
     res.set("x-content-type-options", "nosniff");
     res.set("x-frame-options", "SAMEORIGIN");
     for (Header& h : r.headers) res.set(h.name, h.value);
@@ -437,7 +463,7 @@ struct Server::Impl {
       message = fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes);
     }
     metrics.rejected.Add({{"reason", "malformed"}}).Increment();
-    auto res = to_beast(Response::error(status, type, message), req, 11, false);
+    auto res = to_beast(Response::error(status, type, message), req, nullptr, 11, false);
     stream.expires_after(options.body_timeout);
     co_await bhttp::async_write(stream, res, kTuple);
   }
@@ -492,7 +518,7 @@ struct Server::Impl {
     const unsigned status = res->status;
     const std::size_t response_bytes = res->body.size();
     const bool keep = in.keep_alive && !draining;
-    auto bres = to_beast(std::move(*res), req, in.version, keep);
+    auto bres = to_beast(std::move(*res), req, route, in.version, keep);
     stream.expires_after(options.body_timeout);
     // Counted before the write, so that a client that has its answer also sees it in /metrics.
     record(route, route_name, req, status, seconds, request_bytes, response_bytes);
@@ -563,21 +589,18 @@ struct Server::Impl {
   awaitable<std::optional<Response>> dispatch(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                               SessionHandle& handle, Request& req,
                                               const RouteEntry*& route_out) {
-    bool path_known = false;
-    std::string allowed;
-    const RouteEntry* route = match(req.method, req.path, path_known, allowed);
-    route_out = route;
-    if (route == nullptr) {
-      if (path_known) {
-        Response r = Response::error(
-            405, "method_not_allowed",
-            fmt::format("{} is not allowed on {}; allowed: {}", req.method, req.path, allowed));
-        r.headers.push_back({"allow", allowed});
-        co_return r;
-      }
-      co_return Response::error(404, "not_found",
-                                fmt::format("no route for {} {}", req.method, req.path));
+    if (handle.admin && !admin_authorized(req)) {
+      Response r = Response::error(
+          401, "unauthorized",
+          "admin requests need the header 'Authorization: Bearer <token>' with the token from the "
+          "service's --admin-token-file");
+      r.headers.push_back({"www-authenticate", "Bearer"});
+      co_return r;
     }
+    Match m = match(handle.admin ? admin_routes : routes, req.method, req.path);
+    const RouteEntry* route = m.route;
+    route_out = route;
+    if (route == nullptr) co_return unmatched(req, m);
     const bool async = static_cast<bool>(route->async_handler);
     if (!async && (route->dispatch == Dispatch::kInline || !workers ||
                    (route->run_inline && route->run_inline(req)))) {
@@ -592,6 +615,42 @@ struct Server::Impl {
       co_return r;
     }
     co_return co_await run_in_flight(stream, buffer, handle, req, *route);
+  }
+
+  // Only with --cors-origin, and only on the routes named in cors_routes (the evaluate routes).
+  std::vector<Header> cors_headers() const {
+    if (options.cors_origin.empty()) return {};
+    std::vector<Header> h = {{"access-control-allow-origin", options.cors_origin},
+                             {"access-control-allow-headers",
+                              "accept, x-requested-with, content-type, x-request-id, traceparent"}};
+    if (options.cors_origin != "*") h.push_back({"vary", "Origin"});
+    return h;
+  }
+
+  bool admin_authorized(const Request& req) const {
+    if (options.admin_token.empty()) return true;
+    const auto auth = req.header("authorization");
+    return auth && same_secret(*auth, "Bearer " + options.admin_token);
+  }
+
+  // 404, 405, or the answer to a CORS preflight (OPTIONS on a CORS route, when configured).
+  Response unmatched(const Request& req, const Match& m) const {
+    if (m.cors_route != nullptr && req.method == "OPTIONS" && !options.cors_origin.empty()) {
+      Response r = Response::json(204, "");
+      r.headers = cors_headers();
+      r.headers.push_back({"access-control-allow-methods", m.allowed});
+      r.headers.push_back({"access-control-max-age", "600"});
+      return r;
+    }
+    if (m.path_known) {
+      Response r = Response::error(
+          405, "method_not_allowed",
+          fmt::format("{} is not allowed on {}; allowed: {}", req.method, req.path, m.allowed));
+      r.headers.push_back({"allow", m.allowed});
+      return r;
+    }
+    return Response::error(404, "not_found",
+                           fmt::format("no route for {} {}", req.method, req.path));
   }
 
   // Starts the handler (async, or kWorker on the pool) and waits, holding no thread, for its
@@ -683,6 +742,7 @@ struct Server::Impl {
   // then the server answers 504; kWorker routes are waited for (their handlers end themselves).
   awaitable<std::optional<Response>> await_response(Flight& f, Clock::time_point deadline) {
     const bool async = static_cast<bool>(f.route->async_handler);
+    bool deadline_passed = false;
     f.wake.expires_at(deadline);
     for (;;) {
       if (f.response) co_return std::move(f.response);
@@ -695,7 +755,8 @@ struct Server::Impl {
       }
       auto [ec] = co_await f.wake.async_wait(kTuple);
       if (ec || f.settled()) continue;  // woken by the responder, the watch or the drain
-      if (!f.cancel->cancelled() || f.cancel->reason() != Cancellation::Reason::kDeadline) {
+      if (!deadline_passed) {
+        deadline_passed = true;
         cancel_flight(f, Cancellation::Reason::kDeadline);
         if (async) {
           f.wake.expires_after(options.deadline_grace);
@@ -767,7 +828,7 @@ struct Server::Impl {
       close_idle_sessions();
       if (active_requests.load() == 0) return true;
       if (Clock::now() >= until) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
 
@@ -782,6 +843,7 @@ struct Server::Impl {
     asio::post(ioc, [this] {
       beast::error_code ignored;
       if (acceptor) acceptor->close(ignored);
+      if (admin_acceptor) admin_acceptor->close(ignored);
     });
     int code = 0;
     if (!wait_idle(Clock::now() + options.shutdown_grace)) {
@@ -818,7 +880,14 @@ void Server::add_route(std::string method, std::string pattern, std::string name
                        Handler handler, std::function<bool(const Request&)> run_inline) {
   RouteEntry r{std::move(method), split_path(pattern), std::move(name),
                dispatch,          std::move(handler),  std::move(run_inline)};
-  impl_->add(std::move(r));
+  impl_->add(std::move(r), false);
+}
+
+void Server::add_admin_route(std::string method, std::string pattern, std::string name,
+                             Handler handler) {
+  RouteEntry r{std::move(method), split_path(pattern), std::move(name),
+               Dispatch::kInline, std::move(handler),  nullptr};
+  impl_->add(std::move(r), true);
 }
 
 void Server::add_async_route(std::string method, std::string pattern, std::string name,
@@ -826,19 +895,23 @@ void Server::add_async_route(std::string method, std::string pattern, std::strin
   RouteEntry r{
       std::move(method), split_path(pattern), std::move(name), Dispatch::kInline, nullptr, nullptr};
   r.async_handler = std::move(handler);
-  impl_->add(std::move(r));
+  impl_->add(std::move(r), false);
 }
 
 boost::asio::io_context& Server::io_context() {
   return impl_->ioc;
 }
 
-void Server::Impl::add(RouteEntry r) {
+RouteEntry& Server::Impl::add(RouteEntry r, bool admin) {
   auto& m = metrics;
+  const auto& cors = options.cors_routes;
+  r.cors = !admin && std::find(cors.begin(), cors.end(), r.name) != cors.end();
   r.duration = &m.duration.Add({{"route", r.name}, {"method", r.method}}, obs::latency_buckets());
   r.request_size = &m.request_size.Add({{"route", r.name}}, obs::size_buckets());
   r.response_size = &m.response_size.Add({{"route", r.name}}, obs::size_buckets());
-  routes.push_back(std::move(r));
+  auto& table = admin ? admin_routes : routes;
+  table.push_back(std::move(r));
+  return table.back();
 }
 
 void Server::set_readiness(std::function<bool(std::string&)> check) {
@@ -869,41 +942,74 @@ void block_shutdown_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+namespace {
+
+// Binds a listener; throws with a message that names the option to change.
+tcp::acceptor listen_on(asio::io_context& ioc, const std::string& host, std::uint16_t port,
+                        std::string_view port_flag, std::string_view address_flag) {
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("listen address '{}' is not an IP address: set {} to e.g. 127.0.0.1 or 0.0.0.0",
+                    host, address_flag));
+  }
+  tcp::endpoint ep{address, port};
+  tcp::acceptor acceptor(ioc);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{}: {}; pick another port with {} (0 picks a free one)",
+                    host, port, ec.message(), port_flag));
+  }
+  return acceptor;
+}
+
+}  // namespace
+
 std::uint16_t Server::start() {
   Impl& s = *impl_;
+  const ServerOptions& o = s.options;
   block_shutdown_signals();
-  if (s.options.worker_threads > 0) {
-    s.workers =
-        std::make_unique<asio::thread_pool>(static_cast<std::size_t>(s.options.worker_threads));
-  }
-  beast::error_code ec;
-  const auto address = asio::ip::make_address(s.options.address, ec);
-  if (ec)
-    throw std::runtime_error(
-        fmt::format("listen address '{}' is not an IP address: use e.g. 127.0.0.1 or 0.0.0.0",
-                    s.options.address));
-  tcp::endpoint ep{address, s.options.port};
-  s.acceptor.emplace(s.ioc);
-  s.acceptor->open(ep.protocol(), ec);
-  if (!ec) s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) s.acceptor->bind(ep, ec);
-  if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    throw std::runtime_error(fmt::format(
-        "cannot listen on {}:{}: {}; pick another port with --port (0 picks a free one)",
-        s.options.address, s.options.port, ec.message()));
-  }
+  s.acceptor.emplace(listen_on(s.ioc, o.address, o.port, "--port", "--address"));
   const std::uint16_t port = s.acceptor->local_endpoint().port();
-  asio::co_spawn(s.ioc, s.accept_loop(), asio::detached);
-  for (int i = 0; i < std::max(1, s.options.io_threads); ++i) {
+  if (o.admin_port >= 0) {
+    beast::error_code ec;
+    const auto admin_address = asio::ip::make_address(o.admin_address, ec);
+    if (!ec && !admin_address.is_loopback() && o.admin_token.empty()) {
+      throw std::runtime_error(
+          fmt::format("the admin listener on {} is not on a loopback address: give it a token with "
+                      "--admin-token-file FILE, or keep it on 127.0.0.1 (--admin-address)",
+                      o.admin_address));
+    }
+    s.admin_acceptor.emplace(listen_on(s.ioc, o.admin_address,
+                                       static_cast<std::uint16_t>(o.admin_port), "--admin-port",
+                                       "--admin-address"));
+    s.admin_port = s.admin_acceptor->local_endpoint().port();
+    asio::co_spawn(s.ioc, s.accept_loop(*s.admin_acceptor, true), asio::detached);
+  }
+  if (o.worker_threads > 0) {
+    s.workers = std::make_unique<asio::thread_pool>(static_cast<std::size_t>(o.worker_threads));
+  }
+  asio::co_spawn(s.ioc, s.accept_loop(*s.acceptor, false), asio::detached);
+  for (int i = 0; i < std::max(1, o.io_threads); ++i) {
     s.io_threads.emplace_back([&s] { s.ioc.run(); });
   }
+  // One line that says where everything listens (tests and tools read server.port from it).
   obs::log_event(
-      spdlog::level::info, fmt::format("listening on {}:{}", s.options.address, port),
-      {obs::field_str("server.address", s.options.address), obs::field_int("server.port", port),
-       obs::field_int("wf.io_threads", s.options.io_threads),
-       obs::field_int("wf.worker_threads", s.options.worker_threads)});
+      spdlog::level::info, fmt::format("listening on {}:{}", o.address, port),
+      {obs::field_str("server.address", o.address), obs::field_int("server.port", port),
+       obs::field_str("wf.admin.address", s.admin_port ? o.admin_address : ""),
+       obs::field_int("wf.admin.port", s.admin_port), obs::field_int("wf.io_threads", o.io_threads),
+       obs::field_int("wf.worker_threads", o.worker_threads)});
   return port;
+}
+
+std::uint16_t Server::admin_port() const {
+  return impl_->admin_port;
 }
 
 int Server::run_until_signal() {

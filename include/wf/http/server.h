@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "wf/http/cancellation.h"
 #include "wf/http/message.h"
@@ -44,6 +45,18 @@ struct ServerOptions {
   // balancers stop sending before the listener closes (Kubernetes: endpoint removal lag).
   std::chrono::milliseconds shutdown_delay{0};
   bool access_log = true;
+  // The admin listener serves the routes added with add_admin_route (and only those; the main
+  // listener answers 404 for them). -1: no admin listener; 0: pick a free port (logged as
+  // wf.admin.port, and returned by admin_port()).
+  std::string admin_address = "127.0.0.1";
+  int admin_port = 0;
+  // When not empty, admin requests need "Authorization: Bearer <admin_token>" (401 otherwise).
+  // Required when admin_address is not a loopback address.
+  std::string admin_token;
+  // Access-Control-Allow-Origin value ("*" or an origin) sent on the routes named in cors_routes,
+  // which also answer CORS preflight (OPTIONS). Empty: no CORS headers at all.
+  std::string cors_origin;
+  std::vector<std::string> cors_routes = {"evaluate"};
 };
 
 enum class Dispatch {
@@ -99,6 +112,8 @@ class Server {
   // event loop: requests known not to block skip the hand-off to a worker thread.
   void add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
                  Handler handler, std::function<bool(const Request&)> run_inline = nullptr);
+  // An admin route (log level, limits): an inline handler served only on the admin listener.
+  void add_admin_route(std::string method, std::string pattern, std::string name, Handler handler);
   // An asynchronous route: no thread is held while the request is in progress.
   void add_async_route(std::string method, std::string pattern, std::string name,
                        AsyncHandler handler);
@@ -107,9 +122,12 @@ class Server {
   bool ready(std::string& why_not) const;
   bool draining() const;
 
-  // Binds and starts the threads; returns the bound port. Throws std::runtime_error if it cannot
-  // bind.
+  // Binds (the main and the admin listener) and starts the threads; returns the main listener's
+  // port. Throws std::runtime_error if it cannot bind, or if the admin listener would be on a
+  // non-loopback address without a token. Routes must all be added before start().
   std::uint16_t start();
+  // The admin listener's bound port after start(); 0 if there is none.
+  std::uint16_t admin_port() const;
   // Blocks until SIGTERM/SIGINT (then drains: not ready, stop accepting, finish in-flight work
   // within shutdown_grace) or until stop(). Returns the process exit code (0 on a clean drain).
   int run_until_signal();
@@ -141,7 +159,8 @@ struct ServiceInfo {
   std::string openapi_json;  // the OpenAPI document served at /openapi.json
 };
 
-// /healthz, /readyz, /metrics, /_info, /openapi.json, and POST /_admin/log-level.
+// /healthz, /readyz, /metrics, /_info, /openapi.json; on the admin listener GET, PUT and POST
+// /_admin/log-level.
 void add_standard_routes(Server& server, const ServiceInfo& info);
 
 }  // namespace wf::http
