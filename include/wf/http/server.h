@@ -4,13 +4,19 @@
 // connections; header/idle/body timeouts; JSON error bodies; request ids and W3C trace context;
 // one access-log line and the wf_http_* metrics per request; graceful drain on SIGTERM/SIGINT.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "wf/http/cancellation.h"
 #include "wf/http/message.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace wf::http {
 
@@ -19,7 +25,8 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   std::uint16_t port = 0;  // 0: pick a free port (logged, and returned by start())
   int io_threads = 1;      // threads running the event loop
-  int worker_threads = 2;  // threads running kWorker handlers (blocking work)
+  int worker_threads = 2;  // threads running kWorker handlers (blocking work); 0: none, they run
+                           // on the event loop
   std::size_t max_body_bytes = 1u << 20;
   std::size_t max_header_bytes = 16u << 10;
   int max_connections = 1024;
@@ -30,6 +37,9 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30000};     // to receive a body, and to send a response
   std::chrono::milliseconds request_timeout{20000};  // Request::deadline = arrival + this
   std::chrono::milliseconds shutdown_grace{10000};   // in-flight requests may finish within this
+  // Async routes: after a request's deadline has cancelled it (kDeadline), how long its handler
+  // may still answer (e.g. with its own timeout error) before the server answers 504 itself.
+  std::chrono::milliseconds deadline_grace{1000};
   // On SIGTERM, /readyz answers 503 for this long while the server still accepts, so that load
   // balancers stop sending before the listener closes (Kubernetes: endpoint removal lag).
   std::chrono::milliseconds shutdown_delay{0};
@@ -42,6 +52,39 @@ enum class Dispatch {
 };
 
 using Handler = std::function<Response(const Request&)>;
+
+// One request to an asynchronous route (or a kWorker route, which the server runs the same way).
+// The handler receives it as a shared_ptr and keeps it as long as it needs. `cancel` is raised
+// when the client hangs up (kClientGone), the deadline passes (kDeadline) or a drain runs out of
+// time (kShutdown); request.cancel is the same object.
+class AsyncRequest {
+ public:
+  // `deliver` hands the response to the connection; the server supplies it (tests may use any).
+  AsyncRequest(Request request, std::shared_ptr<Cancellation> cancel,
+               std::function<void(Response)> deliver);
+  // Not answered: a bug (500, counted) unless cancelled, then the error that matches the reason.
+  ~AsyncRequest();
+  AsyncRequest(const AsyncRequest&) = delete;
+  AsyncRequest& operator=(const AsyncRequest&) = delete;
+
+  Request request;
+  std::shared_ptr<Cancellation> cancel;
+
+  // Answers the request from any thread; the response is written on the connection's strand.
+  // Only the first call counts (later ones return false). After the client went away, the
+  // response is dropped, and so it is once the server has stopped its event loop (drain done, or
+  // destroyed). Must not race with the Server's destructor.
+  bool respond(Response response);
+  bool responded() const;
+
+ private:
+  std::function<void(Response)> deliver_;
+  std::atomic<bool> responded_{false};
+};
+
+// Runs on an event-loop thread (the connection's strand) and must not block: start the work and
+// return; answer later with request->respond(...) from any thread.
+using AsyncHandler = std::function<void(std::shared_ptr<AsyncRequest>)>;
 
 class Server {
  public:
@@ -56,6 +99,9 @@ class Server {
   // event loop: requests known not to block skip the hand-off to a worker thread.
   void add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
                  Handler handler, std::function<bool(const Request&)> run_inline = nullptr);
+  // An asynchronous route: no thread is held while the request is in progress.
+  void add_async_route(std::string method, std::string pattern, std::string name,
+                       AsyncHandler handler);
   // Extra readiness condition for /readyz (dependencies); the server adds "not draining".
   void set_readiness(std::function<bool(std::string& why_not)> check);
   bool ready(std::string& why_not) const;
@@ -71,6 +117,11 @@ class Server {
   void stop();
 
   const ServerOptions& options() const;
+
+  // The event loop the connections run on (io_threads threads run it after start()), for
+  // services that put their own sockets, descriptors and timers on it. Include "wf/http/io.h" to
+  // use it. Objects on it must be destroyed before the Server.
+  boost::asio::io_context& io_context();
 
  private:
   struct Impl;
