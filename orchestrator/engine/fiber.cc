@@ -203,8 +203,9 @@ struct FiberPool::Impl {
   ~Impl() {
     {
       std::unique_lock lock(mu);
-      // Parked fibers wait for I/O completions that end at their deadlines: wait a bounded time.
-      idle_cv.wait_for(lock, std::chrono::seconds(30), [&] { return live == 0; });
+      // Parked fibers wait for I/O completions, which end at their deadlines or when the event
+      // loop they run on stops: wait a bounded time, then leave them (their memory with them).
+      idle_cv.wait_for(lock, std::chrono::seconds(5), [&] { return live == 0; });
       stopping = true;
     }
     cv.notify_all();
