@@ -4,10 +4,14 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -164,6 +168,39 @@ TEST(Fibers, StackLeftIsTheFibersOwn) {
   EXPECT_GT(left, 400u << 10);
   EXPECT_LE(left, 512u << 10);
   EXPECT_GE(pool.stack_bytes(), 512u << 10);
+}
+
+// Touches `kib` KiB of stack below the caller.
+__attribute__((noinline)) int touch_stack(int kib) {
+  volatile char block[1024];
+  for (std::size_t i = 0; i < sizeof block; i += 64) block[i] = static_cast<char>(i);
+  return kib <= 1 ? block[0] : touch_stack(kib - 1) + block[64];
+}
+
+TEST(Fibers, AParkedFiberKeepsOnlyThePagesOfItsCurrentFrames) {
+  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4});
+  Parked parked;
+  const char* low = nullptr;
+  std::promise<void> done;
+  pool.spawn({}, [&] {
+    touch_stack(256);  // an earlier, deeper moment of the evaluation
+    low = static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    done.set_value();
+  });
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 1; }));
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  // The stack's low end (stack_left() measured from a frame a few bytes away: round to a page).
+  auto* base =
+      reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(low) + page / 2) / page * page);
+  std::vector<unsigned char> resident(pool.stack_bytes() / page);
+  const int rc = mincore(base, pool.stack_bytes(), resident.data());
+  std::size_t count = 0;
+  for (unsigned char r : resident) count += r & 1;
+  parked.resume_all();
+  ASSERT_EQ(rc, 0) << errno;
+  EXPECT_LE(count * page, 16u << 10) << count << " pages of the parked fiber's stack are resident";
+  done.get_future().get();
 }
 
 TEST(Fibers, RunHereWaitsForParkedWork) {
