@@ -18,7 +18,7 @@ std::vector<Option> orchestrator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-orchestrator",
                                                          .port = 6254,
                                                          .io_threads = 2,
-                                                         .worker_threads = 4,
+                                                         .worker_threads = 2,
                                                          .max_pending_work = 256,
                                                          .max_body_bytes = 1u << 20});
   std::vector<Option> own = {
@@ -140,8 +140,12 @@ EvaluatorRoutes evaluator_routes(const std::string& evaluator_url,
 }
 
 http::ServerOptions server_options(const config::Config& cfg) {
-  return service::server_options(cfg, "wf-orchestrator",
-                                 std::chrono::milliseconds(cfg.integer("request_timeout_ms")));
+  auto o = service::server_options(cfg, "wf-orchestrator",
+                                   std::chrono::milliseconds(cfg.integer("request_timeout_ms")));
+  // Evaluations run on the engine's own CPU threads (worker_threads of them, engine_options);
+  // the server's routes are inline or asynchronous and need no worker pool.
+  o.worker_threads = 0;
+  return o;
 }
 
 EngineOptions engine_options(const config::Config& cfg) {
@@ -152,6 +156,7 @@ EngineOptions engine_options(const config::Config& cfg) {
   o.max_zobject_depth = static_cast<int>(cfg.integer("max_zobject_depth"));
   o.max_call_depth = static_cast<int>(cfg.integer("max_call_depth"));
   o.max_steps = cfg.integer("max_steps");
+  o.cpu_threads = static_cast<int>(cfg.integer("worker_threads"));
   return o;
 }
 

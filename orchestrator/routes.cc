@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <prometheus/counter.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
@@ -134,10 +135,7 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
         400, "bad_request",
         R"(the body must be a JSON object: {"zobject": <function call>, "doValidate": false})");
   }
-  CallContext ctx;
-  ctx.request_id = request.request_id;
-  ctx.traceparent = request.trace.traceparent();
-  ctx.deadline = request.deadline;
+  CallContext ctx = call_context(request);
   bool has_error = false;
   std::string z22 = engine.evaluate_text(*body, ctx, &has_error);
   // Each series is looked up once, when it is first used.
@@ -153,16 +151,48 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
   return r;
 }
 
+CallContext call_context(const http::Request& request) {
+  CallContext ctx;
+  ctx.request_id = request.request_id;
+  ctx.traceparent = request.trace.traceparent();
+  ctx.trace_id = request.trace.trace_id;
+  ctx.span_id = request.trace.span_id;
+  ctx.deadline = request.deadline;
+  ctx.cancel = request.cancel;
+  return ctx;
+}
+
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options) {
-  auto evaluate = [engine, options](const http::Request& req) {
-    return handle_evaluate(*engine, options, req);
+  // Asynchronous: a small call of built-ins is evaluated on the event loop; any other runs on an
+  // evaluation fiber on the engine's CPU threads, which parks (holding no thread) while the wiki
+  // or an evaluator answers. The request's cancellation (hang-up, deadline, shutdown) stops it.
+  auto in_progress = std::make_shared<std::atomic<int>>(0);
+  auto evaluate = [engine, options, in_progress](std::shared_ptr<http::AsyncRequest> ar) {
+    if (can_run_inline(*engine, options, ar->request)) {
+      // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
+      engine->spawn_here(call_context(ar->request), [engine, options, ar] {
+        ar->respond(handle_evaluate(*engine, options, ar->request));
+      });
+      return;
+    }
+    if (in_progress->fetch_add(1) >= options.max_in_progress) {
+      in_progress->fetch_sub(1);
+      http::Response r = http::Response::error(
+          503, "overloaded",
+          fmt::format("{} evaluations are in progress, the limit (max_pending_work); retry after a "
+                      "second",
+                      options.max_in_progress));
+      r.headers.push_back({"retry-after", "1"});
+      ar->respond(std::move(r));
+      return;
+    }
+    engine->spawn(call_context(ar->request), [engine, options, ar, in_progress] {
+      ar->respond(handle_evaluate(*engine, options, ar->request));
+      in_progress->fetch_sub(1);
+    });
   };
-  auto run_inline = [engine, options](const http::Request& req) {
-    return can_run_inline(*engine, options, req);
-  };
-  server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate,
-                   run_inline);
+  server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", evaluate);
   // The original answers GET on the evaluate route with "OK" (a health check some tooling uses).
   server.add_route("GET", "/{domain}/v1/evaluate", "evaluate_get", http::Dispatch::kInline,
                    [](const http::Request&) {

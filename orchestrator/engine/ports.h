@@ -1,24 +1,37 @@
 #pragma once
 // The engine's two ports to the outside world. The service implements them over HTTP (the wiki's
 // action=wikilambda_fetch and the evaluator's /v1/evaluate/); tests put fakes in their place.
-// Both are called from engine worker threads and may block until the deadline.
+// Both are asynchronous: they start the work and return; the engine parks the evaluation's fiber
+// until `done` is called, so no thread waits while a request is in flight.
 
 #include <chrono>
 #include <expected>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "wf/http/cancellation.h"
 
 namespace wf::orchestrator {
 
 using Clock = std::chrono::steady_clock;
 
+// Why a request stops before its answer (client gone, deadline, shutdown): raised by the service,
+// checked by the interpreter at each step and when it resumes; the ports abort their outstanding
+// requests when it is raised.
+using Cancellation = http::Cancellation;
+
 // Who asked: carried to the outbound calls so logs and traces join up.
 struct CallContext {
   std::string request_id;
   std::string traceparent;  // header value for downstream calls, may be empty
+  std::string trace_id;     // for log lines written while the call runs (may be empty)
+  std::string span_id;
   Clock::time_point deadline = Clock::time_point::max();
+  std::shared_ptr<Cancellation> cancel;  // may be null: never cancelled
 };
 
 struct FetchError {
@@ -28,12 +41,16 @@ struct FetchError {
 // Resolves persisted objects from a wiki.
 class ObjectFetcher {
  public:
-  virtual ~ObjectFetcher() = default;
   // For each requested ZID found, the JSON text of its persisted Z2 (the `wikilambda_fetch`
   // string). A ZID absent from the map was not found (Z504). An error means the whole batch failed
   // (Z500).
-  virtual std::expected<std::map<std::string, std::string>, FetchError> fetch(
-      const std::vector<std::string>& zids, const CallContext& ctx) = 0;
+  using Result = std::expected<std::map<std::string, std::string>, FetchError>;
+  using Done = std::function<void(Result)>;
+
+  virtual ~ObjectFetcher() = default;
+  // Starts the fetch and returns. `done` is called exactly once, from any thread, possibly before
+  // fetch() returns; a cancelled ctx.cancel ends the request early with an error.
+  virtual void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) = 0;
 };
 
 struct CodeCall {
@@ -55,10 +72,14 @@ struct CodeRunError {
 // Runs code implementations on an evaluator.
 class CodeRunner {
  public:
-  virtual ~CodeRunner() = default;
   // The evaluator's Z22 (normal form, as parsed from its JSON answer) or an error.
-  virtual std::expected<nlohmann::json, CodeRunError> run(const CodeCall& call,
-                                                          const CallContext& ctx) = 0;
+  using Result = std::expected<nlohmann::json, CodeRunError>;
+  using Done = std::function<void(Result)>;
+
+  virtual ~CodeRunner() = default;
+  // Starts the call and returns. `done` is called exactly once, from any thread, possibly before
+  // run() returns; a cancelled ctx.cancel ends the request early with an error.
+  virtual void run(const CodeCall& call, const CallContext& ctx, Done done) = 0;
 };
 
 }  // namespace wf::orchestrator
