@@ -416,6 +416,11 @@ class TodaysContent(EvaluatorCase):
         conv = {"arguments": {"Z1K1": PY_TO_INT, "Z1K2": PY_TO_INT}, "result": PY_FROM_INT}
         z22 = self.call("python-3", code, {"Z1K1": natural(40), "Z1K2": natural(57)}, conv)
         self.assert_value(z22, natural(97))
+        # The whole-Z7 form carries them beside `zobject`.
+        z7 = z7_with_code("Z9", "python-3", "def Z9(Z9K1, Z9K2):\n    return Z9K1 + Z9K2\n",
+                          {"Z9K1": natural(40), "Z9K2": natural(57)})
+        conv9 = {"arguments": {"Z9K1": PY_TO_INT, "Z9K2": PY_TO_INT}, "result": PY_FROM_INT}
+        self.assert_value(self.post_json(self.svc, {"zobject": z7, "typeConverters": conv9}), natural(97))
         # Without converters the same code gets ZObjects and cannot return an int (today's form).
         z22 = self.call("python-3", "def Z1(Z1K1):\n    return 97\n", {"Z1K1": natural(1)})
         self.assert_error(z22, None, "Could not serialize input Python object: 97")

@@ -429,7 +429,7 @@ def run_call(code, function_name, arguments_json, converters_json, captured_limi
 
 
 # ---- Modules (docs/compatibility.md "Modules") -----------------------------------------------
-# Children read no files. Pure-Python standard modules are kept as code objects compiled in the
+# Children read no files. Pure-Python standard modules are kept as marshalled code compiled in the
 # zygote and executed only when a call imports them (no per-call cost otherwise); extension
 # modules they need are loaded in the zygote. Modules that need the network or processes import
 # as stand-ins whose functions fail with a clear error; anything else fails to import with a
@@ -437,14 +437,16 @@ def run_call(code, function_name, arguments_json, converters_json, captured_limi
 
 
 class _StoredLoader:
-    def __init__(self, code):
-        self._code = code
+    def __init__(self, marshalled):
+        self._marshalled = marshalled
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module):
-        exec(self._code, module.__dict__)
+        import marshal
+
+        exec(marshal.loads(self._marshalled), module.__dict__)
 
 
 class _UnavailableLoader:
@@ -491,8 +493,10 @@ class _ModuleStore:
         entry = self.stored.get(name)
         if entry is None:
             return None
-        code, is_package, origin = entry
-        spec = machinery.ModuleSpec(name, _StoredLoader(code), origin=origin, is_package=is_package)
+        marshalled, is_package, origin = entry
+        spec = machinery.ModuleSpec(
+            name, _StoredLoader(marshalled), origin=origin, is_package=is_package
+        )
         return spec
 
 
@@ -509,35 +513,93 @@ class _Refuse:
         raise ModuleNotFoundError(f"No module named '{name}': {why}", name=name)
 
 
-def install_modules(stored_names, unavailable):
-    """In the zygote: import `stored_names` once to find them and what they need, keep the
-    pure-Python ones as code objects (dropping the executed modules), keep extension modules
-    loaded; `unavailable` maps a module name to the module whose attributes it forwards (or
-    None). Returns the names kept as code."""
+def _modules_imported_by(names):
+    """The modules that importing `names` adds, as [name, is_source] pairs, found in a forked
+    process so that none of them runs here (what runs here stays in every child's memory)."""
+    import os
     import importlib
     import importlib.machinery as machinery
 
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            before = set(sys.modules)
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except Exception:
+                    pass  # absent from this installation: its import fails with the reason later
+            found = []
+            for name in sorted(set(sys.modules) - before):
+                loader = getattr(getattr(sys.modules[name], "__spec__", None), "loader", None)
+                found.append([name, isinstance(loader, machinery.SourceFileLoader)])
+            data = memoryview(_json_dumps(found).encode())
+            while data:
+                data = data[os.write(write_end, data) :]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    return _json_loads(b"".join(chunks).decode()) if chunks else []
+
+
+def _spec_without_running(name):
+    """The file spec of `name` found without importing its parent packages."""
+    import importlib.machinery as machinery
+
+    parent, _, _ = name.rpartition(".")
+    path = None
+    if parent:
+        parent_spec = _spec_without_running(parent)
+        path = parent_spec.submodule_search_locations if parent_spec else None
+        if path is None:
+            return None
+    return machinery.PathFinder.find_spec(name, path)
+
+
+def install_modules(stored_names, unavailable):
+    """In the zygote: find what importing `stored_names` needs (in a forked process), load the
+    extension modules among them here, keep the pure-Python ones as marshalled code that runs
+    only when a call imports it; `unavailable` maps a module name to the module whose attributes
+    its stand-in forwards (or None). Returns the names kept as code."""
+    import importlib
+    import importlib.machinery as machinery
+    import marshal
+
     store = _ModuleStore()
-    before = set(sys.modules)
-    for name in stored_names:
+    found = _modules_imported_by(stored_names)
+    for name, is_source in found:
+        if is_source:
+            continue
         try:
             importlib.import_module(name)
         except Exception:
-            pass  # absent from this installation: its import fails with the reason later
-    for name in sorted(set(sys.modules) - before):
-        spec = getattr(sys.modules[name], "__spec__", None)
+            pass
+    for name, is_source in found:
+        if not is_source or name in sys.modules:
+            continue
+        spec = _spec_without_running(name)
         if spec is None or not isinstance(spec.loader, machinery.SourceFileLoader):
             continue
+        code = spec.loader.get_code(name)
         store.stored[name] = (
-            spec.loader.get_code(name),
+            marshal.dumps(code),
             spec.submodule_search_locations is not None,
             spec.origin,
         )
-    for name in store.stored:
-        del sys.modules[name]
-        parent, _, child = name.rpartition(".")
-        if parent in sys.modules and parent not in store.stored:
-            sys.modules[parent].__dict__.pop(child, None)
+        del code
     store.unavailable = dict(unavailable)
     sys.meta_path[:] = [
         store,
