@@ -513,6 +513,11 @@ class _Refuse:
         raise ModuleNotFoundError(f"No module named '{name}': {why}", name=name)
 
 
+# Extension modules never loaded: OpenSSL (libcrypto) alone added ~0.1 ms of fork/exit CPU to
+# every call; without it hashlib and hmac use CPython's built-in md5/sha1/sha2/sha3/blake2.
+_NOT_LOADED = ("_hashlib", "_ssl")
+
+
 def _modules_imported_by(names):
     """The modules that importing `names` adds, as [name, is_source] pairs, found in a forked
     process so that none of them runs here (what runs here stays in every child's memory)."""
@@ -525,6 +530,8 @@ def _modules_imported_by(names):
     if pid == 0:
         try:
             os.close(read_end)
+            for name in _NOT_LOADED:
+                sys.modules[name] = None  # as in the children: the import fails, a fallback runs
             before = set(sys.modules)
             for name in names:
                 try:
@@ -581,7 +588,7 @@ def install_modules(stored_names, unavailable):
     store = _ModuleStore()
     found = _modules_imported_by(stored_names)
     for name, is_source in found:
-        if is_source:
+        if is_source or name in _NOT_LOADED:
             continue
         try:
             importlib.import_module(name)
