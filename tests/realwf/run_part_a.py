@@ -5,9 +5,32 @@ Exit 77 (ctest: skipped) with the reason when the realwf folder is absent."""
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base, proc, seconds=60):
+    """True once GET /readyz answers 200 (both sandboxes started), False on timeout or exit."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def main():
@@ -20,19 +43,35 @@ def main():
     if not (os.path.exists(runner) and os.path.exists(oracle_path)):
         print(f"SKIPPED: no {runner} / oracle_a.jsonl: the realwf sample is not beside this clone")
         return 77
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "results.jsonl")
-        cmd = f"exec {args.evaluator} --port {{port}} --access-log false"
-        run = subprocess.run([sys.executable, runner, "--cmd", cmd, "--out", out, "--jobs", "2"],
-                             timeout=800)
-        if run.returncode != 0 or not os.path.exists(out):
-            print(f"run_a.py failed (exit {run.returncode})")
+    # Started here (not by run_a.py --cmd) so that the cases run once the sandboxes are ready:
+    # the port opens before the Python zygote is up, and early calls would get 503.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    evaluator = subprocess.Popen([args.evaluator, "--port", str(port), "--access-log", "false"],
+                                 stdout=subprocess.DEVNULL)
+    try:
+        if not wait_ready(base, evaluator):
+            print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
             return 1
-        results = {}
-        with open(out, encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                results[r["id"]] = r
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "results.jsonl")
+            run = subprocess.run([sys.executable, runner, "--url", base + "/wikifunctions.org/v1/evaluate/",
+                                  "--out", out, "--jobs", "2"], timeout=800)
+            if run.returncode != 0 or not os.path.exists(out):
+                print(f"run_a.py failed (exit {run.returncode})")
+                return 1
+            results = {}
+            with open(out, encoding="utf-8") as f:
+                for line in f:
+                    r = json.loads(line)
+                    results[r["id"]] = r
+    finally:
+        evaluator.terminate()
+        try:
+            evaluator.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            evaluator.kill()
+            evaluator.wait()
     with open(oracle_path, encoding="utf-8") as f:
         oracle = [json.loads(line) for line in f]
     must = [o["id"] for o in oracle if o["status"] == "pass"]
