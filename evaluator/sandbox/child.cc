@@ -141,10 +141,12 @@ void run_child(LanguageRuntime& runtime, int channel, const ChildConfig& config)
   input.code.resize(request.code_len);
   input.function_name.resize(request.name_len);
   input.arguments_json.resize(request.args_len);
+  input.converters_json.resize(request.converters_len);
   input.captured_output_limit = request.captured_limit;
   if (!read_all(channel, input.code.data(), input.code.size()) ||
       !read_all(channel, input.function_name.data(), input.function_name.size()) ||
-      !read_all(channel, input.arguments_json.data(), input.arguments_json.size())) {
+      !read_all(channel, input.arguments_json.data(), input.arguments_json.size()) ||
+      !read_all(channel, input.converters_json.data(), input.converters_json.size())) {
     ::_exit(74);
   }
 

@@ -37,13 +37,15 @@ std::string build_request(const CallInput& input, const SandboxLimits& limits,
   header.code_len = input.code.size();
   header.name_len = input.function_name.size();
   header.args_len = input.arguments_json.size();
+  header.converters_len = input.converters_json.size();
   std::string request;
   request.reserve(sizeof(header) + input.code.size() + input.function_name.size() +
-                  input.arguments_json.size());
+                  input.arguments_json.size() + input.converters_json.size());
   request.append(reinterpret_cast<const char*>(&header), sizeof(header));
   request += input.code;
   request += input.function_name;
   request += input.arguments_json;
+  request += input.converters_json;
   return request;
 }
 

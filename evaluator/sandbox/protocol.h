@@ -35,6 +35,7 @@ struct RequestHeader {
   std::uint64_t code_len = 0;
   std::uint64_t name_len = 0;
   std::uint64_t args_len = 0;
+  std::uint64_t converters_len = 0;  // CallInput::converters_json, after the arguments
 };
 
 enum ResponseFlag : std::uint32_t {

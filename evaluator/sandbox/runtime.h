@@ -14,6 +14,9 @@ struct CallInput {
   std::string code;            // codeString
   std::string function_name;   // functionName
   std::string arguments_json;  // JSON object: argument key -> normal-form ZObject
+  // Empty, or a JSON object {"arguments": {key: plan}, "result": plan} of type converters written
+  // in the call's language (docs/compatibility.md "Type converters"); run in the same child.
+  std::string converters_json;
   // Most bytes of printed text the runtime should keep (the sandbox sets it from
   // SandboxLimits::captured_output_bytes and truncates again on its side).
   std::uint64_t captured_output_limit = 16u << 10;

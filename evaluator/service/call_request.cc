@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::string_view kNoLanguage = "Unable to find programming language in function call. ";
 constexpr std::string_view kParserErrors = "Unable to validate function call. Parser errors: ";
+constexpr int kMaxPlanDepth = 16;
 
 bool is_zid(std::string_view s) {
   if (s.size() < 2 || s[0] != 'Z' || s[1] < '1' || s[1] > '9') return false;
@@ -234,6 +235,51 @@ std::expected<CallRequest, Json> from_z7(const Json& z7, CallRequest call) {
   return call;
 }
 
+// A conversion plan: {"converter": {"functionName": <non-empty string>, "code": <string>}} or
+// {"list": <plan>}. Returns what is wrong, empty when valid.
+std::string plan_problem(const Json& plan, const std::string& path, int depth) {
+  if (depth > kMaxPlanDepth)
+    return fmt::format("{} nests deeper than {} lists", path, kMaxPlanDepth);
+  if (!plan.is_object() || plan.size() != 1) {
+    return fmt::format("{} must be an object with one key, 'converter' or 'list'", path);
+  }
+  if (plan.contains("list")) return plan_problem(plan["list"], path + ".list", depth + 1);
+  if (!plan.contains("converter")) {
+    return fmt::format("{} must be an object with one key, 'converter' or 'list'", path);
+  }
+  const Json& converter = plan["converter"];
+  const Json name = converter.is_object() ? converter.value("functionName", Json()) : Json();
+  if (!name.is_string() || name.get<std::string>().empty() ||
+      !converter.value("code", Json()).is_string()) {
+    return fmt::format("{}.converter must have a non-empty string functionName and a string code",
+                       path);
+  }
+  return {};
+}
+
+// typeConverters: {"arguments"?: {<argument key>: plan}, "result"?: plan}.
+std::expected<Json, Json> checked_converters(const Json& field) {
+  std::string problem;
+  if (!field.is_object()) {
+    problem = "typeConverters must be an object";
+  } else if (field.contains("arguments") && !field["arguments"].is_object()) {
+    problem = "typeConverters.arguments must be an object of argument key to plan";
+  }
+  for (auto it = field.begin(); problem.empty() && it != field.end(); ++it) {
+    if (it.key() == "result") {
+      problem = plan_problem(it.value(), "typeConverters.result", 0);
+    } else if (it.key() == "arguments") {
+      for (auto arg = it->begin(); problem.empty() && arg != it->end(); ++arg) {
+        problem = plan_problem(arg.value(), "typeConverters.arguments." + arg.key(), 0);
+      }
+    } else {
+      problem = fmt::format("typeConverters has an unknown key '{}'", it.key());
+    }
+  }
+  if (!problem.empty()) return parser_error(problem);
+  return field;
+}
+
 }  // namespace
 
 std::vector<std::string> normal_z7_violations(const Json& z7, std::size_t max) {
@@ -257,6 +303,14 @@ std::expected<CallRequest, Json> to_call_request(const Json& decoded) {
       outer.contains("zobject") && outer["zobject"].is_object() ? outer["zobject"] : outer;
   static constexpr std::array<std::string_view, 4> kRecordFields = {
       "codingLanguage", "codeString", "functionName", "functionArguments"};
+  const Json* converters = req.contains("typeConverters")     ? &req["typeConverters"]
+                           : outer.contains("typeConverters") ? &outer["typeConverters"]
+                                                              : nullptr;
+  if (converters != nullptr && !converters->is_null()) {
+    auto checked = checked_converters(*converters);
+    if (!checked) return std::unexpected(std::move(checked.error()));
+    call.converters = std::move(*checked);
+  }
   bool record = false;
   for (auto f : kRecordFields) record = record || req.contains(f);
   if (record) return from_code_request(req, std::move(call));

@@ -21,6 +21,9 @@ struct CallRequest {
   std::string code;           // codeString / Z16K2
   std::string function_name;  // functionName / Z8K5
   Json arguments = Json::object();
+  // typeConverters of the request (docs/compatibility.md "Type converters"), checked; null when
+  // the call carries none.
+  Json converters;
 };
 
 // `decoded` is codec::DecodedBody::value: {reentrant?, zobject?} wrappers are unwrapped here.

@@ -230,6 +230,7 @@ class Handler final : public EvaluateHandler {
     input.code = std::move(call->code);
     input.function_name = std::move(call->function_name);
     input.arguments_json = dump(call->arguments);
+    if (!call->converters.is_null()) input.converters_json = dump(call->converters);
     auto deadline = started.steady + options_.timeout;
     if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
       deadline = request.deadline;

@@ -359,6 +359,187 @@ class RequestForms(EvaluatorCase):
             self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
 
 
+# ---- Issue 10: type converters, modules, Wikifunctions.Debug, references ---------------------
+
+DEFINITIONS_2026 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "shared", "reference", "definitions-2026")
+
+
+def natural(n):
+    return {"Z1K1": z9("Z13518"), "Z13518K1": z6(str(n))}
+
+
+def converter(name, code):
+    return {"converter": {"functionName": name, "code": code}}
+
+
+# Converters written for these tests in the manner of Z13531/Z13532 (Natural number <-> int).
+PY_TO_INT = converter("Z90001", "def Z90001(Z90001K1):\n    return int(Z90001K1['Z13518K1']['Z6K1'])\n")
+PY_FROM_INT = converter("Z90002", "def Z90002(Z90002K1):\n    return {'Z1K1': {'Z1K1': 'Z9', 'Z9K1': "
+                                  "'Z13518'}, 'Z13518K1': {'Z1K1': 'Z6', 'Z6K1': str(Z90002K1)}}\n")
+JS_TO_BIGINT = converter("Z90003", "function Z90003(x) { return BigInt(x.Z13518K1.Z6K1); }")
+JS_FROM_BIGINT = converter("Z90004", "function Z90004(n) { return {Z1K1: {Z1K1: 'Z9', Z9K1: 'Z13518'}, "
+                                     "Z13518K1: {Z1K1: 'Z6', Z6K1: n.toString()}}; }")
+
+
+def code_of(zid):
+    """The code of a Z46/Z64 of definitions-2026 (the wiki's own converters), or None."""
+    path = os.path.join(DEFINITIONS_2026, zid + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f)["Z2K2"]
+    key = "Z46K3" if value["Z1K1"] == "Z46" else "Z64K3"
+    return converter(zid, value[key]["Z16K2"])
+
+
+class TodaysContent(EvaluatorCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = h.Service("wf-evaluator", ["--pool-size", "2"])
+        if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
+            cls.svc.stop()
+            raise RuntimeError("wf-evaluator never became ready")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+
+    def call(self, language, code, args, converters=None, fn="Z1"):
+        body = self.record(language, code, fn, args)
+        if converters is not None:
+            body["typeConverters"] = converters
+        return self.post_json(self.svc, body)
+
+    def test_natural_numbers_are_python_ints_with_converters(self):
+        code = "def Z1(Z1K1, Z1K2):\n    assert type(Z1K1) is int\n    return Z1K1 + Z1K2\n"
+        conv = {"arguments": {"Z1K1": PY_TO_INT, "Z1K2": PY_TO_INT}, "result": PY_FROM_INT}
+        z22 = self.call("python-3", code, {"Z1K1": natural(40), "Z1K2": natural(57)}, conv)
+        self.assert_value(z22, natural(97))
+        # The whole-Z7 form carries them beside `zobject`.
+        z7 = z7_with_code("Z9", "python-3", "def Z9(Z9K1, Z9K2):\n    return Z9K1 + Z9K2\n",
+                          {"Z9K1": natural(40), "Z9K2": natural(57)})
+        conv9 = {"arguments": {"Z9K1": PY_TO_INT, "Z9K2": PY_TO_INT}, "result": PY_FROM_INT}
+        self.assert_value(self.post_json(self.svc, {"zobject": z7, "typeConverters": conv9}), natural(97))
+        # Without converters the same code gets ZObjects and cannot return an int (today's form).
+        z22 = self.call("python-3", "def Z1(Z1K1):\n    return 97\n", {"Z1K1": natural(1)})
+        self.assert_error(z22, None, "Could not serialize input Python object: 97")
+
+    def test_lists_convert_element_wise(self):
+        code = "def Z1(Z1K1):\n    return [n * 2 for n in Z1K1]\n"
+        conv = {"arguments": {"Z1K1": {"list": PY_TO_INT}}, "result": {"list": PY_FROM_INT}}
+        arg = normal_list("Z13518", [natural(1), natural(20), natural(300)])
+        z22 = self.call("python-3", code, {"Z1K1": arg}, conv)
+        self.assert_value(z22, normal_list("Z13518", [natural(2), natural(40), natural(600)]))
+        js = "function Z1(xs) { return xs.map((n) => n * 2n); }"
+        conv = {"arguments": {"Z1K1": {"list": JS_TO_BIGINT}}, "result": {"list": JS_FROM_BIGINT}}
+        self.assert_value(self.call("javascript", js, {"Z1K1": arg}, conv),
+                          normal_list("Z13518", [natural(2), natural(40), natural(600)]))
+
+    def test_javascript_bigints_with_converters(self):
+        js = "function Z1(a, b) { if (typeof a !== 'bigint') throw new Error('not a BigInt'); return a * b; }"
+        conv = {"arguments": {"Z1K1": JS_TO_BIGINT, "Z1K2": JS_TO_BIGINT}, "result": JS_FROM_BIGINT}
+        z22 = self.call("javascript", js, {"Z1K1": natural(12345678901234), "Z1K2": natural(1000)}, conv)
+        self.assert_value(z22, natural(12345678901234000))
+
+    def test_the_wikis_own_natural_number_converters(self):
+        to_py, from_py = code_of("Z13531"), code_of("Z13532")
+        to_js, from_js = code_of("Z13519"), code_of("Z13520")
+        if to_py is None:
+            self.skipTest("no ../shared/reference/definitions-2026 beside this clone")
+        conv = {"arguments": {"Z1K1": to_py}, "result": from_py}
+        self.assert_value(self.call("python-3", "def Z1(Z1K1):\n    return Z1K1 ** 2\n",
+                                    {"Z1K1": natural(12)}, conv), natural(144))
+        conv = {"arguments": {"Z1K1": to_js}, "result": from_js}
+        self.assert_value(self.call("javascript", "function Z1(n) { return n ** 2n; }",
+                                    {"Z1K1": natural(12)}, conv), natural(144))
+
+    def test_converter_failures_name_the_converter(self):
+        conv = {"arguments": {"Z1K1": PY_TO_INT}}
+        bad = {"Z1K1": z9("Z13518"), "Z13518K1": z6("seven")}
+        z22 = self.call("python-3", "def Z1(Z1K1):\n    return 'x'\n", {"Z1K1": bad}, conv)
+        self.assert_error(z22, None, re.compile(r"^Type converter Z90001 failed: invalid literal"))
+        z22 = self.call("python-3", "def Z1(Z1K1):\n    return 1\n", {"Z1K1": natural(1)},
+                        {"result": converter("Z90005", "def Z90005(x):\n    return x\n")})
+        self.assert_error(z22, None, re.compile(r"^Type converter Z90005 returned .* instead of a ZObject"))
+
+    def test_malformed_type_converters_are_rejected_before_running(self):
+        for conv, problem in (([], "typeConverters must be an object"),
+                              ({"arguments": {"Z1K1": {"converter": {"code": "x"}}}},
+                               "typeConverters.arguments.Z1K1.converter must have"),
+                              ({"result": {"list": {}}}, "typeConverters.result.list must be"),
+                              ({"extra": 1}, "unknown key 'extra'")):
+            with self.subTest(problem=problem):
+                z22 = self.call("python-3", "def Z1(Z1K1):\n    return 'x'\n", {"Z1K1": z6("a")}, conv)
+                err = meta_pairs(z22)["errors"]
+                self.assertIn(problem, text_of(err["Z5K2"]))
+
+    def test_standard_modules_real_code_imports(self):
+        code = ("import hashlib, html, html.parser, urllib.parse, ipaddress, csv, pkgutil, secrets, token\n"
+                "import io, difflib, dataclasses, xml.etree.ElementTree as ET\n"
+                "def Z1(Z1K1):\n"
+                "    rows = list(csv.reader(io.StringIO('a,b\\n1,2')))\n"
+                "    return [hashlib.sha256(Z1K1.encode()).hexdigest()[:8], html.escape('<&>'),\n"
+                "            html.unescape('&eacute;'), urllib.parse.quote('a b/c'),\n"
+                "            str(ipaddress.ip_network('10.0.0.0/30').num_addresses), str(rows),\n"
+                "            str(len(secrets.token_hex(4))), token.tok_name[token.NAME], ET.fromstring('<a>t</a>').text]\n")
+        z22 = self.call("python-3", code, {"Z1K1": z6("abc")})
+        self.assertNotIn("errors", meta_pairs(z22), json.dumps(meta_pairs(z22).get("errors")))
+        values = [text_of(v) for v in list_items(z22["Z22K1"])]
+        self.assertEqual(values, ["ba7816bf", "&lt;&amp;&gt;", "\u00e9", "a%20b/c", "4",
+                                  "[['a', 'b'], ['1', '2']]", "8", "NAME", "t"])
+
+    def test_network_modules_import_but_fail_at_use(self):
+        code = ("import urllib.request, socket, subprocess\n"
+                "def Z1(Z1K1):\n    return urllib.request.quote(Z1K1) + urllib.request.urlopen(Z1K1)\n")
+        z22 = self.call("python-3", code, {"Z1K1": z6("http://example.org/")})
+        self.assert_error(z22, None, re.compile(r"^urllib\.request\.urlopen is not available: .*network"))
+        z22 = self.call("python-3", "import subprocess\ndef Z1(Z1K1):\n    return subprocess.run(['ls'])\n",
+                        {"Z1K1": z6("a")})
+        self.assert_error(z22, None, re.compile(r"^subprocess\.run is not available"))
+
+    def test_non_standard_modules_say_only_the_standard_library(self):
+        for module in ("requests", "numpy"):
+            with self.subTest(module=module):
+                z22 = self.call("python-3", f"import {module}\ndef Z1(Z1K1):\n    return Z1K1\n", {"Z1K1": z6("a")})
+                self.assert_error(z22, None, f"No module named '{module}': only the Python standard "
+                                             "library is available in Wikifunctions code")
+
+    def test_debug_lines_go_to_the_metadata(self):
+        cases = (("python-3", "def Z1(Z1K1):\n    Wikifunctions.Debug('got', Z1K1)\n    return Z1K1\n"),
+                 ("javascript", "function Z1(a) { Wikifunctions.Debug('got', a); return a; }"))
+        for language, code in cases:
+            with self.subTest(language=language):
+                meta = self.assert_value(self.call(language, code, {"Z1K1": z6("x")}), z6("x"))
+                self.assertEqual([text_of(v) for v in list_items(meta["executorDebugLogs"])], ["got x"])
+                self.assertIn("evaluationDuration", meta)
+        # On failure too, and bounded: 1000 lines keep 100 and a closing marker.
+        code = "def Z1(Z1K1):\n    for i in range(1000):\n        Wikifunctions.Debug(i)\n    raise ValueError('no')\n"
+        z22 = self.call("python-3", code, {"Z1K1": z6("x")})
+        self.assert_error(z22, None, "no")
+        lines = [text_of(v) for v in list_items(meta_pairs(z22)["executorDebugLogs"])]
+        self.assertEqual(len(lines), 101)
+        self.assertEqual(lines[:2], ["0", "1"])
+        self.assertEqual(lines[-1], "... (debug log truncated)")
+        js = "function Z1(a) { for (let i = 0; i < 1000; i++) Wikifunctions.Debug(i); return a; }"
+        meta = self.assert_value(self.call("javascript", js, {"Z1K1": z6("x")}), z6("x"))
+        self.assertEqual(len(list_items(meta["executorDebugLogs"])), 101)
+
+    def test_references_as_arguments(self):
+        code = "def Z1(Z1K1):\n    return [Z1K1 == 'Z6021', Z1K1.Z9K1, Z1K1]\n"
+        z22 = self.call("python-3", code, {"Z1K1": z9("Z6021")})
+        items = list_items(z22["Z22K1"])
+        self.assertEqual(items[0], z40(True), z22)
+        self.assertEqual(items[1:], [z6("Z6021"), z9("Z6021")])
+        js = "function Z1(r) { return [r.Z1K1 === 'Z9', r.Z9K1, r]; }"
+        items = list_items(self.call("javascript", js, {"Z1K1": z9("Z6021")})["Z22K1"])
+        self.assertEqual(items, [z40(True), z6("Z6021"), z9("Z6021")])
+        # Inside a value (a Z4 whose identity is a reference) as well.
+        z4 = {"Z1K1": z9("Z4"), "Z4K1": z9("Z6"), "Z4K2": normal_list("Z3", []), "Z4K3": z9("Z106")}
+        z22 = self.call("python-3", "def Z1(Z1K1):\n    return Z1K1.Z4K1\n", {"Z1K1": z4})
+        self.assert_value(z22, z9("Z6"))
+
+
 class SandboxFailures(EvaluatorCase):
     """Timeouts and memory bombs end the call with a specific error; the service keeps serving."""
 

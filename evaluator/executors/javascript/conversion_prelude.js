@@ -242,6 +242,11 @@
   }
 
   function deserialize(z) {
+    if (isObject(z) && z.Z1K1 === 'Z9' && typeof z.Z9K1 === 'string') {
+      // A reference (e.g. an enum value passed to an argument typed Z1): a ZObject whose Z1K1 is
+      // 'Z9' and Z9K1 the ZID; returned, it stays a reference.
+      return new ZObject({Z9K1: z.Z9K1}, 'Z9');
+    }
     if (!isObject(z) || z.Z1K1 === 'Z9') {
       throw unconvertible();
     }
@@ -378,6 +383,9 @@
       const pairs = keys.map((k, i) => ({Z1K1: entryType, K1: k, K2: values[i]}));
       return {Z1K1: mapType(keyType, valueType), K1: buildList(pairs, listType(entryType))};
     }
+    if (value instanceof ZObject && value.Z1K1 === 'Z9' && typeof value.Z9K1 === 'string') {
+      return ref(value.Z9K1);
+    }
     if (value instanceof ZObject && value.Z1K1 !== null && value.Z1K1 !== undefined) {
       const result = {Z1K1: value.Z1K1};
       for (const key of objectKeys(value)) {
@@ -391,7 +399,8 @@
   }
 
   // ---------------------------------------------------------------------------------------
-  // The per-call driver. Returns 'R' + JSON of the serialized result, or 'E' + error message.
+  // The per-call driver. Returns 'R' + JSON of the serialized result, 'E' + error message, or 'Z' +
+  // a whole Z22 (when Wikifunctions.Debug added lines).
   function messageOf(e) {
     try {
       if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
@@ -406,22 +415,132 @@
     }
   }
 
-  function orderedArguments(argumentsJson) {
+  // ---------------------------------------------------------------------------------------
+  // Wikifunctions.Debug: lines for the metadata key executorDebugLogs, bounded like the console.
+  const maxDebugEntries = 100;
+  let debugLines = [];
+  let debugLeft = 0;
+  let debugTruncated = false;
+  const Wikifunctions = {
+    Debug(...values) {
+      if (debugTruncated) {
+        return;
+      }
+      const text = values.map((v) => (typeof v === 'string' ? v : inspect(v))).join(' ');
+      if (debugLines.length >= maxDebugEntries || text.length > debugLeft) {
+        debugLines.push('... (debug log truncated)');
+        debugTruncated = true;
+        return;
+      }
+      debugLines.push(text);
+      debugLeft -= text.length;
+    },
+    Call() {
+      throw new NativeError('Non-reentrant executor tried to call back to the orchestrator');
+    },
+  };
+
+  function metadataMap(entries) {
+    const pair = pairType(ref('Z6'), ref('Z1'));
+    const pairs = entries.map(([key, value]) => ({Z1K1: pair, K1: {Z1K1: 'Z6', Z6K1: key}, K2: value}));
+    return {Z1K1: mapType(ref('Z6'), ref('Z1')), K1: buildList(pairs, listType(pair))};
+  }
+
+  // The whole Z22 when there are debug lines (the native side builds it otherwise).
+  function z22WithDebug(value, message) {
+    const lines = debugLines.map((line) => ({Z1K1: 'Z6', Z6K1: line}));
+    const entries = [['executorDebugLogs', buildList(lines, listType(ref('Z6')))]];
+    if (value === undefined) {
+      entries.unshift(['errors', {Z1K1: ref('Z5'), Z5K2: {Z1K1: 'Z6', Z6K1: message}}]);
+    }
+    return 'Z' + jsonStringify({Z1K1: ref('Z22'), Z22K1: value === undefined ? ref('Z24') : value,
+      Z22K2: metadataMap(entries)});
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Type converters (docs/compatibility.md "Type converters"): a plan is {converter:
+  // {functionName, code}} or {list: plan}.
+  function converterFunction(converter, cache) {
+    const key = converter.functionName + '\u0000' + converter.code;
+    if (!cache.has(key)) {
+      const wrapper = geval('(function () {"use strict";' + converter.code + '\n;return ' +
+        converter.functionName + ';\n})');
+      const fn = wrapper();
+      if (typeof fn !== 'function') {
+        throw new TypeError('Type converter ' + converter.functionName + ' defines no function');
+      }
+      cache.set(key, fn);
+    }
+    return cache.get(key);
+  }
+
+  function applyConverter(converter, value, cache) {
+    const fn = converterFunction(converter, cache);
+    try {
+      return fn(value);
+    } catch (e) {
+      throw new NativeError('Type converter ' + converter.functionName + ' failed: ' + messageOf(e));
+    }
+  }
+
+  function toNative(plan, z, cache) {
+    if (isObject(plan) && isObject(plan.converter)) {
+      return applyConverter(plan.converter, z, cache);
+    }
+    if (isObject(plan) && isObject(plan.list)) {
+      const items = [];
+      let tail = z;
+      while (isObject(tail) && tail.K1 !== undefined) {
+        items.push(toNative(plan.list, tail.K1, cache));
+        tail = tail.K2;
+      }
+      return items;
+    }
+    return deserialize(z);
+  }
+
+  function fromNative(plan, value, cache) {
+    if (isObject(plan) && isObject(plan.converter)) {
+      const z = applyConverter(plan.converter, value, cache);
+      if (!isObject(z) || z.Z1K1 === undefined) {
+        throw new TypeError('Type converter ' + plan.converter.functionName +
+          ' returned something that is not a ZObject (an object with Z1K1)');
+      }
+      return z;
+    }
+    if (isObject(plan) && isObject(plan.list)) {
+      if (!isArray(value)) {
+        throw cannotSerialize(value);
+      }
+      const items = value.map((item) => fromNative(plan.list, item, cache));
+      return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
+    }
+    return serialize(value);
+  }
+
+  function orderedArguments(argumentsJson, plans, cache) {
     const args = jsonParse(argumentsJson);
     if (!isObject(args)) {
       return [];
     }
     // Positional, in lexicographic (UTF-16 code unit) order of the keys: Z1K10 < Z1K2.
-    return objectKeys(args).sort().map((key) => deserialize(args[key]));
+    return objectKeys(args).sort().map((key) => toNative(plans[key], args[key], cache));
   }
 
   global.ZObject = ZObject;
   global.ZPair = ZPair;
   global.serialize = serialize;
   global.deserialize = deserialize;
+  global.Wikifunctions = Wikifunctions;
 
-  return async function run(code, functionName, argumentsJson) {
+  return async function run(code, functionName, argumentsJson, convertersJson, debugLimit) {
+    debugLines = [];
+    debugLeft = debugLimit;
+    debugTruncated = false;
     try {
+      const converters = convertersJson ? jsonParse(convertersJson) : {};
+      const plans = isObject(converters.arguments) ? converters.arguments : {};
+      const cache = new NativeMap();
       // Like the reference, the code becomes the body of an async function (so top-level
       // `await` works); strict mode as in the reference's module.
       const wrapper = geval('(async function () {"use strict";' + code + '\n;return ' + functionName + ';\n})');
@@ -429,15 +548,16 @@
       if (typeof fn !== 'function') {
         throw new TypeError(functionName + ' is not a function');
       }
-      const values = orderedArguments(argumentsJson);
+      const values = orderedArguments(argumentsJson, plans, cache);
       let result = fn(...values);
       // Deliberate fix: a returned Promise (async function) is awaited.
       if (result instanceof Promise) {
         result = await result;
       }
-      return 'R' + jsonStringify(serialize(result));
+      const z = fromNative(converters.result, result, cache);
+      return debugLines.length > 0 ? z22WithDebug(z) : 'R' + jsonStringify(z);
     } catch (e) {
-      return 'E' + messageOf(e);
+      return debugLines.length > 0 ? z22WithDebug(undefined, messageOf(e)) : 'E' + messageOf(e);
     }
   };
 })

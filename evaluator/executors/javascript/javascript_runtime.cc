@@ -227,7 +227,7 @@ class JavascriptRuntime final : public LanguageRuntime {
     JS::RootedValue result(cx_);
     bool called = false;
     {
-      JS::RootedValueArray<3> argv(cx_);
+      JS::RootedValueArray<5> argv(cx_);
       JSString* code = new_utf8_string(input.code);
       if (code != nullptr) {
         argv[0].setString(code);
@@ -236,8 +236,12 @@ class JavascriptRuntime final : public LanguageRuntime {
           argv[1].setString(fname);
           JSString* args = new_utf8_string(input.arguments_json.empty() ? std::string_view("{}")
                                                                         : input.arguments_json);
-          if (args != nullptr) {
+          JSString* converters = args != nullptr ? new_utf8_string(input.converters_json) : nullptr;
+          if (converters != nullptr) {
             argv[2].setString(args);
+            argv[3].setString(converters);
+            // Wikifunctions.Debug keeps at most as many characters as the console.
+            argv[4].setNumber(static_cast<double>(output_limit_));
             JS::RootedValue fn(cx_, JS::ObjectValue(**driver_));
             called = JS::Call(cx_, JS::UndefinedHandleValue, fn, argv, &result);
           }
@@ -465,6 +469,10 @@ class JavascriptRuntime final : public LanguageRuntime {
         if (text.size() >= 1 && text[0] == 'R') {
           out.ok = true;
           out.z22_json = success_z22(std::string_view(text).substr(1));
+        } else if (text.size() >= 1 && text[0] == 'Z') {
+          // A whole Z22 built by the driver: a result or error with Wikifunctions.Debug lines.
+          out.ok = true;
+          out.z22_json = text.substr(1);
         } else if (text.size() >= 1 && text[0] == 'E') {
           finish_with_message(std::string_view(text).substr(1), out);
         } else if (oom_reported_) {

@@ -44,14 +44,45 @@ class ZPair:
         return f"ZPair({self.K1!r}, {self.K2!r})"
 
 
-class _NonReentrant:
-    """`W`: calling back into the orchestrator needs reentrant mode, which this service lacks."""
+class _DebugLog:
+    """What `Wikifunctions.Debug` collected during one call: at most `limit` characters over at
+    most _MAX_DEBUG_ENTRIES entries; what does not fit is replaced by one closing marker."""
 
-    def Call(self, *args, **kwargs):
+    def __init__(self, limit):
+        self.entries = []
+        self._left = limit
+        self._truncated = False
+
+    def add(self, text):
+        if self._truncated:
+            return
+        if len(self.entries) >= _MAX_DEBUG_ENTRIES or len(text) > self._left:
+            self.entries.append("... (debug log truncated)")
+            self._truncated = True
+            return
+        self.entries.append(text)
+        self._left -= len(text)
+
+
+_MAX_DEBUG_ENTRIES = 100
+_debug_log = _DebugLog(0)
+
+
+class _Wikifunctions:
+    """`Wikifunctions` (alias `W`) as the production evaluator provides it: Debug adds a line to
+    the call's debug log (metadata key executorDebugLogs); Call needs reentrant mode, which this
+    service lacks."""
+
+    @staticmethod
+    def Debug(*values):
+        _debug_log.add(" ".join(str(value) for value in values))
+
+    @staticmethod
+    def Call(*args, **kwargs):
         raise RuntimeError("Non-reentrant executor tried to call back to the orchestrator")
 
 
-W = _NonReentrant()
+Wikifunctions = W = _Wikifunctions()
 
 
 def _zobject_items(zobject):
@@ -78,8 +109,27 @@ def _type_zid(z1k1):
     return kind
 
 
+class ZReference(str):
+    """A Z9 reference (e.g. an enum value such as "Z6021" passed to an argument typed Z1): the
+    ZID as a str (so `value == "Z6021"` works), with Z1K1 "Z9" and Z9K1; returned, it stays a
+    reference."""
+
+    @property
+    def Z1K1(self):
+        return "Z9"
+
+    @property
+    def Z9K1(self):
+        return str(self)
+
+    def __repr__(self):
+        return f"ZReference({str(self)!r})"
+
+
 def _deserialize(zobject):
     z1k1 = zobject.get("Z1K1")
+    if z1k1 == "Z9":
+        return ZReference(zobject.get("Z9K1"))
     zid = _type_zid(z1k1)
     if zid == "Z6":
         return zobject.get("Z6K1")
@@ -142,6 +192,8 @@ def _unserializable(value):
 
 
 def _serialize(value):
+    if isinstance(value, ZReference):
+        return _ref(str(value))
     if isinstance(value, str):
         return {"Z1K1": "Z6", "Z6K1": value}
     if isinstance(value, bool):
@@ -178,20 +230,34 @@ def _serialize(value):
 # ---- Envelopes ----------------------------------------------------------------------------------
 
 
+def _metadata(entries):
+    """A Z883(Z6, Z1) map of (key, ZObject) entries; Z24 when there are none."""
+    if not entries:
+        return _ref("Z24")
+    key_type, value_type = _ref("Z6"), _ref("Z1")
+    pair_type = _call_type("Z882", Z882K1=key_type, Z882K2=value_type)
+    list_type = _call_type("Z881", Z881K1=pair_type)
+    node = {"Z1K1": list_type}
+    for key, value in reversed(entries):
+        pair = {"Z1K1": pair_type, "K1": {"Z1K1": "Z6", "Z6K1": key}, "K2": value}
+        node = {"Z1K1": list_type, "K1": pair, "K2": node}
+    return {"Z1K1": _call_type("Z883", Z883K1=key_type, Z883K2=value_type), "K1": node}
+
+
+def _debug_entries():
+    if not _debug_log.entries:
+        return []
+    lines = [{"Z1K1": "Z6", "Z6K1": line} for line in _debug_log.entries]
+    return [("executorDebugLogs", _typed_list(lines))]
+
+
 def _success(result):
-    return {"Z1K1": _ref("Z22"), "Z22K1": result, "Z22K2": _ref("Z24")}
+    return {"Z1K1": _ref("Z22"), "Z22K1": result, "Z22K2": _metadata(_debug_entries())}
 
 
 def _failure(message):
     error = {"Z1K1": _ref("Z5"), "Z5K2": {"Z1K1": "Z6", "Z6K1": message}}
-    key_type, value_type = _ref("Z6"), _ref("Z1")
-    pair_type = _call_type("Z882", Z882K1=key_type, Z882K2=value_type)
-    list_type = _call_type("Z881", Z881K1=pair_type)
-    pair = {"Z1K1": pair_type, "K1": {"Z1K1": "Z6", "Z6K1": "errors"}, "K2": error}
-    metadata = {
-        "Z1K1": _call_type("Z883", Z883K1=key_type, Z883K2=value_type),
-        "K1": {"Z1K1": list_type, "K1": pair, "K2": {"Z1K1": list_type}},
-    }
+    metadata = _metadata([("errors", error)] + _debug_entries())
     return {"Z1K1": _ref("Z22"), "Z22K1": _ref("Z24"), "Z22K2": metadata}
 
 
@@ -241,9 +307,98 @@ def _encode(envelope):
         return text.encode("utf-8")
 
 
-def run_call(code, function_name, arguments_json, captured_limit):
+# ---- Type converters (docs/compatibility.md "Type converters") ------------------------------
+# A plan says how one value crosses between ZObject and Python: {"converter": {"functionName",
+# "code"}} runs a Z46 (to code) or Z64 (from code) converter on the value itself; {"list": plan}
+# applies `plan` to each element of a typed list. Values without a plan use the default
+# conversions above.
+
+
+class _ConverterError(Exception):
+    pass
+
+
+class _Converters:
+    def __init__(self, converters_json):
+        spec = _json_loads(converters_json) if converters_json else {}
+        if not isinstance(spec, dict):
+            spec = {}
+        self.arguments = spec.get("arguments") or {}
+        self.result = spec.get("result")
+        self._functions = {}
+
+    def _function(self, converter):
+        name = converter.get("functionName")
+        key = (name, converter.get("code"))
+        function = self._functions.get(key)
+        if function is None:
+            namespace = _namespace()
+            exec(compile(converter.get("code", ""), f"<converter {name}>", "exec"), namespace)
+            function = namespace.get(name)
+            if not callable(function):
+                raise _ConverterError(f"Type converter {name}: its code defines no function {name}")
+            self._functions[key] = function
+        return name, function
+
+    def _apply(self, converter, value):
+        name, function = self._function(converter)
+        try:
+            return function(value)
+        except MemoryError:
+            raise
+        except Exception as error:
+            raise _ConverterError(f"Type converter {name} failed: {_message(error)}") from None
+
+    def to_native(self, plan, zobject):
+        if not isinstance(plan, dict):
+            return _deserialize(zobject)
+        if "converter" in plan:
+            return self._apply(plan["converter"], zobject)
+        if "list" in plan:
+            items = []
+            node = zobject
+            while node is not None and "K1" in node:
+                items.append(self.to_native(plan["list"], node.get("K1")))
+                node = node.get("K2")
+            return items
+        return _deserialize(zobject)
+
+    def from_native(self, plan, value):
+        if not isinstance(plan, dict):
+            return _serialize(value)
+        if "converter" in plan:
+            zobject = self._apply(plan["converter"], value)
+            if not isinstance(zobject, dict) or "Z1K1" not in zobject:
+                name = plan["converter"].get("functionName")
+                raise _ConverterError(
+                    f"Type converter {name} returned {_unserializable(zobject)} instead of a "
+                    "ZObject (a dict with Z1K1)"
+                )
+            return zobject
+        if "list" in plan:
+            if isinstance(value, (str, bytes, dict)):
+                raise _unserializable(value)
+            return _typed_list([self.from_native(plan["list"], item) for item in value])
+        return _serialize(value)
+
+
+def _namespace():
+    return {
+        "__name__": "__main__",
+        "__builtins__": builtins,
+        "ZObject": ZObject,
+        "ZPair": ZPair,
+        "ZReference": ZReference,
+        "Wikifunctions": Wikifunctions,
+        "W": W,
+    }
+
+
+def run_call(code, function_name, arguments_json, converters_json, captured_limit):
     """Runs one call. Returns (ok, z22 utf-8 bytes, captured utf-8 bytes, out_of_memory)."""
+    global _debug_log
     captured = _BoundedText(captured_limit)
+    _debug_log = _DebugLog(captured_limit)
     saved = (sys.stdout, sys.stderr, sys.stdin)
     sys.stdout = sys.stderr = captured
     sys.stdin = io.StringIO("")
@@ -251,21 +406,19 @@ def run_call(code, function_name, arguments_json, captured_limit):
     try:
         try:
             arguments = _json_loads(arguments_json)
-            namespace = {
-                "__name__": "__main__",
-                "__builtins__": builtins,
-                "ZObject": ZObject,
-                "ZPair": ZPair,
-                "W": W,
-            }
+            converters = _Converters(converters_json)
+            namespace = _namespace()
             exec(compile(code, "<code>", "exec"), namespace)
             try:
                 function = namespace[function_name]
             except KeyError:
                 raise NameError(f"name '{function_name}' is not defined") from None
-            keywords = {key: _deserialize(value) for key, value in arguments.items()}
+            plans = converters.arguments
+            keywords = {
+                key: converters.to_native(plans.get(key), value) for key, value in arguments.items()
+            }
             result = function(**keywords)
-            z22 = _encode(_success(_serialize(result)))
+            z22 = _encode(_success(converters.from_native(converters.result, result)))
         except BaseException as error:  # noqa: B902 - user code may raise anything
             out_of_memory = isinstance(error, MemoryError)
             error.__traceback__ = None
@@ -273,6 +426,195 @@ def run_call(code, function_name, arguments_json, captured_limit):
     finally:
         sys.stdout, sys.stderr, sys.stdin = saved
     return (True, z22, captured.getvalue().encode("utf-8", "replace"), out_of_memory)
+
+
+# ---- Modules (docs/compatibility.md "Modules") -----------------------------------------------
+# Children read no files. Pure-Python standard modules are kept as marshalled code compiled in the
+# zygote and executed only when a call imports them (no per-call cost otherwise); extension
+# modules they need are loaded in the zygote. Modules that need the network or processes import
+# as stand-ins whose functions fail with a clear error; anything else fails to import with a
+# message that says why.
+
+
+class _StoredLoader:
+    def __init__(self, marshalled):
+        self._marshalled = marshalled
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        import marshal
+
+        exec(marshal.loads(self._marshalled), module.__dict__)
+
+
+class _UnavailableLoader:
+    def __init__(self, forward):
+        self._forward = forward
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__name__
+        forward = self._forward
+
+        def __getattr__(attribute):
+            if attribute.startswith("__"):
+                raise AttributeError(attribute)
+            if forward is not None:
+                source = sys.modules.get(forward) or __import__(forward, fromlist=["_"])
+                if hasattr(source, attribute):
+                    return getattr(source, attribute)
+
+            def unavailable(*args, **kwargs):
+                raise RuntimeError(
+                    f"{name}.{attribute} is not available: Wikifunctions code runs without "
+                    "network access, processes or files"
+                )
+
+            unavailable.__name__ = attribute
+            return unavailable
+
+        module.__getattr__ = __getattr__
+
+
+class _ModuleStore:
+    def __init__(self):
+        self.stored = {}
+        self.unavailable = {}
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery as machinery
+
+        if name in self.unavailable:
+            return machinery.ModuleSpec(name, _UnavailableLoader(self.unavailable[name]))
+        entry = self.stored.get(name)
+        if entry is None:
+            return None
+        marshalled, is_package, origin = entry
+        spec = machinery.ModuleSpec(
+            name, _StoredLoader(marshalled), origin=origin, is_package=is_package
+        )
+        return spec
+
+
+class _Refuse:
+    """Last on sys.meta_path: a module nobody serves fails with the reason."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names:
+            why = "this standard module is not preloaded in the evaluator (children read no files)"
+        else:
+            why = "only the Python standard library is available in Wikifunctions code"
+        raise ModuleNotFoundError(f"No module named '{name}': {why}", name=name)
+
+
+# Extension modules never loaded: OpenSSL (libcrypto) alone added ~0.1 ms of fork/exit CPU to
+# every call; without it hashlib and hmac use CPython's built-in md5/sha1/sha2/sha3/blake2.
+_NOT_LOADED = ("_hashlib", "_ssl")
+
+
+def _modules_imported_by(names):
+    """The modules that importing `names` adds, as [name, is_source] pairs, found in a forked
+    process so that none of them runs here (what runs here stays in every child's memory)."""
+    import os
+    import importlib
+    import importlib.machinery as machinery
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            for name in _NOT_LOADED:
+                sys.modules[name] = None  # as in the children: the import fails, a fallback runs
+            before = set(sys.modules)
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except Exception:
+                    pass  # absent from this installation: its import fails with the reason later
+            found = []
+            for name in sorted(set(sys.modules) - before):
+                loader = getattr(getattr(sys.modules[name], "__spec__", None), "loader", None)
+                found.append([name, isinstance(loader, machinery.SourceFileLoader)])
+            data = memoryview(_json_dumps(found).encode())
+            while data:
+                data = data[os.write(write_end, data) :]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    return _json_loads(b"".join(chunks).decode()) if chunks else []
+
+
+def _spec_without_running(name):
+    """The file spec of `name` found without importing its parent packages."""
+    import importlib.machinery as machinery
+
+    parent, _, _ = name.rpartition(".")
+    path = None
+    if parent:
+        parent_spec = _spec_without_running(parent)
+        path = parent_spec.submodule_search_locations if parent_spec else None
+        if path is None:
+            return None
+    return machinery.PathFinder.find_spec(name, path)
+
+
+def install_modules(stored_names, unavailable):
+    """In the zygote: find what importing `stored_names` needs (in a forked process), load the
+    extension modules among them here, keep the pure-Python ones as marshalled code that runs
+    only when a call imports it; `unavailable` maps a module name to the module whose attributes
+    its stand-in forwards (or None). Returns the names kept as code."""
+    import importlib
+    import importlib.machinery as machinery
+    import marshal
+
+    store = _ModuleStore()
+    found = _modules_imported_by(stored_names)
+    for name, is_source in found:
+        if is_source or name in _NOT_LOADED:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+    for name, is_source in found:
+        if not is_source or name in sys.modules:
+            continue
+        spec = _spec_without_running(name)
+        if spec is None or not isinstance(spec.loader, machinery.SourceFileLoader):
+            continue
+        code = spec.loader.get_code(name)
+        store.stored[name] = (
+            marshal.dumps(code),
+            spec.submodule_search_locations is not None,
+            spec.origin,
+        )
+        del code
+    store.unavailable = dict(unavailable)
+    sys.meta_path[:] = [
+        store,
+        *[finder for finder in sys.meta_path if finder is not machinery.PathFinder],
+        _Refuse,
+    ]
+    sys.path_importer_cache.clear()
+    return sorted(store.stored)
 
 
 def freeze():

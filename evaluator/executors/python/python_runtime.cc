@@ -65,7 +65,7 @@ const std::vector<std::string> kRequiredModules = {
 // Kept lean on purpose: every module adds anonymous memory to the zygote, which each call pays
 // for in fork, copy-on-write faults and exit (all optional modules of an earlier, longer list
 // doubled the zygote's anonymous memory to 11 MB and cost ~0.3 ms of CPU per call). Heavy or rare
-// modules (hashlib/_hashlib, uuid, dataclasses, threading, difflib, ...) are left out.
+// modules (hashlib, dataclasses, difflib, ...) are kept as code only (kStoredModules below).
 const std::vector<std::string> kOptionalModules = {
     "_strptime",
     "encodings.idna",
@@ -101,6 +101,33 @@ const std::vector<std::string> kOptionalModules = {
     "binascii",
     "keyword",
     "signal",
+};
+
+// Pure-Python standard modules that real implementations import (../shared/realwf/modules_a.json)
+// and light relatives: found and compiled in the zygote, then kept as code objects only (with the
+// extension modules they need loaded), so a call pays for one only when it imports it. See
+// install_modules in python_driver.py and docs/compatibility.md "Modules". Not uuid: its import
+// calls uname, which the sandbox forbids.
+const std::vector<std::string> kStoredModules = {
+    "hashlib",      "hmac",        "secrets",
+    "html",         "html.parser", "html.entities",
+    "urllib.parse", "ipaddress",   "csv",
+    "pkgutil",      "token",       "tokenize",
+    "difflib",      "dataclasses", "pprint",
+    "graphlib",     "colorsys",    "fnmatch",
+    "shlex",        "reprlib",     "xml.etree.ElementTree",
+    "http",  // the package of the http.client stand-in (HTTPStatus)
+};
+// Modules that need the network or processes: they import, and each of their functions fails with
+// a clear error when called. The second name, when set, is a module whose attributes they forward
+// (urllib.request re-exports urllib.parse's quote, urlencode, ...).
+const std::vector<std::pair<std::string, std::string>> kUnavailableModules = {
+    {"urllib.request", "urllib.parse"},
+    {"socket", ""},
+    {"ssl", ""},
+    {"subprocess", ""},
+    {"http.client", ""},
+    {"multiprocessing", ""},
 };
 
 constexpr const char kWarmUpCode[] =
@@ -231,6 +258,7 @@ class PythonRuntime final : public LanguageRuntime {
       return false;
     }
     Py_INCREF(run_call_);
+    if (!install_modules(globals, error)) return false;
 
     // Children get an empty environment; drop the zygote's copy from os.environ too.
     PyObject* cleared =
@@ -242,7 +270,7 @@ class PythonRuntime final : public LanguageRuntime {
     Py_DECREF(cleared);
 
     // One call in the zygote so that caches (re, json, codecs) are shared by every child.
-    CallOutput warm = run(kWarmUpCode, "Z1", kWarmUpArguments, 1024);
+    CallOutput warm = run(kWarmUpCode, "Z1", kWarmUpArguments, "", 1024);
     if (warm.z22_json.find("Z22K1") == std::string::npos ||
         warm.z22_json.find("\"errors\"") != std::string::npos) {
       error = "the warm-up call failed: " + warm.z22_json + warm.error_message;
@@ -257,29 +285,64 @@ class PythonRuntime final : public LanguageRuntime {
     return true;
   }
 
+  // Calls install_modules of the driver with kStoredModules and kUnavailableModules.
+  static bool install_modules(PyObject* globals, std::string& error) {
+    PyObject* install = PyDict_GetItemString(globals, "install_modules");  // borrowed
+    PyObject* names = PyList_New(0);
+    PyObject* unavailable = PyDict_New();
+    bool ok = install != nullptr && names != nullptr && unavailable != nullptr;
+    for (const auto& name : kStoredModules) {
+      PyObject* text = ok ? PyUnicode_FromString(name.c_str()) : nullptr;
+      ok = text != nullptr && PyList_Append(names, text) == 0;
+      Py_XDECREF(text);
+    }
+    for (const auto& [name, forward] : kUnavailableModules) {
+      PyObject* target =
+          forward.empty() ? Py_NewRef(Py_None) : PyUnicode_FromString(forward.c_str());
+      ok = ok && target != nullptr && PyDict_SetItemString(unavailable, name.c_str(), target) == 0;
+      Py_XDECREF(target);
+    }
+    PyObject* stored =
+        ok ? PyObject_CallFunctionObjArgs(install, names, unavailable, nullptr) : nullptr;
+    Py_XDECREF(names);
+    Py_XDECREF(unavailable);
+    if (stored == nullptr) {
+      error =
+          "the Python driver could not install the module store: " +
+          (PyErr_Occurred() != nullptr ? fetch_error() : std::string("install_modules missing"));
+      return false;
+    }
+    Py_DECREF(stored);
+    return true;
+  }
+
   void after_fork() override {
     PyOS_AfterFork_Child();
     hook_allocators();
   }
 
-  void warm_up() override { run(kChildWarmUpCode, "Z1", kWarmUpArguments, 1024); }
+  void warm_up() override { run(kChildWarmUpCode, "Z1", kWarmUpArguments, "", 1024); }
 
   CallOutput call(const CallInput& input) override {
     g_allocation_failed = false;
-    return run(input.code, input.function_name, input.arguments_json, input.captured_output_limit);
+    return run(input.code, input.function_name, input.arguments_json, input.converters_json,
+               input.captured_output_limit);
   }
 
  private:
   CallOutput run(const std::string& code, const std::string& function_name,
-                 const std::string& arguments_json, std::uint64_t captured_limit) {
+                 const std::string& arguments_json, const std::string& converters_json,
+                 std::uint64_t captured_limit) {
     CallOutput output;
     PyObject* args = Py_BuildValue(
-        "(NNNK)",
+        "(NNNNK)",
         PyUnicode_DecodeUTF8(code.data(), static_cast<Py_ssize_t>(code.size()), "surrogateescape"),
         PyUnicode_DecodeUTF8(function_name.data(), static_cast<Py_ssize_t>(function_name.size()),
                              "surrogateescape"),
         PyUnicode_DecodeUTF8(arguments_json.data(), static_cast<Py_ssize_t>(arguments_json.size()),
                              "surrogateescape"),
+        PyUnicode_DecodeUTF8(converters_json.data(),
+                             static_cast<Py_ssize_t>(converters_json.size()), "surrogateescape"),
         static_cast<unsigned long long>(captured_limit));
     PyObject* result = args != nullptr ? PyObject_Call(run_call_, args, nullptr) : nullptr;
     Py_XDECREF(args);
@@ -320,6 +383,8 @@ const std::vector<std::string>& python_preloaded_modules() {
   static const std::vector<std::string> all = [] {
     std::vector<std::string> modules = kRequiredModules;
     modules.insert(modules.end(), kOptionalModules.begin(), kOptionalModules.end());
+    modules.insert(modules.end(), kStoredModules.begin(), kStoredModules.end());
+    for (const auto& entry : kUnavailableModules) modules.push_back(entry.first);
     return modules;
   }();
   return all;

@@ -118,11 +118,15 @@ TEST(JsConversion, Z7TypedArgumentUsesTheFunctionZid) {
   EXPECT_EQ(roundtrip("return Z1K1[0];", input), z6("only"));
 }
 
-TEST(JsConversion, ReferenceInsideAnArgumentFailsAsTheReferenceDid) {
+// Issue 10: the original failed here (Maximum call stack size exceeded); a reference is now a
+// ZObject {Z1K1: 'Z9', Z9K1} that stays a reference when returned.
+TEST(JsConversion, ReferenceInsideAnArgumentReachesTheCode) {
   const json input = {{"Z1K1", z9("Z4")}, {"Z4K1", z9("Z6")}};
   CallOutput out =
-      call("function Z1(Z1K1) { return 'unreached'; }", "Z1", json{{"Z1K1", input}}.dump());
-  EXPECT_EQ(error_message_of(out), "Maximum call stack size exceeded");
+      call("function Z1(Z1K1) { return Z1K1.Z4K1; }", "Z1", json{{"Z1K1", input}}.dump());
+  EXPECT_EQ(result_of(out), z9("Z6"));
+  out = call("function Z1(r) { return r.Z9K1; }", "Z1", json{{"Z1K1", z9("Z6021")}}.dump());
+  EXPECT_EQ(result_of(out), z6("Z6021"));
 }
 
 TEST(JsConversion, UnserializableValuesNameTheValue) {

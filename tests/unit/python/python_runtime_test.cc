@@ -181,10 +181,15 @@ TEST(PythonRuntime, OtherObjectsBecomeZObjects) {
   EXPECT_EQ(value_of(r), json({{"Z1K1", "Z10002"}, {"Z10002K1", z6("v")}}));
 }
 
-TEST(PythonRuntime, ReferencesInsideArgumentsFailLikeTheOriginal) {
+// Issue 10: the original failed here ('str' object has no attribute 'get'); a reference is now a
+// ZReference (a str equal to the ZID) that stays a reference when returned.
+TEST(PythonRuntime, ReferencesInsideArgumentsReachTheCode) {
   json type = {{"Z1K1", z9("Z4")}, {"Z4K1", z9("Z6")}};
-  auto r = call("def Z1000(Z1000K1):\n  return 'x'", {{"Z1000K1", type}});
-  EXPECT_EQ(error_of(r), "'str' object has no attribute 'get'");
+  auto r = call("def Z1000(Z1000K1):\n  return Z1000K1.Z4K1", {{"Z1000K1", type}});
+  EXPECT_EQ(value_of(r), z9("Z6"));
+  r = call("def Z1000(Z1000K1):\n  return Z1000K1 == 'Z6021' and Z1000K1.Z9K1 == 'Z6021'",
+           {{"Z1000K1", z9("Z6021")}});
+  EXPECT_EQ(value_of(r), json({{"Z1K1", z9("Z40")}, {"Z40K1", z9("Z41")}}));
 }
 
 TEST(PythonRuntime, UnserializableResults) {
