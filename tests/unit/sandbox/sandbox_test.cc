@@ -438,13 +438,15 @@ TEST(ZygoteRestart, ConcurrentCallsSurviveZygoteKills) {
           failures[static_cast<std::size_t>(t)] = out.detail;
         }
         ++done;
+        done.notify_all();
       }
     });
   }
-  // Kill the zygote twice while the calls run.
+  // Kill the zygote twice while the calls run, each time once a third more calls are done
+  // (every call ends by its deadline, so the count always gets there).
   for (int kill = 0; kill < 2; ++kill) {
-    int target = (kill + 1) * kThreads * kCalls / 3;
-    while (done < target) std::this_thread::sleep_for(1ms);
+    const int target = (kill + 1) * kThreads * kCalls / 3;
+    for (int seen = done.load(); seen < target; seen = done.load()) done.wait(seen);
     pid_t zygote = sandbox->stats().zygote_pid;
     if (zygote > 0) ::kill(zygote, SIGKILL);
   }
