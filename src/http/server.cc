@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "request_limits.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/obs/trace.h"
@@ -270,9 +271,8 @@ struct Server::Impl {
     for (;;) {
       if (draining && !first) break;  // a new connection still gets its first request served
       handle->idle = true;
-      bhttp::request_parser<bhttp::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-      parser.body_limit(options.max_body_bytes);
+      RequestParser parser;
+      apply_request_limits(parser, options);
       stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
                                                        : options.idle_timeout);
       first = false;
