@@ -42,6 +42,11 @@ volatile unsigned long g_spin = 0;
   for (;;) g_spin = g_spin + 1;
 }
 
+// A real SIGSEGV, in sanitizer builds too (UBSan would report the null store and exit 1).
+__attribute__((no_sanitize_undefined, no_sanitize_address)) void segfault() {
+  *static_cast<volatile int*>(nullptr) = 1;
+}
+
 class ScriptedRuntime final : public LanguageRuntime {
  public:
   const char* name() const override { return "scripted"; }
@@ -122,7 +127,7 @@ class ScriptedRuntime final : public LanguageRuntime {
       out.z22_json = std::to_string(input.arguments_json.size()) + " " +
                      std::to_string(input.arguments_json.find_first_not_of('a'));
     } else if (cmd == "segv") {
-      *static_cast<volatile int*>(nullptr) = 1;
+      segfault();
     } else if (cmd == "exit") {
       ::_exit(3);
     } else if (cmd == "forge") {
@@ -291,6 +296,10 @@ TEST_F(SandboxTest, CrashesAndSilentExitsAreReported) {
   CallOutcome out = run("segv");
   EXPECT_EQ(out.status, Status::kCrashed);
   EXPECT_NE(out.detail.find("SIGSEGV"), std::string::npos) << out.detail;
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "under ASan, _exit() runs the sanitizer's exit hook, which makes system calls "
+                  "the seccomp filter forbids (SIGSYS): the Release run checks silent exits";
+#endif
   out = run("exit");
   EXPECT_EQ(out.status, Status::kCrashed);
   EXPECT_NE(out.detail.find("status 3"), std::string::npos) << out.detail;
