@@ -4,6 +4,9 @@
 #include <prometheus/counter.h>
 
 #include <atomic>
+#include <boost/url/params_view.hpp>
+#include <boost/url/parse_query.hpp>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
@@ -22,54 +25,66 @@ prometheus::Family<prometheus::Counter>& call_counter() {
   return family;
 }
 
-std::string percent_decode(std::string_view in) {
+// application/x-www-form-urlencoded bodies (accepted by the original):
+// zobject=<JSON>&doValidate=true. Each field is decoded on its own and placed into the request as a
+// JSON value, never pasted into JSON text: a value cannot add or override fields. An empty or
+// absent zobject is a missing one (a void Z22); a zobject that is not JSON is the string it is (a
+// Z539 envelope, as the original answers for a string).
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// Form bodies as clients send them (curl -d 'zobject={"Z1K1":…}') hold bytes a URL query may
+// not, and the original's parser took them as they are: those bytes, and a '%' that starts no
+// escape, are percent-encoded here so that parse_query decodes them back to themselves.
+std::string as_query(std::string_view body) {
+  static constexpr std::string_view kQueryChars = "-._~!$&'()*+,;=:@/?";
   std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] == '%') {
-      auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-      };
-      const int hi = i + 1 < in.size() ? hex(in[i + 1]) : -1;
-      const int lo = i + 2 < in.size() ? hex(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0) {
-        out += in[i];
-      } else {
-        out += static_cast<char>(hi * 16 + lo);
-        i += 2;
-      }
+  out.reserve(body.size());
+  for (std::size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    const bool escape =
+        c == '%' && i + 2 < body.size() && is_hex(body[i + 1]) && is_hex(body[i + 2]);
+    if (std::isalnum(static_cast<unsigned char>(c)) ||
+        kQueryChars.find(c) != std::string_view::npos || escape) {
+      out += c;
     } else {
-      out += in[i];
+      out += fmt::format("%{:02X}", static_cast<unsigned char>(c));
     }
   }
   return out;
 }
 
-// application/x-www-form-urlencoded bodies (accepted by the original):
-// zobject=<JSON>&doValidate=true
-std::string form_to_json(std::string_view body) {
-  std::string zobject = "null";
-  std::string validate = "false";
-  std::size_t pos = 0;
-  while (pos <= body.size()) {
-    const std::size_t amp = body.find('&', pos);
-    const std::string_view pair =
-        body.substr(pos, amp == std::string_view::npos ? std::string_view::npos : amp - pos);
-    const std::size_t eq = pair.find('=');
-    const std::string key = percent_decode(pair.substr(0, eq));
-    const std::string value =
-        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
-    if (key == "zobject") zobject = value;
-    if (key == "doValidate") validate = value == "true" || value == "1" ? "true" : "false";
-    if (amp == std::string_view::npos) break;
-    pos = amp + 1;
+std::expected<nlohmann::json, std::string> form_to_request(std::string_view raw,
+                                                           const codec::DecodeLimits& limits) {
+  const std::string body = as_query(raw);
+  auto query = boost::urls::parse_query(body);
+  if (!query) {
+    return std::unexpected(
+        fmt::format("the form body is not application/x-www-form-urlencoded ({}): send "
+                    "zobject=<percent-encoded JSON>&doValidate=false, or JSON with Content-Type "
+                    "application/json",
+                    query.error().message()));
   }
-  return "{\"zobject\":" + zobject + ",\"doValidate\":" + validate + "}";
+  boost::urls::encoding_opts opts;
+  opts.space_as_plus = true;
+  nlohmann::json request = {{"zobject", nullptr}, {"doValidate", false}};
+  // parse_query() has accepted the body, so this view of it does not throw.
+  for (const boost::urls::param& field : boost::urls::params_view(body, opts)) {
+    if (field.key == "doValidate") {
+      request["doValidate"] = field.value == "true" || field.value == "1";
+    } else if (field.key == "zobject") {
+      auto value = codec::parse_json<nlohmann::json>(field.value, limits);
+      if (!value && nlohmann::json::accept(field.value)) {  // JSON, but beyond the limits
+        return std::unexpected(
+            fmt::format("the zobject field is refused: {}", value.error().message));
+      }
+      request["zobject"] = field.value.empty() ? nlohmann::json(nullptr)
+                           : value             ? std::move(*value)
+                                               : nlohmann::json(field.value);
+    }
+  }
+  return request;
 }
 
 bool reference_like(std::string_view s) {
@@ -113,22 +128,22 @@ bool can_run_inline(const Engine& engine, const RouteOptions& options,
 
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request) {
-  std::string body_text;
   const std::string_view content_type = request.header("content-type").value_or("application/json");
+  codec::DecodeLimits limits;
+  limits.max_depth = options.max_json_depth;
+  std::expected<nlohmann::json, std::string> body;
   if (content_type.find("application/x-www-form-urlencoded") != std::string_view::npos) {
-    body_text = form_to_json(request.body);
+    body = form_to_request(request.body, limits);
+    if (!body) return http::Response::error(400, "bad_request", body.error());
   } else if (content_type.find("json") == std::string_view::npos) {
     return http::Response::error(
         415, "unsupported_media_type",
         fmt::format("Content-Type '{}' is not accepted: send application/json", content_type));
-  }
-  codec::DecodeLimits limits;
-  limits.max_depth = options.max_json_depth;
-  auto body = codec::parse_json<nlohmann::json>(
-      body_text.empty() ? std::string_view(request.body) : body_text, limits);
-  if (!body) {
+  } else if (auto parsed = codec::parse_json<nlohmann::json>(request.body, limits)) {
+    body = std::move(*parsed);
+  } else {
     return http::Response::error(
-        400, "bad_request", fmt::format("the body is not valid JSON: {}", body.error().message));
+        400, "bad_request", fmt::format("the body is not valid JSON: {}", parsed.error().message));
   }
   if (!body->is_object()) {
     return http::Response::error(

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/wiki_protocol.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
@@ -63,23 +64,14 @@ ObjectFetcher::Result interpret(FetchMetrics& metrics, const std::string& url,
         fmt::format("wiki API at {} answered {}: set WIKI_API_URL to a wiki with WikiLambda", url,
                     res->status)});
   }
-  auto body = nlohmann::json::parse(res->body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
+  auto out = decode_wikilambda_fetch(res->body, zids);
+  if (!out) {
     metrics.requests.Add({{"outcome", "bad_json"}}).Increment();
-    return std::unexpected(FetchError{
-        fmt::format("wiki API at {} answered with something that is not a JSON object", url)});
+    return std::unexpected(FetchError{fmt::format("wiki API at {} {}", url, out.error())});
   }
   metrics.requests.Add({{"outcome", "ok"}}).Increment();
-  std::map<std::string, std::string> out;
-  for (const auto& zid : zids) {
-    auto it = body.find(zid);
-    if (it == body.end() || !it->is_object()) continue;
-    auto text = it->find("wikilambda_fetch");
-    if (text == it->end() || !text->is_string()) continue;
-    out.emplace(zid, text->get<std::string>());
-    metrics.objects.Increment();
-  }
-  return out;
+  metrics.objects.Increment(static_cast<double>(out->size()));
+  return std::move(*out);
 }
 
 // interpret(), with a log line (carrying the request's trace id: this runs on the event loop)
@@ -109,10 +101,9 @@ class WikiFetcher final : public ObjectFetcher {
   void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) override {
     http::ClientRequest req;
     req.method = "GET";
-    std::string list;
-    for (const auto& z : zids) list += (list.empty() ? "" : "%7C") + z;
-    req.url = url_ + (url_.find('?') == std::string::npos ? "?" : "&") +
-              "action=wikilambda_fetch&format=json&zids=" + list;
+    auto url = wikilambda_fetch_url(url_, zids);
+    if (!url) return done(std::unexpected(FetchError{url.error()}));
+    req.url = std::move(*url);
     req.deadline = ctx.deadline;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
     if (!ctx.traceparent.empty()) req.headers.push_back({"traceparent", ctx.traceparent});

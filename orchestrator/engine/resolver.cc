@@ -50,7 +50,7 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
     out.z2 = std::move(z2);
     return true;
   }
-  if (!objects_dir_.empty()) {
+  if (!objects_dir_.empty() && zo::check_zid(zid)) {  // a file name only from a real ZID
     std::ifstream in(objects_dir_ / (zid + ".json"), std::ios::binary);
     if (in) {
       std::stringstream buf;
@@ -130,6 +130,10 @@ const Dereferenced& Resolver::dereference(const std::string& zid) {
   auto it = memo_.find(zid);
   if (it != memo_.end()) return it->second;
   Dereferenced d;
+  if (auto valid = zo::check_zid(zid); !valid) {  // never a file name or a wiki query
+    d.error = std::move(valid.error());
+    return memo_[zid] = std::move(d);
+  }
   if (local(zid, d)) return memo_[zid] = std::move(d);
   if (fetcher_ != nullptr) {
     fetch_batch({zid});

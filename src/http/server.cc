@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "request_limits.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/obs/trace.h"
@@ -399,9 +400,8 @@ struct Server::Impl {
   awaitable<std::optional<Incoming>> read_request(beast::tcp_stream& stream,
                                                   beast::flat_buffer& buffer, bool first,
                                                   const std::string& client_address) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-    parser.body_limit(options.max_body_bytes);
+    RequestParser parser;
+    apply_request_limits(parser, options);
     stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
                                                      : options.idle_timeout);
     auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);

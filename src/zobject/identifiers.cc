@@ -47,6 +47,11 @@ bool is_reference_like(std::string_view s) {
   return is_number(s.substr(1));
 }
 
+std::expected<void, json> check_zid(std::string_view s) {
+  if (is_zid(s)) return {};
+  return std::unexpected(make_error("Z549", {z6(s)}));
+}
+
 bool is_builtin_type(std::string_view zid) {
   static constexpr std::array<std::string_view, 29> kTypes = {
       "Z1",  "Z2",  "Z3",  "Z4",  "Z5",  "Z6",  "Z7",  "Z8",  "Z9",  "Z11",

@@ -22,6 +22,10 @@ bool is_global_key(std::string_view s);      // ^Z[1-9]\d*K[1-9]\d*$
 bool is_local_key(std::string_view s);       // ^K[1-9]\d*$
 bool is_key(std::string_view s);             // global or local key
 bool is_reference_like(std::string_view s);  // ^[A-JL-Z][1-9]\d*$
+// The edge check for a ZID that becomes part of a file name or a URL (the objects directory, the
+// wiki's wikilambda_fetch): nothing when `s` is a ZID, else the Z549 "invalid reference" error
+// quoting it (errors.md), which the caller returns instead of touching the file or the wiki.
+std::expected<void, json> check_zid(std::string_view s);
 // The 29 built-in types of zobjects.md §8 (Z1 ... Z99; not Z13/Z24/Z41/Z42).
 bool is_builtin_type(std::string_view zid);
 

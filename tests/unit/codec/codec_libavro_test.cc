@@ -189,6 +189,7 @@ std::vector<ordered_json> sample_zobjects() {
 }
 
 TEST(CodecLibavro, ZobjectBytesMatchAvroC) {
+  if (auto why = testing::missing_cases_reason(); !why.empty()) GTEST_SKIP() << why;
   AvroValue avro(zobject_schema());
   int n = 0;
   for (const auto& z : sample_zobjects()) {
@@ -212,6 +213,7 @@ TEST(CodecLibavro, ZobjectBytesMatchAvroC) {
 }
 
 TEST(CodecLibavro, RequestV004MatchesAvroC) {
+  if (auto why = testing::missing_cases_reason(); !why.empty()) GTEST_SKIP() << why;
   AvroValue avro(request_v004_schema());
   avro_value_t field;
   avro_value_get_by_name(avro.get(), "reentrant", &field, nullptr);

@@ -91,11 +91,24 @@ inline nlohmann::json read_json_file(const std::filesystem::path& p) {
   return nlohmann::json::parse(ss.str());
 }
 
-// Every evaluator conformance case, sorted by file name.
+// Where the evaluator conformance cases are (../shared beside the repository).
+inline std::filesystem::path evaluator_cases_dir() {
+  return std::filesystem::path(WF_CONFORMANCE_DIR) / "cases" / "evaluator";
+}
+
+// Why the corpus tests are skipped, for GTEST_SKIP(); empty when the cases are there.
+inline std::string missing_cases_reason() {
+  std::error_code ec;
+  if (std::filesystem::is_directory(evaluator_cases_dir(), ec)) return "";
+  return "no conformance cases at " + evaluator_cases_dir().string() +
+         " (a clone without ../shared beside it): corpus checks skipped";
+}
+
+// Every evaluator conformance case, sorted by file name; none when the corpus is absent.
 inline std::vector<nlohmann::json> evaluator_cases() {
   std::vector<std::filesystem::path> files;
-  for (const auto& e :
-       std::filesystem::directory_iterator(std::string(WF_CONFORMANCE_DIR) + "/cases/evaluator")) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(evaluator_cases_dir(), ec)) {
     if (e.path().extension() == ".json") files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());

@@ -204,6 +204,7 @@ json code_of_z7(const json& z7) {
 }
 
 TEST(CodecConformance, EveryAvroCaseDecodesToItsLogicalRequest) {
+  if (auto why = testing::missing_cases_reason(); !why.empty()) GTEST_SKIP() << why;
   int avro_cases = 0;
   for (const json& c : testing::evaluator_cases()) {
     if (!c.contains("request_body_base64")) continue;
@@ -250,6 +251,7 @@ TEST(CodecConformance, EveryAvroCaseDecodesToItsLogicalRequest) {
 }
 
 TEST(CodecConformance, JsonCasesRoundTripThroughEveryAvroForm) {
+  if (auto why = testing::missing_cases_reason(); !why.empty()) GTEST_SKIP() << why;
   for (const json& c : testing::evaluator_cases()) {
     if (c.contains("request_body_base64")) continue;
     SCOPED_TRACE(c["name"].get<std::string>());

@@ -17,15 +17,20 @@ namespace {
 using nlohmann::json;
 
 // The parameter is the case's file name, so that test names stay short; the case is read again.
+// Without the corpus (a clone without ../shared) one placeholder case reports the skip.
+constexpr const char* kNoCases = "no_cases";
+
 std::vector<std::string> case_files() {
   std::vector<std::string> names;
   for (const json& c : codec::testing::evaluator_cases()) names.push_back(c["name"]);
+  if (names.empty()) names.push_back(kNoCases);
   return names;
 }
 
 class RealSandboxes : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
+    if (!codec::testing::missing_cases_reason().empty()) return;
     SandboxLimits limits;
     limits.pool_size = 2;
     python_ = std::shared_ptr<Sandbox>(start_sandbox("python", limits));
@@ -43,6 +48,7 @@ std::shared_ptr<Sandbox> RealSandboxes::python_;
 std::shared_ptr<Sandbox> RealSandboxes::javascript_;
 
 TEST_P(RealSandboxes, PassesItsExpectations) {
+  if (GetParam() == kNoCases) GTEST_SKIP() << codec::testing::missing_cases_reason();
   const json c = codec::testing::read_json_file(std::string(WF_CONFORMANCE_DIR) +
                                                 "/cases/evaluator/" + GetParam() + ".json");
   http::Request r;

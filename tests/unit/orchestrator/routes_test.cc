@@ -88,10 +88,9 @@ TEST_F(RoutesTest, EvaluateAnswersZ22AndHttpErrors) {
       400u);
 }
 
-TEST_F(RoutesTest, FormEncodedBodiesAreAccepted) {
-  const std::string zobject = R"({"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a b&c"})";
+std::string form_encode(std::string_view text) {
   std::string encoded;
-  for (unsigned char c : zobject) {
+  for (unsigned char c : text) {
     if (std::isalnum(c)) {
       encoded += static_cast<char>(c);
     } else {
@@ -100,11 +99,69 @@ TEST_F(RoutesTest, FormEncodedBodiesAreAccepted) {
       encoded += buf;
     }
   }
-  auto r = handle_evaluate(
-      *engine, options,
-      post("zobject=" + encoded + "&doValidate=false", "application/x-www-form-urlencoded"));
+  return encoded;
+}
+
+constexpr const char* kForm = "application/x-www-form-urlencoded";
+
+TEST_F(RoutesTest, FormEncodedBodiesAreAccepted) {
+  const std::string zobject = R"({"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a b&c"})";
+  auto r = handle_evaluate(*engine, options,
+                           post("zobject=" + form_encode(zobject) + "&doValidate=false", kForm));
   ASSERT_EQ(r.status, 200u) << r.body;
   EXPECT_EQ(nlohmann::json::parse(r.body)["Z22K1"], "a b&c");
+  // '+' is a space in a form body.
+  r = handle_evaluate(*engine, options,
+                      post(R"(zobject={"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a+b"})", kForm));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["Z22K1"], "a b");
+}
+
+// A field value is a value: it cannot close the JSON object and add fields of its own.
+TEST_F(RoutesTest, FormFieldsCannotOverrideTheRequest) {
+  const std::string crafted =
+      R"({"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"mine"},"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"injected"})";
+  auto r = handle_evaluate(*engine, options, post("zobject=" + form_encode(crafted), kForm));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.body.find("injected"), std::string::npos) << r.body;
+  // Not JSON: the string it is, which is not a function call (Z539), as the original answers.
+  EXPECT_NE(r.body.find("Z539"), std::string::npos) << r.body;
+
+  const std::string validate = R"(null,"doValidate":true)";
+  r = handle_evaluate(*engine, options, post("zobject=" + form_encode(validate), kForm));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_NE(r.body.find("Z539"), std::string::npos) << r.body;
+}
+
+// An empty zobject field is a missing zobject: the void envelope without errors
+// (orchestrator-api.md §2), not a 400.
+TEST_F(RoutesTest, EmptyFormZObjectIsAMissingOne) {
+  for (const char* body : {"zobject=", "zobject=&doValidate=false", "doValidate=true", ""}) {
+    SCOPED_TRACE(body);
+    auto r = handle_evaluate(*engine, options, post(body, kForm));
+    ASSERT_EQ(r.status, 200u) << r.body;
+    const auto z22 = nlohmann::json::parse(r.body);
+    EXPECT_EQ(z22["Z22K1"], "Z24");
+    EXPECT_EQ(r.body.find("\"errors\""), std::string::npos) << r.body;
+  }
+}
+
+TEST_F(RoutesTest, FormBodiesAreReadLikeTheOriginal) {
+  // Raw JSON, as `curl -d 'zobject={...}'` sends it.
+  auto r = handle_evaluate(
+      *engine, options,
+      post(R"(zobject={"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"[raw] 100%"}&doValidate=false)", kForm));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["Z22K1"], "[raw] 100%");
+  // A '%' that starts no escape is itself: here a string, not a function call.
+  r = handle_evaluate(*engine, options, post("zobject=%zz", kForm));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_NE(r.body.find("Z539"), std::string::npos) << r.body;
+  // JSON nested beyond the body limit is refused as it is for a JSON body.
+  options.max_json_depth = 16;
+  r = handle_evaluate(*engine, options,
+                      post("zobject=" + std::string(100, '[') + std::string(100, ']'), kForm));
+  EXPECT_EQ(r.status, 400u) << r.body;
 }
 
 }  // namespace
