@@ -3,11 +3,14 @@
 
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 
 #include "evaluator/evaluator_config.h"
 #include "wf/http/server.h"
+#include "wf/limits/limits_config.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/admission.h"
 #include "wf/service/service.h"
 #ifdef WF_HAVE_PYTHON
 #include "evaluator/executors/python/python_runtime.h"
@@ -36,6 +39,11 @@ int main(int argc, char** argv) {
                  "wf-evaluator: configuration error: languages = '%s' names no language: use "
                  "python, javascript or python,javascript\n",
                  languages.c_str());
+    return 2;
+  }
+  auto gate_options = limits::evaluator_gate_options(cfg);
+  if (!gate_options) {
+    std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", gate_options.error().c_str());
     return 2;
   }
   try {
@@ -73,7 +81,14 @@ int main(int argc, char** argv) {
       }
       return true;
     });
-    auto evaluate = [handler](const http::Request& req) { return handler->handle(req); };
+    // Defence in depth: limits per calling orchestrator. The gate starts threads: after the
+    // zygotes.
+    auto gate = limits::Gate::create(std::move(*gate_options));
+    if (!gate) throw std::runtime_error(gate.error());
+    std::shared_ptr<limits::Gate> shared_gate = std::move(*gate);
+    service::add_limits_admin_routes(server, shared_gate);
+    http::Handler evaluate = service::admitted(
+        shared_gate, [handler](const http::Request& req) { return handler->handle(req); });
     server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker,
                      evaluate);
     // The original orchestrator's FUNCTION_EVALUATOR_URL is often .../v1/evaluate/ without a

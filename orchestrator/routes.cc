@@ -7,6 +7,7 @@
 
 #include "wf/codec/avro.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/admission.h"
 
 namespace wf::orchestrator {
 namespace {
@@ -154,10 +155,11 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
 }
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
-                             RouteOptions options) {
-  auto evaluate = [engine, options](const http::Request& req) {
+                             RouteOptions options, std::shared_ptr<limits::Gate> gate) {
+  http::Handler evaluate = [engine, options](const http::Request& req) {
     return handle_evaluate(*engine, options, req);
   };
+  if (gate) evaluate = service::admitted(std::move(gate), std::move(evaluate));
   auto run_inline = [engine, options](const http::Request& req) {
     return can_run_inline(*engine, options, req);
   };

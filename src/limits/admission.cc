@@ -270,6 +270,20 @@ std::uint64_t Admission::submit(Work work) {
   return ticket;
 }
 
+std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
+  Reason reason = Reason::kQueueFull;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->draining && impl_->queued == 0 && impl_->has_room()) {
+      ++impl_->running;
+      return Slot(impl_, std::chrono::nanoseconds(0));
+    }
+    if (impl_->draining) reason = Reason::kDraining;
+  }
+  detail::count_refusal(reason, class_name);
+  return std::unexpected(reason);
+}
+
 bool Admission::cancel(std::uint64_t ticket) {
   std::lock_guard lock(impl_->mu);
   const auto owner = impl_->owner_of.find(ticket);

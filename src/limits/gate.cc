@@ -39,7 +39,7 @@ std::expected<std::unique_ptr<Gate>, std::string> Gate::create(
     if (!counters) return std::unexpected(counters.error());
     shared = std::move(*counters);
   }
-  std::unique_ptr<Gate> gate(new Gate());
+  std::unique_ptr<Gate> gate(new Gate(clock));
   gate->enabled_ = options.enabled;
   gate->resolver_ = std::make_unique<IdentityResolver>(options.identity);
   if (!options.enabled) {
@@ -91,6 +91,23 @@ std::uint64_t Gate::admit(const Identity& who, SteadyTime deadline,
     refuse(r);
   };
   return admission_->submit(std::move(work));
+}
+
+std::expected<Admitted, Refusal> Gate::admit_now(const Identity& who) {
+  if (!enabled_) return Admitted{};
+  auto permit = limiter_->acquire(who);
+  if (!permit) return std::unexpected(permit.error());
+  auto slot = admission_->try_start(who.class_name);
+  if (!slot) {
+    Refusal r;
+    r.reason = slot.error();
+    r.class_name = who.class_name;
+    r.limit = admission_->stats().max_concurrency;
+    r.retry_after = std::chrono::milliseconds(1000);
+    r.resets_at = clock_->wall() + r.retry_after;
+    return std::unexpected(r);
+  }
+  return Admitted{std::move(*permit), std::move(*slot)};
 }
 
 bool Gate::cancel(std::uint64_t ticket) {

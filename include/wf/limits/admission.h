@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "wf/limits/clock.h"
 #include "wf/limits/refusal.h"
@@ -49,6 +50,7 @@ class Slot {
 
  private:
   friend struct detail::AdmissionCore;
+  friend class Admission;
   Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for);
   std::shared_ptr<detail::AdmissionCore> core_;
   std::chrono::nanoseconds queued_for_{0};
@@ -81,6 +83,9 @@ class Admission {
   // Starts the work now, queues it, or refuses it (each callback exactly once, unless cancelled
   // while queued). Returns a ticket for cancel(); 0 when the work was started or refused already.
   std::uint64_t submit(Work work);
+  // For synchronous callers that must not wait: a slot now, or the reason there is none
+  // (kQueueFull when all slots are taken or work is waiting, kDraining). Counts the refusal.
+  std::expected<Slot, Reason> try_start(std::string_view class_name);
   // Takes queued work out without calling either callback (the client went away). False when it
   // is no longer queued.
   bool cancel(std::uint64_t ticket);

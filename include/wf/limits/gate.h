@@ -48,12 +48,17 @@ class Gate {
   ~Gate();
 
   bool enabled() const { return enabled_; }
+  // The header that names the user ("" when the header is not used).
+  const std::string& user_header() const { return resolver_->options().user_header; }
   Identity identify(const CallerInfo& caller) const;
   // Exactly one of the callbacks runs, perhaps before admit() returns (unless cancelled while
   // queued). Returns a ticket for cancel(), 0 when already decided.
   std::uint64_t admit(const Identity& who, SteadyTime deadline, std::function<void(Admitted)> start,
                       std::function<void(const Refusal&)> refuse);
   bool cancel(std::uint64_t ticket);
+  // For synchronous handlers that must not wait (their own worker pool is the queue): the
+  // per-user limits, then a free slot or a 503 refusal, never a queued call.
+  std::expected<Admitted, Refusal> admit_now(const Identity& who);
   void drain();
 
   // The limits in force, as JSON (the admin surface's GET), and a change to them (its PUT):
@@ -66,7 +71,8 @@ class Gate {
   Admission& admission() { return *admission_; }
 
  private:
-  Gate() = default;
+  explicit Gate(const Clock& clock) : clock_(&clock) {}
+  const Clock* clock_;
   bool enabled_ = true;
   std::unique_ptr<IdentityResolver> resolver_;
   std::unique_ptr<Limiter> limiter_;

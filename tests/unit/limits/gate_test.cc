@@ -229,3 +229,29 @@ TEST(LimitsConfig, EvaluatorLimitsPerCallingOrchestrator) {
 
 }  // namespace
 }  // namespace wf::limits
+
+namespace wf::limits {
+namespace {
+
+TEST(Gate, AdmitNowNeverQueues) {
+  ManualClock clock;
+  GateOptions o = small_options();
+  o.admission.max_concurrency = 1;
+  auto gate = Gate::create(o, clock);
+  ASSERT_TRUE(gate);
+  const Identity a = (*gate)->identify({"127.0.0.1", "a", std::nullopt});
+  const Identity b = (*gate)->identify({"127.0.0.1", "b", std::nullopt});
+  auto first = (*gate)->admit_now(a);
+  ASSERT_TRUE(first);
+  auto second = (*gate)->admit_now(b);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().reason, Reason::kQueueFull);
+  EXPECT_EQ(reason_status(second.error().reason), 503u);
+  first->finish(1);
+  EXPECT_TRUE((*gate)->admit_now(b));
+  // b's refused attempt did not keep its per-user place.
+  EXPECT_TRUE((*gate)->admit_now(b));
+}
+
+}  // namespace
+}  // namespace wf::limits
