@@ -164,7 +164,8 @@ std::string IdentityResolver::class_of(const std::optional<std::string>& user,
                             [&](const std::string& p) { return matches_user(p, *user); })) {
       return rule.class_name;
     }
-    if (client && contains(rule.peers, *client)) return rule.class_name;
+    if (client && (!user || !rule.unnamed_only) && contains(rule.peers, *client))
+      return rule.class_name;
   }
   return user ? options_.user_class : options_.anonymous_class;
 }

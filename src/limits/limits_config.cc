@@ -107,6 +107,10 @@ std::vector<config::Option> orchestrator_limit_options() {
   out.push_back(text_option("limits_anonymous_pooled", Type::kBool, "false",
                             "true: all anonymous callers share one set of anonymous limits."));
   add_class_options(out, "user", "one named user", 50, 100, 8, 120000);
+  out.push_back(text_option("limits_local_peers", Type::kString, "127.0.0.0/8,::1/128",
+                            "CIDRs of callers on this machine (operators' tools, health checks, "
+                            "benchmarks) that no trusted header names: class local; \"\": none."));
+  add_class_options(out, "local", "one local caller", 0, 0, 8, 0);
   out.push_back(text_option(
       "limits_classes", Type::kString, "",
       "More classes as JSON: [{\"name\":\"bot\",\"users\":[\"Bot:*\"],\"peers\":[\"10.0.0.0/"
@@ -198,6 +202,12 @@ std::expected<GateOptions, std::string> orchestrator_gate_options(const config::
   if (auto ok = parse_extra_classes(cfg.str("limits_classes"), o.identity.rules, o.limiter.classes);
       !ok) {
     return std::unexpected(ok.error());
+  }
+  auto local = cidrs_from(cfg, "limits_local_peers");
+  if (!local) return std::unexpected(local.error());
+  if (!local->empty()) {
+    o.identity.rules.push_back({"local", {}, std::move(*local), true});
+    o.limiter.classes.push_back(class_from(cfg, "local"));
   }
   o.memcached.servers = cfg.str("limits_memcached_servers");
   o.memcached.timeout = std::chrono::milliseconds(cfg.integer("limits_memcached_timeout_ms"));

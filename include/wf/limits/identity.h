@@ -36,11 +36,13 @@ bool contains(const Cidr& cidr, const IpAddress& ip);
 bool contains(const std::vector<Cidr>& cidrs, const IpAddress& ip);
 
 // Puts callers into a class. `users` are user names, exact or a prefix ending in '*'
-// ("Bot:*"); they match only users named by the trusted header. `peers` match the client address.
+// ("Bot:*"); they match only users named by the trusted header. `peers` match the client address
+// (of any caller, or with unnamed_only of callers no trusted header named).
 struct ClassRule {
   std::string class_name;
   std::vector<std::string> users;
   std::vector<Cidr> peers;
+  bool unnamed_only = false;
 };
 
 struct IdentityOptions {

@@ -171,10 +171,20 @@ TEST(LimitsConfig, DefaultsBuildAValidGate) {
   auto o = orchestrator_gate_options(*cfg);
   ASSERT_TRUE(o) << o.error();
   EXPECT_EQ(o->identity.user_header, "X-Wikifunctions-User");
-  ASSERT_EQ(o->limiter.classes.size(), 2u);
+  ASSERT_EQ(o->limiter.classes.size(), 3u);
   EXPECT_EQ(o->limiter.classes[1].name, "user");
   EXPECT_EQ(o->limiter.classes[1].concurrency, 8);
-  EXPECT_TRUE(Gate::create(*o));
+  EXPECT_EQ(o->limiter.classes[2].name, "local");
+  EXPECT_EQ(o->limiter.classes[2].concurrency, 8);
+  EXPECT_EQ(o->limiter.classes[2].rate, 0);
+  auto gate = Gate::create(*o);
+  ASSERT_TRUE(gate);
+  // Loopback without a header is a local caller; with one, the named user; from elsewhere, an
+  // anonymous address.
+  EXPECT_EQ((*gate)->identify({"127.0.0.1", std::nullopt, std::nullopt}).class_name, "local");
+  EXPECT_EQ((*gate)->identify({"127.0.0.1", "Alice", std::nullopt}).class_name, "user");
+  EXPECT_EQ((*gate)->identify({"192.0.2.4", "Alice", std::nullopt}).class_name, "anonymous");
+  EXPECT_EQ((*gate)->identify({"127.0.0.1", std::nullopt, "192.0.2.4"}).class_name, "anonymous");
 }
 
 TEST(LimitsConfig, ExtraClassesAndBadValuesNameTheFix) {
@@ -187,7 +197,7 @@ TEST(LimitsConfig, ExtraClassesAndBadValuesNameTheFix) {
   ASSERT_TRUE(cfg);
   auto o = orchestrator_gate_options(*cfg);
   ASSERT_TRUE(o) << o.error();
-  ASSERT_EQ(o->limiter.classes.size(), 3u);
+  ASSERT_EQ(o->limiter.classes.size(), 4u);
   EXPECT_EQ(o->identity.rules[0].users[0], "Bot:*");
 
   auto bad_cidr =
