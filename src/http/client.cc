@@ -54,24 +54,48 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   return t;
 }
 
+// One request in flight, for cancellation: the stream or resolver it waits on. Strand-only.
+struct InFlight {
+  asio::any_io_executor strand;
+  beast::tcp_stream* stream = nullptr;
+  tcp::resolver* resolver = nullptr;
+  bool cancelled = false;
+
+  // Called (through the strand) when the request's Cancellation is raised.
+  void abort() {
+    cancelled = true;
+    beast::error_code ignored;
+    if (stream != nullptr) stream->socket().close(ignored);
+    if (resolver != nullptr) resolver->cancel();
+  }
+};
+
+ClientError cancelled_error(const Target& t) {
+  return ClientError{ClientError::Kind::kCancelled,
+                     fmt::format("request to {}:{} cancelled", t.host, t.port)};
+}
+
 }  // namespace
+
+struct HttpClient::OwnLoop {
+  asio::io_context ioc;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
+  std::thread thread{[this] { ioc.run(); }};
+  void stop() {
+    guard.reset();
+    ioc.stop();
+    if (thread.joinable()) thread.join();
+  }
+  ~OwnLoop() { stop(); }
+};
 
 struct HttpClient::Impl {
   ClientOptions options;
-  asio::io_context ioc;
-  asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
-  std::thread thread;
+  asio::io_context& ioc;
   std::mutex pool_mu;
   std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
 
-  explicit Impl(ClientOptions o) : options(std::move(o)) {
-    thread = std::thread([this] { ioc.run(); });
-  }
-  ~Impl() {
-    guard.reset();
-    ioc.stop();
-    thread.join();
-  }
+  Impl(ClientOptions o, asio::io_context& io) : options(std::move(o)), ioc(io) {}
 
   std::unique_ptr<beast::tcp_stream> take_idle(const std::string& key) {
     std::lock_guard lock(pool_mu);
@@ -88,17 +112,15 @@ struct HttpClient::Impl {
     if (v.size() < options.max_idle_per_host) v.push_back(std::move(s));
   }
 
-  awaitable<std::expected<ClientResponse, ClientError>> exchange(const ClientRequest& req,
-                                                                 const Target& t) {
-    auto deadline = req.deadline;
+  Clock::time_point effective_deadline(const ClientRequest& req) const {
     const auto now = Clock::now();
-    if (deadline == Clock::time_point::max() || deadline - now > std::chrono::hours(24)) {
-      deadline = now + options.default_timeout;
+    if (req.deadline == Clock::time_point::max() || req.deadline - now > std::chrono::hours(24)) {
+      return now + options.default_timeout;
     }
-    if (deadline <= now) {
-      co_return std::unexpected(ClientError{
-          ClientError::Kind::kTimeout, fmt::format("no time left to call {}:{}", t.host, t.port)});
-    }
+    return req.deadline;
+  }
+
+  bhttp::request<bhttp::string_body> to_beast(const ClientRequest& req, const Target& t) const {
     bhttp::request<bhttp::string_body> hreq{bhttp::string_to_verb(req.method), t.path, 11};
     hreq.set(bhttp::field::host, t.host + ":" + t.port);
     hreq.set(bhttp::field::user_agent, options.user_agent);
@@ -109,40 +131,128 @@ struct HttpClient::Impl {
     }
     hreq.keep_alive(true);
     hreq.prepare_payload();
+    return hreq;
+  }
 
+  // A new connection to `t` (numeric addresses skip the resolver).
+  awaitable<std::expected<std::unique_ptr<beast::tcp_stream>, ClientError>> connect(
+      const Target& t, Clock::time_point deadline, InFlight& op) {
+    std::vector<tcp::endpoint> endpoints;
+    beast::error_code aec;
+    const auto address = asio::ip::make_address(t.host, aec);
+    if (!aec) {
+      endpoints.emplace_back(address, static_cast<std::uint16_t>(std::stoi(t.port)));
+    } else {
+      tcp::resolver resolver(ioc);
+      op.resolver = &resolver;
+      auto [rec, results] = co_await resolver.async_resolve(t.host, t.port, kTuple);
+      op.resolver = nullptr;
+      if (op.cancelled) co_return std::unexpected(cancelled_error(t));
+      if (rec) {
+        co_return std::unexpected(
+            ClientError{ClientError::Kind::kConnect,
+                        fmt::format("cannot resolve {}: {}", t.host, rec.message())});
+      }
+      for (const auto& r : results) endpoints.push_back(r.endpoint());
+    }
+    auto stream = std::make_unique<beast::tcp_stream>(ioc);
+    stream->expires_at(deadline);
+    op.stream = stream.get();
+    auto [cec, ep] = co_await stream->async_connect(endpoints, kTuple);
+    op.stream = nullptr;
+    if (op.cancelled) co_return std::unexpected(cancelled_error(t));
+    if (cec) {
+      const bool timeout = cec == beast::error::timeout;
+      co_return std::unexpected(
+          ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
+                      fmt::format("cannot connect to {}:{}: {}", t.host, t.port,
+                                  timeout ? "timed out" : cec.message())});
+    }
+    beast::error_code ignored;
+    stream->socket().set_option(tcp::no_delay(true), ignored);
+    co_return stream;
+  }
+
+  static ClientError transport_error(const Target& t, beast::error_code ec, std::size_t limit) {
+    if (ec == beast::error::timeout) {
+      return ClientError{ClientError::Kind::kTimeout,
+                         fmt::format("{}:{} did not answer in time", t.host, t.port)};
+    }
+    if (ec == bhttp::error::body_limit) {
+      return ClientError{
+          ClientError::Kind::kTooLarge,
+          fmt::format("{}:{} answered with more than {} bytes", t.host, t.port, limit)};
+    }
+    const bool protocol =
+        ec.category() == beast::error_code(bhttp::error::bad_version).category() &&
+        ec != bhttp::error::end_of_stream;
+    return ClientError{
+        protocol ? ClientError::Kind::kProtocol : ClientError::Kind::kTransport,
+        fmt::format("request to {}:{} failed: {}", t.host, t.port,
+                    ec == bhttp::error::end_of_stream ? "connection closed without an answer"
+                                                      : ec.message())};
+  }
+
+  static ClientResponse from_beast(bhttp::response<bhttp::string_body>& res) {
+    ClientResponse out;
+    out.status = res.result_int();
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers.push_back({std::move(name), std::string(f.value())});
+    }
+    out.body = std::move(res.body());
+    return out;
+  }
+
+  // Runs on its own strand; `self` keeps the pool alive while the request is in flight.
+  static awaitable<ClientResult> exchange(std::shared_ptr<Impl> self, ClientRequest req, Target t,
+                                          std::shared_ptr<Cancellation> cancel) {
+    // GCC 12 miscompiles co_await inside an initializer list: keep it a statement.
+    asio::any_io_executor strand = co_await asio::this_coro::executor;
+    InFlight op;
+    op.strand = strand;
+    Cancellation::Registration registration;
+    if (cancel) {
+      registration = cancel->on_cancel(
+          [&op](Cancellation::Reason) { asio::post(op.strand, [&op] { op.abort(); }); });
+    }
+    ClientResult result = co_await self->attempt(req, t, op);
+    // A posted abort() may still be queued on the strand: let it run while `op` is alive.
+    registration.reset();
+    co_await asio::post(op.strand, asio::use_awaitable);
+    co_return result;
+  }
+
+  awaitable<ClientResult> attempt(const ClientRequest& req, const Target& t, InFlight& op) {
+    const auto deadline = effective_deadline(req);
+    if (deadline <= Clock::now()) {
+      co_return std::unexpected(ClientError{
+          ClientError::Kind::kTimeout, fmt::format("no time left to call {}:{}", t.host, t.port)});
+    }
+    auto hreq = to_beast(req, t);
     for (int attempt = 0; attempt < 2; ++attempt) {
+      if (op.cancelled) co_return std::unexpected(cancelled_error(t));
       auto stream = take_idle(t.key());
       const bool reused = stream != nullptr;
       if (!stream) {
-        tcp::resolver resolver(ioc);
-        auto [rec, results] = co_await resolver.async_resolve(t.host, t.port, kTuple);
-        if (rec) {
-          co_return std::unexpected(
-              ClientError{ClientError::Kind::kConnect,
-                          fmt::format("cannot resolve {}: {}", t.host, rec.message())});
-        }
-        stream = std::make_unique<beast::tcp_stream>(ioc);
-        stream->expires_at(deadline);
-        auto [cec, ep] = co_await stream->async_connect(results, kTuple);
-        if (cec) {
-          const bool timeout = cec == beast::error::timeout;
-          co_return std::unexpected(
-              ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
-                          fmt::format("cannot connect to {}:{}: {}", t.host, t.port,
-                                      timeout ? "timed out" : cec.message())});
-        }
-        stream->socket().set_option(tcp::no_delay(true));
+        auto connected = co_await connect(t, deadline, op);
+        if (!connected) co_return std::unexpected(connected.error());
+        stream = std::move(*connected);
       }
+      op.stream = stream.get();
       stream->expires_at(deadline);
       auto [wec, wn] = co_await bhttp::async_write(*stream, hreq, kTuple);
       beast::flat_buffer buffer;
       bhttp::response_parser<bhttp::string_body> parser;
       parser.body_limit(options.max_response_bytes);
       beast::error_code rec;
-      if (!wec) {
+      if (!wec && !op.cancelled) {
         auto [ec, n] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
         rec = ec;
       }
+      op.stream = nullptr;
+      if (op.cancelled) co_return std::unexpected(cancelled_error(t));  // the socket is closed
       const beast::error_code ec = wec ? wec : rec;
       if (ec) {
         // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
@@ -152,35 +262,10 @@ struct HttpClient::Impl {
              ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
             !parser.got_some();
         if (stale) continue;
-        if (ec == beast::error::timeout) {
-          co_return std::unexpected(
-              ClientError{ClientError::Kind::kTimeout,
-                          fmt::format("{}:{} did not answer in time", t.host, t.port)});
-        }
-        if (ec == bhttp::error::body_limit) {
-          co_return std::unexpected(
-              ClientError{ClientError::Kind::kTooLarge,
-                          fmt::format("{}:{} answered with more than {} bytes", t.host, t.port,
-                                      options.max_response_bytes)});
-        }
-        const bool protocol =
-            ec.category() == beast::error_code(bhttp::error::bad_version).category() &&
-            ec != bhttp::error::end_of_stream;
-        co_return std::unexpected(ClientError{
-            protocol ? ClientError::Kind::kProtocol : ClientError::Kind::kTransport,
-            fmt::format("request to {}:{} failed: {}", t.host, t.port,
-                        ec == bhttp::error::end_of_stream ? "connection closed without an answer"
-                                                          : ec.message())});
+        co_return std::unexpected(transport_error(t, ec, options.max_response_bytes));
       }
       auto& res = parser.get();
-      ClientResponse out;
-      out.status = res.result_int();
-      for (const auto& f : res) {
-        std::string name(f.name_string());
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        out.headers.push_back({std::move(name), std::string(f.value())});
-      }
-      out.body = std::move(res.body());
+      ClientResponse out = from_beast(res);
       if (res.keep_alive()) {
         give_back(t.key(), std::move(stream));
       } else {
@@ -195,24 +280,47 @@ struct HttpClient::Impl {
   }
 };
 
-HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
-HttpClient::~HttpClient() = default;
+HttpClient::HttpClient(ClientOptions options) {
+  if (options.io_context == nullptr) own_loop_ = std::make_unique<OwnLoop>();
+  asio::io_context& ioc = options.io_context ? *options.io_context : own_loop_->ioc;
+  impl_ = std::make_shared<Impl>(std::move(options), ioc);
+}
 
-std::expected<ClientResponse, ClientError> HttpClient::send(const ClientRequest& request) {
+HttpClient::~HttpClient() {
+  if (own_loop_) {
+    // Stop our thread first; then idle connections go while their io_context still exists,
+    // and the frames of unfinished requests go with the io_context.
+    own_loop_->stop();
+    {
+      std::lock_guard lock(impl_->pool_mu);
+      impl_->idle.clear();
+    }
+    impl_.reset();
+  }
+}
+
+void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation> cancel,
+                            std::function<void(ClientResult)> done) {
   auto target = parse_url(request.url);
-  if (!target) return std::unexpected(target.error());
-  std::promise<std::expected<ClientResponse, ClientError>> promise;
+  auto strand = asio::make_strand(impl_->ioc);
+  if (!target) {
+    asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
+    return;
+  }
+  asio::co_spawn(
+      strand, Impl::exchange(impl_, std::move(request), std::move(*target), std::move(cancel)),
+      [done = std::move(done)](std::exception_ptr e, ClientResult r) {
+        if (e) {
+          r = std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"});
+        }
+        done(std::move(r));
+      });
+}
+
+ClientResult HttpClient::send(const ClientRequest& request) {
+  std::promise<ClientResult> promise;
   auto future = promise.get_future();
-  auto work = impl_->exchange(request, *target);
-  asio::co_spawn(impl_->ioc, std::move(work),
-                 [&promise](std::exception_ptr e, std::expected<ClientResponse, ClientError> r) {
-                   if (e) {
-                     promise.set_value(std::unexpected(
-                         ClientError{ClientError::Kind::kTransport, "client failure"}));
-                   } else {
-                     promise.set_value(std::move(r));
-                   }
-                 });
+  async_send(request, nullptr, [&promise](ClientResult r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

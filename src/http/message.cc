@@ -58,6 +58,8 @@ std::string_view reason_phrase(unsigned status) {
       return "Internal Server Error";
     case 503:
       return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
     default:
       return status < 400 ? "OK" : "Error";
   }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -38,6 +39,8 @@ struct RouteEntry {
   Dispatch dispatch;
   Handler handler;
   std::function<bool(const Request&)> run_inline;
+  AsyncHandler async_handler;  // set for async routes (then `handler` is empty)
+  bool cors = false;  // named in ServerOptions::cors_routes (headers only with cors_origin)
   // Metrics children cached per route (prometheus-cpp's Add() takes a lock).
   prometheus::Histogram* duration = nullptr;
   prometheus::Histogram* request_size = nullptr;
@@ -98,6 +101,7 @@ struct Metrics {
   prometheus::Counter& accepted;
   prometheus::Family<prometheus::Counter>& rejected;
   prometheus::Gauge& draining;
+  prometheus::Family<prometheus::Counter>& cancelled;
 
   static Metrics& get() {
     static Metrics m{
@@ -141,28 +145,128 @@ struct Metrics {
             .Help("1 while the server drains for shutdown, else 0.")
             .Register(obs::registry())
             .Add({}),
+        prometheus::BuildCounter()
+            .Name("wf_http_requests_cancelled_total")
+            .Help("Requests cancelled while their handler ran, by route and reason.")
+            .Register(obs::registry()),
     };
     return m;
   }
 };
 
+// One request whose handler runs off the session coroutine (async and kWorker routes). The session
+// waits on `wake` for the first of: the response, the client's hang-up, the deadline, the drain.
+// Touched only on `strand`.
+struct Flight {
+  using Strand = asio::strand<asio::io_context::executor_type>;
+  Flight(Strand s, const RouteEntry& r, const Request& q)
+      : strand(s), wake(s), route(&r), request(&q) {}
+  Strand strand;
+  asio::steady_timer wake;
+  const RouteEntry* route;
+  const Request* request;  // the session's copy (ids and trace for the log), valid while waited on
+  std::shared_ptr<Cancellation> cancel = Cancellation::make();
+  std::optional<Response> response;
+  bool client_gone = false;
+  bool shutdown = false;
+  bool watching = false;  // a read that notices the client's hang-up is outstanding
+  bool stop_watching = false;
+  bool settled() const { return response || client_gone || shutdown; }
+};
+
 // A connection's state that the drain logic may touch from another thread.
 struct SessionHandle {
   asio::strand<asio::io_context::executor_type> strand;
-  tcp::socket* socket = nullptr;  // valid while the session runs; touched only on `strand`
+  bool admin = false;              // accepted on the admin listener: serves the admin routes only
+  tcp::socket* socket = nullptr;   // valid while the session runs; touched only on `strand`
+  std::shared_ptr<Flight> flight;  // the request in progress off the coroutine; only on `strand`
   std::atomic<bool> idle{true};
   explicit SessionHandle(asio::strand<asio::io_context::executor_type> s) : strand(std::move(s)) {}
 };
 
+// The outcome of matching a request against a route table.
+struct Match {
+  const RouteEntry* route = nullptr;       // method and path match
+  const RouteEntry* cors_route = nullptr;  // a route on this path that carries CORS headers
+  bool path_known = false;                 // some route has this path (405 rather than 404)
+  std::string allowed;                     // the methods on this path, for Allow
+};
+
+// Constant-time comparison, for the admin token.
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+// A request whose headers (and body) have been read: what the session needs to answer it.
+struct Incoming {
+  Request req;
+  std::optional<Response> early;  // answered without a handler (411, 413, 408)
+  bool keep_alive = false;
+  unsigned version = 11;
+};
+
+// The watch read stops when this much of a pipelined next request is buffered (backpressure).
+constexpr std::size_t kWatchBufferCap = 64u << 10;
+
+std::string remote_address(tcp::socket& socket) {
+  beast::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  return ec ? std::string() : ep.address().to_string();
+}
+
 }  // namespace
+
+AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c,
+                           std::function<void(Response)> deliver)
+    : request(std::move(r)), cancel(std::move(c)), deliver_(std::move(deliver)) {
+  if (!cancel) cancel = Cancellation::make();
+}
+
+AsyncRequest::~AsyncRequest() {
+  if (responded_) return;
+  using R = Cancellation::Reason;
+  const R reason = cancel->reason();
+  if (reason == R::kNone) {
+    obs::count_bug("http.async_handler", "a handler dropped its request without answering");
+    respond(Response::error(500, "internal_error",
+                            fmt::format("the handler did not answer; this is a bug, please report "
+                                        "it with request id {}",
+                                        request.request_id)));
+  } else if (reason == R::kDeadline) {
+    respond(Response::error(504, "deadline_exceeded",
+                            "the request did not finish within its deadline"));
+  } else {
+    Response r = Response::error(503, "cancelled",
+                                 fmt::format("the request was cancelled ({})", to_string(reason)));
+    r.headers.push_back({"retry-after", "1"});
+    respond(std::move(r));
+  }
+}
+
+bool AsyncRequest::respond(Response response) {
+  if (responded_.exchange(true)) return false;
+  if (deliver_) deliver_(std::move(response));
+  return true;
+}
+
+bool AsyncRequest::responded() const {
+  return responded_.load();
+}
 
 struct Server::Impl {
   ServerOptions options;
   asio::io_context ioc;
   std::unique_ptr<asio::thread_pool> workers;
   std::optional<tcp::acceptor> acceptor;
+  std::optional<tcp::acceptor> admin_acceptor;
+  std::uint16_t admin_port = 0;
   std::vector<std::thread> io_threads;
   std::vector<RouteEntry> routes;
+  std::vector<RouteEntry> admin_routes;  // served only on the admin listener
   std::function<bool(std::string&)> readiness;
   std::atomic<bool> draining{false};
   std::atomic<int> active_requests{0};
@@ -174,27 +278,31 @@ struct Server::Impl {
   std::condition_variable stop_cv;
   bool stop_requested = false;
   Metrics& metrics = Metrics::get();
+  // False once the event loop is stopped for good: answers that arrive later (e.g. from handlers
+  // destroyed with the io_context) are dropped instead of posted to a dying loop.
+  std::shared_ptr<std::atomic<bool>> loop_alive = std::make_shared<std::atomic<bool>>(true);
 
   explicit Impl(ServerOptions o) : options(std::move(o)) {}
+  RouteEntry& add(RouteEntry r, bool admin);
 
-  const RouteEntry* match(std::string_view method, std::string_view path, bool& path_known,
-                          std::string& allowed) const {
+  static Match match(const std::vector<RouteEntry>& table, std::string_view method,
+                     std::string_view path) {
     const auto segs = split_path(path);
-    const RouteEntry* found = nullptr;
-    path_known = false;
-    for (const RouteEntry& r : routes) {
+    Match m;
+    for (const RouteEntry& r : table) {
       if (!segments_match(r.segments, segs)) continue;
-      path_known = true;
-      if (allowed.find(r.method) == std::string::npos)
-        allowed += (allowed.empty() ? "" : ", ") + r.method;
-      if (r.method == method && found == nullptr) found = &r;
+      m.path_known = true;
+      if (r.cors && m.cors_route == nullptr) m.cors_route = &r;
+      if (m.allowed.find(r.method) == std::string::npos)
+        m.allowed += (m.allowed.empty() ? "" : ", ") + r.method;
+      if (r.method == method && m.route == nullptr) m.route = &r;
     }
-    return found;
+    return m;
   }
 
-  awaitable<void> accept_loop() {
+  awaitable<void> accept_loop(tcp::acceptor& listener, bool admin) {
     for (;;) {
-      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(ioc), kTuple);
+      auto [ec, socket] = co_await listener.async_accept(asio::make_strand(ioc), kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || draining) co_return;
         spdlog::warn("accept failed: {}", ec.message());
@@ -208,6 +316,7 @@ struct Server::Impl {
       }
       auto handle = std::make_shared<SessionHandle>(
           asio::strand<asio::io_context::executor_type>(socket.get_executor()));
+      handle->admin = admin;
       {
         std::lock_guard lock(sessions_mu);
         sessions.insert(handle);
@@ -234,15 +343,17 @@ struct Server::Impl {
   }
 
   // Builds the Beast response for `r`, with the headers every response carries.
-  bhttp::response<bhttp::string_body> to_beast(Response&& r, const Request& req, unsigned version,
+  bhttp::response<bhttp::string_body> to_beast(Response&& r, const Request& req,
+                                               const RouteEntry* route, unsigned version,
                                                bool keep_alive) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
     res.set(bhttp::field::server, options.service_name);
     res.set(bhttp::field::content_type, r.content_type);
     if (!req.request_id.empty()) res.set("x-request-id", req.request_id);
     if (!req.trace.trace_id.empty()) res.set("traceparent", req.trace.traceparent());
-    res.set(bhttp::field::access_control_allow_origin, "*");
-    res.set(bhttp::field::access_control_allow_headers, "accept, x-requested-with, content-type");
+    if (route != nullptr && route->cors) {
+      for (Header& h : cors_headers()) res.set(h.name, h.value);
+    }
     res.set("x-content-type-options", "nosniff");
     res.set("x-frame-options", "SAMEORIGIN");
     for (Header& h : r.headers) res.set(h.name, h.value);
@@ -260,132 +371,17 @@ struct Server::Impl {
     co_await asio::post(handle->strand, use_awaitable);
     handle->socket = &stream.socket();
     beast::flat_buffer buffer;
-    std::string client_address;
-    {
-      beast::error_code ec;
-      const auto ep = stream.socket().remote_endpoint(ec);
-      if (!ec) client_address = ep.address().to_string();
-    }
+    const std::string client_address = remote_address(stream.socket());
     bool first = true;
     for (;;) {
       if (draining && !first) break;  // a new connection still gets its first request served
       handle->idle = true;
-      bhttp::request_parser<bhttp::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-      parser.body_limit(options.max_body_bytes);
-      stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
-                                                       : options.idle_timeout);
+      std::optional<Incoming> in = co_await read_request(stream, buffer, first, client_address);
       first = false;
-      auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
-      if (hec) {
-        if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
-            hec == asio::error::operation_aborted || hec == asio::error::connection_reset ||
-            hec == asio::error::eof || draining) {
-          break;
-        }
-        Request req;
-        req.request_id = obs::random_hex_id(16);
-        unsigned status = 400;
-        std::string_view type = "bad_request";
-        std::string message = fmt::format("malformed HTTP request: {}", hec.message());
-        if (hec == bhttp::error::header_limit) {
-          status = 431, type = "headers_too_large";
-          message = fmt::format("request headers exceed {} bytes", options.max_header_bytes);
-        } else if (hec == bhttp::error::body_limit) {
-          status = 413, type = "payload_too_large";
-          message =
-              fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes);
-        }
-        metrics.rejected.Add({{"reason", "malformed"}}).Increment();
-        auto res = to_beast(Response::error(status, type, message), req, 11, false);
-        stream.expires_after(options.body_timeout);
-        co_await bhttp::async_write(stream, res, kTuple);
-        break;
-      }
+      if (!in) break;
       handle->idle = false;
-      const auto received = Clock::now();
-      auto& hreq = parser.get();
-
-      Request req;
-      req.received_at = received;
-      req.deadline = received + options.request_timeout;
-      req.method = std::string(hreq.method_string());
-      req.target = std::string(hreq.target());
-      const auto q = req.target.find('?');
-      req.path = req.target.substr(0, q);
-      if (q != std::string::npos) req.query = req.target.substr(q + 1);
-      req.client_address = client_address;
-      req.headers.reserve(8);
-      for (const auto& f : hreq) {
-        std::string name(f.name_string());
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        req.headers.push_back({std::move(name), std::string(f.value())});
-      }
-      const auto rid = req.header("x-request-id");
-      req.request_id =
-          rid && acceptable_request_id(*rid) ? std::string(*rid) : obs::random_hex_id(16);
-      req.trace = obs::make_trace_context(req.header("traceparent"));
-
-      std::optional<Response> early;
-      bool close_after = false;
-      const bool has_body_method =
-          req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
-      if (has_body_method && !hreq.has_content_length() && !hreq.chunked()) {
-        early =
-            Response::error(411, "length_required",
-                            "a request body needs a Content-Length header (or chunked encoding)");
-        close_after = true;
-      } else if (hreq.has_content_length() && hreq.payload_size() &&
-                 *hreq.payload_size() > options.max_body_bytes) {
-        early =
-            Response::error(413, "payload_too_large",
-                            fmt::format("request body of {} bytes exceeds the limit of {} bytes",
-                                        *hreq.payload_size(), options.max_body_bytes));
-        close_after = true;
-      } else if (!parser.is_done()) {
-        stream.expires_after(options.body_timeout);
-        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-        if (bec == bhttp::error::body_limit) {
-          early = Response::error(
-              413, "payload_too_large",
-              fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes));
-          close_after = true;
-        } else if (bec == beast::error::timeout) {
-          early =
-              Response::error(408, "request_timeout", "the request body did not arrive in time");
-          close_after = true;
-        } else if (bec) {
-          break;  // the client went away mid-body
-        }
-      }
-      if (!early) req.body = std::move(hreq.body());
-      const bool keep_alive = hreq.keep_alive() && !close_after;
-      const unsigned version = hreq.version();
-
-      ++active_requests;
-      metrics.in_flight.Increment();
-      const RouteEntry* route = nullptr;
-      // GCC 12 miscompiles co_await inside a conditional expression: keep it a statement.
-      Response res;
-      if (early) {
-        res = std::move(*early);
-      } else {
-        res = co_await dispatch(req, route);
-      }
-      metrics.in_flight.Decrement();
-
-      const std::string_view route_name = route ? std::string_view(route->name) : "unmatched";
-      const unsigned status = res.status;
-      const std::size_t response_bytes = res.body.size();
-      const bool keep = keep_alive && !draining;
-      auto bres = to_beast(std::move(res), req, version, keep);
-      stream.expires_after(options.body_timeout);
-      // Counted before the write, so that a client that has its answer also sees it in /metrics.
-      const double seconds = std::chrono::duration<double>(Clock::now() - received).count();
-      record(route, route_name, req, status, seconds, response_bytes);
-      auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
-      --active_requests;
-      if (wec || !keep) break;
+      const bool keep = co_await serve(stream, buffer, *handle, *in);
+      if (!keep) break;
     }
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -398,8 +394,142 @@ struct Server::Impl {
     metrics.connections.Decrement();
   }
 
+  // Reads one request with the limits and timeouts; nullopt when the connection should close
+  // (the client left, timed out, or sent something unparseable, which is answered here).
+  awaitable<std::optional<Incoming>> read_request(beast::tcp_stream& stream,
+                                                  beast::flat_buffer& buffer, bool first,
+                                                  const std::string& client_address) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+    parser.body_limit(options.max_body_bytes);
+    stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
+                                                     : options.idle_timeout);
+    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    if (hec) {
+      if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
+          hec == asio::error::operation_aborted || hec == asio::error::connection_reset ||
+          hec == asio::error::eof || draining) {
+        co_return std::nullopt;
+      }
+      co_await answer_malformed(stream, hec);
+      co_return std::nullopt;
+    }
+    Incoming in;
+    auto& hreq = parser.get();
+    in.req = to_request(hreq, client_address);
+    const bool has_body_method =
+        in.req.method == "POST" || in.req.method == "PUT" || in.req.method == "PATCH";
+    if (has_body_method && !hreq.has_content_length() && !hreq.chunked()) {
+      in.early =
+          Response::error(411, "length_required",
+                          "a request body needs a Content-Length header (or chunked encoding)");
+    } else if (hreq.has_content_length() && hreq.payload_size() &&
+               *hreq.payload_size() > options.max_body_bytes) {
+      in.early =
+          Response::error(413, "payload_too_large",
+                          fmt::format("request body of {} bytes exceeds the limit of {} bytes",
+                                      *hreq.payload_size(), options.max_body_bytes));
+    } else if (!parser.is_done()) {
+      stream.expires_after(options.body_timeout);
+      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+      if (bec == bhttp::error::body_limit) {
+        in.early = Response::error(
+            413, "payload_too_large",
+            fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes));
+      } else if (bec == beast::error::timeout) {
+        in.early =
+            Response::error(408, "request_timeout", "the request body did not arrive in time");
+      } else if (bec) {
+        co_return std::nullopt;  // the client went away mid-body
+      }
+    }
+    if (!in.early) in.req.body = std::move(hreq.body());
+    in.keep_alive = hreq.keep_alive() && !in.early;
+    in.version = hreq.version();
+    co_return in;
+  }
+
+  awaitable<void> answer_malformed(beast::tcp_stream& stream, beast::error_code hec) {
+    Request req;
+    req.request_id = obs::random_hex_id(16);
+    unsigned status = 400;
+    std::string_view type = "bad_request";
+    std::string message = fmt::format("malformed HTTP request: {}", hec.message());
+    if (hec == bhttp::error::header_limit) {
+      status = 431, type = "headers_too_large";
+      message = fmt::format("request headers exceed {} bytes", options.max_header_bytes);
+    } else if (hec == bhttp::error::body_limit) {
+      status = 413, type = "payload_too_large";
+      message = fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes);
+    }
+    metrics.rejected.Add({{"reason", "malformed"}}).Increment();
+    auto res = to_beast(Response::error(status, type, message), req, nullptr, 11, false);
+    stream.expires_after(options.body_timeout);
+    co_await bhttp::async_write(stream, res, kTuple);
+  }
+
+  Request to_request(const bhttp::request<bhttp::string_body>& hreq,
+                     const std::string& client_address) const {
+    Request req;
+    req.received_at = Clock::now();
+    req.deadline = req.received_at + options.request_timeout;
+    req.method = std::string(hreq.method_string());
+    req.target = std::string(hreq.target());
+    const auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.client_address = client_address;
+    req.headers.reserve(8);
+    for (const auto& f : hreq) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      req.headers.push_back({std::move(name), std::string(f.value())});
+    }
+    const auto rid = req.header("x-request-id");
+    req.request_id =
+        rid && acceptable_request_id(*rid) ? std::string(*rid) : obs::random_hex_id(16);
+    req.trace = obs::make_trace_context(req.header("traceparent"));
+    return req;
+  }
+
+  // Runs the handler and writes its response; false when the connection must close.
+  awaitable<bool> serve(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                        SessionHandle& handle, Incoming& in) {
+    ++active_requests;
+    metrics.in_flight.Increment();
+    Request& req = in.req;
+    const std::size_t request_bytes = req.body.size();
+    const RouteEntry* route = nullptr;
+    // GCC 12 miscompiles co_await inside a conditional expression: keep it a statement.
+    std::optional<Response> res;
+    if (in.early) {
+      res = std::move(in.early);
+    } else {
+      res = co_await dispatch(stream, buffer, handle, req, route);
+    }
+    metrics.in_flight.Decrement();
+    const std::string_view route_name = route ? std::string_view(route->name) : "unmatched";
+    const double seconds = std::chrono::duration<double>(Clock::now() - req.received_at).count();
+    if (!res) {  // the client went away: nobody to answer (499, as nginx logs it)
+      record(route, route_name, req, 499, seconds, request_bytes, 0);
+      --active_requests;
+      co_return false;
+    }
+    const unsigned status = res->status;
+    const std::size_t response_bytes = res->body.size();
+    const bool keep = in.keep_alive && !draining;
+    auto bres = to_beast(std::move(*res), req, route, in.version, keep);
+    stream.expires_after(options.body_timeout);
+    // Counted before the write, so that a client that has its answer also sees it in /metrics.
+    record(route, route_name, req, status, seconds, request_bytes, response_bytes);
+    auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
+    --active_requests;
+    co_return !wec && keep;
+  }
+
   void record(const RouteEntry* route, std::string_view route_name, const Request& req,
-              unsigned status, double seconds, std::size_t response_bytes) {
+              unsigned status, double seconds, std::size_t request_bytes,
+              std::size_t response_bytes) {
     const std::string method(method_label(req.method));
     metrics.requests
         .Add({{"route", std::string(route_name)},
@@ -408,7 +538,7 @@ struct Server::Impl {
         .Increment();
     if (route != nullptr) {
       route->duration->Observe(seconds);
-      route->request_size->Observe(static_cast<double>(req.body.size()));
+      route->request_size->Observe(static_cast<double>(request_bytes));
       route->response_size->Observe(static_cast<double>(response_bytes));
     }
     if (options.access_log) {
@@ -419,7 +549,7 @@ struct Server::Impl {
           {obs::field_str("event.kind", "event"), obs::field_str("event.category", "web"),
            obs::field_str("http.request.method", req.method), obs::field_str("url.path", req.path),
            obs::field_int("http.response.status_code", status),
-           obs::field_int("http.request.body.bytes", static_cast<long long>(req.body.size())),
+           obs::field_int("http.request.body.bytes", static_cast<long long>(request_bytes)),
            obs::field_int("http.response.body.bytes", static_cast<long long>(response_bytes)),
            obs::field_int("event.duration", static_cast<long long>(seconds * 1e9)),
            obs::field_str("client.address", req.client_address),
@@ -440,27 +570,43 @@ struct Server::Impl {
     }
   }
 
-  awaitable<Response> dispatch(const Request& req, const RouteEntry*& route_out) {
-    bool path_known = false;
-    std::string allowed;
-    const RouteEntry* route = match(req.method, req.path, path_known, allowed);
-    route_out = route;
-    if (route == nullptr) {
-      if (path_known) {
-        Response r = Response::error(
-            405, "method_not_allowed",
-            fmt::format("{} is not allowed on {}; allowed: {}", req.method, req.path, allowed));
-        r.headers.push_back({"allow", allowed});
-        co_return r;
-      }
-      co_return Response::error(404, "not_found",
-                                fmt::format("no route for {} {}", req.method, req.path));
+  static void call_async_handler(const AsyncHandler& handler, std::shared_ptr<AsyncRequest> ar) {
+    const Request& req = ar->request;
+    obs::LogScope scope(req.trace.trace_id, req.trace.span_id, req.request_id);
+    try {
+      handler(ar);
+    } catch (const std::exception& e) {
+      obs::count_bug("http.handler", e.what());
+      ar->respond(Response::error(
+          500, "internal_error",
+          fmt::format("the handler failed: {}; this is a bug, please report it with request id {}",
+                      e.what(), req.request_id)));
     }
-    if (route->dispatch == Dispatch::kInline || (route->run_inline && route->run_inline(req))) {
+  }
+
+  // Matches the route and answers 404/405, runs inline handlers here, and sends the others off
+  // the coroutine (run_in_flight). nullopt: the client went away.
+  awaitable<std::optional<Response>> dispatch(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                              SessionHandle& handle, Request& req,
+                                              const RouteEntry*& route_out) {
+    if (handle.admin && !admin_authorized(req)) {
+      Response r = Response::error(
+          401, "unauthorized",
+          "admin requests need the header 'Authorization: Bearer <token>' with the token from the "
+          "service's --admin-token-file");
+      r.headers.push_back({"www-authenticate", "Bearer"});
+      co_return r;
+    }
+    Match m = match(handle.admin ? admin_routes : routes, req.method, req.path);
+    const RouteEntry* route = m.route;
+    route_out = route;
+    if (route == nullptr) co_return unmatched(req, m);
+    const bool async = static_cast<bool>(route->async_handler);
+    if (!async && (route->dispatch == Dispatch::kInline || !workers ||
+                   (route->run_inline && route->run_inline(req)))) {
       co_return call_handler(route->handler, req);
     }
-
-    if (pending_work.fetch_add(1) >= options.max_pending_work) {
+    if (!async && pending_work.fetch_add(1) >= options.max_pending_work) {
       pending_work.fetch_sub(1);
       metrics.rejected.Add({{"reason", "overloaded"}}).Increment();
       Response r = Response::error(
@@ -468,13 +614,178 @@ struct Server::Impl {
       r.headers.push_back({"retry-after", "1"});
       co_return r;
     }
-    const Handler* handler = &route->handler;
-    auto work = [handler, &req]() -> awaitable<Response> { co_return call_handler(*handler, req); };
-    auto [eptr, response] =
-        co_await asio::co_spawn(workers->get_executor(), std::move(work), kTuple);
-    pending_work.fetch_sub(1);
-    if (eptr) co_return Response::error(500, "internal_error", "the handler failed");
-    co_return std::move(response);
+    co_return co_await run_in_flight(stream, buffer, handle, req, *route);
+  }
+
+  // Only with --cors-origin, and only on the routes named in cors_routes (the evaluate routes).
+  std::vector<Header> cors_headers() const {
+    if (options.cors_origin.empty()) return {};
+    std::vector<Header> h = {{"access-control-allow-origin", options.cors_origin},
+                             {"access-control-allow-headers",
+                              "accept, x-requested-with, content-type, x-request-id, traceparent"}};
+    if (options.cors_origin != "*") h.push_back({"vary", "Origin"});
+    return h;
+  }
+
+  bool admin_authorized(const Request& req) const {
+    if (options.admin_token.empty()) return true;
+    const auto auth = req.header("authorization");
+    return auth && same_secret(*auth, "Bearer " + options.admin_token);
+  }
+
+  // 404, 405, or the answer to a CORS preflight (OPTIONS on a CORS route, when configured).
+  Response unmatched(const Request& req, const Match& m) const {
+    if (m.cors_route != nullptr && req.method == "OPTIONS" && !options.cors_origin.empty()) {
+      Response r = Response::json(204, "");
+      r.headers = cors_headers();
+      r.headers.push_back({"access-control-allow-methods", m.allowed});
+      r.headers.push_back({"access-control-max-age", "600"});
+      return r;
+    }
+    if (m.path_known) {
+      Response r = Response::error(
+          405, "method_not_allowed",
+          fmt::format("{} is not allowed on {}; allowed: {}", req.method, req.path, m.allowed));
+      r.headers.push_back({"allow", m.allowed});
+      return r;
+    }
+    return Response::error(404, "not_found",
+                           fmt::format("no route for {} {}", req.method, req.path));
+  }
+
+  // Starts the handler (async, or kWorker on the pool) and waits, holding no thread, for its
+  // response while watching the client's connection, the deadline and the drain.
+  awaitable<std::optional<Response>> run_in_flight(beast::tcp_stream& stream,
+                                                   beast::flat_buffer& buffer,
+                                                   SessionHandle& handle, Request& req,
+                                                   const RouteEntry& route) {
+    auto flight = std::make_shared<Flight>(handle.strand, route, req);
+    req.cancel = flight->cancel;
+    auto ar = make_async_request(req, flight);
+    handle.flight = flight;
+    stream.expires_never();
+    watch_client(flight, stream.socket(), buffer);
+    start_handler(route, std::move(ar));
+    std::optional<Response> res = co_await await_response(*flight, req.deadline);
+    co_await stop_watching(*flight, stream.socket());
+    handle.flight.reset();
+    co_return res;
+  }
+
+  // The handler's own copy of the request (the body moves there); its responder posts the
+  // response to the connection's strand and wakes the session, if the session still waits.
+  std::shared_ptr<AsyncRequest> make_async_request(Request& req,
+                                                   const std::shared_ptr<Flight>& flight) {
+    std::string body = std::move(req.body);
+    Request copy = req;
+    copy.body = std::move(body);
+    auto deliver = [weak = std::weak_ptr<Flight>(flight), strand = flight->strand,
+                    alive = loop_alive](Response r) {
+      if (!alive->load()) return;
+      asio::post(strand, [weak, r = std::move(r)]() mutable {
+        auto f = weak.lock();
+        if (!f || f->response) return;
+        f->response = std::move(r);
+        f->wake.cancel();
+      });
+    };
+    return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver));
+  }
+
+  void start_handler(const RouteEntry& route, std::shared_ptr<AsyncRequest> ar) {
+    if (route.async_handler) {
+      call_async_handler(route.async_handler, std::move(ar));
+      return;
+    }
+    asio::post(*workers, [this, handler = &route.handler, ar = std::move(ar)] {
+      ar->respond(call_handler(*handler, ar->request));
+      pending_work.fetch_sub(1);
+    });
+  }
+
+  // Keeps one read posted while the handler works, so that the client's EOF or reset cancels the
+  // request (kClientGone). Bytes of a pipelined next request stay in `buffer` for the parser.
+  void watch_client(const std::shared_ptr<Flight>& f, tcp::socket& socket,
+                    beast::flat_buffer& buffer) {
+    if (f->stop_watching || buffer.size() >= kWatchBufferCap) {
+      f->watching = false;
+      return;
+    }
+    f->watching = true;
+    socket.async_read_some(buffer.prepare(4096),
+                           asio::bind_executor(f->strand, [this, f, &socket, &buffer](
+                                                              beast::error_code ec, std::size_t n) {
+                             buffer.commit(n);
+                             if (!ec) {
+                               watch_client(f, socket, buffer);
+                               return;
+                             }
+                             f->watching = false;
+                             if (!(ec == asio::error::operation_aborted && f->stop_watching)) {
+                               f->client_gone = true;
+                               cancel_flight(*f, Cancellation::Reason::kClientGone);
+                             }
+                             f->wake.cancel();
+                           }));
+  }
+
+  awaitable<void> stop_watching(Flight& f, tcp::socket& socket) {
+    f.stop_watching = true;
+    if (!f.watching) co_return;
+    beast::error_code ignored;
+    socket.cancel(ignored);
+    f.wake.expires_at(asio::steady_timer::time_point::max());
+    while (f.watching) co_await f.wake.async_wait(kTuple);  // the read's handler wakes us
+  }
+
+  // nullopt: the client went away. Async routes get deadline_grace after the deadline to answer,
+  // then the server answers 504; kWorker routes are waited for (their handlers end themselves).
+  awaitable<std::optional<Response>> await_response(Flight& f, Clock::time_point deadline) {
+    const bool async = static_cast<bool>(f.route->async_handler);
+    bool deadline_passed = false;
+    f.wake.expires_at(deadline);
+    for (;;) {
+      if (f.response) co_return std::move(f.response);
+      if (f.client_gone) co_return std::nullopt;
+      if (f.shutdown) {
+        Response r = Response::error(503, "shutting_down",
+                                     "the server is shutting down and cancelled this request");
+        r.headers.push_back({"retry-after", "1"});
+        co_return r;
+      }
+      auto [ec] = co_await f.wake.async_wait(kTuple);
+      if (ec || f.settled()) continue;  // woken by the responder, the watch or the drain
+      if (!deadline_passed) {
+        deadline_passed = true;
+        cancel_flight(f, Cancellation::Reason::kDeadline);
+        if (async) {
+          f.wake.expires_after(options.deadline_grace);
+        } else {
+          f.wake.expires_at(asio::steady_timer::time_point::max());
+        }
+        continue;
+      }
+      co_return Response::error(
+          504, "deadline_exceeded",
+          fmt::format("the request did not finish within its deadline of {} ms",
+                      options.request_timeout.count()));
+    }
+  }
+
+  // Raises the request's cancellation (first reason wins), counts it and logs it once.
+  // Counted before the callbacks run, so that whoever they wake sees the count.
+  void cancel_flight(Flight& f, Cancellation::Reason reason) {
+    if (f.cancel->cancelled()) return;  // the server raises it only on the session's strand
+    const std::string why(to_string(reason));
+    metrics.cancelled.Add({{"route", f.route->name}, {"reason", why}}).Increment();
+    const Request& req = *f.request;
+    obs::LogScope scope(req.trace.trace_id, req.trace.span_id, req.request_id);
+    obs::log_event(
+        spdlog::level::info, fmt::format("request cancelled: {}", why),
+        {obs::field_str("event.kind", "event"), obs::field_str("event.reason", why),
+         obs::field_str("http.request.method", req.method), obs::field_str("url.path", req.path),
+         obs::field_str("http.route", f.route->name)});
+    f.cancel->cancel(reason);
   }
 
   void close_idle_sessions() {
@@ -493,6 +804,34 @@ struct Server::Impl {
     }
   }
 
+  // At the end of the grace period: cancel what is still running (kShutdown); the sessions answer
+  // 503 at once, whether or not their handlers ever answer.
+  void cancel_in_flight() {
+    std::vector<std::shared_ptr<SessionHandle>> copy;
+    {
+      std::lock_guard lock(sessions_mu);
+      copy.assign(sessions.begin(), sessions.end());
+    }
+    for (auto& h : copy) {
+      asio::post(h->strand, [this, h] {
+        if (!h->flight) return;
+        h->flight->shutdown = true;
+        cancel_flight(*h->flight, Cancellation::Reason::kShutdown);
+        h->flight->wake.cancel();
+      });
+    }
+  }
+
+  // Waits (bounded) for in-flight requests to end; true if none is left.
+  bool wait_idle(Clock::time_point until) {
+    for (;;) {
+      close_idle_sessions();
+      if (active_requests.load() == 0) return true;
+      if (Clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
   int drain() {
     draining = true;
     metrics.draining.Set(1);
@@ -504,24 +843,23 @@ struct Server::Impl {
     asio::post(ioc, [this] {
       beast::error_code ignored;
       if (acceptor) acceptor->close(ignored);
+      if (admin_acceptor) admin_acceptor->close(ignored);
     });
-    const auto until = Clock::now() + options.shutdown_grace;
     int code = 0;
-    for (;;) {
-      close_idle_sessions();
-      if (active_requests.load() == 0) break;
-      if (Clock::now() >= until) {
-        spdlog::warn("shutdown grace period over with {} requests still in flight",
-                     active_requests.load());
-        code = 1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!wait_idle(Clock::now() + options.shutdown_grace)) {
+      spdlog::warn("shutdown grace period over with {} requests still in flight: cancelling them",
+                   active_requests.load());
+      code = 1;
+      cancel_in_flight();
+      // Cancelled sessions answer 503 without waiting for their handlers; kWorker handlers that
+      // still run are waited for below (workers->join).
+      wait_idle(Clock::now() + std::chrono::milliseconds(500));
     }
+    loop_alive->store(false);
     ioc.stop();
     for (auto& t : io_threads) t.join();
     io_threads.clear();
-    workers->join();
+    if (workers) workers->join();
     spdlog::info("stopped");
     return code;
   }
@@ -530,6 +868,7 @@ struct Server::Impl {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Server::~Server() {
+  impl_->loop_alive->store(false);
   if (!impl_->io_threads.empty()) {
     impl_->ioc.stop();
     for (auto& t : impl_->io_threads) t.join();
@@ -539,13 +878,40 @@ Server::~Server() {
 
 void Server::add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
                        Handler handler, std::function<bool(const Request&)> run_inline) {
-  auto& m = impl_->metrics;
   RouteEntry r{std::move(method), split_path(pattern), std::move(name),
                dispatch,          std::move(handler),  std::move(run_inline)};
+  impl_->add(std::move(r), false);
+}
+
+void Server::add_admin_route(std::string method, std::string pattern, std::string name,
+                             Handler handler) {
+  RouteEntry r{std::move(method), split_path(pattern), std::move(name),
+               Dispatch::kInline, std::move(handler),  nullptr};
+  impl_->add(std::move(r), true);
+}
+
+void Server::add_async_route(std::string method, std::string pattern, std::string name,
+                             AsyncHandler handler) {
+  RouteEntry r{
+      std::move(method), split_path(pattern), std::move(name), Dispatch::kInline, nullptr, nullptr};
+  r.async_handler = std::move(handler);
+  impl_->add(std::move(r), false);
+}
+
+boost::asio::io_context& Server::io_context() {
+  return impl_->ioc;
+}
+
+RouteEntry& Server::Impl::add(RouteEntry r, bool admin) {
+  auto& m = metrics;
+  const auto& cors = options.cors_routes;
+  r.cors = !admin && std::find(cors.begin(), cors.end(), r.name) != cors.end();
   r.duration = &m.duration.Add({{"route", r.name}, {"method", r.method}}, obs::latency_buckets());
   r.request_size = &m.request_size.Add({{"route", r.name}}, obs::size_buckets());
   r.response_size = &m.response_size.Add({{"route", r.name}}, obs::size_buckets());
-  impl_->routes.push_back(std::move(r));
+  auto& table = admin ? admin_routes : routes;
+  table.push_back(std::move(r));
+  return table.back();
 }
 
 void Server::set_readiness(std::function<bool(std::string&)> check) {
@@ -576,39 +942,74 @@ void block_shutdown_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+namespace {
+
+// Binds a listener; throws with a message that names the option to change.
+tcp::acceptor listen_on(asio::io_context& ioc, const std::string& host, std::uint16_t port,
+                        std::string_view port_flag, std::string_view address_flag) {
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("listen address '{}' is not an IP address: set {} to e.g. 127.0.0.1 or 0.0.0.0",
+                    host, address_flag));
+  }
+  tcp::endpoint ep{address, port};
+  tcp::acceptor acceptor(ioc);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{}: {}; pick another port with {} (0 picks a free one)",
+                    host, port, ec.message(), port_flag));
+  }
+  return acceptor;
+}
+
+}  // namespace
+
 std::uint16_t Server::start() {
   Impl& s = *impl_;
+  const ServerOptions& o = s.options;
   block_shutdown_signals();
-  s.workers = std::make_unique<asio::thread_pool>(
-      static_cast<std::size_t>(std::max(1, s.options.worker_threads)));
-  beast::error_code ec;
-  const auto address = asio::ip::make_address(s.options.address, ec);
-  if (ec)
-    throw std::runtime_error(
-        fmt::format("listen address '{}' is not an IP address: use e.g. 127.0.0.1 or 0.0.0.0",
-                    s.options.address));
-  tcp::endpoint ep{address, s.options.port};
-  s.acceptor.emplace(s.ioc);
-  s.acceptor->open(ep.protocol(), ec);
-  if (!ec) s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) s.acceptor->bind(ep, ec);
-  if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    throw std::runtime_error(fmt::format(
-        "cannot listen on {}:{}: {}; pick another port with --port (0 picks a free one)",
-        s.options.address, s.options.port, ec.message()));
-  }
+  s.acceptor.emplace(listen_on(s.ioc, o.address, o.port, "--port", "--address"));
   const std::uint16_t port = s.acceptor->local_endpoint().port();
-  asio::co_spawn(s.ioc, s.accept_loop(), asio::detached);
-  for (int i = 0; i < std::max(1, s.options.io_threads); ++i) {
+  if (o.admin_port >= 0) {
+    beast::error_code ec;
+    const auto admin_address = asio::ip::make_address(o.admin_address, ec);
+    if (!ec && !admin_address.is_loopback() && o.admin_token.empty()) {
+      throw std::runtime_error(
+          fmt::format("the admin listener on {} is not on a loopback address: give it a token with "
+                      "--admin-token-file FILE, or keep it on 127.0.0.1 (--admin-address)",
+                      o.admin_address));
+    }
+    s.admin_acceptor.emplace(listen_on(s.ioc, o.admin_address,
+                                       static_cast<std::uint16_t>(o.admin_port), "--admin-port",
+                                       "--admin-address"));
+    s.admin_port = s.admin_acceptor->local_endpoint().port();
+    asio::co_spawn(s.ioc, s.accept_loop(*s.admin_acceptor, true), asio::detached);
+  }
+  if (o.worker_threads > 0) {
+    s.workers = std::make_unique<asio::thread_pool>(static_cast<std::size_t>(o.worker_threads));
+  }
+  asio::co_spawn(s.ioc, s.accept_loop(*s.acceptor, false), asio::detached);
+  for (int i = 0; i < std::max(1, o.io_threads); ++i) {
     s.io_threads.emplace_back([&s] { s.ioc.run(); });
   }
+  // One line that says where everything listens (tests and tools read server.port from it).
   obs::log_event(
-      spdlog::level::info, fmt::format("listening on {}:{}", s.options.address, port),
-      {obs::field_str("server.address", s.options.address), obs::field_int("server.port", port),
-       obs::field_int("wf.io_threads", s.options.io_threads),
-       obs::field_int("wf.worker_threads", s.options.worker_threads)});
+      spdlog::level::info, fmt::format("listening on {}:{}", o.address, port),
+      {obs::field_str("server.address", o.address), obs::field_int("server.port", port),
+       obs::field_str("wf.admin.address", s.admin_port ? o.admin_address : ""),
+       obs::field_int("wf.admin.port", s.admin_port), obs::field_int("wf.io_threads", o.io_threads),
+       obs::field_int("wf.worker_threads", o.worker_threads)});
   return port;
+}
+
+std::uint16_t Server::admin_port() const {
+  return impl_->admin_port;
 }
 
 int Server::run_until_signal() {

@@ -43,7 +43,7 @@ void add_standard_routes(Server& server, const ServiceInfo& info) {
   server.add_route("GET", "/openapi.json", "openapi", Dispatch::kInline,
                    [doc = info.openapi_json](const Request&) { return Response::json(200, doc); });
   // The log level can be changed while running: GET shows it, PUT/POST {"level":"debug"} sets it.
-  server.add_route("GET", "/_admin/log-level", "admin", Dispatch::kInline, [](const Request&) {
+  server.add_admin_route("GET", "/_admin/log-level", "admin", [](const Request&) {
     const auto level = spdlog::level::to_string_view(obs::current_level());
     return Response::json(
         200, nlohmann::json{{"level", std::string(level.data(), level.size())}}.dump());
@@ -60,8 +60,8 @@ void add_standard_routes(Server& server, const ServiceInfo& info) {
     spdlog::log(spdlog::level::info, "log level set to {}", body["level"].get<std::string>());
     return Response::json(200, nlohmann::json{{"level", body["level"]}}.dump());
   };
-  server.add_route("PUT", "/_admin/log-level", "admin", Dispatch::kInline, set_level);
-  server.add_route("POST", "/_admin/log-level", "admin", Dispatch::kInline, set_level);
+  server.add_admin_route("PUT", "/_admin/log-level", "admin", set_level);
+  server.add_admin_route("POST", "/_admin/log-level", "admin", set_level);
 }
 
 }  // namespace wf::http

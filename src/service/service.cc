@@ -3,6 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <expected>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
@@ -111,11 +115,79 @@ std::vector<Option> common_options(const Defaults& d) {
       {"log_level",
        Type::kLogLevel,
        "info",
-       "Log level; change it while running with PUT /_admin/log-level.",
+       "Log level; change it while running with PUT /_admin/log-level on the admin listener.",
        {"WF_LOG_LEVEL", "LOG_LEVEL"}},
       {"access_log", Type::kBool, "true", "One log line per HTTP request.", {"WF_ACCESS_LOG"}},
+      {"admin_port",
+       Type::kInt,
+       "0",
+       "Port of the admin listener (PUT /_admin/log-level); 0 picks a free port (logged as "
+       "wf.admin.port), -1 turns it off. The main port answers 404 for /_admin/*.",
+       {"WF_ADMIN_PORT"},
+       {},
+       -1,
+       65535},
+      {"admin_address",
+       Type::kString,
+       "127.0.0.1",
+       "Address of the admin listener; anything but loopback needs --admin-token-file.",
+       {"WF_ADMIN_ADDRESS"}},
+      {"admin_token_file",
+       Type::kString,
+       "",
+       "File holding the token admin requests must send as 'Authorization: Bearer <token>'; "
+       "empty: no token (only allowed on loopback).",
+       {"WF_ADMIN_TOKEN_FILE"}},
+      {"cors_origin",
+       Type::kString,
+       "",
+       "Access-Control-Allow-Origin sent on the evaluate route (an origin, or *), which then also "
+       "answers CORS preflight; empty: no CORS headers.",
+       {"WF_CORS_ORIGIN"}},
   };
 }
+
+namespace {
+
+// The admin token from --admin-token-file (surrounding whitespace dropped), or what is wrong.
+std::expected<std::string, std::string> read_admin_token(const std::string& path) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path);
+  if (!in) {
+    return std::unexpected("cannot read --admin-token-file " + path +
+                           ": give a readable file holding the admin token");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  const auto first = token.find_first_not_of(" \t\r\n");
+  const auto last = token.find_last_not_of(" \t\r\n");
+  token = first == std::string::npos ? "" : token.substr(first, last - first + 1);
+  if (token.size() < 16) {
+    return std::unexpected("--admin-token-file " + path +
+                           " holds no token of at least 16 characters: put a long random one "
+                           "there, e.g. `openssl rand -hex 32 > " +
+                           path + "`");
+  }
+  return token;
+}
+
+bool is_loopback(std::string_view address) {
+  return address.starts_with("127.") || address == "::1";
+}
+
+// Checks of the admin and CORS options that a single option's type and range cannot express.
+std::string check_admin_options(const config::Config& cfg) {
+  auto token = read_admin_token(cfg.str("admin_token_file"));
+  if (!token) return token.error();
+  if (cfg.integer("admin_port") >= 0 && token->empty() && !is_loopback(cfg.str("admin_address"))) {
+    return "--admin-address " + cfg.str("admin_address") +
+           " is not a loopback address: set --admin-token-file FILE too, or use 127.0.0.1";
+  }
+  return "";
+}
+
+}  // namespace
 
 http::ServerOptions server_options(const config::Config& cfg, std::string_view service_name,
                                    std::chrono::milliseconds request_timeout) {
@@ -135,6 +207,12 @@ http::ServerOptions server_options(const config::Config& cfg, std::string_view s
   o.shutdown_delay = std::chrono::milliseconds(cfg.integer("shutdown_delay_ms"));
   o.shutdown_grace = std::chrono::milliseconds(cfg.integer("shutdown_grace_ms"));
   o.access_log = cfg.boolean("access_log");
+  o.admin_port = static_cast<int>(cfg.integer("admin_port"));
+  o.admin_address = cfg.str("admin_address");
+  auto token = read_admin_token(cfg.str("admin_token_file"));
+  if (!token) throw std::runtime_error(token.error());
+  o.admin_token = std::move(*token);
+  o.cors_origin = cfg.str("cors_origin");
   return o;
 }
 
@@ -148,6 +226,10 @@ int start(const Identity& id, std::vector<Option> options, int argc, char** argv
   auto cfg = config::load(std::move(options), args);
   if (!cfg) {
     std::fprintf(stderr, "%s: configuration error: %s\n", id.name.c_str(), cfg.error().c_str());
+    return 2;
+  }
+  if (const std::string why = check_admin_options(*cfg); !why.empty()) {
+    std::fprintf(stderr, "%s: configuration error: %s\n", id.name.c_str(), why.c_str());
     return 2;
   }
   out = std::move(*cfg);

@@ -1,8 +1,8 @@
 """Starts the real wf-orchestrator / wf-evaluator binaries on free loopback ports for tests.
 
 Each service is started with --port 0; the harness reads its ECS JSON log from stdout, learns the
-bound port from the "listening on" line, keeps every log line for inspection, and stops the
-service (SIGTERM, then SIGKILL after a grace period) when the test is done.
+bound port (and the admin listener's, wf.admin.port) from the "listening on" line, keeps every log
+line for inspection, and stops the service (SIGTERM, then SIGKILL after a grace period) when the test is done.
 """
 
 import json
@@ -26,6 +26,7 @@ class Service:
         self.lines = []  # raw stdout lines
         self.stderr_lines = []
         self.port = None
+        self.admin_port = None  # the admin listener (/_admin/*), from the same log line
         self._port_ready = threading.Event()
         full_env = dict(os.environ)
         for k in ("PORT", "WIKI_API_URL", "FUNCTION_EVALUATOR_URL", "ORCHESTRATOR_CONFIG", "WF_CONFIG"):
@@ -41,6 +42,7 @@ class Service:
             raise RuntimeError(f"{name} did not report a port within {start_timeout}s; "
                                f"stdout: {self.lines[-20:]} stderr: {self.stderr_lines[-20:]}")
         self.base = f"http://127.0.0.1:{self.port}"
+        self.admin = f"http://127.0.0.1:{self.admin_port}" if self.admin_port else None
 
     def _read_stdout(self):
         for line in self.proc.stdout:
@@ -52,6 +54,7 @@ class Service:
                 except ValueError:
                     continue
                 if "server.port" in j:
+                    self.admin_port = j.get("wf.admin.port") or None
                     self.port = j["server.port"]
                     self._port_ready.set()
 

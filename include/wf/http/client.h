@@ -1,15 +1,23 @@
 #pragma once
-// A blocking HTTP/1.1 client for worker threads, with a keep-alive connection pool per host and a
-// per-request deadline. One event-loop thread of its own does the I/O. Thread-safe.
+// An HTTP/1.1 client with a keep-alive connection pool per host and a per-request deadline.
+// async_send() holds no thread while the request is in flight and can be cancelled; send() blocks
+// (for worker threads). The I/O runs on a thread of the client's own, or on an event loop it is
+// given (the server's, ClientOptions::io_context). Thread-safe.
 
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "wf/http/cancellation.h"
 #include "wf/http/message.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace wf::http {
 
@@ -18,6 +26,9 @@ struct ClientOptions {
   std::size_t max_idle_per_host = 64;
   std::size_t max_response_bytes = 16u << 20;
   std::chrono::milliseconds default_timeout{20000};  // when a request has no deadline
+  // Do the I/O on this event loop (e.g. Server::io_context()) instead of a thread of the client's
+  // own. It must outlive the client, and send() must not be called from its threads.
+  boost::asio::io_context* io_context = nullptr;
 };
 
 struct ClientRequest {
@@ -36,23 +47,46 @@ struct ClientResponse {
 };
 
 struct ClientError {
-  enum class Kind { kInvalidUrl, kConnect, kTimeout, kTransport, kProtocol, kTooLarge };
+  enum class Kind {
+    kInvalidUrl,
+    kConnect,
+    kTimeout,
+    kTransport,
+    kProtocol,
+    kTooLarge,
+    kCancelled,  // the request's Cancellation was raised; its connection was closed
+  };
   Kind kind = Kind::kTransport;
   std::string message;  // names the peer and what went wrong
 };
 
+using ClientResult = std::expected<ClientResponse, ClientError>;
+
 class HttpClient {
  public:
   explicit HttpClient(ClientOptions options = {});
+  // Requests still in flight on an external event loop keep the connection pool alive until they
+  // end; their completions still run.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  std::expected<ClientResponse, ClientError> send(const ClientRequest& request);
+  // Blocks until the answer, the deadline or an error.
+  ClientResult send(const ClientRequest& request);
+
+  // Starts the request and returns at once. `done` runs once, on a thread of the client's event
+  // loop (never inside async_send); it does not run if that loop is destroyed first. When `cancel`
+  // (may be null) is raised before the answer, the request's connection is closed (not pooled) and
+  // `done` gets ClientError::kCancelled. For an awaitable or a yield_context, use
+  // wf::http::async_send in "wf/http/io.h".
+  void async_send(ClientRequest request, std::shared_ptr<Cancellation> cancel,
+                  std::function<void(ClientResult)> done);
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct OwnLoop;
+  std::unique_ptr<OwnLoop> own_loop_;  // when no external io_context was given
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace wf::http

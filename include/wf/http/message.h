@@ -3,12 +3,14 @@
 // and tests can include this header without pulling in Asio.
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "wf/http/cancellation.h"
 #include "wf/obs/trace_context.h"
 
 namespace wf::http {
@@ -34,6 +36,9 @@ struct Request {
   std::string client_address;
   Clock::time_point received_at{};
   Clock::time_point deadline{};  // received_at + the service's request timeout
+  // Raised when the client hangs up, the deadline passes or the drain runs out of time. Set for
+  // async and kWorker routes (null for handlers run on the event loop).
+  std::shared_ptr<Cancellation> cancel;
 
   // Case-insensitive lookup; the first header with that name.
   std::optional<std::string_view> header(std::string_view name) const;

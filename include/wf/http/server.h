@@ -4,13 +4,20 @@
 // connections; header/idle/body timeouts; JSON error bodies; request ids and W3C trace context;
 // one access-log line and the wf_http_* metrics per request; graceful drain on SIGTERM/SIGINT.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "wf/http/cancellation.h"
 #include "wf/http/message.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace wf::http {
 
@@ -19,7 +26,8 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   std::uint16_t port = 0;  // 0: pick a free port (logged, and returned by start())
   int io_threads = 1;      // threads running the event loop
-  int worker_threads = 2;  // threads running kWorker handlers (blocking work)
+  int worker_threads = 2;  // threads running kWorker handlers (blocking work); 0: none, they run
+                           // on the event loop
   std::size_t max_body_bytes = 1u << 20;
   std::size_t max_header_bytes = 16u << 10;
   int max_connections = 1024;
@@ -30,10 +38,25 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{30000};     // to receive a body, and to send a response
   std::chrono::milliseconds request_timeout{20000};  // Request::deadline = arrival + this
   std::chrono::milliseconds shutdown_grace{10000};   // in-flight requests may finish within this
+  // Async routes: after a request's deadline has cancelled it (kDeadline), how long its handler
+  // may still answer (e.g. with its own timeout error) before the server answers 504 itself.
+  std::chrono::milliseconds deadline_grace{1000};
   // On SIGTERM, /readyz answers 503 for this long while the server still accepts, so that load
   // balancers stop sending before the listener closes (Kubernetes: endpoint removal lag).
   std::chrono::milliseconds shutdown_delay{0};
   bool access_log = true;
+  // The admin listener serves the routes added with add_admin_route (and only those; the main
+  // listener answers 404 for them). -1: no admin listener; 0: pick a free port (logged as
+  // wf.admin.port, and returned by admin_port()).
+  std::string admin_address = "127.0.0.1";
+  int admin_port = 0;
+  // When not empty, admin requests need "Authorization: Bearer <admin_token>" (401 otherwise).
+  // Required when admin_address is not a loopback address.
+  std::string admin_token;
+  // Access-Control-Allow-Origin value ("*" or an origin) sent on the routes named in cors_routes,
+  // which also answer CORS preflight (OPTIONS). Empty: no CORS headers at all.
+  std::string cors_origin;
+  std::vector<std::string> cors_routes = {"evaluate"};
 };
 
 enum class Dispatch {
@@ -42,6 +65,39 @@ enum class Dispatch {
 };
 
 using Handler = std::function<Response(const Request&)>;
+
+// One request to an asynchronous route (or a kWorker route, which the server runs the same way).
+// The handler receives it as a shared_ptr and keeps it as long as it needs. `cancel` is raised
+// when the client hangs up (kClientGone), the deadline passes (kDeadline) or a drain runs out of
+// time (kShutdown); request.cancel is the same object.
+class AsyncRequest {
+ public:
+  // `deliver` hands the response to the connection; the server supplies it (tests may use any).
+  AsyncRequest(Request request, std::shared_ptr<Cancellation> cancel,
+               std::function<void(Response)> deliver);
+  // Not answered: a bug (500, counted) unless cancelled, then the error that matches the reason.
+  ~AsyncRequest();
+  AsyncRequest(const AsyncRequest&) = delete;
+  AsyncRequest& operator=(const AsyncRequest&) = delete;
+
+  Request request;
+  std::shared_ptr<Cancellation> cancel;
+
+  // Answers the request from any thread; the response is written on the connection's strand.
+  // Only the first call counts (later ones return false). After the client went away, the
+  // response is dropped, and so it is once the server has stopped its event loop (drain done, or
+  // destroyed). Must not race with the Server's destructor.
+  bool respond(Response response);
+  bool responded() const;
+
+ private:
+  std::function<void(Response)> deliver_;
+  std::atomic<bool> responded_{false};
+};
+
+// Runs on an event-loop thread (the connection's strand) and must not block: start the work and
+// return; answer later with request->respond(...) from any thread.
+using AsyncHandler = std::function<void(std::shared_ptr<AsyncRequest>)>;
 
 class Server {
  public:
@@ -56,14 +112,22 @@ class Server {
   // event loop: requests known not to block skip the hand-off to a worker thread.
   void add_route(std::string method, std::string pattern, std::string name, Dispatch dispatch,
                  Handler handler, std::function<bool(const Request&)> run_inline = nullptr);
+  // An admin route (log level, limits): an inline handler served only on the admin listener.
+  void add_admin_route(std::string method, std::string pattern, std::string name, Handler handler);
+  // An asynchronous route: no thread is held while the request is in progress.
+  void add_async_route(std::string method, std::string pattern, std::string name,
+                       AsyncHandler handler);
   // Extra readiness condition for /readyz (dependencies); the server adds "not draining".
   void set_readiness(std::function<bool(std::string& why_not)> check);
   bool ready(std::string& why_not) const;
   bool draining() const;
 
-  // Binds and starts the threads; returns the bound port. Throws std::runtime_error if it cannot
-  // bind.
+  // Binds (the main and the admin listener) and starts the threads; returns the main listener's
+  // port. Throws std::runtime_error if it cannot bind, or if the admin listener would be on a
+  // non-loopback address without a token. Routes must all be added before start().
   std::uint16_t start();
+  // The admin listener's bound port after start(); 0 if there is none.
+  std::uint16_t admin_port() const;
   // Blocks until SIGTERM/SIGINT (then drains: not ready, stop accepting, finish in-flight work
   // within shutdown_grace) or until stop(). Returns the process exit code (0 on a clean drain).
   int run_until_signal();
@@ -71,6 +135,11 @@ class Server {
   void stop();
 
   const ServerOptions& options() const;
+
+  // The event loop the connections run on (io_threads threads run it after start()), for
+  // services that put their own sockets, descriptors and timers on it. Include "wf/http/io.h" to
+  // use it. Objects on it must be destroyed before the Server.
+  boost::asio::io_context& io_context();
 
  private:
   struct Impl;
@@ -90,7 +159,8 @@ struct ServiceInfo {
   std::string openapi_json;  // the OpenAPI document served at /openapi.json
 };
 
-// /healthz, /readyz, /metrics, /_info, /openapi.json, and POST /_admin/log-level.
+// /healthz, /readyz, /metrics, /_info, /openapi.json; on the admin listener GET, PUT and POST
+// /_admin/log-level.
 void add_standard_routes(Server& server, const ServiceInfo& info);
 
 }  // namespace wf::http

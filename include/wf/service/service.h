@@ -24,10 +24,11 @@ struct Defaults {
 
 // port, address, io_threads, worker_threads, max_pending_work, max_connections, max_body_bytes,
 // max_header_bytes, header_timeout_ms, idle_timeout_ms, shutdown_delay_ms, shutdown_grace_ms,
-// log_level, access_log.
+// log_level, access_log, admin_port, admin_address, admin_token_file, cors_origin.
 std::vector<config::Option> common_options(const Defaults& defaults);
 
-// ServerOptions from the common options; `request_timeout` is the service's own deadline.
+// ServerOptions from the common options; `request_timeout` is the service's own deadline. Reads
+// the admin token file (throws std::runtime_error naming the file if it cannot).
 http::ServerOptions server_options(const config::Config& cfg, std::string_view service_name,
                                    std::chrono::milliseconds request_timeout);
 
@@ -43,7 +44,8 @@ struct Identity {
 };
 
 // Parses argv against `options`. Prints --help and returns exit code 0, or prints a configuration
-// error and returns 2; otherwise stores the configuration in `out`, installs the ECS logger at the
+// error (including an unreadable admin token file, or a non-loopback admin listener without
+// one) and returns 2; otherwise stores the configuration in `out`, installs the ECS logger at the
 // configured level and sets wf_build_info, and returns -1 (carry on).
 int start(const Identity& id, std::vector<config::Option> options, int argc, char** argv,
           config::Config& out);

@@ -12,10 +12,30 @@
 #include <thread>
 
 #include "wf/http/client.h"
+#include "wf/obs/metrics.h"
 
 namespace {
 
 using namespace wf::http;
+
+// Polls `condition` every 5 ms for at most 5 s: waits on an event the test cannot be told of.
+template <class F>
+bool eventually(F condition) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// wf_http_connections_open, read in process (the registry is process-wide).
+double open_connections() {
+  const std::string text = wf::obs::render_metrics();
+  const std::string key = "\nwf_http_connections_open ";
+  const auto p = text.find(key);
+  return p == std::string::npos ? 0 : std::stod(text.substr(p + key.size()));
+}
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -237,11 +257,11 @@ TEST_F(ServerTest, DrainLetsInFlightRequestFinishAndReportsNotReady) {
     auto res = c.send(r);
     if (res) slow = *res;
   });
-  while (slow_started_.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(eventually([&] { return slow_started_.load() > 0; }));
   std::atomic<int> code{-1};
   std::thread runner([&] { code = server_->run_until_signal(); });
   server_->stop();
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(eventually([&] { return server_->draining(); }));
   std::string why;
   EXPECT_FALSE(server_->ready(why));
   EXPECT_EQ(why, "draining for shutdown");
@@ -313,9 +333,10 @@ TEST(ServerLimits, ConnectionLimitAnswers503) {
     EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     return fd;
   };
+  const double before = open_connections();
   const int a = open_idle();
   const int b = open_idle();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(eventually([&] { return open_connections() == before + 2; }));
   HttpClient client;
   ClientRequest r;
   r.url = "http://127.0.0.1:" + std::to_string(port) + "/healthz";
@@ -325,13 +346,140 @@ TEST(ServerLimits, ConnectionLimitAnswers503) {
   EXPECT_NE(res->body.find("connection limit"), std::string::npos);
   close(a);
   close(b);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(eventually([&] { return open_connections() == before; }));
   HttpClient fresh;
   auto ok = fresh.send(r);
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200u);
   server.stop();
   server.run_until_signal();
+}
+
+}  // namespace
+
+namespace {
+
+// A server with an admin listener, and optionally CORS or an admin token.
+struct AdminFixture {
+  explicit AdminFixture(ServerOptions o) : server(prepare(std::move(o))) {
+    add_standard_routes(server, {"test", "1.0", "abc", "", "{}"});
+    server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", Dispatch::kInline,
+                     [](const Request&) { return Response::json(200, "{}"); });
+    port = server.start();
+  }
+  ~AdminFixture() {
+    server.stop();
+    server.run_until_signal();
+  }
+  static ServerOptions prepare(ServerOptions o) {
+    o.port = 0;
+    o.access_log = false;
+    return o;
+  }
+  ClientResponse call(std::uint16_t p, std::string method, std::string path, std::string body = "",
+                      std::vector<Header> headers = {}) {
+    ClientRequest r;
+    r.method = std::move(method);
+    r.url = "http://127.0.0.1:" + std::to_string(p) + path;
+    r.body = std::move(body);
+    r.content_type = "application/json";
+    r.headers = std::move(headers);
+    auto res = client.send(r);
+    EXPECT_TRUE(res) << (res ? "" : res.error().message);
+    return res ? *res : ClientResponse{};
+  }
+  static std::optional<std::string> header(const ClientResponse& r, const std::string& name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) return h.value;
+    }
+    return std::nullopt;
+  }
+  Server server;
+  HttpClient client;
+  std::uint16_t port = 0;
+};
+
+TEST(AdminListener, AdminRoutesAre404OnTheMainPortAndServedOnTheAdminListener) {
+  AdminFixture f(ServerOptions{});
+  ASSERT_NE(f.server.admin_port(), 0);
+  ASSERT_NE(f.server.admin_port(), f.port);
+  EXPECT_EQ(f.call(f.port, "GET", "/_admin/log-level").status, 404u);
+  EXPECT_EQ(f.call(f.port, "PUT", "/_admin/log-level", R"({"level":"debug"})").status, 404u);
+  const auto got = f.call(f.server.admin_port(), "GET", "/_admin/log-level");
+  EXPECT_EQ(got.status, 200u);
+  EXPECT_NE(got.body.find("level"), std::string::npos);
+  const auto set = f.call(f.server.admin_port(), "PUT", "/_admin/log-level", R"({"level":"warn"})");
+  EXPECT_EQ(set.status, 200u);
+  EXPECT_EQ(f.call(f.server.admin_port(), "PUT", "/_admin/log-level", R"({"level":"info"})").status,
+            200u);
+  // The admin listener serves admin routes only.
+  EXPECT_EQ(f.call(f.server.admin_port(), "GET", "/healthz").status, 404u);
+}
+
+TEST(AdminListener, TokenIsRequiredWhenConfigured) {
+  ServerOptions o;
+  o.admin_token = "s3cret-token";
+  AdminFixture f(o);
+  const auto admin = f.server.admin_port();
+  const auto none = f.call(admin, "GET", "/_admin/log-level");
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_EQ(AdminFixture::header(none, "www-authenticate").value_or(""), "Bearer");
+  EXPECT_EQ(
+      f.call(admin, "GET", "/_admin/log-level", "", {{"authorization", "Bearer wrong"}}).status,
+      401u);
+  EXPECT_EQ(
+      f.call(admin, "GET", "/_admin/log-level", "", {{"authorization", "Bearer s3cret-token"}})
+          .status,
+      200u);
+}
+
+TEST(AdminListener, NonLoopbackAdminListenerWithoutATokenIsRefused) {
+  ServerOptions o;
+  o.port = 0;
+  o.access_log = false;
+  o.admin_address = "0.0.0.0";
+  Server server(o);
+  try {
+    server.start();
+    FAIL() << "started an unauthenticated admin listener on 0.0.0.0";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--admin-token-file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AdminListener, NoAdminListenerWhenTurnedOff) {
+  ServerOptions o;
+  o.admin_port = -1;
+  AdminFixture f(o);
+  EXPECT_EQ(f.server.admin_port(), 0);
+}
+
+TEST(Cors, NoCorsHeadersByDefault) {
+  AdminFixture f(ServerOptions{});
+  for (const auto& r :
+       {f.call(f.port, "GET", "/healthz"), f.call(f.port, "POST", "/x/v1/evaluate", "{}")}) {
+    EXPECT_FALSE(AdminFixture::header(r, "access-control-allow-origin"));
+    EXPECT_FALSE(AdminFixture::header(r, "access-control-allow-headers"));
+  }
+  EXPECT_EQ(f.call(f.port, "OPTIONS", "/x/v1/evaluate").status, 405u);
+}
+
+TEST(Cors, ConfiguredOriginOnlyOnTheEvaluateRoute) {
+  ServerOptions o;
+  o.cors_origin = "https://www.wikifunctions.org";
+  AdminFixture f(o);
+  const auto evaluate = f.call(f.port, "POST", "/x/v1/evaluate", "{}");
+  EXPECT_EQ(AdminFixture::header(evaluate, "access-control-allow-origin").value_or(""),
+            "https://www.wikifunctions.org");
+  EXPECT_FALSE(
+      AdminFixture::header(f.call(f.port, "GET", "/healthz"), "access-control-allow-origin"));
+  EXPECT_FALSE(
+      AdminFixture::header(f.call(f.port, "GET", "/metrics"), "access-control-allow-origin"));
+  const auto preflight = f.call(f.port, "OPTIONS", "/x/v1/evaluate");
+  EXPECT_EQ(preflight.status, 204u);
+  EXPECT_EQ(AdminFixture::header(preflight, "access-control-allow-methods").value_or(""), "POST");
+  EXPECT_EQ(AdminFixture::header(preflight, "access-control-allow-origin").value_or(""),
+            "https://www.wikifunctions.org");
 }
 
 }  // namespace

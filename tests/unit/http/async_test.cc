@@ -1,0 +1,459 @@
+// Asynchronous routes, cancellation (hang-up, deadline, drain) and HttpClient::async_send, in
+// process on loopback. Waits are on events (futures with a bound), never on sleeps.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "wf/http/io.h"
+
+namespace {
+
+using namespace wf::http;
+using namespace std::chrono_literals;
+using Reason = Cancellation::Reason;
+
+int connect_to(std::uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+void write_all(int fd, const std::string& bytes) {
+  EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+}
+
+// Reads until the peer closes (bounded by SO_RCVTIMEO).
+std::string read_to_eof(int fd) {
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+int count_of(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// The value of one sample line in the Prometheus text, 0 if absent.
+double metric(const std::string& text, const std::string& sample) {
+  const auto p = text.find("\n" + sample + " ");
+  return p == std::string::npos ? 0 : std::stod(text.substr(p + sample.size() + 2));
+}
+
+// A request the handler has not answered yet, and what happened to it.
+struct Held {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<AsyncRequest>> requests;
+  std::vector<Cancellation::Registration> registrations;
+  std::vector<std::pair<Reason, Clock::time_point>> cancels;
+
+  void hold(std::shared_ptr<AsyncRequest> r) {
+    auto reg = r->cancel->on_cancel([this](Reason why) {
+      std::lock_guard lock(mu);
+      cancels.emplace_back(why, Clock::now());
+      cv.notify_all();
+    });
+    std::lock_guard lock(mu);
+    requests.push_back(std::move(r));
+    registrations.push_back(std::move(reg));
+    cv.notify_all();
+  }
+  bool wait_requests(std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 5s, [&] { return requests.size() >= n; });
+  }
+  bool wait_cancels(std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 5s, [&] { return cancels.size() >= n; });
+  }
+  void clear() {
+    std::lock_guard lock(mu);
+    registrations.clear();
+    requests.clear();
+  }
+};
+
+class AsyncTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions o = {}) {
+    o.port = 0;
+    o.access_log = false;
+    server_ = std::make_unique<Server>(o);
+    add_standard_routes(*server_, {"test", "1.0", "abc", "", "{}"});
+    server_->add_async_route("GET", "/later", "later", [this](std::shared_ptr<AsyncRequest> r) {
+      threads_.emplace_back([r] {
+        std::this_thread::sleep_for(50ms);  // the "work" of this handler, on another thread
+        r->respond(Response::json(200, R"({"later":true,"id":")" + r->request.request_id + "\"}"));
+      });
+    });
+    server_->add_async_route("GET", "/hold", "hold",
+                             [this](std::shared_ptr<AsyncRequest> r) { held_.hold(std::move(r)); });
+    server_->add_route("GET", "/worker-hold", "worker_hold", Dispatch::kWorker,
+                       [this](const Request& r) {
+                         worker_started_.set_value();
+                         std::promise<Reason> p;
+                         auto reg = r.cancel->on_cancel([&p](Reason why) { p.set_value(why); });
+                         worker_saw_ = p.get_future().wait_for(5s) == std::future_status::ready
+                                           ? r.cancel->reason()
+                                           : Reason::kNone;
+                         worker_done_.set_value();
+                         return Response::json(200, "{}");
+                       });
+    port_ = server_->start();
+    base_ = "http://127.0.0.1:" + std::to_string(port_);
+  }
+  void TearDown() override {
+    held_.clear();
+    if (server_) {
+      server_->stop();
+      server_->run_until_signal();
+    }
+    for (auto& t : threads_) t.join();
+  }
+  std::string metrics_text() {
+    ClientRequest r;
+    r.url = base_ + "/metrics";
+    auto res = client_.send(r);
+    return res ? res->body : "";
+  }
+  // async_send, then the result through a future.
+  std::future<ClientResult> send_async(HttpClient& c, std::string path,
+                                       std::shared_ptr<Cancellation> cancel = nullptr,
+                                       Clock::time_point deadline = Clock::time_point::max()) {
+    auto p = std::make_shared<std::promise<ClientResult>>();
+    auto f = p->get_future();
+    ClientRequest r;
+    r.url = base_ + path;
+    r.deadline = deadline;
+    c.async_send(std::move(r), std::move(cancel), [p](ClientResult res) { p->set_value(res); });
+    return f;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::vector<std::thread> threads_;
+  Held held_;
+  HttpClient client_;
+  std::uint16_t port_ = 0;
+  std::string base_;
+  Reason worker_saw_ = Reason::kNone;
+  std::promise<void> worker_started_;
+  std::promise<void> worker_done_;
+};
+
+TEST(CancellationTest, CallbacksRunOnceAndRegistrationsUnregister) {
+  auto c = Cancellation::make();
+  int a = 0, b = 0;
+  auto ra = c->on_cancel([&](Reason why) { a += why == Reason::kDeadline ? 1 : 100; });
+  {
+    auto rb = c->on_cancel([&](Reason) { ++b; });
+  }  // dropped: never runs
+  EXPECT_FALSE(c->cancelled());
+  EXPECT_TRUE(c->cancel(Reason::kDeadline));
+  EXPECT_FALSE(c->cancel(Reason::kClientGone));  // the first reason wins
+  EXPECT_EQ(c->reason(), Reason::kDeadline);
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 0);
+  int late = 0;
+  auto rl = c->on_cancel([&](Reason why) { late = why == Reason::kDeadline ? 1 : 2; });
+  EXPECT_EQ(late, 1);  // already cancelled: at once
+  EXPECT_FALSE(Cancellation::make()->cancel(Reason::kNone));
+  EXPECT_EQ(to_string(Reason::kClientGone), "client_gone");
+}
+
+TEST(CancellationTest, DroppingARegistrationWaitsForItsRunningCallback) {
+  auto c = Cancellation::make();
+  std::promise<void> entered;
+  std::atomic<bool> finished{false};
+  auto reg = c->on_cancel([&](Reason) {
+    entered.set_value();
+    std::this_thread::sleep_for(50ms);
+    finished = true;
+  });
+  std::thread t([&] { c->cancel(Reason::kShutdown); });
+  entered.get_future().wait();
+  reg.reset();  // must not return while the callback still runs
+  EXPECT_TRUE(finished.load());
+  t.join();
+}
+
+TEST_F(AsyncTest, AsyncRouteAnswersLaterFromAnotherThread) {
+  start();
+  ClientRequest r;
+  r.url = base_ + "/later";
+  r.headers = {{"x-request-id", "later-1"}};
+  auto res = client_.send(r);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 200u);
+  EXPECT_EQ(res->body, R"({"later":true,"id":"later-1"})");
+  // The connection is kept alive and serves the next request.
+  auto again = client_.send(r);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200u);
+}
+
+TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {
+  start();
+  const double before = metric(
+      metrics_text(), R"(wf_http_requests_cancelled_total{reason="client_gone",route="hold"})");
+  const int fd = connect_to(port_);
+  write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(held_.wait_requests(1));
+  const auto closed_at = Clock::now();
+  close(fd);
+  ASSERT_TRUE(held_.wait_cancels(1));
+  EXPECT_EQ(held_.cancels[0].first, Reason::kClientGone);
+  EXPECT_LT(held_.cancels[0].second - closed_at, 500ms);  // ~ms in practice: no polling
+  EXPECT_EQ(metric(metrics_text(),
+                   R"(wf_http_requests_cancelled_total{reason="client_gone",route="hold"})"),
+            before + 1);
+  // Answering after the client left is harmless.
+  EXPECT_TRUE(held_.requests[0]->respond(Response::json(200, "{}")));
+  EXPECT_FALSE(held_.requests[0]->respond(Response::json(200, "{}")));
+}
+
+TEST_F(AsyncTest, WorkerRoutesSeeTheHangUpToo) {
+  ServerOptions o;
+  o.worker_threads = 1;
+  start(o);
+  const int fd = connect_to(port_);
+  write_all(fd, "GET /worker-hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The worker waits on the cancellation; closing the connection raises it.
+  ASSERT_EQ(worker_started_.get_future().wait_for(5s), std::future_status::ready);
+  close(fd);
+  ASSERT_EQ(worker_done_.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(worker_saw_, Reason::kClientGone);
+}
+
+TEST_F(AsyncTest, DeadlineCancelsAndTheServerAnswers504AfterTheGrace) {
+  ServerOptions o;
+  o.request_timeout = 100ms;
+  o.deadline_grace = 100ms;
+  start(o);
+  const auto t0 = Clock::now();
+  ClientRequest r;
+  r.url = base_ + "/hold";
+  auto res = client_.send(r);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 504u);
+  EXPECT_NE(res->body.find("deadline_exceeded"), std::string::npos);
+  EXPECT_GE(Clock::now() - t0, 200ms);
+  ASSERT_TRUE(held_.wait_cancels(1));
+  EXPECT_EQ(held_.cancels[0].first, Reason::kDeadline);
+}
+
+TEST_F(AsyncTest, AHandlerMayAnswerItsOwnDeadline) {
+  ServerOptions o;
+  o.request_timeout = 100ms;
+  o.deadline_grace = 2000ms;
+  start(o);
+  ClientRequest r;
+  r.url = base_ + "/hold";
+  std::thread answer([this] {
+    ASSERT_TRUE(held_.wait_cancels(1));
+    held_.requests[0]->respond(Response::json(200, R"({"timed_out":true})"));
+  });
+  const auto t0 = Clock::now();
+  auto res = client_.send(r);
+  answer.join();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200u);
+  EXPECT_EQ(res->body, R"({"timed_out":true})");
+  EXPECT_LT(Clock::now() - t0, 2000ms);  // before the server's own 504
+}
+
+TEST_F(AsyncTest, PipelinedRequestAfterTheHangUpWatchIsStillServed) {
+  start();
+  const int fd = connect_to(port_);
+  // Both requests in one write: the second arrives while the first is in progress, so the
+  // hang-up watch reads it; it must be parsed and answered after the first.
+  write_all(fd,
+            "GET /later HTTP/1.1\r\nHost: x\r\nX-Request-Id: first\r\n\r\n"
+            "GET /_info/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string out = read_to_eof(fd);
+  close(fd);
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 2) << out;
+  const auto first = out.find(R"("id":"first")");
+  const auto second = out.find(R"({"version":"1.0"})");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_LT(first, second);
+}
+
+TEST_F(AsyncTest, RequestSentWhileAnotherIsInProgressIsServedNext) {
+  start();
+  const int fd = connect_to(port_);
+  write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(held_.wait_requests(1));
+  // Arrives while /hold is in progress: read by the hang-up watch, kept for the parser.
+  write_all(fd, "GET /_info/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  held_.requests[0]->respond(Response::json(200, R"({"held":true})"));
+  const std::string out = read_to_eof(fd);
+  close(fd);
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 2) << out;
+  const auto first = out.find(R"({"held":true})");
+  const auto second = out.find(R"({"version":"1.0"})");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_LT(first, second);
+  EXPECT_TRUE(held_.cancels.empty());  // not mistaken for a hang-up
+}
+
+TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
+  ServerOptions o;
+  o.shutdown_grace = 300ms;
+  start(o);
+  auto pending = send_async(client_, "/hold");
+  ASSERT_TRUE(held_.wait_requests(1));
+  const auto t0 = Clock::now();
+  server_->stop();
+  const int code = server_->run_until_signal();
+  const auto took = Clock::now() - t0;
+  held_.clear();  // (answers go to the server's event loop: before it is destroyed)
+  server_.reset();
+  EXPECT_EQ(code, 1);  // the grace ran out with a request in flight
+  EXPECT_LT(took, 300ms + 1000ms);
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 503u);
+  ASSERT_TRUE(held_.wait_cancels(1));
+  EXPECT_EQ(held_.cancels[0].first, Reason::kShutdown);
+}
+
+TEST_F(AsyncTest, AsyncSendSucceedsAndReusesThePool) {
+  start();
+  const std::string accepted = "wf_http_connections_accepted_total";
+  auto first = send_async(client_, "/healthz").get();
+  ASSERT_TRUE(first);
+  const double before = metric(metrics_text(), accepted);
+  for (int i = 0; i < 10; ++i) {
+    auto res = send_async(client_, "/later").get();
+    ASSERT_TRUE(res) << res.error().message;
+    EXPECT_EQ(res->status, 200u);
+  }
+  EXPECT_EQ(metric(metrics_text(), accepted), before);  // all on the pooled connection
+}
+
+TEST_F(AsyncTest, AsyncSendTimesOut) {
+  start();
+  const auto t0 = Clock::now();
+  auto res = send_async(client_, "/hold", nullptr, Clock::now() + 100ms).get();
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout);
+  EXPECT_LT(Clock::now() - t0, 2s);
+}
+
+TEST_F(AsyncTest, CancellingAsyncSendClosesItsConnection) {
+  start();
+  const std::string accepted = "wf_http_connections_accepted_total";
+  const std::string gone = R"(wf_http_requests_cancelled_total{reason="client_gone",route="hold"})";
+  ASSERT_TRUE(send_async(client_, "/healthz").get());  // one pooled connection
+  const std::string m0 = metrics_text();
+  auto cancel = Cancellation::make();
+  auto pending = send_async(client_, "/hold", cancel);
+  ASSERT_TRUE(held_.wait_requests(1));
+  cancel->cancel(Reason::kAbandoned);
+  ASSERT_EQ(pending.wait_for(2s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ClientError::Kind::kCancelled);
+  // The server saw the connection close (its request was cancelled as client_gone)...
+  ASSERT_TRUE(held_.wait_cancels(1));
+  EXPECT_EQ(held_.cancels[0].first, Reason::kClientGone);
+  // ...and it was not returned to the pool: the next request needs a new connection.
+  const std::string m1 = metrics_text();
+  EXPECT_EQ(metric(m1, gone), metric(m0, gone) + 1);
+  EXPECT_EQ(metric(m1, accepted), metric(m0, accepted) + 1);
+  // Cancelled before it starts: completes at once with kCancelled.
+  auto early = Cancellation::make();
+  early->cancel(Reason::kAbandoned);
+  auto res2 = send_async(client_, "/later", early).get();
+  ASSERT_FALSE(res2);
+  EXPECT_EQ(res2.error().kind, ClientError::Kind::kCancelled);
+}
+
+int thread_count() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// 1000 requests in flight at once to a peer that answers each after 300 ms, everything on one
+// event loop of 2 threads (server and client alike), no worker threads.
+TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
+  ServerOptions o;
+  o.port = 0;
+  o.access_log = false;
+  o.io_threads = 2;
+  o.worker_threads = 0;
+  o.max_connections = 2000;
+  Server server(o);
+  server.add_async_route("GET", "/slow", "slow", [&server](std::shared_ptr<AsyncRequest> r) {
+    auto timer = std::make_shared<boost::asio::steady_timer>(server.io_context(), 300ms);
+    timer->async_wait([timer, r](boost::system::error_code) {
+      r->respond(Response::json(200, R"({"slow":true})"));
+    });
+  });
+  const int threads_before = thread_count();
+  const std::uint16_t port = server.start();
+  {
+    ClientOptions co;
+    co.io_context = &server.io_context();
+    HttpClient client(co);
+    std::mutex mu;
+    std::condition_variable cv;
+    int done = 0, ok = 0;
+    int peak_threads = 0;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 1000; ++i) {
+      ClientRequest r;
+      r.url = "http://127.0.0.1:" + std::to_string(port) + "/slow";
+      client.async_send(std::move(r), nullptr, [&](ClientResult res) {
+        std::lock_guard lock(mu);
+        ++done;
+        if (res && res->status == 200) ++ok;
+        peak_threads = std::max(peak_threads, thread_count());
+        cv.notify_all();
+      });
+    }
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return done == 1000; })) << done << " done";
+    }
+    const auto took = Clock::now() - t0;
+    EXPECT_EQ(ok, 1000);
+    // Concurrent, not one at a time (that would take 300 s, or 150 s on two threads).
+    EXPECT_LT(took, 30s);
+    EXPECT_LE(peak_threads, threads_before + 2);  // the two io threads, nothing per request
+    std::printf("1000 concurrent 300 ms requests: %.2f s, peak threads %d (before %d)\n",
+                std::chrono::duration<double>(took).count(), peak_threads, threads_before);
+  }
+  server.stop();
+  EXPECT_EQ(server.run_until_signal(), 0);
+}
+
+}  // namespace
