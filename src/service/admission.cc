@@ -40,17 +40,16 @@ http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler
 }
 
 void add_limits_admin_routes(http::Server& server, std::shared_ptr<limits::Gate> gate) {
-  server.add_route(
-      "GET", "/_admin/limits", "admin", http::Dispatch::kInline,
-      [gate](const http::Request&) { return http::Response::json(200, gate->describe().dump()); });
-  server.add_route("PUT", "/_admin/limits", "admin", http::Dispatch::kInline,
-                   [gate](const http::Request& req) {
-                     const auto body = nlohmann::json::parse(req.body, nullptr, false);
-                     if (auto ok = gate->apply(body); !ok) {
-                       return http::Response::error(400, "bad_request", ok.error());
-                     }
-                     return http::Response::json(200, gate->describe().dump());
-                   });
+  server.add_admin_route("GET", "/_admin/limits", "admin", [gate](const http::Request&) {
+    return http::Response::json(200, gate->describe().dump());
+  });
+  server.add_admin_route("PUT", "/_admin/limits", "admin", [gate](const http::Request& req) {
+    const auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (auto ok = gate->apply(body); !ok) {
+      return http::Response::error(400, "bad_request", ok.error());
+    }
+    return http::Response::json(200, gate->describe().dump());
+  });
 }
 
 }  // namespace wf::service

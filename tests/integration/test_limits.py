@@ -224,20 +224,23 @@ class TrustedHeader(LimitCase):
 class AdminSurface(LimitCase):
     def test_limits_change_at_run_time(self):
         with orchestrator(extra=["--limits-anonymous-rate", "0"]) as o:
-            status, _, body = h.request("GET", o.base + "/_admin/limits")
+            status, _, body = h.request("GET", o.admin + "/_admin/limits")
             self.assertEqual(status, 200)
             before = json.loads(body)
             self.assertEqual([c["name"] for c in before["classes"]], ["anonymous", "user"])
-            status, _, body = h.request("PUT", o.base + "/_admin/limits",
+            status, _, body = h.request("PUT", o.admin + "/_admin/limits",
                                         json.dumps({"classes": [{"name": "anonymous", "rate": 1, "burst": 1}]}),
                                         {"Content-Type": "application/json"})
             self.assertEqual(status, 200, body)
             self.assertEqual(json.loads(body)["classes"][0]["rate"], 1)
             self.assertEqual(call(o, echo("x"))[0], 200)
             self.assertEqual(call(o, echo("x"))[0], 429)
-            status, _, body = h.request("PUT", o.base + "/_admin/limits", json.dumps({"classes": [{"name": "nobody"}]}))
+            status, _, body = h.request("PUT", o.admin + "/_admin/limits", json.dumps({"classes": [{"name": "nobody"}]}))
             self.assertEqual(status, 400)
             self.assertIn("nobody", json.loads(body)["detail"])
+            # Only on the admin listener.
+            status, _, body = h.request("GET", o.base + "/_admin/limits")
+            self.assertEqual(status, 404)
 
 
 class Defaults(LimitCase):

@@ -28,7 +28,7 @@ http::Response refusal_response(const limits::Refusal& refusal, bool envelope);
 http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler);
 
 // GET /_admin/limits (the limits in force and their state) and PUT /_admin/limits (a change:
-// limits::Gate::apply). On the admin surface; see docs/limits.md.
+// limits::Gate::apply), on the admin listener (loopback, optional bearer token); docs/limits.md.
 void add_limits_admin_routes(http::Server& server, std::shared_ptr<limits::Gate> gate);
 
 }  // namespace wf::service
