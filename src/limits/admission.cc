@@ -285,15 +285,18 @@ std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
 }
 
 bool Admission::cancel(std::uint64_t ticket) {
-  std::lock_guard lock(impl_->mu);
-  const auto owner = impl_->owner_of.find(ticket);
-  if (owner == impl_->owner_of.end()) return false;
-  const std::string user = owner->second;
-  const std::deque<Item>& items = impl_->queues[user].items;
-  const auto it =
-      std::find_if(items.begin(), items.end(), [&](const Item& i) { return i.ticket == ticket; });
-  if (it == items.end()) return false;
-  impl_->take(user, static_cast<std::size_t>(it - items.begin()));
+  std::optional<Item> removed;  // destroyed (with its callbacks) after the lock is released
+  {
+    std::lock_guard lock(impl_->mu);
+    const auto owner = impl_->owner_of.find(ticket);
+    if (owner == impl_->owner_of.end()) return false;
+    const std::string user = owner->second;
+    const std::deque<Item>& items = impl_->queues[user].items;
+    const auto it =
+        std::find_if(items.begin(), items.end(), [&](const Item& i) { return i.ticket == ticket; });
+    if (it == items.end()) return false;
+    removed = impl_->take(user, static_cast<std::size_t>(it - items.begin()));
+  }
   return true;
 }
 

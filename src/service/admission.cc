@@ -1,5 +1,7 @@
 #include "wf/service/admission.h"
 
+#include <mutex>
+
 namespace wf::service {
 
 limits::CallerInfo caller_info(const http::Request& request, std::string_view user_header) {
@@ -36,6 +38,59 @@ http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler
     http::Response response = handler(req);
     admitted->finish(limits::reported_cpu_ms(response.body));
     return response;
+  };
+}
+
+namespace {
+
+// Runs `handler` for an admitted call, on a request of its own whose answer ends the admission
+// (slot, user's place, CPU charge) before it goes to the client.
+void start_admitted(const http::AsyncHandler& handler,
+                    const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted) {
+  auto held = std::make_shared<limits::Admitted>(std::move(admitted));
+  auto inner = std::make_shared<http::AsyncRequest>(
+      ar->request, ar->cancel, [ar, held](http::Response response) {
+        held->finish(limits::reported_cpu_ms(response.body));
+        ar->respond(std::move(response));
+      });
+  handler(std::move(inner));
+}
+
+}  // namespace
+
+http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::AsyncHandler handler) {
+  const std::string user_header = gate->user_header();
+  return [gate, handler = std::move(handler), user_header](std::shared_ptr<http::AsyncRequest> ar) {
+    const limits::Identity who = gate->identify(caller_info(ar->request, user_header));
+    const bool envelope = wants_envelope(ar->request);
+    // While queued, the work's callbacks hold `waiting`; a hang-up takes the call out of the queue.
+    // (The callbacks may run on another thread before admit() returns: hence the mutex.)
+    struct Waiting {
+      std::mutex mu;
+      bool decided = false;
+      http::Cancellation::Registration on_cancel;
+      void done() {
+        std::lock_guard lock(mu);
+        decided = true;
+        on_cancel.reset();
+      }
+    };
+    auto waiting = std::make_shared<Waiting>();
+    auto start = [handler, ar, waiting](limits::Admitted admitted) {
+      waiting->done();
+      start_admitted(handler, ar, std::move(admitted));
+    };
+    auto refuse = [ar, envelope, waiting](const limits::Refusal& refusal) {
+      waiting->done();
+      ar->respond(refusal_response(refusal, envelope));
+    };
+    const std::uint64_t ticket =
+        gate->admit(who, ar->request.deadline, std::move(start), std::move(refuse));
+    if (ticket == 0 || !ar->cancel) return;
+    auto registration =
+        ar->cancel->on_cancel([gate, ticket](http::Cancellation::Reason) { gate->cancel(ticket); });
+    std::lock_guard lock(waiting->mu);
+    if (!waiting->decided) waiting->on_cancel = std::move(registration);
   };
 }
 

@@ -27,6 +27,12 @@ http::Response refusal_response(const limits::Refusal& refusal, bool envelope);
 // The CPU charged is what the response reports (orchestrationCpuUsage + executionCpuUsage).
 http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler);
 
+// An asynchronous route behind the gate: the call starts when admitted (perhaps later, from the
+// fair queue, on the thread that freed a slot), or is answered with the refusal. A caller that
+// hangs up while queued leaves the queue. The call's slot and its user's place are given back when
+// it answers, charged with the CPU its response reports.
+http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::AsyncHandler handler);
+
 // GET /_admin/limits (the limits in force and their state) and PUT /_admin/limits (a change:
 // limits::Gate::apply), on the admin listener (loopback, optional bearer token); docs/limits.md.
 void add_limits_admin_routes(http::Server& server, std::shared_ptr<limits::Gate> gate);
