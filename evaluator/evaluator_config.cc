@@ -10,7 +10,11 @@ using config::Type;
 std::vector<Option> evaluator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-evaluator",
                                                          .port = 6927,
-                                                         .worker_threads = 8,
+                                                         // Evaluate calls wait on the event
+                                                         // loops (no worker); two loops use
+                                                         // both cores of a small machine.
+                                                         .io_threads = 2,
+                                                         .worker_threads = 2,
                                                          .max_pending_work = 64,
                                                          .max_body_bytes = 2u << 20});
   std::vector<Option> own = {

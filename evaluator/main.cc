@@ -1,8 +1,11 @@
-// wf-evaluator: starts the language zygotes (before any thread exists), then serves.
+// wf-evaluator: starts the language sandboxes (each a supervisor re-executed from this binary, see
+// evaluator/sandbox/sandbox.h), then serves. The same binary is the supervisor image.
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <exception>
+#include <iterator>
+#include <span>
 #include <stdexcept>
 
 #include "evaluator/evaluator_config.h"
@@ -21,8 +24,27 @@
 
 extern const char* const wf_evaluator_openapi_json;
 
+namespace {
+
+const wf::evaluator::RuntimeEntry kRuntimes[] = {
+#ifdef WF_HAVE_PYTHON
+    {"python", wf::evaluator::make_python_runtime},
+#endif
+#ifdef WF_HAVE_JAVASCRIPT
+    {"javascript", +[] { return wf::evaluator::make_javascript_runtime(); }},
+#endif
+    {"", nullptr},  // keeps the table non-empty in a build without runtimes
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace wf;
+  // A sandbox supervisor: nothing of the service below runs in it.
+  if (auto code = evaluator::run_sandbox_supervisor_if_requested(
+          argc, argv, std::span(kRuntimes, std::size(kRuntimes) - 1))) {
+    return *code;
+  }
   http::block_shutdown_signals();
   config::Config cfg;
   if (const int code = service::start({"wf-evaluator", service::version(), service::commit(),
@@ -47,26 +69,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    // Zygotes fork from a single-threaded process: start them before the server's threads.
+    // The sandboxes wait on their children on the server's event loop (no thread per call).
+    http::Server server(evaluator::server_options(cfg));
     const evaluator::SandboxLimits limits = evaluator::sandbox_limits(cfg);
     std::shared_ptr<evaluator::Sandbox> python, javascript;
 #ifdef WF_HAVE_PYTHON
-    if (want_python) python = evaluator::start_sandbox(evaluator::make_python_runtime(), limits);
+    if (want_python) python = evaluator::start_sandbox("python", limits, &server.io_context());
 #endif
 #ifdef WF_HAVE_JAVASCRIPT
-    if (want_javascript)
-      javascript = evaluator::start_sandbox(evaluator::make_javascript_runtime(), limits);
+    if (want_javascript) {
+      javascript = evaluator::start_sandbox("javascript", limits, &server.io_context());
+    }
 #endif
-    // Each scrape asks the sandboxes for their pool size, so wf_evaluator_sandbox_pool_ready is
-    // fresh without a readiness probe.
-    obs::add_scrape_hook([python, javascript] {
-      if (python) python->stats();
-      if (javascript) javascript->stats();
-    });
     auto handler = std::shared_ptr<evaluator::EvaluateHandler>(
         evaluator::make_evaluate_handler(evaluator::evaluate_options(cfg), python, javascript));
 
-    http::Server server(evaluator::server_options(cfg));
     http::add_standard_routes(server, {"wf-evaluator", service::version(), service::commit(),
                                        "Runs Wikifunctions code implementations in a sandbox",
                                        wf_evaluator_openapi_json});
@@ -81,19 +98,19 @@ int main(int argc, char** argv) {
       }
       return true;
     });
-    // Defence in depth: limits per calling orchestrator. The gate starts threads: after the
-    // zygotes.
+    // Defence in depth: limits per calling orchestrator (an address), in front of the route.
     auto gate = limits::Gate::create(std::move(*gate_options));
     if (!gate) throw std::runtime_error(gate.error());
     std::shared_ptr<limits::Gate> shared_gate = std::move(*gate);
     service::add_limits_admin_routes(server, shared_gate);
-    http::Handler evaluate = service::admitted(
-        shared_gate, [handler](const http::Request& req) { return handler->handle(req); });
-    server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker,
-                     evaluate);
+    http::AsyncHandler evaluate = service::admitted_async(
+        shared_gate, [handler](std::shared_ptr<http::AsyncRequest> request) {
+          evaluator::serve_evaluate(*handler, std::move(request));
+        });
+    server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", evaluate);
     // The original orchestrator's FUNCTION_EVALUATOR_URL is often .../v1/evaluate/ without a
     // domain.
-    server.add_route("POST", "/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate);
+    server.add_async_route("POST", "/v1/evaluate", "evaluate", evaluate);
     server.add_route("GET", "/robots.txt", "robots", http::Dispatch::kInline,
                      [](const http::Request&) {
                        http::Response r = http::Response::json(200, "User-agent: *\nDisallow: /\n");
@@ -101,7 +118,11 @@ int main(int argc, char** argv) {
                        return r;
                      });
     server.start();
-    return server.run_until_signal();
+    const int code = server.run_until_signal();
+    // Before the server (and its event loop) goes: the sandboxes' descriptors live on it.
+    if (python) python->shutdown();
+    if (javascript) javascript->shutdown();
+    return code;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return 1;

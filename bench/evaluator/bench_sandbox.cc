@@ -116,14 +116,14 @@ SandboxLimits limits(int pool) {
 
 void refill_rate(const Language& language) {
   constexpr int kPool = 32;
-  auto sandbox = start_sandbox(language.make(), limits(kPool));
+  auto sandbox = start_sandbox(language.name, limits(kPool));
   auto start = Clock::now();
   int ready = 0;
-  while ((ready = sandbox->stats().ready_children) < kPool && Clock::now() - start < 60s) {
+  while ((ready = sandbox->query_stats().ready_children) < kPool && Clock::now() - start < 60s) {
     std::this_thread::sleep_for(1ms);
   }
   double ms = ms_since(start);
-  SandboxStats stats = sandbox->stats();
+  SandboxStats stats = sandbox->query_stats();
   std::printf(
       "%-10s pool refill: %d children ready in %.1f ms = %.0f children/s "
       "(mean fork->ready %.2f ms)\n",
@@ -132,9 +132,9 @@ void refill_rate(const Language& language) {
 
 void measure(const Language& language, int calls, double seconds) {
   auto start = Clock::now();
-  auto sandbox = start_sandbox(language.make(), limits(4));
+  auto sandbox = start_sandbox(language.name, limits(4));
   double start_ms = ms_since(start);
-  SandboxStats stats = sandbox->stats();
+  SandboxStats stats = sandbox->query_stats();
   std::printf("%-10s start_sandbox %.1f ms; zygote pid %d RSS %.1f MiB\n", language.name.c_str(),
               start_ms, stats.zygote_pid, rss_mib(stats.zygote_pid));
 
@@ -154,7 +154,7 @@ void measure(const Language& language, int calls, double seconds) {
       language.name.c_str(), calls, percentile(latencies, 0.5), percentile(latencies, 0.9),
       percentile(latencies, 0.99), percentile(latencies, 1.0), failures);
   std::printf("%-10s mean fork->ready of a child: %.3f ms\n", language.name.c_str(),
-              sandbox->stats().mean_fork_to_ready_ms);
+              sandbox->query_stats().mean_fork_to_ready_ms);
 
   // Concurrency 1, paced: one call every 5 ms.
   latencies.clear();
@@ -196,7 +196,7 @@ void measure(const Language& language, int calls, double seconds) {
   for (auto& thread : threads) thread.join();
   double elapsed = ms_since(begin) / 1000.0;
   std::this_thread::sleep_for(1200ms);  // let the zygote reap the last children
-  sandbox->stats();
+  sandbox->query_stats();
   ProcessCpu zygote_after = process_cpu(stats.zygote_pid);
   double own = own_cpu_seconds() - own_before;
   double total_calls = static_cast<double>(done.load());
@@ -224,7 +224,16 @@ void measure(const Language& language, int calls, double seconds) {
 
 }  // namespace
 
+const RuntimeEntry kRuntimes[] = {
+    {"python", make_python_runtime},
+#ifdef WF_BENCH_HAVE_JAVASCRIPT
+    {"javascript", +[] { return make_javascript_runtime(); }},
+#endif
+};
+
 int main(int argc, char** argv) {
+  // Sandboxes re-execute this program as their supervisor.
+  if (auto code = run_sandbox_supervisor_if_requested(argc, argv, kRuntimes)) return *code;
   int calls = 2000;
   double seconds = 5;
   std::string only;
@@ -246,7 +255,6 @@ int main(int argc, char** argv) {
   javascript.arguments_json = python.arguments_json;
   languages.push_back({"javascript", [] { return make_javascript_runtime(); }, javascript});
 #endif
-  // Every sandbox is started and stopped from this thread while no other thread exists.
   for (const auto& language : languages) {
     if (!only.empty() && language.name != only) continue;
     refill_rate(language);

@@ -8,7 +8,8 @@
 //    with two fds (its channel, its pidfd) via SCM_RIGHTS. The socket's queue is the pool.
 //  * service <-> child: a SOCK_STREAM "channel" (fd 3 in the child). The child writes one ready
 //    byte once it is locked down and warm, then reads one request and writes one response.
-// All three processes are the same binary on the same machine: native byte order and layout.
+//  * service -> supervisor: one SupervisorConfig first (the supervisor is a fresh image).
+// All processes are the same binary on the same machine: native byte order and layout.
 
 #include <sys/types.h>
 
@@ -98,6 +99,23 @@ struct SupervisorMessage {
   std::int32_t zygote_pid = 0;
   std::uint64_t generation = 0;  // 1 for the first zygote, +1 per restart
   char text[512] = {};           // error text, or how the previous zygote ended
+};
+
+// service -> supervisor, once, first thing on its socket (fd 3 of the fresh image): everything the
+// supervisor needs, so that it takes nothing from the service's memory or environment.
+inline constexpr std::uint32_t kSupervisorConfigMagic = 0x43534657;  // "WFSC"
+struct SupervisorConfig {
+  std::uint32_t magic = kSupervisorConfigMagic;
+  std::int32_t service_pid = 0;
+  char runtime[64] = {};  // LanguageRuntime name, looked up in the image's RuntimeEntry table
+  std::int64_t wall_ms = 0;
+  std::int64_t cpu_seconds = 0;
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t output_bytes = 0;
+  std::uint64_t captured_output_bytes = 0;
+  std::uint64_t zygote_memory_bytes = 0;
+  std::int32_t pool_size = 0;
+  std::int32_t reserved = 0;
 };
 
 inline constexpr int kMaxMessageFds = 3;

@@ -28,9 +28,10 @@ struct CallOutput {
   // When !ok: why the runtime could not produce a Z22 (e.g. the JavaScript runtime's
   // kJavascriptTimeoutError / kJavascriptMemoryError texts), for the sandbox to map to a status.
   std::string error_message;
-  // Set when the call ran out of memory (Python MemoryError, SpiderMonkey OOM): the sandbox then
-  // reports CallOutcome::Status::kMemoryLimit (keeping z22_json when ok). When !ok and this is not
-  // set, an error_message mentioning "memory" is mapped to kMemoryLimit as well.
+  // Set when the call ran out of memory as the runtime itself observed it (an allocation of the
+  // interpreter failed, or its own memory budget stopped the call), never from error text, which
+  // user code controls. The sandbox then reports CallOutcome::Status::kMemoryLimit (keeping
+  // z22_json when ok).
   bool out_of_memory = false;
 };
 

@@ -1,42 +1,79 @@
-// Service side of the sandbox: receives zygotes from the supervisor, takes ready children off the
-// zygote's handoff socket, runs one call per child over its channel, enforces the wall clock
-// (pidfd + SIGKILL) and the output cap, maps how the child ended to CallOutcome::Status, and
-// reconnects to the next zygote when one dies (see zygote.h for the process tree).
+// Service side of the sandbox, on an Asio event loop: no thread waits for a child.
+//
+//  * Core (one per language, on its own strand): the supervisor (spawned from a fresh image; its
+//    socket and pidfd), the current zygote (ZygoteLink: control socket, handoff socket, pidfd),
+//    the calls waiting for a child, and a timer that refreshes a stats snapshot twice a second,
+//    kills a zygote that does not answer in time (its supervisor then forks a new one) and
+//    re-creates a supervisor that died or hung.
+//  * ProcessCall (one per call, on its own strand): sends the request on the child's channel,
+//    reads the reply as it comes (ReplyReader), and ends on whichever comes first: the answer,
+//    the child's exit (pidfd), the wall-clock timer, or cancel(). Endings without an answer ask
+//    the zygote how the child ended (it is the child's parent) and map that to an outcome.
+// See zygote.h for the process tree.
 
 #include "evaluator/sandbox/sandbox.h"
 
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
 #include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <deque>
+#include <expected>
+#include <future>
 #include <mutex>
-#include <random>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
+#include "evaluator/sandbox/child_reply.h"
 #include "evaluator/sandbox/protocol.h"
-#include "evaluator/sandbox/zygote.h"
+#include "evaluator/sandbox/sandbox_metrics.h"
+#include "evaluator/sandbox/supervisor_image.h"
 #include "wf/obs/log.h"
-#include "wf/obs/metrics.h"
 
 namespace wf::evaluator {
+
+const char* cancel_reason_name(CancelReason reason) {
+  return sandbox_internal::kCancelNames[static_cast<std::size_t>(reason)];
+}
+
+std::shared_ptr<SandboxCall> Sandbox::start(CallInput input,
+                                            std::chrono::steady_clock::time_point deadline,
+                                            CallCompletion done) {
+  done(run(input, deadline));
+  return nullptr;
+}
+
+CallOutcome Sandbox::run(const CallInput& input, std::chrono::steady_clock::time_point deadline) {
+  std::promise<CallOutcome> promise;
+  std::future<CallOutcome> future = promise.get_future();
+  start(input, deadline,
+        [&promise](CallOutcome outcome) { promise.set_value(std::move(outcome)); });
+  return future.get();
+}
+
 namespace {
 
 using namespace sandbox_internal;
+namespace asio = boost::asio;
+using Descriptor = asio::posix::stream_descriptor;
+using Strand = asio::strand<asio::io_context::executor_type>;
+using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using Status = CallOutcome::Status;
@@ -44,764 +81,1021 @@ using Status = CallOutcome::Status;
 // How long after the wall limit the child may still answer (a runtime that supports
 // request_interrupt stops user code on SIGALRM and reports; others are killed).
 constexpr milliseconds kInterruptGrace{30};
-// How long to wait for a killed child to be reported exited before asking the zygote.
+// How long to wait for a killed child to be reported exited before asking the zygote anyway.
 constexpr milliseconds kReapWait{2000};
-constexpr milliseconds kZygoteReplyTimeout{10000};
-// How long a call waits for a restarted zygote (the supervisor forks it from initialised memory:
-// normally a few ms plus the first child's warm-up).
-constexpr milliseconds kRestartWait{10000};
-constexpr std::size_t kMaxErrorText = 4096;
+constexpr milliseconds kRefreshEvery{500};
+// A snapshot older than this says nothing: ready_children() is 0 (the zygote is late).
+constexpr milliseconds kStaleAfter{1500};
+// A zygote that leaves a request unanswered this long is killed (and so replaced).
+constexpr milliseconds kZygoteAnswerWithin{3000};
+// Without a working zygote this long, the supervisor is killed and started again.
+constexpr milliseconds kSupervisorAnswerWithin{15000};
+constexpr milliseconds kStartWait{120000};
+constexpr int kMaxSetupFailures = 3;
+constexpr int kStatusAttempts = 20;
 
-std::string signal_name(int sig) {
-  const char* abbrev = ::sigabbrev_np(sig);
-  return abbrev != nullptr ? std::string("SIG") + abbrev : fmt::format("signal {}", sig);
+void set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-std::uint64_t random_token() {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  return engine();
+CallOutcome failure(Status status, std::string detail) {
+  CallOutcome outcome;
+  outcome.status = status;
+  outcome.detail = std::move(detail);
+  return outcome;
 }
 
-bool readable_now(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
-}
+// ---- Blocking steps of start_sandbox (before any event loop is involved) -------------------
 
-// ---- Metrics ----------------------------------------------------------------------------------
-
-constexpr std::array<const char*, 8> kOutcomeNames = {
-    "ok",        "timeout", "cpu_limit",  "memory_limit", "output_too_large",
-    "forbidden", "crashed", "unavailable"};
-
-enum KillReason : std::size_t {
-  kKillWallClock,  // the service's SIGKILL at the wall-clock limit / request deadline
-  kKillCpu,        // RLIMIT_CPU (SIGXCPU, then SIGKILL)
-  kKillMemory,     // died by a signal near the memory limit
-  kKillSeccomp,    // SIGSYS from the seccomp filter
-  kKillProtocol,   // the service's SIGKILL after a protocol violation (forged/oversized frames)
-  kKillSignal,     // any other signal (crash)
-  kKillReasons
-};
-constexpr std::array<const char*, kKillReasons> kKillNames = {
-    "wall_clock", "cpu_limit", "memory_limit", "seccomp", "protocol", "signal"};
-
-// The sandbox's metric families (names pass promtool check metrics; labels are bounded: the
-// language family, the outcome and the kill reason).
-struct SandboxMetrics {
-  explicit SandboxMetrics(const std::string& language) {
-    auto& registry = wf::obs::registry();
-    auto& calls = prometheus::BuildCounter()
-                      .Name("wf_evaluator_sandbox_calls_total")
-                      .Help("Calls run in a sandbox child, by language and outcome.")
-                      .Register(registry);
-    for (std::size_t i = 0; i < kOutcomeNames.size(); ++i) {
-      outcome[i] = &calls.Add({{"language", language}, {"outcome", kOutcomeNames[i]}});
-    }
-    auto& kills = prometheus::BuildCounter()
-                      .Name("wf_evaluator_sandbox_kills_total")
-                      .Help(
-                          "Sandbox children that ended by a signal instead of answering, by "
-                          "language and reason.")
-                      .Register(registry);
-    for (std::size_t i = 0; i < kKillReasons; ++i) {
-      kill[i] = &kills.Add({{"language", language}, {"reason", kKillNames[i]}});
-    }
-    restarts = &prometheus::BuildCounter()
-                    .Name("wf_evaluator_sandbox_zygote_restarts_total")
-                    .Help("Zygotes the supervisor forked again after the previous one died.")
-                    .Register(registry)
-                    .Add({{"language", language}});
-    pool_ready = &prometheus::BuildGauge()
-                      .Name("wf_evaluator_sandbox_pool_ready")
-                      .Help(
-                          "Children forked, locked down and warm, waiting for a call (as of "
-                          "the last zygote status query).")
-                      .Register(registry)
-                      .Add({{"language", language}});
-    child_cpu = &prometheus::BuildHistogram()
-                     .Name("wf_evaluator_sandbox_child_cpu_seconds")
-                     .Help("User+system CPU of a sandbox child from fork to its answer.")
-                     .Register(registry)
-                     .Add({{"language", language}}, prometheus::Histogram::BucketBoundaries{
-                                                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
-                                                        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
-    child_rss = &prometheus::BuildHistogram()
-                     .Name("wf_evaluator_sandbox_child_peak_rss_bytes")
-                     .Help("Peak resident set size of a sandbox child (ru_maxrss).")
-                     .Register(registry)
-                     .Add({{"language", language}},
-                          prometheus::Histogram::BucketBoundaries{8u << 20, 16u << 20, 32u << 20,
-                                                                  64u << 20, 128u << 20, 256u << 20,
-                                                                  512u << 20, 1024.0 * (1u << 20)});
-    fork_to_ready = &prometheus::BuildHistogram()
-                         .Name("wf_evaluator_sandbox_fork_to_ready_seconds")
-                         .Help(
-                             "Time from fork to a locked-down, warm child (off the request "
-                             "path).")
-                         .Register(registry)
-                         .Add({{"language", language}},
-                              prometheus::Histogram::BucketBoundaries{
-                                  0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
-  }
-
-  void record(const CallOutcome& outcome, int kill_reason) {
-    outcome_of(outcome.status).Increment();
-    if (kill_reason >= 0) kill[static_cast<std::size_t>(kill_reason)]->Increment();
-    if (outcome.cpu_ms > 0) child_cpu->Observe(outcome.cpu_ms / 1000.0);
-    if (outcome.peak_rss_bytes > 0) {
-      child_rss->Observe(static_cast<double>(outcome.peak_rss_bytes));
-    }
-  }
-
-  prometheus::Counter& outcome_of(Status status) {
-    return *outcome[std::min(static_cast<std::size_t>(status), kOutcomeNames.size() - 1)];
-  }
-
-  std::array<prometheus::Counter*, kOutcomeNames.size()> outcome{};
-  std::array<prometheus::Counter*, kKillReasons> kill{};
-  prometheus::Counter* restarts = nullptr;
-  prometheus::Gauge* pool_ready = nullptr;
-  prometheus::Histogram* child_cpu = nullptr;
-  prometheus::Histogram* child_rss = nullptr;
-  prometheus::Histogram* fork_to_ready = nullptr;
-};
-
-// ---- Connections to one zygote ------------------------------------------------------------------
-
-// The service's ends of one zygote (one generation). Shared by the calls using it; closed when
-// the last of them lets go after a restart replaced it.
-struct Connection {
-  int control = -1;
-  int handoff = -1;
-  int zygote_pidfd = -1;
+struct RawLink {
+  int control = -1, handoff = -1, pidfd = -1;
   pid_t zygote = -1;
   std::uint64_t generation = 0;
-  std::mutex control_mutex;
-  std::atomic<bool> gone{false};
-  Connection() = default;
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-  ~Connection() {
-    for (int fd : {control, handoff, zygote_pidfd}) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-  bool zygote_dead() const { return zygote_pidfd >= 0 && readable_now(zygote_pidfd); }
 };
 
-// Both ends of one handed-out child, closed on destruction.
-struct ChildHandle {
+bool wait_readable(int fd, Clock::time_point until) {
+  for (;;) {
+    auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(std::max<long>(0, left)));
+    if (n == 1) return true;
+    if (n == 0 || errno != EINTR) return false;
+  }
+}
+
+struct Received {
+  std::optional<RawLink> link;
+  bool again = false;  // nothing to read yet
+  bool eof = false;    // the supervisor is gone
+  std::string error;   // when !link
+};
+
+// One SupervisorMessage; flags = MSG_DONTWAIT on the event loop.
+Received receive_zygote(int socket, int flags) {
+  SupervisorMessage message;
+  int fds[3] = {-1, -1, -1};
+  int nfds = 0;
+  Received received;
+  if (!recv_message(socket, &message, sizeof(message), fds, 3, &nfds, flags)) {
+    received.again = errno == EAGAIN;
+    received.eof = !received.again;
+    received.error = "the sandbox supervisor is gone";
+    return received;
+  }
+  if (message.ok == 0 || nfds != 3) {
+    for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+    received.error = message.text[0] != '\0' ? std::string(message.text) : "the supervisor failed";
+    return received;
+  }
+  received.link = RawLink{fds[0], fds[1], fds[2], message.zygote_pid, message.generation};
+  return received;
+}
+
+std::expected<ZygoteReply, std::string> blocking_reply(int control, Clock::time_point until) {
+  if (!wait_readable(control, until)) return std::unexpected("the zygote did not answer");
+  ZygoteReply reply;
+  int nfds = 0;
+  if (!recv_message(control, &reply, sizeof(reply), nullptr, 0, &nfds)) {
+    return std::unexpected("the zygote died during start-up");
+  }
+  return reply;
+}
+
+// ---- One zygote generation -----------------------------------------------------------------
+
+struct PendingReply {
+  ZygoteOp op;
+  Clock::time_point sent;
+  std::function<void(const ZygoteReply*)> done;  // nullptr reply: the zygote is gone
+};
+
+struct ZygoteLink {
+  ZygoteLink(const Strand& strand, const RawLink& raw)
+      : control(strand, raw.control),
+        handoff(strand, raw.handoff),
+        pidfd(strand, raw.pidfd),
+        zygote(raw.zygote),
+        generation(raw.generation) {
+    set_nonblocking(raw.control);
+    set_nonblocking(raw.handoff);
+  }
+  Descriptor control, handoff, pidfd;
+  pid_t zygote;
+  std::uint64_t generation;
+  bool hello = false;
+  bool handoff_armed = false;
+  std::atomic<bool> gone{false};
+  std::deque<PendingReply> replies;
+};
+
+struct ChildFds {
   pid_t pid = -1;
   int channel = -1;
   int pidfd = -1;
-  ChildHandle() = default;
-  ChildHandle(const ChildHandle&) = delete;
-  ChildHandle& operator=(const ChildHandle&) = delete;
-  ~ChildHandle() {
-    if (channel >= 0) ::close(channel);
-    if (pidfd >= 0) ::close(pidfd);
-  }
 };
 
-class ProcessSandbox final : public Sandbox {
+class ProcessCall;
+
+// ---- The per-language core -------------------------------------------------------------------
+
+class Core : public std::enable_shared_from_this<Core> {
  public:
-  ProcessSandbox(std::unique_ptr<LanguageRuntime> runtime, const SandboxLimits& limits,
-                 int supervisor_socket, pid_t supervisor, std::shared_ptr<Connection> first)
-      : runtime_(std::move(runtime)),
-        name_(runtime_->name()),
+  Core(asio::io_context& io, std::string runtime, const SandboxLimits& limits)
+      : io_(io),
+        strand_(asio::make_strand(io)),
+        runtime_(std::move(runtime)),
         limits_(limits),
-        supervisor_socket_(supervisor_socket),
-        supervisor_(supervisor),
-        connection_(std::move(first)),
-        metrics_(name_) {}
+        metrics_(runtime_),
+        supervisor_socket_(strand_),
+        supervisor_pidfd_(strand_),
+        refresh_(strand_),
+        respawn_(strand_) {}
 
-  ~ProcessSandbox() override {
-    {
-      std::lock_guard lock(connection_mutex_);
-      connection_.reset();
-      pending_.reset();
-    }
-    ::close(supervisor_socket_);  // the supervisor kills the zygote (and so the pool) and exits
-    int status = 0;
-    while (::waitpid(supervisor_, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
+  asio::io_context& io() { return io_; }
+  const SandboxLimits& limits() const { return limits_; }
+  const std::string& language() const { return runtime_; }
+  SandboxMetrics& metrics() { return metrics_; }
 
-  CallOutcome run(const CallInput& input, Clock::time_point deadline) override {
-    Clock::time_point start = Clock::now();
-    if (deadline <= start) {
-      return record(failure(Status::kTimeout, "the request's deadline passed before the call"), -1);
-    }
-    milliseconds wall = std::min(limits_.wall, std::chrono::ceil<milliseconds>(deadline - start));
-    bool deadline_bound = wall < limits_.wall;
-    const Clock::time_point wall_end = start + wall;
-    std::string last_error;
-    int setup_failures = 0;
-    while (setup_failures < 3) {
-      std::shared_ptr<Connection> connection = usable_connection(wall_end, last_error);
-      if (!connection) {
-        return record(failure(Status::kUnavailable,
-                              fmt::format("no {} sandbox child: {}", name_, last_error)),
-                      -1);
-      }
-      ChildHandle child;
-      if (!get_child(*connection, child, wall_end, last_error)) {
-        if (connection->gone) continue;  // the zygote died: wait for the next one
-        return record(failure(Status::kUnavailable,
-                              fmt::format("no {} sandbox child: {}", name_, last_error)),
-                      -1);
-      }
-      bool setup_died = false;
-      int kill_reason = -1;
-      CallOutcome outcome = converse(*connection, child, input, wall_end, wall, deadline_bound,
-                                     setup_died, kill_reason);
-      if (!setup_died) return record(std::move(outcome), kill_reason);
-      last_error = outcome.detail;
-      // Children of a zygote that died are killed with it: that costs no attempt.
-      if (!connection->gone) ++setup_failures;
-      if (Clock::now() >= wall_end) break;
-    }
-    return record(
-        failure(Status::kUnavailable, fmt::format("{} sandbox children die before they are "
-                                                  "ready: {}",
-                                                  name_, last_error)),
-        -1);
-  }
-
-  // Children in the pool, warm or still warming up: either serves without a fork on the request
-  // path, and counting only warm ones would make /readyz flap exactly when the service is busy.
-  int ready_children() const override {
-    SandboxStats s = stats();
-    return s.ready_children + s.starting_children;
-  }
-
-  SandboxStats stats() const override {
-    SandboxStats stats;
-    stats.supervisor_pid = supervisor_;
-    std::shared_ptr<Connection> connection = current();
-    if (connection && connection->zygote_dead()) connection->gone = true;
-    if (!connection || connection->gone) {
-      // Nobody may be calling (a /readyz probe that fails stops the traffic): reconnect here.
-      std::string error;
-      connection = usable_connection(Clock::now() + milliseconds(500), error);
-    }
-    if (!connection) {
-      metrics_.pool_ready->Set(0);
-      return stats;
+  // Blocking, before the loop runs anything of this core: the first supervisor and zygote.
+  void start_blocking() {
+    auto spawned = spawn_supervisor(runtime_, limits_);
+    if (!spawned) throw std::runtime_error(spawned.error());
+    supervisor_ = spawned->pid;
+    const Clock::time_point until = Clock::now() + kStartWait;
+    auto fail = [&](const std::string& why) {
+      ::kill(supervisor_, SIGKILL);
+      ::waitpid(supervisor_, nullptr, 0);
+      ::close(spawned->socket);
+      ::close(spawned->pidfd);
+      return std::runtime_error(why);
+    };
+    if (!wait_readable(spawned->socket, until)) throw fail("the supervisor sent no zygote");
+    Received received = receive_zygote(spawned->socket, 0);
+    if (!received.link) throw fail(received.error);
+    const RawLink* raw = &*received.link;
+    auto hello = blocking_reply(raw->control, until);
+    if (!hello || hello->op != ZygoteOp::kHello || hello->ok == 0) {
+      std::string why = !hello                   ? hello.error()
+                        : hello->text[0] != '\0' ? std::string(hello->text)
+                                                 : "the zygote's start-up failed";
+      for (int fd : {raw->control, raw->handoff, raw->pidfd}) ::close(fd);
+      throw fail(why);
     }
     ZygoteRequest request;
     request.op = ZygoteOp::kStats;
-    ZygoteReply reply;
-    if (!exchange(*connection, request, reply)) {
-      metrics_.pool_ready->Set(0);
-      return stats;
+    if (send_message(raw->control, &request, sizeof(request), nullptr, 0)) {
+      if (auto reply = blocking_reply(raw->control, until); reply && reply->op == request.op) {
+        publish(*reply, raw->zygote, raw->generation);
+      }
     }
-    stats.zygote_pid = connection->zygote;
-    stats.zygote_generation = connection->generation;
-    stats.ready_children = reply.ready;
-    stats.starting_children = reply.starting;
-    stats.children_forked = reply.forked;
-    stats.setup_failures = reply.setup_failures;
-    if (reply.ready_count > 0) {
-      stats.mean_fork_to_ready_ms = static_cast<double>(reply.fork_to_ready_ns) /
-                                    static_cast<double>(reply.ready_count) / 1e6;
+    set_nonblocking(spawned->socket);
+    supervisor_socket_.assign(spawned->socket);
+    supervisor_pidfd_.assign(spawned->pidfd);
+    link_ = std::make_shared<ZygoteLink>(strand_, *raw);
+    link_->hello = true;
+  }
+
+  // Arms every wait; from here on the core lives on its strand.
+  void begin() {
+    asio::post(strand_, [self = shared_from_this()] {
+      self->watch_supervisor();
+      self->watch_link(self->link_);
+      self->schedule_refresh();
+    });
+  }
+
+  // Ends the supervisor (which kills its zygote and so the pool) and fails waiting calls. On the
+  // strand, or with the loop stopped.
+  void close();
+
+  // Waits for the supervisor to exit (after close()).
+  void reap_supervisor() {
+    if (supervisor_ > 0) {
+      while (::waitpid(supervisor_, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      supervisor_ = -1;
     }
+  }
+
+  void request_child(std::shared_ptr<ProcessCall> call) {
+    asio::post(strand_, [self = shared_from_this(), call = std::move(call)]() mutable {
+      self->waiters_.push_back(std::move(call));
+      self->serve_waiters();
+    });
+  }
+
+  // How child `pid` of `link` ended (asks its zygote; retries while it is not reaped yet).
+  void query_exit(std::shared_ptr<ZygoteLink> link, pid_t pid,
+                  std::function<void(ChildExit, bool zygote_gone)> done) {
+    asio::post(strand_, [self = shared_from_this(), link = std::move(link), pid,
+                         done = std::move(done)]() mutable {
+      self->ask_status(std::move(link), pid, std::move(done), kStatusAttempts);
+    });
+  }
+
+  SandboxStats stats() const {
+    std::lock_guard lock(snapshot_mutex_);
+    return snapshot_;
+  }
+
+  int ready_children() const {
+    std::lock_guard lock(snapshot_mutex_);
+    if (snapshot_.zygote_pid < 0 || Clock::now() - refreshed_at_ > kStaleAfter) return 0;
+    return snapshot_.ready_children + snapshot_.starting_children;
+  }
+
+  std::string unavailable_reason() const {
+    std::lock_guard lock(snapshot_mutex_);
+    return unavailable_reason_;
+  }
+
+  // One kStats round trip, completing on the strand (nullptr reply: no answer).
+  void ask_stats(std::function<void(const ZygoteReply*)> done) {
+    asio::post(strand_, [self = shared_from_this(), done = std::move(done)]() mutable {
+      ZygoteRequest request;
+      request.op = ZygoteOp::kStats;
+      if (!self->usable(self->link_)) return done(nullptr);
+      auto link = self->link_;
+      self->send_request(link, request,
+                         [self, link, done = std::move(done)](const ZygoteReply* reply) {
+                           if (reply != nullptr) {
+                             self->publish(*reply, link->zygote, link->generation);
+                           }
+                           done(reply);
+                         });
+    });
+  }
+
+ private:
+  static bool usable(const std::shared_ptr<ZygoteLink>& link) {
+    return link && link->hello && !link->gone;
+  }
+
+  void publish(const ZygoteReply& reply, pid_t zygote, std::uint64_t generation) {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_.zygote_pid = zygote;
+    snapshot_.supervisor_pid = supervisor_;
+    snapshot_.zygote_generation = generation;
+    snapshot_.ready_children = reply.ready;
+    snapshot_.starting_children = reply.starting;
+    snapshot_.children_forked = reply.forked;
+    snapshot_.setup_failures = reply.setup_failures;
+    snapshot_.mean_fork_to_ready_ms = reply.ready_count > 0
+                                          ? static_cast<double>(reply.fork_to_ready_ns) /
+                                                static_cast<double>(reply.ready_count) / 1e6
+                                          : 0;
+    refreshed_at_ = Clock::now();
+    unavailable_reason_.clear();
     metrics_.pool_ready->Set(reply.ready);
-    return stats;
   }
 
- private:
-  static CallOutcome failure(Status status, std::string detail) {
-    CallOutcome outcome;
-    outcome.status = status;
-    outcome.detail = std::move(detail);
-    return outcome;
+  void publish_down(const std::string& why) {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_.zygote_pid = -1;
+    snapshot_.supervisor_pid = supervisor_;
+    snapshot_.ready_children = snapshot_.starting_children = 0;
+    unavailable_reason_ = why;
+    metrics_.pool_ready->Set(0);
   }
 
-  CallOutcome record(CallOutcome outcome, int kill_reason) {
-    metrics_.record(outcome, kill_reason);
-    return outcome;
+  // -- The zygote link --------------------------------------------------------------------------
+
+  void watch_link(const std::shared_ptr<ZygoteLink>& link) {
+    link->pidfd.async_wait(Descriptor::wait_read,
+                           [self = shared_from_this(), link](const error_code& ec) {
+                             if (!ec) self->link_lost(link, "the zygote died");
+                           });
+    read_control(link);
   }
 
-  std::shared_ptr<Connection> current() const {
-    std::lock_guard lock(connection_mutex_);
-    return connection_;
+  void read_control(const std::shared_ptr<ZygoteLink>& link) {
+    link->control.async_wait(Descriptor::wait_read,
+                             [self = shared_from_this(), link](const error_code& ec) {
+                               if (!ec && !link->gone) self->on_control(link);
+                             });
   }
 
-  // The current zygote's connection; when it is gone, waits (until `until`, at most
-  // kRestartWait) for the supervisor's next zygote and its first ready child. Only one thread
-  // waits on the supervisor socket; the others wait for it on restart_mutex_.
-  std::shared_ptr<Connection> usable_connection(Clock::time_point until, std::string& error) const {
-    std::shared_ptr<Connection> connection = current();
-    if (connection && !connection->gone) return connection;
-    until = std::min(until, Clock::now() + kRestartWait);
-    std::unique_lock restart(restart_mutex_, std::defer_lock);
-    if (!restart.try_lock_until(until)) {
-      error = "a zygote restart is in progress";
-      return nullptr;
-    }
-    connection = current();
-    if (connection && !connection->gone) return connection;  // another call reconnected
-    if (!pending_) {
-      pending_ = receive_zygote_from(supervisor_socket_, until, error);
-      if (!pending_) return nullptr;
-    }
-    if (!wait_hello(*pending_, until, error)) {
-      if (pending_->gone) pending_.reset();
-      return nullptr;
-    }
-    {
-      std::lock_guard lock(connection_mutex_);
-      connection_ = std::move(pending_);
-      connection = connection_;
-    }
-    metrics_.restarts->Increment();
-    obs::log_event(
-        spdlog::level::warn, fmt::format("{} zygote restarted by its supervisor", name_),
-        {obs::field_str("event.action", "zygote-restart"), obs::field_str("wf.language", name_)});
-    return connection;
-  }
-
- public:
-  static std::shared_ptr<Connection> receive_zygote_from(int socket, Clock::time_point until,
-                                                         std::string& error) {
-    if (!wait_readable(socket, until)) {
-      error = "the supervisor has not started a new zygote yet";
-      return nullptr;
-    }
-    SupervisorMessage message;
-    int fds[3] = {-1, -1, -1};
-    int nfds = 0;
-    if (!recv_message(socket, &message, sizeof(message), fds, 3, &nfds)) {
-      error = "the sandbox supervisor is gone; restart the service";
-      return nullptr;
-    }
-    if (message.ok == 0 || nfds != 3) {
-      for (int i = 0; i < nfds; ++i) ::close(fds[i]);
-      error = message.text[0] != '\0' ? std::string(message.text) : "the supervisor failed";
-      return nullptr;
-    }
-    auto connection = std::make_shared<Connection>();
-    connection->control = fds[0];
-    connection->handoff = fds[1];
-    connection->zygote_pidfd = fds[2];
-    connection->zygote = message.zygote_pid;
-    connection->generation = message.generation;
-    return connection;
-  }
-
-  // The zygote's kHello (sent once its first child is ready).
-  static bool wait_hello(Connection& connection, Clock::time_point until, std::string& error) {
-    if (!wait_readable(connection.control, until)) {
-      error = "the new zygote has no ready child yet";
-      return false;
-    }
-    ZygoteReply hello;
-    int nfds = 0;
-    if (!recv_message(connection.control, &hello, sizeof(hello), nullptr, 0, &nfds)) {
-      connection.gone = true;
-      error = "the zygote died during start-up";
-      return false;
-    }
-    if (hello.op != ZygoteOp::kHello || hello.ok == 0) {
-      connection.gone = true;
-      error = hello.text[0] != '\0' ? std::string(hello.text) : "the zygote's start-up failed";
-      return false;
-    }
-    return true;
-  }
-
-  static bool wait_readable(int fd, Clock::time_point until) {
+  void on_control(const std::shared_ptr<ZygoteLink>& link) {
     for (;;) {
-      auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
-      pollfd p{fd, POLLIN, 0};
-      int n = ::poll(&p, 1, static_cast<int>(std::max<long>(0, left)));
-      if (n == 1) return true;
-      if (n == 0 || errno != EINTR) return false;
-    }
-  }
-
- private:
-  // One request/reply with the zygote. Serialised: the zygote answers strictly in order.
-  static bool exchange(Connection& connection, const ZygoteRequest& request, ZygoteReply& reply) {
-    std::lock_guard lock(connection.control_mutex);
-    if (connection.gone) return false;
-    int received = 0;
-    int scratch[kMaxMessageFds];
-    bool ok = send_message(connection.control, &request, sizeof(request), nullptr, 0);
-    if (ok) {
-      pollfd p{connection.control, POLLIN, 0};
-      int n;
-      do {
-        n = ::poll(&p, 1, static_cast<int>(kZygoteReplyTimeout.count()));
-      } while (n < 0 && errno == EINTR);
-      ok = n == 1 && recv_message(connection.control, &reply, sizeof(reply), scratch,
-                                  kMaxMessageFds, &received);
-    }
-    for (int i = 0; i < received; ++i) ::close(scratch[i]);
-    if (!ok || reply.op != request.op) {
-      connection.gone = true;  // out of step or dead: never trust this socket again
-      return false;
-    }
-    return true;
-  }
-
-  // Takes the next ready child off the handoff socket (waiting until `until` when the pool is
-  // empty) and tells the zygote, which forks a replacement.
-  bool get_child(Connection& connection, ChildHandle& child, Clock::time_point until,
-                 std::string& error) {
-    for (;;) {
-      if (connection.gone) {
-        error = "the zygote died";
-        return false;
-      }
-      HandoffMessage message;
-      int fds[kMaxMessageFds] = {-1, -1, -1};
+      ZygoteReply reply;
+      int scratch[kMaxMessageFds];
       int nfds = 0;
-      if (recv_message(connection.handoff, &message, sizeof(message), fds, kMaxMessageFds, &nfds,
-                       MSG_DONTWAIT)) {
-        if (nfds != 2) {
-          for (int i = 0; i < nfds; ++i) ::close(fds[i]);
-          continue;
-        }
-        child.pid = message.pid;
-        child.channel = fds[0];
-        child.pidfd = fds[1];
-        ZygoteRequest taken;
-        taken.op = ZygoteOp::kTaken;
-        if (!send_message(connection.control, &taken, sizeof(taken), nullptr, 0)) {
-          connection.gone = true;
-        }
-        metrics_.fork_to_ready->Observe(static_cast<double>(message.fork_to_ready_ns) / 1e9);
-        return true;
+      if (!recv_message(link->control.native_handle(), &reply, sizeof(reply), scratch,
+                        kMaxMessageFds, &nfds, MSG_DONTWAIT)) {
+        if (errno == EAGAIN) break;
+        return link_lost(link, "the zygote closed its control socket");
       }
-      if (errno != EAGAIN && errno != EINTR) {
-        connection.gone = true;  // EOF: the zygote is gone
-        error = "the zygote died";
-        return false;
+      for (int i = 0; i < nfds; ++i) ::close(scratch[i]);
+      if (!link->hello) {
+        on_hello(link, reply);
+      } else if (link->replies.empty() || link->replies.front().op != reply.op) {
+        return kill_zygote(link, "the zygote answered out of step");
+      } else {
+        PendingReply pending = std::move(link->replies.front());
+        link->replies.pop_front();
+        pending.done(&reply);
       }
-      // The pool is empty: wait for the zygote's next child, or for the zygote's death.
-      auto left = std::chrono::ceil<milliseconds>(until - Clock::now()).count();
-      if (left <= 0) {
-        error = "no child became ready before the deadline (the pool is exhausted)";
-        return false;
-      }
-      pollfd p[2] = {{connection.handoff, POLLIN, 0}, {connection.zygote_pidfd, POLLIN, 0}};
-      int n = ::poll(p, 2, static_cast<int>(left));
-      if (n > 0 && (p[1].revents & POLLIN) != 0 && (p[0].revents & POLLIN) == 0) {
-        connection.gone = true;
-      }
+      if (link->gone) return;
+    }
+    read_control(link);
+  }
+
+  void on_hello(const std::shared_ptr<ZygoteLink>& link, const ZygoteReply& hello) {
+    if (hello.op != ZygoteOp::kHello || hello.ok == 0) {
+      return link_lost(
+          link, hello.text[0] != '\0' ? std::string(hello.text) : "the zygote's start-up failed");
+    }
+    link->hello = true;
+    if (link_ && link_ != link) link_lost(link_, "replaced");
+    link_ = link;
+    metrics_.restarts->Increment();
+    obs::log_event(spdlog::level::warn,
+                   fmt::format("{} zygote {} (generation {}) is serving", runtime_, link->zygote,
+                               link->generation),
+                   {obs::field_str("event.action", "zygote-restart"),
+                    obs::field_str("wf.language", runtime_)});
+    refresh();
+    serve_waiters();
+  }
+
+  void link_lost(const std::shared_ptr<ZygoteLink>& link, const std::string& why) {
+    if (link->gone.exchange(true)) return;
+    error_code ignored;
+    link->control.close(ignored);
+    link->handoff.close(ignored);
+    link->pidfd.close(ignored);
+    auto replies = std::move(link->replies);
+    for (auto& pending : replies) pending.done(nullptr);
+    if (link == link_) {
+      link_.reset();
+      lost_at_ = Clock::now();
+      publish_down(fmt::format("the {} zygote is being replaced ({})", runtime_, why));
     }
   }
 
-  struct ExitStatus {
-    bool known = false;
-    int exit_kind = 0;
-    int exit_value = 0;
-    std::uint64_t cpu_us = 0;
-    std::uint64_t maxrss_kb = 0;
-  };
+  void kill_zygote(const std::shared_ptr<ZygoteLink>& link, const std::string& why) {
+    if (link->gone) return;
+    metrics_.zygote_kills->Increment();
+    obs::log_event(
+        spdlog::level::warn,
+        fmt::format("killing {} zygote {}: {}; its supervisor starts a new one", runtime_,
+                    link->zygote, why),
+        {obs::field_str("event.action", "zygote-kill"), obs::field_str("wf.language", runtime_)});
+    pidfd_signal(link->pidfd.native_handle(), SIGKILL);
+    link_lost(link, why);
+  }
 
-  // Kills the child if still alive, waits for it to exit and asks the zygote how it ended.
-  static ExitStatus kill_and_reap(Connection& connection, const ChildHandle& child) {
-    pidfd_signal(child.pidfd, SIGKILL);
-    pollfd p{child.pidfd, POLLIN, 0};
-    Clock::time_point until = Clock::now() + kReapWait;
-    while (Clock::now() < until) {
-      int n = ::poll(&p, 1, static_cast<int>(kReapWait.count()));
-      if (n == 1) break;
-      if (n < 0 && errno != EINTR) break;
+  void send_request(const std::shared_ptr<ZygoteLink>& link, const ZygoteRequest& request,
+                    std::function<void(const ZygoteReply*)> done) {
+    if (!send_message(link->control.native_handle(), &request, sizeof(request), nullptr, 0)) {
+      done(nullptr);
+      return kill_zygote(link, "its control socket is full or broken");
     }
-    ExitStatus status;
+    link->replies.push_back({request.op, Clock::now(), std::move(done)});
+  }
+
+  void ask_status(std::shared_ptr<ZygoteLink> link, pid_t pid,
+                  std::function<void(ChildExit, bool)> done, int attempts_left) {
+    if (!link || link->gone) return done(ChildExit{}, true);
     ZygoteRequest request;
     request.op = ZygoteOp::kStatus;
-    request.pid = child.pid;
-    for (int attempt = 0; attempt < 20 && !status.known; ++attempt) {
-      ZygoteReply reply;
-      if (!exchange(connection, request, reply)) break;
-      if (reply.ok != 0) {
-        status.known = true;
-        status.exit_kind = reply.exit_kind;
-        status.exit_value = reply.exit_value;
-        status.cpu_us = reply.cpu_us;
-        status.maxrss_kb = reply.maxrss_kb;
-      } else {
-        ::usleep(1000);
-      }
-    }
-    return status;
+    request.pid = pid;
+    send_request(link, request,
+                 [self = shared_from_this(), link, pid, done = std::move(done),
+                  attempts_left](const ZygoteReply* reply) mutable {
+                   if (reply == nullptr) return done(ChildExit{}, true);
+                   if (reply->ok != 0) {
+                     return done(ChildExit{true, reply->exit_kind, reply->exit_value, reply->cpu_us,
+                                           reply->maxrss_kb},
+                                 false);
+                   }
+                   if (attempts_left <= 1) return done(ChildExit{}, false);
+                   self->retry_status(std::move(link), pid, std::move(done), attempts_left - 1);
+                 });
   }
 
-  static void apply_usage(CallOutcome& outcome, const ExitStatus& status) {
-    outcome.cpu_ms = static_cast<double>(status.cpu_us) / 1000.0;
-    outcome.peak_rss_bytes = status.maxrss_kb * 1024u;
+  void retry_status(std::shared_ptr<ZygoteLink> link, pid_t pid,
+                    std::function<void(ChildExit, bool)> done, int attempts_left) {
+    auto timer = std::make_shared<asio::steady_timer>(strand_, milliseconds(1));
+    timer->async_wait([self = shared_from_this(), timer, link = std::move(link), pid,
+                       done = std::move(done), attempts_left](const error_code&) mutable {
+      self->ask_status(std::move(link), pid, std::move(done), attempts_left);
+    });
   }
 
-  CallOutcome converse(Connection& connection, const ChildHandle& child, const CallInput& input,
-                       Clock::time_point wall_end, milliseconds wall, bool deadline_bound,
-                       bool& setup_died, int& kill_reason) {
-    setup_died = false;
-    kill_reason = -1;
-    RequestHeader header;
-    header.wall_ms = static_cast<std::uint32_t>(wall.count());
-    header.token = random_token();
-    header.captured_limit = limits_.captured_output_bytes;
-    header.output_limit = limits_.output_bytes;
-    header.code_len = input.code.size();
-    header.name_len = input.function_name.size();
-    header.args_len = input.arguments_json.size();
-    std::string request;
-    request.reserve(sizeof(header) + input.code.size() + input.function_name.size() +
-                    input.arguments_json.size());
-    request.append(reinterpret_cast<const char*>(&header), sizeof(header));
-    request += input.code;
-    request += input.function_name;
-    request += input.arguments_json;
+  // -- Handing children to waiting calls ---------------------------------------------------------
 
-    // Every send/recv below is MSG_DONTWAIT. A request that fits the socket buffer (almost all)
-    // goes out at once, without waiting for poll first.
-    std::size_t written = 0;
-    {
-      ssize_t sent =
-          ::send(child.channel, request.data(), request.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (sent > 0) written = static_cast<std::size_t>(sent);
+  void serve_waiters();
+  bool take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child);
+
+  // -- Health: snapshot refresh, late zygotes, dead or hung supervisors ------------------------
+
+  void schedule_refresh() {
+    refresh_.expires_after(kRefreshEvery);
+    refresh_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (ec || self->closed_) return;
+      self->check_health();
+      self->schedule_refresh();
+    });
+  }
+
+  void check_health() {
+    const auto now = Clock::now();
+    if (usable(link_) && !link_->replies.empty() &&
+        now - link_->replies.front().sent > kZygoteAnswerWithin) {
+      kill_zygote(link_, fmt::format("it left a request unanswered for {} ms",
+                                     kZygoteAnswerWithin.count()));
     }
-    std::string in;  // everything after the ready byte
-    bool ready = false;
-    bool eof = false;
-    bool have_header = false;
-    ResponseHeader response;
-    std::size_t need = sizeof(ResponseHeader);
-    const std::size_t cap = sizeof(ResponseHeader) + limits_.output_bytes +
-                            limits_.captured_output_bytes + kMaxErrorText;
-    const Clock::time_point kill_at = wall_end + kInterruptGrace;
-    char buffer[65536];
+    if (usable(link_)) return refresh();
+    if (supervisor_ > 0 && now - lost_at_ > kSupervisorAnswerWithin) {
+      obs::log_event(spdlog::level::warn,
+                     fmt::format("the {} supervisor started no working zygote within {} s; "
+                                 "killing it",
+                                 runtime_, kSupervisorAnswerWithin.count() / 1000),
+                     {obs::field_str("event.action", "supervisor-kill"),
+                      obs::field_str("wf.language", runtime_)});
+      pidfd_signal(supervisor_pidfd_.native_handle(), SIGKILL);
+      lost_at_ = now;
+    }
+  }
 
-    auto timeout = [&]() {
-      CallOutcome outcome = failure(
-          Status::kTimeout,
-          deadline_bound ? fmt::format("the request's deadline ({} ms) was reached", wall.count())
-                         : fmt::format("wall-clock limit of {} ms reached", wall.count()));
-      apply_usage(outcome, kill_and_reap(connection, child));
-      kill_reason = kKillWallClock;
-      return outcome;
-    };
-    auto violation = [&](std::string detail) {
-      CallOutcome outcome = failure(Status::kForbidden, std::move(detail));
-      apply_usage(outcome, kill_and_reap(connection, child));
-      kill_reason = kKillProtocol;
-      return outcome;
-    };
+  void refresh() {
+    if (!usable(link_) || stats_pending_) return;
+    stats_pending_ = true;
+    ZygoteRequest request;
+    request.op = ZygoteOp::kStats;
+    auto link = link_;
+    send_request(link, request, [self = shared_from_this(), link](const ZygoteReply* reply) {
+      self->stats_pending_ = false;
+      if (reply != nullptr) self->publish(*reply, link->zygote, link->generation);
+    });
+  }
 
+  // -- The supervisor --------------------------------------------------------------------------
+
+  void watch_supervisor() {
+    supervisor_socket_.async_wait(Descriptor::wait_read,
+                                  [self = shared_from_this()](const error_code& ec) {
+                                    if (!ec) self->on_supervisor_message();
+                                  });
+    supervisor_pidfd_.async_wait(Descriptor::wait_read,
+                                 [self = shared_from_this()](const error_code& ec) {
+                                   if (!ec) self->on_supervisor_exit();
+                                 });
+  }
+
+  void on_supervisor_message() {
     for (;;) {
-      Clock::time_point now = Clock::now();
-      if (now >= kill_at) return timeout();
-      pollfd fds[2] = {
-          {child.channel, static_cast<short>(POLLIN | (written < request.size() ? POLLOUT : 0)), 0},
-          {child.pidfd, POLLIN, 0}};
-      int wait_ms = static_cast<int>(std::chrono::ceil<milliseconds>(kill_at - now).count());
-      int n = ::poll(fds, 2, wait_ms);
-      if (n < 0 && errno != EINTR) return violation(fmt::format("poll: {}", std::strerror(errno)));
-      if (n <= 0) continue;
-      if ((fds[0].revents & POLLOUT) != 0 && written < request.size()) {
-        ssize_t sent = ::send(child.channel, request.data() + written, request.size() - written,
-                              MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent > 0) written += static_cast<std::size_t>(sent);
-        // EPIPE and friends: the child is gone; its EOF below says how.
+      Received received = receive_zygote(supervisor_socket_.native_handle(), MSG_DONTWAIT);
+      if (received.link) {
+        watch_link(std::make_shared<ZygoteLink>(strand_, *received.link));  // kHello comes first
+        continue;
       }
-      if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-        for (;;) {
-          ssize_t got = ::recv(child.channel, buffer, sizeof(buffer), MSG_DONTWAIT);
-          if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-            eof = true;
-            break;
-          }
-          if (got < 0) break;
-          std::size_t offset = 0;
-          if (!ready) {
-            if (buffer[0] != kReadyByte) {
-              setup_died = true;
-              CallOutcome outcome = failure(Status::kUnavailable, "child failed to lock down");
-              if (buffer[0] == 'F' && got > 1) {
-                outcome.detail.assign(buffer + 1, static_cast<std::size_t>(got - 1));
-              }
-              kill_and_reap(connection, child);
-              return outcome;
-            }
-            ready = true;
-            offset = 1;
-          }
-          in.append(buffer + offset, static_cast<std::size_t>(got) - offset);
-          if (!have_header && in.size() >= sizeof(ResponseHeader)) {
-            std::memcpy(&response, in.data(), sizeof(response));
-            if (response.magic != kResponseMagic || response.token != header.token) {
-              return violation("user code wrote to the sandbox's result channel");
-            }
-            if (response.z22_len > limits_.output_bytes ||
-                response.captured_len > limits_.captured_output_bytes ||
-                response.error_len > kMaxErrorText) {
-              return violation("the child's response exceeds the announced limits");
-            }
-            have_header = true;
-            need = sizeof(ResponseHeader) + response.z22_len + response.captured_len +
-                   response.error_len;
-          }
-          if (in.size() > cap) return violation("the child sent more than any response can hold");
-          if (have_header && in.size() >= need) break;
-        }
-      }
-      if (have_header && in.size() >= need) break;
-      // The child exited: the kernel closes its files before the pidfd turns readable, so
-      // everything it wrote has been read above.
-      if ((fds[1].revents & POLLIN) != 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
-        eof = true;
-      }
-      if (eof) break;
+      if (received.again) break;
+      publish_down(fmt::format("the {} supervisor: {}", runtime_, received.error));
+      if (received.eof) return;  // the supervisor is gone; its pidfd says when
     }
+    supervisor_socket_.async_wait(Descriptor::wait_read,
+                                  [self = shared_from_this()](const error_code& ec) {
+                                    if (!ec) self->on_supervisor_message();
+                                  });
+  }
 
-    if (have_header && in.size() >= need) {
-      pidfd_signal(child.pidfd, SIGKILL);  // it is on its way out; do not wait for it
-      CallOutcome outcome;
-      std::size_t at = sizeof(ResponseHeader);
-      outcome.output.z22_json.assign(in, at, response.z22_len);
-      at += response.z22_len;
-      outcome.output.captured_output.assign(in, at, response.captured_len);
-      at += response.captured_len;
-      outcome.output.error_message.assign(in, at, response.error_len);
-      outcome.output.ok = (response.flags & kFlagOk) != 0;
-      outcome.output.out_of_memory = (response.flags & kFlagOutOfMemory) != 0;
-      outcome.cpu_ms = static_cast<double>(response.cpu_us) / 1000.0;
-      outcome.peak_rss_bytes = response.maxrss_kb * 1024u;
-      if ((response.flags & kFlagInterrupted) != 0) {
-        outcome.status = Status::kTimeout;
-        outcome.detail =
-            deadline_bound ? fmt::format("the request's deadline ({} ms) was reached", wall.count())
-                           : fmt::format("wall-clock limit of {} ms reached", wall.count());
-      } else if ((response.flags & kFlagTooLarge) != 0) {
-        outcome.status = Status::kOutputTooLarge;
-        outcome.detail = fmt::format("the result has {} bytes; the limit is {} bytes",
-                                     response.z22_size, limits_.output_bytes);
-      } else if (outcome.output.out_of_memory ||
-                 (!outcome.output.ok &&
-                  outcome.output.error_message.find("memory") != std::string::npos)) {
-        outcome.status = Status::kMemoryLimit;
-        outcome.detail = fmt::format("memory limit of {} MiB reached", limits_.memory_bytes >> 20);
-      } else if (!outcome.output.ok) {
-        outcome.status = Status::kCrashed;
-        outcome.detail = outcome.output.error_message.empty() ? "the runtime gave no result"
-                                                              : outcome.output.error_message;
-      } else {
-        outcome.status = Status::kOk;
-      }
-      return outcome;
+  void on_supervisor_exit() {
+    int status = 0;
+    ::waitpid(supervisor_, &status, WNOHANG);
+    error_code ignored;
+    supervisor_socket_.close(ignored);
+    supervisor_pidfd_.close(ignored);
+    supervisor_ = -1;
+    if (link_) link_lost(link_, "its supervisor died");
+    publish_down(fmt::format("the {} supervisor died; starting a new one", runtime_));
+    if (closed_) return;
+    const auto now = Clock::now();
+    respawn_delay_ =
+        now - last_respawn_ < std::chrono::seconds(10)
+            ? std::min(milliseconds(5000), std::max(milliseconds(100), respawn_delay_ * 2))
+            : milliseconds(0);
+    last_respawn_ = now;
+    respawn_.expires_after(respawn_delay_);
+    respawn_.async_wait([self = shared_from_this()](const error_code& ec) {
+      if (!ec && !self->closed_) self->respawn_supervisor();
+    });
+  }
+
+  void respawn_supervisor() {
+    auto spawned = spawn_supervisor(runtime_, limits_);
+    if (!spawned) {
+      publish_down(fmt::format("cannot start a {} supervisor: {}", runtime_, spawned.error()));
+      respawn_.expires_after(milliseconds(1000));
+      respawn_.async_wait([self = shared_from_this()](const error_code& ec) {
+        if (!ec && !self->closed_) self->respawn_supervisor();
+      });
+      return;
     }
+    supervisor_ = spawned->pid;
+    set_nonblocking(spawned->socket);
+    supervisor_socket_.assign(spawned->socket);
+    supervisor_pidfd_.assign(spawned->pidfd);
+    lost_at_ = Clock::now();
+    metrics_.supervisor_restarts->Increment();
+    obs::log_event(spdlog::level::warn,
+                   fmt::format("started a new {} supervisor (pid {})", runtime_, supervisor_),
+                   {obs::field_str("event.action", "supervisor-restart"),
+                    obs::field_str("wf.language", runtime_)});
+    watch_supervisor();
+  }
 
-    // The child ended without a complete answer.
-    ExitStatus status = kill_and_reap(connection, child);
-    if (connection.zygote_dead()) {
-      // Killed with its zygote (PR_SET_PDEATHSIG) rather than by what it ran: the call is run
-      // again by a child of the next zygote.
-      connection.gone = true;
-      setup_died = true;
-      return failure(Status::kUnavailable, "the zygote died during the call");
+  asio::io_context& io_;
+  Strand strand_;
+  std::string runtime_;
+  SandboxLimits limits_;
+  SandboxMetrics metrics_;
+  pid_t supervisor_ = -1;
+  Descriptor supervisor_socket_;
+  Descriptor supervisor_pidfd_;
+  asio::steady_timer refresh_;
+  asio::steady_timer respawn_;
+  milliseconds respawn_delay_{0};
+  Clock::time_point last_respawn_{};
+  std::shared_ptr<ZygoteLink> link_;  // the serving zygote (hello received), if any
+  Clock::time_point lost_at_ = Clock::now();
+  bool stats_pending_ = false;
+  bool closed_ = false;
+  std::deque<std::shared_ptr<ProcessCall>> waiters_;
+
+  mutable std::mutex snapshot_mutex_;  // guards the three below
+  SandboxStats snapshot_;
+  Clock::time_point refreshed_at_{};
+  std::string unavailable_reason_;
+};
+
+// ---- One call --------------------------------------------------------------------------------
+
+class ProcessCall final : public SandboxCall, public std::enable_shared_from_this<ProcessCall> {
+ public:
+  ProcessCall(std::shared_ptr<Core> core, CallInput input, Clock::time_point deadline,
+              CallCompletion done)
+      : core_(std::move(core)),
+        strand_(asio::make_strand(core_->io())),
+        input_(std::move(input)),
+        done_(std::move(done)),
+        channel_(strand_),
+        pidfd_(strand_),
+        timer_(strand_) {
+    const Clock::time_point now = Clock::now();
+    wall_ = std::min(core_->limits().wall, std::chrono::ceil<milliseconds>(deadline - now));
+    deadline_bound_ = wall_ < core_->limits().wall;
+    wall_end_ = now + wall_;
+  }
+
+  void begin() {
+    asio::post(strand_, [self = shared_from_this()] {
+      if (self->wall_.count() <= 0) {
+        return self->finish(
+            failure(Status::kTimeout, "the request's deadline passed before the call"), kKillNone);
+      }
+      self->arm_timer(self->wall_end_);
+      self->core_->request_child(self);
+    });
+  }
+
+  void cancel(CancelReason reason) override {
+    asio::post(strand_, [self = shared_from_this(), reason] { self->on_cancel(reason); });
+  }
+
+  bool waiting() const { return phase_.load() == Phase::kWaiting; }
+
+  // From the core: a ready child for this call (or for nobody, when it ended meanwhile).
+  void give_child(std::shared_ptr<ZygoteLink> link, ChildFds child) {
+    asio::post(strand_, [self = shared_from_this(), link = std::move(link), child] {
+      self->on_child(link, child);
+    });
+  }
+
+ private:
+  enum class Phase { kWaiting, kTalking, kEnding, kDone };
+  enum class Ending { kTimeout, kViolation, kSetupFailed, kNoAnswer };
+
+  void arm_timer(Clock::time_point at) {
+    const std::uint64_t generation = ++timer_generation_;
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this(), generation](const error_code& ec) {
+      if (!ec && generation == self->timer_generation_) self->on_timer();
+    });
+  }
+
+  void on_timer() {
+    switch (phase_.load()) {
+      case Phase::kWaiting: {
+        std::string why = core_->unavailable_reason();
+        return finish(failure(Status::kUnavailable,
+                              fmt::format("no {} sandbox child: {}", core_->language(),
+                                          why.empty() ? "no child became ready before the "
+                                                        "deadline (the pool is exhausted)"
+                                                      : why)),
+                      kKillNone);
+      }
+      case Phase::kTalking:
+        return end(Ending::kTimeout, wall_detail(deadline_bound_, wall_));
+      case Phase::kEnding:
+        return ask_exit();  // the killed child was not reported exited in time: ask anyway
+      case Phase::kDone:
+        return;
+    }
+  }
+
+  void on_cancel(CancelReason reason) {
+    const Phase phase = phase_.load();
+    if (phase == Phase::kDone) return;
+    core_->metrics().cancelled[static_cast<std::size_t>(reason)]->Increment();
+    // The request's deadline: what the wall-clock timer does, now (the caller gets its timeout
+    // error, not a cancellation).
+    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_timer();
+    int kill_reason = kKillNone;
+    if (phase != Phase::kWaiting && pidfd_.is_open()) {
+      pidfd_signal(pidfd_.native_handle(), SIGKILL);  // its zygote reaps it
+      kill_reason = kKillCancel;
+    }
+    finish(failure(Status::kCancelled,
+                   fmt::format("cancelled ({}); the child was killed", cancel_reason_name(reason))),
+           kill_reason);
+  }
+
+  void on_child(const std::shared_ptr<ZygoteLink>& link, ChildFds child) {
+    if (phase_.load() != Phase::kWaiting) {
+      pidfd_signal(child.pidfd, SIGKILL);
+      ::close(child.channel);
+      ::close(child.pidfd);
+      return;
+    }
+    phase_ = Phase::kTalking;
+    ++attempt_;
+    link_ = link;
+    child_ = child.pid;
+    channel_.assign(child.channel);
+    pidfd_.assign(child.pidfd);
+    set_nonblocking(child.channel);
+    request_ = build_request(input_, core_->limits(), wall_, token_);
+    written_ = 0;
+    reader_.emplace(token_, core_->limits());
+    arm_timer(wall_end_ + kInterruptGrace);
+    send_more();
+    wait_channel();
+    pidfd_.async_wait(Descriptor::wait_read,
+                      [self = shared_from_this(), attempt = attempt_](const error_code& ec) {
+                        if (!ec && attempt == self->attempt_) self->on_exit();
+                      });
+  }
+
+  // Most requests fit the socket buffer and go out at once; the rest when it drains.
+  void send_more() {
+    while (written_ < request_.size()) {
+      ssize_t sent = ::send(channel_.native_handle(), request_.data() + written_,
+                            request_.size() - written_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (sent > 0) {
+        written_ += static_cast<std::size_t>(sent);
+        continue;
+      }
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent < 0 && errno == EAGAIN) {
+        channel_.async_wait(Descriptor::wait_write, [self = shared_from_this(),
+                                                     attempt = attempt_](const error_code& ec) {
+          if (!ec && attempt == self->attempt_ && self->phase_.load() == Phase::kTalking) {
+            self->send_more();
+          }
+        });
+      }
+      return;  // EPIPE and friends: the child is gone; its exit says how
+    }
+  }
+
+  void wait_channel() {
+    channel_.async_wait(Descriptor::wait_read, [self = shared_from_this(),
+                                                attempt = attempt_](const error_code& ec) {
+      if (!ec && attempt == self->attempt_ && self->phase_.load() == Phase::kTalking) {
+        self->on_readable();
+      }
+    });
+  }
+
+  // Reads what is there. Returns false when the channel reached EOF.
+  bool drain(ReplyReader::State& state) {
+    thread_local char buffer[65536];
+    for (;;) {
+      ssize_t got = ::recv(channel_.native_handle(), buffer, sizeof(buffer), MSG_DONTWAIT);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0 && errno == EAGAIN) return true;
+      if (got <= 0) return false;
+      state = reader_->feed(buffer, static_cast<std::size_t>(got));
+      if (state != ReplyReader::State::kMore) return true;
+    }
+  }
+
+  void on_readable() {
+    ReplyReader::State state = ReplyReader::State::kMore;
+    const bool open = drain(state);
+    if (handle(state)) return;
+    if (!open) return end(Ending::kNoAnswer, {});
+    wait_channel();
+  }
+
+  // The child exited: the kernel closed its files before the pidfd turned readable, so whatever
+  // it wrote is in the channel now.
+  void on_exit() {
+    exit_seen_ = true;
+    const Phase phase = phase_.load();
+    if (phase == Phase::kEnding) return ask_exit();
+    if (phase != Phase::kTalking) return;
+    ReplyReader::State state = ReplyReader::State::kMore;
+    drain(state);
+    if (handle(state)) return;
+    end(Ending::kNoAnswer, {});
+  }
+
+  // True when `state` ended the conversation.
+  bool handle(ReplyReader::State state) {
+    switch (state) {
+      case ReplyReader::State::kMore:
+        return false;
+      case ReplyReader::State::kComplete:
+        pidfd_signal(pidfd_.native_handle(), SIGKILL);  // on its way out; do not wait for it
+        finish(reader_->outcome(deadline_bound_, wall_), kKillNone);
+        return true;
+      case ReplyReader::State::kSetupFailed:
+        end(Ending::kSetupFailed, reader_->problem());
+        return true;
+      case ReplyReader::State::kViolation:
+        end(Ending::kViolation, reader_->problem());
+        return true;
+    }
+    return false;
+  }
+
+  // No answer: kill the child, wait (bounded) for its exit, then ask its zygote how it ended.
+  void end(Ending ending, std::string detail) {
+    ending_ = ending;
+    ending_detail_ = std::move(detail);
+    phase_ = Phase::kEnding;
+    pidfd_signal(pidfd_.native_handle(), SIGKILL);
+    error_code ignored;
+    channel_.close(ignored);
+    arm_timer(Clock::now() + kReapWait);
+    // The pidfd wait armed in on_child is still pending unless it already fired.
+    if (exit_seen_) ask_exit();
+  }
+
+  void ask_exit() {
+    if (asked_exit_) return;
+    asked_exit_ = true;
+    ++timer_generation_;  // the reap timer no longer matters
+    core_->query_exit(link_, child_, [self = shared_from_this()](ChildExit exit, bool gone) {
+      asio::post(self->strand_, [self, exit, gone] { self->on_exit_status(exit, gone); });
+    });
+  }
+
+  void on_exit_status(const ChildExit& exit, bool zygote_gone) {
+    if (phase_.load() != Phase::kEnding) return;
+    const bool ready = reader_ && reader_->ready();
+    switch (ending_) {
+      case Ending::kTimeout: {
+        CallOutcome outcome = failure(Status::kTimeout, ending_detail_);
+        apply_usage(outcome, exit);
+        return finish(std::move(outcome), kKillWallClock);
+      }
+      case Ending::kViolation: {
+        CallOutcome outcome = failure(Status::kForbidden, ending_detail_);
+        apply_usage(outcome, exit);
+        return finish(std::move(outcome), kKillProtocol);
+      }
+      case Ending::kSetupFailed:
+        return retry(ending_detail_, true);
+      case Ending::kNoAnswer:
+        break;
+    }
+    if (zygote_gone || (link_ && link_->gone)) {
+      // Killed with its zygote (PR_SET_PDEATHSIG) rather than by what it ran: run the call
+      // again in a child of the next zygote, at no cost to its attempts.
+      return retry("the zygote died during the call", false);
     }
     if (!ready) {
-      setup_died = true;
-      return failure(
-          Status::kUnavailable,
-          status.known && status.exit_kind == CLD_EXITED
-              ? fmt::format("child exited with status {} before it was ready", status.exit_value)
-              : std::string("child was killed before it was ready"));
+      return retry(
+          exit.known && exit.exit_kind == CLD_EXITED
+              ? fmt::format("child exited with status {} before it was ready", exit.exit_value)
+              : std::string("child was killed before it was ready"),
+          true);
     }
-    CallOutcome outcome;
-    apply_usage(outcome, status);
-    const std::uint64_t cpu_limit_us = static_cast<std::uint64_t>(limits_.cpu.count()) * 1000000u;
-    if (!status.known) {
-      outcome.status = Status::kCrashed;
-      outcome.detail = "the child ended without answering (exit status unknown)";
-    } else if (status.exit_kind == CLD_EXITED) {
-      outcome.status = Status::kCrashed;
-      outcome.detail =
-          fmt::format("the child exited with status {} without answering", status.exit_value);
-    } else if (status.exit_value == SIGSYS) {
-      kill_reason = kKillSeccomp;
-      outcome.status = Status::kForbidden;
-      outcome.detail = "a forbidden system call was made (killed by seccomp, SIGSYS)";
-    } else if (status.exit_value == SIGXCPU ||
-               (status.exit_value == SIGKILL && status.cpu_us + 50000 >= cpu_limit_us)) {
-      kill_reason = kKillCpu;
-      outcome.status = Status::kCpuLimit;
-      outcome.detail = fmt::format("CPU limit of {} s reached", limits_.cpu.count());
-    } else if ((status.exit_value == SIGSEGV || status.exit_value == SIGBUS ||
-                status.exit_value == SIGABRT || status.exit_value == SIGKILL) &&
-               status.maxrss_kb * 1024u >= limits_.memory_bytes / 10 * 9) {
-      kill_reason = kKillMemory;
-      outcome.status = Status::kMemoryLimit;
-      outcome.detail = fmt::format("killed by {} near the memory limit of {} MiB",
-                                   signal_name(status.exit_value), limits_.memory_bytes >> 20);
-    } else {
-      kill_reason = kKillSignal;
-      outcome.status = Status::kCrashed;
-      outcome.detail = fmt::format("killed by {}", signal_name(status.exit_value));
-    }
-    return outcome;
+    int kill_reason = kKillNone;
+    CallOutcome outcome = outcome_of_exit(exit, core_->limits(), kill_reason);
+    finish(std::move(outcome), kill_reason);
   }
 
-  std::unique_ptr<LanguageRuntime> runtime_;  // owned; only used inside the supervisor
-  std::string name_;
-  SandboxLimits limits_;
-  int supervisor_socket_;
-  pid_t supervisor_;
-  mutable std::mutex connection_mutex_;  // guards connection_
-  mutable std::shared_ptr<Connection> connection_;
-  // One thread at a time takes the next zygote; guards pending_.
-  mutable std::timed_mutex restart_mutex_;
-  mutable std::shared_ptr<Connection> pending_;  // received, its kHello not yet
-  mutable SandboxMetrics metrics_;
+  void retry(const std::string& why, bool counts) {
+    if (counts) ++setup_failures_;
+    close_child();
+    if (setup_failures_ >= kMaxSetupFailures || Clock::now() >= wall_end_) {
+      return finish(failure(Status::kUnavailable,
+                            fmt::format("{} sandbox children die before they are ready: {}",
+                                        core_->language(), why)),
+                    kKillNone);
+    }
+    phase_ = Phase::kWaiting;
+    asked_exit_ = exit_seen_ = false;
+    reader_.reset();
+    arm_timer(wall_end_);
+    core_->request_child(shared_from_this());
+  }
+
+  void close_child() {
+    error_code ignored;
+    channel_.close(ignored);
+    pidfd_.close(ignored);
+    link_.reset();
+  }
+
+  void finish(CallOutcome outcome, int kill_reason) {
+    phase_ = Phase::kDone;
+    ++timer_generation_;
+    timer_.cancel();
+    close_child();
+    core_->metrics().record(outcome, kill_reason);
+    CallCompletion done = std::move(done_);
+    done_ = nullptr;
+    if (done) done(std::move(outcome));
+  }
+
+  std::shared_ptr<Core> core_;
+  Strand strand_;
+  CallInput input_;
+  CallCompletion done_;
+  Descriptor channel_;
+  Descriptor pidfd_;
+  asio::steady_timer timer_;
+  std::uint64_t timer_generation_ = 0;
+  std::atomic<Phase> phase_{Phase::kWaiting};
+  milliseconds wall_{0};
+  bool deadline_bound_ = false;
+  Clock::time_point wall_end_;
+  std::shared_ptr<ZygoteLink> link_;
+  pid_t child_ = -1;
+  std::string request_;
+  std::size_t written_ = 0;
+  std::uint64_t token_ = 0;
+  std::optional<ReplyReader> reader_;
+  Ending ending_ = Ending::kNoAnswer;
+  std::string ending_detail_;
+  std::uint64_t attempt_ = 0;  // +1 per child: handlers of an earlier child's waits are stale
+  bool exit_seen_ = false;
+  bool asked_exit_ = false;
+  int setup_failures_ = 0;
+};
+
+// ---- Core parts that need ProcessCall ----------------------------------------------------------
+
+bool Core::take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child) {
+  for (;;) {
+    HandoffMessage message;
+    int fds[kMaxMessageFds] = {-1, -1, -1};
+    int nfds = 0;
+    if (!recv_message(link->handoff.native_handle(), &message, sizeof(message), fds, kMaxMessageFds,
+                      &nfds, MSG_DONTWAIT)) {
+      if (errno != EAGAIN) link_lost(link, "the zygote closed its handoff socket");
+      return false;
+    }
+    if (nfds != 2) {
+      for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+      continue;
+    }
+    child = {message.pid, fds[0], fds[1]};
+    ZygoteRequest taken;
+    taken.op = ZygoteOp::kTaken;  // no reply; the zygote forks a replacement
+    if (!send_message(link->control.native_handle(), &taken, sizeof(taken), nullptr, 0)) {
+      kill_zygote(link, "its control socket is full or broken");
+    }
+    metrics_.fork_to_ready->Observe(static_cast<double>(message.fork_to_ready_ns) / 1e9);
+    return true;
+  }
+}
+
+void Core::serve_waiters() {
+  while (!waiters_.empty() && !waiters_.front()->waiting()) waiters_.pop_front();
+  if (waiters_.empty() || !usable(link_)) return;
+  auto link = link_;
+  while (!waiters_.empty()) {
+    if (!waiters_.front()->waiting()) {
+      waiters_.pop_front();
+      continue;
+    }
+    ChildFds child;
+    if (!take_child(link, child)) break;
+    waiters_.front()->give_child(link, child);
+    waiters_.pop_front();
+  }
+  if (waiters_.empty() || link->gone || link->handoff_armed) return;
+  link->handoff_armed = true;
+  link->handoff.async_wait(Descriptor::wait_read,
+                           [self = shared_from_this(), link](const error_code& ec) {
+                             link->handoff_armed = false;
+                             if (!ec) self->serve_waiters();
+                           });
+}
+
+void Core::close() {
+  closed_ = true;
+  error_code ignored;
+  refresh_.cancel();
+  respawn_.cancel();
+  if (link_) link_lost(link_, "the sandbox is closing");
+  supervisor_socket_.close(ignored);  // the supervisor kills its zygote and exits
+  supervisor_pidfd_.close(ignored);
+  auto waiters = std::move(waiters_);
+  for (auto& call : waiters) call->cancel(CancelReason::kShutdown);
+}
+
+// ---- The Sandbox -------------------------------------------------------------------------------
+
+class ProcessSandbox final : public Sandbox {
+ public:
+  ProcessSandbox(std::string runtime, const SandboxLimits& limits, asio::io_context* loop) {
+    if (loop == nullptr) {
+      own_loop_ = std::make_unique<asio::io_context>(1);
+      loop = own_loop_.get();
+    }
+    core_ = std::make_shared<Core>(*loop, std::move(runtime), limits);
+    core_->start_blocking();
+    core_->begin();
+    if (own_loop_) {
+      thread_ = std::thread([io = own_loop_.get()] {
+        auto guard = asio::make_work_guard(*io);
+        io->run();
+      });
+    }
+  }
+
+  ~ProcessSandbox() override { shutdown(); }
+
+  void shutdown() override {
+    if (!core_) return;
+    asio::io_context& io = core_->io();
+    if (io.stopped()) {
+      core_->close();
+    } else {
+      std::promise<void> closed;
+      asio::post(io, [&] {
+        core_->close();
+        closed.set_value();
+      });
+      closed.get_future().wait_for(std::chrono::seconds(5));
+    }
+    core_->reap_supervisor();
+    if (own_loop_) {
+      own_loop_->stop();
+      thread_.join();
+    }
+    core_.reset();  // what still refers to it are handlers on the loop, destroyed with it
+  }
+
+  std::shared_ptr<SandboxCall> start(CallInput input, Clock::time_point deadline,
+                                     CallCompletion done) override {
+    if (!core_) {
+      done(failure(Status::kUnavailable, "the sandbox is shut down"));
+      return nullptr;
+    }
+    auto call = std::make_shared<ProcessCall>(core_, std::move(input), deadline, std::move(done));
+    call->begin();
+    return call;
+  }
+
+  int ready_children() const override { return core_ ? core_->ready_children() : 0; }
+  SandboxStats stats() const override { return core_ ? core_->stats() : SandboxStats{}; }
+
+  SandboxStats query_stats() override {
+    auto promise = std::make_shared<std::promise<void>>();
+    std::future<void> answered = promise->get_future();
+    core_->ask_stats([promise](const ZygoteReply*) { promise->set_value(); });
+    answered.wait_for(std::chrono::seconds(2));
+    return core_->stats();
+  }
+
+ private:
+  std::unique_ptr<asio::io_context> own_loop_;  // only without the caller's loop
+  std::shared_ptr<Core> core_;
+  std::thread thread_;
 };
 
 }  // namespace
 
-std::unique_ptr<Sandbox> start_sandbox(std::unique_ptr<LanguageRuntime> runtime,
-                                       const SandboxLimits& limits) {
-  if (!runtime) throw std::runtime_error("start_sandbox: no runtime given");
-  std::string name = runtime->name();
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-    throw std::runtime_error(
-        fmt::format("start_sandbox({}): socketpair: {}", name, std::strerror(errno)));
-  }
-  pid_t service = ::getpid();
-  pid_t supervisor = ::fork();
-  if (supervisor < 0) {
-    ::close(sv[0]);
-    ::close(sv[1]);
-    throw std::runtime_error(fmt::format("start_sandbox({}): fork: {} (raise the process limit)",
-                                         name, std::strerror(errno)));
-  }
-  if (supervisor == 0) {
-    ::close(sv[0]);
-    sandbox_internal::run_supervisor(std::move(runtime), sv[1], limits, service);
-  }
-  ::close(sv[1]);
-
-  auto fail = [&](const std::string& why) -> std::runtime_error {
-    ::close(sv[0]);
-    ::kill(supervisor, SIGKILL);
-    int status = 0;
-    ::waitpid(supervisor, &status, 0);
-    return std::runtime_error(fmt::format(
+std::unique_ptr<Sandbox> start_sandbox(const std::string& runtime, const SandboxLimits& limits,
+                                       asio::io_context* loop) {
+  try {
+    return std::make_unique<ProcessSandbox>(runtime, limits, loop);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format(
         "start_sandbox({}): {}. The sandbox needs fork, seccomp-bpf and no_new_privs (not "
         "blocked by the container runtime) and the {} runtime's files.",
-        name, why, name));
-  };
-  const Clock::time_point until = Clock::now() + std::chrono::seconds(120);
-  std::string error;
-  std::shared_ptr<Connection> first = ProcessSandbox::receive_zygote_from(sv[0], until, error);
-  if (!first) throw fail(error);
-  if (!ProcessSandbox::wait_hello(*first, until, error)) throw fail(error);
-  return std::make_unique<ProcessSandbox>(std::move(runtime), limits, sv[0], supervisor,
-                                          std::move(first));
+        runtime, e.what(), runtime));
+  }
 }
 
 }  // namespace wf::evaluator

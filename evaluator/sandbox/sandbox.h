@@ -1,16 +1,29 @@
 #pragma once
 // The sandbox as the evaluator service uses it: one zygote per language family, each keeping a
-// pool of pre-forked, pre-warmed children; run() hands a call to a child and waits for it.
-// start_sandbox() must be called in main() before the process starts any thread: it forks a
-// single-threaded supervisor that initialises the runtime and forks the zygote, and forks a new
-// zygote whenever one dies, so the (multi-threaded) service never forks (see zygote.h).
+// pool of pre-forked, pre-warmed children; start() hands a call to a child and completes when it
+// answers, without any thread waiting for it (the child's channel, its pidfd and the wall-clock
+// timer are waited on by an Asio event loop).
+//
+// Every sandbox process comes from a fresh image: start_sandbox() re-executes this program as a
+// supervisor (empty environment, configuration over a socket; see supervisor_image.h), which
+// initialises the runtime and forks the zygote. So no byte of the service's memory is in a
+// child, and a dead supervisor can be re-created from the multi-threaded service. Every program
+// that starts sandboxes must therefore call run_sandbox_supervisor_if_requested() first thing in
+// main().
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "evaluator/sandbox/runtime.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace wf::evaluator {
 
@@ -36,6 +49,7 @@ struct CallOutcome {
     kForbidden,       // seccomp killed it (SIGSYS)
     kCrashed,         // killed by another signal, or exited without answering
     kUnavailable,     // no child could be had (zygote down)
+    kCancelled,       // the caller cancelled it (client gone, deadline, shutdown); child killed
   };
   Status status = Status::kCrashed;
   CallOutput output;
@@ -59,22 +73,63 @@ struct SandboxStats {
   std::uint64_t zygote_generation = 0;
 };
 
+// Why a caller cancels a call (label of wf_evaluator_sandbox_cancelled_total).
+enum class CancelReason { kClientGone, kDeadline, kShutdown };
+const char* cancel_reason_name(CancelReason reason);
+
+// A call in flight. cancel() is thread-safe and idempotent: the child is killed at once (and
+// reaped by its zygote), and the completion runs with Status::kCancelled unless it already ran.
+class SandboxCall {
+ public:
+  virtual ~SandboxCall() = default;
+  virtual void cancel(CancelReason reason) = 0;
+};
+
+using CallCompletion = std::function<void(CallOutcome)>;
+
 class Sandbox {
  public:
   virtual ~Sandbox() = default;
-  // Thread-safe; blocks the calling thread until the call ends or `deadline` passes.
-  virtual CallOutcome run(const CallInput& input,
-                          std::chrono::steady_clock::time_point deadline) = 0;
-  // Children ready in the pool now (for /readyz and metrics). Counts children still warming up
-  // too (0 only when the pool is empty or the zygote is gone); stats() tells them apart.
+  // Starts a call; `done` runs exactly once, on the sandbox's event loop (never inside start()
+  // for the process sandbox). Thread-safe. The default runs run() and completes at once (fakes).
+  virtual std::shared_ptr<SandboxCall> start(CallInput input,
+                                             std::chrono::steady_clock::time_point deadline,
+                                             CallCompletion done);
+  // Blocking form (tests, benchmarks): waits for start()'s completion. Never call it on the
+  // sandbox's event loop. Implementations override start(), run(), or both.
+  virtual CallOutcome run(const CallInput& input, std::chrono::steady_clock::time_point deadline);
+  // Children ready in the pool as of the last refresh (for /readyz and metrics): warm or still
+  // warming up; 0 while the zygote is gone, late to answer, or being replaced. Never blocks.
   virtual int ready_children() const = 0;
-  // Zygote counters; one short round trip to the zygote. Thread-safe.
+  // The last refreshed counters (refreshed in the background about twice a second). Never blocks.
   virtual SandboxStats stats() const { return {}; }
+  // Asks the zygote now (tests, benchmarks): one round trip; blocks the calling thread, so never
+  // on the event loop. Falls back to stats() when the zygote does not answer within 2 s.
+  virtual SandboxStats query_stats() { return stats(); }
+  // Ends the supervisor (and so its zygote and pool) and fails calls still waiting for a child.
+  // With the server's event loop: call after the loop stopped and before it is destroyed (the
+  // sandbox's descriptors and timers live on it). Idempotent; the destructor calls it too.
+  virtual void shutdown() {}
 };
 
-// Forks the zygote for `runtime` (taking ownership) and starts its pool. Call before any thread
-// exists in this process. Throws std::runtime_error with a message that names the fix on failure.
-std::unique_ptr<Sandbox> start_sandbox(std::unique_ptr<LanguageRuntime> runtime,
-                                       const SandboxLimits& limits);
+// A runtime that this program can run in a sandbox, by LanguageRuntime::name().
+struct RuntimeEntry {
+  const char* name;
+  std::unique_ptr<LanguageRuntime> (*make)();
+};
+
+// Call first thing in main() of every program that calls start_sandbox():
+//   if (auto code = run_sandbox_supervisor_if_requested(argc, argv, runtimes)) return *code;
+// Returns std::nullopt unless this process is a sandbox supervisor image; otherwise it runs the
+// supervisor (which never returns) or returns the exit code of a failed start.
+std::optional<int> run_sandbox_supervisor_if_requested(int argc, char** argv,
+                                                       std::span<const RuntimeEntry> runtimes);
+
+// Starts the supervisor for the runtime named `runtime` (from a fresh image of this program) and
+// waits until its first zygote has a ready child. The sandbox waits on its children on `loop`
+// (the server's event loop; it must outlive the sandbox); without one, the sandbox runs its own
+// event loop on one thread. Throws std::runtime_error with a message that names the fix.
+std::unique_ptr<Sandbox> start_sandbox(const std::string& runtime, const SandboxLimits& limits,
+                                       boost::asio::io_context* loop = nullptr);
 
 }  // namespace wf::evaluator

@@ -1,10 +1,13 @@
 #include "evaluator/sandbox/seccomp_filter.h"
 
 #include <fmt/core.h>
+#include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,6 +53,11 @@ const std::vector<std::string> kAllowed = {
     // Own identity only (os.getpid, threading ids); reveals nothing that kill could use.
     "getpid",
     "gettid",
+    // abort()/raise() in user code or a runtime: a crash, reported as such. The child's second
+    // filter (self_signal_filter) lets these through only when they name the child itself.
+    "kill",
+    "tkill",
+    "tgkill",
 };
 
 // Path and fd inspection that must fail politely (Python's open/listdir raise PermissionError,
@@ -136,12 +144,39 @@ std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
   return program;
 }
 
-bool install_seccomp_filter(const std::vector<sock_filter>& filter) {
+std::array<sock_filter, kSelfSignalFilterLength> self_signal_filter(pid_t self) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "args[0] low word comes first");
+  constexpr std::uint32_t kNr = offsetof(seccomp_data, nr);
+  constexpr std::uint32_t kArg0Low = offsetof(seccomp_data, args[0]);
+  constexpr std::uint32_t kArg0High = kArg0Low + 4;
+  const auto pid = static_cast<std::uint32_t>(self);
+  // kill(pid, sig), tkill(tid, sig) and tgkill(tgid, tid, sig): the first argument must be this
+  // process (a single-threaded child: its tid is its pid). kill(0 or -1, ...) reaches others.
+  return {{
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kill, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tkill, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0Low),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, pid, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0High),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+  }};
+}
+
+bool install_seccomp_filter(const sock_filter* filter, std::size_t length) {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
   sock_fprog prog{};
-  prog.len = static_cast<unsigned short>(filter.size());
-  prog.filter = const_cast<sock_filter*>(filter.data());
+  prog.len = static_cast<unsigned short>(length);
+  prog.filter = const_cast<sock_filter*>(filter);
   return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+bool install_seccomp_filter(const std::vector<sock_filter>& filter) {
+  return install_seccomp_filter(filter.data(), filter.size());
 }
 
 }  // namespace wf::evaluator::sandbox_internal

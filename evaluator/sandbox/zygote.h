@@ -3,12 +3,12 @@
 //
 //   service ── supervisor ── zygote ── children (one call each)
 //
-// * The supervisor is forked from the service before any thread exists. It initialises the
-//   language runtime once, builds the seccomp program, then forks a zygote and hands the service
-//   that zygote's sockets. It stays single-threaded and idle, so it can fork again at any time:
-//   when a zygote dies (a bug, the OOM killer, an operator, or its memory cap), it forks a new
-//   one from its own, already initialised, memory (a few ms) and hands the service its sockets.
-//   The multi-threaded service never forks.
+// * The supervisor is a fresh image of the program (supervisor_image.h), spawned by the service
+//   with an empty environment. It initialises the language runtime once, builds the seccomp
+//   program, then forks a zygote and hands the service that zygote's sockets. It stays
+//   single-threaded and idle, so it can fork again at any time: when a zygote dies (a bug, the OOM
+//   killer, an operator, or its memory cap), it forks a new one from its own, already initialised,
+//   memory (a few ms) and hands the service its sockets. The multi-threaded service never forks.
 // * The zygote keeps a pool of pre-forked, locked-down, warmed-up children. It pushes each ready
 //   child to the service over the handoff socket (the socket's queue is the pool), reaps
 //   children, and answers questions about their wait status on the control socket.

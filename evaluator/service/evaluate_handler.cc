@@ -33,6 +33,7 @@
 #include <cctype>
 #include <chrono>
 #include <ctime>
+#include <future>
 #include <string>
 #include <utility>
 
@@ -64,6 +65,8 @@ const char* status_name(CallOutcome::Status status) {
       return "crashed";
     case CallOutcome::Status::kUnavailable:
       return "unavailable";
+    case CallOutcome::Status::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -138,6 +141,7 @@ Json outcome_error(const CallOutcome& outcome) {
           "Z507", with_detail("Function call attempted a forbidden operation", outcome.detail));
     case S::kCrashed:
     case S::kUnavailable:
+    case S::kCancelled:
     case S::kOk:
       break;
   }
@@ -170,34 +174,41 @@ class Handler final : public EvaluateHandler {
           std::shared_ptr<Sandbox> javascript)
       : options_(options), python_(std::move(python)), javascript_(std::move(javascript)) {}
 
-  http::Response handle(const http::Request& request) override {
-    const auto started_wall = SystemClock::now();
-    const auto started = SteadyClock::now();
-    const double started_cpu = thread_cpu_ms();
+  std::shared_ptr<SandboxCall> start(const http::Request& request, Respond respond) override {
+    Started started;
+    started.wall = SystemClock::now();
+    started.steady = SteadyClock::now();
+    started.cpu_ms = thread_cpu_ms();
+    started.trace = request.trace;
+    started.request_id = request.request_id;
+    auto answer = [&respond](http::Response response) {
+      respond(std::move(response));
+      return nullptr;
+    };
 
     if (request.body.size() > options_.max_body_bytes) {
-      return http::Response::error(
-          413, "request_too_large",
-          fmt::format("the request body has {} bytes; the limit is {} bytes", request.body.size(),
-                      options_.max_body_bytes));
+      return answer(
+          http::Response::error(413, "request_too_large",
+                                fmt::format("the request body has {} bytes; the limit is {} bytes",
+                                            request.body.size(), options_.max_body_bytes)));
     }
     auto decoded = codec::decode_request_body<Json>(request.body, limits_);
     if (!decoded) {
       const auto ct = request.header("content-type");
       if (ct && is_json_content_type(*ct)) {
         auto json = codec::parse_json<Json>(request.body, limits_);
-        return http::Response::error(
+        return answer(http::Response::error(
             400, "bad_request",
             fmt::format("the body is not valid JSON: {}",
-                        json ? std::string("no detail") : json.error().message));
+                        json ? std::string("no detail") : json.error().message)));
       }
-      return envelope(make_error_envelope(
+      return answer(envelope(make_error_envelope(
           make_error("Z558", fmt::format("Unable to find programming language in function call. {}",
-                                         decoded.error().message))));
+                                         decoded.error().message)))));
     }
 
     auto call = to_call_request(decoded->value);
-    if (!call) return envelope(make_error_envelope(std::move(call.error())));
+    if (!call) return answer(envelope(make_error_envelope(std::move(call.error()))));
 
     Sandbox* sandbox = nullptr;
     switch (language_family(call->language)) {
@@ -211,75 +222,100 @@ class Handler final : public EvaluateHandler {
         break;
     }
     if (sandbox == nullptr) {
-      return envelope(make_error_envelope(make_error(
-          "Z558", fmt::format("No executor found for programming language {}.", call->language))));
+      return answer(envelope(make_error_envelope(make_error(
+          "Z558", fmt::format("No executor found for programming language {}.", call->language)))));
     }
 
     CallInput input;
     input.code = std::move(call->code);
     input.function_name = std::move(call->function_name);
     input.arguments_json = dump(call->arguments);
-    auto deadline = started + options_.timeout;
+    auto deadline = started.steady + options_.timeout;
     if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
       deadline = request.deadline;
     }
     // The caller's own deadline (remainingTime) lowers the limit: nobody waits for a later answer.
     if (call->remaining_time_ms) {
       const auto caller =
-          started + std::chrono::duration_cast<SteadyClock::duration>(
-                        std::chrono::duration<double, std::milli>(*call->remaining_time_ms));
+          started.steady + std::chrono::duration_cast<SteadyClock::duration>(
+                               std::chrono::duration<double, std::milli>(*call->remaining_time_ms));
       if (caller < deadline) deadline = caller;
     }
-    const CallOutcome outcome = sandbox->run(input, deadline);
+    started.language = call->language;
+    started.function = input.function_name;
+    started.cpu_ms = thread_cpu_ms() - started.cpu_ms;
+    return sandbox->start(std::move(input), deadline,
+                          [this, started = std::move(started), respond = std::move(respond)](
+                              CallOutcome outcome) { respond(answer_outcome(started, outcome)); });
+  }
+
+ private:
+  // What the completion needs of the request that started the call.
+  struct Started {
+    SystemClock::time_point wall;
+    SteadyClock::time_point steady;
+    double cpu_ms = 0;
+    obs::TraceContext trace;
+    std::string request_id;
+    std::string language;
+    std::string function;
+  };
+
+  // On the sandbox's event loop: the response for a finished call.
+  http::Response answer_outcome(const Started& started, const CallOutcome& outcome) const {
+    obs::LogScope scope(started.trace.trace_id, started.trace.span_id, started.request_id);
     if (outcome.status != CallOutcome::Status::kOk) {
       // What led up to a failure must be in the log (with this request's trace id).
-      obs::log_event(spdlog::level::warn, fmt::format("sandboxed call failed: {}", outcome.detail),
+      obs::log_event(outcome.status == CallOutcome::Status::kCancelled ? spdlog::level::info
+                                                                       : spdlog::level::warn,
+                     fmt::format("sandboxed call failed: {}", outcome.detail),
                      {obs::field_str("event.action", "sandbox-call"),
                       obs::field_str("event.outcome", "failure"),
                       obs::field_str("error.type", status_name(outcome.status)),
                       obs::field_str("error.message", outcome.detail),
-                      obs::field_str("wf.language", call->language),
-                      obs::field_str("wf.function", input.function_name),
+                      obs::field_str("wf.language", started.language),
+                      obs::field_str("wf.function", started.function),
                       obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
     }
-
-    if (outcome.status == CallOutcome::Status::kUnavailable) {
+    if (outcome.status == CallOutcome::Status::kUnavailable ||
+        outcome.status == CallOutcome::Status::kCancelled) {
       http::Response r = http::Response::error(
           503, "sandbox_unavailable",
           fmt::format("no {} sandbox child is available right now ({}); retry shortly",
-                      call->language, outcome.detail.empty() ? "no detail" : outcome.detail));
+                      started.language, outcome.detail.empty() ? "no detail" : outcome.detail));
       r.headers.push_back({"retry-after", "1"});
       return r;
     }
-
     Json z22 = outcome.status == CallOutcome::Status::kOk
                    ? result_of(outcome, limits_)
                    : make_error_envelope(outcome_error(outcome));
-    if (Json* meta = metadata_of(z22)) {
-      const auto ended_wall = SystemClock::now();
-      const auto ended = SteadyClock::now();
-      const auto duration_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(ended - started).count();
-      map_set(*meta, "evaluationMemoryUsage", z6(mebibytes(obs::resident_bytes())));
-      map_set(*meta, "evaluationCpuUsage",
-              z6(fmt::format("{:.3f} ms", thread_cpu_ms() - started_cpu)));
-      map_set(*meta, "evaluationStartTime", z6(iso_utc_ms(started_wall)));
-      map_set(*meta, "evaluationEndTime", z6(iso_utc_ms(ended_wall)));
-      map_set(*meta, "evaluationDuration", z6(fmt::format("{} ms", duration_ms)));
-      map_set(*meta, "evaluationHostname", z6(hostname()));
-      if (outcome.peak_rss_bytes > 0) {
-        map_set(*meta, "executionMemoryUsage", z6(mebibytes(outcome.peak_rss_bytes)));
-      }
-      map_set(*meta, "executionCpuUsage", z6(fmt::format("{:.3f} ms", outcome.cpu_ms)));
-      if (!outcome.output.captured_output.empty()) {
-        std::string printed = outcome.output.captured_output.substr(0, kMaxExecutionOutput);
-        map_set(*meta, "executionOutput", z6(printed));
-      }
-    }
+    if (Json* meta = metadata_of(z22)) add_metadata(*meta, started, outcome);
     return envelope(z22);
   }
 
- private:
+  static void add_metadata(Json& meta, const Started& started, const CallOutcome& outcome) {
+    const auto ended_wall = SystemClock::now();
+    const auto duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started.steady)
+            .count();
+    map_set(meta, "evaluationMemoryUsage", z6(mebibytes(obs::resident_bytes())));
+    // The service's own CPU for this request: decoding and checking (on the thread that started
+    // it; the completion runs on an event-loop thread and costs a few microseconds).
+    map_set(meta, "evaluationCpuUsage", z6(fmt::format("{:.3f} ms", started.cpu_ms)));
+    map_set(meta, "evaluationStartTime", z6(iso_utc_ms(started.wall)));
+    map_set(meta, "evaluationEndTime", z6(iso_utc_ms(ended_wall)));
+    map_set(meta, "evaluationDuration", z6(fmt::format("{} ms", duration_ms)));
+    map_set(meta, "evaluationHostname", z6(hostname()));
+    if (outcome.peak_rss_bytes > 0) {
+      map_set(meta, "executionMemoryUsage", z6(mebibytes(outcome.peak_rss_bytes)));
+    }
+    map_set(meta, "executionCpuUsage", z6(fmt::format("{:.3f} ms", outcome.cpu_ms)));
+    if (!outcome.output.captured_output.empty()) {
+      std::string printed = outcome.output.captured_output.substr(0, kMaxExecutionOutput);
+      map_set(meta, "executionOutput", z6(printed));
+    }
+  }
+
   static http::Response envelope(const Json& z22) { return json_response(200, dump(z22)); }
 
   EvaluateOptions options_;
@@ -289,6 +325,45 @@ class Handler final : public EvaluateHandler {
 };
 
 }  // namespace
+
+namespace {
+
+CancelReason cancel_reason_of(http::Cancellation::Reason reason) {
+  switch (reason) {
+    case http::Cancellation::Reason::kDeadline:
+      return CancelReason::kDeadline;
+    case http::Cancellation::Reason::kShutdown:
+      return CancelReason::kShutdown;
+    case http::Cancellation::Reason::kNone:
+    case http::Cancellation::Reason::kClientGone:
+    case http::Cancellation::Reason::kAbandoned:
+      break;
+  }
+  return CancelReason::kClientGone;
+}
+
+}  // namespace
+
+void serve_evaluate(EvaluateHandler& handler, std::shared_ptr<http::AsyncRequest> request) {
+  // Lives as long as the call's completion: unregisters the cancel callback when the call ends.
+  struct InFlight {
+    http::Cancellation::Registration registration;
+  };
+  auto in_flight = std::make_shared<InFlight>();
+  std::shared_ptr<SandboxCall> call = handler.start(
+      request->request,
+      [request, in_flight](http::Response response) { request->respond(std::move(response)); });
+  if (!call || !request->cancel) return;
+  in_flight->registration = request->cancel->on_cancel(
+      [call](http::Cancellation::Reason reason) { call->cancel(cancel_reason_of(reason)); });
+}
+
+http::Response EvaluateHandler::handle(const http::Request& request) {
+  std::promise<http::Response> answered;
+  std::future<http::Response> response = answered.get_future();
+  start(request, [&answered](http::Response r) { answered.set_value(std::move(r)); });
+  return response.get();
+}
 
 std::unique_ptr<EvaluateHandler> make_evaluate_handler(const EvaluateOptions& options,
                                                        std::shared_ptr<Sandbox> python,

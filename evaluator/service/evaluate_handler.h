@@ -3,10 +3,12 @@
 // runs the call in the sandbox of its language, answers with a normal-form Z22 plus metadata.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include "evaluator/sandbox/sandbox.h"
 #include "wf/http/message.h"
+#include "wf/http/server.h"
 
 namespace wf::evaluator {
 
@@ -17,10 +19,20 @@ struct EvaluateOptions {
 
 class EvaluateHandler {
  public:
+  using Respond = std::function<void(http::Response)>;
   virtual ~EvaluateHandler() = default;
-  // Blocking: run on a worker thread. Never throws.
-  virtual http::Response handle(const http::Request& request) = 0;
+  // Never blocks: decodes and checks the request, starts the sandbox call and returns it (to be
+  // cancelled when the client goes away), or answers at once (early errors: then returns null).
+  // `respond` runs exactly once: on the sandbox's event loop, or inside start(). Never throws.
+  virtual std::shared_ptr<SandboxCall> start(const http::Request& request, Respond respond) = 0;
+  // Blocking form (tests, kWorker routes): start() and wait for the answer.
+  http::Response handle(const http::Request& request);
 };
+
+// The evaluate route on the event loop: starts the call, answers from its completion, and
+// cancels it when the request is cancelled (client gone, deadline, drain), which kills the
+// sandbox child at once. Never blocks.
+void serve_evaluate(EvaluateHandler& handler, std::shared_ptr<http::AsyncRequest> request);
 
 // Either sandbox may be null (that language family is not served: "No executor found ...").
 std::unique_ptr<EvaluateHandler> make_evaluate_handler(const EvaluateOptions& options,

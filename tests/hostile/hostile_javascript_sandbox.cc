@@ -36,8 +36,7 @@ SandboxLimits hostile_limits() {
 // One sandbox for the whole binary: started on first use, from the test thread, before any
 // other thread exists.
 Sandbox& js_sandbox() {
-  static std::unique_ptr<Sandbox> sandbox =
-      start_sandbox(make_javascript_runtime(), hostile_limits());
+  static std::unique_ptr<Sandbox> sandbox = start_sandbox("javascript", hostile_limits());
   return *sandbox;
 }
 
@@ -76,6 +75,8 @@ std::string status_name(Status s) {
       return "crashed";
     case Status::kUnavailable:
       return "unavailable";
+    case Status::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -155,6 +156,16 @@ TEST_F(HostileJavascript, ObjectBombHitsTheMemoryLimit) {
   Timed t = run("function Z1() { const a = []; for (;;) a.push({x: a.length, y: [a.length]}); }");
   EXPECT_STATUS(t, Status::kMemoryLimit);
   EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
+  expect_still_serving();
+}
+
+TEST_F(HostileJavascript, ThrowingTheOutOfMemoryTextIsAUserError) {
+  // Issue 11 item 3: `throw new Error("out of memory: ...")` was counted as the memory limit.
+  for (const char* code : {"function Z1() { throw new Error('out of memory: limit reached'); }",
+                           "function Z1() { throw 'out of memory'; }"}) {
+    Timed t = run(code);
+    EXPECT_STATUS(t, Status::kOk);
+  }
   expect_still_serving();
 }
 

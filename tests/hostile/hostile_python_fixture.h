@@ -16,7 +16,7 @@ class HostilePython : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ::setenv("WF_HOSTILE_SECRET", "do-not-leak", 1);
-    sandbox_ = start_sandbox(make_python_runtime(), hostile_limits()).release();
+    sandbox_ = start_sandbox("python", hostile_limits()).release();
   }
   static void TearDownTestSuite() {
     delete sandbox_;

@@ -52,6 +52,31 @@ TEST_F(HostilePython, ByteArrayBombIsAMemoryError) {
   EXPECT_EQ(z22_error(out.output.z22_json), "MemoryError");
 }
 
+TEST_F(HostilePython, RaisingMemoryErrorDoesNotPoseAsTheMemoryLimit) {
+  // Issue 11 item 3: the outcome comes from what the sandbox observed, not from user text.
+  CallOutcome out = run("def Z1():\n  raise MemoryError('out of memory: memory limit reached')");
+  EXPECT_STATUS(out, Status::kOk);
+  EXPECT_EQ(z22_error(out.output.z22_json), "out of memory: memory limit reached");
+  out = run("def Z1():\n  raise MemoryError()");
+  EXPECT_STATUS(out, Status::kOk);
+}
+
+TEST_F(HostilePython, AbortIsACrash) {
+  for (const char* code : {"import os\ndef Z1():\n  os.abort()",
+                           "import signal\ndef Z1():\n  signal.raise_signal(signal.SIGABRT)"}) {
+    CallOutcome out = run(code);
+    EXPECT_STATUS(out, Status::kCrashed);
+    EXPECT_NE(out.detail.find("SIGABRT"), std::string::npos) << code << ": " << out.detail;
+  }
+}
+
+TEST_F(HostilePython, SignallingAnotherProcessIsForbidden) {
+  CallOutcome out = run("import os\ndef Z1():\n  os.kill(os.getppid(), 0)\n  return 'sent'");
+  EXPECT_STATUS(out, Status::kForbidden);
+  out = run("import os\ndef Z1():\n  os.kill(0, 0)\n  return 'sent'");
+  EXPECT_STATUS(out, Status::kForbidden);
+}
+
 TEST_F(HostilePython, StringDoublingBombIsAMemoryError) {
   CallOutcome out = run("def Z1():\n  s = 'a'\n  for i in range(64):\n    s = s + s\n  return s");
   EXPECT_STATUS(out, Status::kMemoryLimit);

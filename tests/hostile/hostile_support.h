@@ -49,6 +49,8 @@ inline const char* status_name(Status status) {
       return "kCrashed";
     case Status::kUnavailable:
       return "kUnavailable";
+    case Status::kCancelled:
+      return "kCancelled";
   }
   return "?";
 }

@@ -11,6 +11,7 @@ Run: cd tests/integration && WF_BIN_DIR=<build>/bin python3 -m unittest -v test_
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -424,6 +425,186 @@ class SandboxFailures(EvaluatorCase):
         self.assertIsNone(self.svc.proc.poll())
         self.assertTrue(h.wait_until(lambda: h.request("GET", self.svc.base + "/readyz")[0] == 200, 10))
         self.assert_serves(self.svc, "javascript")
+
+
+# ---- the sandbox's process tree ------------------------------------------------------------------
+
+
+def children_of(pid):
+    """Pids of every thread's children of `pid`."""
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def descendants(pid):
+    out, todo = [], children_of(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children_of(p)
+    return out
+
+
+def named(root, name):
+    """Descendants of `root` whose process name is `name` (the kernel keeps 15 characters)."""
+    return [p for p in descendants(root) if comm(p) == name[:15]]
+
+
+def memory_contains(pid, needle):
+    """Whether `needle` is in any readable mapping of `pid` (needs root); None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read().splitlines()
+        mem = open(f"/proc/{pid}/mem", "rb", buffering=0)
+    except OSError:
+        return None
+    with mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            carry = b""
+            at = start
+            while at < end:
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(1 << 20, end - at))
+                except (OSError, ValueError, OverflowError):
+                    break
+                if not chunk:
+                    break
+                window = carry + chunk
+                if needle in window:
+                    return True
+                carry = window[-(len(needle) - 1):]
+                at += len(chunk)
+    return False
+
+
+def metric(svc, series):
+    _, _, body = h.request("GET", svc.base + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+class SandboxIsolationAndHealing(EvaluatorCase):
+    """Issue 7 items 2-4 and issue 11 items 1 and 3 on the real binary."""
+
+    POOL = 2
+
+    def start(self, env=None):
+        svc = h.Service("wf-evaluator", ["--pool-size", str(self.POOL)], env=env)
+        self.addCleanup(svc.stop)
+        self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 200, 30))
+        return svc
+
+    def test_no_byte_of_the_service_environment_is_in_a_sandbox_process(self):
+        marker = "WFSECRET" + os.urandom(12).hex()
+        svc = self.start(env={"API_TOKEN": marker})
+        if memory_contains(svc.proc.pid, marker.encode()) is None:
+            self.skipTest("reading /proc/<pid>/mem needs root")
+        self.assertTrue(memory_contains(svc.proc.pid, marker.encode()), "control: the service has it")
+        self.assertTrue(h.wait_until(lambda: len(named(svc.proc.pid, "wf-child-python")) >= 1, 10))
+        tree = descendants(svc.proc.pid)
+        names = {comm(p) for p in tree}
+        self.assertTrue({"wf-super-python", "wf-zygote-pytho", "wf-child-python"} <= names, names)
+        for pid in tree:
+            with self.subTest(process=comm(pid), pid=pid):
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    self.assertNotIn(marker.encode(), f.read())
+                self.assertFalse(memory_contains(pid, marker.encode()))
+
+    def test_abort_in_user_code_is_a_crash(self):
+        svc = self.start()
+        for code in ("def Z1802(Z1802K1, Z1802K2):\n    import os\n    os.abort()",
+                     "def Z1802(Z1802K1, Z1802K2):\n    import signal\n"
+                     "    signal.raise_signal(signal.SIGABRT)"):
+            with self.subTest(code=code):
+                z22 = self.post_json(svc, self.record("python", code))
+                self.assert_error(z22, "Z507", re.compile(r"^Function call crashed: killed by SIGABRT"))
+
+    def test_user_text_cannot_pose_as_the_memory_limit(self):
+        svc = self.start()
+        series = 'wf_evaluator_sandbox_calls_total{language="%s",outcome="memory_limit"}'
+        cases = {"javascript": "function Z1802(a, b) { throw new Error('out of memory: fake'); }",
+                 "python": "def Z1802(Z1802K1, Z1802K2):\n    raise MemoryError('out of memory: fake')"}
+        for language, code in cases.items():
+            with self.subTest(language=language):
+                before = metric(svc, series % language)
+                z22 = self.post_json(svc, self.record(language, code))
+                self.assertEqual(z22["Z22K1"], z9("Z24"))
+                errors = meta_pairs(z22)["errors"]
+                self.assertIn("out of memory: fake", json.dumps(errors))
+                self.assertNotIn("Function call ran out of memory", json.dumps(errors))
+                self.assertEqual(metric(svc, series % language), before)
+
+    def test_hang_up_mid_call_kills_the_child(self):
+        svc = self.start()
+        zygote = named(svc.proc.pid, "wf-zygote-python")[0]
+        self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL, 10))
+        series = 'wf_evaluator_sandbox_cancelled_total{language="python",reason="client_gone"}'
+        before = metric(svc, series)
+        body = json.dumps(self.record("python", "def Z1802(Z1802K1, Z1802K2):\n"
+                                      "    import time\n    time.sleep(30)")).encode()
+        import socket
+        sock = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+        sock.sendall(b"POST " + EVALUATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        # The call's child is running (beside a refilled pool), then the client hangs up.
+        self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL + 1, 10))
+        sock.close()
+        self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL, 5),
+                        "the child must be killed and reaped when the client hangs up")
+        self.assertTrue(h.wait_until(lambda: metric(svc, series) == before + 1, 5))
+        self.assertTrue(any(r.get("error.type") == "cancelled" and r.get("trace.id")
+                            for r in svc.log_records()), "logged with the trace id")
+
+    def test_stopped_zygote_is_replaced_and_health_stays_up(self):
+        svc = self.start()
+        zygote = named(svc.proc.pid, "wf-zygote-python")[0]
+        os.kill(zygote, signal.SIGSTOP)
+        try:
+            # /readyz tells the truth meanwhile; /healthz (the event loop) keeps answering.
+            self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 503, 10))
+            for _ in range(20):
+                self.assertEqual(h.request("GET", svc.base + "/healthz", timeout=5)[0], 200)
+            self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 200, 20))
+        finally:
+            try:
+                os.kill(zygote, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.assertTrue(h.wait_until(lambda: not os.path.exists(f"/proc/{zygote}") or
+                                     comm(zygote) != "wf-zygote-pytho", 10))
+        self.assert_serves(svc, "python")
+
+    def test_killed_supervisor_is_started_again(self):
+        svc = self.start()
+        supervisor = named(svc.proc.pid, "wf-super-python")[0]
+        os.kill(supervisor, signal.SIGKILL)
+        self.assertTrue(h.wait_until(lambda: [p for p in named(svc.proc.pid, "wf-super-python")
+                                              if p != supervisor], 20))
+        self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 200, 20))
+        self.assert_serves(svc, "python")
+        self.assert_serves(svc, "javascript")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <js/HelperThreadAPI.h>
 #include <js/Initialization.h>
 #include <js/Interrupt.h>
+#include <js/MemoryCallbacks.h>
 #include <js/Promise.h>
 #include <js/SourceText.h>
 #include <js/Stack.h>
@@ -162,6 +163,7 @@ class JavascriptRuntime final : public LanguageRuntime {
     g_runtime = this;
     JS_AddInterruptCallback(cx_, &JavascriptRuntime::on_interrupt);
     JS_SetGCCallback(cx_, &JavascriptRuntime::on_gc, this);
+    JS::SetOutOfMemoryCallback(cx_, &JavascriptRuntime::on_out_of_memory, this);
 
     if (!load_prelude(error)) {
       return false;
@@ -211,6 +213,7 @@ class JavascriptRuntime final : public LanguageRuntime {
     output_limit_ = input.captured_output_limit != 0
                         ? static_cast<std::size_t>(input.captured_output_limit)
                         : options_.captured_output_bytes;
+    oom_reported_ = false;
     in_call_ = true;
 
     if (!is_identifier(input.function_name)) {
@@ -317,6 +320,12 @@ class JavascriptRuntime final : public LanguageRuntime {
     return false;
   }
 
+  // SpiderMonkey calls this when one of its allocations failed, before it throws its "out of
+  // memory" string. The only trustworthy sign of OOM: user code can throw that text too.
+  static void on_out_of_memory(JSContext* /*cx*/, void* data) {
+    static_cast<JavascriptRuntime*>(data)->oom_reported_ = true;
+  }
+
   static void on_gc(JSContext* cx, JSGCStatus status, JS::GCReason /*reason*/, void* data) {
     auto* self = static_cast<JavascriptRuntime*>(data);
     if (status != JSGC_END || !self->in_call_) {
@@ -403,8 +412,10 @@ class JavascriptRuntime final : public LanguageRuntime {
     return std::string(utf8.get());
   }
 
-  static bool is_out_of_memory(std::string_view message) {
-    return message == "out of memory" || message.starts_with("out of memory");
+  // Only when SpiderMonkey itself reported an allocation failure during this call: the message
+  // alone is text that user code controls (`throw new Error("out of memory: ...")`).
+  bool is_out_of_memory(std::string_view message) const {
+    return oom_reported_ && message.starts_with("out of memory");
   }
 
   void finish_with_message(std::string_view message, CallOutput& out) {
@@ -456,10 +467,12 @@ class JavascriptRuntime final : public LanguageRuntime {
           out.z22_json = success_z22(std::string_view(text).substr(1));
         } else if (text.size() >= 1 && text[0] == 'E') {
           finish_with_message(std::string_view(text).substr(1), out);
-        } else {
-          // ToString failed: almost certainly out of memory while building the result.
+        } else if (oom_reported_) {
+          // ToString failed while SpiderMonkey was out of memory building the result.
           out.error_message = kJavascriptMemoryError;
           out.out_of_memory = true;
+        } else {
+          out.error_message = "the JavaScript driver returned a value it never builds";
         }
         return;
       }
@@ -527,6 +540,7 @@ class JavascriptRuntime final : public LanguageRuntime {
   mozilla::Maybe<JS::PersistentRootedObject> driver_;
   std::atomic<int> stop_reason_{kNoStop};
   bool in_call_ = false;
+  bool oom_reported_ = false;  // set by on_out_of_memory during the current call
   std::string output_;
   bool output_full_ = false;
   std::size_t output_limit_ = 0;

@@ -13,6 +13,49 @@ extern const char kDriverSource[];
 
 namespace {
 
+// ---- Allocation failures
+// ------------------------------------------------------------------------- A MemoryError counts as
+// the sandbox's memory limit only when one of CPython's allocators really returned NULL during the
+// call: user code can `raise MemoryError("...")` itself. The hooks forward every request to the
+// allocator they replace and note failures.
+
+struct AllocatorHook {
+  PyMemAllocatorEx original{};
+};
+AllocatorHook g_hooks[3];  // PYMEM_DOMAIN_RAW, _MEM, _OBJ
+bool g_allocation_failed = false;
+
+void* note_failure(void* block, std::size_t size) {
+  if (block == nullptr && size != 0) g_allocation_failed = true;
+  return block;
+}
+void* hooked_malloc(void* ctx, std::size_t size) {
+  auto* hook = static_cast<AllocatorHook*>(ctx);
+  return note_failure(hook->original.malloc(hook->original.ctx, size), size);
+}
+void* hooked_calloc(void* ctx, std::size_t count, std::size_t size) {
+  auto* hook = static_cast<AllocatorHook*>(ctx);
+  return note_failure(hook->original.calloc(hook->original.ctx, count, size), count * size);
+}
+void* hooked_realloc(void* ctx, void* block, std::size_t size) {
+  auto* hook = static_cast<AllocatorHook*>(ctx);
+  return note_failure(hook->original.realloc(hook->original.ctx, block, size), size);
+}
+void hooked_free(void* ctx, void* block) {
+  auto* hook = static_cast<AllocatorHook*>(ctx);
+  hook->original.free(hook->original.ctx, block);
+}
+
+// In the child only: the zygote's allocations need no watching.
+void hook_allocators() {
+  const PyMemAllocatorDomain domains[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+  for (int i = 0; i < 3; ++i) {
+    PyMem_GetAllocator(domains[i], &g_hooks[i].original);
+    PyMemAllocatorEx hook{&g_hooks[i], hooked_malloc, hooked_calloc, hooked_realloc, hooked_free};
+    PyMem_SetAllocator(domains[i], &hook);
+  }
+}
+
 // Must import, or the runtime refuses to start: evaluator-api.md users rely on them.
 const std::vector<std::string> kRequiredModules = {
     "math",        "re",     "json",        "datetime", "itertools", "functools",
@@ -214,11 +257,15 @@ class PythonRuntime final : public LanguageRuntime {
     return true;
   }
 
-  void after_fork() override { PyOS_AfterFork_Child(); }
+  void after_fork() override {
+    PyOS_AfterFork_Child();
+    hook_allocators();
+  }
 
   void warm_up() override { run(kChildWarmUpCode, "Z1", kWarmUpArguments, 1024); }
 
   CallOutput call(const CallInput& input) override {
+    g_allocation_failed = false;
     return run(input.code, input.function_name, input.arguments_json, input.captured_output_limit);
   }
 
@@ -237,7 +284,7 @@ class PythonRuntime final : public LanguageRuntime {
     PyObject* result = args != nullptr ? PyObject_Call(run_call_, args, nullptr) : nullptr;
     Py_XDECREF(args);
     if (result == nullptr) {
-      output.out_of_memory = PyErr_ExceptionMatches(PyExc_MemoryError) != 0;
+      output.out_of_memory = g_allocation_failed && PyErr_ExceptionMatches(PyExc_MemoryError) != 0;
       std::string text = fetch_error();
       output.ok = true;
       output.z22_json = failure_z22(output.out_of_memory ? "MemoryError" : text);
@@ -256,7 +303,7 @@ class PythonRuntime final : public LanguageRuntime {
       return output;
     }
     output.ok = PyObject_IsTrue(PyTuple_GET_ITEM(result, 0)) == 1;
-    output.out_of_memory = PyObject_IsTrue(PyTuple_GET_ITEM(result, 3)) == 1;
+    output.out_of_memory = g_allocation_failed && PyObject_IsTrue(PyTuple_GET_ITEM(result, 3)) == 1;
     output.z22_json.assign(z22, static_cast<std::size_t>(z22_size));
     output.captured_output.assign(captured, static_cast<std::size_t>(captured_size));
     Py_DECREF(result);

@@ -1,9 +1,10 @@
 // Every evaluator conformance case through the real handler with the REAL sandboxes and language
-// runtimes (embedded CPython and SpiderMonkey behind the zygote/seccomp sandbox). The zygotes are
-// forked in SetUpTestSuite, before this process has any thread (GoogleTest starts none).
+// runtimes (embedded CPython and SpiderMonkey behind the zygote/seccomp sandbox). This binary is
+// also the sandboxes' supervisor image (main() below).
 
 #include <gtest/gtest.h>
 
+#include "../../support/sandbox_test_main.h"
 #include "../codec/codec_test_support.h"
 #include "conformance_check.h"
 #include "evaluator/executors/javascript/javascript_runtime.h"
@@ -27,8 +28,8 @@ class RealSandboxes : public ::testing::TestWithParam<std::string> {
   static void SetUpTestSuite() {
     SandboxLimits limits;
     limits.pool_size = 2;
-    python_ = std::shared_ptr<Sandbox>(start_sandbox(make_python_runtime(), limits));
-    javascript_ = std::shared_ptr<Sandbox>(start_sandbox(make_javascript_runtime(), limits));
+    python_ = std::shared_ptr<Sandbox>(start_sandbox("python", limits));
+    javascript_ = std::shared_ptr<Sandbox>(start_sandbox("javascript", limits));
   }
   static void TearDownTestSuite() {
     python_.reset();
@@ -82,3 +83,10 @@ INSTANTIATE_TEST_SUITE_P(Evaluator, RealSandboxes, ::testing::ValuesIn(case_file
 
 }  // namespace
 }  // namespace wf::evaluator
+
+int main(int argc, char** argv) {
+  using namespace wf::evaluator;
+  static const RuntimeEntry kRuntimes[] = {
+      {"python", make_python_runtime}, {"javascript", +[] { return make_javascript_runtime(); }}};
+  return wf::evaluator::testing::sandbox_test_main(argc, argv, kRuntimes);
+}

@@ -93,6 +93,21 @@ TEST(JsIsolation, SmallerMemoryBudgetStopsBombsEarlierAndStillFitsNormalWork) {
   EXPECT_EQ(result_of(normal.output), z6("300000")) << normal.output.error_message;
 }
 
+TEST(JsIsolation, UserTextAboutMemoryIsAnOrdinaryError) {
+  // Only SpiderMonkey's own allocation failure is out of memory (issue 11 item 3): the texts it
+  // throws are text that user code can throw too.
+  for (const char* code : {"function Z1() { throw new Error('out of memory: limit reached'); }",
+                           "function Z1() { throw 'out of memory'; }",
+                           "async function Z1() { throw new Error('out of memory'); }"}) {
+    ChildResult r = call_in_child(code, "Z1");
+    expect_clean_exit(r);
+    EXPECT_TRUE(r.output.ok) << code << ": " << r.output.error_message;
+    EXPECT_FALSE(r.output.out_of_memory) << code;
+    EXPECT_NE(r.output.error_message, kJavascriptMemoryError) << code;
+    EXPECT_NE(error_message_of(r.output).find("out of memory"), std::string::npos) << code;
+  }
+}
+
 TEST(JsIsolation, CaughtOutOfMemoryStillEndsAsAMemoryError) {
   // The user catches every exception and keeps allocating: the GC budget stops it regardless.
   ChildResult r = call_in_child(

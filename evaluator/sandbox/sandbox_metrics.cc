@@ -1,0 +1,87 @@
+#include "evaluator/sandbox/sandbox_metrics.h"
+
+#include <algorithm>
+
+#include "wf/obs/metrics.h"
+
+namespace wf::evaluator::sandbox_internal {
+namespace {
+
+using Labels = std::map<std::string, std::string>;
+
+prometheus::Counter& counter(const char* name, const char* help, const Labels& labels) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(obs::registry()).Add(labels);
+}
+
+prometheus::Histogram& histogram(const char* name, const char* help, const std::string& language,
+                                 prometheus::Histogram::BucketBoundaries buckets) {
+  return prometheus::BuildHistogram()
+      .Name(name)
+      .Help(help)
+      .Register(obs::registry())
+      .Add({{"language", language}}, std::move(buckets));
+}
+
+}  // namespace
+
+SandboxMetrics::SandboxMetrics(const std::string& language) {
+  for (std::size_t i = 0; i < kOutcomeNames.size(); ++i) {
+    outcome[i] = &counter("wf_evaluator_sandbox_calls_total",
+                          "Calls run in a sandbox child, by language and outcome.",
+                          {{"language", language}, {"outcome", kOutcomeNames[i]}});
+  }
+  for (std::size_t i = 0; i < kKillReasons; ++i) {
+    kill[i] = &counter(
+        "wf_evaluator_sandbox_kills_total",
+        "Sandbox children that ended by a signal instead of answering, by language and reason.",
+        {{"language", language}, {"reason", kKillNames[i]}});
+  }
+  for (std::size_t i = 0; i < kCancelNames.size(); ++i) {
+    cancelled[i] = &counter(
+        "wf_evaluator_sandbox_cancelled_total",
+        "Sandbox calls cancelled by their caller (the child is killed at once), by reason.",
+        {{"language", language}, {"reason", kCancelNames[i]}});
+  }
+  restarts = &counter("wf_evaluator_sandbox_zygote_restarts_total",
+                      "Zygotes the supervisor forked again after the previous one died.",
+                      {{"language", language}});
+  zygote_kills =
+      &counter("wf_evaluator_sandbox_zygote_kills_total",
+               "Zygotes the service killed because they did not answer in time (then replaced).",
+               {{"language", language}});
+  supervisor_restarts =
+      &counter("wf_evaluator_sandbox_supervisor_restarts_total",
+               "Supervisors the service started again (from a fresh image) after one died or hung.",
+               {{"language", language}});
+  pool_ready = &prometheus::BuildGauge()
+                    .Name("wf_evaluator_sandbox_pool_ready")
+                    .Help(
+                        "Children forked, locked down and warm, waiting for a call (as of the "
+                        "last background refresh).")
+                    .Register(obs::registry())
+                    .Add({{"language", language}});
+  child_cpu =
+      &histogram("wf_evaluator_sandbox_child_cpu_seconds",
+                 "User+system CPU of a sandbox child from fork to its answer.", language,
+                 {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  child_rss = &histogram("wf_evaluator_sandbox_child_peak_rss_bytes",
+                         "Peak resident set size of a sandbox child (ru_maxrss).", language,
+                         {8u << 20, 16u << 20, 32u << 20, 64u << 20, 128u << 20, 256u << 20,
+                          512u << 20, 1024.0 * (1u << 20)});
+  fork_to_ready =
+      &histogram("wf_evaluator_sandbox_fork_to_ready_seconds",
+                 "Time from fork to a locked-down, warm child (off the request path).", language,
+                 {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+}
+
+void SandboxMetrics::record(const CallOutcome& result, int kill_reason) {
+  const auto index = std::min(static_cast<std::size_t>(result.status), kOutcomeNames.size() - 1);
+  outcome[index]->Increment();
+  if (kill_reason >= 0 && kill_reason < kKillReasons) {
+    kill[static_cast<std::size_t>(kill_reason)]->Increment();
+  }
+  if (result.cpu_ms > 0) child_cpu->Observe(result.cpu_ms / 1000.0);
+  if (result.peak_rss_bytes > 0) child_rss->Observe(static_cast<double>(result.peak_rss_bytes));
+}
+
+}  // namespace wf::evaluator::sandbox_internal

@@ -1,0 +1,149 @@
+// Both sides of a supervisor's start from a fresh image: spawn_supervisor (in the service) and
+// run_sandbox_supervisor_if_requested (first thing in main() of the spawned image).
+
+#include "evaluator/sandbox/supervisor_image.h"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <string_view>
+
+#include "evaluator/sandbox/protocol.h"
+#include "evaluator/sandbox/zygote.h"
+
+namespace wf::evaluator {
+namespace sandbox_internal {
+namespace {
+
+SupervisorConfig config_of(const std::string& runtime, const SandboxLimits& limits) {
+  SupervisorConfig config;
+  config.service_pid = ::getpid();
+  copy_text(config.runtime, sizeof(config.runtime), runtime);
+  config.wall_ms = limits.wall.count();
+  config.cpu_seconds = limits.cpu.count();
+  config.memory_bytes = limits.memory_bytes;
+  config.output_bytes = limits.output_bytes;
+  config.captured_output_bytes = limits.captured_output_bytes;
+  config.zygote_memory_bytes = limits.zygote_memory_bytes;
+  config.pool_size = limits.pool_size;
+  return config;
+}
+
+SandboxLimits limits_of(const SupervisorConfig& config) {
+  SandboxLimits limits;
+  limits.wall = std::chrono::milliseconds(config.wall_ms);
+  limits.cpu = std::chrono::seconds(config.cpu_seconds);
+  limits.memory_bytes = config.memory_bytes;
+  limits.output_bytes = config.output_bytes;
+  limits.captured_output_bytes = config.captured_output_bytes;
+  limits.zygote_memory_bytes = config.zygote_memory_bytes;
+  limits.pool_size = config.pool_size;
+  return limits;
+}
+
+// posix_spawn with the child's end on fd 3, default signal dispositions, an empty signal mask
+// and an empty environment. Returns the pid or -1 (errno set).
+pid_t spawn_image(int child_end) {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attributes);
+  // dup2 clears close-on-exec on fd 3 (child_end is >= 10, never 3 itself).
+  posix_spawn_file_actions_adddup2(&actions, child_end, kSupervisorSocketFd);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char name[] = "wf-sandbox-supervisor";
+  char flag[64];
+  copy_text(flag, sizeof(flag), kSupervisorFlag);
+  char* argv[] = {name, flag, nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv, envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  return pid;
+}
+
+}  // namespace
+
+std::expected<SpawnedSupervisor, std::string> spawn_supervisor(const std::string& runtime,
+                                                               const SandboxLimits& limits) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return std::unexpected(fmt::format("socketpair: {}", std::strerror(errno)));
+  }
+  int child_end = ::fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+  ::close(sv[1]);
+  if (child_end < 0) {
+    ::close(sv[0]);
+    return std::unexpected(fmt::format("fcntl(F_DUPFD): {}", std::strerror(errno)));
+  }
+  pid_t pid = spawn_image(child_end);
+  int spawn_errno = errno;
+  ::close(child_end);
+  if (pid < 0) {
+    ::close(sv[0]);
+    return std::unexpected(
+        fmt::format("posix_spawn(/proc/self/exe): {} (the sandbox re-executes this program; "
+                    "/proc must be mounted and the binary must still exist)",
+                    std::strerror(spawn_errno)));
+  }
+  SpawnedSupervisor spawned{pid, sv[0], pidfd_open_process(pid)};
+  const SupervisorConfig config = config_of(runtime, limits);
+  if (spawned.pidfd < 0 || !send_message(spawned.socket, &config, sizeof(config), nullptr, 0)) {
+    std::string why = std::strerror(errno);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(spawned.socket);
+    if (spawned.pidfd >= 0) ::close(spawned.pidfd);
+    return std::unexpected("cannot hand the supervisor its configuration: " + why);
+  }
+  return spawned;
+}
+
+}  // namespace sandbox_internal
+
+std::optional<int> run_sandbox_supervisor_if_requested(int argc, char** argv,
+                                                       std::span<const RuntimeEntry> runtimes) {
+  using namespace sandbox_internal;
+  if (argc != 2 || std::string_view(argv[1]) != kSupervisorFlag) return std::nullopt;
+  // Die with the service; then make sure it had not died already.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  SupervisorConfig config;
+  int nfds = 0;
+  if (!recv_message(kSupervisorSocketFd, &config, sizeof(config), nullptr, 0, &nfds) ||
+      config.magic != kSupervisorConfigMagic) {
+    return 1;  // not started by a sandbox (or the service went away)
+  }
+  std::unique_ptr<LanguageRuntime> runtime;
+  for (const auto& entry : runtimes) {
+    if (std::string_view(entry.name) == config.runtime) runtime = entry.make();
+  }
+  if (!runtime) {
+    SupervisorMessage message;
+    copy_text(message.text, sizeof(message.text),
+              fmt::format("this program has no '{}' runtime to start (its main() passes the "
+                          "runtimes it links to run_sandbox_supervisor_if_requested)",
+                          config.runtime));
+    send_message(kSupervisorSocketFd, &message, sizeof(message), nullptr, 0);
+    return 1;
+  }
+  run_supervisor(std::move(runtime), kSupervisorSocketFd, limits_of(config), config.service_pid);
+}
+
+}  // namespace wf::evaluator
