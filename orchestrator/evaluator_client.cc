@@ -45,8 +45,12 @@ class EvaluatorClient final : public CodeRunner {
   EvaluatorClient(EvaluatorRoutes routes, std::shared_ptr<http::HttpClient> client)
       : routes_(std::move(routes)), client_(std::move(client)), metrics_(EvaluatorMetrics::get()) {}
 
-  std::expected<nlohmann::json, CodeRunError> run(const CodeCall& call,
-                                                  const CallContext& ctx) override {
+  void run(const CodeCall& call, const CallContext& ctx, Done done) override {
+    done(run_blocking(call, ctx));
+  }
+
+ private:
+  Result run_blocking(const CodeCall& call, const CallContext& ctx) {
     const std::string family = family_of(call.coding_language);
     auto count = [&](const char* outcome) {
       metrics_.calls.Add({{"language", family}, {"outcome", outcome}}).Increment();
@@ -124,7 +128,6 @@ class EvaluatorClient final : public CodeRunner {
     return z22;
   }
 
- private:
   EvaluatorRoutes routes_;
   std::shared_ptr<http::HttpClient> client_;
   EvaluatorMetrics& metrics_;

@@ -45,8 +45,7 @@ class WikiFetcher final : public ObjectFetcher {
   WikiFetcher(std::string url, std::shared_ptr<http::HttpClient> client)
       : url_(std::move(url)), client_(std::move(client)), metrics_(FetchMetrics::get()) {}
 
-  std::expected<std::map<std::string, std::string>, FetchError> fetch(
-      const std::vector<std::string>& zids, const CallContext& ctx) override {
+  void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) override {
     auto result = fetch_once(zids, ctx);
     if (!result) {
       obs::log_event(
@@ -55,7 +54,7 @@ class WikiFetcher final : public ObjectFetcher {
            obs::field_str("error.message", result.error().message),
            obs::field_int("wf.zids", static_cast<long long>(zids.size()))});
     }
-    return result;
+    done(std::move(result));
   }
 
  private:

@@ -19,15 +19,14 @@ namespace wo = wf::orchestrator;
 class MapWiki final : public wo::ObjectFetcher {
  public:
   explicit MapWiki(std::map<std::string, std::string> objects) : objects_(std::move(objects)) {}
-  std::expected<std::map<std::string, std::string>, wo::FetchError> fetch(
-      const std::vector<std::string>& zids, const wo::CallContext&) override {
+  void fetch(const std::vector<std::string>& zids, const wo::CallContext&, Done done) override {
     ++requests;
     std::map<std::string, std::string> out;
     for (const auto& zid : zids) {
       auto it = objects_.find(zid);
       if (it != objects_.end()) out.emplace(zid, it->second);
     }
-    return out;
+    done(std::move(out));
   }
   std::atomic<long> requests{0};
 

@@ -1,11 +1,13 @@
 #pragma once
 // The orchestrator's evaluation engine: takes a parsed evaluate request and produces the Z22
-// envelope to send back. Synchronous; the service runs it on worker threads. Never throws across
-// evaluate(): every failure is a Z5 inside the envelope.
+// envelope to send back. Every evaluation runs on a fiber with its own stack (sized from the
+// call-depth limit); while the wiki or an evaluator answers, the fiber is parked and holds no
+// thread. Never throws across evaluate(): every failure is a Z5 inside the envelope.
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,7 +28,16 @@ struct EngineOptions {
   int max_zobject_depth = 128;         // nesting depth of input and fetched objects
   int max_call_depth = 256;            // nested function calls
   std::int64_t max_steps = 1'000'000;  // evaluation steps per request
+  // Threads that run evaluations (their CPU work); a parked evaluation holds none.
+  int cpu_threads = 2;
+  // Stack of each evaluation; 0: stack_bytes_for(max_call_depth).
+  std::size_t stack_bytes = 0;
 };
+
+// The stack an evaluation needs so that max_call_depth nested calls end in the depth Z5, never
+// in a crash: a base for deep values plus a measured allowance per nested call. Stacks are
+// reserved address space; only the pages an evaluation touches cost memory.
+std::size_t stack_bytes_for(int max_call_depth);
 
 class Engine {
  public:
@@ -45,6 +56,11 @@ class Engine {
   // (for functions) running it never waits on an evaluator. The service uses this to run small,
   // self-contained calls on its event loop instead of handing them to a worker thread.
   virtual bool serves_locally(std::string_view zid) const = 0;
+  // Runs `work` on a new evaluation fiber on the engine's CPU threads and returns at once; `work`
+  // calls evaluate()/evaluate_text(), which then park the fiber instead of blocking on I/O. Log
+  // lines written by `work` carry ctx's trace and request ids. Called without spawn(), evaluate()
+  // runs its fiber on the calling thread, which waits while the fiber is parked.
+  virtual void spawn(const CallContext& ctx, std::function<void()> work) = 0;
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.

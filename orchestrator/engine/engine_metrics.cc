@@ -42,6 +42,18 @@ EngineMetrics make() {
                        .Name("wf_orchestrator_limit_breaches_total")
                        .Help("Requests stopped by an engine limit, by limit.")
                        .Register(r);
+  auto& cancelled = prometheus::BuildCounter()
+                        .Name("wf_orchestrator_evaluations_cancelled_total")
+                        .Help(
+                            "Evaluations stopped before their answer, by reason: client_gone (the "
+                            "caller hung up), deadline (the request timeout passed), shutdown.")
+                        .Register(r);
+  auto& in_flight = prometheus::BuildGauge()
+                        .Name("wf_orchestrator_evaluations_in_flight")
+                        .Help(
+                            "Evaluations running or parked waiting for the wiki or an "
+                            "evaluator.")
+                        .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -57,6 +69,10 @@ EngineMetrics make() {
       breaches.Add({{"kind", "call_depth"}}),
       breaches.Add({{"kind", "zobject_depth"}}),
       breaches.Add({{"kind", "deadline"}}),
+      breaches.Add({{"kind", "stack"}}),
+      {nullptr, &cancelled.Add({{"reason", "client_gone"}}),
+       &cancelled.Add({{"reason", "deadline"}}), &cancelled.Add({{"reason", "shutdown"}})},
+      in_flight.Add({}),
   };
 }
 

@@ -7,7 +7,10 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <string_view>
+
+#include "orchestrator/engine/ports.h"
 
 namespace wf::orchestrator::engine_detail {
 
@@ -25,6 +28,10 @@ struct EngineMetrics {
   prometheus::Counter& breach_call_depth;
   prometheus::Counter& breach_zobject_depth;
   prometheus::Counter& breach_deadline;
+  prometheus::Counter& breach_stack;
+  // wf_orchestrator_evaluations_cancelled_total by Cancellation::Reason (kNone unused).
+  std::array<prometheus::Counter*, 4> cancelled;
+  prometheus::Gauge& in_flight;  // evaluations started on fibers and not finished
 
   void implementation(std::string_view type);
 };

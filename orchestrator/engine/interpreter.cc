@@ -5,11 +5,16 @@
 #include <unordered_set>
 
 #include "orchestrator/engine/engine_metrics.h"
+#include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
 
 namespace zo = wf::zobject;
+
+// Stack kept free below the deepest step: room for the recursion between two steps (serialising
+// a value, a built-in, a type comparison).
+constexpr std::size_t kStackReserve = 256u << 10;
 
 // ---- envelopes and frames ---------------------------------------------------------------------
 
@@ -121,6 +126,20 @@ bool Interpreter::tick() {
   if ((steps_ & 31) == 0 && Clock::now() >= ctx_.deadline) {
     metrics().breach_deadline.Increment();
     fail(Abort::kDeadline, "Function call timed out");
+    return false;
+  }
+  if (cancelled()) {
+    fail(Abort::kDeadline, "Function call timed out");
+    return false;
+  }
+  if (stack_left() < kStackReserve) {
+    // Recursion that does not count as call depth (deep values, types of types): a Z5 instead
+    // of running off the end of the evaluation's stack.
+    metrics().breach_stack.Increment();
+    fail(Abort::kLimit,
+         "Evaluation stack exhausted: the call or its values are nested too "
+         "deeply for this evaluation's stack of " +
+             std::to_string(options_.stack_bytes >> 10) + " KiB");
     return false;
   }
   return true;
@@ -481,17 +500,29 @@ bool Interpreter::compare_types(const NodeP& actual, const NodeP& declared) {
   if (b.kind == Identity::kRef && b.zid == "Z1") return true;
   if (a.kind == Identity::kRef && b.kind == Identity::kRef) return a.zid == b.zid;
   if (a.kind == Identity::kLiteral && b.kind == Identity::kLiteral) {
-    auto ka = list_elements(a.z4->get("Z4K2"));
-    auto kb = list_elements(b.z4->get("Z4K2"));
-    if (ka.size() != kb.size()) return false;
-    for (std::size_t i = 0; i < ka.size(); ++i) {
-      NodeP ta = ka[i] ? resolved_type(ka[i]->get("Z3K1")) : nullptr;
-      NodeP tb = kb[i] ? resolved_type(kb[i]->get("Z3K1")) : nullptr;
-      if (!ta || !tb || !compare_types(ta, tb)) return false;
-    }
-    return true;
+    // A type whose keys have the type itself (an enum's identity key, a tree's children) compares
+    // coinductively: a pair already being compared further up counts as equal.
+    const std::pair<const Node*, const Node*> pair{a.z4.get(), b.z4.get()};
+    if (std::find(comparing_.begin(), comparing_.end(), pair) != comparing_.end()) return true;
+    if (!tick()) return false;
+    comparing_.push_back(pair);
+    const bool same = compare_keys(a.z4, b.z4);
+    comparing_.pop_back();
+    return same;
   }
   return false;
+}
+
+bool Interpreter::compare_keys(const NodeP& a, const NodeP& b) {
+  auto ka = list_elements(a->get("Z4K2"));
+  auto kb = list_elements(b->get("Z4K2"));
+  if (ka.size() != kb.size()) return false;
+  for (std::size_t i = 0; i < ka.size(); ++i) {
+    NodeP ta = ka[i] ? resolved_type(ka[i]->get("Z3K1")) : nullptr;
+    NodeP tb = kb[i] ? resolved_type(kb[i]->get("Z3K1")) : nullptr;
+    if (!ta || !tb || !compare_types(ta, tb)) return false;
+  }
+  return true;
 }
 
 json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
@@ -690,12 +721,40 @@ Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
   return result;
 }
 
+// ---- function calls (§3) ----------------------------------------------------------------------
+
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
-  // Argument discovery (§3.2).
+  NodeP z8;
+  std::vector<Decl> decls;
+  Envelope bound = bind_arguments(call, sc, z8, decls);
+  if (aborted()) return abort_envelope();
+  if (bound.has_error()) return bound;
+  std::vector<Impl> impls;
+  Envelope listed = implementations(z8, impls);
+  if (listed.has_error()) return listed;
+  // Selection and run (§3.4, §3.5): an evaluator failure moves on to the next implementation.
+  std::string last_failure;
+  for (const Impl& impl : impls) {
+    ImplRun run = run_implementation(impl, z8, decls);
+    if (aborted()) return abort_envelope();
+    if (run.then == ImplRun::Then::kReturn) return run.result;
+    if (run.then == ImplRun::Then::kNextImplementation) {
+      last_failure = std::move(run.failure);
+      continue;
+    }
+    if (!run.type.empty()) metrics().implementation(run.type);
+    return answer(std::move(run), z8, top_level);
+  }
+  return Envelope::err(zo::make_error_msg("Z507", last_failure));
+}
+
+// Argument discovery (§3.2): the function, and each declared argument matched with the call's key.
+Envelope Interpreter::bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8,
+                                     std::vector<Decl>& decls) {
   Envelope f = resolve_key(call, "Z7K1", sc);
   if (aborted()) return abort_envelope();
-  NodeP z8 = f.value;
+  z8 = f.value;
   if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
     return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
   }
@@ -705,14 +764,8 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
   if (a.has_error() || !a.value) {
     return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z8K1"));
   }
-  struct Decl {
-    std::string name;
-    NodeP declared;
-    NodeP value;
-  };
-  std::vector<Decl> decls;
   std::vector<std::string> consumed;
-  std::string first_error;
+  std::string first_error;  // every declaration is resolved before a missing argument is reported
   for (const NodeP& z17 : list_elements(a.value)) {
     if (!z17 || z17->is_string) continue;
     Envelope n = resolve_key(z17, "Z17K2", z8_scope, Mode::kNoInternals);
@@ -720,8 +773,7 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
     Envelope d = resolve_key(z17, "Z17K1", z8_scope, Mode::kNoInternals);
     if (aborted()) return abort_envelope();
     NodeP declared = d.has_error() ? z17->get("Z17K1") : d.value;
-    std::string key = name;
-    if (!call->has(key)) key = local_key(name);
+    std::string key = call->has(name) ? name : local_key(name);
     if (!call->has(key)) {
       if (first_error.empty()) first_error = "Could not find argument " + name + ".";
       continue;
@@ -729,25 +781,22 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
     consumed.push_back(key);
     decls.push_back({name, declared, call->get(key)});
   }
-  if (first_error.empty()) {
-    for (const auto& e : call->entries) {
-      if (e.key == "Z1K1" || e.key == "Z7K1") continue;
-      if (std::find(consumed.begin(), consumed.end(), e.key) == consumed.end()) {
-        first_error = "Invalid key for function call: " + e.key + ".";
-        break;
-      }
+  for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
+    const std::string& key = call->entries[i].key;
+    if (key == "Z1K1" || key == "Z7K1") continue;
+    if (std::find(consumed.begin(), consumed.end(), key) == consumed.end()) {
+      first_error = "Invalid key for function call: " + key + ".";
     }
   }
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+  return Envelope::ok(nullptr);
+}
 
-  // Implementations (§3.3).
+// The function's implementations (§3.3), resolved in order.
+Envelope Interpreter::implementations(const NodeP& z8, std::vector<Impl>& impls) {
+  FrameP z8_scope = z8->scope ? z8->scope : empty_;
   Envelope k4 = resolve_key(z8, "Z8K4", z8_scope, Mode::kNoInternals);
   if (k4.has_error()) return k4;
-  struct Impl {
-    NodeP z14;
-    std::string id;
-  };
-  std::vector<Impl> impls;
   for (NodeP node = k4.value; node && !node->is_string && node->has("K1"); node = node->get("K2")) {
     NodeP orig = node->get("K1");
     std::string ref = orig && orig->is_ref() ? orig->ref() : "";
@@ -760,19 +809,24 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
     return Envelope::err(zo::make_error_msg(
         "Z507", "Could not find any implementations for " + (id ? id->ref() : "") + "."));
   }
+  return Envelope::ok(nullptr);
+}
 
-  // Selection and run (§3.4, §3.5).
-  std::string last_failure;
-  for (const Impl& impl : impls) {
-    NodeP z14 = impl.z14;
-    Envelope result;
-    std::string impl_type;
-    std::string impl_id;
-    bool evaluator_failure = false;
-    if (!z14 || z14->is_string ||
-        (!z14->has("Z14K4") && !z14->has("Z14K2") && !z14->has("Z14K3"))) {
-      result = Envelope::ok(z14);
-    } else {
+// One implementation, by kind: a built-in (Z14K4), a composition (Z14K2) or code (Z14K3); an
+// implementation with none of them is its own value.
+Interpreter::ImplRun Interpreter::run_implementation(const Impl& impl, const NodeP& z8,
+                                                     const std::vector<Decl>& decls) {
+  using Runner = ImplRun (Interpreter::*)(const NodeP&, const std::string&, const FrameP&,
+                                          const std::vector<Decl>&, const NodeP&);
+  static constexpr std::pair<const char*, Runner> kKinds[] = {
+      {"Z14K4", &Interpreter::run_builtin_impl},
+      {"Z14K2", &Interpreter::run_composition},
+      {"Z14K3", &Interpreter::run_code},
+  };
+  const NodeP& z14 = impl.z14;
+  if (z14 && !z14->is_string) {
+    for (const auto& [key, runner] : kKinds) {
+      if (!z14->has(key)) continue;
       FrameP frame = new_frame(z14->scope ? z14->scope : empty_);
       for (const auto& d : decls) {
         ArgState st;
@@ -781,152 +835,175 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
         st.declared = d.declared;
         frame->names.emplace_back(d.name, std::move(st));
       }
-      if (z14->has("Z14K4")) {
-        Envelope idv = resolve_key(z14, "Z14K4", z14->scope);
-        std::string id = node_string(idv.value);
-        impl_type = "BuiltIn";
-        impl_id = id;
-        std::vector<std::string> names;
-        for (const auto& d : decls) names.push_back(d.name);
-        std::sort(names.begin(), names.end());
-        std::vector<NodeP> args;
-        bool failed = false;
-        for (const auto& name : names) {
-          bool lazy = builtin_is_lazy(id, name);
-          ArgState st = retrieve(frame, name, lazy);
-          if (aborted()) return abort_envelope();
-          if (st.kind == ArgKind::kError) {
-            result = Envelope::err(st.error);
-            failed = true;
-            break;
-          }
-          if (!lazy) {
-            Envelope ev = eager(st.value);
-            if (ev.has_error()) {
-              result = ev;
-              failed = true;
-              break;
-            }
-          }
-          args.push_back(st.value);
-        }
-        if (!failed) {
-          bool known = true;
-          result = run_builtin(id, args, known);
-          if (!known) {
-            fail(Abort::kException, "Builtin " + id + " is not implemented");
-            return abort_envelope();
-          }
-          if (id == "Z902" && !result.has_error() && result.value) {
-            Resolved r = resolve(result.value, result.value->scope);
-            if (r.env.has_error()) {
-              result = r.env;
-            } else {
-              Envelope ev = eager(r.env.value);
-              result = ev.has_error() ? ev : Envelope::ok(r.env.value);
-            }
-          }
-        }
-      } else if (z14->has("Z14K2")) {
-        impl_type = "Composition";
-        impl_id = impl.id;
-        NodeP body = z14->get("Z14K2")->clone(true);
-        body->scope = frame;
-        Resolved r = resolve(body, frame);
-        result = r.env;
-      } else {
-        impl_type = "Evaluated";
-        impl_id = impl.id;
-        CodeCall cc;
-        bool failed = false;
-        for (const auto& d : decls) {
-          ArgState st = retrieve(frame, d.name, false);
-          if (aborted()) return abort_envelope();
-          if (st.kind == ArgKind::kError) {
-            result = Envelope::err(st.error);
-            failed = true;
-            break;
-          }
-          Envelope ev = eager(st.value);
-          if (ev.has_error()) {
-            result = ev;
-            failed = true;
-            break;
-          }
-          cc.arguments[d.name] = st.value->to_json();
-        }
-        if (!failed) {
-          FrameP zs = z14->scope ? z14->scope : empty_;
-          Envelope code = resolve_key(z14, "Z14K3", zs);
-          if (code.has_error()) return code;
-          Envelope lang = resolve_key(code.value, "Z16K1", zs);
-          if (lang.has_error()) return lang;
-          Envelope lang_code = resolve_key(lang.value, "Z61K1", zs);
-          cc.coding_language = node_string(lang_code.value);
-          cc.code = node_string(resolve_key(code.value, "Z16K2", zs).value);
-          const Node* fid = z8->peek("Z8K5");
-          cc.function_name = fid ? fid->ref() : "";
-          if (aborted()) return abort_envelope();
-          std::expected<json, CodeRunError> out =
-              runner_ ? runner_->run(cc, ctx_)
-                      : std::expected<json, CodeRunError>(
-                            std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""}));
-          if (Clock::now() >= ctx_.deadline) {
-            metrics().breach_deadline.Increment();
-            fail(Abort::kDeadline, "Function call timed out");
-            return abort_envelope();
-          }
-          if (!out) {
-            evaluator_failure = true;
-            last_failure = out.error().message;
-            if (last_failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
-              last_failure = "No evaluator is available for " + cc.coding_language;
-            }
-          } else {
-            const json& z22 = *out;
-            json value = z22.is_object() && z22.contains("Z22K1") ? z22["Z22K1"] : json(nullptr);
-            json meta = z22.is_object() && z22.contains("Z22K2") ? z22["Z22K2"] : json(nullptr);
-            if (zo::ref_id(value) == "Z23") value = zo::void_value();
-            if (zo::ref_id(meta) == "Z23" || zo::is_void(meta) || !zo::is_map(meta)) {
-              meta = zo::is_map(meta) ? meta : json(nullptr);
-            }
-            auto normal = value.is_null() ? std::expected<json, json>(zo::void_value())
-                                          : zo::normalize(value);
-            NodeP v = Node::from_json(normal ? *normal : zo::void_value());
-            v->scope = empty_;
-            result = Envelope{v, meta};
-          }
-        }
+      return (this->*runner)(z14, impl.id, frame, decls, z8);
+    }
+  }
+  ImplRun run;
+  run.result = Envelope::ok(z14);
+  return run;
+}
+
+Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::string&,
+                                                   const FrameP& frame,
+                                                   const std::vector<Decl>& decls, const NodeP&) {
+  ImplRun run;
+  run.type = "BuiltIn";
+  run.id = node_string(resolve_key(z14, "Z14K4", z14->scope).value);
+  std::vector<std::string> names;
+  for (const auto& d : decls) names.push_back(d.name);
+  std::sort(names.begin(), names.end());
+  std::vector<NodeP> args;
+  for (const auto& name : names) {
+    const bool lazy = builtin_is_lazy(run.id, name);
+    ArgState st = retrieve(frame, name, lazy);
+    if (aborted()) return run;
+    if (st.kind == ArgKind::kError) {
+      run.result = Envelope::err(st.error);
+      return run;
+    }
+    if (!lazy) {
+      Envelope ev = eager(st.value);
+      if (ev.has_error()) {
+        run.result = ev;
+        return run;
       }
     }
-    if (evaluator_failure) continue;
-    if (!impl_type.empty()) metrics().implementation(impl_type);
-    if (aborted()) return abort_envelope();
-    if (top_level && trailing_ != nullptr && !impl_type.empty() && result.meta.is_null() &&
-        !is_void_node(result.value)) {
-      // The usual success: the implementation keys are the only metadata, so they are handed
-      // to the response writer as strings instead of being appended to a normal-form map.
-      // return_check keeps such a result as it is, or answers a fresh error envelope (which
-      // drops the implementation keys either way).
-      replace_argument_references(result.value, 0);
-      result = return_check(std::move(result), z8);
-      if (!result.has_error() && result.meta.is_null()) {
-        if (!impl_id.empty()) trailing_->emplace_back("implementationId", impl_id);
-        trailing_->emplace_back("implementationType", impl_type);
-      }
-      return result;
+    args.push_back(st.value);
+  }
+  bool known = true;
+  run.result = run_builtin(run.id, args, known);
+  if (!known) {
+    fail(Abort::kException, "Builtin " + run.id + " is not implemented");
+    return run;
+  }
+  if (run.id == "Z902" && !run.result.has_error() && run.result.value) {
+    // Z902 (if) hands back the chosen branch unevaluated.
+    Resolved r = resolve(run.result.value, run.result.value->scope);
+    if (r.env.has_error()) {
+      run.result = r.env;
+    } else {
+      Envelope ev = eager(r.env.value);
+      run.result = ev.has_error() ? ev : Envelope::ok(r.env.value);
     }
-    if (top_level) {
-      if (!impl_type.empty()) {
-        if (!impl_id.empty()) set_meta(result, "implementationId", zo::z6(impl_id));
-        set_meta(result, "implementationType", zo::z6(impl_type));
-      }
-      if (result.value) replace_argument_references(result.value, 0);
-      result = return_check(std::move(result), z8);
+  }
+  return run;
+}
+
+Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::string& id,
+                                                  const FrameP& frame, const std::vector<Decl>&,
+                                                  const NodeP&) {
+  ImplRun run;
+  run.type = "Composition";
+  run.id = id;
+  NodeP body = z14->get("Z14K2")->clone(true);
+  body->scope = frame;
+  run.result = resolve(body, frame).env;
+  return run;
+}
+
+Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& id,
+                                           const FrameP& frame, const std::vector<Decl>& decls,
+                                           const NodeP& z8) {
+  ImplRun run;
+  run.type = "Evaluated";
+  run.id = id;
+  CodeCall cc;
+  for (const auto& d : decls) {
+    ArgState st = retrieve(frame, d.name, false);
+    if (aborted()) return run;
+    if (st.kind == ArgKind::kError) {
+      run.result = Envelope::err(st.error);
+      return run;
+    }
+    Envelope ev = eager(st.value);
+    if (ev.has_error()) {
+      run.result = ev;
+      return run;
+    }
+    cc.arguments[d.name] = st.value->to_json();
+  }
+  FrameP zs = z14->scope ? z14->scope : empty_;
+  Envelope code = resolve_key(z14, "Z14K3", zs);
+  Envelope lang = code.has_error() ? code : resolve_key(code.value, "Z16K1", zs);
+  if (lang.has_error()) {
+    run.result = lang;
+    run.then = ImplRun::Then::kReturn;
+    return run;
+  }
+  cc.coding_language = node_string(resolve_key(lang.value, "Z61K1", zs).value);
+  cc.code = node_string(resolve_key(code.value, "Z16K2", zs).value);
+  const Node* fid = z8->peek("Z8K5");
+  cc.function_name = fid ? fid->ref() : "";
+  if (aborted()) return run;
+  CodeRunner::Result out = run_on_evaluator(cc);
+  if (!out) {
+    run.then = ImplRun::Then::kNextImplementation;
+    run.failure = out.error().message;
+    if (run.failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
+      run.failure = "No evaluator is available for " + cc.coding_language;
+    }
+    return run;
+  }
+  run.result = evaluator_envelope(*out);
+  return run;
+}
+
+// Sends the call to the evaluator; the fiber parks until it answers.
+CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
+  if (runner_ == nullptr) {
+    return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
+  }
+  // Copies go into the started work: it may still be unwinding on another thread after this
+  // fiber has resumed.
+  CodeRunner::Result out =
+      await<CodeRunner::Result>([runner = runner_, cc, ctx = ctx_](CodeRunner::Done done) {
+        runner->run(cc, ctx, std::move(done));
+      });
+  if (cancelled() || Clock::now() >= ctx_.deadline) {
+    if (!cancelled()) metrics().breach_deadline.Increment();
+    fail(Abort::kDeadline, "Function call timed out");
+  }
+  return out;
+}
+
+// The evaluator's Z22 as an envelope: its value normalised, its metadata map kept.
+Envelope Interpreter::evaluator_envelope(const json& z22) {
+  json value = z22.is_object() && z22.contains("Z22K1") ? z22["Z22K1"] : json(nullptr);
+  json meta = z22.is_object() && z22.contains("Z22K2") ? z22["Z22K2"] : json(nullptr);
+  if (zo::ref_id(value) == "Z23") value = zo::void_value();
+  if (!zo::is_map(meta)) meta = nullptr;
+  auto normal =
+      value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
+  NodeP v = Node::from_json(normal ? *normal : zo::void_value());
+  v->scope = empty_;
+  return Envelope{v, meta};
+}
+
+// The result of the implementation that answered; a top-level call adds the implementation keys
+// and has its value checked against the function's return type.
+Envelope Interpreter::answer(ImplRun run, const NodeP& z8, bool top_level) {
+  Envelope result = std::move(run.result);
+  if (!top_level) return result;
+  if (trailing_ != nullptr && !run.type.empty() && result.meta.is_null() &&
+      !is_void_node(result.value)) {
+    // The usual success: the implementation keys are the only metadata, so they are handed
+    // to the response writer as strings instead of being appended to a normal-form map.
+    // return_check keeps such a result as it is, or answers a fresh error envelope (which
+    // drops the implementation keys either way).
+    replace_argument_references(result.value, 0);
+    result = return_check(std::move(result), z8);
+    if (!result.has_error() && result.meta.is_null()) {
+      if (!run.id.empty()) trailing_->emplace_back("implementationId", run.id);
+      trailing_->emplace_back("implementationType", run.type);
     }
     return result;
   }
-  return Envelope::err(zo::make_error_msg("Z507", last_failure));
+  if (!run.type.empty()) {
+    if (!run.id.empty()) set_meta(result, "implementationId", zo::z6(run.id));
+    set_meta(result, "implementationType", zo::z6(run.type));
+  }
+  if (result.value) replace_argument_references(result.value, 0);
+  return return_check(std::move(result), z8);
 }
 
 // ---- pipeline (orchestrator-api.md §8) --------------------------------------------------------

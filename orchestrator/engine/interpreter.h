@@ -48,8 +48,6 @@ struct Frame {
   ArgState* find(const std::string& name);
 };
 
-struct CallResult;  // implementation outcome (see interpreter.cc)
-
 class Interpreter {
  public:
   Interpreter(Resolver& resolver, CodeRunner* runner, const CallContext& ctx,
@@ -104,7 +102,24 @@ class Interpreter {
 
  private:
   enum class Abort { kNone, kException, kDeadline, kLimit };
-  friend struct CallResult;
+  struct Decl {  // a declared argument bound to the call's value
+    std::string name;
+    NodeP declared;
+    NodeP value;
+  };
+  struct Impl {
+    NodeP z14;
+    std::string id;  // the ZID when the function lists it by reference
+  };
+  struct ImplRun {  // what running one implementation gave
+    Envelope result;
+    std::string type;  // BuiltIn, Composition, Evaluated; empty for a literal implementation
+    std::string id;
+    // kReturn: the result is the call's answer as it is; kNextImplementation: the evaluator
+    // failed (`failure` says why) and the next implementation is tried.
+    enum class Then { kAnswer, kReturn, kNextImplementation } then = Then::kAnswer;
+    std::string failure;
+  };
 
   bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
   void fail(Abort kind, std::string message, json error = nullptr);
@@ -115,12 +130,26 @@ class Interpreter {
   std::string resolve_types(const NodeP& value, json& error);
   NodeP resolved_type(const NodeP& type);  // ephemeral resolution of a type (null on error)
   bool compare_types(const NodeP& actual, const NodeP& declared);
+  bool compare_keys(const NodeP& a, const NodeP& b);  // two literal Z4s, key by key
   json run_type_validator(const NodeP& value, const NodeP& type);
   json error_type_arg(const NodeP& value);  // value.Z1K1 as an error argument
   Envelope eager_walk(const NodeP& node, std::vector<std::pair<std::string, std::string>>& path);
   void replace_argument_references(const NodeP& node, int depth);
   Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
+  Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
+  Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
+  ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
+  ImplRun run_builtin_impl(const NodeP& z14, const std::string& id, const FrameP& frame,
+                           const std::vector<Decl>& decls, const NodeP& z8);
+  ImplRun run_composition(const NodeP& z14, const std::string& id, const FrameP& frame,
+                          const std::vector<Decl>& decls, const NodeP& z8);
+  ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
+                   const std::vector<Decl>& decls, const NodeP& z8);
+  CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  Envelope evaluator_envelope(const json& z22);
+  Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
+  bool cancelled() const { return ctx_.cancel && ctx_.cancel->requested(); }
   json orchestrate_inner(const json& zobject, bool do_validate);
 
   Resolver& resolver_;
@@ -141,7 +170,8 @@ class Interpreter {
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
   json last_type_error_;
-  std::unordered_set<std::string> in_progress_;  // type resolutions under way
+  std::unordered_set<std::string> in_progress_;                 // type resolutions under way
+  std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way
 };
 
 }  // namespace wf::orchestrator::engine_detail

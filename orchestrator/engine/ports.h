@@ -1,24 +1,59 @@
 #pragma once
 // The engine's two ports to the outside world. The service implements them over HTTP (the wiki's
 // action=wikilambda_fetch and the evaluator's /v1/evaluate/); tests put fakes in their place.
-// Both are called from engine worker threads and may block until the deadline.
+// Both are asynchronous: they start the work and return; the engine parks the evaluation's fiber
+// until `done` is called, so no thread waits while a request is in flight.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wf::orchestrator {
 
 using Clock = std::chrono::steady_clock;
 
+// Why a request stopped before its answer: the service requests it, the interpreter checks it at
+// each step and when it resumes, and the ports abort their outstanding requests.
+class Cancellation {
+ public:
+  enum class Reason : int { kNone, kClientGone, kDeadline, kShutdown };
+
+  bool requested() const { return reason_.load(std::memory_order_acquire) != Reason::kNone; }
+  Reason reason() const { return reason_.load(std::memory_order_acquire); }
+  // From any thread; the first reason wins. Runs the registered hooks once, on this thread.
+  void request(Reason reason);
+  // Runs `hook` when cancellation is requested (at once, on this thread, if it already was).
+  // The token removes it (when the request it would abort has finished).
+  std::uint64_t on_cancel(std::function<void()> hook);
+  void remove(std::uint64_t token);
+
+ private:
+  std::atomic<Reason> reason_{Reason::kNone};
+  std::mutex mu_;
+  std::uint64_t next_ = 1;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> hooks_;
+};
+
+std::string_view reason_name(Cancellation::Reason reason);  // "client_gone", "deadline", ...
+
 // Who asked: carried to the outbound calls so logs and traces join up.
 struct CallContext {
   std::string request_id;
   std::string traceparent;  // header value for downstream calls, may be empty
+  std::string trace_id;     // for log lines written while the call runs (may be empty)
+  std::string span_id;
   Clock::time_point deadline = Clock::time_point::max();
+  std::shared_ptr<Cancellation> cancel;  // may be null: never cancelled
 };
 
 struct FetchError {
@@ -28,12 +63,16 @@ struct FetchError {
 // Resolves persisted objects from a wiki.
 class ObjectFetcher {
  public:
-  virtual ~ObjectFetcher() = default;
   // For each requested ZID found, the JSON text of its persisted Z2 (the `wikilambda_fetch`
   // string). A ZID absent from the map was not found (Z504). An error means the whole batch failed
   // (Z500).
-  virtual std::expected<std::map<std::string, std::string>, FetchError> fetch(
-      const std::vector<std::string>& zids, const CallContext& ctx) = 0;
+  using Result = std::expected<std::map<std::string, std::string>, FetchError>;
+  using Done = std::function<void(Result)>;
+
+  virtual ~ObjectFetcher() = default;
+  // Starts the fetch and returns. `done` is called exactly once, from any thread, possibly before
+  // fetch() returns; a cancelled ctx.cancel ends the request early with an error.
+  virtual void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) = 0;
 };
 
 struct CodeCall {
@@ -55,10 +94,14 @@ struct CodeRunError {
 // Runs code implementations on an evaluator.
 class CodeRunner {
  public:
-  virtual ~CodeRunner() = default;
   // The evaluator's Z22 (normal form, as parsed from its JSON answer) or an error.
-  virtual std::expected<nlohmann::json, CodeRunError> run(const CodeCall& call,
-                                                          const CallContext& ctx) = 0;
+  using Result = std::expected<nlohmann::json, CodeRunError>;
+  using Done = std::function<void(Result)>;
+
+  virtual ~CodeRunner() = default;
+  // Starts the call and returns. `done` is called exactly once, from any thread, possibly before
+  // run() returns; a cancelled ctx.cancel ends the request early with an error.
+  virtual void run(const CodeCall& call, const CallContext& ctx, Done done) = 0;
 };
 
 }  // namespace wf::orchestrator

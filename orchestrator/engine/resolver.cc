@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -62,9 +63,18 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
   return false;
 }
 
+ObjectFetcher::Result Resolver::fetch(const std::vector<std::string>& zids) {
+  // The fiber parks until the wiki answers. The arguments are copied into the started work: it
+  // may still be unwinding on another thread after this fiber has resumed.
+  return await<ObjectFetcher::Result>(
+      [fetcher = fetcher_, zids, ctx = ctx_](ObjectFetcher::Done done) {
+        fetcher->fetch(zids, ctx, std::move(done));
+      });
+}
+
 void Resolver::fetch_batch(const std::vector<std::string>& zids) {
   if (zids.empty()) return;
-  auto answer = fetcher_->fetch(zids, ctx_);
+  auto answer = fetch(zids);
   for (const auto& zid : zids) {
     Dereferenced d;
     if (!answer) {
@@ -101,7 +111,7 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
   if (remote.size() < 2) return;  // nothing to batch: fetch on demand as before
   for (const auto& zid : remote) prefetched_.insert(zid);
   ++batches_;
-  auto answer = fetcher_->fetch(remote, ctx_);
+  auto answer = fetch(remote);
   // Only what the batch actually delivered is kept. A failed batch, or a ZID missing from the
   // answer (the wiki answers all-or-nothing on some errors), is fetched on its own when it is
   // really needed, so errors are exactly those of single fetches.

@@ -39,6 +39,7 @@ class Resolver {
   bool local(const std::string& zid, Dereferenced& out);
   Dereferenced from_text(const std::string& zid, const std::string& text);
   void fetch_batch(const std::vector<std::string>& zids);
+  ObjectFetcher::Result fetch(const std::vector<std::string>& zids);  // parks the fiber
 
   const Definitions& defs_;
   ObjectCache& cache_;

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <string>
 
+#include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -76,13 +78,14 @@ double rss_mib() {
 
 RunStart run_start() {
   return RunStart{std::chrono::system_clock::now(), std::chrono::steady_clock::now(),
-                  thread_cpu_us()};
+                  fiber_cpu_us()};
 }
 
 std::array<std::pair<const char*, std::string>, 6> orchestration_values(const RunStart& start) {
   auto end_wall = std::chrono::system_clock::now();
   auto end_mono = std::chrono::steady_clock::now();
-  double cpu_ms = (thread_cpu_us() - start.cpu_us) / 1000.0;
+  // The evaluation's own CPU time: on a fiber, the sum over the slices it ran, on any thread.
+  double cpu_ms = std::round(fiber_cpu_us() - start.cpu_us) / 1000.0;
   if (cpu_ms < 0) cpu_ms = 0;
   auto duration =
       std::chrono::duration_cast<std::chrono::milliseconds>(end_mono - start.mono).count();

@@ -13,7 +13,7 @@ namespace wf::orchestrator::engine_detail {
 struct RunStart {
   std::chrono::system_clock::time_point wall;
   std::chrono::steady_clock::time_point mono;
-  double cpu_us = 0;  // CPU time of the calling thread at the start
+  double cpu_us = 0;  // CPU time of the evaluation (fiber_cpu_us) at the start
 };
 
 RunStart run_start();

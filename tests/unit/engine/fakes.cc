@@ -11,8 +11,11 @@ FakeWiki::FakeWiki(nlohmann::json objects, std::filesystem::path definitions_dir
       dir_(std::move(definitions_dir)),
       problems_(std::move(problems)) {}
 
-std::expected<std::map<std::string, std::string>, FetchError> FakeWiki::fetch(
-    const std::vector<std::string>& zids, const CallContext&) {
+void FakeWiki::fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) {
+  done(answer(zids, ctx));
+}
+
+ObjectFetcher::Result FakeWiki::answer(const std::vector<std::string>& zids, const CallContext&) {
   {
     std::lock_guard lock(mu_);
     requests_.push_back(zids);
@@ -80,8 +83,11 @@ bool legacy_language_routed(const std::string& language) {
 
 FakeEvaluator::FakeEvaluator(nlohmann::json stub) : stub_(std::move(stub)) {}
 
-std::expected<nlohmann::json, CodeRunError> FakeEvaluator::run(const CodeCall& call,
-                                                               const CallContext&) {
+void FakeEvaluator::run(const CodeCall& call, const CallContext& ctx, Done done) {
+  done(answer(call, ctx));
+}
+
+CodeRunner::Result FakeEvaluator::answer(const CodeCall& call, const CallContext&) {
   if (!legacy_language_routed(call.coding_language)) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator,
                                         "No evaluator is available for " + call.coding_language});

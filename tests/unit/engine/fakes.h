@@ -20,11 +20,12 @@ class FakeWiki : public ObjectFetcher {
   // objects: ZID -> persisted Z2 (any form). definitions_dir may be empty.
   FakeWiki(nlohmann::json objects, std::filesystem::path definitions_dir,
            std::set<std::string> problems = {});
-  std::expected<std::map<std::string, std::string>, FetchError> fetch(
-      const std::vector<std::string>& zids, const CallContext& ctx) override;
+  // Answers at once, on the calling thread.
+  void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) override;
   std::vector<std::vector<std::string>> requests() const;
 
  private:
+  Result answer(const std::vector<std::string>& zids, const CallContext& ctx);
   nlohmann::json objects_;
   std::filesystem::path dir_;
   std::set<std::string> problems_;
@@ -36,11 +37,12 @@ class FakeEvaluator : public CodeRunner {
  public:
   // stub: {"calls":[{"function":..., "args": null|{...}, "status": n, "body": ...}]}
   explicit FakeEvaluator(nlohmann::json stub);
-  std::expected<nlohmann::json, CodeRunError> run(const CodeCall& call,
-                                                  const CallContext& ctx) override;
+  // Answers at once, on the calling thread.
+  void run(const CodeCall& call, const CallContext& ctx, Done done) override;
   int calls() const;
 
  private:
+  Result answer(const CodeCall& call, const CallContext& ctx);
   nlohmann::json stub_;
   mutable std::mutex mu_;
   int calls_ = 0;

@@ -1,0 +1,352 @@
+// Fibers over Boost.Context with pooled, lazily committed stacks (see fiber.h).
+#include "orchestrator/engine/fiber.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <boost/context/fiber.hpp>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "wf/obs/log.h"
+#include "wf/obs/metrics.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace bctx = boost::context;
+
+namespace {
+
+std::size_t page_size() {
+  static const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+double thread_cpu_now_us() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// Stacks: mmap'd with a guard page below, committed by the kernel page by page as they are
+// touched. Released stacks are kept for reuse (up to a bound) after their pages beyond the top
+// kKeepHot bytes are given back, so an idle pool costs little memory.
+class StackPool {
+ public:
+  static constexpr std::size_t kKeepHot = 32u << 10;
+
+  StackPool(std::size_t usable, std::size_t max_idle) : max_idle_(max_idle) {
+    const std::size_t page = page_size();
+    usable_ = (std::max<std::size_t>(usable, 64u << 10) + page - 1) / page * page;
+  }
+  ~StackPool() {
+    for (void* base : idle_) munmap(base, usable_ + page_size());
+  }
+
+  bctx::stack_context allocate() {
+    void* base = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        base = idle_.back();
+        idle_.pop_back();
+      }
+    }
+    if (base == nullptr) base = map();
+    bctx::stack_context sc;
+    sc.size = usable_;
+    sc.sp = static_cast<char*>(base) + page_size() + usable_;
+    return sc;
+  }
+
+  void deallocate(bctx::stack_context& sc) {
+    char* base = static_cast<char*>(sc.sp) - usable_ - page_size();
+    {
+      std::lock_guard lock(mu_);
+      if (idle_.size() < max_idle_) {
+        if (usable_ > kKeepHot) madvise(base + page_size(), usable_ - kKeepHot, MADV_DONTNEED);
+        idle_.push_back(base);
+        return;
+      }
+    }
+    munmap(base, usable_ + page_size());
+  }
+
+  std::size_t usable() const { return usable_; }
+
+ private:
+  void* map() const {
+    const std::size_t total = usable_ + page_size();
+    void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+      throw std::runtime_error("cannot map a fiber stack of " + std::to_string(total) +
+                               " bytes: lower max_call_depth or raise vm.max_map_count");
+    }
+    mprotect(base, page_size(), PROT_NONE);  // guard page
+    return base;
+  }
+
+  std::size_t usable_ = 0;
+  std::size_t max_idle_;
+  std::mutex mu_;
+  std::vector<void*> idle_;
+};
+
+}  // namespace
+
+struct Fiber {
+  FiberLogContext log;
+  std::function<void()> body;
+  std::function<void(Fiber*)> schedule;  // makes the fiber runnable again (pool or run_here)
+  bctx::fiber self;                      // the fiber while it is not running
+  bctx::fiber back;                      // the thread's context while the fiber runs
+  std::function<void(std::function<void()>)> park_fn;  // run once the fiber has parked
+  std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
+  const char* stack_low = nullptr;
+  double cpu_us = 0;
+  double slice_start_us = 0;
+  bool done = false;
+};
+
+namespace {
+
+thread_local Fiber* t_current = nullptr;
+
+// The allocator Boost.Context copies into each fiber: takes a pooled stack and notes its bounds.
+struct PooledStack {
+  StackPool* pool;
+  Fiber* fiber;
+  bctx::stack_context allocate() {
+    bctx::stack_context sc = pool->allocate();
+    fiber->stack_low = static_cast<const char*>(sc.sp) - sc.size;
+    return sc;
+  }
+  void deallocate(bctx::stack_context& sc) noexcept { pool->deallocate(sc); }
+};
+
+void run_body(Fiber* f) {
+  try {
+    f->body();
+  } catch (const bctx::detail::forced_unwind&) {
+    throw;
+  } catch (const std::exception& e) {
+    obs::count_bug("orchestrator.fiber", e.what());
+  } catch (...) {
+    obs::count_bug("orchestrator.fiber", "unknown exception");
+  }
+  f->body = nullptr;
+}
+
+// Runs one slice of `f` on this thread. Returns true when the fiber has finished; otherwise it
+// has parked and its park work has been started (after which `f` may already run elsewhere).
+bool run_slice(Fiber* f) {
+  {
+    obs::LogScope scope(f->log.trace_id, f->log.span_id, f->log.request_id);
+    Fiber* outer = t_current;
+    t_current = f;
+    f->slice_start_us = thread_cpu_now_us();
+    f->self = std::move(f->self).resume();
+    f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
+    t_current = outer;
+  }
+  if (f->done) return true;
+  auto start = std::move(f->park_fn);
+  f->park_fn = nullptr;
+  auto resumed = std::make_shared<std::atomic<bool>>(false);
+  try {
+    start([f, resumed] {
+      if (!resumed->exchange(true)) f->schedule(f);
+    });
+  } catch (...) {
+    // The work the fiber waits for could not start: the fiber resumes with the exception.
+    if (!resumed->exchange(true)) {
+      f->park_error = std::current_exception();
+      f->schedule(f);
+    } else {
+      obs::count_bug("orchestrator.fiber", "parked work threw after resuming its fiber");
+    }
+  }
+  return false;
+}
+
+Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> body) {
+  auto* f = new Fiber;
+  f->log = std::move(log);
+  f->body = std::move(body);
+  f->self = bctx::fiber(std::allocator_arg, PooledStack{&stacks, f}, [f](bctx::fiber&& back) {
+    f->back = std::move(back);
+    run_body(f);
+    f->done = true;
+    return std::move(f->back);
+  });
+  return f;
+}
+
+}  // namespace
+
+struct FiberPool::Impl {
+  explicit Impl(const FiberPoolOptions& options)
+      : stacks(options.stack_bytes, options.idle_stacks) {
+    const int n = std::max(1, options.threads);
+    for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
+  }
+
+  ~Impl() {
+    {
+      std::unique_lock lock(mu);
+      // Parked fibers wait for I/O completions that end at their deadlines: wait a bounded time.
+      idle_cv.wait_for(lock, std::chrono::seconds(30), [&] { return live == 0; });
+      stopping = true;
+    }
+    cv.notify_all();
+    for (auto& t : threads) t.join();
+    if (live != 0) {
+      obs::count_bug("orchestrator.fiber",
+                     std::to_string(live) + " fibers were still parked at shutdown");
+    }
+  }
+
+  void post(Fiber* f) {
+    {
+      std::lock_guard lock(mu);
+      queue.push_back(f);
+    }
+    cv.notify_one();
+  }
+
+  void work() {
+    for (;;) {
+      Fiber* f = nullptr;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        f = queue.front();
+        queue.pop_front();
+      }
+      if (run_slice(f)) finish(f);
+    }
+  }
+
+  void finish(Fiber* f) {
+    delete f;
+    std::lock_guard lock(mu);
+    if (--live == 0) idle_cv.notify_all();
+  }
+
+  StackPool stacks;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::condition_variable idle_cv;
+  std::deque<Fiber*> queue;
+  std::size_t live = 0;
+  bool stopping = false;
+  std::vector<std::thread> threads;
+};
+
+FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(options)) {}
+FiberPool::~FiberPool() = default;
+
+void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
+  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Impl* impl = impl_.get();
+  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
+  {
+    std::lock_guard lock(impl->mu);
+    ++impl->live;
+  }
+  impl->post(f);
+}
+
+void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool runnable = false;
+  } waiter;
+  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  f->schedule = [&waiter](Fiber*) {
+    std::lock_guard lock(waiter.mu);
+    waiter.runnable = true;
+    waiter.cv.notify_one();  // under the lock: the waiter may return as soon as it is released
+  };
+  while (!run_slice(f)) {
+    std::unique_lock lock(waiter.mu);
+    waiter.cv.wait(lock, [&] { return waiter.runnable; });
+    waiter.runnable = false;
+  }
+  delete f;
+}
+
+std::size_t FiberPool::stack_bytes() const {
+  return impl_->stacks.usable();
+}
+
+std::size_t FiberPool::live() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->live;
+}
+
+void park(std::function<void(std::function<void()> resume)> start) {
+  Fiber* f = t_current;
+  if (f == nullptr) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool resumed = false;
+    start([&] {
+      std::lock_guard lock(mu);
+      resumed = true;
+      cv.notify_one();
+    });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return resumed; });
+    return;
+  }
+  f->park_fn = std::move(start);
+  f->back = std::move(f->back).resume();
+  if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));
+}
+
+bool on_fiber() {
+  return t_current != nullptr;
+}
+
+double fiber_cpu_us() {
+  const Fiber* f = t_current;
+  if (f == nullptr) return thread_cpu_now_us();
+  return f->cpu_us + (thread_cpu_now_us() - f->slice_start_us);
+}
+
+std::size_t stack_left() {
+  const char* sp = static_cast<const char*>(__builtin_frame_address(0));
+  const char* low = nullptr;
+  if (const Fiber* f = t_current; f != nullptr) {
+    low = f->stack_low;
+  } else {
+    thread_local const char* thread_low = [] {
+      pthread_attr_t attr;
+      void* addr = nullptr;
+      std::size_t size = 0;
+      if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+      }
+      return static_cast<const char*>(addr);
+    }();
+    low = thread_low;
+  }
+  if (low == nullptr) return static_cast<std::size_t>(-1);  // unknown: no check
+  if (sp <= low) return 0;
+  return static_cast<std::size_t>(sp - low);
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,84 @@
+#pragma once
+// Evaluations run on fibers (Boost.Context): each has its own stack, sized from the call-depth
+// limit, and parks instead of blocking when a port waits for I/O. A bounded pool of threads runs
+// the fibers' slices; an I/O completion makes its fiber runnable again on that pool, so no thread
+// is held while a request is in flight. Each slice carries the fiber's log context (trace and
+// request ids) and adds the thread CPU time it used to the fiber's own account.
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace wf::orchestrator::engine_detail {
+
+struct FiberPoolOptions {
+  int threads = 2;                     // threads running fiber slices (CPU work)
+  std::size_t stack_bytes = 1u << 20;  // usable stack of each fiber (pages are touched lazily)
+  std::size_t idle_stacks = 32;        // stacks kept mapped for reuse
+};
+
+// What every slice of a fiber runs under.
+struct FiberLogContext {
+  std::string trace_id;
+  std::string span_id;
+  std::string request_id;
+};
+
+class FiberPool {
+ public:
+  explicit FiberPool(FiberPoolOptions options);
+  // Waits (bounded) for running fibers to finish, then stops the threads.
+  ~FiberPool();
+  FiberPool(const FiberPool&) = delete;
+  FiberPool& operator=(const FiberPool&) = delete;
+
+  // Runs `body` on a new fiber on the pool's threads and returns at once. `body` must not throw
+  // (an exception is counted as a bug and ends the fiber).
+  void spawn(FiberLogContext log, std::function<void()> body);
+  // Runs `body` on a new fiber on the calling thread and returns when it has finished; while it
+  // is parked the calling thread waits.
+  void run_here(FiberLogContext log, std::function<void()> body);
+
+  std::size_t stack_bytes() const;
+  // Fibers started and not yet finished (running, runnable or parked).
+  std::size_t live() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parks the running fiber and calls `start` with a resume function once it is parked; the fiber
+// continues after resume() has been called (exactly once, from any thread, possibly from inside
+// `start`). Outside a fiber, `start` is called the same way and the calling thread waits.
+void park(std::function<void(std::function<void()> resume)> start);
+
+// Waits for an asynchronous operation: `start(done)` must call done(value) exactly once, from any
+// thread. Parks the running fiber (or blocks outside one) until then.
+template <typename T>
+T await(std::function<void(std::function<void(T)>)> start) {
+  auto slot = std::make_shared<std::unique_ptr<T>>();
+  // `start` is moved into the parked work: it may still be running on another thread when the
+  // fiber has been resumed and this frame is gone.
+  park([start = std::move(start), slot](std::function<void()> resume) {
+    start([slot, resume = std::move(resume)](T value) {
+      *slot = std::make_unique<T>(std::move(value));
+      resume();
+    });
+  });
+  return std::move(**slot);
+}
+
+// True on a fiber.
+bool on_fiber();
+// CPU time (µs) the running fiber has used over all its slices so far; outside a fiber, the
+// calling thread's CPU time.
+double fiber_cpu_us();
+// Bytes left below the current stack pointer on the running fiber's stack, or on the calling
+// thread's stack outside a fiber.
+std::size_t stack_left();
+
+}  // namespace wf::orchestrator::engine_detail
