@@ -135,10 +135,7 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
         400, "bad_request",
         R"(the body must be a JSON object: {"zobject": <function call>, "doValidate": false})");
   }
-  CallContext ctx;
-  ctx.request_id = request.request_id;
-  ctx.traceparent = request.trace.traceparent();
-  ctx.deadline = request.deadline;
+  CallContext ctx = call_context(request);
   bool has_error = false;
   std::string z22 = engine.evaluate_text(*body, ctx, &has_error);
   // Each series is looked up once, when it is first used.
@@ -154,17 +151,32 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
   return r;
 }
 
+CallContext call_context(const http::Request& request) {
+  CallContext ctx;
+  ctx.request_id = request.request_id;
+  ctx.traceparent = request.trace.traceparent();
+  ctx.trace_id = request.trace.trace_id;
+  ctx.span_id = request.trace.span_id;
+  ctx.deadline = request.deadline;
+  return ctx;
+}
+
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options, std::shared_ptr<limits::Gate> gate) {
-  http::Handler evaluate = [engine, options](const http::Request& req) {
-    return handle_evaluate(*engine, options, req);
+  // Asynchronous: a small call of built-ins is answered at once; any other runs on an evaluation
+  // fiber on the engine's CPU threads, parked (holding no thread) while the wiki or an evaluator
+  // answers. With a gate, the caller's limits and admission control come first.
+  http::AsyncHandler evaluate = [engine, options](std::shared_ptr<http::AsyncRequest> ar) {
+    if (can_run_inline(*engine, options, ar->request)) {
+      ar->respond(handle_evaluate(*engine, options, ar->request));
+      return;
+    }
+    engine->spawn(call_context(ar->request), [engine, options, ar] {
+      ar->respond(handle_evaluate(*engine, options, ar->request));
+    });
   };
-  if (gate) evaluate = service::admitted(std::move(gate), std::move(evaluate));
-  auto run_inline = [engine, options](const http::Request& req) {
-    return can_run_inline(*engine, options, req);
-  };
-  server.add_route("POST", "/{domain}/v1/evaluate", "evaluate", http::Dispatch::kWorker, evaluate,
-                   run_inline);
+  if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));
+  server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", std::move(evaluate));
   // The original answers GET on the evaluate route with "OK" (a health check some tooling uses).
   server.add_route("GET", "/{domain}/v1/evaluate", "evaluate_get", http::Dispatch::kInline,
                    [](const http::Request&) {

@@ -25,6 +25,9 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
 bool can_run_inline(const Engine& engine, const RouteOptions& options,
                     const http::Request& request);
 
+// The engine's view of a request: ids, trace and deadline.
+CallContext call_context(const http::Request& request);
+
 // The evaluate handler on its own, for tests and benchmarks.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request);
