@@ -68,6 +68,9 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   std::unordered_map<std::uint64_t, std::string> owner_of;  // ticket -> user
   std::size_t queued = 0;
   std::uint64_t gauge_id = 0;
+  // How long a call holds its slot (moving average, seconds): with max_concurrency, how fast the
+  // queue drains when it is full (Little's law), whatever the demand was so far.
+  double hold_s = 0;
   std::condition_variable cv;
   bool stopping = false;
   std::thread sweeper;
@@ -76,6 +79,29 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
       : options(o), clock(c), max_concurrency(o.max_concurrency) {}
 
   bool has_room() const { return max_concurrency == 0 || running < max_concurrency; }
+  void count_ended(std::chrono::nanoseconds held) {
+    const double d = std::chrono::duration<double>(held).count();
+    hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
+  }
+  // Where a new call of `user` would stand in the fair queue: behind at most as many calls of
+  // each other user as it has itself plus one (equal costs), and behind its own.
+  std::size_t expected_position(const std::string& user) const {
+    std::size_t mine = 0;
+    if (auto it = queues.find(user); it != queues.end()) mine = it->second.items.size();
+    std::size_t ahead = mine;
+    for (const auto& [name, q] : queues) {
+      if (name != user) ahead += std::min(q.items.size(), mine + 1);
+    }
+    return ahead + 1;
+  }
+  // True when the call would certainly wait longer than the queue-time budget at the rate calls
+  // end now: refusing it at once is kinder than after the budget.
+  bool would_wait_too_long(const std::string& user) const {
+    if (hold_s <= 0 || max_concurrency == 0) return false;
+    const double drain_rate = max_concurrency / hold_s;
+    const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
+    return wait_s > std::chrono::duration<double>(options.max_queue_time).count();
+  }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;
     r.reason = reason;
@@ -118,9 +144,10 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   }
   std::optional<Item> next(SteadyTime now, Decision& out);
   bool make_room(const std::string& user, Decision& out);
-  // Frees a slot (release_one) and starts queued work while there is room. Reentrant calls on the
-  // same thread (a call that ends inside its start callback) leave the work to the outer loop.
-  void pump(bool release_one);
+  // Frees a slot held for `held` (release_one) and starts queued work while there is room.
+  // Reentrant calls on the same thread (a call that ends inside its start callback) leave the work
+  // to the outer loop.
+  void pump(bool release_one, std::chrono::nanoseconds held = {});
   void finish(Decision& decision, SteadyTime now);
 };
 
@@ -176,11 +203,12 @@ void AdmissionCore::finish(Decision& decision, SteadyTime now) {
   }
 }
 
-void AdmissionCore::pump(bool release_one) {
+void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held) {
   static thread_local const AdmissionCore* pumping = nullptr;
   if (release_one) {
     std::lock_guard lock(mu);
     if (running > 0) --running;
+    count_ended(held);
   }
   if (pumping == this) return;  // the loop below, further up this thread's stack, continues
   const AdmissionCore* outer = pumping;
@@ -255,6 +283,9 @@ std::uint64_t Admission::submit(Work work) {
     } else if (impl_->queued == 0 && impl_->has_room()) {
       ++impl_->running;
       decision.start.push_back(Item{0, std::move(work), now, now});
+    } else if (impl_->would_wait_too_long(work.user_key)) {
+      Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
+      decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
     } else if (impl_->queued >= impl_->options.max_queue &&
                !impl_->make_room(work.user_key, decision)) {
       Refusal r = impl_->refusal(Reason::kQueueFull, work);
@@ -360,15 +391,17 @@ AdmissionStats Admission::stats() const {
 }
 
 Slot::Slot(std::shared_ptr<AdmissionCore> core, std::chrono::nanoseconds queued_for)
-    : core_(std::move(core)), queued_for_(queued_for) {}
+    : core_(std::move(core)), queued_for_(queued_for), started_(core_->clock.steady()) {}
 
-Slot::Slot(Slot&& other) noexcept : core_(std::move(other.core_)), queued_for_(other.queued_for_) {}
+Slot::Slot(Slot&& other) noexcept
+    : core_(std::move(other.core_)), queued_for_(other.queued_for_), started_(other.started_) {}
 
 Slot& Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
     release();
     core_ = std::move(other.core_);
     queued_for_ = other.queued_for_;
+    started_ = other.started_;
   }
   return *this;
 }
@@ -381,7 +414,7 @@ void Slot::release() {
   if (!core_) return;
   std::shared_ptr<AdmissionCore> core = std::move(core_);
   core_.reset();
-  core->pump(true);
+  core->pump(true, core->clock.steady() - started_);
 }
 
 }  // namespace wf::limits

@@ -2,11 +2,13 @@
 // Admission control in front of the engine: at most max_concurrency calls run at once; the others
 // wait in a bounded fair queue and are served by weighted fair queuing across users, by each
 // user's CPU cost per call, so that a user with many or heavy calls cannot make the others wait
-// behind them. A call waits at most max_queue_time (or until its own deadline); when the
-// queue is full, the newest call of the user with the longest queue makes room for a call of a
-// user with a shorter one, and a call that finds no room is refused at once (503). Memory is
-// bounded by max_queue whatever the offered load. Thread-safe; callbacks run outside the lock,
-// on the thread that submits, releases, cancels or sweeps.
+// behind them. A call waits at most max_queue_time (or until its own deadline), and one that
+// would certainly wait longer (its place in the queue over the rate calls end: the slots over
+// how long a call holds one) is refused at once rather than after the wait; when the queue is full,
+// the newest call of the user with the longest queue makes room for a call of a user with a shorter
+// one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
+// whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
+// submits, releases, cancels or sweeps.
 
 #include <chrono>
 #include <cstdint>
@@ -54,6 +56,7 @@ class Slot {
   Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for);
   std::shared_ptr<detail::AdmissionCore> core_;
   std::chrono::nanoseconds queued_for_{0};
+  SteadyTime started_{};
 };
 
 struct Work {

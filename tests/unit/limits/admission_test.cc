@@ -188,6 +188,29 @@ TEST(Admission, RaisingTheLimitStartsWaitingWork) {
   EXPECT_EQ(r.started.size(), 3u);
 }
 
+TEST(Admission, CallsThatWouldWaitTooLongAreRefusedAtOnce) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(options(1), clock);  // queue-time budget 1 s
+  // Calls hold their slot 100 ms: with one slot, the queue drains 10 calls per second.
+  for (int i = 0; i < 3; ++i) {
+    a.submit(r.work("warm"));
+    clock.advance(100ms);
+    r.finish_one();
+  }
+  a.submit(r.work("blocker"));
+  for (int i = 0; i < 10; ++i) a.submit(r.work("flood"));  // the tenth starts after 1.0 s
+  EXPECT_TRUE(r.refused.empty());
+  a.submit(r.work("flood"));  // the eleventh would start after 1.1 s at best: refused now
+  a.submit(r.work("flood"));
+  ASSERT_EQ(r.refused.size(), 2u);
+  EXPECT_EQ(r.refused[0], std::make_pair(std::string("flood"), Reason::kQueueTimeout));
+  // Another user's first call goes ahead of most of the flood: it is queued.
+  a.submit(r.work("polite"));
+  EXPECT_EQ(r.refused.size(), 2u);
+  EXPECT_EQ(a.stats().queued, 11u);
+}
+
 TEST(Admission, ValidateNamesTheOption) {
   AdmissionOptions o;
   o.max_concurrency = -1;
