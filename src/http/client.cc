@@ -48,6 +48,10 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']')
     t.host = t.host.substr(1, t.host.size() - 2);
   t.port = parsed->has_port() ? std::string(parsed->port()) : "80";
+  if (t.port.empty() || t.port.size() > 5 || std::stoi(t.port) == 0 || std::stoi(t.port) > 65535) {
+    return std::unexpected(ClientError{ClientError::Kind::kInvalidUrl,
+                                       fmt::format("'{}': the port must be 1 to 65535", url)});
+  }
   t.path = std::string(parsed->encoded_path());
   if (t.path.empty()) t.path = "/";
   if (parsed->has_query()) t.path += "?" + std::string(parsed->encoded_query());

@@ -828,7 +828,7 @@ struct Server::Impl {
       close_idle_sessions();
       if (active_requests.load() == 0) return true;
       if (Clock::now() >= until) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
 

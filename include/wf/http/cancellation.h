@@ -27,7 +27,8 @@ class Cancellation {
 
   // Unregisters its callback when destroyed (or reset). If the callback is running on another
   // thread at that moment, the destructor waits for it to return, so state the callback touches
-  // may be destroyed right after the registration.
+  // may be destroyed right after the registration. (So do not drop a registration while holding
+  // a lock its callback takes.)
   class Registration {
    public:
     Registration() = default;
@@ -51,8 +52,10 @@ class Cancellation {
 
   bool cancelled() const { return reason() != Reason::kNone; }
   Reason reason() const;
-  // Raises the signal and runs the registered callbacks on this thread, each once. Only the first
-  // call counts: returns false (and changes nothing) if already cancelled or `reason` is kNone.
+  // Raises the signal and runs the registered callbacks on this thread, each once (the server
+  // raises it on the connection's strand: callbacks post their real work to their own executor).
+  // Only the first call counts: returns false (and changes nothing) if already cancelled or
+  // `reason` is kNone.
   bool cancel(Reason reason);
   // Runs `callback` once when cancelled; at once, on this thread, if already cancelled (then the
   // returned registration is empty). Callbacks must be quick and must not throw.

@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -391,6 +394,37 @@ TEST_F(AsyncTest, CancellingAsyncSendClosesItsConnection) {
   auto res2 = send_async(client_, "/later", early).get();
   ASSERT_FALSE(res2);
   EXPECT_EQ(res2.error().kind, ClientError::Kind::kCancelled);
+}
+
+// wf::http::async_send with use_awaitable, from a coroutine on the server's own event loop.
+TEST_F(AsyncTest, AwaitableAsyncSendFromACoroutineOnTheServerLoop) {
+  start();
+  ClientOptions co;
+  co.io_context = &server_->io_context();
+  HttpClient client(co);
+  std::promise<std::pair<ClientResult, ClientResult>> results;
+  auto cancel = Cancellation::make();
+  auto work = [&]() -> boost::asio::awaitable<void> {
+    ClientRequest ok;
+    ok.url = base_ + "/later";
+    ClientResult first =
+        co_await async_send(client, std::move(ok), nullptr, boost::asio::use_awaitable);
+    ClientRequest held;
+    held.url = base_ + "/hold";
+    ClientResult second =
+        co_await async_send(client, std::move(held), cancel, boost::asio::use_awaitable);
+    results.set_value({std::move(first), std::move(second)});
+  };
+  boost::asio::co_spawn(server_->io_context(), work(), boost::asio::detached);
+  ASSERT_TRUE(held_.wait_requests(1));
+  cancel->cancel(Reason::kAbandoned);
+  auto f = results.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  auto [first, second] = f.get();
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->status, 200u);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().kind, ClientError::Kind::kCancelled);
 }
 
 int thread_count() {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -57,9 +58,10 @@ class ServerTest : public ::testing::Test {
               nlohmann::json{{"body", r.body}, {"id", r.request_id}, {"trace", r.trace.trace_id}}
                   .dump());
         });
+    // Holds its worker until the test opens the gate (bounded, in case a test fails first).
     server_->add_route("GET", "/slow", "slow", Dispatch::kWorker, [this](const Request&) {
       ++slow_started_;
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      gate_.wait_for(std::chrono::seconds(10));
       return Response::json(200, R"({"slow":true})");
     });
     server_->add_route("GET", "/throw", "throw", Dispatch::kWorker,
@@ -67,7 +69,11 @@ class ServerTest : public ::testing::Test {
     port_ = server_->start();
     base_ = "http://127.0.0.1:" + std::to_string(port_);
   }
+  void open_gate() {
+    if (!gate_open_.exchange(true)) release_.set_value();
+  }
   void TearDown() override {
+    open_gate();
     server_->stop();
     if (runner_.joinable()) runner_.join();
   }
@@ -117,6 +123,10 @@ class ServerTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  // Declared before the server, so that they outlive its worker threads.
+  std::promise<void> release_;
+  std::shared_future<void> gate_ = release_.get_future().share();
+  std::atomic<bool> gate_open_{false};
   std::unique_ptr<Server> server_;
   std::thread runner_;
   HttpClient client_;
@@ -214,6 +224,9 @@ TEST_F(ServerTest, OverloadIs503WithRetryAfter) {
       if (res && res->status == 200) ++ok;
     });
   }
+  // Two requests hold the two workers at the gate; the other three are shed at once.
+  EXPECT_TRUE(eventually([&] { return overloaded.load() == 3; }));
+  open_gate();
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 2);
   EXPECT_EQ(overloaded.load(), 3);
@@ -265,6 +278,7 @@ TEST_F(ServerTest, DrainLetsInFlightRequestFinishAndReportsNotReady) {
   std::string why;
   EXPECT_FALSE(server_->ready(why));
   EXPECT_EQ(why, "draining for shutdown");
+  open_gate();  // the in-flight request finishes within the grace period
   t.join();
   runner.join();
   ASSERT_TRUE(slow);
@@ -302,6 +316,10 @@ TEST_F(ServerTest, ClientReportsRefusedConnectionsAndBadUrls) {
   auto https = client_.send(r);
   ASSERT_FALSE(https);
   EXPECT_EQ(https.error().kind, ClientError::Kind::kInvalidUrl);
+  r.url = "http://127.0.0.1:99999999999/x";
+  auto port = client_.send(r);
+  ASSERT_FALSE(port);
+  EXPECT_EQ(port.error().kind, ClientError::Kind::kInvalidUrl);
 }
 
 TEST_F(ServerTest, ClientReusesKeepAliveConnections) {
