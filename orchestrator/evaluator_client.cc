@@ -29,7 +29,7 @@ struct EvaluatorMetrics {
         prometheus::BuildCounter()
             .Name("wf_evaluator_calls_total")
             .Help("Code calls sent to evaluators, by language family and outcome (ok, http_error, "
-                  "bad_json, transport, timeout, no_evaluator).")
+                  "bad_json, transport, timeout, cancelled, no_evaluator, bad_request).")
             .Register(obs::registry()),
         prometheus::BuildHistogram()
             .Name("wf_evaluator_call_duration_seconds")
@@ -40,55 +40,100 @@ struct EvaluatorMetrics {
   }
 };
 
+// A request aborted by its cancellation: at the deadline that is the call's timeout.
+const char* cancelled_outcome(const CallContext& ctx) {
+  const bool deadline = ctx.cancel && ctx.cancel->reason() == Cancellation::Reason::kDeadline;
+  return deadline ? "timeout" : "cancelled";
+}
+
+// One code call in flight: what its completion needs to count, log and interpret the answer.
+struct Pending {
+  EvaluatorMetrics& metrics;
+  std::string family;
+  std::string language;
+  std::string url;
+  http::Clock::time_point start;
+  CallContext ctx;  // ids for the log lines written on the event loop; the cancellation's reason
+
+  void count(const char* outcome) const {
+    metrics.calls.Add({{"language", family}, {"outcome", outcome}}).Increment();
+  }
+
+  void log_failure(const char* outcome, const std::string& message) const {
+    // A cancelled call is the caller's doing (hang-up, deadline), not the evaluator's failure.
+    const bool cancelled = std::string_view(outcome) == "cancelled";
+    obs::LogScope scope(ctx.trace_id, ctx.span_id, ctx.request_id);
+    obs::log_event(cancelled ? spdlog::level::info : spdlog::level::warn,
+                   (cancelled ? "evaluator call cancelled: " : "evaluator call failed: ") + message,
+                   {obs::field_str("event.action", "evaluator-call"),
+                    obs::field_str("event.outcome", "failure"),
+                    obs::field_str("error.type", outcome), obs::field_str("error.message", message),
+                    obs::field_str("wf.language", language), obs::field_str("url.full", url)});
+  }
+
+  CodeRunner::Result failed(const char* outcome, const std::string& log_message,
+                            std::string error_message) const {
+    count(outcome);
+    log_failure(outcome, log_message);
+    return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed, std::move(error_message)});
+  }
+
+  // The evaluator's answer as the engine wants it: its Z22, or the error the spec words.
+  CodeRunner::Result interpret(http::ClientResult res) const {
+    metrics.duration.Add({{"language", family}}, obs::latency_buckets())
+        .Observe(std::chrono::duration<double>(http::Clock::now() - start).count());
+    if (!res) {
+      using K = http::ClientError::Kind;
+      const K kind = res.error().kind;
+      const char* outcome = kind == K::kTimeout     ? "timeout"
+                            : kind == K::kCancelled ? cancelled_outcome(ctx)
+                                                    : "transport";
+      return failed(outcome, res.error().message, res.error().message);
+    }
+    if (res->status < 200 || res->status >= 300) {
+      return failed(
+          "http_error", fmt::format("status {}", res->status),
+          fmt::format("Function evaluation failed with status {}: {}", res->status, res->body));
+    }
+    auto z22 = nlohmann::json::parse(res->body, nullptr, false);
+    if (z22.is_discarded()) {
+      return failed(
+          "bad_json", "the answer is not JSON",
+          fmt::format("Function evaluation failed: the evaluator at {} answered with invalid JSON",
+                      url));
+    }
+    count("ok");
+    return z22;
+  }
+};
+
 class EvaluatorClient final : public CodeRunner {
  public:
   EvaluatorClient(EvaluatorRoutes routes, std::shared_ptr<http::HttpClient> client)
       : routes_(std::move(routes)), client_(std::move(client)), metrics_(EvaluatorMetrics::get()) {}
 
+  // Sends the call with HttpClient::async_send: no thread waits for the evaluator, and raising
+  // ctx.cancel closes the request's connection (the evaluator then stops the sandbox child).
   void run(const CodeCall& call, const CallContext& ctx, Done done) override {
-    done(run_blocking(call, ctx));
-  }
-
- private:
-  Result run_blocking(const CodeCall& call, const CallContext& ctx) {
-    const std::string family = family_of(call.coding_language);
-    auto count = [&](const char* outcome) {
-      metrics_.calls.Add({{"language", family}, {"outcome", outcome}}).Increment();
-    };
+    Pending pending{
+        metrics_, family_of(call.coding_language), call.coding_language, "", http::Clock::now(),
+        ctx};
     const auto route = routes_.url_by_language.find(call.coding_language);
     if (route == routes_.url_by_language.end()) {
-      count("no_evaluator");
-      return std::unexpected(
+      pending.count("no_evaluator");
+      done(std::unexpected(
           CodeRunError{CodeRunError::Kind::kNoEvaluator,
-                       fmt::format("No evaluator is available for {}", call.coding_language)});
+                       fmt::format("No evaluator is available for {}", call.coding_language)}));
+      return;
     }
-    auto fail = [&](const char* outcome, const std::string& message) {
-      obs::log_event(
-          spdlog::level::warn, "evaluator call failed: " + message,
-          {obs::field_str("event.action", "evaluator-call"),
-           obs::field_str("event.outcome", "failure"), obs::field_str("error.type", outcome),
-           obs::field_str("error.message", message),
-           obs::field_str("wf.language", call.coding_language),
-           obs::field_str("url.full", route->second)});
-    };
-    codec::CodeRequest request;
-    request.reentrant = false;
-    const auto now = http::Clock::now();
-    // The real remaining time of this request (the original sent a negative number: see
-    // docs/compatibility.md).
-    request.remaining_time_ms =
-        ctx.deadline == http::Clock::time_point::max()
-            ? 20000.0
-            : std::max(0.0, std::chrono::duration<double, std::milli>(ctx.deadline - now).count());
-    request.coding_language = call.coding_language;
-    request.code_string = call.code;
-    request.function_name = call.function_name;
-    auto body = codec::encode_code_request(request, call.arguments);
+    pending.url = route->second;
+    auto body = encode(call, ctx);
     if (!body) {
-      count("bad_request");
-      return std::unexpected(CodeRunError{
+      pending.count("bad_request");
+      done(std::unexpected(CodeRunError{
           CodeRunError::Kind::kFailed,
-          fmt::format("Could not encode the call for the evaluator: {}", body.error().message)});
+          fmt::format("Could not encode the call for the evaluator: {}", body.error().message)}));
+      return;
     }
     http::ClientRequest req;
     req.method = "POST";
@@ -98,34 +143,28 @@ class EvaluatorClient final : public CodeRunner {
     req.deadline = ctx.deadline;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
     if (!ctx.traceparent.empty()) req.headers.push_back({"traceparent", ctx.traceparent});
-    auto& histogram = metrics_.duration.Add({{"language", family}}, obs::latency_buckets());
-    auto res = client_->send(req);
-    histogram.Observe(std::chrono::duration<double>(http::Clock::now() - now).count());
-    if (!res) {
-      const char* outcome =
-          res.error().kind == http::ClientError::Kind::kTimeout ? "timeout" : "transport";
-      count(outcome);
-      fail(outcome, res.error().message);
-      return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed, res.error().message});
-    }
-    if (res->status < 200 || res->status >= 300) {
-      count("http_error");
-      fail("http_error", fmt::format("status {}", res->status));
-      return std::unexpected(CodeRunError{
-          CodeRunError::Kind::kFailed,
-          fmt::format("Function evaluation failed with status {}: {}", res->status, res->body)});
-    }
-    auto z22 = nlohmann::json::parse(res->body, nullptr, false);
-    if (z22.is_discarded()) {
-      count("bad_json");
-      fail("bad_json", "the answer is not JSON");
-      return std::unexpected(CodeRunError{
-          CodeRunError::Kind::kFailed,
-          fmt::format("Function evaluation failed: the evaluator at {} answered with invalid JSON",
-                      route->second)});
-    }
-    count("ok");
-    return z22;
+    client_->async_send(std::move(req), ctx.cancel,
+                        [pending = std::move(pending), done = std::move(done)](
+                            http::ClientResult res) { done(pending.interpret(std::move(res))); });
+  }
+
+ private:
+  // Versioned Avro 0.0.4 with the real remaining time of this request (the original sent a
+  // negative number: see docs/compatibility.md).
+  static std::expected<std::string, codec::Error> encode(const CodeCall& call,
+                                                         const CallContext& ctx) {
+    codec::CodeRequest request;
+    request.reentrant = false;
+    request.remaining_time_ms =
+        ctx.deadline == http::Clock::time_point::max()
+            ? 20000.0
+            : std::max(0.0,
+                       std::chrono::duration<double, std::milli>(ctx.deadline - http::Clock::now())
+                           .count());
+    request.coding_language = call.coding_language;
+    request.code_string = call.code;
+    request.function_name = call.function_name;
+    return codec::encode_code_request(request, call.arguments);
   }
 
   EvaluatorRoutes routes_;

@@ -36,8 +36,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // The server comes first: the outbound client runs on its event loop (no thread of its own,
+    // no thread held while a request is in flight) and must be destroyed before it.
+    http::Server server(orchestrator::server_options(cfg));
     auto client_options = http::ClientOptions{};
     client_options.user_agent = std::string("wikifunctions-cpp-orchestrator/") + service::version();
+    client_options.io_context = &server.io_context();
     auto client = std::make_shared<http::HttpClient>(client_options);
     const std::string wiki = cfg.str("wiki_api_url");
     std::shared_ptr<orchestrator::ObjectFetcher> fetcher;
@@ -56,7 +60,6 @@ int main(int argc, char** argv) {
                     obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
                     obs::field_str("wf.port.origin", cfg.origin("port"))});
 
-    http::Server server(orchestrator::server_options(cfg));
     http::add_standard_routes(
         server, {"wf-orchestrator", service::version(), service::commit(),
                  "Evaluates Wikifunctions function calls", wf_orchestrator_openapi_json});
@@ -64,7 +67,9 @@ int main(int argc, char** argv) {
     if (!gate) throw std::runtime_error(gate.error());
     std::shared_ptr<limits::Gate> shared_gate = std::move(*gate);
     service::add_limits_admin_routes(server, shared_gate);
-    orchestrator::add_orchestrator_routes(server, engine, {}, shared_gate);
+    orchestrator::RouteOptions route_options;
+    route_options.max_in_progress = static_cast<int>(cfg.integer("max_pending_work"));
+    orchestrator::add_orchestrator_routes(server, engine, route_options, shared_gate);
     server.start();
     return server.run_until_signal();
   } catch (const std::exception& e) {

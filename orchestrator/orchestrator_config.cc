@@ -145,8 +145,12 @@ EvaluatorRoutes evaluator_routes(const std::string& evaluator_url,
 }
 
 http::ServerOptions server_options(const config::Config& cfg) {
-  return service::server_options(cfg, "wf-orchestrator",
-                                 std::chrono::milliseconds(cfg.integer("request_timeout_ms")));
+  auto o = service::server_options(cfg, "wf-orchestrator",
+                                   std::chrono::milliseconds(cfg.integer("request_timeout_ms")));
+  // Evaluations run on the engine's own CPU threads (worker_threads of them, engine_options);
+  // the server's routes are inline or asynchronous and need no worker pool.
+  o.worker_threads = 0;
+  return o;
 }
 
 EngineOptions engine_options(const config::Config& cfg) {
@@ -157,6 +161,7 @@ EngineOptions engine_options(const config::Config& cfg) {
   o.max_zobject_depth = static_cast<int>(cfg.integer("max_zobject_depth"));
   o.max_call_depth = static_cast<int>(cfg.integer("max_call_depth"));
   o.max_steps = cfg.integer("max_steps");
+  o.cpu_threads = static_cast<int>(cfg.integer("worker_threads"));
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <prometheus/counter.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
@@ -158,21 +159,37 @@ CallContext call_context(const http::Request& request) {
   ctx.trace_id = request.trace.trace_id;
   ctx.span_id = request.trace.span_id;
   ctx.deadline = request.deadline;
+  ctx.cancel = request.cancel;
   return ctx;
 }
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options, std::shared_ptr<limits::Gate> gate) {
-  // Asynchronous: a small call of built-ins is answered at once; any other runs on an evaluation
-  // fiber on the engine's CPU threads, parked (holding no thread) while the wiki or an evaluator
-  // answers. With a gate, the caller's limits and admission control come first.
-  http::AsyncHandler evaluate = [engine, options](std::shared_ptr<http::AsyncRequest> ar) {
+  // Asynchronous: a small call of built-ins is answered on the event loop; any other runs on an
+  // evaluation fiber on the engine's CPU threads, which parks (holding no thread) while the wiki
+  // or an evaluator answers. The request's cancellation (hang-up, deadline, shutdown) stops it.
+  // With a gate, the caller's limits and admission control (fair queue) come first.
+  auto in_progress = std::make_shared<std::atomic<int>>(0);
+  http::AsyncHandler evaluate = [engine, options,
+                                 in_progress](std::shared_ptr<http::AsyncRequest> ar) {
     if (can_run_inline(*engine, options, ar->request)) {
       ar->respond(handle_evaluate(*engine, options, ar->request));
       return;
     }
-    engine->spawn(call_context(ar->request), [engine, options, ar] {
+    if (in_progress->fetch_add(1) >= options.max_in_progress) {
+      in_progress->fetch_sub(1);
+      http::Response r = http::Response::error(
+          503, "overloaded",
+          fmt::format("{} evaluations are in progress, the limit (max_pending_work); retry after a "
+                      "second",
+                      options.max_in_progress));
+      r.headers.push_back({"retry-after", "1"});
+      ar->respond(std::move(r));
+      return;
+    }
+    engine->spawn(call_context(ar->request), [engine, options, ar, in_progress] {
       ar->respond(handle_evaluate(*engine, options, ar->request));
+      in_progress->fetch_sub(1);
     });
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));

@@ -13,6 +13,8 @@ struct RouteOptions {
   std::size_t max_json_depth = 1024;  // bodies nested deeper are refused before parsing (400)
   // Requests up to this size that only mention built-ins run on the event loop (0: never).
   std::size_t max_inline_body_bytes = 4096;
+  // Evaluations in progress at most (running or parked on I/O); beyond: 503 with Retry-After.
+  int max_in_progress = 256;
 };
 
 // With a gate, evaluate calls pass the per-user limits and admission control first.
@@ -25,10 +27,11 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
 bool can_run_inline(const Engine& engine, const RouteOptions& options,
                     const http::Request& request);
 
-// The engine's view of a request: ids, trace and deadline.
+// The engine's view of a request: ids, trace, deadline and cancellation.
 CallContext call_context(const http::Request& request);
 
-// The evaluate handler on its own, for tests and benchmarks.
+// The evaluate handler on its own, for tests and benchmarks. Runs the evaluation on the calling
+// thread (in a fiber of its own), or within the current evaluation fiber.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request);
 

@@ -54,14 +54,13 @@ FiberLogContext log_context(const CallContext& ctx) {
 
 // Counts and logs an evaluation stopped before its answer (the log line carries the trace id).
 void count_cancelled(const CallContext& ctx) {
-  const auto reason = ctx.cancel && ctx.cancel->requested() ? ctx.cancel->reason()
+  const auto reason = ctx.cancel && ctx.cancel->cancelled() ? ctx.cancel->reason()
                                                             : Cancellation::Reason::kDeadline;
-  engine_detail::metrics().cancelled[static_cast<int>(reason)]->Increment();
-  obs::log_event(
-      spdlog::level::info,
-      std::string("evaluation stopped before its answer: ") + std::string(reason_name(reason)),
-      {obs::field_str("event.action", "evaluation-cancelled"),
-       obs::field_str("event.reason", reason_name(reason))});
+  const std::string why(http::to_string(reason));
+  engine_detail::metrics().cancelled.at(static_cast<std::size_t>(reason))->Increment();
+  obs::log_event(spdlog::level::info, "evaluation stopped before its answer: " + why,
+                 {obs::field_str("event.action", "evaluation-cancelled"),
+                  obs::field_str("event.reason", why)});
 }
 
 class EngineImpl final : public Engine {

@@ -71,7 +71,8 @@ EngineMetrics make() {
       breaches.Add({{"kind", "deadline"}}),
       breaches.Add({{"kind", "stack"}}),
       {nullptr, &cancelled.Add({{"reason", "client_gone"}}),
-       &cancelled.Add({{"reason", "deadline"}}), &cancelled.Add({{"reason", "shutdown"}})},
+       &cancelled.Add({{"reason", "deadline"}}), &cancelled.Add({{"reason", "shutdown"}}),
+       &cancelled.Add({{"reason", "abandoned"}})},
       in_flight.Add({}),
   };
 }

@@ -30,7 +30,7 @@ struct EngineMetrics {
   prometheus::Counter& breach_deadline;
   prometheus::Counter& breach_stack;
   // wf_orchestrator_evaluations_cancelled_total by Cancellation::Reason (kNone unused).
-  std::array<prometheus::Counter*, 4> cancelled;
+  std::array<prometheus::Counter*, 5> cancelled;
   prometheus::Gauge& in_flight;  // evaluations started on fibers and not finished
 
   void implementation(std::string_view type);

@@ -8,6 +8,7 @@
 
 #include <boost/context/fiber.hpp>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -112,6 +113,7 @@ struct Fiber {
   std::function<void(std::function<void()>)> park_fn;  // run once the fiber has parked
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
+  const char* parked_sp = nullptr;  // the stack pointer when it last parked
   double cpu_us = 0;
   double slice_start_us = 0;
   bool done = false;
@@ -146,6 +148,19 @@ void run_body(Fiber* f) {
   f->body = nullptr;
 }
 
+// A parked fiber keeps only the stack pages it still uses: those below its stack pointer (touched
+// by deeper calls earlier in the evaluation: parsing, normalising) go back to the kernel, so a
+// call waiting on I/O costs the pages of its current frames, not of its deepest moment.
+void release_unused_stack(const Fiber& f) {
+  const std::size_t page = page_size();
+  const auto low = reinterpret_cast<std::uintptr_t>(f.stack_low);
+  // One page of margin below the stack pointer (the red zone and the switch's own frame).
+  const auto sp = reinterpret_cast<std::uintptr_t>(f.parked_sp);
+  if (low == 0 || sp < low + 2 * page) return;
+  const std::uintptr_t end = (sp - page) / page * page;
+  madvise(reinterpret_cast<void*>(low), end - low, MADV_DONTNEED);
+}
+
 // Runs one slice of `f` on this thread. Returns true when the fiber has finished; otherwise it
 // has parked and its park work has been started (after which `f` may already run elsewhere).
 bool run_slice(Fiber* f) {
@@ -159,6 +174,7 @@ bool run_slice(Fiber* f) {
     t_current = outer;
   }
   if (f->done) return true;
+  release_unused_stack(*f);
   auto start = std::move(f->park_fn);
   f->park_fn = nullptr;
   auto resumed = std::make_shared<std::atomic<bool>>(false);
@@ -203,8 +219,9 @@ struct FiberPool::Impl {
   ~Impl() {
     {
       std::unique_lock lock(mu);
-      // Parked fibers wait for I/O completions that end at their deadlines: wait a bounded time.
-      idle_cv.wait_for(lock, std::chrono::seconds(30), [&] { return live == 0; });
+      // Parked fibers wait for I/O completions, which end at their deadlines or when the event
+      // loop they run on stops: wait a bounded time, then leave them (their memory with them).
+      idle_cv.wait_for(lock, std::chrono::seconds(5), [&] { return live == 0; });
       stopping = true;
     }
     cv.notify_all();
@@ -312,6 +329,7 @@ void park(std::function<void(std::function<void()> resume)> start) {
     return;
   }
   f->park_fn = std::move(start);
+  f->parked_sp = static_cast<const char*>(__builtin_frame_address(0));
   f->back = std::move(f->back).resume();
   if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));
 }

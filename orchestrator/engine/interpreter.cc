@@ -209,7 +209,13 @@ Envelope Interpreter::dereference(const std::string& zid) {
   if (!tick()) return abort_envelope();
   const Dereferenced& d = resolver_.dereference(zid);
   if (!d.failure.empty()) {
-    fail(Abort::kException, d.failure);
+    // A fetch that failed because the request was cancelled stops the evaluation like the
+    // deadline does; any other failure is the wiki's (Z507 wrapping Z500).
+    if (cancelled()) {
+      fail(Abort::kDeadline, "Function call timed out");
+    } else {
+      fail(Abort::kException, d.failure);
+    }
     return abort_envelope();
   }
   if (!d.z2) return Envelope::err(d.error);

@@ -149,7 +149,7 @@ class Interpreter {
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
-  bool cancelled() const { return ctx_.cancel && ctx_.cancel->requested(); }
+  bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
   json orchestrate_inner(const json& zobject, bool do_validate);
 
   Resolver& resolver_;

@@ -4,47 +4,25 @@
 // Both are asynchronous: they start the work and return; the engine parks the evaluation's fiber
 // until `done` is called, so no thread waits while a request is in flight.
 
-#include <atomic>
 #include <chrono>
-#include <cstdint>
 #include <expected>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <string_view>
-#include <utility>
 #include <vector>
+
+#include "wf/http/cancellation.h"
 
 namespace wf::orchestrator {
 
 using Clock = std::chrono::steady_clock;
 
-// Why a request stopped before its answer: the service requests it, the interpreter checks it at
-// each step and when it resumes, and the ports abort their outstanding requests.
-class Cancellation {
- public:
-  enum class Reason : int { kNone, kClientGone, kDeadline, kShutdown };
-
-  bool requested() const { return reason_.load(std::memory_order_acquire) != Reason::kNone; }
-  Reason reason() const { return reason_.load(std::memory_order_acquire); }
-  // From any thread; the first reason wins. Runs the registered hooks once, on this thread.
-  void request(Reason reason);
-  // Runs `hook` when cancellation is requested (at once, on this thread, if it already was).
-  // The token removes it (when the request it would abort has finished).
-  std::uint64_t on_cancel(std::function<void()> hook);
-  void remove(std::uint64_t token);
-
- private:
-  std::atomic<Reason> reason_{Reason::kNone};
-  std::mutex mu_;
-  std::uint64_t next_ = 1;
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> hooks_;
-};
-
-std::string_view reason_name(Cancellation::Reason reason);  // "client_gone", "deadline", ...
+// Why a request stops before its answer (client gone, deadline, shutdown): raised by the service,
+// checked by the interpreter at each step and when it resumes; the ports abort their outstanding
+// requests when it is raised.
+using Cancellation = http::Cancellation;
 
 // Who asked: carried to the outbound calls so logs and traces join up.
 struct CallContext {

@@ -17,6 +17,8 @@ Run: cd tests/integration && WF_BIN_DIR=<build>/bin python3 -m unittest -v test_
 import json
 import os
 import re
+import select
+import socket
 import struct
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import threading
 import time
 import unittest
 import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wfharness as h  # noqa: E402
@@ -584,10 +587,11 @@ class EvaluatorFailures(OrchestratorCase):
         wiki = {l.get("outcome") for n, l, _ in samples if n == "wf_wiki_fetch_requests_total"}
         evaluator = {(l.get("language"), l.get("outcome")) for n, l, _ in samples if n == "wf_evaluator_calls_total"}
         self.assertIn("ok", wiki)
-        self.assertLessEqual(wiki, {"ok", "http_error", "bad_json", "transport", "timeout"})
+        self.assertLessEqual(wiki, {"ok", "http_error", "bad_json", "transport", "timeout", "cancelled"})
         self.assertIn(("python", "ok"), evaluator)
         self.assertLessEqual({o for _, o in evaluator},
-                             {"ok", "http_error", "bad_json", "transport", "timeout", "no_evaluator", "bad_request"})
+                             {"ok", "http_error", "bad_json", "transport", "timeout", "cancelled",
+                              "no_evaluator", "bad_request"})
         self.assertTrue(any(n == "wf_evaluator_call_duration_seconds_count" for n, _, _ in samples))
         if os.path.exists("/usr/bin/promtool"):
             r = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
@@ -752,6 +756,289 @@ class Cache(OrchestratorCase):
         fn, impl, stored, evaluations = self.run_twice(0)
         self.assertEqual((fn, impl, stored), (2, 2, 2))
         self.assertEqual(evaluations, 2)
+
+
+# ---- calls that wait do not hold a thread; cancellation ----------------------------------------
+
+
+class HoldingEvaluator:
+    """A fake evaluator that answers FN_FAST at once and holds FN_SLOW calls until `release` is set
+    (at most `hold_seconds`), noticing when the orchestrator closes a held connection."""
+
+    def __init__(self, hold_seconds=30.0):
+        self.hold_seconds = hold_seconds
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.held = 0      # FN_SLOW requests received
+        self.closed = 0    # held requests whose connection the orchestrator closed
+        self.answered = 0  # held requests answered
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                name = decode_code_request(body)["functionName"]
+                if name == FN_SLOW and not outer.hold(self.connection):
+                    self.close_connection = True
+                    return
+                payload = json.dumps({"Z1K1": z9("Z22"), "Z22K1": z6(name + " done"),
+                                      "Z22K2": z9("Z24")}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # the listen backlog: 200 connections arrive at once
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), H)
+        self.server.handle_error = lambda request, address: None
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server.base = self.base  # as start_orchestrator expects of a fake
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def hold(self, conn):
+        """Waits for `release`; False when the peer closed the connection first."""
+        with self.lock:
+            self.held += 1
+        end = time.monotonic() + self.hold_seconds
+        while not self.release.is_set() and time.monotonic() < end:
+            readable, _, _ = select.select([conn], [], [], 0.05)
+            if readable and conn.recv(1, socket.MSG_PEEK) == b"":
+                with self.lock:
+                    self.closed += 1
+                return False
+        with self.lock:
+            self.answered += 1
+        return True
+
+    def count(self, name):
+        with self.lock:
+            return getattr(self, name)
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FN_SLOW = "Z20401"
+FN_FAST = "Z20402"
+ASYNC_OBJECTS = dict(OBJECTS)
+for _fn, _impl in ((FN_SLOW, "Z20411"), (FN_FAST, "Z20412")):
+    ASYNC_OBJECTS[_fn] = function(_fn, [_impl])
+    ASYNC_OBJECTS[_impl] = python_impl(_impl, _fn, f"def {_fn}({_fn}K1):\n    return {_fn}K1")
+
+
+def code_call(fn, arg="x"):
+    return {"Z1K1": "Z7", "Z7K1": fn, fn + "K1": arg}
+
+
+def raw_evaluate(orch, zobject, headers=()):
+    """Sends an evaluate request on a plain socket and returns the socket without reading."""
+    body = json.dumps({"zobject": zobject, "doValidate": False}).encode()
+    sock = socket.create_connection(("127.0.0.1", orch.port), timeout=10)
+    head = [f"POST {EVALUATE} HTTP/1.1", f"Host: 127.0.0.1:{orch.port}",
+            "Content-Type: application/json", f"Content-Length: {len(body)}"] + list(headers)
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    return sock
+
+
+class AsyncCalls(OrchestratorCase):
+    """Issue 7: evaluations waiting on an evaluator hold no thread, so slow calls do not delay fast
+    ones; a client that hangs up or a deadline that passes stops the evaluation and closes its
+    outstanding evaluator request; each is counted and logged with the trace id."""
+
+    SLOW = 200  # concurrent slow calls (the server's default limits allow 256 in progress)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.wiki = Scripted(wiki_handler(ASYNC_OBJECTS))
+        cls.evaluator = HoldingEvaluator()
+        cls.orch = start_orchestrator(cls.wiki, cls.evaluator, ["--request-timeout-ms", "60000"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orch.stop()
+        cls.evaluator.close()
+        cls.wiki.close()
+
+    def cancelled(self, reason, orch=None):
+        return metric(orch or self.orch, "wf_orchestrator_evaluations_cancelled_total", reason=reason)
+
+    def test_slow_calls_do_not_delay_fast_ones(self):
+        self.evaluator.release.clear()
+        held_before = self.evaluator.count("held")
+        slow_done = []  # (monotonic time, status, value)
+
+        users = iter(range(self.SLOW))
+
+        def slow():
+            # One user per call: one client with 200 calls in flight is what the per-user limits
+            # refuse (docs/limits.md); 200 users with one each is the load this test is about.
+            status, _, z22 = h.evaluate(self.orch, code_call(FN_SLOW), timeout=90,
+                                        headers={"X-Wikifunctions-User": f"slow-{next(users)}"})
+            slow_done.append((time.monotonic(), status, z22.get("Z22K1") if z22 else None))
+
+        threads = [threading.Thread(target=slow, daemon=True) for _ in range(self.SLOW)]
+        for t in threads:
+            t.start()
+        try:
+            all_held = h.wait_until(lambda: self.evaluator.count("held") >= held_before + self.SLOW, 60)
+            self.assertTrue(all_held, f"only {self.evaluator.count('held') - held_before} of {self.SLOW} "
+                                      "slow calls reached the evaluator at the same time")
+            fast_done = []
+            for i in range(20):
+                status, _, z22 = h.evaluate(self.orch, code_call(FN_FAST, f"fast {i}"), timeout=60)
+                self.assertEqual(status, 200)
+                self.assertEqual(z22["Z22K1"], FN_FAST + " done", json.dumps(z22)[:1000])
+                fast_done.append(time.monotonic())
+            self.assertEqual(slow_done, [], "a slow call finished before the fast ones")
+        finally:
+            self.evaluator.release.set()
+            for t in threads:
+                t.join(90)
+        self.assertEqual(len(slow_done), self.SLOW)
+        self.assertTrue(all(s == 200 and v == FN_SLOW + " done" for _, s, v in slow_done), slow_done[:3])
+        self.assertLess(max(fast_done), min(t for t, _, _ in slow_done))
+
+    def test_hang_up_cancels_the_evaluator_request(self):
+        self.evaluator.release.clear()
+        held, closed = self.evaluator.count("held"), self.evaluator.count("closed")
+        before = self.cancelled("client_gone")
+        sock = raw_evaluate(self.orch, code_call(FN_SLOW), [f"traceparent: {TRACEPARENT}"])
+        try:
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("held") > held, 20))
+        finally:
+            sock.close()
+        self.assertTrue(h.wait_until(lambda: self.evaluator.count("closed") > closed, 20),
+                        "the orchestrator kept its evaluator request open after the client hung up")
+        self.assertTrue(h.wait_until(lambda: self.cancelled("client_gone") >= before + 1, 10))
+        self.assertTrue(h.wait_until(lambda: any(
+            r.get("event.action") == "evaluation-cancelled" and r.get("trace.id") == TRACE_ID
+            and r.get("event.reason") == "client_gone" for r in self.orch.log_records()), 10))
+        self.assert_still_serving(self.orch)
+
+    def test_deadline_cancels_the_evaluator_request(self):
+        orch = start_orchestrator(self.wiki, self.evaluator, ["--request-timeout-ms", "1500"])
+        try:
+            self.evaluator.release.clear()
+            closed = self.evaluator.count("closed")
+            before = self.cancelled("deadline", orch)
+            status, _, z22 = h.evaluate(orch, code_call(FN_SLOW), timeout=30)
+            err = self.assert_error(status, z22, "Z558")
+            self.assertEqual(text_of(err["Z5K2"]), "Function call timed out")
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("closed") > closed, 20),
+                            "the orchestrator kept its evaluator request open after the deadline")
+            self.assertTrue(h.wait_until(lambda: self.cancelled("deadline", orch) >= before + 1, 10))
+        finally:
+            orch.stop()
+
+
+    def test_evaluations_in_progress_are_bounded(self):
+        orch = start_orchestrator(self.wiki, self.evaluator, ["--max-pending-work", "2"])
+        self.evaluator.release.clear()
+        held = self.evaluator.count("held")
+        socks = []
+        try:
+            socks = [raw_evaluate(orch, code_call(FN_SLOW)) for _ in range(2)]
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("held") >= held + 2, 20))
+            status, headers, body = h.request(
+                "POST", orch.base + EVALUATE, json.dumps({"zobject": code_call(FN_FAST)}),
+                {"Content-Type": "application/json"})
+            self.assertEqual(status, 503, body[:500])
+            self.assertEqual(headers.get("retry-after"), "1")
+            self.assertIn(b"max_pending_work", body)
+            # Calls of built-ins only run on the event loop and are not limited.
+            self.assertEqual(h.evaluate(orch, echo("still"))[2]["Z22K1"], "still")
+        finally:
+            self.evaluator.release.set()
+            for sock in socks:
+                sock.close()
+            orch.stop()
+
+
+# ---- inputs that used to crash ------------------------------------------------------------------
+
+DEFINITIONS_2026 = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                 "..", "shared", "reference", "definitions-2026"))
+
+
+def definitions_wiki_handler(extra):
+    """A wiki serving the predefined objects of definitions-2026 (and `extra`)."""
+    def answer(method, path, body):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        out = {}
+        for zid in query.get("zids", [""])[0].split("|"):
+            if zid in extra:
+                out[zid] = {"wikilambda_fetch": json.dumps(extra[zid])}
+                continue
+            file = os.path.join(DEFINITIONS_2026, zid + ".json")
+            if re.fullmatch(r"Z[1-9]\d*", zid) and os.path.exists(file):
+                with open(file) as f:
+                    out[zid] = {"wikilambda_fetch": f.read()}
+        return 200, "application/json", json.dumps(out).encode()
+    return answer
+
+
+LOOP = "Z20500"  # Z20500(x) = Z20500(x)
+LOOP_OBJECTS = {LOOP: persisted(LOOP, {
+    "Z1K1": "Z8",
+    "Z8K1": ["Z17", {"Z1K1": "Z17", "Z17K1": "Z1", "Z17K2": LOOP + "K1", "Z17K3": {"Z1K1": "Z12", "Z12K1": ["Z11"]}}],
+    "Z8K2": "Z1", "Z8K3": ["Z20"],
+    "Z8K4": ["Z14", {"Z1K1": "Z14", "Z14K1": LOOP,
+                     "Z14K2": {"Z1K1": "Z7", "Z7K1": LOOP, LOOP + "K1": {"Z1K1": "Z18", "Z18K1": LOOP + "K1"}}}],
+    "Z8K5": LOOP})}
+
+
+class NoCrash(OrchestratorCase):
+    """Issue 7 item 5: a self-referential enum value and the deepest accepted call depth answer
+    with a value or a Z5; the service keeps running."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.isdir(DEFINITIONS_2026):
+            raise unittest.SkipTest(f"needs {DEFINITIONS_2026}")
+        cls.wiki = Scripted(definitions_wiki_handler(LOOP_OBJECTS))
+        cls.evaluator = Scripted(evaluator_handler)
+        cls.orch = start_orchestrator(cls.wiki, cls.evaluator,
+                                      ["--max-call-depth", "10000", "--max-steps", "100000000"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orch.stop()
+        cls.evaluator.close()
+        cls.wiki.close()
+
+    def test_enum_value_that_refers_to_itself_passed_to_code(self):
+        z8 = {"Z1K1": "Z8",
+              "Z8K1": ["Z17", {"Z1K1": "Z17", "Z17K1": "Z6020", "Z17K2": "Z10001K1",
+                               "Z17K3": {"Z1K1": "Z12", "Z12K1": ["Z11"]}}],
+              "Z8K2": "Z6", "Z8K3": ["Z20"],
+              "Z8K4": ["Z14", {"Z1K1": "Z14", "Z14K1": "Z10001",
+                               "Z14K3": {"Z1K1": "Z16", "Z16K1": {"Z1K1": "Z61", "Z61K1": "python-3"},
+                                         "Z16K2": "def Z10001(Z10001K1):\n    return 'x'"}}],
+              "Z8K5": "Z10001"}
+        status, _, z22 = h.evaluate(self.orch, {"Z1K1": "Z7", "Z7K1": z8, "Z10001K1": "Z6021"}, timeout=30)
+        self.assertEqual(status, 200)
+        self.assertEqual(z22["Z22K1"], "from the fake evaluator", json.dumps(z22)[:1500])
+        status, _, z22 = h.evaluate(self.orch, echo("Z6021"), timeout=30)
+        self.assertEqual(status, 200)
+        self.assertIn("Z6020", json.dumps(z22["Z22K1"]))
+        self.assert_still_serving(self.orch)
+
+    def test_deepest_accepted_call_depth_is_a_z5(self):
+        status, _, z22 = h.evaluate(self.orch, {"Z1K1": "Z7", "Z7K1": LOOP, LOOP + "K1": "x"}, timeout=60)
+        err = self.assert_error(status, z22, "Z507")
+        self.assertIn("Call depth limit exceeded: more than 10000", error_texts(err))
+        self.assert_still_serving(self.orch)
 
 
 if __name__ == "__main__":

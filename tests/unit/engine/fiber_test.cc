@@ -1,0 +1,221 @@
+// Fibers (orchestrator/engine/fiber.h): parked fibers hold no thread, CPU time and the log
+// context follow the fiber across threads, the stack is the fiber's own.
+#include "orchestrator/engine/fiber.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "wf/obs/log.h"
+
+namespace wf::orchestrator::engine_detail {
+namespace {
+
+// Resume functions handed out by parked fibers, called later by the test.
+class Parked {
+ public:
+  void add(std::function<void()> resume) {
+    std::lock_guard lock(mu_);
+    resumes_.push_back(std::move(resume));
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu_);
+    return resumes_.size();
+  }
+  void resume_all() {
+    std::vector<std::function<void()>> all;
+    {
+      std::lock_guard lock(mu_);
+      all.swap(resumes_);
+    }
+    for (auto& r : all) r();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::function<void()>> resumes_;
+};
+
+bool wait_for(const std::function<bool()>& done) {
+  for (int i = 0; i < 2000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+void burn_ms(double ms) {
+  const double start = thread_cpu_ms();
+  volatile unsigned x = 0;
+  while (thread_cpu_ms() - start < ms) {
+    for (int i = 0; i < 10000; ++i) x = x * 31 + static_cast<unsigned>(i);
+  }
+}
+
+TEST(Fibers, AThousandParkedFibersOnOneThread) {
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  Parked parked;
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 1000; ++i) {
+    pool.spawn({}, [&] {
+      park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+      ++finished;
+    });
+  }
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 1000; })) << parked.size();
+  EXPECT_EQ(pool.live(), 1000u);
+  EXPECT_EQ(finished.load(), 0);
+  parked.resume_all();  // from this thread: each fiber continues on the pool's one thread
+  ASSERT_TRUE(wait_for([&] { return finished.load() == 1000; })) << finished.load();
+  EXPECT_TRUE(wait_for([&] { return pool.live() == 0; }));
+}
+
+TEST(Fibers, AwaitReturnsTheValueGivenFromAnotherThread) {
+  FiberPool pool({.threads = 2, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  std::promise<int> result;
+  pool.spawn({}, [&] {
+    int v = await<int>([](std::function<void(int)> done) {
+      std::thread([done = std::move(done)] { done(42); }).detach();
+    });
+    result.set_value(v);
+  });
+  EXPECT_EQ(result.get_future().get(), 42);
+}
+
+TEST(Fibers, CpuTimeIsChargedToTheFiberThatUsedIt) {
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  Parked parked;
+  std::promise<double> busy_cpu;
+  std::promise<double> idle_cpu;
+  pool.spawn({}, [&] {  // parks while the other burns CPU on the same thread
+    const double start = fiber_cpu_us();
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    idle_cpu.set_value((fiber_cpu_us() - start) / 1000.0);
+  });
+  pool.spawn({}, [&] {
+    const double start = fiber_cpu_us();
+    burn_ms(30);
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    burn_ms(30);
+    busy_cpu.set_value((fiber_cpu_us() - start) / 1000.0);
+  });
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 2; }));
+  parked.resume_all();
+  const double busy = busy_cpu.get_future().get();
+  const double idle = idle_cpu.get_future().get();
+  EXPECT_GE(busy, 60.0 * 0.95);
+  EXPECT_LT(idle, 30.0) << "the parked fiber was charged for the other one's CPU";
+}
+
+TEST(Fibers, LogLinesCarryTheFibersTraceIdOnEveryThread) {
+  obs::install_ecs_logger("fiber-test", "0", spdlog::level::info);
+  FiberPool pool({.threads = 2, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  Parked parked;
+  std::promise<void> done;
+  ::testing::internal::CaptureStdout();
+  pool.spawn({"4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "fiber-req"}, [&] {
+    spdlog::info("before parking");
+    park([&](std::function<void()> resume) {
+      std::thread([&parked, resume = std::move(resume)] { parked.add(resume); }).detach();
+    });
+    spdlog::info("after parking");
+    done.set_value();
+  });
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 1; }));
+  spdlog::info("from the test thread");
+  parked.resume_all();
+  done.get_future().get();
+  spdlog::default_logger()->flush();
+  std::istringstream lines(::testing::internal::GetCapturedStdout());
+  int with_trace = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    const std::string message = j.value("message", "");
+    if (message == "from the test thread") {
+      EXPECT_FALSE(j.contains("trace.id")) << line;
+    }
+    if (message == "before parking" || message == "after parking") {
+      EXPECT_EQ(j.value("trace.id", ""), "4bf92f3577b34da6a3ce929d0e0e4736") << line;
+      ++with_trace;
+    }
+  }
+  EXPECT_EQ(with_trace, 2);
+}
+
+TEST(Fibers, StackLeftIsTheFibersOwn) {
+  FiberPool pool({.threads = 1, .stack_bytes = 512u << 10, .idle_stacks = 4});
+  std::size_t left = 0;
+  pool.run_here({}, [&] { left = stack_left(); });
+  EXPECT_GT(left, 400u << 10);
+  EXPECT_LE(left, 512u << 10);
+  EXPECT_GE(pool.stack_bytes(), 512u << 10);
+}
+
+// Touches `kib` KiB of stack below the caller.
+__attribute__((noinline)) int touch_stack(int kib) {
+  volatile char block[1024];
+  for (std::size_t i = 0; i < sizeof block; i += 64) block[i] = static_cast<char>(i);
+  return kib <= 1 ? block[0] : touch_stack(kib - 1) + block[64];
+}
+
+TEST(Fibers, AParkedFiberKeepsOnlyThePagesOfItsCurrentFrames) {
+  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4});
+  Parked parked;
+  const char* low = nullptr;
+  std::promise<void> done;
+  pool.spawn({}, [&] {
+    touch_stack(256);  // an earlier, deeper moment of the evaluation
+    low = static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    done.set_value();
+  });
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 1; }));
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  // The stack's low end (stack_left() measured from a frame a few bytes away: round to a page).
+  auto* base =
+      reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(low) + page / 2) / page * page);
+  std::vector<unsigned char> resident(pool.stack_bytes() / page);
+  const int rc = mincore(base, pool.stack_bytes(), resident.data());
+  std::size_t count = 0;
+  for (unsigned char r : resident) count += r & 1;
+  parked.resume_all();
+  ASSERT_EQ(rc, 0) << errno;
+  EXPECT_LE(count * page, 16u << 10) << count << " pages of the parked fiber's stack are resident";
+  done.get_future().get();
+}
+
+TEST(Fibers, RunHereWaitsForParkedWork) {
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  int v = 0;
+  pool.run_here({}, [&] {
+    v = await<int>([](std::function<void(int)> done) {
+      std::thread([done = std::move(done)] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        done(7);
+      }).detach();
+    });
+  });
+  EXPECT_EQ(v, 7);
+}
+
+}  // namespace
+}  // namespace wf::orchestrator::engine_detail
