@@ -98,7 +98,8 @@ class LimitCase(unittest.TestCase):
         self.assertEqual(body["status"], code)
         self.assertEqual(body["limit"]["name"], limit, body)
         self.assertEqual(body["limit"]["class"], cls, body)
-        words = {"rate": "calls per second", "concurrency": "in flight", "cpu": "CPU"}
+        words = {"rate": "calls per second", "concurrency": "in flight", "cpu": "CPU",
+                 "queue_full": "queue is full", "queue_timeout": "waited in the queue"}
         self.assertIn(words[limit], body["detail"])
         self.assertRegex(body["resets_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertGreater(body["retry_after_ms"], 0)
@@ -188,6 +189,38 @@ class CpuBudget(LimitCase):
                 time.sleep(body["retry_after_ms"] / 1000 + 0.1)
                 status, _, z22 = call(o, reverse("heavy"), "heavy")
                 self.assertEqual(status, 200, z22)
+        finally:
+            ev.close()
+
+
+class Admission(LimitCase):
+    def test_saturated_service_refuses_with_503_and_recovers(self):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--admission-max-concurrency", "1", "--admission-max-queue", "1",
+                                   "--admission-max-queue-time-ms", "300"]) as o:
+                ev.delay = 1.2
+                results = {}
+                first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
+                first.start()
+                time.sleep(0.3)  # a runs
+                queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
+                queued.start()
+                time.sleep(0.1)  # b waits in the queue, which is now full
+                t0 = time.monotonic()
+                status, headers, body = call(o, reverse("c"), "c")
+                self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
+                self.assert_refused(status, headers, body, 503, "queue_full", "user")
+                self.assertEqual(body["type"], "overloaded")
+                queued.join(5)
+                status, headers, body = results["b"]
+                self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
+                first.join(5)
+                self.assertEqual(results["a"][0], 200)
+                ev.delay = 0
+                self.assertEqual(call(o, reverse("d"), "d")[0], 200)
+                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
+                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
         finally:
             ev.close()
 
