@@ -20,7 +20,7 @@ std::vector<Option> orchestrator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-orchestrator",
                                                          .port = 6254,
                                                          .io_threads = 2,
-                                                         .worker_threads = 4,
+                                                         .worker_threads = 2,
                                                          .max_pending_work = 256,
                                                          .max_body_bytes = 1u << 20});
   std::vector<Option> own = {

@@ -165,7 +165,7 @@ CallContext call_context(const http::Request& request) {
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options, std::shared_ptr<limits::Gate> gate) {
-  // Asynchronous: a small call of built-ins is answered on the event loop; any other runs on an
+  // Asynchronous: a small call of built-ins is evaluated on the event loop; any other runs on an
   // evaluation fiber on the engine's CPU threads, which parks (holding no thread) while the wiki
   // or an evaluator answers. The request's cancellation (hang-up, deadline, shutdown) stops it.
   // With a gate, the caller's limits and admission control (fair queue) come first.
@@ -173,7 +173,10 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
   http::AsyncHandler evaluate = [engine, options,
                                  in_progress](std::shared_ptr<http::AsyncRequest> ar) {
     if (can_run_inline(*engine, options, ar->request)) {
-      ar->respond(handle_evaluate(*engine, options, ar->request));
+      // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
+      engine->spawn_here(call_context(ar->request), [engine, options, ar] {
+        ar->respond(handle_evaluate(*engine, options, ar->request));
+      });
       return;
     }
     if (in_progress->fetch_add(1) >= options.max_in_progress) {

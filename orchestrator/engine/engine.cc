@@ -77,12 +77,11 @@ class EngineImpl final : public Engine {
   bool serves_locally(std::string_view zid) const override { return defs_.served(zid) != nullptr; }
 
   void spawn(const CallContext& ctx, std::function<void()> work) override {
-    auto& in_flight = engine_detail::metrics().in_flight;
-    in_flight.Increment();
-    fibers_.spawn(log_context(ctx), [work = std::move(work), &in_flight] {
-      work();
-      in_flight.Decrement();
-    });
+    fibers_.spawn(log_context(ctx), counted(std::move(work)));
+  }
+
+  void spawn_here(const CallContext& ctx, std::function<void()> work) override {
+    fibers_.start_here(log_context(ctx), counted(std::move(work)));
   }
 
   nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {
@@ -99,6 +98,16 @@ class EngineImpl final : public Engine {
   }
 
  private:
+  // `work`, counted in wf_orchestrator_evaluations_in_flight while it runs.
+  static std::function<void()> counted(std::function<void()> work) {
+    auto& in_flight = engine_detail::metrics().in_flight;
+    in_flight.Increment();
+    return [work = std::move(work), &in_flight] {
+      work();
+      in_flight.Decrement();
+    };
+  }
+
   // Runs `f` on an evaluation fiber: the current one, or a new one on this thread.
   template <typename F>
   void on_fiber(const CallContext& ctx, F&& f) {

@@ -61,6 +61,9 @@ class Engine {
   // lines written by `work` carry ctx's trace and request ids. Called without spawn(), evaluate()
   // runs its fiber on the calling thread, which waits while the fiber is parked.
   virtual void spawn(const CallContext& ctx, std::function<void()> work) = 0;
+  // Like spawn(), but `work` starts on the calling thread (an event loop, for calls of built-ins
+  // that need no I/O) and moves to the CPU threads only if it has to wait.
+  virtual void spawn_here(const CallContext& ctx, std::function<void()> work) = 0;
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.

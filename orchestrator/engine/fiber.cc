@@ -284,6 +284,17 @@ void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
   impl->post(f);
 }
 
+void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
+  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Impl* impl = impl_.get();
+  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
+  {
+    std::lock_guard lock(impl->mu);
+    ++impl->live;
+  }
+  if (run_slice(f)) impl->finish(f);
+}
+
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
   struct Waiter {
     std::mutex mu;

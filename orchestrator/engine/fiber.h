@@ -4,6 +4,11 @@
 // the fibers' slices; an I/O completion makes its fiber runnable again on that pool, so no thread
 // is held while a request is in flight. Each slice carries the fiber's log context (trace and
 // request ids) and adds the thread CPU time it used to the fiber's own account.
+//
+// A parked fiber may resume on another thread: code that runs on a fiber must not hold a
+// thread-local's address, a lock, or a pthread_self() value (declared const: the compiler may
+// reuse it) across a park. Thread-locals read inside their own functions (logging, the
+// allocator) are fine.
 
 #include <atomic>
 #include <cstddef>
@@ -37,6 +42,9 @@ class FiberPool {
   // Runs `body` on a new fiber on the pool's threads and returns at once. `body` must not throw
   // (an exception is counted as a bug and ends the fiber).
   void spawn(FiberLogContext log, std::function<void()> body);
+  // Runs `body` on a new fiber on the calling thread until it finishes or first parks; after a
+  // park it continues on the pool's threads. Never waits: for event-loop threads.
+  void start_here(FiberLogContext log, std::function<void()> body);
   // Runs `body` on a new fiber on the calling thread and returns when it has finished; while it
   // is parked the calling thread waits.
   void run_here(FiberLogContext log, std::function<void()> body);

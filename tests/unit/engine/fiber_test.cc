@@ -203,6 +203,31 @@ TEST(Fibers, AParkedFiberKeepsOnlyThePagesOfItsCurrentFrames) {
   done.get_future().get();
 }
 
+// The running thread, read afresh: pthread_self() is declared const, so within one function the
+// compiler may reuse a value read before the fiber moved to another thread.
+[[gnu::noinline, gnu::noipa]] std::thread::id current_thread() {
+  return std::this_thread::get_id();
+}
+
+TEST(Fibers, StartHereRunsOnTheCallerUntilItParksThenOnThePool) {
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  Parked parked;
+  std::thread::id first, second;
+  std::promise<void> done;
+  pool.start_here({}, [&] {
+    first = current_thread();
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    second = current_thread();
+    done.set_value();
+  });
+  // start_here returned at the park: the caller did not wait for the parked work.
+  EXPECT_EQ(first, std::this_thread::get_id());
+  EXPECT_EQ(parked.size(), 1u);
+  parked.resume_all();
+  done.get_future().get();
+  EXPECT_NE(second, std::this_thread::get_id());
+}
+
 TEST(Fibers, RunHereWaitsForParkedWork) {
   FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
   int v = 0;
