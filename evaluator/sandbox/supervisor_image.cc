@@ -122,8 +122,10 @@ std::optional<int> run_sandbox_supervisor_if_requested(int argc, char** argv,
                                                        std::span<const RuntimeEntry> runtimes) {
   using namespace sandbox_internal;
   if (argc != 2 || std::string_view(argv[1]) != kSupervisorFlag) return std::nullopt;
-  // Die with the service; then make sure it had not died already.
+  // Die with the service; keep none of its descriptors that were not close-on-exec.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const int keep[] = {0, 1, 2, kSupervisorSocketFd};
+  close_all_fds_except(keep, 4);
   SupervisorConfig config;
   int nfds = 0;
   if (!recv_message(kSupervisorSocketFd, &config, sizeof(config), nullptr, 0, &nfds) ||

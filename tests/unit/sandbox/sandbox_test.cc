@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../../support/sandbox_test_main.h"
+#include "evaluator/sandbox/child_reply.h"
 #include "evaluator/sandbox/seccomp_filter.h"
 #include "wf/obs/metrics.h"
 
@@ -793,6 +794,97 @@ TEST_F(SandboxTest, CallsAndKillsAreCounted) {
   }
   EXPECT_TRUE(ours.empty()) << report;
   (void)status;
+}
+
+// ---- The conversation without I/O (child_reply.h) --------------------------------------------
+
+std::string response_frame(std::uint64_t token, std::uint32_t flags, const std::string& z22,
+                           const std::string& printed = "", const std::string& error = "") {
+  sandbox_internal::ResponseHeader header;
+  header.token = token;
+  header.flags = flags;
+  header.z22_size = header.z22_len = z22.size();
+  header.captured_len = printed.size();
+  header.error_len = error.size();
+  std::string frame(reinterpret_cast<const char*>(&header), sizeof(header));
+  return frame + z22 + printed + error;
+}
+
+TEST(ReplyReader, ReadsAFrameThatArrivesInPieces) {
+  using State = sandbox_internal::ReplyReader::State;
+  sandbox_internal::ReplyReader reader(42, test_limits());
+  const std::string bytes = "R" + response_frame(42, sandbox_internal::kFlagOk, "{}", "out");
+  for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
+    ASSERT_EQ(reader.feed(&bytes[i], 1), State::kMore) << "byte " << i;
+  }
+  ASSERT_EQ(reader.feed(&bytes.back(), 1), State::kComplete);
+  CallOutcome out = reader.outcome(false, 3000ms);
+  EXPECT_EQ(out.status, Status::kOk);
+  EXPECT_EQ(out.output.z22_json, "{}");
+  EXPECT_EQ(out.output.captured_output, "out");
+}
+
+TEST(ReplyReader, ForgedOversizedAndFailedFramesAreRecognised) {
+  using State = sandbox_internal::ReplyReader::State;
+  {
+    sandbox_internal::ReplyReader reader(42, test_limits());
+    const std::string forged = "R" + response_frame(41, sandbox_internal::kFlagOk, "{}");
+    EXPECT_EQ(reader.feed(forged.data(), forged.size()), State::kViolation);
+  }
+  {
+    sandbox_internal::ReplyReader reader(42, test_limits());
+    const std::string big = "R" + response_frame(42, sandbox_internal::kFlagOk,
+                                                 std::string(test_limits().output_bytes + 1, 'x'));
+    EXPECT_EQ(reader.feed(big.data(), big.size()), State::kViolation);
+  }
+  {
+    sandbox_internal::ReplyReader reader(42, test_limits());
+    const std::string failed = "Fsandbox child: seccomp: EPERM";
+    EXPECT_EQ(reader.feed(failed.data(), failed.size()), State::kSetupFailed);
+    EXPECT_EQ(reader.problem(), "sandbox child: seccomp: EPERM");
+    EXPECT_FALSE(reader.ready());
+  }
+}
+
+TEST(ReplyReader, OnlyTheRuntimesFlagMeansTheMemoryLimit) {
+  sandbox_internal::ReplyReader reader(7, test_limits());
+  const std::string text = "R" + response_frame(7, 0, "", "", "out of memory: memory limit");
+  reader.feed(text.data(), text.size());
+  EXPECT_EQ(reader.outcome(false, 3000ms).status, Status::kCrashed);
+  sandbox_internal::ReplyReader flagged(7, test_limits());
+  const std::string oom = "R" + response_frame(7, sandbox_internal::kFlagOutOfMemory, "", "", "x");
+  flagged.feed(oom.data(), oom.size());
+  EXPECT_EQ(flagged.outcome(false, 3000ms).status, Status::kMemoryLimit);
+}
+
+TEST(OutcomeOfExit, EachEndingMapsToItsStatus) {
+  struct Case {
+    int kind, value;
+    std::uint64_t cpu_us, maxrss_kb;
+    Status status;
+  };
+  const SandboxLimits limits = test_limits();  // 1 s CPU, 64 MiB
+  const std::uint64_t near_memory_kb = (limits.memory_bytes >> 10) * 95 / 100;
+  const Case cases[] = {
+      {CLD_EXITED, 3, 0, 1000, Status::kCrashed},
+      {CLD_KILLED, SIGSYS, 0, 1000, Status::kForbidden},
+      {CLD_KILLED, SIGXCPU, 1000000, 1000, Status::kCpuLimit},
+      {CLD_KILLED, SIGKILL, 1990000, 1000, Status::kCpuLimit},
+      {CLD_KILLED, SIGABRT, 1000, 1000, Status::kCrashed},
+      {CLD_DUMPED, SIGSEGV, 1000, 1000, Status::kCrashed},
+      {CLD_KILLED, SIGSEGV, 1000, near_memory_kb, Status::kMemoryLimit},
+      {CLD_KILLED, SIGKILL, 1000, near_memory_kb, Status::kMemoryLimit},
+      {CLD_KILLED, SIGTERM, 1000, near_memory_kb, Status::kCrashed},
+  };
+  for (const Case& c : cases) {
+    int kill_reason = -2;
+    sandbox_internal::ChildExit exit{true, c.kind, c.value, c.cpu_us, c.maxrss_kb};
+    CallOutcome out = sandbox_internal::outcome_of_exit(exit, limits, kill_reason);
+    EXPECT_EQ(out.status, c.status) << c.kind << "/" << c.value << ": " << out.detail;
+    EXPECT_NE(kill_reason, -2);
+  }
+  int kill_reason = 0;
+  EXPECT_EQ(sandbox_internal::outcome_of_exit({}, limits, kill_reason).status, Status::kCrashed);
 }
 
 TEST(SeccompFilter, BuildsWithAndWithoutExtras) {
