@@ -29,18 +29,6 @@ http::Response refusal_response(const limits::Refusal& refusal, bool envelope) {
 
 namespace wf::service {
 
-http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler) {
-  const std::string user_header = gate->user_header();
-  return [gate, handler = std::move(handler), user_header](const http::Request& req) {
-    const limits::Identity who = gate->identify(caller_info(req, user_header));
-    auto admitted = gate->admit_now(who);
-    if (!admitted) return refusal_response(admitted.error(), wants_envelope(req));
-    http::Response response = handler(req);
-    admitted->finish(limits::reported_cpu_ms(response.body));
-    return response;
-  };
-}
-
 namespace {
 
 // Runs `handler` for an admitted call, on a request of its own whose answer ends the admission

@@ -23,10 +23,6 @@ bool wants_envelope(const http::Request& request);
 // 429 or 503 with Retry-After and the JSON body (or the Z22) of limits::render().
 http::Response refusal_response(const limits::Refusal& refusal, bool envelope);
 
-// A synchronous route behind the gate: the caller's limits and a free slot, or the refusal.
-// The CPU charged is what the response reports (orchestrationCpuUsage + executionCpuUsage).
-http::Handler admitted(std::shared_ptr<limits::Gate> gate, http::Handler handler);
-
 // An asynchronous route behind the gate: the call starts when admitted (perhaps later, from the
 // fair queue, on the thread that freed a slot), or is answered with the refusal. A caller that
 // hangs up while queued leaves the queue. The call's slot and its user's place are given back when
