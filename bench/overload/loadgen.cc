@@ -108,8 +108,10 @@ std::string report(Stream& s, double seconds) {
   std::ostringstream o;
   o << "{\"stream\":\"" << s.name << "\",\"sent\":" << s.sent << ",\"ok\":" << s.ok_ms.size()
     << ",\"refused\":" << s.refused_ms.size() << ",\"other\":" << s.other
-    << ",\"skipped\":" << s.skipped << ",\"ok_per_s\":" << static_cast<double>(s.ok_ms.size()) / seconds
-    << ",\"ok_p50_ms\":" << percentile(s.ok_ms, 0.50) << ",\"ok_p99_ms\":" << percentile(s.ok_ms, 0.99)
+    << ",\"skipped\":" << s.skipped
+    << ",\"ok_per_s\":" << static_cast<double>(s.ok_ms.size()) / seconds
+    << ",\"ok_p50_ms\":" << percentile(s.ok_ms, 0.50)
+    << ",\"ok_p99_ms\":" << percentile(s.ok_ms, 0.99)
     << ",\"refused_p50_ms\":" << percentile(s.refused_ms, 0.50)
     << ",\"refused_p99_ms\":" << percentile(s.refused_ms, 0.99) << "}";
   return o.str();
@@ -155,13 +157,15 @@ int main(int argc, char** argv) {
   std::stringstream body;
   body << f.rdbuf();
   if (url.empty() || body.str().empty() || streams.empty() || !(seconds > 0) || seconds > 120) {
-    std::fprintf(stderr, "usage: wf-loadgen --url URL --body FILE --seconds S (<= 120) --stream ...\n");
+    std::fprintf(stderr,
+                 "usage: wf-loadgen --url URL --body FILE --seconds S (<= 120) --stream ...\n");
     return 2;
   }
   wf::http::ClientOptions options;
   options.max_idle_per_host = 1024;
-  Run run{url, body.str(), Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                             std::chrono::duration<double>(seconds)),
+  Run run{url, body.str(),
+          Clock::now() +
+              std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
           wf::http::HttpClient(options)};
   std::vector<std::thread> senders;
   for (auto& s : streams) {
