@@ -282,7 +282,7 @@ class Defaults(LimitCase):
         try:
             # Enough worker threads that all twelve calls are in flight at once.
             with orchestrator(ev, ["--worker-threads", "16"], local=True) as o:
-                ev.delay = 1.0
+                ev.delay = 2.5  # long enough that all twelve arrive while eight are in flight
                 results = []
                 lock = threading.Lock()
 
