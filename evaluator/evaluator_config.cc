@@ -1,5 +1,7 @@
 #include "evaluator/evaluator_config.h"
 
+#include "wf/limits/limits_config.h"
+
 namespace wf::evaluator {
 
 using config::Option;
@@ -70,6 +72,9 @@ std::vector<Option> evaluator_options() {
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
+  std::vector<Option> limits = limits::evaluator_limit_options();
+  options.insert(options.end(), std::make_move_iterator(limits.begin()),
+                 std::make_move_iterator(limits.end()));
   return options;
 }
 

@@ -6,11 +6,14 @@
 #include <exception>
 #include <iterator>
 #include <span>
+#include <stdexcept>
 
 #include "evaluator/evaluator_config.h"
 #include "wf/http/server.h"
+#include "wf/limits/limits_config.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/admission.h"
 #include "wf/service/service.h"
 #ifdef WF_HAVE_PYTHON
 #include "evaluator/executors/python/python_runtime.h"
@@ -60,6 +63,11 @@ int main(int argc, char** argv) {
                  languages.c_str());
     return 2;
   }
+  auto gate_options = limits::evaluator_gate_options(cfg);
+  if (!gate_options) {
+    std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", gate_options.error().c_str());
+    return 2;
+  }
   try {
     // The sandboxes wait on their children on the server's event loop (no thread per call).
     http::Server server(evaluator::server_options(cfg));
@@ -90,9 +98,15 @@ int main(int argc, char** argv) {
       }
       return true;
     });
-    auto evaluate = [handler](std::shared_ptr<http::AsyncRequest> request) {
-      evaluator::serve_evaluate(*handler, std::move(request));
-    };
+    // Defence in depth: limits per calling orchestrator (an address), in front of the route.
+    auto gate = limits::Gate::create(std::move(*gate_options));
+    if (!gate) throw std::runtime_error(gate.error());
+    std::shared_ptr<limits::Gate> shared_gate = std::move(*gate);
+    service::add_limits_admin_routes(server, shared_gate);
+    http::AsyncHandler evaluate = service::admitted_async(
+        shared_gate, [handler](std::shared_ptr<http::AsyncRequest> request) {
+          evaluator::serve_evaluate(*handler, std::move(request));
+        });
     server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", evaluate);
     // The original orchestrator's FUNCTION_EVALUATOR_URL is often .../v1/evaluate/ without a
     // domain.

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 
 #include "orchestrator/evaluator_client.h"
 #include "orchestrator/orchestrator_config.h"
@@ -10,8 +11,10 @@
 #include "orchestrator/wiki_fetcher.h"
 #include "wf/http/client.h"
 #include "wf/http/server.h"
+#include "wf/limits/limits_config.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/admission.h"
 #include "wf/service/service.h"
 
 extern const char* const wf_orchestrator_openapi_json;
@@ -25,6 +28,12 @@ int main(int argc, char** argv) {
                                       orchestrator::orchestrator_options(), argc, argv, cfg);
       code >= 0) {
     return code;
+  }
+  auto gate_options = limits::orchestrator_gate_options(cfg);
+  if (!gate_options) {
+    std::fprintf(stderr, "wf-orchestrator: configuration error: %s\n",
+                 gate_options.error().c_str());
+    return 2;
   }
   try {
     // The server comes first: the outbound client runs on its event loop (no thread of its own,
@@ -54,9 +63,13 @@ int main(int argc, char** argv) {
     http::add_standard_routes(
         server, {"wf-orchestrator", service::version(), service::commit(),
                  "Evaluates Wikifunctions function calls", wf_orchestrator_openapi_json});
+    auto gate = limits::Gate::create(std::move(*gate_options));
+    if (!gate) throw std::runtime_error(gate.error());
+    std::shared_ptr<limits::Gate> shared_gate = std::move(*gate);
+    service::add_limits_admin_routes(server, shared_gate);
     orchestrator::RouteOptions route_options;
     route_options.max_in_progress = static_cast<int>(cfg.integer("max_pending_work"));
-    orchestrator::add_orchestrator_routes(server, engine, route_options);
+    orchestrator::add_orchestrator_routes(server, engine, route_options, shared_gate);
     server.start();
     return server.run_until_signal();
   } catch (const std::exception& e) {

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "wf/limits/limits_config.h"
+
 #ifndef WF_DEFAULT_OBJECTS_DIR
 #define WF_DEFAULT_OBJECTS_DIR ""
 #endif
@@ -95,6 +97,9 @@ std::vector<Option> orchestrator_options() {
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
+  std::vector<Option> limits = limits::orchestrator_limit_options();
+  options.insert(options.end(), std::make_move_iterator(limits.begin()),
+                 std::make_move_iterator(limits.end()));
   return options;
 }
 

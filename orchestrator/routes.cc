@@ -11,6 +11,7 @@
 
 #include "wf/codec/avro.h"
 #include "wf/obs/metrics.h"
+#include "wf/service/admission.h"
 
 namespace wf::orchestrator {
 namespace {
@@ -178,12 +179,14 @@ CallContext call_context(const http::Request& request) {
 }
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
-                             RouteOptions options) {
+                             RouteOptions options, std::shared_ptr<limits::Gate> gate) {
   // Asynchronous: a small call of built-ins is evaluated on the event loop; any other runs on an
   // evaluation fiber on the engine's CPU threads, which parks (holding no thread) while the wiki
   // or an evaluator answers. The request's cancellation (hang-up, deadline, shutdown) stops it.
+  // With a gate, the caller's limits and admission control (fair queue) come first.
   auto in_progress = std::make_shared<std::atomic<int>>(0);
-  auto evaluate = [engine, options, in_progress](std::shared_ptr<http::AsyncRequest> ar) {
+  http::AsyncHandler evaluate = [engine, options,
+                                 in_progress](std::shared_ptr<http::AsyncRequest> ar) {
     if (can_run_inline(*engine, options, ar->request)) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
       engine->spawn_here(call_context(ar->request), [engine, options, ar] {
@@ -207,7 +210,8 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       in_progress->fetch_sub(1);
     });
   };
-  server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", evaluate);
+  if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));
+  server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", std::move(evaluate));
   // The original answers GET on the evaluate route with "OK" (a health check some tooling uses).
   server.add_route("GET", "/{domain}/v1/evaluate", "evaluate_get", http::Dispatch::kInline,
                    [](const http::Request&) {

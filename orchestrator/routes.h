@@ -5,6 +5,7 @@
 
 #include "orchestrator/engine/engine.h"
 #include "wf/http/server.h"
+#include "wf/limits/gate.h"
 
 namespace wf::orchestrator {
 
@@ -16,8 +17,9 @@ struct RouteOptions {
   int max_in_progress = 256;
 };
 
+// With a gate, evaluate calls pass the per-user limits and admission control first.
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
-                             RouteOptions options);
+                             RouteOptions options, std::shared_ptr<limits::Gate> gate = nullptr);
 
 // True when an evaluate request certainly does not block: small, no static validation, no code
 // implementation in it, and every reference-like string in it (a quoted ZID such as "Z801") is a

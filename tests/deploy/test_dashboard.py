@@ -45,6 +45,9 @@ REQUIRED = {
     "process RSS": "process_resident_memory_bytes",
     "process fds": "process_open_fds",
     "wiki fetch outcomes": "wf_wiki_fetch_requests_total",
+    "per-user limit refusals": "wf_limits_refusals_total",
+    "callers limited": "wf_limits_users_limited",
+    "fair queue": "wf_limits_queued",
 }
 
 

@@ -1,0 +1,106 @@
+#pragma once
+// Admission control in front of the engine: at most max_concurrency calls run at once; the others
+// wait in a bounded fair queue and are served by weighted fair queuing across users, by each
+// user's CPU cost per call, so that a user with many or heavy calls cannot make the others wait
+// behind them. A call waits at most max_queue_time (or until its own deadline), and one that
+// would certainly wait longer (its place in the queue over the rate calls end: the slots over
+// how long a call holds one) is refused at once rather than after the wait; when the queue is full,
+// the newest call of the user with the longest queue makes room for a call of a user with a shorter
+// one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
+// whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
+// submits, releases, cancels or sweeps.
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "wf/limits/clock.h"
+#include "wf/limits/refusal.h"
+
+namespace wf::limits {
+
+struct AdmissionOptions {
+  int max_concurrency = 64;  // calls running at once; 0: no admission control (all run)
+  std::size_t max_queue = 1024;
+  std::chrono::milliseconds max_queue_time{2000};
+  double max_cost_ms = 1000;   // a call's cost (its user's CPU per call) counts at most this much
+  bool sweeper_thread = true;  // false: the owner calls expire() (tests)
+};
+std::expected<void, std::string> validate(const AdmissionOptions& options);
+
+namespace detail {
+struct AdmissionCore;
+}
+
+// A running call's claim on one of the max_concurrency slots; destruction frees it (and starts
+// the next queued call on this thread). It may outlive its Admission.
+class Slot {
+ public:
+  Slot() = default;
+  Slot(Slot&& other) noexcept;
+  Slot& operator=(Slot&& other) noexcept;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot();
+  void release();
+  explicit operator bool() const { return core_ != nullptr; }
+  std::chrono::nanoseconds queued_for() const { return queued_for_; }
+
+ private:
+  friend struct detail::AdmissionCore;
+  friend class Admission;
+  Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for);
+  std::shared_ptr<detail::AdmissionCore> core_;
+  std::chrono::nanoseconds queued_for_{0};
+  SteadyTime started_{};
+};
+
+struct Work {
+  std::string user_key;                     // queue of this user
+  std::string class_name;                   // for refusal metrics
+  double cost = 1;                          // expected CPU ms (Permit::cost_estimate())
+  SteadyTime deadline = SteadyTime::max();  // the request's own deadline
+  std::function<void(Slot)> start;
+  std::function<void(const Refusal&)> refuse;
+};
+
+struct AdmissionStats {
+  int running = 0;
+  std::size_t queued = 0;
+  int max_concurrency = 0;
+  std::size_t users_queued = 0;
+};
+
+class Admission {
+ public:
+  explicit Admission(AdmissionOptions options, const Clock& clock = system_clock());
+  // Refuses what is still queued (kDraining).
+  ~Admission();
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+  // Starts the work now, queues it, or refuses it (each callback exactly once, unless cancelled
+  // while queued). Returns a ticket for cancel(); 0 when the work was started or refused already.
+  std::uint64_t submit(Work work);
+  // For synchronous callers that must not wait: a slot now, or the reason there is none
+  // (kQueueFull when all slots are taken or work is waiting, kDraining). Counts the refusal.
+  std::expected<Slot, Reason> try_start(std::string_view class_name);
+  // Takes queued work out without calling either callback (the client went away). False when it
+  // is no longer queued.
+  bool cancel(std::uint64_t ticket);
+  // Refuses queued work over its queue time or deadline (the sweeper thread calls it).
+  void expire();
+  // Refuses everything queued and everything submitted from now on (kDraining).
+  void drain();
+  void set_max_concurrency(int max_concurrency);
+  AdmissionStats stats() const;
+
+ private:
+  std::shared_ptr<detail::AdmissionCore> impl_;
+};
+
+}  // namespace wf::limits

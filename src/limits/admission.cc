@@ -1,0 +1,420 @@
+#include "wf/limits/admission.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "limits_metrics.h"
+
+namespace wf::limits {
+namespace {
+
+using Ms = std::chrono::milliseconds;
+
+struct Item {
+  std::uint64_t ticket = 0;
+  Work work;
+  SteadyTime enqueued{};
+  SteadyTime expires{};
+  double tag = 0;  // virtual finish time (weighted fair queuing)
+};
+
+struct UserQueue {
+  std::deque<Item> items;
+  double last_tag = 0;
+};
+
+// The queue heads in service order: smallest virtual finish time, then oldest ticket.
+using HeadKey = std::tuple<double, std::uint64_t, std::string>;
+
+struct Decision {
+  std::vector<Item> start;
+  std::vector<std::pair<Item, Refusal>> refuse;
+  bool empty() const { return start.empty() && refuse.empty(); }
+};
+
+}  // namespace
+
+std::expected<void, std::string> validate(const AdmissionOptions& o) {
+  if (o.max_concurrency < 0)
+    return std::unexpected("admission_max_concurrency must be ≥ 0 (0: no admission control)");
+  if (o.max_concurrency > 0 && o.max_queue == 0)
+    return std::unexpected("admission_max_queue must be ≥ 1 when admission control is on");
+  if (o.max_queue_time < Ms(1)) return std::unexpected("admission_max_queue_time_ms must be ≥ 1");
+  if (!(o.max_cost_ms >= 1)) return std::unexpected("the fair queue's max_cost_ms must be ≥ 1");
+  return {};
+}
+
+namespace detail {
+
+struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
+  AdmissionOptions options;
+  const Clock& clock;
+  mutable std::mutex mu;
+  int running = 0;
+  int max_concurrency = 0;
+  bool draining = false;
+  std::uint64_t next_ticket = 1;
+  std::unordered_map<std::string, UserQueue> queues;        // users with queued work
+  std::set<HeadKey> heads;                                  // one entry per user in `queues`
+  double virtual_time = 0;                                  // tag of the call started last
+  std::unordered_map<std::uint64_t, std::string> owner_of;  // ticket -> user
+  std::size_t queued = 0;
+  std::uint64_t gauge_id = 0;
+  // How long a call holds its slot (moving average, seconds): with max_concurrency, how fast the
+  // queue drains when it is full (Little's law), whatever the demand was so far.
+  double hold_s = 0;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread sweeper;
+
+  AdmissionCore(AdmissionOptions o, const Clock& c)
+      : options(o), clock(c), max_concurrency(o.max_concurrency) {}
+
+  bool has_room() const { return max_concurrency == 0 || running < max_concurrency; }
+  void count_ended(std::chrono::nanoseconds held) {
+    const double d = std::chrono::duration<double>(held).count();
+    hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
+  }
+  // Where a new call of `user` would stand in the fair queue: behind at most as many calls of
+  // each other user as it has itself plus one (equal costs), and behind its own.
+  std::size_t expected_position(const std::string& user) const {
+    std::size_t mine = 0;
+    if (auto it = queues.find(user); it != queues.end()) mine = it->second.items.size();
+    std::size_t ahead = mine;
+    for (const auto& [name, q] : queues) {
+      if (name != user) ahead += std::min(q.items.size(), mine + 1);
+    }
+    return ahead + 1;
+  }
+  // True when the call would certainly wait longer than the queue-time budget at the rate calls
+  // end now: refusing it at once is kinder than after the budget.
+  bool would_wait_too_long(const std::string& user) const {
+    if (hold_s <= 0 || max_concurrency == 0) return false;
+    const double drain_rate = max_concurrency / hold_s;
+    const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
+    return wait_s > std::chrono::duration<double>(options.max_queue_time).count();
+  }
+  Refusal refusal(Reason reason, const Work& work) const {
+    Refusal r;
+    r.reason = reason;
+    r.class_name = work.class_name;
+    r.limit = reason == Reason::kQueueTimeout ? static_cast<double>(options.max_queue_time.count())
+                                              : static_cast<double>(options.max_queue);
+    r.retry_after = Ms(1000);
+    r.resets_at = clock.wall() + r.retry_after;
+    return r;
+  }
+  static HeadKey head_key(const UserQueue& q, const std::string& user) {
+    return {q.items.front().tag, q.items.front().ticket, user};
+  }
+  // Takes the item at `pos` of the user's queue out, keeping `heads` in step.
+  Item take(const std::string& user, std::size_t pos) {
+    UserQueue& q = queues[user];
+    heads.erase(head_key(q, user));
+    Item item = std::move(q.items[pos]);
+    q.items.erase(q.items.begin() + static_cast<std::ptrdiff_t>(pos));
+    --queued;
+    owner_of.erase(item.ticket);
+    if (q.items.empty()) {
+      queues.erase(user);
+    } else {
+      heads.insert(head_key(q, user));
+    }
+    return item;
+  }
+  void enqueue(Item item) {
+    const std::string user = item.work.user_key;
+    UserQueue& q = queues[user];
+    const double cost = std::clamp(item.work.cost, 0.01, options.max_cost_ms);
+    item.tag = std::max(virtual_time, q.last_tag) + cost;
+    q.last_tag = item.tag;
+    if (!q.items.empty()) heads.erase(head_key(q, user));
+    owner_of.emplace(item.ticket, user);
+    q.items.push_back(std::move(item));
+    heads.insert(head_key(q, user));
+    ++queued;
+  }
+  std::optional<Item> next(SteadyTime now, Decision& out);
+  bool make_room(const std::string& user, Decision& out);
+  // Frees a slot held for `held` (release_one) and starts queued work while there is room.
+  // Reentrant calls on the same thread (a call that ends inside its start callback) leave the work
+  // to the outer loop.
+  void pump(bool release_one, std::chrono::nanoseconds held = {});
+  void finish(Decision& decision, SteadyTime now);
+};
+
+// Weighted fair queuing by CPU cost: each call's virtual finish time is its user's previous one
+// (or the current virtual time, for a user who was idle) plus its cost; the smallest runs first.
+// A user with many or heavy calls moves their own calls back, never the others'. Expired heads
+// are refused on the way.
+std::optional<Item> AdmissionCore::next(SteadyTime now, Decision& out) {
+  for (std::size_t guard = 0; !heads.empty() && guard < options.max_queue + 1; ++guard) {
+    const std::string user = std::get<2>(*heads.begin());
+    Item item = take(user, 0);
+    if (item.expires <= now) {
+      Refusal r = refusal(Reason::kQueueTimeout, item.work);
+      out.refuse.emplace_back(std::move(item), std::move(r));
+      continue;
+    }
+    virtual_time = std::max(virtual_time, item.tag);
+    return item;
+  }
+  return std::nullopt;
+}
+
+// A full queue takes the newest call of the user with the longest queue when that queue is
+// longer than the newcomer's would be: nobody's burst holds the whole queue.
+bool AdmissionCore::make_room(const std::string& user, Decision& out) {
+  std::size_t mine = 0;
+  if (auto it = queues.find(user); it != queues.end()) mine = it->second.items.size();
+  std::string longest;
+  std::size_t longest_size = 0;
+  for (const auto& [name, q] : queues) {
+    if (q.items.size() > longest_size) {
+      longest_size = q.items.size();
+      longest = name;
+    }
+  }
+  if (longest_size <= mine + 1) return false;
+  Item item = take(longest, longest_size - 1);
+  Refusal r = refusal(Reason::kQueueFull, item.work);
+  out.refuse.emplace_back(std::move(item), std::move(r));
+  return true;
+}
+
+// Runs the decided callbacks, outside the lock.
+void AdmissionCore::finish(Decision& decision, SteadyTime now) {
+  for (auto& [item, r] : decision.refuse) {
+    detail::count_refusal(r.reason, r.class_name);
+    if (item.work.refuse) item.work.refuse(r);
+  }
+  for (Item& item : decision.start) {
+    const auto waited = now - item.enqueued;
+    detail::observe_queue_wait(std::chrono::duration<double>(waited).count());
+    item.work.start(Slot(shared_from_this(), waited));
+  }
+}
+
+void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held) {
+  static thread_local const AdmissionCore* pumping = nullptr;
+  if (release_one) {
+    std::lock_guard lock(mu);
+    if (running > 0) --running;
+    count_ended(held);
+  }
+  if (pumping == this) return;  // the loop below, further up this thread's stack, continues
+  const AdmissionCore* outer = pumping;
+  pumping = this;
+  for (int rounds = 0; rounds < 1 << 20; ++rounds) {
+    Decision decision;
+    const SteadyTime now = clock.steady();
+    {
+      std::lock_guard lock(mu);
+      while (has_room() && !draining) {
+        std::optional<Item> item = next(now, decision);
+        if (!item) break;
+        ++running;
+        decision.start.push_back(std::move(*item));
+      }
+    }
+    if (decision.empty()) break;
+    finish(decision, now);
+  }
+  pumping = outer;
+}
+
+}  // namespace detail
+
+using detail::AdmissionCore;
+
+Admission::Admission(AdmissionOptions options, const Clock& clock)
+    : impl_(std::make_shared<AdmissionCore>(options, clock)) {
+  impl_->gauge_id = detail::add_gauge_source([this] {
+    const AdmissionStats s = stats();
+    detail::GaugeValues v;
+    v.running = s.running;
+    v.queued = static_cast<double>(s.queued);
+    v.max_concurrency = s.max_concurrency;
+    return v;
+  });
+  if (options.sweeper_thread && options.max_concurrency > 0) {
+    const Ms period = std::clamp(options.max_queue_time / 10, Ms(5), Ms(100));
+    impl_->sweeper = std::thread([this, period] {
+      std::unique_lock lock(impl_->mu);
+      while (!impl_->stopping) {
+        impl_->cv.wait_for(lock, period);
+        if (impl_->stopping) break;
+        lock.unlock();
+        expire();
+        lock.lock();
+      }
+    });
+  }
+}
+
+Admission::~Admission() {
+  detail::remove_gauge_source(impl_->gauge_id);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->sweeper.joinable()) impl_->sweeper.join();
+  drain();
+}
+
+std::uint64_t Admission::submit(Work work) {
+  const SteadyTime now = impl_->clock.steady();
+  Decision decision;
+  std::uint64_t ticket = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->draining) {
+      Refusal r = impl_->refusal(Reason::kDraining, work);
+      decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
+    } else if (impl_->queued == 0 && impl_->has_room()) {
+      ++impl_->running;
+      decision.start.push_back(Item{0, std::move(work), now, now});
+    } else if (impl_->would_wait_too_long(work.user_key)) {
+      Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
+      decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
+    } else if (impl_->queued >= impl_->options.max_queue &&
+               !impl_->make_room(work.user_key, decision)) {
+      Refusal r = impl_->refusal(Reason::kQueueFull, work);
+      decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
+    } else {
+      ticket = impl_->next_ticket++;
+      const SteadyTime expires = std::min(now + impl_->options.max_queue_time, work.deadline);
+      impl_->enqueue(Item{ticket, std::move(work), now, expires});
+    }
+  }
+  impl_->finish(decision, now);
+  if (ticket != 0) impl_->pump(false);
+  return ticket;
+}
+
+std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
+  Reason reason = Reason::kQueueFull;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->draining && impl_->queued == 0 && impl_->has_room()) {
+      ++impl_->running;
+      return Slot(impl_, std::chrono::nanoseconds(0));
+    }
+    if (impl_->draining) reason = Reason::kDraining;
+  }
+  detail::count_refusal(reason, class_name);
+  return std::unexpected(reason);
+}
+
+bool Admission::cancel(std::uint64_t ticket) {
+  std::optional<Item> removed;  // destroyed (with its callbacks) after the lock is released
+  {
+    std::lock_guard lock(impl_->mu);
+    const auto owner = impl_->owner_of.find(ticket);
+    if (owner == impl_->owner_of.end()) return false;
+    const std::string user = owner->second;
+    const std::deque<Item>& items = impl_->queues[user].items;
+    const auto it =
+        std::find_if(items.begin(), items.end(), [&](const Item& i) { return i.ticket == ticket; });
+    if (it == items.end()) return false;
+    removed = impl_->take(user, static_cast<std::size_t>(it - items.begin()));
+  }
+  return true;
+}
+
+void Admission::expire() {
+  Decision decision;
+  const SteadyTime now = impl_->clock.steady();
+  {
+    std::lock_guard lock(impl_->mu);
+    std::vector<std::string> users;
+    users.reserve(impl_->queues.size());
+    for (const auto& [user, q] : impl_->queues) users.push_back(user);
+    for (const std::string& user : users) {
+      for (int guard = 0; guard < 1 << 20; ++guard) {
+        auto it = impl_->queues.find(user);
+        if (it == impl_->queues.end() || it->second.items.front().expires > now) break;
+        Item item = impl_->take(user, 0);
+        Refusal r = impl_->refusal(Reason::kQueueTimeout, item.work);
+        decision.refuse.emplace_back(std::move(item), std::move(r));
+      }
+    }
+  }
+  for (auto& [item, r] : decision.refuse) {
+    detail::count_refusal(r.reason, r.class_name);
+    if (item.work.refuse) item.work.refuse(r);
+  }
+}
+
+void Admission::drain() {
+  Decision decision;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->draining = true;
+    for (auto& [user, q] : impl_->queues) {
+      for (Item& item : q.items) {
+        Refusal r = impl_->refusal(Reason::kDraining, item.work);
+        decision.refuse.emplace_back(std::move(item), std::move(r));
+      }
+    }
+    impl_->queues.clear();
+    impl_->heads.clear();
+    impl_->owner_of.clear();
+    impl_->queued = 0;
+  }
+  for (auto& [item, r] : decision.refuse) {
+    detail::count_refusal(r.reason, r.class_name);
+    if (item.work.refuse) item.work.refuse(r);
+  }
+}
+
+void Admission::set_max_concurrency(int max_concurrency) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->max_concurrency = std::max(0, max_concurrency);
+  }
+  impl_->pump(false);
+}
+
+AdmissionStats Admission::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return {impl_->running, impl_->queued, impl_->max_concurrency, impl_->queues.size()};
+}
+
+Slot::Slot(std::shared_ptr<AdmissionCore> core, std::chrono::nanoseconds queued_for)
+    : core_(std::move(core)), queued_for_(queued_for), started_(core_->clock.steady()) {}
+
+Slot::Slot(Slot&& other) noexcept
+    : core_(std::move(other.core_)), queued_for_(other.queued_for_), started_(other.started_) {}
+
+Slot& Slot::operator=(Slot&& other) noexcept {
+  if (this != &other) {
+    release();
+    core_ = std::move(other.core_);
+    queued_for_ = other.queued_for_;
+    started_ = other.started_;
+  }
+  return *this;
+}
+
+Slot::~Slot() {
+  release();
+}
+
+void Slot::release() {
+  if (!core_) return;
+  std::shared_ptr<AdmissionCore> core = std::move(core_);
+  core_.reset();
+  core->pump(true, core->clock.steady() - started_);
+}
+
+}  // namespace wf::limits

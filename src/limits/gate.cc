@@ -1,0 +1,246 @@
+#include "wf/limits/gate.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <set>
+
+#include "wf/obs/log.h"
+
+namespace wf::limits {
+
+std::expected<void, std::string> validate(const GateOptions& o) {
+  if (auto ok = validate(o.limiter); !ok) return ok;
+  if (auto ok = validate(o.admission); !ok) return ok;
+  std::set<std::string, std::less<>> named;
+  for (const ClassLimits& c : o.limiter.classes) named.insert(c.name);
+  std::vector<std::string> needed = {o.identity.user_class, o.identity.anonymous_class};
+  for (const ClassRule& r : o.identity.rules) needed.push_back(r.class_name);
+  for (const std::string& n : needed) {
+    if (!named.contains(n)) {
+      return std::unexpected(
+          fmt::format("limits class '{}' is used but has no limits: add it to limits_classes", n));
+    }
+  }
+  return {};
+}
+
+void Admitted::finish(double cpu_ms) {
+  permit.charge_cpu(cpu_ms);
+  permit.release();
+  slot.release();
+}
+
+std::expected<std::unique_ptr<Gate>, std::string> Gate::create(
+    GateOptions options, const Clock& clock, std::shared_ptr<SharedCounters> shared) {
+  if (auto ok = validate(options); !ok) return std::unexpected(ok.error());
+  if (!shared && options.enabled && !options.memcached.servers.empty()) {
+    auto counters = make_memcached_counters(options.memcached);
+    if (!counters) return std::unexpected(counters.error());
+    shared = std::move(*counters);
+  }
+  std::unique_ptr<Gate> gate(new Gate(clock));
+  gate->enabled_ = options.enabled;
+  gate->resolver_ = std::make_unique<IdentityResolver>(options.identity);
+  if (!options.enabled) {
+    options.admission.max_concurrency = 0;
+    options.admission.sweeper_thread = false;
+    options.limiter.background_thread = false;
+    shared = nullptr;
+  }
+  gate->limiter_ = std::make_unique<Limiter>(options.limiter, clock, shared);
+  gate->admission_ = std::make_unique<Admission>(options.admission, clock);
+  if (shared) gate->limiter_->maintain();  // learn at start-up whether memcached answers
+  return gate;
+}
+
+Gate::~Gate() {
+  // Queued work is refused before the limiter (which its permits point to) goes away.
+  if (admission_) admission_->drain();
+  admission_.reset();
+}
+
+Identity Gate::identify(const CallerInfo& caller) const {
+  return resolver_->resolve(caller);
+}
+
+std::uint64_t Gate::admit(const Identity& who, SteadyTime deadline,
+                          std::function<void(Admitted)> start,
+                          std::function<void(const Refusal&)> refuse) {
+  if (!enabled_) {
+    start(Admitted{});
+    return 0;
+  }
+  auto permit = limiter_->acquire(who);
+  if (!permit) {
+    refuse(permit.error());
+    return 0;
+  }
+  Work work;
+  work.user_key = who.key;
+  work.class_name = who.class_name;
+  work.cost = permit->cost_estimate();
+  work.deadline = deadline;
+  // The permit travels with the work: a refused or cancelled call gives its place back.
+  auto held = std::make_shared<Permit>(std::move(*permit));
+  work.start = [held, start = std::move(start)](Slot slot) mutable {
+    start(Admitted{std::move(*held), std::move(slot)});
+  };
+  work.refuse = [held, refuse = std::move(refuse)](const Refusal& r) {
+    held->release();
+    refuse(r);
+  };
+  return admission_->submit(std::move(work));
+}
+
+std::expected<Admitted, Refusal> Gate::admit_now(const Identity& who) {
+  if (!enabled_) return Admitted{};
+  auto permit = limiter_->acquire(who);
+  if (!permit) return std::unexpected(permit.error());
+  auto slot = admission_->try_start(who.class_name);
+  if (!slot) {
+    Refusal r;
+    r.reason = slot.error();
+    r.class_name = who.class_name;
+    r.limit = admission_->stats().max_concurrency;
+    r.retry_after = std::chrono::milliseconds(1000);
+    r.resets_at = clock_->wall() + r.retry_after;
+    return std::unexpected(r);
+  }
+  return Admitted{std::move(*permit), std::move(*slot)};
+}
+
+bool Gate::cancel(std::uint64_t ticket) {
+  return ticket != 0 && admission_->cancel(ticket);
+}
+
+void Gate::drain() {
+  admission_->drain();
+}
+
+nlohmann::json Gate::describe() const {
+  nlohmann::json classes = nlohmann::json::array();
+  for (const ClassLimits& c : limiter_->classes()) {
+    classes.push_back({{"name", c.name},
+                       {"rate", c.rate},
+                       {"burst", c.burst},
+                       {"concurrency", c.concurrency},
+                       {"cpu_ms", c.cpu_ms},
+                       {"pooled", c.pooled}});
+  }
+  const AdmissionStats a = admission_->stats();
+  const LimiterStats l = limiter_->stats();
+  return {{"enabled", enabled_},
+          {"classes", classes},
+          {"admission", {{"max_concurrency", a.max_concurrency}}},
+          {"state",
+           {{"running", a.running},
+            {"queued", a.queued},
+            {"tracked_users", l.tracked_users},
+            {"limited_users", l.limited_users},
+            {"shared_configured", l.shared_configured},
+            {"shared_up", l.shared_up}}}};
+}
+
+namespace {
+
+// One class's limits from JSON, over `c`'s current values: only the keys given change.
+std::expected<void, std::string> apply_class(const nlohmann::json& j, ClassLimits& c) {
+  static const std::set<std::string, std::less<>> kKeys = {"name",        "rate",   "burst",
+                                                           "concurrency", "cpu_ms", "pooled"};
+  for (const auto& [key, value] : j.items()) {
+    if (!kKeys.contains(key)) {
+      return std::unexpected(fmt::format(
+          "unknown key '{}' in class '{}': use name, rate, burst, concurrency, cpu_ms, pooled", key,
+          c.name));
+    }
+    const bool number = value.is_number() && value.get<double>() >= 0;
+    if (key == "pooled") {
+      if (!value.is_boolean()) return std::unexpected("'pooled' must be true or false");
+      c.pooled = value.get<bool>();
+    } else if (key != "name" && !number) {
+      return std::unexpected(
+          fmt::format("'{}' of class '{}' must be a number ≥ 0 (0: no limit)", key, c.name));
+    } else if (key == "rate") {
+      c.rate = value.get<double>();
+    } else if (key == "burst") {
+      c.burst = value.get<double>();
+    } else if (key == "concurrency") {
+      c.concurrency = static_cast<int>(value.get<double>());
+    } else if (key == "cpu_ms") {
+      c.cpu_ms = value.get<double>();
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::expected<void, std::string> Gate::apply(const nlohmann::json& change) {
+  if (!change.is_object()) {
+    return std::unexpected(
+        R"(send a JSON object: {"classes": [{"name": "user", "concurrency": 4}], "admission": {"max_concurrency": 32}})");
+  }
+  std::vector<ClassLimits> classes = limiter_->classes();
+  int max_concurrency = admission_->stats().max_concurrency;
+  for (const auto& [key, value] : change.items()) {
+    if (key == "classes" && value.is_array()) {
+      for (const auto& jc : value) {
+        if (!jc.is_object() || !jc.contains("name") || !jc["name"].is_string())
+          return std::unexpected("each entry of 'classes' needs a \"name\" of a known class");
+        const std::string name = jc["name"].get<std::string>();
+        auto it = std::find_if(classes.begin(), classes.end(),
+                               [&](const ClassLimits& c) { return c.name == name; });
+        if (it == classes.end()) {
+          return std::unexpected(fmt::format(
+              "no class '{}': classes are declared in the configuration (limits_classes)", name));
+        }
+        if (auto ok = apply_class(jc, *it); !ok) return ok;
+      }
+    } else if (key == "admission" && value.is_object() && value.contains("max_concurrency") &&
+               value.size() == 1 && value["max_concurrency"].is_number_unsigned()) {
+      max_concurrency = value["max_concurrency"].get<int>();
+    } else {
+      return std::unexpected(
+          fmt::format("cannot change '{}': send \"classes\" (a list) and/or \"admission\": "
+                      "{{\"max_concurrency\": N}}",
+                      key));
+    }
+  }
+  if (auto ok = limiter_->reconfigure(classes); !ok) return ok;
+  if (enabled_) admission_->set_max_concurrency(max_concurrency);
+  obs::log_event(spdlog::level::info, "limits changed at run time",
+                 {obs::field_str("wf.limits.change", change.dump())});
+  return {};
+}
+
+double reported_cpu_ms(std::string_view text) {
+  double total = 0;
+  for (std::string_view key :
+       {std::string_view("\"orchestrationCpuUsage\""), std::string_view("\"executionCpuUsage\"")}) {
+    std::size_t pos = 0;
+    for (int guard = 0; guard < 10000; ++guard) {
+      pos = text.find(key, pos);
+      if (pos == std::string_view::npos) break;
+      pos += key.size();
+      // The value is the next string that starts with a digit ("12.5 ms"), within a few keys.
+      const std::string_view window = text.substr(pos, 160);
+      for (std::size_t q = window.find('"'); q != std::string_view::npos;
+           q = window.find('"', q + 1)) {
+        if (q + 1 < window.size() && window[q + 1] >= '0' && window[q + 1] <= '9') {
+          double v = 0;
+          const auto [end, ec] =
+              std::from_chars(window.data() + q + 1, window.data() + window.size(), v);
+          const std::string_view unit(end, window.data() + window.size() - end);
+          if (ec == std::errc() && unit.starts_with(" ms") && v >= 0 && v < 1e9) {
+            total += v;
+          }
+          break;
+        }
+      }
+    }
+  }
+  return total;
+}
+
+}  // namespace wf::limits

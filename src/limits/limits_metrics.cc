@@ -1,0 +1,172 @@
+#include "limits_metrics.h"
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "wf/obs/metrics.h"
+
+namespace wf::limits::detail {
+namespace {
+
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+
+struct Families {
+  Family<Counter>& refusals =
+      prometheus::BuildCounter()
+          .Name("wf_limits_refusals_total")
+          .Help(
+              "Calls refused before they ran, by reason (rate, concurrency, cpu: 429; "
+              "queue_full, queue_timeout, too_many_users, draining: 503) and caller class.")
+          .Register(obs::registry());
+  Family<Counter>& admitted = prometheus::BuildCounter()
+                                  .Name("wf_limits_admitted_total")
+                                  .Help("Calls admitted to run, by caller class.")
+                                  .Register(obs::registry());
+  Family<Counter>& cpu = prometheus::BuildCounter()
+                             .Name("wf_limits_cpu_charged_seconds_total")
+                             .Help(
+                                 "CPU time charged to callers' budgets (orchestrator + "
+                                 "evaluator CPU of their calls), by caller class.")
+                             .Register(obs::registry());
+  Family<prometheus::Histogram>& queue_wait =
+      prometheus::BuildHistogram()
+          .Name("wf_limits_queue_wait_seconds")
+          .Help("Time admitted calls waited in the fair queue before they ran.")
+          .Register(obs::registry());
+  prometheus::Histogram& queue_wait_all = queue_wait.Add({}, obs::latency_buckets());
+  Counter& shared_errors = prometheus::BuildCounter()
+                               .Name("wf_limits_shared_errors_total")
+                               .Help("Failed operations on the shared (memcached) counters.")
+                               .Register(obs::registry())
+                               .Add({});
+  Counter& shared_fallbacks =
+      prometheus::BuildCounter()
+          .Name("wf_limits_shared_fallbacks_total")
+          .Help("Times the limits fell back to per-replica counters because memcached failed.")
+          .Register(obs::registry())
+          .Add({});
+  Gauge& tracked = gauge("wf_limits_tracked_users",
+                         "Callers whose limits are tracked now (bounded by limits_max_users).");
+  Gauge& limited =
+      gauge("wf_limits_users_limited", "Callers refused by a per-user limit in the last minute.");
+  Gauge& running = gauge("wf_limits_running", "Admitted calls running now.");
+  Gauge& queued = gauge("wf_limits_queued", "Calls waiting in the fair queue now.");
+  Gauge& max_concurrency = gauge("wf_limits_max_concurrency",
+                                 "Calls allowed to run at once (admission_max_concurrency).");
+  Gauge& shared_up = gauge("wf_limits_shared_up",
+                           "1 when the shared (memcached) counters answer, 0 when the limits are "
+                           "per replica because memcached failed or is not configured.");
+
+  static Gauge& gauge(const char* name, const char* help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(obs::registry()).Add({});
+  }
+};
+
+Families& families() {
+  static Families f;
+  return f;
+}
+
+struct Sources {
+  std::mutex mu;
+  std::uint64_t next = 1;
+  std::map<std::uint64_t, std::function<GaugeValues()>> live;
+};
+
+Sources& sources() {
+  static Sources s;
+  return s;
+}
+
+void refresh_gauges() {
+  GaugeValues sum;
+  {
+    std::lock_guard lock(sources().mu);
+    for (const auto& [id, source] : sources().live) {
+      const GaugeValues v = source();
+      sum.tracked_users += v.tracked_users;
+      sum.limited_users += v.limited_users;
+      sum.running += v.running;
+      sum.queued += v.queued;
+      sum.max_concurrency += v.max_concurrency;
+      sum.shared_up += v.shared_up;
+    }
+  }
+  Families& f = families();
+  f.tracked.Set(sum.tracked_users);
+  f.limited.Set(sum.limited_users);
+  f.running.Set(sum.running);
+  f.queued.Set(sum.queued);
+  f.max_concurrency.Set(sum.max_concurrency);
+  f.shared_up.Set(sum.shared_up);
+}
+
+template <typename Key>
+Counter& cached(std::map<Key, Counter*, std::less<>>& cache, std::mutex& mu,
+                Family<Counter>& family, const Key& key,
+                const std::map<std::string, std::string>& labels) {
+  std::lock_guard lock(mu);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, &family.Add(labels)).first;
+  return *it->second;
+}
+
+}  // namespace
+
+void count_refusal(Reason reason, std::string_view class_name) {
+  static std::mutex mu;
+  static std::map<std::pair<int, std::string>, Counter*, std::less<>> cache;
+  const std::pair<int, std::string> key{static_cast<int>(reason), std::string(class_name)};
+  cached(cache, mu, families().refusals, key,
+         {{"reason", std::string(reason_name(reason))}, {"class", key.second}})
+      .Increment();
+}
+
+void count_admitted(std::string_view class_name) {
+  static std::mutex mu;
+  static std::map<std::string, Counter*, std::less<>> cache;
+  cached(cache, mu, families().admitted, std::string(class_name),
+         {{"class", std::string(class_name)}})
+      .Increment();
+}
+
+void count_cpu(std::string_view class_name, double cpu_ms) {
+  if (cpu_ms <= 0) return;
+  static std::mutex mu;
+  static std::map<std::string, Counter*, std::less<>> cache;
+  cached(cache, mu, families().cpu, std::string(class_name), {{"class", std::string(class_name)}})
+      .Increment(cpu_ms / 1000.0);
+}
+
+std::uint64_t add_gauge_source(std::function<GaugeValues()> source) {
+  static std::once_flag hooked;
+  std::call_once(hooked, [] {
+    families();
+    obs::add_scrape_hook(refresh_gauges);
+  });
+  std::lock_guard lock(sources().mu);
+  const std::uint64_t id = sources().next++;
+  sources().live.emplace(id, std::move(source));
+  return id;
+}
+
+void remove_gauge_source(std::uint64_t id) {
+  std::lock_guard lock(sources().mu);
+  sources().live.erase(id);
+}
+
+void observe_queue_wait(double seconds) {
+  families().queue_wait_all.Observe(seconds);
+}
+void count_shared_error() {
+  families().shared_errors.Increment();
+}
+void count_shared_fallback() {
+  families().shared_fallbacks.Increment();
+}
+
+}  // namespace wf::limits::detail

@@ -1,0 +1,98 @@
+#include "wf/service/admission.h"
+
+#include <mutex>
+
+namespace wf::service {
+
+limits::CallerInfo caller_info(const http::Request& request, std::string_view user_header) {
+  limits::CallerInfo caller;
+  caller.peer = request.client_address;
+  if (!user_header.empty()) caller.user_header = request.header(user_header);
+  caller.forwarded_for = request.header("x-forwarded-for");
+  return caller;
+}
+
+bool wants_envelope(const http::Request& request) {
+  const auto v = request.header("x-wikifunctions-envelope");
+  return v && !v->empty() && *v != "0" && *v != "false" && *v != "no";
+}
+
+http::Response refusal_response(const limits::Refusal& refusal, bool envelope) {
+  limits::RefusalReply reply = limits::render(refusal, envelope);
+  http::Response r = http::Response::json(reply.status, std::move(reply.body));
+  r.content_type = "application/json; charset=utf-8";
+  r.headers.push_back({"retry-after", std::move(reply.retry_after)});
+  return r;
+}
+
+}  // namespace wf::service
+
+namespace wf::service {
+
+namespace {
+
+// Runs `handler` for an admitted call, on a request of its own whose answer ends the admission
+// (slot, user's place, CPU charge) before it goes to the client.
+void start_admitted(const http::AsyncHandler& handler,
+                    const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted) {
+  auto held = std::make_shared<limits::Admitted>(std::move(admitted));
+  auto inner = std::make_shared<http::AsyncRequest>(
+      ar->request, ar->cancel, [ar, held](http::Response response) {
+        held->finish(limits::reported_cpu_ms(response.body));
+        ar->respond(std::move(response));
+      });
+  handler(std::move(inner));
+}
+
+}  // namespace
+
+http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::AsyncHandler handler) {
+  const std::string user_header = gate->user_header();
+  return [gate, handler = std::move(handler), user_header](std::shared_ptr<http::AsyncRequest> ar) {
+    const limits::Identity who = gate->identify(caller_info(ar->request, user_header));
+    const bool envelope = wants_envelope(ar->request);
+    // While queued, the work's callbacks hold `waiting`; a hang-up takes the call out of the queue.
+    // (The callbacks may run on another thread before admit() returns: hence the mutex.)
+    struct Waiting {
+      std::mutex mu;
+      bool decided = false;
+      http::Cancellation::Registration on_cancel;
+      void done() {
+        std::lock_guard lock(mu);
+        decided = true;
+        on_cancel.reset();
+      }
+    };
+    auto waiting = std::make_shared<Waiting>();
+    auto start = [handler, ar, waiting](limits::Admitted admitted) {
+      waiting->done();
+      start_admitted(handler, ar, std::move(admitted));
+    };
+    auto refuse = [ar, envelope, waiting](const limits::Refusal& refusal) {
+      waiting->done();
+      ar->respond(refusal_response(refusal, envelope));
+    };
+    const std::uint64_t ticket =
+        gate->admit(who, ar->request.deadline, std::move(start), std::move(refuse));
+    if (ticket == 0 || !ar->cancel) return;
+    auto registration =
+        ar->cancel->on_cancel([gate, ticket](http::Cancellation::Reason) { gate->cancel(ticket); });
+    std::lock_guard lock(waiting->mu);
+    if (!waiting->decided) waiting->on_cancel = std::move(registration);
+  };
+}
+
+void add_limits_admin_routes(http::Server& server, std::shared_ptr<limits::Gate> gate) {
+  server.add_admin_route("GET", "/_admin/limits", "admin", [gate](const http::Request&) {
+    return http::Response::json(200, gate->describe().dump());
+  });
+  server.add_admin_route("PUT", "/_admin/limits", "admin", [gate](const http::Request& req) {
+    const auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (auto ok = gate->apply(body); !ok) {
+      return http::Response::error(400, "bad_request", ok.error());
+    }
+    return http::Response::json(200, gate->describe().dump());
+  });
+}
+
+}  // namespace wf::service

@@ -1,0 +1,411 @@
+"""Per-user limits and admission control, through the real binaries on loopback (docs/limits.md).
+
+Each limit is made to refuse (status, Retry-After, JSON body naming it) and to recover after its
+window; the user header is believed only from trusted peers; two orchestrators share a user's
+budget through a real memcached, and fall back to per-replica limits when it stops.
+Code calls go to a fake evaluator (a FakeServer) that can be slow and reports the CPU it "used".
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+import wfharness as h
+
+EVALUATE = "/wikifunctions.org/v1/evaluate/"
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+USER_HEADER = "X-Wikifunctions-User"
+
+
+def echo(value):
+    return {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": value}
+
+
+def reverse(value):
+    """Z10001 of the example library: its first implementation is Python (the fake evaluator)."""
+    return {"Z1K1": "Z7", "Z7K1": "Z10001", "Z10001K1": value}
+
+
+def metadata_map(pairs):
+    kv = {"Z1K1": "Z7", "Z7K1": "Z882", "Z882K1": "Z6", "Z882K2": "Z1"}
+    return {"Z1K1": {"Z1K1": "Z7", "Z7K1": "Z883", "Z883K1": "Z6", "Z883K2": "Z1"},
+            "K1": [kv] + [{"Z1K1": kv, "K1": k, "K2": v} for k, v in pairs]}
+
+
+class FakeEvaluator:
+    """Answers every code call with "olleh" and `cpu_ms` of executionCpuUsage, after `delay` s."""
+
+    def __init__(self):
+        self.delay = 0.0
+        self.cpu_ms = 1.0
+        self.server = h.FakeServer(self._answer)
+        self.server.server.handle_error = lambda request, address: None
+
+    def _answer(self, method, path, headers, body):
+        time.sleep(self.delay)
+        z22 = {"Z1K1": "Z22", "Z22K1": "olleh",
+               "Z22K2": metadata_map([("executionCpuUsage", f"{self.cpu_ms:.3f} ms")])}
+        return 200, "application/json", json.dumps(z22).encode()
+
+    def close(self):
+        self.server.close()
+
+
+def orchestrator(evaluator=None, extra=(), local=False):
+    """With local=False, loopback callers without a user header are anonymous addresses (as
+    callers from other hosts are), not the `local` class of the defaults."""
+    args = ["--access-log", "false"]
+    if not local:
+        args += ["--limits-local-peers", ""]
+    if evaluator is not None:
+        args += ["--evaluator-url", evaluator.server.base + EVALUATE]
+    return h.Service("wf-orchestrator", args + list(extra))
+
+
+def call(service, zobject, user=None, headers=None, timeout=30.0):
+    hdrs = dict(headers or {})
+    if user is not None:
+        hdrs[USER_HEADER] = user
+    return h.post_json(service.base + EVALUATE, {"zobject": zobject, "doValidate": False}, hdrs,
+                       timeout)
+
+
+def metric(service, name, **labels):
+    _, _, body = h.request("GET", service.base + "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+class LimitCase(unittest.TestCase):
+    def assert_refused(self, status, headers, body, code, limit, cls):
+        self.assertEqual(status, code, body)
+        self.assertIn("retry-after", headers)
+        self.assertGreaterEqual(int(headers["retry-after"]), 1)
+        self.assertEqual(body["status"], code)
+        self.assertEqual(body["limit"]["name"], limit, body)
+        self.assertEqual(body["limit"]["class"], cls, body)
+        words = {"rate": "calls per second", "concurrency": "in flight", "cpu": "CPU",
+                 "queue_full": "queue is full", "queue_timeout": "waited in the queue"}
+        self.assertIn(words[limit], body["detail"])
+        self.assertRegex(body["resets_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertGreater(body["retry_after_ms"], 0)
+        return body
+
+
+class RateLimit(LimitCase):
+    def test_bucket_refuses_beyond_the_burst_and_refills(self):
+        with orchestrator(extra=["--limits-anonymous-rate", "2", "--limits-anonymous-burst", "3"]) as o:
+            for i in range(3):
+                status, _, z22 = call(o, echo(f"hi {i}"))
+                self.assertEqual(status, 200, z22)
+                self.assertEqual(z22["Z22K1"], f"hi {i}")
+            status, headers, body = call(o, echo("one too many"))
+            body = self.assert_refused(status, headers, body, 429, "rate", "anonymous")
+            self.assertEqual(body["type"], "limit_exceeded")
+            self.assertEqual(body["limit"]["value"], 2)
+            self.assertLessEqual(body["retry_after_ms"], 500)
+            self.assertEqual(metric(o, "wf_limits_refusals_total", reason="rate", **{"class": "anonymous"}), 1)
+            time.sleep(body["retry_after_ms"] / 1000 + 0.05)
+            status, _, z22 = call(o, echo("again"))
+            self.assertEqual(status, 200, z22)
+
+    def test_envelope_for_callers_that_want_one(self):
+        with orchestrator(extra=["--limits-anonymous-rate", "1", "--limits-anonymous-burst", "1"]) as o:
+            self.assertEqual(call(o, echo("x"))[0], 200)
+            status, headers, z22 = call(o, echo("x"), headers={"X-Wikifunctions-Envelope": "1"})
+            self.assertEqual(status, 429)
+            self.assertIn("retry-after", headers)
+            self.assertEqual(z22["Z1K1"], "Z22")
+            self.assertEqual(z22["Z22K1"], "Z24")
+            pairs = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
+            self.assertEqual(pairs["errors"]["Z5K1"], "Z500")
+            self.assertIn("too many calls per second", pairs["errors"]["Z5K2"]["Z500K1"])
+            self.assertEqual(pairs["limitExceeded"], "rate")
+
+
+class ConcurrencyLimit(LimitCase):
+    def test_calls_in_flight_are_capped_per_user(self):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--limits-user-concurrency", "2"]) as o:
+                ev.delay = 1.5
+                results = []
+                threads = [threading.Thread(target=lambda: results.append(call(o, reverse("hello"), "alice")))
+                           for _ in range(2)]
+                for t in threads:
+                    t.start()
+                time.sleep(0.5)  # both are at the fake evaluator now
+                status, headers, body = call(o, reverse("hello"), "alice")
+                self.assert_refused(status, headers, body, 429, "concurrency", "user")
+                self.assertEqual(body["limit"]["value"], 2)
+                # Another user is not affected.
+                ev_status, _, z22 = call(o, echo("bob's"), "bob")
+                self.assertEqual(ev_status, 200, z22)
+                for t in threads:
+                    t.join(10)
+                self.assertEqual([r[0] for r in results], [200, 200])
+                self.assertEqual(results[0][2]["Z22K1"], "olleh")
+                ev.delay = 0
+                status, _, z22 = call(o, reverse("hello"), "alice")
+                self.assertEqual(status, 200, z22)
+        finally:
+            ev.close()
+
+
+class CpuBudget(LimitCase):
+    def test_heavy_calls_spend_the_budget_and_it_resets_with_the_window(self):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "3000"]) as o:
+                # Start right after a window boundary (windows are aligned to the clock).
+                time.sleep(3 - time.time() % 3 + 0.05)
+                ev.cpu_ms = 600
+                for _ in range(2):
+                    status, _, z22 = call(o, reverse("heavy"), "heavy")
+                    self.assertEqual(status, 200, z22)
+                status, headers, body = call(o, reverse("heavy"), "heavy")
+                self.assert_refused(status, headers, body, 429, "cpu", "user")
+                self.assertLessEqual(body["retry_after_ms"], 3000)
+                # A light user is not slowed down.
+                ev.cpu_ms = 1
+                for _ in range(5):
+                    self.assertEqual(call(o, reverse("light"), "light")[0], 200)
+                self.assertGreaterEqual(
+                    metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 1.2)
+                time.sleep(body["retry_after_ms"] / 1000 + 0.1)
+                status, _, z22 = call(o, reverse("heavy"), "heavy")
+                self.assertEqual(status, 200, z22)
+        finally:
+            ev.close()
+
+
+class Admission(LimitCase):
+    def test_saturated_service_refuses_with_503_and_recovers(self):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--admission-max-concurrency", "1", "--admission-max-queue", "1",
+                                   "--admission-max-queue-time-ms", "300"]) as o:
+                ev.delay = 1.2
+                results = {}
+                first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
+                first.start()
+                time.sleep(0.3)  # a runs
+                queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
+                queued.start()
+                time.sleep(0.1)  # b waits in the queue, which is now full
+                t0 = time.monotonic()
+                status, headers, body = call(o, reverse("c"), "c")
+                self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
+                self.assert_refused(status, headers, body, 503, "queue_full", "user")
+                self.assertEqual(body["type"], "overloaded")
+                queued.join(5)
+                status, headers, body = results["b"]
+                self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
+                first.join(5)
+                self.assertEqual(results["a"][0], 200)
+                ev.delay = 0
+                self.assertEqual(call(o, reverse("d"), "d")[0], 200)
+                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
+                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
+        finally:
+            ev.close()
+
+
+class TrustedHeader(LimitCase):
+    ARGS = ["--limits-anonymous-rate", "1", "--limits-anonymous-burst", "1", "--limits-user-rate", "0"]
+
+    def test_header_names_the_user_from_a_trusted_peer(self):
+        with orchestrator(extra=self.ARGS) as o:
+            for i in range(5):
+                status, _, z22 = call(o, echo("x"), user=f"someone")
+                self.assertEqual(status, 200, z22)
+
+    def test_header_from_an_untrusted_peer_is_ignored(self):
+        # 127.0.0.1 is not in the trusted peers: the header is anyone's claim.
+        with orchestrator(extra=self.ARGS + ["--limits-trusted-peers", "10.0.0.0/8"]) as o:
+            self.assertEqual(call(o, echo("x"), user="spoofed")[0], 200)
+            status, headers, body = call(o, echo("x"), user="another-name")
+            self.assert_refused(status, headers, body, 429, "rate", "anonymous")
+
+    def test_forwarded_for_only_from_trusted_proxies(self):
+        with orchestrator(extra=self.ARGS) as o:
+            # Loopback is a trusted proxy by default: two forwarded clients, two buckets.
+            for client in ("203.0.113.1", "203.0.113.2"):
+                self.assertEqual(call(o, echo("x"), headers={"X-Forwarded-For": client})[0], 200)
+            status, _, body = call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.1"})
+            self.assertEqual(status, 429, body)
+        with orchestrator(extra=self.ARGS + ["--limits-trusted-proxies", ""]) as o:
+            self.assertEqual(call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.1"})[0], 200)
+            status, _, body = call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.2"})
+            self.assertEqual(status, 429, body)  # both were 127.0.0.1
+
+
+class AdminSurface(LimitCase):
+    def test_limits_change_at_run_time(self):
+        with orchestrator(extra=["--limits-anonymous-rate", "0"]) as o:
+            status, _, body = h.request("GET", o.admin + "/_admin/limits")
+            self.assertEqual(status, 200)
+            before = json.loads(body)
+            self.assertEqual([c["name"] for c in before["classes"]], ["anonymous", "user"])
+            status, _, body = h.request("PUT", o.admin + "/_admin/limits",
+                                        json.dumps({"classes": [{"name": "anonymous", "rate": 1, "burst": 1}]}),
+                                        {"Content-Type": "application/json"})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body)["classes"][0]["rate"], 1)
+            self.assertEqual(call(o, echo("x"))[0], 200)
+            self.assertEqual(call(o, echo("x"))[0], 429)
+            status, _, body = h.request("PUT", o.admin + "/_admin/limits", json.dumps({"classes": [{"name": "nobody"}]}))
+            self.assertEqual(status, 400)
+            self.assertIn("nobody", json.loads(body)["detail"])
+            # Only on the admin listener.
+            status, _, body = h.request("GET", o.base + "/_admin/limits")
+            self.assertEqual(status, 404)
+
+
+class Defaults(LimitCase):
+    def test_one_flooding_local_client_is_refused_at_eight_calls_in_flight(self):
+        ev = FakeEvaluator()
+        try:
+            # Enough worker threads that all twelve calls are in flight at once.
+            with orchestrator(ev, ["--worker-threads", "16"], local=True) as o:
+                ev.delay = 2.5  # long enough that all twelve arrive while eight are in flight
+                results = []
+                lock = threading.Lock()
+
+                def one():
+                    r = call(o, reverse("flood"))
+                    with lock:
+                        results.append(r)
+                threads = [threading.Thread(target=one) for _ in range(12)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(15)
+                statuses = sorted(r[0] for r in results)
+                self.assertEqual(statuses, [200] * 8 + [429] * 4, statuses)
+                refused = [r for r in results if r[0] == 429][0]
+                self.assertEqual(refused[2]["limit"]["class"], "local")
+                self.assertEqual(refused[2]["limit"]["name"], "concurrency")
+                # A named user from the wiki is not that local client.
+                ev.delay = 0
+                self.assertEqual(call(o, reverse("wiki user"), "alice")[0], 200)
+        finally:
+            ev.close()
+
+
+class EvaluatorDefence(LimitCase):
+    def test_calls_in_flight_are_capped_per_calling_orchestrator(self):
+        sleepy = {"codingLanguage": "python-3", "functionName": "Z1802",
+                  "codeString": "import time\ndef Z1802(Z1802K1):\n    time.sleep(1.5)\n    return Z1802K1",
+                  "functionArguments": {"Z1802K1": {"Z1K1": "Z6", "Z6K1": "zzz"}}}
+        with h.Service("wf-evaluator", ["--pool-size", "2", "--languages", "python",
+                                        "--limits-caller-concurrency", "1"]) as ev:
+            self.assertTrue(h.wait_until(lambda: h.request("GET", ev.base + "/readyz")[0] == 200, 30))
+            results = []
+            t = threading.Thread(target=lambda: results.append(h.post_json(ev.base + EVALUATE, sleepy)))
+            t.start()
+            time.sleep(0.5)
+            status, headers, body = h.post_json(ev.base + EVALUATE, sleepy)
+            self.assert_refused(status, headers, body, 429, "concurrency", "caller")
+            t.join(10)
+            self.assertEqual(results[0][0], 200, results)
+            self.assertEqual(h.post_json(ev.base + EVALUATE, sleepy)[0], 200)
+            self.assertEqual(metric(ev, "wf_limits_refusals_total", reason="concurrency"), 1)
+
+
+class BadConfiguration(unittest.TestCase):
+    def test_bad_limits_stop_the_start_with_a_message_that_names_the_fix(self):
+        for args, needle in ((["--limits-trusted-peers", "10.0.0.0/40"], "limits_trusted_peers"),
+                             (["--limits-classes", "[{\"name\": \"bot\", \"colour\": 1}]"], "colour")):
+            r = subprocess.run([os.path.join(h.BIN_DIR, "wf-orchestrator"), "--port", "0"] + args,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(needle, r.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memcached:
+    def __init__(self):
+        self.port = free_port()
+        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not h.wait_until(self._answers, timeout=10):
+            self.stop()
+            raise RuntimeError(f"memcached did not start on port {self.port}")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"version\r\n")
+                return s.recv(64).startswith(b"VERSION")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+
+@unittest.skipUnless(os.access(MEMCACHED, os.X_OK), "memcached is not installed")
+class SharedMode(LimitCase):
+    def test_two_orchestrators_share_a_users_budget_and_fall_back_without_memcached(self):
+        mc = Memcached()
+        try:
+            shared = ["--limits-memcached-servers", f"127.0.0.1:{mc.port}", "--limits-sync-interval-ms", "10",
+                      "--limits-user-rate", "1", "--limits-user-burst", "3"]
+            with orchestrator(extra=shared) as a, orchestrator(extra=shared) as b:
+                self.assertEqual(metric(a, "wf_limits_shared_up"), 1)
+                # Alone, each replica would admit its burst of 3 (6 in all); together they may admit
+                # rate + burst = 4 per one-second window, plus at most one call that a replica admits
+                # before it learns of the other's last one. Start just after a second begins.
+                time.sleep(1 - time.time() % 1 + 0.02)
+                statuses = []
+                for i in range(6):
+                    statuses.append(call(a if i % 2 == 0 else b, echo("x"), "carol")[0])
+                    time.sleep(0.05)
+                admitted = statuses.count(200)
+                self.assertGreaterEqual(admitted, 4, statuses)
+                self.assertLessEqual(admitted, 5, statuses)
+                status, headers, body = call(a, echo("x"), "carol")
+                body = self.assert_refused(status, headers, body, 429, "rate", "user")
+
+                mc.stop()
+                # Calls go on, with per-replica limits, and the fallback is counted and logged.
+                time.sleep(1.1)
+                self.assertEqual(call(a, echo("x"), "dave")[0], 200)
+                self.assertTrue(h.wait_until(lambda: metric(a, "wf_limits_shared_up") == 0, timeout=5))
+                self.assertGreaterEqual(metric(a, "wf_limits_shared_fallbacks_total"), 1)
+                self.assertTrue(any("shared limit counters unreachable" in l for l in a.lines))
+                statuses = [call(a, echo("x"), "erin")[0] for _ in range(4)]
+                self.assertEqual(statuses, [200, 200, 200, 429])  # a's own burst of 3
+                t0 = time.monotonic()
+                self.assertEqual(call(b, echo("x"), "frank")[0], 200)
+                self.assertLess(time.monotonic() - t0, 0.5)
+        finally:
+            mc.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
