@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
                    {obs::field_str("wf.wiki_api_url",
                                    wiki.empty() ? "(none: built-ins and objects_dir only)" : wiki),
                     obs::field_str("wf.evaluator_url", cfg.str("evaluator_url")),
-                    obs::field_str("wf.objects_dir", cfg.str("objects_dir")),
+                    obs::field_str("wf.objects_dir", orchestrator::objects_dir(cfg).string()),
                     obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
                     obs::field_str("wf.port.origin", cfg.origin("port"))});
 

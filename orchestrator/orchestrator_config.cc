@@ -5,10 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#ifndef WF_DEFAULT_OBJECTS_DIR
-#define WF_DEFAULT_OBJECTS_DIR ""
-#endif
-
 namespace wf::orchestrator {
 
 using config::Option;
@@ -45,9 +41,10 @@ std::vector<Option> orchestrator_options() {
        {"ORCHESTRATOR_CONFIG"}},
       {"objects_dir",
        Type::kString,
-       WF_DEFAULT_OBJECTS_DIR,
-       "Directory of persisted Z2 objects (ZID.json), served after built-ins and before the wiki; "
-       "empty for none.",
+       "",
+       "Directory of persisted Z2 objects (ZID.json), served after built-ins and before the wiki. "
+       "Unset: the bundled example library (<bindir>/../share/wikifunctions-cpp/objects) when no "
+       "wiki is configured, none when one is (the wiki is authoritative); empty for none.",
        {"WF_OBJECTS_DIR"}},
       {"cache_ttl_ms",
        Type::kInt,
@@ -148,11 +145,27 @@ http::ServerOptions server_options(const config::Config& cfg) {
   return o;
 }
 
+std::filesystem::path example_library() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  // Installed: <prefix>/bin/wf-orchestrator and <prefix>/share/wikifunctions-cpp/objects; the
+  // build tree mirrors that layout (build/bin, build/share/...).
+  auto dir = exe.parent_path().parent_path() / "share" / "wikifunctions-cpp" / "objects";
+  return std::filesystem::is_directory(dir, ec) ? dir : std::filesystem::path{};
+}
+
+std::filesystem::path objects_dir(const config::Config& cfg) {
+  if (cfg.source("objects_dir") != config::Source::kDefault) return cfg.str("objects_dir");
+  if (!cfg.str("wiki_api_url").empty()) return {};
+  return example_library();
+}
+
 EngineOptions engine_options(const config::Config& cfg) {
   EngineOptions o;
   o.cache_ttl = std::chrono::milliseconds(cfg.integer("cache_ttl_ms"));
   o.cache_bytes = static_cast<std::size_t>(cfg.integer("cache_bytes"));
-  o.objects_dir = cfg.str("objects_dir");
+  o.objects_dir = objects_dir(cfg);
   o.max_zobject_depth = static_cast<int>(cfg.integer("max_zobject_depth"));
   o.max_call_depth = static_cast<int>(cfg.integer("max_call_depth"));
   o.max_steps = cfg.integer("max_steps");

@@ -1036,5 +1036,38 @@ class NoCrash(OrchestratorCase):
         self.assert_still_serving(self.orch)
 
 
+# ---- the wiki is authoritative ------------------------------------------------------------------
+
+
+class WikiIsAuthoritative(OrchestratorCase):
+    """With a wiki configured (and no --objects-dir) Z10001 comes from the wiki, not from the bundled
+    example library (its ZIDs are real community functions on wikifunctions.org); without a wiki the
+    example library, found beside the binary, is the default."""
+
+    def test_with_a_wiki_its_z10001_wins(self):
+        objects = {"Z10001": function("Z10001", ["Z10101"]), "Z10101": persisted("Z10101", {
+            "Z1K1": "Z14", "Z14K1": "Z10001",
+            "Z14K2": {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": "the wiki's Z10001"}})}
+        wiki = Scripted(wiki_handler(objects))
+        orch = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.server.base + "/w/api.php"])
+        try:
+            status, _, z22 = h.evaluate(orch, {"Z1K1": "Z7", "Z7K1": "Z10001", "Z10001K1": "abc"}, timeout=20)
+        finally:
+            orch.stop()
+            wiki.close()
+        self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "the wiki's Z10001", json.dumps(z22)[:1500])
+        self.assertTrue(any("Z10001" in fetched_zids(r) for r in wiki.requests))
+
+    def test_without_a_wiki_the_example_library_serves_z10001(self):
+        orch = h.Service("wf-orchestrator", [])
+        try:
+            status, _, z22 = h.evaluate(orch, {"Z1K1": "Z7", "Z7K1": "Z10001", "Z10001K1": "abc"}, timeout=20)
+        finally:
+            orch.stop()
+        self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "cba", json.dumps(z22)[:1500])
+
+
 if __name__ == "__main__":
     unittest.main()
