@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ EvaluatorRoutes evaluator_routes(const std::string& evaluator_url,
 
 http::ServerOptions server_options(const config::Config& cfg);
 EngineOptions engine_options(const config::Config& cfg);
+// The result cache's shared tier (memcached_servers), or null when none is configured.
+std::shared_ptr<SharedResultStore> result_store(const config::Config& cfg);
 // The bundled example library beside the binary (<bindir>/../share/wikifunctions-cpp/objects,
 // installed or in the build tree), or empty when it is not there.
 std::filesystem::path example_library();

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "orchestrator/engine/fiber.h"
+#include "orchestrator/engine/result_cache.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -124,6 +125,30 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
     if (d.z2) cache_.put(zid, d.z2);
     memo_[zid] = std::move(d);
   }
+}
+
+namespace {
+std::optional<std::uint64_t> identity_of(const Dereferenced& d) {
+  if (!d.failure.empty()) return std::nullopt;
+  return d.z2 ? content_hash(d.z2->dump()) : 0;
+}
+}  // namespace
+
+std::optional<std::vector<std::pair<std::string, std::uint64_t>>> Resolver::used() const {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  out.reserve(memo_.size());
+  for (const auto& [zid, d] : memo_) {
+    if (defs_.served(zid)) continue;
+    auto id = identity_of(d);
+    if (!id) return std::nullopt;
+    out.emplace_back(zid, *id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<std::uint64_t> Resolver::identity(const std::string& zid) {
+  return identity_of(dereference(zid));
 }
 
 const Dereferenced& Resolver::dereference(const std::string& zid) {

@@ -3,9 +3,11 @@
 // built-ins, the shared object cache, the objects directory, the wiki (ObjectFetcher), and the
 // bundled fallback definitions. Results (including "not found") are memoised per request.
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -34,6 +36,12 @@ class Resolver {
   // changes nothing, and dereference() later fetches it on its own, with the same errors.
   void prefetch(const std::vector<std::string>& zids);
   int batches() const { return batches_; }
+  // The identity of every object this request resolved, except the built-ins served from memory
+  // (fixed for a build): ZID -> content hash of its normal form, 0 when not found. nullopt when a
+  // resolution failed in transport (such an outcome is not cached).
+  std::optional<std::vector<std::pair<std::string, std::uint64_t>>> used() const;
+  // The content hash dereference(zid) gives now (0: not found), or nullopt on a transport failure.
+  std::optional<std::uint64_t> identity(const std::string& zid);
 
  private:
   bool local(const std::string& zid, Dereferenced& out);

@@ -278,8 +278,9 @@ def echo(value):
     return {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": value}
 
 
-def start_orchestrator(wiki=None, evaluator=None, extra=()):
-    args = ["--objects-dir", "", "--access-log", "true"]
+def start_orchestrator(wiki=None, evaluator=None, extra=(), result_cache=False):
+    # The result cache is off unless a test is about it: the others count what reaches the fakes.
+    args = ["--objects-dir", "", "--access-log", "true", "--result-cache", "true" if result_cache else "false"]
     if wiki is not None:
         args += ["--wiki-api-url", wiki.server.base + "/w/api.php"]
     if evaluator is not None:
@@ -1067,6 +1068,117 @@ class WikiIsAuthoritative(OrchestratorCase):
             orch.stop()
         self.assert_envelope(status, z22)
         self.assertEqual(z22["Z22K1"], "cba", json.dumps(z22)[:1500])
+
+
+# ---- the result cache (docs/result-cache.md) ----------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memcached:
+    """A real memcached on a free loopback port, stopped by the test."""
+
+    def __init__(self):
+        self.port = free_port()
+        as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # memcached refuses to run as root
+        self.proc = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"] + as_root,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("memcached did not start")
+
+    @property
+    def servers(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class ResultCache(OrchestratorCase):
+    def setUp(self):
+        self.objects = dict(OBJECTS)
+        self.wiki = Scripted(wiki_handler(self.objects))
+        self.evaluator = Scripted(evaluator_handler)
+        self.services = []
+
+    def tearDown(self):
+        for s in self.services:
+            s.stop()
+        self.evaluator.close()
+        self.wiki.close()
+
+    def start(self, extra=()):
+        s = start_orchestrator(self.wiki, self.evaluator, ["--cache-ttl-ms", "0"] + list(extra), result_cache=True)
+        self.services.append(s)
+        return s
+
+    def code_call(self, orch, arg, body_extra=None):
+        body = {"zobject": {"Z1K1": "Z7", "Z7K1": FN_CODE_ONLY, FN_CODE_ONLY + "K1": arg}, "doValidate": False}
+        body.update(body_extra or {})
+        status, _, raw = h.request("POST", orch.base + EVALUATE, json.dumps(body), {"Content-Type": "application/json"},
+                                   timeout=30)
+        z22 = json.loads(raw)
+        meta = self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "from the fake evaluator", json.dumps(z22)[:1500])
+        return meta.get("resultCache")
+
+    def evaluator_calls(self):
+        return len(self.evaluator.requests)
+
+    def test_a_repeated_python_call_reaches_the_evaluator_once(self):
+        orch = self.start()
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.assertEqual(self.evaluator_calls(), 1)
+        # "run again": the opt-out evaluates anew
+        self.assertIsNone(self.code_call(orch, "a", {"resultCache": False}))
+        self.assertEqual(self.evaluator_calls(), 2)
+        metrics = h.request("GET", orch.base + "/metrics")[2].decode()
+        self.assertRegex(metrics, r'wf_orchestrator_result_cache_hits_total\{tier="local"\} 1')
+
+    def test_an_edit_on_the_wiki_is_not_served_stale(self):
+        orch = self.start()
+        self.code_call(orch, "a")
+        self.objects["Z20201"] = python_impl("Z20201", FN_CODE_ONLY, "def Z20002(Z20002K1):\n    return 'edited'")
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(self.evaluator_calls(), 2)
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.assertEqual(self.evaluator_calls(), 2)
+
+    def test_memcached_shares_results_between_replicas_and_its_absence_costs_nothing(self):
+        mc = Memcached()
+        try:
+            a = self.start(["--memcached-servers", mc.servers])
+            b = self.start(["--memcached-servers", mc.servers])
+            self.assertIsNone(self.code_call(a, "shared"))
+            got = None
+            for _ in range(50):  # the store is written in the background
+                got = self.code_call(b, "shared")
+                if got is not None:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(text_of(got), "memcached")
+        finally:
+            mc.stop()
+        before = self.evaluator_calls()
+        started = time.monotonic()
+        for i in range(5):
+            self.assertIsNone(self.code_call(b, f"after {i}"))
+        self.assertEqual(self.evaluator_calls(), before + 5)
+        self.assertLess(time.monotonic() - started, 10)
 
 
 if __name__ == "__main__":
