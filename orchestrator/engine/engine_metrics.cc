@@ -67,6 +67,12 @@ EngineMetrics make() {
           .Name("wf_orchestrator_result_cache_stale_total")
           .Help("Result cache entries found but not served: an object they used has changed.")
           .Register(r);
+  auto& joined = prometheus::BuildCounter()
+                     .Name("wf_orchestrator_object_fetches_joined_total")
+                     .Help(
+                         "Object lookups that waited for another request's wiki fetch of the "
+                         "same ZID instead of fetching it again (single flight).")
+                     .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -91,6 +97,7 @@ EngineMetrics make() {
       result_hits.Add({{"tier", "memcached"}}),
       result_misses.Add({}),
       result_stale.Add({}),
+      joined.Add({}),
   };
 }
 

@@ -58,6 +58,34 @@ void ObjectCache::erase_locked(std::list<Item>::iterator it) {
   lru_.erase(it);
 }
 
+bool ObjectCache::lead(const std::string& zid) {
+  std::lock_guard lock(flights_mu_);
+  return flights_.try_emplace(zid).second;
+}
+
+bool ObjectCache::join(const std::string& zid, Waiter waiter) {
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(zid);
+    if (it == flights_.end()) return false;
+    it->second.push_back(std::move(waiter));
+  }
+  metrics().fetches_joined.Increment();
+  return true;
+}
+
+void ObjectCache::land(const std::string& zid, const Fetched& outcome) {
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(zid);
+    if (it == flights_.end()) return;
+    waiters = std::move(it->second);
+    flights_.erase(it);
+  }
+  for (auto& w : waiters) w(outcome);
+}
+
 std::size_t ObjectCache::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;

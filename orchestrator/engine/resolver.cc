@@ -73,26 +73,65 @@ ObjectFetcher::Result Resolver::fetch(const std::vector<std::string>& zids) {
       });
 }
 
+void Resolver::settle(const std::string& zid, const std::string* text) {
+  Dereferenced d;
+  if (text != nullptr) {
+    d = from_text(zid, *text);
+    if (d.z2) cache_.put(zid, d.z2);
+  } else if (auto fb = defs_.fallback(zid)) {
+    d.z2 = std::move(fb);
+  } else {
+    d.error = zo::make_error("Z504", {zo::z6(zid)});
+  }
+  memo_[zid] = std::move(d);
+}
+
 void Resolver::fetch_batch(const std::vector<std::string>& zids) {
   if (zids.empty()) return;
   auto answer = fetch(zids);
   for (const auto& zid : zids) {
-    Dereferenced d;
     if (!answer) {
-      d.failure = answer.error().message;
-    } else {
-      auto it = answer->find(zid);
-      if (it != answer->end()) {
-        d = from_text(zid, it->second);
-        if (d.z2) cache_.put(zid, d.z2);
-      } else if (auto fb = defs_.fallback(zid)) {
-        d.z2 = std::move(fb);
-      } else {
-        d.error = zo::make_error("Z504", {zo::z6(zid)});
-      }
+      memo_[zid] = Dereferenced{nullptr, nullptr, answer.error().message};
+      continue;
     }
-    memo_[zid] = std::move(d);
+    auto it = answer->find(zid);
+    settle(zid, it != answer->end() ? &it->second : nullptr);
   }
+}
+
+void Resolver::fetch_single(const std::string& zid) {
+  using Fetched = ObjectCache::Fetched;
+  if (cache_.lead(zid)) {
+    auto answer = fetch({zid});
+    Fetched outcome;
+    if (!answer) {
+      outcome.failure = answer.error().message;
+    } else if (auto it = answer->find(zid); it != answer->end()) {
+      outcome.text = it->second;
+    }
+    cache_.land(zid, outcome);
+    if (!outcome.failure.empty()) {
+      memo_[zid] = Dereferenced{nullptr, nullptr, outcome.failure};
+    } else {
+      settle(zid, outcome.text ? &*outcome.text : nullptr);
+    }
+    return;
+  }
+  // Another request is fetching it: park until its answer lands.
+  auto got = await<std::optional<Fetched>>([cache = &cache_,
+                                            zid](std::function<void(std::optional<Fetched>)> done) {
+    auto shared = std::make_shared<std::function<void(std::optional<Fetched>)>>(std::move(done));
+    if (!cache->join(zid, [shared](Fetched f) { (*shared)(std::move(f)); })) {
+      (*shared)(std::nullopt);
+    }
+  });
+  // Its flight ended before we joined, or failed for its own request (its caller may have hung
+  // up): fetch on our own, with our own errors.
+  if (!got || !got->failure.empty()) {
+    fetch_batch({zid});
+    return;
+  }
+  settle(zid, got->text ? &*got->text : nullptr);
 }
 
 void Resolver::prefetch(const std::vector<std::string>& zids) {
@@ -157,7 +196,7 @@ const Dereferenced& Resolver::dereference(const std::string& zid) {
   Dereferenced d;
   if (local(zid, d)) return memo_[zid] = std::move(d);
   if (fetcher_ != nullptr) {
-    fetch_batch({zid});
+    fetch_single(zid);
     return memo_[zid];
   }
   if (auto fb = defs_.fallback(zid)) {

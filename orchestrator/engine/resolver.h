@@ -47,6 +47,10 @@ class Resolver {
   bool local(const std::string& zid, Dereferenced& out);
   Dereferenced from_text(const std::string& zid, const std::string& text);
   void fetch_batch(const std::vector<std::string>& zids);
+  // One ZID: joins a fetch of it in flight for another request, or leads one (single flight).
+  void fetch_single(const std::string& zid);
+  // The memo entry for `zid` from a wiki answer: its text, or nullptr when the wiki lacks it.
+  void settle(const std::string& zid, const std::string* text);
   ObjectFetcher::Result fetch(const std::vector<std::string>& zids);  // parks the fiber
 
   const Definitions& defs_;

@@ -4,10 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "orchestrator/engine/engine.h"
 #include "wf/zobject/zobject.h"
@@ -242,6 +246,104 @@ TEST(ResultCacheEngine, AResultOfOneEngineIsServedToAnotherThroughTheSharedTier)
   EXPECT_EQ(b.runner->calls.load(), 0);
   EXPECT_EQ(cache_tier(b.call("a")), "local");  // kept locally after the shared hit
 }
+
+// ---- the object cache's single flight ---------------------------------------------------------
+
+namespace single_flight {
+
+// A wiki that holds every fetch until the test releases it.
+class HeldWiki : public ObjectFetcher {
+ public:
+  explicit HeldWiki(std::map<std::string, std::string> objects) : objects_(std::move(objects)) {}
+  void fetch(const std::vector<std::string>& zids, const CallContext&, Done done) override {
+    std::lock_guard lock(mu_);
+    requests_.push_back(zids);
+    held_.emplace_back(zids, std::move(done));
+  }
+  std::size_t requests() {
+    std::lock_guard lock(mu_);
+    return requests_.size();
+  }
+  std::vector<std::vector<std::string>> seen() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+  // Answers every held fetch; true when there was one.
+  bool release() {
+    std::vector<std::pair<std::vector<std::string>, Done>> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (auto& [zids, done] : held) {
+      std::map<std::string, std::string> out;
+      for (const auto& z : zids) {
+        if (auto it = objects_.find(z); it != objects_.end()) out[z] = it->second;
+      }
+      done(std::move(out));
+    }
+    return !held.empty();
+  }
+
+ private:
+  std::map<std::string, std::string> objects_;
+  std::mutex mu_;
+  std::vector<std::vector<std::string>> requests_;
+  std::vector<std::pair<std::vector<std::string>, Done>> held_;
+};
+
+TEST(ObjectCacheSingleFlight, ConcurrentMissesForOneZidFetchItOnce) {
+  // Z10001 is a function whose composition echoes its argument: the first fetch is Z10001 alone.
+  json fn = function();
+  fn["Z2K2"]["Z8K4"] = json::array({"Z14",
+                                    {{"Z1K1", "Z14"},
+                                     {"Z14K1", "Z10001"},
+                                     {"Z14K2",
+                                      {{"Z1K1", "Z7"},
+                                       {"Z7K1", "Z801"},
+                                       {"Z801K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10001K1"}}}}}}});
+  auto wiki = std::make_shared<HeldWiki>(std::map<std::string, std::string>{{"Z10001", fn.dump()}});
+  EngineOptions o;
+  o.cpu_threads = 2;
+  auto engine = make_engine(o, wiki, nullptr);
+  constexpr int kCalls = 4;
+  std::mutex mu;
+  std::vector<json> answers;
+  for (int i = 0; i < kCalls; ++i) {
+    engine->spawn(CallContext{}, [&, i] {
+      json request = {
+          {"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", std::to_string(i)}}}};
+      json r = engine->evaluate(request, CallContext{});
+      std::lock_guard lock(mu);
+      answers.push_back(r["Z22K1"]);
+    });
+  }
+  // Bounded waits: the leader's fetch arrives, the others park on it.
+  for (int i = 0; i < 500 && wiki->requests() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(wiki->requests(), 1u);
+  for (int i = 0; i < 500; ++i) {
+    wiki->release();
+    {
+      std::lock_guard lock(mu);
+      if (answers.size() == kCalls) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(answers.size(), static_cast<std::size_t>(kCalls));
+  std::set<json> got(answers.begin(), answers.end());
+  EXPECT_EQ(got, (std::set<json>{"0", "1", "2", "3"}));
+  std::size_t z10001_fetches = 0;
+  for (const auto& req : wiki->seen()) {
+    z10001_fetches += std::count(req.begin(), req.end(), "Z10001");
+  }
+  EXPECT_EQ(z10001_fetches, 1u);
+}
+
+}  // namespace single_flight
 
 }  // namespace
 }  // namespace wf::orchestrator
