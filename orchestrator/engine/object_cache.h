@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
@@ -26,8 +27,11 @@ class ObjectCache {
   ObjectCache(std::chrono::milliseconds ttl, std::size_t max_bytes);
 
   bool enabled() const { return ttl_.count() > 0 && max_bytes_ > 0; }
-  std::shared_ptr<const json> get(const std::string& zid, Clock::time_point now = Clock::now());
-  void put(const std::string& zid, std::shared_ptr<const json> value,
+  // `hash` (may be null) receives the identity put() was given with the value.
+  std::shared_ptr<const json> get(const std::string& zid, std::uint64_t* hash = nullptr,
+                                  Clock::time_point now = Clock::now());
+  // `hash`: the object's identity (content hash of the text it came from, result_cache.h).
+  void put(const std::string& zid, std::shared_ptr<const json> value, std::uint64_t hash,
            Clock::time_point now = Clock::now());
   std::size_t bytes() const;
   std::size_t size() const;
@@ -52,6 +56,7 @@ class ObjectCache {
     std::shared_ptr<const json> value;
     std::size_t bytes;
     Clock::time_point expires;
+    std::uint64_t hash;
   };
   void erase_locked(std::list<Item>::iterator it);
   void publish_locked();  // cache size gauges

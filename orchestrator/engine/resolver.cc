@@ -39,6 +39,7 @@ Dereferenced Resolver::from_text(const std::string& zid, const std::string& text
     return out;
   }
   out.z2 = std::make_shared<const nlohmann::json>(std::move(*normal));
+  out.hash = content_hash(text);
   return out;
 }
 
@@ -47,7 +48,7 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
     out.z2 = std::move(z2);
     return true;
   }
-  if (auto z2 = cache_.get(zid)) {
+  if (auto z2 = cache_.get(zid, &out.hash)) {
     out.z2 = std::move(z2);
     return true;
   }
@@ -57,7 +58,7 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
       std::stringstream buf;
       buf << in.rdbuf();
       out = from_text(zid, buf.str());
-      if (out.z2) cache_.put(zid, out.z2);
+      if (out.z2) cache_.put(zid, out.z2, out.hash);
       return true;
     }
   }
@@ -77,7 +78,7 @@ void Resolver::settle(const std::string& zid, const std::string* text) {
   Dereferenced d;
   if (text != nullptr) {
     d = from_text(zid, *text);
-    if (d.z2) cache_.put(zid, d.z2);
+    if (d.z2) cache_.put(zid, d.z2, d.hash);
   } else if (auto fb = defs_.fallback(zid)) {
     d.z2 = std::move(fb);
   } else {
@@ -161,7 +162,7 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
     if (it == answer->end()) continue;
     Dereferenced d = from_text(zid, it->second);
     if (!d.failure.empty()) continue;
-    if (d.z2) cache_.put(zid, d.z2);
+    if (d.z2) cache_.put(zid, d.z2, d.hash);
     memo_[zid] = std::move(d);
   }
 }
@@ -169,7 +170,8 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
 namespace {
 std::optional<std::uint64_t> identity_of(const Dereferenced& d) {
   if (!d.failure.empty()) return std::nullopt;
-  return d.z2 ? content_hash(d.z2->dump()) : 0;
+  if (!d.z2) return 0;
+  return d.hash != 0 ? d.hash : content_hash(d.z2->dump());
 }
 }  // namespace
 

@@ -23,6 +23,7 @@ struct Dereferenced {
   std::shared_ptr<const nlohmann::json> z2;  // normal-form Z2 on success
   nlohmann::json error;                      // a Z5 (Z504 not found, Z502 invalid) otherwise
   std::string failure;                       // non-empty: transport failure (an "exception")
+  std::uint64_t hash = 0;  // identity: content hash of the text it came from; 0 = not computed
 };
 
 class Resolver {
