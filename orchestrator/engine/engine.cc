@@ -199,6 +199,14 @@ class EngineImpl final : public Engine {
     return true;
   }
 
+  // What an entry costs in memory (the bound of result_cache_bytes), as the object cache counts.
+  static std::size_t entry_bytes(const std::string& key, const CachedResult& entry) {
+    std::size_t n = key.size() + 128 + zo::approx_size(entry.envelope);
+    for (const auto& [zid, hash] : entry.used) n += zid.size() + 48;
+    for (const auto& [k, v] : entry.trailing) n += k.size() + v.size() + 64;
+    return n;
+  }
+
   // A cached answer for `key` whose every used object still resolves to the same content: the
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
@@ -207,7 +215,7 @@ class EngineImpl final : public Engine {
     auto& m = engine_detail::metrics();
     auto hit = results_.get(key);
     const char* tier = "local";
-    std::size_t shared_bytes = 0;
+    bool from_shared = false;
     if (!hit && shared_) {
       auto text = engine_detail::await<std::optional<std::string>>(
           [shared = shared_, key](SharedResultStore::Done done) {
@@ -217,7 +225,7 @@ class EngineImpl final : public Engine {
         if (auto decoded = engine_detail::decode(*text)) {
           hit = std::make_shared<const CachedResult>(std::move(*decoded));
           tier = "memcached";
-          shared_bytes = text->size() + key.size();
+          from_shared = true;
         }
       }
     }
@@ -233,8 +241,8 @@ class EngineImpl final : public Engine {
         return false;
       }
     }
-    if (shared_bytes > 0) results_.put(key, hit, shared_bytes);
-    (shared_bytes > 0 ? m.result_hits_memcached : m.result_hits_local).Increment();
+    if (from_shared) results_.put(key, hit, entry_bytes(key, *hit));
+    (from_shared ? m.result_hits_memcached : m.result_hits_local).Increment();
     envelope = hit->envelope;
     trailing = hit->trailing;
     trailing.emplace_back("resultCache", tier);
@@ -253,7 +261,7 @@ class EngineImpl final : public Engine {
     entry->envelope = envelope;
     entry->trailing = trailing;
     std::string text = engine_detail::encode(*entry);
-    results_.put(key, entry, text.size() + key.size());
+    results_.put(key, entry, entry_bytes(key, *entry));
     if (shared_) shared_->put(key, std::move(text));
   }
 
