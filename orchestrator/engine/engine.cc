@@ -185,7 +185,8 @@ class EngineImpl final : public Engine {
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
     const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
-    if (!key.empty() && serve_cached(key, resolver, envelope, trailing)) return true;
+    const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
+    if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) return true;
     Interpreter interpreter(resolver, runner_.get(), ctx, options_);
     envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
@@ -194,9 +195,21 @@ class EngineImpl final : public Engine {
       return false;
     }
     if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
-      remember(key, resolver, envelope, trailing);
+      remember(key, shared, resolver, envelope, trailing);
     }
     return true;
+  }
+
+  // A call whose outer function is a built-in (Z7K1 a reference to one) uses the local tier only:
+  // a memcached round trip costs more than built-ins do, and would move a call that runs on the
+  // event loop to the CPU threads.
+  bool calls_builtin(const nlohmann::json& zobject) const {
+    if (!zobject.is_object()) return false;
+    auto f = zobject.find("Z7K1");
+    if (f == zobject.end()) return false;
+    const nlohmann::json* ref = &*f;
+    if (ref->is_object() && ref->contains("Z9K1")) ref = &(*ref)["Z9K1"];
+    return ref->is_string() && defs_.served(ref->get_ref<const std::string&>()) != nullptr;
   }
 
   // What an entry costs in memory (the bound of result_cache_bytes), as the object cache counts.
@@ -210,13 +223,13 @@ class EngineImpl final : public Engine {
   // A cached answer for `key` whose every used object still resolves to the same content: the
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
-  bool serve_cached(const std::string& key, Resolver& resolver, nlohmann::json& envelope,
-                    engine_detail::TrailingMeta& trailing) {
+  bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
+                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing) {
     auto& m = engine_detail::metrics();
     auto hit = results_.get(key);
     const char* tier = "local";
     bool from_shared = false;
-    if (!hit && shared_) {
+    if (!hit && shared) {
       auto text = engine_detail::await<std::optional<std::string>>(
           [shared = shared_, key](SharedResultStore::Done done) {
             shared->get(key, std::move(done));
@@ -251,8 +264,8 @@ class EngineImpl final : public Engine {
 
   // Keeps a cacheable outcome (docs/result-cache.md): a value without errors, every object it
   // used resolved without a transport failure; timeouts and cancellations never get here.
-  void remember(const std::string& key, const Resolver& resolver, const nlohmann::json& envelope,
-                const engine_detail::TrailingMeta& trailing) {
+  void remember(const std::string& key, bool shared, const Resolver& resolver,
+                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing) {
     if (zo::has_error(envelope)) return;
     auto used = resolver.used();
     if (!used) return;
@@ -260,9 +273,8 @@ class EngineImpl final : public Engine {
     entry->used = std::move(*used);
     entry->envelope = envelope;
     entry->trailing = trailing;
-    std::string text = engine_detail::encode(*entry);
     results_.put(key, entry, entry_bytes(key, *entry));
-    if (shared_) shared_->put(key, std::move(text));
+    if (shared) shared_->put(key, engine_detail::encode(*entry));
   }
 
   // An exception out of the engine is a bug: counted (wf_bugs_total{where="orchestrator.engine"})

@@ -217,10 +217,12 @@ class MapStore : public SharedResultStore {
  public:
   std::map<std::string, std::string> values;
   std::mutex mu;
+  int gets = 0;
   void get(const std::string& key, Done done) override {
     std::optional<std::string> v;
     {
       std::lock_guard lock(mu);
+      ++gets;
       if (auto it = values.find(key); it != values.end()) v = it->second;
     }
     done(std::move(v));
@@ -245,6 +247,21 @@ TEST(ResultCacheEngine, AResultOfOneEngineIsServedToAnotherThroughTheSharedTier)
   EXPECT_EQ(cache_tier(from_b), "memcached");
   EXPECT_EQ(b.runner->calls.load(), 0);
   EXPECT_EQ(cache_tier(b.call("a")), "local");  // kept locally after the shared hit
+}
+
+TEST(ResultCacheEngine, ACallOfABuiltInUsesTheLocalTierOnly) {
+  auto store = std::make_shared<MapStore>();
+  EngineOptions o;
+  o.result_cache_bytes = 1u << 20;
+  auto engine = make_engine(o, nullptr, nullptr, store);
+  json request = {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}}}};
+  EXPECT_EQ(engine->evaluate(request, CallContext{})["Z22K1"], "hi");
+  json again = engine->evaluate(request, CallContext{});
+  EXPECT_EQ(again["Z22K1"], "hi");
+  EXPECT_EQ(cache_tier(again), "local");
+  std::lock_guard lock(store->mu);
+  EXPECT_EQ(store->gets, 0);
+  EXPECT_TRUE(store->values.empty());
 }
 
 // ---- the object cache's single flight ---------------------------------------------------------
