@@ -1097,6 +1097,19 @@ class Memcached:
         self.stop()
         raise RuntimeError("memcached did not start")
 
+    def items(self):
+        """curr_items of memcached's stats (text protocol)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+            c.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.search(rb"STAT curr_items (\d+)", data)
+        return int(m.group(1)) if m else 0
+
     @property
     def servers(self):
         return f"127.0.0.1:{self.port}"
@@ -1164,13 +1177,10 @@ class ResultCache(OrchestratorCase):
             a = self.start(["--memcached-servers", mc.servers])
             b = self.start(["--memcached-servers", mc.servers])
             self.assertIsNone(self.code_call(a, "shared"))
-            got = None
-            for _ in range(50):  # the store is written in the background
-                got = self.code_call(b, "shared")
-                if got is not None:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(text_of(got), "memcached")
+            # A stores in the background: wait until memcached holds the entry, then ask B.
+            self.assertTrue(h.wait_until(lambda: mc.items() >= 1, 10), "A never stored its result")
+            self.assertEqual(text_of(self.code_call(b, "shared")), "memcached")
+            self.assertEqual(self.evaluator_calls(), 1)
         finally:
             mc.stop()
         before = self.evaluator_calls()
