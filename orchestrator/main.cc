@@ -49,15 +49,17 @@ int main(int argc, char** argv) {
     auto routes =
         orchestrator::evaluator_routes(cfg.str("evaluator_url"), cfg.str("orchestrator_config"));
     auto runner = orchestrator::make_evaluator_client(routes, client);
-    std::shared_ptr<orchestrator::Engine> engine =
-        orchestrator::make_engine(orchestrator::engine_options(cfg), fetcher, runner);
+    std::shared_ptr<orchestrator::Engine> engine = orchestrator::make_engine(
+        orchestrator::engine_options(cfg), fetcher, runner, orchestrator::result_store(cfg));
 
     obs::log_event(spdlog::level::info, "starting wf-orchestrator",
                    {obs::field_str("wf.wiki_api_url",
                                    wiki.empty() ? "(none: built-ins and objects_dir only)" : wiki),
                     obs::field_str("wf.evaluator_url", cfg.str("evaluator_url")),
-                    obs::field_str("wf.objects_dir", cfg.str("objects_dir")),
+                    obs::field_str("wf.objects_dir", orchestrator::objects_dir(cfg).string()),
                     obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
+                    obs::field_str("wf.result_cache", cfg.str("result_cache")),
+                    obs::field_str("wf.memcached_servers", cfg.str("memcached_servers")),
                     obs::field_str("wf.port.origin", cfg.origin("port"))});
 
     http::add_standard_routes(

@@ -5,11 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "orchestrator/memcached_store.h"
 #include "wf/limits/limits_config.h"
-
-#ifndef WF_DEFAULT_OBJECTS_DIR
-#define WF_DEFAULT_OBJECTS_DIR ""
-#endif
 
 namespace wf::orchestrator {
 
@@ -47,9 +44,10 @@ std::vector<Option> orchestrator_options() {
        {"ORCHESTRATOR_CONFIG"}},
       {"objects_dir",
        Type::kString,
-       WF_DEFAULT_OBJECTS_DIR,
-       "Directory of persisted Z2 objects (ZID.json), served after built-ins and before the wiki; "
-       "empty for none.",
+       "",
+       "Directory of persisted Z2 objects (ZID.json), served after built-ins and before the wiki. "
+       "Unset: the bundled example library (<bindir>/../share/wikifunctions-cpp/objects) when no "
+       "wiki is configured, none when one is (the wiki is authoritative); empty for none.",
        {"WF_OBJECTS_DIR"}},
       {"cache_ttl_ms",
        Type::kInt,
@@ -63,6 +61,41 @@ std::vector<Option> orchestrator_options() {
        {"WF_CACHE_BYTES"},
        {},
        0},
+      {"result_cache",
+       Type::kBool,
+       "true",
+       "Memoise function-call results (docs/result-cache.md); a request opts out with "
+       "\"resultCache\": false.",
+       {"WF_RESULT_CACHE"}},
+      {"result_cache_bytes",
+       Type::kInt,
+       "67108864",
+       "Upper bound of the in-process result cache in bytes.",
+       {"WF_RESULT_CACHE_BYTES"},
+       {},
+       0},
+      {"memcached_servers",
+       Type::kString,
+       "",
+       "memcached servers (host:port[,host:port...]) shared by replicas as the result cache's "
+       "second tier; empty: in-process tier only.",
+       {"WF_MEMCACHED_SERVERS"}},
+      {"memcached_timeout_ms",
+       Type::kInt,
+       "20",
+       "Longest a result-cache lookup in memcached may take before it counts as a miss.",
+       {"WF_MEMCACHED_TIMEOUT_MS"},
+       {},
+       1,
+       1000},
+      {"memcached_max_entry_bytes",
+       Type::kInt,
+       "262144",
+       "Largest result stored in memcached (larger ones stay in the in-process tier only).",
+       {"WF_MEMCACHED_MAX_ENTRY_BYTES"},
+       {},
+       0,
+       1048576},
       {"request_timeout_ms",
        Type::kInt,
        "20000",
@@ -153,11 +186,38 @@ http::ServerOptions server_options(const config::Config& cfg) {
   return o;
 }
 
+std::filesystem::path example_library() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  // Installed: <prefix>/bin/wf-orchestrator and <prefix>/share/wikifunctions-cpp/objects; the
+  // build tree mirrors that layout (build/bin, build/share/...).
+  auto dir = exe.parent_path().parent_path() / "share" / "wikifunctions-cpp" / "objects";
+  return std::filesystem::is_directory(dir, ec) ? dir : std::filesystem::path{};
+}
+
+std::filesystem::path objects_dir(const config::Config& cfg) {
+  if (cfg.source("objects_dir") != config::Source::kDefault) return cfg.str("objects_dir");
+  if (!cfg.str("wiki_api_url").empty()) return {};
+  return example_library();
+}
+
+std::shared_ptr<SharedResultStore> result_store(const config::Config& cfg) {
+  if (cfg.str("memcached_servers").empty() || !cfg.boolean("result_cache")) return nullptr;
+  MemcachedOptions o;
+  o.servers = cfg.str("memcached_servers");
+  o.timeout = std::chrono::milliseconds(cfg.integer("memcached_timeout_ms"));
+  o.max_entry_bytes = static_cast<std::size_t>(cfg.integer("memcached_max_entry_bytes"));
+  return std::make_shared<MemcachedStore>(std::move(o));
+}
+
 EngineOptions engine_options(const config::Config& cfg) {
   EngineOptions o;
   o.cache_ttl = std::chrono::milliseconds(cfg.integer("cache_ttl_ms"));
   o.cache_bytes = static_cast<std::size_t>(cfg.integer("cache_bytes"));
-  o.objects_dir = cfg.str("objects_dir");
+  o.objects_dir = objects_dir(cfg);
+  o.result_cache_bytes =
+      cfg.boolean("result_cache") ? static_cast<std::size_t>(cfg.integer("result_cache_bytes")) : 0;
   o.max_zobject_depth = static_cast<int>(cfg.integer("max_zobject_depth"));
   o.max_call_depth = static_cast<int>(cfg.integer("max_call_depth"));
   o.max_steps = cfg.integer("max_steps");

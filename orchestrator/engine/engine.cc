@@ -11,6 +11,7 @@
 #include "orchestrator/engine/object_cache.h"
 #include "orchestrator/engine/resolver.h"
 #include "orchestrator/engine/response.h"
+#include "orchestrator/engine/result_cache.h"
 #include "orchestrator/engine/run_metadata.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
@@ -21,12 +22,14 @@ namespace wf::orchestrator {
 namespace {
 
 namespace zo = wf::zobject;
+using engine_detail::CachedResult;
 using engine_detail::Definitions;
 using engine_detail::FiberLogContext;
 using engine_detail::FiberPool;
 using engine_detail::Interpreter;
 using engine_detail::ObjectCache;
 using engine_detail::Resolver;
+using engine_detail::ResultCache;
 
 bool truthy(const nlohmann::json& v) {
   if (v.is_boolean()) return v.get<bool>();
@@ -66,12 +69,14 @@ void count_cancelled(const CallContext& ctx) {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineOptions& options, std::shared_ptr<ObjectFetcher> fetcher,
-             std::shared_ptr<CodeRunner> runner)
+             std::shared_ptr<CodeRunner> runner, std::shared_ptr<SharedResultStore> shared)
       : options_(with_stack(options)),
         fetcher_(std::move(fetcher)),
         runner_(std::move(runner)),
+        shared_(options.result_cache_bytes > 0 ? std::move(shared) : nullptr),
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes),
+        results_(options.result_cache_bytes),
         fibers_({options_.cpu_threads, options_.stack_bytes, 32}) {}
 
   bool serves_locally(std::string_view zid) const override { return defs_.served(zid) != nullptr; }
@@ -163,11 +168,15 @@ class EngineImpl final : public Engine {
     static const nlohmann::json kNull;
     const nlohmann::json* zobject = &kNull;
     bool do_validate = false;
+    bool use_results = results_.enabled();
     if (request.is_object()) {
       auto it = request.find("zobject");
       if (it != request.end()) zobject = &*it;
       auto v = request.find("doValidate");
       if (v != request.end()) do_validate = truthy(*v);
+      // The per-request opt-out (the wiki's "run again"): {"resultCache": false}.
+      auto rc = request.find("resultCache");
+      if (rc != request.end() && !truthy(*rc)) use_results = false;
     }
     if (zobject->is_null()) {
       envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
@@ -175,6 +184,9 @@ class EngineImpl final : public Engine {
     }
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
+    const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
+    const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
+    if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) return true;
     Interpreter interpreter(resolver, runner_.get(), ctx, options_);
     envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
@@ -182,7 +194,87 @@ class EngineImpl final : public Engine {
       count_cancelled(ctx);
       return false;
     }
+    if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
+      remember(key, shared, resolver, envelope, trailing);
+    }
     return true;
+  }
+
+  // A call whose outer function is a built-in (Z7K1 a reference to one) uses the local tier only:
+  // a memcached round trip costs more than built-ins do, and would move a call that runs on the
+  // event loop to the CPU threads.
+  bool calls_builtin(const nlohmann::json& zobject) const {
+    if (!zobject.is_object()) return false;
+    auto f = zobject.find("Z7K1");
+    if (f == zobject.end()) return false;
+    const nlohmann::json* ref = &*f;
+    if (ref->is_object() && ref->contains("Z9K1")) ref = &(*ref)["Z9K1"];
+    return ref->is_string() && defs_.served(ref->get_ref<const std::string&>()) != nullptr;
+  }
+
+  // What an entry costs in memory (the bound of result_cache_bytes), as the object cache counts.
+  static std::size_t entry_bytes(const std::string& key, const CachedResult& entry) {
+    std::size_t n = key.size() + 128 + zo::approx_size(entry.envelope);
+    for (const auto& [zid, hash] : entry.used) n += zid.size() + 48;
+    for (const auto& [k, v] : entry.trailing) n += k.size() + v.size() + 64;
+    return n;
+  }
+
+  // A cached answer for `key` whose every used object still resolves to the same content: the
+  // local tier first, then the shared one (the fiber parks; the store answers within its own
+  // short timeout). A hit's metadata says which tier served it ("resultCache").
+  bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
+                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing) {
+    auto& m = engine_detail::metrics();
+    auto hit = results_.get(key);
+    const char* tier = "local";
+    bool from_shared = false;
+    if (!hit && shared) {
+      auto text = engine_detail::await<std::optional<std::string>>(
+          [shared = shared_, key](SharedResultStore::Done done) {
+            shared->get(key, std::move(done));
+          });
+      if (text) {
+        if (auto decoded = engine_detail::decode(*text)) {
+          hit = std::make_shared<const CachedResult>(std::move(*decoded));
+          tier = "memcached";
+          from_shared = true;
+        }
+      }
+    }
+    if (!hit) {
+      m.result_misses.Increment();
+      return false;
+    }
+    for (const auto& [zid, hash] : hit->used) {
+      const auto now = resolver.identity(zid);
+      if (!now || *now != hash) {
+        m.result_stale.Increment();
+        m.result_misses.Increment();
+        return false;
+      }
+    }
+    if (from_shared) results_.put(key, hit, entry_bytes(key, *hit));
+    (from_shared ? m.result_hits_memcached : m.result_hits_local).Increment();
+    envelope = hit->envelope;
+    trailing = hit->trailing;
+    trailing.emplace_back("resultCache", tier);
+    return true;
+  }
+
+  // Keeps a cacheable outcome (docs/result-cache.md): a value without errors, every object it
+  // used resolved without a transport failure; timeouts and cancellations never get here.
+  void remember(const std::string& key, bool shared, const Resolver& resolver,
+                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing) {
+    if (zo::has_error(envelope)) return;
+    auto used = resolver.used();
+    if (!used) return;
+    auto entry = std::make_shared<CachedResult>();
+    entry->used = std::move(*used);
+    entry->envelope = envelope;
+    entry->trailing = trailing;
+    results_.put(key, entry, entry_bytes(key, *entry));
+    if (shared) shared_->put(key, engine_detail::encode(*entry));
   }
 
   // An exception out of the engine is a bug: counted (wf_bugs_total{where="orchestrator.engine"})
@@ -207,8 +299,10 @@ class EngineImpl final : public Engine {
   EngineOptions options_;
   std::shared_ptr<ObjectFetcher> fetcher_;
   std::shared_ptr<CodeRunner> runner_;
+  std::shared_ptr<SharedResultStore> shared_;
   const Definitions& defs_;
   ObjectCache cache_;
+  ResultCache results_;
   FiberPool fibers_;  // last: its destructor waits for evaluations that use the members above
 };
 
@@ -230,8 +324,10 @@ std::size_t stack_bytes_for(int max_call_depth) {
 
 std::unique_ptr<Engine> make_engine(const EngineOptions& options,
                                     std::shared_ptr<ObjectFetcher> fetcher,
-                                    std::shared_ptr<CodeRunner> runner) {
-  return std::make_unique<EngineImpl>(options, std::move(fetcher), std::move(runner));
+                                    std::shared_ptr<CodeRunner> runner,
+                                    std::shared_ptr<SharedResultStore> shared) {
+  return std::make_unique<EngineImpl>(options, std::move(fetcher), std::move(runner),
+                                      std::move(shared));
 }
 
 }  // namespace wf::orchestrator

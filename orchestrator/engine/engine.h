@@ -24,6 +24,9 @@ struct EngineOptions {
   std::size_t cache_bytes = 64u << 20;
   // Directory of persisted Z2 JSON files (one per file, named ZID.json); empty for none.
   std::filesystem::path objects_dir;
+  // Memoised call results (docs/result-cache.md): the in-process tier's bound; 0 (the engine's
+  // default; the service's is 64 MiB) turns the result cache (both tiers) off.
+  std::size_t result_cache_bytes = 0;
   // Limits that end in a specific Z5 instead of a crash or a hang.
   int max_zobject_depth = 128;         // nesting depth of input and fetched objects
   int max_call_depth = 256;            // nested function calls
@@ -67,8 +70,10 @@ class Engine {
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.
+// `shared` (may be null) is the result cache's second tier, shared by replicas.
 std::unique_ptr<Engine> make_engine(const EngineOptions& options,
                                     std::shared_ptr<ObjectFetcher> fetcher,
-                                    std::shared_ptr<CodeRunner> runner);
+                                    std::shared_ptr<CodeRunner> runner,
+                                    std::shared_ptr<SharedResultStore> shared = nullptr);
 
 }  // namespace wf::orchestrator

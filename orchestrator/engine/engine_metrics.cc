@@ -54,6 +54,25 @@ EngineMetrics make() {
                             "Evaluations running or parked waiting for the wiki or an "
                             "evaluator.")
                         .Register(r);
+  auto& result_hits = prometheus::BuildCounter()
+                          .Name("wf_orchestrator_result_cache_hits_total")
+                          .Help("Evaluate requests answered from the result cache, by tier.")
+                          .Register(r);
+  auto& result_misses = prometheus::BuildCounter()
+                            .Name("wf_orchestrator_result_cache_misses_total")
+                            .Help("Evaluate requests the result cache could not answer.")
+                            .Register(r);
+  auto& result_stale =
+      prometheus::BuildCounter()
+          .Name("wf_orchestrator_result_cache_stale_total")
+          .Help("Result cache entries found but not served: an object they used has changed.")
+          .Register(r);
+  auto& joined = prometheus::BuildCounter()
+                     .Name("wf_orchestrator_object_fetches_joined_total")
+                     .Help(
+                         "Object lookups that waited for another request's wiki fetch of the "
+                         "same ZID instead of fetching it again (single flight).")
+                     .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -74,6 +93,11 @@ EngineMetrics make() {
        &cancelled.Add({{"reason", "deadline"}}), &cancelled.Add({{"reason", "shutdown"}}),
        &cancelled.Add({{"reason", "abandoned"}})},
       in_flight.Add({}),
+      result_hits.Add({{"tier", "local"}}),
+      result_hits.Add({{"tier", "memcached"}}),
+      result_misses.Add({}),
+      result_stale.Add({}),
+      joined.Add({}),
   };
 }
 

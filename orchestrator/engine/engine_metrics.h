@@ -31,7 +31,14 @@ struct EngineMetrics {
   prometheus::Counter& breach_stack;
   // wf_orchestrator_evaluations_cancelled_total by Cancellation::Reason (kNone unused).
   std::array<prometheus::Counter*, 5> cancelled;
-  prometheus::Gauge& in_flight;  // evaluations started on fibers and not finished
+  prometheus::Gauge& in_flight;
+  prometheus::Counter& result_hits_local;      // wf_orchestrator_result_cache_hits_total
+  prometheus::Counter& result_hits_memcached;  //   {tier="local|memcached"}
+  prometheus::Counter& result_misses;          // wf_orchestrator_result_cache_misses_total
+  prometheus::Counter& result_stale;
+  prometheus::Counter& fetches_joined;  // wf_orchestrator_object_fetches_joined_total           //
+                                        // ..._stale_total: entries an edit made obsolete  //
+                                        // evaluations started on fibers and not finished
 
   void implementation(std::string_view type);
 };

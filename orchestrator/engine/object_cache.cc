@@ -8,7 +8,7 @@ namespace wf::orchestrator::engine_detail {
 ObjectCache::ObjectCache(std::chrono::milliseconds ttl, std::size_t max_bytes)
     : ttl_(ttl), max_bytes_(max_bytes) {}
 
-std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid,
+std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid, std::uint64_t* hash,
                                                        Clock::time_point now) {
   if (!enabled()) return nullptr;
   std::lock_guard lock(mu_);
@@ -26,10 +26,11 @@ std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid,
   }
   lru_.splice(lru_.begin(), lru_, it->second);
   metrics().cache_hits.Increment();
+  if (hash != nullptr) *hash = it->second->hash;
   return it->second->value;
 }
 
-void ObjectCache::put(const std::string& zid, std::shared_ptr<const json> value,
+void ObjectCache::put(const std::string& zid, std::shared_ptr<const json> value, std::uint64_t hash,
                       Clock::time_point now) {
   if (!enabled() || !value) return;
   std::size_t size = wf::zobject::approx_size(*value) + zid.size() + 64;
@@ -37,7 +38,7 @@ void ObjectCache::put(const std::string& zid, std::shared_ptr<const json> value,
   std::lock_guard lock(mu_);
   auto it = index_.find(zid);
   if (it != index_.end()) erase_locked(it->second);
-  lru_.push_front(Item{zid, std::move(value), size, now + ttl_});
+  lru_.push_front(Item{zid, std::move(value), size, now + ttl_, hash});
   index_[zid] = lru_.begin();
   bytes_ += size;
   while (bytes_ > max_bytes_ && !lru_.empty()) {
@@ -56,6 +57,34 @@ void ObjectCache::erase_locked(std::list<Item>::iterator it) {
   bytes_ -= it->bytes;
   index_.erase(it->zid);
   lru_.erase(it);
+}
+
+bool ObjectCache::lead(const std::string& zid) {
+  std::lock_guard lock(flights_mu_);
+  return flights_.try_emplace(zid).second;
+}
+
+bool ObjectCache::join(const std::string& zid, Waiter waiter) {
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(zid);
+    if (it == flights_.end()) return false;
+    it->second.push_back(std::move(waiter));
+  }
+  metrics().fetches_joined.Increment();
+  return true;
+}
+
+void ObjectCache::land(const std::string& zid, const Fetched& outcome) {
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(zid);
+    if (it == flights_.end()) return;
+    waiters = std::move(it->second);
+    flights_.erase(it);
+  }
+  for (auto& w : waiters) w(outcome);
 }
 
 std::size_t ObjectCache::bytes() const {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,20 @@ class CodeRunner {
   // Starts the call and returns. `done` is called exactly once, from any thread, possibly before
   // run() returns; a cancelled ctx.cancel ends the request early with an error.
   virtual void run(const CodeCall& call, const CallContext& ctx, Done done) = 0;
+};
+
+// A result store shared by replicas (memcached): the second tier of the result cache. Best
+// effort: a slow or absent store answers "miss", never an error, and never holds up a call
+// longer than its own short timeout.
+class SharedResultStore {
+ public:
+  using Done = std::function<void(std::optional<std::string>)>;
+  virtual ~SharedResultStore() = default;
+  // Starts the lookup and returns; `done` is called exactly once, from any thread, with the value
+  // or nullopt (miss, timeout, store down, too busy).
+  virtual void get(const std::string& key, Done done) = 0;
+  // Stores in the background (dropped when too large or too busy).
+  virtual void put(const std::string& key, std::string value) = 0;
 };
 
 }  // namespace wf::orchestrator

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "orchestrator/engine/fiber.h"
+#include "orchestrator/engine/result_cache.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -38,6 +39,7 @@ Dereferenced Resolver::from_text(const std::string& zid, const std::string& text
     return out;
   }
   out.z2 = std::make_shared<const nlohmann::json>(std::move(*normal));
+  out.hash = content_hash(text);
   return out;
 }
 
@@ -46,7 +48,7 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
     out.z2 = std::move(z2);
     return true;
   }
-  if (auto z2 = cache_.get(zid)) {
+  if (auto z2 = cache_.get(zid, &out.hash)) {
     out.z2 = std::move(z2);
     return true;
   }
@@ -56,7 +58,7 @@ bool Resolver::local(const std::string& zid, Dereferenced& out) {
       std::stringstream buf;
       buf << in.rdbuf();
       out = from_text(zid, buf.str());
-      if (out.z2) cache_.put(zid, out.z2);
+      if (out.z2) cache_.put(zid, out.z2, out.hash);
       return true;
     }
   }
@@ -72,26 +74,65 @@ ObjectFetcher::Result Resolver::fetch(const std::vector<std::string>& zids) {
       });
 }
 
+void Resolver::settle(const std::string& zid, const std::string* text) {
+  Dereferenced d;
+  if (text != nullptr) {
+    d = from_text(zid, *text);
+    if (d.z2) cache_.put(zid, d.z2, d.hash);
+  } else if (auto fb = defs_.fallback(zid)) {
+    d.z2 = std::move(fb);
+  } else {
+    d.error = zo::make_error("Z504", {zo::z6(zid)});
+  }
+  memo_[zid] = std::move(d);
+}
+
 void Resolver::fetch_batch(const std::vector<std::string>& zids) {
   if (zids.empty()) return;
   auto answer = fetch(zids);
   for (const auto& zid : zids) {
-    Dereferenced d;
     if (!answer) {
-      d.failure = answer.error().message;
-    } else {
-      auto it = answer->find(zid);
-      if (it != answer->end()) {
-        d = from_text(zid, it->second);
-        if (d.z2) cache_.put(zid, d.z2);
-      } else if (auto fb = defs_.fallback(zid)) {
-        d.z2 = std::move(fb);
-      } else {
-        d.error = zo::make_error("Z504", {zo::z6(zid)});
-      }
+      memo_[zid] = Dereferenced{nullptr, nullptr, answer.error().message};
+      continue;
     }
-    memo_[zid] = std::move(d);
+    auto it = answer->find(zid);
+    settle(zid, it != answer->end() ? &it->second : nullptr);
   }
+}
+
+void Resolver::fetch_single(const std::string& zid) {
+  using Fetched = ObjectCache::Fetched;
+  if (cache_.lead(zid)) {
+    auto answer = fetch({zid});
+    Fetched outcome;
+    if (!answer) {
+      outcome.failure = answer.error().message;
+    } else if (auto it = answer->find(zid); it != answer->end()) {
+      outcome.text = it->second;
+    }
+    cache_.land(zid, outcome);
+    if (!outcome.failure.empty()) {
+      memo_[zid] = Dereferenced{nullptr, nullptr, outcome.failure};
+    } else {
+      settle(zid, outcome.text ? &*outcome.text : nullptr);
+    }
+    return;
+  }
+  // Another request is fetching it: park until its answer lands.
+  auto got = await<std::optional<Fetched>>([cache = &cache_,
+                                            zid](std::function<void(std::optional<Fetched>)> done) {
+    auto shared = std::make_shared<std::function<void(std::optional<Fetched>)>>(std::move(done));
+    if (!cache->join(zid, [shared](Fetched f) { (*shared)(std::move(f)); })) {
+      (*shared)(std::nullopt);
+    }
+  });
+  // Its flight ended before we joined, or failed for its own request (its caller may have hung
+  // up): fetch on our own, with our own errors.
+  if (!got || !got->failure.empty()) {
+    fetch_batch({zid});
+    return;
+  }
+  settle(zid, got->text ? &*got->text : nullptr);
 }
 
 void Resolver::prefetch(const std::vector<std::string>& zids) {
@@ -121,9 +162,34 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
     if (it == answer->end()) continue;
     Dereferenced d = from_text(zid, it->second);
     if (!d.failure.empty()) continue;
-    if (d.z2) cache_.put(zid, d.z2);
+    if (d.z2) cache_.put(zid, d.z2, d.hash);
     memo_[zid] = std::move(d);
   }
+}
+
+namespace {
+std::optional<std::uint64_t> identity_of(const Dereferenced& d) {
+  if (!d.failure.empty()) return std::nullopt;
+  if (!d.z2) return 0;
+  return d.hash != 0 ? d.hash : content_hash(d.z2->dump());
+}
+}  // namespace
+
+std::optional<std::vector<std::pair<std::string, std::uint64_t>>> Resolver::used() const {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  out.reserve(memo_.size());
+  for (const auto& [zid, d] : memo_) {
+    if (defs_.served(zid)) continue;
+    auto id = identity_of(d);
+    if (!id) return std::nullopt;
+    out.emplace_back(zid, *id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<std::uint64_t> Resolver::identity(const std::string& zid) {
+  return identity_of(dereference(zid));
 }
 
 const Dereferenced& Resolver::dereference(const std::string& zid) {
@@ -136,7 +202,7 @@ const Dereferenced& Resolver::dereference(const std::string& zid) {
   }
   if (local(zid, d)) return memo_[zid] = std::move(d);
   if (fetcher_ != nullptr) {
-    fetch_batch({zid});
+    fetch_single(zid);
     return memo_[zid];
   }
   if (auto fb = defs_.fallback(zid)) {

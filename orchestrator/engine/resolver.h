@@ -3,9 +3,11 @@
 // built-ins, the shared object cache, the objects directory, the wiki (ObjectFetcher), and the
 // bundled fallback definitions. Results (including "not found") are memoised per request.
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -21,6 +23,7 @@ struct Dereferenced {
   std::shared_ptr<const nlohmann::json> z2;  // normal-form Z2 on success
   nlohmann::json error;                      // a Z5 (Z504 not found, Z502 invalid) otherwise
   std::string failure;                       // non-empty: transport failure (an "exception")
+  std::uint64_t hash = 0;  // identity: content hash of the text it came from; 0 = not computed
 };
 
 class Resolver {
@@ -34,11 +37,21 @@ class Resolver {
   // changes nothing, and dereference() later fetches it on its own, with the same errors.
   void prefetch(const std::vector<std::string>& zids);
   int batches() const { return batches_; }
+  // The identity of every object this request resolved, except the built-ins served from memory
+  // (fixed for a build): ZID -> content hash of its normal form, 0 when not found. nullopt when a
+  // resolution failed in transport (such an outcome is not cached).
+  std::optional<std::vector<std::pair<std::string, std::uint64_t>>> used() const;
+  // The content hash dereference(zid) gives now (0: not found), or nullopt on a transport failure.
+  std::optional<std::uint64_t> identity(const std::string& zid);
 
  private:
   bool local(const std::string& zid, Dereferenced& out);
   Dereferenced from_text(const std::string& zid, const std::string& text);
   void fetch_batch(const std::vector<std::string>& zids);
+  // One ZID: joins a fetch of it in flight for another request, or leads one (single flight).
+  void fetch_single(const std::string& zid);
+  // The memo entry for `zid` from a wiki answer: its text, or nullptr when the wiki lacks it.
+  void settle(const std::string& zid, const std::string* text);
   ObjectFetcher::Result fetch(const std::vector<std::string>& zids);  // parks the fiber
 
   const Definitions& defs_;

@@ -216,8 +216,12 @@ std::expected<void, std::string> Gate::apply(const nlohmann::json& change) {
 
 double reported_cpu_ms(std::string_view text) {
   double total = 0;
+  // An answer served from the result cache carries the metadata of the run that computed it: its
+  // executionCpuUsage was spent then, not now, so only this request's orchestration is charged.
+  const bool from_cache = text.find("\"resultCache\"") != std::string_view::npos;
   for (std::string_view key :
        {std::string_view("\"orchestrationCpuUsage\""), std::string_view("\"executionCpuUsage\"")}) {
+    if (from_cache && key == "\"executionCpuUsage\"") break;
     std::size_t pos = 0;
     for (int guard = 0; guard < 10000; ++guard) {
       pos = text.find(key, pos);

@@ -278,8 +278,9 @@ def echo(value):
     return {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": value}
 
 
-def start_orchestrator(wiki=None, evaluator=None, extra=()):
-    args = ["--objects-dir", "", "--access-log", "true"]
+def start_orchestrator(wiki=None, evaluator=None, extra=(), result_cache=False):
+    # The result cache is off unless a test is about it: the others count what reaches the fakes.
+    args = ["--objects-dir", "", "--access-log", "true", "--result-cache", "true" if result_cache else "false"]
     if wiki is not None:
         args += ["--wiki-api-url", wiki.server.base + "/w/api.php"]
     if evaluator is not None:
@@ -1039,6 +1040,160 @@ class NoCrash(OrchestratorCase):
         err = self.assert_error(status, z22, "Z507")
         self.assertIn("Call depth limit exceeded: more than 10000", error_texts(err))
         self.assert_still_serving(self.orch)
+
+
+# ---- the wiki is authoritative ------------------------------------------------------------------
+
+
+class WikiIsAuthoritative(OrchestratorCase):
+    """With a wiki configured (and no --objects-dir) Z10001 comes from the wiki, not from the bundled
+    example library (its ZIDs are real community functions on wikifunctions.org); without a wiki the
+    example library, found beside the binary, is the default."""
+
+    def test_with_a_wiki_its_z10001_wins(self):
+        objects = {"Z10001": function("Z10001", ["Z10101"]), "Z10101": persisted("Z10101", {
+            "Z1K1": "Z14", "Z14K1": "Z10001",
+            "Z14K2": {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": "the wiki's Z10001"}})}
+        wiki = Scripted(wiki_handler(objects))
+        orch = h.Service("wf-orchestrator", ["--wiki-api-url", wiki.server.base + "/w/api.php"])
+        try:
+            status, _, z22 = h.evaluate(orch, {"Z1K1": "Z7", "Z7K1": "Z10001", "Z10001K1": "abc"}, timeout=20)
+        finally:
+            orch.stop()
+            wiki.close()
+        self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "the wiki's Z10001", json.dumps(z22)[:1500])
+        self.assertTrue(any("Z10001" in fetched_zids(r) for r in wiki.requests))
+
+    def test_without_a_wiki_the_example_library_serves_z10001(self):
+        orch = h.Service("wf-orchestrator", [])
+        try:
+            status, _, z22 = h.evaluate(orch, {"Z1K1": "Z7", "Z7K1": "Z10001", "Z10001K1": "abc"}, timeout=20)
+        finally:
+            orch.stop()
+        self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "cba", json.dumps(z22)[:1500])
+
+
+# ---- the result cache (docs/result-cache.md) ----------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memcached:
+    """A real memcached on a free loopback port, stopped by the test."""
+
+    def __init__(self):
+        self.port = free_port()
+        as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # memcached refuses to run as root
+        self.proc = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"] + as_root,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("memcached did not start")
+
+    def items(self):
+        """curr_items of memcached's stats (text protocol)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+            c.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.search(rb"STAT curr_items (\d+)", data)
+        return int(m.group(1)) if m else 0
+
+    @property
+    def servers(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class ResultCache(OrchestratorCase):
+    def setUp(self):
+        self.objects = dict(OBJECTS)
+        self.wiki = Scripted(wiki_handler(self.objects))
+        self.evaluator = Scripted(evaluator_handler)
+        self.services = []
+
+    def tearDown(self):
+        for s in self.services:
+            s.stop()
+        self.evaluator.close()
+        self.wiki.close()
+
+    def start(self, extra=()):
+        s = start_orchestrator(self.wiki, self.evaluator, ["--cache-ttl-ms", "0"] + list(extra), result_cache=True)
+        self.services.append(s)
+        return s
+
+    def code_call(self, orch, arg, body_extra=None):
+        body = {"zobject": {"Z1K1": "Z7", "Z7K1": FN_CODE_ONLY, FN_CODE_ONLY + "K1": arg}, "doValidate": False}
+        body.update(body_extra or {})
+        status, _, raw = h.request("POST", orch.base + EVALUATE, json.dumps(body), {"Content-Type": "application/json"},
+                                   timeout=30)
+        z22 = json.loads(raw)
+        meta = self.assert_envelope(status, z22)
+        self.assertEqual(z22["Z22K1"], "from the fake evaluator", json.dumps(z22)[:1500])
+        return meta.get("resultCache")
+
+    def evaluator_calls(self):
+        return len(self.evaluator.requests)
+
+    def test_a_repeated_python_call_reaches_the_evaluator_once(self):
+        orch = self.start()
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.assertEqual(self.evaluator_calls(), 1)
+        # "run again": the opt-out evaluates anew
+        self.assertIsNone(self.code_call(orch, "a", {"resultCache": False}))
+        self.assertEqual(self.evaluator_calls(), 2)
+        metrics = h.request("GET", orch.base + "/metrics")[2].decode()
+        self.assertRegex(metrics, r'wf_orchestrator_result_cache_hits_total\{tier="local"\} 1')
+
+    def test_an_edit_on_the_wiki_is_not_served_stale(self):
+        orch = self.start()
+        self.code_call(orch, "a")
+        self.objects["Z20201"] = python_impl("Z20201", FN_CODE_ONLY, "def Z20002(Z20002K1):\n    return 'edited'")
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(self.evaluator_calls(), 2)
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.assertEqual(self.evaluator_calls(), 2)
+
+    def test_memcached_shares_results_between_replicas_and_its_absence_costs_nothing(self):
+        mc = Memcached()
+        try:
+            a = self.start(["--memcached-servers", mc.servers])
+            b = self.start(["--memcached-servers", mc.servers])
+            self.assertIsNone(self.code_call(a, "shared"))
+            # A stores in the background: wait until memcached holds the entry, then ask B.
+            self.assertTrue(h.wait_until(lambda: mc.items() >= 1, 10), "A never stored its result")
+            self.assertEqual(text_of(self.code_call(b, "shared")), "memcached")
+            self.assertEqual(self.evaluator_calls(), 1)
+        finally:
+            mc.stop()
+        before = self.evaluator_calls()
+        started = time.monotonic()
+        for i in range(5):
+            self.assertIsNone(self.code_call(b, f"after {i}"))
+        self.assertEqual(self.evaluator_calls(), before + 5)
+        self.assertLess(time.monotonic() - started, 10)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,15 @@ TEST(ReportedCpu, SumsOrchestrationAndExecutionCpu) {
   EXPECT_DOUBLE_EQ(reported_cpu_ms(R"({"K1":"executionCpuUsage","K2":"12)"), 0);
 }
 
+TEST(ReportedCpu, ACachedAnswerChargesOnlyItsOrchestration) {
+  const std::string z22 =
+      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
+      R"({"Z1K1":"Z882","K1":"executionCpuUsage","K2":"12.5 ms"},)"
+      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"0.5 ms"},)"
+      R"({"Z1K1":"Z882","K1":"resultCache","K2":"local"}]}})";
+  EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 0.5);
+}
+
 TEST(LimitsConfig, DefaultsBuildAValidGate) {
   auto cfg = config::load(orchestrator_limit_options(), {},
                           [](const char*) -> const char* { return nullptr; });
