@@ -242,9 +242,17 @@ TEST_F(SandboxTest, PassedDeadlineIsATimeoutWithoutAChild) {
 }
 
 TEST_F(SandboxTest, InterruptibleRuntimeIsStoppedBySigalrm) {
-  CallOutcome out = run("interruptible", "{}", 500ms);
-  EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
-  EXPECT_EQ(out.output.error_message, "stopped by interrupt");
+  // The child has kInterruptGrace (30 ms) after its SIGALRM to report; on a loaded machine it may
+  // not be scheduled in time and is killed instead (still a timeout, without its message). The
+  // interrupt path must work in one of three calls; every call must be a timeout.
+  std::string messages;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    CallOutcome out = run("interruptible", "{}", 500ms);
+    EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
+    if (out.output.error_message == "stopped by interrupt") return;
+    messages += "'" + out.output.error_message + "' ";
+  }
+  ADD_FAILURE() << "no call was stopped by the runtime's interrupt: " << messages;
 }
 
 TEST_F(SandboxTest, MemoryLimitStopsAllocation) {
