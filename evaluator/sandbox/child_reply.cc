@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <random>
@@ -144,6 +145,13 @@ CallOutcome outcome_of_exit(const ChildExit& exit, const SandboxLimits& limits, 
   kill_reason = kKillNone;
   const int sig = exit.exit_value;
   const std::uint64_t cpu_limit_us = static_cast<std::uint64_t>(limits.cpu.count()) * 1000000u;
+  // The kernel enforces RLIMIT_CPU on its tick-sampled CPU clock (utime + stime counted in whole
+  // ticks), while wait4 reports the scheduler's exact runtime. On a loaded machine the tick clock
+  // runs ahead: a child SIGKILLed at the hard limit (soft + 1 s) has measured 1.85-1.94 s of
+  // rusage for a 2 s hard limit (load 9 on 2 cores). A SIGKILL after a tenth less than the soft
+  // limit is the hard limit; a fixed margin would misclassify it at larger limits (20 s soft:
+  // killed at a 21 s tick clock, 19.5 s reported).
+  const std::uint64_t cpu_margin_us = std::max<std::uint64_t>(50000, cpu_limit_us / 10);
   const bool near_memory_limit = exit.maxrss_kb * 1024u >= limits.memory_bytes / 10 * 9;
   if (!exit.known) {
     outcome.detail = "the child ended without answering (exit status unknown)";
@@ -153,7 +161,7 @@ CallOutcome outcome_of_exit(const ChildExit& exit, const SandboxLimits& limits, 
     kill_reason = kKillSeccomp;
     outcome.status = Status::kForbidden;
     outcome.detail = "a forbidden system call was made (killed by seccomp, SIGSYS)";
-  } else if (sig == SIGXCPU || (sig == SIGKILL && exit.cpu_us + 50000 >= cpu_limit_us)) {
+  } else if (sig == SIGXCPU || (sig == SIGKILL && exit.cpu_us + cpu_margin_us >= cpu_limit_us)) {
     kill_reason = kKillCpu;
     outcome.status = Status::kCpuLimit;
     outcome.detail = fmt::format("CPU limit of {} s reached", limits.cpu.count());

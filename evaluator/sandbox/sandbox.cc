@@ -737,7 +737,11 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     channel_.assign(child.channel);
     pidfd_.assign(child.pidfd);
     set_nonblocking(child.channel);
-    request_ = build_request(input_, core_->limits(), wall_, token_);
+    // The child's SIGALRM at the call's wall end (not a full wall limit after the wait for this
+    // child), so that an interruptible runtime can report within kInterruptGrace of it.
+    const auto left =
+        std::max(milliseconds(1), std::chrono::ceil<milliseconds>(wall_end_ - Clock::now()));
+    request_ = build_request(input_, core_->limits(), left, token_);
     written_ = 0;
     reader_.emplace(token_, core_->limits());
     arm_timer(wall_end_ + kInterruptGrace);
