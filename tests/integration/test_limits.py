@@ -9,8 +9,6 @@ Code calls go to a fake evaluator (a FakeServer) that can be slow and reports th
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -20,7 +18,7 @@ import unittest
 import wfharness as h
 
 EVALUATE = "/wikifunctions.org/v1/evaluate/"
-MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+MEMCACHED = h.MEMCACHED
 USER_HEADER = "X-Wikifunctions-User"
 
 
@@ -337,41 +335,10 @@ class BadConfiguration(unittest.TestCase):
             self.assertIn(needle, r.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Memcached:
-    def __init__(self):
-        self.port = free_port()
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
-        if os.geteuid() == 0:
-            args += ["-u", "root"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not h.wait_until(self._answers, timeout=10):
-            self.stop()
-            raise RuntimeError(f"memcached did not start on port {self.port}")
-
-    def _answers(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"version\r\n")
-                return s.recv(64).startswith(b"VERSION")
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-
-
 @unittest.skipUnless(os.access(MEMCACHED, os.X_OK), "memcached is not installed")
 class SharedMode(LimitCase):
     def test_two_orchestrators_share_a_users_budget_and_fall_back_without_memcached(self):
-        mc = Memcached()
+        mc = h.Memcached()
         try:
             shared = ["--limits-memcached-servers", f"127.0.0.1:{mc.port}", "--limits-sync-interval-ms", "10",
                       "--limits-user-rate", "1", "--limits-user-burst", "3"]

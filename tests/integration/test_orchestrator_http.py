@@ -1078,53 +1078,6 @@ class WikiIsAuthoritative(OrchestratorCase):
 # ---- the result cache (docs/result-cache.md) ----------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Memcached:
-    """A real memcached on a free loopback port, stopped by the test."""
-
-    def __init__(self):
-        self.port = free_port()
-        as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # memcached refuses to run as root
-        self.proc = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"] + as_root,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("memcached did not start")
-
-    def items(self):
-        """curr_items of memcached's stats (text protocol)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
-            c.sendall(b"stats\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                chunk = c.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        m = re.search(rb"STAT curr_items (\d+)", data)
-        return int(m.group(1)) if m else 0
-
-    @property
-    def servers(self):
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 class ResultCache(OrchestratorCase):
     def setUp(self):
         self.objects = dict(OBJECTS)
@@ -1177,7 +1130,7 @@ class ResultCache(OrchestratorCase):
         self.assertEqual(self.evaluator_calls(), 2)
 
     def test_memcached_shares_results_between_replicas_and_its_absence_costs_nothing(self):
-        mc = Memcached()
+        mc = h.Memcached()
         try:
             a = self.start(["--memcached-servers", mc.servers])
             b = self.start(["--memcached-servers", mc.servers])

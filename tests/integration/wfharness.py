@@ -7,6 +7,9 @@ line for inspection, and stops the service (SIGTERM, then SIGKILL after a grace 
 
 import json
 import os
+import re
+import shutil
+import socket
 import signal
 import subprocess
 import threading
@@ -214,3 +217,56 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memcached:
+    """A real memcached on a free loopback port, stopped by the test (stop())."""
+
+    def __init__(self):
+        self.port = free_port()
+        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]  # memcached refuses to run as root without -u
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_until(self._answers, timeout=10):
+            self.stop()
+            raise RuntimeError(f"memcached did not start on port {self.port}")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"version\r\n")
+                return s.recv(64).startswith(b"VERSION")
+        except OSError:
+            return False
+
+    @property
+    def servers(self):
+        return f"127.0.0.1:{self.port}"
+
+    def items(self):
+        """curr_items of memcached's stats (text protocol)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+            c.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        m = re.search(rb"STAT curr_items (\d+)", data)
+        return int(m.group(1)) if m else 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
