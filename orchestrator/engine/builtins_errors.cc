@@ -26,7 +26,7 @@ Envelope try_catch(const BuiltinCall& c) {
   if (!r.has_error() || c.in.aborted()) return r;
   auto wanted = error_type_arg(c, 1);
   if (!wanted) return Envelope::err(wanted.error());
-  if (zo::error_type(r.error()) != *wanted) return r;
+  if (error_type_of(Node::from_json(r.error())) != *wanted) return r;
   return evaluate_lazy(c.in, c.arg(2));
 }
 
@@ -42,8 +42,7 @@ Envelope throw_error(const BuiltinCall& c) {
 Envelope is_error_type(const BuiltinCall& c) {
   auto wanted = error_type_arg(c, 1);
   if (!wanted) return Envelope::err(wanted.error());
-  json z5 = c.arg(0) ? c.arg(0)->to_json() : json();
-  return c.ok(bool_node(zo::error_type(z5) == *wanted));
+  return c.ok(bool_node(error_type_of(c.arg(0)) == *wanted));
 }
 
 // Z853: a pair (Z882(Z40, Z1)): K1 true and K2 the error when the call failed, K1 false and K2
@@ -64,9 +63,19 @@ constexpr std::size_t kMaxDebugEntries = 100;
 constexpr std::size_t kMaxDebugChars = 16384;
 constexpr const char* kDebugTruncated = "... (debug log truncated)";
 
+// A lazy call run as it is, keeping its envelope's metadata (resolution keeps only the value);
+// any other lazy value evaluated.
+Envelope run_keeping_metadata(const BuiltinCall& c, const NodeP& node) {
+  if (!node || !node->is_call()) return evaluate_lazy(c.in, node);
+  Envelope r = c.in.execute(node, node->scope ? node->scope : c.in.empty_frame(), false);
+  if (r.has_error() || !r.value) return r;
+  Envelope ev = c.in.eager(r.value);
+  return ev.has_error() ? ev : r;
+}
+
 // Z854: the call's envelope with the line appended to its metadata's executorDebugLogs.
 Envelope add_debug_log(const BuiltinCall& c) {
-  Envelope r = evaluate_lazy(c.in, c.arg(0));
+  Envelope r = run_keeping_metadata(c, c.arg(0));
   if (c.in.aborted()) return r;
   const json* old = zo::is_map(r.meta) ? zo::map_get(r.meta, "executorDebugLogs") : nullptr;
   std::vector<json> items = old ? zo::list_items(*old) : std::vector<json>{};

@@ -87,6 +87,17 @@ std::string zid_of_lazy(Interpreter& in, const NodeP& node) {
   return k1 && k1->is_ref() ? k1->ref() : std::string();
 }
 
+std::string error_type_of(const NodeP& z5) {
+  NodeP t = z5 && !z5->is_string ? z5->get("Z5K1") : nullptr;
+  for (int guard = 0; guard < 8 && t; ++guard) {
+    if (t->is_string) return t->text;
+    if (t->is_ref()) return t->ref();
+    if (t->type_ref() != "Z50") return {};
+    t = t->get("Z50K2");
+  }
+  return {};
+}
+
 NodeP make_z3(Interpreter& in, NodeP type, const std::string& key, const std::string& label) {
   auto label11 = Node::make_object();
   label11->add("Z1K1", z9_node("Z11"));

@@ -27,6 +27,10 @@ Envelope evaluate_lazy(Interpreter& in, const NodeP& node);
 // for a natural language, the ZID of its code. "" when there is none.
 std::string zid_of_lazy(Interpreter& in, const NodeP& node);
 
+// The ZID of an error's type (Z5K1): a reference, or the identity (Z50K2) of the error type
+// an evaluated error shows in its place. "" when there is none.
+std::string error_type_of(const NodeP& z5);
+
 // Type objects (normal form): a Z3 key with an English label, a Z4, the Z4 of Z881(t) and of
 // Z882(a, b).
 NodeP make_z3(Interpreter& in, NodeP type, const std::string& key, const std::string& label);
