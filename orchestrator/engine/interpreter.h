@@ -66,7 +66,7 @@ class Interpreter {
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
   std::int64_t steps() const { return steps_; }
 
-  // ---- used by builtins.cc / static_validation.cc ----
+  // ---- used by the built-ins (builtins_*.cc) and static_validation.cc ----
   struct Resolved {
     Envelope env;
     NodeP persist;  // what the parent key should show afterwards
