@@ -1,5 +1,7 @@
 // Errors as values (definitions-2026): try-catch Z850, throw Z851, is error type Z852, get the
 // error of a call Z853, debug log Z854, and the type of an error type's payload Z885.
+#include <expected>
+
 #include "orchestrator/engine/builtin_table.h"
 #include "orchestrator/engine/builtins_support.h"
 #include "wf/zobject/zobject.h"

@@ -83,6 +83,10 @@ std::string zid_of_lazy(Interpreter& in, const NodeP& node) {
   if (v.value->type_ref() == "Z60") {
     return Definitions::instance().language_zid(text_of(v.value->get("Z60K1")));
   }
+  if (v.value->type_ref() == "Z50") {  // 2026 error types carry their identity in Z50K2
+    NodeP k2 = v.value->get("Z50K2");
+    return k2 ? (k2->is_string ? k2->text : k2->ref()) : std::string();
+  }
   const Node* k1 = v.value->peek("Z4K1");
   return k1 && k1->is_ref() ? k1->ref() : std::string();
 }

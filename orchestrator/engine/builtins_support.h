@@ -23,8 +23,8 @@ NodeP positional_call(Interpreter& in, const NodeP& fn, const std::vector<NodeP>
 
 // A lazy argument resolved and evaluated in its own scope (the empty frame when it has none).
 Envelope evaluate_lazy(Interpreter& in, const NodeP& node);
-// The ZID a lazy argument names: a reference as written, else the value's identity (Z4K1) or,
-// for a natural language, the ZID of its code. "" when there is none.
+// The ZID a lazy argument names: a reference as written, else the value's identity (Z4K1 of a
+// type, Z50K2 of an error type) or, for a natural language, the ZID of its code. "" when none.
 std::string zid_of_lazy(Interpreter& in, const NodeP& node);
 
 // The ZID of an error's type (Z5K1): a reference, or the identity (Z50K2) of the error type

@@ -110,6 +110,32 @@ TEST_F(Builtins2026, Z850CatchesOnlyItsErrorType) {
   EXPECT_NE(r.dump().find("name the error type by its ZID"), std::string::npos) << r.dump();
 }
 
+// A composition passes its arguments to Z850 by reference: the lazy ones are read in its frame.
+TEST_F(Builtins2026, Z850InACompositionReadsItsArguments) {
+  auto z17 = [](const std::string& type, const std::string& key) {
+    return json{{"Z1K1", "Z17"},
+                {"Z17K1", type},
+                {"Z17K2", key},
+                {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  };
+  auto arg = [](const std::string& key) { return json{{"Z1K1", "Z18"}, {"Z18K1", key}}; };
+  json body = call("Z850", {call("Z811", {arg("Z10001K1")}), "Z506", arg("Z10001K2")});
+  json z8 = {
+      {"Z1K1", "Z8"},
+      {"Z8K1", json::array({"Z17", z17("Z1", "Z10001K1"), z17("Z6", "Z10001K2")})},
+      {"Z8K2", "Z1"},
+      {"Z8K3", json::array({"Z20"})},
+      {"Z8K4", json::array({"Z14", {{"Z1K1", "Z14"}, {"Z14K1", "Z10001"}, {"Z14K2", body}}})},
+      {"Z8K5", "Z10001"}};
+  json head = {{"Z1K1", "Z7"},
+               {"Z7K1", z8},
+               {"Z10001K1", json::array({"Z6", "a"})},
+               {"Z10001K2", "fallback"}};
+  EXPECT_EQ(run(head)["Z22K1"], "a") << run(head).dump();
+  head["Z10001K1"] = json::array({"Z6"});
+  EXPECT_EQ(run(head)["Z22K1"], "fallback") << run(head).dump();
+}
+
 TEST_F(Builtins2026, Z851ThrowsWithParameters) {
   json r = run(call("Z851", {"Z525", json::array({"Z1", "Some bad key"})}));
   EXPECT_EQ(error_code(r), "Z525");
