@@ -137,6 +137,7 @@ class Interpreter {
   void replace_argument_references(const NodeP& node, int depth);
   Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
+  Envelope resolve_function(const NodeP& call, const FrameP& sc);
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
@@ -169,6 +170,8 @@ class Interpreter {
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
+  std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
+  std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way

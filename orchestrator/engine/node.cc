@@ -1,6 +1,8 @@
 // Node: conversion from/to JSON and the per-key resolution slots.
 #include "orchestrator/engine/node.h"
 
+#include <algorithm>
+
 namespace wf::orchestrator::engine_detail {
 
 NodeP Node::make_string(std::string s) {
@@ -70,6 +72,68 @@ json Node::to_json() const {
     o.insert_or_assign(e.key, v ? v->to_json() : json(nullptr));
   }
   return out;
+}
+
+namespace {
+
+void append_text(std::string& out, std::string_view text) {
+  out += std::to_string(text.size());
+  out += ':';
+  out += text;
+}
+
+// The same encoding as Node::append_key for a JSON value read as a Node (from_json's rules: a
+// non-string scalar is the string of its JSON text, null is absent).
+void append_json_key(std::string& out, const json& v) {
+  if (v.is_object()) {
+    out += '{';
+    for (const auto& [k, child] : v.get_ref<const json::object_t&>()) {
+      append_text(out, k);
+      append_json_key(out, child);
+    }
+    out += '}';
+  } else if (v.is_string()) {
+    out += '"';
+    append_text(out, v.get_ref<const std::string&>());
+  } else if (v.is_null()) {
+    out += '{';
+    out += '}';
+  } else {
+    out += '"';
+    append_text(out, v.dump());
+  }
+}
+
+}  // namespace
+
+void Node::append_key(std::string& out) const {
+  if (is_string) {
+    out += '"';
+    append_text(out, text);
+    return;
+  }
+  // Entries in key order, as to_json()'s object would have them.
+  const std::size_t n = entries.size();
+  boost::container::small_vector<std::size_t, 8> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return entries[a].key < entries[b].key; });
+  out += '{';
+  for (std::size_t j = 0; j < n; ++j) {
+    Entry& e = entries[order[j]];
+    append_text(out, e.key);
+    if (!e.persisted && e.source != nullptr) {
+      append_json_key(out, *e.source);
+      continue;
+    }
+    const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
+    if (v) {
+      v->append_key(out);
+    } else {
+      out += "{}";
+    }
+  }
+  out += '}';
 }
 
 NodeP Node::clone(bool reset_scope) const {
