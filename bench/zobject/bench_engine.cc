@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/node.h"
+#include "wf/zobject/zobject.h"
 
 namespace {
 
@@ -141,6 +143,49 @@ void BM_EngineNest14(benchmark::State& state) {
   run(state, nest14_request(), nullptr, "World");
 }
 BENCHMARK(BM_EngineNest14);
+
+// A 1,000-element canonical list of Z11 labels, the input of bench_zobject's BM_NormalizeLarge.
+json large_list(int n) {
+  json arr = json::array({"Z11"});
+  for (int i = 0; i < n; ++i) {
+    arr.push_back({{"Z1K1", "Z11"}, {"Z11K1", "Z1002"}, {"Z11K2", "label " + std::to_string(i)}});
+  }
+  return arr;
+}
+
+// The engine's normalisation step of a request (Interpreter::orchestrate_inner without
+// validation): the schema check of the whole input, then the lazy normal-form view.
+void BM_EngineNormaliseLarge(benchmark::State& state) {
+  namespace ed = wo::engine_detail;
+  json in = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", large_list(state.range(0))}};
+  for (auto _ : state) {
+    auto violations = wf::zobject::check_mixed(in);
+    ed::NodeP root = ed::Node::from_canonical(in);
+    benchmark::DoNotOptimize(violations);
+    benchmark::DoNotOptimize(root);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_EngineNormaliseLarge)->Arg(1000);
+
+// The same, and then every element read in normal form (its label text), as a built-in that
+// walks the whole list does.
+void BM_EngineNormaliseLargeRead(benchmark::State& state) {
+  namespace ed = wo::engine_detail;
+  json in = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", large_list(state.range(0))}};
+  for (auto _ : state) {
+    auto violations = wf::zobject::check_mixed(in);
+    ed::NodeP root = ed::Node::from_canonical(in);
+    std::size_t chars = 0;
+    for (ed::NodeP n = root->get("Z801K1"); n && n->has("K1"); n = n->get("K2")) {
+      chars += n->get("K1")->get("Z11K2")->str().size();
+    }
+    if (chars == 0) state.SkipWithError("no element read");
+    benchmark::DoNotOptimize(violations);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_EngineNormaliseLargeRead)->Arg(1000);
 
 void BM_EngineWikiCached(benchmark::State& state) {
   auto wiki = std::make_shared<MapWiki>(wiki_objects());

@@ -174,7 +174,7 @@ void for_each_item(const json& list, F&& f) {
 }
 
 void add_ref(const json& v, std::vector<std::string>& out) {
-  const std::string* zid = ref_of(v);
+  const std::string* zid = v.is_string() ? &v.get_ref<const std::string&>() : ref_of(v);
   if (zid != nullptr && zo::is_zid(*zid) && !zo::is_builtin_type(*zid)) out.push_back(*zid);
 }
 
@@ -195,9 +195,15 @@ std::vector<std::string> function_dependencies(const json& z8) {
   return out;
 }
 
-// Functions the request calls by reference (Z7K1 of every call outside quotes), bounded.
+// Functions the request (canonical, normal or mixed) calls by reference (Z7K1 of every call
+// outside quotes), bounded.
 void called_functions(const json& v, std::vector<std::string>& out, int depth) {
-  if (!v.is_object() || depth > 64 || out.size() >= 32) return;
+  if (depth > 64 || out.size() >= 32) return;
+  if (v.is_array()) {
+    for (const auto& e : v.get_ref<const json::array_t&>()) called_functions(e, out, depth + 1);
+    return;
+  }
+  if (!v.is_object()) return;
   for (const auto& [key, child] : v.get_ref<const json::object_t&>()) {
     if (key == "Z99K1") continue;  // quoted: never evaluated
     if (key == "Z7K1") add_ref(child, out);
@@ -319,17 +325,18 @@ std::vector<NodeP> Interpreter::list_elements(const NodeP& list) {
 }
 
 NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
-  // One Z881(T) node for the whole list: every list node's type is the same value (they already
-  // shared `item_type`), and resolving it persists the same content whoever reads it first.
-  auto type = Node::make_object();
-  type->add("Z1K1", z9_node("Z7"));
-  type->add("Z7K1", z9_node("Z881"));
-  type->add("Z881K1", item_type);
+  auto type_node = [&]() {
+    auto t = Node::make_object();
+    t->add("Z1K1", z9_node("Z7"));
+    t->add("Z7K1", z9_node("Z881"));
+    t->add("Z881K1", item_type);
+    return t;
+  };
   auto tail = Node::make_object();
-  tail->add("Z1K1", type);
+  tail->add("Z1K1", type_node());
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
     auto node = Node::make_object();
-    node->add("Z1K1", type);
+    node->add("Z1K1", type_node());
     node->add("K1", *it);
     node->add("K2", tail);
     tail = node;
@@ -1058,7 +1065,9 @@ json Interpreter::orchestrate(const json& zobject, bool do_validate,
   auto* saved_trailing = trailing_;
   do_validate_ = do_validate;
   trailing_ = trailing;
+  ++orchestrating_;
   json out = orchestrate_inner(zobject, do_validate);
+  --orchestrating_;
   do_validate_ = saved;
   trailing_ = saved_trailing;
   if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
@@ -1087,28 +1096,33 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
                  zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
                                                 std::to_string(options_.max_zobject_depth))}));
   }
-  auto normal = zo::normalize(zobject);
-  if (!normal) return zo::error_envelope(normal.error());
-  // Kept for the Interpreter's lifetime: the lazy Node tree below points into it, and nested
-  // orchestrations (Z923) can leave nodes in the type memo.
-  const json& call = inputs_.emplace_back(std::move(*normal));
-  bool is_call =
-      call.is_object() && zo::ref_id(call.value("Z1K1", json())) == "Z7" && call.contains("Z7K1");
-  if (!is_call) {
+  auto violations = zo::check_mixed(zobject);
+  if (!violations.empty()) return zo::error_envelope(zo::schema_error_tree(violations));
+  // The lazy Node tree below points into the input: the engine's request outlives this
+  // Interpreter; a nested orchestration's (Z923) is a temporary, kept here (as are the normal
+  // forms static validation needs), since nodes of it can stay in the type memo.
+  const json& input = orchestrating_ > 1 ? inputs_.emplace_back(zobject) : zobject;
+  NodeP root;
+  if (do_validate) {
+    const json& call = inputs_.emplace_back(zo::to_normal(input));
+    root = Node::from_shared(call);
+  } else {
+    root = Node::from_canonical(input);
+  }
+  if (root->is_string || root->type_ref() != "Z7" || !root->has("Z7K1")) {
     return zo::error_envelope(
         zo::make_error_msg("Z539", "The provided object is not a function call"));
   }
   if (do_validate) {
-    json verr = static_validate(call);
+    json verr = static_validate(inputs_.back());
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
   {
     std::vector<std::string> called;
-    called_functions(call, called, 0);
+    called_functions(input, called, 0);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  NodeP root = Node::from_shared(call);
   root->scope = empty_;
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);

@@ -57,7 +57,8 @@ class Interpreter {
   Interpreter& operator=(const Interpreter&) = delete;
 
   // orchestrator-api.md §8 steps 1-6: returns the normal-form Z22 (without orchestration
-  // metadata). `zobject` is the request's value as sent (canonical, normal or mixed).
+  // metadata). `zobject` is the request's value as sent (canonical, normal or mixed); the
+  // outermost call's must outlive the Interpreter (the value nodes are a lazy view of it).
   // With `trailing`, a successful top-level call without other metadata may leave its
   // implementationId/implementationType out of the envelope's (then void) metadata and put them
   // in *trailing instead: Z6-valued pairs that belong after the map's pairs, in order.
@@ -166,6 +167,7 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
+  int orchestrating_ = 0;    // orchestrate() calls under way (> 1: a nested one, Z923)
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()

@@ -10,6 +10,7 @@
 // testers, aliases) is never read, and cloning a lazy subtree copies pointers, not trees.
 
 #include <boost/container/small_vector.hpp>
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -32,6 +33,11 @@ struct Node {
     NodeP persisted;  // what output shows (the reference's setObject); null = original
     NodeP value;      // memo of the fully resolved value of this key; null = not resolved yet
     const json* source = nullptr;  // original not built yet: build it from here on first read
+    // How `source` reads. kNormal: as it is. kCanonical: in normal form (a string is a Z6 or a
+    // Z9, an array a typed list), normalised only when read. kListFrom: the typed list of the
+    // array's elements from index `from` on (the K2 of a list node read from an array).
+    enum class Form : std::uint8_t { kNormal, kCanonical, kListFrom } form = Form::kNormal;
+    std::uint32_t from = 0;
   };
 
   // Most objects are references, strings, Booleans or code points (two keys): their entries live
@@ -48,6 +54,11 @@ struct Node {
   static NodeP from_json(const json& v);
   // Lazy view of `v`, which must stay alive and unchanged while the nodes are used.
   static NodeP from_shared(const json& v);
+  // Lazy view of the normal form of `v` (canonical, normal or mixed, accepted by
+  // zobject::check_mixed), which must stay alive and unchanged while the nodes are used. Only
+  // what is read is normalised: the engine's normalisation of a request costs nothing per list
+  // element it never reads (bench_zobject BM_EngineNormaliseLarge).
+  static NodeP from_canonical(const json& v);
   json to_json() const;
   // Appends a text that identifies the current view's content (equal exactly when to_json()
   // would be equal; keys in sorted order, strings length-prefixed), without building JSON: the
