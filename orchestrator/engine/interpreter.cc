@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
@@ -1006,6 +1007,7 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
   }
   // Copies go into the started work: it may still be unwinding on another thread after this
   // fiber has resumed.
+  Stopwatch watch(evaluator_us_);
   CodeRunner::Result out =
       await<CodeRunner::Result>([runner = runner_, cc, ctx = ctx_](CodeRunner::Done done) {
         runner->run(cc, ctx, std::move(done));
@@ -1114,7 +1116,13 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
         zo::make_error_msg("Z539", "The provided object is not a function call"));
   }
   if (do_validate) {
-    json verr = static_validate(inputs_.back());
+    json verr;
+    const double resolved_before = resolver_.spent_us();
+    {
+      Stopwatch watch(validate_us_);
+      verr = static_validate(inputs_.back());
+    }
+    validate_us_ -= resolver_.spent_us() - resolved_before;
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }

@@ -65,6 +65,10 @@ class Interpreter {
   json orchestrate(const json& zobject, bool do_validate,
                    std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
+  // Wall-clock µs of static validation (without the resolution it did) and of waiting for
+  // evaluators: parts of the call's cost (call_cost.h).
+  double validate_us() const { return validate_us_; }
+  double evaluator_us() const { return evaluator_us_; }
   std::int64_t steps() const { return steps_; }
 
   // ---- used by builtins.cc / static_validation.cc ----
@@ -167,7 +171,9 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
-  int orchestrating_ = 0;    // orchestrate() calls under way (> 1: a nested one, Z923)
+  int orchestrating_ = 0;
+  double validate_us_ = 0;
+  double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
