@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/definitions.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
@@ -77,6 +78,8 @@ class EngineImpl final : public Engine {
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes),
         results_(options.result_cache_bytes),
+        costs_(options.function_metrics_top_n,
+               std::chrono::duration<double, std::micro>(options.slow_call).count()),
         fibers_({options_.cpu_threads, options_.stack_bytes, 32}) {}
 
   bool serves_locally(std::string_view zid) const override { return defs_.served(zid) != nullptr; }
@@ -157,10 +160,39 @@ class EngineImpl final : public Engine {
   }
 
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `envelope` plus the metadata
-  // pairs that follow its map (`trailing`); false when the deadline passed (the answer is then
-  // timeout_response()).
+  // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
+  // deadline passed (the answer is then timeout_response()).
   bool run(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
            engine_detail::TrailingMeta& trailing) {
+    const auto start = std::chrono::steady_clock::now();
+    engine_detail::CallCost cost;
+    bool evaluated = false;
+    const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated);
+    if (!evaluated) return answered;
+    cost.total_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    cost.error = !answered || zo::has_error(envelope);
+    costs_.report(cost);
+    if (answered) {
+      for (auto& pair : engine_detail::cost_metadata(cost)) trailing.push_back(std::move(pair));
+    }
+    return answered;
+  }
+
+  // The function a request calls by reference (canonical or normal Z7K1), else "".
+  static std::string called_function(const nlohmann::json& zobject) {
+    if (!zobject.is_object()) return {};
+    auto f = zobject.find("Z7K1");
+    if (f == zobject.end()) return {};
+    const nlohmann::json* ref = &*f;
+    if (ref->is_object() && ref->contains("Z9K1")) ref = &(*ref)["Z9K1"];
+    return ref->is_string() ? ref->get<std::string>() : std::string();
+  }
+
+  // run() without the cost reports; `evaluated` says whether the request named a call.
+  bool run_call(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
+                engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
+                bool& evaluated) {
     if (Clock::now() >= ctx.deadline) {
       count_cancelled(ctx);
       return false;
@@ -182,19 +214,35 @@ class EngineImpl final : public Engine {
       envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
       return true;
     }
+    evaluated = true;
+    cost.function = called_function(*zobject);
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
     const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
     const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
-    if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) return true;
+    if (!key.empty()) {
+      engine_detail::Stopwatch watch(cost.cache_us);
+      if (serve_cached(key, shared, resolver, envelope, trailing)) return true;
+    }
     Interpreter interpreter(resolver, runner_.get(), ctx, options_);
-    envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+    const double resolved_before = resolver.spent_us();
+    double interpreter_us = 0;
+    {
+      engine_detail::Stopwatch watch(interpreter_us);
+      envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+    }
+    cost.resolve_us = resolver.spent_us() - resolved_before;
+    cost.validate_us = interpreter.validate_us();
+    cost.evaluator_us = interpreter.evaluator_us();
+    cost.evaluate_us =
+        std::max(0.0, interpreter_us - cost.resolve_us - cost.validate_us - cost.evaluator_us);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
     if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) {
       count_cancelled(ctx);
       return false;
     }
     if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
+      engine_detail::Stopwatch watch(cost.cache_us);
       remember(key, shared, resolver, envelope, trailing);
     }
     return true;
@@ -303,6 +351,7 @@ class EngineImpl final : public Engine {
   const Definitions& defs_;
   ObjectCache cache_;
   ResultCache results_;
+  engine_detail::CallCostReporter costs_;
   FiberPool fibers_;  // last: its destructor waits for evaluations that use the members above
 };
 
