@@ -124,14 +124,15 @@ struct HttpClient::Impl {
     return req.deadline;
   }
 
-  bhttp::request<bhttp::string_body> to_beast(const ClientRequest& req, const Target& t) const {
+  // Takes the body (one copy of it while the request is in flight, not two).
+  bhttp::request<bhttp::string_body> to_beast(ClientRequest& req, const Target& t) const {
     bhttp::request<bhttp::string_body> hreq{bhttp::string_to_verb(req.method), t.path, 11};
     hreq.set(bhttp::field::host, t.host + ":" + t.port);
     hreq.set(bhttp::field::user_agent, options.user_agent);
     for (const Header& h : req.headers) hreq.set(h.name, h.value);
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
       if (!req.content_type.empty()) hreq.set(bhttp::field::content_type, req.content_type);
-      hreq.body() = req.body;
+      hreq.body() = std::move(req.body);
     }
     hreq.keep_alive(true);
     hreq.prepare_payload();
@@ -228,7 +229,7 @@ struct HttpClient::Impl {
     co_return result;
   }
 
-  awaitable<ClientResult> attempt(const ClientRequest& req, const Target& t, InFlight& op) {
+  awaitable<ClientResult> attempt(ClientRequest& req, const Target& t, InFlight& op) {
     const auto deadline = effective_deadline(req);
     if (deadline <= Clock::now()) {
       co_return std::unexpected(ClientError{

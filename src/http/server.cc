@@ -212,6 +212,10 @@ struct Incoming {
 
 // The watch read stops when this much of a pipelined next request is buffered (backpressure).
 constexpr std::size_t kWatchBufferCap = 64u << 10;
+// Bytes the watch read asks for at a time. A request in progress usually has nothing more to
+// read, so its connection keeps only this much buffer while it waits (bench/slow_calls: memory
+// per in-flight call); a pipelined request that arrives meanwhile is read in steps of this size.
+constexpr std::size_t kWatchReadBytes = 512;
 
 std::string remote_address(tcp::socket& socket) {
   beast::error_code ec;
@@ -664,6 +668,9 @@ struct Server::Impl {
     auto ar = make_async_request(req, flight);
     handle.flight = flight;
     stream.expires_never();
+    // The buffer grew to hold the request just read; what it holds now is only a pipelined next
+    // request (usually nothing), so give the rest back before the (possibly long) wait.
+    buffer.shrink_to_fit();
     watch_client(flight, stream.socket(), buffer);
     start_handler(route, std::move(ar));
     std::optional<Response> res = co_await await_response(*flight, req.deadline);
@@ -672,13 +679,18 @@ struct Server::Impl {
     co_return res;
   }
 
-  // The handler's own copy of the request (the body moves there); its responder posts the
-  // response to the connection's strand and wakes the session, if the session still waits.
+  // The handler's own copy of the request (the body and the headers move there: the session
+  // needs only the ids, the trace and the path for its log line and response headers); its
+  // responder posts the response to the connection's strand and wakes the session, if the
+  // session still waits.
   std::shared_ptr<AsyncRequest> make_async_request(Request& req,
                                                    const std::shared_ptr<Flight>& flight) {
     std::string body = std::move(req.body);
+    std::vector<Header> headers = std::move(req.headers);
+    req.headers.clear();
     Request copy = req;
     copy.body = std::move(body);
+    copy.headers = std::move(headers);
     auto deliver = [weak = std::weak_ptr<Flight>(flight), strand = flight->strand,
                     alive = loop_alive](Response r) {
       if (!alive->load()) return;
@@ -712,7 +724,7 @@ struct Server::Impl {
       return;
     }
     f->watching = true;
-    socket.async_read_some(buffer.prepare(4096),
+    socket.async_read_some(buffer.prepare(kWatchReadBytes),
                            asio::bind_executor(f->strand, [this, f, &socket, &buffer](
                                                               beast::error_code ec, std::size_t n) {
                              buffer.commit(n);

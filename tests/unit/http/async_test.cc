@@ -112,6 +112,9 @@ class AsyncTest : public ::testing::Test {
     });
     server_->add_async_route("GET", "/hold", "hold",
                              [this](std::shared_ptr<AsyncRequest> r) { held_.hold(std::move(r)); });
+    server_->add_route("POST", "/size", "size", Dispatch::kInline, [](const Request& r) {
+      return Response::json(200, R"({"bytes":)" + std::to_string(r.body.size()) + "}");
+    });
     server_->add_route("GET", "/worker-hold", "worker_hold", Dispatch::kWorker,
                        [this](const Request& r) {
                          worker_started_.set_value();
@@ -320,6 +323,60 @@ TEST_F(AsyncTest, RequestSentWhileAnotherIsInProgressIsServedNext) {
   ASSERT_NE(second, std::string::npos) << out;
   EXPECT_LT(first, second);
   EXPECT_TRUE(held_.cancels.empty());  // not mistaken for a hang-up
+}
+
+// While a request is in progress its connection keeps a small read buffer (the watch reads 512
+// bytes at a time, up to 64 KiB): a pipelined request with a larger body must still arrive whole,
+// whether the watch read all of it or stopped at its cap and left the rest to the parser.
+TEST_F(AsyncTest, PipelinedBodiesLargerThanTheWatchBufferAreServedWhole) {
+  start();
+  for (const std::size_t bytes : {700u, 5000u, 100000u}) {
+    held_.clear();
+    const int fd = connect_to(port_);
+    write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(held_.wait_requests(1));
+    std::string body(bytes, 'a');
+    for (std::size_t i = 0; i < bytes; i += 97) body[i] = static_cast<char>('b' + i % 20);
+    write_all(fd, "POST /size HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(bytes) +
+                      "\r\n\r\n" + body +
+                      "GET /_info/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::this_thread::sleep_for(100ms);  // let the watch read what it will
+    held_.requests[0]->respond(Response::json(200, R"({"held":true})"));
+    const std::string out = read_to_eof(fd);
+    close(fd);
+    EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 3) << bytes << ": " << out.substr(0, 2000);
+    const auto held = out.find(R"({"held":true})");
+    const auto size = out.find(R"({"bytes":)" + std::to_string(bytes) + "}");
+    const auto version = out.find(R"({"version":"1.0"})");
+    ASSERT_NE(held, std::string::npos) << bytes << ": " << out.substr(0, 2000);
+    ASSERT_NE(size, std::string::npos) << bytes << ": " << out.substr(0, 2000);
+    ASSERT_NE(version, std::string::npos) << bytes << ": " << out.substr(0, 2000);
+    EXPECT_LT(held, size);
+    EXPECT_LT(size, version);
+    EXPECT_TRUE(held_.cancels.empty()) << bytes;  // not mistaken for a hang-up
+  }
+}
+
+// A large request body is read whole, and the next request on the same connection after it is
+// served too (the buffer that held the large body is given back while the handler works).
+TEST_F(AsyncTest, LargeBodyThenAnotherRequestOnTheSameConnection) {
+  start();
+  const int fd = connect_to(port_);
+  const std::string body(300000, 'z');
+  write_all(fd, "POST /size HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + body +
+                    "GET /later HTTP/1.1\r\nHost: x\r\nX-Request-Id: after\r\n\r\n"
+                    "GET /_info/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string out = read_to_eof(fd);
+  close(fd);
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 3) << out;
+  const auto size = out.find(R"({"bytes":300000})");
+  const auto later = out.find(R"("id":"after")");
+  const auto version = out.find(R"({"version":"1.0"})");
+  ASSERT_NE(size, std::string::npos) << out;
+  ASSERT_NE(later, std::string::npos) << out;
+  ASSERT_NE(version, std::string::npos) << out;
+  EXPECT_LT(size, later);
+  EXPECT_LT(later, version);
 }
 
 TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
