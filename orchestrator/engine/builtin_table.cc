@@ -34,7 +34,7 @@ namespace {
 using Family = void (*)(BuiltinTable&);
 constexpr Family kFamilies[] = {
     register_core_builtins, register_string_builtins,    register_list_builtins,
-    register_type_builtins, register_validator_builtins,
+    register_type_builtins, register_validator_builtins, register_wikidata_builtins,
 };
 
 }  // namespace

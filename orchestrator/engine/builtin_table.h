@@ -75,5 +75,6 @@ void register_string_builtins(BuiltinTable& table);     // builtins_strings.cc
 void register_list_builtins(BuiltinTable& table);       // builtins_lists.cc
 void register_type_builtins(BuiltinTable& table);       // builtins_types.cc
 void register_validator_builtins(BuiltinTable& table);  // builtins_validators.cc
+void register_wikidata_builtins(BuiltinTable& table);   // builtins_wikidata.cc
 
 }  // namespace wf::orchestrator::engine_detail

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <numeric>
 
+#include "wf/zobject/zobject.h"
+
 namespace wf::orchestrator::wikidata {
 
 namespace {
@@ -36,12 +38,10 @@ bool positive_number(std::string_view s) {
   return all_digits(s) && s.front() != '0';
 }
 
-// A string as canonical JSON: text that looks like a reference or a key (Z…) is wrapped in an
-// explicit Z6, so that normalisation keeps it a string.
+// A string as canonical JSON: text that normalisation would read as a reference (a capital
+// letter and a number: Z42, but also Q42, P31, L7) is wrapped in an explicit Z6.
 json str(std::string_view s) {
-  if (s.size() >= 2 && s[0] == 'Z' && s[1] >= '1' && s[1] <= '9') {
-    return json{{"Z1K1", "Z6"}, {"Z6K1", std::string(s)}};
-  }
+  if (zobject::is_reference_like(s)) return json{{"Z1K1", "Z6"}, {"Z6K1", std::string(s)}};
   return std::string(s);
 }
 
@@ -489,7 +489,7 @@ json reference(std::string_view id) {
   auto kind = kind_of(id);
   if (!kind) return nullptr;
   const std::string type = info(*kind).reference_type;
-  return {{"Z1K1", type}, {type + "K1", std::string(id)}};
+  return {{"Z1K1", type}, {type + "K1", str(id)}};
 }
 
 std::optional<std::pair<std::string, std::string>> split_site(std::string_view site) {
