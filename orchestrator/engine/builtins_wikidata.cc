@@ -204,8 +204,9 @@ Envelope find_lexemes(const BuiltinCall& c) {
     auto lexemes = source.get(*ids);
     if (!lexemes) return Envelope::err(lexemes.error());
     for (std::size_t i = 0; i < ids->size(); ++i) {
-      if (has_lemma_in(*(*lexemes)[i], code))
-        found.push_back(*zo::normalize(wd::reference((*ids)[i])));
+      if (!has_lemma_in(*(*lexemes)[i], code)) continue;
+      auto normal = zo::normalize(wd::reference((*ids)[i]));
+      if (normal) found.push_back(std::move(*normal));
     }
   }
   return c.ok(Node::from_json(zo::make_list(zo::z9("Z6095"), found)));
