@@ -70,11 +70,15 @@ class BuiltinTable {
 const BuiltinTable& builtin_table();
 
 // The families (one file each).
-void register_core_builtins(BuiltinTable& table);       // builtins_core.cc
-void register_string_builtins(BuiltinTable& table);     // builtins_strings.cc
-void register_list_builtins(BuiltinTable& table);       // builtins_lists.cc
-void register_type_builtins(BuiltinTable& table);       // builtins_types.cc
-void register_validator_builtins(BuiltinTable& table);  // builtins_validators.cc
-void register_wikidata_builtins(BuiltinTable& table);   // builtins_wikidata.cc
+void register_core_builtins(BuiltinTable& table);          // builtins_core.cc
+void register_string_builtins(BuiltinTable& table);        // builtins_strings.cc
+void register_list_builtins(BuiltinTable& table);          // builtins_lists.cc
+void register_type_builtins(BuiltinTable& table);          // builtins_types.cc
+void register_validator_builtins(BuiltinTable& table);     // builtins_validators.cc
+void register_error_builtins(BuiltinTable& table);         // builtins_errors.cc
+void register_higher_order_builtins(BuiltinTable& table);  // builtins_higher_order.cc
+void register_text_builtins(BuiltinTable& table);          // builtins_text.cc
+void register_enum_builtins(BuiltinTable& table);          // builtins_enums.cc
+void register_wikidata_builtins(BuiltinTable& table);      // builtins_wikidata.cc
 
 }  // namespace wf::orchestrator::engine_detail

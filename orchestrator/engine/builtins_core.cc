@@ -28,13 +28,7 @@ Envelope identity(const BuiltinCall& c) {
 
 // Z902 (if): K2 and K3 arrive unevaluated; the chosen branch is resolved and evaluated here.
 Envelope if_then_else(const BuiltinCall& c) {
-  NodeP branch = bool_ref(c.arg(0)) == "Z41" ? c.arg(1) : c.arg(2);
-  if (!branch) return c.ok(branch);
-  if (!branch->scope) branch->scope = c.in.empty_frame();
-  Interpreter::Resolved r = c.in.resolve(branch, branch->scope);
-  if (r.env.has_error()) return r.env;
-  Envelope ev = c.in.eager(r.env.value);
-  return ev.has_error() ? ev : Envelope::ok(r.env.value);
+  return evaluate_lazy(c.in, bool_ref(c.arg(0)) == "Z41" ? c.arg(1) : c.arg(2));
 }
 
 Envelope value_by_key(const BuiltinCall& c) {

@@ -1,6 +1,8 @@
 // Helpers shared by the built-in families.
 #include "orchestrator/engine/builtins_support.h"
 
+#include "orchestrator/engine/definitions.h"
+
 namespace wf::orchestrator::engine_detail {
 
 std::string text_of(const NodeP& n) {
@@ -60,6 +62,44 @@ NodeP positional_call(Interpreter& in, const NodeP& fn, const std::vector<NodeP>
   for (std::size_t i = 0; i < args.size(); ++i) call->add("K" + std::to_string(i + 1), args[i]);
   call->scope = in.empty_frame();
   return call;
+}
+
+Envelope evaluate_lazy(Interpreter& in, const NodeP& node) {
+  if (!node) return Envelope::ok(node);
+  if (!node->scope) node->scope = in.empty_frame();
+  Interpreter::Resolved r = in.resolve(node, node->scope);
+  if (r.env.has_error()) return r.env;
+  Envelope ev = in.eager(r.env.value);
+  return ev.has_error() ? ev : Envelope::ok(r.env.value);
+}
+
+std::string zid_of_lazy(Interpreter& in, const NodeP& node) {
+  std::string zid = in.named_zid(node);
+  if (!zid.empty() || !node) return zid;
+  Envelope v = evaluate_lazy(in, node);
+  if (v.has_error() || !v.value) return {};
+  if (v.value->is_string) return v.value->text;
+  if (v.value->is_ref()) return v.value->ref();
+  if (v.value->type_ref() == "Z60") {
+    return Definitions::instance().language_zid(text_of(v.value->get("Z60K1")));
+  }
+  if (v.value->type_ref() == "Z50") {  // 2026 error types carry their identity in Z50K2
+    NodeP k2 = v.value->get("Z50K2");
+    return k2 ? (k2->is_string ? k2->text : k2->ref()) : std::string();
+  }
+  const Node* k1 = v.value->peek("Z4K1");
+  return k1 && k1->is_ref() ? k1->ref() : std::string();
+}
+
+std::string error_type_of(const NodeP& z5) {
+  NodeP t = z5 && !z5->is_string ? z5->get("Z5K1") : nullptr;
+  for (int guard = 0; guard < 8 && t; ++guard) {
+    if (t->is_string) return t->text;
+    if (t->is_ref()) return t->ref();
+    if (t->type_ref() != "Z50") return {};
+    t = t->get("Z50K2");
+  }
+  return {};
 }
 
 NodeP make_z3(Interpreter& in, NodeP type, const std::string& key, const std::string& label) {

@@ -21,6 +21,16 @@ NodeP type_call(const std::string& fn, const std::vector<std::pair<std::string, 
 // A call {Z1K1: Z7, Z7K1: fn, K1: args[0], K2: args[1], ...} in the empty frame.
 NodeP positional_call(Interpreter& in, const NodeP& fn, const std::vector<NodeP>& args);
 
+// A lazy argument resolved and evaluated in its own scope (the empty frame when it has none).
+Envelope evaluate_lazy(Interpreter& in, const NodeP& node);
+// The ZID a lazy argument names: a reference as written, else the value's identity (Z4K1 of a
+// type, Z50K2 of an error type) or, for a natural language, the ZID of its code. "" when none.
+std::string zid_of_lazy(Interpreter& in, const NodeP& node);
+
+// The ZID of an error's type (Z5K1): a reference, or the identity (Z50K2) of the error type
+// an evaluated error shows in its place. "" when there is none.
+std::string error_type_of(const NodeP& z5);
+
 // Type objects (normal form): a Z3 key with an English label, a Z4, the Z4 of Z881(t) and of
 // Z882(a, b).
 NodeP make_z3(Interpreter& in, NodeP type, const std::string& key, const std::string& label);

@@ -884,6 +884,19 @@ Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::
   return run;
 }
 
+std::string Interpreter::named_zid(const NodeP& node) {
+  NodeP cur = node;
+  for (int guard = 0; guard < 64 && cur; ++guard) {
+    if (cur->is_string) return zo::is_zid(cur->text) ? cur->text : std::string();
+    if (cur->is_ref()) return cur->ref();
+    if (!cur->is_arg_ref()) return {};
+    ArgState st = retrieve(cur->scope ? cur->scope : empty_, cur->arg_name(), true);
+    if (st.kind == ArgKind::kError) return {};
+    cur = st.value;
+  }
+  return {};
+}
+
 Envelope Interpreter::run_builtin(const std::string& id, std::vector<NodeP> args, bool& known) {
   const BuiltinSpec* spec = builtin_table().find(id);
   known = spec != nullptr;
