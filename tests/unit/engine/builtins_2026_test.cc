@@ -190,6 +190,36 @@ TEST_F(Builtins2026, Z873MapsEachElement) {
   EXPECT_EQ(error_code(run(call("Z873", {"Z811", lists()}))), "Z506");  // head of []
 }
 
+// A function of the content (here an inline composition): the positional keys K1, K2 of the call
+// bind to its declared arguments.
+TEST_F(Builtins2026, Z873AndZ876CallACompositionOfTheContent) {
+  auto z17 = [](const std::string& type, const std::string& key) {
+    return json{{"Z1K1", "Z17"},
+                {"Z17K1", type},
+                {"Z17K2", key},
+                {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  };
+  auto arg = [](const std::string& key) { return json{{"Z1K1", "Z18"}, {"Z18K1", key}}; };
+  auto function = [&](std::vector<json> args, const json& body) {
+    json k1 = json::array({"Z17"});
+    for (const auto& a : args) k1.push_back(a);
+    return json{
+        {"Z1K1", "Z8"},
+        {"Z8K1", k1},
+        {"Z8K2", "Z40"},
+        {"Z8K3", json::array({"Z20"})},
+        {"Z8K4", json::array({"Z14", {{"Z1K1", "Z14"}, {"Z14K1", "Z10001"}, {"Z14K2", body}}})},
+        {"Z8K5", "Z10001"}};
+  };
+  json is_a = function({z17("Z6", "Z10001K1")}, call("Z866", {arg("Z10001K1"), "a"}));
+  json mapped = run(call("Z873", {is_a, json::array({"Z6", "a", "b"})}));
+  EXPECT_EQ(mapped["Z22K1"], json::array({"Z40", T(), F()})) << mapped.dump();
+  json both = function({z17("Z40", "Z10001K1"), z17("Z40", "Z10001K2")},
+                       call("Z844", {arg("Z10001K1"), arg("Z10001K2")}));
+  json folded = run(call("Z876", {both, json::array({"Z40", T(), T()}), T()}));
+  EXPECT_EQ(folded["Z22K1"], T()) << folded.dump();
+}
+
 TEST_F(Builtins2026, Z872KeepsWhatTheFunctionAccepts) {
   json r = run(call("Z872", {"Z813", lists()}));
   ASSERT_EQ(r["Z22K1"].size(), 2u) << r.dump();  // the item type and the one empty list
