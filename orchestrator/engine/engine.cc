@@ -134,8 +134,7 @@ class EngineImpl final : public Engine {
       nlohmann::json envelope;
       engine_detail::TrailingMeta trailing;
       if (!run(request, ctx, envelope, trailing)) return timeout_response();
-      engine_detail::add_trailing_metadata(envelope, trailing);
-      return engine_detail::finish_response(std::move(envelope), start);
+      return engine_detail::finish_response(std::move(envelope), trailing, start);
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
     } catch (...) {

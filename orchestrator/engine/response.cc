@@ -100,7 +100,8 @@ bool standard_pairs(const json& meta, std::vector<std::pair<std::string, json>>&
   });
 }
 
-std::optional<json> fast_canonical(const json& envelope, const RunStart& start) {
+std::optional<json> fast_canonical(const json& envelope, const TrailingMeta& trailing,
+                                   const RunStart& start) {
   if (!envelope.is_object() || envelope.size() != 3) return std::nullopt;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
@@ -110,6 +111,12 @@ std::optional<json> fast_canonical(const json& envelope, const RunStart& start) 
   std::vector<std::pair<std::string, json>> pairs;
   pairs.reserve(12);
   if (!standard_pairs(*m, pairs)) return std::nullopt;
+  for (const auto& [key, value] : trailing) {
+    auto same =
+        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == key; });
+    if (same != pairs.end()) return std::nullopt;  // rare: leave it to the general path
+    pairs.emplace_back(key, canonical_string(value));
+  }
   for (auto& [key, value] : orchestration_values(start)) {
     auto same =
         std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == key; });
@@ -376,7 +383,12 @@ std::string finish_response_text(const json& envelope, const TrailingMeta& trail
 }
 
 json finish_response(json envelope, const RunStart& start) {
-  if (auto fast = fast_canonical(envelope, start)) return std::move(*fast);
+  return finish_response(std::move(envelope), TrailingMeta{}, start);
+}
+
+json finish_response(json envelope, const TrailingMeta& trailing, const RunStart& start) {
+  if (auto fast = fast_canonical(envelope, trailing, start)) return std::move(*fast);
+  add_trailing_metadata(envelope, trailing);
   add_orchestration_metadata(envelope, start);
   if (zo::check_mixed(envelope).empty()) return zo::to_canonical(envelope);
   return envelope;

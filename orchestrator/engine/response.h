@@ -22,6 +22,10 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
                                  const RunStart& start, bool* has_error);
+// finish_response(envelope with `trailing` appended to its metadata, start), without building
+// the normal form of the appended pairs when the envelope has the usual shape.
+nlohmann::json finish_response(nlohmann::json envelope, const TrailingMeta& trailing,
+                               const RunStart& start);
 // Appends `trailing` to the envelope's metadata map (creating it when void).
 void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailing);
 // Serialises an answer of finish_response (or any canonical/normal Z22) and tells whether its
