@@ -138,7 +138,7 @@ class EvaluatorClient final : public CodeRunner {
     http::ClientRequest req;
     req.method = "POST";
     req.url = route->second;
-    req.content_type = "application/octet-stream";
+    req.content_type = call.converters.is_null() ? "application/octet-stream" : "application/json";
     req.body = std::move(*body);
     req.deadline = ctx.deadline;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
@@ -150,17 +150,30 @@ class EvaluatorClient final : public CodeRunner {
 
  private:
   // Versioned Avro 0.0.4 with the real remaining time of this request (the original sent a
-  // negative number: see docs/compatibility.md).
+  // negative number: see docs/compatibility.md). A call with type converters goes as the JSON
+  // record form with `typeConverters`, which Avro 0.0.4 cannot carry (docs/compatibility.md
+  // "Type converters").
   static std::expected<std::string, codec::Error> encode(const CodeCall& call,
                                                          const CallContext& ctx) {
-    codec::CodeRequest request;
-    request.reentrant = false;
-    request.remaining_time_ms =
+    const double remaining_ms =
         ctx.deadline == http::Clock::time_point::max()
             ? 20000.0
             : std::max(0.0,
                        std::chrono::duration<double, std::milli>(ctx.deadline - http::Clock::now())
                            .count());
+    if (!call.converters.is_null()) {
+      const nlohmann::json body = {{"reentrant", false},
+                                   {"remainingTime", remaining_ms},
+                                   {"codingLanguage", call.coding_language},
+                                   {"codeString", call.code},
+                                   {"functionName", call.function_name},
+                                   {"functionArguments", call.arguments},
+                                   {"typeConverters", call.converters}};
+      return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    codec::CodeRequest request;
+    request.reentrant = false;
+    request.remaining_time_ms = remaining_ms;
     request.coding_language = call.coding_language;
     request.code_string = call.code;
     request.function_name = call.function_name;

@@ -76,6 +76,7 @@ class EngineImpl final : public Engine {
         shared_(options.result_cache_bytes > 0 ? std::move(shared) : nullptr),
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes),
+        converters_(options.cache_ttl, 4096),
         results_(options.result_cache_bytes),
         fibers_({options_.cpu_threads, options_.stack_bytes, 32}) {}
 
@@ -187,7 +188,7 @@ class EngineImpl final : public Engine {
     const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
     const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
     if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) return true;
-    Interpreter interpreter(resolver, runner_.get(), ctx, options_);
+    Interpreter interpreter(resolver, runner_.get(), ctx, options_, &converters_);
     envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
     if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) {
@@ -302,6 +303,7 @@ class EngineImpl final : public Engine {
   std::shared_ptr<SharedResultStore> shared_;
   const Definitions& defs_;
   ObjectCache cache_;
+  engine_detail::ConverterCache converters_;  // per type, language and direction
   ResultCache results_;
   FiberPool fibers_;  // last: its destructor waits for evaluations that use the members above
 };
