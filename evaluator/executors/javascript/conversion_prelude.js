@@ -242,6 +242,11 @@
   }
 
   function deserialize(z) {
+    if (Array.isArray(z)) {
+      // A typed list written as an array, [element type, elements...] (docs/compatibility.md
+      // "Long lists"): what our orchestrator sends for long list arguments.
+      return z.slice(1).map(deserialize);
+    }
     if (isObject(z) && z.Z1K1 === 'Z9' && typeof z.Z9K1 === 'string') {
       // A reference (e.g. an enum value passed to an argument typed Z1): a ZObject whose Z1K1 is
       // 'Z9' and Z9K1 the ZID; returned, it stays a reference.
@@ -486,6 +491,9 @@
   function toNative(plan, z, cache) {
     if (isObject(plan) && isObject(plan.converter)) {
       return applyConverter(plan.converter, z, cache);
+    }
+    if (isObject(plan) && isObject(plan.list) && Array.isArray(z)) {
+      return z.slice(1).map((item) => toNative(plan.list, item, cache));
     }
     if (isObject(plan) && isObject(plan.list)) {
       const items = [];

@@ -127,6 +127,10 @@ class ZReference(str):
 
 
 def _deserialize(zobject):
+    if isinstance(zobject, list):
+        # A typed list written as an array, [element type, elements...] (docs/compatibility.md
+        # "Long lists"): what our orchestrator sends for long list arguments.
+        return [_deserialize(item) for item in zobject[1:]]
     z1k1 = zobject.get("Z1K1")
     if z1k1 == "Z9":
         return ZReference(zobject.get("Z9K1"))
@@ -354,6 +358,8 @@ class _Converters:
             return _deserialize(zobject)
         if "converter" in plan:
             return self._apply(plan["converter"], zobject)
+        if "list" in plan and isinstance(zobject, list):
+            return [self.to_native(plan["list"], item) for item in zobject[1:]]
         if "list" in plan:
             items = []
             node = zobject
