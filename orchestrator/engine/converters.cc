@@ -58,7 +58,12 @@ json plan_of(const json& item, const char* converter_type, const std::string& fa
   std::string name = identity == nullptr ? "" : zo::ref_id(*identity);
   if (name.empty()) name = zo::ref_id(item);
   if (name.empty()) return nullptr;  // an inline converter without identity cannot be called
-  return json{{"converter", {{"functionName", name}, {"code", zo::string_value(*text)}}}};
+  json plan = {{"converter", {{"functionName", name}, {"code", zo::string_value(*text)}}}};
+  const json* native = key_of(converter, prefix + "K4");
+  if (native != nullptr && !zo::string_value(*native).empty()) {
+    plan["converter"]["nativeType"] = zo::string_value(*native);
+  }
+  return plan;
 }
 
 }  // namespace

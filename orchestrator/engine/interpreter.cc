@@ -1007,6 +1007,7 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
 json Interpreter::code_converters(const std::vector<Decl>& decls, const json& values,
                                   const NodeP& z8, const std::string& family) {
   json arguments = json::object();
+  std::vector<NodeP> types;  // the types the arguments convert by
   for (const auto& d : decls) {
     NodeP type = d.declared;
     // An argument declared Z1 (any type) converts by the type of its value.
@@ -1017,9 +1018,25 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
       type->scope = empty_;
     }
     json plan = converter_plan(type, ConverterDirection::kToCode, family, 0);
-    if (!plan.is_null()) arguments[d.name] = std::move(plan);
+    if (plan.is_null()) continue;
+    arguments[d.name] = std::move(plan);
+    types.push_back(type);
   }
-  json result = converter_plan(z8->get("Z8K2"), ConverterDirection::kFromCode, family, 0);
+  NodeP returns = z8->get("Z8K2");
+  json result = converter_plan(returns, ConverterDirection::kFromCode, family, 0);
+  if (result.is_null() && !types.empty() &&
+      (!returns || (returns->is_ref() && returns->ref() == "Z1"))) {
+    // A result declared Z1: converted by its native type, with the from-code converters of the
+    // argument types (the value of `add(a, b)` is most likely of their type).
+    json native = json::object();
+    for (const auto& type : types) {
+      json plan = converter_plan(type, ConverterDirection::kFromCode, family, 0);
+      const json* c = plan.is_object() && plan.contains("converter") ? &plan["converter"] : nullptr;
+      const std::string name = c != nullptr ? c->value("nativeType", "") : "";
+      if (!name.empty() && !native.contains(name)) native[name] = std::move(plan);
+    }
+    if (!native.empty()) result = json{{"native", std::move(native)}};
+  }
   if (arguments.empty() && result.is_null()) return nullptr;
   json out = json::object();
   if (!arguments.empty()) out["arguments"] = std::move(arguments);

@@ -85,6 +85,11 @@ def objects():
     # successor(a) in JavaScript: a BigInt in and out.
     out.update(function("Z10113", ["Z10100"], "Z10100", "Z10213", "Z600",
                         "function Z10113(Z10113K1) {\n\treturn Z10113K1 + 1n;\n}"))
+    # add(any, any) -> any in Python and in JavaScript: converted by the values' types.
+    out.update(function("Z10115", ["Z1", "Z1"], "Z1", "Z10215", "Z610",
+                        "def Z10115(Z10115K1, Z10115K2):\n\treturn Z10115K1 + Z10115K2"))
+    out.update(function("Z10116", ["Z1", "Z1"], "Z1", "Z10216", "Z600",
+                        "function Z10116(Z10116K1, Z10116K2) {\n\treturn Z10116K1 + Z10116K2;\n}"))
     # count and last(list of strings) in Python: no converter.
     out.update(function("Z10114", [list_of("Z6")], "Z6", "Z10214", "Z610",
                         "def Z10114(Z10114K1):\n\treturn '%d %s' % (len(Z10114K1), Z10114K1[-1])"))
@@ -147,21 +152,29 @@ class Converters(unittest.TestCase):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10110", "Z10110K1": number(2), "Z10110K2": number(40)})
         self.assertEqual(value, number(42))
         body = self.sent_json(sent)
-        plan = {"converter": {"functionName": "Z10101", "code": TO_INT}}
+        plan = {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}
         self.assertEqual(body["typeConverters"], {
             "arguments": {"Z10110K1": plan, "Z10110K2": plan},
-            "result": {"converter": {"functionName": "Z10102", "code": FROM_INT}}})
+            "result": {"converter": {"functionName": "Z10102", "code": FROM_INT, "nativeType": "int"}}})
 
     def test_javascript_argument_converts_to_bigint(self):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10111", "Z10111K1": number(7)})
         self.assertEqual(value, "bigint:7")
         body = self.sent_json(sent)
         self.assertEqual(body["typeConverters"],
-                         {"arguments": {"Z10111K1": {"converter": {"functionName": "Z10103", "code": TO_BIGINT}}}})
+                         {"arguments": {"Z10111K1": {"converter": {"functionName": "Z10103", "code": TO_BIGINT,
+                                                                   "nativeType": "BigInt"}}}})
 
     def test_javascript_result_converts_from_bigint(self):
         value, _ = self.call({"Z1K1": "Z7", "Z7K1": "Z10113", "Z10113K1": number(99)})
         self.assertEqual(value, number(100))
+
+    def test_arguments_and_result_declared_z1_convert_by_type(self):
+        for fn in ("Z10115", "Z10116"):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": number(20), fn + "K2": number(22)})
+                self.assertEqual(value, number(42))
+                self.assertIn("native", self.sent_json(sent)["typeConverters"]["result"])
 
     def test_lists_convert_element_wise(self):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10112",
@@ -169,9 +182,9 @@ class Converters(unittest.TestCase):
         self.assertEqual(value, ["Z10100", number(2), number(4), number(6)])
         body = self.sent_json(sent)
         self.assertEqual(body["typeConverters"]["arguments"]["Z10112K1"],
-                         {"list": {"converter": {"functionName": "Z10101", "code": TO_INT}}})
+                         {"list": {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}})
         self.assertEqual(body["typeConverters"]["result"],
-                         {"list": {"converter": {"functionName": "Z10102", "code": FROM_INT}}})
+                         {"list": {"converter": {"functionName": "Z10102", "code": FROM_INT, "nativeType": "int"}}})
 
     def test_no_converter_keeps_avro(self):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10114", "Z10114K1": ["Z6", "a", "b"]})

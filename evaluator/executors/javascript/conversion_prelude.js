@@ -523,6 +523,13 @@
       const items = value.map((item) => fromNative(plan.list, item, cache));
       return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
     }
+    if (isObject(plan) && isObject(plan.native)) {
+      // A result declared Z1: the plan of the value's native type (Z64K4: 'BigInt', ...).
+      const name = typeof value === 'bigint' ? 'BigInt'
+        : (value !== null && value !== undefined && value.constructor ? value.constructor.name : '');
+      const chosen = typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null;
+      return chosen ? fromNative(chosen, value, cache) : serialize(value);
+    }
     return serialize(value);
   }
 

@@ -385,6 +385,11 @@ class _Converters:
             if isinstance(value, (str, bytes, dict)):
                 raise _unserializable(value)
             return _typed_list([self.from_native(plan["list"], item) for item in value])
+        if isinstance(plan.get("native"), dict):
+            # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...).
+            chosen = plan["native"].get(type(value).__name__)
+            if isinstance(chosen, dict):
+                return self.from_native(chosen, value)
         return _serialize(value)
 
 

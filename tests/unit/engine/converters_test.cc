@@ -36,7 +36,7 @@ json converter(const std::string& type, const std::string& zid, const std::strin
           {type + "K1", zid},
           {type + "K2", "Z10100"},
           {type + "K3", {{"Z1K1", "Z16"}, {"Z16K1", language}, {"Z16K2", code}}},
-          {type + "K4", "int"}};
+          {type + "K4", language == "Z610" ? "int" : "BigInt"}};
 }
 
 json z17(const json& type, const std::string& name) {
@@ -114,8 +114,8 @@ json number(const std::string& digits) {
   return {{"Z1K1", "Z10100"}, {"Z10100K1", digits}};
 }
 
-json plan(const std::string& zid, const char* code) {
-  return {{"converter", {{"functionName", zid}, {"code", code}}}};
+json plan(const std::string& zid, const char* code, const char* native = "int") {
+  return {{"converter", {{"functionName", zid}, {"code", code}, {"nativeType", native}}}};
 }
 
 class Converters : public ::testing::Test {
@@ -172,13 +172,23 @@ TEST_F(Converters, TheImplementationsLanguagePicksTheConverter) {
   CodeCall c = call(function({"Z10100"}, "Z10100", "Z600", "function Z10001(x) { return x; }"),
                     {number("5")}, number("5"));
   // JavaScript has a converter to code only: the result keeps the default conversion.
-  EXPECT_EQ(c.converters, json({{"arguments", {{"Z10001K1", plan("Z10103", kToBigInt)}}}}));
+  EXPECT_EQ(c.converters,
+            json({{"arguments", {{"Z10001K1", plan("Z10103", kToBigInt, "BigInt")}}}}));
 }
 
 TEST_F(Converters, AnArgumentDeclaredZ1ConvertsByItsValuesType) {
   CodeCall c = call(function({"Z1", "Z1"}, "Z6", "Z610", "def Z10001(a, b): return 'x'"),
                     {number("9"), "text"});
   EXPECT_EQ(c.converters, json({{"arguments", {{"Z10001K1", plan("Z10101", kToInt)}}}}));
+}
+
+TEST_F(Converters, AResultDeclaredZ1ConvertsByNativeTypeWithTheArgumentTypesConverters) {
+  CodeCall c = call(function({"Z1", "Z1"}, "Z1", "Z610", "def Z10001(a, b): return a + b"),
+                    {number("2"), number("3")}, number("5"));
+  EXPECT_EQ(c.converters["result"], json({{"native", {{"int", plan("Z10102", kFromInt)}}}}));
+  // Without a converted argument there is nothing to guess from.
+  CodeCall plain = call(function({"Z1"}, "Z1", "Z610", "def Z10001(a): return a"), {"text"});
+  EXPECT_TRUE(plain.converters.is_null()) << plain.converters.dump();
 }
 
 TEST_F(Converters, TypesWithoutConvertersSendNoneAndFetchNoConverter) {
