@@ -3,9 +3,7 @@
 the built wf-orchestrator (started by run_b.py against its mock wiki) and wf-evaluator, in both
 implementation orders (objects_b.json: composition first; objects_b_pyfirst.json: Python first).
 Fails when an order passes fewer cases than recorded in part_b_floor.json, or when a case kills
-the orchestrator (run_b.py then restarts it and reruns the case alone). Cases killed by SIGKILL
-in the sandbox (the known intermittent failure, docs/testing.md) run once more; those still
-killed are named and counted towards the floor. Exit 77 (ctest: skipped)
+the orchestrator (run_b.py then restarts it and reruns the case alone). Exit 77 (ctest: skipped)
 with the reason when the realwf folder is absent."""
 import argparse
 import json
@@ -19,17 +17,15 @@ sys.path.insert(0, HERE)
 from run_part_a import free_port, wait_ready  # noqa: E402
 
 
-def run_b(args, objects, evaluator_url, out, only=None):
-    """run_b.py for one order (all cases, or the ids in `only`): ({id: result}, its output), or
-    (None, its output) when it failed."""
+def run_b(args, objects, evaluator_url, out):
+    """run_b.py for one order: ({id: result}, its output), or (None, its output) when it
+    failed."""
     orchestrator_cmd = (f"{args.orchestrator} --port {{port}} --wiki-api-url {{wiki}} "
                         f"--evaluator-url {{evaluator}} --objects-dir '' --cache-ttl-ms 0 "
                         f"--access-log false")
     cmd = [sys.executable, os.path.join(args.realwf, "run_b.py"), "--objects", objects,
            "--orchestrator-cmd", orchestrator_cmd, "--evaluator-url", evaluator_url,
            "--out", out, "--jobs", "2", "--examples", "2"]
-    if only:
-        cmd += ["--only", ",".join(only)]
     run = subprocess.run(cmd, timeout=1500, capture_output=True, text=True, errors="replace")
     if run.returncode != 0 or not os.path.exists(out):
         return None, run.stdout + run.stderr
@@ -51,27 +47,10 @@ def check_order(args, name, floor, evaluator_url, tmp):
     crashed = [i for i, r in results.items() if r["status"] == "crash"]
     if crashed:
         problems.append(f"{name}: cases that kill the orchestrator: {crashed}")
-    # The known intermittent SIGKILL of a sandboxed call (docs/testing.md): such cases run once
-    # more, named here; any other failure stands.
-    flaky = [i for i, r in results.items()
-             if r["status"] != "pass" and "killed by SIGKILL" in json.dumps(r.get("error", ""))]
-    if flaky:
-        print(f"{name}: rerunning {len(flaky)} case(s) killed by SIGKILL (known intermittent): {flaky}")
-        again, again_output = run_b(args, objects, evaluator_url, out + ".again", flaky)
-        if again is None:
-            print(again_output)
-            return problems + [f"{name}: the rerun of the SIGKILL cases failed"]
-        results.update(again)
     passed = sum(r["status"] == "pass" for r in results.values())
-    killed = sorted(i for i, r in results.items()
-                    if r["status"] != "pass" and "killed by SIGKILL" in json.dumps(r.get("error", "")))
     print(f"Part B {name}: {passed} of {len(results)} cases pass (recorded floor {floor}; "
           f"F* engine 203 of 211)")
-    if killed:
-        # Counted towards the floor, named: the sandbox's intermittent SIGKILL is its own bug.
-        print(f"{name}: {len(killed)} case(s) still killed by SIGKILL after the rerun, counted "
-              f"towards the floor: {killed}")
-    if passed + len(killed) < floor:
+    if passed < floor:
         failing = sorted(i for i, r in results.items() if r["status"] != "pass")
         problems.append(f"{name}: {passed} pass, fewer than the recorded {floor}; failing: "
                         f"{', '.join(failing)[:3000]}")
