@@ -93,6 +93,8 @@ Interpreter::~Interpreter() {
     f->parent.reset();
   }
   type_memo_.clear();
+  type_nodes_.clear();
+  functions_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -172,7 +174,7 @@ void for_each_item(const json& list, F&& f) {
 }
 
 void add_ref(const json& v, std::vector<std::string>& out) {
-  const std::string* zid = ref_of(v);
+  const std::string* zid = v.is_string() ? &v.get_ref<const std::string&>() : ref_of(v);
   if (zid != nullptr && zo::is_zid(*zid) && !zo::is_builtin_type(*zid)) out.push_back(*zid);
 }
 
@@ -193,10 +195,16 @@ std::vector<std::string> function_dependencies(const json& z8) {
   return out;
 }
 
-// Functions the request calls by reference (Z7K1 of every call outside quotes), bounded.
+// Functions the request (canonical, normal or mixed) calls by reference (Z7K1 of every call
+// outside quotes), bounded.
 void called_functions(const json& v, std::vector<std::string>& out, int depth) {
-  if (!v.is_object() || depth > 64 || out.size() >= 32) return;
-  for (const auto& [key, child] : v.items()) {
+  if (depth > 64 || out.size() >= 32) return;
+  if (v.is_array()) {
+    for (const auto& e : v.get_ref<const json::array_t&>()) called_functions(e, out, depth + 1);
+    return;
+  }
+  if (!v.is_object()) return;
+  for (const auto& [key, child] : v.get_ref<const json::object_t&>()) {
     if (key == "Z99K1") continue;  // quoted: never evaluated
     if (key == "Z7K1") add_ref(child, out);
     called_functions(child, out, depth + 1);
@@ -411,19 +419,30 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
   bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref())) || type->is_call() ||
                type->is_arg_ref();
   if (!needs) return type;
+  // The same type node again (list nodes share theirs): no key to build. The memo holds the
+  // node, so its address is not reused while the memo lives.
+  if (auto it = type_nodes_.find(type.get()); it != type_nodes_.end()) return it->second.second;
   std::string key;
   if (!type->is_arg_ref()) {
-    key = type->to_json().dump();
+    type->append_key(key);
     auto it = type_memo_.find(key);
-    if (it != type_memo_.end()) return it->second;
+    if (it != type_memo_.end()) {
+      type_nodes_.emplace(type.get(), std::pair{type, it->second});
+      return it->second;
+    }
   }
-  // List types take the reference's shortcut: Z881(T) becomes its Z4 without running anything.
+  // List types take the reference's shortcut: Z881(T) becomes its Z4 without running anything
+  // (also once the call's Z7K1 has been resolved to Z881's Z8).
   if (type->is_call()) {
     const Node* fn = type->peek("Z7K1");
-    if (fn && fn->ref() == "Z881" && type->has("Z881K1")) {
+    const Node* fid = fn && !fn->is_string && fn->type_ref() == "Z8" ? fn->peek("Z8K5") : nullptr;
+    if (fn && (fn->ref() == "Z881" || (fid && fid->ref() == "Z881")) && type->has("Z881K1")) {
       bool known = true;
       Envelope z4 = run_builtin("Z981", {type->get("Z881K1")}, known);
-      if (!key.empty()) type_memo_[key] = z4.value;
+      if (!key.empty()) {
+        type_memo_[key] = z4.value;
+        type_nodes_.emplace(type.get(), std::pair{type, z4.value});
+      }
       return z4.value;
     }
   }
@@ -440,7 +459,10 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
     last_type_error_ = r.env.error();
     return nullptr;
   }
-  if (!key.empty()) type_memo_[key] = r.env.value;
+  if (!key.empty()) {
+    type_memo_[key] = r.env.value;
+    type_nodes_.emplace(type.get(), std::pair{type, r.env.value});
+  }
   return r.env.value;
 }
 
@@ -756,9 +778,32 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
 }
 
 // Argument discovery (§3.2): the function, and each declared argument matched with the call's key.
+// The function of a call (Z7K1, resolved). A function called by reference again in this request
+// reuses the node its first call dereferenced: its argument list and implementations, resolved
+// by that call, stay resolved (the nest of bench_zobject calls Z810 three times).
+Envelope Interpreter::resolve_function(const NodeP& call, const FrameP& sc) {
+  const Node* fn = call->peek("Z7K1");
+  Node::Entry* e = call->entry("Z7K1");
+  if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) {
+    return resolve_key(call, "Z7K1", sc);
+  }
+  std::string zid = fn->ref();
+  if (auto it = functions_.find(zid); it != functions_.end()) {
+    if (!tick()) return abort_envelope();
+    e->persisted = it->second;
+    e->value = it->second;
+    return Envelope::ok(it->second);
+  }
+  Envelope f = resolve_key(call, "Z7K1", sc);
+  if (!f.has_error() && f.value && !f.value->is_string && f.value->type_ref() == "Z8") {
+    functions_.emplace(std::move(zid), f.value);
+  }
+  return f;
+}
+
 Envelope Interpreter::bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8,
                                      std::vector<Decl>& decls) {
-  Envelope f = resolve_key(call, "Z7K1", sc);
+  Envelope f = resolve_function(call, sc);
   if (aborted()) return abort_envelope();
   z8 = f.value;
   if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
@@ -1020,7 +1065,9 @@ json Interpreter::orchestrate(const json& zobject, bool do_validate,
   auto* saved_trailing = trailing_;
   do_validate_ = do_validate;
   trailing_ = trailing;
+  ++orchestrating_;
   json out = orchestrate_inner(zobject, do_validate);
+  --orchestrating_;
   do_validate_ = saved;
   trailing_ = saved_trailing;
   if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
@@ -1049,28 +1096,33 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
                  zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
                                                 std::to_string(options_.max_zobject_depth))}));
   }
-  auto normal = zo::normalize(zobject);
-  if (!normal) return zo::error_envelope(normal.error());
-  // Kept for the Interpreter's lifetime: the lazy Node tree below points into it, and nested
-  // orchestrations (Z923) can leave nodes in the type memo.
-  const json& call = inputs_.emplace_back(std::move(*normal));
-  bool is_call =
-      call.is_object() && zo::ref_id(call.value("Z1K1", json())) == "Z7" && call.contains("Z7K1");
-  if (!is_call) {
+  auto violations = zo::check_mixed(zobject);
+  if (!violations.empty()) return zo::error_envelope(zo::schema_error_tree(violations));
+  // The lazy Node tree below points into the input: the engine's request outlives this
+  // Interpreter; a nested orchestration's (Z923) is a temporary, kept here (as are the normal
+  // forms static validation needs), since nodes of it can stay in the type memo.
+  const json& input = orchestrating_ > 1 ? inputs_.emplace_back(zobject) : zobject;
+  NodeP root;
+  if (do_validate) {
+    const json& call = inputs_.emplace_back(zo::to_normal(input));
+    root = Node::from_shared(call);
+  } else {
+    root = Node::from_canonical(input);
+  }
+  if (root->is_string || root->type_ref() != "Z7" || !root->has("Z7K1")) {
     return zo::error_envelope(
         zo::make_error_msg("Z539", "The provided object is not a function call"));
   }
   if (do_validate) {
-    json verr = static_validate(call);
+    json verr = static_validate(inputs_.back());
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
   {
     std::vector<std::string> called;
-    called_functions(call, called, 0);
+    called_functions(input, called, 0);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  NodeP root = Node::from_shared(call);
   root->scope = empty_;
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);

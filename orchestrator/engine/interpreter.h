@@ -57,7 +57,8 @@ class Interpreter {
   Interpreter& operator=(const Interpreter&) = delete;
 
   // orchestrator-api.md §8 steps 1-6: returns the normal-form Z22 (without orchestration
-  // metadata). `zobject` is the request's value as sent (canonical, normal or mixed).
+  // metadata). `zobject` is the request's value as sent (canonical, normal or mixed); the
+  // outermost call's must outlive the Interpreter (the value nodes are a lazy view of it).
   // With `trailing`, a successful top-level call without other metadata may leave its
   // implementationId/implementationType out of the envelope's (then void) metadata and put them
   // in *trailing instead: Z6-valued pairs that belong after the map's pairs, in order.
@@ -137,6 +138,7 @@ class Interpreter {
   void replace_argument_references(const NodeP& node, int depth);
   Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
+  Envelope resolve_function(const NodeP& call, const FrameP& sc);
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
@@ -165,10 +167,13 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
+  int orchestrating_ = 0;    // orchestrate() calls under way (> 1: a nested one, Z923)
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
+  std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
+  std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way

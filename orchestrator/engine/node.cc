@@ -1,6 +1,10 @@
 // Node: conversion from/to JSON and the per-key resolution slots.
 #include "orchestrator/engine/node.h"
 
+#include <algorithm>
+
+#include "wf/zobject/zobject.h"
+
 namespace wf::orchestrator::engine_detail {
 
 NodeP Node::make_string(std::string s) {
@@ -40,12 +44,92 @@ NodeP Node::from_shared(const json& v) {
 
 namespace {
 
+namespace zo = wf::zobject;
+using Form = Node::Entry::Form;
+
+bool is_terminal_tag(const json& v) {
+  return v.is_string() &&
+         (v.get_ref<const std::string&>() == "Z6" || v.get_ref<const std::string&>() == "Z9");
+}
+
+NodeP list_from(const json& array, std::size_t from);
+
+// The normal form of a checked mixed value, one level: the children stay lazy.
+NodeP canonical_node(const json& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    return zo::is_reference_like(s) ? z9_node(s) : z6_node(s);
+  }
+  if (v.is_array()) return list_from(v, 1);
+  if (!v.is_object() || zo::is_normalization_error(v)) return Node::from_shared(v);
+  auto n = Node::make_object();
+  const auto& o = v.get_ref<const json::object_t&>();
+  n->entries.reserve(o.size());
+  for (const auto& [k, child] : o) {
+    // normalize() keeps terminal tags and the strings of Z6K1/Z9K1 as they are.
+    const bool keep = (k == "Z1K1" && is_terminal_tag(child)) ||
+                      ((k == "Z6K1" || k == "Z9K1") && child.is_string());
+    n->entries.push_back(
+        {k, nullptr, nullptr, nullptr, &child, keep ? Form::kNormal : Form::kCanonical});
+  }
+  return n;
+}
+
+// The list node of a canonical array [T, e1, e2, ...] that starts at element `from`, in the key
+// order normalize() gives it (K1, K2, Z1K1); every node has its own Z881(T), as there.
+NodeP list_from(const json& array, std::size_t from) {
+  const auto& a = array.get_ref<const json::array_t&>();
+  auto type = Node::make_object();
+  type->add("Z1K1", z9_node("Z7"));
+  type->add("Z7K1", z9_node("Z881"));
+  if (a.empty()) {
+    type->add("Z881K1", z9_node("Z1"));
+  } else {
+    type->entries.push_back({"Z881K1", nullptr, nullptr, nullptr, &a[0], Form::kCanonical});
+  }
+  auto n = Node::make_object();
+  if (from < a.size()) {
+    n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
+    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom,
+                          static_cast<std::uint32_t>(from + 1)});
+  }
+  n->add("Z1K1", std::move(type));
+  return n;
+}
+
 // Builds a lazy entry's original from its source.
 inline void materialise(Node::Entry& e) {
-  if (e.source != nullptr) {
-    e.original = Node::from_shared(*e.source);
-    e.source = nullptr;
+  if (e.source == nullptr) return;
+  switch (e.form) {
+    case Form::kNormal:
+      e.original = Node::from_shared(*e.source);
+      break;
+    case Form::kCanonical:
+      e.original = canonical_node(*e.source);
+      break;
+    case Form::kListFrom:
+      e.original = list_from(*e.source, e.from);
+      break;
   }
+  e.source = nullptr;
+}
+
+// The normal-form JSON of an entry that is still lazy.
+json lazy_json(const Node::Entry& e) {
+  switch (e.form) {
+    case Form::kNormal:
+      return *e.source;
+    case Form::kCanonical:
+      return zo::to_normal(*e.source);
+    case Form::kListFrom: {
+      const auto& a = e.source->get_ref<const json::array_t&>();
+      json rest = json::array();
+      if (!a.empty()) rest.push_back(a[0]);
+      for (std::size_t i = e.from; i < a.size(); ++i) rest.push_back(a[i]);
+      return zo::to_normal(rest);
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -62,14 +146,85 @@ json Node::to_json() const {
   json out(json::value_t::object);
   auto& o = out.get_ref<json::object_t&>();
   for (auto& e : entries) {
-    if (!e.persisted && e.source != nullptr && (e.source->is_string() || e.source->is_object())) {
-      o.insert_or_assign(e.key, *e.source);  // untouched lazy subtree: a plain copy
+    if (!e.persisted && e.source != nullptr &&
+        (e.form != Form::kNormal || e.source->is_string() || e.source->is_object())) {
+      o.insert_or_assign(e.key, lazy_json(e));  // untouched lazy subtree: a copy
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
     o.insert_or_assign(e.key, v ? v->to_json() : json(nullptr));
   }
   return out;
+}
+
+NodeP Node::from_canonical(const json& v) {
+  return canonical_node(v);
+}
+
+namespace {
+
+void append_text(std::string& out, std::string_view text) {
+  out += std::to_string(text.size());
+  out += ':';
+  out += text;
+}
+
+// The same encoding as Node::append_key for a JSON value read as a Node (from_json's rules: a
+// non-string scalar is the string of its JSON text, null is absent).
+void append_json_key(std::string& out, const json& v) {
+  if (v.is_object()) {
+    out += '{';
+    for (const auto& [k, child] : v.get_ref<const json::object_t&>()) {
+      append_text(out, k);
+      append_json_key(out, child);
+    }
+    out += '}';
+  } else if (v.is_string()) {
+    out += '"';
+    append_text(out, v.get_ref<const std::string&>());
+  } else if (v.is_null()) {
+    out += '{';
+    out += '}';
+  } else {
+    out += '"';
+    append_text(out, v.dump());
+  }
+}
+
+}  // namespace
+
+void Node::append_key(std::string& out) const {
+  if (is_string) {
+    out += '"';
+    append_text(out, text);
+    return;
+  }
+  // Entries in key order, as to_json()'s object would have them.
+  const std::size_t n = entries.size();
+  boost::container::small_vector<std::size_t, 8> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return entries[a].key < entries[b].key; });
+  out += '{';
+  for (std::size_t j = 0; j < n; ++j) {
+    Entry& e = entries[order[j]];
+    append_text(out, e.key);
+    if (!e.persisted && e.source != nullptr) {
+      if (e.form == Form::kNormal) {
+        append_json_key(out, *e.source);
+      } else {
+        append_json_key(out, lazy_json(e));
+      }
+      continue;
+    }
+    const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
+    if (v) {
+      v->append_key(out);
+    } else {
+      out += "{}";
+    }
+  }
+  out += '}';
 }
 
 NodeP Node::clone(bool reset_scope) const {
@@ -81,7 +236,7 @@ NodeP Node::clone(bool reset_scope) const {
   for (const auto& e : entries) {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
-      n->entries.push_back({e.key, nullptr, nullptr, nullptr, e.source});
+      n->entries.push_back({e.key, nullptr, nullptr, nullptr, e.source, e.form, e.from});
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;

@@ -9,6 +9,8 @@
 // request) and builds its child Node only when something reads it. Most of a definition (labels,
 // testers, aliases) is never read, and cloning a lazy subtree copies pointers, not trees.
 
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -31,19 +33,37 @@ struct Node {
     NodeP persisted;  // what output shows (the reference's setObject); null = original
     NodeP value;      // memo of the fully resolved value of this key; null = not resolved yet
     const json* source = nullptr;  // original not built yet: build it from here on first read
+    // How `source` reads. kNormal: as it is. kCanonical: in normal form (a string is a Z6 or a
+    // Z9, an array a typed list), normalised only when read. kListFrom: the typed list of the
+    // array's elements from index `from` on (the K2 of a list node read from an array).
+    enum class Form : std::uint8_t { kNormal, kCanonical, kListFrom } form = Form::kNormal;
+    std::uint32_t from = 0;
   };
+
+  // Most objects are references, strings, Booleans or code points (two keys): their entries live
+  // in the node itself, one allocation per node instead of two (bench_zobject BM_EngineNest14).
+  using Entries = boost::container::small_vector<Entry, 2>;
 
   bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
   std::string text;
-  mutable std::vector<Entry> entries;  // mutable: lazy originals are built on first read
-  FrameP scope;                        // null: inherits the scope of the parent it is read through
+  mutable Entries entries;  // mutable: lazy originals are built on first read
+  FrameP scope;             // null: inherits the scope of the parent it is read through
 
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);
   // Lazy view of `v`, which must stay alive and unchanged while the nodes are used.
   static NodeP from_shared(const json& v);
+  // Lazy view of the normal form of `v` (canonical, normal or mixed, accepted by
+  // zobject::check_mixed), which must stay alive and unchanged while the nodes are used. Only
+  // what is read is normalised: the engine's normalisation of a request costs nothing per list
+  // element it never reads (bench_zobject BM_EngineNormaliseLarge).
+  static NodeP from_canonical(const json& v);
   json to_json() const;
+  // Appends a text that identifies the current view's content (equal exactly when to_json()
+  // would be equal; keys in sorted order, strings length-prefixed), without building JSON: the
+  // key of the interpreter's per-request type memo.
+  void append_key(std::string& out) const;
   // Deep copy. With reset_scope every copied node's scope is cleared.
   NodeP clone(bool reset_scope) const;
 

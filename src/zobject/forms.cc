@@ -51,7 +51,7 @@ bool is_terminal_tag(const json& value) {
 }
 
 // Errors that normalization itself produced (Z5 with a Z501/Z502 object in Z5K1) pass through.
-bool is_normalization_error(const object_t& o) {
+bool normalization_error(const object_t& o) {
   auto t = o.find("Z1K1");
   if (t == o.end() || !t->second.is_string() || t->second != "Z5") return false;
   auto k1 = o.find("Z5K1");
@@ -65,7 +65,7 @@ json normalize_value(const json& v) {
   if (v.is_array()) return normalize_array(v);
   if (!v.is_object()) return v;
   const auto& in = v.get_ref<const object_t&>();
-  if (is_normalization_error(in)) return v;
+  if (normalization_error(in)) return v;
   json out(json::value_t::object);
   auto& o = out.get_ref<object_t&>();
   for (const auto& [key, value] : in) {
@@ -173,6 +173,14 @@ json canonical(const json& v, bool mixed, std::size_t no_chain = 0) {
 
 json to_canonical(const json& v) {
   return canonical(v, false);
+}
+
+json to_normal(const json& checked) {
+  return normalize_value(checked);
+}
+
+bool is_normalization_error(const json& value) {
+  return value.is_object() && normalization_error(value.get_ref<const object_t&>());
 }
 
 std::expected<json, json> normalize(const json& input) {

@@ -100,6 +100,11 @@ std::expected<json, json> normalize(const json& input);
 std::expected<json, json> canonicalize(const json& input);
 // Normal form -> canonical without any validation (used on values known to be well formed).
 json to_canonical(const json& normal);
+// Mixed -> normal without validation, for a value check_mixed() accepted (part of one).
+json to_normal(const json& checked);
+// An error that normalisation itself produced (a Z5 whose Z5K1 is a Z501/Z502 object): such a
+// value is already normal and normalize() keeps it as it is.
+bool is_normalization_error(const json& value);
 
 // ---- schema errors (errors.md §3) -------------------------------------------------------------
 struct SchemaViolation {

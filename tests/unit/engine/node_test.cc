@@ -1,0 +1,90 @@
+// Node::from_canonical: the lazy normal-form view of a request gives the same normal form as
+// zobject::normalize, read in any order, partly read, cloned, or not read at all.
+#include "orchestrator/engine/node.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "wf/zobject/zobject.h"
+
+namespace {
+
+using json = nlohmann::json;
+namespace ed = wf::orchestrator::engine_detail;
+namespace zo = wf::zobject;
+
+std::vector<json> inputs() {
+  json label = {{"Z1K1", "Z11"}, {"Z11K1", "Z1002"}, {"Z11K2", "label"}};
+  return {
+      json("hello"),
+      json("Z801"),
+      json::array({"Z6", "a", "b", "c"}),
+      json::array(),
+      json::array({"Z11", label, label}),
+      {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", json::array({"Z6", "x", json::array({"Z6"})})}},
+      // mixed: a normal-form reference and string beside canonical ones
+      {{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}},
+       {"Z7K1", "Z866"},
+       {"Z866K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z1"}}},
+       {"Z866K2", "Z1"}},
+      // a normal-form list object inside a canonical call
+      {{"Z1K1", "Z7"},
+       {"Z7K1", "Z813"},
+       {"Z813K1", *zo::normalize(json::array({"Z40", {{"Z1K1", "Z40"}, {"Z40K1", "Z41"}}}))}},
+  };
+}
+
+// Reads every entry, depth first (materialising the whole view).
+void read_all(const ed::NodeP& n, int depth = 0) {
+  if (!n || n->is_string || depth > 64) return;
+  for (std::size_t i = 0; i < n->entries.size(); ++i) read_all(n->current(i), depth + 1);
+}
+
+TEST(Node, CanonicalViewIsTheNormalFormUnread) {
+  for (const json& in : inputs()) {
+    ASSERT_TRUE(zo::check_mixed(in).empty()) << in.dump();
+    EXPECT_EQ(ed::Node::from_canonical(in)->to_json(), *zo::normalize(in)) << in.dump();
+  }
+}
+
+TEST(Node, CanonicalViewIsTheNormalFormRead) {
+  for (const json& in : inputs()) {
+    ed::NodeP n = ed::Node::from_canonical(in);
+    read_all(n);
+    EXPECT_EQ(n->to_json(), *zo::normalize(in)) << in.dump();
+  }
+}
+
+TEST(Node, CanonicalListReadHalfwayAndClonedIsTheNormalForm) {
+  json in = json::array({"Z6", "a", "b", "c", "d"});
+  ed::NodeP list = ed::Node::from_canonical(in);
+  ed::NodeP second = list->get("K2");  // materialises the first node and the second
+  ASSERT_TRUE(second && second->has("K1"));
+  EXPECT_EQ(second->get("K1")->str(), "b");
+  EXPECT_EQ(list->to_json(), *zo::normalize(in));
+  EXPECT_EQ(list->clone(true)->to_json(), *zo::normalize(in));
+  // The tail from the third element is still lazy and gives the normal form of that suffix.
+  EXPECT_EQ(second->get("K2")->to_json(), *zo::normalize(json::array({"Z6", "c", "d"})));
+}
+
+TEST(Node, KeysOfEqualContentAreEqualWhateverIsRead) {
+  json in = {{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z6"}};
+  ed::NodeP lazy = ed::Node::from_canonical(in);
+  ed::NodeP read = ed::Node::from_canonical(in);
+  read_all(read);
+  ed::NodeP normal = ed::Node::from_json(*zo::normalize(in));
+  std::string a, b, c;
+  lazy->append_key(a);
+  read->append_key(b);
+  normal->append_key(c);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, c);
+  std::string other;
+  ed::Node::from_canonical(json{{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z40"}})
+      ->append_key(other);
+  EXPECT_NE(a, other);
+}
+
+}  // namespace
