@@ -127,6 +127,24 @@ std::vector<Option> orchestrator_options() {
        {"WF_MAX_STEPS"},
        {},
        100},
+      {"function_metrics_top_n",
+       Type::kInt,
+       "50",
+       "Functions with their own series in wf_orchestrator_function_* metrics (the first ones "
+       "called); every other function is counted as \"other\". 0: all as \"other\".",
+       {"WF_FUNCTION_METRICS_TOP_N"},
+       {},
+       0,
+       1000},
+      {"slow_call_ms",
+       Type::kInt,
+       "1000",
+       "Evaluate requests that take at least this long (wall clock) are logged at warn level "
+       "with their cost by part (event.action slow-call); 0: never.",
+       {"WF_SLOW_CALL_MS"},
+       {},
+       0,
+       600000},
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
@@ -222,6 +240,8 @@ EngineOptions engine_options(const config::Config& cfg) {
   o.max_call_depth = static_cast<int>(cfg.integer("max_call_depth"));
   o.max_steps = cfg.integer("max_steps");
   o.cpu_threads = static_cast<int>(cfg.integer("worker_threads"));
+  o.function_metrics_top_n = static_cast<std::size_t>(cfg.integer("function_metrics_top_n"));
+  o.slow_call = std::chrono::milliseconds(cfg.integer("slow_call_ms"));
   return o;
 }
 

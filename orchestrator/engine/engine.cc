@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/definitions.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
@@ -77,6 +78,8 @@ class EngineImpl final : public Engine {
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes),
         results_(options.result_cache_bytes),
+        costs_(options.function_metrics_top_n,
+               std::chrono::duration<double, std::micro>(options.slow_call).count()),
         fibers_({options_.cpu_threads, options_.stack_bytes, 32}) {}
 
   bool serves_locally(std::string_view zid) const override { return defs_.served(zid) != nullptr; }
@@ -125,7 +128,16 @@ class EngineImpl final : public Engine {
     }
     engine_detail::metrics().result_hits_local.Increment();
     if (has_error != nullptr) *has_error = false;  // only answers without errors are stored
-    return engine_detail::cached_answer(hit->head, "local", start);
+    // The call's cost, as a hit of the general path reports it: all of it is the cache's.
+    engine_detail::CallCost cost;
+    cost.function = hit->function;
+    cost.cache_us = cost.total_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start.mono)
+            .count();
+    costs_.report(cost);
+    engine_detail::TrailingMeta added = {{std::string(engine_detail::kResultCacheKey), "local"}};
+    for (auto& pair : engine_detail::cost_metadata(cost)) added.push_back(std::move(pair));
+    return engine_detail::cached_answer(hit->head, added, start);
   }
 
  private:
@@ -155,8 +167,7 @@ class EngineImpl final : public Engine {
       nlohmann::json envelope;
       engine_detail::TrailingMeta trailing;
       if (!run(request, ctx, envelope, trailing)) return timeout_response();
-      engine_detail::add_trailing_metadata(envelope, trailing);
-      return engine_detail::finish_response(std::move(envelope), start);
+      return engine_detail::finish_response(std::move(envelope), trailing, start);
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
     } catch (...) {
@@ -183,11 +194,40 @@ class EngineImpl final : public Engine {
   }
 
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `envelope` plus the metadata
-  // pairs that follow its map (`trailing`); false when the deadline passed (the answer is then
-  // timeout_response()).
-  // `body` (may be empty): the request's JSON text, indexed to its cache entry.
+  // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
+  // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
+  // JSON text, indexed to its cache entry.
   bool run(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
            engine_detail::TrailingMeta& trailing, std::string_view body = {}) {
+    const auto start = std::chrono::steady_clock::now();
+    engine_detail::CallCost cost;
+    bool evaluated = false;
+    const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
+    if (!evaluated) return answered;
+    cost.total_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    cost.error = !answered || zo::has_error(envelope);
+    costs_.report(cost);
+    if (answered) {
+      for (auto& pair : engine_detail::cost_metadata(cost)) trailing.push_back(std::move(pair));
+    }
+    return answered;
+  }
+
+  // The function a request calls by reference (canonical or normal Z7K1), else "".
+  static std::string called_function(const nlohmann::json& zobject) {
+    if (!zobject.is_object()) return {};
+    auto f = zobject.find("Z7K1");
+    if (f == zobject.end()) return {};
+    const nlohmann::json* ref = &*f;
+    if (ref->is_object() && ref->contains("Z9K1")) ref = &(*ref)["Z9K1"];
+    return ref->is_string() ? ref->get<std::string>() : std::string();
+  }
+
+  // run() without the cost reports; `evaluated` says whether the request named a call.
+  bool run_call(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
+                engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
+                bool& evaluated, std::string_view body) {
     if (Clock::now() >= ctx.deadline) {
       count_cancelled(ctx);
       return false;
@@ -209,24 +249,41 @@ class EngineImpl final : public Engine {
       envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
       return true;
     }
+    evaluated = true;
+    cost.function = called_function(*zobject);
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
     const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
     const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
-    if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) {
-      results_.alias(body, key);
-      return true;
+    if (!key.empty()) {
+      engine_detail::Stopwatch watch(cost.cache_us);
+      if (serve_cached(key, shared, resolver, envelope, trailing, cost.function)) {
+        results_.alias(body, key);
+        return true;
+      }
     }
     Interpreter interpreter(resolver, runner_.get(), ctx, options_);
-    envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+    const double resolved_before = resolver.spent_us();
+    double interpreter_us = 0;
+    {
+      engine_detail::Stopwatch watch(interpreter_us);
+      envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+    }
+    cost.resolve_us = resolver.spent_us() - resolved_before;
+    cost.validate_us = interpreter.validate_us();
+    cost.evaluator_us = interpreter.evaluator_us();
+    cost.evaluate_us =
+        std::max(0.0, interpreter_us - cost.resolve_us - cost.validate_us - cost.evaluator_us);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));
     if (interpreter.deadline_hit() || Clock::now() >= ctx.deadline) {
       count_cancelled(ctx);
       return false;
     }
-    if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled()) &&
-        remember(key, shared, resolver, envelope, trailing)) {
-      results_.alias(body, key);
+    if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
+      engine_detail::Stopwatch watch(cost.cache_us);
+      if (remember(key, shared, resolver, envelope, trailing, cost.function)) {
+        results_.alias(body, key);
+      }
     }
     return true;
   }
@@ -255,7 +312,8 @@ class EngineImpl final : public Engine {
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
   bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
-                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing) {
+                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing,
+                    const std::string& function) {
     auto& m = engine_detail::metrics();
     auto hit = results_.get(key);
     const char* tier = "local";
@@ -269,6 +327,7 @@ class EngineImpl final : public Engine {
         if (auto decoded = engine_detail::decode(*text)) {
           decoded->head = engine_detail::cached_answer_head(decoded->envelope, decoded->trailing)
                               .value_or(std::string());
+          decoded->function = function;
           hit = std::make_shared<const CachedResult>(std::move(*decoded));
           tier = "memcached";
           from_shared = true;
@@ -299,7 +358,8 @@ class EngineImpl final : public Engine {
   // used resolved without a transport failure; timeouts and cancellations never get here.
   // True when it was kept.
   bool remember(const std::string& key, bool shared, const Resolver& resolver,
-                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing) {
+                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing,
+                const std::string& function) {
     if (zo::has_error(envelope)) return false;
     auto used = resolver.used();
     if (!used) return false;
@@ -308,6 +368,7 @@ class EngineImpl final : public Engine {
     entry->envelope = envelope;
     entry->trailing = trailing;
     entry->head = engine_detail::cached_answer_head(envelope, trailing).value_or(std::string());
+    entry->function = function;
     results_.put(key, entry, entry_bytes(key, *entry));
     if (shared) shared_->put(key, engine_detail::encode(*entry));
     return true;
@@ -339,6 +400,7 @@ class EngineImpl final : public Engine {
   const Definitions& defs_;
   ObjectCache cache_;
   ResultCache results_;
+  engine_detail::CallCostReporter costs_;
   FiberPool fibers_;  // last: its destructor waits for evaluations that use the members above
 };
 

@@ -35,6 +35,12 @@ struct EngineOptions {
   int cpu_threads = 2;
   // Stack of each evaluation; 0: stack_bytes_for(max_call_depth).
   std::size_t stack_bytes = 0;
+  // Cost per call (docs/operations.md): functions with their own series in the per-function
+  // metrics (the first ones called; any other counts as "other"; the engine's default 0 puts no
+  // ZID in a label, the service's is 50), and the wall-clock time from which a call is logged
+  // as slow (0: never).
+  std::size_t function_metrics_top_n = 0;
+  std::chrono::milliseconds slow_call{1000};
 };
 
 // The stack an evaluation needs so that max_call_depth nested calls end in the depth Z5, never

@@ -1,7 +1,8 @@
 #pragma once
 // The engine's Prometheus metrics (docs/metrics.md), registered once in wf::obs::registry().
 // Every series is created up front, so the request path only increments atomics. No label
-// carries a ZID or anything else a caller controls.
+// carries a ZID or anything else a caller controls (the per-function metrics of call_cost.h are
+// the one exception: a bounded set of ZIDs, opted into with function_metrics_top_n).
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>

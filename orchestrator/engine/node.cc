@@ -245,16 +245,30 @@ NodeP Node::clone(bool reset_scope) const {
   return n;
 }
 
+namespace {
+
+// Keys are a few characters ("Z1K1", "Z801K1"): compared in line, this is cheaper than the
+// library's memcmp call, and lookups by key are the engine's most frequent operation.
+inline bool same_key(const std::string& a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool Node::has(std::string_view key) const {
   for (const auto& e : entries) {
-    if (e.key == key) return true;
+    if (same_key(e.key, key)) return true;
   }
   return false;
 }
 
 Node::Entry* Node::entry(std::string_view key) {
   for (auto& e : entries) {
-    if (e.key == key) return &e;
+    if (same_key(e.key, key)) return &e;
   }
   return nullptr;
 }
@@ -270,7 +284,7 @@ NodeP Node::get(std::string_view key) {
 
 const Node* Node::peek(std::string_view key) const {
   for (auto& e : entries) {
-    if (e.key != key) continue;
+    if (!same_key(e.key, key)) continue;
     if (e.persisted) return e.persisted.get();
     materialise(e);
     return e.original.get();
@@ -292,12 +306,21 @@ void Node::add(std::string key, NodeP value) {
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
 }
 
-std::string Node::ref() const {
-  if (is_string) return {};
-  const Node* t = peek("Z1K1");
-  const Node* k = peek("Z9K1");
+namespace {
+
+// Node::ref() without a copy, for the shape tests below.
+std::string_view ref_view(const Node& n) {
+  if (n.is_string) return {};
+  const Node* t = n.peek("Z1K1");
+  const Node* k = n.peek("Z9K1");
   if (t && k && t->is_string && t->text == "Z9" && k->is_string) return k->text;
   return {};
+}
+
+}  // namespace
+
+std::string Node::ref() const {
+  return std::string(ref_view(*this));
 }
 
 std::string Node::str() const {
@@ -330,13 +353,13 @@ std::string Node::type_ref() const {
 bool Node::is_call() const {
   if (is_string) return false;
   const Node* t = peek("Z1K1");
-  return t && !t->is_string && t->ref() == "Z7" && peek("Z7K1") != nullptr;
+  return t && !t->is_string && ref_view(*t) == "Z7" && peek("Z7K1") != nullptr;
 }
 
 bool Node::is_arg_ref() const {
   if (is_string) return false;
   const Node* t = peek("Z1K1");
-  if (!t || t->is_string || t->ref() != "Z18") return false;
+  if (!t || t->is_string || ref_view(*t) != "Z18") return false;
   const Node* k = peek("Z18K1");
   return k && (k->is_string || k->is_z6());
 }

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/fiber.h"
 #include "orchestrator/engine/result_cache.h"
 #include "wf/zobject/zobject.h"
@@ -137,6 +138,7 @@ void Resolver::fetch_single(const std::string& zid) {
 
 void Resolver::prefetch(const std::vector<std::string>& zids) {
   if (fetcher_ == nullptr) return;
+  Stopwatch watch(spent_us_);
   std::vector<std::string> remote;
   for (const auto& zid : zids) {
     if (!zo::is_zid(zid) || memo_.count(zid) || prefetched_.count(zid)) continue;
@@ -195,6 +197,11 @@ std::optional<std::uint64_t> Resolver::identity(const std::string& zid) {
 const Dereferenced& Resolver::dereference(const std::string& zid) {
   auto it = memo_.find(zid);
   if (it != memo_.end()) return it->second;
+  Stopwatch watch(spent_us_);
+  return dereference_new(zid);
+}
+
+const Dereferenced& Resolver::dereference_new(const std::string& zid) {
   Dereferenced d;
   if (auto valid = zo::check_zid(zid); !valid) {  // never a file name or a wiki query
     d.error = std::move(valid.error());

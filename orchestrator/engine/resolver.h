@@ -43,8 +43,12 @@ class Resolver {
   std::optional<std::vector<std::pair<std::string, std::uint64_t>>> used() const;
   // The content hash dereference(zid) gives now (0: not found), or nullopt on a transport failure.
   std::optional<std::uint64_t> identity(const std::string& zid);
+  // Wall-clock µs spent resolving ZIDs that were not memoised yet (fetches included): the
+  // "resolve" part of the call's cost (call_cost.h).
+  double spent_us() const { return spent_us_; }
 
  private:
+  const Dereferenced& dereference_new(const std::string& zid);
   bool local(const std::string& zid, Dereferenced& out);
   Dereferenced from_text(const std::string& zid, const std::string& text);
   void fetch_batch(const std::vector<std::string>& zids);
@@ -63,6 +67,7 @@ class Resolver {
   std::unordered_map<std::string, Dereferenced> memo_;
   std::unordered_set<std::string> prefetched_;
   int batches_ = 0;
+  double spent_us_ = 0;
 };
 
 }  // namespace wf::orchestrator::engine_detail

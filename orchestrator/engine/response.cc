@@ -100,7 +100,8 @@ bool standard_pairs(const json& meta, std::vector<std::pair<std::string, json>>&
   });
 }
 
-std::optional<json> fast_canonical(const json& envelope, const RunStart& start) {
+std::optional<json> fast_canonical(const json& envelope, const TrailingMeta& trailing,
+                                   const RunStart& start) {
   if (!envelope.is_object() || envelope.size() != 3) return std::nullopt;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
@@ -110,6 +111,12 @@ std::optional<json> fast_canonical(const json& envelope, const RunStart& start) 
   std::vector<std::pair<std::string, json>> pairs;
   pairs.reserve(12);
   if (!standard_pairs(*m, pairs)) return std::nullopt;
+  for (const auto& [key, value] : trailing) {
+    auto same =
+        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == key; });
+    if (same != pairs.end()) return std::nullopt;  // rare: leave it to the general path
+    pairs.emplace_back(key, canonical_string(value));
+  }
   for (auto& [key, value] : orchestration_values(start)) {
     auto same =
         std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == key; });
@@ -412,13 +419,18 @@ std::optional<std::string> cached_answer_head(const json& envelope, const Traili
   return out;
 }
 
-std::string cached_answer(std::string_view head, std::string_view tier, const RunStart& start) {
+std::string cached_answer(std::string_view head, const TrailingMeta& added,
+                          const RunStart& start) {
   std::string out;
-  out.reserve(head.size() + 7 * (text_types().pair.size() + 80) + text_types().map.size());
+  out.reserve(head.size() + (added.size() + 6) * (text_types().pair.size() + 80) +
+              text_types().map.size());
   out.append(head);
   std::string text;
-  write_canonical_z6(text, tier);
-  write_pair(out, kResultCacheKey, text);
+  for (const auto& [key, value] : added) {
+    text.clear();
+    write_canonical_z6(text, value);
+    write_pair(out, key, text);
+  }
   for (const auto& [key, value] : orchestration_values(start)) {
     text.clear();
     write_canonical_z6(text, value);
@@ -429,7 +441,12 @@ std::string cached_answer(std::string_view head, std::string_view tier, const Ru
 }
 
 json finish_response(json envelope, const RunStart& start) {
-  if (auto fast = fast_canonical(envelope, start)) return std::move(*fast);
+  return finish_response(std::move(envelope), TrailingMeta{}, start);
+}
+
+json finish_response(json envelope, const TrailingMeta& trailing, const RunStart& start) {
+  if (auto fast = fast_canonical(envelope, trailing, start)) return std::move(*fast);
+  add_trailing_metadata(envelope, trailing);
   add_orchestration_metadata(envelope, start);
   if (zo::check_mixed(envelope).empty()) return zo::to_canonical(envelope);
   return envelope;

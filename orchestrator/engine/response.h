@@ -24,6 +24,10 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
                                  const RunStart& start, bool* has_error);
+// finish_response(envelope with `trailing` appended to its metadata, start), without building
+// the normal form of the appended pairs when the envelope has the usual shape.
+nlohmann::json finish_response(nlohmann::json envelope, const TrailingMeta& trailing,
+                               const RunStart& start);
 // Appends `trailing` to the envelope's metadata map (creating it when void).
 void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailing);
 // Serialises an answer of finish_response (or any canonical/normal Z22) and tells whether its
@@ -38,7 +42,8 @@ inline constexpr std::string_view kResultCacheKey = "resultCache";
 std::optional<std::string> cached_answer_head(const nlohmann::json& envelope,
                                               const TrailingMeta& trailing);
 // The full answer from a head: byte for byte what finish_response_text(envelope, trailing +
-// {resultCache: tier}, start) writes, without reading the envelope again.
-std::string cached_answer(std::string_view head, std::string_view tier, const RunStart& start);
+// added, start) writes, without reading the envelope again. `added`: this call's pairs (resultCache
+// first, then the cost breakdown), none of them a key of the head.
+std::string cached_answer(std::string_view head, const TrailingMeta& added, const RunStart& start);
 
 }  // namespace wf::orchestrator::engine_detail

@@ -31,6 +31,7 @@ struct CachedResult {
   // The canonical answer text up to the metadata pairs of the call that is served (response.h
   // cached_answer_head); empty when the envelope has no such form (then a hit is rebuilt).
   std::string head;
+  std::string function;  // the called function (cost reports of a hit), not in the text form
 };
 
 // Text form for the shared tier; decode() rejects anything it did not write.

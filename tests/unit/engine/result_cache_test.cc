@@ -81,9 +81,11 @@ TEST(ResultCacheText, AHitWrittenFromTheStoredHeadIsTheUsualAnswer) {
   auto head = engine_detail::cached_answer_head(envelope, trailing);
   ASSERT_TRUE(head.has_value());
   const auto start = engine_detail::run_start();
-  const std::string fast = engine_detail::cached_answer(*head, "local", start);
+  const engine_detail::TrailingMeta added = {{"resultCache", "local"},
+                                             {"orchestrationCacheDuration", "0.01 ms"}};
+  const std::string fast = engine_detail::cached_answer(*head, added, start);
   engine_detail::TrailingMeta served = trailing;
-  served.emplace_back("resultCache", "local");
+  served.insert(served.end(), added.begin(), added.end());
   bool has_error = true;
   const std::string usual =
       engine_detail::finish_response_text(envelope, served, start, &has_error);
@@ -93,7 +95,7 @@ TEST(ResultCacheText, AHitWrittenFromTheStoredHeadIsTheUsualAnswer) {
   EXPECT_EQ(fast.substr(0, fast.find(cut)), usual.substr(0, usual.find(cut)));
   json parsed = json::parse(fast);
   EXPECT_EQ(parsed["Z22K1"], "Z11 \"quoted\"");
-  EXPECT_EQ(parsed["Z22K2"]["K1"].size(), 1u + 3 + 6);  // type, 3 pairs, orchestration*
+  EXPECT_EQ(parsed["Z22K2"]["K1"].size(), 1u + 4 + 6);  // type, 4 pairs, orchestration*
   // An envelope that already says what a hit adds has no head (the general path serves it).
   engine_detail::TrailingMeta odd = {{"orchestrationCpuUsage", "1 ms"}};
   EXPECT_FALSE(engine_detail::cached_answer_head(envelope, odd).has_value());

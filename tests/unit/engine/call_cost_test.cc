@@ -1,0 +1,279 @@
+// Cost per call: the breakdown in the Z22 metadata, the bounded per-function metrics and the
+// slow-call log line (orchestrator/engine/call_cost.h).
+#include "orchestrator/engine/call_cost.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "orchestrator/engine/engine.h"
+#include "wf/obs/log.h"
+#include "wf/obs/metrics.h"
+#include "wf/zobject/zobject.h"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace wf::orchestrator;
+using engine_detail::CallCost;
+using engine_detail::CallCostReporter;
+
+constexpr const char* kParts[] = {"orchestrationResolveDuration", "orchestrationValidateDuration",
+                                  "orchestrationEvaluateDuration", "orchestrationEvaluatorDuration",
+                                  "orchestrationCacheDuration"};
+
+json z2(const std::string& zid, json value) {
+  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
+}
+
+// Z10001(String) -> String, implemented in Python by Z10002.
+std::map<std::string, std::string> python_function() {
+  json arg = {{"Z1K1", "Z17"},
+              {"Z17K1", "Z6"},
+              {"Z17K2", "Z10001K1"},
+              {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  json fn = z2("Z10001", {{"Z1K1", "Z8"},
+                          {"Z8K1", json::array({"Z17", arg})},
+                          {"Z8K2", "Z6"},
+                          {"Z8K3", json::array({"Z20"})},
+                          {"Z8K4", json::array({"Z14", "Z10002"})},
+                          {"Z8K5", "Z10001"}});
+  json impl = z2("Z10002", {{"Z1K1", "Z14"},
+                            {"Z14K1", "Z10001"},
+                            {"Z14K3",
+                             {{"Z1K1", "Z16"},
+                              {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
+                              {"Z16K2", "def Z10001(Z10001K1): return Z10001K1"}}}});
+  return {{"Z10001", fn.dump()}, {"Z10002", impl.dump()}};
+}
+
+// A wiki that takes `delay` to answer each fetch.
+class SlowWiki final : public ObjectFetcher {
+ public:
+  SlowWiki(std::map<std::string, std::string> objects, std::chrono::milliseconds delay)
+      : objects_(std::move(objects)), delay_(delay) {}
+  void fetch(const std::vector<std::string>& zids, const CallContext&, Done done) override {
+    std::this_thread::sleep_for(delay_);
+    std::map<std::string, std::string> out;
+    for (const auto& z : zids) {
+      if (auto it = objects_.find(z); it != objects_.end()) out[z] = it->second;
+    }
+    done(std::move(out));
+  }
+
+ private:
+  std::map<std::string, std::string> objects_;
+  std::chrono::milliseconds delay_;
+};
+
+// An evaluator that takes `delay` and echoes the argument.
+class SlowRunner final : public CodeRunner {
+ public:
+  explicit SlowRunner(std::chrono::milliseconds delay) : delay_(delay) {}
+  void run(const CodeCall& call, const CallContext&, Done done) override {
+    std::this_thread::sleep_for(delay_);
+    done(wf::zobject::make_envelope(call.arguments.value("Z10001K1", json()),
+                                    wf::zobject::empty_metadata_map()));
+  }
+
+ private:
+  std::chrono::milliseconds delay_;
+};
+
+json meta(const json& z22, const std::string& key) {
+  const json& k1 = z22["Z22K2"]["K1"];
+  for (std::size_t i = 1; i < k1.size(); ++i) {
+    if (k1[i]["K1"] == key) return k1[i]["K2"];
+  }
+  return nullptr;
+}
+
+// "12.345 ms" -> 12.345; -1 when the key is missing or not in that form.
+double ms(const json& z22, const std::string& key) {
+  json v = meta(z22, key);
+  if (!v.is_string()) return -1;
+  const std::string s = v.get<std::string>();
+  if (s.size() < 4 || s.substr(s.size() - 3) != " ms") return -1;
+  return std::stod(s);
+}
+
+json request(const std::string& arg) {
+  return {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", arg}}},
+          {"doValidate", true},
+          {"resultCache", false}};
+}
+
+TEST(CallCost, MetadataSaysWhereTheTimeWent) {
+  EngineOptions o;
+  o.cache_ttl = std::chrono::milliseconds(0);
+  auto engine =
+      make_engine(o, std::make_shared<SlowWiki>(python_function(), std::chrono::milliseconds(20)),
+                  std::make_shared<SlowRunner>(std::chrono::milliseconds(60)));
+  json r = engine->evaluate(request("hi"), CallContext{});
+  ASSERT_EQ(r["Z22K1"], "hi") << r.dump();
+  for (const char* k : kParts) EXPECT_GE(ms(r, k), 0) << k << " in " << r.dump();
+  // Two wiki round trips (the function, then its implementation) of 20 ms each.
+  EXPECT_GE(ms(r, "orchestrationResolveDuration"), 38);
+  EXPECT_LT(ms(r, "orchestrationResolveDuration"), 1000);
+  EXPECT_GE(ms(r, "orchestrationEvaluatorDuration"), 58);
+  // Validation and the interpreter took far less than the waits they do not include.
+  EXPECT_LT(ms(r, "orchestrationValidateDuration"), 20);
+  EXPECT_LT(ms(r, "orchestrationEvaluateDuration"), 20);
+  EXPECT_EQ(ms(r, "orchestrationCacheDuration"), 0);  // opted out of the result cache
+}
+
+TEST(CallCost, TextAnswerCarriesTheBreakdownAfterTheImplementationKeys) {
+  auto engine = make_engine({}, nullptr, nullptr);
+  json echo = {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "x"}}}};
+  bool has_error = true;
+  json r = json::parse(engine->evaluate_text(echo, CallContext{}, &has_error));
+  EXPECT_FALSE(has_error);
+  std::vector<std::string> keys;
+  for (const auto& pair : r["Z22K2"]["K1"]) {
+    if (pair.is_object() && pair.contains("K2")) keys.push_back(pair["K1"].get<std::string>());
+  }
+  auto at = [&](const std::string& k) {
+    return std::find(keys.begin(), keys.end(), k) - keys.begin();
+  };
+  for (const char* k : kParts) {
+    EXPECT_LT(at(k), static_cast<long>(keys.size())) << k;
+    EXPECT_GT(at(k), at("implementationType")) << k;
+    EXPECT_LT(at(k), at("orchestrationMemoryUsage")) << k;
+  }
+}
+
+TEST(CallCost, ACachedAnswerReportsItsOwnCostNotTheStoredOne) {
+  EngineOptions o;
+  o.result_cache_bytes = 1u << 20;
+  auto engine =
+      make_engine(o, std::make_shared<SlowWiki>(python_function(), std::chrono::milliseconds(0)),
+                  std::make_shared<SlowRunner>(std::chrono::milliseconds(50)));
+  json req = request("hi");
+  req.erase("resultCache");
+  json first = engine->evaluate(req, CallContext{});
+  json second = engine->evaluate(req, CallContext{});
+  EXPECT_GE(ms(first, "orchestrationEvaluatorDuration"), 48);
+  EXPECT_EQ(meta(second, "resultCache"), "local") << second.dump();
+  EXPECT_EQ(ms(second, "orchestrationEvaluatorDuration"), 0);
+  EXPECT_GT(ms(second, "orchestrationCacheDuration"), 0);
+}
+
+// The distinct values of the `function` label of wf_orchestrator_function_calls_total.
+std::set<std::string> function_labels() {
+  std::set<std::string> out;
+  std::istringstream lines(wf::obs::render_metrics());
+  const std::string prefix = "wf_orchestrator_function_calls_total{function=\"";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    out.insert(line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size()));
+  }
+  return out;
+}
+
+TEST(CallCost, PerFunctionMetricsKeepAtMostTopNFunctionsAndOther) {
+  CallCostReporter reporter(3, 0);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      CallCost c;
+      c.function = "Z" + std::to_string(20001 + i);
+      c.total_us = 100;
+      reporter.report(c);
+    }
+    CallCost text;
+    text.function = "not a ZID {\"x\"}";  // never a label, whatever a caller sends
+    reporter.report(text);
+  }
+  EXPECT_EQ(reporter.label("Z20001"), "Z20001");
+  EXPECT_EQ(reporter.label("Z20003"), "Z20003");
+  EXPECT_EQ(reporter.label("Z20004"), "other");
+  EXPECT_EQ(reporter.label("Z20040"), "other");
+  std::set<std::string> labels = function_labels();
+  for (const char* l : {"Z20001", "Z20002", "Z20003", "other"}) EXPECT_EQ(labels.count(l), 1u) << l;
+  for (const auto& l : labels) {
+    EXPECT_TRUE(l == "other" || wf::zobject::is_zid(l)) << l;
+    EXPECT_FALSE(l >= "Z20004" && l <= "Z20040" && l.size() == 6) << l;
+  }
+  const std::string text = wf::obs::render_metrics();
+  // Three rounds: the 37 functions beyond the first three and the free text, all as "other".
+  EXPECT_NE(text.find("wf_orchestrator_function_calls_total{function=\"other\",outcome=\"ok\"} "),
+            std::string::npos);
+}
+
+TEST(CallCost, EngineLabelsOnlyTheFirstNFunctionsItServes) {
+  EngineOptions o;
+  o.function_metrics_top_n = 1;
+  auto engine = make_engine(o, nullptr, nullptr);
+  auto call = [&](const char* fn, json args) {
+    json z = {{"Z1K1", "Z7"}, {"Z7K1", fn}};
+    z.update(args);
+    return engine->evaluate({{"zobject", z}}, CallContext{});
+  };
+  call("Z801", {{"Z801K1", "x"}});
+  call("Z866", {{"Z866K1", "a"}, {"Z866K2", "a"}});
+  call("Z801", {{"Z801K1", "y"}});
+  std::set<std::string> labels = function_labels();
+  EXPECT_EQ(labels.count("Z801"), 1u);
+  EXPECT_EQ(labels.count("Z866"), 0u);
+  EXPECT_EQ(labels.count("other"), 1u);
+}
+
+TEST(CallCost, SlowCallLogLineIsEcsJsonWithTheBreakdown) {
+  wf::obs::install_ecs_logger("call-cost-test", "0", spdlog::level::info);
+  CallCostReporter reporter(0, 50'000);  // 50 ms
+  CallCost fast;
+  fast.function = "Z10001";
+  fast.total_us = 49'000;
+  CallCost slow = fast;
+  slow.total_us = 1'234'000;
+  slow.resolve_us = 4'000;
+  slow.evaluator_us = 1'200'000;
+  slow.evaluate_us = 30'000;
+  ::testing::internal::CaptureStdout();
+  reporter.report(fast);
+  reporter.report(slow);
+  spdlog::default_logger()->flush();
+  std::istringstream lines(::testing::internal::GetCapturedStdout());
+  int slow_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    json j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    if (j.value("event.action", "") != "slow-call") continue;
+    ++slow_lines;
+    EXPECT_EQ(j.value("log.level", ""), "warn") << line;
+    EXPECT_EQ(j.value("wf.function", ""), "Z10001") << line;
+    EXPECT_EQ(j.value("event.duration", 0LL), 1'234'000'000LL) << line;
+    EXPECT_DOUBLE_EQ(j.value("wf.cost.evaluator_ms", 0.0), 1200.0) << line;
+    EXPECT_DOUBLE_EQ(j.value("wf.cost.resolve_ms", 0.0), 4.0) << line;
+    EXPECT_DOUBLE_EQ(j.value("wf.cost.evaluate_ms", 0.0), 30.0) << line;
+    EXPECT_TRUE(j.contains("wf.cost.validate_ms") && j.contains("wf.cost.cache_ms")) << line;
+  }
+  EXPECT_EQ(slow_lines, 1);  // the 49 ms call stays under the threshold
+}
+
+TEST(CallCost, DebugLogLineCarriesTheBreakdownOfEveryCall) {
+  wf::obs::install_ecs_logger("call-cost-test", "0", spdlog::level::debug);
+  CallCostReporter reporter(0, 0);
+  CallCost c;
+  c.function = "Z801";
+  c.total_us = 120;
+  c.evaluate_us = 100;
+  ::testing::internal::CaptureStdout();
+  reporter.report(c);
+  spdlog::default_logger()->flush();
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  wf::obs::install_ecs_logger("call-cost-test", "0", spdlog::level::info);
+  json j = json::parse(out.substr(0, out.find('\n')), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << out;
+  EXPECT_EQ(j.value("event.action", ""), "call-cost") << out;
+  EXPECT_EQ(j.value("log.level", ""), "debug") << out;
+  EXPECT_DOUBLE_EQ(j.value("wf.cost.evaluate_ms", 0.0), 0.1) << out;
+}
+
+}  // namespace
