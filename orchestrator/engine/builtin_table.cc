@@ -44,6 +44,7 @@ constexpr Family kFamilies[] = {
     register_higher_order_builtins,
     register_text_builtins,
     register_enum_builtins,
+    register_wikidata_builtins,
 };
 // clang-format on
 

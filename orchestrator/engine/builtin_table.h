@@ -79,5 +79,6 @@ void register_error_builtins(BuiltinTable& table);         // builtins_errors.cc
 void register_higher_order_builtins(BuiltinTable& table);  // builtins_higher_order.cc
 void register_text_builtins(BuiltinTable& table);          // builtins_text.cc
 void register_enum_builtins(BuiltinTable& table);          // builtins_enums.cc
+void register_wikidata_builtins(BuiltinTable& table);      // builtins_wikidata.cc
 
 }  // namespace wf::orchestrator::engine_detail

@@ -47,6 +47,16 @@ class Resolver {
   // "resolve" part of the call's cost (call_cost.h).
   double spent_us() const { return spent_us_; }
 
+  // Data from outside the wiki (Wikidata, wikidata_entities.h): the source (null: none
+  // configured), the shared cache and the request's context. Once an answer has read such data,
+  // mark_external() makes used() answer nullopt: the result is not memoised.
+  void set_entity_source(EntitySource* source) { entities_ = source; }
+  EntitySource* entity_source() const { return entities_; }
+  ObjectCache& cache() { return cache_; }
+  const CallContext& context() const { return ctx_; }
+  int max_depth() const { return max_depth_; }
+  void mark_external() { external_ = true; }
+
  private:
   const Dereferenced& dereference_new(const std::string& zid);
   bool local(const std::string& zid, Dereferenced& out);
@@ -68,6 +78,8 @@ class Resolver {
   std::unordered_set<std::string> prefetched_;
   int batches_ = 0;
   double spent_us_ = 0;
+  EntitySource* entities_ = nullptr;
+  bool external_ = false;
 };
 
 }  // namespace wf::orchestrator::engine_detail
