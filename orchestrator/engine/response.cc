@@ -419,8 +419,7 @@ std::optional<std::string> cached_answer_head(const json& envelope, const Traili
   return out;
 }
 
-std::string cached_answer(std::string_view head, const TrailingMeta& added,
-                          const RunStart& start) {
+std::string cached_answer(std::string_view head, const TrailingMeta& added, const RunStart& start) {
   std::string out;
   out.reserve(head.size() + (added.size() + 6) * (text_types().pair.size() + 80) +
               text_types().map.size());
