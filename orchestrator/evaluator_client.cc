@@ -10,6 +10,7 @@
 #include "wf/codec/avro.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator {
 namespace {
@@ -39,6 +40,42 @@ struct EvaluatorMetrics {
     return m;
   }
 };
+
+// Lists longer than this go as arrays in the JSON body (docs/compatibility.md "Long lists"): in
+// normal form a list nests one level per element, deeper than Avro decoders and JSON parsers
+// (the evaluator's 4096 levels, CPython's recursion limit) accept.
+constexpr std::size_t kLongList = 64;
+
+bool is_long_list(const nlohmann::json& v) {
+  if (!zobject::is_list(v)) return false;
+  const nlohmann::json* node = &v;
+  for (std::size_t n = 0; node->is_object() && node->contains("K1"); ++n) {
+    if (n >= kLongList) return true;
+    auto next = node->find("K2");
+    if (next == node->end()) break;
+    node = &*next;
+  }
+  return false;
+}
+
+// A typed list (and the lists that are its elements, down to 16 levels) as the array
+// [element type, elements...]; anything else as it is.
+nlohmann::json flat_lists(const nlohmann::json& v, int depth = 0) {
+  if (depth > 16 || !zobject::is_list(v)) return v;
+  nlohmann::json out = nlohmann::json::array({zobject::list_item_type(v)});
+  for (const auto& item : zobject::list_items(v)) out.push_back(flat_lists(item, depth + 1));
+  return out;
+}
+
+// The JSON record form (docs/compatibility.md "Type converters", "Long lists"): for calls with
+// type converters or long list arguments, which Avro 0.0.4 cannot carry.
+bool needs_json_body(const CodeCall& call) {
+  if (!call.converters.is_null()) return true;
+  for (const auto& [key, value] : call.arguments.items()) {
+    if (is_long_list(value)) return true;
+  }
+  return false;
+}
 
 // A request aborted by its cancellation: at the deadline that is the call's timeout.
 const char* cancelled_outcome(const CallContext& ctx) {
@@ -138,7 +175,7 @@ class EvaluatorClient final : public CodeRunner {
     http::ClientRequest req;
     req.method = "POST";
     req.url = route->second;
-    req.content_type = "application/octet-stream";
+    req.content_type = needs_json_body(call) ? "application/json" : "application/octet-stream";
     req.body = std::move(*body);
     req.deadline = ctx.deadline;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
@@ -150,17 +187,32 @@ class EvaluatorClient final : public CodeRunner {
 
  private:
   // Versioned Avro 0.0.4 with the real remaining time of this request (the original sent a
-  // negative number: see docs/compatibility.md).
+  // negative number: see docs/compatibility.md). A call with type converters goes as the JSON
+  // record form with `typeConverters`, which Avro 0.0.4 cannot carry (docs/compatibility.md
+  // "Type converters").
   static std::expected<std::string, codec::Error> encode(const CodeCall& call,
                                                          const CallContext& ctx) {
-    codec::CodeRequest request;
-    request.reentrant = false;
-    request.remaining_time_ms =
+    const double remaining_ms =
         ctx.deadline == http::Clock::time_point::max()
             ? 20000.0
             : std::max(0.0,
                        std::chrono::duration<double, std::milli>(ctx.deadline - http::Clock::now())
                            .count());
+    if (needs_json_body(call)) {
+      nlohmann::json arguments = nlohmann::json::object();
+      for (const auto& [key, value] : call.arguments.items()) arguments[key] = flat_lists(value);
+      nlohmann::json body = {{"reentrant", false},
+                             {"remainingTime", remaining_ms},
+                             {"codingLanguage", call.coding_language},
+                             {"codeString", call.code},
+                             {"functionName", call.function_name},
+                             {"functionArguments", std::move(arguments)}};
+      if (!call.converters.is_null()) body["typeConverters"] = call.converters;
+      return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    codec::CodeRequest request;
+    request.reentrant = false;
+    request.remaining_time_ms = remaining_ms;
     request.coding_language = call.coding_language;
     request.code_string = call.code;
     request.function_name = call.function_name;

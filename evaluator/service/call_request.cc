@@ -235,17 +235,29 @@ std::expected<CallRequest, Json> from_z7(const Json& z7, CallRequest call) {
   return call;
 }
 
-// A conversion plan: {"converter": {"functionName": <non-empty string>, "code": <string>}} or
-// {"list": <plan>}. Returns what is wrong, empty when valid.
+// A conversion plan: {"converter": {"functionName": <non-empty string>, "code": <string>}},
+// {"list": <plan>} or {"native": {<native type name>: <plan>}}. Returns what is wrong, empty
+// when valid.
 std::string plan_problem(const Json& plan, const std::string& path, int depth) {
   if (depth > kMaxPlanDepth)
     return fmt::format("{} nests deeper than {} lists", path, kMaxPlanDepth);
   if (!plan.is_object() || plan.size() != 1) {
-    return fmt::format("{} must be an object with one key, 'converter' or 'list'", path);
+    return fmt::format("{} must be an object with one key, 'converter', 'list' or 'native'", path);
   }
   if (plan.contains("list")) return plan_problem(plan["list"], path + ".list", depth + 1);
+  if (plan.contains("native")) {
+    const Json& native = plan["native"];
+    if (!native.is_object()) {
+      return fmt::format("{}.native must be an object of native type name to plan", path);
+    }
+    for (auto it = native.begin(); it != native.end(); ++it) {
+      auto problem = plan_problem(it.value(), path + ".native." + it.key(), depth + 1);
+      if (!problem.empty()) return problem;
+    }
+    return {};
+  }
   if (!plan.contains("converter")) {
-    return fmt::format("{} must be an object with one key, 'converter' or 'list'", path);
+    return fmt::format("{} must be an object with one key, 'converter', 'list' or 'native'", path);
   }
   const Json& converter = plan["converter"];
   const Json name = converter.is_object() ? converter.value("functionName", Json()) : Json();

@@ -79,6 +79,7 @@ class EngineImpl final : public Engine {
         shared_(options.result_cache_bytes > 0 ? std::move(shared) : nullptr),
         defs_(Definitions::instance()),
         cache_(options.cache_ttl, options.cache_bytes),
+        converters_(options.cache_ttl, 4096),
         results_(options.result_cache_bytes),
         costs_(options.function_metrics_top_n,
                std::chrono::duration<double, std::micro>(options.slow_call).count()),
@@ -265,7 +266,7 @@ class EngineImpl final : public Engine {
         return true;
       }
     }
-    Interpreter interpreter(resolver, runner_.get(), ctx, options_);
+    Interpreter interpreter(resolver, runner_.get(), ctx, options_, &converters_);
     const double resolved_before = resolver.spent_us();
     double interpreter_us = 0;
     {
@@ -403,6 +404,7 @@ class EngineImpl final : public Engine {
   std::shared_ptr<SharedResultStore> shared_;
   const Definitions& defs_;
   ObjectCache cache_;
+  engine_detail::ConverterCache converters_;  // per type, language and direction
   ResultCache results_;
   engine_detail::CallCostReporter costs_;
   FiberPool fibers_;  // last: its destructor waits for evaluations that use the members above

@@ -81,9 +81,10 @@ std::string node_string(const NodeP& n) {
 }  // namespace
 
 Interpreter::Interpreter(Resolver& resolver, CodeRunner* runner, const CallContext& ctx,
-                         const EngineOptions& options)
+                         const EngineOptions& options, ConverterCache* converters)
     : resolver_(resolver),
       runner_(runner),
+      converters_(converters),
       ctx_(ctx),
       options_(options),
       empty_(std::make_shared<Frame>()) {}
@@ -608,9 +609,13 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
 
 namespace {
 
+// Besides the spec's list (§5): a type's equality, renderer, parser and converters (Z4K4-Z4K8,
+// keys added since 2023) are functions of the type, not parts of a value; evaluating them would
+// fetch objects evaluation never needs (a missing renderer, Z14280, failed calls with Z504).
 bool eager_skips(const std::string& key) {
   static const std::unordered_set<std::string> kSkip = {
-      "Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
+      "Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4", "Z4K5", "Z4K6",  "Z4K7",
+      "Z4K8", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
   return kSkip.count(key) != 0;
 }
 
@@ -628,60 +633,102 @@ Envelope Interpreter::eager(const NodeP& value) {
   return eager_walk(value, path);
 }
 
-Envelope Interpreter::eager_walk(const NodeP& node,
-                                 std::vector<std::pair<std::string, std::string>>& path) {
-  if (!node || node->is_string || node->is_ref()) return Envelope::ok(node);
-  if (!tick()) return abort_envelope();
-  const std::string ptype = node->type_ref();
-  for (std::size_t i = 0; i < node->entries.size(); ++i) {
-    const std::string key = node->entries[i].key;
-    if (eager_skips(key)) continue;
-    bool cyclic = false;
-    for (const auto& [k, t] : path) {
-      if (k == key && !ptype.empty() && t == ptype) cyclic = true;
+// The value `child` stands for (§5): bound argument references retrieved, references to
+// persisted objects dereferenced (their ZIDs appended to `zids`), calls executed.
+Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& zids) {
+  NodeP cur = child;
+  for (int guard = 0; guard < 64; ++guard) {
+    if (cur->is_arg_ref()) {
+      if (!frame_binds(cur->scope, cur->arg_name())) break;
+      ArgState st = retrieve(cur->scope, cur->arg_name(), false);
+      if (aborted()) return abort_envelope();
+      if (st.kind == ArgKind::kError) return Envelope::err(st.error);
+      cur = st.value;
+      continue;
     }
-    if (cyclic) continue;
-    if (path.size() > 20 &&
-        std::any_of(path.begin(), path.end(), [&](const auto& p) { return p.first == key; })) {
-      std::string keys;
-      for (const auto& [k, t] : path) keys += (keys.empty() ? "" : ",") + k;
-      return Envelope::err(zo::make_error(
-          "Z516", {json("Aborting because argument resolution contains cyclical references:"),
-                   json(keys)}));
+    if (cur->is_ref() && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
+      zids.push_back(cur->ref());
+      Envelope e = dereference(cur->ref());
+      if (e.has_error()) return e;
+      cur = e.value;
+      continue;
     }
-    NodeP child = node->get(key);
-    if (!child || child->is_string) continue;
-    NodeP cur = child;
-    for (int guard = 0; guard < 64; ++guard) {
-      if (cur->is_arg_ref()) {
-        if (!frame_binds(cur->scope, cur->arg_name())) break;
-        ArgState st = retrieve(cur->scope, cur->arg_name(), false);
-        if (aborted()) return abort_envelope();
-        if (st.kind == ArgKind::kError) return Envelope::err(st.error);
-        cur = st.value;
-        continue;
-      }
-      if (cur->is_ref() && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
-        Envelope e = dereference(cur->ref());
-        if (e.has_error()) return e;
-        cur = e.value;
-        continue;
-      }
-      if (cur->is_call()) {
-        Envelope e = execute(cur, cur->scope ? cur->scope : empty_, false);
-        if (e.has_error()) return e;
-        cur = e.value ? e.value : z9_node("Z24");
-        continue;
-      }
-      break;
+    if (cur->is_call()) {
+      Envelope e = execute(cur, cur->scope ? cur->scope : empty_, false);
+      if (e.has_error()) return e;
+      cur = e.value ? e.value : z9_node("Z24");
+      continue;
     }
-    if (cur != child) node->set(key, cur);
-    path.emplace_back(key, ptype);
-    Envelope r = eager_walk(cur, path);
-    path.pop_back();
-    if (r.has_error()) return r;
+    break;
   }
-  return Envelope::ok(node);
+  return Envelope::ok(cur);
+}
+
+namespace {
+
+json cyclical_references(const std::string& where) {
+  return zo::make_error(
+      "Z516",
+      {json("Aborting because argument resolution contains cyclical references:"), json(where)});
+}
+
+// A cell of a typed list in normal form: its K2 is the rest of the list.
+bool is_list_cell(const Node& node) {
+  return node.has("K1") && node.has("K2");
+}
+
+}  // namespace
+
+// Walks `root` depth first. A list's spine (the K2 links of its cells) is followed by the loop,
+// not by recursion and not as path levels: a list's elements are siblings, so a list of any
+// length walks at the depth of its first element. Cycle guard (§5): along one path, a key seen
+// again under a parent of the same type is skipped, and a key repeating under a new type after
+// more than 20 levels is Z516; a spine that comes back to a ZID it already dereferenced is Z516.
+Envelope Interpreter::eager_walk(const NodeP& root,
+                                 std::vector<std::pair<std::string, std::string>>& path) {
+  std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
+  for (NodeP node = root; node && !node->is_string && !node->is_ref();) {
+    if (!tick()) return abort_envelope();
+    const std::string ptype = node->type_ref();
+    const bool cell = is_list_cell(*node);
+    NodeP next;
+    for (std::size_t i = 0; i < node->entries.size(); ++i) {
+      const std::string key = node->entries[i].key;
+      if (eager_skips(key)) continue;
+      const bool spine = cell && key == "K2";
+      if (!spine && !ptype.empty() && std::any_of(path.begin(), path.end(), [&](const auto& p) {
+            return p.first == key && p.second == ptype;
+          })) {
+        continue;
+      }
+      if (!spine && path.size() > 20 &&
+          std::any_of(path.begin(), path.end(), [&](const auto& p) { return p.first == key; })) {
+        std::string keys;
+        for (const auto& [k, t] : path) keys += (keys.empty() ? "" : ",") + k;
+        return Envelope::err(cyclical_references(keys + "," + key));
+      }
+      NodeP child = node->get(key);
+      if (!child || child->is_string) continue;
+      std::vector<std::string> zids;
+      Envelope e = eager_value(child, zids);
+      if (e.has_error()) return e;
+      for (const auto& zid : spine ? zids : std::vector<std::string>{}) {
+        if (!spine_zids.insert(zid).second) return Envelope::err(cyclical_references("K2," + zid));
+      }
+      NodeP cur = e.value;
+      if (cur != child) node->set(key, cur);
+      if (spine) {
+        next = cur;
+        continue;
+      }
+      path.emplace_back(key, ptype);
+      Envelope r = eager_walk(cur, path);
+      path.pop_back();
+      if (r.has_error()) return r;
+    }
+    node = next;
+  }
+  return Envelope::ok(root);
 }
 
 // ---- execution (§3) ---------------------------------------------------------------------------
@@ -998,6 +1045,7 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   cc.code = node_string(resolve_key(code.value, "Z16K2", zs).value);
   const Node* fid = z8->peek("Z8K5");
   cc.function_name = fid ? fid->ref() : "";
+  cc.converters = code_converters(decls, cc.arguments, z8, language_family(cc.coding_language));
   if (aborted()) return run;
   CodeRunner::Result out = run_on_evaluator(cc);
   if (!out) {
@@ -1010,6 +1058,74 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   }
   run.result = evaluator_envelope(*out);
   return run;
+}
+
+// typeConverters of a code call (converters.h): the plans of the argument types (to code) and of
+// the return type (from code) for the implementation's language family; null when none has one.
+json Interpreter::code_converters(const std::vector<Decl>& decls, const json& values,
+                                  const NodeP& z8, const std::string& family) {
+  json arguments = json::object();
+  std::vector<NodeP> types;  // the types the arguments convert by
+  for (const auto& d : decls) {
+    NodeP type = d.declared;
+    // An argument declared Z1 (any type) converts by the type of its value.
+    const json* value = values.contains(d.name) ? &values[d.name] : nullptr;
+    if ((!type || (type->is_ref() && type->ref() == "Z1")) && value != nullptr &&
+        value->is_object() && value->contains("Z1K1")) {
+      type = Node::from_json((*value)["Z1K1"]);
+      type->scope = empty_;
+    }
+    json plan = converter_plan(type, ConverterDirection::kToCode, family, 0);
+    if (plan.is_null()) continue;
+    arguments[d.name] = std::move(plan);
+    types.push_back(type);
+  }
+  NodeP returns = z8->get("Z8K2");
+  json result = converter_plan(returns, ConverterDirection::kFromCode, family, 0);
+  if (result.is_null() && !types.empty() &&
+      (!returns || (returns->is_ref() && returns->ref() == "Z1"))) {
+    // A result declared Z1: converted by its native type, with the from-code converters of the
+    // argument types (the value of `add(a, b)` is most likely of their type).
+    json native = json::object();
+    for (const auto& type : types) {
+      json plan = converter_plan(type, ConverterDirection::kFromCode, family, 0);
+      const json* c = plan.is_object() && plan.contains("converter") ? &plan["converter"] : nullptr;
+      const std::string name = c != nullptr ? c->value("nativeType", "") : "";
+      if (!name.empty() && !native.contains(name)) native[name] = std::move(plan);
+    }
+    if (!native.empty()) result = json{{"native", std::move(native)}};
+  }
+  if (arguments.empty() && result.is_null()) return nullptr;
+  json out = json::object();
+  if (!arguments.empty()) out["arguments"] = std::move(arguments);
+  if (!result.is_null()) out["result"] = std::move(result);
+  return out;
+}
+
+// The plan of one declared type: {"list": plan} for a typed list whose element type has one,
+// the converter of a type that declares converters (Z4K7/Z4K8), else null. Built-in types and
+// types without converters cost no fetch beyond the type's own (which type checks make anyway).
+json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction,
+                                 const std::string& family, int depth) {
+  if (!type || type->is_string || depth > 16 || family.empty()) return nullptr;
+  if (type->is_ref() && zo::is_builtin_type(type->ref())) return nullptr;
+  NodeP z4 = resolved_type(type);
+  if (!z4 || z4->is_string || aborted()) return nullptr;
+  NodeP identity = z4->is_call() ? z4 : z4->get("Z4K1");
+  if (identity && identity->is_call()) {
+    const Node* fn = identity->peek("Z7K1");
+    if (fn == nullptr || fn->ref() != "Z881") return nullptr;
+    json inner = converter_plan(identity->get("Z881K1"), direction, family, depth + 1);
+    return inner.is_null() ? json() : json{{"list", std::move(inner)}};
+  }
+  if (z4->type_ref() != "Z4" || !(z4->has("Z4K7") || z4->has("Z4K8"))) return nullptr;
+  const json z4_json = z4->to_json();
+  const std::string zid = identity ? identity->ref() : "";
+  if (converters_ != nullptr && zo::is_zid(zid)) {
+    return converters_->lookup(zid, z4_json, direction, family, resolver_);
+  }
+  std::vector<std::string> read;
+  return find_converter(z4_json, direction, family, resolver_, read);
 }
 
 // Sends the call to the evaluator; the fiber parks until it answers.

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/engine/converters.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/node.h"
 #include "orchestrator/engine/ports.h"
@@ -50,8 +51,9 @@ struct Frame {
 
 class Interpreter {
  public:
+  // `converters` (may be null: no cross-request memo) caches type converter lookups.
   Interpreter(Resolver& resolver, CodeRunner* runner, const CallContext& ctx,
-              const EngineOptions& options);
+              const EngineOptions& options, ConverterCache* converters = nullptr);
   ~Interpreter();
   Interpreter(const Interpreter&) = delete;
   Interpreter& operator=(const Interpreter&) = delete;
@@ -143,7 +145,8 @@ class Interpreter {
   bool compare_keys(const NodeP& a, const NodeP& b);  // two literal Z4s, key by key
   json run_type_validator(const NodeP& value, const NodeP& type);
   json error_type_arg(const NodeP& value);  // value.Z1K1 as an error argument
-  Envelope eager_walk(const NodeP& node, std::vector<std::pair<std::string, std::string>>& path);
+  Envelope eager_walk(const NodeP& root, std::vector<std::pair<std::string, std::string>>& path);
+  Envelope eager_value(const NodeP& child, std::vector<std::string>& zids);
   void replace_argument_references(const NodeP& node, int depth);
   Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
@@ -158,6 +161,10 @@ class Interpreter {
   ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
                    const std::vector<Decl>& decls, const NodeP& z8);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
+                       const std::string& family);
+  json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
+                      int depth);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
@@ -165,6 +172,7 @@ class Interpreter {
 
   Resolver& resolver_;
   CodeRunner* runner_;
+  ConverterCache* converters_;
   const CallContext& ctx_;
   const EngineOptions& options_;
   std::deque<json> inputs_;  // normalized inputs; declared first so it is destroyed last

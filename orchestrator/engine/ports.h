@@ -82,6 +82,9 @@ struct CodeCall {
   std::string code;             // Z16K2
   std::string function_name;    // Z8K5 of the called function, e.g. "Z10001"
   nlohmann::json arguments = nlohmann::json::object();  // argument key -> normal-form value
+  // typeConverters (docs/compatibility.md "Type converters"): {"arguments": {key: plan},
+  // "result": plan}; null when no argument or result type has a converter for the language.
+  nlohmann::json converters;
 };
 
 struct CodeRunError {

@@ -463,8 +463,33 @@ class TodaysContent(EvaluatorCase):
                         {"result": converter("Z90005", "def Z90005(x):\n    return x\n")})
         self.assert_error(z22, None, re.compile(r"^Type converter Z90005 returned .* instead of a ZObject"))
 
+    def test_a_native_plan_converts_a_result_by_its_native_type(self):
+        conv = {"result": {"native": {"int": PY_FROM_INT}}}
+        self.assert_value(self.call("python-3", "def Z1(Z1K1):\n    return 7\n", {"Z1K1": z6("a")}, conv),
+                          natural(7))
+        # A value of another native type keeps the default conversion.
+        self.assert_value(self.call("python-3", "def Z1(Z1K1):\n    return 'x'\n", {"Z1K1": z6("a")}, conv),
+                          z6("x"))
+        conv = {"result": {"native": {"BigInt": JS_FROM_BIGINT}}}
+        self.assert_value(self.call("javascript", "function Z1(a) { return 8n; }", {"Z1K1": z6("a")}, conv),
+                          natural(8))
+        self.assert_value(self.call("javascript", "function Z1(a) { return 'y'; }", {"Z1K1": z6("a")}, conv),
+                          z6("y"))
+
+    def test_lists_written_as_arrays_are_lists(self):
+        # What our orchestrator sends for long list arguments (docs/compatibility.md "Long lists").
+        items = [z6("s%d" % i) for i in range(5000)]
+        for language, code in (("python-3", "def Z1(Z1K1):\n    return str(len(Z1K1)) + Z1K1[-1]\n"),
+                               ("javascript", "function Z1(xs) { return String(xs.length) + xs[xs.length - 1]; }")):
+            with self.subTest(language=language):
+                self.assert_value(self.call(language, code, {"Z1K1": ["Z6"] + items}), z6("5000s4999"))
+        conv = {"arguments": {"Z1K1": {"list": PY_TO_INT}}}
+        self.assert_value(self.call("python-3", "def Z1(Z1K1):\n    return str(sum(Z1K1))\n",
+                                    {"Z1K1": ["Z13518", natural(1), natural(2)]}, conv), z6("3"))
+
     def test_malformed_type_converters_are_rejected_before_running(self):
         for conv, problem in (([], "typeConverters must be an object"),
+                              ({"result": {"native": []}}, "typeConverters.result.native must be an object"),
                               ({"arguments": {"Z1K1": {"converter": {"code": "x"}}}},
                                "typeConverters.arguments.Z1K1.converter must have"),
                               ({"result": {"list": {}}}, "typeConverters.result.list must be"),

@@ -242,6 +242,11 @@
   }
 
   function deserialize(z) {
+    if (Array.isArray(z)) {
+      // A typed list written as an array, [element type, elements...] (docs/compatibility.md
+      // "Long lists"): what our orchestrator sends for long list arguments.
+      return z.slice(1).map(deserialize);
+    }
     if (isObject(z) && z.Z1K1 === 'Z9' && typeof z.Z9K1 === 'string') {
       // A reference (e.g. an enum value passed to an argument typed Z1): a ZObject whose Z1K1 is
       // 'Z9' and Z9K1 the ZID; returned, it stays a reference.
@@ -487,6 +492,9 @@
     if (isObject(plan) && isObject(plan.converter)) {
       return applyConverter(plan.converter, z, cache);
     }
+    if (isObject(plan) && isObject(plan.list) && Array.isArray(z)) {
+      return z.slice(1).map((item) => toNative(plan.list, item, cache));
+    }
     if (isObject(plan) && isObject(plan.list)) {
       const items = [];
       let tail = z;
@@ -514,6 +522,13 @@
       }
       const items = value.map((item) => fromNative(plan.list, item, cache));
       return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
+    }
+    if (isObject(plan) && isObject(plan.native)) {
+      // A result declared Z1: the plan of the value's native type (Z64K4: 'BigInt', ...).
+      const name = typeof value === 'bigint' ? 'BigInt'
+        : (value !== null && value !== undefined && value.constructor ? value.constructor.name : '');
+      const chosen = typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null;
+      return chosen ? fromNative(chosen, value, cache) : serialize(value);
     }
     return serialize(value);
   }

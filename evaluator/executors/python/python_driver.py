@@ -127,6 +127,10 @@ class ZReference(str):
 
 
 def _deserialize(zobject):
+    if isinstance(zobject, list):
+        # A typed list written as an array, [element type, elements...] (docs/compatibility.md
+        # "Long lists"): what our orchestrator sends for long list arguments.
+        return [_deserialize(item) for item in zobject[1:]]
     z1k1 = zobject.get("Z1K1")
     if z1k1 == "Z9":
         return ZReference(zobject.get("Z9K1"))
@@ -354,6 +358,8 @@ class _Converters:
             return _deserialize(zobject)
         if "converter" in plan:
             return self._apply(plan["converter"], zobject)
+        if "list" in plan and isinstance(zobject, list):
+            return [self.to_native(plan["list"], item) for item in zobject[1:]]
         if "list" in plan:
             items = []
             node = zobject
@@ -379,6 +385,11 @@ class _Converters:
             if isinstance(value, (str, bytes, dict)):
                 raise _unserializable(value)
             return _typed_list([self.from_native(plan["list"], item) for item in value])
+        if isinstance(plan.get("native"), dict):
+            # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...).
+            chosen = plan["native"].get(type(value).__name__)
+            if isinstance(chosen, dict):
+                return self.from_native(chosen, value)
         return _serialize(value)
 
 

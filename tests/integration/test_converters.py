@@ -1,0 +1,217 @@
+"""Type converters and long lists through both real services (issue 10 items 1 and 5).
+
+wf-orchestrator reads a temporary objects directory: a number type Z10100 whose converters
+(Z4K7/Z4K8, like Natural number Z13518's Z13531/Z13532 and Z13519) turn it into a Python int /
+JavaScript BigInt and back, and functions that take and return it, lists of it, and plain
+strings. Between the orchestrator and the real wf-evaluator sits a recording proxy, so each test
+sees what the orchestrator sent (the JSON body with typeConverters, or Avro when nothing needs
+converting) as well as the answer.
+
+Run: cd tests/integration && WF_BIN_DIR=<build>/bin python3 -m unittest -v test_converters
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import wfharness as h  # noqa: E402
+
+EVALUATE = "/wikifunctions.org/v1/evaluate/"
+
+TO_INT = "def Z10101(Z10101K1):\n\treturn int(Z10101K1['Z10100K1']['Z6K1'])"
+FROM_INT = ("def Z10102(Z10102K1):\n\treturn {'Z1K1': {'Z1K1': 'Z9', 'Z9K1': 'Z10100'},\n"
+            "\t\t'Z10100K1': {'Z1K1': 'Z6', 'Z6K1': str(Z10102K1)}}")
+TO_BIGINT = "function Z10103(Z10103K1) {\n\treturn BigInt(Z10103K1.Z10100K1.Z6K1);\n}"
+FROM_BIGINT = ("function Z10104(Z10104K1) {\n\treturn {Z1K1: {Z1K1: 'Z9', Z9K1: 'Z10100'}, "
+               "Z10100K1: {Z1K1: 'Z6', Z6K1: Z10104K1.toString()}};\n}")
+
+
+def label(text):
+    return {"Z1K1": "Z12", "Z12K1": ["Z11", {"Z1K1": "Z11", "Z11K1": "Z1002", "Z11K2": text}]}
+
+
+def persisted(zid, value):
+    return {"Z1K1": "Z2", "Z2K1": {"Z1K1": "Z6", "Z6K1": zid}, "Z2K2": value, "Z2K3": label(zid)}
+
+
+def converter(kind, zid, language, code):
+    return {"Z1K1": kind, kind + "K1": zid, kind + "K2": "Z10100",
+            kind + "K3": {"Z1K1": "Z16", "Z16K1": language, "Z16K2": code},
+            kind + "K4": "int" if language == "Z610" else "BigInt"}
+
+
+def function(zid, arg_types, returns, impl_zid, language, code):
+    args = ["Z17"] + [{"Z1K1": "Z17", "Z17K1": t, "Z17K2": "%sK%d" % (zid, i + 1), "Z17K3": label("a")}
+                      for i, t in enumerate(arg_types)]
+    z8 = {"Z1K1": "Z8", "Z8K1": args, "Z8K2": returns, "Z8K3": ["Z20"], "Z8K4": ["Z14", impl_zid],
+          "Z8K5": zid}
+    z14 = {"Z1K1": "Z14", "Z14K1": zid,
+           "Z14K3": {"Z1K1": "Z16", "Z16K1": language, "Z16K2": code}}
+    return {zid: persisted(zid, z8), impl_zid: persisted(impl_zid, z14)}
+
+
+def list_of(t):
+    return {"Z1K1": "Z7", "Z7K1": "Z881", "Z881K1": t}
+
+
+def objects():
+    number = {"Z1K1": "Z4", "Z4K1": "Z10100",
+              "Z4K2": ["Z3", {"Z1K1": "Z3", "Z3K1": "Z6", "Z3K2": "Z10100K1", "Z3K3": label("value")}],
+              "Z4K3": "Z101", "Z4K5": "Z10199",  # a renderer nobody has: never needed
+              "Z4K7": ["Z46", "Z10103", "Z10101"], "Z4K8": ["Z64", "Z10104", "Z10102"]}
+    out = {
+        "Z10100": persisted("Z10100", number),
+        "Z10101": persisted("Z10101", converter("Z46", "Z10101", "Z610", TO_INT)),
+        "Z10102": persisted("Z10102", converter("Z64", "Z10102", "Z610", FROM_INT)),
+        "Z10103": persisted("Z10103", converter("Z46", "Z10103", "Z600", TO_BIGINT)),
+        "Z10104": persisted("Z10104", converter("Z64", "Z10104", "Z600", FROM_BIGINT)),
+        "Z610": persisted("Z610", {"Z1K1": "Z61", "Z61K1": "python-3"}),
+        "Z600": persisted("Z600", {"Z1K1": "Z61", "Z61K1": "javascript-es2020"}),
+    }
+    # add(a, b) in Python: ints in, an int out.
+    out.update(function("Z10110", ["Z10100", "Z10100"], "Z10100", "Z10210", "Z610",
+                        "def Z10110(Z10110K1, Z10110K2):\n\treturn Z10110K1 + Z10110K2"))
+    # describe(a) in JavaScript: a BigInt in, a string out.
+    out.update(function("Z10111", ["Z10100"], "Z6", "Z10211", "Z600",
+                        "function Z10111(Z10111K1) {\n\treturn typeof Z10111K1 + ':' + Z10111K1;\n}"))
+    # double each(list) in Python: a list of ints in and out.
+    out.update(function("Z10112", [list_of("Z10100")], list_of("Z10100"), "Z10212", "Z610",
+                        "def Z10112(Z10112K1):\n\treturn [2 * x for x in Z10112K1]"))
+    # successor(a) in JavaScript: a BigInt in and out.
+    out.update(function("Z10113", ["Z10100"], "Z10100", "Z10213", "Z600",
+                        "function Z10113(Z10113K1) {\n\treturn Z10113K1 + 1n;\n}"))
+    # add(any, any) -> any in Python and in JavaScript: converted by the values' types.
+    out.update(function("Z10115", ["Z1", "Z1"], "Z1", "Z10215", "Z610",
+                        "def Z10115(Z10115K1, Z10115K2):\n\treturn Z10115K1 + Z10115K2"))
+    out.update(function("Z10116", ["Z1", "Z1"], "Z1", "Z10216", "Z600",
+                        "function Z10116(Z10116K1, Z10116K2) {\n\treturn Z10116K1 + Z10116K2;\n}"))
+    # count and last(list of strings) in Python: no converter.
+    out.update(function("Z10114", [list_of("Z6")], "Z6", "Z10214", "Z610",
+                        "def Z10114(Z10114K1):\n\treturn '%d %s' % (len(Z10114K1), Z10114K1[-1])"))
+    return out
+
+
+def number(n):
+    return {"Z1K1": "Z10100", "Z10100K1": str(n)}
+
+
+class Converters(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="wf-converters-")
+        for zid, obj in objects().items():
+            with open(os.path.join(cls.dir, zid + ".json"), "w", encoding="utf-8") as f:
+                json.dump(obj, f)
+        cls.evaluator = h.Service("wf-evaluator", ["--pool-size", "2"])
+        try:
+            if not h.wait_until(lambda: h.request("GET", cls.evaluator.base + "/readyz")[0] == 200, 30):
+                raise RuntimeError("wf-evaluator never became ready")
+
+            def forward(method, path, headers, body):
+                status, hdrs, answer = h.request(
+                    method, cls.evaluator.base + path, body,
+                    {"Content-Type": headers.get("Content-Type", "application/octet-stream")}, 60)
+                return status, hdrs.get("content-type", "application/json"), answer
+
+            cls.proxy = h.FakeServer(forward)
+            cls.orchestrator = h.Service("wf-orchestrator", [
+                "--evaluator-url", cls.proxy.base + EVALUATE, "--objects-dir", cls.dir,
+                "--wiki-api-url", ""])
+        except Exception:
+            cls.evaluator.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.orchestrator.stop()
+        cls.proxy.close()
+        cls.evaluator.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def call(self, zobject):
+        """The answer's value and the one request the orchestrator sent to the evaluator."""
+        before = len(self.proxy.requests)
+        status, _, z22 = h.evaluate(self.orchestrator, zobject, timeout=60)
+        self.assertEqual(status, 200, z22)
+        errors = h.metadata(z22).get("errors")
+        self.assertIsNone(errors, json.dumps(errors)[:1500])
+        sent = self.proxy.requests[before:]
+        self.assertEqual(len(sent), 1, [r["path"] for r in sent])
+        return z22["Z22K1"], sent[0]
+
+    def sent_json(self, request):
+        self.assertEqual(request["headers"].get("content-type"), "application/json")
+        return json.loads(request["body"])
+
+    def test_python_arguments_and_result_convert(self):
+        value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10110", "Z10110K1": number(2), "Z10110K2": number(40)})
+        self.assertEqual(value, number(42))
+        body = self.sent_json(sent)
+        plan = {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}
+        self.assertEqual(body["typeConverters"], {
+            "arguments": {"Z10110K1": plan, "Z10110K2": plan},
+            "result": {"converter": {"functionName": "Z10102", "code": FROM_INT, "nativeType": "int"}}})
+
+    def test_javascript_argument_converts_to_bigint(self):
+        value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10111", "Z10111K1": number(7)})
+        self.assertEqual(value, "bigint:7")
+        body = self.sent_json(sent)
+        self.assertEqual(body["typeConverters"],
+                         {"arguments": {"Z10111K1": {"converter": {"functionName": "Z10103", "code": TO_BIGINT,
+                                                                   "nativeType": "BigInt"}}}})
+
+    def test_javascript_result_converts_from_bigint(self):
+        value, _ = self.call({"Z1K1": "Z7", "Z7K1": "Z10113", "Z10113K1": number(99)})
+        self.assertEqual(value, number(100))
+
+    def test_arguments_and_result_declared_z1_convert_by_type(self):
+        for fn in ("Z10115", "Z10116"):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": number(20), fn + "K2": number(22)})
+                self.assertEqual(value, number(42))
+                self.assertIn("native", self.sent_json(sent)["typeConverters"]["result"])
+
+    def test_lists_convert_element_wise(self):
+        value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10112",
+                                 "Z10112K1": ["Z10100", number(1), number(2), number(3)]})
+        self.assertEqual(value, ["Z10100", number(2), number(4), number(6)])
+        body = self.sent_json(sent)
+        self.assertEqual(body["typeConverters"]["arguments"]["Z10112K1"],
+                         {"list": {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}})
+        self.assertEqual(body["typeConverters"]["result"],
+                         {"list": {"converter": {"functionName": "Z10102", "code": FROM_INT, "nativeType": "int"}}})
+
+    def test_no_converter_keeps_avro(self):
+        value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10114", "Z10114K1": ["Z6", "a", "b"]})
+        self.assertEqual(value, "2 b")
+        self.assertEqual(sent["headers"].get("content-type"), "application/octet-stream")
+        self.assertNotIn(b"typeConverters", sent["body"])
+
+    def test_lists_of_any_length_reach_python(self):
+        for n in (30, 1000, 10000):
+            with self.subTest(n=n):
+                items = ["s%d" % i for i in range(n)]
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10114", "Z10114K1": ["Z6"] + items})
+                self.assertEqual(value, "%d s%d" % (n, n - 1))
+                # Longer than 64 elements: the JSON body with the list as an array.
+                long_list = n > 64
+                self.assertEqual(sent["headers"].get("content-type"),
+                                 "application/json" if long_list else "application/octet-stream")
+
+    def test_lists_of_any_length_reach_z812(self):
+        for n in (30, 1000, 10000):
+            with self.subTest(n=n):
+                items = ["s%d" % i for i in range(n)]
+                status, _, z22 = h.evaluate(self.orchestrator,
+                                            {"Z1K1": "Z7", "Z7K1": "Z812", "Z812K1": ["Z6"] + items}, timeout=60)
+                self.assertEqual(status, 200)
+                self.assertEqual(z22["Z22K1"], ["Z6"] + items[1:])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""ctest driver for ../shared/realwf Part B: real compositions and Python implementations through
+the built wf-orchestrator (started by run_b.py against its mock wiki) and wf-evaluator, in both
+implementation orders (objects_b.json: composition first; objects_b_pyfirst.json: Python first).
+Fails when an order passes fewer cases than recorded in part_b_floor.json, or when a case kills
+the orchestrator (run_b.py then restarts it and reruns the case alone). Exit 77 (ctest: skipped)
+with the reason when the realwf folder is absent."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from run_part_a import free_port, wait_ready  # noqa: E402
+
+
+def run_b(args, objects, evaluator_url, out):
+    """run_b.py for one order: ({id: result}, its output), or (None, its output) when it
+    failed."""
+    orchestrator_cmd = (f"{args.orchestrator} --port {{port}} --wiki-api-url {{wiki}} "
+                        f"--evaluator-url {{evaluator}} --objects-dir '' --cache-ttl-ms 0 "
+                        f"--access-log false")
+    cmd = [sys.executable, os.path.join(args.realwf, "run_b.py"), "--objects", objects,
+           "--orchestrator-cmd", orchestrator_cmd, "--evaluator-url", evaluator_url,
+           "--out", out, "--jobs", "2", "--examples", "2"]
+    run = subprocess.run(cmd, timeout=1500, capture_output=True, text=True, errors="replace")
+    if run.returncode != 0 or not os.path.exists(out):
+        return None, run.stdout + run.stderr
+    with open(out, encoding="utf-8") as f:
+        return {r["id"]: r for r in map(json.loads, f)}, run.stdout
+
+
+def check_order(args, name, floor, evaluator_url, tmp):
+    """Runs one order; returns the problems found (empty when fine)."""
+    objects = os.path.join(args.realwf, name)
+    out = os.path.join(tmp, name + ".results.jsonl")
+    results, output = run_b(args, objects, evaluator_url, out)
+    print(output)
+    if results is None:
+        return [f"{name}: run_b.py failed"]
+    problems = []
+    if "services restarted" in output:
+        problems.append(f"{name}: the orchestrator died during the run (see 'services restarted')")
+    crashed = [i for i, r in results.items() if r["status"] == "crash"]
+    if crashed:
+        problems.append(f"{name}: cases that kill the orchestrator: {crashed}")
+    passed = sum(r["status"] == "pass" for r in results.values())
+    print(f"Part B {name}: {passed} of {len(results)} cases pass (recorded floor {floor}; "
+          f"F* engine 203 of 211)")
+    if passed < floor:
+        failing = sorted(i for i, r in results.items() if r["status"] != "pass")
+        problems.append(f"{name}: {passed} pass, fewer than the recorded {floor}; failing: "
+                        f"{', '.join(failing)[:3000]}")
+    return problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--realwf", required=True, help="the ../shared/realwf folder")
+    ap.add_argument("--evaluator", required=True, help="the wf-evaluator binary")
+    ap.add_argument("--orchestrator", required=True, help="the wf-orchestrator binary")
+    ap.add_argument("--floor", default=os.path.join(HERE, "part_b_floor.json"))
+    args = ap.parse_args()
+    if not os.path.exists(os.path.join(args.realwf, "run_b.py")):
+        print(f"SKIPPED: no {args.realwf}/run_b.py: the realwf sample is not beside this clone")
+        return 77
+    with open(args.floor, encoding="utf-8") as f:
+        floors = json.load(f)["orders"]
+    # Started here (not by run_b.py) so that the cases run once the sandboxes are ready.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    evaluator = subprocess.Popen([args.evaluator, "--port", str(port), "--access-log", "false"],
+                                 stdout=subprocess.DEVNULL)
+    problems = []
+    try:
+        if not wait_ready(base, evaluator):
+            print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
+            return 1
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, floor in floors.items():
+                problems += check_order(args, name, floor, base + "/wikifunctions.org/v1/evaluate/",
+                                        tmp)
+    finally:
+        evaluator.terminate()
+        try:
+            evaluator.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            evaluator.kill()
+            evaluator.wait()
+    for p in problems:
+        print("FAIL", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
