@@ -8,6 +8,8 @@
 #include <boost/url/parse_query.hpp>
 #include <cctype>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
 
 #include "wf/codec/avro.h"
 #include "wf/obs/metrics.h"
@@ -98,6 +100,46 @@ bool reference_like(std::string_view s) {
   return true;
 }
 
+void count_call(bool has_error) {
+  // Each series is looked up once, when it is first used.
+  if (has_error) {
+    static prometheus::Counter& error_calls = call_counter().Add({{"outcome", "error"}});
+    error_calls.Increment();
+  } else {
+    static prometheus::Counter& ok_calls = call_counter().Add({{"outcome", "ok"}});
+    ok_calls.Increment();
+  }
+}
+
+http::Response z22_response(std::string z22) {
+  http::Response r = http::Response::json(200, std::move(z22));
+  r.content_type = "application/json; charset=utf-8";
+  return r;
+}
+
+// The JSON text of a request body, or empty for another content type (a form body's text is
+// not its request). As handle_evaluate reads it: no Content-Type is JSON.
+std::string_view json_body(const http::Request& request) {
+  const auto ct = request.header("content-type");
+  if (ct && (ct->find("json") == std::string_view::npos ||
+             ct->find("application/x-www-form-urlencoded") != std::string_view::npos)) {
+    return {};
+  }
+  return request.body;
+}
+
+// A repeated request answered from the result cache on the calling thread (docs/result-cache.md,
+// "The fast path of a hit"): no parse, no evaluation fiber.
+std::optional<http::Response> answer_cached(Engine& engine, const http::Request& request) {
+  const std::string_view body = json_body(request);
+  if (body.empty()) return std::nullopt;
+  bool has_error = false;
+  auto z22 = engine.answer_cached(body, call_context(request), &has_error);
+  if (!z22) return std::nullopt;
+  count_call(has_error);
+  return z22_response(std::move(*z22));
+}
+
 }  // namespace
 
 bool can_run_inline(const Engine& engine, const RouteOptions& options,
@@ -153,18 +195,9 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
   }
   CallContext ctx = call_context(request);
   bool has_error = false;
-  std::string z22 = engine.evaluate_text(*body, ctx, &has_error);
-  // Each series is looked up once, when it is first used.
-  if (has_error) {
-    static prometheus::Counter& error_calls = call_counter().Add({{"outcome", "error"}});
-    error_calls.Increment();
-  } else {
-    static prometheus::Counter& ok_calls = call_counter().Add({{"outcome", "ok"}});
-    ok_calls.Increment();
-  }
-  http::Response r = http::Response::json(200, std::move(z22));
-  r.content_type = "application/json; charset=utf-8";
-  return r;
+  std::string z22 = engine.evaluate_text(*body, json_body(request), ctx, &has_error);
+  count_call(has_error);
+  return z22_response(std::move(z22));
 }
 
 CallContext call_context(const http::Request& request) {
@@ -180,13 +213,19 @@ CallContext call_context(const http::Request& request) {
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options, std::shared_ptr<limits::Gate> gate) {
-  // Asynchronous: a small call of built-ins is evaluated on the event loop; any other runs on an
-  // evaluation fiber on the engine's CPU threads, which parks (holding no thread) while the wiki
-  // or an evaluator answers. The request's cancellation (hang-up, deadline, shutdown) stops it.
-  // With a gate, the caller's limits and admission control (fair queue) come first.
+  // Asynchronous: a cached result (answer_cached) and a small call of built-ins are answered on
+  // the event loop; any other runs on an evaluation fiber on the engine's CPU threads, which
+  // parks (holding no thread) while the wiki or an evaluator answers. The request's cancellation
+  // (hang-up, deadline, shutdown) stops it. With a gate, the caller's limits and admission control
+  // (fair queue) come first.
   auto in_progress = std::make_shared<std::atomic<int>>(0);
   http::AsyncHandler evaluate = [engine, options,
                                  in_progress](std::shared_ptr<http::AsyncRequest> ar) {
+    // A repeated call whose result is cached (and still valid) is answered here and now.
+    if (auto hit = answer_cached(*engine, ar->request)) {
+      ar->respond(std::move(*hit));
+      return;
+    }
     if (can_run_inline(*engine, options, ar->request)) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
       engine->spawn_here(call_context(ar->request), [engine, options, ar] {

@@ -103,9 +103,44 @@ class EngineImpl final : public Engine {
 
   std::string evaluate_text(const nlohmann::json& request, const CallContext& ctx,
                             bool* has_error) override {
+    return evaluate_text(request, {}, ctx, has_error);
+  }
+
+  std::string evaluate_text(const nlohmann::json& request, std::string_view body,
+                            const CallContext& ctx, bool* has_error) override {
     std::string out;
-    on_fiber(ctx, [&] { out = evaluate_text_here(request, ctx, has_error); });
+    on_fiber(ctx, [&] { out = evaluate_text_here(request, body, ctx, has_error); });
     return out;
+  }
+
+  std::optional<std::string> answer_cached(std::string_view body, const CallContext& ctx,
+                                           bool* has_error) override {
+    if (!results_.enabled() || body.empty() || body.size() > ResultCache::kMaxBodyBytes) {
+      return std::nullopt;
+    }
+    const auto start = engine_detail::run_start();
+    if (Clock::now() >= ctx.deadline) return std::nullopt;
+    auto hit = results_.find_body(body);
+    if (!hit || hit->head.empty()) return std::nullopt;
+    // The resolver's chain, without its I/O: a used object is the same while the object cache
+    // holds it with the same identity (the cache comes first in the chain; built-ins, fixed for a
+    // build, are not in `used`). Anything else is left to the full check.
+    for (const auto& [zid, hash] : hit->used) {
+      std::uint64_t now = 0;
+      if (hash == 0 || !cache_.get(zid, &now) || now != hash) return std::nullopt;
+    }
+    engine_detail::metrics().result_hits_local.Increment();
+    if (has_error != nullptr) *has_error = false;  // only answers without errors are stored
+    // The call's cost, as a hit of the general path reports it: all of it is the cache's.
+    engine_detail::CallCost cost;
+    cost.function = hit->function;
+    cost.cache_us = cost.total_us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start.mono)
+            .count();
+    costs_.report(cost);
+    engine_detail::TrailingMeta added = {{std::string(engine_detail::kResultCacheKey), "local"}};
+    for (auto& pair : engine_detail::cost_metadata(cost)) added.push_back(std::move(pair));
+    return engine_detail::cached_answer(hit->head, added, start);
   }
 
  private:
@@ -143,13 +178,13 @@ class EngineImpl final : public Engine {
     }
   }
 
-  std::string evaluate_text_here(const nlohmann::json& request, const CallContext& ctx,
-                                 bool* has_error) {
+  std::string evaluate_text_here(const nlohmann::json& request, std::string_view body,
+                                 const CallContext& ctx, bool* has_error) {
     auto start = engine_detail::run_start();
     try {
       nlohmann::json envelope;
       engine_detail::TrailingMeta trailing;
-      if (!run(request, ctx, envelope, trailing)) {
+      if (!run(request, ctx, envelope, trailing, body)) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
       return engine_detail::finish_response_text(envelope, trailing, start, has_error);
@@ -163,13 +198,14 @@ class EngineImpl final : public Engine {
 
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `envelope` plus the metadata
   // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
-  // deadline passed (the answer is then timeout_response()).
+  // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
+  // JSON text, indexed to its cache entry.
   bool run(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
-           engine_detail::TrailingMeta& trailing) {
+           engine_detail::TrailingMeta& trailing, std::string_view body = {}) {
     const auto start = std::chrono::steady_clock::now();
     engine_detail::CallCost cost;
     bool evaluated = false;
-    const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated);
+    const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
     if (!evaluated) return answered;
     cost.total_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
@@ -194,7 +230,7 @@ class EngineImpl final : public Engine {
   // run() without the cost reports; `evaluated` says whether the request named a call.
   bool run_call(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
                 engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
-                bool& evaluated) {
+                bool& evaluated, std::string_view body) {
     if (Clock::now() >= ctx.deadline) {
       count_cancelled(ctx);
       return false;
@@ -225,7 +261,10 @@ class EngineImpl final : public Engine {
     const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
     if (!key.empty()) {
       engine_detail::Stopwatch watch(cost.cache_us);
-      if (serve_cached(key, shared, resolver, envelope, trailing)) return true;
+      if (serve_cached(key, shared, resolver, envelope, trailing, cost.function)) {
+        results_.alias(body, key);
+        return true;
+      }
     }
     Interpreter interpreter(resolver, runner_.get(), ctx, options_, &converters_);
     const double resolved_before = resolver.spent_us();
@@ -246,7 +285,9 @@ class EngineImpl final : public Engine {
     }
     if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
       engine_detail::Stopwatch watch(cost.cache_us);
-      remember(key, shared, resolver, envelope, trailing);
+      if (remember(key, shared, resolver, envelope, trailing, cost.function)) {
+        results_.alias(body, key);
+      }
     }
     return true;
   }
@@ -265,7 +306,7 @@ class EngineImpl final : public Engine {
 
   // What an entry costs in memory (the bound of result_cache_bytes), as the object cache counts.
   static std::size_t entry_bytes(const std::string& key, const CachedResult& entry) {
-    std::size_t n = key.size() + 128 + zo::approx_size(entry.envelope);
+    std::size_t n = key.size() + 128 + zo::approx_size(entry.envelope) + entry.head.size();
     for (const auto& [zid, hash] : entry.used) n += zid.size() + 48;
     for (const auto& [k, v] : entry.trailing) n += k.size() + v.size() + 64;
     return n;
@@ -275,7 +316,8 @@ class EngineImpl final : public Engine {
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
   bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
-                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing) {
+                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing,
+                    const std::string& function) {
     auto& m = engine_detail::metrics();
     auto hit = results_.get(key);
     const char* tier = "local";
@@ -287,6 +329,9 @@ class EngineImpl final : public Engine {
           });
       if (text) {
         if (auto decoded = engine_detail::decode(*text)) {
+          decoded->head = engine_detail::cached_answer_head(decoded->envelope, decoded->trailing)
+                              .value_or(std::string());
+          decoded->function = function;
           hit = std::make_shared<const CachedResult>(std::move(*decoded));
           tier = "memcached";
           from_shared = true;
@@ -315,17 +360,22 @@ class EngineImpl final : public Engine {
 
   // Keeps a cacheable outcome (docs/result-cache.md): a value without errors, every object it
   // used resolved without a transport failure; timeouts and cancellations never get here.
-  void remember(const std::string& key, bool shared, const Resolver& resolver,
-                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing) {
-    if (zo::has_error(envelope)) return;
+  // True when it was kept.
+  bool remember(const std::string& key, bool shared, const Resolver& resolver,
+                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing,
+                const std::string& function) {
+    if (zo::has_error(envelope)) return false;
     auto used = resolver.used();
-    if (!used) return;
+    if (!used) return false;
     auto entry = std::make_shared<CachedResult>();
     entry->used = std::move(*used);
     entry->envelope = envelope;
     entry->trailing = trailing;
+    entry->head = engine_detail::cached_answer_head(envelope, trailing).value_or(std::string());
+    entry->function = function;
     results_.put(key, entry, entry_bytes(key, *entry));
     if (shared) shared_->put(key, engine_detail::encode(*entry));
+    return true;
   }
 
   // An exception out of the engine is a bug: counted (wf_bugs_total{where="orchestrator.engine"})
@@ -365,6 +415,15 @@ class EngineImpl final : public Engine {
 std::string Engine::evaluate_text(const nlohmann::json& request, const CallContext& ctx,
                                   bool* has_error) {
   return engine_detail::dump_response(evaluate(request, ctx), has_error);
+}
+
+std::string Engine::evaluate_text(const nlohmann::json& request, std::string_view,
+                                  const CallContext& ctx, bool* has_error) {
+  return evaluate_text(request, ctx, has_error);
+}
+
+std::optional<std::string> Engine::answer_cached(std::string_view, const CallContext&, bool*) {
+  return std::nullopt;
 }
 
 // Measured (bench/README.md, "stack per nested call"): a recursive composition needs about

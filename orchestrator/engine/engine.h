@@ -61,6 +61,18 @@ class Engine {
   // The default serialises evaluate(); the engine writes the usual envelope straight to text.
   virtual std::string evaluate_text(const nlohmann::json& request, const CallContext& ctx,
                                     bool* has_error);
+  // evaluate_text() of a request parsed from the JSON text `body`: when its answer comes from or
+  // goes into the result cache, the text is indexed to the entry, so answer_cached(body) finds it.
+  virtual std::string evaluate_text(const nlohmann::json& request, std::string_view body,
+                                    const CallContext& ctx, bool* has_error);
+  // A result-cache hit answered without parsing, evaluating or waiting (for event loops): `body`
+  // is the JSON text of a request evaluate_text(request, body, …) answered before, and its entry
+  // is in the in-process tier with every object it used in the object cache with the same
+  // identity. The answer is the stored text with this call's resultCache and orchestration*
+  // metadata. nullopt otherwise (unknown text, entry gone, an object expired or edited, the
+  // deadline passed): evaluate_text() then decides, with the full check of every used object.
+  virtual std::optional<std::string> answer_cached(std::string_view body, const CallContext& ctx,
+                                                   bool* has_error);
   // True when `zid` is a built-in served from memory: resolving it never waits on the wiki, and
   // (for functions) running it never waits on an evaluator. The service uses this to run small,
   // self-contained calls on its event loop instead of handing them to a worker thread.

@@ -275,17 +275,17 @@ bool standard_pair_texts(const json& meta, std::vector<TextPair>& out) {
   });
 }
 
-bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
-               std::string& out, bool* has_error) {
+// The value's canonical text and the metadata pairs of the envelope's map followed by `trailing`:
+// the answer before its orchestration* figures. False when the envelope has another shape.
+bool collect_pairs(const json& envelope, const TrailingMeta& trailing, std::string& value,
+                   std::vector<TextPair>& pairs) {
   if (!envelope.is_object() || envelope.size() != 3) return false;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
   auto m = envelope.find("Z22K2");
   if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
   if (zo::ref_id(*t) != "Z22") return false;
-  std::string value;
   if (!write_canonical(value, *v)) return false;
-  std::vector<TextPair> pairs;
   pairs.reserve(12);
   if (!standard_pair_texts(*m, pairs)) return false;
   for (const auto& [key, text] : trailing) {
@@ -295,6 +295,39 @@ bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStar
     if (same != pairs.end()) return false;  // rare: leave it to the general path
     write_canonical_z6(pairs.emplace_back(k, std::string()).second, text);
   }
+  return true;
+}
+
+// The canonical Z22 text is written in three parts: the head (up to the metadata pairs), one
+// part per pair, and the tail.
+void write_head(std::string& out, std::string_view value) {
+  out += R"({"Z1K1":"Z22","Z22K1":)";
+  out += value;
+  out += R"(,"Z22K2":{"K1":[)";
+  out += text_types().pair;
+}
+
+void write_pair(std::string& out, std::string_view key, std::string_view value_text) {
+  out += R"(,{"K1":)";
+  write_canonical_z6(out, key);
+  out += R"(,"K2":)";
+  out += value_text;
+  out += R"(,"Z1K1":)";
+  out += text_types().pair;
+  out += '}';
+}
+
+void write_tail(std::string& out) {
+  out += R"(],"Z1K1":)";
+  out += text_types().map;
+  out += "}}";
+}
+
+bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
+               std::string& out, bool* has_error) {
+  std::string value;
+  std::vector<TextPair> pairs;
+  if (!collect_pairs(envelope, trailing, value, pairs)) return false;
   auto orchestration = orchestration_values(start);
   for (auto& [key, text] : orchestration) {
     std::string_view k = key;
@@ -309,26 +342,14 @@ bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStar
     }
     write_canonical_z6(*slot, text);
   }
-  const TextTypes& tt = text_types();
   bool errors = false;
-  out.reserve(out.size() + value.size() + 128 + pairs.size() * (tt.pair.size() + 64));
-  out += R"({"Z1K1":"Z22","Z22K1":)";
-  out += value;
-  out += R"(,"Z22K2":{"K1":[)";
-  out += tt.pair;
+  out.reserve(out.size() + value.size() + 128 + pairs.size() * (text_types().pair.size() + 64));
+  write_head(out, value);
   for (const auto& [key, text] : pairs) {
     if (key == "errors") errors = true;
-    out += R"(,{"K1":)";
-    write_canonical_z6(out, key);
-    out += R"(,"K2":)";
-    out += text;
-    out += R"(,"Z1K1":)";
-    out += tt.pair;
-    out += '}';
+    write_pair(out, key, text);
   }
-  out += R"(],"Z1K1":)";
-  out += tt.map;
-  out += "}}";
+  write_tail(out);
   if (has_error != nullptr) *has_error = errors;
   return true;
 }
@@ -380,6 +401,42 @@ std::string finish_response_text(const json& envelope, const TrailingMeta& trail
   json copy = envelope;
   add_trailing_metadata(copy, trailing);
   return dump_response(finish_response(std::move(copy), start), has_error);
+}
+
+std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
+  std::string value;
+  std::vector<TextPair> pairs;
+  if (!collect_pairs(envelope, trailing, value, pairs)) return std::nullopt;
+  std::string out;
+  write_head(out, value);
+  for (const auto& [key, text] : pairs) {
+    // The pairs a served answer adds must not be there already (nor an error: never cached).
+    if (key == "errors" || key == kResultCacheKey || key.starts_with("orchestration")) {
+      return std::nullopt;
+    }
+    write_pair(out, key, text);
+  }
+  return out;
+}
+
+std::string cached_answer(std::string_view head, const TrailingMeta& added, const RunStart& start) {
+  std::string out;
+  out.reserve(head.size() + (added.size() + 6) * (text_types().pair.size() + 80) +
+              text_types().map.size());
+  out.append(head);
+  std::string text;
+  for (const auto& [key, value] : added) {
+    text.clear();
+    write_canonical_z6(text, value);
+    write_pair(out, key, text);
+  }
+  for (const auto& [key, value] : orchestration_values(start)) {
+    text.clear();
+    write_canonical_z6(text, value);
+    write_pair(out, key, text);
+  }
+  write_tail(out);
+  return out;
 }
 
 json finish_response(json envelope, const RunStart& start) {

@@ -3,7 +3,9 @@
 // metadata and canonicalise the Z22, or keep it normal when canonicalisation fails.
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,5 +33,17 @@ void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailin
 // Serialises an answer of finish_response (or any canonical/normal Z22) and tells whether its
 // metadata has an "errors" key: the slow path of finish_response_text.
 std::string dump_response(const nlohmann::json& z22, bool* has_error);
+
+// A result-cache hit written from stored text. The metadata key that says a hit's tier.
+inline constexpr std::string_view kResultCacheKey = "resultCache";
+// The answer text of (envelope, trailing) up to its last metadata pair, for a cache entry; nullopt
+// when finish_response_text would take its general path, or the pairs already hold a key that
+// cached_answer() adds (resultCache, orchestration*) or "errors".
+std::optional<std::string> cached_answer_head(const nlohmann::json& envelope,
+                                              const TrailingMeta& trailing);
+// The full answer from a head: byte for byte what finish_response_text(envelope, trailing +
+// added, start) writes, without reading the envelope again. `added`: this call's pairs (resultCache
+// first, then the cost breakdown), none of them a key of the head.
+std::string cached_answer(std::string_view head, const TrailingMeta& added, const RunStart& start);
 
 }  // namespace wf::orchestrator::engine_detail

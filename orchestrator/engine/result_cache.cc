@@ -101,6 +101,55 @@ void ResultCache::put(const std::string& key, std::shared_ptr<const CachedResult
   }
 }
 
+namespace {
+std::size_t alias_bytes(std::string_view body, std::string_view key) {
+  return body.size() + key.size() + 128;  // the texts, a list node and an index node
+}
+}  // namespace
+
+void ResultCache::alias(std::string_view body, const std::string& key) {
+  if (!enabled() || body.empty() || body.size() > kMaxBodyBytes || key.empty()) return;
+  std::lock_guard lock(mu_);
+  if (auto it = alias_index_.find(body); it != alias_index_.end()) {
+    alias_lru_.splice(alias_lru_.begin(), alias_lru_, it->second);
+    if (it->second->key == key) return;
+    alias_bytes_ -= alias_bytes(body, it->second->key);
+    it->second->key = key;
+    alias_bytes_ += alias_bytes(body, key);
+    return;
+  }
+  alias_lru_.push_front(Alias{std::string(body), key});
+  alias_index_.emplace(alias_lru_.front().body, alias_lru_.begin());
+  alias_bytes_ += alias_bytes(body, key);
+  evict_aliases_locked();
+}
+
+void ResultCache::evict_aliases_locked() {
+  for (int guard = 0; alias_bytes_ > max_bytes_ / 8 && !alias_lru_.empty() && guard < 1'000'000;
+       ++guard) {
+    const Alias& last = alias_lru_.back();
+    alias_bytes_ -= alias_bytes(last.body, last.key);
+    alias_index_.erase(last.body);
+    alias_lru_.pop_back();
+  }
+}
+
+std::shared_ptr<const CachedResult> ResultCache::find_body(std::string_view body) {
+  std::lock_guard lock(mu_);
+  auto a = alias_index_.find(body);
+  if (a == alias_index_.end()) return nullptr;
+  alias_lru_.splice(alias_lru_.begin(), alias_lru_, a->second);
+  auto it = index_.find(a->second->key);
+  if (it == index_.end()) return nullptr;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->value;
+}
+
+std::size_t ResultCache::aliases() const {
+  std::lock_guard lock(mu_);
+  return alias_index_.size();
+}
+
 std::size_t ResultCache::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;

@@ -28,6 +28,10 @@ struct CachedResult {
   std::vector<std::pair<std::string, std::uint64_t>> used;
   nlohmann::json envelope;  // the interpreter's normal-form Z22, without run metadata
   std::vector<std::pair<std::string, std::string>> trailing;  // its trailing metadata pairs
+  // The canonical answer text up to the metadata pairs of the call that is served (response.h
+  // cached_answer_head); empty when the envelope has no such form (then a hit is rebuilt).
+  std::string head;
+  std::string function;  // the called function (cost reports of a hit), not in the text form
 };
 
 // Text form for the shared tier; decode() rejects anything it did not write.
@@ -48,7 +52,22 @@ class ResultCache {
   std::size_t bytes() const;
   std::size_t size() const;
 
+  // The first-level index: the exact JSON text of an evaluate request (at most kMaxBodyBytes)
+  // whose entry is `key`, so a repeated identical body finds its entry without being parsed or
+  // normalised. The text decides the key (call and doValidate) and the opt-out alone, so an
+  // alias never goes stale; it may outlive its entry (then find_body() finds nothing). Bounded
+  // apart from the entries, by an eighth of the bytes, least recently used first out.
+  static constexpr std::size_t kMaxBodyBytes = 16u << 10;
+  void alias(std::string_view body, const std::string& key);
+  std::shared_ptr<const CachedResult> find_body(std::string_view body);
+  std::size_t aliases() const;
+
  private:
+  struct Alias {
+    std::string body;
+    std::string key;
+  };
+  void evict_aliases_locked();
   struct Item {
     std::string key;
     std::shared_ptr<const CachedResult> value;
@@ -59,6 +78,10 @@ class ResultCache {
   std::list<Item> lru_;  // front = most recently used
   std::unordered_map<std::string, std::list<Item>::iterator> index_;
   std::size_t bytes_ = 0;
+  std::list<Alias> alias_lru_;  // front = most recently used
+  // Keyed by a view of the body held in its list node (nodes do not move).
+  std::unordered_map<std::string_view, std::list<Alias>::iterator> alias_index_;
+  std::size_t alias_bytes_ = 0;
 };
 
 }  // namespace wf::orchestrator::engine_detail

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cstring>
 #include <set>
 
 #include "wf/obs/log.h"
@@ -214,17 +215,28 @@ std::expected<void, std::string> Gate::apply(const nlohmann::json& change) {
   return {};
 }
 
+namespace {
+// Where `key` next occurs in `text` from `pos` (npos: nowhere). memmem, not string_view::find:
+// an answer has a '"' every few bytes, and find() compares the key at each of them.
+std::size_t find_key(std::string_view text, std::string_view key, std::size_t pos) {
+  if (pos > text.size()) return std::string_view::npos;
+  const void* at = memmem(text.data() + pos, text.size() - pos, key.data(), key.size());
+  return at == nullptr ? std::string_view::npos
+                       : static_cast<std::size_t>(static_cast<const char*>(at) - text.data());
+}
+}  // namespace
+
 double reported_cpu_ms(std::string_view text) {
   double total = 0;
   // An answer served from the result cache carries the metadata of the run that computed it: its
   // executionCpuUsage was spent then, not now, so only this request's orchestration is charged.
-  const bool from_cache = text.find("\"resultCache\"") != std::string_view::npos;
+  const bool from_cache = find_key(text, "\"resultCache\"", 0) != std::string_view::npos;
   for (std::string_view key :
        {std::string_view("\"orchestrationCpuUsage\""), std::string_view("\"executionCpuUsage\"")}) {
     if (from_cache && key == "\"executionCpuUsage\"") break;
     std::size_t pos = 0;
     for (int guard = 0; guard < 10000; ++guard) {
-      pos = text.find(key, pos);
+      pos = find_key(text, key, pos);
       if (pos == std::string_view::npos) break;
       pos += key.size();
       // The value is the next string that starts with a digit ("12.5 ms"), within a few keys.

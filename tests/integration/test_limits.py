@@ -135,6 +135,29 @@ class RateLimit(LimitCase):
             self.assertEqual(pairs["limitExceeded"], "rate")
 
 
+class CachedCalls(LimitCase):
+    def test_hits_count_against_the_rate_and_are_charged_only_their_orchestration(self):
+        # The result cache is on by default; a hit is answered on the event loop, behind the gate.
+        with orchestrator(extra=["--limits-anonymous-rate", "1", "--limits-anonymous-burst", "4"]) as o:
+            started = time.monotonic()
+            answered = 0
+            for _ in range(12):
+                status, headers, z22 = call(o, echo("cached"))
+                if status != 200:
+                    break
+                answered += 1
+                self.assertEqual(z22["Z22K1"], "cached", z22)
+                pairs = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
+                self.assertEqual(pairs.get("resultCache"), "local" if answered > 1 else None, pairs)
+                self.assertEqual(pairs["implementationType"], "BuiltIn")
+            self.assert_refused(status, headers, z22, 429, "rate", "anonymous")
+            self.assertGreaterEqual(answered, 4)
+            self.assertLessEqual(answered, 4 + int(time.monotonic() - started) + 1)
+            self.assertEqual(metric(o, "wf_orchestrator_result_cache_hits_total", tier="local"), answered - 1)
+            charged = metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "anonymous"})
+            self.assertLess(charged, 0.005 * answered)
+
+
 class ConcurrencyLimit(LimitCase):
     def test_calls_in_flight_are_capped_per_user(self):
         ev = FakeEvaluator()

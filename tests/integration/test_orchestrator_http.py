@@ -1091,12 +1091,13 @@ class ResultCache(OrchestratorCase):
         self.evaluator.close()
         self.wiki.close()
 
-    def start(self, extra=()):
-        s = start_orchestrator(self.wiki, self.evaluator, ["--cache-ttl-ms", "0"] + list(extra), result_cache=True)
+    def start(self, extra=(), cache_ttl_ms=0):
+        s = start_orchestrator(self.wiki, self.evaluator, ["--cache-ttl-ms", str(cache_ttl_ms)] + list(extra),
+                               result_cache=True)
         self.services.append(s)
         return s
 
-    def code_call(self, orch, arg, body_extra=None):
+    def code_call(self, orch, arg, body_extra=None, full=False):
         body = {"zobject": {"Z1K1": "Z7", "Z7K1": FN_CODE_ONLY, FN_CODE_ONLY + "K1": arg}, "doValidate": False}
         body.update(body_extra or {})
         status, _, raw = h.request("POST", orch.base + EVALUATE, json.dumps(body), {"Content-Type": "application/json"},
@@ -1104,7 +1105,7 @@ class ResultCache(OrchestratorCase):
         z22 = json.loads(raw)
         meta = self.assert_envelope(status, z22)
         self.assertEqual(z22["Z22K1"], "from the fake evaluator", json.dumps(z22)[:1500])
-        return meta.get("resultCache")
+        return (meta.get("resultCache"), meta) if full else meta.get("resultCache")
 
     def evaluator_calls(self):
         return len(self.evaluator.requests)
@@ -1124,6 +1125,38 @@ class ResultCache(OrchestratorCase):
         orch = self.start()
         self.code_call(orch, "a")
         self.objects["Z20201"] = python_impl("Z20201", FN_CODE_ONLY, "def Z20002(Z20002K1):\n    return 'edited'")
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(self.evaluator_calls(), 2)
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.assertEqual(self.evaluator_calls(), 2)
+
+    def test_with_the_object_cache_on_a_repeated_body_is_served_with_the_run_metadata(self):
+        # The object cache on: a repeated body is answered from stored text on the event loop
+        # (docs/result-cache.md, "The fast path of a hit"); the answer is the one the run gave.
+        orch = self.start(cache_ttl_ms=300000)
+        tier, first = self.code_call(orch, "a", full=True)
+        self.assertIsNone(tier)
+        for _ in range(3):
+            tier, meta = self.code_call(orch, "a", full=True)
+            self.assertEqual(text_of(tier), "local")
+            self.assertEqual(set(meta), set(first) | {"resultCache"})
+            for key, value in first.items():
+                if not key.startswith("orchestration"):
+                    self.assertEqual(meta[key], value, key)
+            self.assertRegex(text_of(meta["orchestrationCpuUsage"]), r"^\d+(\.\d+)? ms$")
+        self.assertEqual(self.evaluator_calls(), 1)
+        self.assertIsNone(self.code_call(orch, "a", {"resultCache": False}))  # the opt-out still runs
+        self.assertEqual(self.evaluator_calls(), 2)
+        metrics = h.request("GET", orch.base + "/metrics")[2].decode()
+        self.assertRegex(metrics, r'wf_orchestrator_result_cache_hits_total\{tier="local"\} 3')
+        self.assertRegex(metrics, r'wf_orchestrator_calls_total\{outcome="ok"\} 5')
+
+    def test_with_the_object_cache_on_an_edit_is_served_once_the_object_cache_sees_it(self):
+        orch = self.start(cache_ttl_ms=400)
+        self.assertIsNone(self.code_call(orch, "a"))
+        self.assertEqual(text_of(self.code_call(orch, "a")), "local")
+        self.objects["Z20201"] = python_impl("Z20201", FN_CODE_ONLY, "def Z20002(Z20002K1):\n    return 'edited'")
+        time.sleep(0.6)  # the object cache's entries expire: the edit is seen
         self.assertIsNone(self.code_call(orch, "a"))
         self.assertEqual(self.evaluator_calls(), 2)
         self.assertEqual(text_of(self.code_call(orch, "a")), "local")

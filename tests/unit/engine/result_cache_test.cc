@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/response.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator {
@@ -49,6 +50,55 @@ TEST(ResultCacheLru, RefusesAnEntryLargerThanAnEighthAndIsOffAtZeroBytes) {
   EXPECT_FALSE(off.enabled());
   off.put("a", entry("A"), 1);
   EXPECT_EQ(off.get("a"), nullptr);
+}
+
+TEST(ResultCacheAlias, FindsTheEntryOfAnExactBodyAndIsBounded) {
+  ResultCache cache(8000);
+  cache.put("k", entry("K"), 100);
+  cache.alias(R"({"zobject":1})", "k");
+  auto hit = cache.find_body(R"({"zobject":1})");
+  ASSERT_NE(hit, nullptr);
+  EXPECT_EQ(hit->envelope["Z22K1"], "K");
+  EXPECT_EQ(cache.find_body(R"({"zobject": 1})"), nullptr);  // another text: not known
+  cache.alias("body of a gone entry", "gone");
+  EXPECT_EQ(cache.find_body("body of a gone entry"), nullptr);
+  // An eighth of the bound (1000 bytes) holds a few aliases; the least recent go first.
+  for (int i = 0; i < 100; ++i) cache.alias("body " + std::to_string(i), "k");
+  EXPECT_LT(cache.aliases(), 10u);
+  EXPECT_NE(cache.find_body("body 99"), nullptr);
+  EXPECT_EQ(cache.find_body(R"({"zobject":1})"), nullptr);
+  cache.alias(std::string(ResultCache::kMaxBodyBytes + 1, ' '), "k");  // too long to keep
+  EXPECT_EQ(cache.find_body(std::string(ResultCache::kMaxBodyBytes + 1, ' ')), nullptr);
+}
+
+// The text of a hit written from an entry's head is the text the general path writes for it, up
+// to this call's orchestration* figures.
+TEST(ResultCacheText, AHitWrittenFromTheStoredHeadIsTheUsualAnswer) {
+  json meta = zobject::empty_metadata_map();
+  json envelope = zobject::make_envelope(json{{"Z1K1", "Z6"}, {"Z6K1", "Z11 \"quoted\""}}, meta);
+  zobject::envelope_set_metadata(envelope, "implementationId", zobject::z6("Z10002"));
+  engine_detail::TrailingMeta trailing = {{"implementationType", "Evaluated"}};
+  auto head = engine_detail::cached_answer_head(envelope, trailing);
+  ASSERT_TRUE(head.has_value());
+  const auto start = engine_detail::run_start();
+  const engine_detail::TrailingMeta added = {{"resultCache", "local"},
+                                             {"orchestrationCacheDuration", "0.01 ms"}};
+  const std::string fast = engine_detail::cached_answer(*head, added, start);
+  engine_detail::TrailingMeta served = trailing;
+  served.insert(served.end(), added.begin(), added.end());
+  bool has_error = true;
+  const std::string usual =
+      engine_detail::finish_response_text(envelope, served, start, &has_error);
+  EXPECT_FALSE(has_error);
+  const std::string cut = R"({"K1":"orchestrationMemoryUsage")";
+  ASSERT_NE(usual.find(cut), std::string::npos) << usual;
+  EXPECT_EQ(fast.substr(0, fast.find(cut)), usual.substr(0, usual.find(cut)));
+  json parsed = json::parse(fast);
+  EXPECT_EQ(parsed["Z22K1"], "Z11 \"quoted\"");
+  EXPECT_EQ(parsed["Z22K2"]["K1"].size(), 1u + 4 + 6);  // type, 4 pairs, orchestration*
+  // An envelope that already says what a hit adds has no head (the general path serves it).
+  engine_detail::TrailingMeta odd = {{"orchestrationCpuUsage", "1 ms"}};
+  EXPECT_FALSE(engine_detail::cached_answer_head(envelope, odd).has_value());
 }
 
 TEST(ResultCacheText, RoundTripsAndRejectsWhatItDidNotWrite) {
@@ -262,6 +312,95 @@ TEST(ResultCacheEngine, ACallOfABuiltInUsesTheLocalTierOnly) {
   std::lock_guard lock(store->mu);
   EXPECT_EQ(store->gets, 0);
   EXPECT_TRUE(store->values.empty());
+}
+
+// ---- the fast path of a hit (Engine::answer_cached) --------------------------------------------
+
+struct FastReplica : Replica {
+  explicit FastReplica(std::chrono::milliseconds ttl) {
+    EngineOptions o;
+    o.cache_ttl = ttl;  // the object cache on: the fast path checks identities against it
+    o.result_cache_bytes = 1u << 20;
+    engine = make_engine(o, wiki, runner);
+  }
+  static std::string body(const std::string& arg, const std::string& extra = "") {
+    return R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z10001","Z10001K1":")" + arg +
+           R"("},"doValidate":false)" + extra + "}";
+  }
+  json evaluate(const std::string& text) {
+    return json::parse(engine->evaluate_text(json::parse(text), text, CallContext{}, nullptr));
+  }
+  std::optional<json> fast(const std::string& text, CallContext ctx = {}) {
+    bool has_error = true;
+    auto out = engine->answer_cached(text, ctx, &has_error);
+    if (!out) return std::nullopt;
+    EXPECT_FALSE(has_error);
+    return json::parse(*out);
+  }
+};
+
+std::map<std::string, json> meta_of(const json& z22) {
+  std::map<std::string, json> out;
+  const auto& pairs = z22["Z22K2"]["K1"];
+  for (std::size_t i = 1; i < pairs.size(); ++i)
+    out[pairs[i]["K1"].get<std::string>()] = pairs[i]["K2"];
+  return out;
+}
+
+TEST(ResultCacheFastPath, ARepeatedBodyIsAnsweredWithoutEvaluationAndWithTheSameMetadata) {
+  FastReplica s(std::chrono::minutes(5));
+  const std::string body = FastReplica::body("a");
+  EXPECT_FALSE(s.fast(body).has_value());  // never seen
+  EXPECT_EQ(s.evaluate(body)["Z22K1"], "v1|a");
+  const json slow_hit = s.evaluate(body);  // a hit of the general path
+  auto hit = s.fast(body);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ((*hit)["Z22K1"], "v1|a");
+  EXPECT_EQ(s.runner->calls.load(), 1);
+  auto meta = meta_of(*hit);
+  auto slow_meta = meta_of(slow_hit);
+  EXPECT_EQ(meta["resultCache"], "local");
+  EXPECT_EQ(meta.size(), slow_meta.size());
+  for (const auto& [key, value] : slow_meta) {
+    ASSERT_TRUE(meta.count(key)) << key;
+    if (!key.starts_with("orchestration")) {
+      EXPECT_EQ(meta[key], value) << key;
+    }
+  }
+  // Another spelling of the same call is another text: evaluated (a hit by key), then known.
+  const std::string spaced = " " + body;
+  EXPECT_FALSE(s.fast(spaced).has_value());
+  EXPECT_EQ(meta_of(s.evaluate(spaced))["resultCache"], "local");
+  EXPECT_TRUE(s.fast(spaced).has_value());
+  EXPECT_EQ(s.runner->calls.load(), 1);
+  // A passed deadline is left to the general path (which answers the timeout).
+  CallContext late;
+  late.deadline = Clock::now() - std::chrono::seconds(1);
+  EXPECT_FALSE(s.fast(body, late).has_value());
+}
+
+TEST(ResultCacheFastPath, TheOptOutIsNeverAnsweredFromTheCache) {
+  FastReplica s(std::chrono::minutes(5));
+  s.evaluate(FastReplica::body("a"));
+  const std::string again = FastReplica::body("a", R"(,"resultCache":false)");
+  EXPECT_EQ(meta_of(s.evaluate(again)).count("resultCache"), 0u);
+  EXPECT_FALSE(s.fast(again).has_value());
+  EXPECT_EQ(s.runner->calls.load(), 2);
+}
+
+TEST(ResultCacheFastPath, AnEditedObjectIsNeverServedOnceTheObjectCacheSeesIt) {
+  FastReplica s(std::chrono::milliseconds(150));
+  const std::string body = FastReplica::body("a");
+  s.evaluate(body);
+  ASSERT_TRUE(s.fast(body).has_value());
+  s.wiki->set("Z10002", python("v2"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the object cache expires
+  EXPECT_FALSE(s.fast(body).has_value());  // an object it used is not known to be the same
+  EXPECT_EQ(s.evaluate(body)["Z22K1"], "v2|a");
+  EXPECT_EQ(s.runner->calls.load(), 2);
+  auto hit = s.fast(body);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ((*hit)["Z22K1"], "v2|a");
 }
 
 // ---- the object cache's single flight ---------------------------------------------------------
