@@ -16,7 +16,13 @@
 #include <memory>
 #include <string>
 
+#include "wf/sanitizer.h"
+
 namespace wf::orchestrator::engine_detail {
+
+// How many times more stack a nested call needs under AddressSanitizer, whose instrumented
+// frames are larger, than in the Release build (measured: docs/testing.md, "Sanitizers").
+inline constexpr std::size_t kSanitizerStackFactor = WF_ASAN ? 4 : 1;
 
 struct FiberPoolOptions {
   int threads = 2;                     // threads running fiber slices (CPU work)
