@@ -9,6 +9,7 @@
 #include "orchestrator/orchestrator_config.h"
 #include "orchestrator/routes.h"
 #include "orchestrator/wiki_fetcher.h"
+#include "orchestrator/wikidata_client.h"
 #include "wf/http/client.h"
 #include "wf/http/server.h"
 #include "wf/limits/limits_config.h"
@@ -49,18 +50,28 @@ int main(int argc, char** argv) {
     auto routes =
         orchestrator::evaluator_routes(cfg.str("evaluator_url"), cfg.str("orchestrator_config"));
     auto runner = orchestrator::make_evaluator_client(routes, client);
-    std::shared_ptr<orchestrator::Engine> engine = orchestrator::make_engine(
-        orchestrator::engine_options(cfg), fetcher, runner, orchestrator::result_store(cfg));
+    const std::string wikidata_url = cfg.str("wikidata_api_url");
+    std::shared_ptr<orchestrator::EntitySource> wikidata;
+    if (!wikidata_url.empty()) {
+      wikidata = orchestrator::make_wikidata_client(
+          {wikidata_url, std::chrono::milliseconds(cfg.integer("wikidata_timeout_ms"))}, client);
+    }
+    std::shared_ptr<orchestrator::Engine> engine =
+        orchestrator::make_engine(orchestrator::engine_options(cfg), fetcher, runner,
+                                  orchestrator::result_store(cfg), wikidata);
 
-    obs::log_event(spdlog::level::info, "starting wf-orchestrator",
-                   {obs::field_str("wf.wiki_api_url",
-                                   wiki.empty() ? "(none: built-ins and objects_dir only)" : wiki),
-                    obs::field_str("wf.evaluator_url", cfg.str("evaluator_url")),
-                    obs::field_str("wf.objects_dir", orchestrator::objects_dir(cfg).string()),
-                    obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
-                    obs::field_str("wf.result_cache", cfg.str("result_cache")),
-                    obs::field_str("wf.memcached_servers", cfg.str("memcached_servers")),
-                    obs::field_str("wf.port.origin", cfg.origin("port"))});
+    obs::log_event(
+        spdlog::level::info, "starting wf-orchestrator",
+        {obs::field_str("wf.wiki_api_url",
+                        wiki.empty() ? "(none: built-ins and objects_dir only)" : wiki),
+         obs::field_str("wf.evaluator_url", cfg.str("evaluator_url")),
+         obs::field_str("wf.wikidata_api_url",
+                        wikidata_url.empty() ? "(none: Wikidata built-ins fail)" : wikidata_url),
+         obs::field_str("wf.objects_dir", orchestrator::objects_dir(cfg).string()),
+         obs::field_int("wf.cache_ttl_ms", cfg.integer("cache_ttl_ms")),
+         obs::field_str("wf.result_cache", cfg.str("result_cache")),
+         obs::field_str("wf.memcached_servers", cfg.str("memcached_servers")),
+         obs::field_str("wf.port.origin", cfg.origin("port"))});
 
     http::add_standard_routes(
         server, {"wf-orchestrator", service::version(), service::commit(),

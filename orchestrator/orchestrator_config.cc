@@ -28,6 +28,23 @@ std::vector<Option> orchestrator_options() {
        "and the objects directory only).",
        {"WIKI_API_URL", "WF_WIKI_API_URL"},
        {"--wiki"}},
+      {"wikidata_api_url",
+       Type::kUrl,
+       "",
+       "Wikibase api.php for the Wikidata built-ins (wbgetentities, lexeme search), e.g. "
+       "http://wikidata-proxy.local/w/api.php (http only: put TLS in a proxy in front of "
+       "https://www.wikidata.org/w/api.php); empty: those built-ins answer a Z5 naming this "
+       "option.",
+       {"WIKIDATA_API_URL", "WF_WIKIDATA_API_URL"}},
+      {"wikidata_timeout_ms",
+       Type::kInt,
+       "5000",
+       "Longest one Wikidata request may take (the call's deadline also bounds it); then the "
+       "built-in answers a Z5.",
+       {"WF_WIKIDATA_TIMEOUT_MS"},
+       {},
+       1,
+       600000},
       {"evaluator_url",
        Type::kUrl,
        "",

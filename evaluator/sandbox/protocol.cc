@@ -1,5 +1,6 @@
 #include "evaluator/sandbox/protocol.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -132,6 +133,15 @@ int pidfd_open_process(pid_t pid) {
 
 int pidfd_signal(int pidfd, int signal) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0u));
+}
+
+bool pidfd_exited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  int n;
+  do {
+    n = ::poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n == 1 && (p.revents & POLLIN) != 0;
 }
 
 }  // namespace wf::evaluator::sandbox_internal

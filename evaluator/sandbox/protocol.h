@@ -140,5 +140,8 @@ void copy_text(char* dst, std::size_t dst_size, const std::string& src);
 // pidfd syscalls (glibc 2.36 headers lack extern "C"; use the raw syscalls).
 int pidfd_open_process(pid_t pid);
 int pidfd_signal(int pidfd, int signal);
+// True when the process of `pidfd` has exited (its pidfd polls readable now). An event loop's
+// wake-up for a pidfd is a hint to check, not proof ("Stray wake-ups" in sandbox.cc).
+bool pidfd_exited(int pidfd);
 
 }  // namespace wf::evaluator::sandbox_internal

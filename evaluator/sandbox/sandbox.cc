@@ -10,6 +10,15 @@
 //    the child's exit (pidfd), the wall-clock timer, or cancel(). Endings without an answer ask
 //    the zygote how the child ended (it is the child's parent) and map that to an outcome.
 // See zygote.h for the process tree.
+//
+// Stray wake-ups: a completed Asio wait means the descriptor was reported ready, not that it is.
+// Asio recycles its per-descriptor state, and an event that one thread's epoll_wait collected for
+// a descriptor that another thread closes meanwhile is delivered to the next descriptor given that
+// state: often the pidfd of another call's child, as children exit while calls end and new ones
+// start. Reads and receives notice (EAGAIN) and wait again; every pidfd wait checks
+// pidfd_exited() before it counts as an exit. (Taking a stray wake-up for the child's exit ended
+// a healthy call without an answer: the call killed its own child and reported "killed by
+// SIGKILL", about once in 300-400 calls on a loaded 2-core machine; issue 7.)
 
 #include "evaluator/sandbox/sandbox.h"
 
@@ -362,11 +371,20 @@ class Core : public std::enable_shared_from_this<Core> {
   // -- The zygote link --------------------------------------------------------------------------
 
   void watch_link(const std::shared_ptr<ZygoteLink>& link) {
+    watch_zygote_exit(link);
+    read_control(link);
+  }
+
+  // A completed pidfd wait is checked against the pidfd (see "Stray wake-ups" above).
+  void watch_zygote_exit(const std::shared_ptr<ZygoteLink>& link) {
     link->pidfd.async_wait(Descriptor::wait_read,
                            [self = shared_from_this(), link](const error_code& ec) {
-                             if (!ec) self->link_lost(link, "the zygote died");
+                             if (ec || link->gone) return;
+                             if (!pidfd_exited(link->pidfd.native_handle())) {
+                               return self->watch_zygote_exit(link);
+                             }
+                             self->link_lost(link, "the zygote died");
                            });
-    read_control(link);
   }
 
   void read_control(const std::shared_ptr<ZygoteLink>& link) {
@@ -539,9 +557,18 @@ class Core : public std::enable_shared_from_this<Core> {
                                   [self = shared_from_this()](const error_code& ec) {
                                     if (!ec) self->on_supervisor_message();
                                   });
+    watch_supervisor_exit();
+  }
+
+  // A completed pidfd wait is checked against the pidfd (see "Stray wake-ups" above).
+  void watch_supervisor_exit() {
     supervisor_pidfd_.async_wait(Descriptor::wait_read,
                                  [self = shared_from_this()](const error_code& ec) {
-                                   if (!ec) self->on_supervisor_exit();
+                                   if (ec) return;
+                                   if (!pidfd_exited(self->supervisor_pidfd_.native_handle())) {
+                                     return self->watch_supervisor_exit();
+                                   }
+                                   self->on_supervisor_exit();
                                  });
   }
 
@@ -747,9 +774,17 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     arm_timer(wall_end_ + kInterruptGrace);
     send_more();
     wait_channel();
+    wait_exit();
+  }
+
+  // A completed pidfd wait is checked against the pidfd (see "Stray wake-ups" above): taking a
+  // stray wake-up for the child's exit ended the call without an answer and killed a healthy child.
+  void wait_exit() {
     pidfd_.async_wait(Descriptor::wait_read,
                       [self = shared_from_this(), attempt = attempt_](const error_code& ec) {
-                        if (!ec && attempt == self->attempt_) self->on_exit();
+                        if (ec || attempt != self->attempt_) return;
+                        if (!pidfd_exited(self->pidfd_.native_handle())) return self->wait_exit();
+                        self->on_exit();
                       });
   }
 

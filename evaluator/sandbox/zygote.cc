@@ -355,6 +355,10 @@ class Zygote {
       case ZygoteOp::kTaken:
         if (queued_ > 0) --queued_;
         ++taken_;
+        // Fork the replacement now, not at the next turn of the loop: a kStats right behind a
+        // burst of kTaken would otherwise count an emptied pool (no child ready or starting),
+        // and /readyz would report a busy evaluator as not ready until the next refresh.
+        refill();
         return;  // no reply
       case ZygoteOp::kStatus:
         status(request.pid, reply);

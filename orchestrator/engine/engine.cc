@@ -69,9 +69,11 @@ void count_cancelled(const CallContext& ctx) {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineOptions& options, std::shared_ptr<ObjectFetcher> fetcher,
-             std::shared_ptr<CodeRunner> runner, std::shared_ptr<SharedResultStore> shared)
+             std::shared_ptr<CodeRunner> runner, std::shared_ptr<SharedResultStore> shared,
+             std::shared_ptr<EntitySource> wikidata)
       : options_(with_stack(options)),
         fetcher_(std::move(fetcher)),
+        wikidata_(std::move(wikidata)),
         runner_(std::move(runner)),
         shared_(options.result_cache_bytes > 0 ? std::move(shared) : nullptr),
         defs_(Definitions::instance()),
@@ -184,6 +186,7 @@ class EngineImpl final : public Engine {
     }
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
+    resolver.set_entity_source(wikidata_.get());
     const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
     const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
     if (!key.empty() && serve_cached(key, shared, resolver, envelope, trailing)) return true;
@@ -298,6 +301,7 @@ class EngineImpl final : public Engine {
 
   EngineOptions options_;
   std::shared_ptr<ObjectFetcher> fetcher_;
+  std::shared_ptr<EntitySource> wikidata_;
   std::shared_ptr<CodeRunner> runner_;
   std::shared_ptr<SharedResultStore> shared_;
   const Definitions& defs_;
@@ -326,9 +330,10 @@ std::size_t stack_bytes_for(int max_call_depth) {
 std::unique_ptr<Engine> make_engine(const EngineOptions& options,
                                     std::shared_ptr<ObjectFetcher> fetcher,
                                     std::shared_ptr<CodeRunner> runner,
-                                    std::shared_ptr<SharedResultStore> shared) {
+                                    std::shared_ptr<SharedResultStore> shared,
+                                    std::shared_ptr<EntitySource> wikidata) {
   return std::make_unique<EngineImpl>(options, std::move(fetcher), std::move(runner),
-                                      std::move(shared));
+                                      std::move(shared), std::move(wikidata));
 }
 
 }  // namespace wf::orchestrator

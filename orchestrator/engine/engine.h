@@ -70,10 +70,13 @@ class Engine {
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.
-// `shared` (may be null) is the result cache's second tier, shared by replicas.
+// `shared` (may be null) is the result cache's second tier, shared by replicas. `wikidata` (may
+// be null: the Wikidata built-ins then fail with a Z5 naming --wikidata-api-url) serves the
+// Wikidata built-ins (docs/wikidata.md).
 std::unique_ptr<Engine> make_engine(const EngineOptions& options,
                                     std::shared_ptr<ObjectFetcher> fetcher,
                                     std::shared_ptr<CodeRunner> runner,
-                                    std::shared_ptr<SharedResultStore> shared = nullptr);
+                                    std::shared_ptr<SharedResultStore> shared = nullptr,
+                                    std::shared_ptr<EntitySource> wikidata = nullptr);
 
 }  // namespace wf::orchestrator

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "orchestrator/engine/builtin_table.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
@@ -855,13 +856,14 @@ Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::
   ImplRun run;
   run.type = "BuiltIn";
   run.id = node_string(resolve_key(z14, "Z14K4", z14->scope).value);
+  const BuiltinSpec* spec = builtin_table().find(run.id);
   std::vector<std::string> names;
   for (const auto& d : decls) names.push_back(d.name);
   std::sort(names.begin(), names.end());
   std::vector<NodeP> args;
-  for (const auto& name : names) {
-    const bool lazy = builtin_is_lazy(run.id, name);
-    ArgState st = retrieve(frame, name, lazy);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const bool lazy = spec != nullptr && spec->is_lazy(i);
+    ArgState st = retrieve(frame, names[i], lazy);
     if (aborted()) return run;
     if (st.kind == ArgKind::kError) {
       run.result = Envelope::err(st.error);
@@ -877,22 +879,30 @@ Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::
     args.push_back(st.value);
   }
   bool known = true;
-  run.result = run_builtin(run.id, args, known);
-  if (!known) {
-    fail(Abort::kException, "Builtin " + run.id + " is not implemented");
-    return run;
-  }
-  if (run.id == "Z902" && !run.result.has_error() && run.result.value) {
-    // Z902 (if) hands back the chosen branch unevaluated.
-    Resolved r = resolve(run.result.value, run.result.value->scope);
-    if (r.env.has_error()) {
-      run.result = r.env;
-    } else {
-      Envelope ev = eager(r.env.value);
-      run.result = ev.has_error() ? ev : Envelope::ok(r.env.value);
-    }
-  }
+  run.result = run_builtin(run.id, std::move(args), known);
+  if (!known) fail(Abort::kException, "Builtin " + run.id + " is not implemented");
   return run;
+}
+
+std::string Interpreter::named_zid(const NodeP& node) {
+  NodeP cur = node;
+  for (int guard = 0; guard < 64 && cur; ++guard) {
+    if (cur->is_string) return zo::is_zid(cur->text) ? cur->text : std::string();
+    if (cur->is_ref()) return cur->ref();
+    if (!cur->is_arg_ref()) return {};
+    ArgState st = retrieve(cur->scope ? cur->scope : empty_, cur->arg_name(), true);
+    if (st.kind == ArgKind::kError) return {};
+    cur = st.value;
+  }
+  return {};
+}
+
+Envelope Interpreter::run_builtin(const std::string& id, std::vector<NodeP> args, bool& known) {
+  const BuiltinSpec* spec = builtin_table().find(id);
+  known = spec != nullptr;
+  if (!known) return Envelope::err(zo::make_error_msg("Z507", "unknown builtin " + id));
+  if (args.size() < spec->arity) args.resize(spec->arity);
+  return spec->fn(BuiltinCall{*this, id, args});
 }
 
 Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::string& id,

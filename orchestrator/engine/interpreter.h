@@ -66,7 +66,7 @@ class Interpreter {
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
   std::int64_t steps() const { return steps_; }
 
-  // ---- used by builtins.cc / static_validation.cc ----
+  // ---- used by the built-ins (builtins_*.cc) and static_validation.cc ----
   struct Resolved {
     Envelope env;
     NodeP persist;  // what the parent key should show afterwards
@@ -88,9 +88,14 @@ class Interpreter {
   bool aborted() const { return abort_ != Abort::kNone; }
   Resolver& resolver() { return resolver_; }
   bool do_validate() const { return do_validate_; }
-  // Built-in implementations (builtins.cc). `args` sorted by argument name.
-  Envelope run_builtin(const std::string& id, const std::vector<NodeP>& args, bool& known);
-  bool builtin_is_lazy(const std::string& id, const std::string& arg) const;
+  // Runs the built-in `id` of builtin_table() (builtin_table.h) on `args` sorted by argument
+  // name; known = false when the table has no such built-in.
+  Envelope run_builtin(const std::string& id, std::vector<NodeP> args, bool& known);
+  // The ZID a lazy argument names, following argument references without evaluating them;
+  // "" when it is not a reference (a call, a literal object): callers then evaluate it.
+  std::string named_zid(const NodeP& node);
+  // Keeps JSON alive for the rest of the request (lazy nodes made from it point into it).
+  void keep(std::shared_ptr<const json> value) { kept_.push_back(std::move(value)); }
   // Static validation (static_validation.cc): null when valid, else the Z5.
   json static_validate(const json& normal_call);
   // Validator checks shared by static validation and the Z2xx builtins.

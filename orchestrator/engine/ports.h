@@ -36,7 +36,8 @@ struct CallContext {
 };
 
 struct FetchError {
-  std::string message;  // transport or protocol failure, e.g. "wiki API at X answered 500"
+  std::string message;        // transport or protocol failure, e.g. "wiki API at X answered 500"
+  bool rate_limited = false;  // the upstream API answered 429 (Z567)
 };
 
 // Resolves persisted objects from a wiki.
@@ -52,6 +53,28 @@ class ObjectFetcher {
   // Starts the fetch and returns. `done` is called exactly once, from any thread, possibly before
   // fetch() returns; a cancelled ctx.cancel ends the request early with an error.
   virtual void fetch(const std::vector<std::string>& zids, const CallContext& ctx, Done done) = 0;
+};
+
+// Reads entities from a Wikibase API (Wikidata's wbgetentities and its lexeme search) for the
+// Wikidata built-ins (docs/wikidata.md).
+class EntitySource {
+ public:
+  // Entity id (Q42, P31, L7, L7-F1, L7-S1) -> its Wikibase entity JSON. An id absent from the
+  // map does not exist. An error means the whole request failed (transport, HTTP status, body).
+  using Entities = std::expected<std::map<std::string, nlohmann::json>, FetchError>;
+  using Done = std::function<void(Entities)>;
+  // Ids of the lexemes having a statement `property` (P...) whose value is `value` (Q...,
+  // L...-S...).
+  using Ids = std::expected<std::vector<std::string>, FetchError>;
+  using IdsDone = std::function<void(Ids)>;
+
+  virtual ~EntitySource() = default;
+  // Both start the request and return; `done` is called exactly once, from any thread, possibly
+  // before the call returns; a cancelled ctx.cancel ends the request early with an error.
+  virtual void get_entities(const std::vector<std::string>& ids, const CallContext& ctx,
+                            Done done) = 0;
+  virtual void find_lexemes(const std::string& property, const std::string& value,
+                            const CallContext& ctx, IdsDone done) = 0;
 };
 
 struct CodeCall {

@@ -176,6 +176,7 @@ std::optional<std::uint64_t> identity_of(const Dereferenced& d) {
 }  // namespace
 
 std::optional<std::vector<std::pair<std::string, std::uint64_t>>> Resolver::used() const {
+  if (external_) return std::nullopt;
   std::vector<std::pair<std::string, std::uint64_t>> out;
   out.reserve(memo_.size());
   for (const auto& [zid, d] : memo_) {

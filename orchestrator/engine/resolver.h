@@ -44,6 +44,16 @@ class Resolver {
   // The content hash dereference(zid) gives now (0: not found), or nullopt on a transport failure.
   std::optional<std::uint64_t> identity(const std::string& zid);
 
+  // Data from outside the wiki (Wikidata, wikidata_entities.h): the source (null: none
+  // configured), the shared cache and the request's context. Once an answer has read such data,
+  // mark_external() makes used() answer nullopt: the result is not memoised.
+  void set_entity_source(EntitySource* source) { entities_ = source; }
+  EntitySource* entity_source() const { return entities_; }
+  ObjectCache& cache() { return cache_; }
+  const CallContext& context() const { return ctx_; }
+  int max_depth() const { return max_depth_; }
+  void mark_external() { external_ = true; }
+
  private:
   bool local(const std::string& zid, Dereferenced& out);
   Dereferenced from_text(const std::string& zid, const std::string& text);
@@ -63,6 +73,8 @@ class Resolver {
   std::unordered_map<std::string, Dereferenced> memo_;
   std::unordered_set<std::string> prefetched_;
   int batches_ = 0;
+  EntitySource* entities_ = nullptr;
+  bool external_ = false;
 };
 
 }  // namespace wf::orchestrator::engine_detail

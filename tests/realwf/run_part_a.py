@@ -33,22 +33,6 @@ def wait_ready(base, proc, seconds=60):
     return False
 
 
-def run_cases(runner, base, only):
-    """run_a.py against the evaluator at `base` (all cases, or the ids in `only`): {id: result}."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "results.jsonl")
-        cmd = [sys.executable, runner, "--url", base + "/wikifunctions.org/v1/evaluate/",
-               "--out", out, "--jobs", "2"]
-        if only:
-            cmd += ["--only", ",".join(only)]
-        run = subprocess.run(cmd, timeout=800)
-        if run.returncode != 0 or not os.path.exists(out):
-            print(f"run_a.py failed (exit {run.returncode})")
-            return None
-        with open(out, encoding="utf-8") as f:
-            return {r["id"]: r for r in map(json.loads, f)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--realwf", required=True, help="the ../shared/realwf folder")
@@ -69,22 +53,18 @@ def main():
         if not wait_ready(base, evaluator):
             print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
             return 1
-        with open(oracle_path, encoding="utf-8") as f:
-            must = [json.loads(line) for line in f]
-        must = [o["id"] for o in must if o["status"] == "pass"]
-        results = run_cases(runner, base, None)
-        if results is None:
-            return 1
-        # The known intermittent SIGKILL of a sandboxed call (docs/testing.md, "Known intermittent
-        # failure"): such cases run once more, named here; any other failure stands.
-        flaky = [i for i in must if results.get(i, {}).get("status") != "pass"
-                 and "killed by SIGKILL" in json.dumps(results.get(i, {}).get("error", ""))]
-        if flaky:
-            print(f"rerunning {len(flaky)} case(s) killed by SIGKILL (known intermittent): {flaky}")
-            again = run_cases(runner, base, flaky)
-            if again is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "results.jsonl")
+            run = subprocess.run([sys.executable, runner, "--url", base + "/wikifunctions.org/v1/evaluate/",
+                                  "--out", out, "--jobs", "2"], timeout=800)
+            if run.returncode != 0 or not os.path.exists(out):
+                print(f"run_a.py failed (exit {run.returncode})")
                 return 1
-            results.update(again)
+            results = {}
+            with open(out, encoding="utf-8") as f:
+                for line in f:
+                    r = json.loads(line)
+                    results[r["id"]] = r
     finally:
         evaluator.terminate()
         try:
@@ -92,6 +72,9 @@ def main():
         except subprocess.TimeoutExpired:
             evaluator.kill()
             evaluator.wait()
+    with open(oracle_path, encoding="utf-8") as f:
+        oracle = [json.loads(line) for line in f]
+    must = [o["id"] for o in oracle if o["status"] == "pass"]
     missing = [i for i in must if results.get(i, {}).get("status") != "pass"]
     print(f"Part A: {sum(r['status'] == 'pass' for r in results.values())} of {len(results)} "
           f"cases pass; {len(must) - len(missing)} of the {len(must)} that plain CPython passes")

@@ -1,0 +1,142 @@
+// Helpers shared by the built-in families.
+#include "orchestrator/engine/builtins_support.h"
+
+#include "orchestrator/engine/definitions.h"
+
+namespace wf::orchestrator::engine_detail {
+
+std::string text_of(const NodeP& n) {
+  if (!n) return {};
+  if (n->is_string) return n->text;
+  std::string s = n->str();
+  if (!s.empty() || n->is_z6()) return s;
+  return {};
+}
+
+NodeP bool_node(bool v) {
+  auto n = Node::make_object();
+  n->add("Z1K1", z9_node("Z40"));
+  n->add("Z40K1", z9_node(v ? "Z41" : "Z42"));
+  return n;
+}
+
+std::string bool_ref(const NodeP& n) {
+  if (!n || n->is_string) return {};
+  const Node* k = n->peek("Z40K1");
+  return k ? k->ref() : std::string();
+}
+
+NodeP z39_node(const std::string& key) {
+  auto n = Node::make_object();
+  n->add("Z1K1", z9_node("Z39"));
+  n->add("Z39K1", z6_node(key));
+  return n;
+}
+
+NodeP unquote(const NodeP& quote) {
+  return quote && !quote->is_string ? quote->get("Z99K1") : quote;
+}
+
+bool is_empty_list(const NodeP& list) {
+  return !list || list->is_string || !list->has("K1");
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
+NodeP type_call(const std::string& fn, const std::vector<std::pair<std::string, NodeP>>& args) {
+  auto t = Node::make_object();
+  t->add("Z1K1", z9_node("Z7"));
+  t->add("Z7K1", z9_node(fn));
+  for (const auto& [k, v] : args) t->add(k, v);
+  return t;
+}
+
+NodeP positional_call(Interpreter& in, const NodeP& fn, const std::vector<NodeP>& args) {
+  auto call = Node::make_object();
+  call->add("Z1K1", z9_node("Z7"));
+  call->add("Z7K1", fn);
+  for (std::size_t i = 0; i < args.size(); ++i) call->add("K" + std::to_string(i + 1), args[i]);
+  call->scope = in.empty_frame();
+  return call;
+}
+
+Envelope evaluate_lazy(Interpreter& in, const NodeP& node) {
+  if (!node) return Envelope::ok(node);
+  if (!node->scope) node->scope = in.empty_frame();
+  Interpreter::Resolved r = in.resolve(node, node->scope);
+  if (r.env.has_error()) return r.env;
+  Envelope ev = in.eager(r.env.value);
+  return ev.has_error() ? ev : Envelope::ok(r.env.value);
+}
+
+std::string zid_of_lazy(Interpreter& in, const NodeP& node) {
+  std::string zid = in.named_zid(node);
+  if (!zid.empty() || !node) return zid;
+  Envelope v = evaluate_lazy(in, node);
+  if (v.has_error() || !v.value) return {};
+  if (v.value->is_string) return v.value->text;
+  if (v.value->is_ref()) return v.value->ref();
+  if (v.value->type_ref() == "Z60") {
+    return Definitions::instance().language_zid(text_of(v.value->get("Z60K1")));
+  }
+  if (v.value->type_ref() == "Z50") {  // 2026 error types carry their identity in Z50K2
+    NodeP k2 = v.value->get("Z50K2");
+    return k2 ? (k2->is_string ? k2->text : k2->ref()) : std::string();
+  }
+  const Node* k1 = v.value->peek("Z4K1");
+  return k1 && k1->is_ref() ? k1->ref() : std::string();
+}
+
+std::string error_type_of(const NodeP& z5) {
+  NodeP t = z5 && !z5->is_string ? z5->get("Z5K1") : nullptr;
+  for (int guard = 0; guard < 8 && t; ++guard) {
+    if (t->is_string) return t->text;
+    if (t->is_ref()) return t->ref();
+    if (t->type_ref() != "Z50") return {};
+    t = t->get("Z50K2");
+  }
+  return {};
+}
+
+NodeP make_z3(Interpreter& in, NodeP type, const std::string& key, const std::string& label) {
+  auto label11 = Node::make_object();
+  label11->add("Z1K1", z9_node("Z11"));
+  label11->add("Z11K1", z9_node("Z1002"));
+  label11->add("Z11K2", z6_node(label));
+  auto z12 = Node::make_object();
+  z12->add("Z1K1", z9_node("Z12"));
+  z12->add("Z12K1", in.make_list(z9_node("Z11"), {label11}));
+  auto n = Node::make_object();
+  n->add("Z1K1", z9_node("Z3"));
+  n->add("Z3K1", std::move(type));
+  n->add("Z3K2", z6_node(key));
+  n->add("Z3K3", z12);
+  return n;
+}
+
+NodeP make_z4(Interpreter& in, NodeP identity, const std::vector<NodeP>& keys) {
+  auto z4 = Node::make_object();
+  z4->add("Z1K1", z9_node("Z4"));
+  z4->add("Z4K1", std::move(identity));
+  z4->add("Z4K2", in.make_list(z9_node("Z3"), keys));
+  z4->add("Z4K3", z9_node("Z831"));
+  z4->scope = in.empty_frame();
+  return z4;
+}
+
+NodeP list_z4(Interpreter& in, const NodeP& t) {
+  return make_z4(in, type_call("Z881", {{"Z881K1", t}}),
+                 {make_z3(in, t, "K1", "head"),
+                  make_z3(in, type_call("Z881", {{"Z881K1", t}}), "K2", "tail")});
+}
+
+NodeP pair_z4(Interpreter& in, const NodeP& a, const NodeP& b) {
+  return make_z4(in, type_call("Z882", {{"Z882K1", a}, {"Z882K2", b}}),
+                 {make_z3(in, a, "K1", "first"), make_z3(in, b, "K2", "second")});
+}
+
+}  // namespace wf::orchestrator::engine_detail
