@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "wf/sanitizer.h"
+
 namespace wf::evaluator::sandbox_internal {
 namespace {
 
@@ -58,6 +60,13 @@ const std::vector<std::string> kAllowed = {
     "kill",
     "tkill",
     "tgkill",
+#if WF_ASAN
+    // The AddressSanitizer build only (-DWF_SANITIZE=ON, for tests): before every noreturn call
+    // (abort(), _exit(), a throw) ASan's runtime asks sigaltstack() whether it runs on a signal
+    // stack, and without it abort() would end as SIGSYS instead of SIGABRT. It reads or sets the
+    // child's own signal stack only.
+    "sigaltstack",
+#endif
 };
 
 // Path and fd inspection that must fail politely (Python's open/listdir raise PermissionError,

@@ -428,10 +428,11 @@ std::optional<std::string> Engine::answer_cached(std::string_view, const CallCon
 
 // Measured (bench/README.md, "stack per nested call"): a recursive composition needs about
 // 1.9 KiB of stack per nested call; twice that is allowed. The base covers deep values, which
-// recurse without counting as calls, as an 8 MiB thread stack did before fibers.
+// recurse without counting as calls, as an 8 MiB thread stack did before fibers. Under
+// AddressSanitizer frames are larger: both scale by kSanitizerStackFactor (fiber.h).
 std::size_t stack_bytes_for(int max_call_depth) {
-  constexpr std::size_t kBase = 8u << 20;
-  constexpr std::size_t kPerCall = 4u << 10;
+  constexpr std::size_t kBase = (8u << 20) * engine_detail::kSanitizerStackFactor;
+  constexpr std::size_t kPerCall = (4u << 10) * engine_detail::kSanitizerStackFactor;
   return kBase + static_cast<std::size_t>(std::max(max_call_depth, 0)) * kPerCall;
 }
 

@@ -20,6 +20,11 @@
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
+#if WF_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace wf::orchestrator::engine_detail {
 
 namespace bctx = boost::context;
@@ -35,6 +40,40 @@ double thread_cpu_now_us() {
   timespec ts{};
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// The stack a fiber switch goes to (or came from), as AddressSanitizer wants it described.
+struct StackBounds {
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+};
+
+// AddressSanitizer must know which stack is current: every switch is announced before the jump
+// (with the stack it goes to) and completed on the other side (learning the stack it came
+// from). Without this, an exception thrown on a fiber makes ASan unpoison, and then check, the
+// thread's stack instead of the fiber's. `fake_stack` keeps the detect_stack_use_after_return
+// frames of the side that leaves; null when it leaves for good. No-ops in other builds.
+void switch_starts([[maybe_unused]] void** fake_stack, [[maybe_unused]] StackBounds to) {
+#if WF_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, to.bottom, to.size);
+#endif
+}
+
+void switch_ends([[maybe_unused]] void* fake_stack, [[maybe_unused]] StackBounds* from) {
+#if WF_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, from != nullptr ? &from->bottom : nullptr,
+                                  from != nullptr ? &from->size : nullptr);
+#endif
+}
+
+// A finished fiber's first frames (Boost's entry, the body's lambda) never return: its last
+// switch leaves them. Their redzones would stay poisoned in ASan's shadow and fault the next user
+// of those addresses (the stack reused, or a new mapping where it was), so they are cleared when
+// the stack is released: [low, high). No-op in other builds.
+void forget_stack_poison([[maybe_unused]] const char* low, [[maybe_unused]] const char* high) {
+#if WF_ASAN
+  __asan_unpoison_memory_region(low, static_cast<std::size_t>(high - low));
+#endif
 }
 
 // Stacks: mmap'd with a guard page below, committed by the kernel page by page as they are
@@ -113,7 +152,11 @@ struct Fiber {
   std::function<void(std::function<void()>)> park_fn;  // run once the fiber has parked
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
-  const char* parked_sp = nullptr;  // the stack pointer when it last parked
+  std::size_t stack_size = 0;
+  const char* parked_sp = nullptr;   // the stack pointer when it last parked
+  void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
+  const char* exit_frame = nullptr;  // the body's lambda when it left for good
+  StackBounds thread_stack;          // of the thread running the fiber (ASan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
   bool done = false;
@@ -130,9 +173,18 @@ struct PooledStack {
   bctx::stack_context allocate() {
     bctx::stack_context sc = pool->allocate();
     fiber->stack_low = static_cast<const char*>(sc.sp) - sc.size;
+    fiber->stack_size = sc.size;
     return sc;
   }
-  void deallocate(bctx::stack_context& sc) noexcept { pool->deallocate(sc); }
+  void deallocate(bctx::stack_context& sc) noexcept {
+    // The frames still live at the last switch: from a page below the lambda's to the top
+    // (the whole stack if it never got there).
+    const char* top = static_cast<const char*>(sc.sp);
+    const char* low = fiber->stack_low;
+    if (fiber->exit_frame != nullptr) low = std::max(low, fiber->exit_frame - page_size());
+    forget_stack_poison(low, top);
+    pool->deallocate(sc);
+  }
 };
 
 void run_body(Fiber* f) {
@@ -174,7 +226,10 @@ bool run_slice(Fiber* f) {
     Fiber* outer = t_current;
     t_current = f;
     f->slice_start_us = thread_cpu_now_us();
+    void* thread_fake_stack = nullptr;
+    switch_starts(&thread_fake_stack, {f->stack_low, f->stack_size});
     f->self = std::move(f->self).resume();
+    switch_ends(thread_fake_stack, nullptr);
     f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
     t_current = outer;
   }
@@ -204,9 +259,12 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
   f->log = std::move(log);
   f->body = std::move(body);
   f->self = bctx::fiber(std::allocator_arg, PooledStack{&stacks, f}, [f](bctx::fiber&& back) {
+    switch_ends(nullptr, &f->thread_stack);
     f->back = std::move(back);
     run_body(f);
     f->done = true;
+    f->exit_frame = static_cast<const char*>(__builtin_frame_address(0));
+    switch_starts(nullptr, f->thread_stack);  // for good: its fake stack goes
     return std::move(f->back);
   });
   return f;
@@ -346,7 +404,9 @@ void park(std::function<void(std::function<void()> resume)> start) {
   }
   f->park_fn = std::move(start);
   f->parked_sp = static_cast<const char*>(__builtin_frame_address(0));
+  switch_starts(&f->fake_stack, f->thread_stack);
   f->back = std::move(f->back).resume();
+  switch_ends(f->fake_stack, &f->thread_stack);  // possibly on another thread
   if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));
 }
 

@@ -16,7 +16,7 @@ namespace zo = wf::zobject;
 
 // Stack kept free below the deepest step: room for the recursion between two steps (serialising
 // a value, a built-in, a type comparison).
-constexpr std::size_t kStackReserve = 256u << 10;
+constexpr std::size_t kStackReserve = (256u << 10) * kSanitizerStackFactor;
 
 // ---- envelopes and frames ---------------------------------------------------------------------
 

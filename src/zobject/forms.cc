@@ -104,68 +104,105 @@ std::size_t list_chain_break(const json& v) {
   }
 }
 
+json canonical(const json& v, bool mixed, std::size_t no_chain = 0);
+
+// Where the conversion of one value continues down its K2 spine: the input of its K2 and the
+// (null) slot of the output that receives it. `in` is null when nothing continues.
+struct Spine {
+  const json* in = nullptr;
+  json* out = nullptr;
+  std::size_t no_chain = 0;
+};
+
+// The bare string of a Z9 whose Z9K1 is a reference, or of a Z6 whose Z6K1 is not; else null.
+const json* terminal_string(const object_t& o) {
+  auto t = o.find("Z1K1");
+  if (t == o.end() || !t->second.is_string() || o.size() != 2) return nullptr;
+  const auto& tag = t->second.get_ref<const std::string&>();
+  const bool reference = tag == "Z9";
+  if (!reference && tag != "Z6") return nullptr;
+  auto k = o.find(reference ? "Z9K1" : "Z6K1");
+  if (k == o.end() || !k->second.is_string()) return nullptr;
+  return is_reference_like(k->second.get_ref<const std::string&>()) == reference ? &k->second
+                                                                                 : nullptr;
+}
+
+// A well-formed chain of list nodes (list_chain_break gave 0) as [item type, elements...].
+json canonical_list(const json& v, bool mixed) {
+  json item_type = list_item_type(v);
+  json out(json::value_t::array);
+  auto& a = out.get_ref<json::array_t&>();
+  a.push_back(canonical(item_type.is_null() ? v["Z1K1"] : item_type, mixed));
+  const json* node = &v;
+  for (;;) {
+    const auto& n = node->get_ref<const object_t&>();
+    auto k1 = n.find("K1");
+    if (k1 == n.end()) break;
+    a.push_back(canonical(k1->second, mixed));
+    node = &n.find("K2")->second;
+  }
+  return out;
+}
+
+// Converts `v` into `out`, except that an object's K2 is left as a null slot and returned: the
+// caller converts it in a loop, so a long chain of list nodes that is not a well-formed list
+// (thousands of K2 levels) costs no stack depth. Every other key recurses as before.
 // `mixed`: the input may hold canonical arrays (an empty one is an untyped list, ["Z1"]).
 // `no_chain`: this many nodes down the K2 spine are known not to start a well-formed chain
 // (so a broken long list costs one walk, not one per node).
-json canonical(const json& v, bool mixed, std::size_t no_chain = 0) {
+Spine canonical_step(const json& v, bool mixed, std::size_t no_chain, json& out) {
   if (v.is_array()) {
     const auto& arr = v.get_ref<const json::array_t&>();
-    json out(json::value_t::array);
+    out = json(json::value_t::array);
     auto& a = out.get_ref<json::array_t&>();
     if (arr.empty() && mixed) {
       a.emplace_back("Z1");
-      return out;
+      return {};
     }
     a.reserve(arr.size());
     for (const auto& e : arr) a.push_back(canonical(e, mixed));
-    return out;
+    return {};
   }
-  if (!v.is_object()) return v;
+  if (!v.is_object()) {
+    out = v;
+    return {};
+  }
   const auto& o = v.get_ref<const object_t&>();
-  auto t = o.find("Z1K1");
-  if (t != o.end() && t->second.is_string() && o.size() == 2) {
-    const auto& tag = t->second.get_ref<const std::string&>();
-    if (tag == "Z9") {
-      auto k = o.find("Z9K1");
-      if (k != o.end() && k->second.is_string() &&
-          is_reference_like(k->second.get_ref<const std::string&>())) {
-        return k->second;
-      }
-    } else if (tag == "Z6") {
-      auto k = o.find("Z6K1");
-      if (k != o.end() && k->second.is_string() &&
-          !is_reference_like(k->second.get_ref<const std::string&>())) {
-        return k->second;
-      }
-    }
+  if (const json* s = terminal_string(o)) {
+    out = *s;
+    return {};
   }
+  auto t = o.find("Z1K1");
   std::size_t below = 0;
   if (t != o.end() && no_chain == 0 && is_list_type(t->second)) {
     std::size_t bad = list_chain_break(v);
     if (bad == 0) {
-      json item_type = list_item_type(v);
-      json out(json::value_t::array);
-      auto& a = out.get_ref<json::array_t&>();
-      a.push_back(canonical(item_type.is_null() ? t->second : item_type, mixed));
-      const json* node = &v;
-      for (;;) {
-        const auto& n = node->get_ref<const object_t&>();
-        auto k1 = n.find("K1");
-        if (k1 == n.end()) break;
-        a.push_back(canonical(k1->second, mixed));
-        node = &n.find("K2")->second;
-      }
-      return out;
+      out = canonical_list(v, mixed);
+      return {};
     }
     below = bad - 1;  // the nodes before the break cannot start a good chain either
   } else if (no_chain > 0) {
     below = no_chain - 1;
   }
-  json out(json::value_t::object);
+  out = json(json::value_t::object);
   auto& r = out.get_ref<object_t&>();
+  Spine next;
   for (const auto& [key, value] : o) {
-    r.emplace_hint(r.end(), key, canonical(value, mixed, key == "K2" ? below : 0));
+    if (key == "K2") {
+      // Map nodes do not move: the slot's address stays valid while the loop fills it.
+      next = {&value, &r.emplace_hint(r.end(), key, nullptr)->second, below};
+    } else {
+      r.emplace_hint(r.end(), key, canonical(value, mixed));
+    }
   }
+  return next;
+}
+
+json canonical(const json& v, bool mixed, std::size_t no_chain) {
+  json out;
+  Spine at{&v, &out, no_chain};
+  // One step per K2 level of the input: bounded by its size.
+  while (at.in != nullptr) at = canonical_step(*at.in, mixed, at.no_chain, *at.out);
   return out;
 }
 

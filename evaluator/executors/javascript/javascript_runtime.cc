@@ -325,9 +325,19 @@ class JavascriptRuntime final : public LanguageRuntime {
   }
 
   // SpiderMonkey calls this when one of its allocations failed, before it throws its "out of
-  // memory" string. The only trustworthy sign of OOM: user code can throw that text too.
-  static void on_out_of_memory(JSContext* /*cx*/, void* data) {
-    static_cast<JavascriptRuntime*>(data)->oom_reported_ = true;
+  // memory" string. The only trustworthy sign of OOM: user code can throw that text too. The call
+  // stops there, uncatchably, as at the GC budget: user code that catches the exception would
+  // otherwise keep failing allocations until the time limit (it did under ASan, whose allocator
+  // reaches RLIMIT_AS before the GC heap reaches its budget).
+  static void on_out_of_memory(JSContext* cx, void* data) {
+    auto* self = static_cast<JavascriptRuntime*>(data);
+    self->oom_reported_ = true;
+    if (!self->in_call_) {
+      return;
+    }
+    int expected = kNoStop;
+    self->stop_reason_.compare_exchange_strong(expected, kStopMemory);
+    JS_RequestInterruptCallback(cx);
   }
 
   static void on_gc(JSContext* cx, JSGCStatus status, JS::GCReason /*reason*/, void* data) {

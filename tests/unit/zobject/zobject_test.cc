@@ -3,9 +3,11 @@
 #include "wf/zobject/zobject.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 namespace zo = wf::zobject;
 using json = nlohmann::json;
@@ -196,12 +198,45 @@ TEST(Canonicalize, EmptyArrayIsUntypedList) {
   EXPECT_EQ((*zo::canonicalize(nested))["Z801K1"], json::array({"Z1"}));
 }
 
+namespace {
+
+// Runs `body` on a new thread with a stack of `bytes` and waits for it.
+void run_on_stack(std::size_t bytes, const std::function<void()>& body) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, bytes), 0);
+  pthread_t thread;
+  auto run = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  const int created =
+      pthread_create(&thread, &attr, run, const_cast<std::function<void()>*>(&body));
+  pthread_attr_destroy(&attr);
+  ASSERT_EQ(created, 0);
+  pthread_join(thread, nullptr);
+}
+
+}  // namespace
+
 TEST(Canonicalize, BrokenLongListStaysLinear) {
   // A 5000-node chain whose last node is malformed: not a list, converted as plain objects.
   json type = zo::list_type(zo::z9("Z6"));
   json tail = {{"Z1K1", type}, {"K2", "dangling"}};
-  for (int i = 0; i < 5000; ++i) tail = {{"Z1K1", type}, {"K1", zo::z6("x")}, {"K2", tail}};
-  json out = zo::to_canonical(tail);
+  // Moved, not copied, into each new node: building the chain stays linear (copying it would
+  // be quadratic, and recursive, in its length).
+  for (int i = 0; i < 5000; ++i) {
+    tail = {{"Z1K1", type}, {"K1", zo::z6("x")}, {"K2", std::move(tail)}};
+  }
+  // On a 256 KiB stack: converting the chain must not recurse once per node (it did, and
+  // crashed under ASan's larger frames even on the 8 MiB main thread).
+  json out;
+  run_on_stack(256u << 10, [&] { out = zo::to_canonical(tail); });
   EXPECT_TRUE(out.is_object());
   EXPECT_EQ(out["K1"], "x");
+  // The last node, 5000 K2 levels down, is converted too.
+  const json* node = &out;
+  for (int i = 0; i < 5000 && node->is_object(); ++i) node = &(*node)["K2"];
+  ASSERT_TRUE(node->is_object());
+  EXPECT_EQ((*node)["K2"], "dangling");
 }
