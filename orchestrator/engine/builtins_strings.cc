@@ -1,8 +1,11 @@
 // String built-ins: equality, code points, and back.
 #include "orchestrator/engine/builtin_table.h"
 #include "orchestrator/engine/builtins_support.h"
+#include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
+
+namespace zo = wf::zobject;
 
 namespace {
 
@@ -29,6 +32,11 @@ Envelope string_to_code_points(const BuiltinCall& c) {
     cp->add("Z86K1", z6_node(s.substr(i, len)));
     items.push_back(cp);
     i += len;
+    if (items.size() > zo::kMaxListElements) {
+      return Envelope::err(zo::make_error_msg(
+          "Z500", "the string has more than " + std::to_string(zo::kMaxListElements) +
+                      " code points, the longest list a value may hold"));
+    }
   }
   return c.ok(c.in.make_list(z9_node("Z86"), items));
 }

@@ -14,6 +14,13 @@ bool is_mixed_key(std::string_view k) {
 void check(const json& v, std::vector<std::string>& path, std::vector<SchemaViolation>& out) {
   if (v.is_string()) return;
   if (v.is_array()) {
+    if (v.size() > kMaxListElements + 1) {
+      out.push_back(
+          {path, make_error_msg(
+                     "Z500", "a list of " + std::to_string(v.size() - 1) + " elements; at most " +
+                                 std::to_string(kMaxListElements) + " are accepted in one list")});
+      return;
+    }
     for (std::size_t i = 0; i < v.size(); ++i) {
       path.push_back(std::to_string(i));
       check(v[i], path, out);
@@ -43,6 +50,7 @@ bool is_valid_mixed(const json& v) {
     case json::value_t::string:
       return true;
     case json::value_t::array:
+      if (v.size() > kMaxListElements + 1) return false;
       for (const auto& e : v.get_ref<const json::array_t&>()) {
         if (!is_valid_mixed(e)) return false;
       }

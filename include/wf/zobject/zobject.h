@@ -114,6 +114,12 @@ struct SchemaViolation {
 // Folds violations into the Z502 tree (Z526 per ZnKm segment, Z509 for siblings).
 json schema_error_tree(const std::vector<SchemaViolation>& violations);
 // Validates a value as a MIXED ZObject (strings, arrays, objects with Z1K1 and key-shaped keys).
+// Longest list (array form, element type not counted) a ZObject may hold. Its normal form nests
+// one level per element, and nlohmann::json copies and serialises nesting recursively: a list of
+// 100,000 elements overflowed an evaluation's stack. check_mixed() reports a longer one as a
+// violation (Z500 naming the length), so it is refused at the edge with a clear error.
+inline constexpr std::size_t kMaxListElements = 20000;
+
 std::vector<SchemaViolation> check_mixed(const json& value);
 
 // Structural validation of a normal-form object against its built-in type's keys (the parts of

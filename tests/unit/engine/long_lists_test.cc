@@ -123,5 +123,20 @@ TEST(ListCycles, AListWhoseTailIsItselfIsZ516) {
   EXPECT_EQ(error_type(r), "Z516") << r.dump().substr(0, 1500);
 }
 
+// Past the longest list a value may hold, a call and a string's code points answer a Z5 (a list of
+// 100,000 elements, or Z868 of a 100,000-character string, overflowed the evaluation's stack).
+TEST(ListLength, TooLongListsAreAZ5NotACrash) {
+  auto engine = make_engine({}, std::make_shared<FakeWiki>(json::object(), ""), nullptr);
+  json r = engine->evaluate(
+      {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z812"}, {"Z812K1", strings(100001)}}}},
+      CallContext{});
+  EXPECT_EQ(error_type(r), "Z502") << r.dump().substr(0, 1500);
+  r = engine->evaluate(
+      {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z868"}, {"Z868K1", std::string(100000, 'a')}}}},
+      CallContext{});
+  EXPECT_EQ(error_type(r), "Z500") << r.dump().substr(0, 1500);
+  EXPECT_NE(r.dump().find("code points"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace wf::orchestrator::testing

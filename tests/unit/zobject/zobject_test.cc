@@ -240,3 +240,18 @@ TEST(Canonicalize, BrokenLongListStaysLinear) {
   ASSERT_TRUE(node->is_object());
   EXPECT_EQ((*node)["K2"], "dangling");
 }
+
+// A list longer than kMaxListElements is a schema violation naming its length, not a nesting that
+// later operations overflow the stack on (a 100,000-element list crashed the orchestrator).
+TEST(ListLength, LongestAcceptedListIsValidOneMoreIsAViolation) {
+  json list = json::array({"Z6"});
+  for (std::size_t i = 0; i < zo::kMaxListElements; ++i) list.push_back("s");
+  EXPECT_TRUE(zo::check_mixed(list).empty());
+  list.push_back("s");
+  const auto violations = zo::check_mixed(list);
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_NE(violations[0].error.dump().find(std::to_string(zo::kMaxListElements + 1) + " elements"),
+            std::string::npos)
+      << violations[0].error.dump();
+  EXPECT_FALSE(zo::normalize(list).has_value());
+}
