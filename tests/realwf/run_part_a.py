@@ -3,6 +3,7 @@
 fails unless every case that plain CPython passes (oracle_a.jsonl, status "pass") passes too.
 Exit 77 (ctest: skipped) with the reason when the realwf folder is absent."""
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -33,6 +34,30 @@ def wait_ready(base, proc, seconds=60):
     return False
 
 
+@contextlib.contextmanager
+def ready_evaluator(binary):
+    """Starts wf-evaluator on a free loopback port and yields its base URL once /readyz is 200
+    (the port opens before the Python zygote is up: earlier calls would get 503), or None if it
+    never gets ready; stops it on the way out."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    evaluator = subprocess.Popen([binary, "--port", str(port), "--access-log", "false"],
+                                 stdout=subprocess.DEVNULL)
+    try:
+        if wait_ready(base, evaluator):
+            yield base
+        else:
+            print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
+            yield None
+    finally:
+        evaluator.terminate()
+        try:
+            evaluator.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            evaluator.kill()
+            evaluator.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--realwf", required=True, help="the ../shared/realwf folder")
@@ -43,15 +68,9 @@ def main():
     if not (os.path.exists(runner) and os.path.exists(oracle_path)):
         print(f"SKIPPED: no {runner} / oracle_a.jsonl: the realwf sample is not beside this clone")
         return 77
-    # Started here (not by run_a.py --cmd) so that the cases run once the sandboxes are ready:
-    # the port opens before the Python zygote is up, and early calls would get 503.
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    evaluator = subprocess.Popen([args.evaluator, "--port", str(port), "--access-log", "false"],
-                                 stdout=subprocess.DEVNULL)
-    try:
-        if not wait_ready(base, evaluator):
-            print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
+    # Started here (not by run_a.py --cmd) so that the cases run once the sandboxes are ready.
+    with ready_evaluator(args.evaluator) as base:
+        if base is None:
             return 1
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "results.jsonl")
@@ -65,13 +84,6 @@ def main():
                 for line in f:
                     r = json.loads(line)
                     results[r["id"]] = r
-    finally:
-        evaluator.terminate()
-        try:
-            evaluator.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            evaluator.kill()
-            evaluator.wait()
     with open(oracle_path, encoding="utf-8") as f:
         oracle = [json.loads(line) for line in f]
     must = [o["id"] for o in oracle if o["status"] == "pass"]

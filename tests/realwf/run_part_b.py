@@ -14,7 +14,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run_part_a import free_port, wait_ready  # noqa: E402
+from run_part_a import ready_evaluator  # noqa: E402
 
 
 def run_b(args, objects, evaluator_url, out):
@@ -70,26 +70,14 @@ def main():
     with open(args.floor, encoding="utf-8") as f:
         floors = json.load(f)["orders"]
     # Started here (not by run_b.py) so that the cases run once the sandboxes are ready.
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    evaluator = subprocess.Popen([args.evaluator, "--port", str(port), "--access-log", "false"],
-                                 stdout=subprocess.DEVNULL)
     problems = []
-    try:
-        if not wait_ready(base, evaluator):
-            print(f"wf-evaluator on port {port} never became ready (exit {evaluator.poll()})")
+    with ready_evaluator(args.evaluator) as base:
+        if base is None:
             return 1
         with tempfile.TemporaryDirectory() as tmp:
             for name, floor in floors.items():
                 problems += check_order(args, name, floor, base + "/wikifunctions.org/v1/evaluate/",
                                         tmp)
-    finally:
-        evaluator.terminate()
-        try:
-            evaluator.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            evaluator.kill()
-            evaluator.wait()
     for p in problems:
         print("FAIL", p)
     return 1 if problems else 0
