@@ -90,10 +90,16 @@ struct Held {
     std::unique_lock lock(mu);
     return cv.wait_for(lock, 5s, [&] { return cancels.size() >= n; });
   }
+  // Registrations are dropped outside `mu`: dropping one waits for its running callback, which
+  // takes `mu` (dropping them under the lock deadlocked when a hang-up raced the teardown).
   void clear() {
-    std::lock_guard lock(mu);
-    registrations.clear();
-    requests.clear();
+    std::vector<std::shared_ptr<AsyncRequest>> answered;  // destroyed after the registrations
+    std::vector<Cancellation::Registration> dropped;
+    {
+      std::lock_guard lock(mu);
+      dropped.swap(registrations);
+      answered.swap(requests);
+    }
   }
 };
 
