@@ -1,15 +1,27 @@
 // wf-loadgen: an open- or closed-loop HTTP load generator for bench/overload. Each stream sends one
-// request body to one URL, as one user (X-Wikifunctions-User), either at a fixed rate whatever the
-// answers (open loop: offered load does not fall when the service slows down) or with a fixed
-// number of requests in flight (closed loop). Prints one JSON line per stream: counts by outcome
-// and latency percentiles of accepted (2xx) and refused (429/503) requests, in milliseconds.
+// request body to one URL, as one user (X-Wikifunctions-User), over at most CONNECTIONS connections
+// (like a client's or a proxy's connection pool):
+// - open loop: a request is due every 1/RATE s whatever the answers (offered load does not fall
+// when
+//   the service slows down); a due request that finds every connection busy waits in the
+//   generator's backlog and is sent when one frees, its latency counted from when it was due
+//   (no coordinated omission);
+// - closed loop: CONNECTIONS requests in flight, the next sent when one is answered.
+// Prints one JSON line per stream, every request accounted for: offered (due), sent, answered
+// (ok 2xx, refused 429/503, other: any other status or a transport error), and unanswered (sent or
+// due but not answered when the run ended: a failure, not a success); latency percentiles (ms) of
+// accepted and refused requests from when they were sent (the service's time), and of accepted
+// requests from when they were due (the caller's time); the generator's own CPU seconds.
 //
 //   wf-loadgen --url URL --body FILE --seconds S
-//              --stream NAME:USER:open:RATE | --stream NAME:USER:closed:CONNECTIONS  [...]
+//              --stream NAME:USER:open:RATE[:CONNECTIONS] | --stream NAME:USER:closed:CONNECTIONS
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -23,15 +35,18 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kMaxInFlight = 8192;  // open loop: beyond this the generator, not the service, lags
+constexpr int kDefaultOpenConnections = 32;
+constexpr std::size_t kMaxBacklog = 1 << 20;  // due requests waiting for a connection, at most
 
 struct Stream {
   std::string name, user, mode;
-  double value = 0;  // rate (open) or connections (closed)
+  double rate = 0;      // open loop: requests per second
+  int connections = 0;  // requests in flight at most
   std::mutex mu;
-  std::vector<double> ok_ms, refused_ms;
-  long long other = 0, skipped = 0, sent = 0;
-  std::atomic<int> in_flight{0};
+  std::vector<double> ok_ms, refused_ms, ok_due_ms;
+  std::deque<Clock::time_point> backlog;  // open loop: due, not sent yet
+  long long offered = 0, sent = 0, other = 0, dropped = 0;
+  int in_flight = 0;
 };
 
 struct Run {
@@ -40,26 +55,48 @@ struct Run {
   wf::http::HttpClient client;
 };
 
-void send_one(Run& run, Stream& s, bool closed);
+void send_one(Run& run, Stream& s, Clock::time_point due);
 
-void record(Run& run, Stream& s, Clock::time_point t0, const wf::http::ClientResult& r,
-            bool closed) {
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+double ms_since(Clock::time_point t, Clock::time_point now) {
+  return std::chrono::duration<double, std::milli>(now - t).count();
+}
+
+// One answer: counted, then the connection is given its next request (closed loop: a new one
+// while the run lasts; open loop: the oldest due request of the backlog).
+void record(Run& run, Stream& s, Clock::time_point due, Clock::time_point sent,
+            const wf::http::ClientResult& r) {
+  const auto now = Clock::now();
+  Clock::time_point next{};
+  bool again = false;
   {
     std::lock_guard lock(s.mu);
     if (r && r->status >= 200 && r->status < 300) {
-      s.ok_ms.push_back(ms);
+      s.ok_ms.push_back(ms_since(sent, now));
+      s.ok_due_ms.push_back(ms_since(due, now));
     } else if (r && (r->status == 429 || r->status == 503)) {
-      s.refused_ms.push_back(ms);
+      s.refused_ms.push_back(ms_since(sent, now));
     } else {
       ++s.other;
     }
+    if (s.mode == "closed") {
+      again = now < run.end;
+      next = now;
+    } else if (!s.backlog.empty() && now < run.end) {
+      again = true;
+      next = s.backlog.front();
+      s.backlog.pop_front();
+    }
+    if (again) {
+      ++s.sent;
+    } else {
+      --s.in_flight;
+    }
   }
-  s.in_flight.fetch_sub(1);
-  if (closed && Clock::now() < run.end) send_one(run, s, true);
+  if (again) send_one(run, s, next);
 }
 
-void send_one(Run& run, Stream& s, bool closed) {
+// Sends a request that is counted in s.sent and s.in_flight already.
+void send_one(Run& run, Stream& s, Clock::time_point due) {
   wf::http::ClientRequest req;
   req.method = "POST";
   req.url = run.url;
@@ -67,32 +104,38 @@ void send_one(Run& run, Stream& s, bool closed) {
   req.body = run.body;
   req.headers.push_back({"x-wikifunctions-user", s.user});
   req.deadline = Clock::now() + std::chrono::seconds(30);
-  s.in_flight.fetch_add(1);
-  {
-    std::lock_guard lock(s.mu);
-    ++s.sent;
-  }
-  const auto t0 = Clock::now();
-  run.client.async_send(std::move(req), nullptr, [&run, &s, t0, closed](wf::http::ClientResult r) {
-    record(run, s, t0, r, closed);
+  const auto sent = Clock::now();
+  run.client.async_send(std::move(req), nullptr, [&run, &s, due, sent](wf::http::ClientResult r) {
+    record(run, s, due, sent, r);
   });
 }
 
-// Sends at s.value per second until the end, from this thread.
+// Makes a request due every 1/rate s until the end, from this thread: sent at once on a free
+// connection, else queued in the backlog.
 void open_loop(Run& run, Stream& s) {
   const auto start = Clock::now();
-  const double interval_s = 1.0 / s.value;
+  const double interval_s = 1.0 / s.rate;
   for (long long i = 0;; ++i) {
-    const auto due = start + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(i * interval_s));
+    const auto due =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(static_cast<double>(i) * interval_s));
     if (due >= run.end) break;
     std::this_thread::sleep_until(due);
-    if (s.in_flight.load() >= kMaxInFlight) {
+    bool send = false;
+    {
       std::lock_guard lock(s.mu);
-      ++s.skipped;
-      continue;
+      ++s.offered;
+      if (s.in_flight < s.connections) {
+        ++s.in_flight;
+        ++s.sent;
+        send = true;
+      } else if (s.backlog.size() < kMaxBacklog) {
+        s.backlog.push_back(due);
+      } else {
+        ++s.dropped;
+      }
     }
-    send_one(run, s, false);
+    if (send) send_one(run, s, due);
   }
 }
 
@@ -103,30 +146,52 @@ double percentile(std::vector<double>& v, double p) {
   return v[i];
 }
 
-std::string report(Stream& s, double seconds) {
+std::string report(Stream& s, double seconds, double cpu_s) {
   std::lock_guard lock(s.mu);
+  const auto answered = static_cast<long long>(s.ok_ms.size() + s.refused_ms.size()) + s.other;
+  if (s.mode == "closed") s.offered = s.sent;
   std::ostringstream o;
-  o << "{\"stream\":\"" << s.name << "\",\"sent\":" << s.sent << ",\"ok\":" << s.ok_ms.size()
+  o << "{\"stream\":\"" << s.name << "\",\"mode\":\"" << s.mode
+    << "\",\"connections\":" << s.connections << ",\"offered\":" << s.offered
+    << ",\"sent\":" << s.sent << ",\"ok\":" << s.ok_ms.size()
     << ",\"refused\":" << s.refused_ms.size() << ",\"other\":" << s.other
-    << ",\"skipped\":" << s.skipped
+    << ",\"unanswered\":" << s.offered - answered << ",\"dropped\":" << s.dropped
     << ",\"ok_per_s\":" << static_cast<double>(s.ok_ms.size()) / seconds
     << ",\"ok_p50_ms\":" << percentile(s.ok_ms, 0.50)
     << ",\"ok_p99_ms\":" << percentile(s.ok_ms, 0.99)
+    << ",\"ok_due_p50_ms\":" << percentile(s.ok_due_ms, 0.50)
+    << ",\"ok_due_p99_ms\":" << percentile(s.ok_due_ms, 0.99)
     << ",\"refused_p50_ms\":" << percentile(s.refused_ms, 0.50)
-    << ",\"refused_p99_ms\":" << percentile(s.refused_ms, 0.99) << "}";
+    << ",\"refused_p99_ms\":" << percentile(s.refused_ms, 0.99) << ",\"generator_cpu_s\":" << cpu_s
+    << "}";
   return o.str();
+}
+
+double process_cpu_s() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 bool parse_stream(const std::string& spec, Stream& s) {
   std::vector<std::string> parts;
   std::stringstream in(spec);
   for (std::string p; std::getline(in, p, ':');) parts.push_back(p);
-  if (parts.size() != 4 || (parts[2] != "open" && parts[2] != "closed")) return false;
+  if (parts.size() < 4 || parts.size() > 5) return false;
   s.name = parts[0];
   s.user = parts[1];
   s.mode = parts[2];
-  s.value = std::atof(parts[3].c_str());
-  return s.value > 0;
+  const double value = std::atof(parts[3].c_str());
+  if (s.mode == "open" && value > 0) {
+    s.rate = value;
+    s.connections = parts.size() == 5 ? std::atoi(parts[4].c_str()) : kDefaultOpenConnections;
+  } else if (s.mode == "closed" && parts.size() == 4 && value >= 1) {
+    s.connections = static_cast<int>(value);
+  } else {
+    return false;
+  }
+  return s.connections >= 1 && s.connections <= 4096;
 }
 
 }  // namespace
@@ -146,8 +211,11 @@ int main(int argc, char** argv) {
     } else if (flag == "--stream") {
       auto s = std::make_unique<Stream>();
       if (!parse_stream(value, *s)) {
-        std::fprintf(stderr, "bad --stream '%s': NAME:USER:open:RATE or NAME:USER:closed:N\n",
-                     value.c_str());
+        std::fprintf(
+            stderr,
+            "bad --stream '%s': NAME:USER:open:RATE[:CONNECTIONS] or NAME:USER:closed:CONNECTIONS "
+            "(connections 1..4096)\n",
+            value.c_str());
         return 2;
       }
       streams.push_back(std::move(s));
@@ -162,7 +230,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   wf::http::ClientOptions options;
-  options.max_idle_per_host = 1024;
+  options.max_idle_per_host = 4096;
   Run run{url, body.str(),
           Clock::now() +
               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
@@ -171,19 +239,31 @@ int main(int argc, char** argv) {
   for (auto& s : streams) {
     if (s->mode == "open") {
       senders.emplace_back([&run, &s] { open_loop(run, *s); });
-    } else {
-      for (int c = 0; c < static_cast<int>(s->value); ++c) send_one(run, *s, true);
+      continue;
     }
+    const auto now = Clock::now();
+    {
+      std::lock_guard lock(s->mu);
+      s->in_flight = s->connections;
+      s->sent = s->connections;
+    }
+    for (int c = 0; c < s->connections; ++c) send_one(run, *s, now);
   }
   for (auto& t : senders) t.join();
   std::this_thread::sleep_until(run.end);
-  // Let the last answers arrive (bounded).
+  // Let the answers in flight arrive (bounded: what is still out after 3 s counts as unanswered).
   for (int i = 0; i < 300; ++i) {
     bool idle = true;
-    for (auto& s : streams) idle = idle && s->in_flight.load() == 0;
+    for (auto& s : streams) {
+      std::lock_guard lock(s->mu);
+      idle = idle && s->in_flight == 0;
+    }
     if (idle) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  for (auto& s : streams) std::printf("%s\n", report(*s, seconds).c_str());
-  return 0;
+  const double cpu_s = process_cpu_s();
+  for (auto& s : streams) std::printf("%s\n", report(*s, seconds, cpu_s).c_str());
+  std::fflush(stdout);
+  // Requests still in flight hold references to the streams: leave without destroying them.
+  std::_Exit(0);
 }

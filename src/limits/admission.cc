@@ -1,5 +1,7 @@
 #include "wf/limits/admission.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -24,6 +26,7 @@ struct Item {
   SteadyTime enqueued{};
   SteadyTime expires{};
   double tag = 0;  // virtual finish time (weighted fair queuing)
+  int running_at_start = 0;
 };
 
 struct UserQueue {
@@ -49,8 +52,78 @@ std::expected<void, std::string> validate(const AdmissionOptions& o) {
     return std::unexpected("admission_max_queue must be ≥ 1 when admission control is on");
   if (o.max_queue_time < Ms(1)) return std::unexpected("admission_max_queue_time_ms must be ≥ 1");
   if (!(o.max_cost_ms >= 1)) return std::unexpected("the fair queue's max_cost_ms must be ≥ 1");
+  if (o.limit == LimitMode::kGradient) {
+    if (o.max_concurrency == 0)
+      return std::unexpected(
+          "admission_limit gradient needs admission_max_concurrency ≥ 1 (its ceiling)");
+    if (o.min_concurrency < 1 || o.min_concurrency > o.max_concurrency)
+      return std::unexpected(
+          "admission_min_concurrency must be between 1 and admission_max_concurrency");
+    if (!(o.tolerance >= 1) || o.window_calls < 1 || o.window_time.count() < 0)
+      return std::unexpected("the gradient limit needs tolerance ≥ 1 and windows of ≥ 1 call");
+  }
   return {};
 }
+
+std::expected<LimitMode, std::string> parse_limit_mode(std::string_view name) {
+  if (name == "fixed") return LimitMode::kFixed;
+  if (name == "gradient") return LimitMode::kGradient;
+  return std::unexpected(fmt::format(
+      "admission_limit '{}' is not known: use fixed (admission_max_concurrency) or gradient "
+      "(adaptive, at most admission_max_concurrency)",
+      name));
+}
+
+namespace {
+
+// The adaptive limit: samples of how long calls held their slot, in windows; at the end of each,
+// the limit moves by the gradient tolerance * baseline / recent (docs/limits.md, "The adaptive
+// limit"): one more while calls are not slower than that (and the limit is in use), up to 10% less
+// per window when they are. The baseline follows faster windows down at once, and slower ones up
+// only from windows run at the floor (min_concurrency calls at most), where calls should not wait
+// for each other: under overload it does not drift up with the congestion, and when the calls
+// become slower for good the limit falls to the floor, where the baseline learns their new time.
+struct GradientLimit {
+  double limit = 0;
+  double baseline_s = 0;
+  double recent_s = 0;  // the last window's mean
+  double sum_s = 0;
+  int samples = 0;
+  int peak_running = 0;
+  SteadyTime window_start{};
+
+  // Adds a sample; true when a window ended and the limit may have moved.
+  bool sample(double held_s, int running, SteadyTime now, const AdmissionOptions& o) {
+    if (samples == 0) window_start = now;
+    sum_s += held_s;
+    ++samples;
+    peak_running = std::max(peak_running, running);
+    if (samples < o.window_calls || now - window_start < o.window_time) return false;
+    recent_s = sum_s / samples;
+    if (baseline_s == 0) {
+      baseline_s = recent_s;
+    } else if (recent_s < baseline_s) {
+      baseline_s = 0.5 * (baseline_s + recent_s);
+    } else if (peak_running <= o.min_concurrency) {
+      baseline_s += (recent_s - baseline_s) / 4;
+    }
+    const double gradient =
+        std::clamp(o.tolerance * baseline_s / std::max(recent_s, 1e-9), 0.5, 1.0);
+    if (gradient < 1) {
+      limit = 0.8 * limit + 0.2 * limit * gradient;
+    } else if (peak_running >= limit / 2) {  // a limit the calls did not use is not raised
+      limit += 1;
+    }
+    limit = std::clamp(limit, static_cast<double>(o.min_concurrency),
+                       static_cast<double>(o.max_concurrency));
+    sum_s = 0;
+    samples = 0;
+    peak_running = 0;
+    return true;
+  }
+};
+
+}  // namespace
 
 namespace detail {
 
@@ -74,14 +147,43 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   std::condition_variable cv;
   bool stopping = false;
   std::thread sweeper;
+  int ceiling = 0;  // max_concurrency as configured or set at run time
+  GradientLimit gradient;
+  std::uint64_t refused_on_arrival = 0;
+  std::uint64_t refused_after_wait = 0;
 
   AdmissionCore(AdmissionOptions o, const Clock& c)
-      : options(o), clock(c), max_concurrency(o.max_concurrency) {}
+      : options(o), clock(c), max_concurrency(o.max_concurrency), ceiling(o.max_concurrency) {
+    if (adaptive()) {
+      gradient.limit = std::min<double>(ceiling, 2.0 * options.min_concurrency);
+      max_concurrency = static_cast<int>(gradient.limit);
+    }
+  }
 
+  bool adaptive() const { return options.limit == LimitMode::kGradient && ceiling > 0; }
   bool has_room() const { return max_concurrency == 0 || running < max_concurrency; }
-  void count_ended(std::chrono::nanoseconds held) {
+  // A call ended after holding its slot `held`, beside up to `concurrency` calls (itself included).
+  void count_ended(std::chrono::nanoseconds held, SteadyTime now, int concurrency) {
     const double d = std::chrono::duration<double>(held).count();
     hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
+    if (adaptive() && gradient.sample(d, concurrency, now, options)) {
+      max_concurrency = std::max(1, static_cast<int>(std::lround(gradient.limit)));
+    }
+  }
+  // How long a queued call may wait before it is refused: the budget, or adaptive, twice a
+  // baseline call (at least 1 ms).
+  std::chrono::nanoseconds max_wait() const {
+    if (!adaptive() || gradient.baseline_s <= 0) return options.max_queue_time;
+    const auto twice = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(2 * gradient.baseline_s));
+    return std::min<std::chrono::nanoseconds>(options.max_queue_time,
+                                              std::max<std::chrono::nanoseconds>(twice, Ms(1)));
+  }
+  // How long a call may expect to wait on arrival: the budget, or adaptive, half a baseline call.
+  double queue_budget_s() const {
+    const double budget = std::chrono::duration<double>(options.max_queue_time).count();
+    if (!adaptive() || gradient.baseline_s <= 0) return budget;
+    return std::min(budget, gradient.baseline_s / 2);
   }
   // Where a new call of `user` would stand in the fair queue: behind at most as many calls of
   // each other user as it has itself plus one (equal costs), and behind its own.
@@ -94,13 +196,16 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     }
     return ahead + 1;
   }
-  // True when the call would certainly wait longer than the queue-time budget at the rate calls
-  // end now: refusing it at once is kinder than after the budget.
+  // True when the call would wait longer than half its queue-time budget at the rate calls end
+  // now: refusing it at once is kinder than after the budget. Half: calls of other users that
+  // arrive later may still be served before it (fair queuing), so its place is not certain.
   bool would_wait_too_long(const std::string& user) const {
-    if (hold_s <= 0 || max_concurrency == 0) return false;
+    // With nobody queued, the call takes the next slot that frees: never refused for its wait.
+    if (hold_s <= 0 || max_concurrency == 0 || queued == 0) return false;
     const double drain_rate = max_concurrency / hold_s;
     const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
-    return wait_s > std::chrono::duration<double>(options.max_queue_time).count();
+    const double budget_s = queue_budget_s();
+    return adaptive() ? wait_s > budget_s : wait_s > budget_s / 2;
   }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;
@@ -147,7 +252,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // Frees a slot held for `held` (release_one) and starts queued work while there is room.
   // Reentrant calls on the same thread (a call that ends inside its start callback) leave the work
   // to the outer loop.
-  void pump(bool release_one, std::chrono::nanoseconds held = {});
+  void pump(bool release_one, std::chrono::nanoseconds held = {}, int concurrency = 0);
   void finish(Decision& decision, SteadyTime now);
 };
 
@@ -162,6 +267,8 @@ std::optional<Item> AdmissionCore::next(SteadyTime now, Decision& out) {
     if (item.expires <= now) {
       Refusal r = refusal(Reason::kQueueTimeout, item.work);
       out.refuse.emplace_back(std::move(item), std::move(r));
+      ++refused_after_wait;
+      detail::count_admission_refusal(true);
       continue;
     }
     virtual_time = std::max(virtual_time, item.tag);
@@ -187,6 +294,8 @@ bool AdmissionCore::make_room(const std::string& user, Decision& out) {
   Item item = take(longest, longest_size - 1);
   Refusal r = refusal(Reason::kQueueFull, item.work);
   out.refuse.emplace_back(std::move(item), std::move(r));
+  ++refused_after_wait;
+  detail::count_admission_refusal(true);
   return true;
 }
 
@@ -199,16 +308,17 @@ void AdmissionCore::finish(Decision& decision, SteadyTime now) {
   for (Item& item : decision.start) {
     const auto waited = now - item.enqueued;
     detail::observe_queue_wait(std::chrono::duration<double>(waited).count());
-    item.work.start(Slot(shared_from_this(), waited));
+    item.work.start(Slot(shared_from_this(), waited, item.running_at_start));
   }
 }
 
-void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held) {
+// `concurrency`: the most calls that ran beside the one released (itself included).
+void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held, int concurrency) {
   static thread_local const AdmissionCore* pumping = nullptr;
   if (release_one) {
     std::lock_guard lock(mu);
     if (running > 0) --running;
-    count_ended(held);
+    count_ended(held, clock.steady(), std::max(concurrency, running + 1));
   }
   if (pumping == this) return;  // the loop below, further up this thread's stack, continues
   const AdmissionCore* outer = pumping;
@@ -221,7 +331,7 @@ void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held) {
       while (has_room() && !draining) {
         std::optional<Item> item = next(now, decision);
         if (!item) break;
-        ++running;
+        item->running_at_start = ++running;
         decision.start.push_back(std::move(*item));
       }
     }
@@ -243,6 +353,8 @@ Admission::Admission(AdmissionOptions options, const Clock& clock)
     v.running = s.running;
     v.queued = static_cast<double>(s.queued);
     v.max_concurrency = s.max_concurrency;
+    v.baseline_rtt_s = s.baseline_rtt_s;
+    v.recent_rtt_s = s.recent_rtt_s;
     return v;
   });
   if (options.sweeper_thread && options.max_concurrency > 0) {
@@ -281,18 +393,23 @@ std::uint64_t Admission::submit(Work work) {
       Refusal r = impl_->refusal(Reason::kDraining, work);
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
     } else if (impl_->queued == 0 && impl_->has_room()) {
-      ++impl_->running;
-      decision.start.push_back(Item{0, std::move(work), now, now});
+      Item item{0, std::move(work), now, now};
+      item.running_at_start = ++impl_->running;
+      decision.start.push_back(std::move(item));
     } else if (impl_->would_wait_too_long(work.user_key)) {
       Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
+      ++impl_->refused_on_arrival;
+      detail::count_admission_refusal(false);
     } else if (impl_->queued >= impl_->options.max_queue &&
                !impl_->make_room(work.user_key, decision)) {
       Refusal r = impl_->refusal(Reason::kQueueFull, work);
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
+      ++impl_->refused_on_arrival;
+      detail::count_admission_refusal(false);
     } else {
       ticket = impl_->next_ticket++;
-      const SteadyTime expires = std::min(now + impl_->options.max_queue_time, work.deadline);
+      const SteadyTime expires = std::min(now + impl_->max_wait(), work.deadline);
       impl_->enqueue(Item{ticket, std::move(work), now, expires});
     }
   }
@@ -306,8 +423,8 @@ std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
   {
     std::lock_guard lock(impl_->mu);
     if (!impl_->draining && impl_->queued == 0 && impl_->has_room()) {
-      ++impl_->running;
-      return Slot(impl_, std::chrono::nanoseconds(0));
+      const int running = ++impl_->running;
+      return Slot(impl_, std::chrono::nanoseconds(0), running);
     }
     if (impl_->draining) reason = Reason::kDraining;
   }
@@ -346,6 +463,8 @@ void Admission::expire() {
         Item item = impl_->take(user, 0);
         Refusal r = impl_->refusal(Reason::kQueueTimeout, item.work);
         decision.refuse.emplace_back(std::move(item), std::move(r));
+        ++impl_->refused_after_wait;
+        detail::count_admission_refusal(true);
       }
     }
   }
@@ -380,21 +499,45 @@ void Admission::drain() {
 void Admission::set_max_concurrency(int max_concurrency) {
   {
     std::lock_guard lock(impl_->mu);
-    impl_->max_concurrency = std::max(0, max_concurrency);
+    impl_->ceiling = std::max(0, max_concurrency);
+    if (impl_->adaptive()) {
+      impl_->gradient.limit = std::clamp(impl_->gradient.limit, 1.0, double(impl_->ceiling));
+      impl_->max_concurrency = static_cast<int>(std::lround(impl_->gradient.limit));
+    } else {
+      impl_->max_concurrency = impl_->ceiling;
+    }
   }
   impl_->pump(false);
 }
 
 AdmissionStats Admission::stats() const {
   std::lock_guard lock(impl_->mu);
-  return {impl_->running, impl_->queued, impl_->max_concurrency, impl_->queues.size()};
+  AdmissionStats s;
+  s.running = impl_->running;
+  s.queued = impl_->queued;
+  s.max_concurrency = impl_->max_concurrency;
+  s.users_queued = impl_->queues.size();
+  s.ceiling = impl_->ceiling;
+  s.adaptive = impl_->adaptive();
+  s.baseline_rtt_s = impl_->gradient.baseline_s;
+  s.recent_rtt_s = impl_->gradient.recent_s;
+  s.refused_on_arrival = impl_->refused_on_arrival;
+  s.refused_after_wait = impl_->refused_after_wait;
+  return s;
 }
 
-Slot::Slot(std::shared_ptr<AdmissionCore> core, std::chrono::nanoseconds queued_for)
-    : core_(std::move(core)), queued_for_(queued_for), started_(core_->clock.steady()) {}
+Slot::Slot(std::shared_ptr<AdmissionCore> core, std::chrono::nanoseconds queued_for,
+           int running_at_start)
+    : core_(std::move(core)),
+      queued_for_(queued_for),
+      started_(core_->clock.steady()),
+      running_at_start_(running_at_start) {}
 
 Slot::Slot(Slot&& other) noexcept
-    : core_(std::move(other.core_)), queued_for_(other.queued_for_), started_(other.started_) {}
+    : core_(std::move(other.core_)),
+      queued_for_(other.queued_for_),
+      started_(other.started_),
+      running_at_start_(other.running_at_start_) {}
 
 Slot& Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
@@ -402,6 +545,7 @@ Slot& Slot::operator=(Slot&& other) noexcept {
     core_ = std::move(other.core_);
     queued_for_ = other.queued_for_;
     started_ = other.started_;
+    running_at_start_ = other.running_at_start_;
   }
   return *this;
 }
@@ -414,7 +558,7 @@ void Slot::release() {
   if (!core_) return;
   std::shared_ptr<AdmissionCore> core = std::move(core_);
   core_.reset();
-  core->pump(true, core->clock.steady() - started_);
+  core->pump(true, core->clock.steady() - started_, running_at_start_);
 }
 
 }  // namespace wf::limits

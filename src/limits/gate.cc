@@ -133,7 +133,14 @@ nlohmann::json Gate::describe() const {
   const LimiterStats l = limiter_->stats();
   return {{"enabled", enabled_},
           {"classes", classes},
-          {"admission", {{"max_concurrency", a.max_concurrency}}},
+          {"admission",
+           {{"max_concurrency", a.ceiling},
+            {"limit", a.adaptive ? "gradient" : "fixed"},
+            {"current_limit", a.max_concurrency},
+            {"baseline_ms", a.baseline_rtt_s * 1000},
+            {"recent_ms", a.recent_rtt_s * 1000},
+            {"refused_on_arrival", a.refused_on_arrival},
+            {"refused_after_waiting", a.refused_after_wait}}},
           {"state",
            {{"running", a.running},
             {"queued", a.queued},
@@ -183,7 +190,7 @@ std::expected<void, std::string> Gate::apply(const nlohmann::json& change) {
         R"(send a JSON object: {"classes": [{"name": "user", "concurrency": 4}], "admission": {"max_concurrency": 32}})");
   }
   std::vector<ClassLimits> classes = limiter_->classes();
-  int max_concurrency = admission_->stats().max_concurrency;
+  int max_concurrency = admission_->stats().ceiling;
   for (const auto& [key, value] : change.items()) {
     if (key == "classes" && value.is_array()) {
       for (const auto& jc : value) {

@@ -41,7 +41,7 @@ void add_class_options(std::vector<Option>& out, const std::string& cls, const s
                                " may use per limits_cpu_window_ms; 0: no budget."));
 }
 
-void add_common_options(std::vector<Option>& out, int max_concurrency) {
+void add_common_options(std::vector<Option>& out, int max_concurrency, const char* limit_mode) {
   out.push_back(text_option("limits_enabled", Type::kBool, "true",
                             "Per-caller limits and admission control; false admits every call."));
   out.push_back(int_option("limits_cpu_window_ms", "60000",
@@ -51,9 +51,16 @@ void add_common_options(std::vector<Option>& out, int max_concurrency) {
                            "forgotten first).",
                            16, 100000000));
   out.push_back(int_option("admission_max_concurrency", std::to_string(max_concurrency),
-                           "Calls running at once; more wait in the fair queue. 0: no admission "
-                           "control.",
+                           "Calls running at once (admission_limit gradient: at most); more wait "
+                           "in the fair queue. 0: no admission control.",
                            0, 1000000));
+  out.push_back(text_option("admission_limit", Type::kString, limit_mode,
+                            "fixed: admission_max_concurrency calls run at once; gradient: an "
+                            "adaptive limit that follows the calls' time in their slot against "
+                            "its baseline (between admission_min_concurrency and "
+                            "admission_max_concurrency), with a queue of half a call's time."));
+  out.push_back(int_option("admission_min_concurrency", "4",
+                           "admission_limit gradient: the adaptive limit's floor.", 1, 1000000));
   out.push_back(int_option("admission_max_queue", "1024",
                            "Calls waiting in the fair queue at most; beyond: 503 + Retry-After.", 1,
                            10000000));
@@ -72,7 +79,7 @@ ClassLimits class_from(const config::Config& cfg, const std::string& cls) {
   return c;
 }
 
-void common_from(const config::Config& cfg, GateOptions& o) {
+std::expected<void, std::string> common_from(const config::Config& cfg, GateOptions& o) {
   o.enabled = cfg.boolean("limits_enabled");
   o.limiter.cpu_window = std::chrono::milliseconds(cfg.integer("limits_cpu_window_ms"));
   o.limiter.max_users = static_cast<std::size_t>(cfg.integer("limits_max_users"));
@@ -80,6 +87,16 @@ void common_from(const config::Config& cfg, GateOptions& o) {
   o.admission.max_queue = static_cast<std::size_t>(cfg.integer("admission_max_queue"));
   o.admission.max_queue_time =
       std::chrono::milliseconds(cfg.integer("admission_max_queue_time_ms"));
+  o.admission.min_concurrency = static_cast<int>(cfg.integer("admission_min_concurrency"));
+  auto mode = parse_limit_mode(cfg.str("admission_limit"));
+  if (!mode) return std::unexpected(mode.error());
+  o.admission.limit = *mode;
+  if (o.admission.limit == LimitMode::kGradient) {
+    o.admission.min_concurrency =
+        std::min(o.admission.min_concurrency, o.admission.max_concurrency);
+    if (o.admission.max_concurrency == 0) o.admission.limit = LimitMode::kFixed;
+  }
+  return {};
 }
 
 std::expected<std::vector<Cidr>, std::string> cidrs_from(const config::Config& cfg,
@@ -95,7 +112,7 @@ std::expected<std::vector<Cidr>, std::string> cidrs_from(const config::Config& c
 
 std::vector<config::Option> orchestrator_limit_options() {
   std::vector<Option> out;
-  add_common_options(out, 256);
+  add_common_options(out, 256, "gradient");
   out.push_back(text_option("limits_user_header", Type::kString, "X-Wikifunctions-User",
                             "Header naming the calling user, believed only from "
                             "limits_trusted_peers; empty: every caller is its address."));
@@ -128,7 +145,7 @@ std::vector<config::Option> orchestrator_limit_options() {
 
 std::vector<config::Option> evaluator_limit_options() {
   std::vector<Option> out;
-  add_common_options(out, 0);
+  add_common_options(out, 0, "fixed");
   add_class_options(out, "caller", "one calling orchestrator (an address)", 0, 0, 64, 0);
   return out;
 }
@@ -188,7 +205,7 @@ std::expected<void, std::string> parse_extra_classes(std::string_view json_text,
 
 std::expected<GateOptions, std::string> orchestrator_gate_options(const config::Config& cfg) {
   GateOptions o;
-  common_from(cfg, o);
+  if (auto ok = common_from(cfg, o); !ok) return std::unexpected(ok.error());
   o.identity.user_header = cfg.str("limits_user_header");
   auto peers = cidrs_from(cfg, "limits_trusted_peers");
   if (!peers) return std::unexpected(peers.error());
@@ -218,7 +235,7 @@ std::expected<GateOptions, std::string> orchestrator_gate_options(const config::
 
 std::expected<GateOptions, std::string> evaluator_gate_options(const config::Config& cfg) {
   GateOptions o;
-  common_from(cfg, o);
+  if (auto ok = common_from(cfg, o); !ok) return std::unexpected(ok.error());
   o.identity.user_header.clear();
   o.identity.user_class = o.identity.anonymous_class = "caller";
   o.limiter.classes.push_back(class_from(cfg, "caller"));

@@ -1,5 +1,6 @@
 #include "limits_metrics.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
@@ -56,7 +57,21 @@ struct Families {
   Gauge& running = gauge("wf_limits_running", "Admitted calls running now.");
   Gauge& queued = gauge("wf_limits_queued", "Calls waiting in the fair queue now.");
   Gauge& max_concurrency = gauge("wf_limits_max_concurrency",
-                                 "Calls allowed to run at once (admission_max_concurrency).");
+                                 "Calls allowed to run at once now: admission_max_concurrency, or "
+                                 "the adaptive limit's current value (admission_limit gradient).");
+  Gauge& baseline = gauge("wf_limits_concurrency_baseline_seconds",
+                          "Adaptive limit: the baseline time a call holds its slot.");
+  Gauge& recent = gauge("wf_limits_concurrency_recent_seconds",
+                        "Adaptive limit: the mean time calls held their slot in the last window.");
+  Family<Counter>& admission_refusals =
+      prometheus::BuildCounter()
+          .Name("wf_limits_admission_refusals_total")
+          .Help(
+              "503s of admission control by when they were decided: on_arrival (answered at "
+              "once) or after_waiting (a queued call over its wait, or evicted).")
+          .Register(obs::registry());
+  Counter& refused_on_arrival = admission_refusals.Add({{"when", "on_arrival"}});
+  Counter& refused_after_waiting = admission_refusals.Add({{"when", "after_waiting"}});
   Gauge& shared_up = gauge("wf_limits_shared_up",
                            "1 when the shared (memcached) counters answer, 0 when the limits are "
                            "per replica because memcached failed or is not configured.");
@@ -93,6 +108,8 @@ void refresh_gauges() {
       sum.running += v.running;
       sum.queued += v.queued;
       sum.max_concurrency += v.max_concurrency;
+      sum.baseline_rtt_s = std::max(sum.baseline_rtt_s, v.baseline_rtt_s);
+      sum.recent_rtt_s = std::max(sum.recent_rtt_s, v.recent_rtt_s);
       sum.shared_up += v.shared_up;
     }
   }
@@ -102,6 +119,8 @@ void refresh_gauges() {
   f.running.Set(sum.running);
   f.queued.Set(sum.queued);
   f.max_concurrency.Set(sum.max_concurrency);
+  f.baseline.Set(sum.baseline_rtt_s);
+  f.recent.Set(sum.recent_rtt_s);
   f.shared_up.Set(sum.shared_up);
 }
 
@@ -157,6 +176,10 @@ std::uint64_t add_gauge_source(std::function<GaugeValues()> source) {
 void remove_gauge_source(std::uint64_t id) {
   std::lock_guard lock(sources().mu);
   sources().live.erase(id);
+}
+
+void count_admission_refusal(bool waited) {
+  (waited ? families().refused_after_waiting : families().refused_on_arrival).Increment();
 }
 
 void observe_queue_wait(double seconds) {

@@ -14,6 +14,8 @@ void count_refusal(Reason reason, std::string_view class_name);
 void count_admitted(std::string_view class_name);
 void count_cpu(std::string_view class_name, double cpu_ms);
 void observe_queue_wait(double seconds);
+// A 503 of admission control: decided on arrival, or after the call had waited in the queue.
+void count_admission_refusal(bool waited);
 void count_shared_error();
 void count_shared_fallback();
 
@@ -24,6 +26,8 @@ struct GaugeValues {
   double running = 0;
   double queued = 0;
   double max_concurrency = 0;
+  double baseline_rtt_s = 0;  // adaptive limit (the largest of the sources)
+  double recent_rtt_s = 0;
   double shared_up = 0;
 };
 std::uint64_t add_gauge_source(std::function<GaugeValues()> source);

@@ -9,6 +9,14 @@
 // one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
 // whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
 // submits, releases, cancels or sweeps.
+//
+// The concurrency limit is fixed (max_concurrency) or adaptive (LimitMode::kGradient): it follows
+// the ratio of the calls' baseline time in their slot to their recent time, as a gradient limiter
+// does (Netflix concurrency-limits' Gradient2): while recent calls take no more than `tolerance`
+// times the baseline the limit grows by one per window; when they take longer it shrinks in
+// proportion (by at most 10% per window), between min_concurrency and max_concurrency. Adaptive,
+// the queue is short: a call is refused on arrival when its expected wait is over half a baseline
+// call, and a queued call waits at most two (at least 1 ms) before it is refused.
 
 #include <chrono>
 #include <cstdint>
@@ -23,8 +31,15 @@
 
 namespace wf::limits {
 
+enum class LimitMode { kFixed, kGradient };
+
 struct AdmissionOptions {
-  int max_concurrency = 64;  // calls running at once; 0: no admission control (all run)
+  int max_concurrency = 64;  // calls running at once (kGradient: at most); 0: no admission control
+  LimitMode limit = LimitMode::kFixed;
+  int min_concurrency = 4;  // kGradient: the limit never falls below it
+  double tolerance = 1.5;   // kGradient: recent/baseline call time taken as not congested
+  int window_calls = 16;    // kGradient: a window of samples has at least this many calls...
+  std::chrono::milliseconds window_time{20};  // ... and lasts at least this long
   std::size_t max_queue = 1024;
   std::chrono::milliseconds max_queue_time{2000};
   double max_cost_ms = 1000;   // a call's cost (its user's CPU per call) counts at most this much
@@ -53,10 +68,12 @@ class Slot {
  private:
   friend struct detail::AdmissionCore;
   friend class Admission;
-  Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for);
+  Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for,
+       int running_at_start);
   std::shared_ptr<detail::AdmissionCore> core_;
   std::chrono::nanoseconds queued_for_{0};
   SteadyTime started_{};
+  int running_at_start_ = 0;  // calls running when it started, itself included
 };
 
 struct Work {
@@ -71,9 +88,16 @@ struct Work {
 struct AdmissionStats {
   int running = 0;
   std::size_t queued = 0;
-  int max_concurrency = 0;
+  int max_concurrency = 0;  // the limit now (adaptive: its current value)
   std::size_t users_queued = 0;
+  bool adaptive = false;      // LimitMode::kGradient
+  int ceiling = 0;            // max_concurrency as configured (adaptive: the most it may reach)
+  double baseline_rtt_s = 0;  // kGradient: the baseline time a call holds its slot
+  double recent_rtt_s = 0;    // kGradient: the last window's mean
+  std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
+  std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
 };
+std::expected<LimitMode, std::string> parse_limit_mode(std::string_view name);
 
 class Admission {
  public:
@@ -96,6 +120,7 @@ class Admission {
   void expire();
   // Refuses everything queued and everything submitted from now on (kDraining).
   void drain();
+  // Fixed: the limit; adaptive: its ceiling (the limit is brought under it at once).
   void set_max_concurrency(int max_concurrency);
   AdmissionStats stats() const;
 

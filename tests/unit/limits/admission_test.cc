@@ -191,7 +191,7 @@ TEST(Admission, RaisingTheLimitStartsWaitingWork) {
 TEST(Admission, CallsThatWouldWaitTooLongAreRefusedAtOnce) {
   ManualClock clock;
   Recorder r;
-  Admission a(options(1), clock);  // queue-time budget 1 s
+  Admission a(options(1), clock);  // queue-time budget 1 s: refused on arrival beyond half of it
   // Calls hold their slot 100 ms: with one slot, the queue drains 10 calls per second.
   for (int i = 0; i < 3; ++i) {
     a.submit(r.work("warm"));
@@ -199,16 +199,167 @@ TEST(Admission, CallsThatWouldWaitTooLongAreRefusedAtOnce) {
     r.finish_one();
   }
   a.submit(r.work("blocker"));
-  for (int i = 0; i < 10; ++i) a.submit(r.work("flood"));  // the tenth starts after 1.0 s
+  for (int i = 0; i < 5; ++i) a.submit(r.work("flood"));  // the fifth starts after 0.5 s
   EXPECT_TRUE(r.refused.empty());
-  a.submit(r.work("flood"));  // the eleventh would start after 1.1 s at best: refused now
+  a.submit(r.work("flood"));  // the sixth would start after 0.6 s at best: refused now
   a.submit(r.work("flood"));
   ASSERT_EQ(r.refused.size(), 2u);
   EXPECT_EQ(r.refused[0], std::make_pair(std::string("flood"), Reason::kQueueTimeout));
+  EXPECT_EQ(a.stats().refused_on_arrival, 2u);
+  EXPECT_EQ(a.stats().refused_after_wait, 0u);
   // Another user's first call goes ahead of most of the flood: it is queued.
   a.submit(r.work("polite"));
   EXPECT_EQ(r.refused.size(), 2u);
-  EXPECT_EQ(a.stats().queued, 11u);
+  EXPECT_EQ(a.stats().queued, 6u);
+}
+
+TEST(Admission, WithNobodyQueuedACallWaitsForTheNextSlot) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(options(1), clock);
+  a.submit(r.work("slow"));
+  clock.advance(5s);  // a call that holds its slot longer than the whole budget
+  r.finish_one();
+  a.submit(r.work("slow"));
+  EXPECT_NE(a.submit(r.work("polite")), 0u);  // queued: it takes the next slot that frees
+  EXPECT_TRUE(r.refused.empty());
+  a.submit(r.work("other"));  // behind it, 5 s away: refused at once
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].first, "other");
+}
+
+AdmissionOptions gradient_options(int max_concurrency, int min_concurrency) {
+  AdmissionOptions o = options(max_concurrency, 1000);
+  o.limit = LimitMode::kGradient;
+  o.min_concurrency = min_concurrency;
+  o.window_calls = 4;
+  o.window_time = 0ms;
+  return o;
+}
+
+// A service that runs `parallel` calls at once in `base` each; more share it (each takes longer).
+struct Service {
+  int parallel;
+  std::chrono::milliseconds base;
+  std::chrono::nanoseconds held(int in_flight) const {
+    return base * std::max(1, in_flight) / std::min(std::max(1, in_flight), parallel);
+  }
+};
+
+// Runs `rounds` rounds of as many calls as the limit allows, all at once; returns the limit after.
+int run_rounds(Admission& a, Recorder& r, ManualClock& clock, int rounds, const Service& service) {
+  for (int round = 0; round < rounds; ++round) {
+    const int in_flight = a.stats().max_concurrency;
+    for (int i = 0; i < in_flight; ++i) a.submit(r.work("u" + std::to_string(i)));
+    clock.advance(service.held(in_flight));
+    r.slots.clear();  // all of them end
+    r.started.clear();
+    r.refused.clear();
+  }
+  return a.stats().max_concurrency;
+}
+
+TEST(AdmissionGradient, SettlesNearWhatTheServiceRunsAtOnce) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  EXPECT_EQ(a.stats().max_concurrency, 4);  // starts at twice the floor
+  EXPECT_TRUE(a.stats().adaptive);
+  // 8 calls at once take 10 ms; 16 take 20 ms: the limit stops where calls start to wait.
+  const int limit = run_rounds(a, r, clock, 200, Service{8, 10ms});
+  EXPECT_GE(limit, 8);
+  EXPECT_LE(limit, 16);  // about where calls are 1.5x (the tolerance) slower than alone
+  EXPECT_NEAR(a.stats().baseline_rtt_s, 0.010, 1e-6);
+}
+
+TEST(AdmissionGradient, ShrinksUnderInjectedLatencyAndRecovers) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  const int before = run_rounds(a, r, clock, 200, Service{8, 10ms});
+  ASSERT_GE(before, 8);
+  // The service slows down: only 2 calls at once take 10 ms, more wait for each other.
+  const int slowed = run_rounds(a, r, clock, 200, Service{2, 10ms});
+  EXPECT_LE(slowed, 4);
+  EXPECT_GE(slowed, 2);
+  EXPECT_GT(a.stats().recent_rtt_s, 0.010);
+  // It recovers: the limit grows back.
+  EXPECT_GE(run_rounds(a, r, clock, 200, Service{8, 10ms}), 8);
+}
+
+TEST(AdmissionGradient, CallsThatAreSlowerForGoodBecomeTheNewBaseline) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  ASSERT_GE(run_rounds(a, r, clock, 200, Service{8, 10ms}), 8);
+  // Every call takes 40 ms now, however many run: at the floor the baseline learns it (enough
+  // that 40 ms is within the tolerance), and the limit grows back to what the service runs at once.
+  EXPECT_GE(run_rounds(a, r, clock, 300, Service{8, 40ms}), 8);
+  EXPECT_GE(a.stats().baseline_rtt_s, 0.040 / 1.5 - 1e-6);
+  EXPECT_LE(a.stats().baseline_rtt_s, 0.040 + 1e-6);
+}
+
+TEST(AdmissionGradient, AnUnusedLimitIsNotRaised) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 4), clock);
+  ASSERT_EQ(a.stats().max_concurrency, 8);
+  // One call at a time, fast: nothing says more would be served as fast.
+  for (int round = 0; round < 100; ++round) {
+    a.submit(r.work("alone"));
+    clock.advance(1ms);
+    r.slots.clear();
+  }
+  EXPECT_EQ(a.stats().max_concurrency, 8);
+}
+
+TEST(AdmissionGradient, TheQueueIsHalfABaselineCall) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline 100 ms
+  const int limit = a.stats().max_concurrency;
+  for (int i = 0; i < limit; ++i) a.submit(r.work("busy"));
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  // The queue drains `limit` calls per 100 ms: a wait over 50 ms is refused on arrival.
+  int queued = 0;
+  for (int i = 0; i < 100 && r.refused.empty(); ++i) {
+    if (a.submit(r.work("q" + std::to_string(i))) != 0) ++queued;
+  }
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0].second, Reason::kQueueTimeout);
+  EXPECT_LE(queued, limit / 2 + 1);
+  EXPECT_GE(queued, 1);
+  EXPECT_EQ(a.stats().refused_on_arrival, 1u);
+  // A queued call waits at most two baseline calls, then is refused.
+  clock.advance(201ms);
+  a.expire();
+  EXPECT_EQ(a.stats().queued, 0u);
+  EXPECT_EQ(a.stats().refused_after_wait, static_cast<std::uint64_t>(queued));
+}
+
+TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  a.set_max_concurrency(3);
+  EXPECT_EQ(a.stats().max_concurrency, 3);
+  EXPECT_EQ(a.stats().ceiling, 3);
+  a.set_max_concurrency(100);
+  EXPECT_EQ(a.stats().max_concurrency, 3);  // it grows from there as calls allow
+  EXPECT_EQ(a.stats().ceiling, 100);
+}
+
+TEST(AdmissionGradient, ParseAndValidateNameTheOptions) {
+  EXPECT_EQ(parse_limit_mode("gradient"), LimitMode::kGradient);
+  EXPECT_EQ(parse_limit_mode("fixed"), LimitMode::kFixed);
+  auto bad = parse_limit_mode("aimd");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("admission_limit"), std::string::npos);
+  AdmissionOptions o = gradient_options(8, 9);
+  auto invalid = validate(o);
+  ASSERT_FALSE(invalid);
+  EXPECT_NE(invalid.error().find("admission_min_concurrency"), std::string::npos);
 }
 
 TEST(Admission, ValidateNamesTheOption) {
