@@ -83,8 +83,11 @@ std::vector<obs::LogField> cost_fields(const CallCost& cost) {
 
 std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost) {
   std::vector<std::pair<std::string, std::string>> out;
-  out.reserve(kParts.size());
+  out.reserve(kParts.size() + 1);
   for (const Part& p : kParts) out.emplace_back(p.meta_key, ms_text(cost.*p.us));
+  if (cost.evaluator_cpu_ms > 0) {
+    out.emplace_back("orchestrationEvaluatorCpuUsage", ms_text(cost.evaluator_cpu_ms * 1000));
+  }
   return out;
 }
 

@@ -45,12 +45,16 @@ struct CallCost {
   double evaluator_us = 0;  // waiting for evaluators (code implementations, sandboxed)
   double cache_us = 0;      // result cache: lookup (both tiers), identity checks, store
   double total_us = 0;
+  // Not a part of the time: the sandbox CPU (ms) the evaluators reported for all the call's code
+  // calls, nested ones included (metadata orchestrationEvaluatorCpuUsage when > 0).
+  double evaluator_cpu_ms = 0;
   bool error = false;  // the answer carries a Z5
 };
 
 // The metadata pairs of the breakdown (Z6 values like "0.125 ms"), in the order they are
 // appended after the implementation keys: orchestrationResolveDuration, …ValidateDuration,
-// …EvaluateDuration, …EvaluatorDuration, …CacheDuration.
+// …EvaluateDuration, …EvaluatorDuration, …CacheDuration; then, when code ran in an evaluator,
+// orchestrationEvaluatorCpuUsage (their CPU, every code call included: what the caller is charged).
 std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost);
 
 // The request-level reports of a finished call: the per-part and per-function metrics, the debug

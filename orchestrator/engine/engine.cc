@@ -276,6 +276,7 @@ class EngineImpl final : public Engine {
     cost.resolve_us = resolver.spent_us() - resolved_before;
     cost.validate_us = interpreter.validate_us();
     cost.evaluator_us = interpreter.evaluator_us();
+    cost.evaluator_cpu_ms = interpreter.evaluator_cpu_ms();
     cost.evaluate_us =
         std::max(0.0, interpreter_us - cost.resolve_us - cost.validate_us - cost.evaluator_us);
     engine_detail::metrics().steps.Observe(static_cast<double>(interpreter.steps()));

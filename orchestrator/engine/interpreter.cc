@@ -2,6 +2,7 @@
 #include "orchestrator/engine/interpreter.h"
 
 #include <algorithm>
+#include <charconv>
 #include <unordered_set>
 
 #include "orchestrator/engine/builtin_table.h"
@@ -1128,6 +1129,30 @@ json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction
   return find_converter(z4_json, direction, family, resolver_, read);
 }
 
+namespace {
+// The executionCpuUsage ("1.234 ms") an evaluator's Z22 reports; 0 when it reports none.
+double execution_cpu_ms(const json& z22) {
+  if (!z22.is_object() || !z22.contains("Z22K2") || !zo::is_map(z22["Z22K2"])) return 0;
+  const json& map = z22["Z22K2"];
+  const json* v = zo::map_get(map, "executionCpuUsage");             // normal form (a linked list)
+  if (v == nullptr && map.contains("K1") && map["K1"].is_array()) {  // canonical form
+    for (const json& pair : map["K1"]) {
+      if (pair.is_object() && pair.value("K1", json()) == "executionCpuUsage" &&
+          pair.contains("K2")) {
+        v = &pair["K2"];
+        break;
+      }
+    }
+  }
+  if (v != nullptr && v->is_object() && v->contains("Z6K1")) v = &(*v)["Z6K1"];
+  if (v == nullptr || !v->is_string()) return 0;
+  const std::string& text = v->get_ref<const std::string&>();
+  double ms = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  return ec == std::errc() && ms >= 0 && ms < 1e9 ? ms : 0;
+}
+}  // namespace
+
 // Sends the call to the evaluator; the fiber parks until it answers.
 CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
   if (runner_ == nullptr) {
@@ -1144,6 +1169,7 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
     if (!cancelled()) metrics().breach_deadline.Increment();
     fail(Abort::kDeadline, "Function call timed out");
   }
+  if (out) evaluator_cpu_ms_ += execution_cpu_ms(*out);
   return out;
 }
 

@@ -71,6 +71,9 @@ class Interpreter {
   // evaluators: parts of the call's cost (call_cost.h).
   double validate_us() const { return validate_us_; }
   double evaluator_us() const { return evaluator_us_; }
+  // The sandbox CPU (executionCpuUsage, ms) the evaluators reported for every code call of this
+  // evaluation, nested ones (code inside compositions) included: what the caller is charged.
+  double evaluator_cpu_ms() const { return evaluator_cpu_ms_; }
   std::int64_t steps() const { return steps_; }
 
   // ---- used by the built-ins (builtins_*.cc) and static_validation.cc ----
@@ -187,6 +190,7 @@ class Interpreter {
   int orchestrating_ = 0;
   double validate_us_ = 0;
   double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)
+  double evaluator_cpu_ms_ = 0;
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()

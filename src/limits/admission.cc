@@ -79,10 +79,11 @@ namespace {
 // The adaptive limit: samples of how long calls held their slot, in windows; at the end of each,
 // the limit moves by the gradient tolerance * baseline / recent (docs/limits.md, "The adaptive
 // limit"): one more while calls are not slower than that (and the limit is in use), up to 10% less
-// per window when they are. The baseline follows faster windows down at once, and slower ones up
-// only from windows run at the floor (min_concurrency calls at most), where calls should not wait
-// for each other: under overload it does not drift up with the congestion, and when the calls
-// become slower for good the limit falls to the floor, where the baseline learns their new time.
+// per window when they are. The baseline follows faster windows down (by 1/8 of the difference, so
+// that one lucky window does not set it), and slower ones up only from windows run at the floor
+// (min_concurrency calls at most), where calls should not wait for each other: under overload it
+// does not drift up with the congestion; when the calls become slower for good, or the baseline
+// was too low, the limit falls to the floor and the baseline learns their time there.
 struct GradientLimit {
   double limit = 0;
   double baseline_s = 0;
@@ -103,7 +104,7 @@ struct GradientLimit {
     if (baseline_s == 0) {
       baseline_s = recent_s;
     } else if (recent_s < baseline_s) {
-      baseline_s = 0.5 * (baseline_s + recent_s);
+      baseline_s += (recent_s - baseline_s) / 8;
     } else if (peak_running <= o.min_concurrency) {
       baseline_s += (recent_s - baseline_s) / 4;
     }
@@ -179,9 +180,11 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     return std::min<std::chrono::nanoseconds>(options.max_queue_time,
                                               std::max<std::chrono::nanoseconds>(twice, Ms(1)));
   }
-  // How long a call may expect to wait on arrival: the budget, or adaptive, half a baseline call.
-  double queue_budget_s() const {
-    const double budget = std::chrono::duration<double>(options.max_queue_time).count();
+  // How long a call may expect to wait when it arrives: half its queue-time budget (calls of other
+  // users that arrive later may still go ahead of it, fair queuing), or adaptive, half a baseline
+  // call (once there is a baseline).
+  double arrival_budget_s() const {
+    const double budget = std::chrono::duration<double>(options.max_queue_time).count() / 2;
     if (!adaptive() || gradient.baseline_s <= 0) return budget;
     return std::min(budget, gradient.baseline_s / 2);
   }
@@ -196,16 +199,14 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     }
     return ahead + 1;
   }
-  // True when the call would wait longer than half its queue-time budget at the rate calls end
-  // now: refusing it at once is kinder than after the budget. Half: calls of other users that
-  // arrive later may still be served before it (fair queuing), so its place is not certain.
+  // True when the call would wait longer than its arrival budget at the rate calls end now:
+  // refusing it at once is kinder than after the wait.
   bool would_wait_too_long(const std::string& user) const {
     // With nobody queued, the call takes the next slot that frees: never refused for its wait.
     if (hold_s <= 0 || max_concurrency == 0 || queued == 0) return false;
     const double drain_rate = max_concurrency / hold_s;
     const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
-    const double budget_s = queue_budget_s();
-    return adaptive() ? wait_s > budget_s : wait_s > budget_s / 2;
+    return wait_s > arrival_budget_s();
   }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;

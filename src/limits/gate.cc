@@ -233,37 +233,48 @@ std::size_t find_key(std::string_view text, std::string_view key, std::size_t po
 }
 }  // namespace
 
-double reported_cpu_ms(std::string_view text) {
-  double total = 0;
-  // An answer served from the result cache carries the metadata of the run that computed it: its
-  // executionCpuUsage was spent then, not now, so only this request's orchestration is charged.
-  const bool from_cache = find_key(text, "\"resultCache\"", 0) != std::string_view::npos;
-  for (std::string_view key :
-       {std::string_view("\"orchestrationCpuUsage\""), std::string_view("\"executionCpuUsage\"")}) {
-    if (from_cache && key == "\"executionCpuUsage\"") break;
-    std::size_t pos = 0;
-    for (int guard = 0; guard < 10000; ++guard) {
-      pos = find_key(text, key, pos);
-      if (pos == std::string_view::npos) break;
-      pos += key.size();
-      // The value is the next string that starts with a digit ("12.5 ms"), within a few keys.
-      const std::string_view window = text.substr(pos, 160);
-      for (std::size_t q = window.find('"'); q != std::string_view::npos;
-           q = window.find('"', q + 1)) {
-        if (q + 1 < window.size() && window[q + 1] >= '0' && window[q + 1] <= '9') {
-          double v = 0;
-          const auto [end, ec] =
-              std::from_chars(window.data() + q + 1, window.data() + window.size(), v);
-          const std::string_view unit(end, window.data() + window.size() - end);
-          if (ec == std::errc() && unit.starts_with(" ms") && v >= 0 && v < 1e9) {
-            total += v;
-          }
-          break;
-        }
-      }
+namespace {
+// The milliseconds of the first "N ms" string value after `pos` (within a few keys), or 0.
+double ms_value_after(std::string_view text, std::size_t pos) {
+  const std::string_view window = text.substr(pos, 160);
+  for (std::size_t q = window.find('"'); q != std::string_view::npos; q = window.find('"', q + 1)) {
+    if (q + 1 < window.size() && window[q + 1] >= '0' && window[q + 1] <= '9') {
+      double v = 0;
+      const auto [end, ec] =
+          std::from_chars(window.data() + q + 1, window.data() + window.size(), v);
+      const std::string_view unit(end, window.data() + window.size() - end);
+      return ec == std::errc() && unit.starts_with(" ms") && v >= 0 && v < 1e9 ? v : 0;
     }
   }
+  return 0;
+}
+
+// The sum of the values of every occurrence of `key`.
+double sum_of(std::string_view text, std::string_view key) {
+  double total = 0;
+  std::size_t pos = 0;
+  for (int guard = 0; guard < 10000; ++guard) {
+    pos = find_key(text, key, pos);
+    if (pos == std::string_view::npos) break;
+    pos += key.size();
+    total += ms_value_after(text, pos);
+  }
   return total;
+}
+}  // namespace
+
+double reported_cpu_ms(std::string_view text) {
+  const double orchestration = sum_of(text, "\"orchestrationCpuUsage\"");
+  // An answer served from the result cache carries the metadata of the run that computed it: its
+  // executionCpuUsage was spent then, not now, so only this request's orchestration is charged.
+  if (find_key(text, "\"resultCache\"", 0) != std::string_view::npos) return orchestration;
+  // The orchestrator's total of the evaluators' CPU, code nested in compositions included; an
+  // answer without it (the evaluator's own, or no code ran) reports executionCpuUsage at most.
+  constexpr std::string_view kTotal = "\"orchestrationEvaluatorCpuUsage\"";
+  if (const std::size_t at = find_key(text, kTotal, 0); at != std::string_view::npos) {
+    return orchestration + ms_value_after(text, at + kTotal.size());
+  }
+  return orchestration + sum_of(text, "\"executionCpuUsage\"");
 }
 
 }  // namespace wf::limits

@@ -246,6 +246,152 @@ class Admission(LimitCase):
             ev.close()
 
 
+class RefusalOnArrival(LimitCase):
+    """A call that would wait longer than its budget allows is refused when it arrives."""
+
+    def check(self, extra):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--admission-max-concurrency", "1", "--admission-max-queue-time-ms",
+                                   "2000", "--limits-user-rate", "0"] + extra) as o:
+                # Calls hold their slot about 0.6 s: the queue drains fewer than 2 calls a second,
+                # and a call may expect to wait half the 2 s budget at most.
+                ev.delay = 0.6
+                for i in range(3):
+                    self.assertEqual(call(o, reverse(f"warm{i}"), "warm")[0], 200)
+                events, results = [], {}
+
+                def run(name):
+                    results[name] = call(o, reverse(name), name)
+                    events.append(name)
+
+                slow = threading.Thread(target=run, args=("running",))
+                slow.start()
+                time.sleep(0.2)  # it holds the only slot
+                queued = threading.Thread(target=run, args=("queued",))
+                queued.start()  # nobody was queued: it waits for the next slot
+                time.sleep(0.1)
+                t0 = time.monotonic()
+                status, headers, body = call(o, reverse("late"), "late")
+                elapsed = time.monotonic() - t0
+                events.append("late")
+                # Answered at once (well before the slot frees, let alone the budget).
+                self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
+                self.assertLess(elapsed, 0.3)
+                slow.join(10)
+                queued.join(10)
+                self.assertEqual(events, ["late", "running", "queued"])
+                self.assertEqual(results["running"][0], 200)
+                self.assertEqual(results["queued"][0], 200)
+                self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
+                self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="after_waiting"), 0)
+        finally:
+            ev.close()
+
+    def test_fixed_limit(self):
+        self.check(["--admission-limit", "fixed"])
+
+    def test_adaptive_limit(self):
+        self.check(["--admission-limit", "gradient", "--admission-min-concurrency", "1"])
+
+
+class AdaptiveLimit(LimitCase):
+    def test_the_limit_falls_under_injected_latency_and_recovers(self):
+        in_flight = [0]
+        lock = threading.Lock()
+        slowdown = {"on": False}
+
+        def answer(method, path, headers, body):
+            with lock:
+                in_flight[0] += 1
+                n = in_flight[0]
+            # Injected latency: while on, the evaluator runs one call at a time (each waits for the
+            # others); off, every call takes 20 ms however many run.
+            time.sleep(0.02 * (n if slowdown["on"] else 1))
+            with lock:
+                in_flight[0] -= 1
+            z22 = {"Z1K1": "Z22", "Z22K1": "olleh",
+                   "Z22K2": metadata_map([("executionCpuUsage", "0.100 ms")])}
+            return 200, "application/json", json.dumps(z22).encode()
+
+        ev = FakeEvaluator.__new__(FakeEvaluator)  # the same, answering with `answer`
+        ev.server = h.FakeServer(answer)
+        ev.server.server.handle_error = lambda request, address: None
+        stop = threading.Event()
+        counts = {"ok": 0, "refused": 0}
+
+        def client(i):
+            n = 0
+            while not stop.is_set() and n < 5000:
+                n += 1
+                status = call(o, reverse(f"c{i}-{n}"), f"client{i}", timeout=10)[0]
+                counts["ok" if status == 200 else "refused"] += 1
+
+        def limit():
+            return metric(o, "wf_limits_max_concurrency")
+
+        def wait_for(condition, seconds):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not condition():
+                time.sleep(0.1)
+            return condition()
+
+        try:
+            with orchestrator(ev, ["--admission-limit", "gradient", "--admission-max-concurrency", "32",
+                                   "--admission-min-concurrency", "2", "--limits-user-rate", "0",
+                                   "--limits-user-concurrency", "0"]) as o:
+                self.assertEqual(limit(), 4)  # twice the floor to start
+                threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+                for t in threads:
+                    t.start()
+                try:
+                    # 16 clients, calls as fast alone as together: the limit grows to serve them.
+                    self.assertTrue(wait_for(lambda: limit() >= 12, 20), limit())
+                    grown = limit()
+                    slowdown["on"] = True
+                    self.assertTrue(wait_for(lambda: limit() <= min(8, grown / 2), 20), limit())
+                    self.assertGreater(metric(o, "wf_limits_concurrency_recent_seconds"),
+                                       metric(o, "wf_limits_concurrency_baseline_seconds"))
+                    slowdown["on"] = False
+                    self.assertTrue(wait_for(lambda: limit() >= 12, 20), limit())
+                finally:
+                    stop.set()
+                    for t in threads:
+                        t.join(15)
+                self.assertGreaterEqual(grown, 12)
+                self.assertGreater(counts["ok"], 100)
+        finally:
+            ev.close()
+
+
+class NestedCode(LimitCase):
+    def test_evaluator_cpu_of_code_inside_a_composition_is_charged(self):
+        ev = FakeEvaluator()
+        try:
+            with orchestrator(ev, ["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "6000"]) as o:
+                time.sleep(6 - time.time() % 6 + 0.05)  # right after a window boundary
+                ev.cpu_ms = 450
+                # Z10004 is a composition that calls Z10001, whose implementation is code.
+                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abc"}, "nested")
+                self.assertEqual(status, 200, z22)
+                meta = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
+                self.assertEqual(meta["implementationType"], "Composition")
+                self.assertNotIn("executionCpuUsage", meta)  # the nested call's is not in the envelope
+                self.assertEqual(meta["orchestrationEvaluatorCpuUsage"], "450.000 ms")
+                self.assertGreaterEqual(
+                    metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 0.45)
+                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abd"}, "nested")
+                self.assertEqual(status, 200, z22)
+                # 900 ms of nested code spent: the next call (another 450) is over the budget.
+                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abe"}, "nested")
+                self.assertEqual(status, 200, z22)
+                status, headers, body = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abf"},
+                                             "nested")
+                self.assert_refused(status, headers, body, 429, "cpu", "user")
+        finally:
+            ev.close()
+
+
 class TrustedHeader(LimitCase):
     ARGS = ["--limits-anonymous-rate", "1", "--limits-anonymous-burst", "1", "--limits-user-rate", "0"]
 

@@ -173,6 +173,23 @@ TEST(ReportedCpu, ACachedAnswerChargesOnlyItsOrchestration) {
   EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 0.5);
 }
 
+TEST(ReportedCpu, TheOrchestratorsTotalOfEvaluatorCpuCountsNestedCodeOnce) {
+  // A composition whose code ran in an evaluator twice: the envelope carries the top-level
+  // implementation's metadata (none here) and the orchestrator's total of every code call.
+  const std::string z22 =
+      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
+      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"2 ms"},)"
+      R"({"Z1K1":"Z882","K1":"orchestrationEvaluatorCpuUsage","K2":"40.5 ms"}]}})";
+  EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 42.5);
+  // A top-level code call: its executionCpuUsage is part of the total, not added to it.
+  const std::string top =
+      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
+      R"({"Z1K1":"Z882","K1":"executionCpuUsage","K2":"12.5 ms"},)"
+      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"1 ms"},)"
+      R"({"Z1K1":"Z882","K1":"orchestrationEvaluatorCpuUsage","K2":"12.5 ms"}]}})";
+  EXPECT_DOUBLE_EQ(reported_cpu_ms(top), 13.5);
+}
+
 TEST(LimitsConfig, DefaultsBuildAValidGate) {
   auto cfg = config::load(orchestrator_limit_options(), {},
                           [](const char*) -> const char* { return nullptr; });
@@ -183,6 +200,8 @@ TEST(LimitsConfig, DefaultsBuildAValidGate) {
   ASSERT_EQ(o->limiter.classes.size(), 3u);
   EXPECT_EQ(o->limiter.classes[1].name, "user");
   EXPECT_EQ(o->limiter.classes[1].concurrency, 8);
+  EXPECT_EQ(o->admission.limit, LimitMode::kGradient);  // adaptive, at most 256 calls at once
+  EXPECT_EQ(o->admission.max_concurrency, 256);
   EXPECT_EQ(o->limiter.classes[2].name, "local");
   EXPECT_EQ(o->limiter.classes[2].concurrency, 8);
   EXPECT_EQ(o->limiter.classes[2].rate, 0);
