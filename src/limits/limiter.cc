@@ -359,7 +359,9 @@ std::expected<Permit, Refusal> Limiter::acquire(const Identity& who) {
   }
   s->class_name = c->name;
   if (auto refusal = impl_->check(*s, *c)) {
-    s->last_refused = impl_->clock.steady();
+    const SteadyTime now = impl_->clock.steady();
+    refusal->repeated = s->refused_ever && now - s->last_refused < std::chrono::seconds(1);
+    s->last_refused = now;
     s->refused_ever = true;
     ++s->refusals_since_log;
     s->last_reason = refusal->reason;

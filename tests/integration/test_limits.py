@@ -135,6 +135,23 @@ class RateLimit(LimitCase):
             self.assertEqual(pairs["limitExceeded"], "rate")
 
 
+class RepeatedRefusals(LimitCase):
+    def test_a_caller_who_ignores_retry_after_gets_later_answers(self):
+        with orchestrator(None, ["--limits-user-rate", "1", "--limits-user-burst", "1"]) as o:
+            self.assertEqual(call(o, echo("a"), "loop")[0], 200)
+            t0 = time.monotonic()
+            status, headers, body = call(o, echo("b"), "loop")
+            first = time.monotonic() - t0
+            self.assert_refused(status, headers, body, 429, "rate", "user")
+            t0 = time.monotonic()
+            status, headers, body = call(o, echo("c"), "loop")  # at once again: held 200 ms
+            second = time.monotonic() - t0
+            self.assert_refused(status, headers, body, 429, "rate", "user")
+            self.assertGreaterEqual(second, 0.2)
+            self.assertLess(first, second)
+            self.assertEqual(call(o, echo("d"), "other")[0], 200)  # others are not slowed
+
+
 class CachedCalls(LimitCase):
     def test_hits_count_against_the_rate_and_are_charged_only_their_orchestration(self):
         # The result cache is on by default; a hit is answered on the event loop, behind the gate.

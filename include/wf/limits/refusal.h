@@ -33,6 +33,9 @@ struct Refusal {
   std::chrono::milliseconds retry_after{1000};  // when trying again may succeed
   WallTime resets_at{};                         // when the limit resets (window end, token refill)
   bool shared = false;                          // decided on the counters shared by all replicas
+  // A per-user refusal (429) of a caller refused less than a second before: they call again
+  // without waiting for Retry-After (a flood in a loop).
+  bool repeated = false;
 };
 
 // A refusal as an HTTP answer, without depending on the HTTP module.

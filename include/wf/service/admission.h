@@ -26,7 +26,9 @@ http::Response refusal_response(const limits::Refusal& refusal, bool envelope);
 // An asynchronous route behind the gate: the call starts when admitted (perhaps later, from the
 // fair queue, on the thread that freed a slot), or is answered with the refusal. A caller that
 // hangs up while queued leaves the queue. The call's slot and its user's place are given back when
-// it answers, charged with the CPU its response reports.
+// it answers, charged with the CPU its response reports. A 429 to a caller refused less than a
+// second before (who ignores Retry-After) is sent 200 ms late, so that a flood in a loop slows
+// down.
 http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::AsyncHandler handler);
 
 // GET /_admin/limits (the limits in force and their state) and PUT /_admin/limits (a change:

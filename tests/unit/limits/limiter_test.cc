@@ -37,6 +37,27 @@ TEST(Limiter, TokenBucketRefusesBeyondBurstAndRefills) {
   EXPECT_FALSE(limiter.acquire(who("user:a")));
 }
 
+TEST(Limiter, ARefusalWithinASecondOfTheLastIsMarkedRepeated) {
+  ManualClock clock;
+  Limiter limiter(options({.name = "user", .rate = 1, .burst = 1}), clock);
+  EXPECT_TRUE(limiter.acquire(who("user:a")));
+  auto first = limiter.acquire(who("user:a"));
+  ASSERT_FALSE(first);
+  EXPECT_FALSE(first.error().repeated);  // answered at once
+  clock.advance(100ms);
+  auto again = limiter.acquire(who("user:a"));
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().repeated);  // did not wait for Retry-After
+  // A caller who waits for Retry-After and is refused again later is not a flood.
+  clock.advance(1000ms);
+  EXPECT_TRUE(limiter.acquire(who("user:a")));
+  clock.advance(1100ms);
+  EXPECT_TRUE(limiter.acquire(who("user:a")));
+  auto later = limiter.acquire(who("user:a"));
+  ASSERT_FALSE(later);
+  EXPECT_FALSE(later.error().repeated);
+}
+
 TEST(Limiter, ConcurrencyCapReleasesWithThePermit) {
   ManualClock clock;
   Limiter limiter(options({.name = "user", .concurrency = 2}), clock);
