@@ -200,7 +200,8 @@ TEST(LimitsConfig, DefaultsBuildAValidGate) {
   ASSERT_EQ(o->limiter.classes.size(), 3u);
   EXPECT_EQ(o->limiter.classes[1].name, "user");
   EXPECT_EQ(o->limiter.classes[1].concurrency, 8);
-  EXPECT_EQ(o->admission.limit, LimitMode::kGradient);  // adaptive, at most 256 calls at once
+  // Fixed, 256 calls in progress: calls waiting on an evaluator hold no thread (docs/limits.md).
+  EXPECT_EQ(o->admission.limit, LimitMode::kFixed);
   EXPECT_EQ(o->admission.max_concurrency, 256);
   EXPECT_EQ(o->limiter.classes[2].name, "local");
   EXPECT_EQ(o->limiter.classes[2].concurrency, 8);
