@@ -2,8 +2,10 @@
 #include <Python.h>
 // Python.h first, as CPython requires.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include "evaluator/executors/python/fresh_heap.h"
 #include "evaluator/executors/python/python_runtime.h"
 
 namespace wf::evaluator {
@@ -13,44 +15,70 @@ extern const char kDriverSource[];
 
 namespace {
 
-// ---- Allocation failures
-// ------------------------------------------------------------------------- A MemoryError counts as
-// the sandbox's memory limit only when one of CPython's allocators really returned NULL during the
-// call: user code can `raise MemoryError("...")` itself. The hooks forward every request to the
-// allocator they replace and note failures.
+// ---- Allocations in the child -------------------------------------------------------------------
+// A MemoryError counts as the sandbox's memory limit only when one of CPython's allocators really
+// returned NULL during the call: user code can `raise MemoryError("...")` itself. The hooks note
+// failures; for the object domains (MEM, OBJ) they serve new blocks from the child's FreshHeap
+// (fresh_heap.h: fewer copy-on-write faults) and hand everything else, and every block the zygote
+// allocated, to the allocator they replace.
 
 struct AllocatorHook {
   PyMemAllocatorEx original{};
+  python_internal::FreshHeap* fresh = nullptr;  // MEM and OBJ only
 };
 AllocatorHook g_hooks[3];  // PYMEM_DOMAIN_RAW, _MEM, _OBJ
+python_internal::FreshHeap g_fresh_heap;
 bool g_allocation_failed = false;
 
 void* note_failure(void* block, std::size_t size) {
   if (block == nullptr && size != 0) g_allocation_failed = true;
   return block;
 }
+bool fresh_owns(const AllocatorHook* hook, const void* block) {
+  return hook->fresh != nullptr && block != nullptr && hook->fresh->owns(block);
+}
 void* hooked_malloc(void* ctx, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (hook->fresh != nullptr) {
+    if (void* block = hook->fresh->allocate(size)) return block;
+  }
   return note_failure(hook->original.malloc(hook->original.ctx, size), size);
 }
 void* hooked_calloc(void* ctx, std::size_t count, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (hook->fresh != nullptr && size != 0 &&
+      count <= python_internal::FreshHeap::kLargestBlock / size) {
+    if (void* block = hook->fresh->allocate(count * size))
+      return std::memset(block, 0, count * size);
+  }
   return note_failure(hook->original.calloc(hook->original.ctx, count, size), count * size);
 }
 void* hooked_realloc(void* ctx, void* block, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
-  return note_failure(hook->original.realloc(hook->original.ctx, block, size), size);
+  if (!fresh_owns(hook, block)) {
+    return note_failure(hook->original.realloc(hook->original.ctx, block, size), size);
+  }
+  const std::size_t capacity = hook->fresh->capacity(block);
+  if (size <= capacity) return block;
+  void* moved = hooked_malloc(ctx, size);
+  if (moved == nullptr) return nullptr;  // the block stays valid, as realloc promises
+  std::memcpy(moved, block, capacity);
+  hook->fresh->release(block);
+  return moved;
 }
 void hooked_free(void* ctx, void* block) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (fresh_owns(hook, block)) return hook->fresh->release(block);
   hook->original.free(hook->original.ctx, block);
 }
 
-// In the child only: the zygote's allocations need no watching.
+// In the child only: the zygote's allocations need no watching, and its objects live in its own
+// heap.
 void hook_allocators() {
   const PyMemAllocatorDomain domains[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
   for (int i = 0; i < 3; ++i) {
     PyMem_GetAllocator(domains[i], &g_hooks[i].original);
+    g_hooks[i].fresh = domains[i] == PYMEM_DOMAIN_RAW ? nullptr : &g_fresh_heap;
     PyMemAllocatorEx hook{&g_hooks[i], hooked_malloc, hooked_calloc, hooked_realloc, hooked_free};
     PyMem_SetAllocator(domains[i], &hook);
   }
