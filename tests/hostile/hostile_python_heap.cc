@@ -56,24 +56,24 @@ TEST_F(HostilePython, AllocationHeavyCodeComputesExactly) {
 }
 
 TEST_F(HostilePython, SmallObjectsBeyondTheFreshHeapStillWork) {
-  // ~48 MiB of small objects: three times the fresh heap's 16 MiB, then freed and made again.
+  // ~24 MiB of small objects: more than the fresh heap's 16 MiB, then freed and made again.
   CallOutcome out =
       run("def Z1():\n"
-          "  keep = [(i, str(i)) for i in range(400000)]\n"
+          "  keep = [(i, str(i)) for i in range(150000)]\n"
           "  first = sum(len(s) for _, s in keep)\n"
           "  keep = keep[::2]\n"
-          "  keep += [(i, 'x' * (i % 40)) for i in range(200000)]\n"
+          "  keep += [(i, 'x' * (i % 40)) for i in range(100000)]\n"
           "  return f'{first} {len(keep)} {sum(len(s) for _, s in keep)}'");
   ASSERT_EQ(out.status, Status::kOk) << out.detail;
   std::uint64_t first = 0, evens = 0, xs = 0;
-  for (std::uint64_t i = 0; i < 400000; ++i) {
+  for (std::uint64_t i = 0; i < 150000; ++i) {
     const std::uint64_t digits = std::to_string(i).size();
     first += digits;
     if (i % 2 == 0) evens += digits;
   }
-  for (std::uint64_t i = 0; i < 200000; ++i) xs += i % 40;
+  for (std::uint64_t i = 0; i < 100000; ++i) xs += i % 40;
   EXPECT_EQ(z22_string(out.output.z22_json),
-            std::to_string(first) + " 400000 " + std::to_string(evens + xs));
+            std::to_string(first) + " 175000 " + std::to_string(evens + xs));
 }
 
 }  // namespace
