@@ -87,8 +87,13 @@ void hook_allocators() {
 // Must import, or the runtime refuses to start: evaluator-api.md users rely on them.
 const std::vector<std::string> kRequiredModules = {
     "math",        "re",     "json",        "datetime", "itertools", "functools",
-    "collections", "string", "unicodedata", "decimal",  "fractions", "random",
+    "collections", "string", "unicodedata", "decimal",  "fractions",
 };
+// Required too, but kept as code (kStoredModules): imported in the zygote, `random` registers an
+// at-fork hook that reseeds it in every child, a Python-level call that cost each call ~0.1 ms
+// and ~12 page faults, while real implementations hardly import it (../shared/realwf); a call
+// that does runs the module then (~1.7 ms), with a fresh seed.
+const std::vector<std::string> kRequiredStoredModules = {"random"};
 // Imported when present: lazily imported helpers (_strptime, codecs) and common light extras.
 // Kept lean on purpose: every module adds anonymous memory to the zygote, which each call pays
 // for in fork, copy-on-write faults and exit (all optional modules of an earlier, longer list
@@ -108,7 +113,6 @@ const std::vector<std::string> kOptionalModules = {
     "io",
     "heapq",
     "bisect",
-    "statistics",
     "time",
     "copy",
     "operator",
@@ -144,7 +148,9 @@ const std::vector<std::string> kStoredModules = {
     "difflib",      "dataclasses", "pprint",
     "graphlib",     "colorsys",    "fnmatch",
     "shlex",        "reprlib",     "xml.etree.ElementTree",
-    "http",  // the package of the http.client stand-in (HTTPStatus)
+    "random",      // kRequiredStoredModules
+    "statistics",  // imports random
+    "http",        // the package of the http.client stand-in (HTTPStatus)
 };
 // Modules that need the network or processes: they import, and each of their functions fails with
 // a clear error when called. The second name, when set, is a module whose attributes they forward
@@ -339,6 +345,18 @@ class PythonRuntime final : public LanguageRuntime {
           "the Python driver could not install the module store: " +
           (PyErr_Occurred() != nullptr ? fetch_error() : std::string("install_modules missing"));
       return false;
+    }
+    for (const auto& name : kRequiredStoredModules) {
+      PyObject* text = PyUnicode_FromString(name.c_str());
+      const int found = text != nullptr ? PySequence_Contains(stored, text) : -1;
+      Py_XDECREF(text);
+      if (found != 1) {
+        PyErr_Clear();
+        Py_DECREF(stored);
+        error = "cannot find the standard module '" + name +
+                "' (install the full python3.11 standard library)";
+        return false;
+      }
     }
     Py_DECREF(stored);
     return true;
