@@ -238,7 +238,7 @@ Envelope Interpreter::dereference(const std::string& zid) {
     if (deps.size() >= 2) resolver_.prefetch(deps);
   }
   NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
-  n->scope = empty_;
+  n->set_scope(empty_);
   return Envelope::ok(std::move(n));
 }
 
@@ -1073,7 +1073,7 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     if ((!type || (type->is_ref() && type->ref() == "Z1")) && value != nullptr &&
         value->is_object() && value->contains("Z1K1")) {
       type = Node::from_json((*value)["Z1K1"]);
-      type->scope = empty_;
+      type->set_scope(empty_);
     }
     json plan = converter_plan(type, ConverterDirection::kToCode, family, 0);
     if (plan.is_null()) continue;
@@ -1156,7 +1156,7 @@ Envelope Interpreter::evaluator_envelope(const json& z22) {
   auto normal =
       value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
   NodeP v = Node::from_json(normal ? *normal : zo::void_value());
-  v->scope = empty_;
+  v->set_scope(empty_);
   return Envelope{v, meta};
 }
 

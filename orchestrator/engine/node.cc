@@ -2,25 +2,149 @@
 #include "orchestrator/engine/node.h"
 
 #include <algorithm>
+#include <array>
+#include <boost/container/small_vector.hpp>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
 
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
 
-NodeP Node::make_string(std::string s) {
-  auto n = std::make_shared<Node>();
-  n->is_string = true;
-  n->text = std::move(s);
+// ---- interning --------------------------------------------------------------------------------
+
+namespace {
+
+// Bounds of the process-wide tables: hostile input with endless distinct keys or strings fills
+// them once (a few MB at most), after which new texts are simply not interned.
+constexpr std::size_t kMaxKeys = 1u << 16;
+constexpr std::size_t kMaxStrings = 1u << 14;
+constexpr std::size_t kMaxStringLength = 32;  // longer bare strings (code, labels) stay per node
+
+struct TextHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Texts, and for bare strings their shared nodes, by text. Read under a shared lock; a small
+// per-thread cache in front keeps the lock off the hot path.
+template <typename Value>
+class Interned {
+ public:
+  explicit Interned(std::size_t bound) : bound_(bound) {}
+  // The interned value for `s`, made by make(s) when it is new; null when the table is full.
+  template <typename Make>
+  Value find_or_add(std::string_view s, Make&& make) {
+    {
+      std::shared_lock lock(mu_);
+      if (auto it = map_.find(s); it != map_.end()) return it->second;
+      if (map_.size() >= bound_) return nullptr;
+    }
+    std::unique_lock lock(mu_);
+    if (map_.size() >= bound_) return nullptr;
+    auto [it, added] = map_.try_emplace(std::string(s), nullptr);
+    if (added) it->second = make(it->first);
+    return it->second;
+  }
+
+ private:
+  std::size_t bound_;
+  std::shared_mutex mu_;
+  std::unordered_map<std::string, Value, TextHash, std::equal_to<>> map_;
+};
+
+// A direct-mapped per-thread cache of an interning table.
+template <typename Value>
+struct ThreadCache {
+  static constexpr std::size_t kSlots = 512;
+  std::array<Value, kSlots> slots{};
+  Value& slot(std::string_view s) { return slots[TextHash{}(s) % kSlots]; }
+};
+
+Interned<const std::string*>& key_table() {
+  static auto* table = new Interned<const std::string*>(kMaxKeys);  // never destroyed
+  return *table;
+}
+
+Interned<Node*>& string_table() {
+  static auto* table = new Interned<Node*>(kMaxStrings);  // never destroyed
+  return *table;
+}
+
+const std::string* intern_key(std::string_view s) {
+  thread_local ThreadCache<const std::string*> cache;
+  const std::string*& slot = cache.slot(s);
+  if (slot != nullptr && *slot == s) return slot;
+  const std::string* p = key_table().find_or_add(s, [](const std::string& t) { return &t; });
+  if (p != nullptr) slot = p;
+  return p;
+}
+
+Node* intern_string(std::string_view s) {
+  thread_local ThreadCache<Node*> cache;
+  Node*& slot = cache.slot(s);
+  if (slot != nullptr && slot->text == s) return slot;
+  Node* n = string_table().find_or_add(s, [](const std::string& t) {
+    auto* node = new Node;
+    node->interned = true;
+    node->is_string = true;
+    node->text = t;
+    return node;
+  });
+  if (n != nullptr) slot = n;
   return n;
 }
 
+}  // namespace
+
+std::uintptr_t Key::kEmpty() {
+  static const std::uintptr_t empty = reinterpret_cast<std::uintptr_t>(intern_key({}));
+  return empty;
+}
+
+Key::Key(std::string_view s) {
+  if (const std::string* p = intern_key(s)) {
+    bits_ = reinterpret_cast<std::uintptr_t>(p);
+  } else {
+    bits_ = reinterpret_cast<std::uintptr_t>(new std::string(s)) | 1;
+  }
+}
+
+Key::Key(const Key& o) : bits_(o.bits_) {
+  if (!o.interned()) bits_ = reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
+}
+
+Key::~Key() {
+  if (!interned()) delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
+}
+
+// ---- nodes ------------------------------------------------------------------------------------
+
+NodeP Node::make_string(std::string s) {
+  if (s.size() <= kMaxStringLength) {
+    if (Node* shared = intern_string(s)) return NodeP(shared);
+  }
+  auto* n = new Node;
+  n->is_string = true;
+  n->text = std::move(s);
+  return NodeP(n);
+}
+
 NodeP Node::make_object() {
-  return std::make_shared<Node>();
+  return NodeP(new Node);
 }
 
 NodeP Node::from_json(const json& v) {
-  if (v.is_string()) return make_string(v.get<std::string>());
-  auto n = std::make_shared<Node>();
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (s.size() <= kMaxStringLength) {
+      if (Node* shared = intern_string(s)) return NodeP(shared);
+    }
+    return make_string(s);
+  }
+  auto n = make_object();
   if (v.is_object()) {
     n->entries.reserve(v.size());
     for (const auto& [k, child] : v.items())
@@ -35,7 +159,7 @@ NodeP Node::from_json(const json& v) {
 
 NodeP Node::from_shared(const json& v) {
   if (!v.is_object()) return from_json(v);
-  auto n = std::make_shared<Node>();
+  auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) n->entries.push_back({k, nullptr, nullptr, nullptr, &child});
@@ -148,11 +272,11 @@ json Node::to_json() const {
   for (auto& e : entries) {
     if (!e.persisted && e.source != nullptr &&
         (e.form != Form::kNormal || e.source->is_string() || e.source->is_object())) {
-      o.insert_or_assign(e.key, lazy_json(e));  // untouched lazy subtree: a copy
+      o.insert_or_assign(e.key.str(), lazy_json(e));  // untouched lazy subtree: a copy
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
-    o.insert_or_assign(e.key, v ? v->to_json() : json(nullptr));
+    o.insert_or_assign(e.key.str(), v ? v->to_json() : json(nullptr));
   }
   return out;
 }
@@ -208,7 +332,7 @@ void Node::append_key(std::string& out) const {
   out += '{';
   for (std::size_t j = 0; j < n; ++j) {
     Entry& e = entries[order[j]];
-    append_text(out, e.key);
+    append_text(out, e.key.str());
     if (!e.persisted && e.source != nullptr) {
       if (e.form == Form::kNormal) {
         append_json_key(out, *e.source);
@@ -228,7 +352,8 @@ void Node::append_key(std::string& out) const {
 }
 
 NodeP Node::clone(bool reset_scope) const {
-  auto n = std::make_shared<Node>();
+  if (interned) return NodeP(const_cast<Node*>(this));  // immutable: the copy is itself
+  auto n = make_object();
   n->is_string = is_string;
   n->text = text;
   if (!reset_scope) n->scope = scope;
@@ -249,7 +374,8 @@ namespace {
 
 // Keys are a few characters ("Z1K1", "Z801K1"): compared in line, this is cheaper than the
 // library's memcmp call, and lookups by key are the engine's most frequent operation.
-inline bool same_key(const std::string& a, std::string_view b) {
+inline bool same_key(const Key& key, std::string_view b) {
+  const std::string& a = key.str();
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < b.size(); ++i) {
     if (a[i] != b[i]) return false;
@@ -278,7 +404,7 @@ NodeP Node::get(std::string_view key) {
   if (e == nullptr) return nullptr;
   if (!e->persisted) materialise(*e);
   NodeP v = e->persisted ? e->persisted : e->original;
-  if (v && !v->scope && scope) v->scope = scope;
+  if (v && !v->is_string && !v->scope && scope) v->scope = scope;
   return v;
 }
 
@@ -293,6 +419,7 @@ const Node* Node::peek(std::string_view key) const {
 }
 
 void Node::set(std::string_view key, NodeP value) {
+  if (interned) return;  // a bare string has no keys (and an interned one is shared)
   Entry* e = entry(key);
   if (e == nullptr) {
     entries.push_back({std::string(key), std::move(value), nullptr, nullptr});
@@ -302,7 +429,8 @@ void Node::set(std::string_view key, NodeP value) {
   e->value = nullptr;
 }
 
-void Node::add(std::string key, NodeP value) {
+void Node::add(Key key, NodeP value) {
+  if (interned) return;
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
 }
 

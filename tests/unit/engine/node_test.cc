@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "orchestrator/engine/interpreter.h"
 #include "wf/zobject/zobject.h"
 
 namespace {
@@ -85,6 +86,64 @@ TEST(Node, KeysOfEqualContentAreEqualWhateverIsRead) {
   ed::Node::from_canonical(json{{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z40"}})
       ->append_key(other);
   EXPECT_NE(a, other);
+}
+
+// bench/slow_calls: a parked call's tree was mostly 320-byte nodes; these bounds keep it small.
+TEST(NodeSize, NodeAndEntryStayCompact) {
+  EXPECT_LE(sizeof(ed::Node), 80u);
+  EXPECT_LE(sizeof(ed::Node::Entry), 48u);
+  EXPECT_EQ(sizeof(ed::NodeP), sizeof(void*));
+  EXPECT_EQ(sizeof(ed::Key), sizeof(void*));
+}
+
+TEST(NodeSharing, ShortBareStringsAreOneSharedImmutableNode) {
+  ed::NodeP a = ed::str_node("Z20401");
+  ed::NodeP b = ed::Node::from_json(json("Z20401"));
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_TRUE(a->interned);
+  // A scope never sticks to a bare string, shared or not, and a clone is the node itself.
+  auto frame = std::make_shared<ed::Frame>();
+  a->set_scope(frame);
+  EXPECT_EQ(a->scope, nullptr);
+  EXPECT_EQ(a->clone(false).get(), a.get());
+  ed::NodeP parent = ed::Node::make_object();
+  parent->add("Z6K1", a);
+  parent->scope = frame;
+  EXPECT_EQ(parent->get("Z6K1")->scope, nullptr);
+  // A long string is a node of its own, owned by its request.
+  const std::string code(200, 'x');
+  ed::NodeP c = ed::str_node(code);
+  ed::NodeP d = ed::str_node(code);
+  EXPECT_NE(c.get(), d.get());
+  EXPECT_FALSE(c->interned);
+  EXPECT_EQ(c->text, code);
+}
+
+TEST(NodeSharing, ObjectNodesAreCountedAndFreedWithTheirLastOwner) {
+  ed::NodeP z9 = ed::z9_node("Z801");
+  EXPECT_EQ(z9->refs, 1u);
+  {
+    ed::NodeP again = z9;
+    EXPECT_EQ(z9->refs, 2u);
+    ed::NodeP moved = std::move(again);
+    EXPECT_EQ(z9->refs, 2u);
+  }
+  EXPECT_EQ(z9->refs, 1u);
+  EXPECT_EQ(z9->ref(), "Z801");
+  EXPECT_EQ(z9->to_json(), json({{"Z1K1", "Z9"}, {"Z9K1", "Z801"}}));
+}
+
+TEST(NodeKey, KeysCompareByTextWhetherInternedOrNot) {
+  ed::Key a("Z801K1");
+  ed::Key b(std::string("Z801K1"));
+  EXPECT_TRUE(a.interned());
+  EXPECT_EQ(a.id(), b.id());
+  EXPECT_TRUE(a == b);
+  EXPECT_TRUE(a == "Z801K1");
+  EXPECT_FALSE(a == "Z801K2");
+  EXPECT_TRUE(ed::Key("K1") < ed::Key("K2"));
+  ed::Key copy = a;
+  EXPECT_EQ(copy.str(), "Z801K1");
 }
 
 }  // namespace
