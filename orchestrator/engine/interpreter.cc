@@ -1007,7 +1007,7 @@ Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::s
   run.type = "Composition";
   run.id = id;
   NodeP body = z14->get("Z14K2")->clone(true);
-  body->scope = frame;
+  body->set_scope(frame);
   run.result = resolve(body, frame).env;
   return run;
 }
@@ -1259,7 +1259,7 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     called_functions(input, called, 0);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  root->scope = empty_;
+  root->set_scope(empty_);
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);
   json value = r.value ? r.value->to_json() : zo::void_value();

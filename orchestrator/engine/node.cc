@@ -97,6 +97,45 @@ Node* intern_string(std::string_view s) {
   return n;
 }
 
+// The shared node of a reference or a string object, {"Z1K1": "Z9", "Z9K1": text} or the Z6
+// equivalent; null when the text is too long or a table is full (its children must be shared
+// too: nothing in a shared node is ever counted).
+template <bool kReference>
+Node* intern_terminal(std::string_view text) {
+  thread_local ThreadCache<Node*> cache;
+  Node*& slot = cache.slot(text);
+  if (slot != nullptr && slot->entries[1].original->text == text) return slot;
+  if (text.size() > kMaxStringLength) return nullptr;
+  Node* tag = intern_string(kReference ? "Z9" : "Z6");
+  Node* value = intern_string(text);
+  if (tag == nullptr || value == nullptr) return nullptr;
+  static auto* table = new Interned<Node*>(kMaxStrings);  // never destroyed
+  Node* n = table->find_or_add(text, [&](const std::string&) {
+    auto* node = new Node;
+    node->interned = true;
+    node->entries.reserve(2);
+    node->entries.push_back({"Z1K1", NodeP(tag)});
+    node->entries.push_back({kReference ? "Z9K1" : "Z6K1", NodeP(value)});
+    return node;
+  });
+  if (n != nullptr) slot = n;
+  return n;
+}
+
+// The shared node of a normal-form reference or string object `v`, else null.
+Node* shared_terminal(const json& v) {
+  if (!v.is_object() || v.size() != 2) return nullptr;
+  const auto& o = v.get_ref<const json::object_t&>();
+  const auto& [type_key, type] = *o.begin();
+  const auto& [value_key, value] = *std::next(o.begin());
+  if (type_key != "Z1K1" || !type.is_string() || !value.is_string()) return nullptr;
+  const auto& tag = type.get_ref<const std::string&>();
+  const auto& text = value.get_ref<const std::string&>();
+  if (tag == "Z9" && value_key == "Z9K1") return intern_terminal<true>(text);
+  if (tag == "Z6" && value_key == "Z6K1") return intern_terminal<false>(text);
+  return nullptr;
+}
+
 }  // namespace
 
 std::uintptr_t Key::kEmpty() {
@@ -144,6 +183,7 @@ NodeP Node::from_json(const json& v) {
     }
     return make_string(s);
   }
+  if (Node* shared = shared_terminal(v)) return NodeP(shared);
   auto n = make_object();
   if (v.is_object()) {
     n->entries.reserve(v.size());
@@ -159,6 +199,7 @@ NodeP Node::from_json(const json& v) {
 
 NodeP Node::from_shared(const json& v) {
   if (!v.is_object()) return from_json(v);
+  if (Node* shared = shared_terminal(v)) return NodeP(shared);
   auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
@@ -404,7 +445,7 @@ NodeP Node::get(std::string_view key) {
   if (e == nullptr) return nullptr;
   if (!e->persisted) materialise(*e);
   NodeP v = e->persisted ? e->persisted : e->original;
-  if (v && !v->is_string && !v->scope && scope) v->scope = scope;
+  if (v && !v->interned && !v->is_string && !v->scope && scope) v->scope = scope;
   return v;
 }
 
@@ -503,6 +544,7 @@ NodeP str_node(std::string s) {
 }
 
 NodeP z6_node(std::string s) {
+  if (Node* shared = intern_terminal<false>(s)) return NodeP(shared);
   auto n = Node::make_object();
   n->add("Z1K1", str_node("Z6"));
   n->add("Z6K1", str_node(std::move(s)));
@@ -510,6 +552,7 @@ NodeP z6_node(std::string s) {
 }
 
 NodeP z9_node(std::string s) {
+  if (Node* shared = intern_terminal<true>(s)) return NodeP(shared);
   auto n = Node::make_object();
   n->add("Z1K1", str_node("Z9"));
   n->add("Z9K1", str_node(std::move(s)));

@@ -3,8 +3,10 @@
 // remembers, per key, the original value and the value it was resolved to (resolution is
 // persistent, as in the reference), plus the scope (argument frame) each sub-object lives in.
 // Nodes and frames belong to one request and are never shared across threads, with one
-// exception: short bare strings (ZIDs, keys, type tags) are interned nodes, shared by every
-// request, immutable and never freed (Node::make_string). A bare string needs no scope.
+// exception: short bare strings (ZIDs, keys, type tags) and the references and strings made of
+// them ({"Z1K1": "Z9", "Z9K1": "Z801"}) are interned nodes, shared by every request, immutable
+// and never freed (make_string, z9_node, z6_node, from_json, from_shared). They need no scope:
+// they hold no argument reference.
 //
 // Nodes made with from_shared() are lazy: an entry keeps a pointer into an immutable JSON value
 // (a bundled definition or a cached persisted object, kept alive by the Resolver for the whole
@@ -135,9 +137,10 @@ struct Node {
   mutable Entries entries;  // mutable: lazy originals are built on first read
   FrameP scope;             // null: inherits the scope of the parent it is read through
 
-  // Sets the scope of an object node; bare strings (possibly interned) have none.
+  // Sets the scope of an object node. Bare strings and shared nodes have none: they hold no
+  // argument reference, so they never resolve differently in one frame or another.
   void set_scope(FrameP s) {
-    if (!is_string) scope = std::move(s);
+    if (!is_string && !interned) scope = std::move(s);
   }
 
   // A bare string: short ones are interned (one node per text for the whole process, up to a

@@ -119,18 +119,45 @@ TEST(NodeSharing, ShortBareStringsAreOneSharedImmutableNode) {
   EXPECT_EQ(c->text, code);
 }
 
+TEST(NodeSharing, ReferencesAndStringObjectsAreSharedAndNeverChanged) {
+  ed::NodeP a = ed::z9_node("Z801");
+  ed::NodeP b = ed::Node::from_shared(*zo::normalize(json("Z801")));
+  ed::NodeP c = ed::Node::from_canonical(json("Z801"));
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(a.get(), c.get());
+  EXPECT_TRUE(a->interned);
+  EXPECT_EQ(ed::z6_node("hello").get(), ed::Node::from_json(*zo::normalize(json("hello"))).get());
+  EXPECT_NE(ed::z6_node("Z801").get(), a.get());
+  // Read through a parent with a scope, written to: it stays as it is.
+  auto frame = std::make_shared<ed::Frame>();
+  ed::NodeP parent = ed::Node::make_object();
+  parent->add("Z7K1", a);
+  parent->scope = frame;
+  EXPECT_EQ(parent->get("Z7K1")->scope, nullptr);
+  a->set_scope(frame);
+  a->set("Z9K1", ed::str_node("Z802"));
+  a->add("Z9K2", ed::str_node("x"));
+  EXPECT_EQ(a->scope, nullptr);
+  EXPECT_EQ(a->to_json(), json({{"Z1K1", "Z9"}, {"Z9K1", "Z801"}}));
+  EXPECT_EQ(ed::z9_node("Z801")->ref(), "Z801");
+  // An object of another shape is a node of its own.
+  json other = {{"Z1K1", "Z9"}, {"Z9K1", "Z801"}, {"Z9K2", "x"}};
+  EXPECT_NE(ed::Node::from_shared(other).get(), ed::Node::from_shared(other).get());
+}
+
 TEST(NodeSharing, ObjectNodesAreCountedAndFreedWithTheirLastOwner) {
-  ed::NodeP z9 = ed::z9_node("Z801");
-  EXPECT_EQ(z9->refs, 1u);
+  ed::NodeP call = ed::Node::make_object();
+  call->add("Z1K1", ed::z9_node("Z7"));
+  EXPECT_EQ(call->refs, 1u);
   {
-    ed::NodeP again = z9;
-    EXPECT_EQ(z9->refs, 2u);
+    ed::NodeP again = call;
+    EXPECT_EQ(call->refs, 2u);
     ed::NodeP moved = std::move(again);
-    EXPECT_EQ(z9->refs, 2u);
+    EXPECT_EQ(call->refs, 2u);
   }
-  EXPECT_EQ(z9->refs, 1u);
-  EXPECT_EQ(z9->ref(), "Z801");
-  EXPECT_EQ(z9->to_json(), json({{"Z1K1", "Z9"}, {"Z9K1", "Z801"}}));
+  EXPECT_EQ(call->refs, 1u);
+  EXPECT_EQ(call->type_ref(), "Z7");
+  EXPECT_EQ(call->to_json(), json({{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}}}));
 }
 
 TEST(NodeKey, KeysCompareByTextWhetherInternedOrNot) {
