@@ -17,11 +17,19 @@ namespace wf::orchestrator::engine_detail {
 
 namespace {
 
-// Bounds of the process-wide tables: hostile input with endless distinct keys or strings fills
-// them once (a few MB at most), after which new texts are simply not interned.
+// Bounds of the process-wide tables: hostile input with endless distinct keys or ZIDs fills them
+// once (a few MB at most), after which new texts are simply not interned.
 constexpr std::size_t kMaxKeys = 1u << 16;
-constexpr std::size_t kMaxStrings = 1u << 14;
-constexpr std::size_t kMaxStringLength = 32;  // longer bare strings (code, labels) stay per node
+constexpr std::size_t kMaxStrings = 1u << 15;
+constexpr std::size_t kMaxStringLength = 32;
+
+// Only the texts objects are made of are interned: ZIDs, keys and type tags ("Z9", "Z20401",
+// "Z20401K1"), a set that is bounded for a wiki. Values (a call's string argument, code,
+// labels) stay nodes of their request: interning them would fill the tables with one-off texts.
+bool internable(std::string_view s) {
+  return s.size() <= kMaxStringLength &&
+         (wf::zobject::is_reference_like(s) || wf::zobject::is_key(s));
+}
 
 struct TextHash {
   using is_transparent = void;
@@ -86,6 +94,7 @@ Node* intern_string(std::string_view s) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(s);
   if (slot != nullptr && slot->text == s) return slot;
+  if (!internable(s)) return nullptr;
   Node* n = string_table().find_or_add(s, [](const std::string& t) {
     auto* node = new Node;
     node->interned = true;
@@ -105,7 +114,7 @@ Node* intern_terminal(std::string_view text) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(text);
   if (slot != nullptr && slot->entries[1].original->text == text) return slot;
-  if (text.size() > kMaxStringLength) return nullptr;
+  if (!internable(text)) return nullptr;
   Node* tag = intern_string(kReference ? "Z9" : "Z6");
   Node* value = intern_string(text);
   if (tag == nullptr || value == nullptr) return nullptr;
@@ -162,9 +171,7 @@ Key::~Key() {
 // ---- nodes ------------------------------------------------------------------------------------
 
 NodeP Node::make_string(std::string s) {
-  if (s.size() <= kMaxStringLength) {
-    if (Node* shared = intern_string(s)) return NodeP(shared);
-  }
+  if (Node* shared = intern_string(s)) return NodeP(shared);
   auto* n = new Node;
   n->is_string = true;
   n->text = std::move(s);
@@ -178,9 +185,7 @@ NodeP Node::make_object() {
 NodeP Node::from_json(const json& v) {
   if (v.is_string()) {
     const auto& s = v.get_ref<const std::string&>();
-    if (s.size() <= kMaxStringLength) {
-      if (Node* shared = intern_string(s)) return NodeP(shared);
-    }
+    if (Node* shared = intern_string(s)) return NodeP(shared);
     return make_string(s);
   }
   if (Node* shared = shared_terminal(v)) return NodeP(shared);

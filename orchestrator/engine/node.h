@@ -3,10 +3,10 @@
 // remembers, per key, the original value and the value it was resolved to (resolution is
 // persistent, as in the reference), plus the scope (argument frame) each sub-object lives in.
 // Nodes and frames belong to one request and are never shared across threads, with one
-// exception: short bare strings (ZIDs, keys, type tags) and the references and strings made of
-// them ({"Z1K1": "Z9", "Z9K1": "Z801"}) are interned nodes, shared by every request, immutable
-// and never freed (make_string, z9_node, z6_node, from_json, from_shared). They need no scope:
-// they hold no argument reference.
+// exception: bare strings that are ZIDs, keys or type tags ("Z9", "Z801", "Z801K1") and the
+// references and strings made of them ({"Z1K1": "Z9", "Z9K1": "Z801"}) are interned nodes, shared
+// by every request, immutable and never freed (make_string, z9_node, z6_node, from_json,
+// from_shared). They need no scope: they hold no argument reference.
 //
 // Nodes made with from_shared() are lazy: an entry keeps a pointer into an immutable JSON value
 // (a bundled definition or a cached persisted object, kept alive by the Resolver for the whole
@@ -143,8 +143,8 @@ struct Node {
     if (!is_string && !interned) scope = std::move(s);
   }
 
-  // A bare string: short ones are interned (one node per text for the whole process, up to a
-  // bound), longer ones are fresh nodes.
+  // A bare string: ZIDs, keys and type tags are interned (one node per text for the whole
+  // process, up to a bound), other texts are fresh nodes.
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);

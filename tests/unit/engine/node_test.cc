@@ -110,7 +110,8 @@ TEST(NodeSharing, ShortBareStringsAreOneSharedImmutableNode) {
   parent->add("Z6K1", a);
   parent->scope = frame;
   EXPECT_EQ(parent->get("Z6K1")->scope, nullptr);
-  // A long string is a node of its own, owned by its request.
+  // Other texts (values, code) are nodes of their own, owned by their request.
+  EXPECT_NE(ed::str_node("3.142").get(), ed::str_node("3.142").get());
   const std::string code(200, 'x');
   ed::NodeP c = ed::str_node(code);
   ed::NodeP d = ed::str_node(code);
@@ -126,8 +127,11 @@ TEST(NodeSharing, ReferencesAndStringObjectsAreSharedAndNeverChanged) {
   EXPECT_EQ(a.get(), b.get());
   EXPECT_EQ(a.get(), c.get());
   EXPECT_TRUE(a->interned);
-  EXPECT_EQ(ed::z6_node("hello").get(), ed::Node::from_json(*zo::normalize(json("hello"))).get());
+  EXPECT_EQ(ed::z6_node("Z801").get(), ed::z6_node("Z801").get());
   EXPECT_NE(ed::z6_node("Z801").get(), a.get());
+  // A value's text is not interned: it is a node of its request.
+  EXPECT_NE(ed::z6_node("hello").get(), ed::z6_node("hello").get());
+  EXPECT_FALSE(ed::z6_node("hello")->interned);
   // Read through a parent with a scope, written to: it stays as it is.
   auto frame = std::make_shared<ed::Frame>();
   ed::NodeP parent = ed::Node::make_object();
