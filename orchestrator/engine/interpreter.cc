@@ -1060,6 +1060,39 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   return run;
 }
 
+namespace {
+
+// The Z4 whose values every native integer is (Python int, JavaScript BigInt): Integer of
+// WikiLambda's initial content. A result declared Z1 that is such a native value and that no
+// argument type gives a plan for is converted by its from-code converter (docs/compatibility.md
+// "Type converters").
+constexpr const char* kNativeIntegerType = "Z16683";
+
+// The converter of a plan, looking through {"list": plan}; null when there is none.
+const json* innermost_converter(const json& plan) {
+  const json* p = &plan;
+  for (int depth = 0; depth <= 16 && p->is_object(); ++depth) {
+    if (auto c = p->find("converter"); c != p->end()) return &*c;
+    auto inner = p->find("list");
+    if (inner == p->end()) return nullptr;
+    p = &*inner;
+  }
+  return nullptr;
+}
+
+// Adds `plan` to a {native type name: plan} map under its converter's Z64K4, unless taken.
+void add_native(json& native, const json& plan) {
+  const json* c = innermost_converter(plan);
+  const std::string name = c != nullptr ? c->value("nativeType", "") : "";
+  if (!name.empty() && !native.contains(name)) native[name] = {{"converter", *c}};
+}
+
+bool is_ref_to(const NodeP& node, std::string_view zid) {
+  return node && node->is_ref() && node->ref() == zid;
+}
+
+}  // namespace
+
 // typeConverters of a code call (converters.h): the plans of the argument types (to code) and of
 // the return type (from code) for the implementation's language family; null when none has one.
 json Interpreter::code_converters(const std::vector<Decl>& decls, const json& values,
@@ -1070,8 +1103,8 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     NodeP type = d.declared;
     // An argument declared Z1 (any type) converts by the type of its value.
     const json* value = values.contains(d.name) ? &values[d.name] : nullptr;
-    if ((!type || (type->is_ref() && type->ref() == "Z1")) && value != nullptr &&
-        value->is_object() && value->contains("Z1K1")) {
+    if ((!type || is_ref_to(type, "Z1")) && value != nullptr && value->is_object() &&
+        value->contains("Z1K1")) {
       type = Node::from_json((*value)["Z1K1"]);
       type->scope = empty_;
     }
@@ -1082,18 +1115,21 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
   }
   NodeP returns = z8->get("Z8K2");
   json result = converter_plan(returns, ConverterDirection::kFromCode, family, 0);
-  if (result.is_null() && !types.empty() &&
-      (!returns || (returns->is_ref() && returns->ref() == "Z1"))) {
-    // A result declared Z1: converted by its native type, with the from-code converters of the
-    // argument types (the value of `add(a, b)` is most likely of their type).
+  // A result declared Z1, or a typed list of Z1: converted by its (elements') native type, with
+  // the from-code converters of the argument types first (the value of `add(a, b)` is most likely
+  // of their type), then Integer's for native integers.
+  const bool list_of_any = returns && returns->is_call() &&
+                           is_ref_to(returns->get("Z7K1"), "Z881") &&
+                           is_ref_to(returns->get("Z881K1"), "Z1");
+  if (result.is_null() && (!returns || is_ref_to(returns, "Z1") || list_of_any)) {
     json native = json::object();
     for (const auto& type : types) {
-      json plan = converter_plan(type, ConverterDirection::kFromCode, family, 0);
-      const json* c = plan.is_object() && plan.contains("converter") ? &plan["converter"] : nullptr;
-      const std::string name = c != nullptr ? c->value("nativeType", "") : "";
-      if (!name.empty() && !native.contains(name)) native[name] = std::move(plan);
+      add_native(native, converter_plan(type, ConverterDirection::kFromCode, family, 0));
     }
+    add_native(native, converter_plan(z9_node(kNativeIntegerType), ConverterDirection::kFromCode,
+                                      family, 0));
     if (!native.empty()) result = json{{"native", std::move(native)}};
+    if (!result.is_null() && list_of_any) result = json{{"list", std::move(result)}};
   }
   if (arguments.empty() && result.is_null()) return nullptr;
   json out = json::object();
@@ -1128,11 +1164,61 @@ json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction
   return find_converter(z4_json, direction, family, resolver_, read);
 }
 
-// Sends the call to the evaluator; the fiber parks until it answers.
+namespace {
+
+// Bounds of the per-request memo of code calls (run_on_evaluator).
+constexpr std::size_t kMaxCodeAnswers = 4096;
+constexpr std::size_t kMaxCodeAnswerKey = 64 * 1024;
+
+// What identifies a code call's answer: the same code, function, language, arguments (normal
+// form) and converters give the same answer (user code is taken to be deterministic, as the
+// result cache takes it across requests). Empty when the call is too large to remember.
+std::string code_call_key(const CodeCall& cc) {
+  std::string key = cc.coding_language;
+  key += '\n';
+  key += cc.function_name;
+  key += '\n';
+  key += cc.code;
+  key += '\n';
+  if (key.size() > kMaxCodeAnswerKey) return {};
+  key += cc.arguments.dump(-1, ' ', false, json::error_handler_t::replace);
+  key += '\n';
+  if (!cc.converters.is_null())
+    key += cc.converters.dump(-1, ' ', false, json::error_handler_t::replace);
+  return key.size() > kMaxCodeAnswerKey ? std::string() : key;
+}
+
+// An answer worth remembering: a Z22 with a value (not a failure, whose cause may be a limit or
+// a timeout of that moment).
+bool is_value_answer(const json& z22) {
+  if (!z22.is_object()) return false;
+  auto it = z22.find("Z22K1");
+  return it != z22.end() && !it->is_null() && zo::ref_id(*it) != "Z24";
+}
+
+}  // namespace
+
+// Sends the call to the evaluator; the fiber parks until it answers. The same call again in
+// this request (recursive compositions repeat them) gets the first answer without a round trip.
 CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
   }
+  const std::string key = code_call_key(cc);
+  if (!key.empty()) {
+    if (auto it = code_answers_.find(key); it != code_answers_.end()) {
+      metrics().code_call_memo_hits.Increment();
+      return it->second;
+    }
+  }
+  CodeRunner::Result out = evaluate_code(cc);
+  if (out && !key.empty() && code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out)) {
+    code_answers_.emplace(key, *out);
+  }
+  return out;
+}
+
+CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
   // Copies go into the started work: it may still be unwinding on another thread after this
   // fiber has resumed.
   Stopwatch watch(evaluator_us_);

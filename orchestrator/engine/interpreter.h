@@ -161,6 +161,7 @@ class Interpreter {
   ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
                    const std::vector<Decl>& decls, const NodeP& z8);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  CodeRunner::Result evaluate_code(const CodeCall& cc);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
@@ -193,6 +194,9 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
+  // Code calls answered in this request, by code, language, arguments and converters (see
+  // run_on_evaluator); bounded in entries and key size.
+  std::unordered_map<std::string, json> code_answers_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way
