@@ -358,7 +358,7 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
   ArgState* found = frame->find(name);
   if (found == nullptr) {
     ArgState st = retrieve(frame->parent, name, lazily);
-    frame->names.emplace_back(name, st);
+    if (!aborted()) frame->names.emplace_back(name, st);
     return st;
   }
   if (found->kind != ArgKind::kUnevaluated || lazily) return *found;
@@ -374,7 +374,8 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
     }
   }
   st.declared = unevaluated.declared;
-  if (ArgState* again = frame->find(name)) *again = st;
+  // An aborted evaluation stays unevaluated: a call-depth fallback may evaluate it again.
+  if (ArgState* again = frame->find(name); again != nullptr && !aborted()) *again = st;
   return st;
 }
 
@@ -739,6 +740,7 @@ Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_l
     metrics().breach_call_depth.Increment();
     fail(Abort::kLimit, "Call depth limit exceeded: more than " +
                             std::to_string(options_.max_call_depth) + " nested function calls");
+    depth_breached_ = abort_message_.starts_with("Call depth");
     return abort_envelope();
   }
   ++call_depth_;
@@ -812,10 +814,27 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
   std::vector<Impl> impls;
   Envelope listed = implementations(z8, impls);
   if (listed.has_error()) return listed;
-  // Selection and run (§3.4, §3.5): an evaluator failure moves on to the next implementation.
+  // Selection and run (§3.4, §3.5): an evaluator failure moves on to the next implementation,
+  // and so does a composition that exceeded the call depth (see may_fall_back).
   std::string last_failure;
-  for (const Impl& impl : impls) {
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    const Impl& impl = impls[i];
+    const bool fallback = may_fall_back(impl, i + 1 < impls.size());
+    if (fallback && !impl.id.empty() && demoted_.contains(impl.id)) continue;
+    fallback_frames_ += fallback ? 1 : 0;
     ImplRun run = run_implementation(impl, z8, decls);
+    fallback_frames_ -= fallback ? 1 : 0;
+    if (aborted() && fallback && fallback_frames_ == 0 && depth_breached_) {
+      // The outermost call that can: forget the breach, use the next implementation (and, for
+      // the rest of this request, never this composition again).
+      if (!impl.id.empty()) demoted_.insert(impl.id);
+      last_failure = abort_message_;
+      abort_ = Abort::kNone;
+      abort_message_.clear();
+      abort_error_ = nullptr;
+      depth_breached_ = false;
+      continue;
+    }
     if (aborted()) return abort_envelope();
     if (run.then == ImplRun::Then::kReturn) return run.result;
     if (run.then == ImplRun::Then::kNextImplementation) {
@@ -912,6 +931,15 @@ Envelope Interpreter::implementations(const NodeP& z8, std::vector<Impl>& impls)
         "Z507", "Could not find any implementations for " + (id ? id->ref() : "") + "."));
   }
   return Envelope::ok(nullptr);
+}
+
+// Whether `impl` is a composition followed by another implementation: when its run exceeds the
+// call depth, the outermost such call on the stack moves on to its next implementation instead
+// of failing the request (docs/compatibility.md "Limits"). A composition that recurses through a
+// function whose arguments are evaluated eagerly (code) cannot stop; another implementation of
+// the same function can.
+bool Interpreter::may_fall_back(const Impl& impl, bool has_next) const {
+  return has_next && impl.z14 && !impl.z14->is_string && impl.z14->has("Z14K2");
 }
 
 // One implementation, by kind: a built-in (Z14K4), a composition (Z14K2) or code (Z14K3); an
@@ -1062,11 +1090,11 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
 
 namespace {
 
-// The Z4 whose values every native integer is (Python int, JavaScript BigInt): Integer of
-// WikiLambda's initial content. A result declared Z1 that is such a native value and that no
-// argument type gives a plan for is converted by its from-code converter (docs/compatibility.md
-// "Type converters").
-constexpr const char* kNativeIntegerType = "Z16683";
+// The types of WikiLambda's initial content that native integers (Python int, JavaScript BigInt)
+// become when nothing else gives them a type: Natural number, or Integer for negative values
+// (docs/compatibility.md "Type converters").
+constexpr const char* kNaturalNumberType = "Z13518";
+constexpr const char* kIntegerType = "Z16683";
 
 // The converter of a plan, looking through {"list": plan}; null when there is none.
 const json* innermost_converter(const json& plan) {
@@ -1080,11 +1108,12 @@ const json* innermost_converter(const json& plan) {
   return nullptr;
 }
 
-// Adds `plan` to a {native type name: plan} map under its converter's Z64K4, unless taken.
-void add_native(json& native, const json& plan) {
+// Adds `plan` to a {native type name: plan} map under its converter's Z64K4 (with `prefix`:
+// "-" for the plan of negative numbers), unless taken.
+void add_native(json& native, const json& plan, const char* prefix = "") {
   const json* c = innermost_converter(plan);
   const std::string name = c != nullptr ? c->value("nativeType", "") : "";
-  if (!name.empty() && !native.contains(name)) native[name] = {{"converter", *c}};
+  if (!name.empty() && !native.contains(prefix + name)) native[prefix + name] = {{"converter", *c}};
 }
 
 bool is_ref_to(const NodeP& node, std::string_view zid) {
@@ -1117,7 +1146,7 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
   json result = converter_plan(returns, ConverterDirection::kFromCode, family, 0);
   // A result declared Z1, or a typed list of Z1: converted by its (elements') native type, with
   // the from-code converters of the argument types first (the value of `add(a, b)` is most likely
-  // of their type), then Integer's for native integers.
+  // of their type), then Natural number's for native integers, and Integer's for negative ones.
   const bool list_of_any = returns && returns->is_call() &&
                            is_ref_to(returns->get("Z7K1"), "Z881") &&
                            is_ref_to(returns->get("Z881K1"), "Z1");
@@ -1126,8 +1155,11 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     for (const auto& type : types) {
       add_native(native, converter_plan(type, ConverterDirection::kFromCode, family, 0));
     }
-    add_native(native, converter_plan(z9_node(kNativeIntegerType), ConverterDirection::kFromCode,
+    add_native(native, converter_plan(z9_node(kNaturalNumberType), ConverterDirection::kFromCode,
                                       family, 0));
+    add_native(native,
+               converter_plan(z9_node(kIntegerType), ConverterDirection::kFromCode, family, 0),
+               "-");
     if (!native.empty()) result = json{{"native", std::move(native)}};
     if (!result.is_null() && list_of_any) result = json{{"list", std::move(result)}};
   }

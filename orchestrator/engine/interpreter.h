@@ -154,6 +154,7 @@ class Interpreter {
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
+  bool may_fall_back(const Impl& impl, bool has_next) const;
   ImplRun run_builtin_impl(const NodeP& z14, const std::string& id, const FrameP& frame,
                            const std::vector<Decl>& decls, const NodeP& z8);
   ImplRun run_composition(const NodeP& z14, const std::string& id, const FrameP& frame,
@@ -185,6 +186,9 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
+  bool depth_breached_ = false;              // the abort is the call-depth limit (execute)
+  int fallback_frames_ = 0;                  // calls under way whose composition may fall back
+  std::unordered_set<std::string> demoted_;  // compositions that exceeded the call depth
   int orchestrating_ = 0;
   double validate_us_ = 0;
   double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)

@@ -538,7 +538,11 @@
       // A result declared Z1: the plan of the value's native type (Z64K4: 'BigInt', ...).
       const name = typeof value === 'bigint' ? 'BigInt'
         : (value !== null && value !== undefined && value.constructor ? value.constructor.name : '');
-      const chosen = typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null;
+      // A negative number: the plan named '-' + its type first (Natural number vs Integer).
+      const negative = (typeof value === 'bigint' && value < 0n) || (typeof value === 'number' && value < 0);
+      const signed = negative && typeof name === 'string' ? plan.native['-' + name] : null;
+      const chosen = isObject(signed) ? signed
+        : (typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null);
       if (chosen) {
         return fromNative(chosen, value, cache);
       }

@@ -399,12 +399,23 @@ class _Converters:
         if isinstance(plan.get("native"), dict):
             # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...);
             # the elements of a list or tuple each by theirs.
-            chosen = plan["native"].get(type(value).__name__)
+            chosen = _native_plan(plan["native"], value)
             if isinstance(chosen, dict):
                 return self.from_native(chosen, value)
             if isinstance(value, (list, tuple)):
                 return _typed_list([self.from_native(plan, item) for item in value], flat=True)
         return _serialize(value)
+
+
+def _native_plan(native, value):
+    """The plan of `value`'s native type in a {"native": ...} map; for a negative number the
+    plan named "-" + its type first (Natural number vs Integer)."""
+    name = type(value).__name__
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        chosen = native.get("-" + name)
+        if isinstance(chosen, dict):
+            return chosen
+    return native.get(name)
 
 
 def _namespace():
