@@ -126,6 +126,7 @@ bool Interpreter::tick() {
     metrics().breach_steps.Increment();
     fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
                             std::to_string(options_.max_steps) + " evaluation steps");
+    limit_breached_ = abort_message_.starts_with("Evaluation step");
     return false;
   }
   if ((steps_ & 31) == 0 && Clock::now() >= ctx_.deadline) {
@@ -740,7 +741,7 @@ Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_l
     metrics().breach_call_depth.Increment();
     fail(Abort::kLimit, "Call depth limit exceeded: more than " +
                             std::to_string(options_.max_call_depth) + " nested function calls");
-    depth_breached_ = abort_message_.starts_with("Call depth");
+    limit_breached_ = abort_message_.starts_with("Call depth");
     return abort_envelope();
   }
   ++call_depth_;
@@ -820,19 +821,24 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
   for (std::size_t i = 0; i < impls.size(); ++i) {
     const Impl& impl = impls[i];
     const bool fallback = may_fall_back(impl, i + 1 < impls.size());
-    if (fallback && !impl.id.empty() && demoted_.contains(impl.id)) continue;
+    const std::string demote_key =
+        impl.id.empty() ? std::to_string(reinterpret_cast<std::uintptr_t>(impl.z14.get()))
+                        : impl.id;
+    if (fallback && demoted_.contains(demote_key)) continue;
+    const std::int64_t steps_before = steps_;
     fallback_frames_ += fallback ? 1 : 0;
     ImplRun run = run_implementation(impl, z8, decls);
     fallback_frames_ -= fallback ? 1 : 0;
-    if (aborted() && fallback && fallback_frames_ == 0 && depth_breached_) {
-      // The outermost call that can: forget the breach, use the next implementation (and, for
-      // the rest of this request, never this composition again).
-      if (!impl.id.empty()) demoted_.insert(impl.id);
+    if (aborted() && fallback && fallback_frames_ == 0 && limit_breached_) {
+      // The outermost call that can: forget the breach and the steps this composition used, use
+      // the next implementation (and, for the rest of this request, never this composition).
+      demoted_.insert(demote_key);
       last_failure = abort_message_;
       abort_ = Abort::kNone;
       abort_message_.clear();
       abort_error_ = nullptr;
-      depth_breached_ = false;
+      limit_breached_ = false;
+      steps_ = steps_before;
       continue;
     }
     if (aborted()) return abort_envelope();
@@ -934,10 +940,11 @@ Envelope Interpreter::implementations(const NodeP& z8, std::vector<Impl>& impls)
 }
 
 // Whether `impl` is a composition followed by another implementation: when its run exceeds the
-// call depth, the outermost such call on the stack moves on to its next implementation instead
-// of failing the request (docs/compatibility.md "Limits"). A composition that recurses through a
-// function whose arguments are evaluated eagerly (code) cannot stop; another implementation of
-// the same function can.
+// call depth or the step limit, the outermost such call on the stack moves on to its next
+// implementation instead of failing the request (docs/compatibility.md "Limits"). A composition
+// that recurses through a function whose arguments are evaluated eagerly (code) cannot stop, and
+// a doubly recursive one can need exponentially many steps; another implementation of the same
+// function may not.
 bool Interpreter::may_fall_back(const Impl& impl, bool has_next) const {
   return has_next && impl.z14 && !impl.z14->is_string && impl.z14->has("Z14K2");
 }

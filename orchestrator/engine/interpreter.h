@@ -186,7 +186,7 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
-  bool depth_breached_ = false;              // the abort is the call-depth limit (execute)
+  bool limit_breached_ = false;              // the abort is the call-depth or the step limit
   int fallback_frames_ = 0;                  // calls under way whose composition may fall back
   std::unordered_set<std::string> demoted_;  // compositions that exceeded the call depth
   int orchestrating_ = 0;
