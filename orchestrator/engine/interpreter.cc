@@ -1162,11 +1162,8 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     for (const auto& type : types) {
       add_native(native, converter_plan(type, ConverterDirection::kFromCode, family, 0));
     }
-    add_native(native, converter_plan(z9_node(kNaturalNumberType), ConverterDirection::kFromCode,
-                                      family, 0));
-    add_native(native,
-               converter_plan(z9_node(kIntegerType), ConverterDirection::kFromCode, family, 0),
-               "-");
+    add_native(native, default_from_code(kNaturalNumberType, family));
+    add_native(native, default_from_code(kIntegerType, family), "-");
     if (!native.empty()) result = json{{"native", std::move(native)}};
     if (!result.is_null() && list_of_any) result = json{{"list", std::move(result)}};
   }
@@ -1175,6 +1172,20 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
   if (!arguments.empty()) out["arguments"] = std::move(arguments);
   if (!result.is_null()) out["result"] = std::move(result);
   return out;
+}
+
+// The from-code plan of a persisted type named by the engine itself (not by the content): a wiki
+// that lacks it, or fails to deliver it, only means no plan (the request goes on).
+json Interpreter::default_from_code(const std::string& zid, const std::string& family) {
+  const Dereferenced& d = resolver_.dereference(zid);
+  if (!d.z2) return nullptr;
+  auto z4 = d.z2->find("Z2K2");
+  if (z4 == d.z2->end() || zo::type_id(*z4) != "Z4" || !declares_converters(*z4)) return nullptr;
+  if (converters_ != nullptr) {
+    return converters_->lookup(zid, *z4, ConverterDirection::kFromCode, family, resolver_);
+  }
+  std::vector<std::string> read;
+  return find_converter(*z4, ConverterDirection::kFromCode, family, resolver_, read);
 }
 
 // The plan of one declared type: {"list": plan} for a typed list whose element type has one,

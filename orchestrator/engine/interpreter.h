@@ -167,6 +167,7 @@ class Interpreter {
                        const std::string& family);
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
                       int depth);
+  json default_from_code(const std::string& zid, const std::string& family);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
