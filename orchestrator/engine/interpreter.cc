@@ -1220,10 +1220,28 @@ namespace {
 constexpr std::size_t kMaxCodeAnswers = 4096;
 constexpr std::size_t kMaxCodeAnswerKey = 64 * 1024;
 
+// Whether `v` has at most `max_nodes` values, none nested deeper than kMaxCodeAnswerDepth: only
+// such arguments are dumped into a memo key (dump() recurses once per level, and a long list in
+// normal form nests once per element). Walks with its own stack.
+constexpr int kMaxCodeAnswerDepth = 128;
+bool small_value(const json& v, std::size_t max_nodes) {
+  std::vector<std::pair<const json*, int>> todo{{&v, 0}};
+  for (std::size_t seen = 0; !todo.empty(); ++seen) {
+    if (seen >= max_nodes) return false;
+    auto [node, depth] = todo.back();
+    todo.pop_back();
+    if (depth > kMaxCodeAnswerDepth) return false;
+    if (!node->is_structured()) continue;
+    for (const auto& child : *node) todo.emplace_back(&child, depth + 1);
+  }
+  return true;
+}
+
 // What identifies a code call's answer: the same code, function, language, arguments (normal
 // form) and converters give the same answer (user code is taken to be deterministic, as the
 // result cache takes it across requests). Empty when the call is too large to remember.
 std::string code_call_key(const CodeCall& cc) {
+  if (!small_value(cc.arguments, kMaxCodeAnswerKey / 8)) return {};
   std::string key = cc.coding_language;
   key += '\n';
   key += cc.function_name;
@@ -1262,7 +1280,8 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
     }
   }
   CodeRunner::Result out = evaluate_code(cc);
-  if (out && !key.empty() && code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out)) {
+  if (out && !key.empty() && code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out) &&
+      small_value(*out, kMaxCodeAnswerKey / 8)) {
     code_answers_.emplace(key, *out);
   }
   return out;
