@@ -160,8 +160,14 @@ class EngineImpl final : public Engine {
     if (engine_detail::on_fiber()) {
       f();
     } else {
-      fibers_.run_here(log_context(ctx), std::forward<F>(f));
+      on_new_fiber(ctx, std::forward<F>(f));
     }
+  }
+
+  // Out of line: the fiber's log context and work are not built in on_fiber's callers' frames,
+  // which stay on the stack of a call parked on the evaluator (bench/slow_calls).
+  [[gnu::noinline]] void on_new_fiber(const CallContext& ctx, std::function<void()> f) {
+    fibers_.run_here(log_context(ctx), std::move(f));
   }
 
   nlohmann::json evaluate_here(const nlohmann::json& request, const CallContext& ctx) {

@@ -1054,18 +1054,39 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   ImplRun run;
   run.type = "Evaluated";
   run.id = id;
-  CodeCall cc;
+  // Built out of line and kept on the heap: this frame stays on the fiber's stack while the
+  // evaluator works (bench/slow_calls: memory per in-flight call).
+  std::unique_ptr<CodeCall> cc = code_call(z14, frame, decls, z8, run);
+  if (!cc) return run;
+  CodeRunner::Result out = run_on_evaluator(*cc);
+  if (!out) {
+    run.then = ImplRun::Then::kNextImplementation;
+    run.failure = out.error().message;
+    if (run.failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
+      run.failure = "No evaluator is available for " + cc->coding_language;
+    }
+    return run;
+  }
+  run.result = evaluator_envelope(*out);
+  return run;
+}
+
+std::unique_ptr<CodeCall> Interpreter::code_call(const NodeP& z14, const FrameP& frame,
+                                                 const std::vector<Decl>& decls, const NodeP& z8,
+                                                 ImplRun& run) {
+  auto cc_box = std::make_unique<CodeCall>();
+  CodeCall& cc = *cc_box;
   for (const auto& d : decls) {
     ArgState st = retrieve(frame, d.name, false);
-    if (aborted()) return run;
+    if (aborted()) return nullptr;
     if (st.kind == ArgKind::kError) {
       run.result = Envelope::err(st.error);
-      return run;
+      return nullptr;
     }
     Envelope ev = eager(st.value);
     if (ev.has_error()) {
       run.result = ev;
-      return run;
+      return nullptr;
     }
     cc.arguments[d.name] = st.value->to_json();
   }
@@ -1075,25 +1096,15 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   if (lang.has_error()) {
     run.result = lang;
     run.then = ImplRun::Then::kReturn;
-    return run;
+    return nullptr;
   }
   cc.coding_language = node_string(resolve_key(lang.value, "Z61K1", zs).value);
   cc.code = node_string(resolve_key(code.value, "Z16K2", zs).value);
   const Node* fid = z8->peek("Z8K5");
   cc.function_name = fid ? fid->ref() : "";
   cc.converters = code_converters(decls, cc.arguments, z8, language_family(cc.coding_language));
-  if (aborted()) return run;
-  CodeRunner::Result out = run_on_evaluator(cc);
-  if (!out) {
-    run.then = ImplRun::Then::kNextImplementation;
-    run.failure = out.error().message;
-    if (run.failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
-      run.failure = "No evaluator is available for " + cc.coding_language;
-    }
-    return run;
-  }
-  run.result = evaluator_envelope(*out);
-  return run;
+  if (aborted()) return nullptr;
+  return cc_box;
 }
 
 namespace {
@@ -1238,6 +1249,15 @@ double execution_cpu_ms(const json& z22) {
   return ec == std::errc() && ms >= 0 && ms < 1e9 ? ms : 0;
 }
 
+// The work started once the fiber has parked. Copies go into it: it may still be unwinding on
+// another thread after the fiber has resumed. Out of line, so that the copies are not built in
+// run_on_evaluator's frame, which stays on the parked fiber's stack (bench/slow_calls).
+[[gnu::noinline]] std::function<void(CodeRunner::Done)> evaluator_work(CodeRunner* runner,
+                                                                       const CodeCall& cc,
+                                                                       const CallContext& ctx) {
+  return [runner, cc, ctx](CodeRunner::Done done) { runner->run(cc, ctx, std::move(done)); };
+}
+
 // Bounds of the per-request memo of code calls (run_on_evaluator).
 constexpr std::size_t kMaxCodeAnswers = 4096;
 constexpr std::size_t kMaxCodeAnswerKey = 64 * 1024;
@@ -1310,13 +1330,8 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
 }
 
 CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
-  // Copies go into the started work: it may still be unwinding on another thread after this
-  // fiber has resumed.
   Stopwatch watch(evaluator_us_);
-  CodeRunner::Result out =
-      await<CodeRunner::Result>([runner = runner_, cc, ctx = ctx_](CodeRunner::Done done) {
-        runner->run(cc, ctx, std::move(done));
-      });
+  CodeRunner::Result out = await<CodeRunner::Result>(evaluator_work(runner_, cc, ctx_));
   if (cancelled() || Clock::now() >= ctx_.deadline) {
     if (!cancelled()) metrics().breach_deadline.Increment();
     fail(Abort::kDeadline, "Function call timed out");

@@ -164,6 +164,10 @@ class Interpreter {
                           const std::vector<Decl>& decls, const NodeP& z8);
   ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
                    const std::vector<Decl>& decls, const NodeP& z8);
+  // The call run_code sends, or nullptr with `run` saying why not (an argument's error, abort).
+  [[gnu::noinline]] std::unique_ptr<CodeCall> code_call(const NodeP& z14, const FrameP& frame,
+                                                        const std::vector<Decl>& decls,
+                                                        const NodeP& z8, ImplRun& run);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
   CodeRunner::Result evaluate_code(const CodeCall& cc);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,

@@ -178,6 +178,32 @@ struct HttpClient::Impl {
     co_return stream;
   }
 
+  // Waits until the answer starts to arrive (or the peer closes), holding no read buffer and no
+  // Beast read operation while the evaluator works (seconds for a slow call: bench/slow_calls,
+  // memory per in-flight call); the answer is then read at once. timeout at the deadline.
+  static awaitable<beast::error_code> wait_for_answer(tcp::socket& socket,
+                                                      Clock::time_point deadline) {
+    // Shared with the timer's handler, which may run after this frame is gone.
+    struct Watch {
+      tcp::socket* socket;
+      bool done = false;
+      bool expired = false;
+    };
+    auto watch = std::make_shared<Watch>(Watch{&socket});
+    asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+    timer.async_wait([watch](beast::error_code ec) {
+      if (ec || watch->done) return;
+      watch->expired = true;
+      beast::error_code ignored;
+      watch->socket->cancel(ignored);
+    });
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kTuple);
+    watch->done = true;
+    timer.cancel();
+    if (watch->expired) co_return beast::error::timeout;
+    co_return ec;
+  }
+
   static ClientError transport_error(const Target& t, beast::error_code ec, std::size_t limit) {
     if (ec == beast::error::timeout) {
       return ClientError{ClientError::Kind::kTimeout,
@@ -252,11 +278,12 @@ struct HttpClient::Impl {
       // not needed: only its body is kept, for a retry on a fresh connection.
       req.body = std::move(hreq.body());
       hreq = {};
+      beast::error_code rec;
+      if (!wec && !op.cancelled) rec = co_await wait_for_answer(stream->socket(), deadline);
       beast::flat_buffer buffer;
       bhttp::response_parser<bhttp::string_body> parser;
       parser.body_limit(options.max_response_bytes);
-      beast::error_code rec;
-      if (!wec && !op.cancelled) {
+      if (!wec && !rec && !op.cancelled) {
         auto [ec, n] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
         rec = ec;
       }

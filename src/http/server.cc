@@ -509,7 +509,9 @@ struct Server::Impl {
     if (in.early) {
       res = std::move(in.early);
     } else {
-      res = co_await dispatch(stream, buffer, handle, req, route);
+      res = answer_here(handle, req, route);
+      if (!res && route != nullptr)
+        res = co_await run_in_flight(stream, buffer, handle, req, *route);
     }
     metrics.in_flight.Decrement();
     const std::string_view route_name = route ? std::string_view(route->name) : "unmatched";
@@ -588,27 +590,27 @@ struct Server::Impl {
     }
   }
 
-  // Matches the route and answers 404/405, runs inline handlers here, and sends the others off
-  // the coroutine (run_in_flight). nullopt: the client went away.
-  awaitable<std::optional<Response>> dispatch(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                              SessionHandle& handle, Request& req,
-                                              const RouteEntry*& route_out) {
+  // Matches the route and answers 401/404/405/503 and inline handlers here; nullopt (with the
+  // route set): the handler runs off the coroutine (run_in_flight). Not a coroutine itself, so
+  // that a request in flight keeps no frame of it (bench/slow_calls: memory per in-flight call).
+  std::optional<Response> answer_here(SessionHandle& handle, Request& req,
+                                      const RouteEntry*& route_out) {
     if (handle.admin && !admin_authorized(req)) {
       Response r = Response::error(
           401, "unauthorized",
           "admin requests need the header 'Authorization: Bearer <token>' with the token from the "
           "service's --admin-token-file");
       r.headers.push_back({"www-authenticate", "Bearer"});
-      co_return r;
+      return r;
     }
     Match m = match(handle.admin ? admin_routes : routes, req.method, req.path);
     const RouteEntry* route = m.route;
     route_out = route;
-    if (route == nullptr) co_return unmatched(req, m);
+    if (route == nullptr) return unmatched(req, m);
     const bool async = static_cast<bool>(route->async_handler);
     if (!async && (route->dispatch == Dispatch::kInline || !workers ||
                    (route->run_inline && route->run_inline(req)))) {
-      co_return call_handler(route->handler, req);
+      return call_handler(route->handler, req);
     }
     if (!async && pending_work.fetch_add(1) >= options.max_pending_work) {
       pending_work.fetch_sub(1);
@@ -616,9 +618,9 @@ struct Server::Impl {
       Response r = Response::error(
           503, "overloaded", "the server is at its limit of concurrent work; retry after a second");
       r.headers.push_back({"retry-after", "1"});
-      co_return r;
+      return r;
     }
-    co_return co_await run_in_flight(stream, buffer, handle, req, *route);
+    return std::nullopt;
   }
 
   // Only with --cors-origin, and only on the routes named in cors_routes (the evaluate routes).
@@ -673,7 +675,15 @@ struct Server::Impl {
     buffer.shrink_to_fit();
     watch_client(flight, stream.socket(), buffer);
     start_handler(route, std::move(ar));
-    std::optional<Response> res = co_await await_response(*flight, req.deadline);
+    // The wait is here, not in a coroutine of its own: one frame fewer per request in flight.
+    std::optional<Response> res;
+    bool deadline_passed = false;
+    flight->wake.expires_at(req.deadline);
+    while (!answer_ready(*flight, res)) {
+      auto [ec] = co_await flight->wake.async_wait(kTuple);
+      if (ec || flight->settled()) continue;  // woken by the responder, the watch or the drain
+      if (deadline_over(*flight, deadline_passed, res)) break;
+    }
     co_await stop_watching(*flight, stream.socket());
     handle.flight.reset();
     co_return res;
@@ -767,38 +777,42 @@ struct Server::Impl {
     while (f.watching) co_await f.wake.async_wait(kTuple);  // the read's handler wakes us
   }
 
-  // nullopt: the client went away. Async routes get deadline_grace after the deadline to answer,
-  // then the server answers 504; kWorker routes are waited for (their handlers end themselves).
-  awaitable<std::optional<Response>> await_response(Flight& f, Clock::time_point deadline) {
-    const bool async = static_cast<bool>(f.route->async_handler);
-    bool deadline_passed = false;
-    f.wake.expires_at(deadline);
-    for (;;) {
-      if (f.response) co_return std::move(f.response);
-      if (f.client_gone) co_return std::nullopt;
-      if (f.shutdown) {
-        Response r = Response::error(503, "shutting_down",
-                                     "the server is shutting down and cancelled this request");
-        r.headers.push_back({"retry-after", "1"});
-        co_return r;
-      }
-      auto [ec] = co_await f.wake.async_wait(kTuple);
-      if (ec || f.settled()) continue;  // woken by the responder, the watch or the drain
-      if (!deadline_passed) {
-        deadline_passed = true;
-        cancel_flight(f, Cancellation::Reason::kDeadline);
-        if (async) {
-          f.wake.expires_after(options.deadline_grace);
-        } else {
-          f.wake.expires_at(asio::steady_timer::time_point::max());
-        }
-        continue;
-      }
-      co_return Response::error(
-          504, "deadline_exceeded",
-          fmt::format("the request did not finish within its deadline of {} ms",
-                      options.request_timeout.count()));
+  // Whether the wait of run_in_flight is over, and its answer: the response, nullopt when the
+  // client went away, or 503 when the server shuts down.
+  static bool answer_ready(Flight& f, std::optional<Response>& out) {
+    if (f.response) {
+      out = std::move(f.response);
+      return true;
     }
+    if (f.client_gone) {
+      out.reset();
+      return true;
+    }
+    if (!f.shutdown) return false;
+    out = Response::error(503, "shutting_down",
+                          "the server is shutting down and cancelled this request");
+    out->headers.push_back({"retry-after", "1"});
+    return true;
+  }
+
+  // The deadline timer fired with no answer. The first time, the request is cancelled: async
+  // routes get deadline_grace to answer, kWorker routes are waited for (their handlers end
+  // themselves). After the grace: true, with the server's 504 in `out`.
+  bool deadline_over(Flight& f, bool& deadline_passed, std::optional<Response>& out) {
+    if (!deadline_passed) {
+      deadline_passed = true;
+      cancel_flight(f, Cancellation::Reason::kDeadline);
+      if (f.route->async_handler) {
+        f.wake.expires_after(options.deadline_grace);
+      } else {
+        f.wake.expires_at(asio::steady_timer::time_point::max());
+      }
+      return false;
+    }
+    out = Response::error(504, "deadline_exceeded",
+                          fmt::format("the request did not finish within its deadline of {} ms",
+                                      options.request_timeout.count()));
+    return true;
   }
 
   // Raises the request's cancellation (first reason wins), counts it and logs it once.
