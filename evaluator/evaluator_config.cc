@@ -107,10 +107,10 @@ std::vector<Option> evaluator_options() {
        600000},
       {"sandbox_call_nice",
        Type::kInt,
-       "0",
-       "Nice increment of a sandbox child while it runs its call (0-19; forking and warming up "
-       "keep the normal priority), so that the service's event loops get the CPU beside busy "
-       "children.",
+       "10",
+       "Nice increment of a sandbox child whose call has run sandbox_call_demote_after_ms "
+       "(0-19; 0 = never), so that the service's event loops and short calls get the CPU "
+       "promptly beside children that spin.",
        {"WF_SANDBOX_CALL_NICE"},
        {},
        0,
@@ -118,9 +118,19 @@ std::vector<Option> evaluator_options() {
       {"sandbox_call_policy",
        Type::kString,
        "normal",
-       "Scheduling policy of a sandbox child while it runs its call: normal, batch (SCHED_BATCH) "
-       "or idle (SCHED_IDLE: runs only when nothing else wants the CPU).",
+       "Scheduling policy of a sandbox child whose call has run sandbox_call_demote_after_ms: "
+       "normal, batch (SCHED_BATCH) or idle (SCHED_IDLE: runs only when nothing else wants the "
+       "CPU).",
        {"WF_SANDBOX_CALL_POLICY"}},
+      {"sandbox_call_demote_after_ms",
+       Type::kInt,
+       "50",
+       "How long a call runs at the zygote's priority before sandbox_call_nice and "
+       "sandbox_call_policy apply (0: from its start).",
+       {"WF_SANDBOX_CALL_DEMOTE_AFTER_MS"},
+       {},
+       0,
+       600000},
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
@@ -149,6 +159,7 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
   l.queued_total = static_cast<std::size_t>(cfg.integer("sandbox_queue_total"));
   l.queue_wait = std::chrono::milliseconds(cfg.integer("sandbox_queue_wait_ms"));
   l.call_nice = static_cast<int>(cfg.integer("sandbox_call_nice"));
+  l.call_demote_after = std::chrono::milliseconds(cfg.integer("sandbox_call_demote_after_ms"));
   const std::string policy = cfg.str("sandbox_call_policy");
   l.call_policy = policy == "idle"    ? SandboxLimits::CallPolicy::kIdle
                   : policy == "batch" ? SandboxLimits::CallPolicy::kBatch

@@ -112,10 +112,14 @@ void set_nonblocking(int fd) {
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-// A child's scheduling while it runs its call (SandboxLimits::call_nice, call_policy). The
-// service may lower the priority of its own user's processes unprivileged; the child is alive
-// (waiting for its call, its pidfd held), so `pid` is that child. Best effort: on failure the
-// call runs at the zygote's priority.
+bool demotes(const SandboxLimits& limits) {
+  return limits.call_nice > 0 || limits.call_policy != SandboxLimits::CallPolicy::kNormal;
+}
+
+// Lowers a child's scheduling priority once its call has run call_demote_after
+// (SandboxLimits::call_nice, call_policy). The service may lower the priority of its own user's
+// processes unprivileged; the child is alive (its call has not ended, its pidfd is held), so
+// `pid` is that child. Best effort: on failure the call keeps the zygote's priority.
 void set_call_priority(pid_t pid, const SandboxLimits& limits) {
   if (limits.call_policy != SandboxLimits::CallPolicy::kNormal) {
     sched_param param{};
@@ -782,6 +786,22 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     core_->request_child(shared_from_this(), ticket_);
   }
 
+  // The wall-clock timer of a call in its child; first, when the child's priority is to be
+  // lowered after call_demote_after (so short calls, most of them, run at the zygote's priority
+  // and only long ones yield to the service and to other calls), the demotion.
+  void arm_talking_timer() {
+    const SandboxLimits& limits = core_->limits();
+    const Clock::time_point wall = wall_end_ + kInterruptGrace;
+    demote_pending_ = demotes(limits);
+    if (demote_pending_ && limits.call_demote_after.count() == 0) {
+      demote_pending_ = false;
+      set_call_priority(child_, limits);
+    }
+    const Clock::time_point demote_at = Clock::now() + limits.call_demote_after;
+    arm_timer(demote_pending_ && demote_at < wall ? demote_at : wall);
+    if (demote_pending_ && demote_at >= wall) demote_pending_ = false;
+  }
+
   CallOutcome refusal(QueueRefusal why) const {
     const SandboxLimits& limits = core_->limits();
     switch (why) {
@@ -819,13 +839,26 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     });
   }
 
+  // The call's timer: the child's demotion, the queue-time budget, or the wall-clock limit.
   void on_timer() {
+    const Phase phase = phase_.load();
+    if (phase == Phase::kTalking && demote_pending_) {
+      demote_pending_ = false;
+      // Not a pid the zygote reaped meanwhile (its pidfd would be readable).
+      if (!pidfd_exited(pidfd_.native_handle())) set_call_priority(child_, core_->limits());
+      return arm_timer(wall_end_ + kInterruptGrace);
+    }
+    if (phase == Phase::kWaiting && queue_wait_end_ < wall_end_) {
+      core_->metrics().refused[kRefusedWaitBudget]->Increment();
+      return finish(refusal(kRefusedWaitBudget), kKillNone);
+    }
+    on_wall_end();
+  }
+
+  // The wall-clock limit or the request's deadline.
+  void on_wall_end() {
     switch (phase_.load()) {
       case Phase::kWaiting: {
-        if (queue_wait_end_ < wall_end_) {
-          core_->metrics().refused[kRefusedWaitBudget]->Increment();
-          return finish(refusal(kRefusedWaitBudget), kKillNone);
-        }
         std::string why = core_->unavailable_reason();
         return finish(failure(Status::kUnavailable,
                               fmt::format("no {} sandbox child: {}", core_->language(),
@@ -849,7 +882,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     core_->metrics().cancelled[static_cast<std::size_t>(reason)]->Increment();
     // The request's deadline: what the wall-clock timer does, now (the caller gets its timeout
     // error, not a cancellation).
-    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_timer();
+    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_wall_end();
     int kill_reason = kKillNone;
     if (phase != Phase::kWaiting && pidfd_.is_open()) {
       pidfd_signal(pidfd_.native_handle(), SIGKILL);  // its zygote reaps it
@@ -869,7 +902,6 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
       return;
     }
     seat_ = Seat::kHeld;
-    set_call_priority(child.pid, core_->limits());
     phase_ = Phase::kTalking;
     ++attempt_;
     link_ = link;
@@ -884,7 +916,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     request_ = build_request(input_, core_->limits(), left, token_);
     written_ = 0;
     reader_.emplace(token_, core_->limits());
-    arm_timer(wall_end_ + kInterruptGrace);
+    arm_talking_timer();
     send_more();
     wait_channel();
     wait_exit();
@@ -1114,6 +1146,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
   Seat seat_ = Seat::kNone;
   Clock::time_point queue_wait_end_;
   std::atomic<bool> at_cap_{false};
+  bool demote_pending_ = false;  // the talking timer lowers the child's priority first
 };
 
 // ---- Core parts that need ProcessCall ----------------------------------------------------------

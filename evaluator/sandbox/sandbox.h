@@ -47,12 +47,14 @@ struct SandboxLimits {
   std::size_t queued_total = 8192;
   std::chrono::milliseconds queue_wait{10000};
 
-  // How a child is scheduled while it runs its call (set by the service when it hands the child
-  // its call; forking and warming up keep the zygote's normal priority): a nice increment (0-19)
-  // and a policy. So the service's event loops get the CPU promptly beside busy children.
+  // How a child is scheduled once its call has run call_demote_after (set by the service;
+  // forking, warming up and short calls keep the zygote's priority): a nice increment (0-19) and
+  // a policy. So the service's event loops, and short calls, get the CPU promptly beside children
+  // that spin. 0 and kNormal: never changed.
   enum class CallPolicy { kNormal, kBatch, kIdle };
-  int call_nice = 0;
+  int call_nice = 10;
   CallPolicy call_policy = CallPolicy::kNormal;
+  std::chrono::milliseconds call_demote_after{50};
 };
 
 struct CallOutcome {

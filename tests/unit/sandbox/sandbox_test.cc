@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -824,6 +825,38 @@ TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
   EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
   EXPECT_LT(Clock::now() - started, 3s) << "well before the sandbox's own 3 s wall limit";
   EXPECT_EQ(metric_value(series), before + 1);
+}
+
+// A call that runs longer than call_demote_after is niced by call_nice (so that the service's
+// event loops and short calls get the CPU beside it); warm children and short calls are not.
+TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
+  SandboxLimits limits = test_limits();
+  limits.wall = 20s;
+  limits.call_nice = 7;
+  limits.call_demote_after = 2s;
+  auto sandbox = start_sandbox("scripted", limits);
+  const pid_t zygote = sandbox->query_stats().zygote_pid;
+  const int base = ::getpriority(PRIO_PROCESS, 0);
+  auto niced = [&] {
+    std::size_t n = 0;
+    for (pid_t child : children_of(zygote)) {
+      errno = 0;
+      const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(child));
+      if (errno == 0 && nice == std::min(19, base + 7)) ++n;
+    }
+    return n;
+  };
+  CallInput input;
+  input.code = "sleep";
+  std::promise<CallOutcome> ended;
+  auto call = sandbox->start(input, Clock::now() + 15s,
+                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  const auto pool = static_cast<std::size_t>(limits.pool_size);
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  EXPECT_EQ(niced(), 0u) << "within its first 2 s the call keeps the zygote's priority";
+  EXPECT_TRUE(wait_until([&] { return niced() == 1; }, 10s)) << "then only its child is niced";
+  call->cancel(CancelReason::kClientGone);
+  EXPECT_EQ(ended.get_future().get().status, Status::kCancelled);
 }
 
 TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
