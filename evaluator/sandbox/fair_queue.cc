@@ -1,12 +1,77 @@
 #include "evaluator/sandbox/fair_queue.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
-#include <functional>
+#include <array>
+#include <chrono>
 
 namespace wf::evaluator::sandbox_internal {
+namespace {
+
+std::uint64_t rotl(std::uint64_t x, int b) {
+  return (x << b) | (x >> (64 - b));
+}
+
+struct SipState {
+  std::uint64_t v0, v1, v2, v3;
+  void round() {
+    v0 += v1;
+    v1 = rotl(v1, 13) ^ v0;
+    v0 = rotl(v0, 32);
+    v2 += v3;
+    v3 = rotl(v3, 16) ^ v2;
+    v0 += v3;
+    v3 = rotl(v3, 21) ^ v0;
+    v2 += v1;
+    v1 = rotl(v1, 17) ^ v2;
+    v2 = rotl(v2, 32);
+  }
+  void absorb(std::uint64_t m) {
+    v3 ^= m;
+    round();
+    round();
+    v0 ^= m;
+  }
+};
+
+std::uint64_t load_le(const unsigned char* p, std::size_t n) {
+  std::uint64_t m = 0;
+  for (std::size_t i = 0; i < n; ++i) m |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return m;
+}
+
+std::array<std::uint64_t, 2> process_key() {
+  std::array<std::uint64_t, 2> key{};
+  if (::getrandom(key.data(), sizeof(key), 0) != static_cast<ssize_t>(sizeof(key))) {
+    // No entropy source: the clocks still keep the key out of reach of offline computation.
+    key[0] =
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    key[1] =
+        static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  }
+  return key;
+}
+
+}  // namespace
+
+// SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012).
+std::uint64_t siphash24(std::uint64_t k0, std::uint64_t k1, std::string_view text) {
+  SipState s{k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull, k0 ^ 0x6c7967656e657261ull,
+             k1 ^ 0x7465646279746573ull};
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t whole = text.size() / 8 * 8;
+  for (std::size_t i = 0; i < whole; i += 8) s.absorb(load_le(p + i, 8));
+  s.absorb(load_le(p + whole, text.size() - whole) |
+           (static_cast<std::uint64_t>(text.size()) << 56));
+  s.v2 ^= 0xff;
+  for (int i = 0; i < 4; ++i) s.round();
+  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+}
 
 std::uint64_t code_hash(std::string_view code) {
-  return std::hash<std::string_view>{}(code);
+  static const std::array<std::uint64_t, 2> key = process_key();
+  return siphash24(key[0], key[1], code);
 }
 
 FairQueue::Pushed FairQueue::push(const FlowKey& key, Ticket ticket) {

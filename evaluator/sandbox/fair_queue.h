@@ -36,7 +36,11 @@ struct FlowKey {
   std::uint64_t code = 0;
   bool operator==(const FlowKey&) const = default;
 };
+// SipHash-2-4 under a key drawn once per process: a code string whose hash equals another
+// code's would share that code's children and queue, so the hash must be one whose collisions
+// cannot be computed offline (std::hash is MurmurHash-style, with seed-independent collisions).
 std::uint64_t code_hash(std::string_view code);
+std::uint64_t siphash24(std::uint64_t k0, std::uint64_t k1, std::string_view text);
 
 class FairQueue {
  public:

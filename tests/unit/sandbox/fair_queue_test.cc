@@ -25,6 +25,16 @@ TEST(FairQueue, TheSameCodeIsOneFlowWhateverItsFunctionIdDifferentCodeIsAnother)
   EXPECT_NE(flow("a", "def Z1(x): return x"), flow("b", "def Z1(x): return x"));
 }
 
+// The reference vectors of the SipHash paper (key 00..0f; messages 00..0e and empty), so that
+// the code hash is the keyed PRF it claims to be.
+TEST(FairQueue, TheCodeHashIsSipHash24) {
+  std::string message;
+  for (char c = 0; c < 15; ++c) message.push_back(c);
+  EXPECT_EQ(siphash24(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull, message),
+            0xa129ca6149be45e5ull);
+  EXPECT_EQ(siphash24(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull, ""), 0x726fdb47dd0e0e31ull);
+}
+
 TEST(FairQueue, ACallOfAnotherFlowIsServedNextBehindThousandsOfOneFlow) {
   FairQueue q({.children_per_flow = 0, .queued_per_flow = 5000, .queued_total = 10000});
   for (FairQueue::Ticket t = 1; t <= 3000; ++t) {
