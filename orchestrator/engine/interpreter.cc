@@ -238,7 +238,7 @@ Envelope Interpreter::dereference(const std::string& zid) {
     if (deps.size() >= 2) resolver_.prefetch(deps);
   }
   NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
-  n->scope = empty_;
+  n->set_scope(empty_);
   return Envelope::ok(std::move(n));
 }
 
@@ -1007,7 +1007,7 @@ Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::s
   run.type = "Composition";
   run.id = id;
   NodeP body = z14->get("Z14K2")->clone(true);
-  body->scope = frame;
+  body->set_scope(frame);
   run.result = resolve(body, frame).env;
   return run;
 }
@@ -1073,7 +1073,7 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     if ((!type || (type->is_ref() && type->ref() == "Z1")) && value != nullptr &&
         value->is_object() && value->contains("Z1K1")) {
       type = Node::from_json((*value)["Z1K1"]);
-      type->scope = empty_;
+      type->set_scope(empty_);
     }
     json plan = converter_plan(type, ConverterDirection::kToCode, family, 0);
     if (plan.is_null()) continue;
@@ -1156,7 +1156,7 @@ Envelope Interpreter::evaluator_envelope(const json& z22) {
   auto normal =
       value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
   NodeP v = Node::from_json(normal ? *normal : zo::void_value());
-  v->scope = empty_;
+  v->set_scope(empty_);
   return Envelope{v, meta};
 }
 
@@ -1259,7 +1259,7 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     called_functions(input, called, 0);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  root->scope = empty_;
+  root->set_scope(empty_);
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);
   json value = r.value ? r.value->to_json() : zo::void_value();
