@@ -49,14 +49,16 @@ SandboxLimits limits_of(const SupervisorConfig& config) {
 }
 
 // posix_spawn with the child's end on fd 3, default signal dispositions, an empty signal mask
-// and an empty environment, in a session of its own. Returns the pid or -1 (errno set).
+// and an environment of LD_BIND_NOW only, in a session of its own. Returns the pid or -1 (errno
+// set).
 //
 // The own session matters for scheduling: where the kernel groups processes by session
 // (CONFIG_SCHED_AUTOGROUP, on by default on Debian hosts and VMs), the service and its sandboxes
 // are then two groups of equal weight, so children that spin until their CPU limit use the
 // sandbox group's share and the service's event loops still get the CPU when they wake (/healthz
-// p99 beside 8 spinning children: 29-33 ms in one session, 5-9 ms in two; bench/README.md). It
-// also keeps a terminal's Ctrl-C away from the sandbox: the service shuts it down itself.
+// p99 beside 8 spinning children: 21-105 ms in one session, mostly 2-16 ms in two;
+// bench/README.md). It also keeps a terminal's Ctrl-C away from the sandbox: the service shuts it
+// down itself.
 pid_t spawn_image(int child_end) {
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
@@ -75,7 +77,12 @@ pid_t spawn_image(int child_end) {
   char flag[64];
   copy_text(flag, sizeof(flag), kSupervisorFlag);
   char* argv[] = {name, flag, nullptr};
-  char* envp[] = {nullptr};
+  // The one variable: every symbol of the image and its libraries is bound here, once, instead
+  // of lazily in each sandbox child (a child's first call of a function through the PLT looked
+  // the symbol up in every loaded library, mozjs included, and wrote the GOT: measured 321 ->
+  // 301-306 page faults per trivial Python call). Children clear their environment.
+  char bind_now[] = "LD_BIND_NOW=1";
+  char* envp[] = {bind_now, nullptr};
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv, envp);
   posix_spawn_file_actions_destroy(&actions);

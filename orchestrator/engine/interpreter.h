@@ -154,6 +154,7 @@ class Interpreter {
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
+  bool may_fall_back(const Impl& impl, bool has_next) const;
   ImplRun run_builtin_impl(const NodeP& z14, const std::string& id, const FrameP& frame,
                            const std::vector<Decl>& decls, const NodeP& z8);
   ImplRun run_composition(const NodeP& z14, const std::string& id, const FrameP& frame,
@@ -161,10 +162,12 @@ class Interpreter {
   ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
                    const std::vector<Decl>& decls, const NodeP& z8);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  CodeRunner::Result evaluate_code(const CodeCall& cc);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
                       int depth);
+  json default_from_code(const std::string& zid, const std::string& family);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
@@ -186,6 +189,9 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
+  bool limit_breached_ = false;              // the abort is the call-depth or the step limit
+  int fallback_frames_ = 0;                  // calls under way whose composition may fall back
+  std::unordered_set<std::string> demoted_;  // compositions that exceeded the call depth
   int orchestrating_ = 0;
   double validate_us_ = 0;
   double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)
@@ -195,6 +201,9 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
+  // Code calls answered in this request, by code, language, arguments and converters (see
+  // run_on_evaluator); bounded in entries and key size.
+  std::unordered_map<std::string, json> code_answers_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way
