@@ -69,6 +69,68 @@ std::vector<Option> evaluator_options() {
        {},
        1,
        256},
+      // Fair sharing of sandbox children (docs/limits.md "Sandbox children").
+      {"sandbox_children_per_flow",
+       Type::kInt,
+       "16",
+       "Sandbox children one flow (one caller's calls of one code string) may hold at once; its "
+       "further calls wait while other code gets children at once. 0 = no cap.",
+       {"WF_SANDBOX_CHILDREN_PER_FLOW"},
+       {},
+       0,
+       65536},
+      {"sandbox_queue_per_flow",
+       Type::kInt,
+       "2048",
+       "Calls of one flow that may wait for a sandbox child; beyond, 429 with Retry-After.",
+       {"WF_SANDBOX_QUEUE_PER_FLOW"},
+       {},
+       0,
+       1000000},
+      {"sandbox_queue_total",
+       Type::kInt,
+       "8192",
+       "Calls of all flows that may wait for a sandbox child (per language); beyond, 503 with "
+       "Retry-After.",
+       {"WF_SANDBOX_QUEUE_TOTAL"},
+       {},
+       0,
+       1000000},
+      {"sandbox_queue_wait_ms",
+       Type::kInt,
+       "10000",
+       "Longest a call waits for a sandbox child (its own deadline may be earlier); then 429 when "
+       "its flow held all its children, else 503.",
+       {"WF_SANDBOX_QUEUE_WAIT_MS"},
+       {},
+       1,
+       600000},
+      {"sandbox_call_nice",
+       Type::kInt,
+       "10",
+       "Nice increment of a sandbox child whose call has run sandbox_call_demote_after_ms "
+       "(0-19; 0 = never), so that the service's event loops and short calls get the CPU "
+       "promptly beside children that spin.",
+       {"WF_SANDBOX_CALL_NICE"},
+       {},
+       0,
+       19},
+      {"sandbox_call_policy",
+       Type::kString,
+       "normal",
+       "Scheduling policy of a sandbox child whose call has run sandbox_call_demote_after_ms: "
+       "normal, batch (SCHED_BATCH) or idle (SCHED_IDLE: runs only when nothing else wants the "
+       "CPU).",
+       {"WF_SANDBOX_CALL_POLICY"}},
+      {"sandbox_call_demote_after_ms",
+       Type::kInt,
+       "50",
+       "How long a call runs at the zygote's priority before sandbox_call_nice and "
+       "sandbox_call_policy apply (0: from its start).",
+       {"WF_SANDBOX_CALL_DEMOTE_AFTER_MS"},
+       {},
+       0,
+       600000},
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
@@ -92,7 +154,25 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
   l.output_bytes = static_cast<std::uint64_t>(cfg.integer("output_limit_bytes"));
   l.captured_output_bytes = static_cast<std::uint64_t>(cfg.integer("captured_output_bytes"));
   l.pool_size = static_cast<int>(cfg.integer("pool_size"));
+  l.children_per_flow = static_cast<std::size_t>(cfg.integer("sandbox_children_per_flow"));
+  l.queued_per_flow = static_cast<std::size_t>(cfg.integer("sandbox_queue_per_flow"));
+  l.queued_total = static_cast<std::size_t>(cfg.integer("sandbox_queue_total"));
+  l.queue_wait = std::chrono::milliseconds(cfg.integer("sandbox_queue_wait_ms"));
+  l.call_nice = static_cast<int>(cfg.integer("sandbox_call_nice"));
+  l.call_demote_after = std::chrono::milliseconds(cfg.integer("sandbox_call_demote_after_ms"));
+  const std::string policy = cfg.str("sandbox_call_policy");
+  l.call_policy = policy == "idle"    ? SandboxLimits::CallPolicy::kIdle
+                  : policy == "batch" ? SandboxLimits::CallPolicy::kBatch
+                                      : SandboxLimits::CallPolicy::kNormal;
   return l;
+}
+
+std::string config_error(const config::Config& cfg) {
+  const std::string& policy = cfg.str("sandbox_call_policy");
+  if (policy != "normal" && policy != "batch" && policy != "idle") {
+    return "sandbox_call_policy = '" + policy + "': use normal, batch or idle";
+  }
+  return {};
 }
 
 EvaluateOptions evaluate_options(const config::Config& cfg) {

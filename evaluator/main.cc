@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
                  languages.c_str());
     return 2;
   }
+  if (const std::string error = evaluator::config_error(cfg); !error.empty()) {
+    std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", error.c_str());
+    return 2;
+  }
   auto gate_options = limits::evaluator_gate_options(cfg);
   if (!gate_options) {
     std::fprintf(stderr, "wf-evaluator: configuration error: %s\n", gate_options.error().c_str());

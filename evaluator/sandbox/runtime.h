@@ -20,6 +20,9 @@ struct CallInput {
   // Most bytes of printed text the runtime should keep (the sandbox sets it from
   // SandboxLimits::captured_output_bytes and truncates again on its side).
   std::uint64_t captured_output_limit = 16u << 10;
+  // Who asked (the calling service's address): with the code, the flow the call's wait for a
+  // child is scheduled in (fair_queue.h). Never sent to the child.
+  std::string caller;
 };
 
 // What the runtime produced inside the child. Exactly one of z22_json / error_message is

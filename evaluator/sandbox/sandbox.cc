@@ -25,7 +25,9 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <poll.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,8 +50,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "evaluator/sandbox/child_reply.h"
+#include "evaluator/sandbox/fair_queue.h"
 #include "evaluator/sandbox/protocol.h"
 #include "evaluator/sandbox/sandbox_metrics.h"
 #include "evaluator/sandbox/supervisor_image.h"
@@ -106,6 +110,28 @@ constexpr int kStatusAttempts = 20;
 void set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+bool demotes(const SandboxLimits& limits) {
+  return limits.call_nice > 0 || limits.call_policy != SandboxLimits::CallPolicy::kNormal;
+}
+
+// Lowers a child's scheduling priority once its call has run call_demote_after
+// (SandboxLimits::call_nice, call_policy). The service may lower the priority of its own user's
+// processes unprivileged; the child is alive (its call has not ended, its pidfd is held), so
+// `pid` is that child. Best effort: on failure the call keeps the zygote's priority.
+void set_call_priority(pid_t pid, const SandboxLimits& limits) {
+  if (limits.call_policy != SandboxLimits::CallPolicy::kNormal) {
+    sched_param param{};
+    param.sched_priority = 0;
+    ::sched_setscheduler(
+        pid, limits.call_policy == SandboxLimits::CallPolicy::kIdle ? SCHED_IDLE : SCHED_BATCH,
+        &param);
+  }
+  if (limits.call_nice > 0) {
+    static const int base = ::getpriority(PRIO_PROCESS, 0);
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(pid), std::min(19, base + limits.call_nice));
+  }
 }
 
 CallOutcome failure(Status status, std::string detail) {
@@ -219,7 +245,9 @@ class Core : public std::enable_shared_from_this<Core> {
         supervisor_socket_(strand_),
         supervisor_pidfd_(strand_),
         refresh_(strand_),
-        respawn_(strand_) {}
+        respawn_(strand_),
+        queue_(FairQueueOptions{limits.children_per_flow, limits.queued_per_flow,
+                                limits.queued_total}) {}
 
   asio::io_context& io() { return io_; }
   const SandboxLimits& limits() const { return limits_; }
@@ -287,12 +315,24 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  void request_child(std::shared_ptr<ProcessCall> call) {
-    asio::post(strand_, [self = shared_from_this(), call = std::move(call)]() mutable {
-      self->waiters_.push_back(std::move(call));
+  // Queues `call` for a child under `ticket` (new for each request of the call); a refusal
+  // (queue full) is sent to the call with ProcessCall::refuse.
+  void request_child(std::shared_ptr<ProcessCall> call, FairQueue::Ticket ticket);
+  // The call that asked under `ticket` ended while waiting: off the queue, unless it was already
+  // given a child (its give_child is on the way; the call releases that child).
+  void withdraw(const FlowKey& key, FairQueue::Ticket ticket) {
+    asio::post(strand_, [self = shared_from_this(), key, ticket] {
+      if (self->queue_.remove(key, ticket)) self->queued_.erase(ticket);
+    });
+  }
+  // A child a call of `key` held is done: the flow may have the next one.
+  void release(const FlowKey& key) {
+    asio::post(strand_, [self = shared_from_this(), key] {
+      self->queue_.release(key);
       self->serve_waiters();
     });
   }
+  FairQueue::Ticket next_ticket() { return next_ticket_.fetch_add(1); }
 
   // How child `pid` of `link` ended (asks its zygote; retries while it is not reaped yet).
   void query_exit(std::shared_ptr<ZygoteLink> link, pid_t pid,
@@ -505,6 +545,13 @@ class Core : public std::enable_shared_from_this<Core> {
   // -- Handing children to waiting calls ---------------------------------------------------------
 
   void serve_waiters();
+  void publish_queue() {
+    const FairQueue::Counts counts = queue_.counts();
+    metrics_.queued[kQueueFlowCap]->Set(static_cast<double>(counts.queued_at_cap));
+    metrics_.queued[kQueueNoChild]->Set(static_cast<double>(counts.queued - counts.queued_at_cap));
+    metrics_.children_held->Set(static_cast<double>(counts.held));
+    metrics_.flows_at_cap->Set(static_cast<double>(counts.flows_at_cap));
+  }
   bool take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child);
 
   // -- Health: snapshot refresh, late zygotes, dead or hung supervisors ------------------------
@@ -519,6 +566,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   void check_health() {
+    publish_queue();
     const auto now = Clock::now();
     if (usable(link_) && !link_->replies.empty() &&
         now - link_->replies.front().sent > kZygoteAnswerWithin) {
@@ -650,7 +698,15 @@ class Core : public std::enable_shared_from_this<Core> {
   Clock::time_point lost_at_ = Clock::now();
   bool stats_pending_ = false;
   bool closed_ = false;
-  std::deque<std::shared_ptr<ProcessCall>> waiters_;
+  // Calls waiting for a child, by ticket; the queue decides who is next.
+  struct Queued {
+    std::shared_ptr<ProcessCall> call;
+    Clock::time_point since;
+    QueueReason reason;
+  };
+  FairQueue queue_;
+  std::unordered_map<FairQueue::Ticket, Queued> queued_;
+  std::atomic<FairQueue::Ticket> next_ticket_{1};
 
   mutable std::mutex snapshot_mutex_;  // guards the three below
   SandboxStats snapshot_;
@@ -675,6 +731,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     wall_ = std::min(core_->limits().wall, std::chrono::ceil<milliseconds>(deadline - now));
     deadline_bound_ = wall_ < core_->limits().wall;
     wall_end_ = now + wall_;
+    flow_ = FlowKey{input_.caller, code_hash(input_.code)};
   }
 
   void begin() {
@@ -683,16 +740,29 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
         return self->finish(
             failure(Status::kTimeout, "the request's deadline passed before the call"), kKillNone);
       }
-      self->arm_timer(self->wall_end_);
-      self->core_->request_child(self);
+      self->ask_for_child();
+    });
+  }
+
+  const FlowKey& flow() const { return flow_; }
+  // From the core when the call is queued: its flow held all its children then.
+  void set_at_cap(bool at_cap) { at_cap_ = at_cap; }
+
+  // From the core: the call's request under `ticket` was refused (queue full).
+  void refuse(FairQueue::Ticket ticket, QueueRefusal why) {
+    asio::post(strand_, [self = shared_from_this(), ticket, why] {
+      if (self->phase_.load() != Phase::kWaiting || self->seat_ != Seat::kQueued ||
+          self->ticket_ != ticket) {
+        return;
+      }
+      self->seat_ = Seat::kNone;
+      self->finish(self->refusal(why), kKillNone);
     });
   }
 
   void cancel(CancelReason reason) override {
     asio::post(strand_, [self = shared_from_this(), reason] { self->on_cancel(reason); });
   }
-
-  bool waiting() const { return phase_.load() == Phase::kWaiting; }
 
   // From the core: a ready child for this call (or for nobody, when it ended meanwhile).
   void give_child(std::shared_ptr<ZygoteLink> link, ChildFds child) {
@@ -704,6 +774,62 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
  private:
   enum class Phase { kWaiting, kTalking, kEnding, kDone };
   enum class Ending { kTimeout, kViolation, kSetupFailed, kNoAnswer };
+  // Where the call is in the core's fair queue: nowhere, waiting for a child, or holding one.
+  enum class Seat { kNone, kQueued, kHeld };
+
+  // Queues the call for a child, for at most the queue-time budget (then on_timer refuses it).
+  void ask_for_child() {
+    queue_wait_end_ = std::min(wall_end_, Clock::now() + core_->limits().queue_wait);
+    arm_timer(queue_wait_end_);
+    ticket_ = core_->next_ticket();
+    seat_ = Seat::kQueued;
+    core_->request_child(shared_from_this(), ticket_);
+  }
+
+  // The wall-clock timer of a call in its child; first, when the child's priority is to be
+  // lowered after call_demote_after (so short calls, most of them, run at the zygote's priority
+  // and only long ones yield to the service and to other calls), the demotion.
+  void arm_talking_timer() {
+    const SandboxLimits& limits = core_->limits();
+    const Clock::time_point wall = wall_end_ + kInterruptGrace;
+    demote_pending_ = demotes(limits);
+    if (demote_pending_ && limits.call_demote_after.count() == 0) {
+      demote_pending_ = false;
+      set_call_priority(child_, limits);
+    }
+    const Clock::time_point demote_at = Clock::now() + limits.call_demote_after;
+    arm_timer(demote_pending_ && demote_at < wall ? demote_at : wall);
+    if (demote_pending_ && demote_at >= wall) demote_pending_ = false;
+  }
+
+  CallOutcome refusal(QueueRefusal why) const {
+    const SandboxLimits& limits = core_->limits();
+    switch (why) {
+      case kRefusedFlowFull:
+        return failure(
+            Status::kThrottled,
+            fmt::format("this code already has {} calls waiting for a {} sandbox child "
+                        "behind the {} its calls may hold at once",
+                        limits.queued_per_flow, core_->language(), limits.children_per_flow));
+      case kRefusedWaitBudget:
+        if (at_cap_) {
+          return failure(
+              Status::kThrottled,
+              fmt::format("this code's calls hold all {} {} sandbox children its calls "
+                          "may hold at once, and this call waited {} ms for one",
+                          limits.children_per_flow, core_->language(), limits.queue_wait.count()));
+        }
+        return failure(Status::kUnavailable,
+                       fmt::format("no {} sandbox child within the queue-time budget of {} ms",
+                                   core_->language(), limits.queue_wait.count()));
+      case kRefusedTotalFull:
+      case kRefusals:
+        break;
+    }
+    return failure(Status::kUnavailable,
+                   fmt::format("{} calls are already waiting for a {} sandbox child",
+                               limits.queued_total, core_->language()));
+  }
 
   void arm_timer(Clock::time_point at) {
     const std::uint64_t generation = ++timer_generation_;
@@ -713,7 +839,24 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     });
   }
 
+  // The call's timer: the child's demotion, the queue-time budget, or the wall-clock limit.
   void on_timer() {
+    const Phase phase = phase_.load();
+    if (phase == Phase::kTalking && demote_pending_) {
+      demote_pending_ = false;
+      // Not a pid the zygote reaped meanwhile (its pidfd would be readable).
+      if (!pidfd_exited(pidfd_.native_handle())) set_call_priority(child_, core_->limits());
+      return arm_timer(wall_end_ + kInterruptGrace);
+    }
+    if (phase == Phase::kWaiting && queue_wait_end_ < wall_end_) {
+      core_->metrics().refused[kRefusedWaitBudget]->Increment();
+      return finish(refusal(kRefusedWaitBudget), kKillNone);
+    }
+    on_wall_end();
+  }
+
+  // The wall-clock limit or the request's deadline.
+  void on_wall_end() {
     switch (phase_.load()) {
       case Phase::kWaiting: {
         std::string why = core_->unavailable_reason();
@@ -739,7 +882,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     core_->metrics().cancelled[static_cast<std::size_t>(reason)]->Increment();
     // The request's deadline: what the wall-clock timer does, now (the caller gets its timeout
     // error, not a cancellation).
-    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_timer();
+    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_wall_end();
     int kill_reason = kKillNone;
     if (phase != Phase::kWaiting && pidfd_.is_open()) {
       pidfd_signal(pidfd_.native_handle(), SIGKILL);  // its zygote reaps it
@@ -755,8 +898,10 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
       pidfd_signal(child.pidfd, SIGKILL);
       ::close(child.channel);
       ::close(child.pidfd);
+      core_->release(flow_);  // the core counted it held by this call's flow
       return;
     }
+    seat_ = Seat::kHeld;
     phase_ = Phase::kTalking;
     ++attempt_;
     link_ = link;
@@ -771,7 +916,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     request_ = build_request(input_, core_->limits(), left, token_);
     written_ = 0;
     reader_.emplace(token_, core_->limits());
-    arm_timer(wall_end_ + kInterruptGrace);
+    arm_talking_timer();
     send_more();
     wait_channel();
     wait_exit();
@@ -932,6 +1077,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
 
   void retry(const std::string& why, bool counts) {
     if (counts) ++setup_failures_;
+    leave_queue();
     close_child();
     if (setup_failures_ >= kMaxSetupFailures || Clock::now() >= wall_end_) {
       return finish(failure(Status::kUnavailable,
@@ -942,8 +1088,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     phase_ = Phase::kWaiting;
     asked_exit_ = exit_seen_ = false;
     reader_.reset();
-    arm_timer(wall_end_);
-    core_->request_child(shared_from_this());
+    ask_for_child();
   }
 
   void close_child() {
@@ -953,7 +1098,15 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     link_.reset();
   }
 
+  // Gives back the call's place in the fair queue, or the child its flow held.
+  void leave_queue() {
+    if (seat_ == Seat::kQueued) core_->withdraw(flow_, ticket_);
+    if (seat_ == Seat::kHeld) core_->release(flow_);
+    seat_ = Seat::kNone;
+  }
+
   void finish(CallOutcome outcome, int kill_reason) {
+    leave_queue();
     phase_ = Phase::kDone;
     ++timer_generation_;
     timer_.cancel();
@@ -988,6 +1141,12 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
   bool exit_seen_ = false;
   bool asked_exit_ = false;
   int setup_failures_ = 0;
+  FlowKey flow_;
+  FairQueue::Ticket ticket_ = 0;
+  Seat seat_ = Seat::kNone;
+  Clock::time_point queue_wait_end_;
+  std::atomic<bool> at_cap_{false};
+  bool demote_pending_ = false;  // the talking timer lowers the child's priority first
 };
 
 // ---- Core parts that need ProcessCall ----------------------------------------------------------
@@ -1017,21 +1176,47 @@ bool Core::take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child) 
   }
 }
 
-void Core::serve_waiters() {
-  while (!waiters_.empty() && !waiters_.front()->waiting()) waiters_.pop_front();
-  if (waiters_.empty() || !usable(link_)) return;
-  auto link = link_;
-  while (!waiters_.empty()) {
-    if (!waiters_.front()->waiting()) {
-      waiters_.pop_front();
-      continue;
+void Core::request_child(std::shared_ptr<ProcessCall> call, FairQueue::Ticket ticket) {
+  asio::post(strand_, [self = shared_from_this(), call = std::move(call), ticket]() mutable {
+    if (self->closed_) return call->cancel(CancelReason::kShutdown);
+    const FairQueue::Pushed pushed = self->queue_.push(call->flow(), ticket);
+    call->set_at_cap(pushed.at_cap);
+    if (pushed.admission != FairQueue::Admission::kQueued) {
+      const QueueRefusal why = pushed.admission == FairQueue::Admission::kFlowFull
+                                   ? kRefusedFlowFull
+                                   : kRefusedTotalFull;
+      self->metrics_.refused[why]->Increment();
+      return call->refuse(ticket, why);
     }
+    self->queued_.emplace(ticket, Queued{std::move(call), Clock::now(),
+                                         pushed.at_cap ? kQueueFlowCap : kQueueNoChild});
+    self->serve_waiters();
+  });
+}
+
+// Takes a child from the zygote only for a call that may have one now (fair_queue.h decides
+// which), so a flow at its cap never takes a child that another flow's call could use.
+void Core::serve_waiters() {
+  if (!queue_.eligible() || !usable(link_)) return;
+  auto link = link_;
+  while (queue_.eligible()) {
     ChildFds child;
     if (!take_child(link, child)) break;
-    waiters_.front()->give_child(link, child);
-    waiters_.pop_front();
+    const std::optional<FairQueue::Ticket> ticket = queue_.pop();
+    auto it = ticket ? queued_.find(*ticket) : queued_.end();
+    if (it == queued_.end()) {  // not reached: the queue and queued_ change together
+      pidfd_signal(child.pidfd, SIGKILL);
+      ::close(child.channel);
+      ::close(child.pidfd);
+      continue;
+    }
+    Queued queued = std::move(it->second);
+    queued_.erase(it);
+    metrics_.queue_wait[queued.reason]->Observe(
+        std::chrono::duration<double>(Clock::now() - queued.since).count());
+    queued.call->give_child(link, child);
   }
-  if (waiters_.empty() || link->gone || link->handoff_armed) return;
+  if (!queue_.eligible() || link->gone || link->handoff_armed) return;
   link->handoff_armed = true;
   link->handoff.async_wait(Descriptor::wait_read,
                            [self = shared_from_this(), link](const error_code& ec) {
@@ -1048,8 +1233,9 @@ void Core::close() {
   if (link_) link_lost(link_, "the sandbox is closing");
   supervisor_socket_.close(ignored);  // the supervisor kills its zygote and exits
   supervisor_pidfd_.close(ignored);
-  auto waiters = std::move(waiters_);
-  for (auto& call : waiters) call->cancel(CancelReason::kShutdown);
+  auto queued = std::move(queued_);
+  queued_.clear();
+  for (auto& [ticket, waiting] : queued) waiting.call->cancel(CancelReason::kShutdown);
 }
 
 // ---- The Sandbox -------------------------------------------------------------------------------

@@ -37,6 +37,24 @@ struct SandboxLimits {
 
   // The supervisor kills (and so replaces) a zygote whose RSS grows beyond this; 0 = no cap.
   std::uint64_t zygote_memory_bytes = 512u << 20;
+
+  // Fair sharing of children (evaluator/sandbox/fair_queue.h, docs/limits.md "Sandbox
+  // children"): a flow (one caller's calls of one code string) holds at most children_per_flow
+  // children at once (0 = no cap); its further calls wait in a queue of at most queued_per_flow
+  // (429 beyond), all flows together at most queued_total (503 beyond), each at most queue_wait.
+  std::size_t children_per_flow = 16;
+  std::size_t queued_per_flow = 2048;
+  std::size_t queued_total = 8192;
+  std::chrono::milliseconds queue_wait{10000};
+
+  // How a child is scheduled once its call has run call_demote_after (set by the service;
+  // forking, warming up and short calls keep the zygote's priority): a nice increment (0-19) and
+  // a policy. So the service's event loops, and short calls, get the CPU promptly beside children
+  // that spin. 0 and kNormal: never changed.
+  enum class CallPolicy { kNormal, kBatch, kIdle };
+  int call_nice = 10;
+  CallPolicy call_policy = CallPolicy::kNormal;
+  std::chrono::milliseconds call_demote_after{50};
 };
 
 struct CallOutcome {
@@ -50,6 +68,8 @@ struct CallOutcome {
     kCrashed,         // killed by another signal, or exited without answering
     kUnavailable,     // no child could be had (zygote down)
     kCancelled,       // the caller cancelled it (client gone, deadline, shutdown); child killed
+    kThrottled,       // its flow holds all the children it may and its queue is full, or the
+                      // call waited longer than queue_wait behind its own flow (HTTP 429)
   };
   Status status = Status::kCrashed;
   CallOutput output;

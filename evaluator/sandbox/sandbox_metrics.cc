@@ -72,6 +72,45 @@ SandboxMetrics::SandboxMetrics(const std::string& language) {
       &histogram("wf_evaluator_sandbox_fork_to_ready_seconds",
                  "Time from fork to a locked-down, warm child (off the request path).", language,
                  {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  for (std::size_t i = 0; i < kQueueReasons; ++i) {
+    const Labels labels = {{"language", language}, {"reason", kQueueReasonNames[i]}};
+    queued[i] = &prometheus::BuildGauge()
+                     .Name("wf_evaluator_sandbox_queued_calls")
+                     .Help(
+                         "Calls waiting for a sandbox child, by why they wait: flow_cap (their "
+                         "code's calls hold all the children a flow may) or no_child (none ready "
+                         "in the pool). As of the last background refresh.")
+                     .Register(obs::registry())
+                     .Add(labels);
+    queue_wait[i] = &prometheus::BuildHistogram()
+                         .Name("wf_evaluator_sandbox_queue_wait_seconds")
+                         .Help(
+                             "Time from a call's request for a sandbox child to the child, by "
+                             "why it waited when it was queued.")
+                         .Register(obs::registry())
+                         .Add(labels, prometheus::Histogram::BucketBoundaries{
+                                          0.0005, 0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10});
+  }
+  for (std::size_t i = 0; i < kRefusals; ++i) {
+    refused[i] = &counter(
+        "wf_evaluator_sandbox_queue_refused_total",
+        "Calls that got no sandbox child: their flow's queue was full (429), the whole queue was "
+        "full (503), or they waited longer than the queue-time budget (wait_budget).",
+        {{"language", language}, {"reason", kQueueRefusalNames[i]}});
+  }
+  children_held = &prometheus::BuildGauge()
+                       .Name("wf_evaluator_sandbox_children_held")
+                       .Help("Sandbox children running a call (as of the last refresh).")
+                       .Register(obs::registry())
+                       .Add({{"language", language}});
+  flows_at_cap = &prometheus::BuildGauge()
+                      .Name("wf_evaluator_sandbox_flows_at_cap")
+                      .Help(
+                          "Flows (one caller's calls of one code string) holding all the "
+                          "children a flow may (sandbox_children_per_flow), as of the last "
+                          "refresh.")
+                      .Register(obs::registry())
+                      .Add({{"language", language}});
 }
 
 void SandboxMetrics::record(const CallOutcome& result, int kill_reason) {

@@ -14,9 +14,19 @@
 
 namespace wf::evaluator::sandbox_internal {
 
-inline constexpr std::array<const char*, 9> kOutcomeNames = {
+inline constexpr std::array<const char*, 10> kOutcomeNames = {
     "ok",        "timeout", "cpu_limit",   "memory_limit", "output_too_large",
-    "forbidden", "crashed", "unavailable", "cancelled"};
+    "forbidden", "crashed", "unavailable", "cancelled",    "throttled"};
+
+// Why a call waits for a child (label of the queue metrics): its flow holds all the children it
+// may, or no child is ready in the pool.
+enum QueueReason : int { kQueueFlowCap, kQueueNoChild, kQueueReasons };
+inline constexpr std::array<const char*, kQueueReasons> kQueueReasonNames = {"flow_cap",
+                                                                             "no_child"};
+// Why a call got no child at all.
+enum QueueRefusal : int { kRefusedFlowFull, kRefusedTotalFull, kRefusedWaitBudget, kRefusals };
+inline constexpr std::array<const char*, kRefusals> kQueueRefusalNames = {
+    "flow_queue_full", "queue_full", "wait_budget"};
 
 enum KillReason : int {
   kKillNone = -1,
@@ -48,6 +58,11 @@ struct SandboxMetrics {
   prometheus::Histogram* child_cpu = nullptr;
   prometheus::Histogram* child_rss = nullptr;
   prometheus::Histogram* fork_to_ready = nullptr;
+  std::array<prometheus::Gauge*, kQueueReasons> queued{};
+  std::array<prometheus::Histogram*, kQueueReasons> queue_wait{};
+  std::array<prometheus::Counter*, kRefusals> refused{};
+  prometheus::Gauge* children_held = nullptr;
+  prometheus::Gauge* flows_at_cap = nullptr;
 };
 
 }  // namespace wf::evaluator::sandbox_internal

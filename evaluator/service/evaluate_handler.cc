@@ -17,6 +17,9 @@
 //   <detail>" kCrashed                            -> Z507 "Function call crashed: <detail>"
 //   kUnavailable                        -> HTTP 503 + Retry-After (the orchestrator then tries the
 //                                          next implementation / reports the status)
+//   kThrottled                          -> HTTP 429 + Retry-After: the code's share of sandbox
+//                                          children is in use and its queue full (or its wait
+//                                          budget spent); other code is still served
 // Sandbox failures carry the metadata too (the reference has no such failures except its
 // timeout, which it answers without metadata); here every executed call reports its cost.
 
@@ -67,6 +70,8 @@ const char* status_name(CallOutcome::Status status) {
       return "unavailable";
     case CallOutcome::Status::kCancelled:
       return "cancelled";
+    case CallOutcome::Status::kThrottled:
+      return "throttled";
   }
   return "unknown";
 }
@@ -142,6 +147,7 @@ Json outcome_error(const CallOutcome& outcome) {
     case S::kCrashed:
     case S::kUnavailable:
     case S::kCancelled:
+    case S::kThrottled:
     case S::kOk:
       break;
   }
@@ -231,6 +237,7 @@ class Handler final : public EvaluateHandler {
     input.function_name = std::move(call->function_name);
     input.arguments_json = dump(call->arguments);
     if (!call->converters.is_null()) input.converters_json = dump(call->converters);
+    input.caller = request.client_address;
     auto deadline = started.steady + options_.timeout;
     if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
       deadline = request.deadline;
@@ -277,6 +284,15 @@ class Handler final : public EvaluateHandler {
                       obs::field_str("wf.language", started.language),
                       obs::field_str("wf.function", started.function),
                       obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
+    }
+    if (outcome.status == CallOutcome::Status::kThrottled) {
+      http::Response r = http::Response::error(
+          429, "sandbox_share_in_use",
+          fmt::format("{} (sandbox_children_per_flow, sandbox_queue_per_flow, "
+                      "sandbox_queue_wait_ms); retry later",
+                      outcome.detail));
+      r.headers.push_back({"retry-after", "1"});
+      return r;
     }
     if (outcome.status == CallOutcome::Status::kUnavailable ||
         outcome.status == CallOutcome::Status::kCancelled) {

@@ -146,7 +146,7 @@ std::vector<config::Option> orchestrator_limit_options() {
 std::vector<config::Option> evaluator_limit_options() {
   std::vector<Option> out;
   add_common_options(out, 0, "fixed");
-  add_class_options(out, "caller", "one calling orchestrator (an address)", 0, 0, 64, 0);
+  add_class_options(out, "caller", "one calling orchestrator (an address)", 0, 0, 0, 0);
   return out;
 }
 

@@ -88,6 +88,8 @@ std::string status_name(Status s) {
       return "unavailable";
     case Status::kCancelled:
       return "cancelled";
+    case Status::kThrottled:
+      return "throttled";
   }
   return "?";
 }

@@ -51,6 +51,8 @@ inline const char* status_name(Status status) {
       return "kUnavailable";
     case Status::kCancelled:
       return "kCancelled";
+    case Status::kThrottled:
+      return "kThrottled";
   }
   return "?";
 }

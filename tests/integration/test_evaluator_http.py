@@ -813,5 +813,71 @@ class SandboxIsolationAndHealing(EvaluatorCase):
         self.assert_serves(svc, "javascript")
 
 
+class FairSharing(EvaluatorCase):
+    """Issue 7: one code's slow calls take at most their flow's share of sandbox children; the
+    rest queue (bounded: 429 beyond) while calls of other code are served (docs/limits.md)."""
+
+    SLOW = "def Z1802(Z1802K1, Z1802K2):\n    import time\n    time.sleep(60)"
+    FAST = "def Z1802(Z1802K1, Z1802K2):\n    return Z1802K1 + Z1802K2"
+
+    def start(self):
+        svc = h.Service("wf-evaluator", ["--pool-size", "2", "--languages", "python",
+                                         "--sandbox-children-per-flow", "2",
+                                         "--sandbox-queue-per-flow", "3",
+                                         "--sandbox-queue-wait-ms", "60000",
+                                         "--timeout-ms", "60000"])
+        self.addCleanup(svc.stop)
+        self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 200, 30))
+        return svc
+
+    def hold_slow_call(self, svc):
+        """Sends the slow call on a connection it keeps open (closing it cancels the call)."""
+        import socket
+        body = json.dumps(self.record("python", self.SLOW)).encode()
+        sock = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(b"POST " + EVALUATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return sock
+
+    def test_other_code_is_served_while_one_code_holds_its_share_and_its_queue_is_full(self):
+        svc = self.start()
+        queued_at_cap = 'wf_evaluator_sandbox_queued_calls{language="python",reason="flow_cap"}'
+        held = 'wf_evaluator_sandbox_children_held{language="python"}'
+        # Two slow calls hold the flow's two children, three wait behind them.
+        socks = [self.hold_slow_call(svc) for _ in range(2)]
+        self.assertTrue(h.wait_until(lambda: metric(svc, held) == 2, 10))
+        socks += [self.hold_slow_call(svc) for _ in range(3)]
+        self.assertTrue(h.wait_until(lambda: metric(svc, queued_at_cap) == 3, 10),
+                        metric(svc, queued_at_cap))
+        self.assertEqual(metric(svc, 'wf_evaluator_sandbox_flows_at_cap{language="python"}'), 1)
+        # Other code gets children at once, call after call.
+        waits = 'wf_evaluator_sandbox_queue_wait_seconds_count{language="python",reason="no_child"}'
+        before = metric(svc, waits)
+        for i in range(6):
+            z22 = self.post_json(svc, self.record("python", self.FAST, args={
+                "Z1802K1": z6("a"), "Z1802K2": z6(str(i))}), timeout=30)
+            self.assert_value(z22, z6("a" + str(i)))
+        self.assertEqual(metric(svc, waits), before + 6)
+        self.assertEqual(metric(svc, held), 2)  # the slow calls still hold theirs
+        # A sixth slow call: its flow's queue is full, refused at once with a clear 429.
+        refused = 'wf_evaluator_sandbox_queue_refused_total{language="python",reason="flow_queue_full"}'
+        status, headers, body = h.request(
+            "POST", svc.base + EVALUATE, json.dumps(self.record("python", self.SLOW)),
+            {"Content-Type": "application/json"}, timeout=30)
+        self.assertEqual(status, 429, body[:300])
+        self.assertEqual(headers.get("retry-after"), "1")
+        self.assertIn(b"sandbox_children_per_flow", body)
+        self.assertEqual(metric(svc, refused), 1)
+        # The clients hang up: the children are killed and the queue empties.
+        for sock in socks:
+            sock.close()
+        self.assertTrue(h.wait_until(lambda: metric(svc, held) == 0 and
+                                     metric(svc, queued_at_cap) == 0, 10))
+        self.assert_value(self.post_json(svc, self.record("python", self.FAST, args={
+            "Z1802K1": z6("b"), "Z1802K2": z6("c")})), z6("bc"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -422,6 +422,26 @@ TEST_F(Fixture, UnavailableSandboxIs503WithRetryAfter) {
   EXPECT_NE(response.body.find("zygote down"), std::string::npos);
 }
 
+TEST_F(Fixture, ThrottledSandboxIs429WithRetryAfterNamingTheOptions) {
+  CallOutcome o;
+  o.status = CallOutcome::Status::kThrottled;
+  o.detail = "this code already has 2048 calls waiting";
+  python->outcome = o;
+  http::Request request =
+      json_request({{"codingLanguage", "python-3"}, {"codeString", "c"}, {"functionName", "Z1"}});
+  request.client_address = "10.1.2.3";
+  auto response = handler()->handle(request);
+  EXPECT_EQ(response.status, 429u);
+  bool retry_after = false;
+  for (const auto& h : response.headers) retry_after = retry_after || h.name == "retry-after";
+  EXPECT_TRUE(retry_after);
+  EXPECT_NE(response.body.find("2048 calls waiting"), std::string::npos) << response.body;
+  EXPECT_NE(response.body.find("sandbox_children_per_flow"), std::string::npos) << response.body;
+  // The caller (with the code, the call's flow in the sandbox's fair queue) is the peer address.
+  ASSERT_EQ(python->calls.size(), 1u);
+  EXPECT_EQ(python->calls[0].caller, "10.1.2.3");
+}
+
 TEST_F(Fixture, NonsenseAndEmptyRuntimeAnswers) {
   CallOutcome o = ok_outcome(json::object());
   o.output.z22_json = "not json";

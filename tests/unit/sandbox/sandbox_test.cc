@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -403,6 +404,135 @@ TEST_F(SandboxTest, ConcurrentCallsGetTheirOwnAnswers) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// Fair sharing of children (fair_queue.h): one code's calls hold at most children_per_flow
+// children; the rest of them queue (bounded, with a wait budget) while other code is served.
+class FairShareTest : public SandboxTest {
+ protected:
+  static void SetUpTestSuite() {
+    SandboxLimits limits = test_limits();
+    limits.wall = 30s;
+    limits.children_per_flow = 2;
+    limits.queued_per_flow = 3;
+    limits.queue_wait = 20s;
+    sandbox_ = start_sandbox("scripted", limits).release();
+  }
+  // Whatever a test left running ends here, so that the next test starts with an empty queue.
+  void TearDown() override {
+    for (auto& call : started_) call->cancel(CancelReason::kShutdown);
+    started_.clear();
+    std::this_thread::sleep_for(100ms);
+  }
+
+  // The outcomes of calls started with start() (thread-safe; outlives the calls).
+  struct Outcomes {
+    std::mutex mutex;
+    std::vector<CallOutcome> list;
+    std::size_t size() {
+      std::lock_guard lock(mutex);
+      return list.size();
+    }
+    CallOutcome at(std::size_t i) {
+      std::lock_guard lock(mutex);
+      return list.at(i);
+    }
+  };
+  using SharedOutcomes = std::shared_ptr<Outcomes>;
+
+  std::shared_ptr<SandboxCall> start(const std::string& command, const SharedOutcomes& outcomes,
+                                     std::chrono::milliseconds budget = 25s) {
+    CallInput input;
+    input.code = command;
+    input.function_name = "Z1";
+    input.arguments_json = "{}";
+    auto call = sandbox_->start(input, Clock::now() + budget, [outcomes](CallOutcome outcome) {
+      std::lock_guard lock(outcomes->mutex);
+      outcomes->list.push_back(std::move(outcome));
+    });
+    if (call) started_.push_back(call);
+    return call;
+  }
+
+  static bool wait_for(const SharedOutcomes& outcomes, std::size_t n, std::chrono::seconds within) {
+    const auto until = Clock::now() + within;
+    while (outcomes->size() < n && Clock::now() < until) std::this_thread::sleep_for(10ms);
+    return outcomes->size() >= n;
+  }
+
+  std::vector<std::shared_ptr<SandboxCall>> started_;
+};
+
+TEST_F(FairShareTest, OtherCodeIsServedWhileOneCodeHoldsItsShareAndItsQueueIsFull) {
+  auto slow = std::make_shared<Outcomes>();
+  std::vector<std::shared_ptr<SandboxCall>> calls;
+  // Two sleep calls hold the flow's two children, three wait in its queue: none ends by itself.
+  for (int i = 0; i < 2; ++i) calls.push_back(start("sleep", slow));
+  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 3; ++i) calls.push_back(start("sleep", slow));
+  std::this_thread::sleep_for(200ms);
+  // Echo is another flow: it gets children at once, again and again.
+  for (int i = 0; i < 6; ++i) {
+    CallOutcome out = run("echo", std::to_string(i));
+    ASSERT_EQ(out.status, Status::kOk) << out.detail;
+    EXPECT_EQ(out.output.z22_json, "Z1:" + std::to_string(i));
+  }
+  EXPECT_EQ(slow->size(), 0u);  // still sleeping or queued
+  // A sixth sleep call finds its flow's queue full: refused at once, naming the limits.
+  auto refused = std::make_shared<Outcomes>();
+  start("sleep", refused);
+  ASSERT_TRUE(wait_for(refused, 1, 10s));
+  EXPECT_EQ(refused->at(0).status, Status::kThrottled);
+  EXPECT_NE(refused->at(0).detail.find("3 calls waiting"), std::string::npos)
+      << refused->at(0).detail;
+  for (auto& call : calls) call->cancel(CancelReason::kClientGone);
+  ASSERT_TRUE(wait_for(slow, 5, 10s));
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(slow->at(i).status, Status::kCancelled) << slow->at(i).detail;
+  }
+  // The flow's children were given back: the same code runs again.
+  auto again = std::make_shared<Outcomes>();
+  start("sleep", again, 1s);
+  ASSERT_TRUE(wait_for(again, 1, 10s));
+  EXPECT_EQ(again->at(0).status, Status::kTimeout) << again->at(0).detail;
+}
+
+TEST_F(FairShareTest, AQueuedCallRunsWhenItsFlowGetsAChildBack) {
+  auto held = std::make_shared<Outcomes>();
+  auto queued = std::make_shared<Outcomes>();
+  auto first = start("sleep", held);
+  start("sleep", held);
+  std::this_thread::sleep_for(300ms);
+  // Its deadline ends it either way: a timeout if it ran in a child (the wall-clock kill), no
+  // child ("unavailable") if it was still queued.
+  start("sleep", queued, 3s);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(queued->size(), 0u);
+  first->cancel(CancelReason::kClientGone);  // gives a child back: the third call gets it
+  ASSERT_TRUE(wait_for(queued, 1, 15s));
+  EXPECT_EQ(queued->at(0).status, Status::kTimeout) << queued->at(0).detail;
+}
+
+class QueueWaitTest : public FairShareTest {
+ protected:
+  static void SetUpTestSuite() {
+    SandboxLimits limits = test_limits();
+    limits.wall = 30s;
+    limits.children_per_flow = 1;
+    limits.queue_wait = 300ms;
+    sandbox_ = start_sandbox("scripted", limits).release();
+  }
+};
+
+TEST_F(QueueWaitTest, ACallThatWaitsLongerThanTheBudgetBehindItsFlowIsThrottled) {
+  auto held = std::make_shared<Outcomes>();
+  auto queued = std::make_shared<Outcomes>();
+  start("sleep", held);
+  std::this_thread::sleep_for(200ms);
+  start("sleep", queued);
+  ASSERT_TRUE(wait_for(queued, 1, 10s));
+  EXPECT_EQ(queued->at(0).status, Status::kThrottled);
+  EXPECT_NE(queued->at(0).detail.find("waited 300 ms"), std::string::npos) << queued->at(0).detail;
+}
+
 // The CPU limit with a wall limit far away, so that a busy shared machine cannot turn a CPU-limit
 // case into a timeout.
 class CpuLimitTest : public SandboxTest {
@@ -695,6 +825,38 @@ TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
   EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
   EXPECT_LT(Clock::now() - started, 3s) << "well before the sandbox's own 3 s wall limit";
   EXPECT_EQ(metric_value(series), before + 1);
+}
+
+// A call that runs longer than call_demote_after is niced by call_nice (so that the service's
+// event loops and short calls get the CPU beside it); warm children and short calls are not.
+TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
+  SandboxLimits limits = test_limits();
+  limits.wall = 20s;
+  limits.call_nice = 7;
+  limits.call_demote_after = 2s;
+  auto sandbox = start_sandbox("scripted", limits);
+  const pid_t zygote = sandbox->query_stats().zygote_pid;
+  const int base = ::getpriority(PRIO_PROCESS, 0);
+  auto niced = [&] {
+    std::size_t n = 0;
+    for (pid_t child : children_of(zygote)) {
+      errno = 0;
+      const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(child));
+      if (errno == 0 && nice == std::min(19, base + 7)) ++n;
+    }
+    return n;
+  };
+  CallInput input;
+  input.code = "sleep";
+  std::promise<CallOutcome> ended;
+  auto call = sandbox->start(input, Clock::now() + 15s,
+                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  const auto pool = static_cast<std::size_t>(limits.pool_size);
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  EXPECT_EQ(niced(), 0u) << "within its first 2 s the call keeps the zygote's priority";
+  EXPECT_TRUE(wait_until([&] { return niced() == 1; }, 10s)) << "then only its child is niced";
+  call->cancel(CancelReason::kClientGone);
+  EXPECT_EQ(ended.get_future().get().status, Status::kCancelled);
 }
 
 TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
