@@ -469,25 +469,115 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
   return r.env.value;
 }
 
+namespace {
+
+// How Node::from_shared reads a JSON value: a non-object other than null is a bare string.
+bool json_node_is_string(const json& v) {
+  return !v.is_object() && !v.is_null();
+}
+
+std::string json_node_text(const json& v) {
+  return v.is_string() ? v.get_ref<const std::string&>() : v.dump();
+}
+
+// Node::is_ref() of Node::from_shared(v).
+bool json_is_ref(const json& v) {
+  if (!v.is_object()) return false;
+  auto t = v.find("Z1K1");
+  auto k = v.find("Z9K1");
+  return t != v.end() && k != v.end() && t->is_string() &&
+         t->get_ref<const std::string&>() == "Z9" && json_node_is_string(*k);
+}
+
+// Whether the type `t` (a Z1K1 as JSON) is one resolve_types resolves, as it decides for nodes:
+// a reference to a type that is not built in, or a call.
+bool json_type_needs_resolving(const json& t) {
+  if (!t.is_object()) return false;
+  if (json_is_ref(t)) return !zo::is_builtin_type(json_node_text(t["Z9K1"]));
+  auto k = t.find("Z1K1");
+  return k != t.end() && json_is_ref(*k) && json_node_text((*k)["Z9K1"]) == "Z7" &&
+         t.contains("Z7K1");
+}
+
+// Whether resolving the type `t` (a Z1K1 as JSON) can do nothing but make a list type: when it
+// needs resolving at all, it is Z881 of a ZID, which resolved_type turns into its Z4 through
+// Z981's per-ZID template, never failing and never fetching.
+bool json_type_trivial(const json& t) {
+  if (!json_type_needs_resolving(t)) return true;
+  auto f = t.find("Z7K1");
+  auto item = t.find("Z881K1");
+  if (f == t.end() || item == t.end() || !json_is_ref(*f) || json_node_text((*f)["Z9K1"]) != "Z881")
+    return false;
+  if (json_node_is_string(*item)) return zo::is_zid(json_node_text(*item));
+  return json_is_ref(*item) && zo::is_zid(json_node_text((*item)["Z9K1"]));
+}
+
+// Whether resolve_types would resolve nothing but trivial types (above) in `v`: then walking
+// it does nothing. Bounded: too deep counts as not trivial (the walk then goes on).
+bool json_types_trivial(const json& v, int depth) {
+  if (!v.is_object() || json_is_ref(v)) return true;
+  if (depth > 64) return false;
+  for (const auto& [key, child] : v.get_ref<const json::object_t&>()) {
+    if (key == "Z1K1" ? !json_type_trivial(child) : !json_types_trivial(child, depth + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One item of resolve_types' walk: a node, or a part of a shared normal-form value (a
+// definition, a fetched object) that no node has been built for yet.
+struct TypeWalkItem {
+  NodeP node;
+  const json* source = nullptr;
+};
+
+}  // namespace
+
+// Walks the value breadth first and resolves every type it names that is not built in. Parts
+// still lazy (Node::from_shared) are walked as JSON, without building their nodes: a Z4 passed
+// as an argument (every Z881 call gets its item type's) has ~100 nodes of keys and labels.
 std::string Interpreter::resolve_types(const NodeP& value, json& error) {
-  std::vector<NodeP> queue{value};
+  std::vector<TypeWalkItem> queue{{value}};
   std::unordered_set<const Node*> seen;
-  std::size_t i = 0;
-  while (i < queue.size()) {
-    NodeP n = queue[i++];
+  auto fail_type = [&]() {
+    error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
+                                       : last_type_error_;
+    return std::string();
+  };
+  for (std::size_t i = 0; i < queue.size(); ++i) {
+    if (const json* v = queue[i].source) {
+      if (!v->is_object() || json_is_ref(*v)) continue;
+      // The same definition is walked again and again (the Z4 of Z6 for every Z881(Z6) call):
+      // what is known to need nothing is not walked twice in a request.
+      auto [known, added] = trivial_json_.try_emplace(v, false);
+      if (added) known->second = json_types_trivial(*v, 0);
+      if (known->second) continue;
+      for (const auto& [key, child] : v->get_ref<const json::object_t&>()) {
+        if (key != "Z1K1") {
+          queue.push_back({nullptr, &child});
+        } else if (json_type_needs_resolving(child) && !resolved_type(Node::from_shared(child))) {
+          return fail_type();
+        }
+      }
+      if (aborted()) return {};
+      continue;
+    }
+    NodeP n = queue[i].node;
     if (!n || n->is_string || !seen.insert(n.get()).second) continue;
     if (n->is_ref()) continue;
     NodeP t = n->get("Z1K1");
     if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
-      if (!resolved_type(t)) {
-        error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
-                                           : last_type_error_;
-        return {};
-      }
+      if (!resolved_type(t)) return fail_type();
     }
     for (std::size_t k = 0; k < n->entries.size(); ++k) {
-      if (n->entries[k].key == "Z1K1") continue;
-      queue.push_back(n->current(k));
+      const Node::Entry& e = n->entries[k];
+      if (e.key == "Z1K1") continue;
+      if (!e.persisted && e.source != nullptr && e.form == Node::Entry::Form::kNormal) {
+        queue.push_back({nullptr, e.source});
+      } else {
+        queue.push_back({n->current(k)});
+      }
     }
     if (aborted()) return {};
   }

@@ -193,6 +193,9 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
+  // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
+  // resolve_types has nothing to resolve, or not.
+  std::unordered_map<const json*, bool> trivial_json_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way
