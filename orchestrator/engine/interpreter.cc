@@ -8,6 +8,7 @@
 #include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
+#include "orchestrator/engine/json_shapes.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -98,6 +99,7 @@ Interpreter::~Interpreter() {
   type_memo_.clear();
   type_nodes_.clear();
   functions_.clear();
+  builtin_declared_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -362,7 +364,13 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
     return st;
   }
   if (found->kind != ArgKind::kUnevaluated || lazily) return *found;
-  ArgState unevaluated = *found;
+  ArgState unevaluated = *found;  // a copy: evaluating it can grow frame->names
+  ArgState st = evaluate_argument(unevaluated);
+  if (ArgState* again = frame->find(name)) *again = st;
+  return st;
+}
+
+ArgState Interpreter::evaluate_argument(const ArgState& unevaluated) {
   ArgState st = process_argument(unevaluated);
   if (st.kind == ArgKind::kEvaluated && validator_depth_ == 0 && unevaluated.declared) {
     json cause = type_check(st.value, unevaluated.declared);
@@ -374,7 +382,6 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
     }
   }
   st.declared = unevaluated.declared;
-  if (ArgState* again = frame->find(name)) *again = st;
   return st;
 }
 
@@ -470,24 +477,6 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
 }
 
 namespace {
-
-// How Node::from_shared reads a JSON value: a non-object other than null is a bare string.
-bool json_node_is_string(const json& v) {
-  return !v.is_object() && !v.is_null();
-}
-
-std::string json_node_text(const json& v) {
-  return v.is_string() ? v.get_ref<const std::string&>() : v.dump();
-}
-
-// Node::is_ref() of Node::from_shared(v).
-bool json_is_ref(const json& v) {
-  if (!v.is_object()) return false;
-  auto t = v.find("Z1K1");
-  auto k = v.find("Z9K1");
-  return t != v.end() && k != v.end() && t->is_string() &&
-         t->get_ref<const std::string&>() == "Z9" && json_node_is_string(*k);
-}
 
 // Whether the type `t` (a Z1K1 as JSON) is one resolve_types resolves, as it decides for nodes:
 // a reference to a type that is not built in, or a call.
@@ -894,6 +883,9 @@ Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
 
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
+  if (!top_level) {
+    if (auto direct = execute_builtin(call, sc)) return std::move(*direct);
+  }
   NodeP z8;
   std::vector<Decl> decls;
   Envelope bound = bind_arguments(call, sc, z8, decls);
