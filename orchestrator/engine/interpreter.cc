@@ -883,7 +883,7 @@ Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
 
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
-  if (!top_level) {
+  if (!top_level && options_.direct_builtin_calls) {
     if (auto direct = execute_builtin(call, sc)) return std::move(*direct);
   }
   NodeP z8;
