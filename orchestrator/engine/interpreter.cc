@@ -97,6 +97,7 @@ Interpreter::~Interpreter() {
     f->parent.reset();
   }
   type_memo_.clear();
+  string_types_.clear();
   type_nodes_.clear();
   functions_.clear();
   builtin_declared_.clear();
@@ -425,7 +426,13 @@ json Interpreter::error_type_arg(const NodeP& value) {
 
 NodeP Interpreter::resolved_type(const NodeP& type) {
   if (!type) return nullptr;
-  if (type->is_string) return z9_node(type->text);
+  if (type->is_string) {
+    // A bare type string (the Z1K1 of every string value is "Z6"): one reference node per
+    // request and text, read-only like every resolved type.
+    NodeP& ref = string_types_[type->text];
+    if (!ref) ref = z9_node(type->text);
+    return ref;
+  }
   bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref())) || type->is_call() ||
                type->is_arg_ref();
   if (!needs) return type;
@@ -514,6 +521,27 @@ bool json_types_trivial(const json& v, int depth) {
   return true;
 }
 
+// The nodes a walk has seen: most values have a few, looked up in line; a long one (a list of
+// many elements) moves to a hash set.
+class SeenNodes {
+ public:
+  bool insert(const Node* n) {  // false when seen before
+    if (many_.empty()) {
+      if (std::find(few_.begin(), few_.end(), n) != few_.end()) return false;
+      if (few_.size() < few_.capacity()) {
+        few_.push_back(n);
+        return true;
+      }
+      many_.insert(few_.begin(), few_.end());
+    }
+    return many_.insert(n).second;
+  }
+
+ private:
+  boost::container::small_vector<const Node*, 32> few_;
+  std::unordered_set<const Node*> many_;
+};
+
 // One item of resolve_types' walk: a node, or a part of a shared normal-form value (a
 // definition, a fetched object) that no node has been built for yet.
 struct TypeWalkItem {
@@ -527,8 +555,8 @@ struct TypeWalkItem {
 // still lazy (Node::from_shared) are walked as JSON, without building their nodes: a Z4 passed
 // as an argument (every Z881 call gets its item type's) has ~100 nodes of keys and labels.
 std::string Interpreter::resolve_types(const NodeP& value, json& error) {
-  std::vector<TypeWalkItem> queue{{value}};
-  std::unordered_set<const Node*> seen;
+  boost::container::small_vector<TypeWalkItem, 16> queue{{value}};
+  SeenNodes seen;
   auto fail_type = [&]() {
     error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
                                        : last_type_error_;
@@ -553,7 +581,7 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
       continue;
     }
     NodeP n = queue[i].node;
-    if (!n || n->is_string || !seen.insert(n.get()).second) continue;
+    if (!n || n->is_string || !seen.insert(n.get())) continue;
     if (n->is_ref()) continue;
     NodeP t = n->get("Z1K1");
     if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
@@ -692,10 +720,10 @@ namespace {
 // keys added since 2023) are functions of the type, not parts of a value; evaluating them would
 // fetch objects evaluation never needs (a missing renderer, Z14280, failed calls with Z504).
 bool eager_skips(const std::string& key) {
-  static const std::unordered_set<std::string> kSkip = {
-      "Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4", "Z4K5", "Z4K6",  "Z4K7",
-      "Z4K8", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
-  return kSkip.count(key) != 0;
+  static constexpr std::string_view kSkip[] = {"Z1K1", "Z4K1", "Z4K2",  "Z4K3", "Z4K4", "Z4K5",
+                                               "Z4K6", "Z4K7", "Z4K8",  "Z8K1", "Z8K2", "Z8K3",
+                                               "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
+  return std::find(std::begin(kSkip), std::end(kSkip), key) != std::end(kSkip);
 }
 
 bool frame_binds(const FrameP& frame, const std::string& name) {

@@ -199,7 +199,8 @@ class Interpreter {
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
-  std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
+  std::unordered_map<std::string, NodeP> type_memo_;     // ephemeral type resolutions by JSON
+  std::unordered_map<std::string, NodeP> string_types_;  // bare type strings as references
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   // Declared argument types of built-in functions called directly, by signature.
