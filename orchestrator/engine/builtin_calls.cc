@@ -213,8 +213,9 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     }
     args.push_back(std::move(st.value));
   }
-  bool known = true;
-  Envelope result = run_builtin(sig->impl_id, std::move(args), known);
+  // run_builtin() without looking the implementation up again.
+  if (args.size() < sig->spec->arity) args.resize(sig->spec->arity);
+  Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, args});
   if (aborted()) return abort_envelope();
   metrics().implementation("BuiltIn");
   return result;

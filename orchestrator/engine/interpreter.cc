@@ -53,10 +53,26 @@ void set_meta(Envelope& env, std::string_view key, const json& value) {
   zo::map_set(env.meta, key, value);
 }
 
-bool is_generic_instance(const Node& n) {
-  if (n.is_string) return false;
+// What resolve() does with a node, decided from one look at its Z1K1: the same answers, in the
+// same order, as is_arg_ref(), is_ref(), is_call() and "its Z1K1 is a call" asked one by one
+// (resolve runs for every argument and every value a call reads).
+enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
+
+Shape shape_of(const Node& n) {
+  if (n.is_string) return Shape::kOther;
   const Node* t = n.peek("Z1K1");
-  return t != nullptr && t->is_call();
+  if (t == nullptr) return Shape::kOther;
+  if (t->is_string) {
+    const Node* k = t->text == "Z9" ? n.peek("Z9K1") : nullptr;
+    return k != nullptr && k->is_string ? Shape::kRef : Shape::kOther;
+  }
+  const std::string type = t->ref();  // short: no allocation
+  if (type == "Z18") {
+    const Node* k = n.peek("Z18K1");
+    return k != nullptr && (k->is_string || k->is_z6()) ? Shape::kArgRef : Shape::kOther;
+  }
+  if (type == "Z7") return n.peek("Z7K1") != nullptr ? Shape::kCall : Shape::kOther;
+  return type.empty() && t->is_call() ? Shape::kGenericInstance : Shape::kOther;
 }
 
 bool is_void_node(const NodeP& v) {
@@ -252,14 +268,15 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
     if (!tick()) return {abort_envelope(), persist};
     if (!cur || cur->is_string) break;
     FrameP sc = cur->scope ? cur->scope : (scope ? scope : empty_);
-    if (cur->is_arg_ref()) {
+    const Shape shape = shape_of(*cur);
+    if (shape == Shape::kArgRef) {
       ArgState st = retrieve(sc, cur->arg_name(), false);
       if (aborted()) return {abort_envelope(), persist};
       if (st.kind == ArgKind::kError) return {Envelope::err(st.error), persist};
       cur = st.value;
       continue;
     }
-    if (cur->is_ref()) {
+    if (shape == Shape::kRef) {
       std::string zid = cur->ref();
       if (zo::is_zid(zid) && (mode == Mode::kEvenBuiltins || !zo::is_builtin_type(zid))) {
         Envelope e = dereference(zid);
@@ -270,7 +287,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       }
       break;
     }
-    if (cur->is_call()) {
+    if (shape == Shape::kCall) {
       const Node* fn = cur->peek("Z7K1");
       if (mode == Mode::kNoInternals && fn && fn->ref() == "Z881" && cur->has("Z881K1")) {
         bool known = true;
@@ -285,7 +302,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       persist = cur;
       continue;
     }
-    if (mode != Mode::kNoGeneric && is_generic_instance(*cur)) {
+    if (mode != Mode::kNoGeneric && shape == Shape::kGenericInstance) {
       Envelope e = resolve_key(cur, "Z1K1", sc, mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       NodeP t = cur->get("Z1K1");
@@ -745,7 +762,8 @@ Envelope Interpreter::eager(const NodeP& value) {
 Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& zids) {
   NodeP cur = child;
   for (int guard = 0; guard < 64; ++guard) {
-    if (cur->is_arg_ref()) {
+    const Shape shape = shape_of(*cur);
+    if (shape == Shape::kArgRef) {
       if (!frame_binds(cur->scope, cur->arg_name())) break;
       ArgState st = retrieve(cur->scope, cur->arg_name(), false);
       if (aborted()) return abort_envelope();
@@ -753,14 +771,14 @@ Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& 
       cur = st.value;
       continue;
     }
-    if (cur->is_ref() && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
+    if (shape == Shape::kRef && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
       zids.push_back(cur->ref());
       Envelope e = dereference(cur->ref());
       if (e.has_error()) return e;
       cur = e.value;
       continue;
     }
-    if (cur->is_call()) {
+    if (shape == Shape::kCall) {
       Envelope e = execute(cur, cur->scope ? cur->scope : empty_, false);
       if (e.has_error()) return e;
       cur = e.value ? e.value : z9_node("Z24");
