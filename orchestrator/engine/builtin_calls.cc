@@ -26,6 +26,10 @@ struct BuiltinSignature {
     std::string name;            // Z17K2, e.g. Z810K1
     std::string local;           // the local key it falls back to, e.g. K1
     const nlohmann::json* type;  // Z17K1 as defined (normal form, in the definitions)
+    // The declared type accepts every value whose own type resolves: Z1, or a typed list (its
+    // Z4's identity is the Z881 call, which compare_types() takes as generic). The check
+    // against it cannot fail once process_argument() has resolved the value's type.
+    bool accepts_all = false;
   };
   std::vector<Arg> args;             // in Z8K1 order: the order arguments are bound and checked
   std::vector<std::size_t> by_name;  // indices of args sorted by name: the built-in's order
@@ -60,6 +64,18 @@ bool json_list_elements(const nlohmann::json& list, std::vector<const nlohmann::
   return false;
 }
 
+// Whether the declared type `t` accepts every value (BuiltinSignature::Arg::accepts_all): a
+// reference to Z1, or Z881 of a ZID, which resolving without internals turns into the Z4 of
+// Z981's per-ZID template.
+bool accepts_all(const nlohmann::json& t) {
+  if (json_ref(t) == "Z1") return true;
+  if (!t.is_object() || json_ref(t.value("Z1K1", nlohmann::json())) != "Z7") return false;
+  auto fn = t.find("Z7K1");
+  auto item = t.find("Z881K1");
+  if (fn == t.end() || item == t.end() || json_ref(*fn) != "Z881") return false;
+  return zo::is_zid(json_node_is_string(*item) ? json_node_text(*item) : json_ref(*item));
+}
+
 // The local key an argument name falls back to (interpreter.cc's local_key).
 std::string local_key_of(const std::string& name) {
   auto k = name.rfind('K');
@@ -87,7 +103,8 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
     for (const auto& a : sig->args) {
       if (a.name == name) return nullptr;
     }
-    sig->args.push_back({name, local_key_of(name), &(*z17)["Z17K1"]});
+    const nlohmann::json& type = (*z17)["Z17K1"];
+    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type)});
   }
   std::vector<const nlohmann::json*> impls;
   if (!json_list_elements((*z8)["Z8K4"], impls) || impls.empty()) return nullptr;
@@ -198,7 +215,8 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     ArgState unevaluated;
     unevaluated.kind = ArgKind::kUnevaluated;
     unevaluated.value = values[i];
-    unevaluated.declared = (*declared)[i];
+    // A check that cannot fail is not made (no declared type: evaluate_argument skips it).
+    if (!sig->args[i].accepts_all) unevaluated.declared = (*declared)[i];
     ArgState st = evaluate_argument(unevaluated);
     if (aborted()) return abort_envelope();
     if (st.kind == ArgKind::kError) {
