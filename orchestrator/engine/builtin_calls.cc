@@ -167,7 +167,11 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   const Node::Entry* e = call->entry("Z7K1");
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
   const std::string zid = fn->ref();
-  const BuiltinSignature* sig = builtin_signature(zid);
+  // Per request: the process-wide signature (behind a lock), and whether this request's
+  // resolver serves the bundled definition for it (checked once).
+  auto [known, added] = builtin_signatures_.try_emplace(zid, nullptr, false);
+  if (added) known->second.first = builtin_signature(zid);
+  const BuiltinSignature* sig = known->second.first;
   if (sig == nullptr) return std::nullopt;
   // Argument discovery (bind_arguments): the function as the general path resolves it.
   Envelope f = resolve_function(call, sc);
@@ -176,7 +180,13 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
     return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
   }
-  if (resolver_.dereference(zid).z2 != Definitions::instance().served(zid)) return std::nullopt;
+  if (!known->second.second) {
+    if (resolver_.dereference(zid).z2 != Definitions::instance().served(zid)) {
+      known->second.first = nullptr;  // not the bundled function: the general path, from now on
+      return std::nullopt;
+    }
+    known->second.second = true;
+  }
   const std::vector<NodeP>* declared = builtin_declared(*sig);
   if (declared == nullptr) return abort_envelope();
   const std::size_t n = sig->args.size();

@@ -203,6 +203,8 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> string_types_;  // bare type strings as references
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
+  // Built-in functions called directly: ZID -> {signature, served from the definitions}.
+  std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;
   // Declared argument types of built-in functions called directly, by signature.
   std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
   // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
