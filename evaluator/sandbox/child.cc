@@ -124,12 +124,14 @@ void run_child(LanguageRuntime& runtime, int channel, const ChildConfig& config)
 
   ::clearenv();
 
-  // The narrower self-signal filter first: once the main one is in, seccomp() itself is denied.
-  const auto self_only = self_signal_filter(::getpid());
-  if (!install_seccomp_filter(self_only.data(), self_only.size())) {
-    fail_setup(channel, "seccomp (self-signal filter)");
+  sock_filter filter[kMaxChildFilterLength];
+  const std::size_t length =
+      compose_child_filter(*config.seccomp_program, ::getpid(), filter, kMaxChildFilterLength);
+  if (length == 0) {
+    errno = E2BIG;
+    fail_setup(channel, "seccomp (the allow-list program is too long)");
   }
-  if (!install_seccomp_filter(*config.seccomp_program)) fail_setup(channel, "seccomp");
+  if (!install_seccomp_filter(filter, length)) fail_setup(channel, "seccomp");
 
   if (config.warm_up) runtime.warm_up();
 

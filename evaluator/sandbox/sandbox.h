@@ -5,11 +5,11 @@
 // timer are waited on by an Asio event loop).
 //
 // Every sandbox process comes from a fresh image: start_sandbox() re-executes this program as a
-// supervisor (empty environment, configuration over a socket; see supervisor_image.h), which
-// initialises the runtime and forks the zygote. So no byte of the service's memory is in a
-// child, and a dead supervisor can be re-created from the multi-threaded service. Every program
-// that starts sandboxes must therefore call run_sandbox_supervisor_if_requested() first thing in
-// main().
+// supervisor (environment LD_BIND_NOW=1 only, configuration over a socket; see
+// supervisor_image.h), which initialises the runtime and forks the zygote. So no byte of the
+// service's memory is in a child, and a dead supervisor can be re-created from the
+// multi-threaded service. Every program that starts sandboxes must therefore call
+// run_sandbox_supervisor_if_requested() first thing in main().
 
 #include <chrono>
 #include <cstdint>

@@ -150,10 +150,17 @@ std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
   ssize_t n = ::pread(fd, program.data(), static_cast<std::size_t>(size), 0);
   ::close(fd);
   if (n != size) return std::unexpected("could not read the exported seccomp program back");
+  if (program.size() + kSelfSignalCheckLength > kMaxChildFilterLength) {
+    return std::unexpected(fmt::format(
+        "the seccomp program has {} instructions, more than a child takes ({}): shorten the "
+        "allow-list or raise kMaxChildFilterLength",
+        program.size(), kMaxChildFilterLength - kSelfSignalCheckLength));
+  }
   return program;
 }
 
-std::array<sock_filter, kSelfSignalFilterLength> self_signal_filter(pid_t self) {
+std::size_t compose_child_filter(const std::vector<sock_filter>& program, pid_t self,
+                                 sock_filter* out, std::size_t capacity) {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "args[0] low word comes first");
   constexpr std::uint32_t kNr = offsetof(seccomp_data, nr);
   constexpr std::uint32_t kArg0Low = offsetof(seccomp_data, args[0]);
@@ -161,19 +168,25 @@ std::array<sock_filter, kSelfSignalFilterLength> self_signal_filter(pid_t self) 
   const auto pid = static_cast<std::uint32_t>(self);
   // kill(pid, sig), tkill(tid, sig) and tgkill(tgid, tid, sig): the first argument must be this
   // process (a single-threaded child: its tid is its pid). kill(0 or -1, ...) reaches others.
-  return {{
+  // "On" jumps to `program`, which follows the check; it loads what it needs itself.
+  const sock_filter check[kSelfSignalCheckLength] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kill, 3, 0),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tkill, 2, 0),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_JMP | BPF_JA, 6),  // on
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0Low),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, pid, 0, 3),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArg0High),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_JMP | BPF_JA, 1),  // on
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-  }};
+  };
+  const std::size_t length = kSelfSignalCheckLength + program.size();
+  if (program.empty() || length > capacity) return 0;
+  std::memcpy(out, check, sizeof(check));
+  std::memcpy(out + kSelfSignalCheckLength, program.data(), program.size() * sizeof(sock_filter));
+  return length;
 }
 
 bool install_seccomp_filter(const sock_filter* filter, std::size_t length) {

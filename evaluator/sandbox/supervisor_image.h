@@ -3,10 +3,10 @@
 //
 // The service is multi-threaded and holds secrets (its environment, argv, configuration, heap),
 // so a supervisor is never forked from it: it is /proc/self/exe executed again (posix_spawn, safe
-// from any thread) with an empty environment and one argument, `--wf-sandbox-supervisor`. Its
-// only input is a SupervisorConfig message on fd 3, a SOCK_SEQPACKET socket that then carries
-// the usual SupervisorMessages back (protocol.h). Nothing of the service's memory reaches the
-// supervisor, its zygotes or their children.
+// from any thread) with an environment of LD_BIND_NOW=1 only and one argument,
+// `--wf-sandbox-supervisor`. Its only input is a SupervisorConfig message on fd 3, a
+// SOCK_SEQPACKET socket that then carries the usual SupervisorMessages back (protocol.h).
+// Nothing of the service's memory reaches the supervisor, its zygotes or their children.
 
 #include <sys/types.h>
 

@@ -4,8 +4,8 @@
 //   service ── supervisor ── zygote ── children (one call each)
 //
 // * The supervisor is a fresh image of the program (supervisor_image.h), spawned by the service
-//   with an empty environment. It initialises the language runtime once, builds the seccomp
-//   program, then forks a zygote and hands the service that zygote's sockets. It stays
+//   with an environment of LD_BIND_NOW=1 only. It initialises the language runtime once, builds
+//   the seccomp program, then forks a zygote and hands the service that zygote's sockets. It stays
 //   single-threaded and idle, so it can fork again at any time: when a zygote dies (a bug, the OOM
 //   killer, an operator, or its memory cap), it forks a new one from its own, already initialised,
 //   memory (a few ms) and hands the service its sockets. The multi-threaded service never forks.

@@ -6,6 +6,7 @@
 // implementations as nodes per request, with the same answers and errors as the general path
 // (execute_inner), whose steps it follows.
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>

@@ -66,7 +66,7 @@ NodeP positional_call(Interpreter& in, const NodeP& fn, const std::vector<NodeP>
 
 Envelope evaluate_lazy(Interpreter& in, const NodeP& node) {
   if (!node) return Envelope::ok(node);
-  if (!node->scope) node->scope = in.empty_frame();
+  if (!node->scope) node->set_scope(in.empty_frame());
   Interpreter::Resolved r = in.resolve(node, node->scope);
   if (r.env.has_error()) return r.env;
   Envelope ev = in.eager(r.env.value);

@@ -73,6 +73,12 @@ EngineMetrics make() {
                          "Object lookups that waited for another request's wiki fetch of the "
                          "same ZID instead of fetching it again (single flight).")
                      .Register(r);
+  auto& memo_hits = prometheus::BuildCounter()
+                        .Name("wf_orchestrator_code_call_memo_hits_total")
+                        .Help(
+                            "Code calls answered from an earlier identical call of the same "
+                            "request instead of the evaluator.")
+                        .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -97,6 +103,7 @@ EngineMetrics make() {
       result_hits.Add({{"tier", "memcached"}}),
       result_misses.Add({}),
       result_stale.Add({}),
+      memo_hits.Add({}),
       joined.Add({}),
   };
 }

@@ -37,6 +37,7 @@ struct EngineMetrics {
   prometheus::Counter& result_hits_memcached;  //   {tier="local|memcached"}
   prometheus::Counter& result_misses;          // wf_orchestrator_result_cache_misses_total
   prometheus::Counter& result_stale;
+  prometheus::Counter& code_call_memo_hits;  // wf_orchestrator_code_call_memo_hits_total
   prometheus::Counter& fetches_joined;  // wf_orchestrator_object_fetches_joined_total           //
                                         // ..._stale_total: entries an edit made obsolete  //
                                         // evaluations started on fibers and not finished

@@ -2,6 +2,7 @@
 #include "orchestrator/engine/interpreter.h"
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <unordered_set>
 
 #include "orchestrator/engine/builtin_table.h"
@@ -145,6 +146,7 @@ bool Interpreter::tick() {
     metrics().breach_steps.Increment();
     fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
                             std::to_string(options_.max_steps) + " evaluation steps");
+    limit_breached_ = abort_message_.starts_with("Evaluation step");
     return false;
   }
   if ((steps_ & 31) == 0 && Clock::now() >= ctx_.deadline) {
@@ -257,7 +259,7 @@ Envelope Interpreter::dereference(const std::string& zid) {
     if (deps.size() >= 2) resolver_.prefetch(deps);
   }
   NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
-  n->scope = empty_;
+  n->set_scope(empty_);
   return Envelope::ok(std::move(n));
 }
 
@@ -378,13 +380,14 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
   ArgState* found = frame->find(name);
   if (found == nullptr) {
     ArgState st = retrieve(frame->parent, name, lazily);
-    frame->names.emplace_back(name, st);
+    if (!aborted()) frame->names.emplace_back(name, st);
     return st;
   }
   if (found->kind != ArgKind::kUnevaluated || lazily) return *found;
   ArgState unevaluated = *found;  // a copy: evaluating it can grow frame->names
   ArgState st = evaluate_argument(unevaluated);
-  if (ArgState* again = frame->find(name)) *again = st;
+  // An aborted evaluation stays unevaluated: a call-depth fallback may evaluate it again.
+  if (ArgState* again = frame->find(name); again != nullptr && !aborted()) *again = st;
   return st;
 }
 
@@ -864,6 +867,7 @@ Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_l
     metrics().breach_call_depth.Increment();
     fail(Abort::kLimit, "Call depth limit exceeded: more than " +
                             std::to_string(options_.max_call_depth) + " nested function calls");
+    limit_breached_ = abort_message_.starts_with("Call depth");
     return abort_envelope();
   }
   ++call_depth_;
@@ -940,10 +944,32 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
   std::vector<Impl> impls;
   Envelope listed = implementations(z8, impls);
   if (listed.has_error()) return listed;
-  // Selection and run (§3.4, §3.5): an evaluator failure moves on to the next implementation.
+  // Selection and run (§3.4, §3.5): an evaluator failure moves on to the next implementation,
+  // and so does a composition that exceeded the call depth (see may_fall_back).
   std::string last_failure;
-  for (const Impl& impl : impls) {
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    const Impl& impl = impls[i];
+    const bool fallback = may_fall_back(impl, i + 1 < impls.size());
+    const std::string demote_key =
+        impl.id.empty() ? std::to_string(reinterpret_cast<std::uintptr_t>(impl.z14.get()))
+                        : impl.id;
+    if (fallback && demoted_.contains(demote_key)) continue;
+    const std::int64_t steps_before = steps_;
+    fallback_frames_ += fallback ? 1 : 0;
     ImplRun run = run_implementation(impl, z8, decls);
+    fallback_frames_ -= fallback ? 1 : 0;
+    if (aborted() && fallback && fallback_frames_ == 0 && limit_breached_) {
+      // The outermost call that can: forget the breach and the steps this composition used, use
+      // the next implementation (and, for the rest of this request, never this composition).
+      demoted_.insert(demote_key);
+      last_failure = abort_message_;
+      abort_ = Abort::kNone;
+      abort_message_.clear();
+      abort_error_ = nullptr;
+      limit_breached_ = false;
+      steps_ = steps_before;
+      continue;
+    }
     if (aborted()) return abort_envelope();
     if (run.then == ImplRun::Then::kReturn) return run.result;
     if (run.then == ImplRun::Then::kNextImplementation) {
@@ -1042,6 +1068,16 @@ Envelope Interpreter::implementations(const NodeP& z8, std::vector<Impl>& impls)
   return Envelope::ok(nullptr);
 }
 
+// Whether `impl` is a composition followed by another implementation: when its run exceeds the
+// call depth or the step limit, the outermost such call on the stack moves on to its next
+// implementation instead of failing the request (docs/compatibility.md "Limits"). A composition
+// that recurses through a function whose arguments are evaluated eagerly (code) cannot stop, and
+// a doubly recursive one can need exponentially many steps; another implementation of the same
+// function may not.
+bool Interpreter::may_fall_back(const Impl& impl, bool has_next) const {
+  return has_next && impl.z14 && !impl.z14->is_string && impl.z14->has("Z14K2");
+}
+
 // One implementation, by kind: a built-in (Z14K4), a composition (Z14K2) or code (Z14K3); an
 // implementation with none of them is its own value.
 Interpreter::ImplRun Interpreter::run_implementation(const Impl& impl, const NodeP& z8,
@@ -1135,7 +1171,7 @@ Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::s
   run.type = "Composition";
   run.id = id;
   NodeP body = z14->get("Z14K2")->clone(true);
-  body->scope = frame;
+  body->set_scope(frame);
   run.result = resolve(body, frame).env;
   return run;
 }
@@ -1188,6 +1224,40 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   return run;
 }
 
+namespace {
+
+// The types of WikiLambda's initial content that native integers (Python int, JavaScript BigInt)
+// become when nothing else gives them a type: Natural number, or Integer for negative values
+// (docs/compatibility.md "Type converters").
+constexpr const char* kNaturalNumberType = "Z13518";
+constexpr const char* kIntegerType = "Z16683";
+
+// The converter of a plan, looking through {"list": plan}; null when there is none.
+const json* innermost_converter(const json& plan) {
+  const json* p = &plan;
+  for (int depth = 0; depth <= 16 && p->is_object(); ++depth) {
+    if (auto c = p->find("converter"); c != p->end()) return &*c;
+    auto inner = p->find("list");
+    if (inner == p->end()) return nullptr;
+    p = &*inner;
+  }
+  return nullptr;
+}
+
+// Adds `plan` to a {native type name: plan} map under its converter's Z64K4 (with `prefix`:
+// "-" for the plan of negative numbers), unless taken.
+void add_native(json& native, const json& plan, const char* prefix = "") {
+  const json* c = innermost_converter(plan);
+  const std::string name = c != nullptr ? c->value("nativeType", "") : "";
+  if (!name.empty() && !native.contains(prefix + name)) native[prefix + name] = {{"converter", *c}};
+}
+
+bool is_ref_to(const NodeP& node, std::string_view zid) {
+  return node && node->is_ref() && node->ref() == zid;
+}
+
+}  // namespace
+
 // typeConverters of a code call (converters.h): the plans of the argument types (to code) and of
 // the return type (from code) for the implementation's language family; null when none has one.
 json Interpreter::code_converters(const std::vector<Decl>& decls, const json& values,
@@ -1198,10 +1268,10 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
     NodeP type = d.declared;
     // An argument declared Z1 (any type) converts by the type of its value.
     const json* value = values.contains(d.name) ? &values[d.name] : nullptr;
-    if ((!type || (type->is_ref() && type->ref() == "Z1")) && value != nullptr &&
-        value->is_object() && value->contains("Z1K1")) {
+    if ((!type || is_ref_to(type, "Z1")) && value != nullptr && value->is_object() &&
+        value->contains("Z1K1")) {
       type = Node::from_json((*value)["Z1K1"]);
-      type->scope = empty_;
+      type->set_scope(empty_);
     }
     json plan = converter_plan(type, ConverterDirection::kToCode, family, 0);
     if (plan.is_null()) continue;
@@ -1210,24 +1280,41 @@ json Interpreter::code_converters(const std::vector<Decl>& decls, const json& va
   }
   NodeP returns = z8->get("Z8K2");
   json result = converter_plan(returns, ConverterDirection::kFromCode, family, 0);
-  if (result.is_null() && !types.empty() &&
-      (!returns || (returns->is_ref() && returns->ref() == "Z1"))) {
-    // A result declared Z1: converted by its native type, with the from-code converters of the
-    // argument types (the value of `add(a, b)` is most likely of their type).
+  // A result declared Z1, or a typed list of Z1: converted by its (elements') native type, with
+  // the from-code converters of the argument types first (the value of `add(a, b)` is most likely
+  // of their type), then Natural number's for native integers, and Integer's for negative ones.
+  const bool list_of_any = returns && returns->is_call() &&
+                           is_ref_to(returns->get("Z7K1"), "Z881") &&
+                           is_ref_to(returns->get("Z881K1"), "Z1");
+  if (result.is_null() && (!returns || is_ref_to(returns, "Z1") || list_of_any)) {
     json native = json::object();
     for (const auto& type : types) {
-      json plan = converter_plan(type, ConverterDirection::kFromCode, family, 0);
-      const json* c = plan.is_object() && plan.contains("converter") ? &plan["converter"] : nullptr;
-      const std::string name = c != nullptr ? c->value("nativeType", "") : "";
-      if (!name.empty() && !native.contains(name)) native[name] = std::move(plan);
+      add_native(native, converter_plan(type, ConverterDirection::kFromCode, family, 0));
     }
+    add_native(native, default_from_code(kNaturalNumberType, family));
+    add_native(native, default_from_code(kIntegerType, family), "-");
     if (!native.empty()) result = json{{"native", std::move(native)}};
+    if (!result.is_null() && list_of_any) result = json{{"list", std::move(result)}};
   }
   if (arguments.empty() && result.is_null()) return nullptr;
   json out = json::object();
   if (!arguments.empty()) out["arguments"] = std::move(arguments);
   if (!result.is_null()) out["result"] = std::move(result);
   return out;
+}
+
+// The from-code plan of a persisted type named by the engine itself (not by the content): a wiki
+// that lacks it, or fails to deliver it, only means no plan (the request goes on).
+json Interpreter::default_from_code(const std::string& zid, const std::string& family) {
+  const Dereferenced& d = resolver_.dereference(zid);
+  if (!d.z2) return nullptr;
+  auto z4 = d.z2->find("Z2K2");
+  if (z4 == d.z2->end() || zo::type_id(*z4) != "Z4" || !declares_converters(*z4)) return nullptr;
+  if (converters_ != nullptr) {
+    return converters_->lookup(zid, *z4, ConverterDirection::kFromCode, family, resolver_);
+  }
+  std::vector<std::string> read;
+  return find_converter(*z4, ConverterDirection::kFromCode, family, resolver_, read);
 }
 
 // The plan of one declared type: {"list": plan} for a typed list whose element type has one,
@@ -1256,11 +1343,80 @@ json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction
   return find_converter(z4_json, direction, family, resolver_, read);
 }
 
-// Sends the call to the evaluator; the fiber parks until it answers.
+namespace {
+
+// Bounds of the per-request memo of code calls (run_on_evaluator).
+constexpr std::size_t kMaxCodeAnswers = 4096;
+constexpr std::size_t kMaxCodeAnswerKey = 64 * 1024;
+
+// Whether `v` has at most `max_nodes` values, none nested deeper than kMaxCodeAnswerDepth: only
+// such arguments are dumped into a memo key (dump() recurses once per level, and a long list in
+// normal form nests once per element). Walks with its own stack.
+constexpr int kMaxCodeAnswerDepth = 128;
+bool small_value(const json& v, std::size_t max_nodes) {
+  std::vector<std::pair<const json*, int>> todo{{&v, 0}};
+  for (std::size_t seen = 0; !todo.empty(); ++seen) {
+    if (seen >= max_nodes) return false;
+    auto [node, depth] = todo.back();
+    todo.pop_back();
+    if (depth > kMaxCodeAnswerDepth) return false;
+    if (!node->is_structured()) continue;
+    for (const auto& child : *node) todo.emplace_back(&child, depth + 1);
+  }
+  return true;
+}
+
+// What identifies a code call's answer: the same code, function, language, arguments (normal
+// form) and converters give the same answer (user code is taken to be deterministic, as the
+// result cache takes it across requests). Empty when the call is too large to remember.
+std::string code_call_key(const CodeCall& cc) {
+  if (!small_value(cc.arguments, kMaxCodeAnswerKey / 8)) return {};
+  std::string key = cc.coding_language;
+  key += '\n';
+  key += cc.function_name;
+  key += '\n';
+  key += cc.code;
+  key += '\n';
+  if (key.size() > kMaxCodeAnswerKey) return {};
+  key += cc.arguments.dump(-1, ' ', false, json::error_handler_t::replace);
+  key += '\n';
+  if (!cc.converters.is_null())
+    key += cc.converters.dump(-1, ' ', false, json::error_handler_t::replace);
+  return key.size() > kMaxCodeAnswerKey ? std::string() : key;
+}
+
+// An answer worth remembering: a Z22 with a value (not a failure, whose cause may be a limit or
+// a timeout of that moment).
+bool is_value_answer(const json& z22) {
+  if (!z22.is_object()) return false;
+  auto it = z22.find("Z22K1");
+  return it != z22.end() && !it->is_null() && zo::ref_id(*it) != "Z24";
+}
+
+}  // namespace
+
+// Sends the call to the evaluator; the fiber parks until it answers. The same call again in
+// this request (recursive compositions repeat them) gets the first answer without a round trip.
 CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
   }
+  const std::string key = code_call_key(cc);
+  if (!key.empty()) {
+    if (auto it = code_answers_.find(key); it != code_answers_.end()) {
+      metrics().code_call_memo_hits.Increment();
+      return it->second;
+    }
+  }
+  CodeRunner::Result out = evaluate_code(cc);
+  if (out && !key.empty() && code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out) &&
+      small_value(*out, kMaxCodeAnswerKey / 8)) {
+    code_answers_.emplace(key, *out);
+  }
+  return out;
+}
+
+CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
   // Copies go into the started work: it may still be unwinding on another thread after this
   // fiber has resumed.
   Stopwatch watch(evaluator_us_);
@@ -1284,7 +1440,7 @@ Envelope Interpreter::evaluator_envelope(const json& z22) {
   auto normal =
       value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
   NodeP v = Node::from_json(normal ? *normal : zo::void_value());
-  v->scope = empty_;
+  v->set_scope(empty_);
   return Envelope{v, meta};
 }
 
@@ -1387,7 +1543,7 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     called_functions(input, called, 0);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  root->scope = empty_;
+  root->set_scope(empty_);
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);
   json value = r.value ? r.value->to_json() : zo::void_value();

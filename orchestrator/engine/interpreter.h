@@ -6,7 +6,7 @@
 // reference's exceptions, the deadline, and our limits) that unwinds to orchestrate().
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -163,6 +163,7 @@ class Interpreter {
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
+  bool may_fall_back(const Impl& impl, bool has_next) const;
   ImplRun run_builtin_impl(const NodeP& z14, const std::string& id, const FrameP& frame,
                            const std::vector<Decl>& decls, const NodeP& z8);
   ImplRun run_composition(const NodeP& z14, const std::string& id, const FrameP& frame,
@@ -170,10 +171,12 @@ class Interpreter {
   ImplRun run_code(const NodeP& z14, const std::string& id, const FrameP& frame,
                    const std::vector<Decl>& decls, const NodeP& z8);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  CodeRunner::Result evaluate_code(const CodeCall& cc);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
                       int depth);
+  json default_from_code(const std::string& zid, const std::string& family);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
@@ -184,7 +187,9 @@ class Interpreter {
   ConverterCache* converters_;
   const CallContext& ctx_;
   const EngineOptions& options_;
-  std::deque<json> inputs_;  // normalized inputs; declared first so it is destroyed last
+  // Normalized inputs; declared first so it is destroyed last. A list: stable addresses, and
+  // unlike a deque nothing allocated while empty (most requests: bench/slow_calls).
+  std::list<json> inputs_;
   std::vector<std::shared_ptr<const json>> kept_;  // other JSON that lazy nodes point into
   FrameP empty_;
   std::vector<FrameP> frames_;  // every frame made, cleared at the end (breaks cycles)
@@ -193,6 +198,9 @@ class Interpreter {
   json abort_error_;
   std::int64_t steps_ = 0;
   int call_depth_ = 0;
+  bool limit_breached_ = false;              // the abort is the call-depth or the step limit
+  int fallback_frames_ = 0;                  // calls under way whose composition may fall back
+  std::unordered_set<std::string> demoted_;  // compositions that exceeded the call depth
   int orchestrating_ = 0;
   double validate_us_ = 0;
   double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)
@@ -210,6 +218,9 @@ class Interpreter {
   // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
   // resolve_types has nothing to resolve, or not.
   std::unordered_map<const json*, bool> trivial_json_;
+  // Code calls answered in this request, by code, language, arguments and converters (see
+  // run_on_evaluator); bounded in entries and key size.
+  std::unordered_map<std::string, json> code_answers_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;                 // type resolutions under way
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way

@@ -2,25 +2,194 @@
 #include "orchestrator/engine/node.h"
 
 #include <algorithm>
+#include <array>
+#include <boost/container/small_vector.hpp>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
 
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
 
-NodeP Node::make_string(std::string s) {
-  auto n = std::make_shared<Node>();
-  n->is_string = true;
-  n->text = std::move(s);
+// ---- interning --------------------------------------------------------------------------------
+
+namespace {
+
+// Bounds of the process-wide tables: hostile input with endless distinct keys or ZIDs fills them
+// once (a few MB at most), after which new texts are simply not interned.
+constexpr std::size_t kMaxKeys = 1u << 16;
+constexpr std::size_t kMaxStrings = 1u << 15;
+constexpr std::size_t kMaxStringLength = 32;
+
+// Only the texts objects are made of are interned: ZIDs, keys and type tags ("Z9", "Z20401",
+// "Z20401K1"), a set that is bounded for a wiki. Values (a call's string argument, code,
+// labels) stay nodes of their request: interning them would fill the tables with one-off texts.
+bool internable(std::string_view s) {
+  return s.size() <= kMaxStringLength &&
+         (wf::zobject::is_reference_like(s) || wf::zobject::is_key(s));
+}
+
+struct TextHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Texts, and for bare strings their shared nodes, by text. Read under a shared lock; a small
+// per-thread cache in front keeps the lock off the hot path.
+template <typename Value>
+class Interned {
+ public:
+  explicit Interned(std::size_t bound) : bound_(bound) {}
+  // The interned value for `s`, made by make(s) when it is new; null when the table is full.
+  template <typename Make>
+  Value find_or_add(std::string_view s, Make&& make) {
+    {
+      std::shared_lock lock(mu_);
+      if (auto it = map_.find(s); it != map_.end()) return it->second;
+      if (map_.size() >= bound_) return nullptr;
+    }
+    std::unique_lock lock(mu_);
+    if (map_.size() >= bound_) return nullptr;
+    auto [it, added] = map_.try_emplace(std::string(s), nullptr);
+    if (added) it->second = make(it->first);
+    return it->second;
+  }
+
+ private:
+  std::size_t bound_;
+  std::shared_mutex mu_;
+  std::unordered_map<std::string, Value, TextHash, std::equal_to<>> map_;
+};
+
+// A direct-mapped per-thread cache of an interning table.
+template <typename Value>
+struct ThreadCache {
+  static constexpr std::size_t kSlots = 512;
+  std::array<Value, kSlots> slots{};
+  Value& slot(std::string_view s) { return slots[TextHash{}(s) % kSlots]; }
+};
+
+Interned<const std::string*>& key_table() {
+  static auto* table = new Interned<const std::string*>(kMaxKeys);  // never destroyed
+  return *table;
+}
+
+Interned<Node*>& string_table() {
+  static auto* table = new Interned<Node*>(kMaxStrings);  // never destroyed
+  return *table;
+}
+
+const std::string* intern_key(std::string_view s) {
+  thread_local ThreadCache<const std::string*> cache;
+  const std::string*& slot = cache.slot(s);
+  if (slot != nullptr && *slot == s) return slot;
+  const std::string* p = key_table().find_or_add(s, [](const std::string& t) { return &t; });
+  if (p != nullptr) slot = p;
+  return p;
+}
+
+Node* intern_string(std::string_view s) {
+  thread_local ThreadCache<Node*> cache;
+  Node*& slot = cache.slot(s);
+  if (slot != nullptr && slot->text == s) return slot;
+  if (!internable(s)) return nullptr;
+  Node* n = string_table().find_or_add(s, [](const std::string& t) {
+    auto* node = new Node;
+    node->interned = true;
+    node->is_string = true;
+    node->text = t;
+    return node;
+  });
+  if (n != nullptr) slot = n;
   return n;
 }
 
+// The shared node of a reference or a string object, {"Z1K1": "Z9", "Z9K1": text} or the Z6
+// equivalent; null when the text is too long or a table is full (its children must be shared
+// too: nothing in a shared node is ever counted).
+template <bool kReference>
+Node* intern_terminal(std::string_view text) {
+  thread_local ThreadCache<Node*> cache;
+  Node*& slot = cache.slot(text);
+  if (slot != nullptr && slot->entries[1].original->text == text) return slot;
+  if (!internable(text)) return nullptr;
+  Node* tag = intern_string(kReference ? "Z9" : "Z6");
+  Node* value = intern_string(text);
+  if (tag == nullptr || value == nullptr) return nullptr;
+  static auto* table = new Interned<Node*>(kMaxStrings);  // never destroyed
+  Node* n = table->find_or_add(text, [&](const std::string&) {
+    auto* node = new Node;
+    node->interned = true;
+    node->entries.reserve(2);
+    node->entries.push_back({"Z1K1", NodeP(tag)});
+    node->entries.push_back({kReference ? "Z9K1" : "Z6K1", NodeP(value)});
+    return node;
+  });
+  if (n != nullptr) slot = n;
+  return n;
+}
+
+// The shared node of a normal-form reference or string object `v`, else null.
+Node* shared_terminal(const json& v) {
+  if (!v.is_object() || v.size() != 2) return nullptr;
+  const auto& o = v.get_ref<const json::object_t&>();
+  const auto& [type_key, type] = *o.begin();
+  const auto& [value_key, value] = *std::next(o.begin());
+  if (type_key != "Z1K1" || !type.is_string() || !value.is_string()) return nullptr;
+  const auto& tag = type.get_ref<const std::string&>();
+  const auto& text = value.get_ref<const std::string&>();
+  if (tag == "Z9" && value_key == "Z9K1") return intern_terminal<true>(text);
+  if (tag == "Z6" && value_key == "Z6K1") return intern_terminal<false>(text);
+  return nullptr;
+}
+
+}  // namespace
+
+std::uintptr_t Key::kEmpty() {
+  static const std::uintptr_t empty = reinterpret_cast<std::uintptr_t>(intern_key({}));
+  return empty;
+}
+
+Key::Key(std::string_view s) {
+  if (const std::string* p = intern_key(s)) {
+    bits_ = reinterpret_cast<std::uintptr_t>(p);
+  } else {
+    bits_ = reinterpret_cast<std::uintptr_t>(new std::string(s)) | 1;
+  }
+}
+
+Key::Key(const Key& o) : bits_(o.bits_) {
+  if (!o.interned()) bits_ = reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
+}
+
+Key::~Key() {
+  if (!interned()) delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
+}
+
+// ---- nodes ------------------------------------------------------------------------------------
+
+NodeP Node::make_string(std::string s) {
+  if (Node* shared = intern_string(s)) return NodeP(shared);
+  auto* n = new Node;
+  n->is_string = true;
+  n->text = std::move(s);
+  return NodeP(n);
+}
+
 NodeP Node::make_object() {
-  return std::make_shared<Node>();
+  return NodeP(new Node);
 }
 
 NodeP Node::from_json(const json& v) {
-  if (v.is_string()) return make_string(v.get<std::string>());
-  auto n = std::make_shared<Node>();
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (Node* shared = intern_string(s)) return NodeP(shared);
+    return make_string(s);
+  }
+  if (Node* shared = shared_terminal(v)) return NodeP(shared);
+  auto n = make_object();
   if (v.is_object()) {
     n->entries.reserve(v.size());
     for (const auto& [k, child] : v.items())
@@ -35,7 +204,8 @@ NodeP Node::from_json(const json& v) {
 
 NodeP Node::from_shared(const json& v) {
   if (!v.is_object()) return from_json(v);
-  auto n = std::make_shared<Node>();
+  if (Node* shared = shared_terminal(v)) return NodeP(shared);
+  auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) n->entries.push_back({k, nullptr, nullptr, nullptr, &child});
@@ -148,11 +318,11 @@ json Node::to_json() const {
   for (auto& e : entries) {
     if (!e.persisted && e.source != nullptr &&
         (e.form != Form::kNormal || e.source->is_string() || e.source->is_object())) {
-      o.insert_or_assign(e.key, lazy_json(e));  // untouched lazy subtree: a copy
+      o.insert_or_assign(e.key.str(), lazy_json(e));  // untouched lazy subtree: a copy
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : (materialise(e), e.original);
-    o.insert_or_assign(e.key, v ? v->to_json() : json(nullptr));
+    o.insert_or_assign(e.key.str(), v ? v->to_json() : json(nullptr));
   }
   return out;
 }
@@ -208,7 +378,7 @@ void Node::append_key(std::string& out) const {
   out += '{';
   for (std::size_t j = 0; j < n; ++j) {
     Entry& e = entries[order[j]];
-    append_text(out, e.key);
+    append_text(out, e.key.str());
     if (!e.persisted && e.source != nullptr) {
       if (e.form == Form::kNormal) {
         append_json_key(out, *e.source);
@@ -228,7 +398,8 @@ void Node::append_key(std::string& out) const {
 }
 
 NodeP Node::clone(bool reset_scope) const {
-  auto n = std::make_shared<Node>();
+  if (interned) return NodeP(const_cast<Node*>(this));  // immutable: the copy is itself
+  auto n = make_object();
   n->is_string = is_string;
   n->text = text;
   if (!reset_scope) n->scope = scope;
@@ -249,7 +420,8 @@ namespace {
 
 // Keys are a few characters ("Z1K1", "Z801K1"): compared in line, this is cheaper than the
 // library's memcmp call, and lookups by key are the engine's most frequent operation.
-inline bool same_key(const std::string& a, std::string_view b) {
+inline bool same_key(const Key& key, std::string_view b) {
+  const std::string& a = key.str();
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < b.size(); ++i) {
     if (a[i] != b[i]) return false;
@@ -278,7 +450,7 @@ NodeP Node::get(std::string_view key) {
   if (e == nullptr) return nullptr;
   if (!e->persisted) materialise(*e);
   NodeP v = e->persisted ? e->persisted : e->original;
-  if (v && !v->scope && scope) v->scope = scope;
+  if (v && !v->interned && !v->is_string && !v->scope && scope) v->scope = scope;
   return v;
 }
 
@@ -293,6 +465,7 @@ const Node* Node::peek(std::string_view key) const {
 }
 
 void Node::set(std::string_view key, NodeP value) {
+  if (interned) return;  // a bare string has no keys (and an interned one is shared)
   Entry* e = entry(key);
   if (e == nullptr) {
     entries.push_back({std::string(key), std::move(value), nullptr, nullptr});
@@ -302,7 +475,8 @@ void Node::set(std::string_view key, NodeP value) {
   e->value = nullptr;
 }
 
-void Node::add(std::string key, NodeP value) {
+void Node::add(Key key, NodeP value) {
+  if (interned) return;
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
 }
 
@@ -375,6 +549,7 @@ NodeP str_node(std::string s) {
 }
 
 NodeP z6_node(std::string s) {
+  if (Node* shared = intern_terminal<false>(s)) return NodeP(shared);
   auto n = Node::make_object();
   n->add("Z1K1", str_node("Z6"));
   n->add("Z6K1", str_node(std::move(s)));
@@ -382,6 +557,7 @@ NodeP z6_node(std::string s) {
 }
 
 NodeP z9_node(std::string s) {
+  if (Node* shared = intern_terminal<true>(s)) return NodeP(shared);
   auto n = Node::make_object();
   n->add("Z1K1", str_node("Z9"));
   n->add("Z9K1", str_node(std::move(s)));

@@ -2,19 +2,27 @@
 // The engine's working representation of a ZObject during one request: a tree of Nodes that
 // remembers, per key, the original value and the value it was resolved to (resolution is
 // persistent, as in the reference), plus the scope (argument frame) each sub-object lives in.
-// Nodes and frames belong to one request and are never shared across threads.
+// Nodes and frames belong to one request and are never shared across threads, with one
+// exception: bare strings that are ZIDs, keys or type tags ("Z9", "Z801", "Z801K1") and the
+// references and strings made of them ({"Z1K1": "Z9", "Z9K1": "Z801"}) are interned nodes, shared
+// by every request, immutable and never freed (make_string, z9_node, z6_node, from_json,
+// from_shared). They need no scope: they hold no argument reference.
 //
 // Nodes made with from_shared() are lazy: an entry keeps a pointer into an immutable JSON value
 // (a bundled definition or a cached persisted object, kept alive by the Resolver for the whole
 // request) and builds its child Node only when something reads it. Most of a definition (labels,
 // testers, aliases) is never read, and cloning a lazy subtree copies pointers, not trees.
+//
+// Size (bench/slow_calls: memory per call parked on an evaluator): a Node is 80 bytes, an entry
+// 48 (its key an interned id, its children intrusive pointers); a parked call's tree was
+// mostly bare strings of 320 bytes each, now shared.
 
-#include <boost/container/small_vector.hpp>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wf::orchestrator::engine_detail {
@@ -24,11 +32,88 @@ using json = nlohmann::json;
 struct Frame;
 using FrameP = std::shared_ptr<Frame>;
 struct Node;
-using NodeP = std::shared_ptr<Node>;
+
+// An owning pointer to a Node (intrusive count: 8 bytes where a shared_ptr takes 16, and no
+// separate control block). Interned nodes are not counted. The count is not atomic: a
+// request's nodes are used by one thread at a time (a fiber that moves to another thread
+// synchronises through the pool's queue).
+class NodeP {
+ public:
+  NodeP() = default;
+  NodeP(std::nullptr_t) {}  // NOLINT: implicit, as for shared_ptr
+  explicit NodeP(Node* n);  // adopts a fresh node (count 0) or an interned one
+  NodeP(const NodeP& o) : p_(o.p_) { acquire(); }
+  NodeP(NodeP&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  NodeP& operator=(const NodeP& o) {
+    NodeP(o).swap(*this);
+    return *this;
+  }
+  NodeP& operator=(NodeP&& o) noexcept {
+    NodeP(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~NodeP() { release(); }
+
+  Node* get() const { return p_; }
+  Node* operator->() const { return p_; }
+  Node& operator*() const { return *p_; }
+  explicit operator bool() const { return p_ != nullptr; }
+  void reset() { NodeP().swap(*this); }
+  void swap(NodeP& o) noexcept { std::swap(p_, o.p_); }
+  friend bool operator==(const NodeP& a, const NodeP& b) { return a.p_ == b.p_; }
+  friend bool operator==(const NodeP& a, std::nullptr_t) { return a.p_ == nullptr; }
+
+ private:
+  inline void acquire() const;
+  inline void release();
+  Node* p_ = nullptr;
+};
+
+// An object key ("Z1K1", "Z801K1", "K2"): the address of its interned text, so a key costs 8
+// bytes and keys compare by address. Keys beyond the interning bound (hostile input with
+// millions of distinct keys) own their text instead.
+class Key {
+ public:
+  Key() : Key(std::string_view()) {}
+  Key(std::string_view s);  // NOLINT: implicit, keys are written as strings
+  Key(const std::string& s) : Key(std::string_view(s)) {}  // NOLINT
+  Key(const char* s) : Key(std::string_view(s)) {}         // NOLINT
+  Key(const Key& o);
+  Key(Key&& o) noexcept : bits_(std::exchange(o.bits_, kEmpty())) {}
+  Key& operator=(const Key& o) {
+    Key(o).swap(*this);
+    return *this;
+  }
+  Key& operator=(Key&& o) noexcept {
+    Key(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~Key();
+
+  const std::string& str() const {
+    return *reinterpret_cast<const std::string*>(bits_ & ~std::uintptr_t{1});
+  }
+  operator const std::string&() const { return str(); }  // NOLINT
+  void swap(Key& o) noexcept { std::swap(bits_, o.bits_); }
+  // True when both are interned: then equal texts have equal addresses.
+  bool interned() const { return (bits_ & 1) == 0; }
+  std::uintptr_t id() const { return bits_; }
+
+  friend bool operator==(const Key& a, const Key& b) {
+    return a.bits_ == b.bits_ || ((!a.interned() || !b.interned()) && a.str() == b.str());
+  }
+  friend bool operator==(const Key& a, std::string_view b) { return a.str() == b; }
+  friend bool operator==(const Key& a, const char* b) { return a.str() == b; }
+  friend bool operator<(const Key& a, const Key& b) { return a.str() < b.str(); }
+
+ private:
+  static std::uintptr_t kEmpty();
+  std::uintptr_t bits_;  // low bit 1: an owned std::string*, else an interned one
+};
 
 struct Node {
   struct Entry {
-    std::string key;
+    Key key;
     NodeP original;
     NodeP persisted;  // what output shows (the reference's setObject); null = original
     NodeP value;      // memo of the fully resolved value of this key; null = not resolved yet
@@ -39,16 +124,27 @@ struct Node {
     enum class Form : std::uint8_t { kNormal, kCanonical, kListFrom } form = Form::kNormal;
     std::uint32_t from = 0;
   };
+  using Entries = std::vector<Entry>;
 
-  // Most objects are references, strings, Booleans or code points (two keys): their entries live
-  // in the node itself, one allocation per node instead of two (bench_zobject BM_EngineNest14).
-  using Entries = boost::container::small_vector<Entry, 2>;
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
 
+  std::uint32_t refs = 0;  // owners (NodeP); unused for interned nodes
+  bool interned = false;   // shared by all requests: never changed, counted or freed
   bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
   std::string text;
   mutable Entries entries;  // mutable: lazy originals are built on first read
   FrameP scope;             // null: inherits the scope of the parent it is read through
 
+  // Sets the scope of an object node. Bare strings and shared nodes have none: they hold no
+  // argument reference, so they never resolve differently in one frame or another.
+  void set_scope(FrameP s) {
+    if (!is_string && !interned) scope = std::move(s);
+  }
+
+  // A bare string: ZIDs, keys and type tags are interned (one node per text for the whole
+  // process, up to a bound), other texts are fresh nodes.
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);
@@ -77,7 +173,7 @@ struct Node {
   NodeP get(std::string_view key);
   // Replaces the current value of key (adds the key when absent).
   void set(std::string_view key, NodeP value);
-  void add(std::string key, NodeP value);  // appends without lookup (building new objects)
+  void add(Key key, NodeP value);  // appends without lookup (building new objects)
 
   // Shape helpers on the current view.
   std::string ref() const;       // Z9K1 of a Z9 node, else ""
@@ -90,6 +186,19 @@ struct Node {
   std::string arg_name() const;                  // Z18K1 of a Z18
   const Node* peek(std::string_view key) const;  // current value without scope inheritance
 };
+
+inline void NodeP::acquire() const {
+  if (p_ != nullptr && !p_->interned) ++p_->refs;
+}
+
+inline void NodeP::release() {
+  if (p_ != nullptr && !p_->interned && --p_->refs == 0) delete p_;
+  p_ = nullptr;
+}
+
+inline NodeP::NodeP(Node* n) : p_(n) {
+  acquire();
+}
 
 NodeP str_node(std::string s);  // bare string node
 NodeP z6_node(std::string s);   // {"Z1K1":"Z6","Z6K1":s}

@@ -170,7 +170,7 @@ std::vector<json> Interpreter::check_multilingual_stringset(const NodeP& z32) {
 
 json Interpreter::static_validate(const json& normal_call) {
   NodeP root = Node::from_json(normal_call);
-  root->scope = empty_;
+  root->set_scope(empty_);
   std::vector<NodeP> nodes;
   collect(root, nodes, 0);
   std::vector<json> errors;

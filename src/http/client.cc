@@ -235,7 +235,6 @@ struct HttpClient::Impl {
       co_return std::unexpected(ClientError{
           ClientError::Kind::kTimeout, fmt::format("no time left to call {}:{}", t.host, t.port)});
     }
-    auto hreq = to_beast(req, t);
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (op.cancelled) co_return std::unexpected(cancelled_error(t));
       auto stream = take_idle(t.key());
@@ -247,7 +246,12 @@ struct HttpClient::Impl {
       }
       op.stream = stream.get();
       stream->expires_at(deadline);
+      auto hreq = to_beast(req, t);
       auto [wec, wn] = co_await bhttp::async_write(*stream, hreq, kTuple);
+      // While the answer is awaited (seconds for a slow call) the request's header fields are
+      // not needed: only its body is kept, for a retry on a fresh connection.
+      req.body = std::move(hreq.body());
+      hreq = {};
       beast::flat_buffer buffer;
       bhttp::response_parser<bhttp::string_body> parser;
       parser.body_limit(options.max_response_bytes);

@@ -715,8 +715,10 @@ struct Server::Impl {
     });
   }
 
-  // Keeps one read posted while the handler works, so that the client's EOF or reset cancels the
-  // request (kClientGone). Bytes of a pipelined next request stay in `buffer` for the parser.
+  // Keeps one wait for readability posted while the handler works, so that the client's EOF or
+  // reset cancels the request (kClientGone). A wait holds no buffer (a parked call costs less:
+  // bench/slow_calls); once the socket is readable, what is there is read without blocking.
+  // Bytes of a pipelined next request stay in `buffer` for the parser.
   void watch_client(const std::shared_ptr<Flight>& f, tcp::socket& socket,
                     beast::flat_buffer& buffer) {
     if (f->stop_watching || buffer.size() >= kWatchBufferCap) {
@@ -724,21 +726,36 @@ struct Server::Impl {
       return;
     }
     f->watching = true;
-    socket.async_read_some(buffer.prepare(kWatchReadBytes),
-                           asio::bind_executor(f->strand, [this, f, &socket, &buffer](
-                                                              beast::error_code ec, std::size_t n) {
-                             buffer.commit(n);
-                             if (!ec) {
-                               watch_client(f, socket, buffer);
-                               return;
-                             }
-                             f->watching = false;
-                             if (!(ec == asio::error::operation_aborted && f->stop_watching)) {
-                               f->client_gone = true;
-                               cancel_flight(*f, Cancellation::Reason::kClientGone);
-                             }
-                             f->wake.cancel();
-                           }));
+    socket.async_wait(
+        tcp::socket::wait_read,
+        asio::bind_executor(f->strand, [this, f, &socket, &buffer](beast::error_code ec) {
+          if (!ec) ec = read_ready(socket, buffer);
+          if (!ec) {
+            watch_client(f, socket, buffer);
+            return;
+          }
+          f->watching = false;
+          if (!(ec == asio::error::operation_aborted && f->stop_watching)) {
+            f->client_gone = true;
+            cancel_flight(*f, Cancellation::Reason::kClientGone);
+          }
+          f->wake.cancel();
+        }));
+  }
+
+  // Reads what a readable socket holds into `buffer` without blocking: success (a pipelined
+  // request's bytes, or nothing after a spurious wake-up), or the error that ended the
+  // connection (eof, reset).
+  static beast::error_code read_ready(tcp::socket& socket, beast::flat_buffer& buffer) {
+    beast::error_code ec;
+    socket.non_blocking(true, ec);
+    if (ec) return ec;
+    const std::size_t n = socket.read_some(buffer.prepare(kWatchReadBytes), ec);
+    buffer.commit(n);
+    beast::error_code ignored;
+    socket.non_blocking(false, ignored);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return {};
+    return ec;
   }
 
   awaitable<void> stop_watching(Flight& f, tcp::socket& socket) {

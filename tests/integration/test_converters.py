@@ -93,6 +93,37 @@ def objects():
     # count and last(list of strings) in Python: no converter.
     out.update(function("Z10114", [list_of("Z6")], "Z6", "Z10214", "Z610",
                         "def Z10114(Z10114K1):\n\treturn '%d %s' % (len(Z10114K1), Z10114K1[-1])"))
+    # Stand-ins for the initial content's Natural number (Z13518) and Integer (Z16683), one string
+    # key each, with from-code converters: what native integers in results declared Z1 become.
+    for zid, k64py, k64js in (("Z13518", "Z13532", "Z13520"), ("Z16683", "Z16687", "Z16686")):
+        out[zid] = persisted(zid, {
+            "Z1K1": "Z4", "Z4K1": zid, "Z4K3": "Z101",
+            "Z4K2": ["Z3", {"Z1K1": "Z3", "Z3K1": "Z6", "Z3K2": zid + "K1", "Z3K3": label("value")}],
+            "Z4K8": ["Z64", k64js, k64py]})
+        out[k64py] = persisted(k64py, {
+            "Z1K1": "Z64", "Z64K1": k64py, "Z64K2": zid, "Z64K4": "int",
+            "Z64K3": {"Z1K1": "Z16", "Z16K1": "Z610", "Z16K2": (
+                "def %s(%sK1):\n\treturn {'Z1K1': {'Z1K1': 'Z9', 'Z9K1': '%s'}, "
+                "'%sK1': {'Z1K1': 'Z6', 'Z6K1': str(%sK1)}}" % (k64py, k64py, zid, zid, k64py))}})
+        out[k64js] = persisted(k64js, {
+            "Z1K1": "Z64", "Z64K1": k64js, "Z64K2": zid, "Z64K4": "BigInt",
+            "Z64K3": {"Z1K1": "Z16", "Z16K1": "Z600", "Z16K2": (
+                "function %s(%sK1) {\n\treturn {Z1K1: {Z1K1: 'Z9', Z9K1: '%s'}, "
+                "%sK1: {Z1K1: 'Z6', Z6K1: %sK1.toString()}};\n}" % (k64js, k64js, zid, zid, k64js))}})
+    # Results declared Z1 holding native integers, with no converted argument to go by.
+    out.update(function("Z10117", ["Z6"], "Z1", "Z10217", "Z610",
+                        "def Z10117(Z10117K1):\n\treturn [len(Z10117K1), -len(Z10117K1)]"))
+    out.update(function("Z10118", ["Z6"], "Z1", "Z10218", "Z600",
+                        "function Z10118(Z10118K1) {\n\treturn [BigInt(Z10118K1.length), "
+                        "-BigInt(Z10118K1.length)];\n}"))
+    out.update(function("Z10119", ["Z6"], list_of("Z1"), "Z10219", "Z610",
+                        "def Z10119(Z10119K1):\n\treturn list(range(int(Z10119K1)))"))
+    # n strings (a result list of any length) in Python and in JavaScript.
+    out.update(function("Z10120", ["Z6"], list_of("Z6"), "Z10220", "Z610",
+                        "def Z10120(Z10120K1):\n\treturn ['s%d' % i for i in range(int(Z10120K1))]"))
+    out.update(function("Z10121", ["Z6"], list_of("Z6"), "Z10221", "Z600",
+                        "function Z10121(Z10121K1) {\n\treturn Array.from({length: Number(Z10121K1)}, "
+                        "(_, i) => 's' + i);\n}"))
     return out
 
 
@@ -202,6 +233,34 @@ class Converters(unittest.TestCase):
                 long_list = n > 64
                 self.assertEqual(sent["headers"].get("content-type"),
                                  "application/json" if long_list else "application/octet-stream")
+
+    def test_native_integers_in_z1_results_become_natural_numbers_or_integers(self):
+        natural = {"Z1K1": "Z13518", "Z13518K1": "3"}
+        integer = {"Z1K1": "Z16683", "Z16683K1": "-3"}
+        for fn in ("Z10117", "Z10118"):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": "abc"})
+                self.assertEqual(value, ["Z1", natural, integer])
+                native = self.sent_json(sent)["typeConverters"]["result"]["native"]
+                name = "int" if fn == "Z10117" else "BigInt"
+                self.assertEqual(native[name]["converter"]["functionName"],
+                                 "Z13532" if fn == "Z10117" else "Z13520")
+                self.assertEqual(native["-" + name]["converter"]["functionName"],
+                                 "Z16687" if fn == "Z10117" else "Z16686")
+
+    def test_results_declared_list_of_z1_convert_element_wise_at_any_length(self):
+        for n in (3, 10000):
+            with self.subTest(n=n):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10119", "Z10119K1": str(n)})
+                self.assertEqual(value, ["Z13518"] + [{"Z1K1": "Z13518", "Z13518K1": str(i)} for i in range(n)])
+                self.assertIn("list", self.sent_json(sent)["typeConverters"]["result"])
+
+    def test_result_lists_of_any_length_come_back_from_python_and_javascript(self):
+        for fn in ("Z10120", "Z10121"):
+            for n in (30, 1000, 10000):
+                with self.subTest(function=fn, n=n):
+                    value, _ = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": str(n)})
+                    self.assertEqual(value, ["Z6"] + ["s%d" % i for i in range(n)])
 
     def test_lists_of_any_length_reach_z812(self):
         for n in (30, 1000, 10000):

@@ -337,6 +337,17 @@
     return first;
   }
 
+  // A result list longer than this is written as the array [element type, elements...] (the
+  // canonical list form; docs/compatibility.md "Long lists"): in normal form it nests one level
+  // per element, deeper than JSON.stringify can recurse and the evaluator's decoder accepts.
+  const longList = 64;
+
+  // A typed list of serialized items; `flat` (results): a long one as [element type, items...].
+  function resultList(items, flat) {
+    const itemType = commonType(items.map((i) => i.Z1K1));
+    return flat && items.length > longList ? [itemType, ...items] : buildList(items, listType(itemType));
+  }
+
   function buildList(items, type) {
     const result = {Z1K1: type};
     let tail = result;
@@ -367,7 +378,7 @@
       for (const item of value) {
         items.push(serialize(item));
       }
-      return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
+      return resultList(items, true);
     }
     if (value instanceof ZPair) {
       const k1 = serialize(value.K1);
@@ -386,7 +397,8 @@
       const valueType = commonType(values.map((v) => v.Z1K1));
       const entryType = pairType(keyType, valueType);
       const pairs = keys.map((k, i) => ({Z1K1: entryType, K1: k, K2: values[i]}));
-      return {Z1K1: mapType(keyType, valueType), K1: buildList(pairs, listType(entryType))};
+      const list = pairs.length > longList ? [entryType, ...pairs] : buildList(pairs, listType(entryType));
+      return {Z1K1: mapType(keyType, valueType), K1: list};
     }
     if (value instanceof ZObject && value.Z1K1 === 'Z9' && typeof value.Z9K1 === 'string') {
       return ref(value.Z9K1);
@@ -520,15 +532,23 @@
       if (!isArray(value)) {
         throw cannotSerialize(value);
       }
-      const items = value.map((item) => fromNative(plan.list, item, cache));
-      return buildList(items, listType(commonType(items.map((i) => i.Z1K1))));
+      return resultList(value.map((item) => fromNative(plan.list, item, cache)), true);
     }
     if (isObject(plan) && isObject(plan.native)) {
       // A result declared Z1: the plan of the value's native type (Z64K4: 'BigInt', ...).
       const name = typeof value === 'bigint' ? 'BigInt'
         : (value !== null && value !== undefined && value.constructor ? value.constructor.name : '');
-      const chosen = typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null;
-      return chosen ? fromNative(chosen, value, cache) : serialize(value);
+      // A negative number: the plan named '-' + its type first (Natural number vs Integer).
+      const negative = (typeof value === 'bigint' && value < 0n) || (typeof value === 'number' && value < 0);
+      const signed = negative && typeof name === 'string' ? plan.native['-' + name] : null;
+      const chosen = isObject(signed) ? signed
+        : (typeof name === 'string' && isObject(plan.native[name]) ? plan.native[name] : null);
+      if (chosen) {
+        return fromNative(chosen, value, cache);
+      }
+      // The elements of an array each by their own native type.
+      return isArray(value) ? resultList(value.map((item) => fromNative(plan, item, cache)), true)
+        : serialize(value);
     }
     return serialize(value);
   }

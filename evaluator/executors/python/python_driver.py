@@ -175,8 +175,17 @@ def _common_type(types):
     return _ref("Z1")
 
 
-def _typed_list(items):
-    list_type = _call_type("Z881", Z881K1=_common_type([item["Z1K1"] for item in items]))
+# A result list longer than this is written as the array [element type, elements...] (the
+# canonical list form; docs/compatibility.md "Long lists"): in normal form it nests one level per
+# element, deeper than json.dumps can recurse and the evaluator's decoder accepts.
+_LONG_LIST = 64
+
+
+def _typed_list(items, flat=False):
+    item_type = _common_type([item["Z1K1"] for item in items])
+    if flat and len(items) > _LONG_LIST:
+        return [item_type, *items]
+    list_type = _call_type("Z881", Z881K1=item_type)
     node = {"Z1K1": list_type}
     for item in reversed(items):
         node = {"Z1K1": list_type, "K1": item, "K2": node}
@@ -221,14 +230,14 @@ def _serialize(value):
         key_type = _common_type([pair["K1"]["Z1K1"] for pair in pairs])
         value_type = _common_type([pair["K2"]["Z1K1"] for pair in pairs])
         map_type = _call_type("Z883", Z883K1=key_type, Z883K2=value_type)
-        return {"Z1K1": map_type, "K1": _typed_list(pairs)}
+        return {"Z1K1": map_type, "K1": _typed_list(pairs, flat=True)}
     if isinstance(value, (int, float, complex, bytes, bytearray)):
         raise _unserializable(value)
     try:
         iterator = iter(value)
     except TypeError:
         raise _unserializable(value) from None
-    return _typed_list([_serialize(item) for item in iterator])
+    return _typed_list([_serialize(item) for item in iterator], flat=True)
 
 
 # ---- Envelopes ----------------------------------------------------------------------------------
@@ -384,13 +393,29 @@ class _Converters:
         if "list" in plan:
             if isinstance(value, (str, bytes, dict)):
                 raise _unserializable(value)
-            return _typed_list([self.from_native(plan["list"], item) for item in value])
+            return _typed_list(
+                [self.from_native(plan["list"], item) for item in value], flat=True
+            )
         if isinstance(plan.get("native"), dict):
-            # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...).
-            chosen = plan["native"].get(type(value).__name__)
+            # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...);
+            # the elements of a list or tuple each by theirs.
+            chosen = _native_plan(plan["native"], value)
             if isinstance(chosen, dict):
                 return self.from_native(chosen, value)
+            if isinstance(value, (list, tuple)):
+                return _typed_list([self.from_native(plan, item) for item in value], flat=True)
         return _serialize(value)
+
+
+def _native_plan(native, value):
+    """The plan of `value`'s native type in a {"native": ...} map; for a negative number the
+    plan named "-" + its type first (Natural number vs Integer)."""
+    name = type(value).__name__
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        chosen = native.get("-" + name)
+        if isinstance(chosen, dict):
+            return chosen
+    return native.get(name)
 
 
 def _namespace():

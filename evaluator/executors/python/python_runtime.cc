@@ -2,8 +2,10 @@
 #include <Python.h>
 // Python.h first, as CPython requires.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include "evaluator/executors/python/fresh_heap.h"
 #include "evaluator/executors/python/python_runtime.h"
 
 namespace wf::evaluator {
@@ -13,44 +15,70 @@ extern const char kDriverSource[];
 
 namespace {
 
-// ---- Allocation failures
-// ------------------------------------------------------------------------- A MemoryError counts as
-// the sandbox's memory limit only when one of CPython's allocators really returned NULL during the
-// call: user code can `raise MemoryError("...")` itself. The hooks forward every request to the
-// allocator they replace and note failures.
+// ---- Allocations in the child -------------------------------------------------------------------
+// A MemoryError counts as the sandbox's memory limit only when one of CPython's allocators really
+// returned NULL during the call: user code can `raise MemoryError("...")` itself. The hooks note
+// failures; for the object domains (MEM, OBJ) they serve new blocks from the child's FreshHeap
+// (fresh_heap.h: fewer copy-on-write faults) and hand everything else, and every block the zygote
+// allocated, to the allocator they replace.
 
 struct AllocatorHook {
   PyMemAllocatorEx original{};
+  python_internal::FreshHeap* fresh = nullptr;  // MEM and OBJ only
 };
 AllocatorHook g_hooks[3];  // PYMEM_DOMAIN_RAW, _MEM, _OBJ
+python_internal::FreshHeap g_fresh_heap;
 bool g_allocation_failed = false;
 
 void* note_failure(void* block, std::size_t size) {
   if (block == nullptr && size != 0) g_allocation_failed = true;
   return block;
 }
+bool fresh_owns(const AllocatorHook* hook, const void* block) {
+  return hook->fresh != nullptr && block != nullptr && hook->fresh->owns(block);
+}
 void* hooked_malloc(void* ctx, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (hook->fresh != nullptr) {
+    if (void* block = hook->fresh->allocate(size)) return block;
+  }
   return note_failure(hook->original.malloc(hook->original.ctx, size), size);
 }
 void* hooked_calloc(void* ctx, std::size_t count, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (hook->fresh != nullptr && size != 0 &&
+      count <= python_internal::FreshHeap::kLargestBlock / size) {
+    if (void* block = hook->fresh->allocate(count * size))
+      return std::memset(block, 0, count * size);
+  }
   return note_failure(hook->original.calloc(hook->original.ctx, count, size), count * size);
 }
 void* hooked_realloc(void* ctx, void* block, std::size_t size) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
-  return note_failure(hook->original.realloc(hook->original.ctx, block, size), size);
+  if (!fresh_owns(hook, block)) {
+    return note_failure(hook->original.realloc(hook->original.ctx, block, size), size);
+  }
+  const std::size_t capacity = hook->fresh->capacity(block);
+  if (size <= capacity) return block;
+  void* moved = hooked_malloc(ctx, size);
+  if (moved == nullptr) return nullptr;  // the block stays valid, as realloc promises
+  std::memcpy(moved, block, capacity);
+  hook->fresh->release(block);
+  return moved;
 }
 void hooked_free(void* ctx, void* block) {
   auto* hook = static_cast<AllocatorHook*>(ctx);
+  if (fresh_owns(hook, block)) return hook->fresh->release(block);
   hook->original.free(hook->original.ctx, block);
 }
 
-// In the child only: the zygote's allocations need no watching.
+// In the child only: the zygote's allocations need no watching, and its objects live in its own
+// heap.
 void hook_allocators() {
   const PyMemAllocatorDomain domains[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
   for (int i = 0; i < 3; ++i) {
     PyMem_GetAllocator(domains[i], &g_hooks[i].original);
+    g_hooks[i].fresh = domains[i] == PYMEM_DOMAIN_RAW ? nullptr : &g_fresh_heap;
     PyMemAllocatorEx hook{&g_hooks[i], hooked_malloc, hooked_calloc, hooked_realloc, hooked_free};
     PyMem_SetAllocator(domains[i], &hook);
   }
@@ -59,8 +87,13 @@ void hook_allocators() {
 // Must import, or the runtime refuses to start: evaluator-api.md users rely on them.
 const std::vector<std::string> kRequiredModules = {
     "math",        "re",     "json",        "datetime", "itertools", "functools",
-    "collections", "string", "unicodedata", "decimal",  "fractions", "random",
+    "collections", "string", "unicodedata", "decimal",  "fractions",
 };
+// Required too, but kept as code (kStoredModules): imported in the zygote, `random` registers an
+// at-fork hook that reseeds it in every child, a Python-level call that cost each call ~0.1 ms
+// and ~12 page faults, while real implementations hardly import it (../shared/realwf); a call
+// that does runs the module then (~1.7 ms), with a fresh seed.
+const std::vector<std::string> kRequiredStoredModules = {"random"};
 // Imported when present: lazily imported helpers (_strptime, codecs) and common light extras.
 // Kept lean on purpose: every module adds anonymous memory to the zygote, which each call pays
 // for in fork, copy-on-write faults and exit (all optional modules of an earlier, longer list
@@ -80,7 +113,6 @@ const std::vector<std::string> kOptionalModules = {
     "io",
     "heapq",
     "bisect",
-    "statistics",
     "time",
     "copy",
     "operator",
@@ -116,7 +148,9 @@ const std::vector<std::string> kStoredModules = {
     "difflib",      "dataclasses", "pprint",
     "graphlib",     "colorsys",    "fnmatch",
     "shlex",        "reprlib",     "xml.etree.ElementTree",
-    "http",  // the package of the http.client stand-in (HTTPStatus)
+    "random",      // kRequiredStoredModules
+    "statistics",  // imports random
+    "http",        // the package of the http.client stand-in (HTTPStatus)
 };
 // Modules that need the network or processes: they import, and each of their functions fails with
 // a clear error when called. The second name, when set, is a module whose attributes they forward
@@ -137,6 +171,12 @@ constexpr const char kWarmUpCode[] =
     "    return [json.dumps({'a': re.sub(r'\\d', 'x', Z1K1)}), str(math.sqrt(4)), {'k': True},"
     " None, ZPair('a', 'b')]\n";
 constexpr const char kWarmUpArguments[] = R"({"Z1K1":{"Z1K1":"Z6","Z6K1":"a1"}})";
+// CPython 3.11 counts calls of each function and executions of each adaptive instruction in the
+// code object itself until it has quickened and specialised them: in a child, every such count is
+// a write, so a copy-on-write fault on the page of the code object. Run often enough in the
+// zygote, the driver's and the json module's code is specialised there once, and a child's call
+// only reads it.
+constexpr int kZygoteWarmUpCalls = 64;
 // The warm-up in each child is deliberately small: every page it writes is a copy-on-write fault
 // (~3 us each here), and the zygote's warm-up above already filled the shared caches. Measured:
 // the full warm-up costs +0.5 ms of CPU per call, this one about nothing beyond the call itself.
@@ -276,6 +316,7 @@ class PythonRuntime final : public LanguageRuntime {
       error = "the warm-up call failed: " + warm.z22_json + warm.error_message;
       return false;
     }
+    for (int i = 1; i < kZygoteWarmUpCalls; ++i) run(kWarmUpCode, "Z1", kWarmUpArguments, "", 1024);
     PyObject* frozen = PyObject_CallNoArgs(freeze);
     if (frozen == nullptr) {
       error = "gc.freeze failed: " + fetch_error();
@@ -311,6 +352,18 @@ class PythonRuntime final : public LanguageRuntime {
           "the Python driver could not install the module store: " +
           (PyErr_Occurred() != nullptr ? fetch_error() : std::string("install_modules missing"));
       return false;
+    }
+    for (const auto& name : kRequiredStoredModules) {
+      PyObject* text = PyUnicode_FromString(name.c_str());
+      const int found = text != nullptr ? PySequence_Contains(stored, text) : -1;
+      Py_XDECREF(text);
+      if (found != 1) {
+        PyErr_Clear();
+        Py_DECREF(stored);
+        error = "cannot find the standard module '" + name +
+                "' (install the full python3.11 standard library)";
+        return false;
+      }
     }
     Py_DECREF(stored);
     return true;

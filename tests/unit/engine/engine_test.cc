@@ -114,6 +114,88 @@ TEST(Engine, StepLimitEndsInZ5) {
   EXPECT_NE(meta_value(r, "errors").dump().find("step limit"), std::string::npos) << r.dump();
 }
 
+// looping_wiki's Z10000 with a second implementation after the endless composition: one that
+// echoes its argument, or (`code`) Python code.
+json looping_wiki_with_fallback(bool code) {
+  json wiki = looping_wiki();
+  json& impls = wiki["Z10000"]["Z2K2"]["Z8K4"];
+  json second = {{"Z1K1", "Z14"}, {"Z14K1", "Z10000"}};
+  if (code) {
+    second["Z14K3"] = {{"Z1K1", "Z16"}, {"Z16K1", "Z610"}, {"Z16K2", "def Z10000(Z10000K1): ..."}};
+  } else {
+    second["Z14K2"] = {
+        {"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10000K1"}}}};
+  }
+  impls.push_back(second);
+  wiki["Z610"] = {{"Z1K1", "Z2"},
+                  {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z610"}}},
+                  {"Z2K2", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}}};
+  return wiki;
+}
+
+json call_z10000(const json& arg) {
+  return {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z10000"}, {"Z10000K1", arg}}}};
+}
+
+TEST(Engine, CallDepthLimitFallsBackToTheNextImplementation) {
+  EngineOptions options;
+  options.max_call_depth = 50;
+  auto engine = make_engine(
+      options, std::make_shared<FakeWiki>(looping_wiki_with_fallback(false), ""), nullptr);
+  json r = engine->evaluate(call_z10000("x"), CallContext{});
+  EXPECT_EQ(r["Z22K1"], "x") << r.dump();
+  EXPECT_TRUE(meta_value(r, "errors").is_null()) << r.dump();
+}
+
+TEST(Engine, StepLimitFallsBackToTheNextImplementationWithItsStepsGivenBack) {
+  EngineOptions options;
+  options.max_steps = 300;
+  auto engine = make_engine(
+      options, std::make_shared<FakeWiki>(looping_wiki_with_fallback(false), ""), nullptr);
+  json r = engine->evaluate(call_z10000("x"), CallContext{});
+  EXPECT_EQ(r["Z22K1"], "x") << r.dump();
+  EXPECT_TRUE(meta_value(r, "errors").is_null()) << r.dump();
+}
+
+TEST(Engine, FallbackAppliesOnlyToCompositionsThatHaveAnotherImplementation) {
+  // The endless composition last (after the echo) is never reached; alone it still fails.
+  json wiki = looping_wiki_with_fallback(false);
+  json& impls = wiki["Z10000"]["Z2K2"]["Z8K4"];
+  std::swap(impls[1], impls[2]);
+  EngineOptions options;
+  options.max_call_depth = 50;
+  auto engine = make_engine(options, std::make_shared<FakeWiki>(wiki, ""), nullptr);
+  EXPECT_EQ(engine->evaluate(call_z10000("x"), CallContext{})["Z22K1"], "x");
+  impls.erase(impls.begin() + 1);  // only the endless composition is left
+  auto alone = make_engine(options, std::make_shared<FakeWiki>(wiki, ""), nullptr);
+  json r = alone->evaluate(call_z10000("x"), CallContext{});
+  EXPECT_NE(meta_value(r, "errors").dump().find("Call depth limit"), std::string::npos) << r.dump();
+}
+
+TEST(Engine, IdenticalCodeCallsOfOneRequestReachTheEvaluatorOnce) {
+  // Z10000's composition fails at the call depth, then its code runs: Z866 (string equality) of
+  // two identical calls of it makes one evaluator call; a different argument makes another.
+  json stub = {
+      {"calls", json::array({{{"function", "Z10000"},
+                              {"args", nullptr},
+                              {"body", {{"Z1K1", "Z22"}, {"Z22K1", "same"}, {"Z22K2", "Z24"}}}}})}};
+  auto evaluator = std::make_shared<FakeEvaluator>(stub);
+  EngineOptions options;
+  options.max_call_depth = 20;
+  auto engine = make_engine(
+      options, std::make_shared<FakeWiki>(looping_wiki_with_fallback(true), ""), evaluator);
+  auto z10000 = [](const char* arg) { return call_z10000(arg)["zobject"]; };
+  json twice = {{"Z1K1", "Z7"}, {"Z7K1", "Z866"}, {"Z866K1", z10000("a")}, {"Z866K2", z10000("a")}};
+  json r = engine->evaluate({{"zobject", twice}}, CallContext{});
+  EXPECT_EQ(r["Z22K1"], json({{"Z1K1", "Z40"}, {"Z40K1", "Z41"}})) << r.dump();
+  EXPECT_EQ(evaluator->calls(), 1);
+  json other = twice;
+  other["Z866K2"] = z10000("b");
+  r = engine->evaluate({{"zobject", other}}, CallContext{});
+  EXPECT_EQ(r["Z22K1"], json({{"Z1K1", "Z40"}, {"Z40K1", "Z41"}})) << r.dump();
+  EXPECT_EQ(evaluator->calls(), 3);  // a new request remembers nothing
+}
+
 TEST(Engine, ZObjectDepthLimit) {
   EngineOptions options;
   options.max_zobject_depth = 10;

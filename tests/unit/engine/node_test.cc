@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "orchestrator/engine/interpreter.h"
 #include "wf/zobject/zobject.h"
 
 namespace {
@@ -85,6 +86,95 @@ TEST(Node, KeysOfEqualContentAreEqualWhateverIsRead) {
   ed::Node::from_canonical(json{{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z40"}})
       ->append_key(other);
   EXPECT_NE(a, other);
+}
+
+// bench/slow_calls: a parked call's tree was mostly 320-byte nodes; these bounds keep it small.
+TEST(NodeSize, NodeAndEntryStayCompact) {
+  EXPECT_LE(sizeof(ed::Node), 80u);
+  EXPECT_LE(sizeof(ed::Node::Entry), 48u);
+  EXPECT_EQ(sizeof(ed::NodeP), sizeof(void*));
+  EXPECT_EQ(sizeof(ed::Key), sizeof(void*));
+}
+
+TEST(NodeSharing, ShortBareStringsAreOneSharedImmutableNode) {
+  ed::NodeP a = ed::str_node("Z20401");
+  ed::NodeP b = ed::Node::from_json(json("Z20401"));
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_TRUE(a->interned);
+  // A scope never sticks to a bare string, shared or not, and a clone is the node itself.
+  auto frame = std::make_shared<ed::Frame>();
+  a->set_scope(frame);
+  EXPECT_EQ(a->scope, nullptr);
+  EXPECT_EQ(a->clone(false).get(), a.get());
+  ed::NodeP parent = ed::Node::make_object();
+  parent->add("Z6K1", a);
+  parent->scope = frame;
+  EXPECT_EQ(parent->get("Z6K1")->scope, nullptr);
+  // Other texts (values, code) are nodes of their own, owned by their request.
+  EXPECT_NE(ed::str_node("3.142").get(), ed::str_node("3.142").get());
+  const std::string code(200, 'x');
+  ed::NodeP c = ed::str_node(code);
+  ed::NodeP d = ed::str_node(code);
+  EXPECT_NE(c.get(), d.get());
+  EXPECT_FALSE(c->interned);
+  EXPECT_EQ(c->text, code);
+}
+
+TEST(NodeSharing, ReferencesAndStringObjectsAreSharedAndNeverChanged) {
+  ed::NodeP a = ed::z9_node("Z801");
+  ed::NodeP b = ed::Node::from_shared(*zo::normalize(json("Z801")));
+  ed::NodeP c = ed::Node::from_canonical(json("Z801"));
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(a.get(), c.get());
+  EXPECT_TRUE(a->interned);
+  EXPECT_EQ(ed::z6_node("Z801").get(), ed::z6_node("Z801").get());
+  EXPECT_NE(ed::z6_node("Z801").get(), a.get());
+  // A value's text is not interned: it is a node of its request.
+  EXPECT_NE(ed::z6_node("hello").get(), ed::z6_node("hello").get());
+  EXPECT_FALSE(ed::z6_node("hello")->interned);
+  // Read through a parent with a scope, written to: it stays as it is.
+  auto frame = std::make_shared<ed::Frame>();
+  ed::NodeP parent = ed::Node::make_object();
+  parent->add("Z7K1", a);
+  parent->scope = frame;
+  EXPECT_EQ(parent->get("Z7K1")->scope, nullptr);
+  a->set_scope(frame);
+  a->set("Z9K1", ed::str_node("Z802"));
+  a->add("Z9K2", ed::str_node("x"));
+  EXPECT_EQ(a->scope, nullptr);
+  EXPECT_EQ(a->to_json(), json({{"Z1K1", "Z9"}, {"Z9K1", "Z801"}}));
+  EXPECT_EQ(ed::z9_node("Z801")->ref(), "Z801");
+  // An object of another shape is a node of its own.
+  json other = {{"Z1K1", "Z9"}, {"Z9K1", "Z801"}, {"Z9K2", "x"}};
+  EXPECT_NE(ed::Node::from_shared(other).get(), ed::Node::from_shared(other).get());
+}
+
+TEST(NodeSharing, ObjectNodesAreCountedAndFreedWithTheirLastOwner) {
+  ed::NodeP call = ed::Node::make_object();
+  call->add("Z1K1", ed::z9_node("Z7"));
+  EXPECT_EQ(call->refs, 1u);
+  {
+    ed::NodeP again = call;
+    EXPECT_EQ(call->refs, 2u);
+    ed::NodeP moved = std::move(again);
+    EXPECT_EQ(call->refs, 2u);
+  }
+  EXPECT_EQ(call->refs, 1u);
+  EXPECT_EQ(call->type_ref(), "Z7");
+  EXPECT_EQ(call->to_json(), json({{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}}}));
+}
+
+TEST(NodeKey, KeysCompareByTextWhetherInternedOrNot) {
+  ed::Key a("Z801K1");
+  ed::Key b(std::string("Z801K1"));
+  EXPECT_TRUE(a.interned());
+  EXPECT_EQ(a.id(), b.id());
+  EXPECT_TRUE(a == b);
+  EXPECT_TRUE(a == "Z801K1");
+  EXPECT_FALSE(a == "Z801K2");
+  EXPECT_TRUE(ed::Key("K1") < ed::Key("K2"));
+  ed::Key copy = a;
+  EXPECT_EQ(copy.str(), "Z801K1");
 }
 
 }  // namespace

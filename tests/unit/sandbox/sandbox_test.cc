@@ -974,6 +974,25 @@ TEST(SeccompFilter, BuildsWithAndWithoutExtras) {
   EXPECT_NE(bad.error().find("no_such_syscall"), std::string::npos);
 }
 
+TEST(SeccompFilter, TheChildFilterIsTheSelfSignalCheckThenTheProgram) {
+  auto program = sandbox_internal::build_seccomp_filter({});
+  ASSERT_TRUE(program.has_value()) << program.error();
+  std::vector<sock_filter> out(sandbox_internal::kMaxChildFilterLength);
+  const std::size_t length =
+      sandbox_internal::compose_child_filter(*program, 4242, out.data(), out.size());
+  ASSERT_EQ(length, sandbox_internal::kSelfSignalCheckLength + program->size());
+  EXPECT_EQ(std::memcmp(out.data() + sandbox_internal::kSelfSignalCheckLength, program->data(),
+                        program->size() * sizeof(sock_filter)),
+            0);
+  bool names_self = false;
+  for (std::size_t i = 0; i < sandbox_internal::kSelfSignalCheckLength; ++i) {
+    names_self = names_self || (BPF_CLASS(out[i].code) == BPF_JMP && out[i].k == 4242u);
+  }
+  EXPECT_TRUE(names_self);
+  EXPECT_EQ(sandbox_internal::compose_child_filter(*program, 4242, out.data(), length - 1), 0u);
+  EXPECT_EQ(sandbox_internal::compose_child_filter({}, 4242, out.data(), out.size()), 0u);
+}
+
 class FailingRuntime final : public LanguageRuntime {
  public:
   const char* name() const override { return "failing"; }
