@@ -144,6 +144,15 @@ void BM_EngineNest14(benchmark::State& state) {
 }
 BENCHMARK(BM_EngineNest14);
 
+// Z801(Z801(...Z801("x"))) n deep: (instructions at n = 21) - (at n = 1) over 20 is the cost of
+// one nested built-in call with a string argument.
+void BM_EngineEchoChain(benchmark::State& state) {
+  json call = "x";
+  for (int64_t i = 0; i < state.range(0); ++i) call = fcall("Z801", {{"Z801K1", call}});
+  run(state, {{"zobject", call}, {"doValidate", false}}, nullptr, "x");
+}
+BENCHMARK(BM_EngineEchoChain)->Arg(1)->Arg(21);
+
 // A 1,000-element canonical list of Z11 labels, the input of bench_zobject's BM_NormalizeLarge.
 json large_list(int n) {
   json arr = json::array({"Z11"});

@@ -2,6 +2,7 @@
 #include "orchestrator/engine/interpreter.h"
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <unordered_set>
 
@@ -9,6 +10,7 @@
 #include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
+#include "orchestrator/engine/json_shapes.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -53,10 +55,26 @@ void set_meta(Envelope& env, std::string_view key, const json& value) {
   zo::map_set(env.meta, key, value);
 }
 
-bool is_generic_instance(const Node& n) {
-  if (n.is_string) return false;
+// What resolve() does with a node, decided from one look at its Z1K1: the same answers, in the
+// same order, as is_arg_ref(), is_ref(), is_call() and "its Z1K1 is a call" asked one by one
+// (resolve runs for every argument and every value a call reads).
+enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
+
+Shape shape_of(const Node& n) {
+  if (n.is_string) return Shape::kOther;
   const Node* t = n.peek("Z1K1");
-  return t != nullptr && t->is_call();
+  if (t == nullptr) return Shape::kOther;
+  if (t->is_string) {
+    const Node* k = t->text == "Z9" ? n.peek("Z9K1") : nullptr;
+    return k != nullptr && k->is_string ? Shape::kRef : Shape::kOther;
+  }
+  const std::string type = t->ref();  // short: no allocation
+  if (type == "Z18") {
+    const Node* k = n.peek("Z18K1");
+    return k != nullptr && (k->is_string || k->is_z6()) ? Shape::kArgRef : Shape::kOther;
+  }
+  if (type == "Z7") return n.peek("Z7K1") != nullptr ? Shape::kCall : Shape::kOther;
+  return type.empty() && t->is_call() ? Shape::kGenericInstance : Shape::kOther;
 }
 
 bool is_void_node(const NodeP& v) {
@@ -97,8 +115,10 @@ Interpreter::~Interpreter() {
     f->parent.reset();
   }
   type_memo_.clear();
+  string_types_.clear();
   type_nodes_.clear();
   functions_.clear();
+  builtin_declared_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -251,14 +271,15 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
     if (!tick()) return {abort_envelope(), persist};
     if (!cur || cur->is_string) break;
     FrameP sc = cur->scope ? cur->scope : (scope ? scope : empty_);
-    if (cur->is_arg_ref()) {
+    const Shape shape = shape_of(*cur);
+    if (shape == Shape::kArgRef) {
       ArgState st = retrieve(sc, cur->arg_name(), false);
       if (aborted()) return {abort_envelope(), persist};
       if (st.kind == ArgKind::kError) return {Envelope::err(st.error), persist};
       cur = st.value;
       continue;
     }
-    if (cur->is_ref()) {
+    if (shape == Shape::kRef) {
       std::string zid = cur->ref();
       if (zo::is_zid(zid) && (mode == Mode::kEvenBuiltins || !zo::is_builtin_type(zid))) {
         Envelope e = dereference(zid);
@@ -269,7 +290,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       }
       break;
     }
-    if (cur->is_call()) {
+    if (shape == Shape::kCall) {
       const Node* fn = cur->peek("Z7K1");
       if (mode == Mode::kNoInternals && fn && fn->ref() == "Z881" && cur->has("Z881K1")) {
         bool known = true;
@@ -284,7 +305,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       persist = cur;
       continue;
     }
-    if (mode != Mode::kNoGeneric && is_generic_instance(*cur)) {
+    if (mode != Mode::kNoGeneric && shape == Shape::kGenericInstance) {
       Envelope e = resolve_key(cur, "Z1K1", sc, mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       NodeP t = cur->get("Z1K1");
@@ -364,7 +385,14 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
     return st;
   }
   if (found->kind != ArgKind::kUnevaluated || lazily) return *found;
-  ArgState unevaluated = *found;
+  ArgState unevaluated = *found;  // a copy: evaluating it can grow frame->names
+  ArgState st = evaluate_argument(unevaluated);
+  // An aborted evaluation stays unevaluated: a call-depth fallback may evaluate it again.
+  if (ArgState* again = frame->find(name); again != nullptr && !aborted()) *again = st;
+  return st;
+}
+
+ArgState Interpreter::evaluate_argument(const ArgState& unevaluated) {
   ArgState st = process_argument(unevaluated);
   if (st.kind == ArgKind::kEvaluated && validator_depth_ == 0 && unevaluated.declared) {
     json cause = type_check(st.value, unevaluated.declared);
@@ -376,8 +404,6 @@ ArgState Interpreter::retrieve(const FrameP& frame, const std::string& name, boo
     }
   }
   st.declared = unevaluated.declared;
-  // An aborted evaluation stays unevaluated: a call-depth fallback may evaluate it again.
-  if (ArgState* again = frame->find(name); again != nullptr && !aborted()) *again = st;
   return st;
 }
 
@@ -421,7 +447,13 @@ json Interpreter::error_type_arg(const NodeP& value) {
 
 NodeP Interpreter::resolved_type(const NodeP& type) {
   if (!type) return nullptr;
-  if (type->is_string) return z9_node(type->text);
+  if (type->is_string) {
+    // A bare type string (the Z1K1 of every string value is "Z6"): one reference node per
+    // request and text, read-only like every resolved type.
+    NodeP& ref = string_types_[type->text];
+    if (!ref) ref = z9_node(type->text);
+    return ref;
+  }
   bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref())) || type->is_call() ||
                type->is_arg_ref();
   if (!needs) return type;
@@ -472,25 +504,118 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
   return r.env.value;
 }
 
+namespace {
+
+// Whether the type `t` (a Z1K1 as JSON) is one resolve_types resolves, as it decides for nodes:
+// a reference to a type that is not built in, or a call.
+bool json_type_needs_resolving(const json& t) {
+  if (!t.is_object()) return false;
+  if (json_is_ref(t)) return !zo::is_builtin_type(json_node_text(t["Z9K1"]));
+  auto k = t.find("Z1K1");
+  return k != t.end() && json_is_ref(*k) && json_node_text((*k)["Z9K1"]) == "Z7" &&
+         t.contains("Z7K1");
+}
+
+// Whether resolving the type `t` (a Z1K1 as JSON) can do nothing but make a list type: when it
+// needs resolving at all, it is Z881 of a ZID, which resolved_type turns into its Z4 through
+// Z981's per-ZID template, never failing and never fetching.
+bool json_type_trivial(const json& t) {
+  if (!json_type_needs_resolving(t)) return true;
+  auto f = t.find("Z7K1");
+  auto item = t.find("Z881K1");
+  if (f == t.end() || item == t.end() || !json_is_ref(*f) || json_node_text((*f)["Z9K1"]) != "Z881")
+    return false;
+  if (json_node_is_string(*item)) return zo::is_zid(json_node_text(*item));
+  return json_is_ref(*item) && zo::is_zid(json_node_text((*item)["Z9K1"]));
+}
+
+// Whether resolve_types would resolve nothing but trivial types (above) in `v`: then walking
+// it does nothing. Bounded: too deep counts as not trivial (the walk then goes on).
+bool json_types_trivial(const json& v, int depth) {
+  if (!v.is_object() || json_is_ref(v)) return true;
+  if (depth > 64) return false;
+  for (const auto& [key, child] : v.get_ref<const json::object_t&>()) {
+    if (key == "Z1K1" ? !json_type_trivial(child) : !json_types_trivial(child, depth + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The nodes a walk has seen: most values have a few, looked up in line; a long one (a list of
+// many elements) moves to a hash set.
+class SeenNodes {
+ public:
+  bool insert(const Node* n) {  // false when seen before
+    if (many_.empty()) {
+      if (std::find(few_.begin(), few_.end(), n) != few_.end()) return false;
+      if (few_.size() < few_.capacity()) {
+        few_.push_back(n);
+        return true;
+      }
+      many_.insert(few_.begin(), few_.end());
+    }
+    return many_.insert(n).second;
+  }
+
+ private:
+  boost::container::small_vector<const Node*, 32> few_;
+  std::unordered_set<const Node*> many_;
+};
+
+// One item of resolve_types' walk: a node, or a part of a shared normal-form value (a
+// definition, a fetched object) that no node has been built for yet.
+struct TypeWalkItem {
+  NodeP node;
+  const json* source = nullptr;
+};
+
+}  // namespace
+
+// Walks the value breadth first and resolves every type it names that is not built in. Parts
+// still lazy (Node::from_shared) are walked as JSON, without building their nodes: a Z4 passed
+// as an argument (every Z881 call gets its item type's) has ~100 nodes of keys and labels.
 std::string Interpreter::resolve_types(const NodeP& value, json& error) {
-  std::vector<NodeP> queue{value};
-  std::unordered_set<const Node*> seen;
-  std::size_t i = 0;
-  while (i < queue.size()) {
-    NodeP n = queue[i++];
-    if (!n || n->is_string || !seen.insert(n.get()).second) continue;
+  boost::container::small_vector<TypeWalkItem, 16> queue{{value}};
+  SeenNodes seen;
+  auto fail_type = [&]() {
+    error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
+                                       : last_type_error_;
+    return std::string();
+  };
+  for (std::size_t i = 0; i < queue.size(); ++i) {
+    if (const json* v = queue[i].source) {
+      if (!v->is_object() || json_is_ref(*v)) continue;
+      // The same definition is walked again and again (the Z4 of Z6 for every Z881(Z6) call):
+      // what is known to need nothing is not walked twice in a request.
+      auto [known, added] = trivial_json_.try_emplace(v, false);
+      if (added) known->second = json_types_trivial(*v, 0);
+      if (known->second) continue;
+      for (const auto& [key, child] : v->get_ref<const json::object_t&>()) {
+        if (key != "Z1K1") {
+          queue.push_back({nullptr, &child});
+        } else if (json_type_needs_resolving(child) && !resolved_type(Node::from_shared(child))) {
+          return fail_type();
+        }
+      }
+      if (aborted()) return {};
+      continue;
+    }
+    NodeP n = queue[i].node;
+    if (!n || n->is_string || !seen.insert(n.get())) continue;
     if (n->is_ref()) continue;
     NodeP t = n->get("Z1K1");
     if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
-      if (!resolved_type(t)) {
-        error = last_type_error_.is_null() ? zo::make_error_msg("Z507", "type resolution failed")
-                                           : last_type_error_;
-        return {};
-      }
+      if (!resolved_type(t)) return fail_type();
     }
     for (std::size_t k = 0; k < n->entries.size(); ++k) {
-      if (n->entries[k].key == "Z1K1") continue;
-      queue.push_back(n->current(k));
+      const Node::Entry& e = n->entries[k];
+      if (e.key == "Z1K1") continue;
+      if (!e.persisted && e.source != nullptr && e.form == Node::Entry::Form::kNormal) {
+        queue.push_back({nullptr, e.source});
+      } else {
+        queue.push_back({n->current(k)});
+      }
     }
     if (aborted()) return {};
   }
@@ -616,10 +741,10 @@ namespace {
 // keys added since 2023) are functions of the type, not parts of a value; evaluating them would
 // fetch objects evaluation never needs (a missing renderer, Z14280, failed calls with Z504).
 bool eager_skips(const std::string& key) {
-  static const std::unordered_set<std::string> kSkip = {
-      "Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4", "Z4K5", "Z4K6",  "Z4K7",
-      "Z4K8", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
-  return kSkip.count(key) != 0;
+  static constexpr std::string_view kSkip[] = {"Z1K1", "Z4K1", "Z4K2",  "Z4K3", "Z4K4", "Z4K5",
+                                               "Z4K6", "Z4K7", "Z4K8",  "Z8K1", "Z8K2", "Z8K3",
+                                               "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
+  return std::find(std::begin(kSkip), std::end(kSkip), key) != std::end(kSkip);
 }
 
 bool frame_binds(const FrameP& frame, const std::string& name) {
@@ -641,7 +766,8 @@ Envelope Interpreter::eager(const NodeP& value) {
 Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& zids) {
   NodeP cur = child;
   for (int guard = 0; guard < 64; ++guard) {
-    if (cur->is_arg_ref()) {
+    const Shape shape = shape_of(*cur);
+    if (shape == Shape::kArgRef) {
       if (!frame_binds(cur->scope, cur->arg_name())) break;
       ArgState st = retrieve(cur->scope, cur->arg_name(), false);
       if (aborted()) return abort_envelope();
@@ -649,14 +775,14 @@ Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& 
       cur = st.value;
       continue;
     }
-    if (cur->is_ref() && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
+    if (shape == Shape::kRef && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
       zids.push_back(cur->ref());
       Envelope e = dereference(cur->ref());
       if (e.has_error()) return e;
       cur = e.value;
       continue;
     }
-    if (cur->is_call()) {
+    if (shape == Shape::kCall) {
       Envelope e = execute(cur, cur->scope ? cur->scope : empty_, false);
       if (e.has_error()) return e;
       cur = e.value ? e.value : z9_node("Z24");
@@ -808,6 +934,9 @@ Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
 
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
+  if (!top_level && options_.direct_builtin_calls) {
+    if (auto direct = execute_builtin(call, sc)) return std::move(*direct);
+  }
   NodeP z8;
   std::vector<Decl> decls;
   Envelope bound = bind_arguments(call, sc, z8, decls);

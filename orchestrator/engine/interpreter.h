@@ -9,6 +9,7 @@
 #include <list>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -42,6 +43,8 @@ struct ArgState {
   NodeP declared;  // declared type (Z17K1, resolved)
   json error;      // when kError
 };
+
+struct BuiltinSignature;  // builtin_calls.cc
 
 struct Frame {
   FrameP parent;  // null: the empty frame
@@ -141,6 +144,8 @@ class Interpreter {
   Envelope abort_envelope() const;
 
   ArgState retrieve(const FrameP& frame, const std::string& name, bool lazily);
+  // An unevaluated argument evaluated and checked against its declared type (retrieve()).
+  ArgState evaluate_argument(const ArgState& unevaluated);
   ArgState process_argument(const ArgState& unevaluated);
   std::string resolve_types(const NodeP& value, json& error);
   NodeP resolved_type(const NodeP& type);  // ephemeral resolution of a type (null on error)
@@ -153,6 +158,10 @@ class Interpreter {
   void replace_argument_references(const NodeP& node, int depth);
   Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
+  // A nested call of a bundled built-in function, bound from its signature (builtin_calls.cc);
+  // nullopt when the general path must run it.
+  std::optional<Envelope> execute_builtin(const NodeP& call, const FrameP& sc);
+  const std::vector<NodeP>* builtin_declared(const BuiltinSignature& sig);
   Envelope resolve_function(const NodeP& call, const FrameP& sc);
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
   Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
@@ -206,9 +215,17 @@ class Interpreter {
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()
-  std::unordered_map<std::string, NodeP> type_memo_;  // ephemeral type resolutions by JSON
+  std::unordered_map<std::string, NodeP> type_memo_;     // ephemeral type resolutions by JSON
+  std::unordered_map<std::string, NodeP> string_types_;  // bare type strings as references
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
+  // Built-in functions called directly: ZID -> {signature, served from the definitions}.
+  std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;
+  // Declared argument types of built-in functions called directly, by signature.
+  std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
+  // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
+  // resolve_types has nothing to resolve, or not.
+  std::unordered_map<const json*, bool> trivial_json_;
   // Code calls answered in this request, by code, language, arguments and converters (see
   // run_on_evaluator); bounded in entries and key size.
   std::unordered_map<std::string, json> code_answers_;

@@ -1,0 +1,253 @@
+// Calls of built-in functions (bench_zobject BM_EngineNest14): what binding a call's arguments
+// and listing the function's implementations read from a built-in function's definition is the
+// same for every call, so it is read once per process, as plain data, from the bundled
+// definition. A nested call of a built-in function then binds its arguments and runs its
+// built-in implementation without materialising the definition's argument list and
+// implementations as nodes per request, with the same answers and errors as the general path
+// (execute_inner), whose steps it follows.
+#include <algorithm>
+#include <boost/container/small_vector.hpp>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "orchestrator/engine/builtin_table.h"
+#include "orchestrator/engine/definitions.h"
+#include "orchestrator/engine/engine_metrics.h"
+#include "orchestrator/engine/json_shapes.h"
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace zo = wf::zobject;
+
+struct BuiltinSignature {
+  struct Arg {
+    std::string name;            // Z17K2, e.g. Z810K1
+    std::string local;           // the local key it falls back to, e.g. K1
+    const nlohmann::json* type;  // Z17K1 as defined (normal form, in the definitions)
+    // The declared type accepts every value whose own type resolves: Z1, or a typed list (its
+    // Z4's identity is the Z881 call, which compare_types() takes as generic). The check
+    // against it cannot fail once process_argument() has resolved the value's type.
+    bool accepts_all = false;
+  };
+  std::vector<Arg> args;             // in Z8K1 order: the order arguments are bound and checked
+  std::vector<std::size_t> by_name;  // indices of args sorted by name: the built-in's order
+  std::string impl_id;               // Z14K4 of the first implementation
+  const BuiltinSpec* spec = nullptr;
+};
+
+namespace {
+
+// A string as node_string() reads it: a bare string, or the Z6K1 of a Z6.
+std::string json_string_value(const nlohmann::json& v) {
+  if (json_node_is_string(v)) return json_node_text(v);
+  if (!v.is_object()) return {};
+  auto t = v.find("Z1K1");
+  auto k = v.find("Z6K1");
+  if (t == v.end() || k == v.end() || !t->is_string() || t->get_ref<const std::string&>() != "Z6" ||
+      !json_node_is_string(*k)) {
+    return {};
+  }
+  return json_node_text(*k);
+}
+
+// The elements of a normal-form typed list (bounded), as list_elements() reads them.
+bool json_list_elements(const nlohmann::json& list, std::vector<const nlohmann::json*>& out) {
+  const nlohmann::json* node = &list;
+  for (int i = 0; i < 64; ++i) {
+    if (!node->is_object() || !node->contains("K1")) return true;
+    if (!node->contains("K2")) return false;  // not a list as the general path reads it
+    out.push_back(&(*node)["K1"]);
+    node = &(*node)["K2"];
+  }
+  return false;
+}
+
+// Whether the declared type `t` accepts every value (BuiltinSignature::Arg::accepts_all): a
+// reference to Z1, or Z881 of a ZID, which resolving without internals turns into the Z4 of
+// Z981's per-ZID template.
+bool accepts_all(const nlohmann::json& t) {
+  if (json_ref(t) == "Z1") return true;
+  if (!t.is_object() || json_ref(t.value("Z1K1", nlohmann::json())) != "Z7") return false;
+  auto fn = t.find("Z7K1");
+  auto item = t.find("Z881K1");
+  if (fn == t.end() || item == t.end() || json_ref(*fn) != "Z881") return false;
+  return zo::is_zid(json_node_is_string(*item) ? json_node_text(*item) : json_ref(*item));
+}
+
+// The local key an argument name falls back to (interpreter.cc's local_key).
+std::string local_key_of(const std::string& name) {
+  auto k = name.rfind('K');
+  if (k == std::string::npos) return name;
+  std::string local = name.substr(k);
+  return zo::is_local_key(local) ? local : name;
+}
+
+// The signature of the served definition `z2` (a Z2 of a Z8), or null when the general path
+// could answer something the direct one does not: an argument list or implementation that is
+// not plain data (a reference to fetch, a call), a first implementation that is not built in.
+std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
+  auto z8 = z2.find("Z2K2");
+  if (z8 == z2.end() || json_ref(z8->value("Z1K1", nlohmann::json())) != "Z8" ||
+      !z8->contains("Z8K1") || !z8->contains("Z8K4")) {
+    return nullptr;
+  }
+  auto sig = std::make_unique<BuiltinSignature>();
+  std::vector<const nlohmann::json*> decls;
+  if (!json_list_elements((*z8)["Z8K1"], decls)) return nullptr;
+  for (const nlohmann::json* z17 : decls) {
+    if (!z17->is_object() || !z17->contains("Z17K1") || !z17->contains("Z17K2")) return nullptr;
+    std::string name = json_string_value((*z17)["Z17K2"]);
+    if (name.empty()) return nullptr;
+    for (const auto& a : sig->args) {
+      if (a.name == name) return nullptr;
+    }
+    const nlohmann::json& type = (*z17)["Z17K1"];
+    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type)});
+  }
+  std::vector<const nlohmann::json*> impls;
+  if (!json_list_elements((*z8)["Z8K4"], impls) || impls.empty()) return nullptr;
+  for (const nlohmann::json* z14 : impls) {
+    // Inline implementations only: resolving one cannot fail or fetch.
+    if (!z14->is_object() || json_ref(z14->value("Z1K1", nlohmann::json())) != "Z14") {
+      return nullptr;
+    }
+  }
+  const nlohmann::json& first = *impls.front();
+  if (!first.contains("Z14K4")) return nullptr;
+  sig->impl_id = json_string_value(first["Z14K4"]);
+  sig->spec = builtin_table().find(sig->impl_id);
+  if (sig->spec == nullptr) return nullptr;
+  sig->by_name.resize(sig->args.size());
+  for (std::size_t i = 0; i < sig->by_name.size(); ++i) sig->by_name[i] = i;
+  std::sort(sig->by_name.begin(), sig->by_name.end(),
+            [&](std::size_t a, std::size_t b) { return sig->args[a].name < sig->args[b].name; });
+  return sig;
+}
+
+}  // namespace
+
+// The signature of the built-in function `zid`, or null (not a bundled function, or one the
+// direct path does not take). Read once per process; bounded by the bundled definitions.
+const BuiltinSignature* builtin_signature(const std::string& zid) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::unique_ptr<BuiltinSignature>> signatures;
+  std::lock_guard lock(mu);
+  auto it = signatures.find(zid);
+  if (it != signatures.end()) return it->second.get();
+  auto z2 = Definitions::instance().served(zid);
+  if (!z2) return nullptr;  // not bundled: nothing is stored
+  return signatures.emplace(zid, read_signature(*z2)).first->second.get();
+}
+
+// The declared types of a signature's arguments for this request, as bind_arguments() makes
+// them: each Z17K1 resolved without internals (a Z881 becomes its Z4), as written when that fails.
+const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& sig) {
+  auto [it, added] = builtin_declared_.try_emplace(&sig);
+  if (!added) return &it->second;
+  for (const auto& arg : sig.args) {
+    NodeP written = Node::from_shared(*arg.type);  // the definitions live for the process
+    written->scope = empty_;
+    Resolved r = resolve(written, empty_, Mode::kNoInternals);
+    if (aborted()) {
+      builtin_declared_.erase(it);
+      return nullptr;
+    }
+    it->second.push_back(r.env.has_error() ? written : r.env.value);
+  }
+  return &it->second;
+}
+
+// execute_inner() for a call of a built-in function by reference (not at the top level, whose
+// answer also has its return type checked and its implementation in the metadata). nullopt:
+// not such a call, the general path runs it.
+std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc) {
+  const Node* fn = call->peek("Z7K1");
+  const Node::Entry* e = call->entry("Z7K1");
+  if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
+  const std::string zid = fn->ref();
+  // Per request: the process-wide signature (behind a lock), and whether this request's
+  // resolver serves the bundled definition for it (checked once).
+  auto [known, added] = builtin_signatures_.try_emplace(zid, nullptr, false);
+  if (added) known->second.first = builtin_signature(zid);
+  const BuiltinSignature* sig = known->second.first;
+  if (sig == nullptr) return std::nullopt;
+  // Argument discovery (bind_arguments): the function as the general path resolves it.
+  Envelope f = resolve_function(call, sc);
+  if (aborted()) return abort_envelope();
+  const NodeP& z8 = f.value;
+  if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
+    return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
+  }
+  if (!known->second.second) {
+    if (resolver_.dereference(zid).z2 != Definitions::instance().served(zid)) {
+      known->second.first = nullptr;  // not the bundled function: the general path, from now on
+      return std::nullopt;
+    }
+    known->second.second = true;
+  }
+  const std::vector<NodeP>* declared = builtin_declared(*sig);
+  if (declared == nullptr) return abort_envelope();
+  const std::size_t n = sig->args.size();
+  boost::container::small_vector<NodeP, 4> values(n);
+  boost::container::small_vector<const std::string*, 4> consumed;
+  std::string first_error;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& arg = sig->args[i];
+    const std::string& key = call->has(arg.name) ? arg.name : arg.local;
+    if (!call->has(key)) {
+      if (first_error.empty()) first_error = "Could not find argument " + arg.name + ".";
+      continue;
+    }
+    consumed.push_back(&key);
+    values[i] = call->get(key);
+  }
+  for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
+    const std::string& key = call->entries[i].key;
+    if (key == "Z1K1" || key == "Z7K1") continue;
+    if (std::none_of(consumed.begin(), consumed.end(),
+                     [&](const std::string* c) { return *c == key; })) {
+      first_error = "Invalid key for function call: " + key + ".";
+    }
+  }
+  if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+  // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
+  // written, the others evaluated and checked as retrieve() does.
+  std::vector<NodeP> args;
+  args.reserve(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::size_t i = sig->by_name[j];
+    if (sig->spec->is_lazy(j)) {
+      args.push_back(values[i]);
+      continue;
+    }
+    ArgState unevaluated;
+    unevaluated.kind = ArgKind::kUnevaluated;
+    unevaluated.value = values[i];
+    // A check that cannot fail is not made (no declared type: evaluate_argument skips it).
+    if (!sig->args[i].accepts_all) unevaluated.declared = (*declared)[i];
+    ArgState st = evaluate_argument(unevaluated);
+    if (aborted()) return abort_envelope();
+    if (st.kind == ArgKind::kError) {
+      metrics().implementation("BuiltIn");  // the general path counts the run that failed
+      return Envelope::err(st.error);
+    }
+    Envelope ev = eager(st.value);
+    if (aborted()) return abort_envelope();
+    if (ev.has_error()) {
+      metrics().implementation("BuiltIn");
+      return ev;
+    }
+    args.push_back(std::move(st.value));
+  }
+  // run_builtin() without looking the implementation up again.
+  if (args.size() < sig->spec->arity) args.resize(sig->spec->arity);
+  Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, args});
+  if (aborted()) return abort_envelope();
+  metrics().implementation("BuiltIn");
+  return result;
+}
+
+}  // namespace wf::orchestrator::engine_detail

@@ -1,0 +1,160 @@
+// Nested calls of built-in functions take a direct path (builtin_calls.cc): each request here is
+// evaluated with and without it, and the answers (value, errors, implementation metadata) must
+// be the same, successes and failures alike.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "fakes.h"
+#include "orchestrator/engine/engine.h"
+
+namespace wf::orchestrator::testing {
+namespace {
+
+using json = nlohmann::json;
+
+json fcall(const char* zid, std::initializer_list<std::pair<const char*, json>> args) {
+  json c = {{"Z1K1", "Z7"}, {"Z7K1", zid}};
+  for (const auto& [k, v] : args) c[k] = v;
+  return c;
+}
+
+json echo(const json& v) {
+  return fcall("Z801", {{"Z801K1", v}});
+}
+
+const json kEmpty = json::array({"Z6"});
+
+// The 14-call nest of bench/orchestrator_e2e.
+json nest14() {
+  json is_empty =
+      fcall("Z813",
+            {{"Z813K1",
+              fcall("Z812", {{"Z812K1", fcall("Z810", {{"Z810K1", "x"}, {"Z810K2", kEmpty}})}})}});
+  json hello = fcall("Z886", {{"Z886K1", fcall("Z868", {{"Z868K1", "Hello"}})}});
+  json first =
+      fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "Hello"}, {"Z810K2", kEmpty}})}});
+  json cond = fcall("Z844", {{"Z844K1", is_empty},
+                             {"Z844K2", fcall("Z866", {{"Z866K1", hello}, {"Z866K2", first}})}});
+  json world = fcall(
+      "Z886",
+      {{"Z886K1",
+        fcall("Z868", {{"Z868K1", fcall("Z811", {{"Z811K1", fcall("Z810", {
+                                                                              {"Z810K1", "World"},
+                                                                              {"Z810K2", kEmpty},
+                                                                          })}})}})}});
+  return fcall("Z802", {{"Z802K1", cond}, {"Z802K2", world}, {"Z802K3", "else"}});
+}
+
+// A wiki function whose composition calls built-ins on its argument (argument references).
+json wiki_objects() {
+  json label = {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}};
+  json fn = {
+      {"Z1K1", "Z2"},
+      {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z10001"}}},
+      {"Z2K2",
+       {{"Z1K1", "Z8"},
+        {"Z8K1",
+         json::array(
+             {"Z17", {{"Z1K1", "Z17"}, {"Z17K1", "Z6"}, {"Z17K2", "Z10001K1"}, {"Z17K3", label}}})},
+        {"Z8K2", "Z40"},
+        {"Z8K3", json::array({"Z20"})},
+        {"Z8K4", json::array({"Z14", "Z10002"})},
+        {"Z8K5", "Z10001"}}},
+      {"Z2K3", label}};
+  json arg = {{"Z1K1", "Z18"}, {"Z18K1", "Z10001K1"}};
+  json body = fcall(
+      "Z866", {{"Z866K1",
+                fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", arg}, {"Z810K2", kEmpty}})}})},
+               {"Z866K2", echo(arg)}});
+  json impl = {{"Z1K1", "Z2"},
+               {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", "Z10002"}}},
+               {"Z2K2", {{"Z1K1", "Z14"}, {"Z14K1", "Z10001"}, {"Z14K2", body}}},
+               {"Z2K3", label}};
+  return {{"Z10001", fn}, {"Z10002", impl}};
+}
+
+// What must not depend on the path: the value and every metadata entry but the timings.
+json comparable(const json& envelope) {
+  json out = {{"value", envelope.value("Z22K1", json())}, {"meta", json::array()}};
+  const json& meta = envelope["Z22K2"];
+  if (!meta.is_object() || !meta.contains("K1") || !meta["K1"].is_array()) return out;
+  const json& pairs = meta["K1"];
+  for (std::size_t i = 1; i < pairs.size(); ++i) {
+    const std::string key = pairs[i].value("K1", "");
+    if (key.rfind("orchestration", 0) == 0) continue;
+    out["meta"].push_back(pairs[i]);
+  }
+  return out;
+}
+
+std::unique_ptr<Engine> make(bool direct) {
+  EngineOptions options;
+  options.direct_builtin_calls = direct;
+  return make_engine(options, std::make_shared<FakeWiki>(wiki_objects(), std::filesystem::path()),
+                     nullptr);
+}
+
+json evaluate(const json& call, bool direct) {
+  static const std::unique_ptr<Engine> with = make(true);
+  static const std::unique_ptr<Engine> without = make(false);
+  return (direct ? with : without)
+      ->evaluate({{"zobject", call}, {"doValidate", false}}, CallContext{});
+}
+
+struct Case {
+  const char* name;
+  json call;
+};
+
+std::vector<Case> cases() {
+  const json list = json::array({"Z6", "a", "b"});
+  return {
+      {"nest14", nest14()},
+      {"local keys", echo(fcall("Z810", {{"K1", "x"}, {"K2", kEmpty}}))},
+      {"missing argument", echo(fcall("Z810", {{"Z810K1", "x"}}))},
+      {"invalid key", echo(fcall("Z811", {{"Z811K1", list}, {"Z811K9", "x"}}))},
+      {"argument of the wrong type",
+       echo(fcall("Z866",
+                  {{"Z866K1", echo(fcall("Z813", {{"Z813K1", kEmpty}}))}, {"Z866K2", "a"}}))},
+      {"error in an argument",
+       echo(fcall("Z811", {{"Z811K1", fcall("Z812", {{"Z812K1", kEmpty}})}}))},
+      {"error in a lazy branch",
+       echo(fcall("Z802",
+                  {{"Z802K1", fcall("Z844", {{"Z844K1", echo(true)}, {"Z844K2", echo(true)}})},
+                   {"Z802K2", fcall("Z811", {{"Z811K1", kEmpty}})},
+                   {"Z802K3", "no"}}))},
+      {"list result", echo(fcall("Z812", {{"Z812K1", list}}))},
+      {"string list", echo(fcall("Z810", {{"Z810K1", "c"}, {"Z810K2", list}}))},
+      {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
+      {"wiki composition", echo(fcall("Z10001", {{"Z10001K1", "a"}}))},
+      {"wiki composition, wrong type", echo(fcall("Z10001", {{"Z10001K1", kEmpty}}))},
+      {"unknown function", echo(fcall("Z10099", {{"Z10099K1", "a"}}))},
+  };
+}
+
+TEST(BuiltinCalls, DirectPathAnswersAsTheGeneralPath) {
+  for (const auto& c : cases()) {
+    SCOPED_TRACE(c.name);
+    json direct = evaluate(c.call, true);
+    json general = evaluate(c.call, false);
+    EXPECT_EQ(comparable(direct), comparable(general))
+        << "direct:  " << direct.dump() << "\ngeneral: " << general.dump();
+  }
+}
+
+TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
+  EXPECT_EQ(evaluate(nest14(), true).value("Z22K1", json()), "World");
+  const json missing = comparable(evaluate(echo(fcall("Z810", {{"Z810K1", "x"}})), true));
+  EXPECT_NE(missing["meta"].dump().find("Could not find argument Z810K2."), std::string::npos)
+      << missing.dump();
+  const json invalid =
+      comparable(evaluate(echo(fcall("Z811", {{"Z811K1", kEmpty}, {"Z811K9", "x"}})), true));
+  EXPECT_NE(invalid["meta"].dump().find("Invalid key for function call: Z811K9."),
+            std::string::npos)
+      << invalid.dump();
+}
+
+}  // namespace
+}  // namespace wf::orchestrator::testing
