@@ -149,7 +149,10 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
   if (!added) return &it->second;
   for (const auto& arg : sig.args) {
     NodeP written = Node::from_shared(*arg.type);  // the definitions live for the process
-    written->scope = empty_;
+    // set_scope, not an assignment: a declared type that is a reference ("Z6", "Z1") is an
+    // interned node, read by every thread; writing this request's frame into it was a data race
+    // on its shared_ptr (wf-orchestrator crashed under concurrent load).
+    written->set_scope(empty_);
     Resolved r = resolve(written, empty_, Mode::kNoInternals);
     if (aborted()) {
       builtin_declared_.erase(it);

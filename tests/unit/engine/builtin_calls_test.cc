@@ -3,11 +3,14 @@
 // be the same, successes and failures alike.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fakes.h"
 #include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/node.h"
 
 namespace wf::orchestrator::testing {
 namespace {
@@ -154,6 +157,68 @@ TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
   EXPECT_NE(invalid["meta"].dump().find("Invalid key for function call: Z811K9."),
             std::string::npos)
       << invalid.dump();
+}
+
+// Requests on several threads share the process-wide parts of the direct path (signatures,
+// the list type template, interned nodes): every answer must stay right, and nothing may crash
+// (the direct path once wrote a request's frame into an interned node that every thread reads).
+TEST(BuiltinCalls, ConcurrentRequestsOnOneEngine) {
+  const std::unique_ptr<Engine> engine = make(true);
+  const json list = json::array({"Z6", "a", "b"});
+  const std::vector<json> calls = {
+      nest14(),
+      echo(fcall("Z10001", {{"Z10001K1", "a"}})),  // a composition
+      echo(fcall("Z811", {{"Z811K1", list}})),     // a typed list argument
+      echo(fcall("Z812", {{"Z812K1", list}})),     // a typed list result
+      echo(fcall("Z810", {{"Z810K1", "c"}, {"Z810K2", list}})),
+  };
+  // The answers of one thread alone (the nest's is checked against its known value).
+  std::vector<json> expected;
+  for (const auto& call : calls) {
+    expected.push_back(engine->evaluate({{"zobject", call}, {"doValidate", false}}, CallContext{})
+                           .value("Z22K1", json()));
+  }
+  ASSERT_EQ(expected[0], "World");
+  ASSERT_EQ(expected[1], (json{{"Z1K1", "Z40"}, {"Z40K1", "Z41"}}));  // "a" == first of ["a"]
+  ASSERT_EQ(expected[2], "a");
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 3000;
+  std::atomic<int> wrong{0};
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        const std::size_t k = (t + i) % calls.size();
+        json r = engine->evaluate({{"zobject", calls[k]}, {"doValidate", false}}, CallContext{});
+        if (r.value("Z22K1", json()) != expected[k] && wrong++ == 0) {
+          ADD_FAILURE() << "expected " << expected[k].dump() << ", got " << r.dump();
+        }
+        ++done;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(done.load(), kThreads * kRounds);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+// Interned nodes are shared by every request and thread: no request may leave its frame in one
+// (the direct path's declared types Z1, Z6 are references, interned).
+TEST(BuiltinCalls, InternedNodesKeepNoScope) {
+  namespace ed = wf::orchestrator::engine_detail;
+  const std::unique_ptr<Engine> engine = make(true);
+  const json list = json::array({"Z6", "a", "b"});
+  for (const json& call : {nest14(), echo(fcall("Z811", {{"Z811K1", list}})),
+                           echo(fcall("Z10001", {{"Z10001K1", "a"}}))}) {
+    engine->evaluate({{"zobject", call}, {"doValidate", false}}, CallContext{});
+  }
+  for (const char* zid : {"Z1", "Z6", "Z40", "Z881"}) {
+    SCOPED_TRACE(zid);
+    ed::NodeP ref = ed::z9_node(zid);
+    ASSERT_TRUE(ref->interned);
+    EXPECT_EQ(ref->scope, nullptr);
+  }
 }
 
 }  // namespace
