@@ -837,6 +837,11 @@ TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
   auto sandbox = start_sandbox("scripted", limits);
   const pid_t zygote = sandbox->query_stats().zygote_pid;
   const int base = ::getpriority(PRIO_PROCESS, 0);
+  if (base + limits.call_nice >= 19) {
+    GTEST_SKIP() << "this test runs at nice " << base
+                 << ": its sandbox children already have the lowest priority, so a demoted child "
+                    "cannot be told apart";
+  }
   auto niced = [&] {
     std::size_t n = 0;
     for (pid_t child : children_of(zygote)) {
