@@ -236,33 +236,55 @@ std::expected<CallRequest, Json> from_z7(const Json& z7, CallRequest call) {
 }
 
 // A conversion plan: {"converter": {"functionName": <non-empty string>, "code": <string>}},
-// {"list": <plan>} or {"native": {<native type name>: <plan>}}. Returns what is wrong, empty
-// when valid.
+// {"list": <plan>}, {"pair": [<plan>|null, <plan>|null]}, {"map": [<plan>|null, <plan>|null]},
+// {"keys": {<key>: <plan>}} or {"native": {<native type name>: <plan>}}. Returns what is wrong,
+// empty when valid.
+std::string plan_problem(const Json& plan, const std::string& path, int depth);
+
+constexpr const char* kPlanShapes = "'converter', 'list', 'pair', 'map', 'keys' or 'native'";
+
+// The plans of an object (keys, native) or of a two-element array (pair, map; null elements
+// allowed).
+std::string inner_plans_problem(const Json& inner, const std::string& path, int depth, bool pair) {
+  if (pair) {
+    if (!inner.is_array() || inner.size() != 2) {
+      return fmt::format("{} must be an array of two plans (null: no plan)", path);
+    }
+  } else if (!inner.is_object()) {
+    return fmt::format("{} must be an object of names to plans", path);
+  }
+  std::size_t index = 0;
+  for (auto it = inner.begin(); it != inner.end(); ++it, ++index) {
+    if (pair && it->is_null()) continue;
+    const std::string name = pair ? fmt::format("[{}]", index) : "." + it.key();
+    auto problem = plan_problem(it.value(), path + name, depth + 1);
+    if (!problem.empty()) return problem;
+  }
+  return {};
+}
+
 std::string plan_problem(const Json& plan, const std::string& path, int depth) {
   if (depth > kMaxPlanDepth)
-    return fmt::format("{} nests deeper than {} lists", path, kMaxPlanDepth);
+    return fmt::format("{} nests deeper than {} plans", path, kMaxPlanDepth);
   if (!plan.is_object() || plan.size() != 1) {
-    return fmt::format("{} must be an object with one key, 'converter', 'list' or 'native'", path);
+    return fmt::format("{} must be an object with one key, {}", path, kPlanShapes);
   }
-  if (plan.contains("list")) return plan_problem(plan["list"], path + ".list", depth + 1);
-  if (plan.contains("native")) {
-    const Json& native = plan["native"];
-    if (!native.is_object()) {
-      return fmt::format("{}.native must be an object of native type name to plan", path);
-    }
-    for (auto it = native.begin(); it != native.end(); ++it) {
-      auto problem = plan_problem(it.value(), path + ".native." + it.key(), depth + 1);
-      if (!problem.empty()) return problem;
-    }
-    return {};
+  const auto first = plan.begin();
+  const std::string& shape = first.key();
+  const Json& inner = first.value();
+  if (shape == "list") return plan_problem(inner, path + ".list", depth + 1);
+  if (shape == "pair" || shape == "map") {
+    return inner_plans_problem(inner, path + "." + shape, depth, true);
   }
-  if (!plan.contains("converter")) {
-    return fmt::format("{} must be an object with one key, 'converter', 'list' or 'native'", path);
+  if (shape == "keys" || shape == "native") {
+    return inner_plans_problem(inner, path + "." + shape, depth, false);
   }
-  const Json& converter = plan["converter"];
-  const Json name = converter.is_object() ? converter.value("functionName", Json()) : Json();
+  if (shape != "converter") {
+    return fmt::format("{} must be an object with one key, {}", path, kPlanShapes);
+  }
+  const Json name = inner.is_object() ? inner.value("functionName", Json()) : Json();
   if (!name.is_string() || name.get<std::string>().empty() ||
-      !converter.value("code", Json()).is_string()) {
+      !inner.value("code", Json()).is_string()) {
     return fmt::format("{}.converter must have a non-empty string functionName and a string code",
                        path);
   }

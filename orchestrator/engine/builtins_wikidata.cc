@@ -105,6 +105,15 @@ std::vector<NodeP> elements(const BuiltinCall& c, const NodeP& list) {
 
 // ---- fetch ----------------------------------------------------------------------------------
 
+// Values of entity `id` the mapping left out (a datatype it does not know): one Z598 warning
+// ("Wikidata value discarded: not recognised") each, in the response's metadata.
+void warn_discarded(const BuiltinCall& c, const std::string& id,
+                    const std::vector<wd::Discarded>& discarded) {
+  for (const wd::Discarded& d : discarded) {
+    c.in.warn(zo::make_error("Z598", {json(d.what + " of " + id), json(d.value)}));
+  }
+}
+
 struct FetchOne {
   const char* zid;
   wd::Kind kind;
@@ -129,9 +138,13 @@ Envelope fetch_one(const BuiltinCall& c) {
   WikidataEntities source(c.in.resolver());
   auto got = source.get({id});
   if (!got) return Envelope::err(got.error());
-  auto z = wd::to_zobject(*got->front(), language_zid);
+  std::vector<wd::Discarded> discarded;
+  wd::Filter everything;
+  everything.discarded = &discarded;
+  auto z = wd::to_zobject(*got->front(), language_zid, everything);
   if (!z)
     return Envelope::err(zo::make_error_msg("Z500", "Wikidata entity " + id + ": " + z.error()));
+  warn_discarded(c, id, discarded);
   return value_of(c, *z);
 }
 
@@ -151,6 +164,8 @@ Envelope fetch_entities(const BuiltinCall& c) {
     if (id.empty()) return bad(c, "expected Wikidata property references (Z6092)", p);
     filter.properties.insert(id);
   }
+  std::vector<wd::Discarded> discarded;
+  filter.discarded = &discarded;
   WikidataEntities source(c.in.resolver());
   auto got = source.get(ids);
   if (!got) return Envelope::err(got.error());
@@ -161,6 +176,8 @@ Envelope fetch_entities(const BuiltinCall& c) {
     if (!z)
       return Envelope::err(
           zo::make_error_msg("Z500", "Wikidata entity " + ids[i] + ": " + z.error()));
+    warn_discarded(c, ids[i], discarded);
+    discarded.clear();
     auto normal = zo::normalize(*z);
     if (!normal) return Envelope::err(normal.error());
     pairs.push_back({{"Z1K1", pair_type}, {"K1", zo::z6(ids[i])}, {"K2", std::move(*normal)}});

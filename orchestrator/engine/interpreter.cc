@@ -1329,9 +1329,11 @@ json Interpreter::default_from_code(const std::string& zid, const std::string& f
   return find_converter(*z4, ConverterDirection::kFromCode, family, resolver_, read);
 }
 
-// The plan of one declared type: {"list": plan} for a typed list whose element type has one,
-// the converter of a type that declares converters (Z4K7/Z4K8), else null. Built-in types and
-// types without converters cost no fetch beyond the type's own (which type checks make anyway).
+// The plan of one declared type (converters.h): {"list": plan} for a typed list, {"pair": [plan,
+// plan]} for a typed pair, {"map": [plan, plan]} for a typed map, when an element type has a
+// plan; the converter of a type that declares one (Z4K7/Z4K8) for the language; for a type
+// without one, {"keys": {key: plan}} when a key's declared type has a plan; else null. Built-in
+// types and types without converters cost no fetch beyond the type's own and its keys' types.
 json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction,
                                  const std::string& family, int depth) {
   if (!type || type->is_string || depth > 16 || family.empty()) return nullptr;
@@ -1339,20 +1341,70 @@ json Interpreter::converter_plan(const NodeP& type, ConverterDirection direction
   NodeP z4 = resolved_type(type);
   if (!z4 || z4->is_string || aborted()) return nullptr;
   NodeP identity = z4->is_call() ? z4 : z4->get("Z4K1");
-  if (identity && identity->is_call()) {
-    const Node* fn = identity->peek("Z7K1");
-    if (fn == nullptr || fn->ref() != "Z881") return nullptr;
+  if (identity && identity->is_call()) return generic_plan(identity, direction, family, depth);
+  if (z4->type_ref() != "Z4") return nullptr;
+  const std::string zid = identity ? identity->ref() : "";
+  json plan;
+  if (z4->has("Z4K7") || z4->has("Z4K8")) {
+    const json z4_json = z4->to_json();
+    std::vector<std::string> read;
+    plan = converters_ != nullptr && zo::is_zid(zid)
+               ? converters_->lookup(zid, z4_json, direction, family, resolver_)
+               : find_converter(z4_json, direction, family, resolver_, read);
+  }
+  if (!plan.is_null() || zid.empty() || !keys_in_progress_.insert(zid).second) return plan;
+  plan = keys_plan(z4, direction, family, depth);
+  keys_in_progress_.erase(zid);
+  return plan;
+}
+
+namespace {
+// The function of a generic type's call (Z881, Z882, Z883): its Z7K1 as a reference, or the
+// Z8K5 of a resolved Z8.
+std::string generic_function(const NodeP& call) {
+  const Node* fn = call->peek("Z7K1");
+  if (fn == nullptr) return "";
+  if (!fn->is_string && fn->type_ref() == "Z8") {
+    const Node* fid = fn->peek("Z8K5");
+    return fid ? fid->ref() : "";
+  }
+  return fn->ref();
+}
+}  // namespace
+
+// Typed list, pair and map: the plans of their element types, element-wise (null: no plan).
+json Interpreter::generic_plan(const NodeP& identity, ConverterDirection direction,
+                               const std::string& family, int depth) {
+  const std::string fn = generic_function(identity);
+  if (fn == "Z881") {
     json inner = converter_plan(identity->get("Z881K1"), direction, family, depth + 1);
     return inner.is_null() ? json() : json{{"list", std::move(inner)}};
   }
-  if (z4->type_ref() != "Z4" || !(z4->has("Z4K7") || z4->has("Z4K8"))) return nullptr;
-  const json z4_json = z4->to_json();
-  const std::string zid = identity ? identity->ref() : "";
-  if (converters_ != nullptr && zo::is_zid(zid)) {
-    return converters_->lookup(zid, z4_json, direction, family, resolver_);
+  if (fn != "Z882" && fn != "Z883") return nullptr;
+  json first = converter_plan(identity->get(fn + "K1"), direction, family, depth + 1);
+  json second = converter_plan(identity->get(fn + "K2"), direction, family, depth + 1);
+  if (first.is_null() && second.is_null()) return nullptr;
+  return json{{fn == "Z882" ? "pair" : "map", json::array({std::move(first), std::move(second)})}};
+}
+
+// A type without a converter for the language: {"keys": {key: plan}} for the keys (Z4K2) whose
+// declared type (Z3K1) has a plan, so an instance's keys convert as its type declares; null when
+// none has one. A type met again inside its own keys is not expanded again.
+json Interpreter::keys_plan(const NodeP& z4, ConverterDirection direction,
+                            const std::string& family, int depth) {
+  NodeP keys = z4->get("Z4K2");
+  if (!keys) return nullptr;
+  json out = json::object();
+  for (const json& z3 : zo::list_items(keys->to_json())) {
+    if (!z3.is_object() || !z3.contains("Z3K1") || !z3.contains("Z3K2")) continue;
+    const std::string key = zo::string_value(z3["Z3K2"]);
+    NodeP type = Node::from_json(z3["Z3K1"]);
+    type->set_scope(empty_);
+    json plan = converter_plan(type, direction, family, depth + 1);
+    if (!plan.is_null() && !key.empty()) out[key] = std::move(plan);
+    if (aborted()) return nullptr;
   }
-  std::vector<std::string> read;
-  return find_converter(z4_json, direction, family, resolver_, read);
+  return out.empty() ? json() : json{{"keys", std::move(out)}};
 }
 
 namespace {
@@ -1584,8 +1636,16 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
   root->set_scope(empty_);
   Envelope r = execute(root, empty_, true);
   if (aborted()) return zo::error_envelope(abort_error_);
+  if (orchestrating_ == 1 && !warnings_.empty()) {
+    set_meta(r, "warnings", zo::make_list(zo::z9("Z5"), warnings_));
+    warnings_.clear();
+  }
   json value = r.value ? r.value->to_json() : zo::void_value();
   return zo::make_envelope(std::move(value), std::move(r.meta));
+}
+
+void Interpreter::warn(json z5) {
+  if (warnings_.size() < kMaxWarnings) warnings_.push_back(std::move(z5));
 }
 
 }  // namespace wf::orchestrator::engine_detail

@@ -100,6 +100,10 @@ class Interpreter {
   FrameP new_frame(FrameP parent);
   bool aborted() const { return abort_ != Abort::kNone; }
   Resolver& resolver() { return resolver_; }
+  // A warning (a Z5 in normal form, e.g. Z598) for the response's metadata key "warnings" (a
+  // typed list of Z5, as WikiLambda shows them); at most kMaxWarnings per request.
+  void warn(json z5);
+  static constexpr std::size_t kMaxWarnings = 100;
   bool do_validate() const { return do_validate_; }
   // Runs the built-in `id` of builtin_table() (builtin_table.h) on `args` sorted by argument
   // name; known = false when the table has no such built-in.
@@ -184,6 +188,10 @@ class Interpreter {
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
                       int depth);
   json default_from_code(const std::string& zid, const std::string& family);
+  json generic_plan(const NodeP& identity, ConverterDirection direction, const std::string& family,
+                    int depth);
+  json keys_plan(const NodeP& z4, ConverterDirection direction, const std::string& family,
+                 int depth);
   Envelope evaluator_envelope(const json& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
@@ -197,6 +205,7 @@ class Interpreter {
   // Normalized inputs; declared first so it is destroyed last. A list: stable addresses, and
   // unlike a deque nothing allocated while empty (most requests: bench/slow_calls).
   std::list<json> inputs_;
+  std::vector<json> warnings_;  // warn(): added to the outermost response's metadata
   std::vector<std::shared_ptr<const json>> kept_;  // other JSON that lazy nodes point into
   FrameP empty_;
   std::vector<FrameP> frames_;  // every frame made, cleared at the end (breaks cycles)
@@ -230,7 +239,8 @@ class Interpreter {
   // run_on_evaluator); bounded in entries and key size.
   std::unordered_map<std::string, json> code_answers_;
   json last_type_error_;
-  std::unordered_set<std::string> in_progress_;                 // type resolutions under way
+  std::unordered_set<std::string> in_progress_;       // type resolutions under way
+  std::unordered_set<std::string> keys_in_progress_;  // user types whose keys' plans are built
   std::vector<std::pair<const Node*, const Node*>> comparing_;  // literal Z4 pairs under way
 };
 

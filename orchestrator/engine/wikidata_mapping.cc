@@ -255,36 +255,51 @@ const char* subtype(const std::string& snaktype) {
   return "Z6021";
 }
 
-// A snak as Z6007 (claim); nullopt when its value cannot be mapped (the claim is left out).
-std::optional<json> claim(const json& snak, const LanguageZid& language) {
+// Notes a datavalue that could not be mapped (Z598), when the caller collects them.
+void discard(std::vector<Discarded>* discarded, const std::string& property, const json& dv) {
+  if (discarded == nullptr) return;
+  std::string value = dv.dump(-1, ' ', true, json::error_handler_t::replace);
+  if (value.size() > kMaxDiscardedText) value = value.substr(0, kMaxDiscardedText - 3) + "...";
+  discarded->push_back({"the value of " + property + " (datavalue type '" + text(dv, "type") + "')",
+                        std::move(value)});
+}
+
+// A snak as Z6007 (claim); nullopt when its value cannot be mapped (the claim is left out and
+// noted in `discarded`).
+std::optional<json> claim(const json& snak, const LanguageZid& language,
+                          std::vector<Discarded>* discarded) {
   const std::string property = text(snak, "property");
   if (kind_of(property) != Kind::kProperty) return std::nullopt;
   const std::string snaktype = text(snak, "snaktype");
   json c = {{"Z1K1", "Z6007"}, {"Z6007K1", reference(property)}, {"Z6007K3", subtype(snaktype)}};
   if (snaktype == "value") {
     auto v = datavalue(at(snak, "datavalue"), language);
-    if (!v) return std::nullopt;
+    if (!v) {
+      discard(discarded, property, at(snak, "datavalue"));
+      return std::nullopt;
+    }
     c["Z6007K2"] = std::move(*v);
   }
   return c;
 }
 
 // {"P31": [snak, ...], ...} -> list of Z6007.
-json claims(const json* snaks, const LanguageZid& language) {
+json claims(const json* snaks, const LanguageZid& language, std::vector<Discarded>* discarded) {
   json items = json::array();
   if (snaks != nullptr && snaks->is_object()) {
     for (const auto& [p, list] : snaks->items()) {
       if (!list.is_array()) continue;
       for (const auto& snak : list) {
-        if (auto c = claim(snak, language)) items.push_back(std::move(*c));
+        if (auto c = claim(snak, language, discarded)) items.push_back(std::move(*c));
       }
     }
   }
   return typed_list("Z6007", std::move(items));
 }
 
-std::optional<json> statement(const json& s, const json& subject, const LanguageZid& language) {
-  auto main = claim(at(s, "mainsnak"), language);
+std::optional<json> statement(const json& s, const json& subject, const LanguageZid& language,
+                              std::vector<Discarded>* discarded) {
+  auto main = claim(at(s, "mainsnak"), language, discarded);
   if (!main) return std::nullopt;
   const std::string rank = text(s, "rank");
   json out = {{"Z1K1", "Z6003"},
@@ -293,13 +308,14 @@ std::optional<json> statement(const json& s, const json& subject, const Language
               {"Z6003K4", rank == "preferred"    ? "Z6041"
                           : rank == "deprecated" ? "Z6043"
                                                  : "Z6042"},
-              {"Z6003K5", claims(member(s, "qualifiers"), language)},
+              {"Z6003K5", claims(member(s, "qualifiers"), language, discarded)},
               {"Z6003K7", (*main)["Z6007K3"]}};
   if (main->contains("Z6007K2")) out["Z6003K3"] = (*main)["Z6007K2"];
   json refs = json::array();
   if (const json* r = member(s, "references"); r && r->is_array()) {
     for (const auto& ref : *r) {
-      refs.push_back({{"Z1K1", "Z6008"}, {"Z6008K1", claims(member(ref, "snaks"), language)}});
+      refs.push_back(
+          {{"Z1K1", "Z6008"}, {"Z6008K1", claims(member(ref, "snaks"), language, discarded)}});
     }
   }
   out["Z6003K6"] = typed_list("Z6008", std::move(refs));
@@ -317,7 +333,9 @@ json statements(const json& entity, const json& subject, const LanguageZid& lang
       if (!f.properties.empty() && f.properties.count(p) == 0) continue;
       if (!list.is_array()) continue;
       for (const auto& s : list) {
-        if (auto st = statement(s, subject, language)) items.push_back(std::move(*st));
+        if (auto st = statement(s, subject, language, f.discarded)) {
+          items.push_back(std::move(*st));
+        }
       }
     }
   }

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wf::orchestrator::wikidata {
 
@@ -37,12 +38,21 @@ json reference(std::string_view id);
 // Z60 of a language code: the ZID when the code is known, else a literal Z60 with the code.
 using LanguageZid = std::function<std::string(std::string_view code)>;
 
+// A value left out of the mapping because its type is not one the Wikidata types can hold (a
+// datatype newer than Z6001-Z6096, or a malformed value): reported as a Z598 warning.
+struct Discarded {
+  std::string what;   // e.g. "the value of P1234 (datavalue type 'musical-notation')"
+  std::string value;  // the datavalue's JSON, at most kMaxDiscardedText bytes
+};
+inline constexpr std::size_t kMaxDiscardedText = 500;
+
 // What Z6820 asks for (empty set: everything). parts: Z6031-Z6038 ZIDs; languages: codes;
-// properties: P ids.
+// properties: P ids. `discarded`, when set, receives the values left out (Z598).
 struct Filter {
   std::set<std::string> parts;
   std::set<std::string> languages;
   std::set<std::string> properties;
+  std::vector<Discarded>* discarded = nullptr;
 };
 
 // The ZObject of one entity, or why its JSON is not the entity asked for.

@@ -124,7 +124,38 @@ def objects():
     out.update(function("Z10121", ["Z6"], list_of("Z6"), "Z10221", "Z600",
                         "function Z10121(Z10121K1) {\n\treturn Array.from({length: Number(Z10121K1)}, "
                         "(_, i) => 's' + i);\n}"))
+    # A type without converters whose key is a number (Z10300), and functions taking and returning
+    # it, a typed pair and a typed map of numbers, in Python and in JavaScript.
+    out["Z10300"] = persisted("Z10300", {
+        "Z1K1": "Z4", "Z4K1": "Z10300", "Z4K3": "Z101",
+        "Z4K2": ["Z3", {"Z1K1": "Z3", "Z3K1": "Z10100", "Z3K2": "Z10300K1", "Z3K3": label("count")},
+                 {"Z1K1": "Z3", "Z3K1": "Z6", "Z3K2": "Z10300K2", "Z3K3": label("name")}]})
+    pair, map_ = pair_type("Z10100", "Z6"), map_type("Z6", "Z10100")
+    for zid, types, code in (
+            ("Z10130", ["Z10300"], "def Z10130(Z10130K1):\n\tZ10130K1.Z10300K1 += 1\n"
+                                   "\tZ10130K1.Z10300K2 += type(Z10130K1.Z10300K1).__name__\n\treturn Z10130K1"),
+            ("Z10131", ["Z10300"], "function Z10131(Z10131K1) {\n\tZ10131K1.Z10300K1 += 1n;\n"
+                                   "\tZ10131K1.Z10300K2 += typeof Z10131K1.Z10300K1;\n\treturn Z10131K1;\n}"),
+            ("Z10132", [pair], "def Z10132(Z10132K1):\n\treturn ZPair(2 * Z10132K1.K1, "
+                               "Z10132K1.K2 + type(Z10132K1.K1).__name__)"),
+            ("Z10133", [pair], "function Z10133(Z10133K1) {\n\treturn new ZPair(2n * Z10133K1.K1, "
+                               "Z10133K1.K2 + typeof Z10133K1.K1);\n}"),
+            ("Z10134", [map_], "def Z10134(Z10134K1):\n\treturn {k + ':' + type(v).__name__: v + 1 "
+                               "for k, v in Z10134K1.items()}"),
+            ("Z10135", [map_], "function Z10135(Z10135K1) {\n\tconst out = new Map();\n"
+                               "\tfor (const [k, v] of Z10135K1) out.set(k + ':' + typeof v, v + 1n);\n"
+                               "\treturn out;\n}")):
+        language = "Z610" if code.startswith("def") else "Z600"
+        out.update(function(zid, types, types[0], "Z%d" % (int(zid[1:]) + 100), language, code))
     return out
+
+
+def pair_type(first, second):
+    return {"Z1K1": "Z7", "Z7K1": "Z882", "Z882K1": first, "Z882K2": second}
+
+
+def map_type(key, value):
+    return {"Z1K1": "Z7", "Z7K1": "Z883", "Z883K1": key, "Z883K2": value}
 
 
 def number(n):
@@ -216,6 +247,45 @@ class Converters(unittest.TestCase):
                          {"list": {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}})
         self.assertEqual(body["typeConverters"]["result"],
                          {"list": {"converter": {"functionName": "Z10102", "code": FROM_INT, "nativeType": "int"}}})
+
+    def test_keys_of_a_type_without_converters_convert_by_their_types(self):
+        plan_to = {"converter": {"functionName": "Z10101", "code": TO_INT, "nativeType": "int"}}
+        for fn, native in (("Z10130", "int"), ("Z10131", "bigint")):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn,
+                                         fn + "K1": {"Z1K1": "Z10300", "Z10300K1": number(41), "Z10300K2": "n:"}})
+                self.assertEqual(value, {"Z1K1": "Z10300", "Z10300K1": number(42), "Z10300K2": "n:" + native})
+                conv = self.sent_json(sent)["typeConverters"]
+                self.assertEqual(set(conv["arguments"][fn + "K1"]["keys"]), {"Z10300K1"})
+                self.assertEqual(set(conv["result"]["keys"]), {"Z10300K1"})
+                if fn == "Z10130":
+                    self.assertEqual(conv["arguments"][fn + "K1"]["keys"]["Z10300K1"], plan_to)
+
+    def test_typed_pairs_convert_element_wise(self):
+        for fn, native in (("Z10132", "int"), ("Z10133", "bigint")):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": {
+                    "Z1K1": pair_type("Z10100", "Z6"), "K1": number(21), "K2": "x:"}})
+                self.assertEqual(value, {"Z1K1": pair_type("Z10100", "Z6"), "K1": number(42), "K2": "x:" + native})
+                conv = self.sent_json(sent)["typeConverters"]
+                self.assertEqual(conv["arguments"][fn + "K1"]["pair"][1], None)
+                self.assertEqual(conv["result"]["pair"][1], None)
+                self.assertIn("converter", conv["result"]["pair"][0])
+
+    def test_typed_maps_convert_keys_and_values(self):
+        entry = pair_type("Z6", "Z10100")
+        for fn, native in (("Z10134", "int"), ("Z10135", "bigint")):
+            with self.subTest(function=fn):
+                value, sent = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": {
+                    "Z1K1": map_type("Z6", "Z10100"),
+                    "K1": [entry, {"Z1K1": entry, "K1": "a", "K2": number(1)},
+                           {"Z1K1": entry, "K1": "b", "K2": number(9)}]}})
+                self.assertEqual(value, {"Z1K1": map_type("Z6", "Z10100"),
+                                         "K1": [entry, {"Z1K1": entry, "K1": "a:" + native, "K2": number(2)},
+                                                {"Z1K1": entry, "K1": "b:" + native, "K2": number(10)}]})
+                conv = self.sent_json(sent)["typeConverters"]
+                self.assertEqual(conv["arguments"][fn + "K1"]["map"][0], None)
+                self.assertIn("converter", conv["arguments"][fn + "K1"]["map"][1])
 
     def test_no_converter_keeps_avro(self):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10114", "Z10114K1": ["Z6", "a", "b"]})

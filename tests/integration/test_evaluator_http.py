@@ -493,6 +493,10 @@ class TodaysContent(EvaluatorCase):
                               ({"arguments": {"Z1K1": {"converter": {"code": "x"}}}},
                                "typeConverters.arguments.Z1K1.converter must have"),
                               ({"result": {"list": {}}}, "typeConverters.result.list must be"),
+                              ({"result": {"pair": [None]}}, "typeConverters.result.pair must be an array of two"),
+                              ({"result": {"map": [None, {"x": 1}]}}, "typeConverters.result.map[1] must be"),
+                              ({"arguments": {"Z1K1": {"keys": ["Z1K1"]}}},
+                               "typeConverters.arguments.Z1K1.keys must be an object"),
                               ({"extra": 1}, "unknown key 'extra'")):
             with self.subTest(problem=problem):
                 z22 = self.call("python-3", "def Z1(Z1K1):\n    return 'x'\n", {"Z1K1": z6("a")}, conv)

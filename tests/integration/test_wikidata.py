@@ -192,6 +192,34 @@ class FetchTest(WikidataCase):
         self.assertEqual([ref_id(s["Z6003K2"]) for s in items(pairs["Q42"]["Z6001K5"])], ["P31"])
         self.assertEqual(self.wikidata.entity_requests, [["Q42", "L7"]])  # one batch
 
+    def test_values_of_unknown_type_are_left_out_with_a_z598_warning(self):
+        for fetch in (call("Z6821", wref("Z6091", "Q64")),
+                      call("Z6820", ["Z1", wref("Z6091", "Q64")], ["Z6030"], ["Z60"], ["Z6092"])):
+            with self.subTest(function=fetch["Z7K1"]):
+                z22 = self.run_call(fetch)
+                meta = h.metadata(z22)
+                self.assertNotIn("errors", meta, json.dumps(z22)[:2000])
+                item = z22["Z22K1"] if fetch["Z7K1"] == "Z6821" else items(z22["Z22K1"]["K1"])[0]["K2"]
+                statements = items(item["Z6001K5"])
+                self.assertEqual([ref_id(s["Z6003K2"]) for s in statements], ["P31"])
+                self.assertEqual(items(statements[0]["Z6003K5"]), [])  # its qualifier: unknown type
+                warnings = meta.get("warnings")
+                self.assertIsInstance(warnings, list, json.dumps(meta)[:2000])
+                self.assertEqual(warnings[0], "Z5")
+                by_property = {}
+                for w in warnings[1:]:
+                    self.assertEqual(w["Z5K1"], "Z598")
+                    what, value = text(w["Z5K2"]["Z598K1"]), text(w["Z5K2"]["Z598K2"])
+                    by_property[what.split()[3]] = (what, json.loads(value))
+                self.assertEqual(set(by_property), {"P9998", "P9999"})
+                self.assertIn("score-notation", by_property["P9999"][0])
+                self.assertIn("Q64", by_property["P9999"][0])
+                self.assertEqual(by_property["P9999"][1]["value"], {"notes": "c4 d4 e4"})
+
+    def test_known_values_give_no_warnings(self):
+        z22 = self.run_call(call("Z6821", wref("Z6091", "Q42")))
+        self.assertNotIn("warnings", h.metadata(z22))
+
     def test_equality_of_fetched_items(self):
         q42 = call("Z6821", wref("Z6091", "Q42"))
         same = self.value(call("Z6801", q42, q42))

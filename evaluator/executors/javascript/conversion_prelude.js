@@ -476,7 +476,10 @@
 
   // ---------------------------------------------------------------------------------------
   // Type converters (docs/compatibility.md "Type converters"): a plan is {converter:
-  // {functionName, code}} or {list: plan}.
+  // {functionName, code}}, {list: plan} (each element), {pair: [plan, plan]} (K1 and K2 of a
+  // Z882), {map: [plan, plan]} (keys and values of a Z883), {keys: {key: plan}} (the keys of an
+  // instance of a type without a converter of its own) or {native: ...} (results declared Z1); a
+  // null plan is the default conversion.
   function converterFunction(converter, cache) {
     const key = converter.functionName + '\u0000' + converter.code;
     if (!cache.has(key)) {
@@ -500,23 +503,95 @@
     }
   }
 
+  // The elements of a typed list in normal form, or written as [element type, elements...].
+  function listElements(z) {
+    if (isArray(z)) {
+      return z.slice(1);
+    }
+    const items = [];
+    let tail = z;
+    while (isObject(tail) && tail.K1 !== undefined) {
+      items.push(tail.K1);
+      tail = tail.K2;
+    }
+    return items;
+  }
+
+  // The [first, second] plans of a pair or map plan; anything else: both default.
+  function twoPlans(plans) {
+    return isArray(plans) && plans.length === 2 ? plans : [null, null];
+  }
+
   function toNative(plan, z, cache) {
-    if (isObject(plan) && isObject(plan.converter)) {
+    if (!isObject(plan)) {
+      return deserialize(z);
+    }
+    if (isObject(plan.converter)) {
       return applyConverter(plan.converter, z, cache);
     }
-    if (isObject(plan) && isObject(plan.list) && Array.isArray(z)) {
-      return z.slice(1).map((item) => toNative(plan.list, item, cache));
+    if (isObject(plan.list)) {
+      return listElements(z).map((item) => toNative(plan.list, item, cache));
     }
-    if (isObject(plan) && isObject(plan.list)) {
-      const items = [];
-      let tail = z;
-      while (isObject(tail) && tail.K1 !== undefined) {
-        items.push(toNative(plan.list, tail.K1, cache));
-        tail = tail.K2;
+    if (!isObject(z) || z.Z1K1 === 'Z9') {
+      return deserialize(z);
+    }
+    if (plan.pair !== undefined) {
+      const [first, second] = twoPlans(plan.pair);
+      return new ZPair(toNative(first, z.K1, cache), toNative(second, z.K2, cache), z.Z1K1);
+    }
+    if (plan.map !== undefined) {
+      const entry = {pair: twoPlans(plan.map)};
+      const map = new NativeMap();
+      for (const item of listElements(z.K1)) {
+        const pair = toNative(entry, item, cache);
+        map.set(pair.K1, pair.K2);
       }
-      return items;
+      return map;
+    }
+    if (isObject(plan.keys)) {
+      const kwargs = new NativeMap();
+      for (const key of objectKeys(z)) {
+        if (key !== 'Z1K1') {
+          kwargs.set(key, toNative(plan.keys[key], z[key], cache));
+        }
+      }
+      return new ZObject(kwargs, z.Z1K1);
     }
     return deserialize(z);
+  }
+
+  // The Z1K1 of a serialized value (a long list written as an array: its list type).
+  function typeOf(z) {
+    return isArray(z) ? listType(z[0]) : z.Z1K1;
+  }
+
+  // A ZPair as a Z882 whose K1 and K2 follow `plans`.
+  function pairFromNative(plans, value, cache) {
+    if (!(value instanceof ZPair)) {
+      throw cannotSerialize(value);
+    }
+    const k1 = fromNative(plans[0], value.K1, cache);
+    const k2 = fromNative(plans[1], value.K2, cache);
+    const type = value.Z1K1 ?? pairType(soupUp(typeOf(k1)), soupUp(typeOf(k2)));
+    return {Z1K1: type, K1: k1, K2: k2};
+  }
+
+  function mapFromNative(plans, value, cache) {
+    if (!(value instanceof NativeMap)) {
+      throw cannotSerialize(value);
+    }
+    const pairs = [];
+    for (const [k, v] of value) {
+      pairs.push(pairFromNative(plans, new ZPair(k, v), cache));
+    }
+    const keyType = commonType(pairs.map((p) => typeOf(p.K1)));
+    const valueType = commonType(pairs.map((p) => typeOf(p.K2)));
+    const entryType = pairType(keyType, valueType);
+    for (const p of pairs) {
+      p.Z1K1 = entryType;
+    }
+    const list = pairs.length > longList ? [entryType, ...pairs] : buildList(pairs, listType(entryType));
+    return {Z1K1: mapType(keyType, valueType), K1: list};
   }
 
   function fromNative(plan, value, cache) {
@@ -533,6 +608,22 @@
         throw cannotSerialize(value);
       }
       return resultList(value.map((item) => fromNative(plan.list, item, cache)), true);
+    }
+    if (isObject(plan) && plan.pair !== undefined) {
+      return pairFromNative(twoPlans(plan.pair), value, cache);
+    }
+    if (isObject(plan) && plan.map !== undefined) {
+      return mapFromNative(twoPlans(plan.map), value, cache);
+    }
+    if (isObject(plan) && isObject(plan.keys) && value instanceof ZObject &&
+        value.Z1K1 !== null && value.Z1K1 !== undefined && value.Z1K1 !== 'Z9') {
+      const result = {Z1K1: value.Z1K1};
+      for (const key of objectKeys(value)) {
+        if (key !== 'Z1K1') {
+          result[key] = fromNative(plan.keys[key], value[key], cache);
+        }
+      }
+      return result;
     }
     if (isObject(plan) && isObject(plan.native)) {
       // A result declared Z1: the plan of the value's native type (Z64K4: 'BigInt', ...).

@@ -323,8 +323,10 @@ def _encode(envelope):
 # ---- Type converters (docs/compatibility.md "Type converters") ------------------------------
 # A plan says how one value crosses between ZObject and Python: {"converter": {"functionName",
 # "code"}} runs a Z46 (to code) or Z64 (from code) converter on the value itself; {"list": plan}
-# applies `plan` to each element of a typed list. Values without a plan use the default
-# conversions above.
+# applies `plan` to each element of a typed list; {"pair": [plan, plan]} to the K1 and K2 of a
+# typed pair (Z882), {"map": [plan, plan]} to the keys and values of a typed map (Z883), and
+# {"keys": {key: plan}} to the keys of an instance of a type that has no converter of its own
+# (a null plan: the default conversion). Values without a plan use the default conversions above.
 
 
 class _ConverterError(Exception):
@@ -367,15 +369,29 @@ class _Converters:
             return _deserialize(zobject)
         if "converter" in plan:
             return self._apply(plan["converter"], zobject)
-        if "list" in plan and isinstance(zobject, list):
-            return [self.to_native(plan["list"], item) for item in zobject[1:]]
         if "list" in plan:
-            items = []
-            node = zobject
-            while node is not None and "K1" in node:
-                items.append(self.to_native(plan["list"], node.get("K1")))
-                node = node.get("K2")
-            return items
+            return [self.to_native(plan["list"], item) for item in _list_elements(zobject)]
+        if not isinstance(zobject, dict) or zobject.get("Z1K1") == "Z9":
+            return _deserialize(zobject)
+        if "pair" in plan:
+            first, second = _two_plans(plan["pair"])
+            return ZPair(
+                self.to_native(first, zobject.get("K1")),
+                self.to_native(second, zobject.get("K2")),
+                zobject.get("Z1K1"),
+            )
+        if "map" in plan:
+            entry = {"pair": _two_plans(plan["map"])}
+            pairs = [self.to_native(entry, item) for item in _list_elements(zobject.get("K1"))]
+            return {pair.K1: pair.K2 for pair in pairs}
+        if "keys" in plan and isinstance(plan["keys"], dict):
+            plans = plan["keys"]
+            keys = {
+                key: self.to_native(plans.get(key), value)
+                for key, value in zobject.items()
+                if key != "Z1K1"
+            }
+            return ZObject(zobject.get("Z1K1"), **keys)
         return _deserialize(zobject)
 
     def from_native(self, plan, value):
@@ -396,6 +412,23 @@ class _Converters:
             return _typed_list(
                 [self.from_native(plan["list"], item) for item in value], flat=True
             )
+        if "pair" in plan:
+            return self._pair_from_native(_two_plans(plan["pair"]), value)
+        if "map" in plan:
+            if not isinstance(value, dict):
+                raise _unserializable(value)
+            entry = _two_plans(plan["map"])
+            pairs = [self._pair_from_native(entry, ZPair(k, v)) for k, v in value.items()]
+            key_type = _common_type([_type_of(pair["K1"]) for pair in pairs])
+            value_type = _common_type([_type_of(pair["K2"]) for pair in pairs])
+            map_type = _call_type("Z883", Z883K1=key_type, Z883K2=value_type)
+            return {"Z1K1": map_type, "K1": _typed_list(pairs, flat=True)}
+        if "keys" in plan and isinstance(plan["keys"], dict) and isinstance(value, ZObject):
+            plans = plan["keys"]
+            result = {"Z1K1": value.Z1K1}
+            for key, item in sorted(_zobject_items(value), key=lambda pair: pair[0]):
+                result[key] = self.from_native(plans.get(key), item)
+            return result
         if isinstance(plan.get("native"), dict):
             # A result declared Z1: the plan of the value's native type (Z64K4: "int", ...);
             # the elements of a list or tuple each by theirs.
@@ -405,6 +438,47 @@ class _Converters:
             if isinstance(value, (list, tuple)):
                 return _typed_list([self.from_native(plan, item) for item in value], flat=True)
         return _serialize(value)
+
+
+    def _pair_from_native(self, plans, value):
+        """A ZPair (or a 2-tuple) as a Z882 whose K1 and K2 follow `plans`."""
+        if isinstance(value, ZPair):
+            first, second, z1k1 = value.K1, value.K2, value.Z1K1
+        elif isinstance(value, tuple) and len(value) == 2:
+            (first, second), z1k1 = value, None
+        else:
+            raise _unserializable(value)
+        first = self.from_native(plans[0], first)
+        second = self.from_native(plans[1], second)
+        if z1k1 is None:
+            z1k1 = _call_type("Z882", Z882K1=_type_of(first), Z882K2=_type_of(second))
+        return {"Z1K1": z1k1, "K1": first, "K2": second}
+
+
+def _two_plans(plans):
+    """The [first, second] plans of a pair or map plan; a missing one is the default (None)."""
+    if isinstance(plans, list) and len(plans) == 2:
+        return plans
+    return [None, None]
+
+
+def _list_elements(zobject):
+    """The elements of a typed list in normal form, or written as [element type, elements...]."""
+    if isinstance(zobject, list):
+        return zobject[1:]
+    items = []
+    node = zobject
+    while isinstance(node, dict) and "K1" in node:
+        items.append(node.get("K1"))
+        node = node.get("K2")
+    return items
+
+
+def _type_of(zobject):
+    """The Z1K1 of a serialized value (a long list written as an array: its list type)."""
+    if isinstance(zobject, list):
+        return _call_type("Z881", Z881K1=zobject[0])
+    return zobject["Z1K1"]
 
 
 def _native_plan(native, value):
