@@ -147,6 +147,18 @@ def objects():
                                "\treturn out;\n}")):
         language = "Z610" if code.startswith("def") else "Z600"
         out.update(function(zid, types, types[0], "Z%d" % (int(zid[1:]) + 100), language, code))
+    # What a reference passed to an argument typed Z1 is in Python and in JavaScript: arguments are
+    # evaluated, so the enum value Z6021 arrives as its instance, whose identity key ends in a
+    # reference (walked the way the wiki's Sign converters walk Z16659K1).
+    out.update(function("Z10140", ["Z1"], "Z6", "Z10240", "Z610",
+                        "def Z10140(Z10140K1):\n\tidentity = Z10140K1\n"
+                        "\twhile not isinstance(identity, str):\n\t\tidentity = identity.Z6020K1\n"
+                        "\treturn '%s %s %s %s' % (type(Z10140K1).__name__, type(identity).__name__, "
+                        "identity == 'Z6021', identity.Z9K1)"))
+    out.update(function("Z10141", ["Z1"], "Z6", "Z10241", "Z600",
+                        "function Z10141(Z10141K1) {\n\tlet identity = Z10141K1;\n"
+                        "\twhile (identity.Z1K1 !== 'Z9') identity = identity.Z6020K1;\n"
+                        "\treturn [Z10141K1.constructor.name, identity.Z1K1, identity.Z9K1].join(' ');\n}"))
     return out
 
 
@@ -286,6 +298,12 @@ class Converters(unittest.TestCase):
                 conv = self.sent_json(sent)["typeConverters"]
                 self.assertEqual(conv["arguments"][fn + "K1"]["map"][0], None)
                 self.assertIn("converter", conv["arguments"][fn + "K1"]["map"][1])
+
+    def test_references_reach_code_typed_z1_as_their_objects_with_references_inside(self):
+        for fn, expected in (("Z10140", "ZObject ZReference True Z6021"), ("Z10141", "ZObject Z9 Z6021")):
+            with self.subTest(function=fn):
+                value, _ = self.call({"Z1K1": "Z7", "Z7K1": fn, fn + "K1": "Z6021"})
+                self.assertEqual(value, expected)
 
     def test_no_converter_keeps_avro(self):
         value, sent = self.call({"Z1K1": "Z7", "Z7K1": "Z10114", "Z10114K1": ["Z6", "a", "b"]})

@@ -141,6 +141,21 @@ TEST(WikidataMapping, Statements) {
   EXPECT_EQ(time["Z6064K6"]["Z6063K1"]["Z6091K1"]["Z6K1"], "Q1985727");
 }
 
+TEST(WikidataMapping, DiscardedValuesAreReported) {
+  std::vector<wd::Discarded> discarded;
+  wd::Filter f;
+  f.discarded = &discarded;
+  auto z = wd::to_zobject(item_q1(), lang, f);
+  ASSERT_TRUE(z) << z.error();
+  ASSERT_EQ(discarded.size(), 1u);  // P1, whose datavalue type is unknown
+  EXPECT_NE(discarded[0].what.find("P1 "), std::string::npos) << discarded[0].what;
+  EXPECT_EQ(json::parse(discarded[0].value), item_q1()["claims"]["P1"][0]["mainsnak"]["datavalue"]);
+  discarded.clear();
+  f.properties = {"P31"};  // a filtered-out statement is not discarded, only not asked for
+  ASSERT_TRUE(wd::to_zobject(item_q1(), lang, f));
+  EXPECT_TRUE(discarded.empty());
+}
+
 TEST(WikidataMapping, FilterByPartsLanguagesProperties) {
   wd::Filter f;
   f.parts = {"Z6033", "Z6036"};
