@@ -60,9 +60,21 @@ json wiki_objects() {
                 {"Z4K1", "Z10110"},
                 {"Z4K2", json::array({"Z3", key("Z6", "Z10110K1")})},
                 {"Z4K3", "Z101"}};
+  // Types without converters whose keys have one: Z10120 (a number and a string) and Z10130,
+  // which also holds an instance of itself.
+  json labelled = {{"Z1K1", "Z4"},
+                   {"Z4K1", "Z10120"},
+                   {"Z4K2", json::array({"Z3", key("Z10100", "Z10120K1"), key("Z6", "Z10120K2")})},
+                   {"Z4K3", "Z101"}};
+  json tree = {{"Z1K1", "Z4"},
+               {"Z4K1", "Z10130"},
+               {"Z4K2", json::array({"Z3", key("Z10130", "Z10130K1"), key("Z10100", "Z10130K2")})},
+               {"Z4K3", "Z101"}};
   return {
       {"Z10100", persisted("Z10100", number)},
       {"Z10110", persisted("Z10110", plain)},
+      {"Z10120", persisted("Z10120", labelled)},
+      {"Z10130", persisted("Z10130", tree)},
       {"Z10101", persisted("Z10101", converter("Z46", "Z10101", "Z610", kToInt))},
       {"Z10102", persisted("Z10102", converter("Z64", "Z10102", "Z610", kFromInt))},
       {"Z10103", persisted("Z10103", converter("Z46", "Z10103", "Z600", kToBigInt))},
@@ -166,6 +178,34 @@ TEST_F(Converters, TypedListConvertsElementWise) {
                     {json::array({"Z10100", number("1"), number("2")})});
   EXPECT_EQ(c.converters, json({{"arguments", {{"Z10001K1", {{"list", plan("Z10101", kToInt)}}}}},
                                 {"result", {{"list", plan("Z10102", kFromInt)}}}}));
+}
+
+TEST_F(Converters, TypedPairsAndMapsConvertElementWise) {
+  json pair_type = {{"Z1K1", "Z7"}, {"Z7K1", "Z882"}, {"Z882K1", "Z10100"}, {"Z882K2", "Z6"}};
+  json map_type = {{"Z1K1", "Z7"}, {"Z7K1", "Z883"}, {"Z883K1", "Z6"}, {"Z883K2", "Z10100"}};
+  json pair = {{"Z1K1", pair_type}, {"K1", number("1")}, {"K2", "x"}};
+  CodeCall c = call(function({pair_type}, map_type, "Z610", "def Z10001(p): return {}"), {pair});
+  EXPECT_EQ(c.converters,
+            json({{"arguments", {{"Z10001K1", {{"pair", {plan("Z10101", kToInt), nullptr}}}}}},
+                  {"result", {{"map", {nullptr, plan("Z10102", kFromInt)}}}}}));
+}
+
+TEST_F(Converters, KeysOfATypeWithoutConvertersConvertByTheirTypes) {
+  json value = {{"Z1K1", "Z10120"}, {"Z10120K1", number("4")}, {"Z10120K2", "four"}};
+  CodeCall c = call(function({"Z10120"}, "Z10120", "Z610", "def Z10001(v): return v"), {value});
+  EXPECT_EQ(c.converters,
+            json({{"arguments", {{"Z10001K1", {{"keys", {{"Z10120K1", plan("Z10101", kToInt)}}}}}}},
+                  {"result", {{"keys", {{"Z10120K1", plan("Z10102", kFromInt)}}}}}}));
+}
+
+TEST_F(Converters, ATypeInsideItsOwnKeysIsNotExpandedAgain) {
+  json leaf = {{"Z1K1", "Z10130"}, {"Z10130K2", number("1")}};
+  json value = {{"Z1K1", "Z10130"}, {"Z10130K1", leaf}, {"Z10130K2", number("2")}};
+  CodeCall c = call(function({"Z10130"}, "Z6", "Z610", "def Z10001(v): return 'x'"), {value});
+  EXPECT_EQ(
+      c.converters,
+      json({{"arguments", {{"Z10001K1", {{"keys", {{"Z10130K2", plan("Z10101", kToInt)}}}}}}}}));
+  EXPECT_EQ(result_["Z22K1"], "ok");
 }
 
 TEST_F(Converters, TheImplementationsLanguagePicksTheConverter) {
