@@ -105,6 +105,13 @@ std::vector<Option> evaluator_options() {
        {},
        1,
        600000},
+      {"caller_trusted_peers",
+       Type::kString,
+       "127.0.0.0/8,::1/128",
+       "CIDRs (the orchestrators) whose X-Wikifunctions-Caller header is believed: the sandbox "
+       "fair queue then shares children per user it names, not per orchestrator; empty: every "
+       "caller is its address.",
+       {"WF_CALLER_TRUSTED_PEERS"}},
       {"sandbox_call_nice",
        Type::kInt,
        "10",
@@ -168,6 +175,10 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
 }
 
 std::string config_error(const config::Config& cfg) {
+  if (auto peers = limits::parse_cidr_list(cfg.str("caller_trusted_peers")); !peers) {
+    return "caller_trusted_peers (from " + cfg.origin("caller_trusted_peers") +
+           "): " + peers.error();
+  }
   const std::string& policy = cfg.str("sandbox_call_policy");
   if (policy != "normal" && policy != "batch" && policy != "idle") {
     return "sandbox_call_policy = '" + policy + "': use normal, batch or idle";
@@ -179,6 +190,8 @@ EvaluateOptions evaluate_options(const config::Config& cfg) {
   EvaluateOptions o;
   o.timeout = std::chrono::milliseconds(cfg.integer("timeout_ms"));
   o.max_body_bytes = static_cast<std::size_t>(cfg.integer("max_body_bytes"));
+  o.caller_trusted_peers = limits::parse_cidr_list(cfg.str("caller_trusted_peers"))
+                               .value_or(std::vector<limits::Cidr>{});
   return o;
 }
 
