@@ -129,6 +129,16 @@ std::vector<Option> evaluator_options() {
        "normal, batch (SCHED_BATCH) or idle (SCHED_IDLE: runs only when nothing else wants the "
        "CPU).",
        {"WF_SANDBOX_CALL_POLICY"}},
+      {"sandbox_group_nice",
+       Type::kInt,
+       "0",
+       "Nice (0-19) of each sandbox's scheduling group as a whole (its session's autogroup, on "
+       "hosts and VMs; no effect in a container's cgroup): above 0 the service's threads get a "
+       "CPU sooner than the sandbox children when both want one. 0: unchanged.",
+       {"WF_SANDBOX_GROUP_NICE"},
+       {},
+       0,
+       19},
       {"sandbox_call_demote_after_ms",
        Type::kInt,
        "50",
@@ -167,6 +177,7 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
   l.queue_wait = std::chrono::milliseconds(cfg.integer("sandbox_queue_wait_ms"));
   l.call_nice = static_cast<int>(cfg.integer("sandbox_call_nice"));
   l.call_demote_after = std::chrono::milliseconds(cfg.integer("sandbox_call_demote_after_ms"));
+  l.group_nice = static_cast<int>(cfg.integer("sandbox_group_nice"));
   const std::string policy = cfg.str("sandbox_call_policy");
   l.call_policy = policy == "idle"    ? SandboxLimits::CallPolicy::kIdle
                   : policy == "batch" ? SandboxLimits::CallPolicy::kBatch
