@@ -105,6 +105,13 @@ std::vector<Option> evaluator_options() {
        {},
        1,
        600000},
+      {"caller_trusted_peers",
+       Type::kString,
+       "127.0.0.0/8,::1/128",
+       "CIDRs (the orchestrators) whose X-Wikifunctions-Caller header is believed: the sandbox "
+       "fair queue then shares children per user it names, not per orchestrator; empty: every "
+       "caller is its address.",
+       {"WF_CALLER_TRUSTED_PEERS"}},
       {"sandbox_call_nice",
        Type::kInt,
        "10",
@@ -122,6 +129,16 @@ std::vector<Option> evaluator_options() {
        "normal, batch (SCHED_BATCH) or idle (SCHED_IDLE: runs only when nothing else wants the "
        "CPU).",
        {"WF_SANDBOX_CALL_POLICY"}},
+      {"sandbox_group_nice",
+       Type::kInt,
+       "0",
+       "Nice (0-19) of each sandbox's scheduling group as a whole (its session's autogroup, on "
+       "hosts and VMs; no effect in a container's cgroup): above 0 the service's threads get a "
+       "CPU sooner than the sandbox children when both want one. 0: unchanged.",
+       {"WF_SANDBOX_GROUP_NICE"},
+       {},
+       0,
+       19},
       {"sandbox_call_demote_after_ms",
        Type::kInt,
        "50",
@@ -160,6 +177,7 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
   l.queue_wait = std::chrono::milliseconds(cfg.integer("sandbox_queue_wait_ms"));
   l.call_nice = static_cast<int>(cfg.integer("sandbox_call_nice"));
   l.call_demote_after = std::chrono::milliseconds(cfg.integer("sandbox_call_demote_after_ms"));
+  l.group_nice = static_cast<int>(cfg.integer("sandbox_group_nice"));
   const std::string policy = cfg.str("sandbox_call_policy");
   l.call_policy = policy == "idle"    ? SandboxLimits::CallPolicy::kIdle
                   : policy == "batch" ? SandboxLimits::CallPolicy::kBatch
@@ -168,6 +186,10 @@ SandboxLimits sandbox_limits(const config::Config& cfg) {
 }
 
 std::string config_error(const config::Config& cfg) {
+  if (auto peers = limits::parse_cidr_list(cfg.str("caller_trusted_peers")); !peers) {
+    return "caller_trusted_peers (from " + cfg.origin("caller_trusted_peers") +
+           "): " + peers.error();
+  }
   const std::string& policy = cfg.str("sandbox_call_policy");
   if (policy != "normal" && policy != "batch" && policy != "idle") {
     return "sandbox_call_policy = '" + policy + "': use normal, batch or idle";
@@ -179,6 +201,8 @@ EvaluateOptions evaluate_options(const config::Config& cfg) {
   EvaluateOptions o;
   o.timeout = std::chrono::milliseconds(cfg.integer("timeout_ms"));
   o.max_body_bytes = static_cast<std::size_t>(cfg.integer("max_body_bytes"));
+  o.caller_trusted_peers = limits::parse_cidr_list(cfg.str("caller_trusted_peers"))
+                               .value_or(std::vector<limits::Cidr>{});
   return o;
 }
 

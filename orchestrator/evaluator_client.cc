@@ -180,6 +180,9 @@ class EvaluatorClient final : public CodeRunner {
     req.deadline = ctx.deadline;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
     if (!ctx.traceparent.empty()) req.headers.push_back({"traceparent", ctx.traceparent});
+    // The user the call is for: wf-evaluator believes it from its caller_trusted_peers and then
+    // shares sandbox children per user rather than per orchestrator (docs/limits.md).
+    if (!ctx.caller.empty()) req.headers.push_back({"x-wikifunctions-caller", ctx.caller});
     client_->async_send(std::move(req), ctx.cancel,
                         [pending = std::move(pending), done = std::move(done)](
                             http::ClientResult res) { done(pending.interpret(std::move(res))); });

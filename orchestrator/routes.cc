@@ -225,6 +225,7 @@ CallContext call_context(const http::Request& request) {
   ctx.traceparent = request.trace.traceparent();
   ctx.trace_id = request.trace.trace_id;
   ctx.span_id = request.trace.span_id;
+  ctx.caller = request.caller;
   ctx.deadline = request.deadline;
   ctx.cancel = request.cancel;
   return ctx;

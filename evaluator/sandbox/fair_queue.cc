@@ -78,7 +78,10 @@ FairQueue::Pushed FairQueue::push(const FlowKey& key, Ticket ticket) {
   if (queued_ >= options_.queued_total) return {Admission::kTotalFull, false};
   Caller& caller = callers_[key.caller];
   Flow& flow = caller.flows[key.code];
-  const bool at_cap = options_.children_per_flow != 0 && flow.held >= options_.children_per_flow;
+  // Behind its own flow: the flow holds all its children, or already has as many calls waiting
+  // as it may still take children (a flow's 2,000th queued call waits for its cap, not the pool).
+  const bool at_cap = options_.children_per_flow != 0 &&
+                      flow.held + flow.queue.size() >= options_.children_per_flow;
   if (flow.queue.size() >= options_.queued_per_flow) {
     forget_if_idle(key.caller, caller, key.code);  // a per-flow bound of 0 refuses every call
     return {Admission::kFlowFull, at_cap};
@@ -157,6 +160,7 @@ FairQueue::Counts FairQueue::counts() const {
   Counts counts;
   counts.queued = queued_;
   counts.held = held_;
+  counts.callers = callers_.size();
   for (const auto& [name, caller] : callers_) {
     counts.flows += caller.flows.size();
     for (const auto& [code, flow] : caller.flows) {

@@ -2,7 +2,8 @@
 // Who gets the next sandbox child: calls waiting for a child, served fairly across flows.
 //
 // A flow is one piece of code (a hash of its code string, in one language's sandbox) asked for
-// by one caller (the calling orchestrator's address). The function's id, its arguments and the
+// by one caller (the user the calling orchestrator names in X-Wikifunctions-Caller, when the
+// evaluator trusts it, else the orchestrator's address). The function's id, its arguments and the
 // request are not part of it: the same code under many function ids is one flow. Waiting calls
 // are served round robin, first across callers, then across the caller's flows (deficit round
 // robin where every grant costs one child), so a flow with thousands of queued calls gets one
@@ -53,7 +54,8 @@ class FairQueue {
   };
   struct Pushed {
     Admission admission = Admission::kQueued;
-    bool at_cap = false;  // the flow held all its children when the call was queued
+    bool at_cap = false;  // queued behind its own flow: the flow held all its children, or held
+                          // and had waiting as many calls as it may hold children
   };
   struct Counts {
     std::size_t queued = 0;         // calls waiting for a child
@@ -61,6 +63,7 @@ class FairQueue {
     std::size_t held = 0;           // children held by calls
     std::size_t flows = 0;          // flows with queued calls or held children
     std::size_t flows_at_cap = 0;
+    std::size_t callers = 0;  // callers with queued calls or held children
   };
 
   explicit FairQueue(FairQueueOptions options) : options_(options) {}

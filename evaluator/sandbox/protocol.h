@@ -116,7 +116,7 @@ struct SupervisorConfig {
   std::uint64_t captured_output_bytes = 0;
   std::uint64_t zygote_memory_bytes = 0;
   std::int32_t pool_size = 0;
-  std::int32_t reserved = 0;
+  std::int32_t group_nice = 0;  // SandboxLimits::group_nice
 };
 
 inline constexpr int kMaxMessageFds = 3;

@@ -551,6 +551,8 @@ class Core : public std::enable_shared_from_this<Core> {
     metrics_.queued[kQueueNoChild]->Set(static_cast<double>(counts.queued - counts.queued_at_cap));
     metrics_.children_held->Set(static_cast<double>(counts.held));
     metrics_.flows_at_cap->Set(static_cast<double>(counts.flows_at_cap));
+    metrics_.flows->Set(static_cast<double>(counts.flows));
+    metrics_.callers->Set(static_cast<double>(counts.callers));
   }
   bool take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child);
 

@@ -55,6 +55,12 @@ struct SandboxLimits {
   int call_nice = 10;
   CallPolicy call_policy = CallPolicy::kNormal;
   std::chrono::milliseconds call_demote_after{50};
+  // Nice (0-19) of the sandbox's scheduling group as a whole: each supervisor runs in a session of
+  // its own, which autogroup (hosts and VMs, not containers) schedules as one group with the
+  // weight of a nice-0 process however many children spin in it. Above 0 the group weighs less
+  // than the service's, so the service's threads get a CPU sooner when both want one; the
+  // children then get less CPU whenever anything else on the machine wants it. 0: unchanged.
+  int group_nice = 0;
 };
 
 struct CallOutcome {

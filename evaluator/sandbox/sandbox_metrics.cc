@@ -111,6 +111,21 @@ SandboxMetrics::SandboxMetrics(const std::string& language) {
                           "refresh.")
                       .Register(obs::registry())
                       .Add({{"language", language}});
+  flows = &prometheus::BuildGauge()
+               .Name("wf_evaluator_sandbox_flows")
+               .Help(
+                   "Flows (one caller's calls of one code string) with calls waiting for or "
+                   "holding sandbox children, as of the last refresh.")
+               .Register(obs::registry())
+               .Add({{"language", language}});
+  callers = &prometheus::BuildGauge()
+                 .Name("wf_evaluator_sandbox_callers")
+                 .Help(
+                     "Callers with calls waiting for or holding sandbox children, as of the "
+                     "last refresh: orchestrators, or the users they name in "
+                     "X-Wikifunctions-Caller (caller_trusted_peers).")
+                 .Register(obs::registry())
+                 .Add({{"language", language}});
 }
 
 void SandboxMetrics::record(const CallOutcome& result, int kill_reason) {

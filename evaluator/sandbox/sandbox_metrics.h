@@ -63,6 +63,8 @@ struct SandboxMetrics {
   std::array<prometheus::Counter*, kRefusals> refused{};
   prometheus::Gauge* children_held = nullptr;
   prometheus::Gauge* flows_at_cap = nullptr;
+  prometheus::Gauge* flows = nullptr;
+  prometheus::Gauge* callers = nullptr;
 };
 
 }  // namespace wf::evaluator::sandbox_internal

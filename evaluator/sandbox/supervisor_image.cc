@@ -11,8 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "evaluator/sandbox/protocol.h"
@@ -33,6 +36,7 @@ SupervisorConfig config_of(const std::string& runtime, const SandboxLimits& limi
   config.captured_output_bytes = limits.captured_output_bytes;
   config.zygote_memory_bytes = limits.zygote_memory_bytes;
   config.pool_size = limits.pool_size;
+  config.group_nice = limits.group_nice;
   return config;
 }
 
@@ -45,7 +49,27 @@ SandboxLimits limits_of(const SupervisorConfig& config) {
   limits.captured_output_bytes = config.captured_output_bytes;
   limits.zygote_memory_bytes = config.zygote_memory_bytes;
   limits.pool_size = config.pool_size;
+  limits.group_nice = config.group_nice;
   return limits;
+}
+
+// Lowers the weight of this session's scheduling group (SandboxLimits::group_nice): where the
+// kernel groups by session (autogroup), the nice of a process counts only inside its group, and
+// /proc/self/autogroup sets the group's own. Raising it needs no privilege. The kernel takes one
+// change per 100 ms from unprivileged processes (EAGAIN otherwise; the other language's
+// supervisor may have just made one), so this retries for a second. Best effort: without
+// autogroup (e.g. in a container's cgroup) it changes nothing.
+void set_group_nice(int nice) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    const int fd = ::open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    const std::string text = std::to_string(nice);
+    const ssize_t written = ::write(fd, text.data(), text.size());
+    const int error = errno;
+    ::close(fd);
+    if (written >= 0 || error != EAGAIN) return;
+    ::usleep(20000);
+  }
 }
 
 // posix_spawn with the child's end on fd 3, default signal dispositions, an empty signal mask
@@ -147,6 +171,7 @@ std::optional<int> run_sandbox_supervisor_if_requested(int argc, char** argv,
       config.magic != kSupervisorConfigMagic) {
     return 1;  // not started by a sandbox (or the service went away)
   }
+  if (config.group_nice > 0) set_group_nice(std::min(config.group_nice, 19));
   std::unique_ptr<LanguageRuntime> runtime;
   for (const auto& entry : runtimes) {
     if (std::string_view(entry.name) == config.runtime) runtime = entry.make();

@@ -237,7 +237,7 @@ class Handler final : public EvaluateHandler {
     input.function_name = std::move(call->function_name);
     input.arguments_json = dump(call->arguments);
     if (!call->converters.is_null()) input.converters_json = dump(call->converters);
-    input.caller = request.client_address;
+    input.caller = fair_queue_caller(request, options_.caller_trusted_peers);
     auto deadline = started.steady + options_.timeout;
     if (request.deadline != http::Clock::time_point{} && request.deadline < deadline) {
       deadline = request.deadline;
@@ -342,6 +342,21 @@ class Handler final : public EvaluateHandler {
 };
 
 }  // namespace
+
+std::string fair_queue_caller(const http::Request& request,
+                              const std::vector<limits::Cidr>& trusted_peers) {
+  constexpr std::size_t kMaxCallerBytes = 256;
+  const auto forwarded = request.header("x-wikifunctions-caller");
+  if (!forwarded || forwarded->empty() || forwarded->size() > kMaxCallerBytes ||
+      std::any_of(forwarded->begin(), forwarded->end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return request.client_address;
+  }
+  const auto peer = limits::parse_ip(request.client_address);
+  if (!peer || !limits::contains(trusted_peers, *peer)) return request.client_address;
+  // A prefix no address has, so a forwarded name never shares a flow with a peer's address.
+  return "fwd " + std::string(*forwarded);
+}
 
 namespace {
 

@@ -5,17 +5,29 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "evaluator/sandbox/sandbox.h"
 #include "wf/http/message.h"
 #include "wf/http/server.h"
+#include "wf/limits/identity.h"
 
 namespace wf::evaluator {
 
 struct EvaluateOptions {
   std::chrono::milliseconds timeout{15000};  // FUNCTION_EVALUATOR_TIMEOUT
   std::size_t max_body_bytes = 2u << 20;
+  // Peers (the orchestrators) whose X-Wikifunctions-Caller header is believed: the sandbox's fair
+  // queue then shares children per the user it names, not per orchestrator (caller_trusted_peers).
+  std::vector<limits::Cidr> caller_trusted_peers = limits::loopback();
 };
+
+// The caller of a call in the sandbox's fair queue (CallInput::caller): the X-Wikifunctions-Caller
+// header (the user the orchestrator identified, e.g. "user:Alice") when the peer is trusted and the
+// value is printable and at most 256 bytes; otherwise the peer's address.
+std::string fair_queue_caller(const http::Request& request,
+                              const std::vector<limits::Cidr>& trusted_peers);
 
 class EvaluateHandler {
  public:

@@ -31,6 +31,9 @@ struct CallContext {
   std::string traceparent;  // header value for downstream calls, may be empty
   std::string trace_id;     // for log lines written while the call runs (may be empty)
   std::string span_id;
+  // Who the call is for (http::Request::caller: the gate's identity, e.g. "user:Alice"); sent to
+  // the evaluator so that its sandbox fair queue shares children per user. May be empty.
+  std::string caller;
   Clock::time_point deadline = Clock::time_point::max();
   std::shared_ptr<Cancellation> cancel;  // may be null: never cancelled
 };

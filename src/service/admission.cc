@@ -107,14 +107,17 @@ class HeldReplies {
 
 // Runs `handler` for an admitted call, on a request of its own whose answer ends the admission
 // (slot, user's place, CPU charge) before it goes to the client.
+// The inner request carries the caller's identity (http::Request::caller).
 void start_admitted(const http::AsyncHandler& handler,
-                    const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted) {
+                    const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted,
+                    const std::string& caller) {
   auto held = std::make_shared<limits::Admitted>(std::move(admitted));
   auto inner = std::make_shared<http::AsyncRequest>(
       ar->request, ar->cancel, [ar, held](http::Response response) {
         held->finish(limits::reported_cpu_ms(response.body));
         ar->respond(std::move(response));
       });
+  inner->request.caller = caller;
   handler(std::move(inner));
 }
 
@@ -140,9 +143,9 @@ http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::Asyn
       }
     };
     auto waiting = std::make_shared<Waiting>();
-    auto start = [handler, ar, waiting](limits::Admitted admitted) {
+    auto start = [handler, ar, waiting, caller = who.key](limits::Admitted admitted) {
       waiting->done();
-      start_admitted(handler, ar, std::move(admitted));
+      start_admitted(handler, ar, std::move(admitted), caller);
     };
     auto refuse = [ar, envelope, waiting, held](const limits::Refusal& refusal) {
       waiting->done();

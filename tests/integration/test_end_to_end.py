@@ -171,6 +171,82 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(ok_calls(), before + 1)
 
 
+class ForwardedCaller(unittest.TestCase):
+    """Issue 7: the orchestrator forwards the user it identified (X-Wikifunctions-Caller) and the
+    evaluator, trusting its loopback peer, queues sandbox children per user, not per orchestrator:
+    two users' calls of the same code are two flows, each with its own share of children."""
+
+    SLOW = "def Z10002(Z10002K1):\n    import time\n    time.sleep(60)\n    return Z10002K1"
+
+    def start(self, evaluator_args):
+        evaluator = h.Service("wf-evaluator", [
+            "--pool-size", "2", "--languages", "python", "--sandbox-children-per-flow", "1",
+            "--sandbox-queue-wait-ms", "60000", "--timeout-ms", "60000"] + evaluator_args)
+        self.addCleanup(evaluator.stop)
+        self.assertTrue(h.wait_until(lambda: h.request("GET", evaluator.base + "/readyz")[0] == 200, 30))
+        orch = h.Service("wf-orchestrator", [
+            "--evaluator-url", evaluator.base + EVALUATE, "--objects-dir", OBJECTS,
+            "--wiki-api-url", ""])
+        self.addCleanup(orch.stop)
+        return orch, evaluator
+
+    def hold_slow_call(self, orch, user, n):
+        """Sends the slow call as `user` on a connection it keeps open (closing it cancels it)."""
+        import socket
+        with open(os.path.join(OBJECTS, "Z10002.json"), encoding="utf-8") as f:
+            z8 = json.load(f)["Z2K2"]
+        z8["Z8K4"] = ["Z14", {"Z1K1": "Z14", "Z14K1": "Z10002", "Z14K3": {
+            "Z1K1": "Z16", "Z16K1": "Z610", "Z16K2": self.SLOW}}]
+        body = json.dumps({"zobject": {"Z1K1": "Z7", "Z7K1": z8, "Z10002K1": f"{user} {n}"},
+                           "doValidate": False}).encode()
+        sock = socket.create_connection(("127.0.0.1", orch.port), timeout=10)
+        self.addCleanup(sock.close)
+        sock.sendall(b"POST " + EVALUATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nX-Wikifunctions-User: " + user.encode()
+                     + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        return sock
+
+    def metric(self, evaluator, name, labels='language="python"'):
+        _, _, body = h.request("GET", evaluator.base + "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + "{" + labels + "} "):
+                return float(line.split()[-1])
+        return None
+
+    def queued_at_cap(self, evaluator):
+        return self.metric(evaluator, "wf_evaluator_sandbox_queued_calls",
+                           'language="python",reason="flow_cap"')
+
+    def test_two_users_through_one_orchestrator_are_two_flows(self):
+        orch, evaluator = self.start([])
+        socks = [self.hold_slow_call(orch, user, n) for user in ("Alice", "Bob") for n in range(2)]
+        # Each user's flow holds its one child and queues its second call.
+        self.assertTrue(h.wait_until(lambda: self.metric(evaluator, "wf_evaluator_sandbox_children_held") == 2
+                                     and self.queued_at_cap(evaluator) == 2, 20),
+                        [self.metric(evaluator, "wf_evaluator_sandbox_children_held"),
+                         self.queued_at_cap(evaluator)])
+        self.assertEqual(self.metric(evaluator, "wf_evaluator_sandbox_callers"), 2)
+        self.assertEqual(self.metric(evaluator, "wf_evaluator_sandbox_flows"), 2)
+        self.assertEqual(self.metric(evaluator, "wf_evaluator_sandbox_flows_at_cap"), 2)
+        for sock in socks:
+            sock.close()
+        self.assertTrue(h.wait_until(
+            lambda: self.metric(evaluator, "wf_evaluator_sandbox_children_held") == 0, 15))
+
+    def test_an_untrusted_peer_is_one_caller_whatever_user_it_names(self):
+        # The evaluator trusts no peer: the orchestrator's address is the one caller, as before.
+        orch, evaluator = self.start(["--caller-trusted-peers", "192.0.2.0/24"])
+        socks = [self.hold_slow_call(orch, user, n) for user in ("Alice", "Bob") for n in range(2)]
+        self.assertTrue(h.wait_until(
+            lambda: self.metric(evaluator, "wf_evaluator_sandbox_children_held") == 1
+            and self.queued_at_cap(evaluator) == 3, 20),
+            [self.metric(evaluator, "wf_evaluator_sandbox_children_held"), self.queued_at_cap(evaluator)])
+        self.assertEqual(self.metric(evaluator, "wf_evaluator_sandbox_callers"), 1)
+        self.assertEqual(self.metric(evaluator, "wf_evaluator_sandbox_flows"), 1)
+        for sock in socks:
+            sock.close()
+
+
 class LiveExamples(unittest.TestCase):
     """test_examples.LiveOrchestratorTest against the services above (one test per live method)."""
 

@@ -806,6 +806,28 @@ class SandboxIsolationAndHealing(EvaluatorCase):
                                      comm(zygote) != "wf-zygote-pytho", 10))
         self.assert_serves(svc, "python")
 
+    def test_the_sandbox_group_takes_its_nice(self):
+        # --sandbox-group-nice lowers the weight of each sandbox session's scheduling group
+        # (autogroup); the service's own group keeps its nice.
+        if not os.path.exists("/proc/self/autogroup"):
+            self.skipTest("the kernel has no autogroup (CONFIG_SCHED_AUTOGROUP off)")
+        svc = h.Service("wf-evaluator", ["--pool-size", "1", "--sandbox-group-nice", "7"])
+        self.addCleanup(svc.stop)
+        self.assertTrue(h.wait_until(lambda: h.request("GET", svc.base + "/readyz")[0] == 200, 30))
+
+        def group(pid):
+            with open(f"/proc/{pid}/autogroup") as f:
+                return f.read().split()
+
+        for name in ("wf-super-python", "wf-zygote-python", "wf-child-python",
+                     "wf-super-javascript"):
+            with self.subTest(process=name):
+                self.assertTrue(h.wait_until(lambda: named(svc.proc.pid, name), 10))
+                self.assertEqual(group(named(svc.proc.pid, name)[0])[-1], "7")
+        self.assertNotEqual(group(svc.proc.pid), group(named(svc.proc.pid, "wf-super-python")[0]))
+        self.assertEqual(group(svc.proc.pid), group(os.getpid()))  # the test's session, untouched
+        self.assert_serves(svc, "python")
+
     def test_killed_supervisor_is_started_again(self):
         svc = self.start()
         supervisor = named(svc.proc.pid, "wf-super-python")[0]

@@ -260,6 +260,12 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("/nonexistent/token", r.stderr)
 
+    def test_a_bad_caller_trusted_peers_entry_is_named(self):
+        r = self.run_bin("wf-evaluator", ["--port", "0", "--caller-trusted-peers", "10.0.0.0/8,orchestra"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("caller_trusted_peers", r.stderr)
+        self.assertIn("'orchestra' is not an address or CIDR", r.stderr)
+
     def test_documented_example_configs_load(self):
         docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config")
         for name, binary in (("orchestrator.yaml", "wf-orchestrator"), ("evaluator.yaml", "wf-evaluator")):

@@ -34,6 +34,10 @@ struct Request {
   std::string request_id;  // echoed X-Request-Id or generated
   TraceContext trace;
   std::string client_address;
+  // Who the service's admission gate found the caller to be (limits::Identity::key, e.g.
+  // "user:Alice" or "ip:192.0.2.7"); empty where no gate runs. The orchestrator forwards it to the
+  // evaluator (X-Wikifunctions-Caller), whose fair queue for sandbox children shares per caller.
+  std::string caller;
   Clock::time_point received_at{};
   Clock::time_point deadline{};  // received_at + the service's request timeout
   // Raised when the client hangs up, the deadline passes or the drain runs out of time. Set for

@@ -442,6 +442,30 @@ TEST_F(Fixture, ThrottledSandboxIs429WithRetryAfterNamingTheOptions) {
   EXPECT_EQ(python->calls[0].caller, "10.1.2.3");
 }
 
+// The user the orchestrator forwards is the fair queue's caller, but only from a trusted peer.
+TEST_F(Fixture, TheForwardedCallerIsBelievedOnlyFromTrustedPeers) {
+  http::Request request =
+      json_request({{"codingLanguage", "python-3"}, {"codeString", "c"}, {"functionName", "Z1"}});
+  request.headers.push_back({"x-wikifunctions-caller", "user:Alice"});
+  request.client_address = "127.0.0.1";
+  handler()->handle(request);
+  request.client_address = "10.1.2.3";  // not in the default (loopback)
+  handler()->handle(request);
+  ASSERT_EQ(python->calls.size(), 2u);
+  EXPECT_EQ(python->calls[0].caller, "fwd user:Alice");
+  EXPECT_EQ(python->calls[1].caller, "10.1.2.3");
+
+  const auto trusted = *limits::parse_cidr_list("10.0.0.0/8");
+  EXPECT_EQ(fair_queue_caller(request, trusted), "fwd user:Alice");
+  EXPECT_EQ(fair_queue_caller(request, {}), "10.1.2.3");
+  for (std::string bad : {std::string(), std::string("a\nb"), std::string(300, 'x')}) {
+    request.headers.back().value = bad;
+    EXPECT_EQ(fair_queue_caller(request, trusted), "10.1.2.3") << bad;
+  }
+  request.headers.pop_back();
+  EXPECT_EQ(fair_queue_caller(request, trusted), "10.1.2.3");
+}
+
 TEST_F(Fixture, NonsenseAndEmptyRuntimeAnswers) {
   CallOutcome o = ok_outcome(json::object());
   o.output.z22_json = "not json";

@@ -68,6 +68,18 @@ TEST(FairQueue, AFlowAtItsCapWaitsWhileOtherFlowsAreServed) {
   EXPECT_EQ(q.pop(), std::nullopt);
 }
 
+// A call queued behind as many calls of its own flow as the flow may still take children waits
+// for the flow's cap, not for the pool, though the flow is below its cap at that moment.
+TEST(FairQueue, ACallBehindItsOwnFlowsBacklogIsQueuedAtTheCap) {
+  FairQueue q({.children_per_flow = 2, .queued_per_flow = 100, .queued_total = 1000});
+  EXPECT_FALSE(q.push(flow("o", "slow"), 1).at_cap);
+  EXPECT_FALSE(q.push(flow("o", "slow"), 2).at_cap);  // one child held or waited for: below 2
+  EXPECT_TRUE(q.push(flow("o", "slow"), 3).at_cap);   // 2 ahead of it: it waits for the cap
+  EXPECT_EQ(q.pop(), 1u);
+  EXPECT_TRUE(q.push(flow("o", "slow"), 4).at_cap);  // 1 held + 2 waiting
+  EXPECT_FALSE(q.push(flow("o", "other"), 5).at_cap);
+}
+
 TEST(FairQueue, CallersAreServedInTurnWhateverTheirNumberOfFlows) {
   FairQueue q({.children_per_flow = 0, .queued_per_flow = 100, .queued_total = 1000});
   // Caller a queues one call under each of 50 code variants; caller b one call.
@@ -113,6 +125,25 @@ TEST(FairQueue, AWithdrawnCallIsNotServedAndItsRecordsGo) {
   EXPECT_EQ(counts.queued, 0u);
 }
 
+// Two users of one orchestrator, forwarded (X-Wikifunctions-Caller): their calls of the same
+// code are two flows with a cap each, so one user's held children do not hold up the other's.
+TEST(FairQueue, TheSameCodeOfTwoCallersIsTwoFlowsEachWithItsOwnCap) {
+  FairQueue q({.children_per_flow = 1, .queued_per_flow = 10, .queued_total = 10});
+  q.push(flow("fwd user:Alice", "sleep"), 1);
+  q.push(flow("fwd user:Alice", "sleep"), 2);
+  q.push(flow("fwd user:Bob", "sleep"), 3);
+  EXPECT_EQ(q.pop(), 1u);
+  EXPECT_EQ(q.pop(), 3u);  // Alice's flow is at its cap; Bob's is not
+  EXPECT_EQ(q.pop(), std::nullopt);
+  FairQueue::Counts counts = q.counts();
+  EXPECT_EQ(counts.callers, 2u);
+  EXPECT_EQ(counts.flows, 2u);
+  EXPECT_EQ(counts.flows_at_cap, 2u);
+  EXPECT_EQ(counts.queued_at_cap, 1u);
+  q.release(flow("fwd user:Bob", "sleep"));
+  EXPECT_EQ(q.counts().callers, 1u);
+}
+
 TEST(FairQueue, FlowsThatComeAndGoLeaveNothingBehind) {
   FairQueue q({.children_per_flow = 4, .queued_per_flow = 10, .queued_total = 100});
   for (std::uint64_t i = 0; i < 10000; ++i) {
@@ -127,6 +158,7 @@ TEST(FairQueue, FlowsThatComeAndGoLeaveNothingBehind) {
   }
   const FairQueue::Counts counts = q.counts();
   EXPECT_EQ(counts.flows, 0u);
+  EXPECT_EQ(counts.callers, 0u);
   EXPECT_EQ(counts.queued, 0u);
   EXPECT_FALSE(q.eligible());
   EXPECT_EQ(q.pop(), std::nullopt);

@@ -550,10 +550,11 @@ class CpuLimitTest : public SandboxTest {
 // The kernel sends SIGXCPU (soft limit, 1 s) and SIGKILL (hard limit, 2 s) when its tick-sampled
 // CPU clock reaches them; cpu_ms is the scheduler's exact runtime from wait4, which on a loaded
 // machine lags the tick clock (measured: the 2 s hard limit killed at 1.85-1.94 s of rusage, load
-// 9 on 2 cores; a plain fork + setrlimit program shows the same). The bounds allow a lag of a
-// quarter: what they must tell apart (the soft limit from nothing, the hard limit from the soft
-// one) is a whole second apart.
-constexpr double kTickClockLag = 0.25;
+// 9 on 2 cores; a plain fork + setrlimit program shows the same; at load 15-20 the soft limit
+// killed at 749.7 ms). The bounds allow a lag of 40%: what they must tell apart (the soft limit
+// from nothing, the hard limit at >= 1,200 ms from the soft one at <= ~1,000 ms) is a whole second
+// apart.
+constexpr double kTickClockLag = 0.4;
 
 TEST_F(CpuLimitTest, CpuLimitEndsASpinningChild) {
   const std::uint64_t generation = sandbox_->query_stats().zygote_generation;
