@@ -39,10 +39,12 @@
 #include <future>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "evaluator/service/call_request.h"
 #include "evaluator/service/language_table.h"
 #include "evaluator/service/result_envelope.h"
+#include "evaluator/service/result_text.h"
 #include "wf/codec/avro.h"
 #include "wf/obs/log.h"
 #include "wf/obs/process_stats.h"
@@ -303,34 +305,46 @@ class Handler final : public EvaluateHandler {
       r.headers.push_back({"retry-after", "1"});
       return r;
     }
+    const std::vector<MetadataEntry> entries = metadata_entries(started, outcome);
+    if (outcome.status == CallOutcome::Status::kOk) {
+      // The usual answer: the runtime's canonical text passes through (result_text.h).
+      if (auto text = pass_through_z22(outcome.output.z22_json, entries)) {
+        return json_response(200, std::move(*text));
+      }
+    }
     Json z22 = outcome.status == CallOutcome::Status::kOk
                    ? result_of(outcome, limits_)
                    : make_error_envelope(outcome_error(outcome));
-    if (Json* meta = metadata_of(z22)) add_metadata(*meta, started, outcome);
+    set_metadata(z22, entries);
     return envelope(z22);
   }
 
-  static void add_metadata(Json& meta, const Started& started, const CallOutcome& outcome) {
+  // The §6 metadata keys the service sets, in order.
+  static std::vector<MetadataEntry> metadata_entries(const Started& started,
+                                                     const CallOutcome& outcome) {
     const auto ended_wall = SystemClock::now();
     const auto duration_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started.steady)
             .count();
-    map_set(meta, "evaluationMemoryUsage", z6(mebibytes(obs::resident_bytes())));
+    std::vector<MetadataEntry> entries;
+    entries.reserve(9);
+    entries.push_back({"evaluationMemoryUsage", mebibytes(obs::resident_bytes())});
     // The service's own CPU for this request: decoding and checking (on the thread that started
     // it; the completion runs on an event-loop thread and costs a few microseconds).
-    map_set(meta, "evaluationCpuUsage", z6(fmt::format("{:.3f} ms", started.cpu_ms)));
-    map_set(meta, "evaluationStartTime", z6(iso_utc_ms(started.wall)));
-    map_set(meta, "evaluationEndTime", z6(iso_utc_ms(ended_wall)));
-    map_set(meta, "evaluationDuration", z6(fmt::format("{} ms", duration_ms)));
-    map_set(meta, "evaluationHostname", z6(hostname()));
+    entries.push_back({"evaluationCpuUsage", fmt::format("{:.3f} ms", started.cpu_ms)});
+    entries.push_back({"evaluationStartTime", iso_utc_ms(started.wall)});
+    entries.push_back({"evaluationEndTime", iso_utc_ms(ended_wall)});
+    entries.push_back({"evaluationDuration", fmt::format("{} ms", duration_ms)});
+    entries.push_back({"evaluationHostname", hostname()});
     if (outcome.peak_rss_bytes > 0) {
-      map_set(meta, "executionMemoryUsage", z6(mebibytes(outcome.peak_rss_bytes)));
+      entries.push_back({"executionMemoryUsage", mebibytes(outcome.peak_rss_bytes)});
     }
-    map_set(meta, "executionCpuUsage", z6(fmt::format("{:.3f} ms", outcome.cpu_ms)));
+    entries.push_back({"executionCpuUsage", fmt::format("{:.3f} ms", outcome.cpu_ms)});
     if (!outcome.output.captured_output.empty()) {
-      std::string printed = outcome.output.captured_output.substr(0, kMaxExecutionOutput);
-      map_set(meta, "executionOutput", z6(printed));
+      entries.push_back(
+          {"executionOutput", outcome.output.captured_output.substr(0, kMaxExecutionOutput)});
     }
+    return entries;
   }
 
   static http::Response envelope(const Json& z22) { return json_response(200, dump(z22)); }
