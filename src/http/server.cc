@@ -742,7 +742,10 @@ struct Server::Impl {
       if (!alive->load()) return;
       asio::post(strand, [weak, r = std::move(r)]() mutable {
         auto f = weak.lock();
-        if (!f || f->response) return;
+        // After a drain has cancelled the request, its answer is the server's 503, even if the
+        // handler's (e.g. a timeout it reports for the cancelled work) lands before the session
+        // has woken up to give it.
+        if (!f || f->response || f->shutdown) return;
         f->response = std::move(r);
         f->wake.cancel();
       });

@@ -128,6 +128,17 @@ class AsyncTest : public ::testing::Test {
                                let_go_.push_back(std::move(reg));
                                held_.cv.notify_all();
                              });
+    // Answers 200 from its cancellation callback: the answer of work that reports its own
+    // cancellation (e.g. as a timeout) as soon as it is cancelled.
+    server_->add_async_route("GET", "/answers-when-cancelled", "answers_when_cancelled",
+                             [this](std::shared_ptr<AsyncRequest> r) {
+                               auto reg = r->cancel->on_cancel([r](Reason) {
+                                 r->respond(Response::json(200, R"({"late":true})"));
+                               });
+                               std::lock_guard lock(held_.mu);
+                               let_go_.push_back(std::move(reg));
+                               held_.cv.notify_all();
+                             });
     server_->add_route("POST", "/size", "size", Dispatch::kInline, [](const Request& r) {
       return Response::json(200, R"({"bytes":)" + std::to_string(r.body.size()) + "}");
     });
@@ -443,6 +454,32 @@ TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) 
   EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
   std::lock_guard lock(held_.mu);
   let_go_.clear();
+}
+
+// A handler that answers the moment the drain cancels its request (its answer is queued on the
+// connection before the session wakes up) does not replace the 503 that names the shutdown.
+TEST_F(AsyncTest, DrainAnswers503EvenWhenTheHandlerAnswersAsItIsCancelled) {
+  ServerOptions o;
+  o.shutdown_grace = 300ms;
+  start(o);
+  auto pending = send_async(client_, "/answers-when-cancelled");
+  {
+    std::unique_lock lock(held_.mu);
+    ASSERT_TRUE(held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); }));
+  }
+  server_->stop();
+  const int code = server_->run_until_signal();
+  {
+    std::lock_guard lock(held_.mu);
+    let_go_.clear();  // lets go of the request (its callback holds it): before the server goes
+  }
+  server_.reset();
+  EXPECT_EQ(code, 0);
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 503u) << res->body;
+  EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
 }
 
 TEST_F(AsyncTest, AsyncSendSucceedsAndReusesThePool) {
