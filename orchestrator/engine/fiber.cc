@@ -6,11 +6,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/context/fiber.hpp>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -153,7 +156,10 @@ struct Fiber {
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
-  const char* parked_sp = nullptr;   // the stack pointer when it last parked
+  const char* parked_sp = nullptr;   // park()'s frame address when it last parked
+  std::unique_ptr<char[]> saved;     // the live frames while parked (save_parked_stack)
+  const char* saved_from = nullptr;  // where they go back to
+  std::size_t saved_size = 0;
   void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
   const char* exit_frame = nullptr;  // the body's lambda when it left for good
   StackBounds thread_stack;          // of the thread running the fiber (ASan builds only)
@@ -200,22 +206,52 @@ void run_body(Fiber* f) {
   f->body = nullptr;
 }
 
-// A parked fiber keeps only the stack pages it still uses: those below its stack pointer (touched
-// by deeper calls earlier in the evaluation: parsing, normalising) go back to the kernel, so a
-// call waiting on I/O costs the pages of its current frames, not of its deepest moment.
-// Below park()'s frame address lie park()'s own locals and saved registers (176 bytes on
-// x86-64 with g++ 12 -O2) and the context Boost.Context saves when it switches (64 bytes), all
-// still live: kParkedMargin keeps them with a fourfold margin. A full page of margin kept 4-8 KiB
-// below the frame address, 1 KiB keeps 1-5 KiB (bench/slow_calls: KiB per parked call).
+// A parked fiber keeps none of its stack's pages: its live frames, from the stack pointer at
+// the switch to the top of the stack, are copied to the heap (exactly their size, not whole
+// pages) and every page of the stack goes back to the kernel; the frames are copied back, at the
+// same addresses, just before the fiber runs again. A call waiting on the evaluator with 4.8 KiB
+// of frames kept two pages (8 KiB) before (bench/slow_calls: KiB per parked call). Nothing may
+// touch a parked fiber's stack (park()'s `start` gets copies: see await()).
+//
+// The stack pointer of the suspended context is the fiber handle's only member (Boost.Context's
+// fcontext_t); park()'s frame address, less a margin for its own locals and the registers the
+// switch saves, is the fallback should that ever not hold.
 constexpr std::uintptr_t kParkedMargin = 1024;
 
-void release_unused_stack(const Fiber& f) {
-  const std::size_t page = page_size();
-  const auto low = reinterpret_cast<std::uintptr_t>(f.stack_low);
-  const auto sp = reinterpret_cast<std::uintptr_t>(f.parked_sp);
-  if (low == 0 || sp < low + page + kParkedMargin) return;
-  const std::uintptr_t end = (sp - kParkedMargin) / page * page;
-  madvise(reinterpret_cast<void*>(low), end - low, MADV_DONTNEED);
+const char* suspended_sp(const Fiber& f) {
+  const char* sp = nullptr;
+  static_assert(sizeof(bctx::fiber) == sizeof(sp), "Boost.Context's fiber holds one pointer");
+  std::memcpy(&sp, static_cast<const void*>(&f.self), sizeof(sp));
+  const char* top = f.stack_low + f.stack_size;
+  if (sp > f.stack_low && sp <= f.parked_sp && sp < top) return sp;
+  return f.parked_sp - std::min<std::uintptr_t>(kParkedMargin, f.parked_sp - f.stack_low);
+}
+
+// Byte copies of stack memory that AddressSanitizer leaves unchecked: a frame's redzones are
+// poisoned in its shadow, and the copy reads (and writes back) whole frames, redzones included.
+[[gnu::no_sanitize_address]] void copy_stack_bytes(char* to, const char* from, std::size_t n) {
+#if WF_ASAN
+  for (std::size_t i = 0; i < n; ++i) static_cast<volatile char*>(to)[i] = from[i];
+#else
+  std::memcpy(to, from, n);
+#endif
+}
+
+void save_parked_stack(Fiber& f) {
+  if (f.stack_low == nullptr || f.parked_sp == nullptr) return;
+  const char* from = suspended_sp(f);
+  const char* top = f.stack_low + f.stack_size;
+  f.saved_size = static_cast<std::size_t>(top - from);
+  f.saved_from = from;
+  f.saved = std::make_unique_for_overwrite<char[]>(f.saved_size);
+  copy_stack_bytes(f.saved.get(), from, f.saved_size);
+  madvise(const_cast<char*>(f.stack_low), f.stack_size, MADV_DONTNEED);
+}
+
+void restore_parked_stack(Fiber& f) {
+  if (!f.saved) return;
+  copy_stack_bytes(const_cast<char*>(f.saved_from), f.saved.get(), f.saved_size);
+  f.saved.reset();
 }
 
 // Runs one slice of `f` on this thread. Returns true when the fiber has finished; otherwise it
@@ -226,6 +262,7 @@ bool run_slice(Fiber* f) {
     Fiber* outer = t_current;
     t_current = f;
     f->slice_start_us = thread_cpu_now_us();
+    restore_parked_stack(*f);
     void* thread_fake_stack = nullptr;
     switch_starts(&thread_fake_stack, {f->stack_low, f->stack_size});
     f->self = std::move(f->self).resume();
@@ -234,7 +271,7 @@ bool run_slice(Fiber* f) {
     t_current = outer;
   }
   if (f->done) return true;
-  release_unused_stack(*f);
+  save_parked_stack(*f);
   auto start = std::move(f->park_fn);
   f->park_fn = nullptr;
   auto resumed = std::make_shared<std::atomic<bool>>(false);

@@ -69,6 +69,9 @@ class FiberPool {
 // Parks the running fiber and calls `start` with a resume function once it is parked; the fiber
 // continues after resume() has been called (exactly once, from any thread, possibly from inside
 // `start`). Outside a fiber, `start` is called the same way and the calling thread waits.
+// While a fiber is parked its frames are kept off its stack (fiber.cc, save_parked_stack): `start`
+// and whatever it starts must not read or write the parked fiber's locals through pointers or
+// references; they work on copies (as await() does) and on the heap.
 void park(std::function<void(std::function<void()> resume)> start);
 
 // Waits for an asynchronous operation: `start(done)` must call done(value) exactly once, from any

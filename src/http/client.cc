@@ -255,6 +255,46 @@ struct HttpClient::Impl {
     co_return result;
   }
 
+  // Writes the request. Its Beast form lives only in this frame, not in attempt()'s, which stays
+  // while the answer is awaited (bench/slow_calls: memory per in-flight call). The request itself
+  // is not needed after the write unless the connection came from the pool: then its body is
+  // kept for a retry on a fresh one.
+  awaitable<beast::error_code> write_request(beast::tcp_stream& stream, ClientRequest& req,
+                                             const Target& t, bool keep_for_retry) const {
+    auto hreq = to_beast(req, t);
+    auto [ec, n] = co_await bhttp::async_write(stream, hreq, kTuple);
+    if (keep_for_retry) {
+      req.body = std::move(hreq.body());
+    } else {
+      req = {};
+    }
+    co_return ec;
+  }
+
+  // What read_answer() found: the answer, or the error and whether any of it had arrived.
+  struct Answer {
+    beast::error_code ec;
+    bool got_some = false;
+    bool keep_alive = false;
+    ClientResponse response;
+  };
+
+  // Reads the answer that has started to arrive; the parser and its buffer live only in this frame.
+  awaitable<Answer> read_answer(beast::tcp_stream& stream) const {
+    Answer a;
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(options.max_response_bytes);
+    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    a.ec = ec;
+    a.got_some = parser.got_some();
+    if (!ec) {
+      a.keep_alive = parser.get().keep_alive();
+      a.response = from_beast(parser.get());
+    }
+    co_return a;
+  }
+
   awaitable<ClientResult> attempt(ClientRequest& req, const Target& t, InFlight& op) {
     const auto deadline = effective_deadline(req);
     if (deadline <= Clock::now()) {
@@ -272,21 +312,12 @@ struct HttpClient::Impl {
       }
       op.stream = stream.get();
       stream->expires_at(deadline);
-      auto hreq = to_beast(req, t);
-      auto [wec, wn] = co_await bhttp::async_write(*stream, hreq, kTuple);
-      // While the answer is awaited (seconds for a slow call) the request's header fields are
-      // not needed: only its body is kept, for a retry on a fresh connection.
-      req.body = std::move(hreq.body());
-      hreq = {};
+      const beast::error_code wec = co_await write_request(*stream, req, t, reused);
       beast::error_code rec;
       if (!wec && !op.cancelled) rec = co_await wait_for_answer(stream->socket(), deadline);
-      beast::flat_buffer buffer;
-      bhttp::response_parser<bhttp::string_body> parser;
-      parser.body_limit(options.max_response_bytes);
-      if (!wec && !rec && !op.cancelled) {
-        auto [ec, n] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
-        rec = ec;
-      }
+      Answer answer;
+      if (!wec && !rec && !op.cancelled) answer = co_await read_answer(*stream);
+      if (!rec) rec = answer.ec;
       op.stream = nullptr;
       if (op.cancelled) co_return std::unexpected(cancelled_error(t));  // the socket is closed
       const beast::error_code ec = wec ? wec : rec;
@@ -296,19 +327,17 @@ struct HttpClient::Impl {
             reused &&
             (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
              ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
-            !parser.got_some();
+            !answer.got_some;
         if (stale) continue;
         co_return std::unexpected(transport_error(t, ec, options.max_response_bytes));
       }
-      auto& res = parser.get();
-      ClientResponse out = from_beast(res);
-      if (res.keep_alive()) {
+      if (answer.keep_alive) {
         give_back(t.key(), std::move(stream));
       } else {
         beast::error_code ignored;
         stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
       }
-      co_return out;
+      co_return std::move(answer.response);
     }
     co_return std::unexpected(
         ClientError{ClientError::Kind::kTransport,

@@ -212,10 +212,22 @@ struct Incoming {
 
 // The watch read stops when this much of a pipelined next request is buffered (backpressure).
 constexpr std::size_t kWatchBufferCap = 64u << 10;
+// After a drain's grace period: how long cancelled requests have to be answered (503 at once) and
+// their handlers to let go of them (outbound requests aborted) before the process exits 1.
+constexpr std::chrono::milliseconds kCancelledAnswerTime{1000};
+
 // Bytes the watch read asks for at a time. A request in progress usually has nothing more to
 // read, so its connection keeps only this much buffer while it waits (bench/slow_calls: memory
 // per in-flight call); a pipelined request that arrives meanwhile is read in steps of this size.
 constexpr std::size_t kWatchReadBytes = 512;
+
+// The answer to a request that a drain cancelled (kShutdown), from the session or the handler.
+Response shutting_down_response() {
+  Response r = Response::error(503, "shutting_down",
+                               "the server is shutting down and cancelled this request");
+  r.headers.push_back({"retry-after", "1"});
+  return r;
+}
 
 std::string remote_address(tcp::socket& socket) {
   beast::error_code ec;
@@ -244,6 +256,8 @@ AsyncRequest::~AsyncRequest() {
   } else if (reason == R::kDeadline) {
     respond(Response::error(504, "deadline_exceeded",
                             "the request did not finish within its deadline"));
+  } else if (reason == R::kShutdown) {
+    respond(shutting_down_response());
   } else {
     Response r = Response::error(503, "cancelled",
                                  fmt::format("the request was cancelled ({})", to_string(reason)));
@@ -262,6 +276,13 @@ bool AsyncRequest::responded() const {
   return responded_.load();
 }
 
+void AsyncRequest::before_answer(std::function<void(Response&)> before) {
+  deliver_ = [before = std::move(before), deliver = std::move(deliver_)](Response r) {
+    before(r);
+    if (deliver) deliver(std::move(r));
+  };
+}
+
 struct Server::Impl {
   ServerOptions options;
   asio::io_context ioc;
@@ -276,6 +297,10 @@ struct Server::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> active_requests{0};
   std::atomic<int> pending_work{0};
+  // AsyncRequests the server made that a handler still holds (answered or not): a drain waits for
+  // them, so that cancelled work has ended (its outbound requests aborted) before the loop stops.
+  std::shared_ptr<std::atomic<int>> held_counter = std::make_shared<std::atomic<int>>(0);
+  std::atomic<int>& held_requests = *held_counter;
   std::atomic<int> connections{0};
   std::mutex sessions_mu;
   std::unordered_set<std::shared_ptr<SessionHandle>> sessions;
@@ -521,16 +546,24 @@ struct Server::Impl {
       --active_requests;
       co_return false;
     }
-    const unsigned status = res->status;
-    const std::size_t response_bytes = res->body.size();
     const bool keep = in.keep_alive && !draining;
-    auto bres = to_beast(std::move(*res), req, route, in.version, keep);
-    stream.expires_after(options.body_timeout);
     // Counted before the write, so that a client that has its answer also sees it in /metrics.
-    record(route, route_name, req, status, seconds, request_bytes, response_bytes);
-    auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
+    record(route, route_name, req, res->status, seconds, request_bytes, res->body.size());
+    const beast::error_code wec =
+        co_await write_response(stream, std::move(*res), req, route, in.version, keep);
     --active_requests;
     co_return !wec && keep;
+  }
+
+  // The response in Beast's form lives only in this frame, not in serve()'s, which stays while a
+  // request is in flight (bench/slow_calls: memory per in-flight call).
+  awaitable<beast::error_code> write_response(beast::tcp_stream& stream, Response&& r,
+                                              const Request& req, const RouteEntry* route,
+                                              unsigned version, bool keep) {
+    auto bres = to_beast(std::move(r), req, route, version, keep);
+    stream.expires_after(options.body_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
+    co_return wec;
   }
 
   void record(const RouteEntry* route, std::string_view route_name, const Request& req,
@@ -701,12 +734,18 @@ struct Server::Impl {
     Request copy = req;
     copy.body = std::move(body);
     copy.headers = std::move(headers);
+    // Counted while the handler holds the request: the deliver function goes with it.
+    held_counter->fetch_add(1);
+    std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
     auto deliver = [weak = std::weak_ptr<Flight>(flight), strand = flight->strand,
-                    alive = loop_alive](Response r) {
+                    alive = loop_alive, held = std::move(held)](Response r) {
       if (!alive->load()) return;
       asio::post(strand, [weak, r = std::move(r)]() mutable {
         auto f = weak.lock();
-        if (!f || f->response) return;
+        // After a drain has cancelled the request, its answer is the server's 503, even if the
+        // handler's (e.g. a timeout it reports for the cancelled work) lands before the session
+        // has woken up to give it.
+        if (!f || f->response || f->shutdown) return;
         f->response = std::move(r);
         f->wake.cancel();
       });
@@ -789,9 +828,7 @@ struct Server::Impl {
       return true;
     }
     if (!f.shutdown) return false;
-    out = Response::error(503, "shutting_down",
-                          "the server is shutting down and cancelled this request");
-    out->headers.push_back({"retry-after", "1"});
+    out = shutting_down_response();
     return true;
   }
 
@@ -865,6 +902,15 @@ struct Server::Impl {
     }
   }
 
+  // Waits (bounded) until no handler holds a request (AsyncRequest) any more; true if none does.
+  bool wait_released(Clock::time_point until) {
+    while (held_requests.load() != 0) {
+      if (Clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
+
   // Waits (bounded) for in-flight requests to end; true if none is left.
   bool wait_idle(Clock::time_point until) {
     for (;;) {
@@ -892,11 +938,17 @@ struct Server::Impl {
     if (!wait_idle(Clock::now() + options.shutdown_grace)) {
       spdlog::warn("shutdown grace period over with {} requests still in flight: cancelling them",
                    active_requests.load());
-      code = 1;
       cancel_in_flight();
       // Cancelled sessions answer 503 without waiting for their handlers; kWorker handlers that
       // still run are waited for below (workers->join).
-      wait_idle(Clock::now() + std::chrono::milliseconds(500));
+      if (!wait_idle(Clock::now() + kCancelledAnswerTime)) code = 1;
+    }
+    // Handlers of cancelled requests let go of them once their outbound requests have been
+    // aborted, which needs the event loop: it runs until then (bounded).
+    if (!wait_released(Clock::now() + kCancelledAnswerTime)) {
+      spdlog::warn("{} cancelled requests were still held by their handlers at shutdown",
+                   held_requests.load());
+      code = 1;
     }
     loop_alive->store(false);
     ioc.stop();

@@ -105,20 +105,18 @@ class HeldReplies {
   std::thread thread_;  // last: it starts once the rest is built
 };
 
-// Runs `handler` for an admitted call, on a request of its own whose answer ends the admission
-// (slot, user's place, CPU charge) before it goes to the client.
-// The inner request carries the caller's identity (http::Request::caller).
+// Runs `handler` for an admitted call; its answer ends the admission (slot, user's place, CPU
+// charge) before it goes to the client. The same request goes on (one per call, not a copy:
+// bench/slow_calls, memory per in-flight call), carrying the caller's identity
+// (http::Request::caller).
 void start_admitted(const http::AsyncHandler& handler,
                     const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted,
                     const std::string& caller) {
   auto held = std::make_shared<limits::Admitted>(std::move(admitted));
-  auto inner = std::make_shared<http::AsyncRequest>(
-      ar->request, ar->cancel, [ar, held](http::Response response) {
-        held->finish(limits::reported_cpu_ms(response.body));
-        ar->respond(std::move(response));
-      });
-  inner->request.caller = caller;
-  handler(std::move(inner));
+  ar->request.caller = caller;
+  ar->before_answer(
+      [held](http::Response& response) { held->finish(limits::reported_cpu_ms(response.body)); });
+  handler(ar);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -852,6 +853,29 @@ def raw_evaluate(orch, zobject, headers=()):
     return sock
 
 
+def read_answer(sock, timeout=20):
+    """(status, body) of the one HTTP answer on `sock` (sent by raw_evaluate)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the connection closed before an answer: {data[:200]!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
 class AsyncCalls(OrchestratorCase):
     """Issue 7: evaluations waiting on an evaluator hold no thread, so slow calls do not delay fast
     ones; a client that hangs up or a deadline that passes stops the evaluation and closes its
@@ -942,6 +966,56 @@ class AsyncCalls(OrchestratorCase):
         finally:
             orch.stop()
 
+
+    def test_shutdown_cancels_calls_past_the_grace_and_exits_zero(self):
+        """SIGTERM with calls waiting on the evaluator: past the grace each is answered 503 naming
+        the shutdown, its evaluator request is closed, and the process exits 0."""
+        orch = start_orchestrator(self.wiki, self.evaluator, ["--shutdown-grace-ms", "500"])
+        self.evaluator.release.clear()
+        held, closed = self.evaluator.count("held"), self.evaluator.count("closed")
+        socks = [raw_evaluate(orch, code_call(FN_SLOW)) for _ in range(3)]
+        try:
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("held") >= held + 3, 20))
+            t0 = time.monotonic()
+            code = orch.stop(grace=20)
+            took = time.monotonic() - t0
+            self.assertEqual(code, 0, "\n".join(orch.lines[-20:] + orch.stderr_lines[-20:]))
+            # The grace, the answers and the release of the work (about 1 s each at most), a margin.
+            self.assertLess(took, 0.5 + 2 + 5)
+            for sock in socks:
+                status, body = read_answer(sock)
+                self.assertEqual(status, 503, body[:500])
+                self.assertIn(b"shutting_down", body)
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("closed") >= closed + 3, 10),
+                            "the orchestrator kept its evaluator requests open after it stopped")
+            self.assertTrue(any(r.get("event.action") == "evaluation-cancelled"
+                                and r.get("event.reason") == "shutdown" for r in orch.log_records()))
+        finally:
+            self.evaluator.release.set()
+            for sock in socks:
+                sock.close()
+
+    def test_shutdown_lets_calls_finish_within_the_grace(self):
+        orch = start_orchestrator(self.wiki, self.evaluator, ["--shutdown-grace-ms", "20000"])
+        self.evaluator.release.clear()
+        held = self.evaluator.count("held")
+        socks = [raw_evaluate(orch, code_call(FN_SLOW)) for _ in range(3)]
+        try:
+            self.assertTrue(h.wait_until(lambda: self.evaluator.count("held") >= held + 3, 20))
+            orch.proc.send_signal(signal.SIGTERM)
+            self.assertTrue(h.wait_until(lambda: any(
+                "draining" in line for line in orch.lines), 10))
+            self.evaluator.release.set()
+            for sock in socks:
+                status, body = read_answer(sock)
+                self.assertEqual(status, 200, body[:500])
+                self.assertEqual(json.loads(body)["Z22K1"], FN_SLOW + " done")
+            self.assertEqual(orch.proc.wait(20), 0)
+        finally:
+            self.evaluator.release.set()
+            for sock in socks:
+                sock.close()
+            orch.stop()
 
     def test_evaluations_in_progress_are_bounded(self):
         orch = start_orchestrator(self.wiki, self.evaluator, ["--max-pending-work", "2"])

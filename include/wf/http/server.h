@@ -89,6 +89,11 @@ class AsyncRequest {
   // destroyed). Must not race with the Server's destructor.
   bool respond(Response response);
   bool responded() const;
+  // Runs `before` on the answer (whoever gives it: the handler or, unanswered, the destructor)
+  // just before it goes to the connection: for a wrapper that must see the answer (admission
+  // charges the call's CPU), without a second AsyncRequest per call. Call it before the request
+  // is shared with another thread.
+  void before_answer(std::function<void(Response&)> before);
 
  private:
   std::function<void(Response)> deliver_;

@@ -118,6 +118,27 @@ class AsyncTest : public ::testing::Test {
     });
     server_->add_async_route("GET", "/hold", "hold",
                              [this](std::shared_ptr<AsyncRequest> r) { held_.hold(std::move(r)); });
+    // Holds its request until it is cancelled, then lets go of it (as work that aborts its own
+    // outbound requests does).
+    server_->add_async_route("GET", "/until-cancelled", "until_cancelled",
+                             [this](std::shared_ptr<AsyncRequest> r) {
+                               auto slot = std::make_shared<std::shared_ptr<AsyncRequest>>(r);
+                               auto reg = r->cancel->on_cancel([slot](Reason) { slot->reset(); });
+                               std::lock_guard lock(held_.mu);
+                               let_go_.push_back(std::move(reg));
+                               held_.cv.notify_all();
+                             });
+    // Answers 200 from its cancellation callback: the answer of work that reports its own
+    // cancellation (e.g. as a timeout) as soon as it is cancelled.
+    server_->add_async_route("GET", "/answers-when-cancelled", "answers_when_cancelled",
+                             [this](std::shared_ptr<AsyncRequest> r) {
+                               auto reg = r->cancel->on_cancel([r](Reason) {
+                                 r->respond(Response::json(200, R"({"late":true})"));
+                               });
+                               std::lock_guard lock(held_.mu);
+                               let_go_.push_back(std::move(reg));
+                               held_.cv.notify_all();
+                             });
     server_->add_route("POST", "/size", "size", Dispatch::kInline, [](const Request& r) {
       return Response::json(200, R"({"bytes":)" + std::to_string(r.body.size()) + "}");
     });
@@ -165,6 +186,7 @@ class AsyncTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::vector<std::thread> threads_;
   Held held_;
+  std::vector<Cancellation::Registration> let_go_;  // under held_.mu
   HttpClient client_;
   std::uint16_t port_ = 0;
   std::string base_;
@@ -397,14 +419,67 @@ TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
   const auto took = Clock::now() - t0;
   held_.clear();  // (answers go to the server's event loop: before it is destroyed)
   server_.reset();
-  EXPECT_EQ(code, 1);  // the grace ran out with a request in flight
-  EXPECT_LT(took, 300ms + 1000ms);
+  EXPECT_EQ(code, 1);  // its handler never let go of the request it was cancelled for
+  EXPECT_LT(took, 300ms + 2000ms + 1000ms);  // the grace, the wait for handlers, a margin
   ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
   auto res = pending.get();
   ASSERT_TRUE(res) << res.error().message;
   EXPECT_EQ(res->status, 503u);
   ASSERT_TRUE(held_.wait_cancels(1));
   EXPECT_EQ(held_.cancels[0].first, Reason::kShutdown);
+}
+
+// Work that outlives the grace is cancelled and answered 503 naming the shutdown; once its
+// handler has let go of it, the drain is clean: exit code 0.
+TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) {
+  ServerOptions o;
+  o.shutdown_grace = 300ms;
+  start(o);
+  auto pending = send_async(client_, "/until-cancelled");
+  {
+    std::unique_lock lock(held_.mu);
+    ASSERT_TRUE(held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); }));
+  }
+  const auto t0 = Clock::now();
+  server_->stop();
+  const int code = server_->run_until_signal();
+  const auto took = Clock::now() - t0;
+  server_.reset();
+  EXPECT_EQ(code, 0);
+  EXPECT_LT(took, 300ms + 1000ms);
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 503u);
+  EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
+  std::lock_guard lock(held_.mu);
+  let_go_.clear();
+}
+
+// A handler that answers the moment the drain cancels its request (its answer is queued on the
+// connection before the session wakes up) does not replace the 503 that names the shutdown.
+TEST_F(AsyncTest, DrainAnswers503EvenWhenTheHandlerAnswersAsItIsCancelled) {
+  ServerOptions o;
+  o.shutdown_grace = 300ms;
+  start(o);
+  auto pending = send_async(client_, "/answers-when-cancelled");
+  {
+    std::unique_lock lock(held_.mu);
+    ASSERT_TRUE(held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); }));
+  }
+  server_->stop();
+  const int code = server_->run_until_signal();
+  {
+    std::lock_guard lock(held_.mu);
+    let_go_.clear();  // lets go of the request (its callback holds it): before the server goes
+  }
+  server_.reset();
+  EXPECT_EQ(code, 0);
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 503u) << res->body;
+  EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
 }
 
 TEST_F(AsyncTest, AsyncSendSucceedsAndReusesThePool) {
