@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -253,18 +254,35 @@ class Memcached:
     def servers(self):
         return f"127.0.0.1:{self.port}"
 
-    def items(self):
-        """curr_items of memcached's stats (text protocol)."""
+    def _command(self, line):
+        """The answer to one text-protocol command that ends with END."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
-            c.sendall(b"stats\r\n")
+            c.sendall(line + b"\r\n")
             data = b""
             while not data.endswith(b"END\r\n"):
                 chunk = c.recv(4096)
                 if not chunk:
                     break
                 data += chunk
-        m = re.search(rb"STAT curr_items (\d+)", data)
+        return data
+
+    def items(self):
+        """curr_items of memcached's stats (text protocol)."""
+        m = re.search(rb"STAT curr_items (\d+)", self._command(b"stats"))
         return int(m.group(1)) if m else 0
+
+    def values(self, pattern):
+        """{key: value} of the stored keys that match the regular expression `pattern` (keys
+        listed by `lru_crawler metadump all`, values read with get)."""
+        keys = [urllib.parse.unquote(k.decode()) for k in
+                re.findall(rb"^key=(\S+)", self._command(b"lru_crawler metadump all"), re.M)]
+        out = {}
+        for key in (k for k in keys if re.search(pattern, k)):
+            m = re.search(rb"^VALUE \S+ \d+ \d+\r\n(.*?)\r\nEND", self._command(b"get " + key.encode()),
+                          re.S | re.M)
+            if m:
+                out[key] = m.group(1).decode().strip()
+        return out
 
     def stop(self):
         if self.proc.poll() is None:

@@ -44,7 +44,8 @@ CallOutput call(const std::string& code, const std::string& function_name,
 
 ChildResult call_in_child(const std::string& code, const std::string& function_name,
                           const std::string& arguments_json, std::chrono::milliseconds alarm_after,
-                          std::uint64_t memory_bytes, std::uint64_t memory_budget) {
+                          std::uint64_t memory_bytes, std::uint64_t memory_budget,
+                          AlarmClock clock) {
   ChildResult result;
   int fds[2];
   if (::pipe(fds) != 0) {
@@ -74,13 +75,14 @@ ChildResult call_in_child(const std::string& code, const std::string& function_n
       ::setrlimit(RLIMIT_AS, &rl);
     }
     if (alarm_after.count() > 0) {
+      const bool cpu = clock == AlarmClock::kCpu;
       struct sigaction sa {};
       sa.sa_handler = &on_alarm;
-      ::sigaction(SIGALRM, &sa, nullptr);
+      ::sigaction(cpu ? SIGPROF : SIGALRM, &sa, nullptr);
       itimerval it{};
       it.it_value.tv_sec = alarm_after.count() / 1000;
       it.it_value.tv_usec = (alarm_after.count() % 1000) * 1000;
-      ::setitimer(ITIMER_REAL, &it, nullptr);
+      ::setitimer(cpu ? ITIMER_PROF : ITIMER_REAL, &it, nullptr);
     }
     CallOutput out = g_runtime->call({code, function_name, arguments_json});
     nlohmann::json j = {{"ok", out.ok},
@@ -103,9 +105,14 @@ ChildResult call_in_child(const std::string& code, const std::string& function_n
     data.append(buf, static_cast<std::size_t>(n));
   }
   ::close(fds[0]);
-  ::waitpid(pid, &result.wait_status, 0);
+  rusage usage{};
+  ::wait4(pid, &result.wait_status, 0, &usage);
   result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - start);
+  const auto ms = [](const timeval& t) {
+    return std::chrono::milliseconds(t.tv_sec * 1000 + t.tv_usec / 1000);
+  };
+  result.cpu = ms(usage.ru_utime) + ms(usage.ru_stime);
   if (!data.empty()) {
     auto j = nlohmann::json::parse(data);
     result.output.ok = j["ok"];

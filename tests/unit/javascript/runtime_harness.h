@@ -19,16 +19,24 @@ CallOutput call(const std::string& code, const std::string& function_name,
 struct ChildResult {
   CallOutput output;
   int wait_status = 0;
-  std::chrono::milliseconds elapsed{0};
+  std::chrono::milliseconds elapsed{0};  // wall time from fork to reaping
+  std::chrono::milliseconds cpu{0};      // the child's user + system CPU time
 };
 
-// Forks; the child runs after_fork(), arms a SIGALRM after `alarm_after` (0 = none) whose handler
-// calls request_interrupt(), optionally lowers RLIMIT_AS to overhead + `memory_bytes` and calls
-// set_memory_budget(`memory_budget`), calls, and sends the CallOutput back through a pipe.
+// What `alarm_after` counts: wall time (SIGALRM: the tests of the time limit itself), or the
+// child's CPU time (SIGPROF: a guard against hangs in tests of other outcomes, which must not
+// depend on the machine's load: under load 20 a bomb's 2 s of CPU take over 20 s of wall time).
+enum class AlarmClock { kWall, kCpu };
+
+// Forks; the child runs after_fork(), arms an alarm after `alarm_after` (0 = none) on `clock`
+// whose handler calls request_interrupt(), optionally lowers RLIMIT_AS to overhead +
+// `memory_bytes` and calls set_memory_budget(`memory_budget`), calls, and sends the CallOutput
+// back through a pipe.
 ChildResult call_in_child(const std::string& code, const std::string& function_name,
                           const std::string& arguments_json = "{}",
                           std::chrono::milliseconds alarm_after = std::chrono::milliseconds(0),
-                          std::uint64_t memory_bytes = 0, std::uint64_t memory_budget = 0);
+                          std::uint64_t memory_bytes = 0, std::uint64_t memory_budget = 0,
+                          AlarmClock clock = AlarmClock::kWall);
 
 // Z22K1 of a Z22, and the Z5 under "errors" in its Z22K2 map (null if none).
 nlohmann::json result_of(const CallOutput& out);
