@@ -19,7 +19,8 @@ std::vector<Option> orchestrator_options() {
                                                          .io_threads = 2,
                                                          .worker_threads = 2,
                                                          .max_pending_work = 256,
-                                                         .max_body_bytes = 1u << 20});
+                                                         .max_body_bytes = 1u << 20,
+                                                         .max_loop_lag_ms = 250});
   std::vector<Option> own = {
       {"wiki_api_url",
        Type::kUrl,

@@ -255,13 +255,11 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     }
     if (in_progress->fetch_add(1) >= options.max_in_progress) {
       in_progress->fetch_sub(1);
-      http::Response r = http::Response::error(
+      ar->respond(http::Response::refusal(
           503, "overloaded",
           fmt::format("{} evaluations are in progress, the limit (max_pending_work); retry after a "
                       "second",
-                      options.max_in_progress));
-      r.headers.push_back({"retry-after", "1"});
-      ar->respond(std::move(r));
+                      options.max_in_progress)));
       return;
     }
     engine->spawn(call_context(ar->request), [engine, options, ar, in_progress] {

@@ -288,22 +288,18 @@ class Handler final : public EvaluateHandler {
                       obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
     }
     if (outcome.status == CallOutcome::Status::kThrottled) {
-      http::Response r = http::Response::error(
+      return http::Response::refusal(
           429, "sandbox_share_in_use",
           fmt::format("{} (sandbox_children_per_flow, sandbox_queue_per_flow, "
                       "sandbox_queue_wait_ms); retry later",
                       outcome.detail));
-      r.headers.push_back({"retry-after", "1"});
-      return r;
     }
     if (outcome.status == CallOutcome::Status::kUnavailable ||
         outcome.status == CallOutcome::Status::kCancelled) {
-      http::Response r = http::Response::error(
+      return http::Response::refusal(
           503, "sandbox_unavailable",
           fmt::format("no {} sandbox child is available right now ({}); retry shortly",
                       started.language, outcome.detail.empty() ? "no detail" : outcome.detail));
-      r.headers.push_back({"retry-after", "1"});
-      return r;
     }
     const std::vector<MetadataEntry> entries = metadata_entries(started, outcome);
     if (outcome.status == CallOutcome::Status::kOk) {

@@ -34,6 +34,20 @@ Response Response::error(unsigned status, std::string_view type, std::string_vie
   return json(status, std::move(body));
 }
 
+Response Response::refusal(unsigned status, std::string_view type, std::string_view message,
+                           std::chrono::milliseconds retry_after) {
+  Response r = error(status, type, message);
+  return refusal_with_body(status, std::move(r.body), retry_after);
+}
+
+Response Response::refusal_with_body(unsigned status, std::string body,
+                                     std::chrono::milliseconds retry_after) {
+  Response r = json(status, std::move(body));
+  const long long seconds = (retry_after.count() + 999) / 1000;
+  r.headers.push_back({"retry-after", std::to_string(seconds < 1 ? 1 : seconds)});
+  return r;
+}
+
 std::string_view reason_phrase(unsigned status) {
   switch (status) {
     case 400:

@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <csignal>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <stdexcept>
@@ -103,6 +104,14 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>& rejected;
   prometheus::Gauge& draining;
   prometheus::Family<prometheus::Counter>& cancelled;
+  prometheus::Histogram& loop_lag;
+  prometheus::Histogram& refusal_duration;
+
+  static const prometheus::Histogram::BucketBoundaries& fine_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{
+        0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+    return b;
+  }
 
   static Metrics& get() {
     static Metrics m{
@@ -150,6 +159,17 @@ struct Metrics {
             .Name("wf_http_requests_cancelled_total")
             .Help("Requests cancelled while their handler ran, by route and reason.")
             .Register(obs::registry()),
+        prometheus::BuildHistogram()
+            .Name("wf_http_event_loop_lag_seconds")
+            .Help("How late a timer due on the event loop ran: the time a request that becomes "
+                  "readable waits behind the loop's other work.")
+            .Register(obs::registry())
+            .Add({}, fine_buckets()),
+        prometheus::BuildHistogram()
+            .Name("wf_http_refusal_duration_seconds")
+            .Help("Time from a 503 refusal's request headers to its answer's write.")
+            .Register(obs::registry())
+            .Add({}, fine_buckets()),
     };
     return m;
   }
@@ -220,13 +240,13 @@ constexpr std::chrono::milliseconds kCancelledAnswerTime{1000};
 // read, so its connection keeps only this much buffer while it waits (bench/slow_calls: memory
 // per in-flight call); a pipelined request that arrives meanwhile is read in steps of this size.
 constexpr std::size_t kWatchReadBytes = 512;
+// Answers held by respond_after() at once, at most; beyond, they are sent at once.
+constexpr int kMaxHeldReplies = 4096;
 
 // The answer to a request that a drain cancelled (kShutdown), from the session or the handler.
 Response shutting_down_response() {
-  Response r = Response::error(503, "shutting_down",
-                               "the server is shutting down and cancelled this request");
-  r.headers.push_back({"retry-after", "1"});
-  return r;
+  return Response::refusal(503, "shutting_down",
+                           "the server is shutting down and cancelled this request");
 }
 
 std::string remote_address(tcp::socket& socket) {
@@ -238,8 +258,11 @@ std::string remote_address(tcp::socket& socket) {
 }  // namespace
 
 AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c,
-                           std::function<void(Response)> deliver)
-    : request(std::move(r)), cancel(std::move(c)), deliver_(std::move(deliver)) {
+                           std::function<void(Response)> deliver, DeliverLater deliver_later)
+    : request(std::move(r)),
+      cancel(std::move(c)),
+      deliver_(std::move(deliver)),
+      deliver_later_(std::move(deliver_later)) {
   if (!cancel) cancel = Cancellation::make();
 }
 
@@ -259,16 +282,21 @@ AsyncRequest::~AsyncRequest() {
   } else if (reason == R::kShutdown) {
     respond(shutting_down_response());
   } else {
-    Response r = Response::error(503, "cancelled",
-                                 fmt::format("the request was cancelled ({})", to_string(reason)));
-    r.headers.push_back({"retry-after", "1"});
-    respond(std::move(r));
+    respond(Response::refusal(503, "cancelled",
+                              fmt::format("the request was cancelled ({})", to_string(reason))));
   }
 }
 
 bool AsyncRequest::respond(Response response) {
   if (responded_.exchange(true)) return false;
   if (deliver_) deliver_(std::move(response));
+  return true;
+}
+
+bool AsyncRequest::respond_after(std::chrono::milliseconds delay, Response response) {
+  if (delay.count() <= 0 || !deliver_later_) return respond(std::move(response));
+  if (responded_.exchange(true)) return false;
+  deliver_later_(std::move(response), delay);
   return true;
 }
 
@@ -302,6 +330,11 @@ struct Server::Impl {
   std::shared_ptr<std::atomic<int>> held_counter = std::make_shared<std::atomic<int>>(0);
   std::atomic<int>& held_requests = *held_counter;
   std::atomic<int> connections{0};
+  std::atomic<int> held_replies{0};  // answers waiting on a respond_after() timer
+  // When the lag probe's timer is due (steady clock ticks); max until the probe runs.
+  std::atomic<Clock::rep> probe_due{std::numeric_limits<Clock::rep>::max()};
+  // After a late probe: until when requests still come from the backlog it waited behind.
+  std::atomic<Clock::rep> shed_until{0};
   std::mutex sessions_mu;
   std::unordered_set<std::shared_ptr<SessionHandle>> sessions;
   std::mutex stop_mu;
@@ -356,17 +389,66 @@ struct Server::Impl {
     }
   }
 
+  // The event loop's lag: a timer due every period runs late by as long as the loop's backlog of
+  // ready handlers takes to run, which is also how long a request that becomes readable waits
+  // before its handler starts. Observed when it runs; while it is overdue, loop_lag() sees how
+  // far (so that a loop too busy to run the probe still knows it is behind).
+  awaitable<void> probe_loop_lag() {
+    const auto period = std::clamp<std::chrono::milliseconds>(
+        options.max_loop_lag / 2, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
+    asio::steady_timer timer(ioc);
+    for (;;) {
+      const Clock::time_point due =
+          Clock::now() +
+          (options.max_loop_lag.count() > 0 ? period : std::chrono::milliseconds(10));
+      probe_due.store(due.time_since_epoch().count(), std::memory_order_relaxed);
+      timer.expires_at(due);
+      auto [ec] = co_await timer.async_wait(kTuple);
+      if (ec) co_return;
+      const Clock::time_point now = Clock::now();
+      const Clock::duration late = now - due;
+      metrics.loop_lag.Observe(std::chrono::duration<double>(late).count());
+      // The probe waited `late` behind a backlog of ready work; what is still queued of it
+      // becomes readable requests and answers over the next `late` - max_loop_lag, and each of
+      // them has waited longer than max_loop_lag by then.
+      if (options.max_loop_lag.count() > 0 && late > options.max_loop_lag) {
+        shed_until.store((now + late - options.max_loop_lag).time_since_epoch().count(),
+                         std::memory_order_relaxed);
+      }
+    }
+  }
+
+  // How far behind the loop is now: how overdue the probe is, or while the backlog a late probe
+  // waited behind is still being served, how late it was (0: not behind).
+  Clock::duration loop_lag() const {
+    const Clock::rep now = Clock::now().time_since_epoch().count();
+    const Clock::rep due = probe_due.load(std::memory_order_relaxed);
+    if (now > due) return Clock::duration(now - due);
+    const Clock::rep until = shed_until.load(std::memory_order_relaxed);
+    return now < until ? options.max_loop_lag + Clock::duration(until - now) : Clock::duration(0);
+  }
+
+  // 503 for a request that would queue behind a loop already over max_loop_lag.
+  std::optional<Response> refuse_if_lagging() {
+    if (options.max_loop_lag.count() <= 0) return std::nullopt;
+    const auto lag = loop_lag();
+    if (lag <= options.max_loop_lag) return std::nullopt;
+    metrics.rejected.Add({{"reason", "event_loop_lag"}}).Increment();
+    return Response::refusal(
+        503, "overloaded",
+        fmt::format("the server is busy: its event loop is {} ms behind (max_loop_lag_ms {}); "
+                    "retry shortly",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(lag).count(),
+                    options.max_loop_lag.count()));
+  }
+
   awaitable<void> refuse_connection(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     stream.expires_after(std::chrono::seconds(1));
-    bhttp::response<bhttp::string_body> res{bhttp::status::service_unavailable, 11};
-    res.set(bhttp::field::content_type, "application/json");
-    res.set(bhttp::field::retry_after, "1");
-    res.keep_alive(false);
-    res.body() = Response::error(503, "too_many_connections",
-                                 "the server has reached its connection limit; retry shortly")
-                     .body;
-    res.prepare_payload();
+    auto res = to_beast(Response::refusal(503, "too_many_connections",
+                                          "the server has reached its connection limit; retry "
+                                          "shortly"),
+                        Request{}, nullptr, 11, false);
     co_await bhttp::async_write(stream, res, kTuple);
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -459,8 +541,12 @@ struct Server::Impl {
                           fmt::format("request body of {} bytes exceeds the limit of {} bytes",
                                       *hreq.payload_size(), options.max_body_bytes));
     } else if (!parser.is_done()) {
-      stream.expires_after(options.body_timeout);
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+      beast::error_code bec = parse_buffered_body(parser, buffer);
+      if (!bec && !parser.is_done()) {
+        stream.expires_after(options.body_timeout);
+        auto [rec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        bec = rec;
+      }
       if (bec == bhttp::error::body_limit) {
         in.early = Response::error(
             413, "payload_too_large",
@@ -476,6 +562,21 @@ struct Server::Impl {
     in.keep_alive = hreq.keep_alive() && !in.early;
     in.version = hreq.version();
     co_return in;
+  }
+
+  // Parses the body bytes that arrived with the headers (a small request comes in one segment),
+  // so that a complete request is served without another trip through the event loop's queue
+  // (async_read completes through it even when it has nothing left to read). An error (e.g.
+  // body_limit) is returned; when more is to come, async_read goes on from where this stopped.
+  static beast::error_code parse_buffered_body(RequestParser& parser, beast::flat_buffer& buffer) {
+    for (int guard = 0; guard < 64 && buffer.size() > 0 && !parser.is_done(); ++guard) {
+      beast::error_code ec;
+      const std::size_t n = parser.put(buffer.data(), ec);
+      buffer.consume(n);
+      if (ec == bhttp::error::need_more || (!ec && n == 0)) return {};
+      if (ec) return ec;
+    }
+    return {};
   }
 
   awaitable<void> answer_malformed(beast::tcp_stream& stream, beast::error_code hec) {
@@ -548,7 +649,12 @@ struct Server::Impl {
     }
     const bool keep = in.keep_alive && !draining;
     // Counted before the write, so that a client that has its answer also sees it in /metrics.
-    record(route, route_name, req, res->status, seconds, request_bytes, res->body.size());
+    const unsigned status = res->status;
+    record(route, route_name, req, status, seconds, request_bytes, res->body.size());
+    if (status == 503) {  // to the write, which sends a small answer at once
+      metrics.refusal_duration.Observe(
+          std::chrono::duration<double>(Clock::now() - req.received_at).count());
+    }
     const beast::error_code wec =
         co_await write_response(stream, std::move(*res), req, route, in.version, keep);
     --active_requests;
@@ -645,13 +751,12 @@ struct Server::Impl {
                    (route->run_inline && route->run_inline(req)))) {
       return call_handler(route->handler, req);
     }
+    if (auto busy = refuse_if_lagging()) return busy;
     if (!async && pending_work.fetch_add(1) >= options.max_pending_work) {
       pending_work.fetch_sub(1);
       metrics.rejected.Add({{"reason", "overloaded"}}).Increment();
-      Response r = Response::error(
+      return Response::refusal(
           503, "overloaded", "the server is at its limit of concurrent work; retry after a second");
-      r.headers.push_back({"retry-after", "1"});
-      return r;
     }
     return std::nullopt;
   }
@@ -706,8 +811,10 @@ struct Server::Impl {
     // The buffer grew to hold the request just read; what it holds now is only a pipelined next
     // request (usually nothing), so give the rest back before the (possibly long) wait.
     buffer.shrink_to_fit();
-    watch_client(flight, stream.socket(), buffer);
+    // A handler that answers before it returns (a refusal, a call of built-ins run on the loop)
+    // is answered now: no watch to start and stop, no trip through the event loop's queue.
     start_handler(route, std::move(ar));
+    if (!flight->response) watch_client(flight, stream.socket(), buffer);
     // The wait is here, not in a coroutine of its own: one frame fewer per request in flight.
     std::optional<Response> res;
     bool deadline_passed = false;
@@ -734,23 +841,45 @@ struct Server::Impl {
     Request copy = req;
     copy.body = std::move(body);
     copy.headers = std::move(headers);
+    std::weak_ptr<Flight> weak = flight;
     // Counted while the handler holds the request: the deliver function goes with it.
     held_counter->fetch_add(1);
     std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
-    auto deliver = [weak = std::weak_ptr<Flight>(flight), strand = flight->strand,
-                    alive = loop_alive, held = std::move(held)](Response r) {
+    auto deliver = [weak, strand = flight->strand, alive = loop_alive,
+                    held = std::move(held)](Response r) {
       if (!alive->load()) return;
-      asio::post(strand, [weak, r = std::move(r)]() mutable {
-        auto f = weak.lock();
-        // After a drain has cancelled the request, its answer is the server's 503, even if the
-        // handler's (e.g. a timeout it reports for the cancelled work) lands before the session
-        // has woken up to give it.
-        if (!f || f->response || f->shutdown) return;
-        f->response = std::move(r);
-        f->wake.cancel();
+      if (strand.running_in_this_thread()) {
+        settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
+        return;
+      }
+      asio::post(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
+    };
+    auto later = [this, weak, strand = flight->strand, deliver](Response r,
+                                                                std::chrono::milliseconds delay) {
+      if (!loop_alive->load()) return;
+      if (held_replies.fetch_add(1) >= kMaxHeldReplies) {
+        held_replies.fetch_sub(1);
+        deliver(std::move(r));
+        return;
+      }
+      auto timer = std::make_shared<asio::steady_timer>(strand, delay);
+      timer->async_wait([this, timer, weak, r = std::move(r)](beast::error_code) mutable {
+        held_replies.fetch_sub(1);
+        settle(weak, std::move(r));
       });
     };
-    return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver));
+    return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver),
+                                          std::move(later));
+  }
+
+  // On the flight's strand: the response is in; the session, if it still waits, wakes. After a
+  // drain has cancelled the request, its answer is the server's 503, even if the handler's (e.g. a
+  // timeout it reports for the cancelled work) lands before the session has woken up to give it.
+  static void settle(const std::weak_ptr<Flight>& weak, Response r) {
+    auto f = weak.lock();
+    if (!f || f->response || f->shutdown) return;
+    f->response = std::move(r);
+    f->wake.cancel();
   }
 
   void start_handler(const RouteEntry& route, std::shared_ptr<AsyncRequest> ar) {
@@ -1090,6 +1219,7 @@ std::uint16_t Server::start() {
     s.workers = std::make_unique<asio::thread_pool>(static_cast<std::size_t>(o.worker_threads));
   }
   asio::co_spawn(s.ioc, s.accept_loop(*s.acceptor, false), asio::detached);
+  asio::co_spawn(s.ioc, s.probe_loop_lag(), asio::detached);
   for (int i = 0; i < std::max(1, o.io_threads); ++i) {
     s.io_threads.emplace_back([&s] { s.ioc.run(); });
   }

@@ -14,10 +14,9 @@ void add_standard_routes(Server& server, const ServiceInfo& info) {
   server.add_route("GET", "/readyz", "readyz", Dispatch::kInline, [&server](const Request&) {
     std::string why;
     if (server.ready(why)) return Response::json(200, R"({"status":"ready"})");
-    Response r =
-        Response::json(503, nlohmann::json{{"status", "not ready"}, {"reason", why}}.dump());
-    r.headers.push_back({"retry-after", "1"});
-    return r;
+    return Response::refusal_with_body(
+        503, nlohmann::json{{"status", "not ready"}, {"reason", why}}.dump(),
+        std::chrono::seconds(1));
   });
   server.add_route("GET", "/metrics", "metrics", Dispatch::kInline, [](const Request&) {
     Response r = Response::json(200, obs::render_metrics());

@@ -1,9 +1,6 @@
 #include "wf/service/admission.h"
 
-#include <condition_variable>
-#include <deque>
 #include <mutex>
-#include <thread>
 
 namespace wf::service {
 
@@ -22,9 +19,9 @@ bool wants_envelope(const http::Request& request) {
 
 http::Response refusal_response(const limits::Refusal& refusal, bool envelope) {
   limits::RefusalReply reply = limits::render(refusal, envelope);
-  http::Response r = http::Response::json(reply.status, std::move(reply.body));
+  http::Response r =
+      http::Response::refusal_with_body(reply.status, std::move(reply.body), refusal.retry_after);
   r.content_type = "application/json; charset=utf-8";
-  r.headers.push_back({"retry-after", std::move(reply.retry_after)});
   return r;
 }
 
@@ -34,76 +31,11 @@ namespace wf::service {
 
 namespace {
 
+// A 429 to a caller who keeps calling after one (refusal.repeated: they ignore Retry-After) is
+// sent this much later (a timer on the connection, no thread): a client that floods in a loop then
+// costs five requests a second per connection instead of thousands, and the event loop stays with
+// the others. The refusal itself is decided at once; a first refusal is answered at once.
 constexpr auto kHoldRepeatedRefusal = std::chrono::milliseconds(200);
-constexpr std::size_t kMaxHeld = 4096;
-
-// Holds the 429s of callers who keep calling after one (refusal.repeated: they ignore Retry-After)
-// for kHoldRepeatedRefusal before they are sent: a client that floods in a loop then costs five
-// requests a second per connection instead of thousands, and the event loop stays with the others.
-// The refusal itself is decided at once; a first refusal is answered at once. One thread; at most
-// kMaxHeld answers held (beyond, they go at once); the held ones go at once when it ends.
-class HeldReplies {
- public:
-  HeldReplies() : thread_([this] { run(); }) {}
-  ~HeldReplies() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  HeldReplies(const HeldReplies&) = delete;
-  HeldReplies& operator=(const HeldReplies&) = delete;
-
-  void hold(std::shared_ptr<http::AsyncRequest> ar, http::Response response) {
-    {
-      std::lock_guard lock(mu_);
-      if (!stopping_ && held_.size() < kMaxHeld) {
-        held_.push_back({std::chrono::steady_clock::now() + kHoldRepeatedRefusal, std::move(ar),
-                         std::move(response)});
-        cv_.notify_one();
-        return;
-      }
-    }
-    ar->respond(std::move(response));
-  }
-
- private:
-  struct Held {
-    std::chrono::steady_clock::time_point due;
-    std::shared_ptr<http::AsyncRequest> ar;
-    http::Response response;
-  };
-  // All are held equally long: the front is due first.
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      if (held_.empty()) {
-        cv_.wait(lock);
-        continue;
-      }
-      if (std::chrono::steady_clock::now() < held_.front().due) {
-        cv_.wait_until(lock, held_.front().due);
-        continue;
-      }
-      Held h = std::move(held_.front());
-      held_.pop_front();
-      lock.unlock();
-      h.ar->respond(std::move(h.response));
-      lock.lock();
-    }
-    std::deque<Held> rest = std::move(held_);
-    lock.unlock();
-    for (Held& h : rest) h.ar->respond(std::move(h.response));
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::deque<Held> held_;
-  std::thread thread_;  // last: it starts once the rest is built
-};
 
 // Runs `handler` for an admitted call; its answer ends the admission (slot, user's place, CPU
 // charge) before it goes to the client. The same request goes on (one per call, not a copy:
@@ -123,9 +55,7 @@ void start_admitted(const http::AsyncHandler& handler,
 
 http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::AsyncHandler handler) {
   const std::string user_header = gate->user_header();
-  auto held = std::make_shared<HeldReplies>();
-  return [gate, handler = std::move(handler), user_header,
-          held](std::shared_ptr<http::AsyncRequest> ar) {
+  return [gate, handler = std::move(handler), user_header](std::shared_ptr<http::AsyncRequest> ar) {
     const limits::Identity who = gate->identify(caller_info(ar->request, user_header));
     const bool envelope = wants_envelope(ar->request);
     // While queued, the work's callbacks hold `waiting`; a hang-up takes the call out of the queue.
@@ -145,13 +75,10 @@ http::AsyncHandler admitted_async(std::shared_ptr<limits::Gate> gate, http::Asyn
       waiting->done();
       start_admitted(handler, ar, std::move(admitted), caller);
     };
-    auto refuse = [ar, envelope, waiting, held](const limits::Refusal& refusal) {
+    auto refuse = [ar, envelope, waiting](const limits::Refusal& refusal) {
       waiting->done();
-      if (refusal.repeated) {
-        held->hold(ar, refusal_response(refusal, envelope));
-      } else {
-        ar->respond(refusal_response(refusal, envelope));
-      }
+      ar->respond_after(refusal.repeated ? kHoldRepeatedRefusal : std::chrono::milliseconds(0),
+                        refusal_response(refusal, envelope));
     };
     const std::uint64_t ticket =
         gate->admit(who, ar->request.deadline, std::move(start), std::move(refuse));

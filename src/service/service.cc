@@ -61,6 +61,15 @@ std::vector<Option> common_options(const Defaults& d) {
        {"WF_MAX_PENDING_WORK"},
        {},
        1},
+      {"max_loop_lag_ms",
+       Type::kInt,
+       std::to_string(d.max_loop_lag_ms),
+       "Backpressure: while the event loop is this many ms behind, calls are refused at once "
+       "(503 + Retry-After) before they run; 0: off.",
+       {"WF_MAX_LOOP_LAG_MS"},
+       {},
+       0,
+       60000},
       {"max_connections",
        Type::kInt,
        "1024",
@@ -199,6 +208,7 @@ http::ServerOptions server_options(const config::Config& cfg, std::string_view s
   o.worker_threads = static_cast<int>(cfg.integer("worker_threads"));
   o.max_pending_work = static_cast<int>(cfg.integer("max_pending_work"));
   o.max_connections = static_cast<int>(cfg.integer("max_connections"));
+  o.max_loop_lag = std::chrono::milliseconds(cfg.integer("max_loop_lag_ms"));
   o.max_body_bytes = static_cast<std::size_t>(cfg.integer("max_body_bytes"));
   o.max_header_bytes = static_cast<std::size_t>(cfg.integer("max_header_bytes"));
   o.header_timeout = std::chrono::milliseconds(cfg.integer("header_timeout_ms"));

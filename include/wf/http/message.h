@@ -58,6 +58,13 @@ struct Response {
   // {"status": s, "type": type, "title": <reason phrase>, "detail": message}: the shape of the
   // original services' framework errors.
   static Response error(unsigned status, std::string_view type, std::string_view message);
+  // A refusal (429: the caller should slow down; 503: the service is busy or going away): the
+  // body of error(), or `body` as given, and Retry-After in whole seconds (at least 1). The one
+  // place both services build their 429/503 answers.
+  static Response refusal(unsigned status, std::string_view type, std::string_view message,
+                          std::chrono::milliseconds retry_after = std::chrono::seconds(1));
+  static Response refusal_with_body(unsigned status, std::string body,
+                                    std::chrono::milliseconds retry_after);
 };
 
 std::string_view reason_phrase(unsigned status);

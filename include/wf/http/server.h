@@ -33,6 +33,12 @@ struct ServerOptions {
   int max_connections = 1024;
   // Bound on kWorker requests running or waiting for a worker; beyond it: 503 + Retry-After.
   int max_pending_work = 256;
+  // Backpressure when the event loop itself is the bottleneck (a flood of cheap calls): while a
+  // timer due on the loop is overdue by more than this, requests to async and kWorker routes are
+  // answered 503 + Retry-After at once, before their handler runs (counted as
+  // wf_http_rejected_total{reason="event_loop_lag"}); /healthz, /metrics and the other inline
+  // routes are still served. 0: off (the lag is still measured: wf_http_event_loop_lag_seconds).
+  std::chrono::milliseconds max_loop_lag{0};
   std::chrono::milliseconds header_timeout{10000};   // to receive a request's headers
   std::chrono::milliseconds idle_timeout{30000};     // keep-alive connection with no request
   std::chrono::milliseconds body_timeout{30000};     // to receive a body, and to send a response
@@ -72,9 +78,12 @@ using Handler = std::function<Response(const Request&)>;
 // time (kShutdown); request.cancel is the same object.
 class AsyncRequest {
  public:
+  using DeliverLater = std::function<void(Response, std::chrono::milliseconds)>;
   // `deliver` hands the response to the connection; the server supplies it (tests may use any).
+  // `deliver_later` (optional) hands it over after a delay, on a timer of the connection's
+  // executor: without it, respond_after() answers at once.
   AsyncRequest(Request request, std::shared_ptr<Cancellation> cancel,
-               std::function<void(Response)> deliver);
+               std::function<void(Response)> deliver, DeliverLater deliver_later = nullptr);
   // Not answered: a bug (500, counted) unless cancelled, then the error that matches the reason.
   ~AsyncRequest();
   AsyncRequest(const AsyncRequest&) = delete;
@@ -88,6 +97,11 @@ class AsyncRequest {
   // response is dropped, and so it is once the server has stopped its event loop (drain done, or
   // destroyed). Must not race with the Server's destructor.
   bool respond(Response response);
+  // The same, but the response is written `delay` later (a timer on the connection's executor:
+  // no thread waits). The request counts as answered at once. For answers held on purpose (a
+  // refusal to a caller who ignores Retry-After); the server holds at most a few thousand at once
+  // and sends the others at once.
+  bool respond_after(std::chrono::milliseconds delay, Response response);
   bool responded() const;
   // Runs `before` on the answer (whoever gives it: the handler or, unanswered, the destructor)
   // just before it goes to the connection: for a wrapper that must see the answer (admission
@@ -97,6 +111,7 @@ class AsyncRequest {
 
  private:
   std::function<void(Response)> deliver_;
+  DeliverLater deliver_later_;
   std::atomic<bool> responded_{false};
 };
 

@@ -20,11 +20,13 @@ struct Defaults {
   int worker_threads = 4;
   int max_pending_work = 256;
   std::size_t max_body_bytes = 1u << 20;
+  int max_loop_lag_ms = 0;  // ServerOptions::max_loop_lag; 0: off
 };
 
-// port, address, io_threads, worker_threads, max_pending_work, max_connections, max_body_bytes,
-// max_header_bytes, header_timeout_ms, idle_timeout_ms, shutdown_delay_ms, shutdown_grace_ms,
-// log_level, access_log, admin_port, admin_address, admin_token_file, cors_origin.
+// port, address, io_threads, worker_threads, max_pending_work, max_loop_lag_ms, max_connections,
+// max_body_bytes, max_header_bytes, header_timeout_ms, idle_timeout_ms, shutdown_delay_ms,
+// shutdown_grace_ms, log_level, access_log, admin_port, admin_address, admin_token_file,
+// cors_origin.
 std::vector<config::Option> common_options(const Defaults& defaults);
 
 // ServerOptions from the common options; `request_timeout` is the service's own deadline. Reads

@@ -116,6 +116,16 @@ class AsyncTest : public ::testing::Test {
         r->respond(Response::json(200, R"({"later":true,"id":")" + r->request.request_id + "\"}"));
       });
     });
+    server_->add_async_route(
+        "GET", "/held-refusal", "held_refusal", [](std::shared_ptr<AsyncRequest> r) {
+          r->respond_after(300ms, Response::refusal(429, "limit_exceeded", "slow down", 2500ms));
+          EXPECT_FALSE(r->respond(Response::json(200, "{}")));
+        });
+    server_->add_route("GET", "/block", "block", Dispatch::kInline, [this](const Request&) {
+      block_started_.set_value();
+      std::this_thread::sleep_for(400ms);  // the event loop is busy: everything else waits
+      return Response::json(200, "{}");
+    });
     server_->add_async_route("GET", "/hold", "hold",
                              [this](std::shared_ptr<AsyncRequest> r) { held_.hold(std::move(r)); });
     // Holds its request until it is cancelled, then lets go of it (as work that aborts its own
@@ -192,6 +202,7 @@ class AsyncTest : public ::testing::Test {
   std::string base_;
   Reason worker_saw_ = Reason::kNone;
   std::promise<void> worker_started_;
+  std::promise<void> block_started_;
   std::promise<void> worker_done_;
 };
 
@@ -244,6 +255,94 @@ TEST_F(AsyncTest, AsyncRouteAnswersLaterFromAnotherThread) {
   auto again = client_.send(r);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200u);
+}
+
+TEST_F(AsyncTest, AHeldAnswerGoesLaterWithoutHoldingTheEventLoop) {
+  start();  // one event-loop thread
+  auto held = send_async(client_, "/held-refusal");
+  const auto t0 = Clock::now();
+  // The loop serves other requests while the answer waits on its timer.
+  HttpClient other;
+  ClientRequest health;
+  health.url = base_ + "/healthz";
+  auto res = other.send(health);
+  ASSERT_TRUE(res) << res.error().message;
+  EXPECT_EQ(res->status, 200u);
+  EXPECT_LT(Clock::now() - t0, 250ms);
+  ASSERT_EQ(held.wait_for(5s), std::future_status::ready);
+  const ClientResult refused = held.get();
+  ASSERT_TRUE(refused) << refused.error().message;
+  EXPECT_GE(Clock::now() - t0, 290ms);
+  EXPECT_EQ(refused->status, 429u);
+  EXPECT_NE(refused->body.find("slow down"), std::string::npos);
+  bool retry_after = false;
+  for (const Header& h : refused->headers) retry_after |= h.name == "retry-after" && h.value == "3";
+  EXPECT_TRUE(retry_after) << "Retry-After is the delay rounded up to whole seconds";
+}
+
+// Reads from `fd` until `needle` has arrived (bounded by SO_RCVTIMEO).
+std::string read_until(int fd, const std::string& needle) {
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while (out.find(needle) == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+TEST_F(AsyncTest, RequestsQueuedBehindABusyEventLoopAreRefusedAtOnce) {
+  ServerOptions o;
+  o.max_loop_lag = 50ms;
+  start(o);  // one event-loop thread
+  const std::string lagged = R"(wf_http_rejected_total{reason="event_loop_lag"})";
+  const std::string refusal_time = "wf_http_refusal_duration_seconds_count";
+  const double before = metric(metrics_text(), lagged);
+  const double refusals_timed = metric(metrics_text(), refusal_time);
+  // Connections open and served before the loop gets busy.
+  const int call = connect_to(port_);
+  const int health = connect_to(port_);
+  write_all(call, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  write_all(health, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_NE(read_until(call, R"({"status":"ok"})").find("200 OK"), std::string::npos);
+  ASSERT_NE(read_until(health, R"({"status":"ok"})").find("200 OK"), std::string::npos);
+  const int blocker = connect_to(port_);
+  write_all(blocker, "GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(block_started_.get_future().wait_for(5s), std::future_status::ready);
+  // Both wait 400 ms behind the blocked loop: the call is refused, the health check served.
+  write_all(call, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+  write_all(health, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string refused = read_until(call, "retry shortly");
+  EXPECT_NE(refused.find("HTTP/1.1 503"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("event loop is"), std::string::npos) << refused;
+  std::string lower = refused;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_NE(lower.find("retry-after: 1\r\n"), std::string::npos) << refused;
+  EXPECT_NE(read_to_eof(health).find("200 OK"), std::string::npos);
+  EXPECT_NE(read_to_eof(blocker).find("200 OK"), std::string::npos);
+  EXPECT_EQ(metric(metrics_text(), lagged), before + 1);
+  EXPECT_EQ(metric(metrics_text(), refusal_time), refusals_timed + 1);
+  // Once the backlog is served, calls run again (the same connection).
+  std::this_thread::sleep_for(500ms);
+  write_all(call, "GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string served = read_to_eof(call);
+  EXPECT_NE(served.find("200 OK"), std::string::npos) << served;
+  EXPECT_NE(served.find(R"("later":true)"), std::string::npos) << served;
+  EXPECT_GT(metric(metrics_text(), "wf_http_event_loop_lag_seconds_count"), 0);
+  close(call);
+  close(health);
+  close(blocker);
+}
+
+TEST(AsyncRequestTest, RespondAfterWithoutATimerAnswersAtOnce) {
+  std::optional<Response> got;
+  AsyncRequest ar(Request{}, nullptr, [&](Response r) { got = std::move(r); });
+  EXPECT_TRUE(ar.respond_after(200ms, Response::refusal(503, "overloaded", "busy")));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 503u);
+  EXPECT_FALSE(ar.respond(Response::json(200, "{}")));
 }
 
 TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {

@@ -171,6 +171,55 @@ TEST_F(ServerTest, BodyTooLargeIs413) {
   EXPECT_EQ(nlohmann::json::parse(r.body)["type"], "payload_too_large");
 }
 
+// Writes `parts` on a fresh connection, 100 ms apart (the server reads each before the next), and
+// reads the answer until the server closes (the requests say "Connection: close").
+std::string exchange(std::uint16_t port, const std::vector<std::string>& parts) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(write(fd, parts[i].data(), parts[i].size()), static_cast<ssize_t>(parts[i].size()));
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return out;
+}
+
+TEST_F(ServerTest, ChunkedBodiesInOneSegmentAreReadWholeAndLimited) {
+  const std::string head =
+      "POST /x/v1/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
+  // Headers and the whole chunked body in one write: parsed without a further read.
+  std::string out = exchange(port_, {head + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"});
+  ASSERT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_EQ(body_json(out)["body"], "hello world");
+  // Over max_body_bytes (1024) in chunks: 413, found in the first segment or in a later one.
+  const std::string chunk = "400\r\n" + std::string(1024, 'a') + "\r\n";
+  out = exchange(port_, {head + chunk + chunk + "0\r\n\r\n"});
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+  EXPECT_EQ(body_json(out)["type"], "payload_too_large");
+  out = exchange(port_, {head + chunk, chunk + "0\r\n\r\n"});
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+}
+
+TEST_F(ServerTest, BodyThatArrivesAfterItsHeadersIsWaitedFor) {
+  const std::string out =
+      exchange(port_, {"POST /x/v1/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Content-Length: 10\r\n\r\n01234",
+                       "56789"});
+  ASSERT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_EQ(body_json(out)["body"], "0123456789");
+}
+
 TEST_F(ServerTest, MissingLengthIs411) {
   const std::string out = raw("POST /x/v1/echo HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(out.rfind("HTTP/1.1 411", 0), 0u) << out;
