@@ -254,12 +254,15 @@ Envelope Interpreter::dereference(const std::string& zid) {
   if (!d.z2) return Envelope::err(d.error);
   auto it = d.z2->find("Z2K2");
   if (it == d.z2->end()) return Envelope::err(zo::make_error("Z513", {zo::z99(*d.z2)}));
-  if (it->is_object() && zo::type_id(*it) == "Z8") {
-    // Batch what running this function will fetch anyway (best effort, see Resolver).
+  if (!d.bundled && it->is_object() && zo::type_id(*it) == "Z8") {
+    // Batch what running this function will fetch anyway (best effort, see Resolver). Not for a
+    // bundled function, whose dependencies are bundled too (the one exception, type Z89 of Z189
+    // and Z877, is fetched on its own when read): the walk cost ~2 k instructions per call.
     auto deps = function_dependencies(*it);
     if (deps.size() >= 2) resolver_.prefetch(deps);
   }
-  NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
+  // d.z2 lives in the resolver for the whole request; a bundled one for the whole process.
+  NodeP n = Node::from_shared(*it, d.bundled);
   n->set_scope(empty_);
   return Envelope::ok(std::move(n));
 }
@@ -529,6 +532,8 @@ bool json_type_trivial(const json& t) {
   return json_is_ref(*item) && zo::is_zid(json_node_text((*item)["Z9K1"]));
 }
 
+}  // namespace
+
 // Whether resolve_types would resolve nothing but trivial types (above) in `v`: then walking
 // it does nothing. Bounded: too deep counts as not trivial (the walk then goes on).
 bool json_types_trivial(const json& v, int depth) {
@@ -541,6 +546,8 @@ bool json_types_trivial(const json& v, int depth) {
   }
   return true;
 }
+
+namespace {
 
 // The nodes a walk has seen: most values have a few, looked up in line; a long one (a list of
 // many elements) moves to a hash set.
@@ -568,9 +575,31 @@ class SeenNodes {
 struct TypeWalkItem {
   NodeP node;
   const json* source = nullptr;
+  bool immortal = false;  // source lives for the process (Node::Entry::immortal)
 };
 
+// Whether json_types_trivial(v) holds, for JSON that lives and stays unchanged for the whole
+// process (bundled definitions, list-type templates), remembered by address per thread: the Z4 of
+// Z6 was walked again in every request that makes a Z881(Z6) (~50 k instructions each).
+// Bounded: the bundled definitions and templates have fewer parts than this.
+bool immortal_types_trivial(const json& v) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, bool> known;
+  if (auto it = known.find(&v); it != known.end()) return it->second;
+  const bool trivial = json_types_trivial(v, 0);
+  if (known.size() < kMaxRemembered) known.emplace(&v, trivial);
+  return trivial;
+}
+
 }  // namespace
+
+bool Interpreter::types_trivial(const json& v, bool immortal) {
+  if (immortal) return immortal_types_trivial(v);
+  // The same fetched object is walked again and again in a request: once is enough.
+  auto [known, added] = trivial_json_.try_emplace(&v, false);
+  if (added) known->second = json_types_trivial(v, 0);
+  return known->second;
+}
 
 // Walks the value breadth first and resolves every type it names that is not built in. Parts
 // still lazy (Node::from_shared) are walked as JSON, without building their nodes: a Z4 passed
@@ -586,14 +615,11 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
   for (std::size_t i = 0; i < queue.size(); ++i) {
     if (const json* v = queue[i].source) {
       if (!v->is_object() || json_is_ref(*v)) continue;
-      // The same definition is walked again and again (the Z4 of Z6 for every Z881(Z6) call):
-      // what is known to need nothing is not walked twice in a request.
-      auto [known, added] = trivial_json_.try_emplace(v, false);
-      if (added) known->second = json_types_trivial(*v, 0);
-      if (known->second) continue;
+      const bool immortal = queue[i].immortal;
+      if (types_trivial(*v, immortal)) continue;
       for (const auto& [key, child] : v->get_ref<const json::object_t&>()) {
         if (key != "Z1K1") {
-          queue.push_back({nullptr, &child});
+          queue.push_back({nullptr, &child, immortal});
         } else if (json_type_needs_resolving(child) && !resolved_type(Node::from_shared(child))) {
           return fail_type();
         }
@@ -612,7 +638,7 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
       const Node::Entry& e = n->entries[k];
       if (e.key == "Z1K1") continue;
       if (!e.persisted && e.source != nullptr && e.form == Node::Entry::Form::kNormal) {
-        queue.push_back({nullptr, e.source});
+        queue.push_back({nullptr, e.source, e.immortal});
       } else {
         queue.push_back({n->current(k)});
       }

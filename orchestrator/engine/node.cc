@@ -202,13 +202,15 @@ NodeP Node::from_json(const json& v) {
   return n;
 }
 
-NodeP Node::from_shared(const json& v) {
+NodeP Node::from_shared(const json& v, bool immortal) {
   if (!v.is_object()) return from_json(v);
   if (Node* shared = shared_terminal(v)) return NodeP(shared);
   auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
-  for (const auto& [k, child] : o) n->entries.push_back({k, nullptr, nullptr, nullptr, &child});
+  for (const auto& [k, child] : o) {
+    n->entries.push_back({k, nullptr, nullptr, nullptr, &child, Entry::Form::kNormal, immortal});
+  }
   return n;
 }
 
@@ -260,7 +262,7 @@ NodeP list_from(const json& array, std::size_t from) {
   auto n = Node::make_object();
   if (from < a.size()) {
     n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
-    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom,
+    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false,
                           static_cast<std::uint32_t>(from + 1)});
   }
   n->add("Z1K1", std::move(type));
@@ -272,7 +274,7 @@ inline void materialise(Node::Entry& e) {
   if (e.source == nullptr) return;
   switch (e.form) {
     case Form::kNormal:
-      e.original = Node::from_shared(*e.source);
+      e.original = Node::from_shared(*e.source, e.immortal);
       break;
     case Form::kCanonical:
       e.original = canonical_node(*e.source);
@@ -407,7 +409,8 @@ NodeP Node::clone(bool reset_scope) const {
   for (const auto& e : entries) {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
-      n->entries.push_back({e.key, nullptr, nullptr, nullptr, e.source, e.form, e.from});
+      n->entries.push_back(
+          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.from});
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;

@@ -122,6 +122,10 @@ struct Node {
     // Z9, an array a typed list), normalised only when read. kListFrom: the typed list of the
     // array's elements from index `from` on (the K2 of a list node read from an array).
     enum class Form : std::uint8_t { kNormal, kCanonical, kListFrom } form = Form::kNormal;
+    // `source` lives for the whole process and never changes (a bundled definition, a list-type
+    // template): what is derived from its content alone may be remembered across requests by
+    // its address (Interpreter::resolve_types).
+    bool immortal = false;
     std::uint32_t from = 0;
   };
   using Entries = std::vector<Entry>;
@@ -148,8 +152,9 @@ struct Node {
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);
-  // Lazy view of `v`, which must stay alive and unchanged while the nodes are used.
-  static NodeP from_shared(const json& v);
+  // Lazy view of `v`, which must stay alive and unchanged while the nodes are used; with
+  // `immortal`, `v` lives and stays unchanged for the whole process (Entry::immortal).
+  static NodeP from_shared(const json& v, bool immortal = false);
   // Lazy view of the normal form of `v` (canonical, normal or mixed, accepted by
   // zobject::check_mixed), which must stay alive and unchanged while the nodes are used. Only
   // what is read is normalised: the engine's normalisation of a request costs nothing per list
