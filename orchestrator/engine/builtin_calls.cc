@@ -301,12 +301,14 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     consumed.push_back(&key);
     values[i] = call->get(key);
   }
+  const CommonKeys& keys = common_keys();
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
-    const std::string& key = call->entries[i].key;
-    if (key == "Z1K1" || key == "Z7K1") continue;
+    const Key& key = call->entries[i].key;
+    if (key == keys.z1k1 || key == keys.z7k1) continue;
+    const std::string_view text = key.str();
     if (std::none_of(consumed.begin(), consumed.end(),
-                     [&](const std::string* c) { return *c == key; })) {
-      first_error = "Invalid key for function call: " + key + ".";
+                     [&](const std::string* c) { return std::string_view(*c) == text; })) {
+      first_error = "Invalid key for function call: " + key.str() + ".";
     }
   }
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));

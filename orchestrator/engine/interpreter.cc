@@ -62,18 +62,19 @@ enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
 
 Shape shape_of(const Node& n) {
   if (n.is_string) return Shape::kOther;
-  const Node* t = n.peek("Z1K1");
+  const CommonKeys& keys = common_keys();
+  const Node* t = n.peek(keys.z1k1);
   if (t == nullptr) return Shape::kOther;
   if (t->is_string) {
-    const Node* k = t->text == "Z9" ? n.peek("Z9K1") : nullptr;
+    const Node* k = text_is(*t, "Z9") ? n.peek(keys.z9k1) : nullptr;
     return k != nullptr && k->is_string ? Shape::kRef : Shape::kOther;
   }
-  const std::string type = t->ref();  // short: no allocation
+  const std::string_view type = t->ref_view();
   if (type == "Z18") {
-    const Node* k = n.peek("Z18K1");
+    const Node* k = n.peek(keys.z18k1);
     return k != nullptr && (k->is_string || k->is_z6()) ? Shape::kArgRef : Shape::kOther;
   }
-  if (type == "Z7") return n.peek("Z7K1") != nullptr ? Shape::kCall : Shape::kOther;
+  if (type == "Z7") return n.peek(keys.z7k1) != nullptr ? Shape::kCall : Shape::kOther;
   return type.empty() && t->is_call() ? Shape::kGenericInstance : Shape::kOther;
 }
 

@@ -17,6 +17,7 @@
 // 48 (its key an interned id, its children intrusive pointers); a parked call's tree was
 // mostly bare strings of 320 bytes each, now shared.
 
+#include <concepts>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -111,6 +112,20 @@ class Key {
   std::uintptr_t bits_;  // low bit 1: an owned std::string*, else an interned one
 };
 
+// The keys the engine reads most, interned once (common_keys()): a lookup by one of them
+// compares addresses instead of texts.
+struct CommonKeys {
+  Key z1k1{"Z1K1"}, z6k1{"Z6K1"}, z7k1{"Z7K1"}, z9k1{"Z9K1"}, z18k1{"Z18K1"}, k1{"K1"}, k2{"K2"};
+};
+extern const CommonKeys kCommonKeys;  // node.cc: made before any request
+inline const CommonKeys& common_keys() {
+  return kCommonKeys;
+}
+
+// Whether a string node's text is `s` (inline: shape tests compare two- or three-letter tags).
+struct Node;
+inline bool text_is(const Node& n, std::string_view s);
+
 struct Node {
   struct Entry {
     Key key;
@@ -181,16 +196,43 @@ struct Node {
   void add(Key key, NodeP value);  // appends without lookup (building new objects)
 
   // Shape helpers on the current view.
-  std::string ref() const;       // Z9K1 of a Z9 node, else ""
-  std::string str() const;       // Z6K1 of a Z6 node, else ""
-  std::string type_ref() const;  // ZID of Z1K1 when it is a Z9 or a bare string, else ""
-  bool is_ref() const;           // a Z9
+  std::string ref() const;            // Z9K1 of a Z9 node, else ""
+  std::string_view ref_view() const;  // the same without a copy (valid while the node is)
+  std::string str() const;            // Z6K1 of a Z6 node, else ""
+  std::string type_ref() const;       // ZID of Z1K1 when it is a Z9 or a bare string, else ""
+  bool is_ref() const;                // a Z9
   bool is_z6() const;
   bool is_call() const;                          // a normal Z7: Z1K1 = Z7 and has Z7K1
   bool is_arg_ref() const;                       // a Z18 with a string Z18K1
   std::string arg_name() const;                  // Z18K1 of a Z18
   const Node* peek(std::string_view key) const;  // current value without scope inheritance
+  // The same lookups by a Key (common_keys()), compared by address when interned. A template:
+  // a string literal still picks the overloads above.
+  template <std::same_as<Key> K>
+  const Node* peek(const K& key) const {
+    for (auto& e : entries) {
+      if (!(e.key == key)) continue;
+      if (e.persisted) return e.persisted.get();
+      if (e.source != nullptr) build(e);
+      return e.original.get();
+    }
+    return nullptr;
+  }
+  template <std::same_as<Key> K>
+  bool has(const K& key) const {
+    for (const auto& e : entries) {
+      if (e.key == key) return true;
+    }
+    return false;
+  }
+
+ private:
+  static void build(Entry& e);  // a lazy entry's original from its source
 };
+
+inline bool text_is(const Node& n, std::string_view s) {
+  return std::string_view(n.text) == s;
+}
 
 inline void NodeP::acquire() const {
   if (p_ != nullptr && !p_->interned) ++p_->refs;
