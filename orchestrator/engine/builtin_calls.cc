@@ -204,42 +204,48 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
 // nullopt: not such a call, the general steps run it.
 std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!item || item->is_string) return std::nullopt;
-  const Node* node = item.get();
-  NodeP bundled;
+  // T's identity: the address of one of its immortal values, with T's key count and which key.
+  const nlohmann::json* key = nullptr;
+  std::size_t entries = 0;
+  std::size_t index = 0;
+  const nlohmann::json* bundled = nullptr;  // T as JSON, when a reference names it
   if (item->is_ref()) {
-    const std::string zid = item->ref();
+    const std::string_view zid = item->ref_view();
     if (!zo::is_zid(zid)) return std::nullopt;
-    const Dereferenced& d = resolver_.dereference(zid);
+    const Dereferenced& d = resolver_.dereference(std::string(zid));
     if (!d.bundled || !d.z2) return std::nullopt;
     auto k2 = d.z2->find("Z2K2");
-    if (k2 == d.z2->end() || !k2->is_object()) return std::nullopt;
-    bundled = Node::from_shared(*k2, true);
-    node = bundled.get();
+    if (k2 == d.z2->end() || !k2->is_object() || k2->empty()) return std::nullopt;
+    bundled = &*k2;
+    key = &k2->begin().value();
+    entries = k2->size();
+  } else {
+    if (item->interned) return std::nullopt;
+    entries = item->entries.size();
+    for (std::size_t i = 0; i < entries; ++i) {
+      const Node::Entry& e = item->entries[i];
+      if (!untouched(e)) return std::nullopt;
+      if (e.source != nullptr && key == nullptr) {
+        key = e.source;
+        index = i;
+      }
+    }
+    if (key == nullptr) return std::nullopt;
   }
-  if (node->interned || node->entries.empty()) return std::nullopt;
-  std::size_t index = node->entries.size();
-  for (std::size_t i = 0; i < node->entries.size(); ++i) {
-    const Node::Entry& e = node->entries[i];
-    if (!untouched(e)) return std::nullopt;
-    if (e.source != nullptr && index == node->entries.size()) index = i;
-  }
-  if (index == node->entries.size()) return std::nullopt;
-  const nlohmann::json* key = node->entries[index].source;
   std::shared_ptr<const nlohmann::json> z4;
   {
     std::lock_guard lock(held_list_types_mu);
     auto it = held_list_types.find(key);
     if (it != held_list_types.end()) {
-      if (it->second.entries != node->entries.size() || it->second.index != index) {
+      if (it->second.entries != entries || it->second.index != index || !it->second.z4) {
         return std::nullopt;
       }
       z4 = it->second.z4;
-      if (!z4) return std::nullopt;
     }
   }
   if (!z4) {
-    const nlohmann::json t = node->to_json();
-    HeldListType held{nullptr, node->entries.size(), index};
+    const nlohmann::json t = bundled != nullptr ? *bundled : item->to_json();
+    HeldListType held{nullptr, entries, index};
     if (inert_z4(t) && json_types_trivial(t, 0)) {
       NodeP type = Node::from_shared(t);
       type->set_scope(empty_);

@@ -93,6 +93,24 @@ std::string local_key(const std::string& name) {
   return zo::is_local_key(local) ? local : name;
 }
 
+// A string value: a bare string, or a Z6 of one and nothing else. Its type is Z6, built in:
+// resolving its types finds nothing, and it checks against Z6 and Z1 (process_argument,
+// type_check), which a nest of built-ins passes most often.
+bool plain_string(const Node& v) {
+  if (v.is_string) return true;
+  if (v.entries.size() != 2) return false;
+  const CommonKeys& keys = common_keys();
+  const Node* t = v.peek(keys.z1k1);
+  const Node* s = v.peek(keys.z6k1);
+  return t && s && t->is_string && text_is(*t, "Z6") && s->is_string;
+}
+
+// A declared type a plain string always passes: a reference to Z6 or Z1.
+bool takes_any_string(const Node& declared) {
+  const std::string_view zid = declared.ref_view();
+  return declared.is_ref() && (zid == "Z6" || zid == "Z1");
+}
+
 std::string node_string(const NodeP& n) {
   if (!n) return {};
   return n->is_string ? n->text : n->str();
@@ -420,7 +438,7 @@ ArgState Interpreter::process_argument(const ArgState& unevaluated) {
     return out;
   }
   NodeP value = r.env.value;
-  if (validator_depth_ == 0) {
+  if (validator_depth_ == 0 && !(value && plain_string(*value))) {
     json err;
     resolve_types(value, err);
     if (!err.is_null()) {
@@ -743,6 +761,10 @@ json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
 
 json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
   if (!value) return nullptr;
+  if (plain_string(*value) && (!declared || takes_any_string(*declared))) {
+    last_type_error_ = nullptr;
+    return nullptr;
+  }
   NodeP t = value->is_string ? str_node("Z6") : value->get("Z1K1");
   last_type_error_ = nullptr;
   NodeP actual = resolved_type(t);
