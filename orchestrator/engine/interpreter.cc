@@ -70,11 +70,11 @@ Shape shape_of(const Node& n) {
     return k != nullptr && k->is_string ? Shape::kRef : Shape::kOther;
   }
   const std::string_view type = t->ref_view();
-  if (type == "Z18") {
+  if (same_text(type, "Z18")) {
     const Node* k = n.peek(keys.z18k1);
     return k != nullptr && (k->is_string || k->is_z6()) ? Shape::kArgRef : Shape::kOther;
   }
-  if (type == "Z7") return n.peek(keys.z7k1) != nullptr ? Shape::kCall : Shape::kOther;
+  if (same_text(type, "Z7")) return n.peek(keys.z7k1) != nullptr ? Shape::kCall : Shape::kOther;
   return type.empty() && t->is_call() ? Shape::kGenericInstance : Shape::kOther;
 }
 
@@ -108,7 +108,7 @@ bool plain_string(const Node& v) {
 // A declared type a plain string always passes: a reference to Z6 or Z1.
 bool takes_any_string(const Node& declared) {
   const std::string_view zid = declared.ref_view();
-  return declared.is_ref() && (zid == "Z6" || zid == "Z1");
+  return declared.is_ref() && (same_text(zid, "Z6") || same_text(zid, "Z1"));
 }
 
 std::string node_string(const NodeP& n) {

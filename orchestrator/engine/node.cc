@@ -89,7 +89,7 @@ Interned<Node*>& string_table() {
 const std::string* intern_key(std::string_view s) {
   thread_local ThreadCache<const std::string*> cache;
   const std::string*& slot = cache.slot(s);
-  if (slot != nullptr && *slot == s) return slot;
+  if (slot != nullptr && same_text(*slot, s)) return slot;
   const std::string* p = key_table().find_or_add(s, [](const std::string& t) { return &t; });
   if (p != nullptr) slot = p;
   return p;
@@ -98,7 +98,7 @@ const std::string* intern_key(std::string_view s) {
 Node* intern_string(std::string_view s) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(s);
-  if (slot != nullptr && slot->text == s) return slot;
+  if (slot != nullptr && same_text(slot->text, s)) return slot;
   if (!internable(s)) return nullptr;
   Node* n = string_table().find_or_add(s, [](const std::string& t) {
     auto* node = new Node;
@@ -118,7 +118,7 @@ template <bool kReference>
 Node* intern_terminal(std::string_view text) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(text);
-  if (slot != nullptr && slot->entries[1].original->text == text) return slot;
+  if (slot != nullptr && same_text(slot->entries[1].original->text, text)) return slot;
   if (!internable(text)) return nullptr;
   Node* tag = intern_string(kReference ? "Z9" : "Z6");
   Node* value = intern_string(text);
@@ -142,14 +142,14 @@ Node* shared_terminal(const json& v) {
   const auto& o = v.get_ref<const json::object_t&>();
   const auto& [type_key, type] = *o.begin();
   const auto& [value_key, value] = *std::next(o.begin());
-  if (std::string_view(type_key) != "Z1K1" || !type.is_string() || !value.is_string()) {
+  if (!same_text(type_key, "Z1K1") || !type.is_string() || !value.is_string()) {
     return nullptr;
   }
   const std::string_view tag = type.get_ref<const std::string&>();
   const std::string_view key = value_key;
   const auto& text = value.get_ref<const std::string&>();
-  if (tag == "Z9" && key == "Z9K1") return intern_terminal<true>(text);
-  if (tag == "Z6" && key == "Z6K1") return intern_terminal<false>(text);
+  if (same_text(tag, "Z9") && same_text(key, "Z9K1")) return intern_terminal<true>(text);
+  if (same_text(tag, "Z6") && same_text(key, "Z6K1")) return intern_terminal<false>(text);
   return nullptr;
 }
 
@@ -234,7 +234,7 @@ using Form = Node::Entry::Form;
 bool is_terminal_tag(const json& v) {
   if (!v.is_string()) return false;
   const std::string_view tag = v.get_ref<const std::string&>();
-  return tag == "Z6" || tag == "Z9";
+  return same_text(tag, "Z6") || same_text(tag, "Z9");
 }
 
 NodeP list_from(const json& array, std::size_t from);
@@ -253,8 +253,8 @@ NodeP canonical_node(const json& v) {
   for (const auto& [k, child] : o) {
     // normalize() keeps terminal tags and the strings of Z6K1/Z9K1 as they are.
     const std::string_view key = k;
-    const bool keep = (key == "Z1K1" && is_terminal_tag(child)) ||
-                      ((key == "Z6K1" || key == "Z9K1") && child.is_string());
+    const bool keep = (same_text(key, "Z1K1") && is_terminal_tag(child)) ||
+                      ((same_text(key, "Z6K1") || same_text(key, "Z9K1")) && child.is_string());
     n->entries.push_back(
         {k, nullptr, nullptr, nullptr, &child, keep ? Form::kNormal : Form::kCanonical});
   }
@@ -439,15 +439,9 @@ NodeP Node::clone(bool reset_scope) const {
 
 namespace {
 
-// Keys are a few characters ("Z1K1", "Z801K1"): compared in line, this is cheaper than the
-// library's memcmp call, and lookups by key are the engine's most frequent operation.
+// Lookups by key are the engine's most frequent operation (same_text: in line).
 inline bool same_key(const Key& key, std::string_view b) {
-  const std::string& a = key.str();
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
+  return same_text(key.str(), b);
 }
 
 }  // namespace
@@ -558,14 +552,14 @@ bool Node::is_call() const {
   if (is_string) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
-  return t && !t->is_string && ref_text(*t) == "Z7" && peek(keys.z7k1) != nullptr;
+  return t && !t->is_string && same_text(ref_text(*t), "Z7") && peek(keys.z7k1) != nullptr;
 }
 
 bool Node::is_arg_ref() const {
   if (is_string) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
-  if (!t || t->is_string || ref_text(*t) != "Z18") return false;
+  if (!t || t->is_string || !same_text(ref_text(*t), "Z18")) return false;
   const Node* k = peek(keys.z18k1);
   return k && (k->is_string || k->is_z6());
 }

@@ -122,6 +122,16 @@ inline const CommonKeys& common_keys() {
   return kCommonKeys;
 }
 
+// Equality of two short texts in line: keys and tags are a few characters, for which a call to
+// the library's compare and memcmp costs more than the comparison (callgrind: ~7% of the nest).
+inline bool same_text(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
 // Whether a string node's text is `s` (inline: shape tests compare two- or three-letter tags).
 struct Node;
 inline bool text_is(const Node& n, std::string_view s);
@@ -231,7 +241,7 @@ struct Node {
 };
 
 inline bool text_is(const Node& n, std::string_view s) {
-  return std::string_view(n.text) == s;
+  return same_text(n.text, s);
 }
 
 inline void NodeP::acquire() const {
