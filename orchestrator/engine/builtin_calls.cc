@@ -142,12 +142,11 @@ bool inert_z4(const nlohmann::json& z4) {
 
 // The Z4 of Z881(T) for an item type T that the process holds for good (a bundled type, or a part
 // of a list-type template: Node::Entry::immortal), as normal-form JSON kept for the process; null
-// when T is not inert (inert_z4) or the table is full. Keyed by the address of one of T's values
-// (an immortal value belongs to one object, and is never freed or reused).
+// when T is not inert (inert_z4) or the table is full. Keyed by the address of T's last value (an
+// immortal value belongs to one object, and is never freed or reused).
 struct HeldListType {
   std::shared_ptr<const nlohmann::json> z4;  // null: the general path runs such calls
   std::size_t entries = 0;                   // T's keys
-  std::size_t index = 0;                     // which of them the address is of
 };
 std::mutex held_list_types_mu;
 std::unordered_map<const nlohmann::json*, HeldListType> held_list_types;
@@ -204,10 +203,10 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
 // nullopt: not such a call, the general steps run it.
 std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!item || item->is_string) return std::nullopt;
-  // T's identity: the address of one of its immortal values, with T's key count and which key.
+  // T's identity: the address of its last immortal value (a value belongs to one object), with
+  // T's key count.
   const nlohmann::json* key = nullptr;
   std::size_t entries = 0;
-  std::size_t index = 0;
   const nlohmann::json* bundled = nullptr;  // T as JSON, when a reference names it
   if (item->is_ref()) {
     const std::string_view zid = item->ref_view();
@@ -217,27 +216,26 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
     auto k2 = d.z2->find("Z2K2");
     if (k2 == d.z2->end() || !k2->is_object() || k2->empty()) return std::nullopt;
     bundled = &*k2;
-    key = &k2->begin().value();
+    key = &k2->get_ref<const nlohmann::json::object_t&>().rbegin()->second;
     entries = k2->size();
   } else {
-    if (item->interned) return std::nullopt;
-    entries = item->entries.size();
-    for (std::size_t i = 0; i < entries; ++i) {
-      const Node::Entry& e = item->entries[i];
-      if (!untouched(e)) return std::nullopt;
-      if (e.source != nullptr && key == nullptr) {
-        key = e.source;
-        index = i;
-      }
+    // The last entry still lazy: no key was added after the object's own (Node::set appends),
+    // so the node has exactly the object's keys, each unchanged.
+    if (item->interned || item->entries.empty() || item->entries.back().source == nullptr) {
+      return std::nullopt;
     }
-    if (key == nullptr) return std::nullopt;
+    entries = item->entries.size();
+    for (const Node::Entry& e : item->entries) {
+      if (!untouched(e)) return std::nullopt;
+    }
+    key = item->entries.back().source;
   }
   std::shared_ptr<const nlohmann::json> z4;
   {
     std::lock_guard lock(held_list_types_mu);
     auto it = held_list_types.find(key);
     if (it != held_list_types.end()) {
-      if (it->second.entries != entries || it->second.index != index || !it->second.z4) {
+      if (it->second.entries != entries || !it->second.z4) {
         return std::nullopt;
       }
       z4 = it->second.z4;
@@ -245,7 +243,7 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   }
   if (!z4) {
     const nlohmann::json t = bundled != nullptr ? *bundled : item->to_json();
-    HeldListType held{nullptr, entries, index};
+    HeldListType held{nullptr, entries};
     if (inert_z4(t) && json_types_trivial(t, 0)) {
       NodeP type = Node::from_shared(t);
       type->set_scope(empty_);
