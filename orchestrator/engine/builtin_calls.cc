@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "orchestrator/engine/builtin_table.h"
+#include "orchestrator/engine/builtins_support.h"
 #include "orchestrator/engine/definitions.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/json_shapes.h"
@@ -127,6 +128,37 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
   return sig;
 }
 
+// Whether a Z4 (normal-form JSON) is one whose evaluation as an argument does nothing: its keys
+// are all ones that eager evaluation skips, and its types need no resolution (checked apart).
+bool inert_z4(const nlohmann::json& z4) {
+  static constexpr std::string_view kKeys[] = {"Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4",
+                                               "Z4K5", "Z4K6", "Z4K7", "Z4K8"};
+  if (!z4.is_object() || json_ref(z4.value("Z1K1", nlohmann::json())) != "Z4") return false;
+  for (const auto& [key, value] : z4.get_ref<const nlohmann::json::object_t&>()) {
+    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) return false;
+  }
+  return true;
+}
+
+// The Z4 of Z881(T) for an item type T that the process holds for good (a bundled type, or a part
+// of a list-type template: Node::Entry::immortal), as normal-form JSON kept for the process; null
+// when T is not inert (inert_z4) or the table is full. Keyed by the address of T's last value (an
+// immortal value belongs to one object, and is never freed or reused).
+struct HeldListType {
+  std::shared_ptr<const nlohmann::json> z4;  // null: the general path runs such calls
+  std::size_t entries = 0;                   // T's keys
+};
+std::mutex held_list_types_mu;
+std::unordered_map<const nlohmann::json*, HeldListType> held_list_types;
+constexpr std::size_t kMaxHeldListTypes = 4096;
+
+// An entry of an immortal view that nothing has changed: still lazy, or built into a shared node.
+bool untouched(const Node::Entry& e) {
+  if (e.persisted) return false;
+  if (e.source != nullptr) return e.immortal && e.form == Node::Entry::Form::kNormal;
+  return e.original && e.original->interned;
+}
+
 }  // namespace
 
 // The signature of the built-in function `zid`, or null (not a bundled function, or one the
@@ -148,7 +180,7 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
   auto [it, added] = builtin_declared_.try_emplace(&sig);
   if (!added) return &it->second;
   for (const auto& arg : sig.args) {
-    NodeP written = Node::from_shared(*arg.type);  // the definitions live for the process
+    NodeP written = Node::from_shared(*arg.type, true);  // the definitions live for the process
     // set_scope, not an assignment: a declared type that is a reference ("Z6", "Z1") is an
     // interned node, read by every thread; writing this request's frame into it was a data race
     // on its shared_ptr (wf-orchestrator crashed under concurrent load).
@@ -161,6 +193,72 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
     it->second.push_back(r.env.has_error() ? written : r.env.value);
   }
   return &it->second;
+}
+
+// Z881 (typed list, built in as Z981) of an item type given as a reference to a bundled type or
+// as an unchanged view of immortal JSON (the Z881K1 of a list type made from a template): the
+// argument's evaluation does nothing for such a type (it resolves to itself or to the bundled
+// Z4, whose types need no resolution, whose type is Z4 as declared, and whose keys eager
+// evaluation skips), so the answer is the per-process Z4 of Z881(T), as typed_list builds it.
+// nullopt: not such a call, the general steps run it.
+std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
+  if (!item || item->is_string) return std::nullopt;
+  // T's identity: the address of its last immortal value (a value belongs to one object), with
+  // T's key count.
+  const nlohmann::json* key = nullptr;
+  std::size_t entries = 0;
+  const nlohmann::json* bundled = nullptr;  // T as JSON, when a reference names it
+  if (item->is_ref()) {
+    const std::string_view zid = item->ref_view();
+    if (!zo::is_zid(zid)) return std::nullopt;
+    const Dereferenced& d = resolver_.dereference(std::string(zid));
+    if (!d.bundled || !d.z2) return std::nullopt;
+    auto k2 = d.z2->find("Z2K2");
+    if (k2 == d.z2->end() || !k2->is_object() || k2->empty()) return std::nullopt;
+    bundled = &*k2;
+    key = &k2->get_ref<const nlohmann::json::object_t&>().rbegin()->second;
+    entries = k2->size();
+  } else {
+    // The last entry still lazy: no key was added after the object's own (Node::set appends),
+    // so the node has exactly the object's keys, each unchanged.
+    if (item->interned || item->entries.empty() || item->entries.back().source == nullptr) {
+      return std::nullopt;
+    }
+    entries = item->entries.size();
+    for (const Node::Entry& e : item->entries) {
+      if (!untouched(e)) return std::nullopt;
+    }
+    key = item->entries.back().source;
+  }
+  std::shared_ptr<const nlohmann::json> z4;
+  {
+    std::lock_guard lock(held_list_types_mu);
+    auto it = held_list_types.find(key);
+    if (it != held_list_types.end()) {
+      if (it->second.entries != entries || !it->second.z4) {
+        return std::nullopt;
+      }
+      z4 = it->second.z4;
+    }
+  }
+  if (!z4) {
+    const nlohmann::json t = bundled != nullptr ? *bundled : item->to_json();
+    HeldListType held{nullptr, entries};
+    if (inert_z4(t) && json_types_trivial(t, 0)) {
+      NodeP type = Node::from_shared(t);
+      type->set_scope(empty_);
+      held.z4 = std::make_shared<const nlohmann::json>(list_z4(*this, type)->to_json());
+    }
+    std::lock_guard lock(held_list_types_mu);
+    if (held_list_types.size() >= kMaxHeldListTypes) return std::nullopt;
+    z4 = held_list_types.try_emplace(key, std::move(held)).first->second.z4;
+    if (!z4) return std::nullopt;
+  }
+  if (!tick()) return abort_envelope();
+  NodeP out = Node::from_shared(*z4, true);
+  out->set_scope(empty_);
+  metrics().implementation("BuiltIn");
+  return Envelope::ok(std::move(out));
 }
 
 // execute_inner() for a call of a built-in function by reference (not at the top level, whose
@@ -207,15 +305,20 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     consumed.push_back(&key);
     values[i] = call->get(key);
   }
+  const CommonKeys& keys = common_keys();
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
-    const std::string& key = call->entries[i].key;
-    if (key == "Z1K1" || key == "Z7K1") continue;
+    const Key& key = call->entries[i].key;
+    if (key == keys.z1k1 || key == keys.z7k1) continue;
+    const std::string_view text = key.str();
     if (std::none_of(consumed.begin(), consumed.end(),
-                     [&](const std::string* c) { return *c == key; })) {
-      first_error = "Invalid key for function call: " + key + ".";
+                     [&](const std::string* c) { return std::string_view(*c) == text; })) {
+      first_error = "Invalid key for function call: " + key.str() + ".";
     }
   }
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+  if (n == 1 && sig->impl_id == "Z981") {
+    if (auto held = held_list_type(values[0])) return std::move(*held);
+  }
   // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
   // written, the others evaluated and checked as retrieve() does.
   std::vector<NodeP> args;

@@ -62,18 +62,19 @@ enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
 
 Shape shape_of(const Node& n) {
   if (n.is_string) return Shape::kOther;
-  const Node* t = n.peek("Z1K1");
+  const CommonKeys& keys = common_keys();
+  const Node* t = n.peek(keys.z1k1);
   if (t == nullptr) return Shape::kOther;
   if (t->is_string) {
-    const Node* k = t->text == "Z9" ? n.peek("Z9K1") : nullptr;
+    const Node* k = text_is(*t, "Z9") ? n.peek(keys.z9k1) : nullptr;
     return k != nullptr && k->is_string ? Shape::kRef : Shape::kOther;
   }
-  const std::string type = t->ref();  // short: no allocation
-  if (type == "Z18") {
-    const Node* k = n.peek("Z18K1");
+  const std::string_view type = t->ref_view();
+  if (same_text(type, "Z18")) {
+    const Node* k = n.peek(keys.z18k1);
     return k != nullptr && (k->is_string || k->is_z6()) ? Shape::kArgRef : Shape::kOther;
   }
-  if (type == "Z7") return n.peek("Z7K1") != nullptr ? Shape::kCall : Shape::kOther;
+  if (same_text(type, "Z7")) return n.peek(keys.z7k1) != nullptr ? Shape::kCall : Shape::kOther;
   return type.empty() && t->is_call() ? Shape::kGenericInstance : Shape::kOther;
 }
 
@@ -90,6 +91,24 @@ std::string local_key(const std::string& name) {
   if (k == std::string::npos) return name;
   std::string local = name.substr(k);
   return zo::is_local_key(local) ? local : name;
+}
+
+// A string value: a bare string, or a Z6 of one and nothing else. Its type is Z6, built in:
+// resolving its types finds nothing, and it checks against Z6 and Z1 (process_argument,
+// type_check), which a nest of built-ins passes most often.
+bool plain_string(const Node& v) {
+  if (v.is_string) return true;
+  if (v.entries.size() != 2) return false;
+  const CommonKeys& keys = common_keys();
+  const Node* t = v.peek(keys.z1k1);
+  const Node* s = v.peek(keys.z6k1);
+  return t && s && t->is_string && text_is(*t, "Z6") && s->is_string;
+}
+
+// A declared type a plain string always passes: a reference to Z6 or Z1.
+bool takes_any_string(const Node& declared) {
+  const std::string_view zid = declared.ref_view();
+  return declared.is_ref() && (same_text(zid, "Z6") || same_text(zid, "Z1"));
 }
 
 std::string node_string(const NodeP& n) {
@@ -254,12 +273,15 @@ Envelope Interpreter::dereference(const std::string& zid) {
   if (!d.z2) return Envelope::err(d.error);
   auto it = d.z2->find("Z2K2");
   if (it == d.z2->end()) return Envelope::err(zo::make_error("Z513", {zo::z99(*d.z2)}));
-  if (it->is_object() && zo::type_id(*it) == "Z8") {
-    // Batch what running this function will fetch anyway (best effort, see Resolver).
+  if (!d.bundled && it->is_object() && zo::type_id(*it) == "Z8") {
+    // Batch what running this function will fetch anyway (best effort, see Resolver). Not for a
+    // bundled function, whose dependencies are bundled too (the one exception, type Z89 of Z189
+    // and Z877, is fetched on its own when read): the walk cost ~2 k instructions per call.
     auto deps = function_dependencies(*it);
     if (deps.size() >= 2) resolver_.prefetch(deps);
   }
-  NodeP n = Node::from_shared(*it);  // d.z2 lives in the resolver for the whole request
+  // d.z2 lives in the resolver for the whole request; a bundled one for the whole process.
+  NodeP n = Node::from_shared(*it, d.bundled);
   n->set_scope(empty_);
   return Envelope::ok(std::move(n));
 }
@@ -416,7 +438,7 @@ ArgState Interpreter::process_argument(const ArgState& unevaluated) {
     return out;
   }
   NodeP value = r.env.value;
-  if (validator_depth_ == 0) {
+  if (validator_depth_ == 0 && !(value && plain_string(*value))) {
     json err;
     resolve_types(value, err);
     if (!err.is_null()) {
@@ -529,6 +551,8 @@ bool json_type_trivial(const json& t) {
   return json_is_ref(*item) && zo::is_zid(json_node_text((*item)["Z9K1"]));
 }
 
+}  // namespace
+
 // Whether resolve_types would resolve nothing but trivial types (above) in `v`: then walking
 // it does nothing. Bounded: too deep counts as not trivial (the walk then goes on).
 bool json_types_trivial(const json& v, int depth) {
@@ -541,6 +565,8 @@ bool json_types_trivial(const json& v, int depth) {
   }
   return true;
 }
+
+namespace {
 
 // The nodes a walk has seen: most values have a few, looked up in line; a long one (a list of
 // many elements) moves to a hash set.
@@ -568,9 +594,31 @@ class SeenNodes {
 struct TypeWalkItem {
   NodeP node;
   const json* source = nullptr;
+  bool immortal = false;  // source lives for the process (Node::Entry::immortal)
 };
 
+// Whether json_types_trivial(v) holds, for JSON that lives and stays unchanged for the whole
+// process (bundled definitions, list-type templates), remembered by address per thread: the Z4 of
+// Z6 was walked again in every request that makes a Z881(Z6) (~50 k instructions each).
+// Bounded: the bundled definitions and templates have fewer parts than this.
+bool immortal_types_trivial(const json& v) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, bool> known;
+  if (auto it = known.find(&v); it != known.end()) return it->second;
+  const bool trivial = json_types_trivial(v, 0);
+  if (known.size() < kMaxRemembered) known.emplace(&v, trivial);
+  return trivial;
+}
+
 }  // namespace
+
+bool Interpreter::types_trivial(const json& v, bool immortal) {
+  if (immortal) return immortal_types_trivial(v);
+  // The same fetched object is walked again and again in a request: once is enough.
+  auto [known, added] = trivial_json_.try_emplace(&v, false);
+  if (added) known->second = json_types_trivial(v, 0);
+  return known->second;
+}
 
 // Walks the value breadth first and resolves every type it names that is not built in. Parts
 // still lazy (Node::from_shared) are walked as JSON, without building their nodes: a Z4 passed
@@ -586,14 +634,11 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
   for (std::size_t i = 0; i < queue.size(); ++i) {
     if (const json* v = queue[i].source) {
       if (!v->is_object() || json_is_ref(*v)) continue;
-      // The same definition is walked again and again (the Z4 of Z6 for every Z881(Z6) call):
-      // what is known to need nothing is not walked twice in a request.
-      auto [known, added] = trivial_json_.try_emplace(v, false);
-      if (added) known->second = json_types_trivial(*v, 0);
-      if (known->second) continue;
+      const bool immortal = queue[i].immortal;
+      if (types_trivial(*v, immortal)) continue;
       for (const auto& [key, child] : v->get_ref<const json::object_t&>()) {
         if (key != "Z1K1") {
-          queue.push_back({nullptr, &child});
+          queue.push_back({nullptr, &child, immortal});
         } else if (json_type_needs_resolving(child) && !resolved_type(Node::from_shared(child))) {
           return fail_type();
         }
@@ -612,7 +657,7 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
       const Node::Entry& e = n->entries[k];
       if (e.key == "Z1K1") continue;
       if (!e.persisted && e.source != nullptr && e.form == Node::Entry::Form::kNormal) {
-        queue.push_back({nullptr, e.source});
+        queue.push_back({nullptr, e.source, e.immortal});
       } else {
         queue.push_back({n->current(k)});
       }
@@ -716,6 +761,10 @@ json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
 
 json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
   if (!value) return nullptr;
+  if (plain_string(*value) && (!declared || takes_any_string(*declared))) {
+    last_type_error_ = nullptr;
+    return nullptr;
+  }
   NodeP t = value->is_string ? str_node("Z6") : value->get("Z1K1");
   last_type_error_ = nullptr;
   NodeP actual = resolved_type(t);

@@ -46,6 +46,10 @@ struct ArgState {
 
 struct BuiltinSignature;  // builtin_calls.cc
 
+// Whether resolving the types of the shared normal-form value `v` (Interpreter::resolve_types)
+// would do nothing but make list types of ZIDs, which cannot fail or fetch. Bounded in depth.
+bool json_types_trivial(const json& v, int depth);
+
 struct Frame {
   FrameP parent;  // null: the empty frame
   std::vector<std::pair<std::string, ArgState>> names;
@@ -152,6 +156,8 @@ class Interpreter {
   ArgState evaluate_argument(const ArgState& unevaluated);
   ArgState process_argument(const ArgState& unevaluated);
   std::string resolve_types(const NodeP& value, json& error);
+  // Whether resolve_types has nothing to resolve in the shared JSON `v` (remembered).
+  bool types_trivial(const json& v, bool immortal);
   NodeP resolved_type(const NodeP& type);  // ephemeral resolution of a type (null on error)
   bool compare_types(const NodeP& actual, const NodeP& declared);
   bool compare_keys(const NodeP& a, const NodeP& b);  // two literal Z4s, key by key
@@ -165,6 +171,7 @@ class Interpreter {
   // A nested call of a bundled built-in function, bound from its signature (builtin_calls.cc);
   // nullopt when the general path must run it.
   std::optional<Envelope> execute_builtin(const NodeP& call, const FrameP& sc);
+  std::optional<Envelope> held_list_type(const NodeP& item);
   const std::vector<NodeP>* builtin_declared(const BuiltinSignature& sig);
   Envelope resolve_function(const NodeP& call, const FrameP& sc);
   Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);

@@ -63,12 +63,17 @@ class Interned {
   std::unordered_map<std::string, Value, TextHash, std::equal_to<>> map_;
 };
 
-// A direct-mapped per-thread cache of an interning table.
+// A direct-mapped per-thread cache of an interning table. Its slot hash is FNV-1a in line: the
+// texts are a few characters, and every entry of every node built looks its key up here.
 template <typename Value>
 struct ThreadCache {
   static constexpr std::size_t kSlots = 512;
   std::array<Value, kSlots> slots{};
-  Value& slot(std::string_view s) { return slots[TextHash{}(s) % kSlots]; }
+  Value& slot(std::string_view s) {
+    std::uint32_t h = 2166136261u;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+    return slots[(h ^ (h >> 16)) % kSlots];
+  }
 };
 
 Interned<const std::string*>& key_table() {
@@ -84,7 +89,7 @@ Interned<Node*>& string_table() {
 const std::string* intern_key(std::string_view s) {
   thread_local ThreadCache<const std::string*> cache;
   const std::string*& slot = cache.slot(s);
-  if (slot != nullptr && *slot == s) return slot;
+  if (slot != nullptr && same_text(*slot, s)) return slot;
   const std::string* p = key_table().find_or_add(s, [](const std::string& t) { return &t; });
   if (p != nullptr) slot = p;
   return p;
@@ -93,7 +98,7 @@ const std::string* intern_key(std::string_view s) {
 Node* intern_string(std::string_view s) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(s);
-  if (slot != nullptr && slot->text == s) return slot;
+  if (slot != nullptr && same_text(slot->text, s)) return slot;
   if (!internable(s)) return nullptr;
   Node* n = string_table().find_or_add(s, [](const std::string& t) {
     auto* node = new Node;
@@ -113,7 +118,7 @@ template <bool kReference>
 Node* intern_terminal(std::string_view text) {
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(text);
-  if (slot != nullptr && slot->entries[1].original->text == text) return slot;
+  if (slot != nullptr && same_text(slot->entries[1].original->text, text)) return slot;
   if (!internable(text)) return nullptr;
   Node* tag = intern_string(kReference ? "Z9" : "Z6");
   Node* value = intern_string(text);
@@ -137,15 +142,22 @@ Node* shared_terminal(const json& v) {
   const auto& o = v.get_ref<const json::object_t&>();
   const auto& [type_key, type] = *o.begin();
   const auto& [value_key, value] = *std::next(o.begin());
-  if (type_key != "Z1K1" || !type.is_string() || !value.is_string()) return nullptr;
-  const auto& tag = type.get_ref<const std::string&>();
+  if (!same_text(type_key, "Z1K1") || !type.is_string() || !value.is_string()) {
+    return nullptr;
+  }
+  const std::string_view tag = type.get_ref<const std::string&>();
+  const std::string_view key = value_key;
   const auto& text = value.get_ref<const std::string&>();
-  if (tag == "Z9" && value_key == "Z9K1") return intern_terminal<true>(text);
-  if (tag == "Z6" && value_key == "Z6K1") return intern_terminal<false>(text);
+  if (same_text(tag, "Z9") && same_text(key, "Z9K1")) return intern_terminal<true>(text);
+  if (same_text(tag, "Z6") && same_text(key, "Z6K1")) return intern_terminal<false>(text);
   return nullptr;
 }
 
 }  // namespace
+
+// After the tables above (function statics) and before any request: a namespace-scope object of
+// this translation unit, which nothing reads while the program starts.
+const CommonKeys kCommonKeys;
 
 std::uintptr_t Key::kEmpty() {
   static const std::uintptr_t empty = reinterpret_cast<std::uintptr_t>(intern_key({}));
@@ -202,13 +214,15 @@ NodeP Node::from_json(const json& v) {
   return n;
 }
 
-NodeP Node::from_shared(const json& v) {
+NodeP Node::from_shared(const json& v, bool immortal) {
   if (!v.is_object()) return from_json(v);
   if (Node* shared = shared_terminal(v)) return NodeP(shared);
   auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
-  for (const auto& [k, child] : o) n->entries.push_back({k, nullptr, nullptr, nullptr, &child});
+  for (const auto& [k, child] : o) {
+    n->entries.push_back({k, nullptr, nullptr, nullptr, &child, Entry::Form::kNormal, immortal});
+  }
   return n;
 }
 
@@ -218,8 +232,9 @@ namespace zo = wf::zobject;
 using Form = Node::Entry::Form;
 
 bool is_terminal_tag(const json& v) {
-  return v.is_string() &&
-         (v.get_ref<const std::string&>() == "Z6" || v.get_ref<const std::string&>() == "Z9");
+  if (!v.is_string()) return false;
+  const std::string_view tag = v.get_ref<const std::string&>();
+  return same_text(tag, "Z6") || same_text(tag, "Z9");
 }
 
 NodeP list_from(const json& array, std::size_t from);
@@ -237,8 +252,9 @@ NodeP canonical_node(const json& v) {
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) {
     // normalize() keeps terminal tags and the strings of Z6K1/Z9K1 as they are.
-    const bool keep = (k == "Z1K1" && is_terminal_tag(child)) ||
-                      ((k == "Z6K1" || k == "Z9K1") && child.is_string());
+    const std::string_view key = k;
+    const bool keep = (same_text(key, "Z1K1") && is_terminal_tag(child)) ||
+                      ((same_text(key, "Z6K1") || same_text(key, "Z9K1")) && child.is_string());
     n->entries.push_back(
         {k, nullptr, nullptr, nullptr, &child, keep ? Form::kNormal : Form::kCanonical});
   }
@@ -260,7 +276,7 @@ NodeP list_from(const json& array, std::size_t from) {
   auto n = Node::make_object();
   if (from < a.size()) {
     n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
-    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom,
+    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false,
                           static_cast<std::uint32_t>(from + 1)});
   }
   n->add("Z1K1", std::move(type));
@@ -272,7 +288,7 @@ inline void materialise(Node::Entry& e) {
   if (e.source == nullptr) return;
   switch (e.form) {
     case Form::kNormal:
-      e.original = Node::from_shared(*e.source);
+      e.original = Node::from_shared(*e.source, e.immortal);
       break;
     case Form::kCanonical:
       e.original = canonical_node(*e.source);
@@ -303,6 +319,10 @@ json lazy_json(const Node::Entry& e) {
 }
 
 }  // namespace
+
+void Node::build(Entry& e) {
+  materialise(e);
+}
 
 const NodeP& Node::current(std::size_t i) const {
   Entry& e = entries[i];
@@ -407,7 +427,8 @@ NodeP Node::clone(bool reset_scope) const {
   for (const auto& e : entries) {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
-      n->entries.push_back({e.key, nullptr, nullptr, nullptr, e.source, e.form, e.from});
+      n->entries.push_back(
+          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.from});
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;
@@ -418,15 +439,9 @@ NodeP Node::clone(bool reset_scope) const {
 
 namespace {
 
-// Keys are a few characters ("Z1K1", "Z801K1"): compared in line, this is cheaper than the
-// library's memcmp call, and lookups by key are the engine's most frequent operation.
+// Lookups by key are the engine's most frequent operation (same_text: in line).
 inline bool same_key(const Key& key, std::string_view b) {
-  const std::string& a = key.str();
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
+  return same_text(key.str(), b);
 }
 
 }  // namespace
@@ -483,63 +498,74 @@ void Node::add(Key key, NodeP value) {
 namespace {
 
 // Node::ref() without a copy, for the shape tests below.
-std::string_view ref_view(const Node& n) {
+std::string_view ref_text(const Node& n) {
   if (n.is_string) return {};
-  const Node* t = n.peek("Z1K1");
-  const Node* k = n.peek("Z9K1");
-  if (t && k && t->is_string && t->text == "Z9" && k->is_string) return k->text;
+  const CommonKeys& keys = common_keys();
+  const Node* t = n.peek(keys.z1k1);
+  const Node* k = n.peek(keys.z9k1);
+  if (t && k && t->is_string && text_is(*t, "Z9") && k->is_string) return k->text;
   return {};
 }
 
 }  // namespace
 
 std::string Node::ref() const {
-  return std::string(ref_view(*this));
+  return std::string(ref_text(*this));
+}
+
+std::string_view Node::ref_view() const {
+  return engine_detail::ref_text(*this);
 }
 
 std::string Node::str() const {
   if (is_string) return {};
-  const Node* t = peek("Z1K1");
-  const Node* k = peek("Z6K1");
-  if (t && k && t->is_string && t->text == "Z6" && k->is_string) return k->text;
+  const CommonKeys& keys = common_keys();
+  const Node* t = peek(keys.z1k1);
+  const Node* k = peek(keys.z6k1);
+  if (t && k && t->is_string && text_is(*t, "Z6") && k->is_string) return k->text;
   return {};
 }
 
 bool Node::is_ref() const {
-  const Node* t = is_string ? nullptr : peek("Z1K1");
-  const Node* k = is_string ? nullptr : peek("Z9K1");
-  return t && k && t->is_string && t->text == "Z9" && k->is_string;
+  if (is_string) return false;
+  const CommonKeys& keys = common_keys();
+  const Node* t = peek(keys.z1k1);
+  const Node* k = peek(keys.z9k1);
+  return t && k && t->is_string && text_is(*t, "Z9") && k->is_string;
 }
 
 bool Node::is_z6() const {
-  const Node* t = is_string ? nullptr : peek("Z1K1");
-  return t && t->is_string && t->text == "Z6" && peek("Z6K1") != nullptr;
+  const CommonKeys& keys = common_keys();
+  const Node* t = is_string ? nullptr : peek(keys.z1k1);
+  return t && t->is_string && text_is(*t, "Z6") && peek(keys.z6k1) != nullptr;
 }
 
 std::string Node::type_ref() const {
   if (is_string) return "Z6";
-  const Node* t = peek("Z1K1");
+  const Node* t = peek(common_keys().z1k1);
   if (t == nullptr) return {};
   if (t->is_string) return t->text;
-  return t->ref();
+  return std::string(ref_text(*t));
 }
 
 bool Node::is_call() const {
   if (is_string) return false;
-  const Node* t = peek("Z1K1");
-  return t && !t->is_string && ref_view(*t) == "Z7" && peek("Z7K1") != nullptr;
+  const CommonKeys& keys = common_keys();
+  const Node* t = peek(keys.z1k1);
+  return t && !t->is_string && same_text(ref_text(*t), "Z7") && peek(keys.z7k1) != nullptr;
 }
 
 bool Node::is_arg_ref() const {
   if (is_string) return false;
-  const Node* t = peek("Z1K1");
-  if (!t || t->is_string || ref_view(*t) != "Z18") return false;
-  const Node* k = peek("Z18K1");
+  const CommonKeys& keys = common_keys();
+  const Node* t = peek(keys.z1k1);
+  if (!t || t->is_string || !same_text(ref_text(*t), "Z18")) return false;
+  const Node* k = peek(keys.z18k1);
   return k && (k->is_string || k->is_z6());
 }
 
 std::string Node::arg_name() const {
-  const Node* k = peek("Z18K1");
+  const Node* k = peek(common_keys().z18k1);
   if (!k) return {};
   return k->is_string ? k->text : k->str();
 }

@@ -17,6 +17,7 @@
 // 48 (its key an interned id, its children intrusive pointers); a parked call's tree was
 // mostly bare strings of 320 bytes each, now shared.
 
+#include <concepts>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -111,6 +112,30 @@ class Key {
   std::uintptr_t bits_;  // low bit 1: an owned std::string*, else an interned one
 };
 
+// The keys the engine reads most, interned once (common_keys()): a lookup by one of them
+// compares addresses instead of texts.
+struct CommonKeys {
+  Key z1k1{"Z1K1"}, z6k1{"Z6K1"}, z7k1{"Z7K1"}, z9k1{"Z9K1"}, z18k1{"Z18K1"}, k1{"K1"}, k2{"K2"};
+};
+extern const CommonKeys kCommonKeys;  // node.cc: made before any request
+inline const CommonKeys& common_keys() {
+  return kCommonKeys;
+}
+
+// Equality of two short texts in line: keys and tags are a few characters, for which a call to
+// the library's compare and memcmp costs more than the comparison (callgrind: ~7% of the nest).
+inline bool same_text(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+// Whether a string node's text is `s` (inline: shape tests compare two- or three-letter tags).
+struct Node;
+inline bool text_is(const Node& n, std::string_view s);
+
 struct Node {
   struct Entry {
     Key key;
@@ -122,6 +147,10 @@ struct Node {
     // Z9, an array a typed list), normalised only when read. kListFrom: the typed list of the
     // array's elements from index `from` on (the K2 of a list node read from an array).
     enum class Form : std::uint8_t { kNormal, kCanonical, kListFrom } form = Form::kNormal;
+    // `source` lives for the whole process and never changes (a bundled definition, a list-type
+    // template): what is derived from its content alone may be remembered across requests by
+    // its address (Interpreter::resolve_types).
+    bool immortal = false;
     std::uint32_t from = 0;
   };
   using Entries = std::vector<Entry>;
@@ -148,8 +177,9 @@ struct Node {
   static NodeP make_string(std::string s);
   static NodeP make_object();
   static NodeP from_json(const json& v);
-  // Lazy view of `v`, which must stay alive and unchanged while the nodes are used.
-  static NodeP from_shared(const json& v);
+  // Lazy view of `v`, which must stay alive and unchanged while the nodes are used; with
+  // `immortal`, `v` lives and stays unchanged for the whole process (Entry::immortal).
+  static NodeP from_shared(const json& v, bool immortal = false);
   // Lazy view of the normal form of `v` (canonical, normal or mixed, accepted by
   // zobject::check_mixed), which must stay alive and unchanged while the nodes are used. Only
   // what is read is normalised: the engine's normalisation of a request costs nothing per list
@@ -176,16 +206,43 @@ struct Node {
   void add(Key key, NodeP value);  // appends without lookup (building new objects)
 
   // Shape helpers on the current view.
-  std::string ref() const;       // Z9K1 of a Z9 node, else ""
-  std::string str() const;       // Z6K1 of a Z6 node, else ""
-  std::string type_ref() const;  // ZID of Z1K1 when it is a Z9 or a bare string, else ""
-  bool is_ref() const;           // a Z9
+  std::string ref() const;            // Z9K1 of a Z9 node, else ""
+  std::string_view ref_view() const;  // the same without a copy (valid while the node is)
+  std::string str() const;            // Z6K1 of a Z6 node, else ""
+  std::string type_ref() const;       // ZID of Z1K1 when it is a Z9 or a bare string, else ""
+  bool is_ref() const;                // a Z9
   bool is_z6() const;
   bool is_call() const;                          // a normal Z7: Z1K1 = Z7 and has Z7K1
   bool is_arg_ref() const;                       // a Z18 with a string Z18K1
   std::string arg_name() const;                  // Z18K1 of a Z18
   const Node* peek(std::string_view key) const;  // current value without scope inheritance
+  // The same lookups by a Key (common_keys()), compared by address when interned. A template:
+  // a string literal still picks the overloads above.
+  template <std::same_as<Key> K>
+  const Node* peek(const K& key) const {
+    for (auto& e : entries) {
+      if (!(e.key == key)) continue;
+      if (e.persisted) return e.persisted.get();
+      if (e.source != nullptr) build(e);
+      return e.original.get();
+    }
+    return nullptr;
+  }
+  template <std::same_as<Key> K>
+  bool has(const K& key) const {
+    for (const auto& e : entries) {
+      if (e.key == key) return true;
+    }
+    return false;
+  }
+
+ private:
+  static void build(Entry& e);  // a lazy entry's original from its source
 };
+
+inline bool text_is(const Node& n, std::string_view s) {
+  return same_text(n.text, s);
+}
 
 inline void NodeP::acquire() const {
   if (p_ != nullptr && !p_->interned) ++p_->refs;

@@ -47,6 +47,7 @@ Dereferenced Resolver::from_text(const std::string& zid, const std::string& text
 bool Resolver::local(const std::string& zid, Dereferenced& out) {
   if (auto z2 = defs_.served(zid)) {
     out.z2 = std::move(z2);
+    out.bundled = true;
     return true;
   }
   if (auto z2 = cache_.get(zid, &out.hash)) {

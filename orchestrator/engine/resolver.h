@@ -24,6 +24,7 @@ struct Dereferenced {
   nlohmann::json error;                      // a Z5 (Z504 not found, Z502 invalid) otherwise
   std::string failure;                       // non-empty: transport failure (an "exception")
   std::uint64_t hash = 0;  // identity: content hash of the text it came from; 0 = not computed
+  bool bundled = false;    // z2 is the bundled definition (Definitions::served): never freed
 };
 
 class Resolver {

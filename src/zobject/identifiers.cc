@@ -53,14 +53,23 @@ std::expected<void, json> check_zid(std::string_view s) {
 }
 
 bool is_builtin_type(std::string_view zid) {
-  static constexpr std::array<std::string_view, 29> kTypes = {
-      "Z1",  "Z2",  "Z3",  "Z4",  "Z5",  "Z6",  "Z7",  "Z8",  "Z9",  "Z11",
-      "Z12", "Z14", "Z16", "Z17", "Z18", "Z20", "Z21", "Z22", "Z23", "Z31",
-      "Z32", "Z39", "Z40", "Z50", "Z60", "Z61", "Z80", "Z86", "Z99"};
-  for (auto t : kTypes) {
-    if (t == zid) return true;
+  // The built-in types are Z1-Z99 with these numbers: a table by number, not 29 text compares
+  // (the engine asks for every reference it resolves).
+  static constexpr auto kTypes = [] {
+    std::array<bool, 100> t{};
+    for (int n : {1,  2,  3,  4,  5,  6,  7,  8,  9,  11, 12, 14, 16, 17, 18,
+                  20, 21, 22, 23, 31, 32, 39, 40, 50, 60, 61, 80, 86, 99}) {
+      t[n] = true;
+    }
+    return t;
+  }();
+  if (zid.size() < 2 || zid.size() > 3 || zid[0] != 'Z' || zid[1] == '0') return false;
+  int n = 0;
+  for (char c : zid.substr(1)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
   }
-  return false;
+  return kTypes[n];
 }
 
 }  // namespace wf::zobject

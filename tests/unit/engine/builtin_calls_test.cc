@@ -130,6 +130,18 @@ std::vector<Case> cases() {
                    {"Z802K3", "no"}}))},
       {"list result", echo(fcall("Z812", {{"Z812K1", list}}))},
       {"string list", echo(fcall("Z810", {{"Z810K1", "c"}, {"Z810K2", list}}))},
+      // Z881 of a bundled type, and of the item type of a list whose type was resolved (a part
+      // of a per-process list-type template): the answer is a per-process Z4 (held_list_type).
+      {"list type of a bundled type", echo(fcall("Z881", {{"Z881K1", "Z86"}}))},
+      {"list type of a list type",
+       echo(fcall("Z881", {{"Z881K1", fcall("Z881", {{"Z881K1", "Z6"}})}}))},
+      {"list type of a wiki type", echo(fcall("Z881", {{"Z881K1", "Z10001"}}))},
+      {"prepend to a prepended list",
+       echo(fcall("Z810", {{"Z810K1", "c"},
+                           {"Z810K2", fcall("Z810", {{"Z810K1", "b"}, {"Z810K2", list}})}}))},
+      {"head of a prepended code point list",
+       echo(fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", fcall("Z868", {{"Z868K1", "ab"}})},
+                                                     {"Z810K2", kEmpty}})}}))},
       {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
       {"wiki composition", echo(fcall("Z10001", {{"Z10001K1", "a"}}))},
       {"wiki composition, wrong type", echo(fcall("Z10001", {{"Z10001K1", kEmpty}}))},

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 
 namespace zo = wf::zobject;
 using json = nlohmann::json;
@@ -24,6 +25,22 @@ TEST(Identifiers, Patterns) {
   EXPECT_FALSE(zo::is_reference_like("Z1K1"));
   EXPECT_TRUE(zo::is_builtin_type("Z99"));
   EXPECT_FALSE(zo::is_builtin_type("Z24"));
+}
+
+// The built-in types, looked up by number: exactly these 29 texts, nothing that resembles them.
+TEST(Identifiers, BuiltinTypesAreExactlyTheList) {
+  const std::set<std::string> types = {"Z1",  "Z2",  "Z3",  "Z4",  "Z5",  "Z6",  "Z7",  "Z8",
+                                       "Z9",  "Z11", "Z12", "Z14", "Z16", "Z17", "Z18", "Z20",
+                                       "Z21", "Z22", "Z23", "Z31", "Z32", "Z39", "Z40", "Z50",
+                                       "Z60", "Z61", "Z80", "Z86", "Z99"};
+  for (int n = 0; n < 1000; ++n) {
+    const std::string zid = "Z" + std::to_string(n);
+    EXPECT_EQ(zo::is_builtin_type(zid), types.count(zid) == 1) << zid;
+  }
+  for (const char* other :
+       {"", "Z", "Z01", "Z06", "Z006", "z6", "Z6K1", "Q6", "Z 6", "Z6 ", "Z-1"}) {
+    EXPECT_FALSE(zo::is_builtin_type(other)) << other;
+  }
 }
 
 TEST(Parse, DepthLimit) {
