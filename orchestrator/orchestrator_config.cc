@@ -20,7 +20,7 @@ std::vector<Option> orchestrator_options() {
                                                          .worker_threads = 2,
                                                          .max_pending_work = 256,
                                                          .max_body_bytes = 1u << 20,
-                                                         .max_loop_lag_ms = 250});
+                                                         .max_loop_lag_ms = 0});
   std::vector<Option> own = {
       {"wiki_api_url",
        Type::kUrl,
