@@ -165,6 +165,7 @@ struct Fiber {
   StackBounds thread_stack;          // of the thread running the fiber (ASan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
+  bool on_loop = false;  // its first slice runs where it was started (start_here)
   bool done = false;
 };
 
@@ -270,6 +271,7 @@ bool run_slice(Fiber* f) {
     f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
     t_current = outer;
   }
+  f->on_loop = false;  // any later slice runs where schedule() puts it
   if (f->done) return true;
   save_parked_stack(*f);
   auto start = std::move(f->park_fn);
@@ -388,6 +390,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
   Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
+  f->on_loop = true;
   {
     std::lock_guard lock(impl->mu);
     ++impl->live;
@@ -445,6 +448,13 @@ void park(std::function<void(std::function<void()> resume)> start) {
   f->back = std::move(f->back).resume();
   switch_ends(f->fake_stack, &f->thread_stack);  // possibly on another thread
   if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));
+}
+
+void leave_loop_if_over(std::chrono::microseconds budget) {
+  Fiber* f = t_current;
+  if (f == nullptr || !f->on_loop) return;
+  if (thread_cpu_now_us() - f->slice_start_us < static_cast<double>(budget.count())) return;
+  park([](std::function<void()> resume) { resume(); });  // resumes on the pool
 }
 
 bool on_fiber() {

@@ -11,6 +11,7 @@
 // allocator) are fine.
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -89,6 +90,12 @@ T await(std::function<void(std::function<void(T)>)> start) {
   });
   return std::move(**slot);
 }
+
+// On the first slice of a fiber started with start_here (an event-loop thread): once that slice
+// has used more than `budget` of CPU, the fiber moves to the pool's threads and goes on there, so a
+// long evaluation that never waits for I/O does not hold the event loop (and every connection on
+// it) for its whole run. Anywhere else, a no-op.
+void leave_loop_if_over(std::chrono::microseconds budget);
 
 // True on a fiber.
 bool on_fiber();

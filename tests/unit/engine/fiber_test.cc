@@ -268,6 +268,43 @@ TEST(Fibers, StartHereRunsOnTheCallerUntilItParksThenOnThePool) {
   EXPECT_NE(second, std::this_thread::get_id());
 }
 
+TEST(Fibers, ALongFirstSliceLeavesTheCallersThreadForThePool) {
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> returned{false};
+  std::atomic<bool> moved{false};
+  std::promise<void> done;
+  pool.start_here({}, [&] {
+    // Spins (CPU, no I/O) asking to leave the loop once the slice is over 1 ms; bounded in time.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (current_thread() == caller && std::chrono::steady_clock::now() < until) {
+      const double start = thread_cpu_ms();
+      while (thread_cpu_ms() - start < 0.2) {
+      }
+      leave_loop_if_over(std::chrono::milliseconds(1));
+    }
+    moved = current_thread() != caller;
+    wait_for([&] { return returned.load(); });  // the caller got its thread back meanwhile
+    done.set_value();
+  });
+  returned = true;
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_TRUE(moved);
+}
+
+TEST(Fibers, LeavingTheLoopIsANoOpOutsideAFirstSliceStartedHere) {
+  leave_loop_if_over(std::chrono::microseconds(0));  // no fiber: returns at once
+  FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
+  std::thread::id before, after;
+  pool.run_here({}, [&] {  // run_here: a worker's own fiber, not an event loop's
+    before = current_thread();
+    leave_loop_if_over(std::chrono::microseconds(0));
+    after = current_thread();
+  });
+  EXPECT_EQ(before, std::this_thread::get_id());
+  EXPECT_EQ(after, before);
+}
+
 TEST(Fibers, RunHereWaitsForParkedWork) {
   FiberPool pool({.threads = 1, .stack_bytes = 256u << 10, .idle_stacks = 4});
   int v = 0;
