@@ -1241,7 +1241,10 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   // evaluator works (bench/slow_calls: memory per in-flight call).
   std::unique_ptr<CodeCall> cc = code_call(z14, frame, decls, z8, run);
   if (!cc) return run;
-  CodeRunner::Result out = run_on_evaluator(*cc);
+  // The outermost call's own implementation: once it has answered, the request is done, so
+  // nothing could use a memo entry (run_on_evaluator).
+  const bool outermost = call_depth_ == 1 && orchestrating_ == 1;
+  CodeRunner::Result out = run_on_evaluator(*cc, !outermost);
   if (!out) {
     run.then = ImplRun::Then::kNextImplementation;
     run.failure = out.error().message;
@@ -1250,7 +1253,7 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
     }
     return run;
   }
-  run.result = evaluator_envelope(*out);
+  run.result = evaluator_envelope(std::move(*out));
   return run;
 }
 
@@ -1545,11 +1548,14 @@ bool is_value_answer(const json& z22) {
 
 // Sends the call to the evaluator; the fiber parks until it answers. The same call again in
 // this request (recursive compositions repeat them) gets the first answer without a round trip.
-CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
+// With `remember` false the answer is not kept for that (its key and copy cost more than the
+// rest of a one-call request's handling of the answer: bench/orchestrator_cpu), but an answer
+// kept earlier is still used.
+CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc, bool remember) {
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
   }
-  const std::string key = code_call_key(cc);
+  const std::string key = remember || !code_answers_.empty() ? code_call_key(cc) : std::string();
   if (!key.empty()) {
     if (auto it = code_answers_.find(key); it != code_answers_.end()) {
       metrics().code_call_memo_hits.Increment();
@@ -1557,8 +1563,8 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc) {
     }
   }
   CodeRunner::Result out = evaluate_code(cc);
-  if (out && !key.empty() && code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out) &&
-      small_value(*out, kMaxCodeAnswerKey / 8)) {
+  if (out && remember && !key.empty() && code_answers_.size() < kMaxCodeAnswers &&
+      is_value_answer(*out) && small_value(*out, kMaxCodeAnswerKey / 8)) {
     code_answers_.emplace(key, *out);
   }
   return out;
@@ -1575,10 +1581,15 @@ CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
   return out;
 }
 
-// The evaluator's Z22 as an envelope: its value normalised, its metadata map kept.
-Envelope Interpreter::evaluator_envelope(const json& z22) {
-  json value = z22.is_object() && z22.contains("Z22K1") ? z22["Z22K1"] : json(nullptr);
-  json meta = z22.is_object() && z22.contains("Z22K2") ? z22["Z22K2"] : json(nullptr);
+// The evaluator's Z22 as an envelope: its value normalised, its metadata map kept (moved out of
+// the answer: the map of a usual answer is the largest part of it).
+Envelope Interpreter::evaluator_envelope(json&& z22) {
+  json value;
+  json meta;
+  if (z22.is_object()) {
+    if (auto v = z22.find("Z22K1"); v != z22.end()) value = std::move(*v);
+    if (auto m = z22.find("Z22K2"); m != z22.end()) meta = std::move(*m);
+  }
   if (zo::ref_id(value) == "Z23") value = zo::void_value();
   if (!zo::is_map(meta)) meta = nullptr;
   auto normal =

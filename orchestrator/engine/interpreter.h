@@ -188,7 +188,7 @@ class Interpreter {
   [[gnu::noinline]] std::unique_ptr<CodeCall> code_call(const NodeP& z14, const FrameP& frame,
                                                         const std::vector<Decl>& decls,
                                                         const NodeP& z8, ImplRun& run);
-  CodeRunner::Result run_on_evaluator(const CodeCall& cc);
+  CodeRunner::Result run_on_evaluator(const CodeCall& cc, bool remember);
   CodeRunner::Result evaluate_code(const CodeCall& cc);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
@@ -199,7 +199,7 @@ class Interpreter {
                     int depth);
   json keys_plan(const NodeP& z4, ConverterDirection direction, const std::string& family,
                  int depth);
-  Envelope evaluator_envelope(const json& z22);
+  Envelope evaluator_envelope(json&& z22);
   Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
   json orchestrate_inner(const json& zobject, bool do_validate);
