@@ -1596,7 +1596,7 @@ Envelope Interpreter::evaluator_envelope(json&& z22) {
       value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
   NodeP v = Node::from_json(normal ? *normal : zo::void_value());
   v->set_scope(empty_);
-  return Envelope{v, meta};
+  return Envelope{std::move(v), std::move(meta)};
 }
 
 // The result of the implementation that answered; a top-level call adds the implementation keys
