@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
+#include "wf/codec/plain_json.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/zobject/zobject.h"
@@ -132,7 +133,10 @@ struct Pending {
           "http_error", fmt::format("status {}", res->status),
           fmt::format("Function evaluation failed with status {}: {}", res->status, res->body));
     }
-    auto z22 = nlohmann::json::parse(res->body, nullptr, false);
+    // The usual answer (normal form, plain ASCII strings) takes the quick parser.
+    auto plain = codec::parse_plain_json(res->body);
+    nlohmann::json z22 =
+        plain ? std::move(*plain) : nlohmann::json::parse(res->body, nullptr, false);
     if (z22.is_discarded()) {
       return failed(
           "bad_json", "the answer is not JSON",
