@@ -1604,15 +1604,23 @@ Envelope Interpreter::evaluator_envelope(json&& z22) {
 Envelope Interpreter::answer(ImplRun run, const NodeP& z8, bool top_level) {
   Envelope result = std::move(run.result);
   if (!top_level) return result;
-  if (trailing_ != nullptr && !run.type.empty() && result.meta.is_null() &&
-      !is_void_node(result.value)) {
-    // The usual success: the implementation keys are the only metadata, so they are handed
-    // to the response writer as strings instead of being appended to a normal-form map.
-    // return_check keeps such a result as it is, or answers a fresh error envelope (which
-    // drops the implementation keys either way).
+  if (trailing_ != nullptr && !run.type.empty() && !is_void_node(result.value) &&
+      (result.meta.is_null() || (zo::is_map(result.meta) && !result.has_error()))) {
+    // The usual success (no metadata, or an evaluator's map without errors): the
+    // implementation keys are handed to the response writer as strings, which it writes after
+    // the map's pairs, instead of being appended to the normal-form map (a walk and type copies
+    // per key). return_check keeps such a result as it is, or answers a fresh error envelope
+    // (which drops the implementation keys either way). Warnings go after the implementation
+    // keys of a map, so with warnings the keys join the map as before.
     replace_argument_references(result.value, 0);
+    const bool had_meta = !result.meta.is_null();
     result = return_check(std::move(result), z8);
-    if (!result.has_error() && result.meta.is_null()) {
+    if (!result.has_error() && (had_meta || result.meta.is_null())) {
+      if (had_meta && !warnings_.empty()) {
+        if (!run.id.empty()) set_meta(result, "implementationId", zo::z6(run.id));
+        set_meta(result, "implementationType", zo::z6(run.type));
+        return result;
+      }
       if (!run.id.empty()) trailing_->emplace_back("implementationId", run.id);
       trailing_->emplace_back("implementationType", run.type);
     }
