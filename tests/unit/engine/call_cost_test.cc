@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "orchestrator/engine/engine.h"
 #include "wf/obs/log.h"
@@ -147,6 +149,52 @@ TEST(CallCost, TextAnswerCarriesTheBreakdownAfterTheImplementationKeys) {
     EXPECT_GT(at(k), at("implementationType")) << k;
     EXPECT_LT(at(k), at("orchestrationMemoryUsage")) << k;
   }
+}
+
+// An evaluator whose answer carries metadata of its own, as wf-evaluator's does.
+class MetadataRunner final : public CodeRunner {
+ public:
+  void run(const CodeCall& call, const CallContext&, Done done) override {
+    json z22 = wf::zobject::make_envelope(call.arguments.value("Z10001K1", json()),
+                                          wf::zobject::empty_metadata_map());
+    wf::zobject::envelope_set_metadata(z22, "evaluationHostname", wf::zobject::z6("h"));
+    wf::zobject::envelope_set_metadata(z22, "executionCpuUsage", wf::zobject::z6("1.500 ms"));
+    done(std::move(z22));
+  }
+};
+
+std::vector<std::string> metadata_keys(const json& z22) {
+  std::vector<std::string> keys;
+  for (const auto& pair : z22["Z22K2"]["K1"]) {
+    if (pair.is_object() && pair.contains("K2")) keys.push_back(pair["K1"].get<std::string>());
+  }
+  return keys;
+}
+
+// The evaluator's keys come first, then the implementation keys, then the orchestration's, in
+// the text answer and the JSON one alike (the implementation keys of such a result are written
+// by the response writer, not appended to the evaluator's map).
+TEST(CallCost, AnEvaluatorsMetadataComesBeforeTheImplementationKeys) {
+  auto engine =
+      make_engine({}, std::make_shared<SlowWiki>(python_function(), std::chrono::milliseconds(0)),
+                  std::make_shared<MetadataRunner>());
+  bool has_error = true;
+  json text = json::parse(engine->evaluate_text(request("hi"), CallContext{}, &has_error));
+  EXPECT_FALSE(has_error);
+  json tree = engine->evaluate(request("hi"), CallContext{});
+  ASSERT_EQ(text["Z22K1"], "hi") << text.dump();
+  const std::vector<std::string> expected_head = {"evaluationHostname", "executionCpuUsage",
+                                                  "implementationId", "implementationType"};
+  for (const json& r : {text, tree}) {
+    const auto keys = metadata_keys(r);
+    ASSERT_GE(keys.size(), expected_head.size()) << r.dump();
+    EXPECT_EQ(std::vector<std::string>(keys.begin(), keys.begin() + 4), expected_head) << r.dump();
+    EXPECT_EQ(std::count(keys.begin(), keys.end(), "implementationType"), 1) << r.dump();
+    EXPECT_EQ(meta(r, "implementationId"), wf::zobject::z6("Z10002"));  // reference-like
+    EXPECT_EQ(meta(r, "implementationType"), "Evaluated");
+    EXPECT_EQ(meta(r, "executionCpuUsage"), "1.500 ms");
+  }
+  EXPECT_EQ(metadata_keys(text), metadata_keys(tree));
 }
 
 TEST(CallCost, ACachedAnswerReportsItsOwnCostNotTheStoredOne) {
