@@ -11,9 +11,12 @@ std::vector<Option> evaluator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-evaluator",
                                                          .port = 6927,
                                                          // Evaluate calls wait on the event
-                                                         // loops (no worker); two loops use
-                                                         // both cores of a small machine.
-                                                         .io_threads = 2,
+                                                         // loop (no worker). One loop: no
+                                                         // hand-offs between loop threads
+                                                         // (-26..38% service CPU per call);
+                                                         // the sandbox's own processes use
+                                                         // the other cores.
+                                                         .io_threads = 1,
                                                          .worker_threads = 2,
                                                          .max_pending_work = 64,
                                                          .max_body_bytes = 2u << 20});

@@ -51,6 +51,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "evaluator/sandbox/child_reply.h"
 #include "evaluator/sandbox/fair_queue.h"
@@ -246,6 +247,7 @@ class Core : public std::enable_shared_from_this<Core> {
         supervisor_pidfd_(strand_),
         refresh_(strand_),
         respawn_(strand_),
+        spawner_(std::make_unique<SupervisorSpawner>(runtime_, limits)),
         queue_(FairQueueOptions{limits.children_per_flow, limits.queued_per_flow,
                                 limits.queued_total}) {}
 
@@ -256,7 +258,7 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // Blocking, before the loop runs anything of this core: the first supervisor and zygote.
   void start_blocking() {
-    auto spawned = spawn_supervisor(runtime_, limits_);
+    auto spawned = spawner_->spawn_and_wait();
     if (!spawned) throw std::runtime_error(spawned.error());
     supervisor_ = spawned->pid;
     const Clock::time_point until = Clock::now() + kStartWait;
@@ -306,13 +308,15 @@ class Core : public std::enable_shared_from_this<Core> {
   // strand, or with the loop stopped.
   void close();
 
-  // Waits for the supervisor to exit (after close()).
+  // Waits for the supervisor to exit (after close()), then ends the spawner's thread (a spawn
+  // under way when close() came is discarded: on_spawned, or the dropped handler's destructor).
   void reap_supervisor() {
     if (supervisor_ > 0) {
       while (::waitpid(supervisor_, nullptr, 0) < 0 && errno == EINTR) {
       }
       supervisor_ = -1;
     }
+    spawner_->stop();
   }
 
   // Queues `call` for a child under `ticket` (new for each request of the call); a refusal
@@ -661,20 +665,58 @@ class Core : public std::enable_shared_from_this<Core> {
     });
   }
 
+  // The spawn runs on the spawner's thread (posix_spawn waits for the new image's exec, which
+  // took 80-120 ms on a loaded machine: on the loop it held every request of a one-thread
+  // server); its result comes back to the strand.
   void respawn_supervisor() {
-    auto spawned = spawn_supervisor(runtime_, limits_);
-    if (!spawned) {
-      publish_down(fmt::format("cannot start a {} supervisor: {}", runtime_, spawned.error()));
+    std::weak_ptr<Core> weak = weak_from_this();
+    spawner_->spawn([weak](SpawnResult spawned) {
+      OwnedSpawn owned(spawned);
+      auto self = weak.lock();
+      if (!self) return;  // the sandbox is gone: the owned supervisor is discarded
+      asio::post(self->strand_, [self, owned = std::move(owned)]() mutable {
+        self->on_spawned(std::move(owned));
+      });
+    });
+  }
+
+  // A spawn's result that ends the supervisor unless taken (a handler dropped at shutdown).
+  struct OwnedSpawn {
+    explicit OwnedSpawn(const SpawnResult& result) {
+      if (result) {
+        spawned = *result;
+      } else {
+        error = result.error();
+      }
+    }
+    OwnedSpawn(OwnedSpawn&& other) noexcept
+        : spawned(std::exchange(other.spawned, SpawnedSupervisor{})),
+          error(std::move(other.error)) {}
+    OwnedSpawn& operator=(OwnedSpawn&&) = delete;
+    ~OwnedSpawn() {
+      if (spawned.pid > 0) discard_supervisor(spawned);
+    }
+    bool ok() const { return spawned.pid > 0; }
+    SpawnedSupervisor take() { return std::exchange(spawned, SpawnedSupervisor{}); }
+    SpawnedSupervisor spawned;  // pid -1: none
+    std::string error;
+  };
+
+  void on_spawned(OwnedSpawn owned) {
+    if (closed_) return;  // discarded with `owned`
+    if (!owned.ok()) {
+      publish_down(fmt::format("cannot start a {} supervisor: {}", runtime_, owned.error));
       respawn_.expires_after(milliseconds(1000));
       respawn_.async_wait([self = shared_from_this()](const error_code& ec) {
         if (!ec && !self->closed_) self->respawn_supervisor();
       });
       return;
     }
-    supervisor_ = spawned->pid;
-    set_nonblocking(spawned->socket);
-    supervisor_socket_.assign(spawned->socket);
-    supervisor_pidfd_.assign(spawned->pidfd);
+    const SpawnedSupervisor spawned = owned.take();
+    supervisor_ = spawned.pid;
+    set_nonblocking(spawned.socket);
+    supervisor_socket_.assign(spawned.socket);
+    supervisor_pidfd_.assign(spawned.pidfd);
     lost_at_ = Clock::now();
     metrics_.supervisor_restarts->Increment();
     obs::log_event(spdlog::level::warn,
@@ -696,7 +738,8 @@ class Core : public std::enable_shared_from_this<Core> {
   asio::steady_timer respawn_;
   milliseconds respawn_delay_{0};
   Clock::time_point last_respawn_{};
-  std::shared_ptr<ZygoteLink> link_;  // the serving zygote (hello received), if any
+  std::unique_ptr<SupervisorSpawner> spawner_;  // every supervisor comes from its thread
+  std::shared_ptr<ZygoteLink> link_;            // the serving zygote (hello received), if any
   Clock::time_point lost_at_ = Clock::now();
   bool stats_pending_ = false;
   bool closed_ = false;

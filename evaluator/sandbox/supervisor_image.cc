@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <future>
 #include <string>
 #include <string_view>
 
@@ -153,6 +155,80 @@ std::expected<SpawnedSupervisor, std::string> spawn_supervisor(const std::string
     return std::unexpected("cannot hand the supervisor its configuration: " + why);
   }
   return spawned;
+}
+
+void discard_supervisor(const SpawnedSupervisor& spawned) {
+  if (spawned.pid > 0) {
+    ::kill(spawned.pid, SIGKILL);
+    while (::waitpid(spawned.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (spawned.socket >= 0) ::close(spawned.socket);
+  if (spawned.pidfd >= 0) ::close(spawned.pidfd);
+}
+
+SupervisorSpawner::SupervisorSpawner(std::string runtime, const SandboxLimits& limits)
+    : state_(std::make_shared<State>()) {
+  state_->runtime = std::move(runtime);
+  state_->limits = limits;
+  thread_ = std::thread([state = state_] { run(state); });
+}
+
+SupervisorSpawner::~SupervisorSpawner() {
+  stop();
+}
+
+void SupervisorSpawner::spawn(std::function<void(SpawnResult)> done) {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->stopping) return;
+    state_->jobs.push_back(std::move(done));
+  }
+  state_->wake.notify_one();
+}
+
+SpawnResult SupervisorSpawner::spawn_and_wait() {
+  auto promise = std::make_shared<std::promise<SpawnResult>>();
+  std::future<SpawnResult> result = promise->get_future();
+  spawn([promise](SpawnResult spawned) { promise->set_value(std::move(spawned)); });
+  // A stopped spawner drops the job (and its promise): broken_promise.
+  try {
+    return result.get();
+  } catch (const std::future_error&) {
+    return std::unexpected("the sandbox is shutting down");
+  }
+}
+
+void SupervisorSpawner::stop() {
+  std::deque<std::function<void(SpawnResult)>> dropped;
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->stopping = true;
+    dropped.swap(state_->jobs);
+  }
+  state_->wake.notify_one();
+  dropped.clear();  // outside the lock: a job's captures may be anything
+  if (!thread_.joinable()) return;
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    thread_.detach();  // the last owner let go inside a job: the thread ends after it
+  } else {
+    thread_.join();
+  }
+}
+
+void SupervisorSpawner::run(const std::shared_ptr<State>& state) {
+  ::pthread_setname_np(::pthread_self(), "wf-sbx-spawn");
+  std::unique_lock lock(state->mutex);
+  for (;;) {
+    state->wake.wait(lock, [&] { return state->stopping || !state->jobs.empty(); });
+    if (state->stopping) return;
+    auto done = std::move(state->jobs.front());
+    state->jobs.pop_front();
+    lock.unlock();
+    done(spawn_supervisor(state->runtime, state->limits));
+    done = nullptr;  // what it captured goes now, outside the lock
+    lock.lock();
+  }
 }
 
 }  // namespace sandbox_internal

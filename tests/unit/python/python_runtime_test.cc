@@ -255,6 +255,26 @@ TEST(PythonRuntime, PreloadedModulesWork) {
       << r.output.z22_json;
 }
 
+// The stored modules' marshalled code lies in one read-only mapping of a memfd, not on the heap
+// (fork copies no page-table entries for it): every entry is a read-only view into that mapping,
+// which a call cannot write, and the imports above run from it.
+TEST(PythonRuntime, StoredModulesAreReadOnlyViewsOfTheMappedStore) {
+  auto r = call(
+      "import sys\n"
+      "def Z1000():\n"
+      "  views = [entry[0] for entry in sys.meta_path[0].stored.values()]\n"
+      "  kinds = {type(v).__name__ for v in views}\n"
+      "  try:\n"
+      "    views[0][0] = 0\n"
+      "    written = 'written'\n"
+      "  except TypeError:\n"
+      "    written = 'refused'\n"
+      "  mapped = any('wf-module-store' in line for line in open('/proc/self/maps'))\n"
+      "  return (f'{len(views) > 0},{sorted(kinds)},{all(v.readonly for v in views)},'\n"
+      "          f'{written},{mapped}')");
+  EXPECT_EQ(value_of(r), z6("True,['memoryview'],True,refused,True")) << r.output.z22_json;
+}
+
 TEST(PythonRuntime, LoneSurrogatesStillGiveValidJson) {
   auto r = call("def Z1000():\n  return '\\ud800'");
   EXPECT_EQ(value_of(r), z6("\ufffd"));

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
@@ -775,6 +777,92 @@ TEST(SelfHealing, KilledSupervisorIsStartedAgain) {
   EXPECT_EQ(out.output.z22_json, "Z1:again");
   EXPECT_TRUE(wait_until([&] { return ::kill(before.zygote_pid, 0) != 0; }, 5s))
       << "the old zygote dies with its supervisor";
+}
+
+// Threads of this process whose name is `name` (/proc/self/task/*/comm).
+std::vector<pid_t> threads_named(const std::string& name) {
+  std::vector<pid_t> tids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string text;
+    std::getline(comm, text);
+    if (text == name) tids.push_back(static_cast<pid_t>(std::stoi(entry.path().filename())));
+  }
+  return tids;
+}
+
+// Children started by thread `tid` of this process (/proc/self/task/<tid>/children).
+std::vector<pid_t> children_of_thread(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/children");
+  std::vector<pid_t> pids;
+  for (pid_t pid; in >> pid;) pids.push_back(pid);
+  return pids;
+}
+
+bool contains(const std::vector<pid_t>& pids, pid_t pid) {
+  return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
+
+// A re-spawn never runs on the event loop: posix_spawn waits for the new image's exec (80-120 ms
+// measured on a loaded machine), which held every request of a one-thread server. The new
+// supervisor is the child of the sandbox's spawner thread, not of the loop's thread.
+TEST(SelfHealing, ASupervisorIsSpawnedOffTheEventLoop) {
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::promise<pid_t> loop_tid;
+  std::thread loop([&] {
+    loop_tid.set_value(static_cast<pid_t>(::syscall(SYS_gettid)));
+    io.run();
+  });
+  const pid_t loop_thread = loop_tid.get_future().get();
+  auto sandbox = start_sandbox("scripted", test_limits(), &io);
+  SandboxStats before = sandbox->query_stats();
+  ASSERT_GT(before.supervisor_pid, 0);
+  ASSERT_EQ(::kill(before.supervisor_pid, SIGKILL), 0);
+  SandboxStats after;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        after = sandbox->stats();
+        return sandbox->ready_children() > 0 && after.supervisor_pid > 0 &&
+               after.supervisor_pid != before.supervisor_pid;
+      },
+      20s));
+  EXPECT_FALSE(contains(children_of_thread(loop_thread), after.supervisor_pid));
+  pid_t spawner = -1;
+  for (pid_t tid : threads_named("wf-sbx-spawn")) {
+    if (contains(children_of_thread(tid), after.supervisor_pid)) spawner = tid;
+  }
+  EXPECT_GT(spawner, 0) << "no spawner thread is the parent of supervisor " << after.supervisor_pid;
+  CallOutcome out = echo(*sandbox, "off the loop");
+  EXPECT_EQ(out.status, Status::kOk) << out.detail;
+  sandbox->shutdown();
+  io.stop();
+  loop.join();
+  EXPECT_FALSE(std::filesystem::exists("/proc/self/task/" + std::to_string(spawner)))
+      << "shutdown ends the spawner thread";
+  EXPECT_NE(::kill(after.supervisor_pid, 0), 0) << "shutdown ends the supervisor";
+}
+
+// The supervisor dies with its parent thread (PR_SET_PDEATHSIG follows the thread): the thread
+// that called start_sandbox may end without taking the sandbox down.
+TEST(SelfHealing, TheSupervisorOutlivesTheThreadThatStartedTheSandbox) {
+  std::unique_ptr<Sandbox> sandbox;
+  std::thread([&] { sandbox = start_sandbox("scripted", test_limits()); }).join();
+  const SandboxStats before = sandbox->query_stats();
+  ASSERT_GT(before.supervisor_pid, 0);
+  // Alive and not a zombie (a killed supervisor stays one until the sandbox reaps it).
+  auto alive = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    std::getline(stat, text);
+    const auto close = text.rfind(')');
+    return close != std::string::npos && close + 2 < text.size() && text[close + 2] != 'Z';
+  };
+  EXPECT_FALSE(wait_until([&] { return !alive(before.supervisor_pid); }, 500ms))
+      << "the supervisor died with the thread that started the sandbox";
+  CallOutcome out = echo(*sandbox, "still here");
+  EXPECT_EQ(out.status, Status::kOk) << out.detail;
+  EXPECT_EQ(sandbox->query_stats().supervisor_pid, before.supervisor_pid);
 }
 
 TEST(Cancellation, CancelKillsTheChildAtOnce) {
