@@ -39,7 +39,7 @@ class HostilePython : public ::testing::Test {
     EXPECT_EQ(z22_string(after.output.z22_json), "alive");
   }
 
-  static CallOutcome run(const std::string& code, std::chrono::milliseconds budget = 15000ms,
+  static CallOutcome run(const std::string& code, std::chrono::milliseconds budget = 60000ms,
                          const std::string& arguments = "{}") {
     CallInput input;
     input.code = code;
