@@ -386,11 +386,13 @@ struct FiberPool::Impl {
     }
   }
 
+  // Notifies under the lock: once it is released, a pool thread may run `f` to its end and the
+  // pool may be destroyed (its last fiber finished) while this thread, often an I/O thread that
+  // resumed `f`, would still be about to signal `cv` (ThreadSanitizer: pthread_cond_signal racing
+  // pthread_cond_destroy in Fibers.AwaitReturnsTheValueGivenFromAnotherThread).
   void post(Fiber* f) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back(f);
-    }
+    std::lock_guard lock(mu);
+    queue.push_back(f);
     cv.notify_one();
   }
 
