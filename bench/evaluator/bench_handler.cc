@@ -10,6 +10,7 @@
 
 #include "evaluator/service/evaluate_handler.h"
 #include "evaluator/service/result_text.h"
+#include "evaluator_metadata_sample.h"
 #include "wf/codec/avro.h"
 
 namespace {
@@ -35,19 +36,8 @@ class AnsweringSandbox final : public Sandbox {
   int ready_children() const override { return 1; }
 };
 
-std::vector<MetadataEntry> entries() {
-  return {{"evaluationMemoryUsage", "14.15 MiB"},
-          {"evaluationCpuUsage", "0.063 ms"},
-          {"evaluationStartTime", "2026-12-02T10:13:07.728Z"},
-          {"evaluationEndTime", "2026-12-02T10:13:07.737Z"},
-          {"evaluationDuration", "8 ms"},
-          {"evaluationHostname", "vm"},
-          {"executionMemoryUsage", "13.94 MiB"},
-          {"executionCpuUsage", "1.675 ms"}};
-}
-
 void BM_AnswerDom(benchmark::State& state) {
-  const auto meta = entries();
+  const auto meta = sample::service_metadata();
   for (auto _ : state) {
     auto z22 = wf::codec::parse_json<Json>(kRuntimeZ22);
     set_metadata(*z22, meta);
@@ -57,7 +47,7 @@ void BM_AnswerDom(benchmark::State& state) {
 BENCHMARK(BM_AnswerDom);
 
 void BM_AnswerPassThrough(benchmark::State& state) {
-  const auto meta = entries();
+  const auto meta = sample::service_metadata();
   for (auto _ : state) benchmark::DoNotOptimize(pass_through_z22(kRuntimeZ22, meta));
 }
 BENCHMARK(BM_AnswerPassThrough);

@@ -27,6 +27,9 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
+#if WF_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace wf::orchestrator::engine_detail {
 
@@ -66,6 +69,40 @@ void switch_ends([[maybe_unused]] void* fake_stack, [[maybe_unused]] StackBounds
 #if WF_ASAN
   __sanitizer_finish_switch_fiber(fake_stack, from != nullptr ? &from->bottom : nullptr,
                                   from != nullptr ? &from->size : nullptr);
+#endif
+}
+
+// ThreadSanitizer must know which fiber runs, too: each Fiber has a TSan context of its own
+// (tsan_fiber), and the thread's is noted when a slice starts. A switch is announced just before
+// the jump and synchronises (flags 0): what one side did before it happens before what the other
+// does after it, as the jump itself guarantees. Without this, TSan keeps one call stack and one
+// clock per thread across fibers whose stacks come and go: mismatched function entries and exits
+// and false reports. (Boost.Context 1.81 annotates only its ucontext backend.) No-ops elsewhere.
+void* tsan_current() {
+#if WF_TSAN
+  return __tsan_get_current_fiber();
+#else
+  return nullptr;
+#endif
+}
+
+void* tsan_create() {
+#if WF_TSAN
+  return __tsan_create_fiber(0);
+#else
+  return nullptr;
+#endif
+}
+
+void tsan_destroy([[maybe_unused]] void* fiber) {
+#if WF_TSAN
+  if (fiber != nullptr) __tsan_destroy_fiber(fiber);
+#endif
+}
+
+void tsan_switch([[maybe_unused]] void* to) {
+#if WF_TSAN
+  __tsan_switch_to_fiber(to, 0);
 #endif
 }
 
@@ -147,6 +184,11 @@ class StackPool {
 }  // namespace
 
 struct Fiber {
+  Fiber() = default;
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+  ~Fiber() { tsan_destroy(tsan_fiber); }
+
   FiberLogContext log;
   std::function<void()> body;
   std::function<void(Fiber*)> schedule;  // makes the fiber runnable again (pool or run_here)
@@ -163,6 +205,8 @@ struct Fiber {
   void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
   const char* exit_frame = nullptr;  // the body's lambda when it left for good
   StackBounds thread_stack;          // of the thread running the fiber (ASan builds only)
+  void* tsan_fiber = tsan_create();  // its ThreadSanitizer context (TSan builds only)
+  void* tsan_thread = nullptr;       // the running thread's, while a slice runs (TSan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
   bool on_loop = false;  // its first slice runs where it was started (start_here)
@@ -266,6 +310,8 @@ bool run_slice(Fiber* f) {
     restore_parked_stack(*f);
     void* thread_fake_stack = nullptr;
     switch_starts(&thread_fake_stack, {f->stack_low, f->stack_size});
+    f->tsan_thread = tsan_current();
+    tsan_switch(f->tsan_fiber);
     f->self = std::move(f->self).resume();
     switch_ends(thread_fake_stack, nullptr);
     f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
@@ -297,6 +343,10 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
   auto* f = new Fiber;
   f->log = std::move(log);
   f->body = std::move(body);
+  // Boost.Context's fiber starts on its new stack as it is made, and jumps back at once: under
+  // ThreadSanitizer that entry belongs to the new fiber's context, not the thread's.
+  void* thread = tsan_current();
+  tsan_switch(f->tsan_fiber);
   f->self = bctx::fiber(std::allocator_arg, PooledStack{&stacks, f}, [f](bctx::fiber&& back) {
     switch_ends(nullptr, &f->thread_stack);
     f->back = std::move(back);
@@ -304,8 +354,10 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
     f->done = true;
     f->exit_frame = static_cast<const char*>(__builtin_frame_address(0));
     switch_starts(nullptr, f->thread_stack);  // for good: its fake stack goes
+    tsan_switch(f->tsan_thread);
     return std::move(f->back);
   });
+  tsan_switch(thread);
   return f;
 }
 
@@ -334,11 +386,13 @@ struct FiberPool::Impl {
     }
   }
 
+  // Notifies under the lock: once it is released, a pool thread may run `f` to its end and the
+  // pool may be destroyed (its last fiber finished) while this thread, often an I/O thread that
+  // resumed `f`, would still be about to signal `cv` (ThreadSanitizer: pthread_cond_signal racing
+  // pthread_cond_destroy in Fibers.AwaitReturnsTheValueGivenFromAnotherThread).
   void post(Fiber* f) {
-    {
-      std::lock_guard lock(mu);
-      queue.push_back(f);
-    }
+    std::lock_guard lock(mu);
+    queue.push_back(f);
     cv.notify_one();
   }
 
@@ -445,6 +499,7 @@ void park(std::function<void(std::function<void()> resume)> start) {
   f->park_fn = std::move(start);
   f->parked_sp = static_cast<const char*>(__builtin_frame_address(0));
   switch_starts(&f->fake_stack, f->thread_stack);
+  tsan_switch(f->tsan_thread);
   f->back = std::move(f->back).resume();
   switch_ends(f->fake_stack, &f->thread_stack);  // possibly on another thread
   if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));

@@ -23,8 +23,9 @@ namespace wf::orchestrator::engine_detail {
 
 // How many times more stack a nested call may take under AddressSanitizer, whose instrumented
 // frames are larger, than in the Release build: with 4, max_call_depth 10000 still ends in the
-// depth Z5 there (StackDepth.*; docs/testing.md, "Sanitizers").
-inline constexpr std::size_t kSanitizerStackFactor = WF_ASAN ? 4 : 1;
+// depth Z5 there (StackDepth.*; docs/testing.md, "Sanitizers"). ThreadSanitizer's frames grow
+// less: 2.
+inline constexpr std::size_t kSanitizerStackFactor = WF_ASAN ? 4 : WF_TSAN ? 2 : 1;
 
 struct FiberPoolOptions {
   int threads = 2;                     // threads running fiber slices (CPU work)

@@ -34,18 +34,7 @@ double engine_bugs() {
 
 TEST(EngineBugs, AnExceptionIsAZ507CountedAndLoggedWithTheTraceId) {
   obs::install_ecs_logger("engine-test", "0", spdlog::level::info);
-  json z8 = {{"Z1K1", "Z8"},
-             {"Z8K1", json::array({"Z17"})},
-             {"Z8K2", "Z6"},
-             {"Z8K3", json::array({"Z20"})},
-             {"Z8K4", json::array({"Z14",
-                                   {{"Z1K1", "Z14"},
-                                    {"Z14K1", "Z10001"},
-                                    {"Z14K3",
-                                     {{"Z1K1", "Z16"},
-                                      {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
-                                      {"Z16K2", "def Z10001():\n    return 'x'"}}}}})},
-             {"Z8K5", "Z10001"}};
+  const json z8 = code_function("Z10001", "python-3", "def Z10001():\n    return 'x'");
   auto engine = make_engine({}, nullptr, std::make_shared<ThrowingRunner>());
   CallContext ctx;
   ctx.trace_id = "0af7651916cd43dd8448eb211c80319c";

@@ -250,18 +250,7 @@ TEST(Engine, CacheServesRepeatedFetchesAndTtlZeroDisablesIt) {
 }
 
 TEST(Engine, CodeWithoutEvaluatorIsZ507) {
-  json z8 = {{"Z1K1", "Z8"},
-             {"Z8K1", json::array({"Z17"})},
-             {"Z8K2", "Z6"},
-             {"Z8K3", json::array({"Z20"})},
-             {"Z8K4", json::array({"Z14",
-                                   {{"Z1K1", "Z14"},
-                                    {"Z14K1", "Z10001"},
-                                    {"Z14K3",
-                                     {{"Z1K1", "Z16"},
-                                      {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "lua"}}},
-                                      {"Z16K2", "x"}}}}})},
-             {"Z8K5", "Z10001"}};
+  const json z8 = code_function("Z10001", "lua", "x");
   auto engine = make_engine({}, nullptr, std::make_shared<FakeEvaluator>(json::object()));
   json r = engine->evaluate({{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", z8}}}}, CallContext{});
   EXPECT_NE(meta_value(r, "errors").dump().find("No evaluator is available for lua"),

@@ -73,6 +73,24 @@ nlohmann::json loose(const nlohmann::json& x) {
 
 }  // namespace
 
+nlohmann::json code_implementation(const std::string& function, const std::string& language,
+                                   const std::string& code) {
+  return {{"Z1K1", "Z14"},
+          {"Z14K1", function},
+          {"Z14K3",
+           {{"Z1K1", "Z16"}, {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", language}}}, {"Z16K2", code}}}};
+}
+
+nlohmann::json code_function(const std::string& zid, const std::string& language,
+                             const std::string& code) {
+  return {{"Z1K1", "Z8"},
+          {"Z8K1", nlohmann::json::array({"Z17"})},
+          {"Z8K2", "Z6"},
+          {"Z8K3", nlohmann::json::array({"Z20"})},
+          {"Z8K4", nlohmann::json::array({"Z14", code_implementation(zid, language, code)})},
+          {"Z8K5", zid}};
+}
+
 bool legacy_language_routed(const std::string& language) {
   static const std::set<std::string> kRouted = {
       "javascript-es2020", "javascript-es2019", "javascript-es2018", "javascript-es2017",

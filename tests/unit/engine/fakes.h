@@ -48,6 +48,14 @@ class FakeEvaluator : public CodeRunner {
   int calls_ = 0;
 };
 
+// A code implementation (Z14) of `function` in `language` (a Z61 name: "python-3", "lua"), inline.
+nlohmann::json code_implementation(const std::string& function, const std::string& language,
+                                   const std::string& code);
+// A function `zid` of no arguments that returns a string and has one code implementation: the
+// smallest call that needs an evaluator.
+nlohmann::json code_function(const std::string& zid, const std::string& language,
+                             const std::string& code);
+
 // The legacy default language routing of orchestrator-api.md §5.
 bool legacy_language_routed(const std::string& language);
 

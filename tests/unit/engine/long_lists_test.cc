@@ -52,12 +52,8 @@ class ListRunner : public CodeRunner {
 
 json python_list_function() {
   json list_type = {{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z6"}};
-  json impl = {{"Z1K1", "Z14"},
-               {"Z14K1", "Z10001"},
-               {"Z14K3",
-                {{"Z1K1", "Z16"},
-                 {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
-                 {"Z16K2", "def Z10001(Z10001K1):\n    return str(len(Z10001K1))"}}}};
+  json impl = code_implementation("Z10001", "python-3",
+                                  "def Z10001(Z10001K1):\n    return str(len(Z10001K1))");
   return {{"Z1K1", "Z8"},
           {"Z8K1", json::array({"Z17",
                                 {{"Z1K1", "Z17"},

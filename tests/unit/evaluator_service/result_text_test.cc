@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "evaluator_metadata_sample.h"
 #include "wf/codec/avro.h"
 
 namespace wf::evaluator {
@@ -26,19 +27,6 @@ std::optional<std::string> dom_answer(std::string_view text,
   if (!parsed || !parsed->is_object()) return std::nullopt;
   set_metadata(*parsed, entries);
   return dump(*parsed);
-}
-
-std::vector<MetadataEntry> service_entries(std::string printed = {}) {
-  std::vector<MetadataEntry> entries = {{"evaluationMemoryUsage", "14.15 MiB"},
-                                        {"evaluationCpuUsage", "0.063 ms"},
-                                        {"evaluationStartTime", "2026-12-02T10:13:07.728Z"},
-                                        {"evaluationEndTime", "2026-12-02T10:13:07.737Z"},
-                                        {"evaluationDuration", "8 ms"},
-                                        {"evaluationHostname", "vm"},
-                                        {"executionMemoryUsage", "13.94 MiB"},
-                                        {"executionCpuUsage", "1.675 ms"}};
-  if (!printed.empty()) entries.push_back({"executionOutput", std::move(printed)});
-  return entries;
 }
 
 const char* const kZ22Head = R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z22"},"Z22K1":)";
@@ -73,13 +61,13 @@ TEST(ResultText, PlainSuccessPassesThroughWithTheSameBytes) {
         "\xed\x9f\xbf \xee\x80\x80 \xf4\x8f\xbf\xbf\"}",
         R"({"a":true,"b":false,"c":null,"d":[],"e":{},"f":[[],[{}]]})"}) {
     SCOPED_TRACE(result);
-    expect_same(success(result), true, service_entries());
-    expect_same(success(result), true, service_entries("printed\n"));
+    expect_same(success(result), true, sample::service_metadata());
+    expect_same(success(result), true, sample::service_metadata("printed\n"));
   }
   // The runtime's key order is kept, whatever it is.
   expect_same(
       R"({"Z22K2":{"Z1K1":"Z9","Z9K1":"Z24"},"Z1K1":{"Z1K1":"Z9","Z9K1":"Z22"},"Z22K1":"Z24"})",
-      true, service_entries());
+      true, sample::service_metadata());
 }
 
 TEST(ResultText, MetadataValuesAreEscapedAsTheDomWritesThem) {
@@ -88,7 +76,7 @@ TEST(ResultText, MetadataValuesAreEscapedAsTheDomWritesThem) {
   for (const std::string& printed :
        {std::string("say \"hi\"\\\n\t\x01\x1f\x7f"), std::string("caf\xc3\xa9 \xf0\x9f\x98\x80"),
         std::string("cut \xe2\x82"), std::string("\xff\xfe bad"), std::string(1, '\0')}) {
-    expect_same(success(R"({"Z1K1":"Z6","Z6K1":"x"})"), true, service_entries(printed));
+    expect_same(success(R"({"Z1K1":"Z6","Z6K1":"x"})"), true, sample::service_metadata(printed));
   }
 }
 
@@ -109,19 +97,19 @@ TEST(ResultText, RuntimeMapsAndOddMetadataTakeTheDomPathForThatMemberOnly) {
       R"({"Z1K1":)" + map_type + R"(,"K1":{"Z1K1":)" + list + R"(,"K1":{"Z1K1":)" + pair +
       R"(,"K1":{"Z1K1":"Z6","Z6K1":"errors"},"K2":)" + error + R"(},"K2":{"Z1K1":)" + list + "}}}";
   const std::string head = std::string(kZ22Head) + R"({"Z1K1":"Z9","Z9K1":"Z24"},"Z22K2":)";
-  expect_same(head + errors_map + "}", true, service_entries());
+  expect_same(head + errors_map + "}", true, sample::service_metadata());
   // A runtime map that already has one of the service's keys: replaced in place, as map_set does.
   const std::string with_cpu = R"({"Z1K1":)" + map_type + R"(,"K1":{"Z1K1":)" + list +
                                R"(,"K1":{"Z1K1":)" + pair +
                                R"(,"K1":{"Z1K1":"Z6","Z6K1":"executionCpuUsage"},"K2":"forged"},)"
                                R"("K2":{"Z1K1":)" +
                                list + "}}}";
-  expect_same(head + with_cpu + "}", true, service_entries());
+  expect_same(head + with_cpu + "}", true, sample::service_metadata());
   // Other void forms become a map; a Z22K2 that is neither void nor a map is left alone.
-  expect_same(head + R"("Z24"})", true, service_entries());
-  expect_same(head + R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z21"}}})", true, service_entries());
-  expect_same(head + R"(null})", true, service_entries());
-  expect_same(head + R"({"Z1K1":"Z6","Z6K1":"not a map"}})", true, service_entries());
+  expect_same(head + R"("Z24"})", true, sample::service_metadata());
+  expect_same(head + R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z21"}}})", true, sample::service_metadata());
+  expect_same(head + R"(null})", true, sample::service_metadata());
+  expect_same(head + R"({"Z1K1":"Z6","Z6K1":"not a map"}})", true, sample::service_metadata());
 }
 
 TEST(ResultText, TextThatIsNotCanonicalTakesTheDomPath) {
@@ -138,28 +126,28 @@ TEST(ResultText, TextThatIsNotCanonicalTakesTheDomPath) {
       R"({"a":"1",})", R"({"a":"1"}x)", R"({"a":"\x"})", R"({"a":"\u00"})"};
   for (const std::string& result : declined) {
     SCOPED_TRACE(result);
-    expect_same(success(result), false, service_entries());
+    expect_same(success(result), false, sample::service_metadata());
   }
   // Not an object with Z22K2 at the top.
   for (const char* text : {"[]", R"("Z22")", R"({"Z1K1":"Z9"})", "", "  ", "not json"}) {
-    expect_same(text, false, service_entries());
+    expect_same(text, false, sample::service_metadata());
   }
 }
 
 TEST(ResultText, DepthAndKeyCountAreBounded) {
   std::string deep = R"({"Z1K1":"Z6","Z6K1":"x"})";
   for (std::size_t i = 1; i < kMaxPassThroughDepth - 1; ++i) deep = "[" + deep + "]";
-  expect_same(success(deep), true, service_entries());  // at the bound
-  expect_same(success("[" + deep + "]"), false, service_entries());
+  expect_same(success(deep), true, sample::service_metadata());  // at the bound
+  expect_same(success("[" + deep + "]"), false, sample::service_metadata());
   std::string wide = "{";
   for (std::size_t i = 0; i < kMaxPassThroughKeys; ++i) {
     wide += (i == 0 ? "" : ",") + std::string("\"K") + std::to_string(i) + "\":\"v\"";
   }
-  expect_same(success(wide + "}"), true, service_entries());
-  expect_same(success(wide + R"(,"Kx":"v"})"), false, service_entries());
+  expect_same(success(wide + "}"), true, sample::service_metadata());
+  expect_same(success(wide + R"(,"Kx":"v"})"), false, sample::service_metadata());
   // Very deep input is declined at the bound, without recursing further.
   expect_same(success(std::string(100000, '[') + std::string(100000, ']')), false,
-              service_entries());
+              sample::service_metadata());
 }
 
 // Random values written by nlohmann (canonical by construction), then random byte changes: the
@@ -211,7 +199,7 @@ Json random_value(std::mt19937& rng, int depth) {
 
 TEST(ResultText, RandomTextsAndMutationsAgreeWithTheDomPath) {
   std::mt19937 rng(20261202);
-  const auto entries = service_entries("out \xc3\xa9\n");
+  const auto entries = sample::service_metadata("out \xc3\xa9\n");
   int fast = 0;
   for (int i = 0; i < 3000; ++i) {
     Json z22 = Json::object();

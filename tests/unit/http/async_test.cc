@@ -1,9 +1,6 @@
 // Asynchronous routes, cancellation (hang-up, deadline, drain) and HttpClient::async_send, in
 // process on loopback. Waits are on events (futures with a bound), never on sleeps.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "loopback.h"
 #include "wf/http/io.h"
 
 namespace {
@@ -25,31 +23,10 @@ namespace {
 using namespace wf::http;
 using namespace std::chrono_literals;
 using Reason = Cancellation::Reason;
-
-int connect_to(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
-}
-
-void write_all(int fd, const std::string& bytes) {
-  EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-}
-
-// Reads until the peer closes (bounded by SO_RCVTIMEO).
-std::string read_to_eof(int fd) {
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
+using wf::http_test::connect_loopback;
+using wf::http_test::read_to_eof;
+using wf::http_test::read_until;
+using wf::http_test::write_all;
 
 int count_of(const std::string& text, const std::string& needle) {
   int n = 0;
@@ -180,6 +157,25 @@ class AsyncTest : public ::testing::Test {
     auto res = client_.send(r);
     return res ? res->body : "";
   }
+  // Starts the server with a drain grace of 300 ms and sends `path` (a route that keeps its
+  // request until the drain cancels it); false when its handler has not registered in let_go_
+  // within 5 s.
+  bool start_draining_test(const std::string& path, std::future<ClientResult>& pending) {
+    ServerOptions o;
+    o.shutdown_grace = 300ms;
+    start(o);
+    pending = send_async(client_, path);
+    std::unique_lock lock(held_.mu);
+    return held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); });
+  }
+  // The answer of a request that the drain cancelled: 503, naming the shutdown.
+  static void expect_shutdown_answer(std::future<ClientResult>& pending) {
+    ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+    auto res = pending.get();
+    ASSERT_TRUE(res) << res.error().message;
+    EXPECT_EQ(res->status, 503u) << res->body;
+    EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
+  }
   // async_send, then the result through a future.
   std::future<ClientResult> send_async(HttpClient& c, std::string path,
                                        std::shared_ptr<Cancellation> cancel = nullptr,
@@ -280,19 +276,6 @@ TEST_F(AsyncTest, AHeldAnswerGoesLaterWithoutHoldingTheEventLoop) {
   EXPECT_TRUE(retry_after) << "Retry-After is the delay rounded up to whole seconds";
 }
 
-// Reads from `fd` until `needle` has arrived (bounded by SO_RCVTIMEO).
-std::string read_until(int fd, const std::string& needle) {
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while (out.find(needle) == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
-
 TEST_F(AsyncTest, RequestsQueuedBehindABusyEventLoopAreRefusedAtOnce) {
   ServerOptions o;
   o.max_loop_lag = 50ms;
@@ -302,13 +285,13 @@ TEST_F(AsyncTest, RequestsQueuedBehindABusyEventLoopAreRefusedAtOnce) {
   const double before = metric(metrics_text(), lagged);
   const double refusals_timed = metric(metrics_text(), refusal_time);
   // Connections open and served before the loop gets busy.
-  const int call = connect_to(port_);
-  const int health = connect_to(port_);
+  const int call = connect_loopback(port_);
+  const int health = connect_loopback(port_);
   write_all(call, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   write_all(health, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_NE(read_until(call, R"({"status":"ok"})").find("200 OK"), std::string::npos);
   ASSERT_NE(read_until(health, R"({"status":"ok"})").find("200 OK"), std::string::npos);
-  const int blocker = connect_to(port_);
+  const int blocker = connect_loopback(port_);
   write_all(blocker, "GET /block HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   ASSERT_EQ(block_started_.get_future().wait_for(5s), std::future_status::ready);
   // Both wait 400 ms behind the blocked loop: the call is refused, the health check served.
@@ -349,7 +332,7 @@ TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {
   start();
   const double before = metric(
       metrics_text(), R"(wf_http_requests_cancelled_total{reason="client_gone",route="hold"})");
-  const int fd = connect_to(port_);
+  const int fd = connect_loopback(port_);
   write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_TRUE(held_.wait_requests(1));
   const auto closed_at = Clock::now();
@@ -369,7 +352,7 @@ TEST_F(AsyncTest, WorkerRoutesSeeTheHangUpToo) {
   ServerOptions o;
   o.worker_threads = 1;
   start(o);
-  const int fd = connect_to(port_);
+  const int fd = connect_loopback(port_);
   write_all(fd, "GET /worker-hold HTTP/1.1\r\nHost: x\r\n\r\n");
   // The worker waits on the cancellation; closing the connection raises it.
   ASSERT_EQ(worker_started_.get_future().wait_for(5s), std::future_status::ready);
@@ -417,7 +400,7 @@ TEST_F(AsyncTest, AHandlerMayAnswerItsOwnDeadline) {
 
 TEST_F(AsyncTest, PipelinedRequestAfterTheHangUpWatchIsStillServed) {
   start();
-  const int fd = connect_to(port_);
+  const int fd = connect_loopback(port_);
   // Both requests in one write: the second arrives while the first is in progress, so the
   // hang-up watch reads it; it must be parsed and answered after the first.
   write_all(fd,
@@ -435,7 +418,7 @@ TEST_F(AsyncTest, PipelinedRequestAfterTheHangUpWatchIsStillServed) {
 
 TEST_F(AsyncTest, RequestSentWhileAnotherIsInProgressIsServedNext) {
   start();
-  const int fd = connect_to(port_);
+  const int fd = connect_loopback(port_);
   write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_TRUE(held_.wait_requests(1));
   // Arrives while /hold is in progress: read by the hang-up watch, kept for the parser.
@@ -459,7 +442,7 @@ TEST_F(AsyncTest, PipelinedBodiesLargerThanTheWatchBufferAreServedWhole) {
   start();
   for (const std::size_t bytes : {700u, 5000u, 100000u}) {
     held_.clear();
-    const int fd = connect_to(port_);
+    const int fd = connect_loopback(port_);
     write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
     ASSERT_TRUE(held_.wait_requests(1));
     std::string body(bytes, 'a');
@@ -488,7 +471,7 @@ TEST_F(AsyncTest, PipelinedBodiesLargerThanTheWatchBufferAreServedWhole) {
 // served too (the buffer that held the large body is given back while the handler works).
 TEST_F(AsyncTest, LargeBodyThenAnotherRequestOnTheSameConnection) {
   start();
-  const int fd = connect_to(port_);
+  const int fd = connect_loopback(port_);
   const std::string body(300000, 'z');
   write_all(fd, "POST /size HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + body +
                     "GET /later HTTP/1.1\r\nHost: x\r\nX-Request-Id: after\r\n\r\n"
@@ -520,10 +503,7 @@ TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
   server_.reset();
   EXPECT_EQ(code, 1);  // its handler never let go of the request it was cancelled for
   EXPECT_LT(took, 300ms + 2000ms + 1000ms);  // the grace, the wait for handlers, a margin
-  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
-  auto res = pending.get();
-  ASSERT_TRUE(res) << res.error().message;
-  EXPECT_EQ(res->status, 503u);
+  ASSERT_NO_FATAL_FAILURE(expect_shutdown_answer(pending));
   ASSERT_TRUE(held_.wait_cancels(1));
   EXPECT_EQ(held_.cancels[0].first, Reason::kShutdown);
 }
@@ -531,14 +511,8 @@ TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
 // Work that outlives the grace is cancelled and answered 503 naming the shutdown; once its
 // handler has let go of it, the drain is clean: exit code 0.
 TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) {
-  ServerOptions o;
-  o.shutdown_grace = 300ms;
-  start(o);
-  auto pending = send_async(client_, "/until-cancelled");
-  {
-    std::unique_lock lock(held_.mu);
-    ASSERT_TRUE(held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); }));
-  }
+  std::future<ClientResult> pending;
+  ASSERT_TRUE(start_draining_test("/until-cancelled", pending));
   const auto t0 = Clock::now();
   server_->stop();
   const int code = server_->run_until_signal();
@@ -546,11 +520,7 @@ TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) 
   server_.reset();
   EXPECT_EQ(code, 0);
   EXPECT_LT(took, 300ms + 1000ms);
-  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
-  auto res = pending.get();
-  ASSERT_TRUE(res) << res.error().message;
-  EXPECT_EQ(res->status, 503u);
-  EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
+  expect_shutdown_answer(pending);
   std::lock_guard lock(held_.mu);
   let_go_.clear();
 }
@@ -558,14 +528,8 @@ TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) 
 // A handler that answers the moment the drain cancels its request (its answer is queued on the
 // connection before the session wakes up) does not replace the 503 that names the shutdown.
 TEST_F(AsyncTest, DrainAnswers503EvenWhenTheHandlerAnswersAsItIsCancelled) {
-  ServerOptions o;
-  o.shutdown_grace = 300ms;
-  start(o);
-  auto pending = send_async(client_, "/answers-when-cancelled");
-  {
-    std::unique_lock lock(held_.mu);
-    ASSERT_TRUE(held_.cv.wait_for(lock, 5s, [&] { return !let_go_.empty(); }));
-  }
+  std::future<ClientResult> pending;
+  ASSERT_TRUE(start_draining_test("/answers-when-cancelled", pending));
   server_->stop();
   const int code = server_->run_until_signal();
   {
@@ -574,11 +538,7 @@ TEST_F(AsyncTest, DrainAnswers503EvenWhenTheHandlerAnswersAsItIsCancelled) {
   }
   server_.reset();
   EXPECT_EQ(code, 0);
-  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
-  auto res = pending.get();
-  ASSERT_TRUE(res) << res.error().message;
-  EXPECT_EQ(res->status, 503u) << res->body;
-  EXPECT_NE(res->body.find("shutting_down"), std::string::npos) << res->body;
+  expect_shutdown_answer(pending);
 }
 
 TEST_F(AsyncTest, AsyncSendSucceedsAndReusesThePool) {

@@ -12,12 +12,16 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "loopback.h"
 #include "wf/http/client.h"
 #include "wf/obs/metrics.h"
 
 namespace {
 
 using namespace wf::http;
+using wf::http_test::connect_loopback;
+using wf::http_test::read_to_eof;
+using wf::http_test::write_all;
 
 // Polls `condition` every 5 ms for at most 5 s: waits on an event the test cannot be told of.
 template <class F>
@@ -98,18 +102,10 @@ class ServerTest : public ::testing::Test {
   }
   // Sends raw bytes on a fresh connection and returns everything the server sends back.
   std::string raw(const std::string& bytes) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    const int fd = connect_loopback(port_);
+    write_all(fd, bytes);
     shutdown(fd, SHUT_WR);
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    std::string out = read_to_eof(fd);
     close(fd);
     return out;
   }
@@ -174,22 +170,12 @@ TEST_F(ServerTest, BodyTooLargeIs413) {
 // Writes `parts` on a fresh connection, 100 ms apart (the server reads each before the next), and
 // reads the answer until the server closes (the requests say "Connection: close").
 std::string exchange(std::uint16_t port, const std::vector<std::string>& parts) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = connect_loopback(port);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    EXPECT_EQ(write(fd, parts[i].data(), parts[i].size()), static_cast<ssize_t>(parts[i].size()));
+    write_all(fd, parts[i]);
   }
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  std::string out = read_to_eof(fd);
   close(fd);
   return out;
 }
@@ -283,12 +269,8 @@ TEST_F(ServerTest, OverloadIs503WithRetryAfter) {
 
 TEST_F(ServerTest, SlowHeadersAreCutOff) {
   // A client that never finishes its headers is disconnected after header_timeout.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port_);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
   const std::string partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
   ASSERT_EQ(write(fd, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
   const auto start = std::chrono::steady_clock::now();
@@ -391,18 +373,9 @@ TEST(ServerLimits, ConnectionLimitAnswers503) {
   Server server(o);
   add_standard_routes(server, {"test", "1.0", "abc", "", "{}"});
   const std::uint16_t port = server.start();
-  auto open_idle = [port] {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  };
   const double before = open_connections();
-  const int a = open_idle();
-  const int b = open_idle();
+  const int a = connect_loopback(port);
+  const int b = connect_loopback(port);
   ASSERT_TRUE(eventually([&] { return open_connections() == before + 2; }));
   HttpClient client;
   ClientRequest r;

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "wf/config/config.h"
 #include "wf/limits/limits_config.h"
@@ -153,40 +156,42 @@ TEST(Refusal, EnvelopeIsAZ22WithAZ500) {
   EXPECT_NE(text.find("limitExceeded"), std::string::npos);
 }
 
+// A Z22 as the orchestrator answers it, whose metadata map holds `entries` (key, value).
+std::string z22_with_metadata(std::initializer_list<std::pair<std::string, std::string>> entries) {
+  std::string out =
+      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882")";
+  for (const auto& [key, value] : entries) {
+    out += R"(,{"Z1K1":"Z882","K1":")" + key + R"(","K2":")" + value + R"("})";
+  }
+  return out + "]}}";
+}
+
 TEST(ReportedCpu, SumsOrchestrationAndExecutionCpu) {
-  const std::string z22 =
-      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
-      R"({"Z1K1":"Z882","K1":"executionCpuUsage","K2":"12.5 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"3.25 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationMemoryUsage","K2":"30.1 MiB"}]}})";
+  const std::string z22 = z22_with_metadata({{"executionCpuUsage", "12.5 ms"},
+                                             {"orchestrationCpuUsage", "3.25 ms"},
+                                             {"orchestrationMemoryUsage", "30.1 MiB"}});
   EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 15.75);
   EXPECT_DOUBLE_EQ(reported_cpu_ms(R"({"Z22K1":"Z24"})"), 0);
   EXPECT_DOUBLE_EQ(reported_cpu_ms(R"({"K1":"executionCpuUsage","K2":"12)"), 0);
 }
 
 TEST(ReportedCpu, ACachedAnswerChargesOnlyItsOrchestration) {
-  const std::string z22 =
-      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
-      R"({"Z1K1":"Z882","K1":"executionCpuUsage","K2":"12.5 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"0.5 ms"},)"
-      R"({"Z1K1":"Z882","K1":"resultCache","K2":"local"}]}})";
+  const std::string z22 = z22_with_metadata({{"executionCpuUsage", "12.5 ms"},
+                                             {"orchestrationCpuUsage", "0.5 ms"},
+                                             {"resultCache", "local"}});
   EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 0.5);
 }
 
 TEST(ReportedCpu, TheOrchestratorsTotalOfEvaluatorCpuCountsNestedCodeOnce) {
   // A composition whose code ran in an evaluator twice: the envelope carries the top-level
   // implementation's metadata (none here) and the orchestrator's total of every code call.
-  const std::string z22 =
-      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
-      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"2 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationEvaluatorCpuUsage","K2":"40.5 ms"}]}})";
+  const std::string z22 = z22_with_metadata(
+      {{"orchestrationCpuUsage", "2 ms"}, {"orchestrationEvaluatorCpuUsage", "40.5 ms"}});
   EXPECT_DOUBLE_EQ(reported_cpu_ms(z22), 42.5);
   // A top-level code call: its executionCpuUsage is part of the total, not added to it.
-  const std::string top =
-      R"({"Z1K1":"Z22","Z22K1":"x","Z22K2":{"Z1K1":{"Z1K1":"Z7","Z7K1":"Z883"},"K1":["Z882",)"
-      R"({"Z1K1":"Z882","K1":"executionCpuUsage","K2":"12.5 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationCpuUsage","K2":"1 ms"},)"
-      R"({"Z1K1":"Z882","K1":"orchestrationEvaluatorCpuUsage","K2":"12.5 ms"}]}})";
+  const std::string top = z22_with_metadata({{"executionCpuUsage", "12.5 ms"},
+                                             {"orchestrationCpuUsage", "1 ms"},
+                                             {"orchestrationEvaluatorCpuUsage", "12.5 ms"}});
   EXPECT_DOUBLE_EQ(reported_cpu_ms(top), 13.5);
 }
 
