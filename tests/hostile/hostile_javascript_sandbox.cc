@@ -303,23 +303,28 @@ TEST_F(HostileJavascript, JitHeavyWorkRunsUnderSeccomp) {
       << t.outcome.output.z22_json;
 }
 
-TEST_F(HostileJavascript, TrivialCallsAreFast) {
+TEST_F(HostileJavascript, TrivialCallsAreCheap) {
   expect_still_serving();  // the pool is warm
-  std::vector<double> ms;
+  std::vector<double> wall_ms;
+  std::vector<double> cpu_ms;
   for (int i = 0; i < 40; ++i) {
     Timed t = run("function Z1(Z1K1) { return Z1K1; }", R"({"Z1K1":{"Z1K1":"Z6","Z6K1":"v"}})");
     ASSERT_EQ(t.outcome.status, Status::kOk) << t.outcome.detail;
-    ms.push_back(static_cast<double>(t.elapsed.count()) / 1000.0);
+    wall_ms.push_back(static_cast<double>(t.elapsed.count()) / 1000.0);
+    cpu_ms.push_back(t.outcome.cpu_ms);
     // Calls arrive spaced out here, so each finds a warm child (back-to-back calls measure the
     // pool's refill rate instead: the sandbox's bench does that).
     std::this_thread::sleep_for(milliseconds(10));
   }
-  std::sort(ms.begin(), ms.end());
-  std::printf("javascript sandbox trivial call: p50 %.2f ms, p90 %.2f ms\n", ms[ms.size() / 2],
-              ms[ms.size() * 9 / 10]);
-  // A regression guard only (the target, 1 ms p50 on an idle machine, is bench_sandbox's job):
-  // the test machine is shared and often loaded.
-  EXPECT_LT(ms[ms.size() / 2], 25.0);
+  std::sort(wall_ms.begin(), wall_ms.end());
+  std::sort(cpu_ms.begin(), cpu_ms.end());
+  std::printf(
+      "javascript sandbox trivial call: wall p50 %.2f ms, p90 %.2f ms; child CPU p50 %.2f ms\n",
+      wall_ms[wall_ms.size() / 2], wall_ms[wall_ms.size() * 9 / 10], cpu_ms[cpu_ms.size() / 2]);
+  // A regression guard on the child's CPU, not on wall time (speed targets are bench_sandbox's;
+  // wall time on this shared machine measures its load: a 25 ms wall bound failed at load ~14).
+  // A trivial call costs ~1 ms of child CPU.
+  EXPECT_LT(cpu_ms[cpu_ms.size() / 2], 25.0);
 }
 
 }  // namespace
