@@ -77,28 +77,51 @@ std::expected<LimitMode, std::string> parse_limit_mode(std::string_view name) {
 
 namespace {
 
-// The adaptive limit: samples of what calls report (the time they ran, not parked on I/O, plus the
-// time a downstream service says they waited for capacity), in windows; at the end of each, the
-// limit moves by the gradient (tolerance * baseline + slack) / recent (docs/limits.md, "The
-// adaptive limit"): one more while calls are not slower than that (and the limit is in use), up to
-// 10% less per window when they are. The baseline follows faster windows down (by 1/8 of the
-// difference, so that one lucky window does not set it), and slower ones up only from windows run
-// at the floor (min_concurrency calls in flight at most, or the in-flight bound at the floor),
-// where calls should not wait for each other: under overload it does not drift up with the
-// congestion; when the calls become slower for good, or the baseline was too low, the limits fall
-// to the floor and the baseline learns their time there.
-//
-// The in-flight bound (calls running or parked) is at the ceiling while calls are not congested;
-// a congested window brings it under the calls then in flight, by the same proportion as the
-// limit, and each window without congestion (or a second without any window: nothing then says
-// the service is congested) raises it by a quarter, back to the ceiling.
+// One measure of the adaptive limit, in windows: its baseline follows faster windows down (by 1/8
+// of the difference, so that one lucky window does not set it), and slower ones up only from
+// windows run at the floor, where calls should not wait for each other: under overload it does not
+// drift up with the congestion; when calls become slower for good, or the baseline was too low,
+// the bound falls to the floor and the baseline learns their time there.
+struct Trend {
+  double baseline_s = 0;
+  double recent_s = 0;  // the last window's mean
+  double sum_s = 0;
+  bool learned = false;  // a window has ended (a baseline of 0, no wait at all, is one)
+  // Ends a window of `samples`; returns the gradient (tolerance * baseline + slack) / recent,
+  // within [0.5, 1]: under 1, the window was congested.
+  double end(int samples, bool at_floor, const AdmissionOptions& o) {
+    recent_s = sum_s / samples;
+    sum_s = 0;
+    if (!learned) {
+      baseline_s = recent_s;
+      learned = true;
+    } else if (recent_s < baseline_s) {
+      baseline_s += (recent_s - baseline_s) / 8;
+    } else if (at_floor) {
+      baseline_s += (recent_s - baseline_s) / 4;
+    }
+    const double slack_s = std::chrono::duration<double>(o.congestion_slack).count();
+    return std::clamp((o.tolerance * baseline_s + slack_s) / std::max(recent_s, 1e-9), 0.5, 1.0);
+  }
+};
+
+// The adaptive limit (docs/limits.md, "The adaptive limit"): what calls report, in windows, moves
+// two bounds by the gradient of its measure: one more (the limit, if it was in use) or a quarter
+// more (the in-flight bound) after a window that was not congested, up to 10% less per congested
+// window.
+// - The limit on running calls follows the time calls ran (not parked on I/O): the
+//   orchestrator's own congestion (its CPU threads).
+// - The bound on calls in flight (running or parked) follows the time a downstream service says
+//   they waited for capacity (the evaluator's wait for a sandbox child): bounding parked calls
+//   helps only when what they wait for is congested. A congested window brings it under the calls
+//   then in flight; it is at the ceiling otherwise (and grows back after a second without any
+//   window: with nothing ending, nothing says the service is congested).
 struct GradientLimit {
   double limit = 0;
   double in_flight = 0;  // the bound on calls running or parked
-  double baseline_s = 0;
-  double recent_s = 0;  // the last window's mean
-  double call_s = 0;    // baseline of the whole time calls hold their slot (parked included)
-  double sum_s = 0;
+  Trend run;             // time running
+  Trend wait;            // time waiting for a downstream service's capacity
+  double call_s = 0;     // baseline of the whole time calls hold their slot (parked included)
   double sum_call_s = 0;
   int samples = 0;
   int peak_running = 0;
@@ -106,53 +129,50 @@ struct GradientLimit {
   SteadyTime window_start{};
   SteadyTime last_window{};
 
+  double baseline_s() const { return run.baseline_s + wait.baseline_s; }
+  double recent_s() const { return run.recent_s + wait.recent_s; }
+
   void grow_in_flight(double ceiling) {
     in_flight = std::min(ceiling, in_flight + std::max(1.0, in_flight / 4));
   }
 
   // Adds a sample; true when a window ended and the limits may have moved.
-  bool sample(double reported_s, double held_s, int running, int in_flight_now, SteadyTime now,
-              const AdmissionOptions& o, int ceiling) {
+  bool sample(double ran_s, double waited_s, double held_s, int running, int in_flight_now,
+              SteadyTime now, const AdmissionOptions& o, int ceiling) {
     if (samples == 0) window_start = now;
-    sum_s += reported_s;
+    run.sum_s += ran_s;
+    wait.sum_s += waited_s;
     sum_call_s += held_s;
     ++samples;
     peak_running = std::max(peak_running, running);
     peak_in_flight = std::max(peak_in_flight, in_flight_now);
     if (samples < o.window_calls || now - window_start < o.window_time) return false;
-    recent_s = sum_s / samples;
-    const double recent_call_s = sum_call_s / samples;
-    const bool at_floor =
-        peak_in_flight <= o.min_concurrency || in_flight <= o.min_concurrency + 1e-9;
-    if (baseline_s == 0) {
-      baseline_s = recent_s;
-    } else if (recent_s < baseline_s) {
-      baseline_s += (recent_s - baseline_s) / 8;
-    } else if (at_floor) {
-      baseline_s += (recent_s - baseline_s) / 4;
-    }
-    const double slack_s = std::chrono::duration<double>(o.congestion_slack).count();
-    const double gradient =
-        std::clamp((o.tolerance * baseline_s + slack_s) / std::max(recent_s, 1e-9), 0.5, 1.0);
     const double floor = static_cast<double>(o.min_concurrency);
-    if (gradient < 1) {
-      limit = 0.8 * limit + 0.2 * limit * gradient;
+    const double run_gradient =
+        run.end(samples, peak_running <= o.min_concurrency || limit <= floor + 1e-9, o);
+    const double wait_gradient =
+        wait.end(samples, peak_in_flight <= o.min_concurrency || in_flight <= floor + 1e-9, o);
+    if (run_gradient < 1) {
+      limit = 0.8 * limit + 0.2 * limit * run_gradient;
+    } else if (peak_running >= limit / 2) {  // a limit the calls did not use is not raised
+      limit += 1;
+    }
+    if (wait_gradient < 1) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
-      in_flight = 0.8 * under + 0.2 * under * gradient;
+      in_flight = 0.8 * under + 0.2 * under * wait_gradient;
     } else {
-      if (peak_running >= limit / 2) limit += 1;  // a limit the calls did not use is not raised
       grow_in_flight(ceiling);
     }
+    const double recent_call_s = sum_call_s / samples;
     if (call_s == 0) {
       call_s = recent_call_s;
     } else if (recent_call_s < call_s) {
       call_s += (recent_call_s - call_s) / 8;
-    } else if (gradient >= 1) {
+    } else if (run_gradient >= 1 && wait_gradient >= 1) {
       call_s += (recent_call_s - call_s) / 4;
     }
     limit = std::clamp(limit, floor, std::max(floor, static_cast<double>(ceiling)));
     in_flight = std::clamp(in_flight, floor, std::max(floor, static_cast<double>(ceiling)));
-    sum_s = 0;
     sum_call_s = 0;
     samples = 0;
     peak_running = 0;
@@ -205,25 +225,27 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   }
 
   bool adaptive() const { return options.limit == LimitMode::kGradient && ceiling > 0; }
-  // Calls running or parked at most: the ceiling, or adaptive, the in-flight bound (never under
-  // the limit on running calls).
+  // Calls running or parked at most: the ceiling, or adaptive, the in-flight bound.
   int max_in_flight() const {
     if (!adaptive()) return ceiling;
-    return std::max(max_concurrency, static_cast<int>(std::lround(gradient.in_flight)));
+    return std::max(1, static_cast<int>(std::lround(gradient.in_flight)));
   }
   bool has_room() const {
     return max_concurrency == 0 ||
            (running < max_concurrency && running + parked < max_in_flight());
   }
-  // A call ended after holding its slot `held` in all, reporting `reported` (run + congestion),
-  // beside up to `concurrency` running calls and `in_flight` running or parked (itself included).
-  void count_ended(std::chrono::nanoseconds held, std::chrono::nanoseconds reported, SteadyTime now,
-                   int concurrency, int in_flight) {
+  // A call ended after holding its slot `held` in all, having run `ran` and waited `waited` for a
+  // downstream service's capacity, beside up to `concurrency` running calls and `in_flight`
+  // running or parked (itself included).
+  void count_ended(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+                   std::chrono::nanoseconds waited, SteadyTime now, int concurrency,
+                   int in_flight) {
     const double d = std::chrono::duration<double>(held).count();
-    const double r = std::chrono::duration<double>(reported).count();
+    const double r = std::chrono::duration<double>(ran).count();
+    const double w = std::chrono::duration<double>(waited).count();
     hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
     run_s = run_s == 0 ? r : 0.9 * run_s + 0.1 * r;
-    if (adaptive() && gradient.sample(r, d, concurrency, in_flight, now, options, ceiling)) {
+    if (adaptive() && gradient.sample(r, w, d, concurrency, in_flight, now, options, ceiling)) {
       max_concurrency = std::max(1, static_cast<int>(std::lround(gradient.limit)));
     }
   }
@@ -273,7 +295,14 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     double drain_rate = max_in_flight() / hold_s;
     if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
     const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
-    return wait_s > arrival_budget_s();
+    double budget_s = arrival_budget_s();
+    // Adaptive: a call of a user with nothing queued goes before the later calls of users who
+    // have a queue (fair queuing), so it may expect the whole wait allowed (two baseline calls),
+    // not half: a polite user beside a flooder is not refused for the flooder's queue.
+    if (adaptive() && !queues.contains(user)) {
+      budget_s = std::chrono::duration<double>(max_wait()).count();
+    }
+    return wait_s > budget_s;
   }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;
@@ -320,9 +349,10 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // Starts queued work while there is room. Reentrant calls on the same thread (a call that ends
   // inside its start callback) leave the work to the outer loop.
   void pump();
-  // A slot ends: held for `held` in all, reporting `reported`; `was_parked` when it ended parked.
-  void release(std::chrono::nanoseconds held, std::chrono::nanoseconds reported, int concurrency,
-               int in_flight, bool was_parked);
+  // A slot ends: held for `held` in all, `ran` of it running, `waited` reported as congestion;
+  // `was_parked` when it ended parked.
+  void release(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+               std::chrono::nanoseconds waited, int concurrency, int in_flight, bool was_parked);
   void finish(Decision& decision, SteadyTime now);
 };
 
@@ -385,13 +415,14 @@ void AdmissionCore::finish(Decision& decision, SteadyTime now) {
 
 // `concurrency`, `in_flight`: the most calls that ran (or were in flight) beside the one released
 // (itself included).
-void AdmissionCore::release(std::chrono::nanoseconds held, std::chrono::nanoseconds reported,
-                            int concurrency, int in_flight, bool was_parked) {
+void AdmissionCore::release(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+                            std::chrono::nanoseconds waited, int concurrency, int in_flight,
+                            bool was_parked) {
   {
     std::lock_guard lock(mu);
     int& count = was_parked ? parked : running;
     if (count > 0) --count;
-    count_ended(held, reported, clock.steady(), std::max(concurrency, running + 1),
+    count_ended(held, ran, waited, clock.steady(), std::max(concurrency, running + 1),
                 std::max(in_flight, running + parked + 1));
   }
   pump();
@@ -613,8 +644,8 @@ AdmissionStats Admission::stats() const {
   s.users_queued = impl_->queues.size();
   s.ceiling = impl_->ceiling;
   s.adaptive = impl_->adaptive();
-  s.baseline_rtt_s = impl_->gradient.baseline_s;
-  s.recent_rtt_s = impl_->gradient.recent_s;
+  s.baseline_rtt_s = impl_->gradient.baseline_s();
+  s.recent_rtt_s = impl_->gradient.recent_s();
   s.max_in_flight = impl_->max_in_flight();
   s.call_s = impl_->gradient.call_s;
   s.refused_on_arrival = impl_->refused_on_arrival;
@@ -697,7 +728,7 @@ void Slot::release() {
   const SteadyTime now = core->clock.steady();
   const std::chrono::nanoseconds ran =
       ran_ + (parked_ ? std::chrono::nanoseconds(0) : now - running_since_);
-  core->release(now - started_, ran + congestion_, running_at_start_, in_flight_at_start_, parked_);
+  core->release(now - started_, ran, congestion_, running_at_start_, in_flight_at_start_, parked_);
   parked_ = false;
 }
 

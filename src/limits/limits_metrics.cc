@@ -66,10 +66,11 @@ struct Families {
                                  "Calls allowed to run at once now: admission_max_concurrency, or "
                                  "the adaptive limit's current value (admission_limit gradient).");
   Gauge& baseline = gauge("wf_limits_concurrency_baseline_seconds",
-                          "Adaptive limit: the baseline of what calls report (their time "
-                          "running, not parked, plus the evaluator's wait for a sandbox child).");
+                          "Adaptive limit: the baselines of what calls report, summed: their "
+                          "time running (not parked) and the evaluator's wait for a sandbox "
+                          "child.");
   Gauge& recent = gauge("wf_limits_concurrency_recent_seconds",
-                        "Adaptive limit: the mean of what calls reported in the last window.");
+                        "Adaptive limit: the last window's means of the same two, summed.");
   Family<Counter>& admission_refusals =
       prometheus::BuildCounter()
           .Name("wf_limits_admission_refusals_total")

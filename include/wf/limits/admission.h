@@ -21,11 +21,11 @@
 // Adaptive, a call that waits for I/O holding no thread (Slot::park: a fiber parked on the
 // evaluator or the wiki) leaves the count of running calls until it goes on (Slot::resume: it
 // counts again at once, never refused mid-call), so calls parked for seconds do not hold the limit
-// at its floor. What a call reports is its congestion time: the time it ran (not parked) plus the
-// time a downstream service says it waited for capacity (Slot::add_congestion: the evaluator's wait
-// for a sandbox child). Calls in flight, parked or not, are bounded by a second limit, at the
-// ceiling while calls are not congested and falling like the first when they are (so that calls
-// parked in a congested evaluator are bounded too), never below the running limit.
+// at its floor; the limit follows the time calls ran (not parked). Calls in flight, parked or not,
+// are bounded by a second limit that follows the time a downstream service says they waited for
+// capacity (Slot::add_congestion: the evaluator's wait for a sandbox child): at the ceiling while
+// that shows no congestion, falling like the first when it does (so that calls parked in a
+// congested evaluator are bounded too).
 
 #include <chrono>
 #include <cstdint>
@@ -49,8 +49,9 @@ struct AdmissionOptions {
   double tolerance = 1.5;   // kGradient: recent/baseline call time taken as not congested
   int window_calls = 16;    // kGradient: a window of samples has at least this many calls...
   std::chrono::milliseconds window_time{20};  // ... and lasts at least this long
-  // kGradient: a window is congested when its mean is over tolerance * baseline + this (the few
-  // milliseconds a call's run varies by on a busy machine are not congestion).
+  // kGradient: a window is congested when its mean (of either signal) is over tolerance *
+  // baseline + this (the few milliseconds a call's run varies by on a busy machine are not
+  // congestion).
   std::chrono::microseconds congestion_slack{2000};
   std::size_t max_queue = 1024;
   std::chrono::milliseconds max_queue_time{2000};
@@ -121,9 +122,9 @@ struct AdmissionStats {
   std::size_t users_queued = 0;
   bool adaptive = false;      // LimitMode::kGradient
   int ceiling = 0;            // max_concurrency as configured (adaptive: the most it may reach)
-  double baseline_rtt_s = 0;  // kGradient: the baseline of what calls report (run + congestion)
-  double recent_rtt_s = 0;    // kGradient: the last window's mean
-  int max_in_flight = 0;      // kGradient: the bound on calls running or parked (≥ the limit)
+  double baseline_rtt_s = 0;  // kGradient: the baselines of what calls report (run + wait)
+  double recent_rtt_s = 0;    // kGradient: the last window's means (run + wait)
+  int max_in_flight = 0;      // kGradient: the bound on calls running or parked
   double call_s = 0;          // kGradient: the baseline time a call holds its slot in all
   std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
   std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
