@@ -295,14 +295,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     double drain_rate = max_in_flight() / hold_s;
     if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
     const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
-    double budget_s = arrival_budget_s();
-    // Adaptive: a call of a user with nothing queued goes before the later calls of users who
-    // have a queue (fair queuing), so it may expect the whole wait allowed (two baseline calls),
-    // not half: a polite user beside a flooder is not refused for the flooder's queue.
-    if (adaptive() && !queues.contains(user)) {
-      budget_s = std::chrono::duration<double>(max_wait()).count();
-    }
-    return wait_s > budget_s;
+    return wait_s > arrival_budget_s();
   }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;

@@ -289,9 +289,7 @@ class RefusalOnArrival(LimitCase):
                 queued.start()  # nobody was queued: it waits for the next slot
                 time.sleep(0.1)
                 t0 = time.monotonic()
-                # Of the user already queued: a user with nothing queued may, with the adaptive
-                # limit, wait the whole budget (docs/limits.md, "The adaptive limit").
-                status, headers, body = call(o, reverse("late"), "queued")
+                status, headers, body = call(o, reverse("late"), "late")
                 elapsed = time.monotonic() - t0
                 events.append("late")
                 # Answered at once (well before the slot frees, let alone the budget).

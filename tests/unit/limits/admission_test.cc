@@ -324,7 +324,7 @@ TEST(AdmissionGradient, TheQueueIsHalfABaselineCall) {
   // The queue drains `limit` calls per 100 ms: a wait over 50 ms is refused on arrival.
   int queued = 0;
   for (int i = 0; i < 100 && r.refused.empty(); ++i) {
-    if (a.submit(r.work("q")) != 0) ++queued;
+    if (a.submit(r.work("q" + std::to_string(i))) != 0) ++queued;
   }
   ASSERT_EQ(r.refused.size(), 1u);
   EXPECT_EQ(r.refused[0].second, Reason::kQueueTimeout);
@@ -513,32 +513,6 @@ TEST(AdmissionGradient, ReportedCongestionShrinksTheLimits) {
     a.expire();
   }
   EXPECT_GT(a.stats().max_in_flight, low);
-}
-
-// Beside users whose calls fill the queue, a user with nothing queued (who goes before their later
-// calls in the fair queue) may wait two baseline calls, not half of one: it is not refused for
-// the others' queues.
-TEST(AdmissionGradient, AUserWithNothingQueuedMayWaitTheWholeBudget) {
-  ManualClock clock;
-  Recorder r;
-  Admission a(gradient_options(64, 2), clock);
-  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
-  const int limit = a.stats().max_concurrency;
-  for (int i = 0; i < limit; ++i) a.submit(r.work("busy"));
-  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
-  // `limit` flooders with calls queued: a slot frees every 100 ms / limit, and a newcomer stands
-  // behind one call of each (limit + 1 slots: 100 ms, over half a baseline call, under two).
-  for (int i = 0; i < limit; ++i) {
-    for (int j = 0; j < 2; ++j) a.submit(r.work("f" + std::to_string(i)));
-  }
-  const std::size_t refused = r.refused.size();
-  EXPECT_NE(a.submit(r.work("polite")), 0u);  // queued, not refused
-  EXPECT_EQ(r.refused.size(), refused);
-  // Its second call has one of its own ahead: half a baseline call is its budget again.
-  a.submit(r.work("polite"));
-  ASSERT_EQ(r.refused.size(), refused + 1);
-  EXPECT_EQ(r.refused.back().first, "polite");
-  EXPECT_EQ(r.refused.back().second, Reason::kQueueTimeout);
 }
 
 TEST(AdmissionGradient, ParseAndValidateNameTheOptions) {
