@@ -5,6 +5,9 @@
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "wf/codec/avro.h"
@@ -116,10 +119,33 @@ struct Pending {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed, std::move(error_message)});
   }
 
+  // The evaluator's wait for a sandbox child (kPoolWaitHeader), told to the admission gate as
+  // congestion (docs/limits.md, "The adaptive limit").
+  void report_pool_wait(const http::ClientResponse& res) const {
+    if (!ctx.io_wait) return;
+    for (const http::Header& h : res.headers) {
+      if (h.name.size() != kPoolWaitHeader.size() ||
+          !std::equal(h.name.begin(), h.name.end(), kPoolWaitHeader.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == b;
+          })) {
+        continue;
+      }
+      char* end = nullptr;
+      const double ms = std::strtod(h.value.c_str(), &end);
+      // At most an hour: a bigger or malformed value is not the evaluator's and is ignored.
+      if (end != h.value.c_str() && ms > 0 && ms < 3.6e6) {
+        ctx.io_wait->congested(std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double, std::milli>(ms)));
+      }
+      return;
+    }
+  }
+
   // The evaluator's answer as the engine wants it: its Z22, or the error the spec words.
   CodeRunner::Result interpret(http::ClientResult res) const {
     metrics.duration.Add({{"language", family}}, obs::latency_buckets())
         .Observe(std::chrono::duration<double>(http::Clock::now() - start).count());
+    if (res) report_pool_wait(*res);
     if (!res) {
       using K = http::ClientError::Kind;
       const K kind = res.error().kind;

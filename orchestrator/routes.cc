@@ -228,6 +228,7 @@ CallContext call_context(const http::Request& request) {
   ctx.caller = request.caller;
   ctx.deadline = request.deadline;
   ctx.cancel = request.cancel;
+  ctx.io_wait = request.io_wait;
   return ctx;
 }
 

@@ -824,7 +824,8 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
 
   // Queues the call for a child, for at most the queue-time budget (then on_timer refuses it).
   void ask_for_child() {
-    queue_wait_end_ = std::min(wall_end_, Clock::now() + core_->limits().queue_wait);
+    asked_at_ = Clock::now();
+    queue_wait_end_ = std::min(wall_end_, asked_at_ + core_->limits().queue_wait);
     arm_timer(queue_wait_end_);
     ticket_ = core_->next_ticket();
     seat_ = Seat::kQueued;
@@ -946,6 +947,7 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
       core_->release(flow_);  // the core counted it held by this call's flow
       return;
     }
+    count_pool_wait();
     seat_ = Seat::kHeld;
     phase_ = Phase::kTalking;
     ++attempt_;
@@ -1150,7 +1152,17 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     seat_ = Seat::kNone;
   }
 
+  // The wait since ask_for_child, when the call waited for the pool rather than behind its own
+  // flow's cap (CallOutcome::pool_wait).
+  void count_pool_wait() {
+    if (asked_at_ == Clock::time_point{}) return;
+    if (!at_cap_) pool_wait_ += Clock::now() - asked_at_;
+    asked_at_ = {};
+  }
+
   void finish(CallOutcome outcome, int kill_reason) {
+    if (seat_ == Seat::kQueued) count_pool_wait();
+    outcome.pool_wait = pool_wait_;
     leave_queue();
     phase_ = Phase::kDone;
     ++timer_generation_;
@@ -1191,6 +1203,9 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
   Seat seat_ = Seat::kNone;
   Clock::time_point queue_wait_end_;
   std::atomic<bool> at_cap_{false};
+  Clock::time_point
+      asked_at_{};  // when the call asked for its child (ask_for_child), until it had one
+  std::chrono::nanoseconds pool_wait_{0};
   bool demote_pending_ = false;  // the talking timer lowers the child's priority first
 };
 

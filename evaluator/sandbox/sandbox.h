@@ -82,6 +82,10 @@ struct CallOutcome {
   std::string detail;                // human-readable detail for errors: signal name, limit, ...
   double cpu_ms = 0;                 // the child's own user+system CPU (from its rusage)
   std::uint64_t peak_rss_bytes = 0;  // the child's ru_maxrss
+  // How long the call waited in the fair queue for a child because none was free (reason
+  // no_child: the pool's capacity), not behind its own flow's cap. The orchestrator's adaptive
+  // limit counts it as congestion (docs/limits.md, "The adaptive limit").
+  std::chrono::nanoseconds pool_wait{0};
 };
 
 // Counters of one sandbox's zygote (for metrics, /readyz and bench_sandbox).

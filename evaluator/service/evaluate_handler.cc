@@ -46,6 +46,7 @@
 #include "evaluator/service/result_envelope.h"
 #include "evaluator/service/result_text.h"
 #include "wf/codec/avro.h"
+#include "wf/io_wait.h"
 #include "wf/obs/log.h"
 #include "wf/obs/process_stats.h"
 
@@ -254,9 +255,13 @@ class Handler final : public EvaluateHandler {
     started.language = call->language;
     started.function = input.function_name;
     started.cpu_ms = thread_cpu_ms() - started.cpu_ms;
-    return sandbox->start(std::move(input), deadline,
-                          [this, started = std::move(started), respond = std::move(respond)](
-                              CallOutcome outcome) { respond(answer_outcome(started, outcome)); });
+    return sandbox->start(
+        std::move(input), deadline,
+        [this, started = std::move(started), respond = std::move(respond)](CallOutcome outcome) {
+          http::Response response = answer_outcome(started, outcome);
+          add_pool_wait(response, outcome);
+          respond(std::move(response));
+        });
   }
 
  private:
@@ -313,6 +318,16 @@ class Handler final : public EvaluateHandler {
                    : make_error_envelope(outcome_error(outcome));
     set_metadata(z22, entries);
     return envelope(z22);
+  }
+
+  // How long the call waited for a sandbox child because none was free, for the orchestrator's
+  // adaptive admission limit (a header: the Z22's metadata stays as the spec has it).
+  static void add_pool_wait(http::Response& response, const CallOutcome& outcome) {
+    if (outcome.pool_wait.count() <= 0) return;
+    response.headers.push_back(
+        {std::string(kPoolWaitHeader),
+         fmt::format("{:.3f}",
+                     std::chrono::duration<double, std::milli>(outcome.pool_wait).count())});
   }
 
   // The §6 metadata keys the service sets, in order.

@@ -53,7 +53,7 @@ EngineOptions with_stack(EngineOptions o) {
 }
 
 FiberLogContext log_context(const CallContext& ctx) {
-  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id};
+  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, ctx.io_wait};
 }
 
 // Counts and logs an evaluation stopped before its answer (the log line carries the trace id).

@@ -516,6 +516,11 @@ bool on_fiber() {
   return t_current != nullptr;
 }
 
+std::shared_ptr<IoWaitObserver> fiber_io_wait() {
+  const Fiber* f = t_current;
+  return f == nullptr ? nullptr : f->log.io_wait;
+}
+
 double fiber_cpu_us() {
   const Fiber* f = t_current;
   if (f == nullptr) return thread_cpu_now_us();

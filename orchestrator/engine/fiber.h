@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "wf/io_wait.h"
 #include "wf/sanitizer.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -38,6 +39,9 @@ struct FiberLogContext {
   std::string trace_id;
   std::string span_id;
   std::string request_id;
+  // Told when the fiber waits for I/O in await() and when that I/O ends (the admission gate's
+  // running count; docs/limits.md "The adaptive limit"). May be null.
+  std::shared_ptr<IoWaitObserver> io_wait;
 };
 
 class FiberPool {
@@ -76,16 +80,23 @@ class FiberPool {
 // references; they work on copies (as await() does) and on the heap.
 void park(std::function<void(std::function<void()> resume)> start);
 
+// The running fiber's IoWaitObserver (FiberLogContext::io_wait); null outside a fiber.
+std::shared_ptr<IoWaitObserver> fiber_io_wait();
+
 // Waits for an asynchronous operation: `start(done)` must call done(value) exactly once, from any
-// thread. Parks the running fiber (or blocks outside one) until then.
+// thread. Parks the running fiber (or blocks outside one) until then. The fiber's IoWaitObserver
+// hears parked() once the fiber is parked, before the operation starts, and resumed() when it is
+// done (the fiber is runnable from then: its wait for a CPU thread counts as running).
 template <typename T>
 T await(std::function<void(std::function<void(T)>)> start) {
   auto slot = std::make_shared<std::unique_ptr<T>>();
   // `start` is moved into the parked work: it may still be running on another thread when the
   // fiber has been resumed and this frame is gone.
-  park([start = std::move(start), slot](std::function<void()> resume) {
-    start([slot, resume = std::move(resume)](T value) {
+  park([start = std::move(start), slot, io = fiber_io_wait()](std::function<void()> resume) {
+    if (io) io->parked();
+    start([slot, resume = std::move(resume), io](T value) {
       *slot = std::make_unique<T>(std::move(value));
+      if (io) io->resumed();
       resume();
     });
   });

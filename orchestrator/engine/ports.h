@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "wf/http/cancellation.h"
+#include "wf/io_wait.h"
 
 namespace wf::orchestrator {
 
@@ -36,6 +37,10 @@ struct CallContext {
   std::string caller;
   Clock::time_point deadline = Clock::time_point::max();
   std::shared_ptr<Cancellation> cancel;  // may be null: never cancelled
+  // The admission gate's view of the call (http::Request::io_wait): the engine tells it when the
+  // call parks on I/O and resumes; the evaluator client, how long the evaluator made it wait for a
+  // sandbox child. May be null.
+  std::shared_ptr<IoWaitObserver> io_wait;
 };
 
 struct FetchError {

@@ -27,6 +27,7 @@ struct Item {
   SteadyTime expires{};
   double tag = 0;  // virtual finish time (weighted fair queuing)
   int running_at_start = 0;
+  int in_flight_at_start = 0;
 };
 
 struct UserQueue {
@@ -76,50 +77,107 @@ std::expected<LimitMode, std::string> parse_limit_mode(std::string_view name) {
 
 namespace {
 
-// The adaptive limit: samples of how long calls held their slot, in windows; at the end of each,
-// the limit moves by the gradient tolerance * baseline / recent (docs/limits.md, "The adaptive
-// limit"): one more while calls are not slower than that (and the limit is in use), up to 10% less
-// per window when they are. The baseline follows faster windows down (by 1/8 of the difference, so
-// that one lucky window does not set it), and slower ones up only from windows run at the floor
-// (min_concurrency calls at most), where calls should not wait for each other: under overload it
-// does not drift up with the congestion; when the calls become slower for good, or the baseline
-// was too low, the limit falls to the floor and the baseline learns their time there.
-struct GradientLimit {
-  double limit = 0;
+// One measure of the adaptive limit, in windows: its baseline follows faster windows down (by 1/8
+// of the difference, so that one lucky window does not set it), and slower ones up only from
+// windows run at the floor, where calls should not wait for each other: under overload it does not
+// drift up with the congestion; when calls become slower for good, or the baseline was too low,
+// the bound falls to the floor and the baseline learns their time there.
+struct Trend {
   double baseline_s = 0;
   double recent_s = 0;  // the last window's mean
   double sum_s = 0;
-  int samples = 0;
-  int peak_running = 0;
-  SteadyTime window_start{};
-
-  // Adds a sample; true when a window ended and the limit may have moved.
-  bool sample(double held_s, int running, SteadyTime now, const AdmissionOptions& o) {
-    if (samples == 0) window_start = now;
-    sum_s += held_s;
-    ++samples;
-    peak_running = std::max(peak_running, running);
-    if (samples < o.window_calls || now - window_start < o.window_time) return false;
+  bool learned = false;  // a window has ended (a baseline of 0, no wait at all, is one)
+  // Ends a window of `samples`; returns the gradient (tolerance * baseline + slack) / recent,
+  // within [0.5, 1]: under 1, the window was congested.
+  double end(int samples, bool at_floor, const AdmissionOptions& o) {
     recent_s = sum_s / samples;
-    if (baseline_s == 0) {
+    sum_s = 0;
+    if (!learned) {
       baseline_s = recent_s;
+      learned = true;
     } else if (recent_s < baseline_s) {
       baseline_s += (recent_s - baseline_s) / 8;
-    } else if (peak_running <= o.min_concurrency) {
+    } else if (at_floor) {
       baseline_s += (recent_s - baseline_s) / 4;
     }
-    const double gradient =
-        std::clamp(o.tolerance * baseline_s / std::max(recent_s, 1e-9), 0.5, 1.0);
-    if (gradient < 1) {
-      limit = 0.8 * limit + 0.2 * limit * gradient;
+    const double slack_s = std::chrono::duration<double>(o.congestion_slack).count();
+    return std::clamp((o.tolerance * baseline_s + slack_s) / std::max(recent_s, 1e-9), 0.5, 1.0);
+  }
+};
+
+// The adaptive limit (docs/limits.md, "The adaptive limit"): what calls report, in windows, moves
+// two bounds by the gradient of its measure: one more (the limit, if it was in use) or a quarter
+// more (the in-flight bound) after a window that was not congested, up to 10% less per congested
+// window.
+// - The limit on running calls follows the time calls ran (not parked on I/O): the
+//   orchestrator's own congestion (its CPU threads).
+// - The bound on calls in flight (running or parked) follows the time a downstream service says
+//   they waited for capacity (the evaluator's wait for a sandbox child): bounding parked calls
+//   helps only when what they wait for is congested. A congested window brings it under the calls
+//   then in flight; it is at the ceiling otherwise (and grows back after a second without any
+//   window: with nothing ending, nothing says the service is congested).
+struct GradientLimit {
+  double limit = 0;
+  double in_flight = 0;  // the bound on calls running or parked
+  Trend run;             // time running
+  Trend wait;            // time waiting for a downstream service's capacity
+  double call_s = 0;     // baseline of the whole time calls hold their slot (parked included)
+  double sum_call_s = 0;
+  int samples = 0;
+  int peak_running = 0;
+  int peak_in_flight = 0;
+  SteadyTime window_start{};
+  SteadyTime last_window{};
+
+  double baseline_s() const { return run.baseline_s + wait.baseline_s; }
+  double recent_s() const { return run.recent_s + wait.recent_s; }
+
+  void grow_in_flight(double ceiling) {
+    in_flight = std::min(ceiling, in_flight + std::max(1.0, in_flight / 4));
+  }
+
+  // Adds a sample; true when a window ended and the limits may have moved.
+  bool sample(double ran_s, double waited_s, double held_s, int running, int in_flight_now,
+              SteadyTime now, const AdmissionOptions& o, int ceiling) {
+    if (samples == 0) window_start = now;
+    run.sum_s += ran_s;
+    wait.sum_s += waited_s;
+    sum_call_s += held_s;
+    ++samples;
+    peak_running = std::max(peak_running, running);
+    peak_in_flight = std::max(peak_in_flight, in_flight_now);
+    if (samples < o.window_calls || now - window_start < o.window_time) return false;
+    const double floor = static_cast<double>(o.min_concurrency);
+    const double run_gradient =
+        run.end(samples, peak_running <= o.min_concurrency || limit <= floor + 1e-9, o);
+    const double wait_gradient =
+        wait.end(samples, peak_in_flight <= o.min_concurrency || in_flight <= floor + 1e-9, o);
+    if (run_gradient < 1) {
+      limit = 0.8 * limit + 0.2 * limit * run_gradient;
     } else if (peak_running >= limit / 2) {  // a limit the calls did not use is not raised
       limit += 1;
     }
-    limit = std::clamp(limit, static_cast<double>(o.min_concurrency),
-                       static_cast<double>(o.max_concurrency));
-    sum_s = 0;
+    if (wait_gradient < 1) {
+      const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
+      in_flight = 0.8 * under + 0.2 * under * wait_gradient;
+    } else {
+      grow_in_flight(ceiling);
+    }
+    const double recent_call_s = sum_call_s / samples;
+    if (call_s == 0) {
+      call_s = recent_call_s;
+    } else if (recent_call_s < call_s) {
+      call_s += (recent_call_s - call_s) / 8;
+    } else if (run_gradient >= 1 && wait_gradient >= 1) {
+      call_s += (recent_call_s - call_s) / 4;
+    }
+    limit = std::clamp(limit, floor, std::max(floor, static_cast<double>(ceiling)));
+    in_flight = std::clamp(in_flight, floor, std::max(floor, static_cast<double>(ceiling)));
+    sum_call_s = 0;
     samples = 0;
     peak_running = 0;
+    peak_in_flight = 0;
+    last_window = now;
     return true;
   }
 };
@@ -132,7 +190,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   AdmissionOptions options;
   const Clock& clock;
   mutable std::mutex mu;
-  int running = 0;
+  int running = 0;  // admitted, not parked
+  int parked = 0;   // admitted, parked on I/O (adaptive)
   int max_concurrency = 0;
   bool draining = false;
   std::uint64_t next_ticket = 1;
@@ -143,8 +202,10 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   std::size_t queued = 0;
   std::uint64_t gauge_id = 0;
   // How long a call holds its slot (moving average, seconds): with max_concurrency, how fast the
-  // queue drains when it is full (Little's law), whatever the demand was so far.
+  // queue drains when it is full (Little's law), whatever the demand was so far. Adaptive, also
+  // how long it runs (not parked): the limit on running calls drains the queue at most that fast.
   double hold_s = 0;
+  double run_s = 0;
   std::condition_variable cv;
   bool stopping = false;
   std::thread sweeper;
@@ -157,26 +218,53 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
       : options(o), clock(c), max_concurrency(o.max_concurrency), ceiling(o.max_concurrency) {
     if (adaptive()) {
       gradient.limit = std::min<double>(ceiling, 2.0 * options.min_concurrency);
+      gradient.in_flight = ceiling;
+      gradient.last_window = c.steady();
       max_concurrency = static_cast<int>(gradient.limit);
     }
   }
 
   bool adaptive() const { return options.limit == LimitMode::kGradient && ceiling > 0; }
-  bool has_room() const { return max_concurrency == 0 || running < max_concurrency; }
-  // A call ended after holding its slot `held`, beside up to `concurrency` calls (itself included).
-  void count_ended(std::chrono::nanoseconds held, SteadyTime now, int concurrency) {
+  // Calls running or parked at most: the ceiling, or adaptive, the in-flight bound.
+  int max_in_flight() const {
+    if (!adaptive()) return ceiling;
+    return std::max(1, static_cast<int>(std::lround(gradient.in_flight)));
+  }
+  bool has_room() const {
+    return max_concurrency == 0 ||
+           (running < max_concurrency && running + parked < max_in_flight());
+  }
+  // A call ended after holding its slot `held` in all, having run `ran` and waited `waited` for a
+  // downstream service's capacity, beside up to `concurrency` running calls and `in_flight`
+  // running or parked (itself included).
+  void count_ended(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+                   std::chrono::nanoseconds waited, SteadyTime now, int concurrency,
+                   int in_flight) {
     const double d = std::chrono::duration<double>(held).count();
+    const double r = std::chrono::duration<double>(ran).count();
+    const double w = std::chrono::duration<double>(waited).count();
     hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
-    if (adaptive() && gradient.sample(d, concurrency, now, options)) {
+    run_s = run_s == 0 ? r : 0.9 * run_s + 0.1 * r;
+    if (adaptive() && gradient.sample(r, w, d, concurrency, in_flight, now, options, ceiling)) {
       max_concurrency = std::max(1, static_cast<int>(std::lround(gradient.limit)));
     }
   }
+  // Adaptive: with no window for a second, nothing says the calls are congested (calls parked
+  // for long, and none ending): the in-flight bound grows back as after a window without
+  // congestion. True when it grew.
+  bool grow_when_idle(SteadyTime now) {
+    if (!adaptive() || gradient.in_flight >= ceiling) return false;
+    if (now - gradient.last_window < std::chrono::seconds(1)) return false;
+    gradient.grow_in_flight(ceiling);
+    gradient.last_window = now;
+    return true;
+  }
   // How long a queued call may wait before it is refused: the budget, or adaptive, twice a
-  // baseline call (at least 1 ms).
+  // baseline call (its whole time in its slot; at least 1 ms).
   std::chrono::nanoseconds max_wait() const {
-    if (!adaptive() || gradient.baseline_s <= 0) return options.max_queue_time;
+    if (!adaptive() || gradient.call_s <= 0) return options.max_queue_time;
     const auto twice = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(2 * gradient.baseline_s));
+        std::chrono::duration<double>(2 * gradient.call_s));
     return std::min<std::chrono::nanoseconds>(options.max_queue_time,
                                               std::max<std::chrono::nanoseconds>(twice, Ms(1)));
   }
@@ -185,8 +273,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // call (once there is a baseline).
   double arrival_budget_s() const {
     const double budget = std::chrono::duration<double>(options.max_queue_time).count() / 2;
-    if (!adaptive() || gradient.baseline_s <= 0) return budget;
-    return std::min(budget, gradient.baseline_s / 2);
+    if (!adaptive() || gradient.call_s <= 0) return budget;
+    return std::min(budget, gradient.call_s / 2);
   }
   // Where a new call of `user` would stand in the fair queue: behind at most as many calls of
   // each other user as it has itself plus one (equal costs), and behind its own.
@@ -204,7 +292,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   bool would_wait_too_long(const std::string& user) const {
     // With nobody queued, the call takes the next slot that frees: never refused for its wait.
     if (hold_s <= 0 || max_concurrency == 0 || queued == 0) return false;
-    const double drain_rate = max_concurrency / hold_s;
+    double drain_rate = max_in_flight() / hold_s;
+    if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
     const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
     return wait_s > arrival_budget_s();
   }
@@ -250,10 +339,13 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   }
   std::optional<Item> next(SteadyTime now, Decision& out);
   bool make_room(const std::string& user, Decision& out);
-  // Frees a slot held for `held` (release_one) and starts queued work while there is room.
-  // Reentrant calls on the same thread (a call that ends inside its start callback) leave the work
-  // to the outer loop.
-  void pump(bool release_one, std::chrono::nanoseconds held = {}, int concurrency = 0);
+  // Starts queued work while there is room. Reentrant calls on the same thread (a call that ends
+  // inside its start callback) leave the work to the outer loop.
+  void pump();
+  // A slot ends: held for `held` in all, `ran` of it running, `waited` reported as congestion;
+  // `was_parked` when it ended parked.
+  void release(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+               std::chrono::nanoseconds waited, int concurrency, int in_flight, bool was_parked);
   void finish(Decision& decision, SteadyTime now);
 };
 
@@ -309,18 +401,28 @@ void AdmissionCore::finish(Decision& decision, SteadyTime now) {
   for (Item& item : decision.start) {
     const auto waited = now - item.enqueued;
     detail::observe_queue_wait(std::chrono::duration<double>(waited).count());
-    item.work.start(Slot(shared_from_this(), waited, item.running_at_start));
+    item.work.start(
+        Slot(shared_from_this(), waited, item.running_at_start, item.in_flight_at_start));
   }
 }
 
-// `concurrency`: the most calls that ran beside the one released (itself included).
-void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held, int concurrency) {
-  static thread_local const AdmissionCore* pumping = nullptr;
-  if (release_one) {
+// `concurrency`, `in_flight`: the most calls that ran (or were in flight) beside the one released
+// (itself included).
+void AdmissionCore::release(std::chrono::nanoseconds held, std::chrono::nanoseconds ran,
+                            std::chrono::nanoseconds waited, int concurrency, int in_flight,
+                            bool was_parked) {
+  {
     std::lock_guard lock(mu);
-    if (running > 0) --running;
-    count_ended(held, clock.steady(), std::max(concurrency, running + 1));
+    int& count = was_parked ? parked : running;
+    if (count > 0) --count;
+    count_ended(held, ran, waited, clock.steady(), std::max(concurrency, running + 1),
+                std::max(in_flight, running + parked + 1));
   }
+  pump();
+}
+
+void AdmissionCore::pump() {
+  static thread_local const AdmissionCore* pumping = nullptr;
   if (pumping == this) return;  // the loop below, further up this thread's stack, continues
   const AdmissionCore* outer = pumping;
   pumping = this;
@@ -333,6 +435,7 @@ void AdmissionCore::pump(bool release_one, std::chrono::nanoseconds held, int co
         std::optional<Item> item = next(now, decision);
         if (!item) break;
         item->running_at_start = ++running;
+        item->in_flight_at_start = running + parked;
         decision.start.push_back(std::move(*item));
       }
     }
@@ -352,6 +455,8 @@ Admission::Admission(AdmissionOptions options, const Clock& clock)
     const AdmissionStats s = stats();
     detail::GaugeValues v;
     v.running = s.running;
+    v.parked = s.parked;
+    v.max_in_flight = s.max_in_flight;
     v.queued = static_cast<double>(s.queued);
     v.max_concurrency = s.max_concurrency;
     v.baseline_rtt_s = s.baseline_rtt_s;
@@ -396,6 +501,7 @@ std::uint64_t Admission::submit(Work work) {
     } else if (impl_->queued == 0 && impl_->has_room()) {
       Item item{0, std::move(work), now, now};
       item.running_at_start = ++impl_->running;
+      item.in_flight_at_start = impl_->running + impl_->parked;
       decision.start.push_back(std::move(item));
     } else if (impl_->would_wait_too_long(work.user_key)) {
       Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
@@ -415,7 +521,7 @@ std::uint64_t Admission::submit(Work work) {
     }
   }
   impl_->finish(decision, now);
-  if (ticket != 0) impl_->pump(false);
+  if (ticket != 0) impl_->pump();
   return ticket;
 }
 
@@ -425,7 +531,7 @@ std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
     std::lock_guard lock(impl_->mu);
     if (!impl_->draining && impl_->queued == 0 && impl_->has_room()) {
       const int running = ++impl_->running;
-      return Slot(impl_, std::chrono::nanoseconds(0), running);
+      return Slot(impl_, std::chrono::nanoseconds(0), running, running + impl_->parked);
     }
     if (impl_->draining) reason = Reason::kDraining;
   }
@@ -452,8 +558,10 @@ bool Admission::cancel(std::uint64_t ticket) {
 void Admission::expire() {
   Decision decision;
   const SteadyTime now = impl_->clock.steady();
+  bool grew = false;
   {
     std::lock_guard lock(impl_->mu);
+    grew = impl_->grow_when_idle(now);
     std::vector<std::string> users;
     users.reserve(impl_->queues.size());
     for (const auto& [user, q] : impl_->queues) users.push_back(user);
@@ -473,6 +581,7 @@ void Admission::expire() {
     detail::count_refusal(r.reason, r.class_name);
     if (item.work.refuse) item.work.refuse(r);
   }
+  if (grew) impl_->pump();
 }
 
 void Admission::drain() {
@@ -500,45 +609,62 @@ void Admission::drain() {
 void Admission::set_max_concurrency(int max_concurrency) {
   {
     std::lock_guard lock(impl_->mu);
+    const int old_ceiling = impl_->ceiling;
     impl_->ceiling = std::max(0, max_concurrency);
     if (impl_->adaptive()) {
       impl_->gradient.limit = std::clamp(impl_->gradient.limit, 1.0, double(impl_->ceiling));
       impl_->max_concurrency = static_cast<int>(std::lround(impl_->gradient.limit));
+      // A bound at the old ceiling was not holding anything back: it follows the new one.
+      if (impl_->gradient.in_flight >= old_ceiling || impl_->gradient.in_flight <= 0) {
+        impl_->gradient.in_flight = impl_->ceiling;
+      }
+      impl_->gradient.in_flight =
+          std::clamp(impl_->gradient.in_flight, 1.0, double(impl_->ceiling));
     } else {
       impl_->max_concurrency = impl_->ceiling;
     }
   }
-  impl_->pump(false);
+  impl_->pump();
 }
 
 AdmissionStats Admission::stats() const {
   std::lock_guard lock(impl_->mu);
   AdmissionStats s;
   s.running = impl_->running;
+  s.parked = impl_->parked;
   s.queued = impl_->queued;
   s.max_concurrency = impl_->max_concurrency;
   s.users_queued = impl_->queues.size();
   s.ceiling = impl_->ceiling;
   s.adaptive = impl_->adaptive();
-  s.baseline_rtt_s = impl_->gradient.baseline_s;
-  s.recent_rtt_s = impl_->gradient.recent_s;
+  s.baseline_rtt_s = impl_->gradient.baseline_s();
+  s.recent_rtt_s = impl_->gradient.recent_s();
+  s.max_in_flight = impl_->max_in_flight();
+  s.call_s = impl_->gradient.call_s;
   s.refused_on_arrival = impl_->refused_on_arrival;
   s.refused_after_wait = impl_->refused_after_wait;
   return s;
 }
 
 Slot::Slot(std::shared_ptr<AdmissionCore> core, std::chrono::nanoseconds queued_for,
-           int running_at_start)
+           int running_at_start, int in_flight_at_start)
     : core_(std::move(core)),
       queued_for_(queued_for),
       started_(core_->clock.steady()),
-      running_at_start_(running_at_start) {}
+      running_since_(started_),
+      running_at_start_(running_at_start),
+      in_flight_at_start_(in_flight_at_start) {}
 
 Slot::Slot(Slot&& other) noexcept
     : core_(std::move(other.core_)),
       queued_for_(other.queued_for_),
       started_(other.started_),
-      running_at_start_(other.running_at_start_) {}
+      running_since_(other.running_since_),
+      ran_(other.ran_),
+      congestion_(other.congestion_),
+      running_at_start_(other.running_at_start_),
+      in_flight_at_start_(other.in_flight_at_start_),
+      parked_(other.parked_) {}
 
 Slot& Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
@@ -546,7 +672,12 @@ Slot& Slot::operator=(Slot&& other) noexcept {
     core_ = std::move(other.core_);
     queued_for_ = other.queued_for_;
     started_ = other.started_;
+    running_since_ = other.running_since_;
+    ran_ = other.ran_;
+    congestion_ = other.congestion_;
     running_at_start_ = other.running_at_start_;
+    in_flight_at_start_ = other.in_flight_at_start_;
+    parked_ = other.parked_;
   }
   return *this;
 }
@@ -555,11 +686,43 @@ Slot::~Slot() {
   release();
 }
 
+void Slot::park() {
+  if (!core_ || parked_) return;
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->adaptive()) return;
+    if (core_->running > 0) --core_->running;
+    ++core_->parked;
+  }
+  parked_ = true;
+  ran_ += core_->clock.steady() - running_since_;
+  core_->pump();  // its running place may start a queued call
+}
+
+void Slot::resume() {
+  if (!core_ || !parked_) return;
+  {
+    std::lock_guard lock(core_->mu);
+    if (core_->parked > 0) --core_->parked;
+    ++core_->running;
+  }
+  parked_ = false;
+  running_since_ = core_->clock.steady();
+}
+
+void Slot::add_congestion(std::chrono::nanoseconds waited) {
+  if (waited.count() > 0) congestion_ += waited;
+}
+
 void Slot::release() {
   if (!core_) return;
   std::shared_ptr<AdmissionCore> core = std::move(core_);
   core_.reset();
-  core->pump(true, core->clock.steady() - started_, running_at_start_);
+  const SteadyTime now = core->clock.steady();
+  const std::chrono::nanoseconds ran =
+      ran_ + (parked_ ? std::chrono::nanoseconds(0) : now - running_since_);
+  core->release(now - started_, ran, congestion_, running_at_start_, in_flight_at_start_, parked_);
+  parked_ = false;
 }
 
 }  // namespace wf::limits

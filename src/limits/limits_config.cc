@@ -55,10 +55,11 @@ void add_common_options(std::vector<Option>& out, int max_concurrency, const cha
                            "in the fair queue. 0: no admission control.",
                            0, 1000000));
   out.push_back(text_option("admission_limit", Type::kString, limit_mode,
-                            "fixed: admission_max_concurrency calls run at once; gradient: an "
-                            "adaptive limit that follows the calls' time in their slot against "
-                            "its baseline (between admission_min_concurrency and "
-                            "admission_max_concurrency), with a queue of half a call's time."));
+                            "fixed: admission_max_concurrency calls in progress at once; "
+                            "gradient: an adaptive limit on running calls (calls parked on I/O "
+                            "apart) that follows their run time plus the evaluator's wait for a "
+                            "sandbox child against its baseline (between admission_min_concurrency "
+                            "and admission_max_concurrency), with a queue of half a call's time."));
   out.push_back(int_option("admission_min_concurrency", "4",
                            "admission_limit gradient: the adaptive limit's floor.", 1, 1000000));
   out.push_back(int_option("admission_max_queue", "1024",

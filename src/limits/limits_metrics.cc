@@ -54,15 +54,23 @@ struct Families {
                          "Callers whose limits are tracked now (bounded by limits_max_users).");
   Gauge& limited =
       gauge("wf_limits_users_limited", "Callers refused by a per-user limit in the last minute.");
-  Gauge& running = gauge("wf_limits_running", "Admitted calls running now.");
+  Gauge& running = gauge("wf_limits_running", "Admitted calls running now (not parked on I/O).");
+  Gauge& parked = gauge("wf_limits_parked",
+                        "Adaptive limit: admitted calls parked on I/O now (the evaluator, the "
+                        "wiki), outside the running count.");
+  Gauge& max_in_flight = gauge("wf_limits_max_in_flight",
+                               "Calls allowed in flight (running or parked) now: "
+                               "admission_max_concurrency, or the adaptive in-flight bound.");
   Gauge& queued = gauge("wf_limits_queued", "Calls waiting in the fair queue now.");
   Gauge& max_concurrency = gauge("wf_limits_max_concurrency",
                                  "Calls allowed to run at once now: admission_max_concurrency, or "
                                  "the adaptive limit's current value (admission_limit gradient).");
   Gauge& baseline = gauge("wf_limits_concurrency_baseline_seconds",
-                          "Adaptive limit: the baseline time a call holds its slot.");
+                          "Adaptive limit: the baselines of what calls report, summed: their "
+                          "time running (not parked) and the evaluator's wait for a sandbox "
+                          "child.");
   Gauge& recent = gauge("wf_limits_concurrency_recent_seconds",
-                        "Adaptive limit: the mean time calls held their slot in the last window.");
+                        "Adaptive limit: the last window's means of the same two, summed.");
   Family<Counter>& admission_refusals =
       prometheus::BuildCounter()
           .Name("wf_limits_admission_refusals_total")
@@ -106,6 +114,8 @@ void refresh_gauges() {
       sum.tracked_users += v.tracked_users;
       sum.limited_users += v.limited_users;
       sum.running += v.running;
+      sum.parked += v.parked;
+      sum.max_in_flight += v.max_in_flight;
       sum.queued += v.queued;
       sum.max_concurrency += v.max_concurrency;
       sum.baseline_rtt_s = std::max(sum.baseline_rtt_s, v.baseline_rtt_s);
@@ -117,6 +127,8 @@ void refresh_gauges() {
   f.tracked.Set(sum.tracked_users);
   f.limited.Set(sum.limited_users);
   f.running.Set(sum.running);
+  f.parked.Set(sum.parked);
+  f.max_in_flight.Set(sum.max_in_flight);
   f.queued.Set(sum.queued);
   f.max_concurrency.Set(sum.max_concurrency);
   f.baseline.Set(sum.baseline_rtt_s);

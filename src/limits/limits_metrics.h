@@ -24,6 +24,8 @@ struct GaugeValues {
   double tracked_users = 0;
   double limited_users = 0;
   double running = 0;
+  double parked = 0;
+  double max_in_flight = 0;
   double queued = 0;
   double max_concurrency = 0;
   double baseline_rtt_s = 0;  // adaptive limit (the largest of the sources)

@@ -37,15 +37,48 @@ namespace {
 // the others. The refusal itself is decided at once; a first refusal is answered at once.
 constexpr auto kHoldRepeatedRefusal = std::chrono::milliseconds(200);
 
+// An admitted call's admission, told by the work when it parks on I/O and resumes (the engine's
+// fibers, the evaluator client: wf/io_wait.h). Those calls and the answer may come from different
+// threads (a shutdown answers a call whose fiber is still parked): one lock orders them, and
+// nothing after the answer touches the slot.
+class HeldAdmission final : public IoWaitObserver {
+ public:
+  explicit HeldAdmission(limits::Admitted admitted) : admitted_(std::move(admitted)) {}
+  void parked() override {
+    std::lock_guard lock(mu_);
+    if (!finished_) admitted_.slot.park();
+  }
+  void resumed() override {
+    std::lock_guard lock(mu_);
+    if (!finished_) admitted_.slot.resume();
+  }
+  void congested(std::chrono::nanoseconds waited) override {
+    std::lock_guard lock(mu_);
+    if (!finished_) admitted_.slot.add_congestion(waited);
+  }
+  void finish(double cpu_ms) {
+    std::lock_guard lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    admitted_.finish(cpu_ms);
+  }
+
+ private:
+  std::mutex mu_;
+  bool finished_ = false;
+  limits::Admitted admitted_;
+};
+
 // Runs `handler` for an admitted call; its answer ends the admission (slot, user's place, CPU
 // charge) before it goes to the client. The same request goes on (one per call, not a copy:
 // bench/slow_calls, memory per in-flight call), carrying the caller's identity
-// (http::Request::caller).
+// (http::Request::caller) and the admission as the work's IoWaitObserver.
 void start_admitted(const http::AsyncHandler& handler,
                     const std::shared_ptr<http::AsyncRequest>& ar, limits::Admitted admitted,
                     const std::string& caller) {
-  auto held = std::make_shared<limits::Admitted>(std::move(admitted));
+  auto held = std::make_shared<HeldAdmission>(std::move(admitted));
   ar->request.caller = caller;
+  ar->request.io_wait = held;
   ar->before_answer(
       [held](http::Response& response) { held->finish(limits::reported_cpu_ms(response.body)); });
   handler(ar);

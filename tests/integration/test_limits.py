@@ -313,7 +313,12 @@ class RefusalOnArrival(LimitCase):
 
 
 class AdaptiveLimit(LimitCase):
-    def test_the_limit_falls_under_injected_latency_and_recovers(self):
+    """admission_limit gradient (docs/limits.md, "The adaptive limit")."""
+
+    def test_reported_pool_wait_shrinks_the_limits_and_they_recover(self):
+        """Calls parked on the evaluator are not counted as running, so what shrinks the limits
+        under overload is the evaluator's report that calls waited for a sandbox child
+        (X-Wikifunctions-Pool-Wait-Ms): the bound on calls in flight falls, and grows back."""
         in_flight = [0]
         lock = threading.Lock()
         slowdown = {"on": False}
@@ -322,14 +327,16 @@ class AdaptiveLimit(LimitCase):
             with lock:
                 in_flight[0] += 1
                 n = in_flight[0]
-            # Injected latency: while on, the evaluator runs one call at a time (each waits for the
-            # others); off, every call takes 20 ms however many run.
-            time.sleep(0.02 * (n if slowdown["on"] else 1))
+            # Injected congestion: while on, the evaluator runs one call at a time (each waits for
+            # a child while the others run, and says so); off, every call takes 20 ms.
+            wait = 0.02 * (n - 1) if slowdown["on"] else 0.0
+            time.sleep(0.02 + wait)
             with lock:
                 in_flight[0] -= 1
             z22 = {"Z1K1": "Z22", "Z22K1": "olleh",
                    "Z22K2": metadata_map([("executionCpuUsage", "0.100 ms")])}
-            return 200, "application/json", json.dumps(z22).encode()
+            extra = {"X-Wikifunctions-Pool-Wait-Ms": f"{wait * 1000:.3f}"} if wait > 0 else {}
+            return 200, "application/json", json.dumps(z22).encode(), extra
 
         ev = FakeEvaluator.__new__(FakeEvaluator)  # the same, answering with `answer`
         ev.server = h.FakeServer(answer)
@@ -344,8 +351,8 @@ class AdaptiveLimit(LimitCase):
                 status = call(o, reverse(f"c{i}-{n}"), f"client{i}", timeout=10)[0]
                 counts["ok" if status == 200 else "refused"] += 1
 
-        def limit():
-            return metric(o, "wf_limits_max_concurrency")
+        def bound():
+            return metric(o, "wf_limits_max_in_flight")
 
         def wait_for(condition, seconds):
             deadline = time.monotonic() + seconds
@@ -357,27 +364,85 @@ class AdaptiveLimit(LimitCase):
             with orchestrator(ev, ["--admission-limit", "gradient", "--admission-max-concurrency", "32",
                                    "--admission-min-concurrency", "2", "--limits-user-rate", "0",
                                    "--limits-user-concurrency", "0"]) as o:
-                self.assertEqual(limit(), 4)  # twice the floor to start
+                self.assertEqual(metric(o, "wf_limits_max_concurrency"), 4)  # twice the floor
+                self.assertEqual(bound(), 32)  # calls in flight: the ceiling
                 threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
                 for t in threads:
                     t.start()
                 try:
-                    # 16 clients, calls as fast alone as together: the limit grows to serve them.
-                    self.assertTrue(wait_for(lambda: limit() >= 12, 20), limit())
-                    grown = limit()
+                    # 16 clients, 20 ms each however many run: parked on the evaluator, they are
+                    # not running calls, and nothing is congested.
+                    self.assertTrue(wait_for(lambda: counts["ok"] >= 200, 30), counts)
+                    self.assertEqual(bound(), 32)
+                    self.assertEqual(counts["refused"], 0)
                     slowdown["on"] = True
-                    self.assertTrue(wait_for(lambda: limit() <= min(8, grown / 2), 20), limit())
+                    self.assertTrue(wait_for(lambda: bound() <= 8, 20), bound())
                     self.assertGreater(metric(o, "wf_limits_concurrency_recent_seconds"),
                                        metric(o, "wf_limits_concurrency_baseline_seconds"))
                     slowdown["on"] = False
-                    self.assertTrue(wait_for(lambda: limit() >= 12, 20), limit())
+                    self.assertTrue(wait_for(lambda: bound() >= 32, 20), bound())
                 finally:
                     stop.set()
                     for t in threads:
                         t.join(15)
-                self.assertGreaterEqual(grown, 12)
-                self.assertGreater(counts["ok"], 100)
+                self.assertGreater(counts["ok"], 200)
         finally:
+            ev.close()
+
+    def test_slow_parked_calls_do_not_stop_fast_ones(self):
+        """Issue 7's slow calls with the adaptive limit: 120 calls parked on an evaluator that does
+        not answer leave the running count, so they all reach the evaluator, and fast calls
+        beside them are answered at once (the limit starts at 8: counted as running, 112 slow
+        calls would queue and be refused)."""
+        release = threading.Event()
+        held = [0]
+        lock = threading.Lock()
+
+        def answer(method, path, headers, body):
+            if b"slow" in body:
+                with lock:
+                    held[0] += 1
+                release.wait(60)
+            z22 = {"Z1K1": "Z22", "Z22K1": "olleh",
+                   "Z22K2": metadata_map([("executionCpuUsage", "0.100 ms")])}
+            return 200, "application/json", json.dumps(z22).encode()
+
+        ev = FakeEvaluator.__new__(FakeEvaluator)
+        ev.server = h.FakeServer(answer)
+        ev.server.server.handle_error = lambda request, address: None
+        slow_results = []
+        try:
+            with orchestrator(ev, ["--admission-limit", "gradient", "--admission-min-concurrency", "4",
+                                   "--limits-user-rate", "0", "--limits-user-concurrency", "0",
+                                   "--request-timeout-ms", "60000"]) as o:
+                self.assertEqual(metric(o, "wf_limits_max_concurrency"), 8)
+
+                def slow(i):
+                    slow_results.append(call(o, reverse(f"slow{i}"), f"slow{i}", timeout=90)[0])
+
+                threads = [threading.Thread(target=slow, args=(i,), daemon=True) for i in range(120)]
+                for t in threads:
+                    t.start()
+                try:
+                    self.assertTrue(h.wait_until(lambda: held[0] >= 120, 60),
+                                    f"only {held[0]} of 120 slow calls reached the evaluator")
+                    self.assertGreaterEqual(metric(o, "wf_limits_parked"), 120)
+                    for i in range(20):
+                        t0 = time.monotonic()
+                        status, _, z22 = call(o, reverse(f"fast{i}"), "fast", timeout=30)
+                        self.assertEqual(status, 200, z22)
+                        self.assertEqual(z22["Z22K1"], "olleh")
+                        self.assertLess(time.monotonic() - t0, 5)
+                    self.assertEqual(slow_results, [], "a slow call ended before the fast ones")
+                finally:
+                    release.set()
+                    for t in threads:
+                        t.join(90)
+                self.assertEqual(slow_results, [200] * 120)
+                self.assertEqual(metric(o, "wf_limits_admission_refusals_total"), 0)
+                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_parked") == 0, 10))
+        finally:
+            release.set()
             ev.close()
 
 

@@ -161,8 +161,9 @@ def metadata(z22):
 class FakeServer:
     """A tiny HTTP server on a free loopback port whose answers a test scripts with `handler`.
 
-    handler(method, path, headers, body) -> (status, content_type, body bytes) or None to drop the
-    connection without answering. Records every request in `requests`.
+    handler(method, path, headers, body) -> (status, content_type, body bytes), optionally with a
+    fourth element, a dict of extra response headers, or None to drop the connection without
+    answering. Records every request in `requests`.
     """
 
     def __init__(self, handler):
@@ -184,8 +185,10 @@ class FakeServer:
                 if answer is None:
                     self.close_connection = True
                     return
-                status, ctype, payload = answer
+                status, ctype, payload = answer[:3]
                 self.send_response(status)
+                for name, value in (answer[3] if len(answer) > 3 else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

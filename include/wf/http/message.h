@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "wf/http/cancellation.h"
+#include "wf/io_wait.h"
 #include "wf/obs/trace_context.h"
 
 namespace wf::http {
@@ -43,6 +44,9 @@ struct Request {
   // Raised when the client hangs up, the deadline passes or the drain runs out of time. Set for
   // async and kWorker routes (null for handlers run on the event loop).
   std::shared_ptr<Cancellation> cancel;
+  // Set by the admission gate for an admitted call (service/admission.h): told when the call's
+  // work parks on I/O and resumes, so that parked calls leave the running count. May be null.
+  std::shared_ptr<IoWaitObserver> io_wait;
 
   // Case-insensitive lookup; the first header with that name.
   std::optional<std::string_view> header(std::string_view name) const;

@@ -17,6 +17,15 @@
 // proportion (by at most 10% per window), between min_concurrency and max_concurrency. Adaptive,
 // the queue is short: a call is refused on arrival when its expected wait is over half a baseline
 // call, and a queued call waits at most two (at least 1 ms) before it is refused.
+//
+// Adaptive, a call that waits for I/O holding no thread (Slot::park: a fiber parked on the
+// evaluator or the wiki) leaves the count of running calls until it goes on (Slot::resume: it
+// counts again at once, never refused mid-call), so calls parked for seconds do not hold the limit
+// at its floor; the limit follows the time calls ran (not parked). Calls in flight, parked or not,
+// are bounded by a second limit that follows the time a downstream service says they waited for
+// capacity (Slot::add_congestion: the evaluator's wait for a sandbox child): at the ceiling while
+// that shows no congestion, falling like the first when it does (so that calls parked in a
+// congested evaluator are bounded too).
 
 #include <chrono>
 #include <cstdint>
@@ -40,6 +49,10 @@ struct AdmissionOptions {
   double tolerance = 1.5;   // kGradient: recent/baseline call time taken as not congested
   int window_calls = 16;    // kGradient: a window of samples has at least this many calls...
   std::chrono::milliseconds window_time{20};  // ... and lasts at least this long
+  // kGradient: a window is congested when its mean (of either signal) is over tolerance *
+  // baseline + this (the few milliseconds a call's run varies by on a busy machine are not
+  // congestion).
+  std::chrono::microseconds congestion_slack{2000};
   std::size_t max_queue = 1024;
   std::chrono::milliseconds max_queue_time{2000};
   double max_cost_ms = 1000;   // a call's cost (its user's CPU per call) counts at most this much
@@ -65,15 +78,31 @@ class Slot {
   explicit operator bool() const { return core_ != nullptr; }
   std::chrono::nanoseconds queued_for() const { return queued_for_; }
 
+  // The adaptive limit (no-ops for the fixed one, and once released). The call waits for I/O
+  // holding no thread: it leaves the running calls (it stays in flight) and the next queued call
+  // may start. resume(): it runs again and counts at once, even over the limit. Both idempotent.
+  // A Slot is not thread-safe: its owner orders these calls and release().
+  void park();
+  void resume();
+  bool parked() const { return parked_; }
+  // Time a downstream service reports the call waited for capacity (the evaluator's wait for a
+  // sandbox child): congestion, added to the time the call ran in what it reports.
+  void add_congestion(std::chrono::nanoseconds waited);
+
  private:
   friend struct detail::AdmissionCore;
   friend class Admission;
   Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for,
-       int running_at_start);
+       int running_at_start, int in_flight_at_start);
   std::shared_ptr<detail::AdmissionCore> core_;
   std::chrono::nanoseconds queued_for_{0};
   SteadyTime started_{};
-  int running_at_start_ = 0;  // calls running when it started, itself included
+  SteadyTime running_since_{};       // start of the current run (not parked)
+  std::chrono::nanoseconds ran_{0};  // time run before it, over all runs
+  std::chrono::nanoseconds congestion_{0};
+  int running_at_start_ = 0;    // calls running when it started, itself included
+  int in_flight_at_start_ = 0;  // calls running or parked then, itself included
+  bool parked_ = false;
 };
 
 struct Work {
@@ -86,14 +115,17 @@ struct Work {
 };
 
 struct AdmissionStats {
-  int running = 0;
+  int running = 0;  // calls admitted and not parked
+  int parked = 0;   // kGradient: calls admitted and parked on I/O
   std::size_t queued = 0;
   int max_concurrency = 0;  // the limit now (adaptive: its current value)
   std::size_t users_queued = 0;
   bool adaptive = false;      // LimitMode::kGradient
   int ceiling = 0;            // max_concurrency as configured (adaptive: the most it may reach)
-  double baseline_rtt_s = 0;  // kGradient: the baseline time a call holds its slot
-  double recent_rtt_s = 0;    // kGradient: the last window's mean
+  double baseline_rtt_s = 0;  // kGradient: the baselines of what calls report (run + wait)
+  double recent_rtt_s = 0;    // kGradient: the last window's means (run + wait)
+  int max_in_flight = 0;      // kGradient: the bound on calls running or parked
+  double call_s = 0;          // kGradient: the baseline time a call holds its slot in all
   std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
   std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
 };

@@ -281,6 +281,31 @@ TEST_F(Fixture, AbsentSandboxMeansNoExecutor) {
             "No executor found for programming language python-3.");
 }
 
+// The wait for a sandbox child because none was free goes to the orchestrator in a header (its
+// adaptive admission limit counts it as congestion); a call that did not wait has none.
+TEST_F(Fixture, PoolWaitIsReportedInAHeader) {
+  const http::Request request =
+      json_request({{"codingLanguage", "python-3"}, {"codeString", "c"}, {"functionName", "Z1"}});
+  auto header = [](const http::Response& r) -> std::string {
+    for (const auto& h : r.headers) {
+      if (h.name == "x-wikifunctions-pool-wait-ms") return h.value;
+    }
+    return "none";
+  };
+  python->outcome = ok_outcome(z22_of({{"Z1K1", "Z6"}, {"Z6K1", "x"}}));
+  EXPECT_EQ(header(handler()->handle(request)), "none");
+  python->outcome.pool_wait = std::chrono::microseconds(12'500);
+  const http::Response waited = handler()->handle(request);
+  EXPECT_EQ(waited.status, 200u);
+  EXPECT_EQ(header(waited), "12.500");
+  // Also on a refusal (the wait ran out).
+  python->outcome.status = CallOutcome::Status::kUnavailable;
+  python->outcome.pool_wait = std::chrono::milliseconds(300);
+  const http::Response refused = handler()->handle(request);
+  EXPECT_EQ(refused.status, 503u);
+  EXPECT_EQ(header(refused), "300.000");
+}
+
 TEST_F(Fixture, InvalidWholeZ7IsZ502WithParserErrors) {
   const json z7 = {{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}},
                    {"Z7K1",

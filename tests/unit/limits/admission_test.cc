@@ -350,6 +350,171 @@ TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
   EXPECT_EQ(a.stats().ceiling, 100);
 }
 
+// Calls parked on I/O (Slot::park: a fiber waiting for the evaluator) leave the running count,
+// so the next queued call starts; a parked call that resumes counts again at once, even over the
+// limit, and is never refused mid-call.
+TEST(AdmissionGradient, ParkedCallsLeaveTheRunningCountAndReenter) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  ASSERT_EQ(a.stats().max_concurrency, 4);
+  for (int i = 0; i < 5; ++i) a.submit(r.work("u" + std::to_string(i)));
+  ASSERT_EQ(r.started.size(), 4u);
+  ASSERT_EQ(a.stats().queued, 1u);
+  r.slots[0].park();
+  r.slots[0].park();  // idempotent
+  EXPECT_TRUE(r.slots[0].parked());
+  EXPECT_EQ(r.started.size(), 5u);  // its running place went to the queued call
+  EXPECT_EQ(a.stats().running, 4);
+  EXPECT_EQ(a.stats().parked, 1);
+  r.slots[0].resume();
+  r.slots[0].resume();  // idempotent
+  EXPECT_FALSE(r.slots[0].parked());
+  EXPECT_EQ(a.stats().running, 5);  // over the limit of 4: it was admitted already
+  EXPECT_EQ(a.stats().parked, 0);
+  EXPECT_TRUE(r.refused.empty());
+  // A call that ends parked gives back its in-flight place.
+  r.slots[1].park();
+  r.slots.clear();
+  EXPECT_EQ(a.stats().running, 0);
+  EXPECT_EQ(a.stats().parked, 0);
+}
+
+// The fixed limit counts a call from start to end, parked or not.
+TEST(Admission, FixedLimitIgnoresParking) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(options(2), clock);
+  a.submit(r.work("a"));
+  a.submit(r.work("b"));
+  a.submit(r.work("c"));
+  r.slots[0].park();
+  EXPECT_FALSE(r.slots[0].parked());
+  EXPECT_EQ(r.started.size(), 2u);
+  EXPECT_EQ(a.stats().running, 2);
+  EXPECT_EQ(a.stats().parked, 0);
+}
+
+// Hundreds of calls parked for seconds on an evaluator do not hold the limit at its floor: fast
+// calls beside them start at once, and the limit does not fall.
+TEST(AdmissionGradient, SlowParkedCallsDoNotStopFastOnes) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(2000, 4), clock);
+  std::vector<Slot> slow;
+  for (int i = 0; i < 1000; ++i) {
+    a.submit(r.work("slow" + std::to_string(i)));
+    ASSERT_EQ(r.slots.size(), 1u) << i;  // started at once (nobody queued)
+    clock.advance(100us);                // it runs a little, then waits for the evaluator
+    r.slots.back().park();
+    slow.push_back(std::move(r.slots.back()));
+    r.slots.clear();
+  }
+  EXPECT_EQ(a.stats().parked, 1000);
+  EXPECT_EQ(a.stats().running, 0);
+  const int limit = a.stats().max_concurrency;
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_EQ(a.submit(r.work("fast")), 0u) << i;  // never queued
+    ASSERT_EQ(r.slots.size(), 1u);
+    clock.advance(200us);
+    r.slots.back().park();
+    clock.advance(5ms);  // the evaluator answers
+    r.slots.back().resume();
+    clock.advance(100us);
+    r.slots.clear();
+  }
+  EXPECT_EQ(r.started.size(), 1400u);
+  EXPECT_TRUE(r.refused.empty());
+  EXPECT_GE(a.stats().max_concurrency, limit);
+  EXPECT_EQ(a.stats().max_in_flight, 2000);
+  EXPECT_LT(a.stats().baseline_rtt_s, 0.001);  // what calls report: their runs, not their waits
+  // The slow calls end after their 3 s: nothing was congested.
+  clock.advance(3s);
+  slow.clear();
+  EXPECT_EQ(a.stats().parked, 0);
+  EXPECT_EQ(a.stats().max_in_flight, 2000);
+}
+
+// Calls in flight, parked or not, stay under the ceiling (memory is bounded).
+TEST(AdmissionGradient, ParkedCallsAreBoundedByTheCeiling) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(8, 2), clock);
+  for (int i = 0; i < 8; ++i) {
+    a.submit(r.work("u" + std::to_string(i)));
+    r.slots.back().park();
+  }
+  EXPECT_EQ(a.stats().parked, 8);
+  EXPECT_NE(a.submit(r.work("ninth")), 0u);  // queued: no running call, but 8 in flight
+  EXPECT_EQ(r.started.size(), 8u);
+  r.finish_one();  // one ends
+  EXPECT_EQ(r.started.size(), 9u);
+}
+
+// Parked calls that report congestion (the evaluator's wait for a sandbox child) shrink the limit
+// and bound the calls in flight, parked ones included; without congestion the bound grows back to
+// the ceiling (after windows without congestion, or a second without any window).
+TEST(AdmissionGradient, ReportedCongestionShrinksTheLimits) {
+  ManualClock clock;
+  Recorder r;
+  AdmissionOptions o = gradient_options(256, 2);
+  o.max_queue_time = 1ms;  // calls beyond the limits are refused, not carried to the next round
+  Admission a(o, clock);
+  // Rounds of `n` calls offered at once, each running 1 ms and then parked for 10 ms on an
+  // evaluator that runs `capacity` calls at once: the others wait for a child, 10 ms per
+  // `capacity` calls ahead of them. Returns how many were in flight in the last round.
+  auto rounds = [&](int count, int n, int capacity) {
+    int in_flight = 0;
+    for (int round = 0; round < count; ++round) {
+      r.started.clear();
+      r.refused.clear();
+      for (int i = 0; i < n; ++i) a.submit(r.work("u" + std::to_string(i)));
+      std::vector<Slot> mine;
+      clock.advance(1ms);
+      // Each parks on the evaluator; calls queued behind the running limit start meanwhile.
+      while (!r.slots.empty()) {
+        std::vector<Slot> more = std::move(r.slots);
+        r.slots.clear();
+        for (Slot& s : more) {
+          s.park();
+          mine.push_back(std::move(s));
+        }
+      }
+      in_flight = static_cast<int>(mine.size());
+      const auto wait = 10ms * std::max(0, in_flight - capacity) / capacity;
+      clock.advance(10ms + wait);
+      a.expire();  // what is still queued waited too long
+      for (Slot& s : mine) {
+        s.resume();
+        s.add_congestion(wait);
+      }
+      mine.clear();
+    }
+    return in_flight;
+  };
+  EXPECT_EQ(rounds(20, 64, 256), 64);  // not congested: all 64 in flight at once
+  EXPECT_EQ(a.stats().max_in_flight, 256);
+  // The evaluator runs 8 at once: calls in flight fall to about what it serves without a wait.
+  const int congested = rounds(50, 64, 8);
+  EXPECT_LE(congested, 16);
+  EXPECT_GE(congested, 2);
+  EXPECT_LE(a.stats().max_in_flight, 16);
+  EXPECT_NEAR(a.stats().baseline_rtt_s, 0.001, 0.0005);  // its runs, not the congestion
+  EXPECT_FALSE(r.refused.empty());
+  // No more congestion: the bound grows back to the ceiling.
+  rounds(50, 64, 256);
+  EXPECT_EQ(a.stats().max_in_flight, 256);
+  // And with no call ending, a second is enough for it to grow.
+  rounds(50, 64, 8);
+  const int low = a.stats().max_in_flight;
+  ASSERT_LT(low, 256);
+  for (int i = 0; i < 5; ++i) {
+    clock.advance(1100ms);
+    a.expire();
+  }
+  EXPECT_GT(a.stats().max_in_flight, low);
+}
+
 TEST(AdmissionGradient, ParseAndValidateNameTheOptions) {
   EXPECT_EQ(parse_limit_mode("gradient"), LimitMode::kGradient);
   EXPECT_EQ(parse_limit_mode("fixed"), LimitMode::kFixed);

@@ -533,6 +533,8 @@ TEST_F(QueueWaitTest, ACallThatWaitsLongerThanTheBudgetBehindItsFlowIsThrottled)
   ASSERT_TRUE(wait_for(queued, 1, 10s));
   EXPECT_EQ(queued->at(0).status, Status::kThrottled);
   EXPECT_NE(queued->at(0).detail.find("waited 300 ms"), std::string::npos) << queued->at(0).detail;
+  // It waited behind its own flow's cap, not for the pool: no congestion to report.
+  EXPECT_EQ(queued->at(0).pool_wait.count(), 0);
 }
 
 // The CPU limit with a wall limit far away, so that a busy shared machine cannot turn a CPU-limit
