@@ -204,6 +204,13 @@ struct Node {
   // Replaces the current value of key (adds the key when absent).
   void set(std::string_view key, NodeP value);
   void add(Key key, NodeP value);  // appends without lookup (building new objects)
+  // Appends `key` as a lazy view of `source`, which lives and stays unchanged for the whole
+  // process (Entry::immortal): no node is built for it unless something reads it.
+  void add_shared(Key key, const json& source);
+  // Appends the Z1K1 of a typed list's cell whose item type is `item`: Z881(item). When `item`
+  // is an interned reference the type is implied: a lazy view of per-process JSON, built only
+  // when read (most cells' types never are: eager evaluation skips Z1K1), else a new call node.
+  void add_list_type(const NodeP& item);
 
   // Shape helpers on the current view.
   std::string ref() const;            // Z9K1 of a Z9 node, else ""
