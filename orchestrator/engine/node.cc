@@ -196,6 +196,34 @@ Key::~Key() {
 
 // ---- nodes ------------------------------------------------------------------------------------
 
+void NodeP::destroy(Node* n) {
+  delete n;
+}
+
+namespace {
+
+// The Key of a key of immortal JSON (Entry::immortal: never changed or freed), remembered per
+// thread by the address of its text: bundled definitions are read as nodes in every request
+// (~240 keys per nest request), and hashing and comparing each text cost ~95 instructions.
+Key immortal_key(const std::string& text) {
+  struct Slot {
+    const std::string* text = nullptr;
+    Key key;
+  };
+  static constexpr std::size_t kSlots = 1024;
+  thread_local std::array<Slot, kSlots> cache;
+  Slot& slot = cache[(reinterpret_cast<std::uintptr_t>(&text) >> 4) % kSlots];
+  if (slot.text == &text) return slot.key;
+  Key key(text);
+  if (key.interned()) {  // an owned text is not kept: copying it would allocate
+    slot.text = &text;
+    slot.key = key;
+  }
+  return key;
+}
+
+}  // namespace
+
 NodeP Node::make_string(std::string s) {
   if (Node* shared = intern_string(s)) return NodeP(shared);
   auto* n = new Node;
@@ -235,7 +263,8 @@ NodeP Node::from_shared(const json& v, bool immortal) {
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) {
-    n->entries.push_back({k, nullptr, nullptr, nullptr, &child, Entry::Form::kNormal, immortal});
+    n->entries.push_back({immortal ? immortal_key(k) : Key(k), nullptr, nullptr, nullptr, &child,
+                          Entry::Form::kNormal, immortal});
   }
   return n;
 }
