@@ -156,7 +156,7 @@ Node* shared_terminal(const json& v) {
   return nullptr;
 }
 
-// The normal form of Z881(zid), made once per process for every item type named by an
+// The normal form of Z881(zid), made once per process for every item type named by a
 // ZID (bounded as the interning tables are); null when the table is full.
 const json* list_type_json(std::string_view zid) {
   if (!internable(zid) || !wf::zobject::is_reference_like(zid)) return nullptr;
