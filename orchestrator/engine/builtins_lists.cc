@@ -25,10 +25,12 @@ Envelope prepend(const BuiltinCall& c) {
   NodeP list = c.arg(1);
   NodeP item_type = item_type_of(list);
   if (!item_type) item_type = z9_node("Z1");
+  const CommonKeys& keys = common_keys();
   auto node = Node::make_object();
-  node->add("Z1K1", type_call("Z881", {{"Z881K1", item_type}}));
-  node->add("K1", c.arg(0));
-  node->add("K2", list);
+  node->entries.reserve(3);
+  node->add_list_type(item_type);
+  node->add(keys.k1, c.arg(0));
+  node->add(keys.k2, list);
   return c.ok(node);
 }
 

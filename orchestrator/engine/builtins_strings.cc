@@ -24,12 +24,17 @@ std::size_t utf8_length(unsigned char c) {
 
 Envelope string_to_code_points(const BuiltinCall& c) {
   const std::string s = text_of(c.arg(0));
+  const CommonKeys& keys = common_keys();
+  static const Key kZ86K1("Z86K1");
+  const NodeP z86 = z9_node("Z86");
   std::vector<NodeP> items;
+  items.reserve(std::min<std::size_t>(s.size(), zo::kMaxListElements + 1));
   for (std::size_t i = 0; i < s.size();) {
     std::size_t len = std::min(utf8_length(static_cast<unsigned char>(s[i])), s.size() - i);
     auto cp = Node::make_object();
-    cp->add("Z1K1", z9_node("Z86"));
-    cp->add("Z86K1", z6_node(s.substr(i, len)));
+    cp->entries.reserve(2);
+    cp->add(keys.z1k1, z86);
+    cp->add(kZ86K1, z6_node(s.substr(i, len)));  // one ASCII character: a shared node
     items.push_back(cp);
     i += len;
     if (items.size() > zo::kMaxListElements) {
@@ -38,7 +43,7 @@ Envelope string_to_code_points(const BuiltinCall& c) {
                       " code points, the longest list a value may hold"));
     }
   }
-  return c.ok(c.in.make_list(z9_node("Z86"), items));
+  return c.ok(c.in.make_list(z86, items));
 }
 
 Envelope code_points_to_string(const BuiltinCall& c) {

@@ -378,21 +378,16 @@ std::vector<NodeP> Interpreter::list_elements(const NodeP& list) {
 }
 
 NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
-  auto type_node = [&]() {
-    auto t = Node::make_object();
-    t->add("Z1K1", z9_node("Z7"));
-    t->add("Z7K1", z9_node("Z881"));
-    t->add("Z881K1", item_type);
-    return t;
-  };
+  const CommonKeys& keys = common_keys();
   auto tail = Node::make_object();
-  tail->add("Z1K1", type_node());
+  tail->add_list_type(item_type);
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
     auto node = Node::make_object();
-    node->add("Z1K1", type_node());
-    node->add("K1", *it);
-    node->add("K2", tail);
-    tail = node;
+    node->entries.reserve(3);
+    node->add_list_type(item_type);
+    node->add(keys.k1, *it);
+    node->add(keys.k2, std::move(tail));
+    tail = std::move(node);
   }
   return tail;
 }
@@ -654,9 +649,16 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
     NodeP n = queue[i].node;
     if (!n || n->is_string || !seen.insert(n.get())) continue;
     if (n->is_ref()) continue;
-    NodeP t = n->get("Z1K1");
-    if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
-      if (!resolved_type(t)) return fail_type();
+    const Node::Entry* te = n->entry("Z1K1");
+    if (te != nullptr && !te->persisted && te->source != nullptr &&
+        te->form == Node::Entry::Form::kNormal && json_type_trivial(*te->source)) {
+      // Still lazy and trivial (a list cell's implied Z881 of a ZID, Node::add_list_type): as
+      // on the JSON path, nothing to resolve and no node built.
+    } else {
+      NodeP t = n->get("Z1K1");
+      if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
+        if (!resolved_type(t)) return fail_type();
+      }
     }
     for (std::size_t k = 0; k < n->entries.size(); ++k) {
       const Node::Entry& e = n->entries[k];

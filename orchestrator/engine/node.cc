@@ -24,9 +24,12 @@ constexpr std::size_t kMaxStrings = 1u << 15;
 constexpr std::size_t kMaxStringLength = 32;
 
 // Only the texts objects are made of are interned: ZIDs, keys and type tags ("Z9", "Z20401",
-// "Z20401K1"), a set that is bounded for a wiki. Values (a call's string argument, code,
-// labels) stay nodes of their request: interning them would fill the tables with one-off texts.
+// "Z20401K1"), a set that is bounded for a wiki, and the 128 one-character ASCII texts (the
+// code points Z868 splits a string into, the Z6 of each shared). Other values (a call's string
+// argument, code, labels) stay nodes of their request: interning them would fill the tables with
+// one-off texts.
 bool internable(std::string_view s) {
+  if (s.size() == 1) return static_cast<unsigned char>(s[0]) < 0x80;
   return s.size() <= kMaxStringLength &&
          (wf::zobject::is_reference_like(s) || wf::zobject::is_key(s));
 }
@@ -153,6 +156,17 @@ Node* shared_terminal(const json& v) {
   return nullptr;
 }
 
+// The normal form of Z881(zid), made once per process for every item type named by a
+// ZID (bounded as the interning tables are); null when the table is full.
+const json* list_type_json(std::string_view zid) {
+  if (!internable(zid) || !wf::zobject::is_reference_like(zid)) return nullptr;
+  static auto* table = new Interned<const json*>(kMaxStrings);  // never destroyed
+  return table->find_or_add(zid, [](const std::string& t) {
+    const auto ref = [](const std::string& z) { return json{{"Z1K1", "Z9"}, {"Z9K1", z}}; };
+    return new const json{{"Z1K1", ref("Z7")}, {"Z7K1", ref("Z881")}, {"Z881K1", ref(t)}};
+  });
+}
+
 }  // namespace
 
 // After the tables above (function statics) and before any request: a namespace-scope object of
@@ -181,6 +195,34 @@ Key::~Key() {
 }
 
 // ---- nodes ------------------------------------------------------------------------------------
+
+void NodeP::destroy(Node* n) {
+  delete n;
+}
+
+namespace {
+
+// The Key of a key of immortal JSON (Entry::immortal: never changed or freed), remembered per
+// thread by the address of its text: bundled definitions are read as nodes in every request
+// (~240 keys per nest request), and hashing and comparing each text cost ~95 instructions.
+Key immortal_key(const std::string& text) {
+  struct Slot {
+    const std::string* text = nullptr;
+    Key key;
+  };
+  static constexpr std::size_t kSlots = 1024;
+  thread_local std::array<Slot, kSlots> cache;
+  Slot& slot = cache[(reinterpret_cast<std::uintptr_t>(&text) >> 4) % kSlots];
+  if (slot.text == &text) return slot.key;
+  Key key(text);
+  if (key.interned()) {  // an owned text is not kept: copying it would allocate
+    slot.text = &text;
+    slot.key = key;
+  }
+  return key;
+}
+
+}  // namespace
 
 NodeP Node::make_string(std::string s) {
   if (Node* shared = intern_string(s)) return NodeP(shared);
@@ -221,7 +263,8 @@ NodeP Node::from_shared(const json& v, bool immortal) {
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) {
-    n->entries.push_back({k, nullptr, nullptr, nullptr, &child, Entry::Form::kNormal, immortal});
+    n->entries.push_back({immortal ? immortal_key(k) : Key(k), nullptr, nullptr, nullptr, &child,
+                          Entry::Form::kNormal, immortal});
   }
   return n;
 }
@@ -262,23 +305,32 @@ NodeP canonical_node(const json& v) {
 }
 
 // The list node of a canonical array [T, e1, e2, ...] that starts at element `from`, in the key
-// order normalize() gives it (K1, K2, Z1K1); every node has its own Z881(T), as there.
+// order normalize() gives it (K1, K2, Z1K1); every node has its own Z881(T), as there: implied
+// (Node::add_list_type) when T is a ZID or absent (Z1), else a call node whose Z881K1 is lazy.
 NodeP list_from(const json& array, std::size_t from) {
   const auto& a = array.get_ref<const json::array_t&>();
-  auto type = Node::make_object();
-  type->add("Z1K1", z9_node("Z7"));
-  type->add("Z7K1", z9_node("Z881"));
-  if (a.empty()) {
-    type->add("Z881K1", z9_node("Z1"));
-  } else {
-    type->entries.push_back({"Z881K1", nullptr, nullptr, nullptr, &a[0], Form::kCanonical});
-  }
   auto n = Node::make_object();
+  n->entries.reserve(3);
   if (from < a.size()) {
     n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
     n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false,
                           static_cast<std::uint32_t>(from + 1)});
   }
+  const json* implied = nullptr;
+  if (a.empty()) {
+    implied = list_type_json("Z1");
+  } else if (a[0].is_string() && zo::is_reference_like(a[0].get_ref<const std::string&>())) {
+    implied = list_type_json(a[0].get_ref<const std::string&>());
+  }
+  if (implied != nullptr) {
+    n->add_shared(common_keys().z1k1, *implied);
+    return n;
+  }
+  auto type = Node::make_object();
+  type->entries.reserve(3);
+  type->add("Z1K1", z9_node("Z7"));
+  type->add("Z7K1", z9_node("Z881"));
+  type->entries.push_back({"Z881K1", nullptr, nullptr, nullptr, &a[0], Form::kCanonical});
   n->add("Z1K1", std::move(type));
   return n;
 }
@@ -493,6 +545,27 @@ void Node::set(std::string_view key, NodeP value) {
 void Node::add(Key key, NodeP value) {
   if (interned) return;
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
+}
+
+void Node::add_shared(Key key, const json& source) {
+  if (interned) return;
+  entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
+}
+
+void Node::add_list_type(const NodeP& item) {
+  const CommonKeys& keys = common_keys();
+  if (item && item->interned && item->is_ref()) {
+    if (const json* implied = list_type_json(item->ref_view())) {
+      add_shared(keys.z1k1, *implied);
+      return;
+    }
+  }
+  auto t = make_object();
+  t->entries.reserve(3);
+  t->add(keys.z1k1, z9_node("Z7"));
+  t->add(keys.z7k1, z9_node("Z881"));
+  t->add("Z881K1", item);
+  add(keys.z1k1, std::move(t));
 }
 
 namespace {

@@ -177,4 +177,57 @@ TEST(NodeKey, KeysCompareByTextWhetherInternedOrNot) {
   EXPECT_EQ(copy.str(), "Z801K1");
 }
 
+// A typed list's cell whose item type is a reference: its type Z881(T) is implied (a lazy view
+// of per-process JSON, no node until read), shows and reads as the call node it stands for, and
+// what one cell's reader does to its type stays in that cell.
+TEST(NodeLists, ImpliedListTypeIsLazyAndReadsAsTheZ881Call) {
+  const json z881_z86 = {{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}},
+                         {"Z7K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z881"}}},
+                         {"Z881K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z86"}}}};
+  ed::NodeP a = ed::Node::make_object();
+  a->add_list_type(ed::z9_node("Z86"));
+  ed::NodeP b = ed::Node::make_object();
+  b->add_list_type(ed::z9_node("Z86"));
+  ASSERT_EQ(a->entries.size(), 1u);
+  EXPECT_TRUE(a->entries[0].key == "Z1K1");
+  EXPECT_NE(a->entries[0].source, nullptr);  // not built
+  EXPECT_TRUE(a->entries[0].immortal);
+  EXPECT_EQ(a->entries[0].source, b->entries[0].source);  // one JSON per item type
+  EXPECT_EQ(a->to_json(), json({{"Z1K1", z881_z86}}));
+  std::string lazy_key;
+  a->append_key(lazy_key);
+  ed::NodeP t = a->get("Z1K1");
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(t->is_call());
+  EXPECT_EQ(t->get("Z881K1")->ref(), "Z86");
+  EXPECT_EQ(t->to_json(), z881_z86);
+  std::string read_key;
+  a->append_key(read_key);
+  EXPECT_EQ(lazy_key, read_key);
+  // A reader that persists something into a's type leaves b's as it was.
+  t->set("Z7K1", ed::z9_node("Z10001"));
+  EXPECT_EQ(b->get("Z1K1")->get("Z7K1")->ref(), "Z881");
+  EXPECT_EQ(b->to_json(), json({{"Z1K1", z881_z86}}));
+  // An item type that is not a shared reference gets a call node of its own, as before.
+  ed::NodeP item = ed::Node::from_json(json{{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z6"}});
+  ed::NodeP c = ed::Node::make_object();
+  c->add_list_type(item);
+  EXPECT_EQ(c->entries[0].source, nullptr);
+  EXPECT_TRUE(c->peek("Z1K1")->is_call());
+  EXPECT_EQ(c->get("Z1K1")->get("Z881K1").get(), item.get());
+}
+
+// Z868 splits a string into one-character texts: the 128 ASCII ones are shared nodes; other
+// characters, and longer values, stay nodes of their request.
+TEST(NodeSharing, OneCharacterAsciiTextsAreShared) {
+  EXPECT_EQ(ed::str_node("a").get(), ed::str_node("a").get());
+  EXPECT_TRUE(ed::str_node("a")->interned);
+  EXPECT_EQ(ed::z6_node("H").get(), ed::z6_node("H").get());
+  EXPECT_EQ(ed::z6_node("H")->str(), "H");
+  EXPECT_EQ(ed::z6_node("H")->to_json(), json({{"Z1K1", "Z6"}, {"Z6K1", "H"}}));
+  EXPECT_NE(ed::z6_node("\xC3\xA9").get(), ed::z6_node("\xC3\xA9").get());  // two bytes
+  EXPECT_FALSE(ed::str_node("\xC3")->interned);  // a byte of a longer sequence
+  EXPECT_FALSE(ed::str_node("ab")->interned);
+}
+
 }  // namespace
