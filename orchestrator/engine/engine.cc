@@ -322,7 +322,9 @@ class EngineImpl final : public Engine {
   // A cached answer for `key` whose every used object still resolves to the same content: the
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
-  bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
+  // Out of line, as is remember(): their frames (the decoded entry, the shared store's wait) are
+  // not part of run_call's, which stays on the stack of a call parked on the evaluator.
+  [[gnu::noinline]] bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
                     nlohmann::json& envelope, engine_detail::TrailingMeta& trailing,
                     const std::string& function) {
     auto& m = engine_detail::metrics();
@@ -368,7 +370,7 @@ class EngineImpl final : public Engine {
   // Keeps a cacheable outcome (docs/result-cache.md): a value without errors, every object it
   // used resolved without a transport failure; timeouts and cancellations never get here.
   // True when it was kept.
-  bool remember(const std::string& key, bool shared, const Resolver& resolver,
+  [[gnu::noinline]] bool remember(const std::string& key, bool shared, const Resolver& resolver,
                 const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing,
                 const std::string& function) {
     if (zo::has_error(envelope)) return false;
