@@ -82,8 +82,8 @@ bool needs_json_body(const CodeCall& call) {
 }
 
 // A request aborted by its cancellation: at the deadline that is the call's timeout.
-const char* cancelled_outcome(const CallContext& ctx) {
-  const bool deadline = ctx.cancel && ctx.cancel->reason() == Cancellation::Reason::kDeadline;
+const char* cancelled_outcome(const std::shared_ptr<Cancellation>& cancel) {
+  const bool deadline = cancel && cancel->reason() == Cancellation::Reason::kDeadline;
   return deadline ? "timeout" : "cancelled";
 }
 
@@ -94,7 +94,13 @@ struct Pending {
   std::string language;
   std::string url;
   http::Clock::time_point start;
-  CallContext ctx;  // ids for the log lines written on the event loop; the cancellation's reason
+  // The ids for the log lines written on the event loop and the cancellation (its reason): not
+  // the whole CallContext, whose traceparent and caller the request already carries. Held while
+  // the call waits (bench/slow_calls: memory per in-flight call).
+  std::string trace_id;
+  std::string span_id;
+  std::string request_id;
+  std::shared_ptr<Cancellation> cancel;
 
   void count(const char* outcome) const {
     metrics.calls.Add({{"language", family}, {"outcome", outcome}}).Increment();
@@ -103,7 +109,7 @@ struct Pending {
   void log_failure(const char* outcome, const std::string& message) const {
     // A cancelled call is the caller's doing (hang-up, deadline), not the evaluator's failure.
     const bool cancelled = std::string_view(outcome) == "cancelled";
-    obs::LogScope scope(ctx.trace_id, ctx.span_id, ctx.request_id);
+    obs::LogScope scope(trace_id, span_id, request_id);
     obs::log_event(cancelled ? spdlog::level::info : spdlog::level::warn,
                    (cancelled ? "evaluator call cancelled: " : "evaluator call failed: ") + message,
                    {obs::field_str("event.action", "evaluator-call"),
@@ -150,7 +156,7 @@ struct Pending {
       using K = http::ClientError::Kind;
       const K kind = res.error().kind;
       const char* outcome = kind == K::kTimeout     ? "timeout"
-                            : kind == K::kCancelled ? cancelled_outcome(ctx)
+                            : kind == K::kCancelled ? cancelled_outcome(cancel)
                                                     : "transport";
       return failed(outcome, res.error().message, res.error().message);
     }
@@ -182,9 +188,15 @@ class EvaluatorClient final : public CodeRunner {
   // Sends the call with HttpClient::async_send: no thread waits for the evaluator, and raising
   // ctx.cancel closes the request's connection (the evaluator then stops the sandbox child).
   void run(const CodeCall& call, const CallContext& ctx, Done done) override {
-    Pending pending{
-        metrics_, family_of(call.coding_language), call.coding_language, "", http::Clock::now(),
-        ctx};
+    Pending pending{metrics_,
+                    family_of(call.coding_language),
+                    call.coding_language,
+                    "",
+                    http::Clock::now(),
+                    ctx.trace_id,
+                    ctx.span_id,
+                    ctx.request_id,
+                    ctx.cancel};
     const auto route = routes_.url_by_language.find(call.coding_language);
     if (route == routes_.url_by_language.end()) {
       pending.count("no_evaluator");

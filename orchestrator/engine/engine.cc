@@ -212,7 +212,15 @@ class EngineImpl final : public Engine {
     engine_detail::CallCost cost;
     bool evaluated = false;
     const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
-    if (!evaluated) return answered;
+    if (evaluated) report_cost(cost, start, answered, envelope, trailing);
+    return answered;
+  }
+
+  // Out of line: its temporaries are not in run()'s frame, which stays on a parked call's stack.
+  [[gnu::noinline]] void report_cost(engine_detail::CallCost& cost,
+                                     std::chrono::steady_clock::time_point start, bool answered,
+                                     const nlohmann::json& envelope,
+                                     engine_detail::TrailingMeta& trailing) {
     cost.total_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
     cost.error = !answered || zo::has_error(envelope);
@@ -220,11 +228,10 @@ class EngineImpl final : public Engine {
     if (answered) {
       for (auto& pair : engine_detail::cost_metadata(cost)) trailing.push_back(std::move(pair));
     }
-    return answered;
   }
 
   // The function a request calls by reference (canonical or normal Z7K1), else "".
-  static std::string called_function(const nlohmann::json& zobject) {
+  [[gnu::noinline]] static std::string called_function(const nlohmann::json& zobject) {
     if (!zobject.is_object()) return {};
     auto f = zobject.find("Z7K1");
     if (f == zobject.end()) return {};
@@ -302,7 +309,7 @@ class EngineImpl final : public Engine {
   // A call whose outer function is a built-in (Z7K1 a reference to one) uses the local tier only:
   // a memcached round trip costs more than built-ins do, and would move a call that runs on the
   // event loop to the CPU threads.
-  bool calls_builtin(const nlohmann::json& zobject) const {
+  [[gnu::noinline]] bool calls_builtin(const nlohmann::json& zobject) const {
     if (!zobject.is_object()) return false;
     auto f = zobject.find("Z7K1");
     if (f == zobject.end()) return false;
@@ -322,9 +329,12 @@ class EngineImpl final : public Engine {
   // A cached answer for `key` whose every used object still resolves to the same content: the
   // local tier first, then the shared one (the fiber parks; the store answers within its own
   // short timeout). A hit's metadata says which tier served it ("resultCache").
-  bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
-                    nlohmann::json& envelope, engine_detail::TrailingMeta& trailing,
-                    const std::string& function) {
+  // Out of line, as is remember(): their frames (the decoded entry, the shared store's wait) are
+  // not part of run_call's, which stays on the stack of a call parked on the evaluator.
+  [[gnu::noinline]] bool serve_cached(const std::string& key, bool shared, Resolver& resolver,
+                                      nlohmann::json& envelope,
+                                      engine_detail::TrailingMeta& trailing,
+                                      const std::string& function) {
     auto& m = engine_detail::metrics();
     auto hit = results_.get(key);
     const char* tier = "local";
@@ -368,9 +378,10 @@ class EngineImpl final : public Engine {
   // Keeps a cacheable outcome (docs/result-cache.md): a value without errors, every object it
   // used resolved without a transport failure; timeouts and cancellations never get here.
   // True when it was kept.
-  bool remember(const std::string& key, bool shared, const Resolver& resolver,
-                const nlohmann::json& envelope, const engine_detail::TrailingMeta& trailing,
-                const std::string& function) {
+  [[gnu::noinline]] bool remember(const std::string& key, bool shared, const Resolver& resolver,
+                                  const nlohmann::json& envelope,
+                                  const engine_detail::TrailingMeta& trailing,
+                                  const std::string& function) {
     if (zo::has_error(envelope)) return false;
     auto used = resolver.used();
     if (!used) return false;

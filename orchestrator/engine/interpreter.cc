@@ -163,10 +163,7 @@ bool Interpreter::tick() {
   if (abort_ != Abort::kNone) return false;
   ++steps_;
   if (steps_ > options_.max_steps) {
-    metrics().breach_steps.Increment();
-    fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
-                            std::to_string(options_.max_steps) + " evaluation steps");
-    limit_breached_ = abort_message_.starts_with("Evaluation step");
+    step_limit_exceeded();
     return false;
   }
   if ((steps_ & 31) == 0) {
@@ -184,16 +181,27 @@ bool Interpreter::tick() {
     return false;
   }
   if (stack_left() < kStackReserve) {
-    // Recursion that does not count as call depth (deep values, types of types): a Z5 instead
-    // of running off the end of the evaluation's stack.
-    metrics().breach_stack.Increment();
-    fail(Abort::kLimit,
-         "Evaluation stack exhausted: the call or its values are nested too "
-         "deeply for this evaluation's stack of " +
-             std::to_string(options_.stack_bytes >> 10) + " KiB");
+    stack_exhausted();
     return false;
   }
   return true;
+}
+
+void Interpreter::step_limit_exceeded() {
+  metrics().breach_steps.Increment();
+  fail(Abort::kLimit, "Evaluation step limit exceeded: the call needed more than " +
+                          std::to_string(options_.max_steps) + " evaluation steps");
+  limit_breached_ = abort_message_.starts_with("Evaluation step");
+}
+
+// Recursion that does not count as call depth (deep values, types of types): a Z5 instead of
+// running off the end of the evaluation's stack.
+void Interpreter::stack_exhausted() {
+  metrics().breach_stack.Increment();
+  fail(Abort::kLimit,
+       "Evaluation stack exhausted: the call or its values are nested too "
+       "deeply for this evaluation's stack of " +
+           std::to_string(options_.stack_bytes >> 10) + " KiB");
 }
 
 // ---- resolution (§2) --------------------------------------------------------------------------
@@ -920,17 +928,19 @@ Envelope Interpreter::eager_walk(const NodeP& root,
 
 Envelope Interpreter::execute(const NodeP& call, const FrameP& scope, bool top_level) {
   if (!tick()) return abort_envelope();
-  if (call_depth_ >= options_.max_call_depth) {
-    metrics().breach_call_depth.Increment();
-    fail(Abort::kLimit, "Call depth limit exceeded: more than " +
-                            std::to_string(options_.max_call_depth) + " nested function calls");
-    limit_breached_ = abort_message_.starts_with("Call depth");
-    return abort_envelope();
-  }
+  if (call_depth_ >= options_.max_call_depth) return call_depth_exceeded();
   ++call_depth_;
   Envelope r = execute_inner(call, scope, top_level);
   --call_depth_;
   return r;
+}
+
+Envelope Interpreter::call_depth_exceeded() {
+  metrics().breach_call_depth.Increment();
+  fail(Abort::kLimit, "Call depth limit exceeded: more than " +
+                          std::to_string(options_.max_call_depth) + " nested function calls");
+  limit_breached_ = abort_message_.starts_with("Call depth");
+  return abort_envelope();
 }
 
 void Interpreter::replace_argument_references(const NodeP& node, int depth) {
@@ -988,6 +998,15 @@ Envelope Interpreter::return_check(Envelope result, const NodeP& z8) {
 
 // ---- function calls (§3) ----------------------------------------------------------------------
 
+namespace {
+
+// What names an implementation listed inline (no ZID) among the demoted ones: its address.
+[[gnu::noinline]] std::string address_key(const Node* z14) {
+  return std::to_string(reinterpret_cast<std::uintptr_t>(z14));
+}
+
+}  // namespace
+
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
   if (!top_level && options_.direct_builtin_calls) {
@@ -1007,24 +1026,14 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
   for (std::size_t i = 0; i < impls.size(); ++i) {
     const Impl& impl = impls[i];
     const bool fallback = may_fall_back(impl, i + 1 < impls.size());
-    const std::string demote_key =
-        impl.id.empty() ? std::to_string(reinterpret_cast<std::uintptr_t>(impl.z14.get()))
-                        : impl.id;
+    const std::string demote_key = impl.id.empty() ? address_key(impl.z14.get()) : impl.id;
     if (fallback && demoted_.contains(demote_key)) continue;
     const std::int64_t steps_before = steps_;
     fallback_frames_ += fallback ? 1 : 0;
     ImplRun run = run_implementation(impl, z8, decls);
     fallback_frames_ -= fallback ? 1 : 0;
     if (aborted() && fallback && fallback_frames_ == 0 && limit_breached_) {
-      // The outermost call that can: forget the breach and the steps this composition used, use
-      // the next implementation (and, for the rest of this request, never this composition).
-      demoted_.insert(demote_key);
-      last_failure = abort_message_;
-      abort_ = Abort::kNone;
-      abort_message_.clear();
-      abort_error_ = nullptr;
-      limit_breached_ = false;
-      steps_ = steps_before;
+      forget_breach(demote_key, last_failure, steps_before);
       continue;
     }
     if (aborted()) return abort_envelope();
@@ -1034,9 +1043,22 @@ Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool
       continue;
     }
     if (!run.type.empty()) metrics().implementation(run.type);
-    return answer(std::move(run), z8, top_level);
+    return answer(run, z8, top_level);
   }
   return Envelope::err(zo::make_error_msg("Z507", last_failure));
+}
+
+// The outermost call that can: forget the breach and the steps this composition used, use the
+// next implementation (and, for the rest of this request, never this composition).
+void Interpreter::forget_breach(const std::string& demote_key, std::string& last_failure,
+                                std::int64_t steps_before) {
+  demoted_.insert(demote_key);
+  last_failure = abort_message_;
+  abort_ = Abort::kNone;
+  abort_message_.clear();
+  abort_error_ = nullptr;
+  limit_breached_ = false;
+  steps_ = steps_before;
 }
 
 // Argument discovery (§3.2): the function, and each declared argument matched with the call's key.
@@ -1150,20 +1172,24 @@ Interpreter::ImplRun Interpreter::run_implementation(const Impl& impl, const Nod
   if (z14 && !z14->is_string) {
     for (const auto& [key, runner] : kKinds) {
       if (!z14->has(key)) continue;
-      FrameP frame = new_frame(z14->scope ? z14->scope : empty_);
-      for (const auto& d : decls) {
-        ArgState st;
-        st.kind = ArgKind::kUnevaluated;
-        st.value = d.value;
-        st.declared = d.declared;
-        frame->names.emplace_back(d.name, std::move(st));
-      }
-      return (this->*runner)(z14, impl.id, frame, decls, z8);
+      return (this->*runner)(z14, impl.id, bind_frame(z14, decls), decls, z8);
     }
   }
   ImplRun run;
   run.result = Envelope::ok(z14);
   return run;
+}
+
+FrameP Interpreter::bind_frame(const NodeP& z14, const std::vector<Decl>& decls) {
+  FrameP frame = new_frame(z14->scope ? z14->scope : empty_);
+  for (const auto& d : decls) {
+    ArgState st;
+    st.kind = ArgKind::kUnevaluated;
+    st.value = d.value;
+    st.declared = d.declared;
+    frame->names.emplace_back(d.name, std::move(st));
+  }
+  return frame;
 }
 
 Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::string&,
@@ -1248,15 +1274,20 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   const bool outermost = call_depth_ == 1 && orchestrating_ == 1;
   CodeRunner::Result out = run_on_evaluator(*cc, !outermost);
   if (!out) {
-    run.then = ImplRun::Then::kNextImplementation;
-    run.failure = out.error().message;
-    if (run.failure.empty() && out.error().kind == CodeRunError::Kind::kNoEvaluator) {
-      run.failure = "No evaluator is available for " + cc->coding_language;
-    }
+    evaluator_failed(run, out.error(), cc->coding_language);
     return run;
   }
   run.result = evaluator_envelope(std::move(*out));
   return run;
+}
+
+void Interpreter::evaluator_failed(ImplRun& run, const CodeRunError& error,
+                                   const std::string& language) {
+  run.then = ImplRun::Then::kNextImplementation;
+  run.failure = error.message;
+  if (run.failure.empty() && error.kind == CodeRunError::Kind::kNoEvaluator) {
+    run.failure = "No evaluator is available for " + language;
+  }
 }
 
 std::unique_ptr<CodeCall> Interpreter::code_call(const NodeP& z14, const FrameP& frame,
@@ -1522,7 +1553,7 @@ bool small_value(const json& v, std::size_t max_nodes) {
 // What identifies a code call's answer: the same code, function, language, arguments (normal
 // form) and converters give the same answer (user code is taken to be deterministic, as the
 // result cache takes it across requests). Empty when the call is too large to remember.
-std::string code_call_key(const CodeCall& cc) {
+[[gnu::noinline]] std::string code_call_key(const CodeCall& cc) {
   if (!small_value(cc.arguments, kMaxCodeAnswerKey / 8)) return {};
   std::string key = cc.coding_language;
   key += '\n';
@@ -1557,7 +1588,7 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc, bool rememb
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
   }
-  const std::string key = remember || !code_answers_.empty() ? code_call_key(cc) : std::string();
+  std::string key = remember || !code_answers_.empty() ? code_call_key(cc) : std::string();
   if (!key.empty()) {
     if (auto it = code_answers_.find(key); it != code_answers_.end()) {
       metrics().code_call_memo_hits.Increment();
@@ -1565,22 +1596,30 @@ CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc, bool rememb
     }
   }
   CodeRunner::Result out = evaluate_code(cc);
-  if (out && remember && !key.empty() && code_answers_.size() < kMaxCodeAnswers &&
-      is_value_answer(*out) && small_value(*out, kMaxCodeAnswerKey / 8)) {
-    code_answers_.emplace(key, *out);
-  }
+  if (out && remember && !key.empty()) remember_code_answer(std::move(key), out);
   return out;
+}
+
+void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result& out) {
+  if (code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out) &&
+      small_value(*out, kMaxCodeAnswerKey / 8)) {
+    code_answers_.emplace(std::move(key), *out);
+  }
 }
 
 CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
   Stopwatch watch(evaluator_us_);
   CodeRunner::Result out = await<CodeRunner::Result>(evaluator_work(runner_, cc, ctx_));
+  evaluator_call_ended(out);
+  return out;
+}
+
+void Interpreter::evaluator_call_ended(const CodeRunner::Result& out) {
   if (cancelled() || Clock::now() >= ctx_.deadline) {
     if (!cancelled()) metrics().breach_deadline.Increment();
     fail(Abort::kDeadline, "Function call timed out");
   }
   if (out) evaluator_cpu_ms_ += execution_cpu_ms(*out);
-  return out;
 }
 
 // The evaluator's Z22 as an envelope: its value normalised, its metadata map kept (moved out of
@@ -1603,7 +1642,7 @@ Envelope Interpreter::evaluator_envelope(json&& z22) {
 
 // The result of the implementation that answered; a top-level call adds the implementation keys
 // and has its value checked against the function's return type.
-Envelope Interpreter::answer(ImplRun run, const NodeP& z8, bool top_level) {
+Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
   Envelope result = std::move(run.result);
   if (!top_level) return result;
   if (trailing_ != nullptr && !run.type.empty() && !is_void_node(result.value) &&
@@ -1650,20 +1689,29 @@ json Interpreter::orchestrate(const json& zobject, bool do_validate,
   do_validate_ = saved;
   trailing_ = saved_trailing;
   if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
-  if (abort_ == Abort::kException) {
-    json inner = zo::make_error("Z500", {});
-    inner["Z5K2"]["Z500K1"] =
-        "Call tuples failed in returnOnFirstError. Error: " + abort_message_ + ".";
-    json err = zo::make_error("Z507", {zo::z99(zobject), zo::z99(inner)});
-    abort_ = Abort::kNone;
-    abort_error_ = nullptr;
-    return zo::error_envelope(err);
-  }
+  if (abort_ == Abort::kException) return exception_envelope(zobject);
   if (abort_ == Abort::kLimit) return zo::error_envelope(abort_error_);
   return out;
 }
 
+json Interpreter::exception_envelope(const json& zobject) {
+  json inner = zo::make_error("Z500", {});
+  inner["Z5K2"]["Z500K1"] =
+      "Call tuples failed in returnOnFirstError. Error: " + abort_message_ + ".";
+  json err = zo::make_error("Z507", {zo::z99(zobject), zo::z99(inner)});
+  abort_ = Abort::kNone;
+  abort_error_ = nullptr;
+  return zo::error_envelope(err);
+}
+
 json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
+  NodeP root;
+  if (auto refused = prepare_call(zobject, do_validate, root)) return std::move(*refused);
+  root->set_scope(empty_);
+  return finish_call(execute(root, empty_, true));
+}
+
+std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_validate, NodeP& root) {
   if (zobject.is_object()) {
     auto t = zobject.find("Z1K1");
     if (t != zobject.end() && zo::ref_id(*t) == "Z5") return zo::error_envelope(zobject);
@@ -1681,7 +1729,6 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
   // Interpreter; a nested orchestration's (Z923) is a temporary, kept here (as are the normal
   // forms static validation needs), since nodes of it can stay in the type memo.
   const json& input = orchestrating_ > 1 ? inputs_.emplace_back(zobject) : zobject;
-  NodeP root;
   if (do_validate) {
     const json& call = inputs_.emplace_back(zo::to_normal(input));
     root = Node::from_shared(call);
@@ -1703,13 +1750,13 @@ json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
-  {
-    std::vector<std::string> called;
-    called_functions(input, called, 0);
-    if (called.size() >= 2) resolver_.prefetch(called);
-  }
-  root->set_scope(empty_);
-  Envelope r = execute(root, empty_, true);
+  std::vector<std::string> called;
+  called_functions(input, called, 0);
+  if (called.size() >= 2) resolver_.prefetch(called);
+  return std::nullopt;
+}
+
+json Interpreter::finish_call(Envelope r) {
   if (aborted()) return zo::error_envelope(abort_error_);
   if (orchestrating_ == 1 && !warnings_.empty()) {
     set_meta(r, "warnings", zo::make_list(zo::z9("Z5"), warnings_));

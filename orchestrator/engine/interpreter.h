@@ -148,6 +148,12 @@ class Interpreter {
   };
 
   bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
+  // Out of line (noinline below): the rare branches of the functions a call parked on the
+  // evaluator has on its stack (execute ... evaluate_code), so that their frames stay small: a
+  // parked fiber's frames are saved byte for byte (fiber.cc; bench/slow_calls).
+  [[gnu::noinline]] void step_limit_exceeded();
+  [[gnu::noinline]] void stack_exhausted();
+  [[gnu::noinline]] Envelope call_depth_exceeded();
   void fail(Abort kind, std::string message, json error = nullptr);
   Envelope abort_envelope() const;
 
@@ -166,7 +172,7 @@ class Interpreter {
   Envelope eager_walk(const NodeP& root, std::vector<std::pair<std::string, std::string>>& path);
   Envelope eager_value(const NodeP& child, std::vector<std::string>& zids);
   void replace_argument_references(const NodeP& node, int depth);
-  Envelope return_check(Envelope result, const NodeP& z8);
+  [[gnu::noinline]] Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
   // A nested call of a bundled built-in function, bound from its signature (builtin_calls.cc);
   // nullopt when the general path must run it.
@@ -174,9 +180,16 @@ class Interpreter {
   std::optional<Envelope> held_list_type(const NodeP& item);
   const std::vector<NodeP>* builtin_declared(const BuiltinSignature& sig);
   Envelope resolve_function(const NodeP& call, const FrameP& sc);
-  Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8, std::vector<Decl>& decls);
-  Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
+  [[gnu::noinline]] Envelope bind_arguments(const NodeP& call, const FrameP& sc, NodeP& z8,
+                                            std::vector<Decl>& decls);
+  [[gnu::noinline]] Envelope implementations(const NodeP& z8, std::vector<Impl>& impls);
+  // The outermost composition that exceeded a limit gives way to the next implementation:
+  // forget the breach (execute_inner).
+  [[gnu::noinline]] void forget_breach(const std::string& demote_key, std::string& last_failure,
+                                       std::int64_t steps_before);
   ImplRun run_implementation(const Impl& impl, const NodeP& z8, const std::vector<Decl>& decls);
+  // The implementation's frame with the call's arguments bound, unevaluated.
+  [[gnu::noinline]] FrameP bind_frame(const NodeP& z14, const std::vector<Decl>& decls);
   bool may_fall_back(const Impl& impl, bool has_next) const;
   ImplRun run_builtin_impl(const NodeP& z14, const std::string& id, const FrameP& frame,
                            const std::vector<Decl>& decls, const NodeP& z8);
@@ -188,8 +201,13 @@ class Interpreter {
   [[gnu::noinline]] std::unique_ptr<CodeCall> code_call(const NodeP& z14, const FrameP& frame,
                                                         const std::vector<Decl>& decls,
                                                         const NodeP& z8, ImplRun& run);
+  // The evaluator failed: the next implementation is tried (run_code).
+  [[gnu::noinline]] static void evaluator_failed(ImplRun& run, const CodeRunError& error,
+                                                 const std::string& language);
   CodeRunner::Result run_on_evaluator(const CodeCall& cc, bool remember);
+  [[gnu::noinline]] void remember_code_answer(std::string key, const CodeRunner::Result& out);
   CodeRunner::Result evaluate_code(const CodeCall& cc);
+  [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
   json converter_plan(const NodeP& type, ConverterDirection direction, const std::string& family,
@@ -199,10 +217,16 @@ class Interpreter {
                     int depth);
   json keys_plan(const NodeP& z4, ConverterDirection direction, const std::string& family,
                  int depth);
-  Envelope evaluator_envelope(json&& z22);
-  Envelope answer(ImplRun run, const NodeP& z8, bool top_level);
+  [[gnu::noinline]] Envelope evaluator_envelope(json&& z22);
+  [[gnu::noinline]] Envelope answer(ImplRun& run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
   json orchestrate_inner(const json& zobject, bool do_validate);
+  // orchestrate_inner's steps before and after the evaluation: the request's checks and its
+  // root node (or the answer that refuses it), and the answer from the evaluation's envelope.
+  [[gnu::noinline]] std::optional<json> prepare_call(const json& zobject, bool do_validate,
+                                                     NodeP& root);
+  [[gnu::noinline]] json finish_call(Envelope r);
+  [[gnu::noinline]] json exception_envelope(const json& zobject);
 
   Resolver& resolver_;
   CodeRunner* runner_;

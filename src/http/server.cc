@@ -636,8 +636,20 @@ struct Server::Impl {
       res = std::move(in.early);
     } else {
       res = answer_here(handle, req, route);
-      if (!res && route != nullptr)
-        res = co_await run_in_flight(stream, buffer, handle, req, *route);
+    }
+    if (!res && route != nullptr) {
+      // The handler runs off the coroutine; the wait for its answer, watching the client's
+      // connection, the deadline and the drain, is here rather than in a coroutine of its own
+      // (one frame fewer per request in flight: bench/slow_calls).
+      const std::shared_ptr<Flight> flight = start_flight(stream, buffer, handle, req, *route);
+      bool deadline_passed = false;
+      while (!answer_ready(*flight, res)) {
+        auto [ec] = co_await flight->wake.async_wait(kTuple);
+        if (ec || flight->settled()) continue;  // woken by the responder, the watch or the drain
+        if (deadline_over(*flight, deadline_passed, res)) break;
+      }
+      co_await stop_watching(*flight, stream.socket());
+      handle.flight.reset();
     }
     metrics.in_flight.Decrement();
     const std::string_view route_name = route ? std::string_view(route->name) : "unmatched";
@@ -730,7 +742,7 @@ struct Server::Impl {
   }
 
   // Matches the route and answers 401/404/405/503 and inline handlers here; nullopt (with the
-  // route set): the handler runs off the coroutine (run_in_flight). Not a coroutine itself, so
+  // route set): the handler runs off the coroutine (start_flight). Not a coroutine itself, so
   // that a request in flight keeps no frame of it (bench/slow_calls: memory per in-flight call).
   std::optional<Response> answer_here(SessionHandle& handle, Request& req,
                                       const RouteEntry*& route_out) {
@@ -797,12 +809,11 @@ struct Server::Impl {
                            fmt::format("no route for {} {}", req.method, req.path));
   }
 
-  // Starts the handler (async, or kWorker on the pool) and waits, holding no thread, for its
-  // response while watching the client's connection, the deadline and the drain.
-  awaitable<std::optional<Response>> run_in_flight(beast::tcp_stream& stream,
-                                                   beast::flat_buffer& buffer,
-                                                   SessionHandle& handle, Request& req,
-                                                   const RouteEntry& route) {
+  // Starts the handler (async, or kWorker on the pool) and the watch of the client's connection;
+  // serve() then waits, holding no thread, for the flight's response. Not a coroutine.
+  std::shared_ptr<Flight> start_flight(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                       SessionHandle& handle, Request& req,
+                                       const RouteEntry& route) {
     auto flight = std::make_shared<Flight>(handle.strand, route, req);
     req.cancel = flight->cancel;
     auto ar = make_async_request(req, flight);
@@ -815,18 +826,8 @@ struct Server::Impl {
     // is answered now: no watch to start and stop, no trip through the event loop's queue.
     start_handler(route, std::move(ar));
     if (!flight->response) watch_client(flight, stream.socket(), buffer);
-    // The wait is here, not in a coroutine of its own: one frame fewer per request in flight.
-    std::optional<Response> res;
-    bool deadline_passed = false;
     flight->wake.expires_at(req.deadline);
-    while (!answer_ready(*flight, res)) {
-      auto [ec] = co_await flight->wake.async_wait(kTuple);
-      if (ec || flight->settled()) continue;  // woken by the responder, the watch or the drain
-      if (deadline_over(*flight, deadline_passed, res)) break;
-    }
-    co_await stop_watching(*flight, stream.socket());
-    handle.flight.reset();
-    co_return res;
+    return flight;
   }
 
   // The handler's own copy of the request (the body and the headers move there: the session
@@ -945,8 +946,8 @@ struct Server::Impl {
     while (f.watching) co_await f.wake.async_wait(kTuple);  // the read's handler wakes us
   }
 
-  // Whether the wait of run_in_flight is over, and its answer: the response, nullopt when the
-  // client went away, or 503 when the server shuts down.
+  // Whether the wait of serve() for a flight is over, and its answer: the response, nullopt when
+  // the client went away, or 503 when the server shuts down.
   static bool answer_ready(Flight& f, std::optional<Response>& out) {
     if (f.response) {
       out = std::move(f.response);
