@@ -101,6 +101,7 @@ struct Pending {
   std::string span_id;
   std::string request_id;
   std::shared_ptr<Cancellation> cancel;
+  std::shared_ptr<IoWaitObserver> io_wait;  // the admission gate's view (CallContext::io_wait)
 
   void count(const char* outcome) const {
     metrics.calls.Add({{"language", family}, {"outcome", outcome}}).Increment();
@@ -128,7 +129,7 @@ struct Pending {
   // The evaluator's wait for a sandbox child (kPoolWaitHeader), told to the admission gate as
   // congestion (docs/limits.md, "The adaptive limit").
   void report_pool_wait(const http::ClientResponse& res) const {
-    if (!ctx.io_wait) return;
+    if (!io_wait) return;
     for (const http::Header& h : res.headers) {
       if (h.name.size() != kPoolWaitHeader.size() ||
           !std::equal(h.name.begin(), h.name.end(), kPoolWaitHeader.begin(), [](char a, char b) {
@@ -140,7 +141,7 @@ struct Pending {
       const double ms = std::strtod(h.value.c_str(), &end);
       // At most an hour: a bigger or malformed value is not the evaluator's and is ignored.
       if (end != h.value.c_str() && ms > 0 && ms < 3.6e6) {
-        ctx.io_wait->congested(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        io_wait->congested(std::chrono::duration_cast<std::chrono::nanoseconds>(
             std::chrono::duration<double, std::milli>(ms)));
       }
       return;
@@ -196,7 +197,8 @@ class EvaluatorClient final : public CodeRunner {
                     ctx.trace_id,
                     ctx.span_id,
                     ctx.request_id,
-                    ctx.cancel};
+                    ctx.cancel,
+                    ctx.io_wait};
     const auto route = routes_.url_by_language.find(call.coding_language);
     if (route == routes_.url_by_language.end()) {
       pending.count("no_evaluator");
