@@ -264,8 +264,11 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       return;
     }
     engine->spawn(call_context(ar->request), [engine, options, ar, in_progress] {
-      ar->respond(handle_evaluate(*engine, options, ar->request));
+      http::Response response = handle_evaluate(*engine, options, ar->request);
+      // Its place is given back before the answer: answering ends the call's admission, which
+      // may start the next queued call at once, on this thread, through this handler.
       in_progress->fetch_sub(1);
+      ar->respond(std::move(response));
     });
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));

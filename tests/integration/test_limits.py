@@ -263,6 +263,57 @@ class Admission(LimitCase):
             ev.close()
 
 
+class QueuedCallsBehindMaxPendingWork(LimitCase):
+    def test_a_queued_call_starts_when_a_slot_frees_and_is_answered(self):
+        """admission_max_concurrency equal to max_pending_work (as the defaults are, 256 each): a
+        call ending frees its admission slot as it answers, and the queued call it starts there must
+        find the ended call's max_pending_work place free too (it used to be given back only after
+        the answer: every queued call was answered 503 'max_pending_work' the moment it started)."""
+        release = threading.Event()
+        held = [0]
+        lock = threading.Lock()
+
+        def answer(method, path, headers, body):
+            with lock:
+                held[0] += 1
+            release.wait(30)
+            z22 = {"Z1K1": "Z22", "Z22K1": "olleh",
+                   "Z22K2": metadata_map([("executionCpuUsage", "0.100 ms")])}
+            return 200, "application/json", json.dumps(z22).encode()
+
+        ev = FakeEvaluator.__new__(FakeEvaluator)
+        ev.server = h.FakeServer(answer)
+        ev.server.server.handle_error = lambda request, address: None
+        results = {}
+        try:
+            with orchestrator(ev, ["--admission-limit", "fixed", "--admission-max-concurrency", "2",
+                                   "--max-pending-work", "2", "--admission-max-queue-time-ms", "20000",
+                                   "--limits-user-rate", "0", "--limits-user-concurrency", "0"]) as o:
+
+                def run(name):
+                    results[name] = call(o, reverse(name), name, timeout=40)
+
+                threads = [threading.Thread(target=run, args=(f"run{i}",)) for i in range(2)]
+                for t in threads:
+                    t.start()
+                self.assertTrue(h.wait_until(lambda: held[0] == 2, 20), held)  # both slots taken
+                threads += [threading.Thread(target=run, args=(f"queued{i}",)) for i in range(2)]
+                for t in threads[2:]:
+                    t.start()
+                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") == 2, 20))
+                release.set()
+                for t in threads:
+                    t.join(40)
+                self.assertEqual({k: v[0] for k, v in results.items()},
+                                 {"run0": 200, "run1": 200, "queued0": 200, "queued1": 200},
+                                 {k: v[2] for k, v in results.items() if v[0] != 200})
+                self.assertEqual(held[0], 4)
+                self.assertEqual(metric(o, "wf_limits_refusals_total"), 0)
+        finally:
+            release.set()
+            ev.close()
+
+
 class RefusalOnArrival(LimitCase):
     """A call that would wait longer than its budget allows is refused when it arrives."""
 
