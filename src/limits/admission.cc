@@ -25,7 +25,8 @@ struct Item {
   Work work;
   SteadyTime enqueued{};
   SteadyTime expires{};
-  double tag = 0;  // virtual finish time (weighted fair queuing)
+  double start_tag = 0;  // virtual start time (start-time fair queuing): the service order
+  double tag = 0;        // virtual finish time: the start of the user's next call
   int running_at_start = 0;
   int in_flight_at_start = 0;
 };
@@ -35,7 +36,7 @@ struct UserQueue {
   double last_tag = 0;
 };
 
-// The queue heads in service order: smallest virtual finish time, then oldest ticket.
+// The queue heads in service order: smallest virtual start time, then oldest ticket.
 using HeadKey = std::tuple<double, std::uint64_t, std::string>;
 
 struct Decision {
@@ -106,16 +107,20 @@ struct Trend {
 };
 
 // The adaptive limit (docs/limits.md, "The adaptive limit"): what calls report, in windows, moves
-// two bounds by the gradient of its measure: one more (the limit, if it was in use) or a quarter
-// more (the in-flight bound) after a window that was not congested, up to 10% less per congested
-// window.
+// two bounds: one more (the limit, if it was in use) or a quarter more (the in-flight bound) after
+// a window that was not congested, less after a congested one.
 // - The limit on running calls follows the time calls ran (not parked on I/O): the
-//   orchestrator's own congestion (its CPU threads).
+//   orchestrator's own congestion (its CPU threads). A congested window takes it down by the
+//   gradient, at most 10%.
 // - The bound on calls in flight (running or parked) follows the time a downstream service says
 //   they waited for capacity (the evaluator's wait for a sandbox child): bounding parked calls
-//   helps only when what they wait for is congested. A congested window brings it under the calls
-//   then in flight; it is at the ceiling otherwise (and grows back after a second without any
-//   window: with nothing ending, nothing says the service is congested).
+//   helps only when what they wait for is congested. How many calls wait there is known by
+//   Little's law: the share of their time in flight that calls spent waiting is the share of the
+//   calls in flight that were waiting. A congested window sets the bound to the calls served
+//   (in flight, not waiting) plus a few waiting (half as many, at least the floor: enough that the
+//   service always has the next call at hand), never more than the calls then in flight nor less
+//   than half of them. Without congestion it grows to the ceiling (and grows back after a second
+//   without any window: with nothing ending, nothing says the service is congested).
 struct GradientLimit {
   double limit = 0;
   double in_flight = 0;  // the bound on calls running or parked
@@ -123,6 +128,7 @@ struct GradientLimit {
   Trend wait;            // time waiting for a downstream service's capacity
   double call_s = 0;     // baseline of the whole time calls hold their slot (parked included)
   double sum_call_s = 0;
+  double waiting = 0;  // calls waiting downstream in the last window (Little's law)
   int samples = 0;
   int peak_running = 0;
   int peak_in_flight = 0;
@@ -157,9 +163,14 @@ struct GradientLimit {
     } else if (peak_running >= limit / 2) {  // a limit the calls did not use is not raised
       limit += 1;
     }
+    const double share =
+        sum_call_s > 0 ? std::clamp(wait.recent_s * samples / sum_call_s, 0.0, 1.0) : 0.0;
+    waiting = peak_in_flight * share;
     if (wait_gradient < 1) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
-      in_flight = 0.8 * under + 0.2 * under * wait_gradient;
+      const double served = peak_in_flight - waiting;
+      const double target = served + std::max(floor, served * (o.tolerance - 1));
+      in_flight = std::clamp(target, under / 2, under);
     } else {
       grow_in_flight(ceiling);
     }
@@ -195,9 +206,9 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   int max_concurrency = 0;
   bool draining = false;
   std::uint64_t next_ticket = 1;
-  std::unordered_map<std::string, UserQueue> queues;        // users with queued work
-  std::set<HeadKey> heads;                                  // one entry per user in `queues`
-  double virtual_time = 0;                                  // tag of the call started last
+  std::unordered_map<std::string, UserQueue> queues;  // users with queued work
+  std::set<HeadKey> heads;                            // one entry per user in `queues`
+  double virtual_time = 0;  // the largest start tag of the calls started from the queue
   std::unordered_map<std::uint64_t, std::string> owner_of;  // ticket -> user
   std::size_t queued = 0;
   std::uint64_t gauge_id = 0;
@@ -206,6 +217,14 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // how long it runs (not parked): the limit on running calls drains the queue at most that fast.
   double hold_s = 0;
   double run_s = 0;
+  // How fast the queue really drains: the interval between starts of queued calls while calls were
+  // waiting (moving average, seconds), measured at last_drain. Little's law above assumes the
+  // average hold of calls that ended; when calls get slower at once (the evaluator saturates at
+  // the start of an overload), calls still holding their slots end later than those did, and only
+  // this measure says so in time.
+  double drain_s = 0;
+  SteadyTime last_dequeue{};
+  SteadyTime last_drain{};
   std::condition_variable cv;
   bool stopping = false;
   std::thread sweeper;
@@ -289,13 +308,41 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   }
   // True when the call would wait longer than its arrival budget at the rate calls end now:
   // refusing it at once is kinder than after the wait.
-  bool would_wait_too_long(const std::string& user) const {
+  //
+  // The rate is the slower of two: Little's law (the slots over how long a call holds one) and the
+  // queue's measured drain (the interval between starts of queued calls, while it was measured in
+  // the last queue-time budget). A call with a deadline is also refused when it would not start
+  // before it (less the time a call holds its slot): it would only time out in the queue.
+  bool would_wait_too_long(const std::string& user, SteadyTime deadline, SteadyTime now) const {
     // With nobody queued, the call takes the next slot that frees: never refused for its wait.
-    if (hold_s <= 0 || max_concurrency == 0 || queued == 0) return false;
-    double drain_rate = max_in_flight() / hold_s;
-    if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
-    const double wait_s = static_cast<double>(expected_position(user)) / drain_rate;
-    return wait_s > arrival_budget_s();
+    if (max_concurrency == 0 || queued == 0) return false;
+    const double position = static_cast<double>(expected_position(user));
+    double wait_s = 0;
+    if (hold_s > 0) {
+      double drain_rate = max_in_flight() / hold_s;
+      if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
+      wait_s = position / drain_rate;
+    }
+    if (drain_s > 0 && now - last_drain <= options.max_queue_time) {
+      wait_s = std::max(wait_s, position * drain_s);
+    }
+    if (wait_s <= 0) return false;  // nothing measured yet
+    if (wait_s > arrival_budget_s()) return true;
+    if (deadline == SteadyTime::max()) return false;
+    const double left_s = std::chrono::duration<double>(deadline - now).count();
+    return wait_s + hold_s > left_s;
+  }
+  // A queued call starts at `now`: the interval since the previous start, or since it was queued
+  // when that is later (the queue may have been empty in between), is how long the queue took to
+  // drain one call.
+  void count_dequeued(const Item& item, SteadyTime now) {
+    const SteadyTime from = std::max(last_dequeue, item.enqueued);
+    const double interval = std::chrono::duration<double>(now - from).count();
+    drain_s = drain_s == 0 || now - last_drain > options.max_queue_time
+                  ? interval
+                  : 0.9 * drain_s + 0.1 * interval;
+    last_dequeue = now;
+    last_drain = now;
   }
   Refusal refusal(Reason reason, const Work& work) const {
     Refusal r;
@@ -308,7 +355,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     return r;
   }
   static HeadKey head_key(const UserQueue& q, const std::string& user) {
-    return {q.items.front().tag, q.items.front().ticket, user};
+    return {q.items.front().start_tag, q.items.front().ticket, user};
   }
   // Takes the item at `pos` of the user's queue out, keeping `heads` in step.
   Item take(const std::string& user, std::size_t pos) {
@@ -329,7 +376,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     const std::string user = item.work.user_key;
     UserQueue& q = queues[user];
     const double cost = std::clamp(item.work.cost, 0.01, options.max_cost_ms);
-    item.tag = std::max(virtual_time, q.last_tag) + cost;
+    item.start_tag = std::max(virtual_time, q.last_tag);
+    item.tag = item.start_tag + cost;
     q.last_tag = item.tag;
     if (!q.items.empty()) heads.erase(head_key(q, user));
     owner_of.emplace(item.ticket, user);
@@ -349,10 +397,12 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   void finish(Decision& decision, SteadyTime now);
 };
 
-// Weighted fair queuing by CPU cost: each call's virtual finish time is its user's previous one
-// (or the current virtual time, for a user who was idle) plus its cost; the smallest runs first.
-// A user with many or heavy calls moves their own calls back, never the others'. Expired heads
-// are refused on the way.
+// Start-time fair queuing by CPU cost: each call's virtual start time is its user's previous
+// call's finish (its start plus its cost), or the current virtual time (the start of the call that
+// started last) for a user with nothing queued; the smallest start runs first. A user with many or
+// heavy calls moves their own calls back, never the others'; a user with nothing queued is next
+// whatever their calls cost (by finish times, a user of heavy calls would first wait behind the
+// light calls queued before). Expired heads are refused on the way.
 std::optional<Item> AdmissionCore::next(SteadyTime now, Decision& out) {
   for (std::size_t guard = 0; !heads.empty() && guard < options.max_queue + 1; ++guard) {
     const std::string user = std::get<2>(*heads.begin());
@@ -364,7 +414,8 @@ std::optional<Item> AdmissionCore::next(SteadyTime now, Decision& out) {
       detail::count_admission_refusal(true);
       continue;
     }
-    virtual_time = std::max(virtual_time, item.tag);
+    virtual_time = std::max(virtual_time, item.start_tag);
+    count_dequeued(item, now);
     return item;
   }
   return std::nullopt;
@@ -461,6 +512,7 @@ Admission::Admission(AdmissionOptions options, const Clock& clock)
     v.max_concurrency = s.max_concurrency;
     v.baseline_rtt_s = s.baseline_rtt_s;
     v.recent_rtt_s = s.recent_rtt_s;
+    v.downstream_waiting = s.downstream_waiting;
     return v;
   });
   if (options.sweeper_thread && options.max_concurrency > 0) {
@@ -503,7 +555,7 @@ std::uint64_t Admission::submit(Work work) {
       item.running_at_start = ++impl_->running;
       item.in_flight_at_start = impl_->running + impl_->parked;
       decision.start.push_back(std::move(item));
-    } else if (impl_->would_wait_too_long(work.user_key)) {
+    } else if (impl_->would_wait_too_long(work.user_key, work.deadline, now)) {
       Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
       ++impl_->refused_on_arrival;
@@ -641,6 +693,7 @@ AdmissionStats Admission::stats() const {
   s.recent_rtt_s = impl_->gradient.recent_s();
   s.max_in_flight = impl_->max_in_flight();
   s.call_s = impl_->gradient.call_s;
+  s.downstream_waiting = impl_->adaptive() ? impl_->gradient.waiting : 0;
   s.refused_on_arrival = impl_->refused_on_arrival;
   s.refused_after_wait = impl_->refused_after_wait;
   return s;

@@ -71,6 +71,11 @@ struct Families {
                           "child.");
   Gauge& recent = gauge("wf_limits_concurrency_recent_seconds",
                         "Adaptive limit: the last window's means of the same two, summed.");
+  Gauge& downstream_waiting =
+      gauge("wf_limits_downstream_waiting",
+            "Adaptive limit: calls that were waiting for a downstream service's capacity (the "
+            "evaluator's sandbox children) in the last window, by Little's law (the share of "
+            "their time in flight they report waiting, times the calls in flight).");
   Family<Counter>& admission_refusals =
       prometheus::BuildCounter()
           .Name("wf_limits_admission_refusals_total")
@@ -120,6 +125,7 @@ void refresh_gauges() {
       sum.max_concurrency += v.max_concurrency;
       sum.baseline_rtt_s = std::max(sum.baseline_rtt_s, v.baseline_rtt_s);
       sum.recent_rtt_s = std::max(sum.recent_rtt_s, v.recent_rtt_s);
+      sum.downstream_waiting += v.downstream_waiting;
       sum.shared_up += v.shared_up;
     }
   }
@@ -133,6 +139,7 @@ void refresh_gauges() {
   f.max_concurrency.Set(sum.max_concurrency);
   f.baseline.Set(sum.baseline_rtt_s);
   f.recent.Set(sum.recent_rtt_s);
+  f.downstream_waiting.Set(sum.downstream_waiting);
   f.shared_up.Set(sum.shared_up);
 }
 

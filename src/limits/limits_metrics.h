@@ -30,6 +30,7 @@ struct GaugeValues {
   double max_concurrency = 0;
   double baseline_rtt_s = 0;  // adaptive limit (the largest of the sources)
   double recent_rtt_s = 0;
+  double downstream_waiting = 0;
   double shared_up = 0;
 };
 std::uint64_t add_gauge_source(std::function<GaugeValues()> source);

@@ -1,10 +1,12 @@
 #pragma once
 // Admission control in front of the engine: at most max_concurrency calls run at once; the others
-// wait in a bounded fair queue and are served by weighted fair queuing across users, by each
+// wait in a bounded fair queue and are served by start-time fair queuing across users, by each
 // user's CPU cost per call, so that a user with many or heavy calls cannot make the others wait
 // behind them. A call waits at most max_queue_time (or until its own deadline), and one that
-// would certainly wait longer (its place in the queue over the rate calls end: the slots over
-// how long a call holds one) is refused at once rather than after the wait; when the queue is full,
+// would certainly wait longer (its place in the queue over the rate the queue drains: the slots
+// over how long a call holds one, or the measured interval between starts of queued calls, the
+// slower), or would not start and run before its deadline, is refused at once rather than after
+// the wait; when the queue is full,
 // the newest call of the user with the longest queue makes room for a call of a user with a shorter
 // one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
 // whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
@@ -24,8 +26,9 @@
 // at its floor; the limit follows the time calls ran (not parked). Calls in flight, parked or not,
 // are bounded by a second limit that follows the time a downstream service says they waited for
 // capacity (Slot::add_congestion: the evaluator's wait for a sandbox child): at the ceiling while
-// that shows no congestion, falling like the first when it does (so that calls parked in a
-// congested evaluator are bounded too).
+// that shows no congestion; when it does, the calls the service serves (those in flight less those
+// waiting there, by Little's law) plus half as many waiting (so that calls parked in a congested
+// evaluator are bounded too, without starving it).
 
 #include <chrono>
 #include <cstdint>
@@ -120,12 +123,13 @@ struct AdmissionStats {
   std::size_t queued = 0;
   int max_concurrency = 0;  // the limit now (adaptive: its current value)
   std::size_t users_queued = 0;
-  bool adaptive = false;      // LimitMode::kGradient
-  int ceiling = 0;            // max_concurrency as configured (adaptive: the most it may reach)
-  double baseline_rtt_s = 0;  // kGradient: the baselines of what calls report (run + wait)
-  double recent_rtt_s = 0;    // kGradient: the last window's means (run + wait)
-  int max_in_flight = 0;      // kGradient: the bound on calls running or parked
-  double call_s = 0;          // kGradient: the baseline time a call holds its slot in all
+  bool adaptive = false;          // LimitMode::kGradient
+  int ceiling = 0;                // max_concurrency as configured (adaptive: the most it may reach)
+  double baseline_rtt_s = 0;      // kGradient: the baselines of what calls report (run + wait)
+  double recent_rtt_s = 0;        // kGradient: the last window's means (run + wait)
+  int max_in_flight = 0;          // kGradient: the bound on calls running or parked
+  double call_s = 0;              // kGradient: the baseline time a call holds its slot in all
+  double downstream_waiting = 0;  // kGradient: calls waiting downstream (last window, Little)
   std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
   std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
 };

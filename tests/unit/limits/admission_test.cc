@@ -89,6 +89,24 @@ TEST(Admission, HeavyUsersGetFewerTurnsThanLightOnes) {
   EXPECT_LE(served["heavy"], 1);
 }
 
+// Start-time fair queuing: a user with nothing queued is served next (after the calls that start
+// at the same virtual time), however heavy their calls; their following calls pay for it.
+TEST(Admission, AUserWithNothingQueuedIsNextWhateverTheirCallsCost) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(options(1), clock);
+  a.submit(r.work("blocker"));
+  for (int i = 0; i < 10; ++i) a.submit(r.work("flood", 1));
+  a.submit(r.work("heavy", 20));
+  a.submit(r.work("heavy", 20));
+  for (int i = 0; i < 12; ++i) r.finish_one();
+  // By finish times its first call (0 + 20) would wait behind all ten light ones (1 ... 10).
+  const std::vector<std::string> expected = {"blocker", "flood", "heavy", "flood", "flood",
+                                             "flood",   "flood", "flood", "flood", "flood",
+                                             "flood",   "flood", "heavy"};
+  EXPECT_EQ(r.started, expected);
+}
+
 TEST(Admission, FullQueueRefusesAtOnceButMakesRoomForShorterQueues) {
   ManualClock clock;
   Recorder r;
@@ -226,6 +244,69 @@ TEST(Admission, WithNobodyQueuedACallWaitsForTheNextSlot) {
   a.submit(r.work("other"));  // behind it, 5 s away: refused at once
   ASSERT_EQ(r.refused.size(), 1u);
   EXPECT_EQ(r.refused[0].first, "other");
+}
+
+TEST(Admission, AQueueThatDrainsSlowerThanCallsEndedIsSeenAtOnce) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(options(1), clock);  // queue-time budget 1 s: refused on arrival beyond half of it
+  // Calls held their slot 1 ms: by Little's law alone the queue drains 1,000 calls a second.
+  for (int i = 0; i < 20; ++i) {
+    a.submit(r.work("warm"));
+    clock.advance(1ms);
+    r.finish_one();
+  }
+  // Then they become slow (the evaluator is saturated): the running call holds its slot 300 ms.
+  a.submit(r.work("blocker"));
+  a.submit(r.work("q1"));  // nobody was queued: it waits for the next slot
+  clock.advance(300ms);
+  r.finish_one();  // q1 starts, 300 ms after it was queued
+  ASSERT_EQ(r.started.back(), "q1");
+  a.submit(r.work("q2"));  // queued (nobody else is)
+  EXPECT_TRUE(r.refused.empty());
+  // Behind q2 and the running call: about 0.6 s at the drain just measured, over half the budget
+  // (Little's law, with the average hold still near 30 ms, would expect 60 ms and queue it, to
+  // time out after waiting).
+  a.submit(r.work("q3"));
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0], std::make_pair(std::string("q3"), Reason::kQueueTimeout));
+  EXPECT_EQ(a.stats().refused_on_arrival, 1u);
+  EXPECT_EQ(a.stats().queued, 1u);
+  // The measure is forgotten once it is older than the budget: the same call, after a quiet
+  // spell in which the queue did not move, is queued again (by Little's law alone).
+  r.finish_one();  // q1 ends; q2 starts (the queue is empty)
+  clock.advance(1500ms);
+  a.submit(r.work("q4"));
+  a.submit(r.work("q5"));
+  EXPECT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(a.stats().queued, 2u);
+}
+
+TEST(Admission, ACallThatWouldNotStartBeforeItsDeadlineIsRefusedAtOnce) {
+  ManualClock clock;
+  Recorder r;
+  AdmissionOptions o = options(1);
+  o.max_queue_time = 10s;  // the budget is not what refuses here
+  Admission a(o, clock);
+  for (int i = 0; i < 3; ++i) {  // calls hold their slot 100 ms
+    a.submit(r.work("warm"));
+    clock.advance(100ms);
+    r.finish_one();
+  }
+  a.submit(r.work("blocker"));
+  a.submit(r.work("q1"));
+  // Behind q1 and the running call, it would start in about 200 ms and end 100 ms later.
+  Work hurried = r.work("hurried");
+  hurried.deadline = clock.steady() + 250ms;
+  EXPECT_EQ(a.submit(std::move(hurried)), 0u);
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0], std::make_pair(std::string("hurried"), Reason::kQueueTimeout));
+  EXPECT_EQ(a.stats().refused_on_arrival, 1u);
+  Work patient = r.work("patient");
+  patient.deadline = clock.steady() + 5s;
+  EXPECT_NE(a.submit(std::move(patient)), 0u);  // queued
+  EXPECT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(a.stats().queued, 2u);
 }
 
 AdmissionOptions gradient_options(int max_concurrency, int min_concurrency) {
@@ -513,6 +594,59 @@ TEST(AdmissionGradient, ReportedCongestionShrinksTheLimits) {
     a.expire();
   }
   EXPECT_GT(a.stats().max_in_flight, low);
+}
+
+// The in-flight bound under congestion is what the evaluator serves (the calls in flight less those
+// it says were waiting: Little's law) plus half as many waiting, at most halved per window: it does
+// not fall below what the evaluator serves, whatever the wait.
+TEST(AdmissionGradient, CongestedBoundIsWhatTheServiceServesPlusAFewWaiting) {
+  ManualClock clock;
+  Recorder r;
+  AdmissionOptions o = gradient_options(256, 2);
+  o.max_queue_time = 1ms;  // calls beyond the limits are refused, not carried to the next round
+  o.window_calls = 64;     // one window per round of 64 calls
+  Admission a(o, clock);
+  // Rounds of 64 calls offered at once, each parked at once for 11 ms on an evaluator that serves
+  // `capacity` at once (the others wait for a child, 10 ms per `capacity` calls ahead). Returns
+  // how many were in flight.
+  auto round = [&](int capacity) {
+    r.started.clear();
+    r.refused.clear();
+    std::vector<Slot> mine;
+    for (int i = 0; i < 64; ++i) {
+      a.submit(r.work("u" + std::to_string(i)));
+      for (Slot& s : r.slots) {
+        s.park();
+        mine.push_back(std::move(s));
+      }
+      r.slots.clear();
+    }
+    const int in_flight = static_cast<int>(mine.size());
+    const auto wait = 10ms * std::max(0, in_flight - capacity) / capacity;
+    clock.advance(11ms + wait);
+    a.expire();
+    for (Slot& s : mine) {
+      s.resume();
+      s.add_congestion(wait);
+    }
+    mine.clear();
+    return in_flight;
+  };
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(round(256), 64);  // no congestion: baselines learned
+  EXPECT_EQ(a.stats().max_in_flight, 256);
+  EXPECT_NEAR(a.stats().downstream_waiting, 0, 1e-9);
+  // The evaluator serves 16 at once: 48 of 64 wait 30 ms of their 41 ms in flight, so 64 x 30/41
+  // = 46.8 were waiting on average and 17.2 served; the bound would be 17.2 + 8.6, but falls by
+  // half at most in one window.
+  ASSERT_EQ(round(16), 64);
+  EXPECT_NEAR(a.stats().downstream_waiting, 64.0 * 30 / 41, 0.01);
+  EXPECT_EQ(a.stats().max_in_flight, 32);
+  // Then it settles about 16 + 8, never under the 16 served.
+  int lowest = 256;
+  for (int i = 0; i < 30; ++i) lowest = std::min(lowest, round(16));
+  EXPECT_GE(lowest, 16);
+  EXPECT_LE(a.stats().max_in_flight, 28);
+  EXPECT_GE(a.stats().max_in_flight, 20);
 }
 
 TEST(AdmissionGradient, ParseAndValidateNameTheOptions) {
