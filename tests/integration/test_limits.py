@@ -422,14 +422,19 @@ class AdaptiveLimit(LimitCase):
                     t.start()
                 try:
                     # 16 clients, 20 ms each however many run: parked on the evaluator, they are
-                    # not running calls, and nothing is congested.
+                    # not running calls, and the evaluator reports no wait: the bound on calls in
+                    # flight stays at the ceiling. (Whether some calls are refused here depends on
+                    # the machine: on a loaded one the orchestrator's own CPU threads are slow, and
+                    # the limit on running calls rightly shrinks. That limit is not what this test
+                    # is about: test_slow_parked_calls_do_not_stop_fast_ones is.)
                     self.assertTrue(wait_for(lambda: counts["ok"] >= 200, 30), counts)
                     self.assertEqual(bound(), 32)
-                    self.assertEqual(counts["refused"], 0)
                     slowdown["on"] = True
                     self.assertTrue(wait_for(lambda: bound() <= 8, 20), bound())
-                    self.assertGreater(metric(o, "wf_limits_concurrency_recent_seconds"),
-                                       metric(o, "wf_limits_concurrency_baseline_seconds"))
+                    # What moved it is the reported wait (20 ms per call ahead in the evaluator),
+                    # not the time the calls ran. (Not compared with the baseline: once the bound
+                    # is at its floor, the baseline learns the wait there, by design.)
+                    self.assertGreater(metric(o, "wf_limits_concurrency_recent_seconds"), 0.005)
                     slowdown["on"] = False
                     self.assertTrue(wait_for(lambda: bound() >= 32, 20), bound())
                 finally:
