@@ -163,18 +163,24 @@ struct GradientLimit {
     } else if (peak_running >= limit / 2) {  // a limit the calls did not use is not raised
       limit += 1;
     }
-    const double share =
-        sum_call_s > 0 ? std::clamp(wait.recent_s * samples / sum_call_s, 0.0, 1.0) : 0.0;
-    waiting = peak_in_flight * share;
+    // Little's law: the share of the calls' time in flight spent waiting downstream is the share
+    // of the calls in flight that were waiting. What they wait when nothing is congested (the
+    // baseline: a one-shot sandbox child being forked) is part of being served.
+    const double mean_held_s = sum_call_s / samples;
+    const auto share_of = [&](double wait_s) {
+      return mean_held_s > 0 ? std::clamp(wait_s / mean_held_s, 0.0, 1.0) : 0.0;
+    };
+    waiting = peak_in_flight * share_of(wait.recent_s);
     if (wait_gradient < 1) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
-      const double served = peak_in_flight - waiting;
+      const double served =
+          peak_in_flight * (1 - share_of(std::max(0.0, wait.recent_s - wait.baseline_s)));
       const double target = served + std::max(floor, served * (o.tolerance - 1));
       in_flight = std::clamp(target, under / 2, under);
     } else {
       grow_in_flight(ceiling);
     }
-    const double recent_call_s = sum_call_s / samples;
+    const double recent_call_s = mean_held_s;
     if (call_s == 0) {
       call_s = recent_call_s;
     } else if (recent_call_s < call_s) {
