@@ -162,3 +162,21 @@ def median_result(results):
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def fcall(zid, **args):
+    """A canonical Z7 of `zid` with its arguments named by local key: fcall("Z810", K1=..)."""
+    return {"Z1K1": "Z7", "Z7K1": zid, **{zid + k: v for k, v in args.items()}}
+
+
+# Issue 9's 14-call nest of built-ins (Z802/Z866/Z844/Z868/Z886/Z810/Z811/Z812/Z813, five deep),
+# returning "World": the zobject of bench/orchestrator_e2e's and bench/orchestrator_cpu's "nest".
+NEST_ZOBJECT = fcall(
+    "Z802",
+    K1=fcall("Z844",
+             K1=fcall("Z813", K1=fcall("Z812", K1=fcall("Z810", K1="x", K2=["Z6"]))),
+             K2=fcall("Z866",
+                      K1=fcall("Z886", K1=fcall("Z868", K1="Hello")),
+                      K2=fcall("Z811", K1=fcall("Z810", K1="Hello", K2=["Z6"])))),
+    K2=fcall("Z886", K1=fcall("Z868", K1=fcall("Z811", K1=fcall("Z810", K1="World", K2=["Z6"])))),
+    K3="else")

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <prometheus/counter.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/url/params_view.hpp>
 #include <boost/url/parse_query.hpp>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "wf/codec/avro.h"
+#include "wf/codec/plain_json.h"
 #include "wf/obs/metrics.h"
 #include "wf/service/admission.h"
 
@@ -187,6 +189,12 @@ namespace {
     return std::unexpected(http::Response::error(
         415, "unsupported_media_type",
         fmt::format("Content-Type '{}' is not accepted: send application/json", content_type)));
+  } else if (auto plain = codec::parse_plain_json(
+                 request.body, static_cast<int>(std::min<std::size_t>(limits.max_depth,
+                                                                      codec::kMaxPlainDepth)))) {
+    // The usual request (strings without escapes, no numbers): one scan, the same value as
+    // nlohmann's parser gives (plain_json.h), within the same depth bound.
+    body = std::move(*plain);
   } else if (auto parsed = codec::parse_json<nlohmann::json>(request.body, limits)) {
     body = std::move(*parsed);
   } else {

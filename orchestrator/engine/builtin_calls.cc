@@ -283,7 +283,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
   }
   if (!known->second.second) {
-    if (resolver_.dereference(zid).z2 != Definitions::instance().served(zid)) {
+    if (resolver_.dereference(zid).z2.get() != Definitions::instance().served_json(zid)) {
       known->second.first = nullptr;  // not the bundled function: the general path, from now on
       return std::nullopt;
     }

@@ -73,6 +73,11 @@ std::shared_ptr<const nlohmann::json> Definitions::served(std::string_view zid) 
   return it == served_.end() ? nullptr : it->second;
 }
 
+const nlohmann::json* Definitions::served_json(std::string_view zid) const {
+  auto it = served_.find(zid);
+  return it == served_.end() ? nullptr : it->second.get();
+}
+
 std::shared_ptr<const nlohmann::json> Definitions::original(std::string_view zid) const {
   auto it = original_.find(zid);
   return it == original_.end() ? nullptr : it->second;

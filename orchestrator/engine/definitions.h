@@ -3,12 +3,14 @@
 // requests. `served` is what dereferencing a built-in ZID yields (functions have their Z8K4
 // references replaced by the inline Z14s, as the reference keeps them in memory).
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace wf::orchestrator::engine_detail {
 
@@ -19,6 +21,9 @@ class Definitions {
 
   // Normal-form Z2 served for an internally known ZID (orchestrator-api.md §6), else null.
   std::shared_ptr<const json> served(std::string_view zid) const;
+  // The same object as served(zid).get(), without taking a reference: the definitions live for
+  // the process. For the questions asked per request and per string ("is this a built-in?").
+  const json* served_json(std::string_view zid) const;
   // The definition file exactly as bundled (normalized, Z8K4 untouched), for Z828.
   std::shared_ptr<const json> original(std::string_view zid) const;
   // Normal-form Z2 of an object the reference fetches from the wiki (Z24, Z41, languages, ...)
@@ -29,7 +34,13 @@ class Definitions {
 
  private:
   Definitions();
-  std::map<std::string, std::shared_ptr<const json>, std::less<>> served_;
+  // Transparent hashing: looked up by string_view without building a string.
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  // Asked for every ZID a request names (can_run_inline, the resolver): a hash map.
+  std::unordered_map<std::string, std::shared_ptr<const json>, Hash, std::equal_to<>> served_;
   std::map<std::string, std::shared_ptr<const json>, std::less<>> original_;
   std::map<std::string, std::string, std::less<>> languages_;
   mutable std::mutex fallback_mu_;

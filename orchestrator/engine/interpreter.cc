@@ -29,7 +29,7 @@ Envelope Envelope::err(const json& z5) {
   return Envelope{nullptr, std::move(meta)};
 }
 
-bool Envelope::has_error() const {
+bool Envelope::has_error_in(const json& meta) {
   if (!zo::is_map(meta)) return false;
   const json* e = zo::map_get(meta, "errors");
   return e != nullptr && !zo::is_void(*e);
@@ -101,8 +101,9 @@ bool plain_string(const Node& v) {
   if (v.entries.size() != 2) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = v.peek(keys.z1k1);
+  if (t == nullptr || !t->is_string || !text_is(*t, "Z6")) return false;
   const Node* s = v.peek(keys.z6k1);
-  return t && s && t->is_string && text_is(*t, "Z6") && s->is_string;
+  return s != nullptr && s->is_string;
 }
 
 // A declared type a plain string always passes: a reference to Z6 or Z1.
@@ -475,6 +476,27 @@ json Interpreter::error_type_arg(const NodeP& value) {
 
 // ---- types (§8, zobjects.md §12) --------------------------------------------------------------
 
+namespace {
+
+// T when `type` is exactly a call of Z881 by reference, {Z1K1: Z7, Z7K1: Z881, Z881K1: T}, with T
+// an object (not a bare string, not an argument reference, whose meaning is its scope's); else
+// null.
+const Node* list_type_item(const Node& type) {
+  if (type.is_string || type.entries.size() != 3) return nullptr;
+  const CommonKeys& keys = common_keys();
+  const Node* t = type.peek(keys.z1k1);
+  const Node* fn = type.peek(keys.z7k1);
+  if (t == nullptr || fn == nullptr || t->is_string || !same_text(t->ref_view(), "Z7") ||
+      !same_text(fn->ref_view(), "Z881")) {
+    return nullptr;
+  }
+  const Node* item = type.peek("Z881K1");
+  if (item == nullptr || item->is_string || item->is_arg_ref()) return nullptr;
+  return item;
+}
+
+}  // namespace
+
 NodeP Interpreter::resolved_type(const NodeP& type) {
   if (!type) return nullptr;
   if (type->is_string) {
@@ -490,6 +512,15 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
   // The same type node again (list nodes share theirs): no key to build. The memo holds the
   // node, so its address is not reused while the memo lives.
   if (auto it = type_nodes_.find(type.get()); it != type_nodes_.end()) return it->second.second;
+  // Z881(T) of an item type node seen before (every cell of a list made by a built-in has its
+  // own Z881 call of the list's one item node): no key to build either.
+  const Node* item = list_type_item(*type);
+  if (item != nullptr) {
+    if (auto it = list_types_.find(item); it != list_types_.end()) {
+      type_nodes_.emplace(type.get(), std::pair{type, it->second.second});
+      return it->second.second;
+    }
+  }
   std::string key;
   if (!type->is_arg_ref()) {
     type->append_key(key);
@@ -510,6 +541,9 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
       if (!key.empty()) {
         type_memo_[key] = z4.value;
         type_nodes_.emplace(type.get(), std::pair{type, z4.value});
+      }
+      if (item != nullptr && z4.value) {
+        list_types_.emplace(item, std::pair{NodeP(const_cast<Node*>(item)), z4.value});
       }
       return z4.value;
     }
@@ -804,11 +838,23 @@ namespace {
 // Besides the spec's list (§5): a type's equality, renderer, parser and converters (Z4K4-Z4K8,
 // keys added since 2023) are functions of the type, not parts of a value; evaluating them would
 // fetch objects evaluation never needs (a missing renderer, Z14280, failed calls with Z504).
-bool eager_skips(const std::string& key) {
-  static constexpr std::string_view kSkip[] = {"Z1K1", "Z4K1", "Z4K2",  "Z4K3", "Z4K4", "Z4K5",
-                                               "Z4K6", "Z4K7", "Z4K8",  "Z8K1", "Z8K2", "Z8K3",
-                                               "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
-  return std::find(std::begin(kSkip), std::end(kSkip), key) != std::end(kSkip);
+// Interned keys: an entry's key (interned too, unless hostile input filled the table) compares
+// by address.
+bool eager_skips(const Key& key) {
+  static const Key kSkip[] = {"Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4", "Z4K5", "Z4K6",  "Z4K7",
+                              "Z4K8", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
+  static const bool all_interned =
+      std::all_of(std::begin(kSkip), std::end(kSkip), [](const Key& k) { return k.interned(); });
+  if (key.interned() && all_interned) {  // the usual case: addresses only
+    const std::uintptr_t id = key.id();
+    bool found = false;
+    for (const Key& k : kSkip) found |= k.id() == id;
+    return found;
+  }
+  for (const Key& k : kSkip) {
+    if (k == key) return true;
+  }
+  return false;
 }
 
 bool frame_binds(const FrameP& frame, const std::string& name) {
@@ -821,7 +867,7 @@ bool frame_binds(const FrameP& frame, const std::string& name) {
 }  // namespace
 
 Envelope Interpreter::eager(const NodeP& value) {
-  std::vector<std::pair<std::string, std::string>> path;
+  std::vector<EagerStep> path;
   return eager_walk(value, path);
 }
 
@@ -839,9 +885,10 @@ Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& 
       cur = st.value;
       continue;
     }
-    if (shape == Shape::kRef && zo::is_zid(cur->ref()) && !zo::is_builtin_type(cur->ref())) {
+    if (shape == Shape::kRef && zo::is_zid(cur->ref_view()) &&
+        !zo::is_builtin_type(cur->ref_view())) {
       zids.push_back(cur->ref());
-      Envelope e = dereference(cur->ref());
+      Envelope e = dereference(zids.back());
       if (e.has_error()) return e;
       cur = e.value;
       continue;
@@ -867,54 +914,78 @@ json cyclical_references(const std::string& where) {
 
 // A cell of a typed list in normal form: its K2 is the rest of the list.
 bool is_list_cell(const Node& node) {
-  return node.has("K1") && node.has("K2");
+  const CommonKeys& keys = common_keys();
+  return node.has(keys.k1) && node.has(keys.k2);
 }
 
 }  // namespace
+
+// The type of `node` as Node::type_ref() gives it, as a view of the string node that holds the
+// text (kept alive by `holder`, so the view stays valid while the path holds the step).
+std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder) {
+  if (node.is_string) return "Z6";
+  const CommonKeys& keys = common_keys();
+  const Node* t = node.peek(keys.z1k1);
+  if (t == nullptr) return {};
+  if (!t->is_string) {
+    const Node* tag = t->peek(keys.z1k1);
+    t = tag != nullptr && tag->is_string && text_is(*tag, "Z9") ? t->peek(keys.z9k1) : nullptr;
+    if (t == nullptr || !t->is_string) return {};
+  }
+  holder = NodeP(const_cast<Node*>(t));
+  return t->text;
+}
 
 // Walks `root` depth first. A list's spine (the K2 links of its cells) is followed by the loop,
 // not by recursion and not as path levels: a list's elements are siblings, so a list of any
 // length walks at the depth of its first element. Cycle guard (§5): along one path, a key seen
 // again under a parent of the same type is skipped, and a key repeating under a new type after
 // more than 20 levels is Z516; a spine that comes back to a ZID it already dereferenced is Z516.
-Envelope Interpreter::eager_walk(const NodeP& root,
-                                 std::vector<std::pair<std::string, std::string>>& path) {
+// Keys are compared as interned Keys and types as views: no text is copied per entry.
+Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path) {
+  const CommonKeys& keys = common_keys();
   std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
+  std::vector<std::string> zids;
   for (NodeP node = root; node && !node->is_string && !node->is_ref();) {
     if (!tick()) return abort_envelope();
-    const std::string ptype = node->type_ref();
+    NodeP type_holder;
+    const std::string_view ptype = EagerStep::type_of(*node, type_holder);
     const bool cell = is_list_cell(*node);
     NodeP next;
     for (std::size_t i = 0; i < node->entries.size(); ++i) {
-      const std::string key = node->entries[i].key;
+      const Key key = node->entries[i].key;
       if (eager_skips(key)) continue;
-      const bool spine = cell && key == "K2";
+      const bool spine = cell && key == keys.k2;
       if (!spine && !ptype.empty() && std::any_of(path.begin(), path.end(), [&](const auto& p) {
-            return p.first == key && p.second == ptype;
+            return p.key == key && same_text(p.type, ptype);
           })) {
         continue;
       }
       if (!spine && path.size() > 20 &&
-          std::any_of(path.begin(), path.end(), [&](const auto& p) { return p.first == key; })) {
-        std::string keys;
-        for (const auto& [k, t] : path) keys += (keys.empty() ? "" : ",") + k;
-        return Envelope::err(cyclical_references(keys + "," + key));
+          std::any_of(path.begin(), path.end(), [&](const auto& p) { return p.key == key; })) {
+        std::string text;
+        for (const auto& p : path) text += (text.empty() ? "" : ",") + p.key.str();
+        return Envelope::err(cyclical_references(text + "," + key.str()));
       }
-      NodeP child = node->get(key);
+      NodeP child = node->get(key.str());
       if (!child || child->is_string) continue;
-      std::vector<std::string> zids;
+      zids.clear();
       Envelope e = eager_value(child, zids);
       if (e.has_error()) return e;
-      for (const auto& zid : spine ? zids : std::vector<std::string>{}) {
-        if (!spine_zids.insert(zid).second) return Envelope::err(cyclical_references("K2," + zid));
+      if (spine) {
+        for (const auto& zid : zids) {
+          if (!spine_zids.insert(zid).second) {
+            return Envelope::err(cyclical_references("K2," + zid));
+          }
+        }
       }
       NodeP cur = e.value;
-      if (cur != child) node->set(key, cur);
+      if (cur != child) node->set(key.str(), cur);
       if (spine) {
         next = cur;
         continue;
       }
-      path.emplace_back(key, ptype);
+      path.push_back({key, type_holder, ptype});
       Envelope r = eager_walk(cur, path);
       path.pop_back();
       if (r.has_error()) return r;

@@ -31,8 +31,12 @@ struct Envelope {
 
   static Envelope ok(NodeP v) { return Envelope{std::move(v), nullptr}; }
   static Envelope err(const json& z5);
-  bool has_error() const;
+  // In line: asked after every step, and most envelopes have no metadata at all.
+  bool has_error() const { return !meta.is_null() && has_error_in(meta); }
   json error() const;  // the Z5, or null
+
+ private:
+  static bool has_error_in(const json& meta);
 };
 
 enum class ArgKind { kUnevaluated, kEvaluated, kError };
@@ -169,7 +173,13 @@ class Interpreter {
   bool compare_keys(const NodeP& a, const NodeP& b);  // two literal Z4s, key by key
   json run_type_validator(const NodeP& value, const NodeP& type);
   json error_type_arg(const NodeP& value);  // value.Z1K1 as an error argument
-  Envelope eager_walk(const NodeP& root, std::vector<std::pair<std::string, std::string>>& path);
+  struct EagerStep {  // a level of eager_walk's path: the key walked into, under its parent's type
+    Key key;
+    NodeP type_holder;  // the string node whose text `type` views
+    std::string_view type;
+    static std::string_view type_of(const Node& node, NodeP& holder);
+  };
+  Envelope eager_walk(const NodeP& root, std::vector<EagerStep>& path);
   Envelope eager_value(const NodeP& child, std::vector<std::string>& zids);
   void replace_argument_references(const NodeP& node, int depth);
   [[gnu::noinline]] Envelope return_check(Envelope result, const NodeP& z8);
@@ -258,6 +268,8 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> type_memo_;     // ephemeral type resolutions by JSON
   std::unordered_map<std::string, NodeP> string_types_;  // bare type strings as references
   std::unordered_map<const Node*, std::pair<NodeP, NodeP>> type_nodes_;  // type node -> memo
+  // Z881(T) by T's node: T -> {T (held: its address is not reused), the Z4}.
+  std::unordered_map<const Node*, std::pair<NodeP, NodeP>> list_types_;
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   // Built-in functions called directly: ZID -> {signature, served from the definitions}.
   std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;

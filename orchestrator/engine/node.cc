@@ -574,9 +574,12 @@ namespace {
 std::string_view ref_text(const Node& n) {
   if (n.is_string) return {};
   const CommonKeys& keys = common_keys();
+  // Z1K1 first: most nodes asked are not references, and then Z9K1 is not looked for (a scan of
+  // every entry, which would also build the lazy ones it passes).
   const Node* t = n.peek(keys.z1k1);
+  if (t == nullptr || !t->is_string || !text_is(*t, "Z9")) return {};
   const Node* k = n.peek(keys.z9k1);
-  if (t && k && t->is_string && text_is(*t, "Z9") && k->is_string) return k->text;
+  if (k != nullptr && k->is_string) return k->text;
   return {};
 }
 
@@ -594,8 +597,9 @@ std::string Node::str() const {
   if (is_string) return {};
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
+  if (t == nullptr || !t->is_string || !text_is(*t, "Z6")) return {};
   const Node* k = peek(keys.z6k1);
-  if (t && k && t->is_string && text_is(*t, "Z6") && k->is_string) return k->text;
+  if (k != nullptr && k->is_string) return k->text;
   return {};
 }
 
@@ -603,8 +607,9 @@ bool Node::is_ref() const {
   if (is_string) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
+  if (t == nullptr || !t->is_string || !text_is(*t, "Z9")) return false;
   const Node* k = peek(keys.z9k1);
-  return t && k && t->is_string && text_is(*t, "Z9") && k->is_string;
+  return k != nullptr && k->is_string;
 }
 
 bool Node::is_z6() const {

@@ -144,7 +144,7 @@ void Resolver::prefetch(const std::vector<std::string>& zids) {
   for (const auto& zid : zids) {
     if (!zo::is_zid(zid) || memo_.count(zid) || prefetched_.count(zid)) continue;
     if (std::find(remote.begin(), remote.end(), zid) != remote.end()) continue;
-    if (defs_.served(zid)) continue;  // built in: never fetched
+    if (defs_.served_json(zid)) continue;  // built in: never fetched
     Dereferenced d;
     if (local(zid, d)) {
       memo_[zid] = std::move(d);
@@ -183,7 +183,7 @@ std::optional<std::vector<std::pair<std::string, std::uint64_t>>> Resolver::used
   std::vector<std::pair<std::string, std::uint64_t>> out;
   out.reserve(memo_.size());
   for (const auto& [zid, d] : memo_) {
-    if (defs_.served(zid)) continue;
+    if (defs_.served_json(zid)) continue;
     auto id = identity_of(d);
     if (!id) return std::nullopt;
     out.emplace_back(zid, *id);

@@ -1,5 +1,6 @@
 #include "wf/codec/plain_json.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -12,7 +13,8 @@ using json = nlohmann::json;
 
 class PlainParser {
  public:
-  explicit PlainParser(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
+  PlainParser(std::string_view text, int max_depth)
+      : p_(text.data()), end_(text.data() + text.size()), max_depth_(max_depth) {}
 
   std::optional<json> parse() {
     json out;
@@ -80,7 +82,7 @@ class PlainParser {
   }
 
   bool object(json& out, int depth) {
-    if (depth > kMaxPlainDepth) return false;
+    if (depth > max_depth_) return false;
     out = json(json::value_t::object);
     auto& o = out.get_ref<json::object_t&>();
     skip_space();
@@ -112,7 +114,7 @@ class PlainParser {
   }
 
   bool array(json& out, int depth) {
-    if (depth > kMaxPlainDepth) return false;
+    if (depth > max_depth_) return false;
     out = json(json::value_t::array);
     auto& a = out.get_ref<json::array_t&>();
     skip_space();
@@ -136,12 +138,13 @@ class PlainParser {
 
   const char* p_;
   const char* end_;
+  int max_depth_;
 };
 
 }  // namespace
 
-std::optional<nlohmann::json> parse_plain_json(std::string_view text) {
-  return PlainParser(text).parse();
+std::optional<nlohmann::json> parse_plain_json(std::string_view text, int max_depth) {
+  return PlainParser(text, std::min(max_depth, kMaxPlainDepth)).parse();
 }
 
 }  // namespace wf::codec

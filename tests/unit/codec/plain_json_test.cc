@@ -88,6 +88,11 @@ TEST(PlainJson, AnythingOutsideTheSubsetIsLeftToNlohmann) {
   std::string ok(kMaxPlainDepth, '[');
   ok += std::string(kMaxPlainDepth, ']');
   EXPECT_TRUE(parse_plain_json(ok).has_value());
+  // A caller's lower bound (a request body's max_json_depth): deeper text is left to its parser;
+  // a bound above kMaxPlainDepth counts as kMaxPlainDepth.
+  EXPECT_TRUE(parse_plain_json(R"({"a":{"b":["c"]}})", 3).has_value());
+  EXPECT_FALSE(parse_plain_json(R"({"a":{"b":["c"]}})", 2).has_value());
+  EXPECT_FALSE(parse_plain_json(deep, kMaxPlainDepth * 2).has_value());
 }
 
 // Random documents of the subset and mangled copies of them: whenever parse_plain_json answers,

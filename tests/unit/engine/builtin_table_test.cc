@@ -44,6 +44,26 @@ TEST(BuiltinTable, EveryBundledBuiltinIsDeclaredWithItsFunctionsArity) {
   }
 }
 
+// served_json() is the object served() shares, for every bundled ZID, and null for the rest:
+// the per-string "is it a built-in?" questions (can_run_inline, the resolver) get the same answer.
+TEST(Definitions, ServedJsonIsTheServedObject) {
+  const Definitions& defs = Definitions::instance();
+  std::size_t served = 0;
+  for (std::size_t i = 0; i < definitions_data::kInternalCount; ++i) {
+    const std::string_view zid = definitions_data::kInternal[i].name;
+    auto z2 = defs.served(zid);
+    EXPECT_EQ(defs.served_json(zid), z2.get()) << zid;
+    served += z2 ? 1 : 0;
+  }
+  EXPECT_GT(served, 100u);
+  ASSERT_NE(defs.served_json("Z801"), nullptr);
+  EXPECT_EQ((*defs.served_json("Z801"))["Z2K1"], defs.served("Z801")->at("Z2K1"));
+  EXPECT_EQ(defs.served_json("Z10001"), nullptr);  // the example library is not bundled
+  EXPECT_EQ(defs.served_json("Z8011"), nullptr);
+  EXPECT_EQ(defs.served_json(""), nullptr);
+  EXPECT_EQ(defs.served_json("naturalLanguages"), nullptr);  // a data file, not an object
+}
+
 TEST(BuiltinTable, IfTakesItsBranchesUnevaluated) {
   const BuiltinSpec* z902 = builtin_table().find("Z902");
   ASSERT_NE(z902, nullptr);

@@ -88,6 +88,37 @@ TEST_F(RoutesTest, EvaluateAnswersZ22AndHttpErrors) {
       400u);
 }
 
+// Bodies of the usual shape are read by the plain parser (codec/plain_json.h); the body's depth
+// bound and the answers to escapes, numbers and duplicate keys are those of the full parser.
+TEST_F(RoutesTest, PlainBodiesKeepTheDepthBoundAndTheFullParsersAnswers) {
+  // {"zobject": <a Z801 call whose argument is an object nested `depth` levels>}
+  const auto nested_call = [](int depth) {
+    std::string value = "\"x\"";
+    for (int i = 0; i < depth; ++i) value = R"({"Z1K1":"Z6","K1":)" + value + "}";
+    return R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":)" + value +
+           R"(},"doValidate":false})";
+  };
+  options.max_json_depth = 16;
+  // The body itself and the call are two levels: 14 more fit, 15 do not.
+  auto deep = handle_evaluate(*engine, options, post(nested_call(15)));
+  EXPECT_EQ(deep.status, 400u) << deep.body;
+  EXPECT_NE(deep.body.find("deeper than 16"), std::string::npos) << deep.body;
+  EXPECT_EQ(handle_evaluate(*engine, options, post(nested_call(14))).status, 200u);
+  options.max_json_depth = 1024;  // beyond the plain parser's own bound: the full parser reads it
+  EXPECT_EQ(handle_evaluate(*engine, options, post(nested_call(200))).status, 200u);
+  // An escape, a number and a repeated key: not the plain parser's, the same answers as before.
+  auto escaped = handle_evaluate(
+      *engine, options,
+      post(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"h\u0069"},"doValidate":false})"));
+  ASSERT_EQ(escaped.status, 200u) << escaped.body;
+  EXPECT_EQ(nlohmann::json::parse(escaped.body)["Z22K1"], "hi");
+  auto twice = handle_evaluate(
+      *engine, options,
+      post(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a","Z801K1":"b"},"timeout":1})"));
+  ASSERT_EQ(twice.status, 200u) << twice.body;
+  EXPECT_EQ(nlohmann::json::parse(twice.body)["Z22K1"], "b");  // the last one, as nlohmann reads
+}
+
 std::string form_encode(std::string_view text) {
   std::string encoded;
   for (unsigned char c : text) {
