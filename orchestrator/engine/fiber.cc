@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/engine/engine_metrics.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
@@ -192,9 +193,10 @@ struct Fiber {
   FiberLogContext log;
   std::function<void()> body;
   std::function<void(Fiber*)> schedule;  // makes the fiber runnable again (pool or run_here)
+  FiberPool::Impl* pool = nullptr;       // a pool's fiber (Resume::kLoop); null for run_here's
   bctx::fiber self;                      // the fiber while it is not running
   bctx::fiber back;                      // the thread's context while the fiber runs
-  std::function<void(std::function<void()>)> park_fn;  // run once the fiber has parked
+  std::function<void(std::function<void(Resume)>)> park_fn;  // run once the fiber has parked
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
@@ -209,13 +211,19 @@ struct Fiber {
   void* tsan_thread = nullptr;       // the running thread's, while a slice runs (TSan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
-  bool on_loop = false;  // its first slice runs where it was started (start_here)
+  bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
   bool done = false;
 };
 
 namespace {
 
 thread_local Fiber* t_current = nullptr;
+// True while this thread runs the work a fiber parked for (run_slice): a resume(Resume::kLoop)
+// called from inside it must not run the fiber there and then, nested in its own park.
+thread_local bool t_in_park_start = false;
+
+// Makes a parked fiber runnable again: on the pool, or (Resume::kLoop) on the event loop.
+void wake(Fiber* f, Resume where);
 
 // The allocator Boost.Context copies into each fiber: takes a pooled stack and notes its bounds.
 struct PooledStack {
@@ -323,11 +331,14 @@ bool run_slice(Fiber* f) {
   auto start = std::move(f->park_fn);
   f->park_fn = nullptr;
   auto resumed = std::make_shared<std::atomic<bool>>(false);
+  const bool was_in_start = std::exchange(t_in_park_start, true);
   try {
-    start([f, resumed] {
-      if (!resumed->exchange(true)) f->schedule(f);
+    start([f, resumed](Resume where) {
+      if (!resumed->exchange(true)) wake(f, where);
     });
+    t_in_park_start = was_in_start;
   } catch (...) {
+    t_in_park_start = was_in_start;
     // The work the fiber waits for could not start: the fiber resumes with the exception.
     if (!resumed->exchange(true)) {
       f->park_error = std::current_exception();
@@ -365,7 +376,7 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
 
 struct FiberPool::Impl {
   explicit Impl(const FiberPoolOptions& options)
-      : stacks(options.stack_bytes, options.idle_stacks) {
+      : stacks(options.stack_bytes, options.idle_stacks), loop(options.loop) {
     const int n = std::max(1, options.threads);
     for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
   }
@@ -406,7 +417,26 @@ struct FiberPool::Impl {
         f = queue.front();
         queue.pop_front();
       }
+      count_slice(false);
       if (run_slice(f)) finish(f);
+    }
+  }
+
+  // A slice on the calling thread, an event-loop thread: leave_loop_if_over holds it to its budget.
+  void run_on_loop(Fiber* f) {
+    count_slice(true);
+    f->on_loop = true;
+    if (run_slice(f)) finish(f);
+  }
+
+  void count_slice(bool on_loop) {
+    auto& m = metrics();
+    if (on_loop) {
+      loop_slices.fetch_add(1, std::memory_order_relaxed);
+      m.slices_loop.Increment();
+    } else {
+      pool_slices.fetch_add(1, std::memory_order_relaxed);
+      m.slices_pool.Increment();
     }
   }
 
@@ -423,8 +453,29 @@ struct FiberPool::Impl {
   std::deque<Fiber*> queue;
   std::size_t live = 0;
   bool stopping = false;
+  std::shared_ptr<EventLoop> loop;
+  std::atomic<std::uint64_t> loop_slices{0};
+  std::atomic<std::uint64_t> pool_slices{0};
   std::vector<std::thread> threads;
 };
+
+namespace {
+
+void wake(Fiber* f, Resume where) {
+  FiberPool::Impl* pool = f->pool;
+  if (where == Resume::kLoop && pool != nullptr && pool->loop &&
+      pool->loop->running_in_this_thread()) {
+    if (t_current == nullptr && !t_in_park_start) {
+      pool->run_on_loop(f);
+    } else {
+      pool->loop->defer([pool, f] { pool->run_on_loop(f); });
+    }
+    return;
+  }
+  f->schedule(f);
+}
+
+}  // namespace
 
 FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(options)) {}
 FiberPool::~FiberPool() = default;
@@ -433,6 +484,7 @@ void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
   Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
+  f->pool = impl;
   {
     std::lock_guard lock(impl->mu);
     ++impl->live;
@@ -441,15 +493,21 @@ void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
 }
 
 void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
+  // Not nested in another fiber's slice (an answer that starts queued work: the admission gate),
+  // and not on a thread other than the loop's when there is one: there it starts on the pool.
+  if (t_current != nullptr || (impl_->loop && !impl_->loop->running_in_this_thread())) {
+    spawn(std::move(log), std::move(body));
+    return;
+  }
   Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->on_loop = true;
+  f->pool = impl;
   {
     std::lock_guard lock(impl->mu);
     ++impl->live;
   }
-  if (run_slice(f)) impl->finish(f);
+  impl->run_on_loop(f);
 }
 
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
@@ -464,10 +522,12 @@ void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
     waiter.runnable = true;
     waiter.cv.notify_one();  // under the lock: the waiter may return as soon as it is released
   };
+  impl_->count_slice(false);
   while (!run_slice(f)) {
     std::unique_lock lock(waiter.mu);
     waiter.cv.wait(lock, [&] { return waiter.runnable; });
     waiter.runnable = false;
+    impl_->count_slice(false);
   }
   delete f;
 }
@@ -481,13 +541,23 @@ std::size_t FiberPool::live() const {
   return impl_->live;
 }
 
+FiberPool::Slices FiberPool::slices() const {
+  return {impl_->loop_slices.load(), impl_->pool_slices.load()};
+}
+
 void park(std::function<void(std::function<void()> resume)> start) {
+  park_to([start = std::move(start)](std::function<void(Resume)> resume) {
+    start([resume = std::move(resume)] { resume(Resume::kPool); });
+  });
+}
+
+void park_to(std::function<void(std::function<void(Resume)> resume)> start) {
   Fiber* f = t_current;
   if (f == nullptr) {
     std::mutex mu;
     std::condition_variable cv;
     bool resumed = false;
-    start([&] {
+    start([&](Resume) {
       std::lock_guard lock(mu);
       resumed = true;
       cv.notify_one();
