@@ -184,6 +184,8 @@ class StackPool {
 
 }  // namespace
 
+class HotParked;
+
 struct Fiber {
   Fiber() = default;
   Fiber(const Fiber&) = delete;
@@ -202,6 +204,8 @@ struct Fiber {
   std::size_t stack_size = 0;
   const char* parked_sp = nullptr;   // park()'s frame address when it last parked
   std::unique_ptr<char[]> saved;     // the live frames while parked (save_parked_stack)
+  HotParked* hot_list = nullptr;     // its pool's (HotParked)
+  bool hot = false;                  // parked with its frames in place, in hot_list
   const char* saved_from = nullptr;  // where they go back to
   std::size_t saved_size = 0;
   void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
@@ -307,6 +311,57 @@ void restore_parked_stack(Fiber& f) {
   f.saved.reset();
 }
 
+}  // namespace
+
+// The last few fibers to park keep their frames on their stacks: one that resumes soon (a call
+// whose evaluator answers in a millisecond) finds its stack as it left it, without the copy out
+// and back, the madvise and the page faults that fill the stack again (bench/orchestrator_cpu:
+// two system calls and a few faults per call). When more than `capacity` are parked, the one
+// parked longest is saved and its pages released as any parked fiber's were before, so memory per
+// parked call beyond the first `capacity` stays that of its saved frames (bench/slow_calls).
+class HotParked {
+ public:
+  explicit HotParked(std::size_t capacity) : capacity_(capacity) {}
+
+  // `f` has just parked (on this thread).
+  void parked(Fiber& f) {
+    if (capacity_ == 0) {
+      save_parked_stack(f);
+      return;
+    }
+    std::lock_guard lock(mu_);
+    fibers_.push_back(&f);
+    f.hot = true;
+    if (fibers_.size() > capacity_) {
+      Fiber* oldest = fibers_.front();
+      fibers_.erase(fibers_.begin());
+      oldest->hot = false;
+      save_parked_stack(*oldest);  // under the lock: it cannot be resumed meanwhile
+    }
+  }
+
+  // `f` is about to run again: its frames are back in place when this returns.
+  void resuming(Fiber& f) {
+    if (f.parked_sp == nullptr) return;  // its first slice
+    {
+      std::lock_guard lock(mu_);
+      if (f.hot) {
+        fibers_.erase(std::find(fibers_.begin(), fibers_.end(), &f));
+        f.hot = false;
+        return;
+      }
+    }
+    restore_parked_stack(f);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Fiber*> fibers_;  // oldest first
+  std::size_t capacity_;
+};
+
+namespace {
+
 // Runs one slice of `f` on this thread. Returns true when the fiber has finished; otherwise it
 // has parked and its park work has been started (after which `f` may already run elsewhere).
 bool run_slice(Fiber* f) {
@@ -315,7 +370,7 @@ bool run_slice(Fiber* f) {
     Fiber* outer = t_current;
     t_current = f;
     f->slice_start_us = thread_cpu_now_us();
-    restore_parked_stack(*f);
+    f->hot_list->resuming(*f);
     void* thread_fake_stack = nullptr;
     switch_starts(&thread_fake_stack, {f->stack_low, f->stack_size});
     f->tsan_thread = tsan_current();
@@ -327,7 +382,7 @@ bool run_slice(Fiber* f) {
   }
   f->on_loop = false;  // any later slice runs where schedule() puts it
   if (f->done) return true;
-  save_parked_stack(*f);
+  f->hot_list->parked(*f);
   auto start = std::move(f->park_fn);
   f->park_fn = nullptr;
   auto resumed = std::make_shared<std::atomic<bool>>(false);
@@ -350,8 +405,10 @@ bool run_slice(Fiber* f) {
   return false;
 }
 
-Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> body) {
+Fiber* make_fiber(StackPool& stacks, HotParked& hot, FiberLogContext log,
+                  std::function<void()> body) {
   auto* f = new Fiber;
+  f->hot_list = &hot;
   f->log = std::move(log);
   f->body = std::move(body);
   // Boost.Context's fiber starts on its new stack as it is made, and jumps back at once: under
@@ -376,7 +433,9 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
 
 struct FiberPool::Impl {
   explicit Impl(const FiberPoolOptions& options)
-      : stacks(options.stack_bytes, options.idle_stacks), loop(options.loop) {
+      : stacks(options.stack_bytes, options.idle_stacks),
+        hot(options.hot_parked),
+        loop(options.loop) {
     const int n = std::max(1, options.threads);
     for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
   }
@@ -447,6 +506,7 @@ struct FiberPool::Impl {
   }
 
   StackPool stacks;
+  HotParked hot;
   std::mutex mu;
   std::condition_variable cv;
   std::condition_variable idle_cv;
@@ -481,7 +541,7 @@ FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(op
 FiberPool::~FiberPool() = default;
 
 void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
   f->pool = impl;
@@ -499,7 +559,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
     spawn(std::move(log), std::move(body));
     return;
   }
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
   f->pool = impl;
@@ -516,7 +576,7 @@ void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
     std::condition_variable cv;
     bool runnable = false;
   } waiter;
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   f->schedule = [&waiter](Fiber*) {
     std::lock_guard lock(waiter.mu);
     waiter.runnable = true;

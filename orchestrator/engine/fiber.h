@@ -42,6 +42,9 @@ struct FiberPoolOptions {
   std::size_t idle_stacks = 32;        // stacks kept mapped for reuse
   // The service's event loop, where Resume::kLoop fibers resume; null: they resume on the pool.
   std::shared_ptr<EventLoop> loop;
+  // Parked fibers that keep their frames on their stacks, the latest to park (fiber.cc,
+  // HotParked); any other parked fiber's frames are saved off its stack and its pages released.
+  std::size_t hot_parked = 8;
 };
 
 // Where a parked fiber goes on once its wait is over.
