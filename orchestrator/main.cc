@@ -5,6 +5,7 @@
 #include <exception>
 #include <stdexcept>
 
+#include "orchestrator/asio_event_loop.h"
 #include "orchestrator/evaluator_client.h"
 #include "orchestrator/orchestrator_config.h"
 #include "orchestrator/routes.h"
@@ -56,9 +57,11 @@ int main(int argc, char** argv) {
       wikidata = orchestrator::make_wikidata_client(
           {wikidata_url, std::chrono::milliseconds(cfg.integer("wikidata_timeout_ms"))}, client);
     }
-    std::shared_ptr<orchestrator::Engine> engine =
-        orchestrator::make_engine(orchestrator::engine_options(cfg), fetcher, runner,
-                                  orchestrator::result_store(cfg), wikidata);
+    // Evaluations go on on the event loop after a small evaluator answer (EngineOptions).
+    auto engine_options = orchestrator::engine_options(cfg);
+    engine_options.event_loop = orchestrator::make_event_loop(server.io_context());
+    std::shared_ptr<orchestrator::Engine> engine = orchestrator::make_engine(
+        engine_options, fetcher, runner, orchestrator::result_store(cfg), wikidata);
 
     obs::log_event(
         spdlog::level::info, "starting wf-orchestrator",

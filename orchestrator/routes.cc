@@ -171,6 +171,34 @@ bool can_run_inline(const Engine& engine, const RouteOptions& options,
   return true;
 }
 
+bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
+                       const http::Request& request) {
+  const std::string_view body = request.body;
+  if (body.size() > options.max_loop_start_bytes) return false;
+  if (const auto ct = request.header("content-type");
+      ct && ct->find("json") == std::string_view::npos) {
+    return false;
+  }
+  int calls = 0;
+  int not_built_in = 0;
+  std::size_t i = 0;
+  while ((i = body.find('"', i)) != std::string_view::npos) {
+    const std::size_t end = body.find('"', i + 1);
+    if (end == std::string_view::npos) return false;
+    const std::string_view text = body.substr(i + 1, end - i - 1);
+    if (text.find('\\') != std::string_view::npos) return false;
+    if (text == "doValidate") {
+      const std::size_t v = body.find_first_not_of(" \t\r\n:", end + 1);
+      if (v == std::string_view::npos || body.compare(v, 5, "false") != 0) return false;
+    }
+    if (text == "Z14K3" || text.starts_with("Z16K")) return false;
+    if (text == "Z7") ++calls;
+    if (reference_like(text) && !engine.serves_locally(text)) ++not_built_in;
+    i = end + 1;
+  }
+  return calls == 1 && not_built_in <= 1;
+}
+
 namespace {
 
 // The request's body as the engine takes it, or the 4xx that answers it. Kept out of line: its
@@ -243,10 +271,11 @@ CallContext call_context(const http::Request& request) {
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
                              RouteOptions options, std::shared_ptr<limits::Gate> gate) {
   // Asynchronous: a cached result (answer_cached) and a small call of built-ins are answered on
-  // the event loop; any other runs on an evaluation fiber on the engine's CPU threads, which
-  // parks (holding no thread) while the wiki or an evaluator answers. The request's cancellation
-  // (hang-up, deadline, shutdown) stops it. With a gate, the caller's limits and admission control
-  // (fair queue) come first.
+  // the event loop, a small code call starts there (and goes on there after a small evaluator
+  // answer: EngineOptions::event_loop); any other runs on an evaluation fiber on the engine's CPU
+  // threads, which parks (holding no thread) while the wiki or an evaluator answers. The request's
+  // cancellation (hang-up, deadline, shutdown) stops it. With a gate, the caller's limits and
+  // admission control (fair queue) come first.
   auto in_progress = std::make_shared<std::atomic<int>>(0);
   http::AsyncHandler evaluate = [engine, options,
                                  in_progress](std::shared_ptr<http::AsyncRequest> ar) {
@@ -262,6 +291,8 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       });
       return;
     }
+    // A small code call starts here too (may_start_on_loop), and parks when it sends its code.
+    const bool start_here = may_start_on_loop(*engine, options, ar->request);
     if (in_progress->fetch_add(1) >= options.max_in_progress) {
       in_progress->fetch_sub(1);
       ar->respond(http::Response::refusal(
@@ -271,13 +302,18 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
                       options.max_in_progress)));
       return;
     }
-    engine->spawn(call_context(ar->request), [engine, options, ar, in_progress] {
+    auto work = [engine, options, ar, in_progress] {
       http::Response response = handle_evaluate(*engine, options, ar->request);
       // Its place is given back before the answer: answering ends the call's admission, which
       // may start the next queued call at once, on this thread, through this handler.
       in_progress->fetch_sub(1);
       ar->respond(std::move(response));
-    });
+    };
+    if (start_here) {
+      engine->spawn_here(call_context(ar->request), std::move(work));
+    } else {
+      engine->spawn(call_context(ar->request), std::move(work));
+    }
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));
   server.add_async_route("POST", "/{domain}/v1/evaluate", "evaluate", std::move(evaluate));

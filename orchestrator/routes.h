@@ -13,6 +13,10 @@ struct RouteOptions {
   std::size_t max_json_depth = 1024;  // bodies nested deeper are refused before parsing (400)
   // Requests up to this size that only mention built-ins run on the event loop (0: never).
   std::size_t max_inline_body_bytes = 4096;
+  // Requests up to this size that call one function (a single code call with small arguments)
+  // start on the event loop, and move to the CPU threads when they wait (may_start_on_loop; 0:
+  // never).
+  std::size_t max_loop_start_bytes = 2048;
   // Evaluations in progress at most (running or parked on I/O); beyond: 503 with Retry-After.
   int max_in_progress = 256;
 };
@@ -26,6 +30,15 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
 // built-in the engine serves from memory. A cheap scan of the raw body, without parsing it.
 bool can_run_inline(const Engine& engine, const RouteOptions& options,
                     const http::Request& request);
+
+// True when an evaluate request is one call of a function that is not built in (so it may run
+// code), with small built-in arguments: small (max_loop_start_bytes), no static validation, no
+// escapes, one Z7, no inline code, at most one reference that is not a built-in (the function).
+// Such a call starts on the event loop: resolving and binding it is light, it parks when it
+// sends the code to the evaluator (or fetches from the wiki), and a long evaluation leaves the
+// loop after its budget. Larger ones (big arguments, nested calls) start on the CPU threads.
+bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
+                       const http::Request& request);
 
 // The engine's view of a request: ids, trace, deadline and cancellation.
 CallContext call_context(const http::Request& request);

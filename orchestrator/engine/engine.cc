@@ -83,7 +83,7 @@ class EngineImpl final : public Engine {
         results_(options.result_cache_bytes),
         costs_(options.function_metrics_top_n,
                std::chrono::duration<double, std::micro>(options.slow_call).count()),
-        fibers_({options_.cpu_threads, options_.stack_bytes, 32}) {}
+        fibers_({options_.cpu_threads, options_.stack_bytes, 32, options_.event_loop}) {}
 
   bool serves_locally(std::string_view zid) const override {
     return defs_.served_json(zid) != nullptr;

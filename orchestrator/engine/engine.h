@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "orchestrator/engine/event_loop.h"
 #include "orchestrator/engine/ports.h"
 
 namespace wf::orchestrator {
@@ -37,6 +38,10 @@ struct EngineOptions {
   bool direct_builtin_calls = true;
   // Threads that run evaluations (their CPU work); a parked evaluation holds none.
   int cpu_threads = 2;
+  // The service's event loop (may be null): an evaluation whose evaluator answer arrives there
+  // and is small goes on there (the envelope, the response) instead of crossing to the CPU
+  // threads and back (fiber.h, Resume::kLoop; bench/README.md "Thread crossings").
+  std::shared_ptr<EventLoop> event_loop;
   // Stack of each evaluation; 0: stack_bytes_for(max_call_depth).
   std::size_t stack_bytes = 0;
   // Cost per call (docs/operations.md): functions with their own series in the per-function
@@ -86,8 +91,10 @@ class Engine {
   // lines written by `work` carry ctx's trace and request ids. Called without spawn(), evaluate()
   // runs its fiber on the calling thread, which waits while the fiber is parked.
   virtual void spawn(const CallContext& ctx, std::function<void()> work) = 0;
-  // Like spawn(), but `work` starts on the calling thread (an event loop, for calls of built-ins
-  // that need no I/O) and moves to the CPU threads only if it has to wait.
+  // Like spawn(), but `work` starts on the calling thread (an event loop: calls of built-ins that
+  // need no I/O, small code calls) and moves to the CPU threads when it waits for I/O (or, with
+  // EngineOptions::event_loop, goes on on the loop after a small evaluator answer), or when its
+  // slice on the loop has used more than its CPU budget (1 ms).
   virtual void spawn_here(const CallContext& ctx, std::function<void()> work) = 0;
 };
 

@@ -79,6 +79,13 @@ EngineMetrics make() {
                             "Code calls answered from an earlier identical call of the same "
                             "request instead of the evaluator.")
                         .Register(r);
+  auto& slices = prometheus::BuildCounter()
+                     .Name("wf_orchestrator_evaluation_slices_total")
+                     .Help(
+                         "Stretches of evaluation work between waits, by thread: loop (an I/O "
+                         "thread: a small call started there, or resumed where its evaluator "
+                         "answer arrived) or pool (the CPU threads).")
+                     .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -105,6 +112,8 @@ EngineMetrics make() {
       result_stale.Add({}),
       memo_hits.Add({}),
       joined.Add({}),
+      slices.Add({{"thread", "loop"}}),
+      slices.Add({{"thread", "pool"}}),
   };
 }
 

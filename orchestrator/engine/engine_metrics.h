@@ -38,9 +38,9 @@ struct EngineMetrics {
   prometheus::Counter& result_misses;          // wf_orchestrator_result_cache_misses_total
   prometheus::Counter& result_stale;
   prometheus::Counter& code_call_memo_hits;  // wf_orchestrator_code_call_memo_hits_total
-  prometheus::Counter& fetches_joined;  // wf_orchestrator_object_fetches_joined_total           //
-                                        // ..._stale_total: entries an edit made obsolete  //
-                                        // evaluations started on fibers and not finished
+  prometheus::Counter& fetches_joined;       // wf_orchestrator_object_fetches_joined_total
+  prometheus::Counter& slices_loop;          // wf_orchestrator_evaluation_slices_total
+  prometheus::Counter& slices_pool;          //   {thread="loop|pool"}
 
   void implementation(std::string_view type);
 };

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/engine/engine_metrics.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 
@@ -183,6 +184,8 @@ class StackPool {
 
 }  // namespace
 
+class HotParked;
+
 struct Fiber {
   Fiber() = default;
   Fiber(const Fiber&) = delete;
@@ -192,14 +195,17 @@ struct Fiber {
   FiberLogContext log;
   std::function<void()> body;
   std::function<void(Fiber*)> schedule;  // makes the fiber runnable again (pool or run_here)
+  FiberPool::Impl* pool = nullptr;       // a pool's fiber (Resume::kLoop); null for run_here's
   bctx::fiber self;                      // the fiber while it is not running
   bctx::fiber back;                      // the thread's context while the fiber runs
-  std::function<void(std::function<void()>)> park_fn;  // run once the fiber has parked
+  std::function<void(std::function<void(Resume)>)> park_fn;  // run once the fiber has parked
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
   const char* parked_sp = nullptr;   // park()'s frame address when it last parked
   std::unique_ptr<char[]> saved;     // the live frames while parked (save_parked_stack)
+  HotParked* hot_list = nullptr;     // its pool's (HotParked)
+  bool hot = false;                  // parked with its frames in place, in hot_list
   const char* saved_from = nullptr;  // where they go back to
   std::size_t saved_size = 0;
   void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
@@ -209,13 +215,19 @@ struct Fiber {
   void* tsan_thread = nullptr;       // the running thread's, while a slice runs (TSan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
-  bool on_loop = false;  // its first slice runs where it was started (start_here)
+  bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
   bool done = false;
 };
 
 namespace {
 
 thread_local Fiber* t_current = nullptr;
+// True while this thread runs the work a fiber parked for (run_slice): a resume(Resume::kLoop)
+// called from inside it must not run the fiber there and then, nested in its own park.
+thread_local bool t_in_park_start = false;
+
+// Makes a parked fiber runnable again: on the pool, or (Resume::kLoop) on the event loop.
+void wake(Fiber* f, Resume where);
 
 // The allocator Boost.Context copies into each fiber: takes a pooled stack and notes its bounds.
 struct PooledStack {
@@ -299,6 +311,57 @@ void restore_parked_stack(Fiber& f) {
   f.saved.reset();
 }
 
+}  // namespace
+
+// The last few fibers to park keep their frames on their stacks: one that resumes soon (a call
+// whose evaluator answers in a millisecond) finds its stack as it left it, without the copy out
+// and back, the madvise and the page faults that fill the stack again (bench/orchestrator_cpu:
+// two system calls and a few faults per call). When more than `capacity` are parked, the one
+// parked longest is saved and its pages released as any parked fiber's were before, so memory per
+// parked call beyond the first `capacity` stays that of its saved frames (bench/slow_calls).
+class HotParked {
+ public:
+  explicit HotParked(std::size_t capacity) : capacity_(capacity) {}
+
+  // `f` has just parked (on this thread).
+  void parked(Fiber& f) {
+    if (capacity_ == 0) {
+      save_parked_stack(f);
+      return;
+    }
+    std::lock_guard lock(mu_);
+    fibers_.push_back(&f);
+    f.hot = true;
+    if (fibers_.size() > capacity_) {
+      Fiber* oldest = fibers_.front();
+      fibers_.erase(fibers_.begin());
+      oldest->hot = false;
+      save_parked_stack(*oldest);  // under the lock: it cannot be resumed meanwhile
+    }
+  }
+
+  // `f` is about to run again: its frames are back in place when this returns.
+  void resuming(Fiber& f) {
+    if (f.parked_sp == nullptr) return;  // its first slice
+    {
+      std::lock_guard lock(mu_);
+      if (f.hot) {
+        fibers_.erase(std::find(fibers_.begin(), fibers_.end(), &f));
+        f.hot = false;
+        return;
+      }
+    }
+    restore_parked_stack(f);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Fiber*> fibers_;  // oldest first
+  std::size_t capacity_;
+};
+
+namespace {
+
 // Runs one slice of `f` on this thread. Returns true when the fiber has finished; otherwise it
 // has parked and its park work has been started (after which `f` may already run elsewhere).
 bool run_slice(Fiber* f) {
@@ -307,7 +370,7 @@ bool run_slice(Fiber* f) {
     Fiber* outer = t_current;
     t_current = f;
     f->slice_start_us = thread_cpu_now_us();
-    restore_parked_stack(*f);
+    f->hot_list->resuming(*f);
     void* thread_fake_stack = nullptr;
     switch_starts(&thread_fake_stack, {f->stack_low, f->stack_size});
     f->tsan_thread = tsan_current();
@@ -319,15 +382,18 @@ bool run_slice(Fiber* f) {
   }
   f->on_loop = false;  // any later slice runs where schedule() puts it
   if (f->done) return true;
-  save_parked_stack(*f);
+  f->hot_list->parked(*f);
   auto start = std::move(f->park_fn);
   f->park_fn = nullptr;
   auto resumed = std::make_shared<std::atomic<bool>>(false);
+  const bool was_in_start = std::exchange(t_in_park_start, true);
   try {
-    start([f, resumed] {
-      if (!resumed->exchange(true)) f->schedule(f);
+    start([f, resumed](Resume where) {
+      if (!resumed->exchange(true)) wake(f, where);
     });
+    t_in_park_start = was_in_start;
   } catch (...) {
+    t_in_park_start = was_in_start;
     // The work the fiber waits for could not start: the fiber resumes with the exception.
     if (!resumed->exchange(true)) {
       f->park_error = std::current_exception();
@@ -339,8 +405,10 @@ bool run_slice(Fiber* f) {
   return false;
 }
 
-Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> body) {
+Fiber* make_fiber(StackPool& stacks, HotParked& hot, FiberLogContext log,
+                  std::function<void()> body) {
   auto* f = new Fiber;
+  f->hot_list = &hot;
   f->log = std::move(log);
   f->body = std::move(body);
   // Boost.Context's fiber starts on its new stack as it is made, and jumps back at once: under
@@ -365,7 +433,9 @@ Fiber* make_fiber(StackPool& stacks, FiberLogContext log, std::function<void()> 
 
 struct FiberPool::Impl {
   explicit Impl(const FiberPoolOptions& options)
-      : stacks(options.stack_bytes, options.idle_stacks) {
+      : stacks(options.stack_bytes, options.idle_stacks),
+        hot(options.hot_parked),
+        loop(options.loop) {
     const int n = std::max(1, options.threads);
     for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
   }
@@ -406,7 +476,26 @@ struct FiberPool::Impl {
         f = queue.front();
         queue.pop_front();
       }
+      count_slice(false);
       if (run_slice(f)) finish(f);
+    }
+  }
+
+  // A slice on the calling thread, an event-loop thread: leave_loop_if_over holds it to its budget.
+  void run_on_loop(Fiber* f) {
+    count_slice(true);
+    f->on_loop = true;
+    if (run_slice(f)) finish(f);
+  }
+
+  void count_slice(bool on_loop) {
+    auto& m = metrics();
+    if (on_loop) {
+      loop_slices.fetch_add(1, std::memory_order_relaxed);
+      m.slices_loop.Increment();
+    } else {
+      pool_slices.fetch_add(1, std::memory_order_relaxed);
+      m.slices_pool.Increment();
     }
   }
 
@@ -417,22 +506,45 @@ struct FiberPool::Impl {
   }
 
   StackPool stacks;
+  HotParked hot;
   std::mutex mu;
   std::condition_variable cv;
   std::condition_variable idle_cv;
   std::deque<Fiber*> queue;
   std::size_t live = 0;
   bool stopping = false;
+  std::shared_ptr<EventLoop> loop;
+  std::atomic<std::uint64_t> loop_slices{0};
+  std::atomic<std::uint64_t> pool_slices{0};
   std::vector<std::thread> threads;
 };
+
+namespace {
+
+void wake(Fiber* f, Resume where) {
+  FiberPool::Impl* pool = f->pool;
+  if (where == Resume::kLoop && pool != nullptr && pool->loop &&
+      pool->loop->running_in_this_thread()) {
+    if (t_current == nullptr && !t_in_park_start) {
+      pool->run_on_loop(f);
+    } else {
+      pool->loop->defer([pool, f] { pool->run_on_loop(f); });
+    }
+    return;
+  }
+  f->schedule(f);
+}
+
+}  // namespace
 
 FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(options)) {}
 FiberPool::~FiberPool() = default;
 
 void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
+  f->pool = impl;
   {
     std::lock_guard lock(impl->mu);
     ++impl->live;
@@ -441,15 +553,21 @@ void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
 }
 
 void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  // Not nested in another fiber's slice (an answer that starts queued work: the admission gate),
+  // and not on a thread other than the loop's when there is one: there it starts on the pool.
+  if (t_current != nullptr || (impl_->loop && !impl_->loop->running_in_this_thread())) {
+    spawn(std::move(log), std::move(body));
+    return;
+  }
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   Impl* impl = impl_.get();
   f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->on_loop = true;
+  f->pool = impl;
   {
     std::lock_guard lock(impl->mu);
     ++impl->live;
   }
-  if (run_slice(f)) impl->finish(f);
+  impl->run_on_loop(f);
 }
 
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
@@ -458,16 +576,18 @@ void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
     std::condition_variable cv;
     bool runnable = false;
   } waiter;
-  Fiber* f = make_fiber(impl_->stacks, std::move(log), std::move(body));
+  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
   f->schedule = [&waiter](Fiber*) {
     std::lock_guard lock(waiter.mu);
     waiter.runnable = true;
     waiter.cv.notify_one();  // under the lock: the waiter may return as soon as it is released
   };
+  impl_->count_slice(false);
   while (!run_slice(f)) {
     std::unique_lock lock(waiter.mu);
     waiter.cv.wait(lock, [&] { return waiter.runnable; });
     waiter.runnable = false;
+    impl_->count_slice(false);
   }
   delete f;
 }
@@ -481,13 +601,23 @@ std::size_t FiberPool::live() const {
   return impl_->live;
 }
 
+FiberPool::Slices FiberPool::slices() const {
+  return {impl_->loop_slices.load(), impl_->pool_slices.load()};
+}
+
 void park(std::function<void(std::function<void()> resume)> start) {
+  park_to([start = std::move(start)](std::function<void(Resume)> resume) {
+    start([resume = std::move(resume)] { resume(Resume::kPool); });
+  });
+}
+
+void park_to(std::function<void(std::function<void(Resume)> resume)> start) {
   Fiber* f = t_current;
   if (f == nullptr) {
     std::mutex mu;
     std::condition_variable cv;
     bool resumed = false;
-    start([&] {
+    start([&](Resume) {
       std::lock_guard lock(mu);
       resumed = true;
       cv.notify_one();

@@ -5,6 +5,12 @@
 // is held while a request is in flight. Each slice carries the fiber's log context (trace and
 // request ids) and adds the thread CPU time it used to the fiber's own account.
 //
+// Most slices run on the pool. Two kinds run on the service's event loop (EventLoop), to save the
+// hand-offs between threads (each a wake-up, and for the pool a futex): a fiber started there
+// (start_here) runs there until it first parks, and a fiber whose I/O ends there resumes there
+// when the waiting code asked for it (Resume::kLoop: the rest of its work is light). A slice on
+// the loop that uses more than its budget of CPU moves on to the pool (leave_loop_if_over).
+//
 // A parked fiber may resume on another thread: code that runs on a fiber must not hold a
 // thread-local's address, a lock, or a pthread_self() value (declared const: the compiler may
 // reuse it) across a park. Thread-locals read inside their own functions (logging, the
@@ -13,10 +19,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "orchestrator/engine/event_loop.h"
 #include "wf/io_wait.h"
 #include "wf/sanitizer.h"
 
@@ -32,6 +40,21 @@ struct FiberPoolOptions {
   int threads = 2;                     // threads running fiber slices (CPU work)
   std::size_t stack_bytes = 1u << 20;  // usable stack of each fiber (pages are touched lazily)
   std::size_t idle_stacks = 32;        // stacks kept mapped for reuse
+  // The service's event loop, where Resume::kLoop fibers resume; null: they resume on the pool.
+  std::shared_ptr<EventLoop> loop;
+  // Parked fibers that keep their frames on their stacks, the latest to park (fiber.cc,
+  // HotParked); any other parked fiber's frames are saved off its stack and its pages released.
+  std::size_t hot_parked = 8;
+};
+
+// Where a parked fiber goes on once its wait is over.
+enum class Resume {
+  kPool,  // on the pool's threads
+  // On the thread that ends the wait, when that is a thread of the pool's event loop (not inside
+  // another fiber's slice, nor inside the parking fiber's own `start`: then deferred on the loop
+  // after the current handler); from any other thread, on the pool. For waits whose remaining
+  // work is light: a fiber resumed on the loop is held to leave_loop_if_over's budget there too.
+  kLoop,
 };
 
 // What every slice of a fiber runs under.
@@ -56,7 +79,9 @@ class FiberPool {
   // (an exception is counted as a bug and ends the fiber).
   void spawn(FiberLogContext log, std::function<void()> body);
   // Runs `body` on a new fiber on the calling thread until it finishes or first parks; after a
-  // park it continues on the pool's threads. Never waits: for event-loop threads.
+  // park it continues on the pool's threads (or the loop: Resume::kLoop). Never waits: for
+  // event-loop threads. Called inside a fiber, or off the loop when the pool has one (a queued
+  // call started by another's answer), it spawns() instead.
   void start_here(FiberLogContext log, std::function<void()> body);
   // Runs `body` on a new fiber on the calling thread and returns when it has finished; while it
   // is parked the calling thread waits.
@@ -65,6 +90,13 @@ class FiberPool {
   std::size_t stack_bytes() const;
   // Fibers started and not yet finished (running, runnable or parked).
   std::size_t live() const;
+  // Slices run so far, by where (also wf_orchestrator_evaluation_slices_total{thread}): on the
+  // event loop (start_here, Resume::kLoop) or on the pool's threads (and run_here's caller).
+  struct Slices {
+    std::uint64_t loop = 0;
+    std::uint64_t pool = 0;
+  };
+  Slices slices() const;
 
   struct Impl;
 
@@ -79,6 +111,9 @@ class FiberPool {
 // and whatever it starts must not read or write the parked fiber's locals through pointers or
 // references; they work on copies (as await() does) and on the heap.
 void park(std::function<void(std::function<void()> resume)> start);
+// The same, but the resume function says where the fiber goes on (Resume); park()'s always says
+// Resume::kPool. Outside a fiber, as park().
+void park_to(std::function<void(std::function<void(Resume)> resume)> start);
 
 // The running fiber's IoWaitObserver (FiberLogContext::io_wait); null outside a fiber.
 std::shared_ptr<IoWaitObserver> fiber_io_wait();
@@ -87,26 +122,30 @@ std::shared_ptr<IoWaitObserver> fiber_io_wait();
 // thread. Parks the running fiber (or blocks outside one) until then. The fiber's IoWaitObserver
 // hears parked() once the fiber is parked, before the operation starts, and resumed() when it is
 // done (the fiber is runnable from then: its wait for a CPU thread counts as running).
+// `light` (may be null: Resume::kPool) is asked, on the thread that calls done(value), whether
+// what the fiber does with `value` is light enough for the event loop (Resume::kLoop).
 template <typename T>
-T await(std::function<void(std::function<void(T)>)> start) {
+T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T&) = nullptr) {
   auto slot = std::make_shared<std::unique_ptr<T>>();
   // `start` is moved into the parked work: it may still be running on another thread when the
   // fiber has been resumed and this frame is gone.
-  park([start = std::move(start), slot, io = fiber_io_wait()](std::function<void()> resume) {
+  park_to([start = std::move(start), slot, light,
+           io = fiber_io_wait()](std::function<void(Resume)> resume) {
     if (io) io->parked();
-    start([slot, resume = std::move(resume), io](T value) {
+    start([slot, resume = std::move(resume), light, io](T value) {
+      const Resume where = light != nullptr && light(value) ? Resume::kLoop : Resume::kPool;
       *slot = std::make_unique<T>(std::move(value));
       if (io) io->resumed();
-      resume();
+      resume(where);
     });
   });
   return std::move(**slot);
 }
 
-// On the first slice of a fiber started with start_here (an event-loop thread): once that slice
-// has used more than `budget` of CPU, the fiber moves to the pool's threads and goes on there, so a
-// long evaluation that never waits for I/O does not hold the event loop (and every connection on
-// it) for its whole run. Anywhere else, a no-op.
+// On a slice of a fiber that runs on the event loop (started there with start_here, or resumed
+// there with Resume::kLoop): once that slice has used more than `budget` of CPU, the fiber moves
+// to the pool's threads and goes on there, so a long evaluation that never waits for I/O does not
+// hold the event loop (and every connection on it) for its whole run. Anywhere else, a no-op.
 void leave_loop_if_over(std::chrono::microseconds budget);
 
 // True on a fiber.

@@ -1621,6 +1621,36 @@ bool small_value(const json& v, std::size_t max_nodes) {
   return true;
 }
 
+// Whether what follows an evaluator's answer is light enough to run on the event loop where it
+// arrived (fiber.h, Resume::kLoop): an error, or an answer of at most kLightAnswerValues values
+// and kLightAnswerBytes bytes of strings (the usual answer: ~400 values, ~1 KiB). Building the
+// envelope and writing the response cost about as much as the answer is big; bigger answers go
+// on on the CPU threads. Walks with its own stack, and stops at the bounds.
+constexpr std::size_t kLightAnswerValues = 4096;
+constexpr std::size_t kLightAnswerBytes = 64u << 10;
+bool light_answer(const CodeRunner::Result& out) {
+  if (!out) return true;
+  std::vector<const json*> todo{&*out};
+  std::size_t bytes = 0;
+  for (std::size_t seen = 0; !todo.empty(); ++seen) {
+    if (seen >= kLightAnswerValues) return false;
+    const json* node = todo.back();
+    todo.pop_back();
+    if (node->is_string()) {
+      bytes += node->get_ref<const std::string&>().size();
+      if (bytes > kLightAnswerBytes) return false;
+    } else if (node->is_object()) {
+      for (const auto& [key, child] : node->items()) {
+        bytes += key.size();
+        todo.push_back(&child);
+      }
+    } else if (node->is_array()) {
+      for (const auto& child : *node) todo.push_back(&child);
+    }
+  }
+  return true;
+}
+
 // What identifies a code call's answer: the same code, function, language, arguments (normal
 // form) and converters give the same answer (user code is taken to be deterministic, as the
 // result cache takes it across requests). Empty when the call is too large to remember.
@@ -1680,7 +1710,8 @@ void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result
 
 CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
   Stopwatch watch(evaluator_us_);
-  CodeRunner::Result out = await<CodeRunner::Result>(evaluator_work(runner_, cc, ctx_));
+  CodeRunner::Result out =
+      await<CodeRunner::Result>(evaluator_work(runner_, cc, ctx_), &light_answer);
   evaluator_call_ended(out);
   return out;
 }

@@ -264,7 +264,10 @@ struct HttpClient::Impl {
   // Reads the answer that has started to arrive; the parser and its buffer live only in this frame.
   awaitable<Answer> read_answer(beast::tcp_stream& stream) const {
     Answer a;
+    // Room for a usual answer at once (an evaluator's Z22 is ~4 KiB): Beast's reads start at
+    // 512 bytes and grow, one read system call each.
     beast::flat_buffer buffer;
+    buffer.reserve(16u << 10);
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(options.max_response_bytes);
     auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kTuple);

@@ -853,7 +853,10 @@ struct Server::Impl {
         settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
         return;
       }
-      asio::post(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
+      // Deferred: from a thread of the loop (an evaluation that went on where its evaluator answer
+      // arrived) it runs there after the current handler, without waking another I/O thread; from
+      // any other thread it is a post.
+      asio::defer(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
     };
     auto later = [this, weak, strand = flight->strand, deliver](Response r,
                                                                 std::chrono::milliseconds delay) {

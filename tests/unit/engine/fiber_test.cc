@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -201,7 +202,8 @@ TEST(Fibers, AParkedFiberKeepsNoStackPagesAndGetsItsFramesBack) {
     // docs/testing.md, "ThreadSanitizer"); the Release and ASan builds check it.
     GTEST_SKIP() << "resident pages of a parked stack are not checked under ThreadSanitizer";
   }
-  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4});
+  // hot_parked 0: every parked fiber's frames leave its stack at once.
+  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4, .hot_parked = 0});
   Parked parked;
   const char* low = nullptr;
   std::promise<bool> intact;
@@ -221,6 +223,44 @@ TEST(Fibers, AParkedFiberKeepsNoStackPagesAndGetsItsFramesBack) {
   parked.resume_all();
   EXPECT_EQ(count, 0u) << count << " pages of the parked fiber's stack are resident";
   EXPECT_TRUE(intact.get_future().get());
+}
+
+// The latest fibers to park keep their frames where they are (no copy, no madvise: a short wait
+// costs nothing more); once more than hot_parked are parked, the one parked longest keeps no page
+// of its stack; both get their frames back.
+TEST(Fibers, OnlyTheLatestParkedFibersKeepTheirStackPages) {
+  if (WF_TSAN) {
+    GTEST_SKIP() << "resident pages of a parked stack are not checked under ThreadSanitizer";
+  }
+  std::array<Parked, 2> parked;
+  std::array<const char*, 2> low = {};
+  std::array<std::promise<bool>, 2> intact;
+  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4, .hot_parked = 1});
+  auto fiber = [&](int n) {
+    return [&, n] {
+      low[n] = static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+      volatile std::uint32_t frame[3000];
+      for (std::uint32_t i = 0; i < 3000; ++i) frame[i] = (i + n) * 2654435761u;
+      park([&](std::function<void()> resume) { parked[n].add(std::move(resume)); });
+      bool same = true;
+      for (std::uint32_t i = 0; i < 3000; ++i) same = same && frame[i] == (i + n) * 2654435761u;
+      intact[n].set_value(same);
+    };
+  };
+  pool.spawn({}, fiber(0));
+  ASSERT_TRUE(wait_for([&] { return parked[0].size() == 1; }));
+  const std::size_t first_alone = resident_stack_pages(low[0], pool.stack_bytes());
+  pool.spawn({}, fiber(1));
+  ASSERT_TRUE(wait_for([&] { return parked[1].size() == 1; }));
+  const std::size_t first_after = resident_stack_pages(low[0], pool.stack_bytes());
+  const std::size_t second = resident_stack_pages(low[1], pool.stack_bytes());
+  parked[0].resume_all();
+  parked[1].resume_all();
+  EXPECT_GE(first_alone, 3u) << "the only parked fiber keeps its frames in place";
+  EXPECT_EQ(first_after, 0u) << "the fiber parked longest keeps no page once another parks";
+  EXPECT_GE(second, 3u);
+  EXPECT_TRUE(intact[0].get_future().get());
+  EXPECT_TRUE(intact[1].get_future().get());
 }
 
 // Many fibers parked and resumed in turn on two threads, each checking its own frames: the frames

@@ -74,6 +74,52 @@ TEST_F(RoutesTest, AnythingThatMayBlockGoesToAWorker) {
                               post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}}))));
 }
 
+TEST_F(RoutesTest, SmallCodeCallsStartOnTheLoop) {
+  // One call of a function that is not built in (maybe code), with small built-in arguments.
+  EXPECT_TRUE(may_start_on_loop(
+      *engine, options, post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}))));
+  EXPECT_TRUE(may_start_on_loop(
+      *engine, options,
+      post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10021"}, {"Z10021K1", {"Z6", "a", "b"}}}))));
+}
+
+TEST_F(RoutesTest, HeavyCallsStartOnTheCpuThreads) {
+  // Large arguments.
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options,
+      post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", std::string(4000, 'x')}}))));
+  // A nested call (each may be code), a second function that is not built in.
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options,
+      post(call({{"Z1K1", "Z7"},
+                 {"Z7K1", "Z10002"},
+                 {"Z10002K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", "x"}}}}))));
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options, post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "Z10001"}}))));
+  // Static validation, escapes, inline code, other content types, no call at all.
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options,
+      post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}, true))));
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options, post(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z10002","Z10002K1":"a\"b"}})")));
+  const nlohmann::json code_impl = {{"Z1K1", "Z14"},
+                                    {"Z14K3",
+                                     {{"Z1K1", "Z16"},
+                                      {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python"}}},
+                                      {"Z16K2", "def f(): pass"}}}};
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options,
+      post(call(
+          {{"Z1K1", "Z7"},
+           {"Z7K1", {{"Z1K1", "Z8"}, {"Z8K4", nlohmann::json::array({"Z14", code_impl})}}}}))));
+  EXPECT_FALSE(
+      may_start_on_loop(*engine, options, post("zobject=x", "application/x-www-form-urlencoded")));
+  EXPECT_FALSE(may_start_on_loop(*engine, options, post(R"({"zobject":"Z10002"})")));
+  options.max_loop_start_bytes = 0;
+  EXPECT_FALSE(may_start_on_loop(
+      *engine, options, post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}))));
+}
+
 TEST_F(RoutesTest, EvaluateAnswersZ22AndHttpErrors) {
   auto ok = handle_evaluate(*engine, options,
                             post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}})));

@@ -1,0 +1,348 @@
+// Evaluations on the event loop (fiber.h, Resume::kLoop; engine.h, EngineOptions::event_loop): a
+// fiber whose wait ends on the loop with a light result goes on there, anything else goes on on
+// the pool; a slice on the loop is held to its CPU budget; the CPU of every slice, wherever it
+// ran, is the fiber's.
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "fakes.h"
+#include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/fiber.h"
+#include "wf/obs/metrics.h"
+
+namespace wf::orchestrator {
+namespace {
+
+using engine_detail::await;
+using engine_detail::FiberPool;
+using json = nlohmann::json;
+
+// The running thread, read afresh: pthread_self() is declared const, so within one function the
+// compiler may reuse a value read before the fiber moved to another thread (as fiber_test.cc).
+[[gnu::noinline, gnu::noipa]] std::thread::id current_thread() {
+  return std::this_thread::get_id();
+}
+
+// An event loop for tests: one thread running a queue of functions.
+class TestLoop final : public EventLoop {
+ public:
+  TestLoop() = default;
+  ~TestLoop() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  bool running_in_this_thread() const override { return current_thread() == thread_.get_id(); }
+  void defer(std::function<void()> fn) override {
+    deferred_.fetch_add(1);
+    post(std::move(fn));
+  }
+  void post(std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(fn));
+    cv_.notify_one();
+  }
+  std::thread::id id() const { return thread_.get_id(); }
+  int deferred() const { return deferred_.load(); }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> fn;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        fn = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      fn();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::atomic<int> deferred_{0};
+  std::thread thread_{[this] { run(); }};  // last: it uses the members above
+};
+
+double thread_cpu_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// Keeps the calling thread busy for `us` of its own CPU time; returns the CPU time it used.
+double burn_cpu_us(double us) {
+  const double start = thread_cpu_us();
+  volatile std::uint64_t sink = 0;
+  while (thread_cpu_us() - start < us) {
+    for (int i = 0; i < 1000; ++i) sink = sink + static_cast<std::uint64_t>(i);
+  }
+  return thread_cpu_us() - start;
+}
+
+bool positive(const int& v) {
+  return v > 0;
+}
+
+// A fiber started on the loop that waits once: where each part ran.
+struct OneWait {
+  std::thread::id before;
+  std::thread::id after;
+  int value = 0;
+  std::promise<std::function<void(int)>> parked;  // the wait's done function
+  std::promise<void> finished;
+};
+
+// Starts `w`'s fiber on `loop` (start_here); it waits with light = positive().
+void start_one_wait(TestLoop& loop, FiberPool& pool, OneWait& w) {
+  loop.post([&] {
+    pool.start_here({}, [&] {
+      w.before = current_thread();
+      w.value = await<int>(
+          [&w](std::function<void(int)> done) { w.parked.set_value(std::move(done)); }, &positive);
+      w.after = current_thread();
+      w.finished.set_value();
+    });
+  });
+}
+
+TEST(LoopResume, ALightResultOnTheLoopGoesOnThere) {
+  auto loop = std::make_shared<TestLoop>();
+  OneWait w;
+  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
+  start_one_wait(*loop, pool, w);
+  auto done = w.parked.get_future().get();
+  loop->post([done] { done(7); });
+  w.finished.get_future().get();
+  EXPECT_EQ(w.value, 7);
+  EXPECT_EQ(w.before, loop->id());
+  EXPECT_EQ(w.after, loop->id());
+  EXPECT_EQ(pool.slices().loop, 2u);
+  EXPECT_EQ(pool.slices().pool, 0u);
+}
+
+TEST(LoopResume, AHeavyResultGoesOnOnThePool) {
+  auto loop = std::make_shared<TestLoop>();
+  OneWait w;
+  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
+  start_one_wait(*loop, pool, w);
+  auto done = w.parked.get_future().get();
+  loop->post([done] { done(-1); });  // positive() says no
+  w.finished.get_future().get();
+  EXPECT_EQ(w.before, loop->id());
+  EXPECT_NE(w.after, loop->id());
+  EXPECT_EQ(pool.slices().loop, 1u);
+  EXPECT_EQ(pool.slices().pool, 1u);
+}
+
+TEST(LoopResume, AWaitEndedOffTheLoopGoesOnOnThePool) {
+  auto loop = std::make_shared<TestLoop>();
+  OneWait w;
+  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
+  start_one_wait(*loop, pool, w);
+  auto done = w.parked.get_future().get();
+  std::thread([done] { done(7); }).join();
+  w.finished.get_future().get();
+  EXPECT_NE(w.after, loop->id());
+  EXPECT_EQ(pool.slices().pool, 1u);
+  EXPECT_EQ(loop->deferred(), 0);
+}
+
+TEST(LoopResume, WithoutALoopEveryResumeIsOnThePool) {
+  auto loop = std::make_shared<TestLoop>();
+  OneWait w;
+  FiberPool pool({2, 256u << 10, 4, nullptr});
+  start_one_wait(*loop, pool, w);
+  auto done = w.parked.get_future().get();
+  loop->post([done] { done(7); });
+  w.finished.get_future().get();
+  EXPECT_EQ(w.before, loop->id());  // start_here still starts where it is called
+  EXPECT_NE(w.after, loop->id());
+}
+
+TEST(LoopResume, AnAnswerGivenWhileParkingIsDeferredNotNested) {
+  auto loop = std::make_shared<TestLoop>();
+  std::promise<void> finished;
+  std::atomic<bool> parking_returned{false};
+  std::atomic<bool> resumed_before_parking_returned{false};
+  std::thread::id after;
+  FiberPool pool({2, 256u << 10, 4, loop});
+  loop->post([&] {
+    pool.start_here({}, [&] {
+      const int v = await<int>(
+          [&](std::function<void(int)> done) {
+            done(1);  // at once, on the loop: the fiber must not run inside this call
+            parking_returned = true;
+          },
+          &positive);
+      resumed_before_parking_returned = !parking_returned.load();
+      after = current_thread();
+      EXPECT_EQ(v, 1);
+      finished.set_value();
+    });
+  });
+  finished.get_future().get();
+  EXPECT_FALSE(resumed_before_parking_returned.load());
+  EXPECT_EQ(after, loop->id());
+  EXPECT_EQ(loop->deferred(), 1);
+}
+
+TEST(LoopResume, StartHereInsideAFiberOrOffTheLoopStartsOnThePool) {
+  auto loop = std::make_shared<TestLoop>();
+  std::promise<std::thread::id> nested;
+  std::promise<std::thread::id> outer;
+  std::promise<std::thread::id> off_loop;
+  FiberPool pool({2, 256u << 10, 4, loop});
+  loop->post([&] {
+    pool.start_here({}, [&] {
+      // As when an answer releases a queued call that starts at once (the admission gate).
+      pool.start_here({}, [&] { nested.set_value(current_thread()); });
+      outer.set_value(current_thread());
+    });
+  });
+  EXPECT_EQ(outer.get_future().get(), loop->id());
+  EXPECT_NE(nested.get_future().get(), loop->id());
+  pool.start_here({}, [&] { off_loop.set_value(current_thread()); });  // test thread
+  const auto ran_on = off_loop.get_future().get();
+  EXPECT_NE(ran_on, current_thread());
+  EXPECT_NE(ran_on, loop->id());
+  EXPECT_EQ(pool.slices().loop, 1u);
+  EXPECT_EQ(pool.slices().pool, 2u);
+}
+
+// CPU per request: every slice's CPU is the fiber's, on the loop as on the pool; and a slice
+// resumed on the loop leaves it once over its budget.
+TEST(LoopResume, CpuOfEverySliceIsTheFibersAndTheLoopBudgetHolds) {
+  auto loop = std::make_shared<TestLoop>();
+  std::promise<std::function<void(int)>> parked;
+  std::promise<void> finished;
+  double burned_us = 0;
+  double fiber_us = 0;
+  double fiber_at_start_us = 0;
+  std::thread::id resumed_on;
+  std::thread::id after_budget;
+  FiberPool pool({2, 256u << 10, 4, loop});
+  loop->post([&] {
+    pool.start_here({}, [&] {
+      fiber_at_start_us = engine_detail::fiber_cpu_us();
+      burned_us += burn_cpu_us(3000);
+      await<int>([&](std::function<void(int)> done) { parked.set_value(std::move(done)); },
+                 &positive);
+      resumed_on = current_thread();
+      burned_us += burn_cpu_us(3000);
+      engine_detail::leave_loop_if_over(std::chrono::milliseconds(1));  // 3 ms used: leaves
+      after_budget = current_thread();
+      burned_us += burn_cpu_us(2000);
+      fiber_us = engine_detail::fiber_cpu_us();
+      finished.set_value();
+    });
+  });
+  auto done = parked.get_future().get();
+  loop->post([done] { done(1); });
+  finished.get_future().get();
+  EXPECT_EQ(resumed_on, loop->id());
+  EXPECT_NE(after_budget, loop->id());
+  EXPECT_GE(fiber_us - fiber_at_start_us, burned_us);
+  EXPECT_GE(burned_us, 8000.0);
+  EXPECT_EQ(pool.slices().loop, 2u);
+  EXPECT_EQ(pool.slices().pool, 1u);
+}
+
+// ---- the engine ------------------------------------------------------------------------------
+
+// An evaluator that answers on the loop, as the HTTP client does on the server's event loop.
+class LoopEvaluator final : public CodeRunner {
+ public:
+  LoopEvaluator(std::shared_ptr<TestLoop> loop, std::string answer)
+      : loop_(std::move(loop)), answer_(std::move(answer)) {}
+  void run(const CodeCall&, const CallContext&, Done done) override {
+    loop_->post([done = std::move(done), value = answer_] {
+      done(json{{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z22"}}},
+                {"Z22K1", {{"Z1K1", "Z6"}, {"Z6K1", value}}}});
+    });
+  }
+
+ private:
+  std::shared_ptr<TestLoop> loop_;
+  std::string answer_;
+};
+
+double slices(const std::string& thread) {
+  const std::string text = obs::render_metrics();
+  std::smatch m;
+  const std::regex series("wf_orchestrator_evaluation_slices_total\\{thread=\"" + thread +
+                          "\"\\} (\\S+)");
+  return std::regex_search(text, m, series) ? std::stod(m[1].str()) : 0.0;
+}
+
+struct CodeCallRun {
+  std::string value;
+  std::thread::id answered_on;
+  double loop_slices = 0;
+  double pool_slices = 0;
+};
+
+// One code call started on the loop (as routes.cc starts a small one), answered by `answer`.
+CodeCallRun run_code_call(const std::string& answer) {
+  auto loop = std::make_shared<TestLoop>();
+  EngineOptions options;
+  options.event_loop = loop;
+  auto engine =
+      make_engine(options, nullptr, std::make_shared<LoopEvaluator>(loop, answer), nullptr);
+  const json z8 = testing::code_function("Z10001", "python-3", "def Z10001():\n    return 'x'");
+  const json request = {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", z8}}}};
+  CodeCallRun out;
+  const double loop_before = slices("loop");
+  const double pool_before = slices("pool");
+  std::promise<void> finished;
+  loop->post([&] {
+    engine->spawn_here(CallContext{}, [&] {
+      json r = engine->evaluate(request, CallContext{});
+      out.value = r["Z22K1"].is_string() ? r["Z22K1"].get<std::string>() : r.dump();
+      out.answered_on = current_thread();
+      finished.set_value();
+    });
+  });
+  finished.get_future().get();
+  out.loop_slices = slices("loop") - loop_before;
+  out.pool_slices = slices("pool") - pool_before;
+  EXPECT_EQ(out.answered_on == loop->id(), out.pool_slices == 0);
+  engine.reset();
+  return out;
+}
+
+TEST(LoopResume, ASmallCodeCallStartsAndEndsOnTheLoop) {
+  const CodeCallRun run = run_code_call("hello");
+  EXPECT_EQ(run.value, "hello");
+  EXPECT_EQ(run.loop_slices, 2.0);  // the start, and the rest after the evaluator's answer
+  EXPECT_EQ(run.pool_slices, 0.0);
+}
+
+TEST(LoopResume, ABigAnswerGoesOnOnTheCpuThreads) {
+  const CodeCallRun run = run_code_call(std::string(100'000, 'x'));
+  EXPECT_EQ(run.value.size(), 100'000u);
+  EXPECT_EQ(run.loop_slices, 1.0);
+  EXPECT_EQ(run.pool_slices, 1.0);
+}
+
+}  // namespace
+}  // namespace wf::orchestrator
