@@ -164,9 +164,15 @@ class BothServices(unittest.TestCase):
                 self.assertEqual(status, 404)
                 status, _, body = h.request("GET", s.admin + "/_admin/log-level")
                 self.assertEqual(json.loads(body)["level"], "info")
+                # The lines of earlier requests (other tests' /healthz among them) may still be on
+                # their way from the service's output to s.lines on a loaded machine: wait for the
+                # access line of a request of this test's own, then count from there.
+                sync = f"log-level-sync-{s.name}"
+                h.request("GET", s.base + "/_info/version", headers={"X-Request-Id": sync})
+                self.assertTrue(h.wait_until(lambda: any(sync in l for l in s.lines), 5))
+                before = next(i for i, l in enumerate(s.lines) if sync in l) + 1
                 status, _, body = h.request("PUT", s.admin + "/_admin/log-level", '{"level":"warn"}', json_type)
                 self.assertEqual(status, 200)
-                before = len(s.lines)
                 h.request("GET", s.base + "/healthz")  # an info access line: now suppressed
                 status, _, body = h.request("PUT", s.admin + "/_admin/log-level", '{"level":"loud"}', json_type)
                 self.assertEqual(status, 400)

@@ -186,7 +186,7 @@ class ConcurrencyLimit(LimitCase):
                            for _ in range(2)]
                 for t in threads:
                     t.start()
-                time.sleep(0.5)  # both are at the fake evaluator now
+                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 2, 10))  # both are at the fake evaluator now
                 status, headers, body = call(o, reverse("hello"), "alice")
                 self.assert_refused(status, headers, body, 429, "concurrency", "user")
                 self.assertEqual(body["limit"]["value"], 2)
@@ -241,10 +241,10 @@ class Admission(LimitCase):
                 results = {}
                 first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
                 first.start()
-                time.sleep(0.3)  # a runs
+                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 1, 10))  # a runs
                 queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
                 queued.start()
-                time.sleep(0.1)  # b waits in the queue, which is now full
+                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))  # b waits in the queue, which is now full
                 t0 = time.monotonic()
                 status, headers, body = call(o, reverse("c"), "c")
                 self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
@@ -335,10 +335,10 @@ class RefusalOnArrival(LimitCase):
 
                 slow = threading.Thread(target=run, args=("running",))
                 slow.start()
-                time.sleep(0.2)  # it holds the only slot
+                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 4, 10))  # it holds the only slot
                 queued = threading.Thread(target=run, args=("queued",))
                 queued.start()  # nobody was queued: it waits for the next slot
-                time.sleep(0.1)
+                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))
                 t0 = time.monotonic()
                 status, headers, body = call(o, reverse("late"), "late")
                 elapsed = time.monotonic() - t0
@@ -623,7 +623,7 @@ class EvaluatorDefence(LimitCase):
             results = []
             t = threading.Thread(target=lambda: results.append(h.post_json(ev.base + EVALUATE, sleepy)))
             t.start()
-            time.sleep(0.5)
+            self.assertTrue(h.wait_until(lambda: metric(ev, "wf_evaluator_sandbox_children_held") >= 1, 10))  # it runs
             status, headers, body = h.post_json(ev.base + EVALUATE, sleepy)
             self.assert_refused(status, headers, body, 429, "concurrency", "caller")
             t.join(10)

@@ -1239,8 +1239,12 @@ class ResultCache(OrchestratorCase):
     def test_memcached_shares_results_between_replicas_and_its_absence_costs_nothing(self):
         mc = h.Memcached()
         try:
-            a = self.start(["--memcached-servers", mc.servers])
-            b = self.start(["--memcached-servers", mc.servers])
+            # The longest memcached timeout allowed: the default 20 ms measures a loaded machine
+            # (B's lookup times out: a miss, and the evaluator is called twice). Its absence below
+            # costs a refused connection, not the timeout.
+            shared = ["--memcached-servers", mc.servers, "--memcached-timeout-ms", "1000"]
+            a = self.start(shared)
+            b = self.start(shared)
             self.assertIsNone(self.code_call(a, "shared"))
             # A stores in the background: wait until memcached holds the entry, then ask B.
             self.assertTrue(h.wait_until(lambda: mc.items() >= 1, 10), "A never stored its result")

@@ -13,10 +13,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -178,14 +180,39 @@ __attribute__((noinline)) int touch_stack(int kib) {
   return kib <= 1 ? block[0] : touch_stack(kib - 1) + block[64];
 }
 
-// Resident pages of a fiber's stack, from an address on it (its low end is found with
-// stack_left(), measured from a frame a few bytes away: rounded to a page).
-std::size_t resident_stack_pages(const char* low, std::size_t bytes) {
+// The low end of the running fiber's stack: stack_left() measures from its own frame, which lies
+// just below this small one (a caller with large locals would put them between the two: a
+// caller with a 12 KB array measured the low end 3 pages too high, and the check below then read
+// 3 pages past the stack's top, which were resident under ThreadSanitizer).
+__attribute__((noinline)) const char* fiber_stack_low() {
+  return static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+}
+
+// The mapping of /proc/self/maps that holds `address`: its bounds and permissions ("rw-p"), or
+// an empty `perms` when none does.
+struct Mapping {
+  std::uintptr_t start = 0, end = 0;
+  std::string perms;
+};
+Mapping mapping_of(const void* address) {
+  const auto a = reinterpret_cast<std::uintptr_t>(address);
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    Mapping m;
+    char dash = 0;
+    std::istringstream in(line);
+    in >> std::hex >> m.start >> dash >> m.end >> m.perms;
+    if (in && m.start <= a && a < m.end) return m;
+  }
+  return {};
+}
+
+// Resident pages of [base, base + bytes).
+std::size_t resident_pages(const char* base, std::size_t bytes) {
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  auto* base =
-      reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(low) + page / 2) / page * page);
   std::vector<unsigned char> resident(bytes / page);
-  if (mincore(base, bytes, resident.data()) != 0) {
+  if (mincore(const_cast<char*>(base), bytes, resident.data()) != 0) {
     ADD_FAILURE() << "mincore: " << errno;
     return 0;
   }
@@ -196,49 +223,58 @@ std::size_t resident_stack_pages(const char* low, std::size_t bytes) {
 
 // A parked fiber's frames are kept off its stack (exactly their bytes, not whole pages): no page
 // of the stack stays resident while it waits, and every frame is back, unchanged, when it resumes.
+// The pages counted are exactly the stack's: from its low end (rounded to a page, which must be
+// the top of the guard page below it) up to its usable size.
 TEST(Fibers, AParkedFiberKeepsNoStackPagesAndGetsItsFramesBack) {
-  if (WF_TSAN) {
-    // Under ThreadSanitizer 3 pages of the parked stack were resident (not explained yet:
-    // docs/testing.md, "ThreadSanitizer"); the Release and ASan builds check it.
-    GTEST_SKIP() << "resident pages of a parked stack are not checked under ThreadSanitizer";
-  }
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   // hot_parked 0: every parked fiber's frames leave its stack at once.
   FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4, .hot_parked = 0});
   Parked parked;
   const char* low = nullptr;
+  std::size_t resident_while_running = 0;
   std::promise<bool> intact;
   pool.spawn({}, [&] {
     touch_stack(256);  // an earlier, deeper moment of the evaluation
-    low = static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+    const char* measured = fiber_stack_low();
+    low = reinterpret_cast<const char*>((reinterpret_cast<std::uintptr_t>(measured) + page / 2) /
+                                        page * page);
     // Live frames across more than one page, with a pattern that a lost page would zero.
     volatile std::uint32_t frame[3000];
     for (std::uint32_t i = 0; i < 3000; ++i) frame[i] = i * 2654435761u;
+    resident_while_running = resident_pages(low, pool.stack_bytes());
     park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
     bool same = true;
     for (std::uint32_t i = 0; i < 3000; ++i) same = same && frame[i] == i * 2654435761u;
     intact.set_value(same);
   });
   ASSERT_TRUE(wait_for([&] { return parked.size() == 1; }));
-  const std::size_t count = resident_stack_pages(low, pool.stack_bytes());
+  const std::size_t count = resident_pages(low, pool.stack_bytes());
+  const Mapping stack = mapping_of(low);
+  const Mapping below = mapping_of(low - 1);
   parked.resume_all();
-  EXPECT_EQ(count, 0u) << count << " pages of the parked fiber's stack are resident";
   EXPECT_TRUE(intact.get_future().get());
+  // The range counted is the stack: one read-write mapping that holds all of it, with the guard
+  // page (no access) right below.
+  EXPECT_EQ(stack.perms.substr(0, 2), "rw");
+  EXPECT_LE(reinterpret_cast<std::uintptr_t>(low) + pool.stack_bytes(), stack.end);
+  EXPECT_EQ(below.perms.substr(0, 3), "---") << "the page below the stack's low end";
+  EXPECT_EQ(below.end, reinterpret_cast<std::uintptr_t>(low));
+  // The count sees the frames of a running fiber (the top page at least), and none once parked.
+  EXPECT_GT(resident_while_running, 0u);
+  EXPECT_EQ(count, 0u) << count << " pages of the parked fiber's stack are resident";
 }
 
 // The latest fibers to park keep their frames where they are (no copy, no madvise: a short wait
 // costs nothing more); once more than hot_parked are parked, the one parked longest keeps no page
 // of its stack; both get their frames back.
 TEST(Fibers, OnlyTheLatestParkedFibersKeepTheirStackPages) {
-  if (WF_TSAN) {
-    GTEST_SKIP() << "resident pages of a parked stack are not checked under ThreadSanitizer";
-  }
   std::array<Parked, 2> parked;
   std::array<const char*, 2> low = {};
   std::array<std::promise<bool>, 2> intact;
   FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4, .hot_parked = 1});
   auto fiber = [&](int n) {
     return [&, n] {
-      low[n] = static_cast<const char*>(__builtin_frame_address(0)) - stack_left();
+      low[n] = fiber_stack_low();
       volatile std::uint32_t frame[3000];
       for (std::uint32_t i = 0; i < 3000; ++i) frame[i] = (i + n) * 2654435761u;
       park([&](std::function<void()> resume) { parked[n].add(std::move(resume)); });
@@ -249,11 +285,11 @@ TEST(Fibers, OnlyTheLatestParkedFibersKeepTheirStackPages) {
   };
   pool.spawn({}, fiber(0));
   ASSERT_TRUE(wait_for([&] { return parked[0].size() == 1; }));
-  const std::size_t first_alone = resident_stack_pages(low[0], pool.stack_bytes());
+  const std::size_t first_alone = resident_pages(low[0], pool.stack_bytes());
   pool.spawn({}, fiber(1));
   ASSERT_TRUE(wait_for([&] { return parked[1].size() == 1; }));
-  const std::size_t first_after = resident_stack_pages(low[0], pool.stack_bytes());
-  const std::size_t second = resident_stack_pages(low[1], pool.stack_bytes());
+  const std::size_t first_after = resident_pages(low[0], pool.stack_bytes());
+  const std::size_t second = resident_pages(low[1], pool.stack_bytes());
   parked[0].resume_all();
   parked[1].resume_all();
   EXPECT_GE(first_alone, 3u) << "the only parked fiber keeps its frames in place";

@@ -95,7 +95,7 @@ class AsyncTest : public ::testing::Test {
     });
     server_->add_async_route(
         "GET", "/held-refusal", "held_refusal", [](std::shared_ptr<AsyncRequest> r) {
-          r->respond_after(300ms, Response::refusal(429, "limit_exceeded", "slow down", 2500ms));
+          r->respond_after(1500ms, Response::refusal(429, "limit_exceeded", "slow down", 2500ms));
           EXPECT_FALSE(r->respond(Response::json(200, "{}")));
         });
     server_->add_route("GET", "/block", "block", Dispatch::kInline, [this](const Request&) {
@@ -255,20 +255,22 @@ TEST_F(AsyncTest, AsyncRouteAnswersLaterFromAnotherThread) {
 
 TEST_F(AsyncTest, AHeldAnswerGoesLaterWithoutHoldingTheEventLoop) {
   start();  // one event-loop thread
-  auto held = send_async(client_, "/held-refusal");
   const auto t0 = Clock::now();
-  // The loop serves other requests while the answer waits on its timer.
+  auto held = send_async(client_, "/held-refusal");
+  // The loop serves other requests while the answer waits on its 1.5 s timer: the health check
+  // is answered first (a loop held for the wait would answer it after the refusal). Its order,
+  // not its time: on a loaded machine a round trip can take a few hundred ms.
   HttpClient other;
   ClientRequest health;
   health.url = base_ + "/healthz";
   auto res = other.send(health);
   ASSERT_TRUE(res) << res.error().message;
   EXPECT_EQ(res->status, 200u);
-  EXPECT_LT(Clock::now() - t0, 250ms);
-  ASSERT_EQ(held.wait_for(5s), std::future_status::ready);
+  EXPECT_NE(held.wait_for(0s), std::future_status::ready) << "the held answer came first";
+  ASSERT_EQ(held.wait_for(10s), std::future_status::ready);
   const ClientResult refused = held.get();
   ASSERT_TRUE(refused) << refused.error().message;
-  EXPECT_GE(Clock::now() - t0, 290ms);
+  EXPECT_GE(Clock::now() - t0, 1500ms);
   EXPECT_EQ(refused->status, 429u);
   EXPECT_NE(refused->body.find("slow down"), std::string::npos);
   bool retry_after = false;
@@ -307,10 +309,20 @@ TEST_F(AsyncTest, RequestsQueuedBehindABusyEventLoopAreRefusedAtOnce) {
   EXPECT_NE(read_to_eof(blocker).find("200 OK"), std::string::npos);
   EXPECT_EQ(metric(metrics_text(), lagged), before + 1);
   EXPECT_EQ(metric(metrics_text(), refusal_time), refusals_timed + 1);
-  // Once the backlog is served, calls run again (the same connection).
+  // Once the backlog is served, calls run again (the same connection). On a loaded machine the
+  // lag probe itself runs over 50 ms late now and then, and sheds a call for the same reason: such
+  // a refusal is tried again on a new connection, for up to 10 s (a loop that never recovers
+  // still fails).
   std::this_thread::sleep_for(500ms);
   write_all(call, "GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  const std::string served = read_to_eof(call);
+  std::string served = read_to_eof(call);
+  for (int retry = 0; retry < 100 && served.find("event loop is") != std::string::npos; ++retry) {
+    std::this_thread::sleep_for(100ms);
+    const int again = connect_loopback(port_);
+    write_all(again, "GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    served = read_to_eof(again);
+    close(again);
+  }
   EXPECT_NE(served.find("200 OK"), std::string::npos) << served;
   EXPECT_NE(served.find(R"("later":true)"), std::string::npos) << served;
   EXPECT_GT(metric(metrics_text(), "wf_http_event_loop_lag_seconds_count"), 0);
@@ -339,7 +351,9 @@ TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {
   close(fd);
   ASSERT_TRUE(held_.wait_cancels(1));
   EXPECT_EQ(held_.cancels[0].first, Reason::kClientGone);
-  EXPECT_LT(held_.cancels[0].second - closed_at, 500ms);  // ~ms in practice: no polling
+  // ~ms in practice (the watch reads the socket, no polling); the bound leaves room for a loaded
+  // machine and still fails a watch that polls every few seconds (no watch: wait_cancels fails).
+  EXPECT_LT(held_.cancels[0].second - closed_at, 2s);
   EXPECT_EQ(metric(metrics_text(),
                    R"(wf_http_requests_cancelled_total{reason="client_gone",route="hold"})"),
             before + 1);
@@ -381,7 +395,7 @@ TEST_F(AsyncTest, DeadlineCancelsAndTheServerAnswers504AfterTheGrace) {
 TEST_F(AsyncTest, AHandlerMayAnswerItsOwnDeadline) {
   ServerOptions o;
   o.request_timeout = 100ms;
-  o.deadline_grace = 2000ms;
+  o.deadline_grace = 10s;  // the server's own 504 would come at 10.1 s
   start(o);
   ClientRequest r;
   r.url = base_ + "/hold";
@@ -394,8 +408,8 @@ TEST_F(AsyncTest, AHandlerMayAnswerItsOwnDeadline) {
   answer.join();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200u);
-  EXPECT_EQ(res->body, R"({"timed_out":true})");
-  EXPECT_LT(Clock::now() - t0, 2000ms);  // before the server's own 504
+  EXPECT_EQ(res->body, R"({"timed_out":true})");  // the handler's answer, not the server's 504
+  EXPECT_LT(Clock::now() - t0, 10s);
 }
 
 TEST_F(AsyncTest, PipelinedRequestAfterTheHangUpWatchIsStillServed) {
@@ -502,7 +516,9 @@ TEST_F(AsyncTest, DrainWithAHandlerThatNeverAnswersEndsWithinTheGrace) {
   held_.clear();  // (answers go to the server's event loop: before it is destroyed)
   server_.reset();
   EXPECT_EQ(code, 1);  // its handler never let go of the request it was cancelled for
-  EXPECT_LT(took, 300ms + 2000ms + 1000ms);  // the grace, the wait for handlers, a margin
+  // The grace, two 1 s waits for cancelled requests (their answers, their handlers), and a
+  // margin for a loaded machine: bounded, where a drain that waited for the handler never ends.
+  EXPECT_LT(took, 300ms + 2000ms + 5000ms);
   ASSERT_NO_FATAL_FAILURE(expect_shutdown_answer(pending));
   ASSERT_TRUE(held_.wait_cancels(1));
   EXPECT_EQ(held_.cancels[0].first, Reason::kShutdown);
@@ -518,8 +534,8 @@ TEST_F(AsyncTest, DrainCancelsWorkPastTheGraceAndExitsZeroOnceItsHandlersLetGo) 
   const int code = server_->run_until_signal();
   const auto took = Clock::now() - t0;
   server_.reset();
-  EXPECT_EQ(code, 0);
-  EXPECT_LT(took, 300ms + 1000ms);
+  EXPECT_EQ(code, 0);  // 1 if it had given up waiting for the handler to let go
+  EXPECT_LT(took, 300ms + 2000ms + 5000ms);  // bounded, as above
   expect_shutdown_answer(pending);
   std::lock_guard lock(held_.mu);
   let_go_.clear();
@@ -558,10 +574,12 @@ TEST_F(AsyncTest, AsyncSendSucceedsAndReusesThePool) {
 TEST_F(AsyncTest, AsyncSendTimesOut) {
   start();
   const auto t0 = Clock::now();
-  auto res = send_async(client_, "/hold", nullptr, Clock::now() + 100ms).get();
+  auto pending = send_async(client_, "/hold", nullptr, Clock::now() + 100ms);
+  ASSERT_EQ(pending.wait_for(10s), std::future_status::ready) << "the deadline did not end it";
+  auto res = pending.get();
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout);
-  EXPECT_LT(Clock::now() - t0, 2s);
+  EXPECT_LT(Clock::now() - t0, 5s);
 }
 
 TEST_F(AsyncTest, CancellingAsyncSendClosesItsConnection) {

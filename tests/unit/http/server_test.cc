@@ -325,7 +325,8 @@ TEST_F(ServerTest, ClientDeadlineEndsASlowCall) {
   auto res = client_.send(r);
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout);
-  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(500));
+  // Well before the handler's 10 s gate opens; the margin is for a loaded machine.
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST_F(ServerTest, ClientReportsRefusedConnectionsAndBadUrls) {
