@@ -87,8 +87,8 @@ TEST_F(HostilePython, KeepsAnsweringCorrectlyAfterHostileCalls) {
 
 // The supervisor moves the initialised interpreter's memory into a sealed file image
 // (evaluator/sandbox/file_image.h) before it forks the zygote: the zygote's memory is then
-// file-backed, and what little is anonymous is what the zygote itself wrote since (its loop, its
-// pool). Without the image the zygote held ~8 MB of anonymous memory.
+// file-backed, and what is anonymous is what the zygote itself wrote since: its warm-up call and
+// its loop (~3 MB in wf-evaluator). Without the image the zygote held ~8.4 MB of anonymous memory.
 TEST_F(HostilePython, TheZygoteForksFromAFileImage) {
   const int zygote = sandbox_->stats().zygote_pid;
   ASSERT_GT(zygote, 0);
@@ -97,7 +97,7 @@ TEST_F(HostilePython, TheZygoteForksFromAFileImage) {
   const std::size_t at = text.find("\nAnonymous:");
   ASSERT_NE(at, std::string::npos) << text;
   const long anonymous_kb = std::stol(text.substr(at + 11));
-  EXPECT_LT(anonymous_kb, 2048) << text;
+  EXPECT_LT(anonymous_kb, 5 * 1024) << text;
   std::ifstream maps("/proc/" + std::to_string(zygote) + "/maps");
   std::stringstream lines;
   lines << maps.rdbuf();
