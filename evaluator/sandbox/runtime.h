@@ -55,6 +55,12 @@ class LanguageRuntime {
   virtual void warm_up() = 0;
   // In the child, after the sandbox is locked down: run one call. Must not throw.
   virtual CallOutput call(const CallInput& input) = 0;
+  // Whether the supervisor should move the memory the runtime initialised into a sealed file image
+  // before forking zygotes (file_image.h): children then fork from file-backed pages, which fork
+  // and exit do not walk. Only for runtimes whose allocators never expect anonymous memory's
+  // behaviour from what they mapped before (MADV_DONTNEED reads back zeros only on anonymous
+  // memory; on the image it reads back the image).
+  virtual bool rebase_memory() const { return false; }
   // Extra syscalls (by name, for libseccomp) this runtime needs beyond the common allow-list.
   virtual std::vector<std::string> extra_syscalls() const { return {}; }
   // Bytes of address space the interpreter needs beyond the configured budget (SpiderMonkey

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "evaluator/sandbox/child.h"
+#include "evaluator/sandbox/file_image.h"
 #include "evaluator/sandbox/protocol.h"
 #include "evaluator/sandbox/seccomp_filter.h"
 
@@ -480,6 +481,11 @@ std::uint64_t rss_bytes(pid_t pid) {
     (void)!::write(fd, "1000", 4);
     ::close(fd);
   }
+  // Over a file image (file_image.h) the zygote starts with none of the image's pages mapped, and
+  // fork copies the page-table entries of what the zygote has mapped only: one child-sized call
+  // here maps the pages a call touches, so children inherit those entries (no fault on a page a
+  // call only reads) and not the rest of the image. Our own fixed code, before any child exists.
+  if (prepared.runtime->rebase_memory()) prepared.runtime->warm_up();
   Zygote zygote(prepared, control, handoff, limits);
   zygote.run();
 }
@@ -544,6 +550,10 @@ class Supervisor {
       error = std::string("cannot open /dev/null: ") + std::strerror(errno);
       return false;
     }
+    // A runtime whose memory becomes a file image (file_image.h) runs one child-sized call first,
+    // so that what the first call of every child would allocate or initialise lazily is in the
+    // image rather than written again by each child.
+    if (runtime_->rebase_memory()) runtime_->warm_up();
     // Every child's first large malloc would otherwise consolidate the fastbins left over from
     // initialisation, writing (copy-on-write faulting) dozens of scattered heap pages per call.
     // No fastbins from now on, and the current ones merged once, here.
@@ -552,8 +562,22 @@ class Supervisor {
     ::mallopt(M_MXFAST, 0);
     ::malloc_trim(0);
     sort_free_chunks();
+    if (runtime_->rebase_memory() && !rebase(error)) return false;
     measure_memory(prepared_, limits_);
     return true;
+  }
+
+  // Moves the initialised runtime's memory into a sealed file image. Without one (say, no memfd
+  // sealing) children still work, each fork copying the anonymous memory as before; a process
+  // whose mapping failed half-way has lost memory and must not fork zygotes.
+  bool rebase(std::string& error) {
+    FileImage image;
+    std::string why;
+    if (rebase_onto_file_image(image, why)) return true;
+    if (!image.broken) return true;
+    error = std::string(runtime_->name()) +
+            " runtime: cannot move its memory into a file image: " + why;
+    return false;
   }
 
   // Forks a zygote with fresh sockets and hands the service its ends. Returns its pid.

@@ -107,15 +107,19 @@ TEST_F(HostilePython, DeepRecursionIsAUserError) {
 }
 
 TEST_F(HostilePython, UnboundedCRecursionCrashesOnlyTheChild) {
-  // Nested lists: repr() recurses in C; with the recursion limit lifted the C stack overflows.
+  // Nested lists: json.dumps recurses in C; with the recursion limit lifted the C stack
+  // overflows. Not repr(): its guard against cycles (Py_ReprEnter) scans a list of every object
+  // being printed at each level, so reaching the overflow (~50,000 levels) takes ~1.5 s of CPU
+  // (plain python3), and the sandbox's 1 s CPU limit often ended the call first on a loaded
+  // machine. json.dumps keeps its markers in a dict: the overflow comes after ~0.25 s.
   CallOutcome out =
-      run("import sys\n"
+      run("import sys, json\n"
           "def Z1():\n"
           "  sys.setrecursionlimit(10**8)\n"
           "  x = []\n"
           "  for i in range(300000):\n"
           "    x = [x]\n"
-          "  return repr(x)");
+          "  return json.dumps(x)");
   EXPECT_STATUS(out, Status::kCrashed);
   EXPECT_NE(out.detail.find("SIGSEGV"), std::string::npos) << out.detail;
 }

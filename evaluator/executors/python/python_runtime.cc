@@ -479,6 +479,10 @@ class PythonRuntime final : public LanguageRuntime {
     return true;
   }
 
+  // CPython's allocators (pymalloc arenas, glibc malloc) never read memory they released back as
+  // zeros, so its memory can live in the supervisor's file image (file_image.h).
+  bool rebase_memory() const override { return true; }
+
   void after_fork() override {
     PyOS_AfterFork_Child();
     hook_allocators();
