@@ -274,7 +274,9 @@ TEST(Fibers, OnlyTheLatestParkedFibersKeepTheirStackPages) {
   FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 4, .hot_parked = 1});
   auto fiber = [&](int n) {
     return [&, n] {
-      low[n] = fiber_stack_low();
+      const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+      low[n] = reinterpret_cast<const char*>(
+          (reinterpret_cast<std::uintptr_t>(fiber_stack_low()) + page / 2) / page * page);
       volatile std::uint32_t frame[3000];
       for (std::uint32_t i = 0; i < 3000; ++i) frame[i] = (i + n) * 2654435761u;
       park([&](std::function<void()> resume) { parked[n].add(std::move(resume)); });
