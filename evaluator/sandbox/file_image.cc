@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "wf/sanitizer.h"
@@ -48,10 +49,10 @@ struct Regions {
   }
 };
 
-// Reads /proc/self/maps one line at a time into a buffer on the stack.
+// Reads /proc/self/smaps one line at a time into a buffer on the stack.
 class MapsReader {
  public:
-  MapsReader() : fd_(::open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) {}
+  explicit MapsReader(const char* path) : fd_(::open(path, O_RDONLY | O_CLOEXEC)) {}
   ~MapsReader() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -144,25 +145,64 @@ void add_anonymous(Regions& regions, std::uintptr_t start, std::uintptr_t end, i
   regions.add(run, end, prot);
 }
 
-// One line of /proc/self/maps: "start-end perms offset dev inode   path". `thread` is the calling
-// thread's control block: its region stays anonymous, since the kernel writes to it at any time
-// (the rseq area's cpu_id), and so does glibc (errno) in the middle of the copy.
-void consider(Regions& regions, const char* line, std::uintptr_t page_size, std::uintptr_t thread) {
+// One mapping of /proc/self/smaps: its header line "start-end perms offset dev inode   path",
+// then lines of figures about it, "Anonymous: N kB" among them.
+struct Mapping {
+  std::uintptr_t start = 0;
+  std::uintptr_t end = 0;
+  char perms[4] = {};
+  char path[256] = {};  // "" for anonymous memory; long paths are cut (only the start is read)
+};
+
+// Parses a header line into `mapping`; false for the figures' lines ("Rss:  4 kB"), whose first
+// word is not an address range.
+bool parse_header(const char* line, Mapping& mapping) {
   const char* p = line;
   const std::uintptr_t start = parse_hex(p);
-  if (*p++ != '-') return;
+  if (*p++ != '-') return false;
   const std::uintptr_t end = parse_hex(p);
-  if (*p++ != ' ') return;
-  const char* perms = p;
-  if (perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p') return;  // private, read-write
-  const int prot = PROT_READ | PROT_WRITE | (perms[2] == 'x' ? PROT_EXEC : 0);
+  if (*p++ != ' ') return false;
+  for (int i = 0; i < 4; ++i) {
+    if (p[i] == '\0') return false;
+  }
+  mapping.start = start;
+  mapping.end = end;
+  for (int i = 0; i < 4; ++i) mapping.perms[i] = p[i];
   p = skip_field(p);  // perms
   p = skip_field(p);  // offset
   p = skip_field(p);  // device
   p = skip_field(p);  // inode
-  const char* path = p;
+  std::size_t n = 0;
+  while (p[n] != '\0' && n + 1 < sizeof(mapping.path)) {
+    mapping.path[n] = p[n];
+    ++n;
+  }
+  mapping.path[n] = '\0';
+  return true;
+}
+
+// Whether `mapping`, which holds `anonymous_kb` of anonymous pages, goes into the image. `thread`
+// is the calling thread's control block: its region stays anonymous, since the kernel writes to
+// it at any time (the rseq area's cpu_id), and so does glibc (errno) in the middle of the copy.
+void consider(Regions& regions, const Mapping& mapping, unsigned long anonymous_kb,
+              std::uintptr_t page_size, std::uintptr_t thread) {
+  const std::uintptr_t start = mapping.start;
+  const std::uintptr_t end = mapping.end;
+  const char* perms = mapping.perms;
+  const char* path = mapping.path;
+  if (perms[0] != 'r' || perms[3] != 'p') return;  // private, readable
   if (end <= start || end - start > kLargestRegion) return;
   if (start <= thread && thread < end) return;
+  const int exec = perms[2] == 'x' ? PROT_EXEC : 0;
+  if (perms[1] != 'w') {
+    // Read-only data of the program and its libraries that the dynamic linker relocated and then
+    // made read-only (RELRO): anonymous pages, which every fork copied whether a call read them
+    // or not (SpiderMonkey's and libcrypto's, 392 kB each, in the Python zygote). Pure file
+    // mappings (text, constants) have no anonymous page and stay as they are.
+    if (*path == '/' && anonymous_kb > 0) regions.add(start, end, PROT_READ | exec);
+    return;
+  }
+  const int prot = PROT_READ | PROT_WRITE | exec;
   if (*path == '\0') return add_anonymous(regions, start, end, prot, page_size);
   // The brk heap holds no mmapped chunks. Files: the data segments of the program and its
   // libraries. Not [stack], [vvar], [vdso], [vsyscall] or named anonymous memory.
@@ -222,15 +262,24 @@ bool rebase_onto_file_image(FileImage& image, std::string& error, bool keep_fd) 
   const auto page_size = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   Regions regions;
   {
-    MapsReader maps;
-    if (!maps.opened()) {
-      error = describe("open /proc/self/maps", errno);
+    MapsReader smaps("/proc/self/smaps");
+    if (!smaps.opened()) {
+      error = describe("open /proc/self/smaps", errno);
       return false;
     }
     const auto thread = reinterpret_cast<std::uintptr_t>(::pthread_self());
-    while (const char* line = maps.next()) consider(regions, line, page_size, thread);
-    if (maps.failed()) {
-      error = "cannot read /proc/self/maps";
+    Mapping mapping;
+    bool pending = false;  // `mapping` awaits its "Anonymous:" line
+    while (const char* line = smaps.next()) {
+      if (pending && std::strncmp(line, "Anonymous:", 10) == 0) {
+        consider(regions, mapping, std::strtoul(line + 10, nullptr, 10), page_size, thread);
+        pending = false;
+      } else if (parse_header(line, mapping)) {
+        pending = true;
+      }
+    }
+    if (smaps.failed()) {
+      error = "cannot read /proc/self/smaps";
       return false;
     }
   }

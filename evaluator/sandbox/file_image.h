@@ -13,8 +13,12 @@
 // shared: the file is sealed (no process can write, grow or shrink it), and its pages are exactly
 // the contents every child already inherited through fork.
 //
+// The same for the libraries' relocated read-only data (RELRO: the dynamic linker wrote it, then
+// made it read-only), which is anonymous memory too: in the Python zygote SpiderMonkey's and
+// libcrypto's (392 kB each), copied by every fork though no Python call reads them.
+//
 // Left anonymous: the stack (in use while this runs), kernel-provided mappings ([vdso], ...),
-// regions that are not both readable and writable, very large regions (sanitizer shadows,
+// other regions that are not both readable and writable, very large regions (sanitizer shadows,
 // reservations) and glibc's own mmapped malloc chunks: realloc grows those with mremap, which on
 // a file mapping would extend it over other offsets of the file (or past its end: SIGBUS).
 // Not for processes with more than one thread (another thread could write to memory between the

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <vector>
 
 namespace wf::evaluator::sandbox_internal {
 
@@ -108,15 +107,20 @@ bool read_all(int fd, void* data, std::size_t size) {
 }
 
 void close_all_fds_except(const int* keep, int n) {
-  std::vector<unsigned> sorted;
-  for (int i = 0; i < n; ++i) {
-    if (keep[i] >= 0) sorted.push_back(static_cast<unsigned>(keep[i]));
+  // On the stack: a sandbox child calls this right after fork, where a malloc is a copy-on-write
+  // fault on a page of the zygote's heap.
+  constexpr int kMostKept = 16;
+  unsigned sorted[kMostKept];
+  int count = 0;
+  for (int i = 0; i < n && count < kMostKept; ++i) {
+    if (keep[i] >= 0) sorted[count++] = static_cast<unsigned>(keep[i]);
   }
-  std::sort(sorted.begin(), sorted.end());
+  std::sort(sorted, sorted + count);
   unsigned next = 0;
-  for (unsigned fd : sorted) {
+  for (int i = 0; i < count; ++i) {
+    const unsigned fd = sorted[i];
     if (fd > next) ::syscall(SYS_close_range, next, fd - 1, 0u);
-    next = fd + 1;
+    next = std::max(next, fd + 1);
   }
   ::syscall(SYS_close_range, next, ~0u, 0u);
 }

@@ -131,7 +131,7 @@ bool recv_message(int socket, void* data, std::size_t size, int* fds, int max_fd
 bool write_all(int fd, const void* data, std::size_t size);
 bool read_all(int fd, void* data, std::size_t size);
 
-// Closes every fd of this process except those in keep[0..n).
+// Closes every fd of this process except those in keep[0..n) (n <= 16; no allocation).
 void close_all_fds_except(const int* keep, int n);
 
 // Copies src into a fixed buffer, NUL-terminated, truncated.

@@ -14,11 +14,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <future>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "evaluator/sandbox/protocol.h"
 #include "evaluator/sandbox/zygote.h"
@@ -27,31 +29,43 @@ namespace wf::evaluator {
 namespace sandbox_internal {
 namespace {
 
+// The limits a supervisor takes from the service, one line each, for both directions of the copy:
+// `copy(config_field, limits_field)` for every field the SupervisorConfig carries.
+template <typename Config, typename Limits, typename Copy>
+void each_limit(Config& config, Limits& limits, Copy copy) {
+  copy(config.wall_ms, limits.wall);
+  copy(config.cpu_seconds, limits.cpu);
+  copy(config.memory_bytes, limits.memory_bytes);
+  copy(config.output_bytes, limits.output_bytes);
+  copy(config.captured_output_bytes, limits.captured_output_bytes);
+  copy(config.zygote_memory_bytes, limits.zygote_memory_bytes);
+  copy(config.pool_size, limits.pool_size);
+  copy(config.group_nice, limits.group_nice);
+}
+
+template <typename T>
+T raw_of(const T& value) {
+  return value;
+}
+template <typename Rep, typename Period>
+Rep raw_of(const std::chrono::duration<Rep, Period>& value) {
+  return value.count();
+}
+
 SupervisorConfig config_of(const std::string& runtime, const SandboxLimits& limits) {
   SupervisorConfig config;
   config.service_pid = ::getpid();
   copy_text(config.runtime, sizeof(config.runtime), runtime);
-  config.wall_ms = limits.wall.count();
-  config.cpu_seconds = limits.cpu.count();
-  config.memory_bytes = limits.memory_bytes;
-  config.output_bytes = limits.output_bytes;
-  config.captured_output_bytes = limits.captured_output_bytes;
-  config.zygote_memory_bytes = limits.zygote_memory_bytes;
-  config.pool_size = limits.pool_size;
-  config.group_nice = limits.group_nice;
+  each_limit(config, limits, [](auto& to, const auto& from) {
+    to = static_cast<std::remove_reference_t<decltype(to)>>(raw_of(from));
+  });
   return config;
 }
 
 SandboxLimits limits_of(const SupervisorConfig& config) {
   SandboxLimits limits;
-  limits.wall = std::chrono::milliseconds(config.wall_ms);
-  limits.cpu = std::chrono::seconds(config.cpu_seconds);
-  limits.memory_bytes = config.memory_bytes;
-  limits.output_bytes = config.output_bytes;
-  limits.captured_output_bytes = config.captured_output_bytes;
-  limits.zygote_memory_bytes = config.zygote_memory_bytes;
-  limits.pool_size = config.pool_size;
-  limits.group_nice = config.group_nice;
+  each_limit(config, limits,
+             [](const auto& from, auto& to) { to = std::remove_reference_t<decltype(to)>(from); });
   return limits;
 }
 

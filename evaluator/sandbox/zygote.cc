@@ -475,6 +475,10 @@ std::uint64_t rss_bytes(pid_t pid) {
   if (::getppid() != supervisor_pid) ::_exit(1);
   std::string name = std::string("wf-zygote-") + prepared.runtime->name();
   ::prctl(PR_SET_NAME, name.c_str());
+  // Children run with an empty environment (run_child); emptied here once, so that no child
+  // writes to the C library's data for it. (The supervisor's was LD_BIND_NOW=1 only, which the
+  // dynamic linker read at start-up.)
+  environ = nullptr;
   // Under memory pressure the kernel's OOM killer should pick a sandbox child (or this zygote,
   // which the supervisor replaces) before the service or the supervisor. Children inherit it.
   if (int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {

@@ -174,10 +174,17 @@ class EvaluatorCase(unittest.TestCase):
         self.assert_value(self.post_json(svc, self.record(language, CODES[language])), EXPECTED)
 
 
-class RequestForms(EvaluatorCase):
+class SharedEvaluatorCase(EvaluatorCase):
+    """One wf-evaluator (with service_args()) for all the tests of the class, ready before the
+    first."""
+
+    @classmethod
+    def service_args(cls):
+        return ["--pool-size", "2"]
+
     @classmethod
     def setUpClass(cls):
-        cls.svc = h.Service("wf-evaluator", ["--pool-size", "2"])
+        cls.svc = h.Service("wf-evaluator", cls.service_args())
         if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
             cls.svc.stop()
             raise RuntimeError("wf-evaluator never became ready")
@@ -186,6 +193,8 @@ class RequestForms(EvaluatorCase):
     def tearDownClass(cls):
         cls.svc.stop()
 
+
+class RequestForms(SharedEvaluatorCase):
     def test_avro_encoder_matches_the_spec_example(self):
         # evaluator-api.md §2.1 example, so that the Avro tests below send what the spec describes.
         args = {"Z10K1": z6("ab"), "Z10K2": {"Z1K1": z9("Z40"), "Z40K1": z9("Z41")},
@@ -393,18 +402,7 @@ def code_of(zid):
     return converter(zid, value[key]["Z16K2"])
 
 
-class TodaysContent(EvaluatorCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.svc = h.Service("wf-evaluator", ["--pool-size", "2"])
-        if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
-            cls.svc.stop()
-            raise RuntimeError("wf-evaluator never became ready")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
-
+class TodaysContent(SharedEvaluatorCase):
     def call(self, language, code, args, converters=None, fn="Z1"):
         body = self.record(language, code, fn, args)
         if converters is not None:
@@ -569,22 +567,14 @@ class TodaysContent(EvaluatorCase):
         self.assert_value(z22, z9("Z6"))
 
 
-class SandboxService(EvaluatorCase):
+class SandboxService(SharedEvaluatorCase):
     """One evaluator with a pool of one child, a 128 MiB memory limit and TIMEOUT_MS."""
 
     TIMEOUT_MS = 1500
 
     @classmethod
-    def setUpClass(cls):
-        cls.svc = h.Service("wf-evaluator", ["--pool-size", "1", "--timeout-ms", str(cls.TIMEOUT_MS),
-                                             "--memory-limit-mb", "128"])
-        if not h.wait_until(lambda: h.request("GET", cls.svc.base + "/readyz")[0] == 200, 30):
-            cls.svc.stop()
-            raise RuntimeError("wf-evaluator never became ready")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
+    def service_args(cls):
+        return ["--pool-size", "1", "--timeout-ms", str(cls.TIMEOUT_MS), "--memory-limit-mb", "128"]
 
     def timed(self, language, code):
         t0 = time.monotonic()

@@ -33,6 +33,16 @@ ChildResult guarded_call(const std::string& code, std::uint64_t memory_bytes,
                        AlarmClock::kCpu);
 }
 
+// A bomb whose only acceptable end is SpiderMonkey's memory error, reported by the child itself
+// (clean exit), under guarded_call's CPU guard.
+ChildResult expect_memory_error(const std::string& code, std::uint64_t memory_bytes,
+                                std::uint64_t memory_budget = 0) {
+  ChildResult r = guarded_call(code, memory_bytes, memory_budget);
+  expect_clean_exit(r);
+  EXPECT_EQ(r.output.error_message, kJavascriptMemoryError) << r.output.z22_json;
+  return r;
+}
+
 // The interrupt ends a call soon after the 300 ms wall alarm: bounded by the child's CPU time (it
 // cannot spend more than ~300 ms before the alarm, and an interrupt that were seen late would add
 // the CPU of the loop meanwhile), not by wall time, which on a loaded machine measures the load.
@@ -76,32 +86,26 @@ TEST(JsIsolation, CatastrophicRegexIsInterrupted) {
 }
 
 TEST(JsIsolation, ObjectBombStopsAtTheGcBudget) {
-  ChildResult r = guarded_call(
+  ChildResult r = expect_memory_error(
       "function Z1() { const a = []; for (;;) { a.push({x: a.length, y: [a.length]}); } }",
       512u << 20);
-  expect_clean_exit(r);
   EXPECT_FALSE(r.output.ok);
-  EXPECT_EQ(r.output.error_message, kJavascriptMemoryError);
   EXPECT_TRUE(r.output.out_of_memory);
   EXPECT_LT(r.cpu, milliseconds(10000));
 }
 
 TEST(JsIsolation, ObjectBombWithoutRlimitStopsAtTheGcBudget) {
   // No rlimit at all: only the GC callback's budget (160 MiB of GC heap by default) stops it.
-  ChildResult r = guarded_call(
+  ChildResult r = expect_memory_error(
       "function Z1() { const a = []; for (;;) { a.push({x: a.length, y: [a.length]}); } }", 0);
-  expect_clean_exit(r);
-  EXPECT_EQ(r.output.error_message, kJavascriptMemoryError);
   EXPECT_TRUE(r.output.out_of_memory);
   EXPECT_LT(r.cpu, milliseconds(10000));
 }
 
 TEST(JsIsolation, SmallerMemoryBudgetStopsBombsEarlierAndStillFitsNormalWork) {
-  ChildResult bomb =
-      guarded_call("function Z1() { const a = []; for (;;) a.push({x: a.length, y: [a.length]}); }",
-                   128u << 20, 128u << 20);
-  expect_clean_exit(bomb);
-  EXPECT_EQ(bomb.output.error_message, kJavascriptMemoryError);
+  expect_memory_error(
+      "function Z1() { const a = []; for (;;) a.push({x: a.length, y: [a.length]}); }", 128u << 20,
+      128u << 20);
   ChildResult normal = guarded_call(
       "function Z1() { const a = []; for (let i = 0; i < 300000; i++) a.push({i, s: 'v' + i});"
       " return String(a.length); }",
@@ -127,12 +131,10 @@ TEST(JsIsolation, UserTextAboutMemoryIsAnOrdinaryError) {
 
 TEST(JsIsolation, CaughtOutOfMemoryStillEndsAsAMemoryError) {
   // The user catches every exception and keeps allocating: the GC budget stops it regardless.
-  ChildResult r = guarded_call(
+  expect_memory_error(
       "function Z1() { const keep = []; for (;;) { try { keep.push(new Array(1e6).fill({})); } "
       "catch (e) {} } }",
       512u << 20);
-  expect_clean_exit(r);
-  EXPECT_EQ(r.output.error_message, kJavascriptMemoryError);
 }
 
 TEST(JsIsolation, StringBombEndsAsMemoryOrUserError) {
@@ -150,11 +152,9 @@ TEST(JsIsolation, StringBombEndsAsMemoryOrUserError) {
 }
 
 TEST(JsIsolation, ArrayBufferBombIsAMemoryError) {
-  ChildResult r = guarded_call(
+  expect_memory_error(
       "function Z1() { const keep = []; for (;;) keep.push(new ArrayBuffer(64 << 20)); }",
       256u << 20);
-  expect_clean_exit(r);
-  EXPECT_EQ(r.output.error_message, kJavascriptMemoryError) << r.output.z22_json;
 }
 
 TEST(JsIsolation, NormalWorkFitsInTheBudget) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -266,6 +267,48 @@ TEST_F(FileImageTest, TheFileIsSealedAndWritesStayPrivate) {
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failures += " the fork saw another value;";
     if (g_data[10] != 222 || g_data[11] == 444) failures += " a fork's write came back;";
     ::close(image.fd);
+    return failures;
+  });
+  EXPECT_EQ(failures, "");
+}
+
+// What the dynamic linker leaves after relocating a library's RELRO: a private read-only file
+// mapping that holds anonymous pages. It goes into the image (read-only still, same bytes); a
+// read-only file mapping without anonymous pages (text, constants) stays on its file.
+TEST_F(FileImageTest, RelocatedReadOnlyDataGoesIntoTheImageAndPureFileMappingsStay) {
+  std::string failures = in_child([]() -> std::string {
+    const int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return "cannot open the test binary";
+    auto* relocated = static_cast<std::uint64_t*>(
+        ::mmap(nullptr, 2 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0));
+    auto* pure = static_cast<const char*>(::mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE, fd, 0));
+    ::close(fd);
+    if (relocated == MAP_FAILED || pure == MAP_FAILED) return "mmap of the test binary failed";
+    for (std::size_t i = 0; i < 8; ++i) relocated[i] = pattern(i);  // the first page only
+    if (::mprotect(relocated, 2 * kPage, PROT_READ) != 0) return "mprotect failed";
+    const char first = pure[1];  // mapped, and still no anonymous page
+    FileImage image;
+    std::string error;
+    if (!rebase_onto_file_image(image, error)) return "rebase failed: " + error;
+    std::string failures;
+    if (!backed_by_image(relocated)) failures += " the relocated mapping is not in the image;";
+    if (backed_by_image(pure)) failures += " the pure file mapping went into the image;";
+    if (anonymous_kb_at(relocated) != 0)
+      failures += " the relocated mapping keeps anonymous pages;";
+    for (std::size_t i = 0; i < 8; ++i) {
+      if (relocated[i] != pattern(i)) return failures + " the relocated page changed";
+    }
+    if (pure[1] != first || pure[1] != 'E') failures += " the pure mapping changed;";
+    // Still read-only: a write must fault. In a grandchild, so that the fault ends it alone.
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      relocated[0] = 0;
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSEGV)
+      failures += " the mapping is writable;";
     return failures;
   });
   EXPECT_EQ(failures, "");

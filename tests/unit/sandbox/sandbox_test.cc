@@ -67,12 +67,19 @@ __attribute__((no_sanitize_undefined, no_sanitize_address)) void segfault() {
   *static_cast<volatile int*>(nullptr) = 1;
 }
 
-class ScriptedRuntime final : public LanguageRuntime {
+// What the test runtimes below share: no interpreter to start, nothing to do after a fork or to
+// warm up, an empty answer. Each overrides the one step it scripts.
+class FakeRuntime : public LanguageRuntime {
  public:
-  const char* name() const override { return "scripted"; }
   bool initialize(std::string&) override { return true; }
   void after_fork() override {}
   void warm_up() override {}
+  CallOutput call(const CallInput&) override { return {}; }
+};
+
+class ScriptedRuntime final : public FakeRuntime {
+ public:
+  const char* name() const override { return "scripted"; }
   void request_interrupt() override { g_interrupt = true; }
 
   CallOutput call(const CallInput& input) override {
@@ -1255,16 +1262,13 @@ TEST(SeccompFilter, TheChildFilterIsTheSelfSignalCheckThenTheProgram) {
   EXPECT_EQ(sandbox_internal::compose_child_filter({}, 4242, out.data(), out.size()), 0u);
 }
 
-class FailingRuntime final : public LanguageRuntime {
+class FailingRuntime final : public FakeRuntime {
  public:
   const char* name() const override { return "failing"; }
   bool initialize(std::string& error) override {
     error = "interpreter files missing";
     return false;
   }
-  void after_fork() override {}
-  void warm_up() override {}
-  CallOutput call(const CallInput&) override { return {}; }
 };
 
 TEST(StartSandbox, InitialisationFailureThrowsWithTheReason) {
@@ -1277,13 +1281,9 @@ TEST(StartSandbox, InitialisationFailureThrowsWithTheReason) {
   }
 }
 
-class BadSyscallRuntime final : public LanguageRuntime {
+class BadSyscallRuntime final : public FakeRuntime {
  public:
   const char* name() const override { return "badsyscall"; }
-  bool initialize(std::string&) override { return true; }
-  void after_fork() override {}
-  void warm_up() override {}
-  CallOutput call(const CallInput&) override { return {}; }
   std::vector<std::string> extra_syscalls() const override { return {"not_a_syscall"}; }
 };
 
@@ -1358,13 +1358,10 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
   EXPECT_GE(done.load(), 200) << "too few calls in 25 s to say anything";
 }
 
-class WarmUpDiesRuntime final : public LanguageRuntime {
+class WarmUpDiesRuntime final : public FakeRuntime {
  public:
   const char* name() const override { return "warmupdies"; }
-  bool initialize(std::string&) override { return true; }
-  void after_fork() override {}
   void warm_up() override { ::syscall(SYS_socket, AF_INET, SOCK_STREAM, 0); }
-  CallOutput call(const CallInput&) override { return {}; }
 };
 
 TEST(StartSandbox, ChildThatCannotLockDownFailsStartUp) {
