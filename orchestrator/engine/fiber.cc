@@ -499,6 +499,16 @@ struct FiberPool::Impl {
     }
   }
 
+  // A new fiber of the pool, counted live; any later slice runs where schedule() puts it.
+  Fiber* adopt(FiberLogContext log, std::function<void()> body) {
+    Fiber* f = make_fiber(stacks, hot, std::move(log), std::move(body));
+    f->schedule = [this](Fiber* fiber) { post(fiber); };
+    f->pool = this;
+    std::lock_guard lock(mu);
+    ++live;
+    return f;
+  }
+
   void finish(Fiber* f) {
     delete f;
     std::lock_guard lock(mu);
@@ -541,15 +551,7 @@ FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(op
 FiberPool::~FiberPool() = default;
 
 void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
-  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
-  Impl* impl = impl_.get();
-  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->pool = impl;
-  {
-    std::lock_guard lock(impl->mu);
-    ++impl->live;
-  }
-  impl->post(f);
+  impl_->post(impl_->adopt(std::move(log), std::move(body)));
 }
 
 void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
@@ -559,15 +561,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
     spawn(std::move(log), std::move(body));
     return;
   }
-  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
-  Impl* impl = impl_.get();
-  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->pool = impl;
-  {
-    std::lock_guard lock(impl->mu);
-    ++impl->live;
-  }
-  impl->run_on_loop(f);
+  impl_->run_on_loop(impl_->adopt(std::move(log), std::move(body)));
 }
 
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
