@@ -286,7 +286,10 @@ TEST(Fibers, ParkedFramesArePackedAndComeBackWordForWord) {
   const std::size_t saved = pool.saved_frame_bytes();
   parked.resume_all();
   EXPECT_TRUE(intact.get_future().get());
-  EXPECT_GT(saved, kWords * 8 / 8) << "the words that are not zero are kept";
+  // (Under AddressSanitizer the array may live on its fake stack, off the fiber's.)
+  if (!WF_ASAN) {
+    EXPECT_GT(saved, kWords * 8 / 8) << "the words that are not zero are kept";
+  }
   EXPECT_LT(saved, kWords * 8 / 3) << "zero words cost a bit each";
   ASSERT_TRUE(wait_for([&] { return pool.live() == 0; }));
   EXPECT_EQ(pool.saved_frame_bytes(), 0u);
