@@ -179,12 +179,12 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   void start() {
     if (cancel_) {
       // Raised on another thread: the abort runs on the strand, if the request is still there.
-      registration_ = cancel_->on_cancel([weak = weak_from_this(), strand = strand_](
-                                             Cancellation::Reason) {
-        asio::post(strand, [weak] {
-          if (auto self = weak.lock()) self->abort();
-        });
-      });
+      registration_ =
+          cancel_->on_cancel([weak = weak_from_this(), strand = strand_](Cancellation::Reason) {
+            asio::post(strand, [weak] {
+              if (auto self = weak.lock()) self->abort();
+            });
+          });
     }
     deadline_ = impl_->effective_deadline(req_);
     if (deadline_ <= Clock::now()) {
@@ -239,8 +239,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     resolver_ = std::make_unique<tcp::resolver>(impl_->ioc);
     resolver_->async_resolve(
         t_.host, t_.port,
-        asio::bind_executor(strand_, [self = shared_from_this()](
-                                         beast::error_code ec, tcp::resolver::results_type rs) {
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+                                                                 tcp::resolver::results_type rs) {
           self->resolved(ec, rs);
         }));
   }
@@ -264,8 +264,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     stream_->expires_at(deadline_);
     // Asio's connect operation keeps its own copy of the endpoints.
     stream_->async_connect(
-        endpoints, asio::bind_executor(strand_, [self = shared_from_this()](
-                                                    beast::error_code ec, const tcp::endpoint&) {
+        endpoints, asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+                                                                            const tcp::endpoint&) {
           self->connected(ec);
         }));
   }
@@ -293,10 +293,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       return finish(std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
     }
     bhttp::async_write(*stream_, *message_,
-                       asio::bind_executor(strand_, [self = shared_from_this()](
-                                                        beast::error_code ec, std::size_t) {
-                         self->written(ec);
-                       }));
+                       asio::bind_executor(
+                           strand_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->written(ec);
+                           }));
   }
 
   // The request is not needed after the write unless the connection came from the pool: then
@@ -343,10 +343,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     reading_->buffer.reserve(16u << 10);
     reading_->parser.body_limit(impl_->options.max_response_bytes);
     bhttp::async_read(*stream_, reading_->buffer, reading_->parser,
-                      asio::bind_executor(strand_, [self = shared_from_this()](
-                                                       beast::error_code rec, std::size_t) {
-                        self->answer_read(rec);
-                      }));
+                      asio::bind_executor(
+                          strand_, [self = shared_from_this()](beast::error_code rec, std::size_t) {
+                            self->answer_read(rec);
+                          }));
   }
 
   void answer_read(beast::error_code ec) {
@@ -370,11 +370,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));  // the socket is closed
     if (ec) {
       // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
-      const bool stale =
-          reused_ &&
-          (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-           ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
-          !got_some;
+      const bool stale = reused_ &&
+                         (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+                          ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
+                         !got_some;
       if (stale) {
         stream_.reset();
         return next_attempt();
@@ -412,7 +411,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   std::unique_ptr<tcp::resolver> resolver_;
   std::unique_ptr<beast::tcp_stream> stream_;
   std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
-  std::unique_ptr<Reading> reading_;                              // while the answer is read
+  std::unique_ptr<Reading> reading_;                             // while the answer is read
   ClientResponse response_;
   std::uint64_t waits_ = 0;  // waits for the answer started (wait_for_answer)
   int attempts_ = 0;
@@ -451,9 +450,8 @@ void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation>
   }
   // The URL is parsed into the target: the request need not keep it while in flight.
   request.url = {};
-  auto exchange = std::make_shared<Impl::Exchange>(impl_, strand, std::move(request),
-                                                   std::move(*target), std::move(cancel),
-                                                   std::move(done));
+  auto exchange = std::make_shared<Impl::Exchange>(
+      impl_, strand, std::move(request), std::move(*target), std::move(cancel), std::move(done));
   asio::post(strand, [exchange = std::move(exchange)] { exchange->start(); });
 }
 
