@@ -142,61 +142,60 @@ std::optional<http::Response> answer_cached(Engine& engine, const http::Request&
   return z22_response(std::move(*z22));
 }
 
+// What a scan of a request body's JSON string literals found, without parsing it (the two
+// event-loop checks below read it with their own policies).
+struct Literals {
+  int calls = 0;  // "Z7" literals
+  // Reference-like literals (a quoted ZID) the engine does not serve from memory.
+  int not_local = 0;
+};
+
+// Walks the string literals of a small JSON request body: nullopt when the body is larger than
+// `max_bytes`, not JSON, has a literal with an escape or no end, asks for static validation, has
+// inline code (Z14K3, Z16…: an evaluator call), or has more than `max_not_local` references the
+// engine does not serve from memory (the walk stops there).
+std::optional<Literals> scan_literals(const Engine& engine, const http::Request& request,
+                                      std::size_t max_bytes, int max_not_local) {
+  const std::string_view body = request.body;
+  if (body.size() > max_bytes) return std::nullopt;
+  if (const auto ct = request.header("content-type");
+      ct && ct->find("json") == std::string_view::npos) {
+    return std::nullopt;
+  }
+  Literals found;
+  std::size_t i = 0;
+  while ((i = body.find('"', i)) != std::string_view::npos) {
+    const std::size_t end = body.find('"', i + 1);
+    if (end == std::string_view::npos) return std::nullopt;
+    const std::string_view text = body.substr(i + 1, end - i - 1);
+    if (text.find('\\') != std::string_view::npos) return std::nullopt;
+    if (text == "doValidate") {
+      const std::size_t v = body.find_first_not_of(" \t\r\n:", end + 1);
+      if (v == std::string_view::npos || body.compare(v, 5, "false") != 0) return std::nullopt;
+    }
+    if (text == "Z14K3" || text.starts_with("Z16K")) return std::nullopt;
+    if (text == "Z7") ++found.calls;
+    if (reference_like(text) && !engine.serves_locally(text) && ++found.not_local > max_not_local) {
+      return std::nullopt;
+    }
+    i = end + 1;
+  }
+  return found;
+}
+
 }  // namespace
 
 bool can_run_inline(const Engine& engine, const RouteOptions& options,
                     const http::Request& request) {
-  const std::string_view body = request.body;
-  if (body.size() > options.max_inline_body_bytes) return false;
-  if (const auto ct = request.header("content-type");
-      ct && ct->find("json") == std::string_view::npos) {
-    return false;
-  }
-  // Walk the JSON string literals. Anything unusual (escapes, code, validation) goes to a worker.
-  std::size_t i = 0;
-  while ((i = body.find('"', i)) != std::string_view::npos) {
-    const std::size_t end = body.find('"', i + 1);
-    if (end == std::string_view::npos) return false;
-    const std::string_view text = body.substr(i + 1, end - i - 1);
-    if (text.find('\\') != std::string_view::npos) return false;
-    if (text == "doValidate") {
-      const std::size_t v = body.find_first_not_of(" \t\r\n:", end + 1);
-      if (v == std::string_view::npos || body.compare(v, 5, "false") != 0) return false;
-    }
-    // Code implementations (Z14K3, Z16…) call an evaluator.
-    if (text == "Z14K3" || text.starts_with("Z16K")) return false;
-    if (reference_like(text) && !engine.serves_locally(text)) return false;
-    i = end + 1;
-  }
-  return true;
+  // Anything unusual (escapes, code, validation, a reference that is not built in) goes to a
+  // worker.
+  return scan_literals(engine, request, options.max_inline_body_bytes, 0).has_value();
 }
 
 bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
                        const http::Request& request) {
-  const std::string_view body = request.body;
-  if (body.size() > options.max_loop_start_bytes) return false;
-  if (const auto ct = request.header("content-type");
-      ct && ct->find("json") == std::string_view::npos) {
-    return false;
-  }
-  int calls = 0;
-  int not_built_in = 0;
-  std::size_t i = 0;
-  while ((i = body.find('"', i)) != std::string_view::npos) {
-    const std::size_t end = body.find('"', i + 1);
-    if (end == std::string_view::npos) return false;
-    const std::string_view text = body.substr(i + 1, end - i - 1);
-    if (text.find('\\') != std::string_view::npos) return false;
-    if (text == "doValidate") {
-      const std::size_t v = body.find_first_not_of(" \t\r\n:", end + 1);
-      if (v == std::string_view::npos || body.compare(v, 5, "false") != 0) return false;
-    }
-    if (text == "Z14K3" || text.starts_with("Z16K")) return false;
-    if (text == "Z7") ++calls;
-    if (reference_like(text) && !engine.serves_locally(text)) ++not_built_in;
-    i = end + 1;
-  }
-  return calls == 1 && not_built_in <= 1;
+  const auto found = scan_literals(engine, request, options.max_loop_start_bytes, 1);
+  return found && found->calls == 1;
 }
 
 namespace {

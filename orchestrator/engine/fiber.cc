@@ -202,17 +202,18 @@ struct Fiber {
   std::exception_ptr park_error;  // park_fn threw: rethrown in the fiber when it resumes
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
-  const char* parked_sp = nullptr;   // park()'s frame address when it last parked
-  std::unique_ptr<char[]> saved;     // the live frames while parked (save_parked_stack)
-  HotParked* hot_list = nullptr;     // its pool's (HotParked)
-  bool hot = false;                  // parked with its frames in place, in hot_list
-  const char* saved_from = nullptr;  // where they go back to
-  std::size_t saved_size = 0;
-  void* fake_stack = nullptr;        // ASan's, while parked (switch_starts)
-  const char* exit_frame = nullptr;  // the body's lambda when it left for good
-  StackBounds thread_stack;          // of the thread running the fiber (ASan builds only)
-  void* tsan_fiber = tsan_create();  // its ThreadSanitizer context (TSan builds only)
-  void* tsan_thread = nullptr;       // the running thread's, while a slice runs (TSan builds only)
+  const char* parked_sp = nullptr;         // park()'s frame address when it last parked
+  std::unique_ptr<std::uint64_t[]> saved;  // the live frames while parked, packed (pack_stack)
+  HotParked* hot_list = nullptr;           // its pool's (HotParked)
+  bool hot = false;                        // parked with its frames in place, in hot_list
+  const char* saved_from = nullptr;        // where they go back to
+  std::size_t saved_words = 0;             // stack words from saved_from to the top
+  std::size_t saved_bytes = 0;             // what `saved` takes
+  void* fake_stack = nullptr;              // ASan's, while parked (switch_starts)
+  const char* exit_frame = nullptr;        // the body's lambda when it left for good
+  StackBounds thread_stack;                // of the thread running the fiber (ASan builds only)
+  void* tsan_fiber = tsan_create();        // its ThreadSanitizer context (TSan builds only)
+  void* tsan_thread = nullptr;  // the running thread's, while a slice runs (TSan builds only)
   double cpu_us = 0;
   double slice_start_us = 0;
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
@@ -264,9 +265,9 @@ void run_body(Fiber* f) {
 }
 
 // A parked fiber keeps none of its stack's pages: its live frames, from the stack pointer at
-// the switch to the top of the stack, are copied to the heap (exactly their size, not whole
-// pages) and every page of the stack goes back to the kernel; the frames are copied back, at the
-// same addresses, just before the fiber runs again. A call waiting on the evaluator with 4.8 KiB
+// the switch to the top of the stack, are copied to the heap (packed: pack_stack below) and every
+// page of the stack goes back to the kernel; the frames are copied back, at the same addresses,
+// just before the fiber runs again. A call waiting on the evaluator with 4.8 KiB
 // of frames kept two pages (8 KiB) before (bench/slow_calls: KiB per parked call). Nothing may
 // touch a parked fiber's stack (park()'s `start` gets copies: see await()).
 //
@@ -284,31 +285,94 @@ const char* suspended_sp(const Fiber& f) {
   return f.parked_sp - std::min<std::uintptr_t>(kParkedMargin, f.parked_sp - f.stack_low);
 }
 
-// Byte copies of stack memory that AddressSanitizer leaves unchecked: a frame's redzones are
-// poisoned in its shadow, and the copy reads (and writes back) whole frames, redzones included.
-[[gnu::no_sanitize_address]] void copy_stack_bytes(char* to, const char* from, std::size_t n) {
+// A parked fiber's frames are kept packed: a bitmap of its stack's 8-byte words from the stack
+// pointer to the top, then the words that are not zero, in order. Frames hold many zero words
+// (empty containers and strings, null pointers, cleared flags, slots a call never wrote), which
+// then cost one bit each (bench/slow_calls: memory per parked call).
+using StackWord = std::uint64_t;
+constexpr std::size_t kWordBytes = sizeof(StackWord);
+constexpr std::size_t kWordsPerMapWord = 64;
+
+// Stack words read and written so that AddressSanitizer leaves them unchecked: a frame's
+// redzones are poisoned in its shadow, and packing reads (and restoring writes back) whole
+// frames, redzones included.
+[[gnu::no_sanitize_address]] StackWord load_stack_word(const char* at) {
+  StackWord w;
 #if WF_ASAN
-  for (std::size_t i = 0; i < n; ++i) static_cast<volatile char*>(to)[i] = from[i];
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    reinterpret_cast<volatile char*>(&w)[i] = static_cast<const volatile char*>(at)[i];
+  }
 #else
-  std::memcpy(to, from, n);
+  std::memcpy(&w, at, kWordBytes);
+#endif
+  return w;
+}
+
+[[gnu::no_sanitize_address]] void store_stack_word(char* at, StackWord w) {
+#if WF_ASAN
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    static_cast<volatile char*>(at)[i] = reinterpret_cast<const char*>(&w)[i];
+  }
+#else
+  std::memcpy(at, &w, kWordBytes);
 #endif
 }
 
-void save_parked_stack(Fiber& f) {
-  if (f.stack_low == nullptr || f.parked_sp == nullptr) return;
-  const char* from = suspended_sp(f);
-  const char* top = f.stack_low + f.stack_size;
-  f.saved_size = static_cast<std::size_t>(top - from);
-  f.saved_from = from;
-  f.saved = std::make_unique_for_overwrite<char[]>(f.saved_size);
-  copy_stack_bytes(f.saved.get(), from, f.saved_size);
-  madvise(const_cast<char*>(f.stack_low), f.stack_size, MADV_DONTNEED);
+std::size_t map_words(std::size_t words) {
+  return (words + kWordsPerMapWord - 1) / kWordsPerMapWord;
 }
 
-void restore_parked_stack(Fiber& f) {
-  if (!f.saved) return;
-  copy_stack_bytes(const_cast<char*>(f.saved_from), f.saved.get(), f.saved_size);
+// Packs the `words` stack words at `from`; the packed form's size in words is in `*packed_words`.
+std::unique_ptr<StackWord[]> pack_stack(const char* from, std::size_t words,
+                                        std::size_t* packed_words) {
+  std::size_t nonzero = 0;
+  for (std::size_t i = 0; i < words; ++i) nonzero += load_stack_word(from + i * kWordBytes) != 0;
+  const std::size_t map = map_words(words);
+  *packed_words = map + nonzero;
+  auto packed = std::make_unique_for_overwrite<StackWord[]>(*packed_words);
+  std::fill_n(packed.get(), map, StackWord{0});
+  StackWord* out = packed.get() + map;
+  for (std::size_t i = 0; i < words; ++i) {
+    const StackWord w = load_stack_word(from + i * kWordBytes);
+    if (w == 0) continue;
+    packed[i / kWordsPerMapWord] |= StackWord{1} << (i % kWordsPerMapWord);
+    *out++ = w;
+  }
+  return packed;
+}
+
+void unpack_stack(const StackWord* packed, char* to, std::size_t words) {
+  const StackWord* in = packed + map_words(words);
+  for (std::size_t i = 0; i < words; ++i) {
+    const bool kept = (packed[i / kWordsPerMapWord] >> (i % kWordsPerMapWord)) & 1;
+    store_stack_word(to + i * kWordBytes, kept ? *in++ : StackWord{0});
+  }
+}
+
+// Saves a parked fiber's frames off its stack and gives every page of the stack back; returns
+// the bytes the saved frames take.
+std::size_t save_parked_stack(Fiber& f) {
+  if (f.stack_low == nullptr || f.parked_sp == nullptr) return 0;
+  // From a word boundary (the stack pointer of a switch is 16-byte aligned; the fallback's may
+  // not be); the top of the stack is a page boundary.
+  const auto sp = reinterpret_cast<std::uintptr_t>(suspended_sp(f));
+  const char* from = reinterpret_cast<const char*>(sp - sp % kWordBytes);
+  const char* top = f.stack_low + f.stack_size;
+  f.saved_words = static_cast<std::size_t>(top - from) / kWordBytes;
+  f.saved_from = from;
+  std::size_t packed_words = 0;
+  f.saved = pack_stack(from, f.saved_words, &packed_words);
+  madvise(const_cast<char*>(f.stack_low), f.stack_size, MADV_DONTNEED);
+  f.saved_bytes = packed_words * kWordBytes;
+  return f.saved_bytes;
+}
+
+// Puts a parked fiber's saved frames back in place; returns the bytes they took.
+std::size_t restore_parked_stack(Fiber& f) {
+  if (!f.saved) return 0;
+  unpack_stack(f.saved.get(), const_cast<char*>(f.saved_from), f.saved_words);
   f.saved.reset();
+  return std::exchange(f.saved_bytes, 0);
 }
 
 }  // namespace
@@ -326,7 +390,7 @@ class HotParked {
   // `f` has just parked (on this thread).
   void parked(Fiber& f) {
     if (capacity_ == 0) {
-      save_parked_stack(f);
+      saved_bytes_.fetch_add(save_parked_stack(f), std::memory_order_relaxed);
       return;
     }
     std::lock_guard lock(mu_);
@@ -336,7 +400,8 @@ class HotParked {
       Fiber* oldest = fibers_.front();
       fibers_.erase(fibers_.begin());
       oldest->hot = false;
-      save_parked_stack(*oldest);  // under the lock: it cannot be resumed meanwhile
+      // Under the lock: it cannot be resumed meanwhile.
+      saved_bytes_.fetch_add(save_parked_stack(*oldest), std::memory_order_relaxed);
     }
   }
 
@@ -351,10 +416,14 @@ class HotParked {
         return;
       }
     }
-    restore_parked_stack(f);
+    saved_bytes_.fetch_sub(restore_parked_stack(f), std::memory_order_relaxed);
   }
 
+  // What the saved frames of the parked fibers take now.
+  std::size_t saved_bytes() const { return saved_bytes_.load(std::memory_order_relaxed); }
+
  private:
+  std::atomic<std::size_t> saved_bytes_{0};
   std::mutex mu_;
   std::vector<Fiber*> fibers_;  // oldest first
   std::size_t capacity_;
@@ -499,6 +568,16 @@ struct FiberPool::Impl {
     }
   }
 
+  // A new fiber of the pool, counted live; any later slice runs where schedule() puts it.
+  Fiber* adopt(FiberLogContext log, std::function<void()> body) {
+    Fiber* f = make_fiber(stacks, hot, std::move(log), std::move(body));
+    f->schedule = [this](Fiber* fiber) { post(fiber); };
+    f->pool = this;
+    std::lock_guard lock(mu);
+    ++live;
+    return f;
+  }
+
   void finish(Fiber* f) {
     delete f;
     std::lock_guard lock(mu);
@@ -541,15 +620,7 @@ FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(op
 FiberPool::~FiberPool() = default;
 
 void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
-  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
-  Impl* impl = impl_.get();
-  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->pool = impl;
-  {
-    std::lock_guard lock(impl->mu);
-    ++impl->live;
-  }
-  impl->post(f);
+  impl_->post(impl_->adopt(std::move(log), std::move(body)));
 }
 
 void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
@@ -559,15 +630,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
     spawn(std::move(log), std::move(body));
     return;
   }
-  Fiber* f = make_fiber(impl_->stacks, impl_->hot, std::move(log), std::move(body));
-  Impl* impl = impl_.get();
-  f->schedule = [impl](Fiber* fiber) { impl->post(fiber); };
-  f->pool = impl;
-  {
-    std::lock_guard lock(impl->mu);
-    ++impl->live;
-  }
-  impl->run_on_loop(f);
+  impl_->run_on_loop(impl_->adopt(std::move(log), std::move(body)));
 }
 
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
@@ -599,6 +662,10 @@ std::size_t FiberPool::stack_bytes() const {
 std::size_t FiberPool::live() const {
   std::lock_guard lock(impl_->mu);
   return impl_->live;
+}
+
+std::size_t FiberPool::saved_frame_bytes() const {
+  return impl_->hot.saved_bytes();
 }
 
 FiberPool::Slices FiberPool::slices() const {

@@ -97,6 +97,9 @@ class FiberPool {
     std::uint64_t pool = 0;
   };
   Slices slices() const;
+  // Bytes the parked fibers' saved frames take now (packed off their stacks: fiber.cc,
+  // save_parked_stack); the hot ones (FiberPoolOptions::hot_parked) keep theirs in place.
+  std::size_t saved_frame_bytes() const;
 
   struct Impl;
 

@@ -1343,22 +1343,18 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
   // The outermost call's own implementation: once it has answered, the request is done, so
   // nothing could use a memo entry (run_on_evaluator).
   const bool outermost = call_depth_ == 1 && orchestrating_ == 1;
-  CodeRunner::Result out = run_on_evaluator(*cc, !outermost);
+  CodeRunner::Result out = run_on_evaluator(std::move(cc), !outermost);
   if (!out) {
-    evaluator_failed(run, out.error(), cc->coding_language);
+    evaluator_failed(run, out.error());
     return run;
   }
   run.result = evaluator_envelope(std::move(*out));
   return run;
 }
 
-void Interpreter::evaluator_failed(ImplRun& run, const CodeRunError& error,
-                                   const std::string& language) {
+void Interpreter::evaluator_failed(ImplRun& run, const CodeRunError& error) {
   run.then = ImplRun::Then::kNextImplementation;
   run.failure = error.message;
-  if (run.failure.empty() && error.kind == CodeRunError::Kind::kNoEvaluator) {
-    run.failure = "No evaluator is available for " + language;
-  }
 }
 
 std::unique_ptr<CodeCall> Interpreter::code_call(const NodeP& z14, const FrameP& frame,
@@ -1591,13 +1587,17 @@ double execution_cpu_ms(const json& z22) {
   return ec == std::errc() && ms >= 0 && ms < 1e9 ? ms : 0;
 }
 
-// The work started once the fiber has parked. Copies go into it: it may still be unwinding on
-// another thread after the fiber has resumed. Out of line, so that the copies are not built in
-// run_on_evaluator's frame, which stays on the parked fiber's stack (bench/slow_calls).
+// The work started once the fiber has parked. The call and a copy of the context go into it: it
+// may still be unwinding on another thread after the fiber has resumed. The call is the work's
+// (not copied), so it is freed once the runner has sent it, not kept while the evaluator works
+// (bench/slow_calls: memory per parked call). Out of line, so that the copy of the context is not
+// built in run_on_evaluator's frame, which stays on the parked fiber's stack.
 [[gnu::noinline]] std::function<void(CodeRunner::Done)> evaluator_work(CodeRunner* runner,
-                                                                       const CodeCall& cc,
+                                                                       std::unique_ptr<CodeCall> cc,
                                                                        const CallContext& ctx) {
-  return [runner, cc, ctx](CodeRunner::Done done) { runner->run(cc, ctx, std::move(done)); };
+  return [runner, cc = std::shared_ptr<const CodeCall>(std::move(cc)), ctx](CodeRunner::Done done) {
+    runner->run(*cc, ctx, std::move(done));
+  };
 }
 
 // Bounds of the per-request memo of code calls (run_on_evaluator).
@@ -1685,18 +1685,19 @@ bool is_value_answer(const json& z22) {
 // With `remember` false the answer is not kept for that (its key and copy cost more than the
 // rest of a one-call request's handling of the answer: bench/orchestrator_cpu), but an answer
 // kept earlier is still used.
-CodeRunner::Result Interpreter::run_on_evaluator(const CodeCall& cc, bool remember) {
+CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember) {
   if (runner_ == nullptr) {
-    return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator, ""});
+    return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator,
+                                        "No evaluator is available for " + cc->coding_language});
   }
-  std::string key = remember || !code_answers_.empty() ? code_call_key(cc) : std::string();
+  std::string key = remember || !code_answers_.empty() ? code_call_key(*cc) : std::string();
   if (!key.empty()) {
     if (auto it = code_answers_.find(key); it != code_answers_.end()) {
       metrics().code_call_memo_hits.Increment();
       return it->second;
     }
   }
-  CodeRunner::Result out = evaluate_code(cc);
+  CodeRunner::Result out = evaluate_code(std::move(cc));
   if (out && remember && !key.empty()) remember_code_answer(std::move(key), out);
   return out;
 }
@@ -1708,10 +1709,10 @@ void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result
   }
 }
 
-CodeRunner::Result Interpreter::evaluate_code(const CodeCall& cc) {
+CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall> cc) {
   Stopwatch watch(evaluator_us_);
   CodeRunner::Result out =
-      await<CodeRunner::Result>(evaluator_work(runner_, cc, ctx_), &light_answer);
+      await<CodeRunner::Result>(evaluator_work(runner_, std::move(cc), ctx_), &light_answer);
   evaluator_call_ended(out);
   return out;
 }

@@ -212,11 +212,11 @@ class Interpreter {
                                                         const std::vector<Decl>& decls,
                                                         const NodeP& z8, ImplRun& run);
   // The evaluator failed: the next implementation is tried (run_code).
-  [[gnu::noinline]] static void evaluator_failed(ImplRun& run, const CodeRunError& error,
-                                                 const std::string& language);
-  CodeRunner::Result run_on_evaluator(const CodeCall& cc, bool remember);
+  [[gnu::noinline]] static void evaluator_failed(ImplRun& run, const CodeRunError& error);
+  // The call goes to the evaluator's work (evaluate_code), which frees it once it is sent.
+  CodeRunner::Result run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember);
   [[gnu::noinline]] void remember_code_answer(std::string key, const CodeRunner::Result& out);
-  CodeRunner::Result evaluate_code(const CodeCall& cc);
+  CodeRunner::Result evaluate_code(std::unique_ptr<CodeCall> cc);
   [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);

@@ -16,9 +16,7 @@ namespace wf::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
-using asio::awaitable;
 using tcp = asio::ip::tcp;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -57,22 +55,6 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   if (parsed->has_query()) t.path += "?" + std::string(parsed->encoded_query());
   return t;
 }
-
-// One request in flight, for cancellation: the stream or resolver it waits on. Strand-only.
-struct InFlight {
-  asio::any_io_executor strand;
-  beast::tcp_stream* stream = nullptr;
-  tcp::resolver* resolver = nullptr;
-  bool cancelled = false;
-
-  // Called (through the strand) when the request's Cancellation is raised.
-  void abort() {
-    cancelled = true;
-    beast::error_code ignored;
-    if (stream != nullptr) stream->socket().close(ignored);
-    if (resolver != nullptr) resolver->cancel();
-  }
-};
 
 ClientError cancelled_error(const Target& t) {
   return ClientError{ClientError::Kind::kCancelled,
@@ -139,53 +121,6 @@ struct HttpClient::Impl {
     return hreq;
   }
 
-  // A new connection to `t` (numeric addresses skip the resolver).
-  awaitable<std::expected<std::unique_ptr<beast::tcp_stream>, ClientError>> connect(
-      const Target& t, Clock::time_point deadline, InFlight& op) {
-    std::vector<tcp::endpoint> endpoints;
-    beast::error_code aec;
-    const auto address = asio::ip::make_address(t.host, aec);
-    if (!aec) {
-      endpoints.emplace_back(address, static_cast<std::uint16_t>(std::stoi(t.port)));
-    } else {
-      tcp::resolver resolver(ioc);
-      op.resolver = &resolver;
-      auto [rec, results] = co_await resolver.async_resolve(t.host, t.port, kTuple);
-      op.resolver = nullptr;
-      if (op.cancelled) co_return std::unexpected(cancelled_error(t));
-      if (rec) {
-        co_return std::unexpected(
-            ClientError{ClientError::Kind::kConnect,
-                        fmt::format("cannot resolve {}: {}", t.host, rec.message())});
-      }
-      for (const auto& r : results) endpoints.push_back(r.endpoint());
-    }
-    auto stream = std::make_unique<beast::tcp_stream>(ioc);
-    stream->expires_at(deadline);
-    op.stream = stream.get();
-    auto [cec, ep] = co_await stream->async_connect(endpoints, kTuple);
-    op.stream = nullptr;
-    if (op.cancelled) co_return std::unexpected(cancelled_error(t));
-    if (cec) {
-      const bool timeout = cec == beast::error::timeout;
-      co_return std::unexpected(
-          ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
-                      fmt::format("cannot connect to {}:{}: {}", t.host, t.port,
-                                  timeout ? "timed out" : cec.message())});
-    }
-    beast::error_code ignored;
-    stream->socket().set_option(tcp::no_delay(true), ignored);
-    co_return stream;
-  }
-
-  // What the deadline timer of a wait for the answer shares with its handler, which may run
-  // after the wait is over (attempt()).
-  struct AnswerWatch {
-    tcp::socket* socket;
-    bool done = false;
-    bool expired = false;
-  };
-
   static ClientError transport_error(const Target& t, beast::error_code ec, std::size_t limit) {
     if (ec == beast::error::timeout) {
       return ClientError{ClientError::Kind::kTimeout,
@@ -218,134 +153,272 @@ struct HttpClient::Impl {
     return out;
   }
 
-  // Runs on its own strand; `self` keeps the pool alive while the request is in flight.
-  static awaitable<ClientResult> exchange(std::shared_ptr<Impl> self, ClientRequest req, Target t,
-                                          std::shared_ptr<Cancellation> cancel) {
-    // GCC 12 miscompiles co_await inside an initializer list: keep it a statement.
-    asio::any_io_executor strand = co_await asio::this_coro::executor;
-    InFlight op;
-    op.strand = strand;
-    Cancellation::Registration registration;
-    if (cancel) {
-      registration = cancel->on_cancel(
-          [&op](Cancellation::Reason) { asio::post(op.strand, [&op] { op.abort(); }); });
+  class Exchange;
+};
+
+// One request in flight, driven by the completion handlers of its operations on its own strand,
+// which own it: a request that waits for a slow evaluator keeps only this state, its socket's wait
+// for readability and its deadline timer (no coroutine frames: bench/slow_calls, memory per
+// parked call). The Beast request exists only while it is written, and the parser and its buffer
+// only while the answer is read. `impl_` keeps the pool alive while the request is in flight.
+class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  using Strand = asio::strand<asio::io_context::executor_type>;
+
+  Exchange(std::shared_ptr<Impl> impl, Strand strand, ClientRequest req, Target t,
+           std::shared_ptr<Cancellation> cancel, std::function<void(ClientResult)> done)
+      : impl_(std::move(impl)),
+        strand_(std::move(strand)),
+        req_(std::move(req)),
+        t_(std::move(t)),
+        cancel_(std::move(cancel)),
+        done_(std::move(done)),
+        timer_(strand_) {}
+
+  // On the strand.
+  void start() {
+    if (cancel_) {
+      // Raised on another thread: the abort runs on the strand, if the request is still there.
+      registration_ =
+          cancel_->on_cancel([weak = weak_from_this(), strand = strand_](Cancellation::Reason) {
+            asio::post(strand, [weak] {
+              if (auto self = weak.lock()) self->abort();
+            });
+          });
     }
-    ClientResult result = co_await self->attempt(req, t, op);
-    // A posted abort() may still be queued on the strand: let it run while `op` is alive.
-    registration.reset();
-    co_await asio::post(op.strand, asio::use_awaitable);
-    co_return result;
+    deadline_ = impl_->effective_deadline(req_);
+    if (deadline_ <= Clock::now()) {
+      finish(std::unexpected(
+          ClientError{ClientError::Kind::kTimeout,
+                      fmt::format("no time left to call {}:{}", t_.host, t_.port)}));
+      return;
+    }
+    next_attempt();
   }
 
-  // Writes the request. Its Beast form lives only in this frame, not in attempt()'s, which stays
-  // while the answer is awaited (bench/slow_calls: memory per in-flight call). The request itself
-  // is not needed after the write unless the connection came from the pool: then its body is
-  // kept for a retry on a fresh one.
-  awaitable<beast::error_code> write_request(beast::tcp_stream& stream, ClientRequest& req,
-                                             const Target& t, bool keep_for_retry) const {
-    auto hreq = to_beast(req, t);
-    auto [ec, n] = co_await bhttp::async_write(stream, hreq, kTuple);
-    if (keep_for_retry) {
-      req.body = std::move(hreq.body());
-    } else {
-      req = {};
-    }
-    co_return ec;
-  }
-
-  // What read_answer() found: the answer, or the error and whether any of it had arrived.
-  struct Answer {
-    beast::error_code ec;
-    bool got_some = false;
-    bool keep_alive = false;
-    ClientResponse response;
+ private:
+  // What the answer's read needs while it runs.
+  struct Reading {
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
   };
 
-  // Reads the answer that has started to arrive; the parser and its buffer live only in this frame.
-  awaitable<Answer> read_answer(beast::tcp_stream& stream) const {
-    Answer a;
-    // Room for a usual answer at once (an evaluator's Z22 is ~4 KiB): Beast's reads start at
-    // 512 bytes and grow, one read system call each.
-    beast::flat_buffer buffer;
-    buffer.reserve(16u << 10);
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(options.max_response_bytes);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-    a.ec = ec;
-    a.got_some = parser.got_some();
-    if (!ec) {
-      a.keep_alive = parser.get().keep_alive();
-      a.response = from_beast(parser.get());
-    }
-    co_return a;
+  // The request's cancellation was raised: the connection (or the name lookup) is closed, so the
+  // operation waiting on it ends at once, and the request answers kCancelled.
+  void abort() {
+    cancelled_ = true;
+    beast::error_code ignored;
+    if (stream_) stream_->socket().close(ignored);
+    if (resolver_) resolver_->cancel();
   }
 
-  awaitable<ClientResult> attempt(ClientRequest& req, const Target& t, InFlight& op) {
-    const auto deadline = effective_deadline(req);
-    if (deadline <= Clock::now()) {
-      co_return std::unexpected(ClientError{
-          ClientError::Kind::kTimeout, fmt::format("no time left to call {}:{}", t.host, t.port)});
+  // Two attempts: a pooled connection the peer closed while idle fails at once, and the request
+  // goes again on a fresh one.
+  void next_attempt() {
+    if (attempts_++ >= 2) {
+      finish(std::unexpected(
+          ClientError{ClientError::Kind::kTransport,
+                      fmt::format("{}:{} closed the connection twice", t_.host, t_.port)}));
+      return;
     }
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (op.cancelled) co_return std::unexpected(cancelled_error(t));
-      auto stream = take_idle(t.key());
-      const bool reused = stream != nullptr;
-      if (!stream) {
-        auto connected = co_await connect(t, deadline, op);
-        if (!connected) co_return std::unexpected(connected.error());
-        stream = std::move(*connected);
-      }
-      op.stream = stream.get();
-      stream->expires_at(deadline);
-      const beast::error_code wec = co_await write_request(*stream, req, t, reused);
-      beast::error_code rec;
-      if (!wec && !op.cancelled) {
-        // Waits until the answer starts to arrive (or the peer closes), holding no read buffer
-        // and no Beast read operation while the evaluator works (seconds for a slow call); the
-        // answer is then read at once; timeout at the deadline. Here rather than in a coroutine
-        // of its own: one frame fewer per request in flight (bench/slow_calls, memory per
-        // in-flight call).
-        auto watch = std::make_shared<AnswerWatch>(AnswerWatch{&stream->socket()});
-        asio::steady_timer timer(op.strand, deadline);
-        timer.async_wait([watch](beast::error_code tec) {
-          if (tec || watch->done) return;
-          watch->expired = true;
-          beast::error_code ignored;
-          watch->socket->cancel(ignored);
-        });
-        auto [ec] = co_await stream->socket().async_wait(tcp::socket::wait_read, kTuple);
-        watch->done = true;
-        timer.cancel();
-        rec = watch->expired ? beast::error_code(beast::error::timeout) : ec;
-      }
-      Answer answer;
-      if (!wec && !rec && !op.cancelled) answer = co_await read_answer(*stream);
-      if (!rec) rec = answer.ec;
-      op.stream = nullptr;
-      if (op.cancelled) co_return std::unexpected(cancelled_error(t));  // the socket is closed
-      const beast::error_code ec = wec ? wec : rec;
-      if (ec) {
-        // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
-        const bool stale =
-            reused &&
-            (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-             ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
-            !answer.got_some;
-        if (stale) continue;
-        co_return std::unexpected(transport_error(t, ec, options.max_response_bytes));
-      }
-      if (answer.keep_alive) {
-        give_back(t.key(), std::move(stream));
-      } else {
-        beast::error_code ignored;
-        stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      }
-      co_return std::move(answer.response);
-    }
-    co_return std::unexpected(
-        ClientError{ClientError::Kind::kTransport,
-                    fmt::format("{}:{} closed the connection twice", t.host, t.port)});
+    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    stream_ = impl_->take_idle(t_.key());
+    reused_ = stream_ != nullptr;
+    if (reused_) return write();
+    connect();
   }
+
+  // A new connection (numeric addresses skip the resolver).
+  void connect() {
+    beast::error_code aec;
+    const auto address = asio::ip::make_address(t_.host, aec);
+    if (!aec) {
+      connect_to({tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t_.port)))});
+      return;
+    }
+    resolver_ = std::make_unique<tcp::resolver>(impl_->ioc);
+    resolver_->async_resolve(
+        t_.host, t_.port,
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+                                                                 tcp::resolver::results_type rs) {
+          self->resolved(ec, rs);
+        }));
+  }
+
+  void resolved(beast::error_code ec, const tcp::resolver::results_type& results) {
+    resolver_.reset();
+    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    if (ec) {
+      finish(std::unexpected(
+          ClientError{ClientError::Kind::kConnect,
+                      fmt::format("cannot resolve {}: {}", t_.host, ec.message())}));
+      return;
+    }
+    std::vector<tcp::endpoint> endpoints;
+    for (const auto& r : results) endpoints.push_back(r.endpoint());
+    connect_to(std::move(endpoints));
+  }
+
+  void connect_to(std::vector<tcp::endpoint> endpoints) {
+    stream_ = std::make_unique<beast::tcp_stream>(impl_->ioc);
+    stream_->expires_at(deadline_);
+    // Asio's connect operation keeps its own copy of the endpoints.
+    stream_->async_connect(
+        endpoints, asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+                                                                            const tcp::endpoint&) {
+          self->connected(ec);
+        }));
+  }
+
+  void connected(beast::error_code ec) {
+    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    if (ec) {
+      const bool timeout = ec == beast::error::timeout;
+      finish(std::unexpected(
+          ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
+                      fmt::format("cannot connect to {}:{}: {}", t_.host, t_.port,
+                                  timeout ? "timed out" : ec.message())}));
+      return;
+    }
+    beast::error_code ignored;
+    stream_->socket().set_option(tcp::no_delay(true), ignored);
+    write();
+  }
+
+  void write() {
+    stream_->expires_at(deadline_);
+    try {
+      message_ = std::make_unique<bhttp::request<bhttp::string_body>>(impl_->to_beast(req_, t_));
+    } catch (const std::exception&) {
+      return finish(std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+    }
+    bhttp::async_write(*stream_, *message_,
+                       asio::bind_executor(
+                           strand_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->written(ec);
+                           }));
+  }
+
+  // The request is not needed after the write unless the connection came from the pool: then
+  // its body is kept for a retry on a fresh one.
+  void written(beast::error_code ec) {
+    if (reused_) {
+      req_.body = std::move(message_->body());
+    } else {
+      req_ = {};
+    }
+    message_.reset();
+    if (ec || cancelled_) return conclude(ec, false);
+    wait_for_answer();
+  }
+
+  // Waits until the answer starts to arrive (or the peer closes), holding no read buffer and no
+  // Beast read operation while the evaluator works (seconds for a slow call); timeout at the
+  // deadline (the timer cancels the wait).
+  void wait_for_answer() {
+    const std::uint64_t wait = ++waits_;
+    expired_ = false;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this(), wait](beast::error_code ec) {
+      if (ec || wait != self->waits_ || !self->stream_) return;
+      self->expired_ = true;
+      beast::error_code ignored;
+      self->stream_->socket().cancel(ignored);
+    });
+    stream_->socket().async_wait(
+        tcp::socket::wait_read,
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec) {
+          self->answer_arriving(ec);
+        }));
+  }
+
+  void answer_arriving(beast::error_code ec) {
+    ++waits_;  // a timer handler that runs after this is not this wait's
+    timer_.cancel();
+    if (expired_) ec = beast::error::timeout;
+    if (ec || cancelled_) return conclude(ec, false);
+    // Room for a usual answer at once (an evaluator's Z22 is ~4 KiB): Beast's reads start at
+    // 512 bytes and grow, one read system call each.
+    reading_ = std::make_unique<Reading>();
+    reading_->buffer.reserve(16u << 10);
+    reading_->parser.body_limit(impl_->options.max_response_bytes);
+    bhttp::async_read(*stream_, reading_->buffer, reading_->parser,
+                      asio::bind_executor(
+                          strand_, [self = shared_from_this()](beast::error_code rec, std::size_t) {
+                            self->answer_read(rec);
+                          }));
+  }
+
+  void answer_read(beast::error_code ec) {
+    const bool got_some = reading_->parser.got_some();
+    if (!ec) {
+      try {
+        keep_alive_ = reading_->parser.get().keep_alive();
+        response_ = from_beast(reading_->parser.get());
+      } catch (const std::exception&) {
+        reading_.reset();
+        return finish(
+            std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+      }
+    }
+    reading_.reset();
+    conclude(ec, got_some);
+  }
+
+  // The attempt is over: the answer, a retry on a fresh connection, or the error.
+  void conclude(beast::error_code ec, bool got_some) {
+    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));  // the socket is closed
+    if (ec) {
+      // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
+      const bool stale = reused_ &&
+                         (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+                          ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
+                         !got_some;
+      if (stale) {
+        stream_.reset();
+        return next_attempt();
+      }
+      return finish(std::unexpected(transport_error(t_, ec, impl_->options.max_response_bytes)));
+    }
+    if (keep_alive_) {
+      impl_->give_back(t_.key(), std::move(stream_));
+    } else {
+      beast::error_code ignored;
+      stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    }
+    finish(std::move(response_));
+  }
+
+  // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
+  void finish(ClientResult result) {
+    registration_.reset();
+    stream_.reset();
+    resolver_.reset();
+    auto done = std::move(done_);
+    done_ = nullptr;
+    if (done) done(std::move(result));
+  }
+
+  std::shared_ptr<Impl> impl_;  // first: it outlives the I/O objects below
+  Strand strand_;
+  ClientRequest req_;
+  Target t_;
+  std::shared_ptr<Cancellation> cancel_;
+  std::function<void(ClientResult)> done_;
+  Cancellation::Registration registration_;
+  Clock::time_point deadline_;
+  asio::steady_timer timer_;
+  std::unique_ptr<tcp::resolver> resolver_;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
+  std::unique_ptr<Reading> reading_;                             // while the answer is read
+  ClientResponse response_;
+  std::uint64_t waits_ = 0;  // waits for the answer started (wait_for_answer)
+  int attempts_ = 0;
+  bool reused_ = false;
+  bool cancelled_ = false;
+  bool expired_ = false;
+  bool keep_alive_ = false;
 };
 
 HttpClient::HttpClient(ClientOptions options) {
@@ -357,7 +430,7 @@ HttpClient::HttpClient(ClientOptions options) {
 HttpClient::~HttpClient() {
   if (own_loop_) {
     // Stop our thread first; then idle connections go while their io_context still exists,
-    // and the frames of unfinished requests go with the io_context.
+    // and unfinished requests go with the io_context (their handlers own them).
     own_loop_->stop();
     {
       std::lock_guard lock(impl_->pool_mu);
@@ -375,14 +448,11 @@ void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation>
     asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
     return;
   }
-  asio::co_spawn(
-      strand, Impl::exchange(impl_, std::move(request), std::move(*target), std::move(cancel)),
-      [done = std::move(done)](std::exception_ptr e, ClientResult r) {
-        if (e) {
-          r = std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"});
-        }
-        done(std::move(r));
-      });
+  // The URL is parsed into the target: the request need not keep it while in flight.
+  request.url = {};
+  auto exchange = std::make_shared<Impl::Exchange>(
+      impl_, strand, std::move(request), std::move(*target), std::move(cancel), std::move(done));
+  asio::post(strand, [exchange = std::move(exchange)] { exchange->start(); });
 }
 
 ClientResult HttpClient::send(const ClientRequest& request) {

@@ -258,6 +258,16 @@ TEST(Engine, CodeWithoutEvaluatorIsZ507) {
       << r.dump();
 }
 
+// Without a code runner at all, the same error names the language.
+TEST(Engine, CodeWithoutACodeRunnerIsZ507NamingTheLanguage) {
+  const json z8 = code_function("Z10001", "python-3", "def Z10001():\n    return 'x'");
+  auto engine = make_engine({}, nullptr, nullptr);
+  json r = engine->evaluate({{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", z8}}}}, CallContext{});
+  EXPECT_NE(meta_value(r, "errors").dump().find("No evaluator is available for python-3"),
+            std::string::npos)
+      << r.dump();
+}
+
 TEST(Engine, ConcurrentRequests) {
   auto engine = make_engine({}, nullptr, nullptr);
   std::vector<std::thread> threads;

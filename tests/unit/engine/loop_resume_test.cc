@@ -103,80 +103,84 @@ bool positive(const int& v) {
   return v > 0;
 }
 
-// A fiber started on the loop that waits once: where each part ran.
+// A fiber started on a loop that waits once: where each part ran.
 struct OneWait {
+  std::thread::id loop;  // the loop's thread
   std::thread::id before;
   std::thread::id after;
   int value = 0;
-  std::promise<std::function<void(int)>> parked;  // the wait's done function
-  std::promise<void> finished;
+  FiberPool::Slices slices;
+  int deferred = 0;  // functions deferred on the loop
 };
 
-// Starts `w`'s fiber on `loop` (start_here); it waits with light = positive().
-void start_one_wait(TestLoop& loop, FiberPool& pool, OneWait& w) {
-  loop.post([&] {
-    pool.start_here({}, [&] {
-      w.before = current_thread();
-      w.value = await<int>(
-          [&w](std::function<void(int)> done) { w.parked.set_value(std::move(done)); }, &positive);
-      w.after = current_thread();
-      w.finished.set_value();
+// Starts a fiber on a loop (start_here) that waits with light = positive(); `end_wait` is given
+// the loop and the wait's done function, and ends the wait. The pool resumes on the loop when
+// `pool_has_loop`.
+OneWait run_one_wait(bool pool_has_loop,
+                     const std::function<void(TestLoop&, std::function<void(int)>)>& end_wait) {
+  auto loop = std::make_shared<TestLoop>();
+  OneWait w;
+  w.loop = loop->id();
+  std::promise<std::function<void(int)>> parked;
+  std::promise<void> finished;
+  {
+    // After what its fibers use: destroyed first.
+    FiberPool pool({2, 256u << 10, 4, pool_has_loop ? loop : nullptr});
+    loop->post([&] {
+      pool.start_here({}, [&] {
+        w.before = current_thread();
+        w.value = await<int>(
+            [&parked](std::function<void(int)> done) { parked.set_value(std::move(done)); },
+            &positive);
+        w.after = current_thread();
+        finished.set_value();
+      });
     });
-  });
+    end_wait(*loop, parked.get_future().get());
+    finished.get_future().get();
+    w.slices = pool.slices();
+  }
+  w.deferred = loop->deferred();
+  return w;
+}
+
+// Ends a wait on the loop's thread with `value`.
+std::function<void(TestLoop&, std::function<void(int)>)> on_loop(int value) {
+  return [value](TestLoop& loop, std::function<void(int)> done) {
+    loop.post([done = std::move(done), value] { done(value); });
+  };
 }
 
 TEST(LoopResume, ALightResultOnTheLoopGoesOnThere) {
-  auto loop = std::make_shared<TestLoop>();
-  OneWait w;
-  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
-  start_one_wait(*loop, pool, w);
-  auto done = w.parked.get_future().get();
-  loop->post([done] { done(7); });
-  w.finished.get_future().get();
+  const OneWait w = run_one_wait(true, on_loop(7));
   EXPECT_EQ(w.value, 7);
-  EXPECT_EQ(w.before, loop->id());
-  EXPECT_EQ(w.after, loop->id());
-  EXPECT_EQ(pool.slices().loop, 2u);
-  EXPECT_EQ(pool.slices().pool, 0u);
+  EXPECT_EQ(w.before, w.loop);
+  EXPECT_EQ(w.after, w.loop);
+  EXPECT_EQ(w.slices.loop, 2u);
+  EXPECT_EQ(w.slices.pool, 0u);
 }
 
 TEST(LoopResume, AHeavyResultGoesOnOnThePool) {
-  auto loop = std::make_shared<TestLoop>();
-  OneWait w;
-  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
-  start_one_wait(*loop, pool, w);
-  auto done = w.parked.get_future().get();
-  loop->post([done] { done(-1); });  // positive() says no
-  w.finished.get_future().get();
-  EXPECT_EQ(w.before, loop->id());
-  EXPECT_NE(w.after, loop->id());
-  EXPECT_EQ(pool.slices().loop, 1u);
-  EXPECT_EQ(pool.slices().pool, 1u);
+  const OneWait w = run_one_wait(true, on_loop(-1));  // positive() says no
+  EXPECT_EQ(w.before, w.loop);
+  EXPECT_NE(w.after, w.loop);
+  EXPECT_EQ(w.slices.loop, 1u);
+  EXPECT_EQ(w.slices.pool, 1u);
 }
 
 TEST(LoopResume, AWaitEndedOffTheLoopGoesOnOnThePool) {
-  auto loop = std::make_shared<TestLoop>();
-  OneWait w;
-  FiberPool pool({2, 256u << 10, 4, loop});  // after what its fibers use: destroyed first
-  start_one_wait(*loop, pool, w);
-  auto done = w.parked.get_future().get();
-  std::thread([done] { done(7); }).join();
-  w.finished.get_future().get();
-  EXPECT_NE(w.after, loop->id());
-  EXPECT_EQ(pool.slices().pool, 1u);
-  EXPECT_EQ(loop->deferred(), 0);
+  const OneWait w = run_one_wait(true, [](TestLoop&, std::function<void(int)> done) {
+    std::thread([done] { done(7); }).join();
+  });
+  EXPECT_NE(w.after, w.loop);
+  EXPECT_EQ(w.slices.pool, 1u);
+  EXPECT_EQ(w.deferred, 0);
 }
 
 TEST(LoopResume, WithoutALoopEveryResumeIsOnThePool) {
-  auto loop = std::make_shared<TestLoop>();
-  OneWait w;
-  FiberPool pool({2, 256u << 10, 4, nullptr});
-  start_one_wait(*loop, pool, w);
-  auto done = w.parked.get_future().get();
-  loop->post([done] { done(7); });
-  w.finished.get_future().get();
-  EXPECT_EQ(w.before, loop->id());  // start_here still starts where it is called
-  EXPECT_NE(w.after, loop->id());
+  const OneWait w = run_one_wait(false, on_loop(7));
+  EXPECT_EQ(w.before, w.loop);  // start_here still starts where it is called
+  EXPECT_NE(w.after, w.loop);
 }
 
 TEST(LoopResume, AnAnswerGivenWhileParkingIsDeferredNotNested) {

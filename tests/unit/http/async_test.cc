@@ -1,6 +1,9 @@
 // Asynchronous routes, cancellation (hang-up, deadline, drain) and HttpClient::async_send, in
 // process on loopback. Waits are on events (futures with a bound), never on sleeps.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -706,3 +709,69 @@ TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
 }
 
 }  // namespace
+
+namespace {
+
+// A listening socket on 127.0.0.1 that a test serves by hand; -1 on failure (the test fails).
+int listen_loopback(std::uint16_t& port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 4) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot listen on loopback: " << errno;
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  port = ntohs(addr.sin_port);
+  timeval bound{5, 0};  // accept() gives up after 5 s: a test that waits in vain fails
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+  return fd;
+}
+
+}  // namespace
+
+// A pooled connection that its peer closed while it was idle fails at once; the request goes
+// again, body and all, on a fresh connection, and the caller sees only the answer.
+TEST(HttpClientTest, AStalePooledConnectionIsRetriedOnAFreshOneWithTheBody) {
+  std::uint16_t port = 0;
+  const int listener = listen_loopback(port);
+  ASSERT_GE(listener, 0);
+  std::promise<std::string> second_request;
+  std::thread peer([&] {
+    // The first connection answers one request as keep-alive, then closes.
+    int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return second_request.set_value("no first connection");
+    read_until(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none");
+    close(fd);
+    // The second connection gets the request again.
+    fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return second_request.set_value("no second connection");
+    second_request.set_value(read_until(fd, "payload"));
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntwo");
+    close(fd);
+  });
+  HttpClient client;
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  ClientRequest first;
+  first.url = base + "/first";
+  auto one = client.send(first);
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(one->body, "one");
+  ClientRequest again;
+  again.method = "POST";
+  again.url = base + "/second";
+  again.content_type = "text/plain";
+  again.body = "payload";
+  auto two = client.send(again);
+  peer.join();
+  close(listener);
+  ASSERT_TRUE(two) << two.error().message;
+  EXPECT_EQ(two->body, "two");
+  const std::string seen = second_request.get_future().get();
+  EXPECT_NE(seen.find("POST /second"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("payload"), std::string::npos) << seen;
+}
