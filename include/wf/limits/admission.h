@@ -130,6 +130,7 @@ struct AdmissionStats {
   int max_in_flight = 0;          // kGradient: the bound on calls running or parked
   double call_s = 0;              // kGradient: the baseline time a call holds its slot in all
   double downstream_waiting = 0;  // kGradient: calls waiting downstream (last window, Little)
+  double needed_in_flight = 0;    // kGradient: the last window's calls/s x call_s (Little)
   std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
   std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
 };
