@@ -309,13 +309,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   bool adaptive() const { return options.limit == LimitMode::kGradient && ceiling > 0; }
   // Calls running or parked at most: the ceiling, or adaptive, the in-flight bound.
   int max_in_flight() const {
-    if (gradient.probe_until != SteadyTime{} && clock.steady() < gradient.probe_until) return 1;
-    return in_flight_bound();
-  }
-  // The same, a probe for a call alone apart (it lasts a call or two: not what the queue drains
-  // at).
-  int in_flight_bound() const {
     if (!adaptive()) return ceiling;
+    if (gradient.probe_until != SteadyTime{} && clock.steady() < gradient.probe_until) return 1;
     return std::max(1, static_cast<int>(std::lround(gradient.in_flight)));
   }
   bool has_room() const {
@@ -410,7 +405,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
         ahead == 0 ? std::chrono::duration<double>(max_wait()).count() / 2 : arrival_budget_s();
     double wait_s = 0;
     if (hold_s > 0) {
-      double drain_rate = in_flight_bound() / hold_s;
+      double drain_rate = max_in_flight() / hold_s;
       if (adaptive() && run_s > 0) drain_rate = std::min(drain_rate, max_concurrency / run_s);
       wait_s = position / drain_rate;
     }
