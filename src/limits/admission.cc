@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -394,15 +395,15 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     // Its place is counted by virtual start times: a polite user beside a flood, whose queued
     // calls come after its own, expects to wait for the next free slot only. With nobody ahead of
     // it, no call that arrives later goes ahead of it either (a later call's start is at least
-    // the current virtual time, and older calls go first among equals): it may expect half the
-    // wait allowed, not only the share kept for calls that others may still pass. (Adaptive,
-    // under congestion the next slot frees after half a baseline call or more: that share would
-    // refuse it. The whole wait was tried: the calls so let in that then waited it out were
-    // 1-3% of the refusals, each refused late.)
+    // the current virtual time, and older calls go first among equals): like a call that finds
+    // nobody queued, it takes the next slot that frees and is not refused for its wait (its
+    // deadline still counts). (Adaptive, under congestion the next slot frees after half a
+    // baseline call or more, and during a probe after a whole call: an arrival budget refused
+    // the polite user beside a flooder, 1-7% of its calls.)
     const std::size_t ahead = calls_ahead(user);
     const double position = static_cast<double>(ahead + 1);
     const double budget_s =
-        ahead == 0 ? std::chrono::duration<double>(max_wait()).count() / 2 : arrival_budget_s();
+        ahead == 0 ? std::numeric_limits<double>::infinity() : arrival_budget_s();
     double wait_s = 0;
     if (hold_s > 0) {
       double drain_rate = max_in_flight() / hold_s;
