@@ -45,6 +45,13 @@ struct Recorder {
     Slot s = std::move(slots.front());
     slots.erase(slots.begin());
   }
+  // With one slot: three calls that held it 100 ms each (the queue drains 10 calls a second), then
+  // a blocker that holds it and `floods` calls of "flood" behind it.
+  void flood_behind_blocker(Admission& a, ManualClock& clock, int floods) {
+    hold_in_turn(a, clock, 3, std::chrono::milliseconds(100));
+    a.submit(work("blocker"));
+    for (int i = 0; i < floods; ++i) a.submit(work("flood"));
+  }
   // One call of each user, in order (each starts, queues or is refused).
   void submit_each(Admission& a, std::initializer_list<const char*> users) {
     for (const char* user : users) a.submit(work(user));
@@ -237,10 +244,7 @@ TEST(Admission, CallsThatWouldWaitTooLongAreRefusedAtOnce) {
   ManualClock clock;
   Recorder r;
   Admission a(options(1), clock);  // queue-time budget 1 s: refused on arrival beyond half of it
-  // Calls hold their slot 100 ms: with one slot, the queue drains 10 calls per second.
-  r.hold_in_turn(a, clock, 3, 100ms);
-  a.submit(r.work("blocker"));
-  for (int i = 0; i < 5; ++i) a.submit(r.work("flood"));  // the fifth starts after 0.5 s
+  r.flood_behind_blocker(a, clock, 5);  // the fifth flood call starts after 0.5 s
   EXPECT_TRUE(r.refused.empty());
   a.submit(r.work("flood"));  // the sixth would start after 0.6 s at best: refused now
   a.submit(r.work("flood"));
@@ -309,9 +313,7 @@ TEST(Admission, APoliteUserIsNotCountedBehindTheFlood) {
   ManualClock clock;
   Recorder r;
   Admission a(options(1), clock);  // queue-time budget 1 s: refused on arrival beyond half of it
-  r.hold_in_turn(a, clock, 3, 100ms);
-  a.submit(r.work("blocker"));
-  for (int i = 0; i < 4; ++i) a.submit(r.work("flood"));  // the fourth would start after 0.4 s
+  r.flood_behind_blocker(a, clock, 4);  // the fourth flood call would start after 0.4 s
   ASSERT_TRUE(r.refused.empty());
   clock.advance(300ms);  // the calls became slow: the queue drained one call in 0.3 s
   r.finish_one();        // the flood's first starts; three of its calls wait
@@ -755,20 +757,31 @@ struct CpuBoundService {
   }
 };
 
+// The adaptive limit with the default windows in front of a CpuBoundService, whose baselines
+// were learned from 100 calls run alone (2 ms each).
+struct CpuBoundRig {
+  static AdmissionOptions options() {
+    AdmissionOptions o = gradient_options(256, 2);
+    o.window_calls = 16;
+    o.window_time = 20ms;
+    return o;
+  }
+  ManualClock clock;
+  Recorder r;
+  Admission a{options(), clock};
+  CpuBoundService service{clock, r, a};
+  CpuBoundRig() { service.alone(100); }
+};
+
 // Calls are offered at 10x what the service serves. The in-flight bound follows what the
 // throughput needs (its rate times a baseline call: Little's law, 2 calls here) with the tolerance
 // and one at hand, not the 4 children plus a few waiting: goodput stays at what the service can
-// do, and an accepted call takes about twice its unloaded time, its queue included. (Before,
-// the bound swung about 6 and an accepted call's p99 was 11 ms, 5.7x.)
+// do, and an accepted call's p99 is within 4x its unloaded time, its queue included. (Before,
+// the bound swung about 6 and an accepted call's p99 was 11.4 ms, 5.7x.)
 TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
-  ManualClock clock;
-  Recorder r;
-  AdmissionOptions o = gradient_options(256, 2);
-  o.window_calls = 16;
-  o.window_time = 20ms;
-  Admission a(o, clock);
-  CpuBoundService service{clock, r, a};
-  service.alone(100);  // the baselines: 2 ms a call
+  CpuBoundRig rig;
+  Admission& a = rig.a;
+  CpuBoundService& service = rig.service;
   service.overload(2000ms);
   const int done_before = service.done;
   service.held_ms.clear();
@@ -792,14 +805,9 @@ TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
 // the calls heavier): no call runs alone any more, so every 5 s the in-flight bound is one until a
 // call has (a probe), and the baseline call learns the new time.
 TEST(AdmissionGradient, AProbeRelearnsTheBaselineUnderASustainedOverload) {
-  ManualClock clock;
-  Recorder r;
-  AdmissionOptions o = gradient_options(256, 2);
-  o.window_calls = 16;
-  o.window_time = 20ms;
-  Admission a(o, clock);
-  CpuBoundService service{clock, r, a};
-  service.alone(100);
+  CpuBoundRig rig;
+  Admission& a = rig.a;
+  CpuBoundService& service = rig.service;
   service.overload(1000ms);
   EXPECT_NEAR(a.stats().call_s, 0.002, 0.0005);
   service.work_ms = 6;
