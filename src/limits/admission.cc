@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -33,7 +34,6 @@ struct Item {
 
 struct UserQueue {
   std::deque<Item> items;
-  double last_tag = 0;
 };
 
 // The queue heads in service order: smallest virtual start time, then oldest ticket.
@@ -122,13 +122,26 @@ struct Trend {
 //   than half of them. Without congestion it grows to the ceiling (and grows back after a second
 //   without any window: with nothing ending, nothing says the service is congested).
 struct GradientLimit {
+  // The in-flight bound's floor: one call served and one at hand for the next free place.
+  static constexpr double kInFlightFloor = 2;
+  // The baseline call is learned from calls that ran alone. Under a sustained overload none does,
+  // and a baseline learned before the machine became slower (or the calls heavier) would bound
+  // calls in flight too tightly and refuse too many: every kProbeEvery while the in-flight bound
+  // is below the ceiling, it is one until a call has run alone (at most four baseline calls), as
+  // BBR's ProbeRTT does.
+  static constexpr auto kProbeEvery = std::chrono::seconds(5);
+  SteadyTime last_alone{};
+  SteadyTime probe_until{};  // while later than now: one call in flight at most
   double limit = 0;
   double in_flight = 0;  // the bound on calls running or parked
   Trend run;             // time running
   Trend wait;            // time waiting for a downstream service's capacity
   double call_s = 0;     // baseline of the whole time calls hold their slot (parked included)
   double sum_call_s = 0;
-  double waiting = 0;  // calls waiting downstream in the last window (Little's law)
+  std::vector<double> held;   // this window's whole call times (seconds)
+  int held_back_samples = 0;  // of this window's calls, those that ended while calls were queued
+  double waiting = 0;         // calls waiting downstream in the last window (Little's law)
+  double needed = 0;          // calls in flight the last window's throughput needs (rate x call_s)
   int samples = 0;
   int peak_running = 0;
   int peak_in_flight = 0;
@@ -143,12 +156,22 @@ struct GradientLimit {
   }
 
   // Adds a sample; true when a window ended and the limits may have moved.
+  // `held_back`: calls were waiting in the queue when this one ended (the bounds hold calls back).
   bool sample(double ran_s, double waited_s, double held_s, int running, int in_flight_now,
-              SteadyTime now, const AdmissionOptions& o, int ceiling) {
+              bool held_back, SteadyTime now, const AdmissionOptions& o, int ceiling) {
     if (samples == 0) window_start = now;
+    // A call that had the service to itself (nothing else in flight when it started nor when it
+    // ended): its whole time is what a call takes unloaded.
+    if (in_flight_now <= 1) {
+      call_s = call_s == 0 ? held_s : call_s + (held_s - call_s) / 4;
+      last_alone = now;
+      probe_until = SteadyTime{};
+    }
     run.sum_s += ran_s;
     wait.sum_s += waited_s;
     sum_call_s += held_s;
+    held.push_back(held_s);
+    if (held_back) ++held_back_samples;
     ++samples;
     peak_running = std::max(peak_running, running);
     peak_in_flight = std::max(peak_in_flight, in_flight_now);
@@ -171,25 +194,54 @@ struct GradientLimit {
       return mean_held_s > 0 ? std::clamp(wait_s / mean_held_s, 0.0, 1.0) : 0.0;
     };
     waiting = peak_in_flight * share_of(wait.recent_s);
-    if (wait_gradient < 1) {
+    // Little's law once more: the calls in flight this window's throughput needs when none waits
+    // are its rate times a baseline call (their whole time in the slot); more only wait, for a
+    // child or for a CPU (which the evaluator does not report), and make every call slower.
+    const double window_s = std::chrono::duration<double>(now - window_start).count();
+    needed = window_s > 0 && call_s > 0 && samples > 1 ? (samples - 1) / window_s * call_s : 0;
+    // Slower calls: the window's lower quartile of whole call times over the tolerance times a
+    // baseline call. Calls that share the CPUs (or anything else the evaluator does not report)
+    // all take longer; a minority of calls that wait on purpose (a function that sleeps, a slow
+    // wiki) do not move the quartile.
+    const auto quartile = held.begin() + static_cast<std::ptrdiff_t>(held.size() / 4);
+    std::nth_element(held.begin(), quartile, held.end());
+    // Only while calls are held back (queued) does it matter: a wave of slow calls ending while
+    // nothing waits is not a reason to bound what comes next.
+    const bool slower =
+        call_s > 0 && *quartile > o.tolerance * call_s && held_back_samples * 2 >= samples;
+    held.clear();
+    held_back_samples = 0;
+    if (wait_gradient < 1 || (slower && peak_in_flight > kInFlightFloor)) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
       const double served =
           peak_in_flight * (1 - share_of(std::max(0.0, wait.recent_s - wait.baseline_s)));
-      const double target = served + std::max(floor, served * (o.tolerance - 1));
+      double target = served + std::max(floor, served * (o.tolerance - 1));
+      // The calls it needs, with the tolerance, and one at hand for the next free place.
+      if (needed > 0) target = std::min(target, needed * o.tolerance + 1);
       in_flight = std::clamp(target, under / 2, under);
     } else {
       grow_in_flight(ceiling);
     }
+    // The baseline call follows faster windows down; it rises only from calls that had the
+    // service to itself (above) and from windows with at most kInFlightFloor calls in flight,
+    // never from busy windows: calls that share the CPUs take longer without anyone saying so,
+    // and learning their time would raise what the throughput seems to need.
     const double recent_call_s = mean_held_s;
     if (call_s == 0) {
       call_s = recent_call_s;
     } else if (recent_call_s < call_s) {
       call_s += (recent_call_s - call_s) / 8;
-    } else if (run_gradient >= 1 && wait_gradient >= 1) {
+    } else if (peak_in_flight <= kInFlightFloor) {
       call_s += (recent_call_s - call_s) / 4;
     }
     limit = std::clamp(limit, floor, std::max(floor, static_cast<double>(ceiling)));
-    in_flight = std::clamp(in_flight, floor, std::max(floor, static_cast<double>(ceiling)));
+    in_flight = std::clamp(in_flight, kInFlightFloor,
+                           std::max(kInFlightFloor, static_cast<double>(ceiling)));
+    if (in_flight < ceiling && call_s > 0 && now - last_alone > kProbeEvery && now >= probe_until) {
+      probe_until = now + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::duration<double>(4 * call_s + 0.001));
+      last_alone = now;  // a probe that finds no call alone is tried again kProbeEvery later
+    }
     sum_call_s = 0;
     samples = 0;
     peak_running = 0;
@@ -214,7 +266,12 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   std::uint64_t next_ticket = 1;
   std::unordered_map<std::string, UserQueue> queues;  // users with queued work
   std::set<HeadKey> heads;                            // one entry per user in `queues`
-  double virtual_time = 0;  // the largest start tag of the calls started from the queue
+  double virtual_time = 0;                            // the largest start tag of the calls started
+  // Each user's last call's virtual finish time (its start plus its cost), queued or started: the
+  // start of their next call. Kept after their queue empties, so that a user whose calls keep
+  // several places busy starts their next one after a user who has none (start-time fair
+  // queuing); an entry at or behind virtual_time means nothing and may go.
+  std::unordered_map<std::string, double> finish_tags;
   std::unordered_map<std::uint64_t, std::string> owner_of;  // ticket -> user
   std::size_t queued = 0;
   std::uint64_t gauge_id = 0;
@@ -245,6 +302,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
       gradient.limit = std::min<double>(ceiling, 2.0 * options.min_concurrency);
       gradient.in_flight = ceiling;
       gradient.last_window = c.steady();
+      gradient.last_alone = c.steady();
       max_concurrency = static_cast<int>(gradient.limit);
     }
   }
@@ -253,6 +311,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // Calls running or parked at most: the ceiling, or adaptive, the in-flight bound.
   int max_in_flight() const {
     if (!adaptive()) return ceiling;
+    if (gradient.probe_until != SteadyTime{} && clock.steady() < gradient.probe_until) return 1;
     return std::max(1, static_cast<int>(std::lround(gradient.in_flight)));
   }
   bool has_room() const {
@@ -270,14 +329,19 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     const double w = std::chrono::duration<double>(waited).count();
     hold_s = hold_s == 0 ? d : 0.9 * hold_s + 0.1 * d;
     run_s = run_s == 0 ? r : 0.9 * run_s + 0.1 * r;
-    if (adaptive() && gradient.sample(r, w, d, concurrency, in_flight, now, options, ceiling)) {
+    if (adaptive() &&
+        gradient.sample(r, w, d, concurrency, in_flight, queued > 0, now, options, ceiling)) {
       max_concurrency = std::max(1, static_cast<int>(std::lround(gradient.limit)));
     }
   }
   // Adaptive: with no window for a second, nothing says the calls are congested (calls parked
   // for long, and none ending): the in-flight bound grows back as after a window without
-  // congestion. True when it grew.
+  // congestion. And a probe for a call alone that ran out ends. True when the queue may move.
   bool grow_when_idle(SteadyTime now) {
+    if (adaptive() && gradient.probe_until != SteadyTime{} && now >= gradient.probe_until) {
+      gradient.probe_until = SteadyTime{};  // a probe ran out: the queue may move again
+      return true;
+    }
     if (!adaptive() || gradient.in_flight >= ceiling) return false;
     if (now - gradient.last_window < std::chrono::seconds(1)) return false;
     gradient.grow_in_flight(ceiling);
@@ -285,7 +349,9 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     return true;
   }
   // How long a queued call may wait before it is refused: the budget, or adaptive, twice a
-  // baseline call (its whole time in its slot; at least 1 ms).
+  // baseline call (its whole time in its slot; at least 1 ms). (One call was tried: calls let in
+  // on a forecast of half a call then ran out of their wait too often, 1-2.5% of the refusals,
+  // and a refusal after waiting costs the caller the wait.)
   std::chrono::nanoseconds max_wait() const {
     if (!adaptive() || gradient.call_s <= 0) return options.max_queue_time;
     const auto twice = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -295,22 +361,26 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   }
   // How long a call may expect to wait when it arrives: half its queue-time budget (calls of other
   // users that arrive later may still go ahead of it, fair queuing), or adaptive, half a baseline
-  // call (once there is a baseline).
+  // call (once there is a baseline), a quarter of the wait allowed.
   double arrival_budget_s() const {
     const double budget = std::chrono::duration<double>(options.max_queue_time).count() / 2;
     if (!adaptive() || gradient.call_s <= 0) return budget;
     return std::min(budget, gradient.call_s / 2);
   }
-  // Where a new call of `user` would stand in the fair queue: behind at most as many calls of
-  // each other user as it has itself plus one (equal costs), and behind its own.
-  std::size_t expected_position(const std::string& user) const {
-    std::size_t mine = 0;
-    if (auto it = queues.find(user); it != queues.end()) mine = it->second.items.size();
-    std::size_t ahead = mine;
+  // How many queued calls a new call of `user` would wait behind: those whose virtual start time
+  // is not after its own (the fair queue serves the smallest first, the older first among equals).
+  // Calls of other users that arrive later may still go ahead of it. A user with nothing queued
+  // starts at the current virtual time, before the calls a flooding user queued after its first.
+  std::size_t calls_ahead(const std::string& user) const {
+    const double start = start_tag(user);
+    std::size_t ahead = 0;
     for (const auto& [name, q] : queues) {
-      if (name != user) ahead += std::min(q.items.size(), mine + 1);
+      for (const Item& item : q.items) {
+        if (item.start_tag > start) break;  // a user's calls are in start order
+        ++ahead;
+      }
     }
-    return ahead + 1;
+    return ahead;
   }
   // True when the call would wait longer than its arrival budget at the rate calls end now:
   // refusing it at once is kinder than after the wait.
@@ -322,7 +392,18 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   bool would_wait_too_long(const std::string& user, SteadyTime deadline, SteadyTime now) const {
     // With nobody queued, the call takes the next slot that frees: never refused for its wait.
     if (max_concurrency == 0 || queued == 0) return false;
-    const double position = static_cast<double>(expected_position(user));
+    // Its place is counted by virtual start times: a polite user beside a flood, whose queued
+    // calls come after its own, expects to wait for the next free slot only. With nobody ahead of
+    // it, no call that arrives later goes ahead of it either (a later call's start is at least
+    // the current virtual time, and older calls go first among equals): like a call that finds
+    // nobody queued, it takes the next slot that frees and is not refused for its wait (its
+    // deadline still counts). (Adaptive, under congestion the next slot frees after half a
+    // baseline call or more, and during a probe after a whole call: an arrival budget refused
+    // the polite user beside a flooder, 1-7% of its calls.)
+    const std::size_t ahead = calls_ahead(user);
+    const double position = static_cast<double>(ahead + 1);
+    const double budget_s =
+        ahead == 0 ? std::numeric_limits<double>::infinity() : arrival_budget_s();
     double wait_s = 0;
     if (hold_s > 0) {
       double drain_rate = max_in_flight() / hold_s;
@@ -333,7 +414,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
       wait_s = std::max(wait_s, position * drain_s);
     }
     if (wait_s <= 0) return false;  // nothing measured yet
-    if (wait_s > arrival_budget_s()) return true;
+    if (wait_s > budget_s) return true;
     if (deadline == SteadyTime::max()) return false;
     const double left_s = std::chrono::duration<double>(deadline - now).count();
     return wait_s + hold_s > left_s;
@@ -378,13 +459,40 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     }
     return item;
   }
+  // The virtual start time of a new call of `user`: their last call's finish, or the current
+  // virtual time when that is later (they have no debt).
+  double start_tag(const std::string& user) const {
+    const auto it = finish_tags.find(user);
+    return it == finish_tags.end() ? virtual_time : std::max(virtual_time, it->second);
+  }
+  // A call of `user` starting at virtual time `start`: their next starts after its cost.
+  double charge(const std::string& user, double start, double cost) {
+    const double finish = start + std::clamp(cost, 0.01, options.max_cost_ms);
+    finish_tags[user] = finish;
+    const std::size_t most = std::max<std::size_t>(4096, 2 * options.max_queue);
+    if (finish_tags.size() > most) {
+      std::erase_if(finish_tags, [&](const auto& entry) { return entry.second <= virtual_time; });
+      // Still too many (callers without a queue do not move virtual time): forget the debts of
+      // those with nothing queued (memory stays bounded; they only lose their place in line).
+      if (finish_tags.size() > most) {
+        std::erase_if(finish_tags,
+                      [&](const auto& entry) { return !queues.contains(entry.first); });
+      }
+    }
+    return finish;
+  }
+  // A call that starts without queueing: virtual time moves to its start (nobody waits, so
+  // nobody's turn is taken), and its user pays its cost.
+  void charge_started(const std::string& user, double cost) {
+    const double start = start_tag(user);
+    virtual_time = std::max(virtual_time, start);
+    charge(user, start, cost);
+  }
   void enqueue(Item item) {
     const std::string user = item.work.user_key;
+    item.start_tag = start_tag(user);
+    item.tag = charge(user, item.start_tag, item.work.cost);
     UserQueue& q = queues[user];
-    const double cost = std::clamp(item.work.cost, 0.01, options.max_cost_ms);
-    item.start_tag = std::max(virtual_time, q.last_tag);
-    item.tag = item.start_tag + cost;
-    q.last_tag = item.tag;
     if (!q.items.empty()) heads.erase(head_key(q, user));
     owner_of.emplace(item.ticket, user);
     q.items.push_back(std::move(item));
@@ -519,6 +627,7 @@ Admission::Admission(AdmissionOptions options, const Clock& clock)
     v.baseline_rtt_s = s.baseline_rtt_s;
     v.recent_rtt_s = s.recent_rtt_s;
     v.downstream_waiting = s.downstream_waiting;
+    v.needed_in_flight = s.needed_in_flight;
     return v;
   });
   if (options.sweeper_thread && options.max_concurrency > 0) {
@@ -557,6 +666,7 @@ std::uint64_t Admission::submit(Work work) {
       Refusal r = impl_->refusal(Reason::kDraining, work);
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
     } else if (impl_->queued == 0 && impl_->has_room()) {
+      impl_->charge_started(work.user_key, work.cost);
       Item item{0, std::move(work), now, now};
       item.running_at_start = ++impl_->running;
       item.in_flight_at_start = impl_->running + impl_->parked;
@@ -700,6 +810,7 @@ AdmissionStats Admission::stats() const {
   s.max_in_flight = impl_->max_in_flight();
   s.call_s = impl_->gradient.call_s;
   s.downstream_waiting = impl_->adaptive() ? impl_->gradient.waiting : 0;
+  s.needed_in_flight = impl_->adaptive() ? impl_->gradient.needed : 0;
   s.refused_on_arrival = impl_->refused_on_arrival;
   s.refused_after_wait = impl_->refused_after_wait;
   return s;

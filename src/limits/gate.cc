@@ -142,6 +142,7 @@ nlohmann::json Gate::describe() const {
             {"baseline_ms", a.baseline_rtt_s * 1000},
             {"recent_ms", a.recent_rtt_s * 1000},
             {"downstream_waiting", a.downstream_waiting},
+            {"needed_in_flight", a.needed_in_flight},
             {"refused_on_arrival", a.refused_on_arrival},
             {"refused_after_waiting", a.refused_after_wait}}},
           {"state",

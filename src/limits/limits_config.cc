@@ -113,7 +113,7 @@ std::expected<std::vector<Cidr>, std::string> cidrs_from(const config::Config& c
 
 std::vector<config::Option> orchestrator_limit_options() {
   std::vector<Option> out;
-  add_common_options(out, 256, "fixed");
+  add_common_options(out, 256, "gradient");
   out.push_back(text_option("limits_user_header", Type::kString, "X-Wikifunctions-User",
                             "Header naming the calling user, believed only from "
                             "limits_trusted_peers; empty: every caller is its address."));

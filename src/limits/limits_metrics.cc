@@ -76,6 +76,11 @@ struct Families {
             "Adaptive limit: calls that were waiting for a downstream service's capacity (the "
             "evaluator's sandbox children) in the last window, by Little's law (the share of "
             "their time in flight they report waiting, times the calls in flight).");
+  Gauge& needed_in_flight =
+      gauge("wf_limits_needed_in_flight",
+            "Adaptive limit: calls in flight the last window's throughput needed had none of them "
+            "waited (its calls per second times a baseline call's time in its slot; Little's "
+            "law). Under congestion the in-flight bound is at most 1.5 times this, plus one.");
   Family<Counter>& admission_refusals =
       prometheus::BuildCounter()
           .Name("wf_limits_admission_refusals_total")
@@ -126,6 +131,7 @@ void refresh_gauges() {
       sum.baseline_rtt_s = std::max(sum.baseline_rtt_s, v.baseline_rtt_s);
       sum.recent_rtt_s = std::max(sum.recent_rtt_s, v.recent_rtt_s);
       sum.downstream_waiting += v.downstream_waiting;
+      sum.needed_in_flight += v.needed_in_flight;
       sum.shared_up += v.shared_up;
     }
   }
@@ -140,6 +146,7 @@ void refresh_gauges() {
   f.baseline.Set(sum.baseline_rtt_s);
   f.recent.Set(sum.recent_rtt_s);
   f.downstream_waiting.Set(sum.downstream_waiting);
+  f.needed_in_flight.Set(sum.needed_in_flight);
   f.shared_up.Set(sum.shared_up);
 }
 

@@ -31,6 +31,7 @@ struct GaugeValues {
   double baseline_rtt_s = 0;  // adaptive limit (the largest of the sources)
   double recent_rtt_s = 0;
   double downstream_waiting = 0;
+  double needed_in_flight = 0;  // adaptive limit: the last window's rate x a baseline call
   double shared_up = 0;
 };
 std::uint64_t add_gauge_source(std::function<GaugeValues()> source);

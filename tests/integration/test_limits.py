@@ -6,6 +6,7 @@ budget through a real memcached, and fall back to per-replica limits when it sto
 Code calls go to a fake evaluator (a FakeServer) that can be slow and reports the CPU it "used".
 """
 
+import contextlib
 import json
 import os
 import re
@@ -65,6 +66,18 @@ def orchestrator(evaluator=None, extra=(), local=False):
     if evaluator is not None:
         args += ["--evaluator-url", evaluator.server.base + EVALUATE]
     return h.Service("wf-orchestrator", args + list(extra))
+
+
+@contextlib.contextmanager
+def behind_fake_evaluator(extra=(), local=False):
+    """An orchestrator (orchestrator(): `extra`, `local`) whose code calls go to a FakeEvaluator;
+    yields both, and closes the fake evaluator after the orchestrator has stopped."""
+    ev = FakeEvaluator()
+    try:
+        with orchestrator(ev, extra, local) as o:
+            yield ev, o
+    finally:
+        ev.close()
 
 
 def call(service, zobject, user=None, headers=None, timeout=30.0):
@@ -177,90 +190,78 @@ class CachedCalls(LimitCase):
 
 class ConcurrencyLimit(LimitCase):
     def test_calls_in_flight_are_capped_per_user(self):
-        ev = FakeEvaluator()
-        try:
-            with orchestrator(ev, ["--limits-user-concurrency", "2"]) as o:
-                ev.delay = 1.5
-                results = []
-                threads = [threading.Thread(target=lambda: results.append(call(o, reverse("hello"), "alice")))
-                           for _ in range(2)]
-                for t in threads:
-                    t.start()
-                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 2, 10))  # both are at the fake evaluator now
-                status, headers, body = call(o, reverse("hello"), "alice")
-                self.assert_refused(status, headers, body, 429, "concurrency", "user")
-                self.assertEqual(body["limit"]["value"], 2)
-                # Another user is not affected.
-                ev_status, _, z22 = call(o, echo("bob's"), "bob")
-                self.assertEqual(ev_status, 200, z22)
-                for t in threads:
-                    t.join(10)
-                self.assertEqual([r[0] for r in results], [200, 200])
-                self.assertEqual(results[0][2]["Z22K1"], "olleh")
-                ev.delay = 0
-                status, _, z22 = call(o, reverse("hello"), "alice")
-                self.assertEqual(status, 200, z22)
-        finally:
-            ev.close()
+        with behind_fake_evaluator(["--limits-user-concurrency", "2"]) as (ev, o):
+            ev.delay = 1.5
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(call(o, reverse("hello"), "alice")))
+                       for _ in range(2)]
+            for t in threads:
+                t.start()
+            self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 2, 10))  # both are at the fake evaluator now
+            status, headers, body = call(o, reverse("hello"), "alice")
+            self.assert_refused(status, headers, body, 429, "concurrency", "user")
+            self.assertEqual(body["limit"]["value"], 2)
+            # Another user is not affected.
+            ev_status, _, z22 = call(o, echo("bob's"), "bob")
+            self.assertEqual(ev_status, 200, z22)
+            for t in threads:
+                t.join(10)
+            self.assertEqual([r[0] for r in results], [200, 200])
+            self.assertEqual(results[0][2]["Z22K1"], "olleh")
+            ev.delay = 0
+            status, _, z22 = call(o, reverse("hello"), "alice")
+            self.assertEqual(status, 200, z22)
 
 
 class CpuBudget(LimitCase):
     def test_heavy_calls_spend_the_budget_and_it_resets_with_the_window(self):
-        ev = FakeEvaluator()
-        try:
-            with orchestrator(ev, ["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "3000"]) as o:
-                # Start right after a window boundary (windows are aligned to the clock).
-                time.sleep(3 - time.time() % 3 + 0.05)
-                ev.cpu_ms = 600
-                for _ in range(2):
-                    status, _, z22 = call(o, reverse("heavy"), "heavy")
-                    self.assertEqual(status, 200, z22)
-                status, headers, body = call(o, reverse("heavy"), "heavy")
-                self.assert_refused(status, headers, body, 429, "cpu", "user")
-                self.assertLessEqual(body["retry_after_ms"], 3000)
-                # A light user is not slowed down.
-                ev.cpu_ms = 1
-                for _ in range(5):
-                    self.assertEqual(call(o, reverse("light"), "light")[0], 200)
-                self.assertGreaterEqual(
-                    metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 1.2)
-                time.sleep(body["retry_after_ms"] / 1000 + 0.1)
+        with behind_fake_evaluator(["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "3000"]) as (ev, o):
+            # Start right after a window boundary (windows are aligned to the clock).
+            time.sleep(3 - time.time() % 3 + 0.05)
+            ev.cpu_ms = 600
+            for _ in range(2):
                 status, _, z22 = call(o, reverse("heavy"), "heavy")
                 self.assertEqual(status, 200, z22)
-        finally:
-            ev.close()
+            status, headers, body = call(o, reverse("heavy"), "heavy")
+            self.assert_refused(status, headers, body, 429, "cpu", "user")
+            self.assertLessEqual(body["retry_after_ms"], 3000)
+            # A light user is not slowed down.
+            ev.cpu_ms = 1
+            for _ in range(5):
+                self.assertEqual(call(o, reverse("light"), "light")[0], 200)
+            self.assertGreaterEqual(
+                metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 1.2)
+            time.sleep(body["retry_after_ms"] / 1000 + 0.1)
+            status, _, z22 = call(o, reverse("heavy"), "heavy")
+            self.assertEqual(status, 200, z22)
 
 
 class Admission(LimitCase):
     def test_saturated_service_refuses_with_503_and_recovers(self):
-        ev = FakeEvaluator()
-        try:
-            with orchestrator(ev, ["--admission-max-concurrency", "1", "--admission-max-queue", "1",
-                                   "--admission-max-queue-time-ms", "300"]) as o:
-                ev.delay = 1.2
-                results = {}
-                first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
-                first.start()
-                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 1, 10))  # a runs
-                queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
-                queued.start()
-                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))  # b waits in the queue, which is now full
-                t0 = time.monotonic()
-                status, headers, body = call(o, reverse("c"), "c")
-                self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
-                self.assert_refused(status, headers, body, 503, "queue_full", "user")
-                self.assertEqual(body["type"], "overloaded")
-                queued.join(5)
-                status, headers, body = results["b"]
-                self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
-                first.join(5)
-                self.assertEqual(results["a"][0], 200)
-                ev.delay = 0
-                self.assertEqual(call(o, reverse("d"), "d")[0], 200)
-                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
-                self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
-        finally:
-            ev.close()
+        with behind_fake_evaluator(["--admission-max-concurrency", "1", "--admission-max-queue", "1",
+                                        "--admission-max-queue-time-ms", "300"]) as (ev, o):
+            ev.delay = 1.2
+            results = {}
+            first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
+            first.start()
+            self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 1, 10))  # a runs
+            queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
+            queued.start()
+            self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))  # b waits in the queue, which is now full
+            t0 = time.monotonic()
+            status, headers, body = call(o, reverse("c"), "c")
+            self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
+            self.assert_refused(status, headers, body, 503, "queue_full", "user")
+            self.assertEqual(body["type"], "overloaded")
+            queued.join(5)
+            status, headers, body = results["b"]
+            self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
+            first.join(5)
+            self.assertEqual(results["a"][0], 200)
+            ev.delay = 0
+            self.assertEqual(call(o, reverse("d"), "d")[0], 200)
+            self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
+            self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
 
 
 class QueuedCallsBehindMaxPendingWork(LimitCase):
@@ -318,43 +319,39 @@ class RefusalOnArrival(LimitCase):
     """A call that would wait longer than its budget allows is refused when it arrives."""
 
     def check(self, extra):
-        ev = FakeEvaluator()
-        try:
-            with orchestrator(ev, ["--admission-max-concurrency", "1", "--admission-max-queue-time-ms",
-                                   "2000", "--limits-user-rate", "0"] + extra) as o:
-                # Calls hold their slot about 0.6 s: the queue drains fewer than 2 calls a second,
-                # and a call may expect to wait half the 2 s budget at most.
-                ev.delay = 0.6
-                for i in range(3):
-                    self.assertEqual(call(o, reverse(f"warm{i}"), "warm")[0], 200)
-                events, results = [], {}
+        with behind_fake_evaluator(["--admission-max-concurrency", "1", "--admission-max-queue-time-ms",
+                                        "2000", "--limits-user-rate", "0"] + extra) as (ev, o):
+            # Calls hold their slot about 0.6 s: the queue drains fewer than 2 calls a second,
+            # and a call may expect to wait half the 2 s budget at most.
+            ev.delay = 0.6
+            for i in range(3):
+                self.assertEqual(call(o, reverse(f"warm{i}"), "warm")[0], 200)
+            events, results = [], {}
 
-                def run(name):
-                    results[name] = call(o, reverse(name), name)
-                    events.append(name)
+            def run(name):
+                results[name] = call(o, reverse(name), name)
+                events.append(name)
 
-                slow = threading.Thread(target=run, args=("running",))
-                slow.start()
-                self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 4, 10))  # it holds the only slot
-                queued = threading.Thread(target=run, args=("queued",))
-                queued.start()  # nobody was queued: it waits for the next slot
-                self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))
-                t0 = time.monotonic()
-                status, headers, body = call(o, reverse("late"), "late")
-                elapsed = time.monotonic() - t0
-                events.append("late")
-                # Answered at once (well before the slot frees, let alone the budget).
-                self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
-                self.assertLess(elapsed, 0.3)
-                slow.join(10)
-                queued.join(10)
-                self.assertEqual(events, ["late", "running", "queued"])
-                self.assertEqual(results["running"][0], 200)
-                self.assertEqual(results["queued"][0], 200)
-                self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
-                self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="after_waiting"), 0)
-        finally:
-            ev.close()
+            slow = threading.Thread(target=run, args=("running",))
+            slow.start()
+            self.assertTrue(h.wait_until(lambda: len(ev.server.requests) >= 4, 10))  # it holds the only slot
+            queued = threading.Thread(target=run, args=("queued",))
+            queued.start()  # nobody was queued: it waits for the next slot
+            self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))
+            t0 = time.monotonic()
+            status, headers, body = call(o, reverse("late"), "late")
+            elapsed = time.monotonic() - t0
+            events.append("late")
+            # Answered at once (well before the slot frees, let alone the budget).
+            self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
+            self.assertLess(elapsed, 0.3)
+            slow.join(10)
+            queued.join(10)
+            self.assertEqual(events, ["late", "running", "queued"])
+            self.assertEqual(results["running"][0], 200)
+            self.assertEqual(results["queued"][0], 200)
+            self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
+            self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="after_waiting"), 0)
 
     def test_fixed_limit(self):
         self.check(["--admission-limit", "fixed"])
@@ -504,30 +501,26 @@ class AdaptiveLimit(LimitCase):
 
 class NestedCode(LimitCase):
     def test_evaluator_cpu_of_code_inside_a_composition_is_charged(self):
-        ev = FakeEvaluator()
-        try:
-            with orchestrator(ev, ["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "6000"]) as o:
-                time.sleep(6 - time.time() % 6 + 0.05)  # right after a window boundary
-                ev.cpu_ms = 450
-                # Z10004 is a composition that calls Z10001, whose implementation is code.
-                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abc"}, "nested")
-                self.assertEqual(status, 200, z22)
-                meta = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
-                self.assertEqual(meta["implementationType"], "Composition")
-                self.assertNotIn("executionCpuUsage", meta)  # the nested call's is not in the envelope
-                self.assertEqual(meta["orchestrationEvaluatorCpuUsage"], "450.000 ms")
-                self.assertGreaterEqual(
-                    metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 0.45)
-                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abd"}, "nested")
-                self.assertEqual(status, 200, z22)
-                # 900 ms of nested code spent: the next call (another 450) is over the budget.
-                status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abe"}, "nested")
-                self.assertEqual(status, 200, z22)
-                status, headers, body = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abf"},
-                                             "nested")
-                self.assert_refused(status, headers, body, 429, "cpu", "user")
-        finally:
-            ev.close()
+        with behind_fake_evaluator(["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "6000"]) as (ev, o):
+            time.sleep(6 - time.time() % 6 + 0.05)  # right after a window boundary
+            ev.cpu_ms = 450
+            # Z10004 is a composition that calls Z10001, whose implementation is code.
+            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abc"}, "nested")
+            self.assertEqual(status, 200, z22)
+            meta = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
+            self.assertEqual(meta["implementationType"], "Composition")
+            self.assertNotIn("executionCpuUsage", meta)  # the nested call's is not in the envelope
+            self.assertEqual(meta["orchestrationEvaluatorCpuUsage"], "450.000 ms")
+            self.assertGreaterEqual(
+                metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 0.45)
+            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abd"}, "nested")
+            self.assertEqual(status, 200, z22)
+            # 900 ms of nested code spent: the next call (another 450) is over the budget.
+            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abe"}, "nested")
+            self.assertEqual(status, 200, z22)
+            status, headers, body = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abf"},
+                                         "nested")
+            self.assert_refused(status, headers, body, 429, "cpu", "user")
 
 
 class TrustedHeader(LimitCase):
@@ -583,33 +576,29 @@ class AdminSurface(LimitCase):
 
 class Defaults(LimitCase):
     def test_one_flooding_local_client_is_refused_at_eight_calls_in_flight(self):
-        ev = FakeEvaluator()
-        try:
-            # Enough worker threads that all twelve calls are in flight at once.
-            with orchestrator(ev, ["--worker-threads", "16"], local=True) as o:
-                ev.delay = 2.5  # long enough that all twelve arrive while eight are in flight
-                results = []
-                lock = threading.Lock()
+        # Enough worker threads that all twelve calls are in flight at once.
+        with behind_fake_evaluator(["--worker-threads", "16"], local=True) as (ev, o):
+            ev.delay = 2.5  # long enough that all twelve arrive while eight are in flight
+            results = []
+            lock = threading.Lock()
 
-                def one():
-                    r = call(o, reverse("flood"))
-                    with lock:
-                        results.append(r)
-                threads = [threading.Thread(target=one) for _ in range(12)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(15)
-                statuses = sorted(r[0] for r in results)
-                self.assertEqual(statuses, [200] * 8 + [429] * 4, statuses)
-                refused = [r for r in results if r[0] == 429][0]
-                self.assertEqual(refused[2]["limit"]["class"], "local")
-                self.assertEqual(refused[2]["limit"]["name"], "concurrency")
-                # A named user from the wiki is not that local client.
-                ev.delay = 0
-                self.assertEqual(call(o, reverse("wiki user"), "alice")[0], 200)
-        finally:
-            ev.close()
+            def one():
+                r = call(o, reverse("flood"))
+                with lock:
+                    results.append(r)
+            threads = [threading.Thread(target=one) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(15)
+            statuses = sorted(r[0] for r in results)
+            self.assertEqual(statuses, [200] * 8 + [429] * 4, statuses)
+            refused = [r for r in results if r[0] == 429][0]
+            self.assertEqual(refused[2]["limit"]["class"], "local")
+            self.assertEqual(refused[2]["limit"]["name"], "concurrency")
+            # A named user from the wiki is not that local client.
+            ev.delay = 0
+            self.assertEqual(call(o, reverse("wiki user"), "alice")[0], 200)
 
 
 class EvaluatorDefence(LimitCase):

@@ -28,7 +28,16 @@
 // capacity (Slot::add_congestion: the evaluator's wait for a sandbox child): at the ceiling while
 // that shows no congestion; when it does, the calls the service serves (those in flight less those
 // waiting there, by Little's law) plus half as many waiting (so that calls parked in a congested
-// evaluator are bounded too, without starving it).
+// evaluator are bounded too, without starving it), and at most what the throughput needs: the
+// window's calls per second times a baseline call (a call that ran alone) times the tolerance,
+// plus one (CPUs shared by the evaluator's children are congested without anyone reporting a
+// wait). A window is also congested when its calls' lower quartile is over the tolerance times
+// a baseline call while calls are queued. Every 5 s of a sustained overload, one call is let to
+// run alone (a probe), so that the baseline follows a slower machine.
+//
+// The fair queue: a user's virtual finish time (start plus cost) outlives their queue and counts
+// calls that started without queueing, so a user whose calls hold the slots starts their next one
+// after a user who has none; a call's place on arrival is counted by virtual start times.
 
 #include <chrono>
 #include <cstdint>
@@ -130,6 +139,7 @@ struct AdmissionStats {
   int max_in_flight = 0;          // kGradient: the bound on calls running or parked
   double call_s = 0;              // kGradient: the baseline time a call holds its slot in all
   double downstream_waiting = 0;  // kGradient: calls waiting downstream (last window, Little)
+  double needed_in_flight = 0;    // kGradient: the last window's calls/s x call_s (Little)
   std::uint64_t refused_on_arrival = 0;  // 503s decided when the call arrived
   std::uint64_t refused_after_wait = 0;  // 503s of calls that had waited (queue time, eviction)
 };

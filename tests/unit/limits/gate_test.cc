@@ -205,8 +205,9 @@ TEST(LimitsConfig, DefaultsBuildAValidGate) {
   ASSERT_EQ(o->limiter.classes.size(), 3u);
   EXPECT_EQ(o->limiter.classes[1].name, "user");
   EXPECT_EQ(o->limiter.classes[1].concurrency, 8);
-  // Fixed, 256 calls in progress: calls waiting on an evaluator hold no thread (docs/limits.md).
-  EXPECT_EQ(o->admission.limit, LimitMode::kFixed);
+  // Adaptive, at most 256 calls in flight: calls waiting on an evaluator hold no thread, and the
+  // in-flight bound falls to what the throughput needs only under congestion (docs/limits.md).
+  EXPECT_EQ(o->admission.limit, LimitMode::kGradient);
   EXPECT_EQ(o->admission.max_concurrency, 256);
   EXPECT_EQ(o->limiter.classes[2].name, "local");
   EXPECT_EQ(o->limiter.classes[2].concurrency, 8);

@@ -37,20 +37,22 @@ TEST(Cidr, RejectsBadEntriesNamingThem) {
   EXPECT_EQ(parse_cidr_list("")->size(), 0u);
 }
 
-TEST(Identity, TrustedPeerNamesTheUser) {
+// The caller a request from `peer` with the user header `user` is, by the default options.
+void expect_caller(const char* peer, const char* user, const char* key, const char* class_name,
+                   bool named) {
   IdentityResolver r(options());
-  const Identity id = r.resolve({"127.0.0.1", "Alice", std::nullopt});
-  EXPECT_EQ(id.key, "user:Alice");
-  EXPECT_EQ(id.class_name, "user");
-  EXPECT_TRUE(id.named);
+  const Identity id = r.resolve({peer, user, std::nullopt});
+  EXPECT_EQ(id.key, key);
+  EXPECT_EQ(id.class_name, class_name);
+  EXPECT_EQ(id.named, named);
+}
+
+TEST(Identity, TrustedPeerNamesTheUser) {
+  expect_caller("127.0.0.1", "Alice", "user:Alice", "user", true);
 }
 
 TEST(Identity, HeaderFromUntrustedPeerIsIgnored) {
-  IdentityResolver r(options());
-  const Identity id = r.resolve({"192.0.2.7", "Alice", std::nullopt});
-  EXPECT_EQ(id.key, "ip:192.0.2.7");
-  EXPECT_EQ(id.class_name, "anonymous");
-  EXPECT_FALSE(id.named);
+  expect_caller("192.0.2.7", "Alice", "ip:192.0.2.7", "anonymous", false);
 }
 
 TEST(Identity, UnprintableOrEmptyUserIsAnonymous) {
