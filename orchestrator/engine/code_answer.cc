@@ -36,14 +36,14 @@ class Viewer {
  public:
   static constexpr std::uint32_t kMaxMembers = 64;
 
-  explicit Viewer(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {
+  explicit Viewer(std::string_view text) : c_{text.data(), text.data() + text.size()} {
     nodes_.reserve(text.size() / 12 + 4);
   }
 
   bool read() {
     if (!value(0)) return false;
     skip_space();
-    return p_ == end_;
+    return c_.p == c_.end;
   }
 
   const View& node(std::uint32_t index) const { return nodes_[index]; }
@@ -58,56 +58,32 @@ class Viewer {
   }
 
  private:
-  void skip_space() {
-    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
-  }
+  void skip_space() { c_.skip_space(); }
+  bool string_text(std::string_view& out) { return c_.string_text(out); }
+  bool literal(std::string_view word) { return c_.literal(word); }
 
-  bool string_text(std::string_view& out) {
-    const char* start = p_;
-    while (p_ != end_) {
-      const auto c = static_cast<unsigned char>(*p_);
-      if (c == '"') {
-        out = std::string_view(start, static_cast<std::size_t>(p_ - start));
-        ++p_;
-        return true;
-      }
-      if (c < 0x20 || c > 0x7e || c == '\\') return false;
-      ++p_;
-    }
-    return false;
-  }
-
-  bool literal(std::string_view word) {
-    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
-        std::memcmp(p_, word.data(), word.size()) != 0) {
-      return false;
-    }
-    p_ += word.size();
-    return true;
-  }
-
-  // Appends the value at p_ as a node (its index: nodes_.size() - 1 before its children).
+  // Appends the value at the cursor as a node (its index: nodes_.size() - 1 before its children).
   bool value(int depth) {
     skip_space();
-    if (p_ == end_) return false;
-    const char* start = p_;
+    if (c_.p == c_.end) return false;
+    const char* start = c_.p;
     const auto index = static_cast<std::uint32_t>(nodes_.size());
     nodes_.emplace_back();
     bool ok = false;
     View::Kind kind = View::Kind::kLiteral;
-    switch (*p_) {
+    switch (*c_.p) {
       case '{':
-        ++p_;
+        ++c_.p;
         kind = View::Kind::kObject;
         ok = depth < codec::kMaxPlainDepth && members(index, depth + 1);
         break;
       case '[':
-        ++p_;
+        ++c_.p;
         kind = View::Kind::kArray;
         ok = depth < codec::kMaxPlainDepth && elements(index, depth + 1);
         break;
       case '"': {
-        ++p_;
+        ++c_.p;
         std::string_view s;
         ok = string_text(s);
         nodes_[index].kind = View::Kind::kString;
@@ -127,7 +103,7 @@ class Viewer {
         return false;  // a number, or not JSON
     }
     nodes_[index].kind = kind;
-    nodes_[index].text = std::string_view(start, static_cast<std::size_t>(p_ - start));
+    nodes_[index].text = std::string_view(start, static_cast<std::size_t>(c_.p - start));
     return ok;
   }
 
@@ -144,20 +120,20 @@ class Viewer {
 
   bool members(std::uint32_t parent, int depth) {
     skip_space();
-    if (p_ != end_ && *p_ == '}') {
-      ++p_;
+    if (c_.p != c_.end && *c_.p == '}') {
+      ++c_.p;
       return true;
     }
     std::uint32_t last = 0;
     for (;;) {
       skip_space();
-      if (p_ == end_ || *p_ != '"') return false;
-      ++p_;
+      if (c_.p == c_.end || *c_.p != '"') return false;
+      ++c_.p;
       std::string_view key;
       if (!string_text(key)) return false;
       skip_space();
-      if (p_ == end_ || *p_ != ':') return false;
-      ++p_;
+      if (c_.p == c_.end || *c_.p != ':') return false;
+      ++c_.p;
       // A duplicate key (nlohmann keeps one of them), or more members than are worth comparing
       // keys for: left to the general parser.
       if (nodes_[parent].size >= kMaxMembers) return false;
@@ -169,21 +145,21 @@ class Viewer {
       nodes_[index].key = key;
       link(parent, last, index);
       skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ',') {
-        ++p_;
+      if (c_.p == c_.end) return false;
+      if (*c_.p == ',') {
+        ++c_.p;
         continue;
       }
-      if (*p_ != '}') return false;
-      ++p_;
+      if (*c_.p != '}') return false;
+      ++c_.p;
       return true;
     }
   }
 
   bool elements(std::uint32_t parent, int depth) {
     skip_space();
-    if (p_ != end_ && *p_ == ']') {
-      ++p_;
+    if (c_.p != c_.end && *c_.p == ']') {
+      ++c_.p;
       return true;
     }
     std::uint32_t last = 0;
@@ -192,19 +168,18 @@ class Viewer {
       if (!value(depth)) return false;
       link(parent, last, index);
       skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ',') {
-        ++p_;
+      if (c_.p == c_.end) return false;
+      if (*c_.p == ',') {
+        ++c_.p;
         continue;
       }
-      if (*p_ != ']') return false;
-      ++p_;
+      if (*c_.p != ']') return false;
+      ++c_.p;
       return true;
     }
   }
 
-  const char* p_;
-  const char* end_;
+  codec::PlainCursor c_;
   std::vector<View> nodes_;
 };
 
