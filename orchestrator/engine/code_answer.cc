@@ -1,6 +1,7 @@
 #include "orchestrator/engine/code_answer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -62,8 +63,45 @@ class Viewer {
   bool string_text(std::string_view& out) { return c_.string_text(out); }
   bool literal(std::string_view word) { return c_.literal(word); }
 
+  // An object's text already read (a type, repeated once per list node or pair of a map), with
+  // the node that has its members and how many levels it holds below its own.
+  struct Repeat {
+    std::string_view text;
+    std::uint32_t node = 0;
+    int height = 0;
+    std::uint64_t used = 0;
+  };
+  static constexpr std::size_t kMinRepeat = 48;  // shorter objects cost less to read than to match
+  static constexpr std::size_t kMaxRepeat = 1024;
+
+  // A remembered object whose text starts at the cursor, and fits under the depth bound here.
+  const Repeat* repeated(int depth) {
+    const auto left = static_cast<std::size_t>(c_.end - c_.p);
+    for (Repeat& r : repeats_) {
+      const std::size_t n = r.text.size();
+      if (n == 0 || n > left || depth + r.height >= codec::kMaxPlainDepth) continue;
+      // The last bytes first: they differ between types that share their first ones.
+      if (c_.p[n - 2] != r.text[n - 2] || std::memcmp(c_.p, r.text.data(), n) != 0) continue;
+      r.used = ++tick_;
+      return &r;
+    }
+    return nullptr;
+  }
+
+  // Keeps an object just read for repeated(), in place of the one matched least recently.
+  void remember(std::uint32_t node, const char* start, int height) {
+    const auto n = static_cast<std::size_t>(c_.p - start);
+    if (n < kMinRepeat || n > kMaxRepeat) return;
+    Repeat* slot = &repeats_[0];
+    for (Repeat& r : repeats_) {
+      if (r.used < slot->used) slot = &r;
+    }
+    *slot = Repeat{std::string_view(start, n), node, height, ++tick_};
+  }
+
   // Appends the value at the cursor as a node (its index: nodes_.size() - 1 before its children).
   bool value(int depth) {
+    deepest_ = std::max(deepest_, depth);
     skip_space();
     if (c_.p == c_.end) return false;
     const char* start = c_.p;
@@ -72,11 +110,27 @@ class Viewer {
     bool ok = false;
     View::Kind kind = View::Kind::kLiteral;
     switch (*c_.p) {
-      case '{':
+      case '{': {
+        if (const Repeat* r = repeated(depth)) {
+          // The text of an object read before: the same members, so its children serve.
+          View& v = nodes_[index];
+          v.kind = View::Kind::kObject;
+          v.text = std::string_view(start, r->text.size());
+          v.first = nodes_[r->node].first;
+          v.size = nodes_[r->node].size;
+          c_.p += r->text.size();
+          deepest_ = std::max(deepest_, depth + r->height);
+          return true;
+        }
         ++c_.p;
         kind = View::Kind::kObject;
+        const int outer = deepest_;
+        deepest_ = depth;
         ok = depth < codec::kMaxPlainDepth && members(index, depth + 1);
+        if (ok) remember(index, start, deepest_ - depth);
+        deepest_ = std::max(outer, deepest_);
         break;
+      }
       case '[':
         ++c_.p;
         kind = View::Kind::kArray;
@@ -181,6 +235,9 @@ class Viewer {
 
   codec::PlainCursor c_;
   std::vector<View> nodes_;
+  std::array<Repeat, 8> repeats_{};
+  std::uint64_t tick_ = 0;
+  int deepest_ = 0;  // the deepest level read so far (repeated(): the bound holds for a copy)
 };
 
 // ---- the standard metadata map ----------------------------------------------------------------

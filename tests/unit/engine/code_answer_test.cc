@@ -142,6 +142,21 @@ TEST(CodeAnswer, DeepOrWideValuesAreLeftToTheFullParser) {
   EXPECT_FALSE(read_as_parsed(z22_with(wide, {{"k", zo::z6("v")}}).dump()).meta.has_value());
 }
 
+TEST(CodeAnswer, AnObjectWhoseTextRepeatsIsReadAsTheSameValueAtAnyDepth) {
+  // An object of more than 48 bytes (what the reader matches by its text) under other keys, and
+  // again near the depth bound, where a copy of its levels would go past it.
+  json big = zo::z6("a long enough string value to be remembered by its text");
+  for (int i = 0; i < 4; ++i) big = json{{"Z1K1", "Z6"}, {"K1", big}};
+  json value = {{"Z1K1", "Z6"}, {"K1", big}, {"K2", big}, {"K3", {{"K1", big}}}};
+  EXPECT_TRUE(read_as_parsed(z22_with(value, {{"k", zo::z6("v")}}).dump()).meta.has_value());
+  for (int depth : {118, 120, 121, 122, 123, 124, 126}) {
+    json deep = big;
+    for (int i = 0; i < depth; ++i) deep = json{{"K1", deep}};
+    const json both = {{"Z1K1", "Z6"}, {"K1", big}, {"K2", deep}};
+    read_as_parsed(z22_with(both, {{"k", zo::z6("v")}}).dump());
+  }
+}
+
 // ---- the engine: the same response either way -------------------------------------------------
 
 json z2(const std::string& zid, json value) {
