@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "orchestrator/engine/code_answer.h"
 #include "wf/codec/avro.h"
-#include "wf/codec/plain_json.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/zobject/zobject.h"
@@ -166,18 +166,17 @@ struct Pending {
           "http_error", fmt::format("status {}", res->status),
           fmt::format("Function evaluation failed with status {}: {}", res->status, res->body));
     }
-    // The usual answer (normal form, plain ASCII strings) takes the quick parser.
-    auto plain = codec::parse_plain_json(res->body);
-    nlohmann::json z22 =
-        plain ? std::move(*plain) : nlohmann::json::parse(res->body, nullptr, false);
-    if (z22.is_discarded()) {
+    // The usual answer (normal form, plain ASCII strings, a metadata map of Z6 pairs) is read
+    // without building its map (code_answer.h).
+    CodeAnswer answer = read_code_answer(res->body);
+    if (answer.z22.is_discarded()) {
       return failed(
           "bad_json", "the answer is not JSON",
           fmt::format("Function evaluation failed: the evaluator at {} answered with invalid JSON",
                       url));
     }
     count("ok");
-    return z22;
+    return answer;
   }
 };
 

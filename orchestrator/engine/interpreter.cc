@@ -8,6 +8,7 @@
 
 #include "orchestrator/engine/builtin_table.h"
 #include "orchestrator/engine/call_cost.h"
+#include "orchestrator/engine/code_answer.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
 #include "orchestrator/engine/json_shapes.h"
@@ -1348,7 +1349,9 @@ Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& 
     evaluator_failed(run, out.error());
     return run;
   }
-  run.result = evaluator_envelope(std::move(*out));
+  // The outermost call's metadata pairs go to the response as they are (answer()).
+  run.result = evaluator_envelope(
+      std::move(*out), outermost && trailing_ != nullptr ? &run.evaluator_meta : nullptr);
   return run;
 }
 
@@ -1565,9 +1568,9 @@ json Interpreter::keys_plan(const NodeP& z4, ConverterDirection direction,
 }
 
 namespace {
-// The executionCpuUsage ("1.234 ms") an evaluator's Z22 reports; 0 when it reports none.
-double execution_cpu_ms(const json& z22) {
-  if (!z22.is_object() || !z22.contains("Z22K2") || !zo::is_map(z22["Z22K2"])) return 0;
+// The executionCpuUsage text ("1.234 ms") of an evaluator's Z22 map, or nullptr.
+const std::string* execution_cpu_text(const json& z22) {
+  if (!z22.is_object() || !z22.contains("Z22K2") || !zo::is_map(z22["Z22K2"])) return nullptr;
   const json& map = z22["Z22K2"];
   const json* v = zo::map_get(map, "executionCpuUsage");             // normal form (a linked list)
   if (v == nullptr && map.contains("K1") && map["K1"].is_array()) {  // canonical form
@@ -1580,10 +1583,26 @@ double execution_cpu_ms(const json& z22) {
     }
   }
   if (v != nullptr && v->is_object() && v->contains("Z6K1")) v = &(*v)["Z6K1"];
-  if (v == nullptr || !v->is_string()) return 0;
-  const std::string& text = v->get_ref<const std::string&>();
+  if (v == nullptr || !v->is_string()) return nullptr;
+  return &v->get_ref<const std::string&>();
+}
+
+// The executionCpuUsage ("1.234 ms") an evaluator's answer reports; 0 when it reports none.
+double execution_cpu_ms(const CodeAnswer& answer) {
+  const std::string* text = nullptr;
+  if (answer.meta) {
+    for (const auto& [key, value] : *answer.meta) {
+      if (key == "executionCpuUsage") {
+        text = &value;
+        break;
+      }
+    }
+  } else {
+    text = execution_cpu_text(answer.z22);
+  }
+  if (text == nullptr) return 0;
   double ms = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), ms);
   return ec == std::errc() && ms >= 0 && ms < 1e9 ? ms : 0;
 }
 
@@ -1630,8 +1649,13 @@ constexpr std::size_t kLightAnswerValues = 4096;
 constexpr std::size_t kLightAnswerBytes = 64u << 10;
 bool light_answer(const CodeRunner::Result& out) {
   if (!out) return true;
-  std::vector<const json*> todo{&*out};
+  std::vector<const json*> todo{&out->z22};
   std::size_t bytes = 0;
+  if (out->meta) {
+    if (out->meta->size() > kLightAnswerValues / 16) return false;
+    for (const auto& [key, value] : *out->meta) bytes += key.size() + value.size();
+    if (bytes > kLightAnswerBytes) return false;
+  }
   for (std::size_t seen = 0; !todo.empty(); ++seen) {
     if (seen >= kLightAnswerValues) return false;
     const json* node = todo.back();
@@ -1703,8 +1727,9 @@ CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall> cc, b
 }
 
 void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result& out) {
-  if (code_answers_.size() < kMaxCodeAnswers && is_value_answer(*out) &&
-      small_value(*out, kMaxCodeAnswerKey / 8)) {
+  if (code_answers_.size() < kMaxCodeAnswers && is_value_answer(out->z22) &&
+      small_value(out->z22, kMaxCodeAnswerKey / 8) &&
+      (!out->meta || out->meta->size() <= kMaxCodeAnswerKey / 64)) {
     code_answers_.emplace(std::move(key), *out);
   }
 }
@@ -1726,13 +1751,22 @@ void Interpreter::evaluator_call_ended(const CodeRunner::Result& out) {
 }
 
 // The evaluator's Z22 as an envelope: its value normalised, its metadata map kept (moved out of
-// the answer: the map of a usual answer is the largest part of it).
-Envelope Interpreter::evaluator_envelope(json&& z22) {
+// the answer: the map of a usual answer is the largest part of it). An answer whose map came as
+// pairs gives them to `pairs` when there is one, else its map is built.
+Envelope Interpreter::evaluator_envelope(CodeAnswer&& answer, std::optional<MetaPairs>* pairs) {
+  json& z22 = answer.z22;
   json value;
   json meta;
   if (z22.is_object()) {
     if (auto v = z22.find("Z22K1"); v != z22.end()) value = std::move(*v);
     if (auto m = z22.find("Z22K2"); m != z22.end()) meta = std::move(*m);
+  }
+  if (answer.meta) {
+    if (pairs != nullptr) {
+      *pairs = std::move(answer.meta);
+    } else {
+      meta = metadata_map(*answer.meta);
+    }
   }
   if (zo::ref_id(value) == "Z23") value = zo::void_value();
   if (!zo::is_map(meta)) meta = nullptr;
@@ -1747,9 +1781,18 @@ Envelope Interpreter::evaluator_envelope(json&& z22) {
 // and has its value checked against the function's return type.
 Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
   Envelope result = std::move(run.result);
+  // An evaluator's metadata pairs stand for its map (no "errors": CodeAnswer): they go to the
+  // response writer as they are on the usual path below, and become the map on any other.
+  std::optional<MetaPairs> pairs = std::move(run.evaluator_meta);
+  const bool usual = top_level && trailing_ != nullptr && !run.type.empty() &&
+                     !is_void_node(result.value) &&
+                     (result.meta.is_null() || (zo::is_map(result.meta) && !result.has_error()));
+  if (pairs && (!usual || !result.meta.is_null())) {
+    result.meta = metadata_map(*pairs);
+    pairs.reset();
+  }
   if (!top_level) return result;
-  if (trailing_ != nullptr && !run.type.empty() && !is_void_node(result.value) &&
-      (result.meta.is_null() || (zo::is_map(result.meta) && !result.has_error()))) {
+  if (usual) {
     // The usual success (no metadata, or an evaluator's map without errors): the
     // implementation keys are handed to the response writer as strings, which it writes after
     // the map's pairs, instead of being appended to the normal-form map (a walk and type copies
@@ -1757,13 +1800,17 @@ Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
     // (which drops the implementation keys either way). Warnings go after the implementation
     // keys of a map, so with warnings the keys join the map as before.
     replace_argument_references(result.value, 0);
-    const bool had_meta = !result.meta.is_null();
+    const bool had_meta = !result.meta.is_null() || pairs;
     result = return_check(std::move(result), z8);
     if (!result.has_error() && (had_meta || result.meta.is_null())) {
       if (had_meta && !warnings_.empty()) {
+        if (pairs) result.meta = metadata_map(*pairs);
         if (!run.id.empty()) set_meta(result, "implementationId", zo::z6(run.id));
         set_meta(result, "implementationType", zo::z6(run.type));
         return result;
+      }
+      if (pairs) {
+        for (auto& pair : *pairs) trailing_->push_back(std::move(pair));
       }
       if (!run.id.empty()) trailing_->emplace_back("implementationId", run.id);
       trailing_->emplace_back("implementationType", run.type);

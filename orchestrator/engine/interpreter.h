@@ -149,6 +149,9 @@ class Interpreter {
     // failed (`failure` says why) and the next implementation is tried.
     enum class Then { kAnswer, kReturn, kNextImplementation } then = Then::kAnswer;
     std::string failure;
+    // The outermost call's code answer's metadata pairs (CodeAnswer::meta), standing for
+    // result.meta (then null) until answer() hands them to the response writer as they are.
+    std::optional<MetaPairs> evaluator_meta;
   };
 
   bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
@@ -227,7 +230,10 @@ class Interpreter {
                     int depth);
   json keys_plan(const NodeP& z4, ConverterDirection direction, const std::string& family,
                  int depth);
-  [[gnu::noinline]] Envelope evaluator_envelope(json&& z22);
+  // `pairs`: where the answer's metadata pairs go as they are (the outermost call), or nullptr
+  // (the map is built: a nested call's envelope carries it).
+  [[gnu::noinline]] Envelope evaluator_envelope(CodeAnswer&& answer,
+                                                std::optional<MetaPairs>* pairs);
   [[gnu::noinline]] Envelope answer(ImplRun& run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
   json orchestrate_inner(const json& zobject, bool do_validate);
@@ -280,7 +286,7 @@ class Interpreter {
   std::unordered_map<const json*, bool> trivial_json_;
   // Code calls answered in this request, by code, language, arguments and converters (see
   // run_on_evaluator); bounded in entries and key size.
-  std::unordered_map<std::string, json> code_answers_;
+  std::unordered_map<std::string, CodeAnswer> code_answers_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;       // type resolutions under way
   std::unordered_set<std::string> keys_in_progress_;  // user types whose keys' plans are built

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "wf/http/cancellation.h"
@@ -104,11 +105,27 @@ struct CodeRunError {
   std::string message;
 };
 
+// The Z6 keys and Z6 values of a metadata map's pairs, in the map's order.
+using MetaPairs = std::vector<std::pair<std::string, std::string>>;
+
+// An evaluator's answer: its Z22 in normal form. The usual answer's metadata map (Z22K2: a
+// Z883(Z6, Z1) map whose keys are unique Z6 strings other than "errors" and whose values are Z6
+// strings) may come as `meta` instead, its pairs in order, the Z22 then without Z22K2: building
+// that map's normal form (about 150 objects) cost more than the rest of a code call's handling
+// in the orchestrator, and the outermost call's pairs go to the response text as they are
+// (read_code_answer, code_answer.h; bench/orchestrator_cpu). A Z22 alone converts to one.
+struct CodeAnswer {
+  CodeAnswer() = default;
+  CodeAnswer(nlohmann::json z22_in) : z22(std::move(z22_in)) {}  // NOLINT: implicit by design
+  nlohmann::json z22;
+  std::optional<MetaPairs> meta;  // when set, stands for z22's Z22K2
+};
+
 // Runs code implementations on an evaluator.
 class CodeRunner {
  public:
-  // The evaluator's Z22 (normal form, as parsed from its JSON answer) or an error.
-  using Result = std::expected<nlohmann::json, CodeRunError>;
+  // The evaluator's answer (normal form, as read from its JSON text) or an error.
+  using Result = std::expected<CodeAnswer, CodeRunError>;
   using Done = std::function<void(Result)>;
 
   virtual ~CodeRunner() = default;

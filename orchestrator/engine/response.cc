@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "wf/obs/json_escape.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -179,39 +180,7 @@ void write_string(std::string& out, std::string_view s) {
   out += '"';
   out.append(s.substr(0, plain));
   for (std::size_t i = plain; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xF];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
+    obs::append_json_char(out, static_cast<unsigned char>(s[i]), obs::JsonEscapes::kNlohmann);
   }
   out += '"';
 }

@@ -14,57 +14,38 @@ using json = nlohmann::json;
 class PlainParser {
  public:
   PlainParser(std::string_view text, int max_depth)
-      : p_(text.data()), end_(text.data() + text.size()), max_depth_(max_depth) {}
+      : c_{text.data(), text.data() + text.size()}, max_depth_(max_depth) {}
 
   std::optional<json> parse() {
     json out;
     if (!value(out, 0)) return std::nullopt;
     skip_space();
-    if (p_ != end_) return std::nullopt;
+    if (c_.p != c_.end) return std::nullopt;
     return out;
   }
 
  private:
-  void skip_space() {
-    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
-  }
+  void skip_space() { c_.skip_space(); }
+  bool string_text(std::string_view& out) { return c_.string_text(out); }
 
-  // A string's characters (after its opening quote) up to its closing quote, which is consumed.
-  bool string_text(std::string_view& out) {
-    const char* start = p_;
-    while (p_ != end_) {
-      const auto c = static_cast<unsigned char>(*p_);
-      if (c == '"') {
-        out = std::string_view(start, static_cast<std::size_t>(p_ - start));
-        ++p_;
-        return true;
-      }
-      if (c < 0x20 || c > 0x7e || c == '\\') return false;
-      ++p_;
-    }
-    return false;
-  }
-
-  bool literal(const char* word, json value, json& out) {
-    const std::size_t n = std::strlen(word);
-    if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, word, n) != 0) return false;
-    p_ += n;
+  bool literal(std::string_view word, json value, json& out) {
+    if (!c_.literal(word)) return false;
     out = std::move(value);
     return true;
   }
 
   bool value(json& out, int depth) {
     skip_space();
-    if (p_ == end_) return false;
-    switch (*p_) {
+    if (c_.p == c_.end) return false;
+    switch (*c_.p) {
       case '{':
-        ++p_;
+        ++c_.p;
         return object(out, depth + 1);
       case '[':
-        ++p_;
+        ++c_.p;
         return array(out, depth + 1);
       case '"': {
-        ++p_;
+        ++c_.p;
         std::string_view s;
         if (!string_text(s)) return false;
         out = std::string(s);
@@ -86,29 +67,29 @@ class PlainParser {
     out = json(json::value_t::object);
     auto& o = out.get_ref<json::object_t&>();
     skip_space();
-    if (p_ != end_ && *p_ == '}') {
-      ++p_;
+    if (c_.p != c_.end && *c_.p == '}') {
+      ++c_.p;
       return true;
     }
     for (;;) {
       skip_space();
-      if (p_ == end_ || *p_ != '"') return false;
-      ++p_;
+      if (c_.p == c_.end || *c_.p != '"') return false;
+      ++c_.p;
       std::string_view key;
       if (!string_text(key)) return false;
       skip_space();
-      if (p_ == end_ || *p_ != ':') return false;
-      ++p_;
+      if (c_.p == c_.end || *c_.p != ':') return false;
+      ++c_.p;
       auto [it, inserted] = o.emplace(std::string(key), json());
       if (!inserted || !value(it->second, depth)) return false;
       skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ',') {
-        ++p_;
+      if (c_.p == c_.end) return false;
+      if (*c_.p == ',') {
+        ++c_.p;
         continue;
       }
-      if (*p_ != '}') return false;
-      ++p_;
+      if (*c_.p != '}') return false;
+      ++c_.p;
       return true;
     }
   }
@@ -118,26 +99,25 @@ class PlainParser {
     out = json(json::value_t::array);
     auto& a = out.get_ref<json::array_t&>();
     skip_space();
-    if (p_ != end_ && *p_ == ']') {
-      ++p_;
+    if (c_.p != c_.end && *c_.p == ']') {
+      ++c_.p;
       return true;
     }
     for (;;) {
       if (!value(a.emplace_back(), depth)) return false;
       skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ',') {
-        ++p_;
+      if (c_.p == c_.end) return false;
+      if (*c_.p == ',') {
+        ++c_.p;
         continue;
       }
-      if (*p_ != ']') return false;
-      ++p_;
+      if (*c_.p != ']') return false;
+      ++c_.p;
       return true;
     }
   }
 
-  const char* p_;
-  const char* end_;
+  PlainCursor c_;
   int max_depth_;
 };
 

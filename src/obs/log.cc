@@ -12,6 +12,8 @@
 #include <ctime>
 #include <memory>
 
+#include "wf/obs/json_escape.h"
+
 namespace wf::obs {
 namespace {
 
@@ -160,29 +162,7 @@ void append_json_string(std::string& out, std::string_view text) {
       }
       continue;
     }
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
+    append_json_char(out, c, JsonEscapes::kLog);
     ++i;
   }
   out += '"';

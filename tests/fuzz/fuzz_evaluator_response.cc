@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "fuzz_target.h"
+#include "orchestrator/engine/code_answer.h"
 #include "orchestrator/engine/engine.h"
 
 namespace wo = wf::orchestrator;
@@ -17,13 +18,13 @@ namespace {
 class InputEvaluator final : public wo::CodeRunner {
  public:
   void run(const wo::CodeCall&, const wo::CallContext&, Done done) override {
-    if (answer.is_discarded()) {
+    if (answer.z22.is_discarded()) {
       return done(
           std::unexpected(wo::CodeRunError{wo::CodeRunError::Kind::kFailed, "invalid JSON"}));
     }
     done(answer);
   }
-  json answer;
+  wo::CodeAnswer answer;
 };
 
 // Z8 returning Z1 (anything) or Z6, with one Python implementation.
@@ -55,8 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static auto engine = wo::make_engine({}, nullptr, evaluator);
   static const json kRequests[] = {call_with_code("Z1"), call_with_code("Z6")};
   if (size == 0) return 0;
-  evaluator->answer = json::parse(
-      std::string_view(reinterpret_cast<const char*>(data + 1), size - 1), nullptr, false);
+  const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
+  evaluator->answer = wo::read_code_answer(text);
+  // Read in parts or whole, the answer is what nlohmann reads.
+  const json whole = json::parse(text, nullptr, false);
+  WF_FUZZ_CHECK(whole.is_discarded() ? evaluator->answer.z22.is_discarded()
+                                     : wo::whole_z22(evaluator->answer) == whole);
   wo::CallContext ctx;
   ctx.deadline = wo::Clock::now() + std::chrono::seconds(10);
   const json z22 = engine->evaluate(kRequests[data[0] & 1], ctx);

@@ -15,6 +15,43 @@ namespace wf::codec {
 
 inline constexpr int kMaxPlainDepth = 128;
 
+// The lexing of plain JSON, shared by parse_plain_json and the readers that view such text
+// without building it (the orchestrator's code_answer.cc): a cursor over the text.
+struct PlainCursor {
+  const char* p;
+  const char* end;
+
+  void skip_space() {
+    while (p != end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+  }
+
+  // A string's characters (after its opening quote) up to its closing quote, which is consumed;
+  // false for anything but printable ASCII without escapes.
+  bool string_text(std::string_view& out) {
+    const char* start = p;
+    while (p != end) {
+      const auto c = static_cast<unsigned char>(*p);
+      if (c == '"') {
+        out = std::string_view(start, static_cast<std::size_t>(p - start));
+        ++p;
+        return true;
+      }
+      if (c < 0x20 || c > 0x7e || c == '\\') return false;
+      ++p;
+    }
+    return false;
+  }
+
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end - p) < word.size() ||
+        word.compare(0, word.size(), p, word.size()) != 0) {
+      return false;
+    }
+    p += word.size();
+    return true;
+  }
+};
+
 // `max_depth` (at most kMaxPlainDepth counts): text nested deeper gives nullopt, so a caller with
 // a lower bound than kMaxPlainDepth (a request body's) gets its own refusal from its own parser.
 std::optional<nlohmann::json> parse_plain_json(std::string_view text,

@@ -72,6 +72,7 @@ TEST(EngineText, MatchesDumpedEvaluate) {
       {{"zobject", call("Z801", {{"Z801K1", z6_ref_like}})}},
       {{"zobject", call("Z801", {{"Z801K1", "Z1"}})}},
       {{"zobject", call("Z801", {{"Z801K1", "h\xC3\xA9\n\x01\x7f\"q\\\b\f\t\r"}})}},
+      {{"zobject", call("Z801", {{"Z801K1", "h\n\x01\x1f\x7f\"q\\\b\f\t\r"}})}},  // ASCII escapes
       {{"zobject", call("Z801", {{"Z801K1", "bad \xFF\xFE utf8"}})}},
       {{"zobject",
         call("Z802", {{"Z802K1", call("Z866", {{"Z866K1", call("Z801", {{"Z801K1", "a"}})},

@@ -50,6 +50,13 @@ std::vector<nlohmann::json> lines_of(const std::string& text) {
   return out;
 }
 
+TEST(EcsLog, ControlCharactersAreEscapedAsUnicodeAndTheRestAsJsonSays) {
+  std::string out;
+  wf::obs::append_json_string(out, "a\"\\\n\r\t\b\f\x01\x1f\x7f~");
+  EXPECT_EQ(out, R"("a\"\\\n\r\t\u0008\u000c\u0001\u001f\u007f~")");
+  EXPECT_EQ(nlohmann::json::parse(out), "a\"\\\n\r\t\b\f\x01\x1f\x7f~");
+}
+
 TEST(EcsLog, EveryLineIsEcsJsonEvenWithHostileText) {
   wf::obs::install_ecs_logger("svc-test", "1.2.3", spdlog::level::info);
   StdoutCapture cap;

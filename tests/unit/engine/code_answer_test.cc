@@ -1,0 +1,279 @@
+// An evaluator's answer read with its metadata map as text pairs
+// (orchestrator/engine/code_answer.h) means the same as the answer parsed whole: the same Z22 once
+// rebuilt, and the same response.
+#include "orchestrator/engine/code_answer.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "orchestrator/engine/engine.h"
+#include "wf/zobject/zobject.h"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace wf::orchestrator;
+namespace zo = wf::zobject;
+
+const std::vector<std::pair<std::string, std::string>> kPairs = {
+    {"evaluationMemoryUsage", "12.61 MiB"},
+    {"evaluationCpuUsage", "0.041 ms"},
+    {"evaluationStartTime", "2026-12-02T15:00:00.123Z"},
+    {"evaluationEndTime", "2026-12-02T15:00:00.125Z"},
+    {"evaluationDuration", "2 ms"},
+    {"evaluationHostname", "wf-bench"},
+    {"executionMemoryUsage", "9.88 MiB"},
+    {"executionCpuUsage", "0.873 ms"}};
+
+// What wf-evaluator answers: a normal-form Z22 whose map holds `pairs` (built by the engine's own
+// map_set, not by the code under test).
+json z22_with(const json& value, const std::vector<std::pair<std::string, json>>& pairs) {
+  json meta = zo::empty_metadata_map();
+  for (const auto& [k, v] : pairs) zo::map_set(meta, k, v);
+  return zo::make_envelope(value, meta);
+}
+
+json usual_z22(const std::string& value = "HELLO") {
+  std::vector<std::pair<std::string, json>> pairs;
+  for (const auto& [k, v] : kPairs) pairs.emplace_back(k, zo::z6(v));
+  return z22_with(zo::z6(value), pairs);
+}
+
+// Reads `text` and checks that it means what nlohmann's parse of it does.
+CodeAnswer read_as_parsed(const std::string& text) {
+  CodeAnswer answer = read_code_answer(text);
+  const json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) {
+    EXPECT_TRUE(answer.z22.is_discarded()) << text;
+  } else {
+    EXPECT_EQ(whole_z22(answer), parsed) << text;
+  }
+  return answer;
+}
+
+TEST(CodeAnswer, TheUsualAnswerComesWithItsMapAsPairsInOrder) {
+  const CodeAnswer answer = read_as_parsed(usual_z22().dump());
+  ASSERT_TRUE(answer.meta.has_value());
+  EXPECT_EQ(*answer.meta, (MetaPairs(kPairs.begin(), kPairs.end())));
+  EXPECT_FALSE(answer.z22.contains("Z22K2"));
+  EXPECT_EQ(answer.z22["Z22K1"], zo::z6("HELLO"));
+  EXPECT_EQ(answer.z22["Z1K1"], zo::z9("Z22"));
+  EXPECT_EQ(metadata_map(*answer.meta), usual_z22()["Z22K2"]);
+}
+
+TEST(CodeAnswer, WhitespaceAndKeyOrderDoNotMatter) {
+  EXPECT_TRUE(read_as_parsed(usual_z22().dump(2)).meta.has_value());
+  // The keys in another order than nlohmann writes them (the map's K1 before Z1K1 in its pairs
+  // already; here Z1K1 first everywhere, and the envelope's members reversed).
+  std::string text = usual_z22().dump();
+  const std::string pair_type = zo::pair_type(zo::z9("Z6"), zo::z9("Z1")).dump();
+  for (std::size_t at = 0; (at = text.find(R"({"K1":{"Z1K1":"Z6")", at)) != std::string::npos;) {
+    text.replace(at, 1, R"({"Z1K1":)" + pair_type + ",");
+    const std::size_t tail = text.find(R"(,"Z1K1":)" + pair_type + "}", at + 8 + pair_type.size());
+    ASSERT_NE(tail, std::string::npos);
+    text.erase(tail, 8 + pair_type.size());
+    at += 8 + pair_type.size();
+  }
+  const json reordered = json::parse(text);
+  ASSERT_EQ(reordered, usual_z22());
+  EXPECT_TRUE(read_as_parsed(text).meta.has_value()) << text;
+  const std::string reversed = R"({"Z22K2":)" + usual_z22()["Z22K2"].dump() +
+                               R"(,"Z22K1":{"Z6K1":"HELLO","Z1K1":"Z6"},"Z1K1":)" +
+                               zo::z9("Z22").dump() + "}";
+  EXPECT_TRUE(read_as_parsed(reversed).meta.has_value());
+}
+
+TEST(CodeAnswer, AnEmptyMapIsNoPairs) {
+  const CodeAnswer answer = read_as_parsed(z22_with(zo::z6("x"), {}).dump());
+  ASSERT_TRUE(answer.meta.has_value());
+  EXPECT_TRUE(answer.meta->empty());
+}
+
+// A map whose two pairs have the same key.
+std::string twice_the_same_key() {
+  std::string text = z22_with(zo::z6("x"), {{"a", zo::z6("1")}, {"b", zo::z6("2")}}).dump();
+  const std::size_t at = text.find(R"("Z6K1":"b")");
+  EXPECT_NE(at, std::string::npos);
+  return text.replace(at, 10, R"("Z6K1":"a")");
+}
+
+TEST(CodeAnswer, AnyOtherAnswerIsParsedWhole) {
+  const json value = zo::z6("x");
+  const std::vector<std::string> others = {
+      // "errors" makes an envelope an error: that map stays a map.
+      z22_with(zo::z6("Z24"), {{"errors", zo::z6("boom")}}).dump(),
+      // A value that is not a Z6, a key twice, a map of another type.
+      z22_with(value, {{"a", zo::z9("Z41")}}).dump(),
+      twice_the_same_key(),
+      zo::make_envelope(
+          value, json{{"Z1K1", zo::map_type(zo::z9("Z6"), zo::z9("Z6"))},
+                      {"K1", {{"Z1K1", zo::list_type(zo::pair_type(zo::z9("Z6"), zo::z9("Z6")))}}}})
+          .dump(),
+      // No map at all, a void one, text that needs the full parser (escapes, non-ASCII, numbers,
+      // a duplicate member), and text that is not JSON.
+      json{{"Z1K1", zo::z9("Z22")}, {"Z22K1", value}}.dump(),
+      zo::make_envelope(value, nullptr).dump(),
+      z22_with(zo::z6("a\"b\n"), {{"k", zo::z6("v")}}).dump(),
+      z22_with(zo::z6("caf\xC3\xA9"), {{"k", zo::z6("v")}}).dump(),
+      z22_with(zo::z6("x"), {{"k", zo::z6("v\\w")}}).dump(),
+      R"({"Z1K1":"Z22","Z22K1":1.5,"Z22K2":)" + usual_z22()["Z22K2"].dump() + "}",
+      R"({"Z1K1":"Z22","Z1K1":"Z22","Z22K1":"x","Z22K2":)" + usual_z22()["Z22K2"].dump() + "}",
+      usual_z22().dump() + " x",
+      usual_z22().dump().substr(0, 200),
+      "",
+  };
+  for (const std::string& text : others) {
+    const CodeAnswer answer = read_as_parsed(text);
+    EXPECT_FALSE(answer.meta.has_value()) << text;
+  }
+}
+
+TEST(CodeAnswer, DeepOrWideValuesAreLeftToTheFullParser) {
+  json deep = zo::z6("x");
+  for (int i = 0; i < 200; ++i) deep = json{{"Z1K1", "Z6"}, {"K1", deep}};
+  EXPECT_FALSE(read_as_parsed(z22_with(deep, {{"k", zo::z6("v")}}).dump()).meta.has_value());
+  json wide = json::object();
+  for (int i = 0; i < 100; ++i) wide["K" + std::to_string(i + 1)] = "v";
+  EXPECT_FALSE(read_as_parsed(z22_with(wide, {{"k", zo::z6("v")}}).dump()).meta.has_value());
+}
+
+TEST(CodeAnswer, AnObjectWhoseTextRepeatsIsReadAsTheSameValueAtAnyDepth) {
+  // An object of more than 48 bytes (what the reader matches by its text) under other keys, and
+  // again near the depth bound, where a copy of its levels would go past it.
+  json big = zo::z6("a long enough string value to be remembered by its text");
+  for (int i = 0; i < 4; ++i) big = json{{"Z1K1", "Z6"}, {"K1", big}};
+  json value = {{"Z1K1", "Z6"}, {"K1", big}, {"K2", big}, {"K3", {{"K1", big}}}};
+  EXPECT_TRUE(read_as_parsed(z22_with(value, {{"k", zo::z6("v")}}).dump()).meta.has_value());
+  for (int depth : {118, 120, 121, 122, 123, 124, 126}) {
+    json deep = big;
+    for (int i = 0; i < depth; ++i) deep = json{{"K1", deep}};
+    const json both = {{"Z1K1", "Z6"}, {"K1", big}, {"K2", deep}};
+    read_as_parsed(z22_with(both, {{"k", zo::z6("v")}}).dump());
+  }
+}
+
+// ---- the engine: the same response either way -------------------------------------------------
+
+json z2(const std::string& zid, json value) {
+  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
+}
+
+// Z10001(String) -> String in Python (Z10002), and Z10003(String) -> String, a composition that
+// calls Z10001: the same code call outermost and nested.
+class Objects final : public ObjectFetcher {
+ public:
+  Objects() {
+    json arg = {{"Z1K1", "Z17"},
+                {"Z17K1", "Z6"},
+                {"Z17K2", "Z10001K1"},
+                {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+    objects_["Z10001"] = z2("Z10001", {{"Z1K1", "Z8"},
+                                       {"Z8K1", json::array({"Z17", arg})},
+                                       {"Z8K2", "Z6"},
+                                       {"Z8K3", json::array({"Z20"})},
+                                       {"Z8K4", json::array({"Z14", "Z10002"})},
+                                       {"Z8K5", "Z10001"}})
+                             .dump();
+    objects_["Z10002"] = z2("Z10002", {{"Z1K1", "Z14"},
+                                       {"Z14K1", "Z10001"},
+                                       {"Z14K3",
+                                        {{"Z1K1", "Z16"},
+                                         {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
+                                         {"Z16K2", "def Z10001(Z10001K1): return Z10001K1"}}}})
+                             .dump();
+    json arg3 = arg;
+    arg3["Z17K2"] = "Z10003K1";
+    json body = {
+        {"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10003K1"}}}};
+    objects_["Z10003"] = z2("Z10003", {{"Z1K1", "Z8"},
+                                       {"Z8K1", json::array({"Z17", arg3})},
+                                       {"Z8K2", "Z6"},
+                                       {"Z8K3", json::array({"Z20"})},
+                                       {"Z8K4", json::array({"Z14", "Z10004"})},
+                                       {"Z8K5", "Z10003"}})
+                             .dump();
+    objects_["Z10004"] =
+        z2("Z10004", {{"Z1K1", "Z14"}, {"Z14K1", "Z10003"}, {"Z14K2", body}}).dump();
+  }
+  void fetch(const std::vector<std::string>& zids, const CallContext&, Done done) override {
+    std::map<std::string, std::string> out;
+    for (const auto& z : zids) {
+      if (auto it = objects_.find(z); it != objects_.end()) out[z] = it->second;
+    }
+    done(std::move(out));
+  }
+
+ private:
+  std::map<std::string, std::string> objects_;
+};
+
+// Answers every call with the usual Z22 of its argument, read from text or parsed whole.
+class TextEvaluator final : public CodeRunner {
+ public:
+  explicit TextEvaluator(bool split) : split_(split) {}
+  void run(const CodeCall& call, const CallContext&, Done done) override {
+    const json arg = call.arguments.value("Z10001K1", json());
+    const std::string text = usual_z22(arg.value("Z6K1", "?")).dump();
+    CodeAnswer answer = split_ ? read_code_answer(text) : CodeAnswer(json::parse(text));
+    EXPECT_EQ(answer.meta.has_value(), split_);
+    done(std::move(answer));
+  }
+
+ private:
+  bool split_;
+};
+
+// The response text with the values that differ between two runs (times, durations, CPU, memory)
+// blanked.
+json steady(const std::string& text) {
+  json z22 = json::parse(text);
+  for (auto& pair : z22["Z22K2"]["K1"]) {
+    if (!pair.is_object() || !pair.contains("K1") || !pair["K1"].is_string()) continue;
+    const std::string key = pair["K1"].get<std::string>();
+    if (key.starts_with("orchestration") && key != "orchestrationHostname") pair["K2"] = "-";
+  }
+  return z22;
+}
+
+TEST(CodeAnswer, TheEngineAnswersTheSameForPairsAsForTheWholeMap) {
+  EngineOptions o;
+  o.result_cache_bytes = 0;
+  auto split = make_engine(o, std::make_shared<Objects>(), std::make_shared<TextEvaluator>(true));
+  auto whole = make_engine(o, std::make_shared<Objects>(), std::make_shared<TextEvaluator>(false));
+  for (const char* fn : {"Z10001", "Z10003"}) {
+    for (bool validate : {false, true}) {
+      const json request = {
+          {"zobject", {{"Z1K1", "Z7"}, {"Z7K1", fn}, {std::string(fn) + "K1", "hi"}}},
+          {"doValidate", validate}};
+      bool split_error = true;
+      bool whole_error = true;
+      const std::string a = split->evaluate_text(request, CallContext{}, &split_error);
+      const std::string b = whole->evaluate_text(request, CallContext{}, &whole_error);
+      EXPECT_EQ(steady(a), steady(b)) << fn;
+      EXPECT_FALSE(split_error);
+      EXPECT_FALSE(whole_error);
+      const json z22 = json::parse(a);
+      EXPECT_EQ(z22["Z22K1"], "hi") << a;
+      // The outermost code call's: the evaluator's pairs first, then the implementation keys.
+      const json& k1 = z22["Z22K2"]["K1"];
+      if (std::string(fn) == "Z10001") {
+        ASSERT_GT(k1.size(), kPairs.size() + 2) << a;
+        for (std::size_t i = 0; i < kPairs.size(); ++i) {
+          EXPECT_EQ(k1[i + 1]["K1"], kPairs[i].first) << a;
+        }
+        EXPECT_EQ(k1[kPairs.size() + 1]["K1"], "implementationId") << a;
+      }
+      // The JSON API too.
+      const json ja = split->evaluate(request, CallContext{});
+      const json jb = whole->evaluate(request, CallContext{});
+      EXPECT_EQ(steady(ja.dump()), steady(jb.dump())) << fn;
+    }
+  }
+}
+
+}  // namespace
