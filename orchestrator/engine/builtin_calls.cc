@@ -32,11 +32,19 @@ struct BuiltinSignature {
     // Z4's identity is the Z881 call, which compare_types() takes as generic). The check
     // against it cannot fail once process_argument() has resolved the value's type.
     bool accepts_all = false;
+    // The declared type as every request resolves it, when that is the shared node of a
+    // reference to a built-in type (Z6, Z40, ...): resolving such a reference gives the node
+    // itself, in any request. Null: resolved per request (builtin_declared).
+    NodeP fixed;
   };
   std::vector<Arg> args;             // in Z8K1 order: the order arguments are bound and checked
   std::vector<std::size_t> by_name;  // indices of args sorted by name: the built-in's order
   std::string impl_id;               // Z14K4 of the first implementation
   const BuiltinSpec* spec = nullptr;
+  // Every declared type a call checks against is fixed (or not checked: accepts_all): the
+  // declared types need nothing per request, and are these (null where not checked).
+  bool all_fixed = true;
+  std::vector<NodeP> fixed_declared;
 };
 
 namespace {
@@ -106,7 +114,17 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
       if (a.name == name) return nullptr;
     }
     const nlohmann::json& type = (*z17)["Z17K1"];
-    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type)});
+    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type), nullptr});
+    auto& arg = sig->args.back();
+    if (!arg.accepts_all) {
+      NodeP written = Node::from_shared(type, true);
+      if (written->interned && written->is_ref() && zo::is_builtin_type(written->ref_view())) {
+        arg.fixed = std::move(written);
+      } else {
+        sig->all_fixed = false;
+      }
+    }
+    sig->fixed_declared.push_back(arg.fixed);
   }
   std::vector<const nlohmann::json*> impls;
   if (!json_list_elements((*z8)["Z8K4"], impls) || impls.empty()) return nullptr;
@@ -176,10 +194,17 @@ const BuiltinSignature* builtin_signature(const std::string& zid) {
 
 // The declared types of a signature's arguments for this request, as bind_arguments() makes
 // them: each Z17K1 resolved without internals (a Z881 becomes its Z4), as written when that fails.
+// Only the types a call checks against: none for an argument that accepts all (its Z881 was
+// resolved into a Z4 per request, for nothing), the shared node for a fixed one.
 const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& sig) {
+  if (sig.all_fixed) return &sig.fixed_declared;
   auto [it, added] = builtin_declared_.try_emplace(&sig);
   if (!added) return &it->second;
   for (const auto& arg : sig.args) {
+    if (arg.accepts_all || arg.fixed) {
+      it->second.push_back(arg.fixed);
+      continue;
+    }
     NodeP written = Node::from_shared(*arg.type, true);  // the definitions live for the process
     // set_scope, not an assignment: a declared type that is a reference ("Z6", "Z1") is an
     // interned node, read by every thread; writing this request's frame into it was a data race
