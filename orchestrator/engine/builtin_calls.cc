@@ -282,14 +282,15 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!tick()) return abort_envelope();
   NodeP out = Node::from_shared(*z4, true);
   out->set_scope(empty_);
-  metrics().implementation("BuiltIn");
-  return Envelope::ok(std::move(out));
+  return Envelope::ok(std::move(out));  // counted by execute_builtin, as the built-in's answer
 }
 
-// execute_inner() for a call of a built-in function by reference (not at the top level, whose
-// answer also has its return type checked and its implementation in the metadata). nullopt:
-// not such a call, the general path runs it.
-std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc) {
+// execute_inner() for a call of a built-in function by reference. nullopt: not such a call, the
+// general path runs it. What the built-in implementation answered (its value or its error) is
+// counted, and at the top level goes through answer(), as the general path's run does: the
+// return type checked, the implementation type in the metadata.
+std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc,
+                                                     bool top_level) {
   const Node* fn = call->peek("Z7K1");
   const Node::Entry* e = call->entry("Z7K1");
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
@@ -341,8 +342,21 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     }
   }
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+  // The implementation's answer, as execute_inner() takes it from run_implementation().
+  const auto answered = [&](Envelope result) {
+    metrics().implementation("BuiltIn");
+    if (!top_level) return result;
+    ImplRun run;
+    run.result = std::move(result);
+    run.type = "BuiltIn";
+    run.id = sig->impl_id;  // run_builtin_impl's: the built-in's ZID (Z14K4)
+    return answer(run, z8, true);
+  };
   if (n == 1 && sig->impl_id == "Z981") {
-    if (auto held = held_list_type(values[0])) return std::move(*held);
+    if (auto held = held_list_type(values[0])) {
+      if (aborted()) return abort_envelope();
+      return answered(std::move(*held));
+    }
   }
   // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
   // written, the others evaluated and checked as retrieve() does.
@@ -361,24 +375,18 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     if (!sig->args[i].accepts_all) unevaluated.declared = (*declared)[i];
     ArgState st = evaluate_argument(unevaluated);
     if (aborted()) return abort_envelope();
-    if (st.kind == ArgKind::kError) {
-      metrics().implementation("BuiltIn");  // the general path counts the run that failed
-      return Envelope::err(st.error);
-    }
+    // The general path counts and answers the run that failed.
+    if (st.kind == ArgKind::kError) return answered(Envelope::err(st.error));
     Envelope ev = eager(st.value);
     if (aborted()) return abort_envelope();
-    if (ev.has_error()) {
-      metrics().implementation("BuiltIn");
-      return ev;
-    }
+    if (ev.has_error()) return answered(std::move(ev));
     args.push_back(std::move(st.value));
   }
   // run_builtin() without looking the implementation up again.
   if (args.size() < sig->spec->arity) args.resize(sig->spec->arity);
   Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, args});
   if (aborted()) return abort_envelope();
-  metrics().implementation("BuiltIn");
-  return result;
+  return answered(std::move(result));
 }
 
 }  // namespace wf::orchestrator::engine_detail

@@ -1080,8 +1080,8 @@ namespace {
 
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
-  if (!top_level && options_.direct_builtin_calls) {
-    if (auto direct = execute_builtin(call, sc)) return std::move(*direct);
+  if (options_.direct_builtin_calls) {
+    if (auto direct = execute_builtin(call, sc, top_level)) return std::move(*direct);
   }
   NodeP z8;
   std::vector<Decl> decls;
