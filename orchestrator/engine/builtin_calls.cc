@@ -301,19 +301,28 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (added) known->second.first = builtin_signature(zid);
   const BuiltinSignature* sig = known->second.first;
   if (sig == nullptr) return std::nullopt;
-  // Argument discovery (bind_arguments): the function as the general path resolves it.
-  Envelope f = resolve_function(call, sc);
-  if (aborted()) return abort_envelope();
-  const NodeP& z8 = f.value;
-  if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
-    return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
-  }
   if (!known->second.second) {
     if (resolver_.dereference(zid).z2.get() != Definitions::instance().served_json(zid)) {
       known->second.first = nullptr;  // not the bundled function: the general path, from now on
       return std::nullopt;
     }
     known->second.second = true;
+  }
+  // Argument discovery (bind_arguments): the function as the general path resolves it. Only
+  // the outermost call reads it (answer(): its return type); a nested call's function is the
+  // bundled one (checked above), whose Z8 its signature was read from, and resolving it would
+  // only build its node again for the call node, whose Z7K1 nothing reads once it has run
+  // (~4 k instructions per function and request, a lookup per call).
+  NodeP z8;
+  if (top_level) {
+    Envelope f = resolve_function(call, sc);
+    if (aborted()) return abort_envelope();
+    z8 = f.value;
+    if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
+      return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
+    }
+  } else if (!tick()) {
+    return abort_envelope();
   }
   const std::vector<NodeP>* declared = builtin_declared(*sig);
   if (declared == nullptr) return abort_envelope();

@@ -143,6 +143,14 @@ std::vector<Case> cases() {
        echo(fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", fcall("Z868", {{"Z868K1", "ab"}})},
                                                      {"Z810K2", kEmpty}})}}))},
       {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
+      // Calls inside values (run by eager evaluation, and replaced by their results) and a
+      // quoted call (never run): a nested direct call leaves its Z7K1 as written, and no
+      // answer may show the difference.
+      {"calls inside a list literal",
+       echo(json::array({"Z1", echo("a"), fcall("Z866", {{"Z866K1", "a"}, {"Z866K2", "b"}})}))},
+      {"head of a list literal with a call",
+       echo(fcall("Z811", {{"Z811K1", json::array({"Z1", fcall("Z868", {{"Z868K1", "ab"}})})}}))},
+      {"quoted call", echo({{"Z1K1", "Z99"}, {"Z99K1", fcall("Z811", {{"Z811K1", kEmpty}})}})},
       {"wiki composition", echo(fcall("Z10001", {{"Z10001K1", "a"}}))},
       {"wiki composition, wrong type", echo(fcall("Z10001", {{"Z10001K1", kEmpty}}))},
       {"unknown function", echo(fcall("Z10099", {{"Z10099K1", "a"}}))},
