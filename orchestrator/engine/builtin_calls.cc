@@ -27,6 +27,7 @@ struct BuiltinSignature {
   struct Arg {
     std::string name;            // Z17K2, e.g. Z810K1
     std::string local;           // the local key it falls back to, e.g. K1
+    Key name_key, local_key;     // the same as keys: looked up by address in a call
     const nlohmann::json* type;  // Z17K1 as defined (normal form, in the definitions)
     // The declared type accepts every value whose own type resolves: Z1, or a typed list (its
     // Z4's identity is the Z881 call, which compare_types() takes as generic). The check
@@ -114,7 +115,8 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
       if (a.name == name) return nullptr;
     }
     const nlohmann::json& type = (*z17)["Z17K1"];
-    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type), nullptr});
+    const std::string local = local_key_of(name);
+    sig->args.push_back({name, local, Key(name), Key(local), &type, accepts_all(type), nullptr});
     auto& arg = sig->args.back();
     if (!arg.accepts_all) {
       NodeP written = Node::from_shared(type, true);
@@ -291,8 +293,9 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
 // return type checked, the implementation type in the metadata.
 std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc,
                                                      bool top_level) {
-  const Node* fn = call->peek("Z7K1");
-  const Node::Entry* e = call->entry("Z7K1");
+  const CommonKeys& keys = common_keys();
+  const Node* fn = call->peek(keys.z7k1);
+  const Node::Entry* e = call->entry(keys.z7k1);
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
   const std::string zid = fn->ref();
   // Per request: the process-wide signature (behind a lock), and whether this request's
@@ -328,25 +331,23 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (declared == nullptr) return abort_envelope();
   const std::size_t n = sig->args.size();
   boost::container::small_vector<NodeP, 4> values(n);
-  boost::container::small_vector<const std::string*, 4> consumed;
+  boost::container::small_vector<const Key*, 4> consumed;
   std::string first_error;
   for (std::size_t i = 0; i < n; ++i) {
     const auto& arg = sig->args[i];
-    const std::string& key = call->has(arg.name) ? arg.name : arg.local;
-    if (!call->has(key)) {
+    const Key& key = call->has(arg.name_key) ? arg.name_key : arg.local_key;
+    Node::Entry* entry = call->entry(key);
+    if (entry == nullptr) {
       if (first_error.empty()) first_error = "Could not find argument " + arg.name + ".";
       continue;
     }
     consumed.push_back(&key);
-    values[i] = call->get(key);
+    values[i] = call->get_entry(*entry);
   }
-  const CommonKeys& keys = common_keys();
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
     const Key& key = call->entries[i].key;
     if (key == keys.z1k1 || key == keys.z7k1) continue;
-    const std::string_view text = key.str();
-    if (std::none_of(consumed.begin(), consumed.end(),
-                     [&](const std::string* c) { return std::string_view(*c) == text; })) {
+    if (std::none_of(consumed.begin(), consumed.end(), [&](const Key* c) { return *c == key; })) {
       first_error = "Invalid key for function call: " + key.str() + ".";
     }
   }
