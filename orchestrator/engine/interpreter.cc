@@ -988,6 +988,9 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
         next = cur;
         continue;
       }
+      // A string (bare, or a Z6 of one) or a reference has nothing to walk: its only key that is
+      // not skipped holds a bare string. Not skipped this deep, where a repeated key is Z516.
+      if (path.size() < 20 && (cur->is_string || cur->interned || plain_string(*cur))) continue;
       path.push_back({key, type_holder, ptype});
       Envelope r = eager_walk(cur, path);
       path.pop_back();
