@@ -1858,9 +1858,12 @@ std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_valid
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
-  std::vector<std::string> called;
-  called_functions(input, called, 0);
-  if (called.size() >= 2) resolver_.prefetch(called);
+  // The walk that finds them only when a batch could fetch them (~10 k instructions for the nest).
+  if (resolver_.can_prefetch()) {
+    std::vector<std::string> called;
+    called_functions(input, called, 0);
+    if (called.size() >= 2) resolver_.prefetch(called);
+  }
   return std::nullopt;
 }
 
