@@ -27,16 +27,25 @@ struct BuiltinSignature {
   struct Arg {
     std::string name;            // Z17K2, e.g. Z810K1
     std::string local;           // the local key it falls back to, e.g. K1
+    Key name_key, local_key;     // the same as keys: looked up by address in a call
     const nlohmann::json* type;  // Z17K1 as defined (normal form, in the definitions)
     // The declared type accepts every value whose own type resolves: Z1, or a typed list (its
     // Z4's identity is the Z881 call, which compare_types() takes as generic). The check
     // against it cannot fail once process_argument() has resolved the value's type.
     bool accepts_all = false;
+    // The declared type as every request resolves it, when that is the shared node of a
+    // reference to a built-in type (Z6, Z40, ...): resolving such a reference gives the node
+    // itself, in any request. Null: resolved per request (builtin_declared).
+    NodeP fixed;
   };
   std::vector<Arg> args;             // in Z8K1 order: the order arguments are bound and checked
   std::vector<std::size_t> by_name;  // indices of args sorted by name: the built-in's order
   std::string impl_id;               // Z14K4 of the first implementation
   const BuiltinSpec* spec = nullptr;
+  // Every declared type a call checks against is fixed (or not checked: accepts_all): the
+  // declared types need nothing per request, and are these (null where not checked).
+  bool all_fixed = true;
+  std::vector<NodeP> fixed_declared;
 };
 
 namespace {
@@ -106,7 +115,18 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
       if (a.name == name) return nullptr;
     }
     const nlohmann::json& type = (*z17)["Z17K1"];
-    sig->args.push_back({name, local_key_of(name), &type, accepts_all(type)});
+    const std::string local = local_key_of(name);
+    sig->args.push_back({name, local, Key(name), Key(local), &type, accepts_all(type), nullptr});
+    auto& arg = sig->args.back();
+    if (!arg.accepts_all) {
+      NodeP written = Node::from_shared(type, true);
+      if (written->interned && written->is_ref() && zo::is_builtin_type(written->ref_view())) {
+        arg.fixed = std::move(written);
+      } else {
+        sig->all_fixed = false;
+      }
+    }
+    sig->fixed_declared.push_back(arg.fixed);
   }
   std::vector<const nlohmann::json*> impls;
   if (!json_list_elements((*z8)["Z8K4"], impls) || impls.empty()) return nullptr;
@@ -176,10 +196,17 @@ const BuiltinSignature* builtin_signature(const std::string& zid) {
 
 // The declared types of a signature's arguments for this request, as bind_arguments() makes
 // them: each Z17K1 resolved without internals (a Z881 becomes its Z4), as written when that fails.
+// Only the types a call checks against: none for an argument that accepts all (its Z881 was
+// resolved into a Z4 per request, for nothing), the shared node for a fixed one.
 const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& sig) {
+  if (sig.all_fixed) return &sig.fixed_declared;
   auto [it, added] = builtin_declared_.try_emplace(&sig);
   if (!added) return &it->second;
   for (const auto& arg : sig.args) {
+    if (arg.accepts_all || arg.fixed) {
+      it->second.push_back(arg.fixed);
+      continue;
+    }
     NodeP written = Node::from_shared(*arg.type, true);  // the definitions live for the process
     // set_scope, not an assignment: a declared type that is a reference ("Z6", "Z1") is an
     // interned node, read by every thread; writing this request's frame into it was a data race
@@ -257,16 +284,18 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!tick()) return abort_envelope();
   NodeP out = Node::from_shared(*z4, true);
   out->set_scope(empty_);
-  metrics().implementation("BuiltIn");
-  return Envelope::ok(std::move(out));
+  return Envelope::ok(std::move(out));  // counted by execute_builtin, as the built-in's answer
 }
 
-// execute_inner() for a call of a built-in function by reference (not at the top level, whose
-// answer also has its return type checked and its implementation in the metadata). nullopt:
-// not such a call, the general path runs it.
-std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc) {
-  const Node* fn = call->peek("Z7K1");
-  const Node::Entry* e = call->entry("Z7K1");
+// execute_inner() for a call of a built-in function by reference. nullopt: not such a call, the
+// general path runs it. What the built-in implementation answered (its value or its error) is
+// counted, and at the top level goes through answer(), as the general path's run does: the
+// return type checked, the implementation type in the metadata.
+std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const FrameP& sc,
+                                                     bool top_level) {
+  const CommonKeys& keys = common_keys();
+  const Node* fn = call->peek(keys.z7k1);
+  const Node::Entry* e = call->entry(keys.z7k1);
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
   const std::string zid = fn->ref();
   // Per request: the process-wide signature (behind a lock), and whether this request's
@@ -275,13 +304,6 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (added) known->second.first = builtin_signature(zid);
   const BuiltinSignature* sig = known->second.first;
   if (sig == nullptr) return std::nullopt;
-  // Argument discovery (bind_arguments): the function as the general path resolves it.
-  Envelope f = resolve_function(call, sc);
-  if (aborted()) return abort_envelope();
-  const NodeP& z8 = f.value;
-  if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
-    return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
-  }
   if (!known->second.second) {
     if (resolver_.dereference(zid).z2.get() != Definitions::instance().served_json(zid)) {
       known->second.first = nullptr;  // not the bundled function: the general path, from now on
@@ -289,35 +311,62 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     }
     known->second.second = true;
   }
+  // Argument discovery (bind_arguments): the function as the general path resolves it. Only
+  // the outermost call reads it (answer(): its return type); a nested call's function is the
+  // bundled one (checked above), whose Z8 its signature was read from, and resolving it would
+  // only build its node again for the call node, whose Z7K1 nothing reads once it has run
+  // (~4 k instructions per function and request, a lookup per call).
+  NodeP z8;
+  if (top_level) {
+    Envelope f = resolve_function(call, sc);
+    if (aborted()) return abort_envelope();
+    z8 = f.value;
+    if (f.has_error() || !z8 || z8->is_string || z8->type_ref() != "Z8") {
+      return Envelope::err(zo::make_error_msg("Z507", "Could not dereference Z7K1"));
+    }
+  } else if (!tick()) {
+    return abort_envelope();
+  }
   const std::vector<NodeP>* declared = builtin_declared(*sig);
   if (declared == nullptr) return abort_envelope();
   const std::size_t n = sig->args.size();
   boost::container::small_vector<NodeP, 4> values(n);
-  boost::container::small_vector<const std::string*, 4> consumed;
+  boost::container::small_vector<const Key*, 4> consumed;
   std::string first_error;
   for (std::size_t i = 0; i < n; ++i) {
     const auto& arg = sig->args[i];
-    const std::string& key = call->has(arg.name) ? arg.name : arg.local;
-    if (!call->has(key)) {
+    const Key& key = call->has(arg.name_key) ? arg.name_key : arg.local_key;
+    Node::Entry* entry = call->entry(key);
+    if (entry == nullptr) {
       if (first_error.empty()) first_error = "Could not find argument " + arg.name + ".";
       continue;
     }
     consumed.push_back(&key);
-    values[i] = call->get(key);
+    values[i] = call->get_entry(*entry);
   }
-  const CommonKeys& keys = common_keys();
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
     const Key& key = call->entries[i].key;
     if (key == keys.z1k1 || key == keys.z7k1) continue;
-    const std::string_view text = key.str();
-    if (std::none_of(consumed.begin(), consumed.end(),
-                     [&](const std::string* c) { return std::string_view(*c) == text; })) {
+    if (std::none_of(consumed.begin(), consumed.end(), [&](const Key* c) { return *c == key; })) {
       first_error = "Invalid key for function call: " + key.str() + ".";
     }
   }
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
+  // The implementation's answer, as execute_inner() takes it from run_implementation().
+  const auto answered = [&](Envelope result) {
+    metrics().implementation("BuiltIn");
+    if (!top_level) return result;
+    ImplRun run;
+    run.result = std::move(result);
+    run.type = "BuiltIn";
+    run.id = sig->impl_id;  // run_builtin_impl's: the built-in's ZID (Z14K4)
+    return answer(run, z8, true);
+  };
   if (n == 1 && sig->impl_id == "Z981") {
-    if (auto held = held_list_type(values[0])) return std::move(*held);
+    if (auto held = held_list_type(values[0])) {
+      if (aborted()) return abort_envelope();
+      return answered(std::move(*held));
+    }
   }
   // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
   // written, the others evaluated and checked as retrieve() does.
@@ -336,24 +385,18 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     if (!sig->args[i].accepts_all) unevaluated.declared = (*declared)[i];
     ArgState st = evaluate_argument(unevaluated);
     if (aborted()) return abort_envelope();
-    if (st.kind == ArgKind::kError) {
-      metrics().implementation("BuiltIn");  // the general path counts the run that failed
-      return Envelope::err(st.error);
-    }
+    // The general path counts and answers the run that failed.
+    if (st.kind == ArgKind::kError) return answered(Envelope::err(st.error));
     Envelope ev = eager(st.value);
     if (aborted()) return abort_envelope();
-    if (ev.has_error()) {
-      metrics().implementation("BuiltIn");
-      return ev;
-    }
+    if (ev.has_error()) return answered(std::move(ev));
     args.push_back(std::move(st.value));
   }
   // run_builtin() without looking the implementation up again.
   if (args.size() < sig->spec->arity) args.resize(sig->spec->arity);
   Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, args});
   if (aborted()) return abort_envelope();
-  metrics().implementation("BuiltIn");
-  return result;
+  return answered(std::move(result));
 }
 
 }  // namespace wf::orchestrator::engine_detail

@@ -32,7 +32,7 @@ struct EngineOptions {
   int max_zobject_depth = 128;         // nesting depth of input and fetched objects
   int max_call_depth = 256;            // nested function calls
   std::int64_t max_steps = 1'000'000;  // evaluation steps per request
-  // Nested calls of bundled built-in functions bind their arguments from a per-process signature
+  // Calls of bundled built-in functions bind their arguments from a per-process signature
   // instead of the function's definition nodes (builtin_calls.cc): the same answers, less work.
   // Off only in tests that compare the two paths.
   bool direct_builtin_calls = true;

@@ -690,22 +690,25 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
       continue;
     }
     NodeP n = queue[i].node;
-    if (!n || n->is_string || !seen.insert(n.get())) continue;
+    // An interned node is a bare string or a reference or string object: no type to resolve.
+    if (!n || n->is_string || n->interned || !seen.insert(n.get())) continue;
     if (n->is_ref()) continue;
-    const Node::Entry* te = n->entry("Z1K1");
+    const CommonKeys& keys = common_keys();
+    const Node::Entry* te = n->entry(keys.z1k1);
     if (te != nullptr && !te->persisted && te->source != nullptr &&
         te->form == Node::Entry::Form::kNormal && json_type_trivial(*te->source)) {
       // Still lazy and trivial (a list cell's implied Z881 of a ZID, Node::add_list_type): as
       // on the JSON path, nothing to resolve and no node built.
     } else {
-      NodeP t = n->get("Z1K1");
-      if (t && !t->is_string && ((t->is_ref() && !zo::is_builtin_type(t->ref())) || t->is_call())) {
+      NodeP t = n->get(keys.z1k1);
+      if (t && !t->is_string &&
+          ((t->is_ref() && !zo::is_builtin_type(t->ref_view())) || t->is_call())) {
         if (!resolved_type(t)) return fail_type();
       }
     }
     for (std::size_t k = 0; k < n->entries.size(); ++k) {
       const Node::Entry& e = n->entries[k];
-      if (e.key == "Z1K1") continue;
+      if (e.key == keys.z1k1) continue;
       if (!e.persisted && e.source != nullptr && e.form == Node::Entry::Form::kNormal) {
         queue.push_back({nullptr, e.source, e.immortal});
       } else {
@@ -968,7 +971,7 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
         for (const auto& p : path) text += (text.empty() ? "" : ",") + p.key.str();
         return Envelope::err(cyclical_references(text + "," + key.str()));
       }
-      NodeP child = node->get(key.str());
+      NodeP child = node->get_entry(node->entries[i]);
       if (!child || child->is_string) continue;
       zids.clear();
       Envelope e = eager_value(child, zids);
@@ -986,6 +989,9 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
         next = cur;
         continue;
       }
+      // A string (bare, or a Z6 of one) or a reference has nothing to walk: its only key that is
+      // not skipped holds a bare string. Not skipped this deep, where a repeated key is Z516.
+      if (path.size() < 20 && (cur->is_string || cur->interned || plain_string(*cur))) continue;
       path.push_back({key, type_holder, ptype});
       Envelope r = eager_walk(cur, path);
       path.pop_back();
@@ -1081,8 +1087,8 @@ namespace {
 
 Envelope Interpreter::execute_inner(const NodeP& call, const FrameP& scope, bool top_level) {
   FrameP sc = call->scope ? call->scope : (scope ? scope : empty_);
-  if (!top_level && options_.direct_builtin_calls) {
-    if (auto direct = execute_builtin(call, sc)) return std::move(*direct);
+  if (options_.direct_builtin_calls) {
+    if (auto direct = execute_builtin(call, sc, top_level)) return std::move(*direct);
   }
   NodeP z8;
   std::vector<Decl> decls;
@@ -1900,9 +1906,12 @@ std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_valid
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
-  std::vector<std::string> called;
-  called_functions(input, called, 0);
-  if (called.size() >= 2) resolver_.prefetch(called);
+  // The walk that finds them only when a batch could fetch them (~10 k instructions for the nest).
+  if (resolver_.can_prefetch()) {
+    std::vector<std::string> called;
+    called_functions(input, called, 0);
+    if (called.size() >= 2) resolver_.prefetch(called);
+  }
   return std::nullopt;
 }
 

@@ -187,9 +187,10 @@ class Interpreter {
   void replace_argument_references(const NodeP& node, int depth);
   [[gnu::noinline]] Envelope return_check(Envelope result, const NodeP& z8);
   Envelope execute_inner(const NodeP& call, const FrameP& scope, bool top_level);
-  // A nested call of a bundled built-in function, bound from its signature (builtin_calls.cc);
-  // nullopt when the general path must run it.
-  std::optional<Envelope> execute_builtin(const NodeP& call, const FrameP& sc);
+  // A call of a bundled built-in function, bound from its signature (builtin_calls.cc); at the
+  // top level its answer goes through answer() as the general path's does. nullopt when the
+  // general path must run it.
+  std::optional<Envelope> execute_builtin(const NodeP& call, const FrameP& sc, bool top_level);
   std::optional<Envelope> held_list_type(const NodeP& item);
   const std::vector<NodeP>* builtin_declared(const BuiltinSignature& sig);
   Envelope resolve_function(const NodeP& call, const FrameP& sc);

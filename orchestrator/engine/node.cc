@@ -514,9 +514,12 @@ Node::Entry* Node::entry(std::string_view key) {
 
 NodeP Node::get(std::string_view key) {
   Entry* e = entry(key);
-  if (e == nullptr) return nullptr;
-  if (!e->persisted) materialise(*e);
-  NodeP v = e->persisted ? e->persisted : e->original;
+  return e == nullptr ? nullptr : get_entry(*e);
+}
+
+NodeP Node::get_entry(Entry& e) {
+  if (!e.persisted) materialise(e);
+  NodeP v = e.persisted ? e.persisted : e.original;
   if (v && !v->interned && !v->is_string && !v->scope && scope) v->scope = scope;
   return v;
 }

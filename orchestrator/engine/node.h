@@ -204,6 +204,7 @@ struct Node {
   // The current value of key (persisted, else original); the child inherits this node's scope
   // when it has none. Null when absent.
   NodeP get(std::string_view key);
+  NodeP get_entry(Entry& e);  // get() of an entry of this node
   // Replaces the current value of key (adds the key when absent).
   void set(std::string_view key, NodeP value);
   void add(Key key, NodeP value);  // appends without lookup (building new objects)
@@ -237,6 +238,19 @@ struct Node {
       return e.original.get();
     }
     return nullptr;
+  }
+  template <std::same_as<Key> K>
+  Entry* entry(const K& key) {
+    for (auto& e : entries) {
+      if (e.key == key) return &e;
+    }
+    return nullptr;
+  }
+  // get() by a Key: the current value, the child inheriting this node's scope when it has none.
+  template <std::same_as<Key> K>
+  NodeP get(const K& key) {
+    Entry* e = entry(key);
+    return e == nullptr ? nullptr : get_entry(*e);
   }
   template <std::same_as<Key> K>
   bool has(const K& key) const {

@@ -38,6 +38,8 @@ class Resolver {
   // changes nothing, and dereference() later fetches it on its own, with the same errors.
   void prefetch(const std::vector<std::string>& zids);
   int batches() const { return batches_; }
+  // Whether prefetch() can fetch anything (a wiki is configured): without one it does nothing.
+  bool can_prefetch() const { return fetcher_ != nullptr; }
   // The identity of every object this request resolved, except the built-ins served from memory
   // (fixed for a build): ZID -> content hash of its normal form, 0 when not found. nullopt when a
   // resolution failed in transport (such an outcome is not cached).

@@ -143,6 +143,14 @@ std::vector<Case> cases() {
        echo(fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", fcall("Z868", {{"Z868K1", "ab"}})},
                                                      {"Z810K2", kEmpty}})}}))},
       {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
+      // Calls inside values (run by eager evaluation, and replaced by their results) and a
+      // quoted call (never run): a nested direct call leaves its Z7K1 as written, and no
+      // answer may show the difference.
+      {"calls inside a list literal",
+       echo(json::array({"Z1", echo("a"), fcall("Z866", {{"Z866K1", "a"}, {"Z866K2", "b"}})}))},
+      {"head of a list literal with a call",
+       echo(fcall("Z811", {{"Z811K1", json::array({"Z1", fcall("Z868", {{"Z868K1", "ab"}})})}}))},
+      {"quoted call", echo({{"Z1K1", "Z99"}, {"Z99K1", fcall("Z811", {{"Z811K1", kEmpty}})}})},
       {"wiki composition", echo(fcall("Z10001", {{"Z10001K1", "a"}}))},
       {"wiki composition, wrong type", echo(fcall("Z10001", {{"Z10001K1", kEmpty}}))},
       {"unknown function", echo(fcall("Z10099", {{"Z10099K1", "a"}}))},
@@ -157,6 +165,43 @@ TEST(BuiltinCalls, DirectPathAnswersAsTheGeneralPath) {
     EXPECT_EQ(comparable(direct), comparable(general))
         << "direct:  " << direct.dump() << "\ngeneral: " << general.dump();
   }
+}
+
+// The same calls as the outermost call (the nest already is one): the direct path then answers
+// through answer() as the general path does (return type checked, implementationType in the
+// metadata, errors of arguments and of the built-in alike).
+TEST(BuiltinCalls, DirectPathAtTheTopLevelAnswersAsTheGeneralPath) {
+  int top_level = 0;
+  for (const auto& c : cases()) {
+    if (c.call.value("Z7K1", json()) != "Z801") continue;
+    SCOPED_TRACE(c.name);
+    const json& call = c.call["Z801K1"];
+    json direct = evaluate(call, true);
+    json general = evaluate(call, false);
+    EXPECT_EQ(comparable(direct), comparable(general))
+        << "direct:  " << direct.dump() << "\ngeneral: " << general.dump();
+    ++top_level;
+  }
+  EXPECT_GE(top_level, 15);
+}
+
+TEST(BuiltinCalls, TopLevelBuiltInCallsSayBuiltIn) {
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    // A value, and an error raised by the built-in itself: both name the implementation type.
+    for (const json& call : {fcall("Z811", {{"Z811K1", json::array({"Z6", "a"})}}),
+                             fcall("Z811", {{"Z811K1", kEmpty}})}) {
+      const json meta = comparable(evaluate(call, direct))["meta"];
+      EXPECT_NE(meta.dump().find(R"("K1":"implementationType","K2":"BuiltIn")"), std::string::npos)
+          << meta.dump();
+      EXPECT_NE(meta.dump().find(R"("K1":"implementationId","K2":{"Z1K1":"Z6","Z6K1":"Z911"})"),
+                std::string::npos)
+          << meta.dump();
+    }
+  }
+  EXPECT_EQ(
+      evaluate(fcall("Z811", {{"Z811K1", json::array({"Z6", "a"})}}), true).value("Z22K1", json()),
+      "a");
 }
 
 TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
