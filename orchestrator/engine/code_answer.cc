@@ -173,21 +173,8 @@ class Viewer {
   }
 
   bool members(std::uint32_t parent, int depth) {
-    skip_space();
-    if (c_.p != c_.end && *c_.p == '}') {
-      ++c_.p;
-      return true;
-    }
     std::uint32_t last = 0;
-    for (;;) {
-      skip_space();
-      if (c_.p == c_.end || *c_.p != '"') return false;
-      ++c_.p;
-      std::string_view key;
-      if (!string_text(key)) return false;
-      skip_space();
-      if (c_.p == c_.end || *c_.p != ':') return false;
-      ++c_.p;
+    return c_.members([&](std::string_view key) {
       // A duplicate key (nlohmann keeps one of them), or more members than are worth comparing
       // keys for: left to the general parser.
       if (nodes_[parent].size >= kMaxMembers) return false;
@@ -198,39 +185,18 @@ class Viewer {
       if (!value(depth)) return false;
       nodes_[index].key = key;
       link(parent, last, index);
-      skip_space();
-      if (c_.p == c_.end) return false;
-      if (*c_.p == ',') {
-        ++c_.p;
-        continue;
-      }
-      if (*c_.p != '}') return false;
-      ++c_.p;
       return true;
-    }
+    });
   }
 
   bool elements(std::uint32_t parent, int depth) {
-    skip_space();
-    if (c_.p != c_.end && *c_.p == ']') {
-      ++c_.p;
-      return true;
-    }
     std::uint32_t last = 0;
-    for (;;) {
+    return c_.items(']', [&] {
       const auto index = static_cast<std::uint32_t>(nodes_.size());
       if (!value(depth)) return false;
       link(parent, last, index);
-      skip_space();
-      if (c_.p == c_.end) return false;
-      if (*c_.p == ',') {
-        ++c_.p;
-        continue;
-      }
-      if (*c_.p != ']') return false;
-      ++c_.p;
       return true;
-    }
+    });
   }
 
   codec::PlainCursor c_;

@@ -66,55 +66,17 @@ class PlainParser {
     if (depth > max_depth_) return false;
     out = json(json::value_t::object);
     auto& o = out.get_ref<json::object_t&>();
-    skip_space();
-    if (c_.p != c_.end && *c_.p == '}') {
-      ++c_.p;
-      return true;
-    }
-    for (;;) {
-      skip_space();
-      if (c_.p == c_.end || *c_.p != '"') return false;
-      ++c_.p;
-      std::string_view key;
-      if (!string_text(key)) return false;
-      skip_space();
-      if (c_.p == c_.end || *c_.p != ':') return false;
-      ++c_.p;
+    return c_.members([&](std::string_view key) {
       auto [it, inserted] = o.emplace(std::string(key), json());
-      if (!inserted || !value(it->second, depth)) return false;
-      skip_space();
-      if (c_.p == c_.end) return false;
-      if (*c_.p == ',') {
-        ++c_.p;
-        continue;
-      }
-      if (*c_.p != '}') return false;
-      ++c_.p;
-      return true;
-    }
+      return inserted && value(it->second, depth);
+    });
   }
 
   bool array(json& out, int depth) {
     if (depth > max_depth_) return false;
     out = json(json::value_t::array);
     auto& a = out.get_ref<json::array_t&>();
-    skip_space();
-    if (c_.p != c_.end && *c_.p == ']') {
-      ++c_.p;
-      return true;
-    }
-    for (;;) {
-      if (!value(a.emplace_back(), depth)) return false;
-      skip_space();
-      if (c_.p == c_.end) return false;
-      if (*c_.p == ',') {
-        ++c_.p;
-        continue;
-      }
-      if (*c_.p != ']') return false;
-      ++c_.p;
-      return true;
-    }
+    return c_.items(']', [&] { return value(a.emplace_back(), depth); });
   }
 
   PlainCursor c_;

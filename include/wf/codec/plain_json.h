@@ -42,6 +42,45 @@ struct PlainCursor {
     return false;
   }
 
+  // The items of an array or object after its opening bracket, up to `close`, which is consumed:
+  // `item()` reads one (false ends the read as not plain JSON), commas between them.
+  template <class Item>
+  bool items(char close, Item&& item) {
+    skip_space();
+    if (p != end && *p == close) {
+      ++p;
+      return true;
+    }
+    for (;;) {
+      if (!item()) return false;
+      skip_space();
+      if (p == end) return false;
+      if (*p == ',') {
+        ++p;
+        continue;
+      }
+      if (*p != close) return false;
+      ++p;
+      return true;
+    }
+  }
+
+  // An object's members after its '{': `member(key)` reads the value that follows the key's ':'.
+  template <class Member>
+  bool members(Member&& member) {
+    return items('}', [&] {
+      skip_space();
+      if (p == end || *p != '"') return false;
+      ++p;
+      std::string_view key;
+      if (!string_text(key)) return false;
+      skip_space();
+      if (p == end || *p != ':') return false;
+      ++p;
+      return member(key);
+    });
+  }
+
   bool literal(std::string_view word) {
     if (static_cast<std::size_t>(end - p) < word.size() ||
         word.compare(0, word.size(), p, word.size()) != 0) {
