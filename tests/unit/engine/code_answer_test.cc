@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fakes.h"
 #include "orchestrator/engine/engine.h"
 #include "wf/zobject/zobject.h"
 
@@ -165,52 +167,38 @@ json z2(const std::string& zid, json value) {
 
 // Z10001(String) -> String in Python (Z10002), and Z10003(String) -> String, a composition that
 // calls Z10001: the same code call outermost and nested.
-class Objects final : public ObjectFetcher {
- public:
-  Objects() {
-    json arg = {{"Z1K1", "Z17"},
-                {"Z17K1", "Z6"},
-                {"Z17K2", "Z10001K1"},
-                {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
-    objects_["Z10001"] = z2("Z10001", {{"Z1K1", "Z8"},
-                                       {"Z8K1", json::array({"Z17", arg})},
-                                       {"Z8K2", "Z6"},
-                                       {"Z8K3", json::array({"Z20"})},
-                                       {"Z8K4", json::array({"Z14", "Z10002"})},
-                                       {"Z8K5", "Z10001"}})
-                             .dump();
-    objects_["Z10002"] = z2("Z10002", {{"Z1K1", "Z14"},
-                                       {"Z14K1", "Z10001"},
-                                       {"Z14K3",
-                                        {{"Z1K1", "Z16"},
-                                         {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
-                                         {"Z16K2", "def Z10001(Z10001K1): return Z10001K1"}}}})
-                             .dump();
-    json arg3 = arg;
-    arg3["Z17K2"] = "Z10003K1";
-    json body = {
-        {"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10003K1"}}}};
-    objects_["Z10003"] = z2("Z10003", {{"Z1K1", "Z8"},
-                                       {"Z8K1", json::array({"Z17", arg3})},
-                                       {"Z8K2", "Z6"},
-                                       {"Z8K3", json::array({"Z20"})},
-                                       {"Z8K4", json::array({"Z14", "Z10004"})},
-                                       {"Z8K5", "Z10003"}})
-                             .dump();
-    objects_["Z10004"] =
-        z2("Z10004", {{"Z1K1", "Z14"}, {"Z14K1", "Z10003"}, {"Z14K2", body}}).dump();
-  }
-  void fetch(const std::vector<std::string>& zids, const CallContext&, Done done) override {
-    std::map<std::string, std::string> out;
-    for (const auto& z : zids) {
-      if (auto it = objects_.find(z); it != objects_.end()) out[z] = it->second;
-    }
-    done(std::move(out));
-  }
-
- private:
-  std::map<std::string, std::string> objects_;
-};
+std::shared_ptr<wf::orchestrator::testing::FakeWiki> objects() {
+  json objects = json::object();
+  json arg = {{"Z1K1", "Z17"},
+              {"Z17K1", "Z6"},
+              {"Z17K2", "Z10001K1"},
+              {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  objects["Z10001"] = z2("Z10001", {{"Z1K1", "Z8"},
+                                    {"Z8K1", json::array({"Z17", arg})},
+                                    {"Z8K2", "Z6"},
+                                    {"Z8K3", json::array({"Z20"})},
+                                    {"Z8K4", json::array({"Z14", "Z10002"})},
+                                    {"Z8K5", "Z10001"}});
+  objects["Z10002"] = z2("Z10002", {{"Z1K1", "Z14"},
+                                    {"Z14K1", "Z10001"},
+                                    {"Z14K3",
+                                     {{"Z1K1", "Z16"},
+                                      {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}},
+                                      {"Z16K2", "def Z10001(Z10001K1): return Z10001K1"}}}});
+  json arg3 = arg;
+  arg3["Z17K2"] = "Z10003K1";
+  json body = {
+      {"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10003K1"}}}};
+  objects["Z10003"] = z2("Z10003", {{"Z1K1", "Z8"},
+                                    {"Z8K1", json::array({"Z17", arg3})},
+                                    {"Z8K2", "Z6"},
+                                    {"Z8K3", json::array({"Z20"})},
+                                    {"Z8K4", json::array({"Z14", "Z10004"})},
+                                    {"Z8K5", "Z10003"}});
+  objects["Z10004"] = z2("Z10004", {{"Z1K1", "Z14"}, {"Z14K1", "Z10003"}, {"Z14K2", body}});
+  return std::make_shared<wf::orchestrator::testing::FakeWiki>(std::move(objects),
+                                                               std::filesystem::path{});
+}
 
 // Answers every call with the usual Z22 of its argument, read from text or parsed whole.
 class TextEvaluator final : public CodeRunner {
@@ -243,8 +231,8 @@ json steady(const std::string& text) {
 TEST(CodeAnswer, TheEngineAnswersTheSameForPairsAsForTheWholeMap) {
   EngineOptions o;
   o.result_cache_bytes = 0;
-  auto split = make_engine(o, std::make_shared<Objects>(), std::make_shared<TextEvaluator>(true));
-  auto whole = make_engine(o, std::make_shared<Objects>(), std::make_shared<TextEvaluator>(false));
+  auto split = make_engine(o, objects(), std::make_shared<TextEvaluator>(true));
+  auto whole = make_engine(o, objects(), std::make_shared<TextEvaluator>(false));
   for (const char* fn : {"Z10001", "Z10003"}) {
     for (bool validate : {false, true}) {
       const json request = {
