@@ -933,22 +933,16 @@ struct Server::Impl {
     std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
     auto deliver = [weak, strand = flight->strand, alive = loop_alive,
                     held = std::move(held)](Response r) {
-      if (!alive->load()) return;
-      if (strand.running_in_this_thread()) {
-        settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
-        return;
-      }
-      // Deferred: from a thread of the loop (an evaluation that went on where its evaluator answer
-      // arrived) it runs there after the current handler, without waking another I/O thread; from
-      // any other thread it is a post.
-      asio::defer(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
+      if (alive->load()) hand_over(strand, weak, std::move(r));
     };
-    auto later = [this, weak, strand = flight->strand, deliver](Response r,
-                                                                std::chrono::milliseconds delay) {
+    // Without a copy of `deliver` (its closure is the larger part of what a request in flight
+    // keeps for answering): beyond the bound of held answers, it hands over at once as well.
+    auto later = [this, weak, strand = flight->strand](Response r,
+                                                       std::chrono::milliseconds delay) {
       if (!loop_alive->load()) return;
       if (held_replies.fetch_add(1) >= kMaxHeldReplies) {
         held_replies.fetch_sub(1);
-        deliver(std::move(r));
+        hand_over(strand, weak, std::move(r));
         return;
       }
       auto timer = std::make_shared<asio::steady_timer>(strand, delay);
@@ -959,6 +953,19 @@ struct Server::Impl {
     };
     return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver),
                                           std::move(later));
+  }
+
+  // Gives the answer to the flight on its strand, from any thread.
+  static void hand_over(const Flight::Strand& strand, const std::weak_ptr<Flight>& weak,
+                        Response r) {
+    if (strand.running_in_this_thread()) {
+      settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
+      return;
+    }
+    // Deferred: from a thread of the loop (an evaluation that went on where its evaluator answer
+    // arrived) it runs there after the current handler, without waking another I/O thread; from
+    // any other thread it is a post.
+    asio::defer(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
   }
 
   // On the flight's strand: the response is in; the session, if it still waits, wakes. After a
