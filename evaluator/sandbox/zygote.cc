@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -18,6 +19,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory_resource>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -85,15 +88,25 @@ struct Prepared {
   int devnull = -1;
 };
 
+// The zygote's own bookkeeping (this object and what its containers allocate) lives in one
+// mapping that fork does not copy (MADV_DONTFORK; see zygote_main): a child never needs it, and
+// the zygote writes it all the time. On pages a child shares, each of those writes was a
+// copy-on-write fault in the zygote after every fork (~11 per call: its heap, glibc's arena,
+// which a malloc and free per fork also wrote). So nothing here may be read in a child: spawn()
+// hands the child only copies on its stack.
 class Zygote {
  public:
-  Zygote(const Prepared& prepared, int control, int handoff, const SandboxLimits& limits)
+  Zygote(const Prepared& prepared, int control, int handoff, const SandboxLimits& limits,
+         std::pmr::memory_resource* memory)
       : zygote_pid_(::getpid()),
         prepared_(prepared),
         control_(control),
         handoff_(handoff),
         limits_(limits),
-        pool_size_(static_cast<std::size_t>(std::max(1, limits.pool_size))) {}
+        pool_size_(static_cast<std::size_t>(std::max(1, limits.pool_size))),
+        pool_(memory),
+        reaped_(memory),
+        fds_(memory) {}
 
   [[noreturn]] void run() {
     std::string error;
@@ -101,7 +114,7 @@ class Zygote {
       hello(false, error);
       ::_exit(1);
     }
-    std::vector<pollfd> fds;
+    std::pmr::vector<pollfd>& fds = fds_;
     for (;;) {
       sweep();
       push_ready();
@@ -168,8 +181,19 @@ class Zygote {
       error = std::string("socketpair: ") + std::strerror(errno);
       return false;
     }
+    // What the child needs, on the stack: this object is not in the child (see the class).
+    ChildConfig config;
+    config.zygote_pid = zygote_pid_;
+    config.devnull_fd = prepared_.devnull;
+    config.seccomp_program = &prepared_.program;
+    config.cpu_seconds = static_cast<std::uint64_t>(std::max<long>(1, limits_.cpu.count()));
+    config.address_space_bytes = prepared_.address_space;
+    config.data_bytes = prepared_.data;
+    config.process_name = prepared_.process_name.c_str();
+    config.warm_up = warm;
+    LanguageRuntime* const runtime = prepared_.runtime;
+    const int channel = sv[1];
     Clock::time_point forked = Clock::now();
-    sort_free_chunks();
     pid_t pid = ::fork();
     if (pid < 0) {
       error = std::string("fork: ") + std::strerror(errno);
@@ -177,18 +201,7 @@ class Zygote {
       ::close(sv[1]);
       return false;
     }
-    if (pid == 0) {
-      ChildConfig config;
-      config.zygote_pid = zygote_pid_;
-      config.devnull_fd = prepared_.devnull;
-      config.seccomp_program = &prepared_.program;
-      config.cpu_seconds = static_cast<std::uint64_t>(std::max<long>(1, limits_.cpu.count()));
-      config.address_space_bytes = prepared_.address_space;
-      config.data_bytes = prepared_.data;
-      config.process_name = prepared_.process_name.c_str();
-      config.warm_up = warm;
-      run_child(*prepared_.runtime, sv[1], config);
-    }
+    if (pid == 0) run_child(*runtime, channel, config);
     ::close(sv[1]);
     PoolChild child;
     child.pid = pid;
@@ -420,11 +433,12 @@ class Zygote {
   int handoff_;
   SandboxLimits limits_;
   std::size_t pool_size_;
-  std::deque<PoolChild> pool_;  // forked, not yet handed to the service
-  std::size_t queued_ = 0;      // on the handoff socket, not yet taken by the service
-  std::uint64_t taken_ = 0;     // children the service took
+  std::pmr::deque<PoolChild> pool_;  // forked, not yet handed to the service
+  std::size_t queued_ = 0;           // on the handoff socket, not yet taken by the service
+  std::uint64_t taken_ = 0;          // children the service took
   bool handoff_blocked_ = false;
-  std::deque<Reaped> reaped_;
+  std::pmr::deque<Reaped> reaped_;
+  std::pmr::vector<pollfd> fds_;  // run()'s, kept across turns
   std::uint64_t forked_ = 0;
   std::uint64_t setup_failures_ = 0;
   std::uint64_t ready_count_ = 0;
@@ -490,8 +504,32 @@ std::uint64_t rss_bytes(pid_t pid) {
   // here maps the pages a call touches, so children inherit those entries (no fault on a page a
   // call only reads) and not the rest of the image. Our own fixed code, before any child exists.
   if (prepared.runtime->rebase_memory()) prepared.runtime->warm_up();
-  Zygote zygote(prepared, control, handoff, limits);
-  zygote.run();
+  // The zygote's bookkeeping in a mapping of its own that children do not inherit (see Zygote).
+  // Pages are taken as they are first written; past the buffer, the heap serves (still right,
+  // only dearer). Without MADV_DONTFORK (or the mapping), on the heap and the stack as before.
+  constexpr std::size_t kStateBytes = std::size_t{1} << 20;
+  void* state = ::mmap(nullptr, kStateBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (state != MAP_FAILED && ::madvise(state, kStateBytes, MADV_DONTFORK) != 0) {
+    ::munmap(state, kStateBytes);
+    state = MAP_FAILED;
+  }
+  if (state == MAP_FAILED) {
+    Zygote zygote(prepared, control, handoff, limits, std::pmr::new_delete_resource());
+    zygote.run();
+  }
+  // The object first, its containers' memory after it.
+  constexpr std::size_t kObjectBytes =
+      (sizeof(Zygote) + sizeof(std::pmr::monotonic_buffer_resource) +
+       sizeof(std::pmr::unsynchronized_pool_resource) + 63) &
+      ~std::size_t{63};
+  char* base = static_cast<char*>(state);
+  auto* buffer = new (base + sizeof(Zygote)) std::pmr::monotonic_buffer_resource(
+      base + kObjectBytes, kStateBytes - kObjectBytes, std::pmr::new_delete_resource());
+  auto* pools = new (base + sizeof(Zygote) + sizeof(std::pmr::monotonic_buffer_resource))
+      std::pmr::unsynchronized_pool_resource(buffer);
+  auto* zygote = new (base) Zygote(prepared, control, handoff, limits, pools);
+  zygote->run();
 }
 
 class Supervisor {

@@ -19,9 +19,9 @@ struct PoolHeader {
 };
 static_assert(sizeof(PoolHeader) == kAlignment);
 
-PoolHeader* header_of(const void* block) {
+PoolHeader* header_of(const void* block, std::size_t pool_bytes) {
   auto address = reinterpret_cast<std::uintptr_t>(block);
-  return reinterpret_cast<PoolHeader*>(address & ~(std::uintptr_t{FreshHeap::kPoolBytes} - 1));
+  return reinterpret_cast<PoolHeader*>(address & ~(std::uintptr_t{pool_bytes} - 1));
 }
 
 // One chunk of kChunkBytes aligned to kChunkBytes (so a pool is found from a block by masking).
@@ -54,18 +54,28 @@ std::size_t FreshHeap::class_bytes(std::size_t index) {
   return index < kSmallClasses ? (index + 1) * kAlignment : kLargeClasses[index - kSmallClasses];
 }
 
-char* FreshHeap::take_pool() {
-  if (next_pool_ == chunk_end_) {
+char* FreshHeap::take_pool(bool small) {
+  PoolSource& source = small ? small_pools_ : pools_;
+  if (source.next == source.end) {
     if (chunk_count_ == kMaxChunks) return nullptr;
     char* chunk = map_chunk();
     if (chunk == nullptr) return nullptr;
+    chunk_small_[chunk_count_] = small;
     chunk_bases_[chunk_count_++] = reinterpret_cast<std::uintptr_t>(chunk);
-    next_pool_ = chunk;
-    chunk_end_ = chunk + kChunkBytes;
+    source.next = chunk;
+    source.end = chunk + kChunkBytes;
   }
-  char* pool = next_pool_;
-  next_pool_ += kPoolBytes;
+  char* pool = source.next;
+  source.next += small ? kSmallPoolBytes : kPoolBytes;
   return pool;
+}
+
+std::size_t FreshHeap::pool_bytes_of(const void* block) const {
+  const auto base = reinterpret_cast<std::uintptr_t>(block) & ~(std::uintptr_t{kChunkBytes} - 1);
+  for (std::size_t i = 0; i < chunk_count_; ++i) {
+    if (chunk_bases_[i] == base) return chunk_small_[i] ? kSmallPoolBytes : kPoolBytes;
+  }
+  return kPoolBytes;  // not reached for owned blocks
 }
 
 void* FreshHeap::allocate(std::size_t bytes) {
@@ -79,13 +89,14 @@ void* FreshHeap::allocate(std::size_t bytes) {
   }
   const std::size_t size = class_bytes(index);
   if (state.next == nullptr || static_cast<std::size_t>(state.end - state.next) < size) {
-    char* pool = take_pool();
+    const bool small = small_class(index);
+    char* pool = take_pool(small);
     if (pool == nullptr) return nullptr;
     auto* header = reinterpret_cast<PoolHeader*>(pool);
     header->block_bytes = static_cast<std::uint32_t>(size);
     header->class_index = static_cast<std::uint32_t>(index);
     state.next = pool + sizeof(PoolHeader);
-    state.end = pool + kPoolBytes;
+    state.end = pool + (small ? kSmallPoolBytes : kPoolBytes);
   }
   void* block = state.next;
   state.next += size;
@@ -101,11 +112,11 @@ bool FreshHeap::owns(const void* block) const {
 }
 
 std::size_t FreshHeap::capacity(const void* block) const {
-  return header_of(block)->block_bytes;
+  return header_of(block, pool_bytes_of(block))->block_bytes;
 }
 
 void FreshHeap::release(void* block) {
-  ClassState& state = classes_[header_of(block)->class_index];
+  ClassState& state = classes_[header_of(block, pool_bytes_of(block))->class_index];
   *static_cast<void**>(block) = state.free;
   state.free = block;
 }

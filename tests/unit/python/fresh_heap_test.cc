@@ -31,6 +31,52 @@ TEST(FreshHeap, BlocksAreAlignedDistinctAndLargeEnough) {
   }
 }
 
+// A short call takes a few blocks of many classes: the small classes' pools share pages, so
+// that it touches a few fresh pages rather than one per class (each a page fault in the child).
+TEST(FreshHeap, SmallClassesShareTheirPages) {
+  auto heap = std::make_unique<FreshHeap>();
+  std::set<std::uintptr_t> pages;
+  std::size_t bytes = 0;
+  for (std::size_t size = 16; size <= FreshHeap::kSmallPoolLimit; size += 16) {
+    for (int i = 0; i < 2; ++i) {
+      void* block = heap->allocate(size);
+      ASSERT_NE(block, nullptr) << size;
+      std::memset(block, 0x5a, heap->capacity(block));
+      pages.insert(reinterpret_cast<std::uintptr_t>(block) / 4096);
+      bytes += size;
+    }
+  }
+  // 16 classes, two blocks each (4.3 KiB): one 1 KiB pool per class, 16 KiB in all.
+  EXPECT_LE(pages.size(), 16 * FreshHeap::kSmallPoolBytes / 4096) << bytes;
+  EXPECT_EQ(heap->chunks(), 1u);
+  // A larger class has pools of its own, in another chunk.
+  void* large = heap->allocate(FreshHeap::kSmallPoolLimit + 1);
+  ASSERT_NE(large, nullptr);
+  EXPECT_EQ(pages.count(reinterpret_cast<std::uintptr_t>(large) / 4096), 0u);
+  EXPECT_EQ(heap->chunks(), 2u);
+}
+
+// A small class that outgrows its pool takes the next 1 KiB pool; released blocks of every pool
+// go back to their own class, and their capacity stays their class's.
+TEST(FreshHeap, SmallClassesGrowPoolByPool) {
+  auto heap = std::make_unique<FreshHeap>();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 200; ++i) blocks.push_back(heap->allocate(96));
+  std::set<std::uintptr_t> seen;
+  for (void* block : blocks) {
+    ASSERT_NE(block, nullptr);
+    EXPECT_EQ(heap->capacity(block), 96u);
+    EXPECT_TRUE(seen.insert(reinterpret_cast<std::uintptr_t>(block)).second);
+  }
+  // (1024 - 16) / 96 = 10 blocks per pool: 20 pools, 5 pages.
+  const auto first = reinterpret_cast<std::uintptr_t>(blocks.front());
+  const auto last = reinterpret_cast<std::uintptr_t>(blocks.back());
+  EXPECT_LT(last - first, 20 * FreshHeap::kSmallPoolBytes);
+  for (void* block : blocks) heap->release(block);
+  EXPECT_EQ(heap->allocate(81), blocks.back());  // 96-byte class, last released first
+  EXPECT_NE(heap->allocate(112), blocks[198]);
+}
+
 TEST(FreshHeap, ReleasedBlocksAreReusedByTheirClassOnly) {
   auto heap = std::make_unique<FreshHeap>();
   void* small = heap->allocate(40);

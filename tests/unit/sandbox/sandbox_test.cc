@@ -742,6 +742,62 @@ bool wait_until(Predicate predicate, std::chrono::milliseconds limit) {
   return true;
 }
 
+// The start address of each mapping of `pid` whose VmFlags hold `flag` (from /proc/<pid>/smaps);
+// nullopt when the file cannot be read.
+std::optional<std::vector<unsigned long>> mappings_flagged(pid_t pid, const std::string& flag) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+  if (!in) return std::nullopt;
+  std::vector<unsigned long> found;
+  unsigned long start = 0;
+  bool any = false;
+  for (std::string line; std::getline(in, line);) {
+    unsigned long begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2) {
+      start = begin;
+      any = true;
+    } else if (line.rfind("VmFlags:", 0) == 0 &&
+               (line + " ").find(" " + flag + " ") != std::string::npos) {
+      found.push_back(start);
+    }
+  }
+  if (!any) return std::nullopt;
+  return found;
+}
+
+// The zygote keeps its own bookkeeping in a mapping that fork does not copy (MADV_DONTFORK, "dc"
+// in VmFlags): it writes it between forks, and on pages shared with a child each such write was a
+// copy-on-write fault. Its children have no such mapping, and they still serve calls.
+TEST(ZygoteRestart, TheZygotesBookkeepingIsNotInItsChildren) {
+  auto sandbox = start_sandbox("scripted", test_limits());
+  const pid_t zygote = sandbox->stats().zygote_pid;
+  ASSERT_GT(zygote, 0);
+  ASSERT_TRUE(wait_until([&] { return !children_of(zygote).empty(); }, 5s));
+  auto in_zygote = mappings_flagged(zygote, "dc");
+  ASSERT_TRUE(in_zygote.has_value());
+  ASSERT_EQ(in_zygote->size(), 1u);
+  for (pid_t child : children_of(zygote)) {
+    auto in_child = mappings_flagged(child, "dc");
+    if (!in_child) continue;  // gone, or not readable (children are not dumpable)
+    EXPECT_TRUE(in_child->empty()) << child;
+    std::ifstream maps("/proc/" + std::to_string(child) + "/maps");
+    for (std::string line; std::getline(maps, line);) {
+      unsigned long begin = 0, end = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2) {
+        EXPECT_FALSE(begin <= in_zygote->front() && in_zygote->front() < end) << line;
+      }
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    CallInput input;
+    input.code = "echo";
+    input.function_name = "Z1";
+    input.arguments_json = std::to_string(i);
+    CallOutcome out = sandbox->run(input, Clock::now() + 10s);
+    EXPECT_EQ(out.status, Status::kOk) << out.detail;
+    EXPECT_EQ(out.output.z22_json, "Z1:" + std::to_string(i));
+  }
+}
+
 double metric_value(const std::string& series) {
   std::string text = wf::obs::render_metrics();
   std::size_t at = text.find(series + " ");
