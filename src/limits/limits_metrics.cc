@@ -90,7 +90,7 @@ struct Families {
       gauge("wf_limits_needed_in_flight",
             "Adaptive limit: calls in flight the last window's throughput needed had none of them "
             "waited (its calls per second times a baseline call's time in its slot; Little's "
-            "law). Under congestion the in-flight bound is at most 1.5 times this, plus one.");
+            "law). Under congestion the in-flight bound is at most this plus one.");
   Family<Counter>& admission_refusals =
       prometheus::BuildCounter()
           .Name("wf_limits_admission_refusals_total")
