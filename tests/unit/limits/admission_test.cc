@@ -463,6 +463,30 @@ TEST(AdmissionGradient, TheQueueIsHalfABaselineCall) {
   EXPECT_EQ(a.stats().refused_after_wait, static_cast<std::uint64_t>(queued));
 }
 
+// A call queued with nobody ahead of it takes the next slot that frees; when the calls in their
+// slots hold them longer than a baseline call (a busy machine, a flooder's calls), it waits for one
+// of them to end (twice what a call holds its slot now) rather than two baseline calls: it was
+// refused after waiting before one ended. A call behind it keeps the short wait.
+TEST(AdmissionGradient, ACallWithNobodyAheadWaitsForTheNextSlotToFree) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
+  run_rounds(a, r, clock, 3, Service{1, 100ms});    // then calls hold their slots 400 ms or more
+  ASSERT_NEAR(a.stats().call_s, 0.100, 0.001);
+  const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
+  for (int i = 0; i < limit; ++i) a.submit(r.work("busy"));
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  ASSERT_NE(a.submit(r.work("polite")), 0u);  // nobody queued: it waits for the next slot
+  clock.advance(250ms);                       // over two baseline calls
+  a.expire();
+  EXPECT_TRUE(r.refused.empty());
+  EXPECT_EQ(a.stats().queued, 1u);
+  r.finish_one();
+  EXPECT_EQ(r.started.back(), "polite");
+  EXPECT_EQ(a.stats().refused_after_wait, 0u);
+}
+
 TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
   ManualClock clock;
   Recorder r;
