@@ -1,19 +1,24 @@
 // wf-loadgen: an open- or closed-loop HTTP load generator for bench/overload. Each stream sends one
 // request body to one URL, as one user (X-Wikifunctions-User), over at most CONNECTIONS connections
 // (like a client's or a proxy's connection pool):
-// - open loop: a request is due every 1/RATE s whatever the answers (offered load does not fall
-// when
-//   the service slows down); a due request that finds every connection busy waits in the
+// - open loop: RATE requests per second are due whatever the answers (offered load does not fall
+//   when the service slows down); a due request that finds every connection busy waits in the
 //   generator's backlog and is sent when one frees, its latency counted from when it was due
-//   (no coordinated omission);
+//   (no coordinated omission). --arrivals poisson (the default): each stream's requests are due
+//   at exponentially distributed intervals (a Poisson process, what many independent callers
+//   make); uniform: every 1/RATE s from a random phase; aligned: every 1/RATE s from the start,
+//   so that N streams of one rate send their requests in bursts of N at once (the generator
+//   before session 9 did this by accident);
 // - closed loop: CONNECTIONS requests in flight, the next sent when one is answered.
 // Prints one JSON line per stream, every request accounted for: offered (due), sent, answered
 // (ok 2xx, refused 429/503, other: any other status or a transport error), and unanswered (sent or
 // due but not answered when the run ended: a failure, not a success); latency percentiles (ms) of
 // accepted and refused requests from when they were sent (the service's time), and of accepted
-// requests from when they were due (the caller's time); the generator's own CPU seconds.
+// requests from when they were due (the caller's time); refusals by the limit their body names
+// ("limit": {"name": ...}); the generator's own CPU seconds. With several streams, a last line
+// (stream "*") gives the percentiles of all streams' requests together.
 //
-//   wf-loadgen --url URL --body FILE --seconds S
+//   wf-loadgen --url URL --body FILE --seconds S [--arrivals poisson|uniform|aligned] [--seed N]
 //              --stream NAME:USER:open:RATE[:CONNECTIONS] | --stream NAME:USER:closed:CONNECTIONS
 #include <sys/resource.h>
 
@@ -23,8 +28,10 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -44,21 +51,39 @@ struct Stream {
   int connections = 0;  // requests in flight at most
   std::mutex mu;
   std::vector<double> ok_ms, refused_ms, ok_due_ms;
-  std::deque<Clock::time_point> backlog;  // open loop: due, not sent yet
+  std::map<std::string, long long> refused_by;  // the limit each refusal names
+  std::deque<Clock::time_point> backlog;        // open loop: due, not sent yet
   long long offered = 0, sent = 0, other = 0, dropped = 0;
   int in_flight = 0;
 };
+
+enum class Arrivals { kPoisson, kUniform, kAligned };
 
 struct Run {
   std::string url, body;
   Clock::time_point end;
   wf::http::HttpClient client;
+  Arrivals arrivals = Arrivals::kPoisson;
 };
 
 void send_one(Run& run, Stream& s, Clock::time_point due);
 
 double ms_since(Clock::time_point t, Clock::time_point now) {
   return std::chrono::duration<double, std::milli>(now - t).count();
+}
+
+// The limit a refusal's JSON body names ({"limit": {"name": "queue_timeout", ...}}), or its
+// status when it names none (the event loop's 503 has no "limit").
+std::string refusal_name(const wf::http::ClientResponse& r) {
+  const std::string_view body = r.body;
+  const auto limit = body.find("\"limit\"");
+  const auto name = limit == std::string_view::npos ? limit : body.find("\"name\":\"", limit);
+  if (name != std::string_view::npos) {
+    const auto from = name + 8;
+    const auto to = body.find('"', from);
+    if (to != std::string_view::npos) return std::string(body.substr(from, to - from));
+  }
+  return std::to_string(r.status);
 }
 
 // One answer: counted, then the connection is given its next request (closed loop: a new one
@@ -75,6 +100,7 @@ void record(Run& run, Stream& s, Clock::time_point due, Clock::time_point sent,
       s.ok_due_ms.push_back(ms_since(due, now));
     } else if (r && (r->status == 429 || r->status == 503)) {
       s.refused_ms.push_back(ms_since(sent, now));
+      ++s.refused_by[refusal_name(*r)];
     } else {
       ++s.other;
     }
@@ -110,15 +136,19 @@ void send_one(Run& run, Stream& s, Clock::time_point due) {
   });
 }
 
-// Makes a request due every 1/rate s until the end, from this thread: sent at once on a free
-// connection, else queued in the backlog.
-void open_loop(Run& run, Stream& s) {
+// Makes requests due at the stream's rate until the end (run.arrivals), from this thread: sent at
+// once on a free connection, else queued in the backlog.
+void open_loop(Run& run, Stream& s, unsigned seed) {
   const auto start = Clock::now();
   const double interval_s = 1.0 / s.rate;
-  for (long long i = 0;; ++i) {
+  std::mt19937_64 random(seed);
+  std::exponential_distribution<double> gap(s.rate);
+  double at_s = run.arrivals == Arrivals::kAligned
+                    ? 0
+                    : std::uniform_real_distribution<double>(0, interval_s)(random);
+  for (;; at_s += run.arrivals == Arrivals::kPoisson ? gap(random) : interval_s) {
     const auto due =
-        start + std::chrono::duration_cast<Clock::duration>(
-                    std::chrono::duration<double>(static_cast<double>(i) * interval_s));
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at_s));
     if (due >= run.end) break;
     std::this_thread::sleep_until(due);
     bool send = false;
@@ -139,17 +169,15 @@ void open_loop(Run& run, Stream& s) {
   }
 }
 
-double percentile(std::vector<double>& v, double p) {
+double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
   return v[i];
 }
 
-std::string report(Stream& s, double seconds, double cpu_s) {
-  std::lock_guard lock(s.mu);
+std::string report(const Stream& s, double seconds, double cpu_s) {
   const auto answered = static_cast<long long>(s.ok_ms.size() + s.refused_ms.size()) + s.other;
-  if (s.mode == "closed") s.offered = s.sent;
   std::ostringstream o;
   o << "{\"stream\":\"" << s.name << "\",\"mode\":\"" << s.mode
     << "\",\"connections\":" << s.connections << ",\"offered\":" << s.offered
@@ -162,9 +190,31 @@ std::string report(Stream& s, double seconds, double cpu_s) {
     << ",\"ok_due_p50_ms\":" << percentile(s.ok_due_ms, 0.50)
     << ",\"ok_due_p99_ms\":" << percentile(s.ok_due_ms, 0.99)
     << ",\"refused_p50_ms\":" << percentile(s.refused_ms, 0.50)
-    << ",\"refused_p99_ms\":" << percentile(s.refused_ms, 0.99) << ",\"generator_cpu_s\":" << cpu_s
-    << "}";
+    << ",\"refused_p99_ms\":" << percentile(s.refused_ms, 0.99) << ",\"refused_by\":{";
+  const char* comma = "";
+  for (const auto& [name, count] : s.refused_by) {
+    o << comma << "\"" << name << "\":" << count;
+    comma = ",";
+  }
+  o << "},\"generator_cpu_s\":" << cpu_s << "}";
   return o.str();
+}
+
+// All streams' requests together (stream "*"): their sums, and percentiles over all of them.
+void pool(const std::vector<std::unique_ptr<Stream>>& streams, Stream& all) {
+  all.name = "*";
+  all.mode = "all";
+  for (const auto& s : streams) {
+    all.connections += s->connections;
+    all.offered += s->offered;
+    all.sent += s->sent;
+    all.other += s->other;
+    all.dropped += s->dropped;
+    all.ok_ms.insert(all.ok_ms.end(), s->ok_ms.begin(), s->ok_ms.end());
+    all.ok_due_ms.insert(all.ok_due_ms.end(), s->ok_due_ms.begin(), s->ok_due_ms.end());
+    all.refused_ms.insert(all.refused_ms.end(), s->refused_ms.begin(), s->refused_ms.end());
+    for (const auto& [name, count] : s->refused_by) all.refused_by[name] += count;
+  }
 }
 
 double process_cpu_s() {
@@ -199,6 +249,8 @@ bool parse_stream(const std::string& spec, Stream& s) {
 int main(int argc, char** argv) {
   std::string url, body_file;
   double seconds = 5;
+  Arrivals arrivals = Arrivals::kPoisson;
+  unsigned seed = static_cast<unsigned>(std::random_device{}());
   std::vector<std::unique_ptr<Stream>> streams;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
@@ -208,6 +260,19 @@ int main(int argc, char** argv) {
       body_file = value;
     } else if (flag == "--seconds") {
       seconds = std::atof(value.c_str());
+    } else if (flag == "--seed") {
+      seed = static_cast<unsigned>(std::strtoul(value.c_str(), nullptr, 10));
+    } else if (flag == "--arrivals") {
+      if (value == "poisson") {
+        arrivals = Arrivals::kPoisson;
+      } else if (value == "uniform") {
+        arrivals = Arrivals::kUniform;
+      } else if (value == "aligned") {
+        arrivals = Arrivals::kAligned;
+      } else {
+        std::fprintf(stderr, "bad --arrivals '%s': poisson, uniform or aligned\n", value.c_str());
+        return 2;
+      }
     } else if (flag == "--stream") {
       auto s = std::make_unique<Stream>();
       if (!parse_stream(value, *s)) {
@@ -226,7 +291,8 @@ int main(int argc, char** argv) {
   body << f.rdbuf();
   if (url.empty() || body.str().empty() || streams.empty() || !(seconds > 0) || seconds > 120) {
     std::fprintf(stderr,
-                 "usage: wf-loadgen --url URL --body FILE --seconds S (<= 120) --stream ...\n");
+                 "usage: wf-loadgen --url URL --body FILE --seconds S (<= 120) "
+                 "[--arrivals poisson|uniform|aligned] [--seed N] --stream ...\n");
     return 2;
   }
   wf::http::ClientOptions options;
@@ -235,10 +301,13 @@ int main(int argc, char** argv) {
           Clock::now() +
               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
           wf::http::HttpClient(options)};
+  run.arrivals = arrivals;
   std::vector<std::thread> senders;
+  unsigned stream_seed = seed;
   for (auto& s : streams) {
     if (s->mode == "open") {
-      senders.emplace_back([&run, &s] { open_loop(run, *s); });
+      senders.emplace_back([&run, &s, stream_seed] { open_loop(run, *s, stream_seed); });
+      stream_seed = stream_seed * 2654435761u + 1;  // another sequence for each stream
       continue;
     }
     const auto now = Clock::now();
@@ -262,7 +331,18 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const double cpu_s = process_cpu_s();
-  for (auto& s : streams) std::printf("%s\n", report(*s, seconds, cpu_s).c_str());
+  for (auto& s : streams) {
+    std::lock_guard lock(s->mu);
+    if (s->mode == "closed") s->offered = s->sent;
+    std::printf("%s\n", report(*s, seconds, cpu_s).c_str());
+  }
+  if (streams.size() > 1) {
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (auto& s : streams) locks.emplace_back(s->mu);
+    Stream all;
+    pool(streams, all);
+    std::printf("%s\n", report(all, seconds, cpu_s).c_str());
+  }
   std::fflush(stdout);
   // Requests still in flight hold references to the streams: leave without destroying them.
   std::_Exit(0);

@@ -29,11 +29,11 @@
 // that shows no congestion; when it does, the calls the service serves (those in flight less those
 // waiting there, by Little's law) plus half as many waiting (so that calls parked in a congested
 // evaluator are bounded too, without starving it), and at most what the throughput needs: the
-// window's calls per second times a baseline call (a call that ran alone) times the tolerance,
-// plus one (CPUs shared by the evaluator's children are congested without anyone reporting a
-// wait). A window is also congested when its calls' lower quartile is over the tolerance times
-// a baseline call while calls are queued. Every 5 s of a sustained overload, one call is let to
-// run alone (a probe), so that the baseline follows a slower machine.
+// window's calls per second times a baseline call (a call that ran alone), plus one (CPUs shared by
+// the evaluator's children are congested without anyone reporting a wait). A window is also
+// congested when its calls' lower quartile is over the tolerance times a baseline call while calls
+// are queued. Every 5 s of a sustained overload, one call is let to run alone (a probe), so that
+// the baseline follows a slower machine.
 //
 // The fair queue: a user's virtual finish time (start plus cost) outlives their queue and counts
 // calls that started without queueing, so a user whose calls hold the slots starts their next one

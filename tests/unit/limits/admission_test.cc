@@ -463,6 +463,30 @@ TEST(AdmissionGradient, TheQueueIsHalfABaselineCall) {
   EXPECT_EQ(a.stats().refused_after_wait, static_cast<std::uint64_t>(queued));
 }
 
+// A call queued with nobody ahead of it takes the next slot that frees; when the calls in their
+// slots hold them longer than a baseline call (a busy machine, a flooder's calls), it waits for one
+// of them to end (twice what a call holds its slot now) rather than two baseline calls: it was
+// refused after waiting before one ended. A call behind it keeps the short wait.
+TEST(AdmissionGradient, ACallWithNobodyAheadWaitsForTheNextSlotToFree) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
+  run_rounds(a, r, clock, 3, Service{1, 100ms});    // then calls hold their slots 400 ms or more
+  ASSERT_NEAR(a.stats().call_s, 0.100, 0.001);
+  const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
+  for (int i = 0; i < limit; ++i) a.submit(r.work("busy"));
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  ASSERT_NE(a.submit(r.work("polite")), 0u);  // nobody queued: it waits for the next slot
+  clock.advance(250ms);                       // over two baseline calls
+  a.expire();
+  EXPECT_TRUE(r.refused.empty());
+  EXPECT_EQ(a.stats().queued, 1u);
+  r.finish_one();
+  EXPECT_EQ(r.started.back(), "polite");
+  EXPECT_EQ(a.stats().refused_after_wait, 0u);
+}
+
 TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
   ManualClock clock;
   Recorder r;
@@ -683,12 +707,13 @@ TEST(AdmissionGradient, CongestedBoundIsWhatTheServiceServesPlusAFewWaiting) {
   ASSERT_EQ(round(16), 64);
   EXPECT_NEAR(a.stats().downstream_waiting, 64.0 * 30 / 41, 0.01);
   EXPECT_EQ(a.stats().max_in_flight, 32);
-  // Then it settles about 16 + 8, never under the 16 served.
+  // Then it settles between what the throughput needs plus one (17-18 here: since session 9 the
+  // tolerance no longer multiplies it) and 16 + 8, never under the 16 served.
   int lowest = 256;
   for (int i = 0; i < 30; ++i) lowest = std::min(lowest, round(16));
   EXPECT_GE(lowest, 16);
   EXPECT_LE(a.stats().max_in_flight, 28);
-  EXPECT_GE(a.stats().max_in_flight, 20);
+  EXPECT_GE(a.stats().max_in_flight, 17);
 }
 
 // A service that is busy before it says so: 4 sandbox children (a call reports a wait only when
@@ -705,20 +730,37 @@ struct CpuBoundService {
     double work_left_ms = 0;
     std::chrono::nanoseconds waited{0};  // for a child
     SteadyTime arrived{};                // when it was offered (its wait in the queue counts)
+    std::string user;
   };
   std::deque<Call> in_flight;  // the first 4 hold the children
   std::vector<double> held_ms;
+  std::map<std::string, std::vector<double>> held_ms_of;  // by user
+  std::map<std::string, int> done_of;                     // calls that ended, by user
   int done = 0;
 
   // One step of 50 us, a call offered first when `offer`.
   void step(bool offer) {
-    if (offer) a.submit(r.work("u" + std::to_string(done % 16)));
-    for (Slot& s : r.slots) {
+    if (offer) {
+      step_offering({"u" + std::to_string(done % 16)});
+    } else {
+      step_offering({});
+    }
+  }
+  // One step of 50 us, a call of each of `users` offered first.
+  void step_offering(const std::vector<std::string>& users) {
+    for (const std::string& user : users) a.submit(r.work(user));
+    // The calls started since the last step, and their users (the last entries of r.started);
+    // taken out first: parking one may start a queued call, which r.slots then receives.
+    std::vector<Slot> started = std::move(r.slots);
+    r.slots.clear();
+    const std::vector<std::string> started_by(r.started.end() - static_cast<long>(started.size()),
+                                              r.started.end());
+    for (std::size_t i = 0; i < started.size(); ++i) {
+      Slot& s = started[i];
       s.park();
       const SteadyTime arrived = clock.steady() - s.queued_for();
-      in_flight.push_back(Call{std::move(s), work_ms, {}, arrived});
+      in_flight.push_back(Call{std::move(s), work_ms, {}, arrived, started_by[i]});
     }
-    r.slots.clear();
     clock.advance(kStep);
     const std::size_t children = std::min<std::size_t>(4, in_flight.size());
     const double share =
@@ -737,8 +779,11 @@ struct CpuBoundService {
       }
       it->slot.resume();
       it->slot.add_congestion(it->waited);
-      held_ms.push_back(
-          std::chrono::duration<double, std::milli>(clock.steady() - it->arrived).count());
+      const double ms =
+          std::chrono::duration<double, std::milli>(clock.steady() - it->arrived).count();
+      held_ms.push_back(ms);
+      held_ms_of[it->user].push_back(ms);
+      ++done_of[it->user];
       it->slot.release();
       it = in_flight.erase(it);
       ++done;
@@ -774,10 +819,11 @@ struct CpuBoundRig {
 };
 
 // Calls are offered at 10x what the service serves. The in-flight bound follows what the
-// throughput needs (its rate times a baseline call: Little's law, 2 calls here) with the tolerance
-// and one at hand, not the 4 children plus a few waiting: goodput stays at what the service can
-// do, and an accepted call's p99 is within 4x its unloaded time, its queue included. (Before,
-// the bound swung about 6 and an accepted call's p99 was 11.4 ms, 5.7x.)
+// throughput needs (its rate times a baseline call: Little's law, 2 calls here) and one at hand,
+// not the 4 children plus a few waiting: goodput stays at what the service can do, and an
+// accepted call's p99 is within 4x its unloaded time, its queue included. (Before session 8 the
+// bound swung about 6 and an accepted call's p99 was 11.4 ms, 5.7x; with session 8's 1.5 x needed
+// + 1 it was 4.0 on average, p50 4.2 ms; since session 9, needed + 1: 3.5, p50 4.05 ms.)
 TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
   CpuBoundRig rig;
   Admission& a = rig.a;
@@ -795,7 +841,7 @@ TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
   std::sort(service.held_ms.begin(), service.held_ms.end());
   const double p99 = service.held_ms[service.held_ms.size() * 99 / 100];
   EXPECT_GE(goodput, 900);
-  EXPECT_LE(bound_sum / steps, 4.5);
+  EXPECT_LE(bound_sum / steps, 3.75);
   EXPECT_LE(p99, 4 * service.work_ms);
   EXPECT_GT(a.stats().refused_on_arrival, 0u);
   EXPECT_NEAR(a.stats().needed_in_flight, 2, 0.5);
@@ -814,6 +860,44 @@ TEST(AdmissionGradient, AProbeRelearnsTheBaselineUnderASustainedOverload) {
   service.overload(12000ms);
   EXPECT_GE(a.stats().call_s, 0.004);
   EXPECT_NEAR(a.stats().needed_in_flight, 2, 0.5);
+}
+
+// One user floods (8 calls outstanding at all times, the per-user cap: each one ended or refused
+// is offered again at once) beside a polite user (a call every 50 ms), for 12 s of a sustained
+// overload: two probes for a call alone. The polite user's calls are never refused (each has
+// nobody ahead of it in the fair queue, and a probe's wait for the calls in flight to end does not
+// run out a queued call's wait), and wait little.
+TEST(AdmissionGradient, APoliteUserBesideAFlooderIsServedThroughProbes) {
+  CpuBoundRig rig;
+  CpuBoundService& service = rig.service;
+  Recorder& r = rig.r;
+  int flood_offered = 0;
+  std::map<std::string, long> refused;  // by user (r.refused is emptied as it is counted)
+  const auto refused_of = [&](const std::string& user) {
+    for (const auto& entry : r.refused) ++refused[entry.first];
+    r.refused.clear();
+    return refused[user];
+  };
+  const int steps = 12s / CpuBoundService::kStep;
+  int polite_offered = 0;
+  for (int i = 0; i < steps; ++i) {
+    std::vector<std::string> offers;
+    const auto outstanding = flood_offered - service.done_of["flood"] - refused_of("flood");
+    for (auto n = outstanding; n < 8; ++n, ++flood_offered) offers.push_back("flood");
+    if (i % 1000 == 0) {
+      offers.push_back("polite");
+      ++polite_offered;
+    }
+    service.step_offering(offers);
+  }
+  std::vector<double>& polite = service.held_ms_of["polite"];
+  std::sort(polite.begin(), polite.end());
+  EXPECT_EQ(refused_of("polite"), 0);
+  ASSERT_GE(polite.size(), static_cast<std::size_t>(polite_offered - 1));
+  // It waits for the next place to free among the flooder's calls, then runs beside them.
+  EXPECT_LE(polite[polite.size() * 99 / 100], 4 * service.work_ms);
+  EXPECT_GE(service.done_of["flood"],
+            11000);  // the service's 1,000 calls a second, less the polite
 }
 
 TEST(AdmissionGradient, ParseAndValidateNameTheOptions) {
