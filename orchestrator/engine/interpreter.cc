@@ -140,6 +140,7 @@ Interpreter::~Interpreter() {
   type_nodes_.clear();
   functions_.clear();
   builtin_declared_.clear();
+  held_z4_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
