@@ -654,6 +654,19 @@ bool immortal_types_trivial(const json& v) {
   return trivial;
 }
 
+// json_type_trivial(t) for a type that lives and stays unchanged for the whole process (a list
+// cell's implied Z881 of a ZID: Node::add_list_type), remembered by address per thread: the test
+// reads the JSON through ~10 map lookups and 3 string copies (~4 k instructions), and every cell
+// of a list a built-in makes asks it again. Bounded as immortal_types_trivial.
+bool immortal_type_trivial(const json& t) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, bool> known;
+  if (auto it = known.find(&t); it != known.end()) return it->second;
+  const bool trivial = json_type_trivial(t);
+  if (known.size() < kMaxRemembered) known.emplace(&t, trivial);
+  return trivial;
+}
+
 }  // namespace
 
 bool Interpreter::types_trivial(const json& v, bool immortal) {
@@ -693,13 +706,17 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
     NodeP n = queue[i].node;
     // An interned node is a bare string or a reference or string object: no type to resolve.
     if (!n || n->is_string || n->interned || !seen.insert(n.get())) continue;
-    if (n->is_ref()) continue;
     const CommonKeys& keys = common_keys();
     const Node::Entry* te = n->entry(keys.z1k1);
     if (te != nullptr && !te->persisted && te->source != nullptr &&
-        te->form == Node::Entry::Form::kNormal && json_type_trivial(*te->source)) {
+        te->form == Node::Entry::Form::kNormal &&
+        (te->immortal ? immortal_type_trivial(*te->source) : json_type_trivial(*te->source))) {
       // Still lazy and trivial (a list cell's implied Z881 of a ZID, Node::add_list_type): as
-      // on the JSON path, nothing to resolve and no node built.
+      // on the JSON path, nothing to resolve and no node built. Asked before is_ref(), which
+      // would build it (a reference's Z1K1 is trivial too, and its Z9K1 a string: walking it
+      // below finds nothing, as skipping it did).
+    } else if (n->is_ref()) {
+      continue;
     } else {
       NodeP t = n->get(keys.z1k1);
       if (t && !t->is_string &&
@@ -925,11 +942,57 @@ bool is_list_cell(const Node& node) {
 
 }  // namespace
 
+namespace {
+
+// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
+// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
+// Z1K1 read from anything else (an object, another string) is not one.
+bool is_ref_unbuilt(const Node& n) {
+  if (n.is_string) return false;
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == common_keys().z1k1)) continue;
+    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
+    if (e.source->is_object() ||
+        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
+      return false;
+    }
+    break;
+  }
+  return n.is_ref();
+}
+
+}  // namespace
+
 // The type of `node` as Node::type_ref() gives it, as a view of the string node that holds the
 // text (kept alive by `holder`, so the view stays valid while the path holds the step).
 std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder) {
   if (node.is_string) return "Z6";
   const CommonKeys& keys = common_keys();
+  // A Z1K1 still lazy (a list cell's implied Z881, a definition's type) is read as its JSON,
+  // as the node built from it would answer, without building it: a string is its own text, a
+  // reference the text of its Z9K1, another object no type. The JSON outlives the walk.
+  const Node::Entry* te = nullptr;
+  for (const Node::Entry& e : node.entries) {
+    if (e.key == keys.z1k1) {
+      te = &e;
+      break;
+    }
+  }
+  if (te != nullptr && !te->persisted && te->source != nullptr &&
+      te->form == Node::Entry::Form::kNormal) {
+    const json& t = *te->source;
+    if (t.is_string()) return t.get_ref<const std::string&>();
+    if (t.is_object()) {
+      auto tag = t.find("Z1K1");
+      if (tag == t.end() || !tag->is_string() || tag->get_ref<const std::string&>() != "Z9") {
+        return {};
+      }
+      auto k = t.find("Z9K1");
+      if (k == t.end()) return {};
+      if (k->is_string()) return k->get_ref<const std::string&>();
+    }
+    // Anything else (a number, null) reads as the node from_shared builds: below.
+  }
   const Node* t = node.peek(keys.z1k1);
   if (t == nullptr) return {};
   if (!t->is_string) {
@@ -951,7 +1014,7 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
   const CommonKeys& keys = common_keys();
   std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
   std::vector<std::string> zids;
-  for (NodeP node = root; node && !node->is_string && !node->is_ref();) {
+  for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
     if (!tick()) return abort_envelope();
     NodeP type_holder;
     const std::string_view ptype = EagerStep::type_of(*node, type_holder);
