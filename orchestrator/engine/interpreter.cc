@@ -61,9 +61,48 @@ void set_meta(Envelope& env, std::string_view key, const json& value) {
 // (resolve runs for every argument and every value a call reads).
 enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
 
+// What shape_of answers for a node whose Z1K1 is still a lazy view of the immortal JSON `t`, an
+// object (a list cell's implied Z881 of a ZID: Node::add_list_type), remembered per thread by
+// address; kUnknown when `t` is a reference (shape_of then builds and reads it). Bounded as
+// immortal_types_trivial.
+enum class LazyShape : std::uint8_t { kUnknown, kOther, kGenericInstance };
+
+LazyShape immortal_type_shape(const json& t) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, LazyShape> known;
+  if (auto it = known.find(&t); it != known.end()) return it->second;
+  LazyShape shape = LazyShape::kUnknown;
+  if (!json_is_ref(t)) {
+    // Not a reference: its type is "" and the node is a generic instance when t is a call
+    // (Node::is_call: its Z1K1 a reference to Z7, and a Z7K1).
+    auto k = t.find("Z1K1");
+    const bool call = k != t.end() && json_ref(*k) == "Z7" && t.contains("Z7K1");
+    shape = call ? LazyShape::kGenericInstance : LazyShape::kOther;
+  }
+  if (known.size() < kMaxRemembered) known.emplace(&t, shape);
+  return shape;
+}
+
 Shape shape_of(const Node& n) {
   if (n.is_string) return Shape::kOther;
   const CommonKeys& keys = common_keys();
+  // A list cell's implied type, still lazy: answered from its JSON without building it (eager
+  // evaluation asks this of every cell of a list's spine, and reads nothing else of the type).
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == keys.z1k1)) continue;
+    if (!e.persisted && e.source != nullptr && e.immortal && e.form == Node::Entry::Form::kNormal &&
+        e.source->is_object()) {
+      switch (immortal_type_shape(*e.source)) {
+        case LazyShape::kOther:
+          return Shape::kOther;
+        case LazyShape::kGenericInstance:
+          return Shape::kGenericInstance;
+        case LazyShape::kUnknown:
+          break;
+      }
+    }
+    break;
+  }
   const Node* t = n.peek(keys.z1k1);
   if (t == nullptr) return Shape::kOther;
   if (t->is_string) {
