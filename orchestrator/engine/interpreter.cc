@@ -1021,6 +1021,8 @@ std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder
       te->form == Node::Entry::Form::kNormal) {
     const json& t = *te->source;
     if (t.is_string()) return t.get_ref<const std::string&>();
+    // Immortal and not a reference (a list cell's implied Z881): known by address, no lookup.
+    if (te->immortal && t.is_object() && immortal_type_shape(t) != LazyShape::kUnknown) return {};
     if (t.is_object()) {
       auto tag = t.find("Z1K1");
       if (tag == t.end() || !tag->is_string() || tag->get_ref<const std::string&>() != "Z9") {
