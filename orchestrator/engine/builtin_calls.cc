@@ -230,6 +230,22 @@ const std::vector<NodeP>* Interpreter::builtin_declared(const BuiltinSignature& 
 // nullopt: not such a call, the general steps run it.
 std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!item || item->is_string) return std::nullopt;
+  // A reference to a bundled type is an interned node (one per ZID): a request makes the list
+  // type of the same item type again and again (8 Z881 calls in the nest, most of them of Z6),
+  // and answers each with the Z4 it made the first time, without dereferencing the type,
+  // asking the process-wide table (a lock) or building the Z4's node again (~3 k instructions).
+  // The same for an item type that is an unchanged view of immortal JSON, by that JSON (below).
+  const auto held_before = [&](const void* id, std::size_t entries) -> std::optional<Envelope> {
+    for (const HeldZ4& h : held_z4_) {
+      if (h.id != id || h.entries != entries) continue;
+      if (!tick()) return abort_envelope();
+      return Envelope::ok(h.z4);
+    }
+    return std::nullopt;
+  };
+  if (item->interned) {
+    if (auto held = held_before(item.get(), 0)) return held;
+  }
   // T's identity: the address of its last immortal value (a value belongs to one object), with
   // T's key count.
   const nlohmann::json* key = nullptr;
@@ -256,6 +272,7 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
       if (!untouched(e)) return std::nullopt;
     }
     key = item->entries.back().source;
+    if (auto held = held_before(key, entries)) return held;
   }
   std::shared_ptr<const nlohmann::json> z4;
   {
@@ -284,6 +301,9 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   if (!tick()) return abort_envelope();
   NodeP out = Node::from_shared(*z4, true);
   out->set_scope(empty_);
+  if (held_z4_.size() < kMaxHeldZ4PerRequest) {
+    held_z4_.push_back(item->interned ? HeldZ4{item.get(), 0, out} : HeldZ4{key, entries, out});
+  }
   return Envelope::ok(std::move(out));  // counted by execute_builtin, as the built-in's answer
 }
 

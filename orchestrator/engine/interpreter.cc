@@ -61,9 +61,48 @@ void set_meta(Envelope& env, std::string_view key, const json& value) {
 // (resolve runs for every argument and every value a call reads).
 enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
 
+// What shape_of answers for a node whose Z1K1 is still a lazy view of the immortal JSON `t`, an
+// object (a list cell's implied Z881 of a ZID: Node::add_list_type), remembered per thread by
+// address; kUnknown when `t` is a reference (shape_of then builds and reads it). Bounded as
+// immortal_types_trivial.
+enum class LazyShape : std::uint8_t { kUnknown, kOther, kGenericInstance };
+
+LazyShape immortal_type_shape(const json& t) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, LazyShape> known;
+  if (auto it = known.find(&t); it != known.end()) return it->second;
+  LazyShape shape = LazyShape::kUnknown;
+  if (!json_is_ref(t)) {
+    // Not a reference: its type is "" and the node is a generic instance when t is a call
+    // (Node::is_call: its Z1K1 a reference to Z7, and a Z7K1).
+    auto k = t.find("Z1K1");
+    const bool call = k != t.end() && json_ref(*k) == "Z7" && t.contains("Z7K1");
+    shape = call ? LazyShape::kGenericInstance : LazyShape::kOther;
+  }
+  if (known.size() < kMaxRemembered) known.emplace(&t, shape);
+  return shape;
+}
+
 Shape shape_of(const Node& n) {
   if (n.is_string) return Shape::kOther;
   const CommonKeys& keys = common_keys();
+  // A list cell's implied type, still lazy: answered from its JSON without building it (eager
+  // evaluation asks this of every cell of a list's spine, and reads nothing else of the type).
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == keys.z1k1)) continue;
+    if (!e.persisted && e.source != nullptr && e.immortal && e.form == Node::Entry::Form::kNormal &&
+        e.source->is_object()) {
+      switch (immortal_type_shape(*e.source)) {
+        case LazyShape::kOther:
+          return Shape::kOther;
+        case LazyShape::kGenericInstance:
+          return Shape::kGenericInstance;
+        case LazyShape::kUnknown:
+          break;
+      }
+    }
+    break;
+  }
   const Node* t = n.peek(keys.z1k1);
   if (t == nullptr) return Shape::kOther;
   if (t->is_string) {
@@ -140,6 +179,7 @@ Interpreter::~Interpreter() {
   type_nodes_.clear();
   functions_.clear();
   builtin_declared_.clear();
+  held_z4_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -653,6 +693,19 @@ bool immortal_types_trivial(const json& v) {
   return trivial;
 }
 
+// json_type_trivial(t) for a type that lives and stays unchanged for the whole process (a list
+// cell's implied Z881 of a ZID: Node::add_list_type), remembered by address per thread: the test
+// reads the JSON through ~10 map lookups and 3 string copies (~4 k instructions), and every cell
+// of a list a built-in makes asks it again. Bounded as immortal_types_trivial.
+bool immortal_type_trivial(const json& t) {
+  constexpr std::size_t kMaxRemembered = 1u << 16;
+  thread_local std::unordered_map<const json*, bool> known;
+  if (auto it = known.find(&t); it != known.end()) return it->second;
+  const bool trivial = json_type_trivial(t);
+  if (known.size() < kMaxRemembered) known.emplace(&t, trivial);
+  return trivial;
+}
+
 }  // namespace
 
 bool Interpreter::types_trivial(const json& v, bool immortal) {
@@ -692,13 +745,17 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
     NodeP n = queue[i].node;
     // An interned node is a bare string or a reference or string object: no type to resolve.
     if (!n || n->is_string || n->interned || !seen.insert(n.get())) continue;
-    if (n->is_ref()) continue;
     const CommonKeys& keys = common_keys();
     const Node::Entry* te = n->entry(keys.z1k1);
     if (te != nullptr && !te->persisted && te->source != nullptr &&
-        te->form == Node::Entry::Form::kNormal && json_type_trivial(*te->source)) {
+        te->form == Node::Entry::Form::kNormal &&
+        (te->immortal ? immortal_type_trivial(*te->source) : json_type_trivial(*te->source))) {
       // Still lazy and trivial (a list cell's implied Z881 of a ZID, Node::add_list_type): as
-      // on the JSON path, nothing to resolve and no node built.
+      // on the JSON path, nothing to resolve and no node built. Asked before is_ref(), which
+      // would build it (a reference's Z1K1 is trivial too, and its Z9K1 a string: walking it
+      // below finds nothing, as skipping it did).
+    } else if (n->is_ref()) {
+      continue;
     } else {
       NodeP t = n->get(keys.z1k1);
       if (t && !t->is_string &&
@@ -924,11 +981,59 @@ bool is_list_cell(const Node& node) {
 
 }  // namespace
 
+namespace {
+
+// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
+// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
+// Z1K1 read from anything else (an object, another string) is not one.
+bool is_ref_unbuilt(const Node& n) {
+  if (n.is_string) return false;
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == common_keys().z1k1)) continue;
+    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
+    if (e.source->is_object() ||
+        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
+      return false;
+    }
+    break;
+  }
+  return n.is_ref();
+}
+
+}  // namespace
+
 // The type of `node` as Node::type_ref() gives it, as a view of the string node that holds the
 // text (kept alive by `holder`, so the view stays valid while the path holds the step).
 std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder) {
   if (node.is_string) return "Z6";
   const CommonKeys& keys = common_keys();
+  // A Z1K1 still lazy (a list cell's implied Z881, a definition's type) is read as its JSON,
+  // as the node built from it would answer, without building it: a string is its own text, a
+  // reference the text of its Z9K1, another object no type. The JSON outlives the walk.
+  const Node::Entry* te = nullptr;
+  for (const Node::Entry& e : node.entries) {
+    if (e.key == keys.z1k1) {
+      te = &e;
+      break;
+    }
+  }
+  if (te != nullptr && !te->persisted && te->source != nullptr &&
+      te->form == Node::Entry::Form::kNormal) {
+    const json& t = *te->source;
+    if (t.is_string()) return t.get_ref<const std::string&>();
+    // Immortal and not a reference (a list cell's implied Z881): known by address, no lookup.
+    if (te->immortal && t.is_object() && immortal_type_shape(t) != LazyShape::kUnknown) return {};
+    if (t.is_object()) {
+      auto tag = t.find("Z1K1");
+      if (tag == t.end() || !tag->is_string() || tag->get_ref<const std::string&>() != "Z9") {
+        return {};
+      }
+      auto k = t.find("Z9K1");
+      if (k == t.end()) return {};
+      if (k->is_string()) return k->get_ref<const std::string&>();
+    }
+    // Anything else (a number, null) reads as the node from_shared builds: below.
+  }
   const Node* t = node.peek(keys.z1k1);
   if (t == nullptr) return {};
   if (!t->is_string) {
@@ -950,7 +1055,7 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
   const CommonKeys& keys = common_keys();
   std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
   std::vector<std::string> zids;
-  for (NodeP node = root; node && !node->is_string && !node->is_ref();) {
+  for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
     if (!tick()) return abort_envelope();
     NodeP type_holder;
     const std::string_view ptype = EagerStep::type_of(*node, type_holder);
@@ -1833,6 +1938,41 @@ Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
 
 // ---- pipeline (orchestrator-api.md §8) --------------------------------------------------------
 
+namespace {
+
+// Whether `v` is at most `levels` levels deep (as zobject::depth counts them: a string is one
+// level, an object or array one more than its deepest child) and a valid MIXED ZObject (as
+// zobject::check_mixed accepts it: strings, lists of at most kMaxListElements elements, objects
+// with a Z1K1 whose keys are all keys). True exactly when both checks pass; one walk, no
+// allocation.
+bool shallow_mixed(const json& v, int levels) {
+  if (levels < 1) return false;
+  switch (v.type()) {
+    case json::value_t::string:
+      return true;
+    case json::value_t::array: {
+      const auto& a = v.get_ref<const json::array_t&>();
+      if (a.size() > zo::kMaxListElements + 1) return false;
+      for (const auto& e : a) {
+        if (!shallow_mixed(e, levels - 1)) return false;
+      }
+      return true;
+    }
+    case json::value_t::object: {
+      bool typed = false;
+      for (const auto& [key, child] : v.get_ref<const json::object_t&>()) {
+        if (!zo::is_key(key) || !shallow_mixed(child, levels - 1)) return false;
+        typed = typed || same_text(key, "Z1K1");
+      }
+      return typed;
+    }
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 json Interpreter::orchestrate(const json& zobject, bool do_validate,
                               std::vector<std::pair<std::string, std::string>>* trailing) {
   bool saved = do_validate_;
@@ -1872,15 +2012,19 @@ std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_valid
     auto t = zobject.find("Z1K1");
     if (t != zobject.end() && zo::ref_id(*t) == "Z5") return zo::error_envelope(zobject);
   }
-  if (zo::depth(zobject, options_.max_zobject_depth) > options_.max_zobject_depth) {
-    metrics().breach_zobject_depth.Increment();
-    return zo::error_envelope(zo::make_error(
-        "Z502", {zo::z9("Z507"),
-                 zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
-                                                std::to_string(options_.max_zobject_depth))}));
+  // The usual request passes both checks below: one walk says so (~10 k instructions of the
+  // nest's ~23 k for the two); otherwise they run, in order, and say which fails and why.
+  if (!shallow_mixed(zobject, options_.max_zobject_depth)) {
+    if (zo::depth(zobject, options_.max_zobject_depth) > options_.max_zobject_depth) {
+      metrics().breach_zobject_depth.Increment();
+      return zo::error_envelope(zo::make_error(
+          "Z502", {zo::z9("Z507"),
+                   zo::make_error_msg("Z507", "ZObject nesting is deeper than the limit of " +
+                                                  std::to_string(options_.max_zobject_depth))}));
+    }
+    auto violations = zo::check_mixed(zobject);
+    if (!violations.empty()) return zo::error_envelope(zo::schema_error_tree(violations));
   }
-  auto violations = zo::check_mixed(zobject);
-  if (!violations.empty()) return zo::error_envelope(zo::schema_error_tree(violations));
   // The lazy Node tree below points into the input: the engine's request outlives this
   // Interpreter; a nested orchestration's (Z923) is a temporary, kept here (as are the normal
   // forms static validation needs), since nodes of it can stay in the type memo.

@@ -282,6 +282,17 @@ class Interpreter {
   std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;
   // Declared argument types of built-in functions called directly, by signature.
   std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
+  // The Z4s held_list_type answered in this request, by the item type's identity: the node of an
+  // interned item type (a reference to a bundled type), or the immortal JSON an item type views
+  // (with its key count). The same node answers the request's later calls of Z881 of the same
+  // item type (inert, and read-only as every type resolved_type memoises). A few per request.
+  struct HeldZ4 {
+    const void* id;
+    std::size_t entries;
+    NodeP z4;
+  };
+  static constexpr std::size_t kMaxHeldZ4PerRequest = 16;
+  std::vector<HeldZ4> held_z4_;
   // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
   // resolve_types has nothing to resolve, or not.
   std::unordered_map<const json*, bool> trivial_json_;

@@ -136,6 +136,20 @@ std::vector<Case> cases() {
       {"list type of a list type",
        echo(fcall("Z881", {{"Z881K1", fcall("Z881", {{"Z881K1", "Z6"}})}}))},
       {"list type of a wiki type", echo(fcall("Z881", {{"Z881K1", "Z10001"}}))},
+      // Several calls of Z881 of the same item type in one request are answered by one Z4
+      // (held_list_type's per-request memo): each answer must still read as its own.
+      {"the same list type twice",
+       echo(json::array({"Z1", fcall("Z881", {{"Z881K1", "Z86"}}),
+                         fcall("Z881", {{"Z881K1", "Z86"}}),
+                         fcall("Z881", {{"Z881K1", fcall("Z881", {{"Z881K1", "Z6"}})}}),
+                         fcall("Z881", {{"Z881K1", fcall("Z881", {{"Z881K1", "Z6"}})}})}))},
+      {"lists of the same type, read as lists",
+       echo(json::array(
+           {"Z1", fcall("Z812", {{"Z812K1", fcall("Z868", {{"Z868K1", "abc"}})}}),
+            fcall("Z810",
+                  {{"Z810K1", fcall("Z811", {{"Z811K1", fcall("Z868", {{"Z868K1", "d"}})}})},
+                   {"Z810K2", fcall("Z868", {{"Z868K1", "ef"}})}}),
+            fcall("Z813", {{"Z813K1", fcall("Z868", {{"Z868K1", "g"}})}})}))},
       {"prepend to a prepended list",
        echo(fcall("Z810", {{"Z810K1", "c"},
                            {"Z810K2", fcall("Z810", {{"Z810K1", "b"}, {"Z810K2", list}})}}))},

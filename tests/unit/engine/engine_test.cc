@@ -206,6 +206,43 @@ TEST(Engine, ZObjectDepthLimit) {
   EXPECT_EQ(meta_value(r, "errors")["Z5K1"], "Z502");
 }
 
+// prepare_call checks the request's depth and its MIXED schema in one walk when both pass, and
+// runs the two checks in order otherwise: each limit at its edge, each schema error, and the
+// depth error before the schema error when a request has both.
+TEST(Engine, ZObjectDepthAndSchemaChecksAtTheirEdges) {
+  EngineOptions options;
+  options.max_zobject_depth = 10;
+  auto engine = make_engine(options, nullptr, nullptr);
+  // echo(v) is one level more than v; v of n lists around "x" is n + 1 levels deep.
+  const auto nested = [](int lists, json inner) {
+    for (int i = 0; i < lists; ++i) inner = json::array({"Z1", inner});
+    return inner;
+  };
+  // The whole answer as text: a refused request's metadata holds its error.
+  const auto errors = [&](const json& zobject) {
+    return engine->evaluate({{"zobject", zobject}}, CallContext{}).dump();
+  };
+  const std::string deep = "deeper than the limit of 10";
+  const std::string at_limit = errors(echo(nested(8, "x")));  // 10 levels: at the limit
+  EXPECT_EQ(at_limit.find("\"errors\""), std::string::npos) << at_limit;
+  EXPECT_NE(errors(echo(nested(9, "x"))).find(deep), std::string::npos);  // 11 levels
+  const json no_type = {{"Z6K1", "x"}};
+  const json bad_key = {{"Z1K1", "Z6"}, {"Z6K1", "x"}, {"not a key", "y"}};
+  const json number = {{"Z1K1", "Z6"}, {"Z6K1", 7}};
+  const std::pair<json, const char*> invalid[] = {
+      {no_type, "Z523"}, {bad_key, "Z525"}, {number, "Z521"}, {json::object(), "Z523"}};
+  for (const auto& [value, code] : invalid) {
+    SCOPED_TRACE(value.dump());
+    const std::string shallow = errors(echo(nested(2, value)));
+    EXPECT_NE(shallow.find("Z502"), std::string::npos) << shallow;
+    EXPECT_NE(shallow.find(code), std::string::npos) << shallow;
+    EXPECT_EQ(shallow.find(deep), std::string::npos) << shallow;
+    const std::string both = errors(echo(nested(12, value)));
+    EXPECT_NE(both.find(deep), std::string::npos) << both;
+    EXPECT_EQ(both.find(code), std::string::npos) << both;
+  }
+}
+
 TEST(Engine, WikiTransportFailureIsZ507WrappingZ500) {
   auto engine = make_engine({}, std::make_shared<FakeWiki>(json::object(), ""), nullptr);
   json r = engine->evaluate({{"zobject", echo("Z123456")}}, CallContext{});
