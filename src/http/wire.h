@@ -1,6 +1,6 @@
 #pragma once
-// How the server writes a response's head on the wire. Private to wf_http (Beast stays out of
-// include/); tests/unit/http/wire_test.cc checks it against Beast's serializer.
+// How the server and the client write a message's head on the wire. Private to wf_http (Beast stays
+// out of include/); tests/unit/http/wire_test.cc checks it against Beast's serializer.
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -14,5 +14,9 @@ namespace wf::http {
 // the serializer's buffer sequences do (~20 k instructions per response: bench/README.md,
 // "session 9, reqcpu").
 std::string response_head(const boost::beast::http::response<boost::beast::http::string_body>& res);
+
+// The head of `req` byte for byte as Beast's serializer writes it: "METHOD target HTTP/X.Y",
+// then the fields and the empty line as above (the HTTP client's requests to evaluators and wikis).
+std::string request_head(const boost::beast::http::request<boost::beast::http::string_body>& req);
 
 }  // namespace wf::http

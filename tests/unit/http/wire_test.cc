@@ -65,4 +65,33 @@ TEST(ResponseHead, KeepsFieldOrderReplacedFieldsAndAnOwnReason) {
   EXPECT_TRUE(head.ends_with("\r\n\r\n"));
 }
 
+TEST(RequestHead, IsWhatBeastsSerializerWrites) {
+  using Req = bhttp::request<bhttp::string_body>;
+  auto make_request = [](bhttp::verb verb, std::string target, std::string body) {
+    Req req{verb, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1:6927");
+    req.set(bhttp::field::user_agent, "wf-orchestrator");
+    req.set("x-request-id", "abc-123");
+    if (!body.empty()) req.set(bhttp::field::content_type, "application/octet-stream");
+    req.body() = std::move(body);
+    req.keep_alive(true);
+    req.prepare_payload();
+    return req;
+  };
+  Req unknown = make_request(bhttp::verb::get, "/x", "");
+  unknown.method_string("BREW");
+  const Req cases[] = {
+      make_request(bhttp::verb::post, "/wikifunctions.org/v1/evaluate/", "\x01\x02avro"),
+      make_request(bhttp::verb::get, "/w/api.php?action=wikilambda_fetch&zids=Z801|Z802", ""),
+      make_request(bhttp::verb::put, "/", ""),
+      unknown,
+  };
+  for (const Req& req : cases) {
+    SCOPED_TRACE(std::string(req.method_string()));
+    std::ostringstream os;
+    os << req;
+    EXPECT_EQ(wf::http::request_head(req) + req.body(), os.str());
+  }
+}
+
 }  // namespace
