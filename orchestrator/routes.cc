@@ -254,6 +254,17 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
   return evaluate_parsed(engine, *body, request);
 }
 
+void keep_content_type_only(http::Request& request) {
+  std::vector<http::Header> kept;
+  for (http::Header& h : request.headers) {
+    if (h.name == "content-type") {  // the server's names are lowercase
+      kept.push_back(std::move(h));
+      break;
+    }
+  }
+  request.headers = std::move(kept);
+}
+
 CallContext call_context(const http::Request& request) {
   CallContext ctx;
   ctx.request_id = request.request_id;
@@ -278,6 +289,9 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
   auto in_progress = std::make_shared<std::atomic<int>>(0);
   http::AsyncHandler evaluate = [engine, options,
                                  in_progress](std::shared_ptr<http::AsyncRequest> ar) {
+    // The gate has read the caller's headers before this runs; the call reads only the
+    // Content-Type, and the others would stay while it waits on an evaluator.
+    keep_content_type_only(ar->request);
     // A repeated call whose result is cached (and still valid) is answered here and now.
     if (auto hit = answer_cached(*engine, ar->request)) {
       ar->respond(std::move(*hit));

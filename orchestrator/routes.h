@@ -40,6 +40,11 @@ bool can_run_inline(const Engine& engine, const RouteOptions& options,
 bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
                        const http::Request& request);
 
+// Drops the request's headers but the first Content-Type (the one thing the evaluate route
+// reads of them, after the gate has identified the caller), so that a call waiting on an
+// evaluator does not keep them (bench/slow_calls: memory per parked call).
+void keep_content_type_only(http::Request& request);
+
 // The engine's view of a request: ids, trace, deadline and cancellation.
 CallContext call_context(const http::Request& request);
 

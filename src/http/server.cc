@@ -181,8 +181,8 @@ struct Metrics {
   }
 };
 
-// One request whose handler runs off the session coroutine (async and kWorker routes). The session
-// waits on `wake` for the first of: the response, the client's hang-up, the deadline, the drain.
+// One request whose handler runs off the session (async and kWorker routes). await_flight waits
+// on `wake` for the first of: the response, the client's hang-up, the deadline, the drain.
 // Touched only on `strand`.
 struct Flight {
   using Strand = asio::strand<asio::io_context::executor_type>;
@@ -234,6 +234,28 @@ struct Incoming {
   std::optional<Response> early;  // answered without a handler (411, 413, 408)
   bool keep_alive = false;
   unsigned version = 11;
+};
+
+// One connection: its stream, its read buffer and the request being answered. The coroutine that
+// reads requests and writes answers (run_session) owns it; while a request's handler works off
+// the loop, the flight's wait (await_flight, a completion handler) owns it instead, so a request
+// in flight keeps no coroutine frame (bench/slow_calls: memory per parked call). Touched only on
+// the session's strand.
+struct Connection {
+  Connection(tcp::socket s, std::shared_ptr<SessionHandle> h)
+      : stream(std::move(s)), handle(std::move(h)) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  std::shared_ptr<SessionHandle> handle;
+  std::string client_address;
+  bool first = true;  // no request read yet
+  // The request being answered, from its read to its answer's write.
+  std::optional<Incoming> in;
+  const RouteEntry* route = nullptr;
+  std::size_t request_bytes = 0;
+  std::shared_ptr<Flight> flight;  // while its handler works off the session
+  bool deadline_passed = false;
+  std::optional<Response> res;  // the answer; nullopt after the client went away
 };
 
 // The watch read stops when this much of a pipelined next request is buffered (backpressure).
@@ -391,7 +413,8 @@ struct Server::Impl {
         sessions.insert(handle);
       }
       auto ex = handle->strand;
-      asio::co_spawn(ex, session(beast::tcp_stream(std::move(socket)), handle), asio::detached);
+      auto conn = std::make_shared<Connection>(std::move(socket), std::move(handle));
+      asio::co_spawn(ex, run_session(std::move(conn), false), asio::detached);
     }
   }
 
@@ -481,32 +504,45 @@ struct Server::Impl {
     return res;
   }
 
-  awaitable<void> session(beast::tcp_stream stream, std::shared_ptr<SessionHandle> handle) {
-    ++connections;
-    metrics.connections.Increment();
-    metrics.accepted.Increment();
-    // Register the socket so that a drain can close idle connections.
-    co_await asio::post(handle->strand, use_awaitable);
-    handle->socket = &stream.socket();
-    beast::flat_buffer buffer;
-    const std::string client_address = remote_address(stream.socket());
-    bool first = true;
-    for (;;) {
-      if (draining && !first) break;  // a new connection still gets its first request served
-      handle->idle = true;
-      std::optional<Incoming> in = co_await read_request(stream, buffer, first, client_address);
-      first = false;
-      if (!in) break;
-      handle->idle = false;
-      const bool keep = co_await serve(stream, buffer, *handle, *in);
-      if (!keep) break;
+  // Reads requests and answers them until the connection closes. A request whose handler runs off
+  // the session (start_request) ends this coroutine: the flight's wait owns the connection and
+  // starts it again (`resume`) to write the answer and go on reading.
+  awaitable<void> run_session(std::shared_ptr<Connection> c, bool resume) {
+    SessionHandle& handle = *c->handle;
+    bool keep = true;
+    if (resume) {
+      keep = co_await finish_request(*c);
+    } else {
+      ++connections;
+      metrics.connections.Increment();
+      metrics.accepted.Increment();
+      // Register the socket so that a drain can close idle connections.
+      co_await asio::post(handle.strand, use_awaitable);
+      handle.socket = &c->stream.socket();
+      c->client_address = remote_address(c->stream.socket());
     }
+    while (keep) {
+      if (draining && !c->first) break;  // a new connection still gets its first request served
+      handle.idle = true;
+      std::optional<Incoming> in =
+          co_await read_request(c->stream, c->buffer, c->first, c->client_address);
+      c->first = false;
+      if (!in) break;
+      handle.idle = false;
+      c->in = std::move(in);
+      if (start_request(c)) co_return;  // await_flight goes on with the connection
+      keep = co_await finish_request(*c);
+    }
+    close_session(*c);
+  }
+
+  void close_session(Connection& c) {
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    handle->socket = nullptr;
+    c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    c.handle->socket = nullptr;
     {
       std::lock_guard lock(sessions_mu);
-      sessions.erase(handle);
+      sessions.erase(c.handle);
     }
     --connections;
     metrics.connections.Decrement();
@@ -628,62 +664,111 @@ struct Server::Impl {
     return req;
   }
 
-  // Runs the handler and writes its response; false when the connection must close.
-  awaitable<bool> serve(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                        SessionHandle& handle, Incoming& in) {
+  // Answers the request read into `c.in` here (early answers, refusals, inline handlers) or
+  // starts its handler off the session: then true, and await_flight owns the connection until
+  // the answer is in. Not a coroutine.
+  bool start_request(const std::shared_ptr<Connection>& c) {
     ++active_requests;
     metrics.in_flight.Increment();
+    Incoming& in = *c->in;
     Request& req = in.req;
-    const std::size_t request_bytes = req.body.size();
-    const RouteEntry* route = nullptr;
-    // GCC 12 miscompiles co_await inside a conditional expression: keep it a statement.
-    std::optional<Response> res;
+    c->request_bytes = req.body.size();
+    c->route = nullptr;
+    c->deadline_passed = false;
     if (in.early) {
-      res = std::move(in.early);
+      c->res = std::move(in.early);
     } else {
-      res = answer_here(handle, req, route);
+      c->res = answer_here(*c->handle, req, c->route);
     }
-    if (!res && route != nullptr) {
-      // The handler runs off the coroutine; the wait for its answer, watching the client's
-      // connection, the deadline and the drain, is here rather than in a coroutine of its own
-      // (one frame fewer per request in flight: bench/slow_calls).
-      const std::shared_ptr<Flight> flight = start_flight(stream, buffer, handle, req, *route);
-      bool deadline_passed = false;
-      while (!answer_ready(*flight, res)) {
-        auto [ec] = co_await flight->wake.async_wait(kTuple);
-        if (ec || flight->settled()) continue;  // woken by the responder, the watch or the drain
-        if (deadline_over(*flight, deadline_passed, res)) break;
+    if (c->res || c->route == nullptr) return false;
+    c->flight = start_flight(c->stream, c->buffer, *c->handle, req, *c->route);
+    if (!c->flight->watching && answer_ready(*c->flight, c->res)) {
+      // Answered before the handler returned (a refusal, built-ins run on the loop): written now,
+      // without a trip through the event loop's queue.
+      c->handle->flight.reset();
+      c->flight.reset();
+      return false;
+    }
+    await_flight(c);
+    return true;
+  }
+
+  // Waits, holding no thread and no coroutine frame, for the first of: the handler's answer, the
+  // client's hang-up, the deadline (then the grace), the drain. Runs on the session's strand.
+  void await_flight(std::shared_ptr<Connection> c) {
+    Flight& f = *c->flight;
+    if (answer_ready(f, c->res)) {
+      end_flight(std::move(c));
+      return;
+    }
+    f.wake.async_wait([this, c = std::move(c)](beast::error_code ec) mutable {
+      Flight& f = *c->flight;
+      // Woken early by the responder, the watch or the drain: answer_ready() tells.
+      if (!ec && !f.settled() && deadline_over(f, c->deadline_passed, c->res)) {
+        end_flight(std::move(c));
+        return;
       }
-      co_await stop_watching(*flight, stream.socket());
-      handle.flight.reset();
+      await_flight(std::move(c));
+    });
+  }
+
+  // The flight is over: stops the watch of the client's connection (its handler holds the socket
+  // and the buffer), then resumes the session to write the answer.
+  void end_flight(std::shared_ptr<Connection> c) {
+    Flight& f = *c->flight;
+    if (!f.stop_watching) {
+      f.stop_watching = true;
+      if (f.watching) {
+        beast::error_code ignored;
+        c->stream.socket().cancel(ignored);
+      }
     }
+    if (f.watching) {  // the read's handler wakes us
+      f.wake.expires_at(asio::steady_timer::time_point::max());
+      f.wake.async_wait(
+          [this, c = std::move(c)](beast::error_code) mutable { end_flight(std::move(c)); });
+      return;
+    }
+    c->handle->flight.reset();
+    c->flight.reset();
+    auto ex = c->handle->strand;
+    asio::co_spawn(ex, run_session(std::move(c), true), asio::detached);
+  }
+
+  // Records the request and writes its answer (`c.res`); false when the connection must close.
+  awaitable<bool> finish_request(Connection& c) {
     metrics.in_flight.Decrement();
+    const Request& req = c.in->req;
+    const RouteEntry* route = c.route;
     const std::string_view route_name = route ? std::string_view(route->name) : "unmatched";
     const double seconds = std::chrono::duration<double>(Clock::now() - req.received_at).count();
-    if (!res) {  // the client went away: nobody to answer (499, as nginx logs it)
-      record(route, route_name, req, 499, seconds, request_bytes, 0);
+    if (!c.res) {  // the client went away: nobody to answer (499, as nginx logs it)
+      record(route, route_name, req, 499, seconds, c.request_bytes, 0);
+      c.in.reset();
       --active_requests;
       co_return false;
     }
-    const bool keep = in.keep_alive && !draining;
+    const bool keep = c.in->keep_alive && !draining;
     // Counted before the write, so that a client that has its answer also sees it in /metrics.
-    const unsigned status = res->status;
-    record(route, route_name, req, status, seconds, request_bytes, res->body.size());
+    const unsigned status = c.res->status;
+    record(route, route_name, req, status, seconds, c.request_bytes, c.res->body.size());
     if (status == 503) {  // to the write, which sends a small answer at once
       metrics.refusal_duration.Observe(
           std::chrono::duration<double>(Clock::now() - req.received_at).count());
     }
+    Response res = std::move(*c.res);
+    c.res.reset();
     const beast::error_code wec =
-        co_await write_response(stream, std::move(*res), req, route, in.version, keep);
+        co_await write_response(c.stream, std::move(res), req, route, c.in->version, keep);
+    c.in.reset();
     --active_requests;
     co_return !wec && keep;
   }
 
-  // The response in Beast's form lives only in this frame, not in serve()'s, which stays while a
-  // request is in flight (bench/slow_calls: memory per in-flight call).
-  // The head is written here in the bytes Beast's serializer gives (status line, the fields in
-  // their order as "name: value", an empty line) and sent with the body in one gathered write:
-  // the serializer's buffer sequences cost ~20 k instructions per response (bench/README.md,
+  // The response in Beast's form lives only in this frame, not in finish_request()'s. Its head
+  // is written here in the bytes Beast's serializer gives (status line, the fields in their order
+  // as "name: value", an empty line) and sent with the body in one gathered write: the
+  // serializer's buffer sequences cost ~20 k instructions per response (bench/README.md,
   // "session 9, reqcpu").
   awaitable<beast::error_code> write_response(beast::tcp_stream& stream, Response&& r,
                                               const Request& req, const RouteEntry* route,
@@ -834,7 +919,7 @@ struct Server::Impl {
   }
 
   // Starts the handler (async, or kWorker on the pool) and the watch of the client's connection;
-  // serve() then waits, holding no thread, for the flight's response. Not a coroutine.
+  // await_flight() then waits, holding no thread, for the flight's response. Not a coroutine.
   std::shared_ptr<Flight> start_flight(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                        SessionHandle& handle, Request& req,
                                        const RouteEntry& route) {
@@ -872,22 +957,16 @@ struct Server::Impl {
     std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
     auto deliver = [weak, strand = flight->strand, alive = loop_alive,
                     held = std::move(held)](Response r) {
-      if (!alive->load()) return;
-      if (strand.running_in_this_thread()) {
-        settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
-        return;
-      }
-      // Deferred: from a thread of the loop (an evaluation that went on where its evaluator answer
-      // arrived) it runs there after the current handler, without waking another I/O thread; from
-      // any other thread it is a post.
-      asio::defer(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
+      if (alive->load()) hand_over(strand, weak, std::move(r));
     };
-    auto later = [this, weak, strand = flight->strand, deliver](Response r,
-                                                                std::chrono::milliseconds delay) {
+    // Without a copy of `deliver` (its closure is the larger part of what a request in flight
+    // keeps for answering): beyond the bound of held answers, it hands over at once as well.
+    auto later = [this, weak, strand = flight->strand](Response r,
+                                                       std::chrono::milliseconds delay) {
       if (!loop_alive->load()) return;
       if (held_replies.fetch_add(1) >= kMaxHeldReplies) {
         held_replies.fetch_sub(1);
-        deliver(std::move(r));
+        hand_over(strand, weak, std::move(r));
         return;
       }
       auto timer = std::make_shared<asio::steady_timer>(strand, delay);
@@ -898,6 +977,19 @@ struct Server::Impl {
     };
     return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver),
                                           std::move(later));
+  }
+
+  // Gives the answer to the flight on its strand, from any thread.
+  static void hand_over(const Flight::Strand& strand, const std::weak_ptr<Flight>& weak,
+                        Response r) {
+    if (strand.running_in_this_thread()) {
+      settle(weak, std::move(r));  // e.g. from the handler itself, before it returned
+      return;
+    }
+    // Deferred: from a thread of the loop (an evaluation that went on where its evaluator answer
+    // arrived) it runs there after the current handler, without waking another I/O thread; from
+    // any other thread it is a post.
+    asio::defer(strand, [weak, r = std::move(r)]() mutable { settle(weak, std::move(r)); });
   }
 
   // On the flight's strand: the response is in; the session, if it still waits, wakes. After a
@@ -964,17 +1056,8 @@ struct Server::Impl {
     return ec;
   }
 
-  awaitable<void> stop_watching(Flight& f, tcp::socket& socket) {
-    f.stop_watching = true;
-    if (!f.watching) co_return;
-    beast::error_code ignored;
-    socket.cancel(ignored);
-    f.wake.expires_at(asio::steady_timer::time_point::max());
-    while (f.watching) co_await f.wake.async_wait(kTuple);  // the read's handler wakes us
-  }
-
-  // Whether the wait of serve() for a flight is over, and its answer: the response, nullopt when
-  // the client went away, or 503 when the server shuts down.
+  // Whether the wait of await_flight() for a flight is over, and its answer: the response, nullopt
+  // when the client went away, or 503 when the server shuts down.
   static bool answer_ready(Flight& f, std::optional<Response>& out) {
     if (f.response) {
       out = std::move(f.response);

@@ -106,6 +106,9 @@ class AsyncTest : public ::testing::Test {
       std::this_thread::sleep_for(400ms);  // the event loop is busy: everything else waits
       return Response::json(200, "{}");
     });
+    server_->add_async_route("GET", "/at-once", "at_once", [](std::shared_ptr<AsyncRequest> r) {
+      r->respond(Response::json(200, R"({"at_once":true})"));  // before the handler returns
+    });
     server_->add_async_route("GET", "/hold", "hold",
                              [this](std::shared_ptr<AsyncRequest> r) { held_.hold(std::move(r)); });
     // Holds its request until it is cancelled, then lets go of it (as work that aborts its own
@@ -363,6 +366,49 @@ TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {
   // Answering after the client left is harmless.
   EXPECT_TRUE(held_.requests[0]->respond(Response::json(200, "{}")));
   EXPECT_FALSE(held_.requests[0]->respond(Response::json(200, "{}")));
+}
+
+// While a handler works off the loop, its connection keeps no coroutine: the session's coroutine
+// ends and the answer starts a new one, which writes it and reads on. One connection goes on after
+// an answer from another thread, one given before the handler returned, one given later by the
+// test and an inline one; a hang-up during the next request still cancels it, and the
+// connection and in-flight gauges come back to where they were.
+TEST_F(AsyncTest, AConnectionGoesOnAfterEveryKindOfAnswerAndItsHangUpStillCancels) {
+  start();
+  const std::string open_gauge = "wf_http_connections_open";
+  const std::string flight_gauge = "wf_http_requests_in_flight";
+  const std::string before_text = metrics_text();  // this client's connection is open from here
+  const double open_before = metric(before_text, open_gauge);
+  const double flight_before = metric(before_text, flight_gauge);
+  const int fd = connect_loopback(port_);
+  write_all(fd,
+            "GET /later HTTP/1.1\r\nHost: x\r\nX-Request-Id: one\r\n\r\n"
+            "GET /at-once HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string out = read_until(fd, R"({"at_once":true})");
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 2) << out;
+  EXPECT_LT(out.find(R"("id":"one")"), out.find(R"({"at_once":true})")) << out;
+  write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(held_.wait_requests(1));
+  held_.requests[0]->respond(Response::json(200, R"({"held":true})"));
+  out = read_until(fd, R"({"held":true})");
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 1) << out;
+  write_all(fd, "GET /_info/version HTTP/1.1\r\nHost: x\r\n\r\n");
+  out = read_until(fd, R"({"version":"1.0"})");
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 1) << out;
+  write_all(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(held_.wait_requests(2));
+  close(fd);
+  ASSERT_TRUE(held_.wait_cancels(1));
+  EXPECT_EQ(held_.cancels[0].first, Reason::kClientGone);
+  // The session records the 499 and closes after the cancellation: wait (bounded) for it.
+  std::string text;
+  for (int i = 0; i < 500; ++i) {
+    text = metrics_text();
+    if (metric(text, open_gauge) == open_before) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(metric(text, open_gauge), open_before) << text;
+  EXPECT_EQ(metric(text, flight_gauge), flight_before) << text;
 }
 
 TEST_F(AsyncTest, WorkerRoutesSeeTheHangUpToo) {

@@ -194,6 +194,32 @@ TEST_F(RoutesTest, FormEncodedBodiesAreAccepted) {
   EXPECT_EQ(nlohmann::json::parse(r.body)["Z22K1"], "a b");
 }
 
+// The evaluate route keeps of a request's headers only its first Content-Type (a call waiting on
+// an evaluator keeps no others), and the body is read by it as before.
+TEST_F(RoutesTest, OnlyTheContentTypeHeaderIsKeptAndStillDecidesHowTheBodyIsRead) {
+  const std::string zobject = R"({"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a b"})";
+  http::Request r = post("zobject=" + form_encode(zobject) + "&doValidate=false", kForm);
+  r.headers.insert(r.headers.begin(), {"user-agent", std::string(100, 'u')});
+  r.headers.push_back({"content-type", "application/json"});  // a second one is not the one
+  r.headers.push_back({"x-forwarded-for", "192.0.2.7"});
+  keep_content_type_only(r);
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0].name, "content-type");
+  EXPECT_EQ(r.headers[0].value, kForm);
+  EXPECT_EQ(r.headers.capacity(), 1u);
+  auto answer = handle_evaluate(*engine, options, r);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "a b");
+  // Without a Content-Type none is left (and the body is read as JSON, as before).
+  http::Request bare = post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}}));
+  bare.headers = {{"accept", "*/*"}};
+  keep_content_type_only(bare);
+  EXPECT_TRUE(bare.headers.empty());
+  answer = handle_evaluate(*engine, options, bare);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "hi");
+}
+
 // A field value is a value: it cannot close the JSON object and add fields of its own.
 TEST_F(RoutesTest, FormFieldsCannotOverrideTheRequest) {
   const std::string crafted =
