@@ -1,5 +1,6 @@
 #include "orchestrator/engine/call_cost.h"
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <prometheus/family.h>
 
@@ -63,7 +64,7 @@ Families& families() {
 }
 
 std::string ms_text(double us) {
-  return fmt::format("{:.3f} ms", us / 1000.0);
+  return fmt::format(FMT_COMPILE("{:.3f} ms"), us / 1000.0);
 }
 
 std::vector<obs::LogField> cost_fields(const CallCost& cost) {

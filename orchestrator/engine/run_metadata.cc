@@ -1,5 +1,6 @@
 #include "orchestrator/engine/run_metadata.h"
 
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <string>
 
 #include "orchestrator/engine/fiber.h"
@@ -17,14 +19,31 @@ namespace wf::orchestrator::engine_detail {
 
 namespace {
 
+// "YYYY-MM-DDTHH:MM:SS.mmmZ". The part up to the seconds is kept per thread: a run's start and
+// end, and the runs of one second, share it (strftime and gmtime_r are ~1 k instructions each).
 std::string iso_time(std::chrono::system_clock::time_point t) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ms % 1000));
+  thread_local std::time_t cached_secs = std::numeric_limits<std::time_t>::min();
+  thread_local char cached[32];
+  thread_local std::size_t cached_size = 0;
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    cached_size = std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
+  const int milli = static_cast<int>(ms % 1000);
+  if (milli < 0) return fmt::format("{}.{:03d}Z", std::string_view(cached, cached_size), milli);
+  std::string out;
+  out.reserve(cached_size + 5);
+  out.append(cached, cached_size);
+  out += '.';
+  out += static_cast<char>('0' + milli / 100);
+  out += static_cast<char>('0' + milli / 10 % 10);
+  out += static_cast<char>('0' + milli % 10);
+  out += 'Z';
+  return out;
 }
 
 const std::string& hostname() {
@@ -76,6 +95,21 @@ double rss_mib() {
   return v > 0 ? v : read_rss_mib();
 }
 
+namespace {
+
+// "12.34 MiB"; the figure changes at most every 100 ms (rss_mib), so its text is kept per thread.
+std::string memory_text(double mib) {
+  thread_local double last = -1;
+  thread_local std::string text;
+  if (mib != last) {
+    text = fmt::format(FMT_COMPILE("{:.2f} MiB"), mib);
+    last = mib;
+  }
+  return text;
+}
+
+}  // namespace
+
 RunStart run_start() {
   return RunStart{std::chrono::system_clock::now(), std::chrono::steady_clock::now(),
                   fiber_cpu_us()};
@@ -89,11 +123,11 @@ std::array<std::pair<const char*, std::string>, 6> orchestration_values(const Ru
   if (cpu_ms < 0) cpu_ms = 0;
   auto duration =
       std::chrono::duration_cast<std::chrono::milliseconds>(end_mono - start.mono).count();
-  return {{{"orchestrationMemoryUsage", fmt::format("{:.2f} MiB", rss_mib())},
-           {"orchestrationCpuUsage", fmt::format("{} ms", cpu_ms)},
+  return {{{"orchestrationMemoryUsage", memory_text(rss_mib())},
+           {"orchestrationCpuUsage", fmt::format(FMT_COMPILE("{} ms"), cpu_ms)},
            {"orchestrationStartTime", iso_time(start.wall)},
            {"orchestrationEndTime", iso_time(end_wall)},
-           {"orchestrationDuration", fmt::format("{} ms", duration)},
+           {"orchestrationDuration", std::to_string(duration) + " ms"},
            {"orchestrationHostname", hostname()}}};
 }
 

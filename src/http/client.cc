@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -10,6 +11,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include "wire.h"
 
 namespace wf::http {
 
@@ -292,11 +295,15 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     } catch (const std::exception&) {
       return finish(std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
     }
-    bhttp::async_write(*stream_, *message_,
-                       asio::bind_executor(
-                           strand_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                             self->written(ec);
-                           }));
+    // The head as Beast's serializer writes it, sent with the body in one gathered write (wire.h).
+    head_ = request_head(*message_);
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
+                                                    asio::buffer(message_->body())};
+    asio::async_write(*stream_, buffers,
+                      asio::bind_executor(
+                          strand_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            self->written(ec);
+                          }));
   }
 
   // The request is not needed after the write unless the connection came from the pool: then
@@ -308,6 +315,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       req_ = {};
     }
     message_.reset();
+    head_ = std::string();
     if (ec || cancelled_) return conclude(ec, false);
     wait_for_answer();
   }
@@ -411,6 +419,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   std::unique_ptr<tcp::resolver> resolver_;
   std::unique_ptr<beast::tcp_stream> stream_;
   std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
+  std::string head_;                                             // its head, as long
   std::unique_ptr<Reading> reading_;                             // while the answer is read
   ClientResponse response_;
   std::uint64_t waits_ = 0;  // waits for the answer started (wait_for_answer)

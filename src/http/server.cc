@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -21,6 +22,7 @@
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/obs/trace.h"
+#include "wire.h"
 
 namespace wf::http {
 
@@ -47,6 +49,10 @@ struct RouteEntry {
   prometheus::Histogram* duration = nullptr;
   prometheus::Histogram* request_size = nullptr;
   prometheus::Histogram* response_size = nullptr;
+  // wf_http_requests_total{route, method, status} of this route by status (100-599), looked up
+  // once each (a lookup builds a label map and takes the family's lock: ~2 k instructions).
+  std::shared_ptr<std::array<std::atomic<prometheus::Counter*>, 500>> requests_by_status =
+      std::make_shared<std::array<std::atomic<prometheus::Counter*>, 500>>();
 };
 
 std::vector<std::string> split_path(std::string_view path) {
@@ -759,25 +765,43 @@ struct Server::Impl {
     co_return !wec && keep;
   }
 
-  // The response in Beast's form lives only in this frame, not in finish_request()'s.
+  // The response in Beast's form lives only in this frame, not in finish_request()'s. Its head
+  // is written here in the bytes Beast's serializer gives (status line, the fields in their order
+  // as "name: value", an empty line) and sent with the body in one gathered write: the
+  // serializer's buffer sequences cost ~20 k instructions per response (bench/README.md,
+  // "session 9, reqcpu").
   awaitable<beast::error_code> write_response(beast::tcp_stream& stream, Response&& r,
                                               const Request& req, const RouteEntry* route,
                                               unsigned version, bool keep) {
     auto bres = to_beast(std::move(r), req, route, version, keep);
+    const std::string head = response_head(bres);
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(bres.body())};
     stream.expires_after(options.body_timeout);
-    auto [wec, wn] = co_await bhttp::async_write(stream, bres, kTuple);
+    auto [wec, wn] = co_await asio::async_write(stream, buffers, kTuple);
     co_return wec;
+  }
+
+  // The series of wf_http_requests_total for the answer; a matched route's own (its method is
+  // the request's) is kept in the route after its first use.
+  prometheus::Counter& requests_counter(const RouteEntry* route, std::string_view route_name,
+                                        std::string_view method, unsigned status) {
+    std::atomic<prometheus::Counter*>* slot = nullptr;
+    if (route != nullptr && status >= 100 && status < 600 && method == route->method) {
+      slot = &(*route->requests_by_status)[status - 100];
+      if (prometheus::Counter* known = slot->load(std::memory_order_acquire)) return *known;
+    }
+    prometheus::Counter& counter =
+        metrics.requests.Add({{"route", std::string(route_name)},
+                              {"method", std::string(method_label(method))},
+                              {"status", std::to_string(status)}});
+    if (slot != nullptr) slot->store(&counter, std::memory_order_release);
+    return counter;
   }
 
   void record(const RouteEntry* route, std::string_view route_name, const Request& req,
               unsigned status, double seconds, std::size_t request_bytes,
               std::size_t response_bytes) {
-    const std::string method(method_label(req.method));
-    metrics.requests
-        .Add({{"route", std::string(route_name)},
-              {"method", method},
-              {"status", std::to_string(status)}})
-        .Increment();
+    requests_counter(route, route_name, req.method, status).Increment();
     if (route != nullptr) {
       route->duration->Observe(seconds);
       route->request_size->Observe(static_cast<double>(request_bytes));

@@ -56,11 +56,13 @@ class HeldAdmission final : public IoWaitObserver {
     std::lock_guard lock(mu_);
     if (!finished_) admitted_.slot.add_congestion(waited);
   }
-  void finish(double cpu_ms) {
+  // Ends the admission with the CPU the answer reports (read only when it is charged: the text
+  // is scanned three times).
+  void finish(std::string_view answer) {
     std::lock_guard lock(mu_);
     if (finished_) return;
     finished_ = true;
-    admitted_.finish(cpu_ms);
+    admitted_.finish(admitted_.charges_cpu() ? limits::reported_cpu_ms(answer) : 0.0);
   }
 
  private:
@@ -79,8 +81,7 @@ void start_admitted(const http::AsyncHandler& handler,
   auto held = std::make_shared<HeldAdmission>(std::move(admitted));
   ar->request.caller = caller;
   ar->request.io_wait = held;
-  ar->before_answer(
-      [held](http::Response& response) { held->finish(limits::reported_cpu_ms(response.body)); });
+  ar->before_answer([held](http::Response& response) { held->finish(response.body); });
   handler(ar);
 }
 

@@ -36,6 +36,9 @@ struct Admitted {
   Slot slot;
   // Charges the CPU the call used (orchestrator + evaluator, milliseconds) and ends the call.
   void finish(double cpu_ms);
+  // Whether finish() charges the CPU to a user (false with limits off): if not, nobody needs
+  // the figure.
+  bool charges_cpu() const { return static_cast<bool>(permit); }
 };
 
 class Gate {
