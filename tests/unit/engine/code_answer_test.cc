@@ -165,6 +165,16 @@ json z2(const std::string& zid, json value) {
   return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
 }
 
+// A function of one argument `arg` returning a String, with one implementation `impl`.
+json string_function(const std::string& zid, const json& arg, const std::string& impl) {
+  return z2(zid, {{"Z1K1", "Z8"},
+                  {"Z8K1", json::array({"Z17", arg})},
+                  {"Z8K2", "Z6"},
+                  {"Z8K3", json::array({"Z20"})},
+                  {"Z8K4", json::array({"Z14", impl})},
+                  {"Z8K5", zid}});
+}
+
 // Z10001(String) -> String in Python (Z10002), and Z10003(String) -> String, a composition that
 // calls Z10001: the same code call outermost and nested.
 std::shared_ptr<wf::orchestrator::testing::FakeWiki> objects() {
@@ -173,12 +183,7 @@ std::shared_ptr<wf::orchestrator::testing::FakeWiki> objects() {
               {"Z17K1", "Z6"},
               {"Z17K2", "Z10001K1"},
               {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
-  objects["Z10001"] = z2("Z10001", {{"Z1K1", "Z8"},
-                                    {"Z8K1", json::array({"Z17", arg})},
-                                    {"Z8K2", "Z6"},
-                                    {"Z8K3", json::array({"Z20"})},
-                                    {"Z8K4", json::array({"Z14", "Z10002"})},
-                                    {"Z8K5", "Z10001"}});
+  objects["Z10001"] = string_function("Z10001", arg, "Z10002");
   objects["Z10002"] = z2("Z10002", {{"Z1K1", "Z14"},
                                     {"Z14K1", "Z10001"},
                                     {"Z14K3",
@@ -189,12 +194,7 @@ std::shared_ptr<wf::orchestrator::testing::FakeWiki> objects() {
   arg3["Z17K2"] = "Z10003K1";
   json body = {
       {"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", {{"Z1K1", "Z18"}, {"Z18K1", "Z10003K1"}}}};
-  objects["Z10003"] = z2("Z10003", {{"Z1K1", "Z8"},
-                                    {"Z8K1", json::array({"Z17", arg3})},
-                                    {"Z8K2", "Z6"},
-                                    {"Z8K3", json::array({"Z20"})},
-                                    {"Z8K4", json::array({"Z14", "Z10004"})},
-                                    {"Z8K5", "Z10003"}});
+  objects["Z10003"] = string_function("Z10003", arg3, "Z10004");
   objects["Z10004"] = z2("Z10004", {{"Z1K1", "Z14"}, {"Z14K1", "Z10003"}, {"Z14K2", body}});
   return std::make_shared<wf::orchestrator::testing::FakeWiki>(std::move(objects),
                                                                std::filesystem::path{});
