@@ -315,6 +315,8 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
                       options.max_in_progress)));
       return;
     }
+    // Replayable (Engine::spawn): up to its answer it only reads the request, so a call whose
+    // code runs long gives its fiber back meanwhile and runs again once the evaluator answers.
     auto work = [engine, options, ar, in_progress] {
       http::Response response = handle_evaluate(*engine, options, ar->request);
       // Its place is given back before the answer: answering ends the call's admission, which
@@ -323,9 +325,9 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       ar->respond(std::move(response));
     };
     if (start_here) {
-      engine->spawn_here(call_context(ar->request), std::move(work));
+      engine->spawn_here(call_context(ar->request), std::move(work), true);
     } else {
-      engine->spawn(call_context(ar->request), std::move(work));
+      engine->spawn(call_context(ar->request), std::move(work), true);
     }
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));

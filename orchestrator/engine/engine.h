@@ -44,6 +44,11 @@ struct EngineOptions {
   std::shared_ptr<EventLoop> event_loop;
   // Stack of each evaluation; 0: stack_bytes_for(max_call_depth).
   std::size_t stack_bytes = 0;
+  // An evaluation spawned as replayable (Engine::spawn) whose top-level code call has waited
+  // this long on the evaluator gives its fiber back (its frames and the engine's nodes: the
+  // memory of a parked call, bench/slow_calls) and runs again once the answer is in. 0: never.
+  // Longer than a usual code call (a few ms), so that only slow calls pay for the second run.
+  std::chrono::milliseconds retire_parked_after{100};
   // Cost per call (docs/operations.md): functions with their own series in the per-function
   // metrics (the first ones called; any other counts as "other"; the engine's default 0 puts no
   // ZID in a label, the service's is 50), and the wall-clock time from which a call is logged
@@ -90,12 +95,19 @@ class Engine {
   // calls evaluate()/evaluate_text(), which then park the fiber instead of blocking on I/O. Log
   // lines written by `work` carry ctx's trace and request ids. Called without spawn(), evaluate()
   // runs its fiber on the calling thread, which waits while the fiber is parked.
-  virtual void spawn(const CallContext& ctx, std::function<void()> work) = 0;
+  // `replayable`: `work` may run again from its start (it evaluates one request and then answers
+  // it; nothing before the evaluation it cannot do twice): an evaluation whose top-level code
+  // call waits longer than EngineOptions::retire_parked_after then gives its fiber back meanwhile
+  // and runs again once the evaluator has answered, taking that answer (fiber.h,
+  // await_retirable): the same envelope, with less memory held while it waits.
+  virtual void spawn(const CallContext& ctx, std::function<void()> work,
+                     bool replayable = false) = 0;
   // Like spawn(), but `work` starts on the calling thread (an event loop: calls of built-ins that
   // need no I/O, small code calls) and moves to the CPU threads when it waits for I/O (or, with
   // EngineOptions::event_loop, goes on on the loop after a small evaluator answer), or when its
   // slice on the loop has used more than its CPU budget (1 ms).
-  virtual void spawn_here(const CallContext& ctx, std::function<void()> work) = 0;
+  virtual void spawn_here(const CallContext& ctx, std::function<void()> work,
+                          bool replayable = false) = 0;
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.

@@ -86,6 +86,13 @@ EngineMetrics make() {
                          "thread: a small call started there, or resumed where its evaluator "
                          "answer arrived) or pool (the CPU threads).")
                      .Register(r);
+  auto& retired = prometheus::BuildCounter()
+                      .Name("wf_orchestrator_fibers_retired_total")
+                      .Help(
+                          "Evaluations that gave their fiber back while they waited long on an "
+                          "evaluator and ran again from their start once it answered (fiber.h, "
+                          "await_retirable).")
+                      .Register(r);
   return EngineMetrics{
       hits.Add({}),
       misses.Add({}),
@@ -114,6 +121,7 @@ EngineMetrics make() {
       joined.Add({}),
       slices.Add({{"thread", "loop"}}),
       slices.Add({{"thread", "pool"}}),
+      retired.Add({}),
   };
 }
 

@@ -41,6 +41,7 @@ struct EngineMetrics {
   prometheus::Counter& fetches_joined;       // wf_orchestrator_object_fetches_joined_total
   prometheus::Counter& slices_loop;          // wf_orchestrator_evaluation_slices_total
   prometheus::Counter& slices_pool;          //   {thread="loop|pool"}
+  prometheus::Counter& fibers_retired;       // wf_orchestrator_fibers_retired_total
 
   void implementation(std::string_view type);
 };

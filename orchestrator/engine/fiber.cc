@@ -15,6 +15,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -185,6 +186,32 @@ class StackPool {
 }  // namespace
 
 class HotParked;
+struct Fiber;
+
+// A retirable wait (fiber.h, await_retirable): shared by the parked fiber, the I/O that ends the
+// wait, the pool's sweeper and, after a retirement, the replay.
+struct RetireWait {
+  enum class Phase {
+    kWaiting,   // the fiber is parked
+    kAnswered,  // the answer came first: the fiber resumes with it
+    kRetiring,  // the sweeper resumed the fiber to unwind it
+    kRetired,   // it has unwound: the answer starts the replay
+    kReplayed,  // the replay has started
+  };
+  std::mutex mu;
+  Phase phase = Phase::kWaiting;
+  FiberPool::Impl* pool = nullptr;
+  std::function<void(Resume)> resume;  // the park's, once the fiber has parked
+  std::shared_ptr<void> answer;
+  std::shared_ptr<const void> tag;  // what identifies the wait for the replay
+  std::chrono::steady_clock::time_point parked_at;
+  std::chrono::steady_clock::time_point answered_at;
+  // The retired fiber's, for its replay.
+  FiberLogContext log;
+  std::function<void()> body;
+  double cpu_us = 0;
+  std::optional<EvaluationStart> start;
+};
 
 struct Fiber {
   Fiber() = default;
@@ -218,6 +245,11 @@ struct Fiber {
   double slice_start_us = 0;
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
   bool done = false;
+  bool replayable = false;                    // its body may run again after a retirement
+  std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
+  std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
+  std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
+  std::optional<EvaluationStart> carried_start;  // a replay's, until evaluation_start() takes it
 };
 
 namespace {
@@ -251,11 +283,15 @@ struct PooledStack {
   }
 };
 
+void retired(Fiber* f);
+
 void run_body(Fiber* f) {
   try {
     f->body();
   } catch (const bctx::detail::forced_unwind&) {
     throw;
+  } catch (const FiberRetired&) {
+    retired(f);
   } catch (const std::exception& e) {
     obs::count_bug("orchestrator.fiber", e.what());
   } catch (...) {
@@ -504,9 +540,11 @@ struct FiberPool::Impl {
   explicit Impl(const FiberPoolOptions& options)
       : stacks(options.stack_bytes, options.idle_stacks),
         hot(options.hot_parked),
-        loop(options.loop) {
+        loop(options.loop),
+        retire_after(options.retire_after) {
     const int n = std::max(1, options.threads);
     for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
+    if (retire_after.count() > 0) sweeper = std::thread([this] { sweep(); });
   }
 
   ~Impl() {
@@ -515,6 +553,15 @@ struct FiberPool::Impl {
       // Parked fibers wait for I/O completions, which end at their deadlines or when the event
       // loop they run on stops: wait a bounded time, then leave them (their memory with them).
       idle_cv.wait_for(lock, std::chrono::seconds(5), [&] { return live == 0; });
+    }
+    {
+      std::lock_guard lock(retire_mu);
+      sweeper_stopping = true;
+    }
+    retire_cv.notify_all();
+    if (sweeper.joinable()) sweeper.join();
+    {
+      std::lock_guard lock(mu);
       stopping = true;
     }
     cv.notify_all();
@@ -584,6 +631,72 @@ struct FiberPool::Impl {
     if (--live == 0) idle_cv.notify_all();
   }
 
+  // A retired fiber's wait counts as live until its replay starts (the pool outlives it).
+  void hold() {
+    std::lock_guard lock(mu);
+    ++live;
+  }
+
+  // A fiber has parked on the retirable wait `w` (its resume function is set): the sweeper
+  // retires it once it has waited retire_after.
+  void watch(std::shared_ptr<RetireWait> w) {
+    std::lock_guard lock(retire_mu);
+    const bool was_empty = waits.empty();
+    waits.push_back(std::move(w));
+    if (was_empty) retire_cv.notify_one();
+  }
+
+  // The sweeper: retires the waits that are still parked retire_after after they parked, oldest
+  // first (they were parked in order). Answered waits leave the queue when their time comes.
+  void sweep() {
+    std::unique_lock lock(retire_mu);
+    while (!sweeper_stopping) {
+      if (waits.empty()) {
+        retire_cv.wait(lock, [&] { return sweeper_stopping || !waits.empty(); });
+        continue;
+      }
+      const auto due = waits.front()->parked_at + retire_after;
+      if (std::chrono::steady_clock::now() < due) {
+        // A quarter of retire_after late at most: the waits due meanwhile go in one wake-up,
+        // not one each (a thousand calls a second would wake it a thousand times).
+        retire_cv.wait_until(lock, due + retire_after / 4);
+        continue;
+      }
+      std::shared_ptr<RetireWait> w = std::move(waits.front());
+      waits.pop_front();
+      lock.unlock();
+      retire(*w);
+      w.reset();
+      lock.lock();
+    }
+  }
+
+  // Resumes a parked fiber to unwind it (park_retirable throws FiberRetired), unless its answer
+  // came first.
+  static void retire(RetireWait& w) {
+    std::function<void(Resume)> resume;
+    {
+      std::lock_guard lock(w.mu);
+      if (w.phase != RetireWait::Phase::kWaiting || !w.resume) return;
+      w.phase = RetireWait::Phase::kRetiring;
+      resume = w.resume;
+    }
+    resume(Resume::kPool);
+  }
+
+  // The body of a retired fiber runs again on a new fiber, with the wait's answer to take.
+  void replay(const std::shared_ptr<RetireWait>& w) {
+    Fiber* f = make_fiber(stacks, hot, std::move(w->log), std::move(w->body));
+    f->schedule = [this](Fiber* fiber) { post(fiber); };
+    f->pool = this;
+    f->replayable = true;
+    f->cpu_us = w->cpu_us;
+    f->carried_start = w->start;
+    f->replay = w;
+    replays.fetch_add(1, std::memory_order_relaxed);
+    post(f);  // counted live since its retirement (hold)
+  }
+
   StackPool stacks;
   HotParked hot;
   std::mutex mu;
@@ -596,6 +709,14 @@ struct FiberPool::Impl {
   std::atomic<std::uint64_t> loop_slices{0};
   std::atomic<std::uint64_t> pool_slices{0};
   std::vector<std::thread> threads;
+  // Retirement (fiber.h, await_retirable).
+  std::chrono::milliseconds retire_after;
+  std::mutex retire_mu;
+  std::condition_variable retire_cv;
+  std::deque<std::shared_ptr<RetireWait>> waits;  // parked retirable waits, oldest first
+  bool sweeper_stopping = false;
+  std::atomic<std::uint64_t> replays{0};
+  std::thread sweeper;
 };
 
 namespace {
@@ -614,23 +735,76 @@ void wake(Fiber* f, Resume where) {
   f->schedule(f);
 }
 
+// At the top of a fiber unwound by FiberRetired: its body, log context, CPU account and
+// evaluation start go to its wait, and the answer (now or when it comes) starts the replay.
+void retired(Fiber* f) {
+  std::shared_ptr<RetireWait> w = std::move(f->waiting);
+  if (!w || f->pool == nullptr) {
+    obs::count_bug("orchestrator.fiber", "a fiber unwound by FiberRetired without a retired wait");
+    return;
+  }
+  FiberPool::Impl* pool = f->pool;
+  bool answered = false;
+  {
+    std::lock_guard lock(w->mu);
+    w->log = std::move(f->log);
+    w->body = std::move(f->body);
+    w->cpu_us = fiber_cpu_us();
+    w->start = f->eval_start;
+    w->resume = nullptr;  // the fiber ends here: nothing resumes it
+    answered = w->answer != nullptr;
+    w->phase = answered ? RetireWait::Phase::kReplayed : RetireWait::Phase::kRetired;
+  }
+  metrics().fibers_retired.Increment();
+  pool->hold();
+  if (answered) pool->replay(w);
+}
+
+void answer_wait(const std::shared_ptr<RetireWait>& w, std::shared_ptr<void> answer, Resume where) {
+  std::function<void(Resume)> resume;
+  bool replay = false;
+  {
+    std::lock_guard lock(w->mu);
+    w->answer = std::move(answer);
+    w->answered_at = std::chrono::steady_clock::now();
+    switch (w->phase) {
+      case RetireWait::Phase::kWaiting:
+        w->phase = RetireWait::Phase::kAnswered;
+        resume = w->resume;
+        break;
+      case RetireWait::Phase::kRetired:
+        w->phase = RetireWait::Phase::kReplayed;
+        replay = true;
+        break;
+      default:  // kRetiring: the unwound fiber starts the replay (retired)
+        break;
+    }
+  }
+  if (resume) resume(where);
+  if (replay) w->pool->replay(w);
+}
+
 }  // namespace
 
 FiberPool::FiberPool(FiberPoolOptions options) : impl_(std::make_unique<Impl>(options)) {}
 FiberPool::~FiberPool() = default;
 
-void FiberPool::spawn(FiberLogContext log, std::function<void()> body) {
-  impl_->post(impl_->adopt(std::move(log), std::move(body)));
+void FiberPool::spawn(FiberLogContext log, std::function<void()> body, bool replayable) {
+  Fiber* f = impl_->adopt(std::move(log), std::move(body));
+  f->replayable = replayable;
+  impl_->post(f);
 }
 
-void FiberPool::start_here(FiberLogContext log, std::function<void()> body) {
+void FiberPool::start_here(FiberLogContext log, std::function<void()> body, bool replayable) {
   // Not nested in another fiber's slice (an answer that starts queued work: the admission gate),
   // and not on a thread other than the loop's when there is one: there it starts on the pool.
   if (t_current != nullptr || (impl_->loop && !impl_->loop->running_in_this_thread())) {
-    spawn(std::move(log), std::move(body));
+    spawn(std::move(log), std::move(body), replayable);
     return;
   }
-  impl_->run_on_loop(impl_->adopt(std::move(log), std::move(body)));
+  Fiber* f = impl_->adopt(std::move(log), std::move(body));
+  f->replayable = replayable;
+  impl_->run_on_loop(f);
 }
 
 void FiberPool::run_here(FiberLogContext log, std::function<void()> body) {
@@ -668,6 +842,10 @@ std::size_t FiberPool::saved_frame_bytes() const {
   return impl_->hot.saved_bytes();
 }
 
+std::uint64_t FiberPool::retired() const {
+  return impl_->replays.load(std::memory_order_relaxed);
+}
+
 FiberPool::Slices FiberPool::slices() const {
   return {impl_->loop_slices.load(), impl_->pool_slices.load()};
 }
@@ -700,6 +878,72 @@ void park_to(std::function<void(std::function<void(Resume)> resume)> start) {
   f->back = std::move(f->back).resume();
   switch_ends(f->fake_stack, &f->thread_stack);  // possibly on another thread
   if (f->park_error) std::rethrow_exception(std::exchange(f->park_error, nullptr));
+}
+
+bool retirable_here() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->replayable && f->pool != nullptr && f->pool->retire_after.count() > 0 &&
+         !f->replay;
+}
+
+std::shared_ptr<void> take_replay_answer(const void* tag, bool (*same)(const void*, const void*),
+                                         double* waited_us) {
+  Fiber* f = t_current;
+  if (f == nullptr || !f->replay) return nullptr;
+  std::shared_ptr<RetireWait> w = std::move(f->replay);
+  if (!same(tag, w->tag.get())) return nullptr;
+  if (waited_us != nullptr) {
+    *waited_us += std::chrono::duration<double, std::micro>(w->answered_at - w->parked_at).count();
+  }
+  return std::move(w->answer);
+}
+
+bool replaying() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->replay != nullptr;
+}
+
+EvaluationStart evaluation_start(const EvaluationStart& now) {
+  Fiber* f = t_current;
+  if (f == nullptr) return now;
+  if (f->carried_start) {
+    f->eval_start = std::exchange(f->carried_start, std::nullopt);
+  } else {
+    f->eval_start = now;
+  }
+  return *f->eval_start;
+}
+
+std::shared_ptr<void> park_retirable(
+    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+    std::shared_ptr<const void> tag) {
+  Fiber* f = t_current;
+  auto w = std::make_shared<RetireWait>();
+  w->pool = f->pool;
+  w->tag = std::move(tag);
+  w->parked_at = std::chrono::steady_clock::now();
+  f->waiting = w;
+  park_to([w, start = std::move(start)](std::function<void(Resume)> resume) {
+    {
+      std::lock_guard lock(w->mu);
+      w->resume = std::move(resume);
+    }
+    w->pool->watch(w);
+    start([w](std::shared_ptr<void> answer, Resume where) {
+      answer_wait(w, std::move(answer), where);
+    });
+  });
+  {
+    std::lock_guard lock(w->mu);
+    // Resumed to be retired, but the answer came meanwhile: no need to.
+    if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
+      w->phase = RetireWait::Phase::kAnswered;
+    }
+    if (w->phase == RetireWait::Phase::kRetiring) throw FiberRetired{};
+  }
+  f->waiting.reset();
+  w->tag.reset();
+  return std::move(w->answer);
 }
 
 void leave_loop_if_over(std::chrono::microseconds budget) {

@@ -45,6 +45,18 @@ struct FiberPoolOptions {
   // Parked fibers that keep their frames on their stacks, the latest to park (fiber.cc,
   // HotParked); any other parked fiber's frames are saved off its stack and its pages released.
   std::size_t hot_parked = 8;
+  // A fiber started as replayable (spawn, start_here) and parked on await_retirable() for longer
+  // than this is retired: it unwinds and gives its stack back, and its body runs again on a new
+  // fiber once the wait is over, where await_retirable() returns the answer at once (see
+  // await_retirable). Zero: never.
+  std::chrono::milliseconds retire_after{0};
+};
+
+// The start of an evaluation (run_metadata.h's RunStart, here so that fibers carry it).
+struct EvaluationStart {
+  std::chrono::system_clock::time_point wall;
+  std::chrono::steady_clock::time_point mono;
+  double cpu_us = 0;  // fiber_cpu_us() at the start
 };
 
 // Where a parked fiber goes on once its wait is over.
@@ -77,12 +89,14 @@ class FiberPool {
 
   // Runs `body` on a new fiber on the pool's threads and returns at once. `body` must not throw
   // (an exception is counted as a bug and ends the fiber).
-  void spawn(FiberLogContext log, std::function<void()> body);
+  // `replayable`: `body` may be run again from its start after a retirement (await_retirable):
+  // whatever it does before its wait it can do twice, and it holds nothing it moves away.
+  void spawn(FiberLogContext log, std::function<void()> body, bool replayable = false);
   // Runs `body` on a new fiber on the calling thread until it finishes or first parks; after a
   // park it continues on the pool's threads (or the loop: Resume::kLoop). Never waits: for
   // event-loop threads. Called inside a fiber, or off the loop when the pool has one (a queued
   // call started by another's answer), it spawns() instead.
-  void start_here(FiberLogContext log, std::function<void()> body);
+  void start_here(FiberLogContext log, std::function<void()> body, bool replayable = false);
   // Runs `body` on a new fiber on the calling thread and returns when it has finished; while it
   // is parked the calling thread waits.
   void run_here(FiberLogContext log, std::function<void()> body);
@@ -100,6 +114,8 @@ class FiberPool {
   // Bytes the parked fibers' saved frames take now (packed off their stacks: fiber.cc,
   // save_parked_stack); the hot ones (FiberPoolOptions::hot_parked) keep theirs in place.
   std::size_t saved_frame_bytes() const;
+  // Fibers retired so far (await_retirable), and replays started after their answers.
+  std::uint64_t retired() const;
 
   struct Impl;
 
@@ -143,6 +159,69 @@ T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T
     });
   });
   return std::move(**slot);
+}
+
+// Retiring a parked fiber (issue 7, bench/README.md "Seventh round"): a request that is one
+// top-level code call keeps its fiber's frames and the engine's nodes while the evaluator works
+// (~7 KiB of the ~19 KiB a parked call held). A wait started with await_retirable() on a fiber
+// spawned as replayable, still not over after FiberPoolOptions::retire_after, is retired: the
+// fiber resumes, FiberRetired unwinds it to its top (every frame's destructor runs) and it ends,
+// its stack going back to the pool; its body, log context, CPU account and evaluation start are
+// kept with the wait. When the answer comes, the body runs again from its start on a new fiber
+// (a replay: the same steps, reading what the first run cached), and the replay's
+// await_retirable() for the same wait (`same(tag, its tag)`) returns that answer without a round
+// trip. So the answer's handling (return-type check, fallback, result cache, metadata) is the
+// fiber path's own code: the envelopes are the same. A fiber is retired at most once per wait.
+//
+// Thrown from await_retirable() on a fiber being retired; caught only by the fiber's top
+// (catch (...) handlers on the way must rethrow it).
+struct FiberRetired {};
+
+// Whether a wait started now could be retired: a pool fiber spawned as replayable, with
+// retire_after set, not already past a replay's wait.
+bool retirable_here();
+// On a replay whose answer is still to be taken and whose tag is `same` as `tag`: the answer
+// (a T of await_retirable) and the time the retired wait took (added to *waited_us); null
+// otherwise. An answer whose tag is not the same is dropped (the replay then waits anew).
+std::shared_ptr<void> take_replay_answer(const void* tag, bool (*same)(const void*, const void*),
+                                         double* waited_us);
+// True on a replay until its answer is taken (the engine skips what the first run did: the
+// result cache's lookup).
+bool replaying();
+// The start of the evaluation on this fiber: `now` (recorded, for a retirement to carry), or on
+// a replay, what its retired fiber recorded.
+EvaluationStart evaluation_start(const EvaluationStart& now);
+
+// Parks retirably: `start(done)` must call done(answer, where) exactly once. Returns the answer,
+// or throws FiberRetired when the fiber is retired meanwhile. Called only when retirable_here().
+std::shared_ptr<void> park_retirable(
+    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+    std::shared_ptr<const void> tag);
+
+// await(), retirably (see above) when retirable_here(); `tag` identifies the wait for the replay
+// (kept until then), `same` compares two tags. *waited_us gets the wall time of a retired wait
+// when its answer is taken on the replay (the caller's own stopwatch saw none of it).
+template <typename T>
+T await_retirable(std::function<void(std::function<void(T)>)> start, bool (*light)(const T&),
+                  std::shared_ptr<const void> tag, bool (*same)(const void*, const void*),
+                  double* waited_us) {
+  if (auto answer = take_replay_answer(tag.get(), same, waited_us)) {
+    return std::move(*static_cast<T*>(answer.get()));
+  }
+  if (!retirable_here()) return await<T>(std::move(start), light);
+  auto answer = park_retirable(
+      [start = std::move(start), light,
+       io = fiber_io_wait()](std::function<void(std::shared_ptr<void>, Resume)> done) {
+        if (io) io->parked();
+        start([done = std::move(done), light, io](T value) {
+          const Resume where = light != nullptr && light(value) ? Resume::kLoop : Resume::kPool;
+          auto boxed = std::make_shared<T>(std::move(value));
+          if (io) io->resumed();
+          done(std::move(boxed), where);
+        });
+      },
+      std::move(tag));
+  return std::move(*static_cast<T*>(answer.get()));
 }
 
 // On a slice of a fiber that runs on the event loop (started there with start_here, or resumed

@@ -1730,6 +1730,22 @@ double execution_cpu_ms(const CodeAnswer& answer) {
   };
 }
 
+// The same, for a call kept as the tag of a retirable wait (fiber.h, await_retirable).
+[[gnu::noinline]] std::function<void(CodeRunner::Done)> evaluator_work(
+    CodeRunner* runner, std::shared_ptr<const CodeCall> cc, const CallContext& ctx) {
+  return [runner, cc = std::move(cc), ctx](CodeRunner::Done done) {
+    runner->run(*cc, ctx, std::move(done));
+  };
+}
+
+// Whether two code calls (tags of retirable waits) are the same call.
+bool same_code_call(const void* a, const void* b) {
+  const auto& x = *static_cast<const CodeCall*>(a);
+  const auto& y = *static_cast<const CodeCall*>(b);
+  return x.coding_language == y.coding_language && x.function_name == y.function_name &&
+         x.code == y.code && x.arguments == y.arguments && x.converters == y.converters;
+}
+
 // Bounds of the per-request memo of code calls (run_on_evaluator).
 constexpr std::size_t kMaxCodeAnswers = 4096;
 constexpr std::size_t kMaxCodeAnswerKey = 64 * 1024;
@@ -1846,9 +1862,28 @@ void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result
 }
 
 CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall> cc) {
+  if (evaluator_calls_++ == 0 && call_depth_ == 1 && orchestrating_ == 1 &&
+      (retirable_here() || replaying())) {
+    return evaluate_code_retirable(std::move(cc));
+  }
   Stopwatch watch(evaluator_us_);
   CodeRunner::Result out =
       await<CodeRunner::Result>(evaluator_work(runner_, std::move(cc), ctx_), &light_answer);
+  evaluator_call_ended(out);
+  return out;
+}
+
+// Only the first: a retired fiber's replay runs the request from its start, and any evaluator
+// call before the retired one would be sent again.
+CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall> cc) {
+  CodeRunner::Result out;
+  {
+    Stopwatch watch(evaluator_us_);
+    std::shared_ptr<const CodeCall> call = std::move(cc);
+    auto work = evaluator_work(runner_, call, ctx_);
+    out = await_retirable<CodeRunner::Result>(std::move(work), &light_answer, std::move(call),
+                                              &same_code_call, &evaluator_us_);
+  }
   evaluator_call_ended(out);
   return out;
 }

@@ -221,6 +221,9 @@ class Interpreter {
   CodeRunner::Result run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember);
   [[gnu::noinline]] void remember_code_answer(std::string key, const CodeRunner::Result& out);
   CodeRunner::Result evaluate_code(std::unique_ptr<CodeCall> cc);
+  // The request's first code call at the top level, on a fiber that can be retired while it
+  // waits (fiber.h, await_retirable): the replay takes the answer of the same call.
+  [[gnu::noinline]] CodeRunner::Result evaluate_code_retirable(std::unique_ptr<CodeCall> cc);
   [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
@@ -269,6 +272,7 @@ class Interpreter {
   double validate_us_ = 0;
   double evaluator_us_ = 0;  // orchestrate() calls under way (> 1: a nested one, Z923)
   double evaluator_cpu_ms_ = 0;
+  int evaluator_calls_ = 0;  // sent (or taken from a replay), memo hits aside
   int validator_depth_ = 0;  // > 0: type checks off (inside validators)
   bool do_validate_ = false;
   std::vector<std::pair<std::string, std::string>>* trailing_ = nullptr;  // see orchestrate()

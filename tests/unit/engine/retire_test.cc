@@ -1,0 +1,442 @@
+// Retiring a fiber parked on a top-level code call (fiber.h, await_retirable): the evaluation
+// gives its fiber back while the evaluator works and runs again once it has answered, taking
+// that answer. Every case runs the same requests through the fiber path (retirement off) and
+// through retirement, and compares the envelopes (timings aside), the evaluator calls, and the
+// cancellation counts.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/engine_metrics.h"
+#include "orchestrator/engine/fiber.h"
+#include "wf/obs/metrics.h"
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator {
+namespace {
+
+using json = nlohmann::json;
+using Ms = std::chrono::milliseconds;
+
+json z2(const std::string& zid, json value) {
+  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
+}
+
+// Z10001(String) -> `returns`, implemented by Z10002 then Z10003 (both Python, of the given code).
+json function(const std::string& returns = "Z6") {
+  json arg = {{"Z1K1", "Z17"},
+              {"Z17K1", "Z6"},
+              {"Z17K2", "Z10001K1"},
+              {"Z17K3", {{"Z1K1", "Z12"}, {"Z12K1", json::array({"Z11"})}}}};
+  return z2("Z10001", {{"Z1K1", "Z8"},
+                       {"Z8K1", json::array({"Z17", arg})},
+                       {"Z8K2", returns},
+                       {"Z8K3", json::array({"Z20"})},
+                       {"Z8K4", json::array({"Z14", "Z10002", "Z10003"})},
+                       {"Z8K5", "Z10001"}});
+}
+
+json python(const std::string& zid, const std::string& code) {
+  return z2(
+      zid,
+      {{"Z1K1", "Z14"},
+       {"Z14K1", "Z10001"},
+       {"Z14K3",
+        {{"Z1K1", "Z16"}, {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python-3"}}}, {"Z16K2", code}}}});
+}
+
+class Wiki : public ObjectFetcher {
+ public:
+  explicit Wiki(std::map<std::string, json> objects) {
+    for (auto& [zid, z] : objects) objects_[zid] = z.dump();
+  }
+  void fetch(const std::vector<std::string>& zids, const CallContext&, Done done) override {
+    std::map<std::string, std::string> out;
+    for (const auto& z : zids) {
+      ++fetched_;
+      if (auto it = objects_.find(z); it != objects_.end()) out[z] = it->second;
+    }
+    done(std::move(out));
+  }
+  int fetched() const { return fetched_.load(); }
+
+ private:
+  std::map<std::string, std::string> objects_;
+  std::atomic<int> fetched_{0};
+};
+
+// Answers each call `delay` after it came, from a thread of its own, by the call's code: "fail"
+// gives an evaluator failure, "boolean" a Boolean value, anything else "<code>|<argument>" with
+// evaluator metadata. A call whose cancellation is raised meanwhile gets a failure at once, as
+// the HTTP client aborts its request.
+class SlowRunner : public CodeRunner {
+ public:
+  explicit SlowRunner(Ms delay) : delay_(delay), thread_([this] { deliver(); }) {}
+  ~SlowRunner() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void run(const CodeCall& call, const CallContext& ctx, Done done) override {
+    ++calls_;
+    std::lock_guard lock(mu_);
+    pending_.push_back(
+        {std::chrono::steady_clock::now() + delay_, answer(call), ctx.cancel, std::move(done)});
+    cv_.notify_all();
+  }
+  int calls() const { return calls_.load(); }
+
+ private:
+  static Result answer(const CodeCall& call) {
+    if (call.code == "fail") {
+      return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed,
+                                          "Function evaluation failed with status 500: {}"});
+    }
+    json value;
+    if (call.code == "boolean") {
+      value = {{"Z1K1", "Z40"}, {"Z40K1", "Z41"}};
+    } else {
+      const json arg = call.arguments.value("Z10001K1", json());
+      const std::string text = arg.is_object() ? arg.value("Z6K1", "") : arg.dump();
+      value = {{"Z1K1", "Z6"}, {"Z6K1", call.code + "|" + text}};
+    }
+    json envelope = zobject::make_envelope(value, zobject::empty_metadata_map());
+    zobject::envelope_set_metadata(envelope, "executionCpuUsage", zobject::z6("7 ms"));
+    zobject::envelope_set_metadata(envelope, "evaluatorId", zobject::z6("fake-1"));
+    return CodeAnswer(std::move(envelope));
+  }
+
+  struct Pending {
+    std::chrono::steady_clock::time_point due;
+    Result result;
+    std::shared_ptr<Cancellation> cancel;
+    Done done;
+  };
+
+  void deliver() {
+    std::unique_lock lock(mu_);
+    while (!stopping_ || !pending_.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        const bool cancelled = it->cancel && it->cancel->cancelled();
+        if (it->due > now && !cancelled) {
+          ++it;
+          continue;
+        }
+        Pending p = std::move(*it);
+        it = pending_.erase(it);
+        if (cancelled) {
+          p.result = std::unexpected(
+              CodeRunError{CodeRunError::Kind::kFailed, "request to evaluator failed: cancelled"});
+        }
+        lock.unlock();
+        p.done(std::move(p.result));
+        lock.lock();
+        it = pending_.begin();
+      }
+      cv_.wait_for(lock, Ms(1));
+    }
+  }
+
+  Ms delay_;
+  std::atomic<int> calls_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Pending> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+double retired_total() {
+  return engine_detail::metrics().fibers_retired.Value();
+}
+
+double cancelled_total() {
+  double n = 0;
+  for (auto* c : engine_detail::metrics().cancelled) {
+    if (c != nullptr) n += c->Value();
+  }
+  return n;
+}
+
+// The envelope without the figures that differ between any two runs: the orchestration* keys
+// (times, durations, CPU, memory).
+json without_timings(json envelope) {
+  json& meta = envelope["Z22K2"];
+  if (!meta.is_object() || !meta.contains("K1")) return envelope;
+  json kept = json::array();
+  for (const auto& pair : meta["K1"]) {
+    if (pair.is_object() && pair.contains("K1") && pair["K1"].is_string() &&
+        pair["K1"].get<std::string>().starts_with("orchestration")) {
+      continue;
+    }
+    kept.push_back(pair);
+  }
+  meta["K1"] = kept;
+  return envelope;
+}
+
+std::string meta_value(const json& envelope, const std::string& key) {
+  const json& k1 = envelope["Z22K2"]["K1"];
+  for (std::size_t i = 1; i < k1.size(); ++i) {
+    if (k1[i]["K1"] == key) return k1[i]["K2"].is_string() ? k1[i]["K2"].get<std::string>() : "";
+  }
+  return "";
+}
+
+bool has_errors(const json& envelope) {
+  const json& k1 = envelope["Z22K2"]["K1"];
+  for (std::size_t i = 1; i < k1.size(); ++i) {
+    if (k1[i]["K1"] == "errors") return true;
+  }
+  return false;
+}
+
+struct Outcome {
+  std::vector<json> envelopes;  // one per request, in order
+  int evaluator_calls = 0;
+  int wiki_fetches = 0;
+  double retired = 0;
+  double cancelled = 0;
+};
+
+struct Scenario {
+  std::map<std::string, json> objects;
+  std::vector<json> requests;  // evaluate request bodies, run one after the other
+  Ms delay{60};
+  Ms deadline{0};  // 0: none
+  Ms hang_up{0};   // 0: never; else the caller goes after this long
+  std::size_t result_cache_bytes = 0;
+};
+
+// The scenario's requests, each evaluated on a replayable fiber as routes.cc starts them, by a
+// fresh engine that retires parked calls after `retire_after` (0: never).
+Outcome run_scenario(const Scenario& s, Ms retire_after) {
+  auto wiki = std::make_shared<Wiki>(s.objects);
+  auto runner = std::make_shared<SlowRunner>(s.delay);
+  EngineOptions options;
+  options.retire_parked_after = retire_after;
+  options.result_cache_bytes = s.result_cache_bytes;
+  auto engine = make_engine(options, wiki, runner);
+  Outcome out;
+  const double retired_before = retired_total();
+  const double cancelled_before = cancelled_total();
+  for (const json& request : s.requests) {
+    CallContext ctx;
+    ctx.request_id = "req-1";
+    ctx.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    if (s.deadline.count() > 0) ctx.deadline = Clock::now() + s.deadline;
+    ctx.cancel = Cancellation::make();
+    std::promise<json> answer;
+    std::atomic<int> answered{0};
+    engine->spawn(
+        ctx,
+        [&, ctx] {
+          json r = engine->evaluate(request, ctx);
+          if (answered.fetch_add(1) == 0) answer.set_value(std::move(r));
+        },
+        true);
+    auto future = answer.get_future();
+    if (s.hang_up.count() > 0) {
+      if (future.wait_for(s.hang_up) != std::future_status::ready) {
+        ctx.cancel->cancel(Cancellation::Reason::kClientGone);
+      }
+    }
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+    out.envelopes.push_back(future.get());
+    EXPECT_EQ(answered.load(), 1);
+  }
+  engine.reset();  // waits for the fibers
+  out.evaluator_calls = runner->calls();
+  out.wiki_fetches = wiki->fetched();
+  out.retired = retired_total() - retired_before;
+  out.cancelled = cancelled_total() - cancelled_before;
+  return out;
+}
+
+// Runs `s` both ways and checks that the answers are the same; returns the retiring run.
+Outcome same_both_ways(const Scenario& s) {
+  const Outcome fiber = run_scenario(s, Ms(0));
+  const Outcome retiring = run_scenario(s, Ms(1));
+  EXPECT_EQ(fiber.retired, 0);
+  EXPECT_EQ(retiring.evaluator_calls, fiber.evaluator_calls);
+  EXPECT_EQ(retiring.cancelled, fiber.cancelled);
+  EXPECT_EQ(retiring.envelopes.size(), fiber.envelopes.size());
+  for (std::size_t i = 0; i < fiber.envelopes.size() && i < retiring.envelopes.size(); ++i) {
+    EXPECT_EQ(without_timings(retiring.envelopes[i]), without_timings(fiber.envelopes[i]))
+        << "request " << i << "\nretiring: " << retiring.envelopes[i].dump()
+        << "\nfiber: " << fiber.envelopes[i].dump();
+  }
+  return retiring;
+}
+
+json call(const std::string& arg, bool use_cache = true) {
+  json r = {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", arg}}}};
+  if (!use_cache) r["resultCache"] = false;
+  return r;
+}
+
+std::map<std::string, json> objects(const std::string& first, const std::string& second,
+                                    const std::string& returns = "Z6") {
+  return {{"Z10001", function(returns)},
+          {"Z10002", python("Z10002", first)},
+          {"Z10003", python("Z10003", second)}};
+}
+
+TEST(RetireParked, AnAnswerAfterRetirementIsTheFiberPathsEnvelope) {
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("a")};
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.retired, 1);
+  EXPECT_EQ(r.evaluator_calls, 1);  // the replay took the answer: no second round trip
+  ASSERT_EQ(r.envelopes.size(), 1u);
+  EXPECT_EQ(r.envelopes[0]["Z22K1"], "first|a") << r.envelopes[0].dump();
+  // The evaluation's start, CPU and evaluator time are its first run's.
+  const std::string duration = meta_value(r.envelopes[0], "orchestrationDuration");
+  EXPECT_GE(std::stoi(duration), 60) << duration;
+  const std::string waited = meta_value(r.envelopes[0], "orchestrationEvaluatorDuration");
+  EXPECT_GE(std::stod(waited), 50.0) << waited;
+  EXPECT_EQ(meta_value(r.envelopes[0], "orchestrationEvaluatorCpuUsage"), "7.000 ms");
+  EXPECT_EQ(meta_value(r.envelopes[0], "evaluatorId"), "fake-1");
+}
+
+TEST(RetireParked, AFailedFirstImplementationFallsBackToTheNextOnce) {
+  Scenario s;
+  s.objects = objects("fail", "second");
+  s.requests = {call("b")};
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.evaluator_calls, 2);  // the failed one is not sent again by the replay
+  EXPECT_EQ(r.retired, 1);          // only the first call of a request may retire
+  EXPECT_EQ(r.envelopes[0]["Z22K1"], "second|b") << r.envelopes[0].dump();
+}
+
+TEST(RetireParked, EveryImplementationFailingGivesTheSameErrors) {
+  Scenario s;
+  s.objects = objects("fail", "fail");
+  s.requests = {call("c")};
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.evaluator_calls, 2);
+  EXPECT_TRUE(has_errors(r.envelopes[0])) << r.envelopes[0].dump();
+}
+
+TEST(RetireParked, AValueOfTheWrongTypeIsTheSameError) {
+  Scenario s;
+  s.objects = objects("boolean", "second");
+  s.requests = {call("d")};
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.retired, 1);
+  EXPECT_TRUE(has_errors(r.envelopes[0])) << r.envelopes[0].dump();
+}
+
+TEST(RetireParked, TheResultCacheKeepsAndServesTheAnswerOfAReplay) {
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("e"), call("e"), call("e", false)};
+  s.result_cache_bytes = 1u << 20;
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.evaluator_calls, 2);  // the second request is a hit, the third opts out
+  EXPECT_EQ(r.retired, 2);
+  EXPECT_EQ(meta_value(r.envelopes[1], "resultCache"), "local") << r.envelopes[1].dump();
+}
+
+TEST(RetireParked, ADeadlineThatPassesWhileRetiredIsTheSameTimeout) {
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("f")};
+  s.delay = Ms(300);
+  s.deadline = Ms(60);
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.retired, 1);
+  EXPECT_EQ(r.cancelled, 1);
+  EXPECT_EQ(r.evaluator_calls, 1);
+  EXPECT_NE(r.envelopes[0].dump().find("Z558"), std::string::npos) << r.envelopes[0].dump();
+}
+
+TEST(RetireParked, AHangUpWhileRetiredStopsTheCallAsOnItsFiber) {
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("g")};
+  s.delay = Ms(5000);
+  s.hang_up = Ms(60);
+  const Outcome r = same_both_ways(s);
+  EXPECT_EQ(r.retired, 1);
+  EXPECT_EQ(r.cancelled, 1);
+  EXPECT_EQ(r.evaluator_calls, 1);
+}
+
+TEST(RetireParked, AQuickAnswerIsNotRetiredAndWaitsOnlyOnItsFiber) {
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("h")};
+  s.delay = Ms(0);
+  const Outcome r = run_scenario(s, Ms(10'000));
+  EXPECT_EQ(r.retired, 0);
+  EXPECT_EQ(r.envelopes[0]["Z22K1"], "first|h");
+}
+
+// A fiber not spawned as replayable (a test's, or one that evaluates twice) is never retired.
+TEST(RetireParked, OnlyReplayableFibersAreRetired) {
+  auto wiki = std::make_shared<Wiki>(objects("first", "second"));
+  auto runner = std::make_shared<SlowRunner>(Ms(40));
+  EngineOptions options;
+  options.retire_parked_after = Ms(1);
+  auto engine = make_engine(options, wiki, runner);
+  const double before = retired_total();
+  std::promise<json> answer;
+  engine->spawn(CallContext{}, [&] { answer.set_value(engine->evaluate(call("i"), {})); });
+  auto future = answer.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(future.get()["Z22K1"], "first|i");
+  EXPECT_EQ(retired_total() - before, 0);
+  engine.reset();
+}
+
+// Many calls parked at once, each retired and replayed: every one gets its own answer.
+TEST(RetireParked, ManyRetiredCallsEachGetTheirOwnAnswer) {
+  auto wiki = std::make_shared<Wiki>(objects("first", "second"));
+  auto runner = std::make_shared<SlowRunner>(Ms(100));
+  EngineOptions options;
+  options.retire_parked_after = Ms(5);
+  auto engine = make_engine(options, wiki, runner);
+  constexpr int kCalls = 64;
+  std::mutex mu;
+  std::set<std::string> values;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kCalls; ++i) {
+    engine->spawn(
+        CallContext{},
+        [&, i] {
+          json r = engine->evaluate(call(std::to_string(i)), {});
+          std::lock_guard lock(mu);
+          values.insert(r["Z22K1"].is_string() ? r["Z22K1"].get<std::string>() : r.dump());
+          ++answered;
+        },
+        true);
+  }
+  for (int i = 0; i < 3000 && answered.load() < kCalls; ++i) std::this_thread::sleep_for(Ms(10));
+  ASSERT_EQ(answered.load(), kCalls);
+  EXPECT_EQ(runner->calls(), kCalls);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(values.size(), static_cast<std::size_t>(kCalls));
+  for (int i = 0; i < kCalls; ++i) EXPECT_TRUE(values.count("first|" + std::to_string(i)));
+  engine.reset();
+}
+
+}  // namespace
+}  // namespace wf::orchestrator
