@@ -203,7 +203,8 @@ struct RetireWait {
   FiberPool::Impl* pool = nullptr;
   std::function<void(Resume)> resume;  // the park's, once the fiber has parked
   std::shared_ptr<void> answer;
-  std::shared_ptr<const void> tag;  // what identifies the wait for the replay
+  std::shared_ptr<const void> tag;  // what identifies the wait; once retired, what `how` kept
+  RetireTag how{};
   std::chrono::steady_clock::time_point parked_at;
   std::chrono::steady_clock::time_point answered_at;
   // The retired fiber's, for its replay.
@@ -752,6 +753,7 @@ void retired(Fiber* f) {
     w->cpu_us = fiber_cpu_us();
     w->start = f->eval_start;
     w->resume = nullptr;  // the fiber ends here: nothing resumes it
+    w->tag = w->how.shrink(w->tag.get());
     answered = w->answer != nullptr;
     w->phase = answered ? RetireWait::Phase::kReplayed : RetireWait::Phase::kRetired;
   }
@@ -886,12 +888,11 @@ bool retirable_here() {
          !f->replay;
 }
 
-std::shared_ptr<void> take_replay_answer(const void* tag, bool (*same)(const void*, const void*),
-                                         double* waited_us) {
+std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, double* waited_us) {
   Fiber* f = t_current;
   if (f == nullptr || !f->replay) return nullptr;
   std::shared_ptr<RetireWait> w = std::move(f->replay);
-  if (!same(tag, w->tag.get())) return nullptr;
+  if (!how.same(tag, w->tag.get())) return nullptr;
   if (waited_us != nullptr) {
     *waited_us += std::chrono::duration<double, std::micro>(w->answered_at - w->parked_at).count();
   }
@@ -916,11 +917,12 @@ EvaluationStart evaluation_start(const EvaluationStart& now) {
 
 std::shared_ptr<void> park_retirable(
     std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag) {
+    std::shared_ptr<const void> tag, const RetireTag& how) {
   Fiber* f = t_current;
   auto w = std::make_shared<RetireWait>();
   w->pool = f->pool;
   w->tag = std::move(tag);
+  w->how = how;
   w->parked_at = std::chrono::steady_clock::now();
   f->waiting = w;
   park_to([w, start = std::move(start)](std::function<void(Resume)> resume) {

@@ -180,11 +180,19 @@ struct FiberRetired {};
 // Whether a wait started now could be retired: a pool fiber spawned as replayable, with
 // retire_after set, not already past a replay's wait.
 bool retirable_here();
-// On a replay whose answer is still to be taken and whose tag is `same` as `tag`: the answer
-// (a T of await_retirable) and the time the retired wait took (added to *waited_us); null
-// otherwise. An answer whose tag is not the same is dropped (the replay then waits anew).
-std::shared_ptr<void> take_replay_answer(const void* tag, bool (*same)(const void*, const void*),
-                                         double* waited_us);
+// How a retirable wait is known again on the replay: `shrink(tag)` gives what a retired wait
+// keeps of its tag (e.g. a digest instead of the whole call), `same(tag, kept)` tells whether a
+// new wait's tag is the one a retired wait kept.
+struct RetireTag {
+  std::shared_ptr<const void> (*shrink)(const void* tag);
+  bool (*same)(const void* tag, const void* kept);
+};
+
+// On a replay whose answer is still to be taken and whose kept tag is the same as `tag`
+// (`how.same`): the answer (a T of await_retirable) and the time the retired wait took (added
+// to *waited_us); null otherwise. An answer whose tag is not the same is dropped (the replay then
+// waits anew).
+std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, double* waited_us);
 // True on a replay until its answer is taken (the engine skips what the first run did: the
 // result cache's lookup).
 bool replaying();
@@ -196,16 +204,16 @@ EvaluationStart evaluation_start(const EvaluationStart& now);
 // or throws FiberRetired when the fiber is retired meanwhile. Called only when retirable_here().
 std::shared_ptr<void> park_retirable(
     std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag);
+    std::shared_ptr<const void> tag, const RetireTag& how);
 
-// await(), retirably (see above) when retirable_here(); `tag` identifies the wait for the replay
-// (kept until then), `same` compares two tags. *waited_us gets the wall time of a retired wait
-// when its answer is taken on the replay (the caller's own stopwatch saw none of it).
+// await(), retirably (see above) when retirable_here(); `tag` identifies the wait (`how` says
+// what a retirement keeps of it and how the replay knows it again). *waited_us gets the wall time
+// of a retired wait when its answer is taken on the replay (the caller's own stopwatch saw none of
+// it).
 template <typename T>
 T await_retirable(std::function<void(std::function<void(T)>)> start, bool (*light)(const T&),
-                  std::shared_ptr<const void> tag, bool (*same)(const void*, const void*),
-                  double* waited_us) {
-  if (auto answer = take_replay_answer(tag.get(), same, waited_us)) {
+                  std::shared_ptr<const void> tag, const RetireTag& how, double* waited_us) {
+  if (auto answer = take_replay_answer(tag.get(), how, waited_us)) {
     return std::move(*static_cast<T*>(answer.get()));
   }
   if (!retirable_here()) return await<T>(std::move(start), light);
@@ -220,7 +228,7 @@ T await_retirable(std::function<void(std::function<void(T)>)> start, bool (*ligh
           done(std::move(boxed), where);
         });
       },
-      std::move(tag));
+      std::move(tag), how);
   return std::move(*static_cast<T*>(answer.get()));
 }
 

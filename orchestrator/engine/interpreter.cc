@@ -1738,13 +1738,42 @@ double execution_cpu_ms(const CodeAnswer& answer) {
   };
 }
 
-// Whether two code calls (tags of retirable waits) are the same call.
-bool same_code_call(const void* a, const void* b) {
-  const auto& x = *static_cast<const CodeCall*>(a);
-  const auto& y = *static_cast<const CodeCall*>(b);
-  return x.coding_language == y.coding_language && x.function_name == y.function_name &&
-         x.code == y.code && x.arguments == y.arguments && x.converters == y.converters;
+// What a retired code call keeps of itself for its replay to know it again (fiber.h,
+// RetireTag): two 64-bit hashes of its text (language, function, code, arguments, converters)
+// instead of the call (bench/slow_calls: memory per parked call).
+struct CodeCallDigest {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  bool operator==(const CodeCallDigest&) const = default;
+};
+
+CodeCallDigest digest_of(const CodeCall& cc) {
+  std::string text = cc.coding_language;
+  text += '\n';
+  text += cc.function_name;
+  text += '\n';
+  text += cc.code;
+  text += '\n';
+  text += cc.arguments.dump(-1, ' ', false, json::error_handler_t::replace);
+  text += '\n';
+  if (!cc.converters.is_null()) {
+    text += cc.converters.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  std::uint64_t fnv = 0xcbf29ce484222325ULL;  // FNV-1a, beside the library's hash
+  for (const unsigned char ch : text) fnv = (fnv ^ ch) * 0x100000001b3ULL;
+  return {std::hash<std::string>{}(text), fnv};
 }
+
+std::shared_ptr<const void> shrink_code_call(const void* call) {
+  return std::make_shared<const CodeCallDigest>(digest_of(*static_cast<const CodeCall*>(call)));
+}
+
+bool same_code_call(const void* call, const void* kept) {
+  return digest_of(*static_cast<const CodeCall*>(call)) ==
+         *static_cast<const CodeCallDigest*>(kept);
+}
+
+constexpr RetireTag kCodeCallTag{&shrink_code_call, &same_code_call};
 
 // Bounds of the per-request memo of code calls (run_on_evaluator).
 constexpr std::size_t kMaxCodeAnswers = 4096;
@@ -1882,7 +1911,7 @@ CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall
     std::shared_ptr<const CodeCall> call = std::move(cc);
     auto work = evaluator_work(runner_, call, ctx_);
     out = await_retirable<CodeRunner::Result>(std::move(work), &light_answer, std::move(call),
-                                              &same_code_call, &evaluator_us_);
+                                              kCodeCallTag, &evaluator_us_);
   }
   evaluator_call_ended(out);
   return out;
