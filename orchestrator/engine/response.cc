@@ -261,6 +261,19 @@ constexpr std::string_view kMetaOpen = R"(,"Z22K2":{"K1":[)";
 constexpr std::string_view kPairOpen = R"(,{"K1":)";
 constexpr std::string_view kPairValue = R"(,"K2":)";
 
+// Whether a type is a reference to Z22 (canonical "Z22" or a normal Z9): zo::ref_id(t) == "Z22"
+// without the copy of the id and the map lookups.
+bool is_z22_reference(const json& t) {
+  if (t.is_string()) return t.get_ref<const std::string&>() == "Z22";
+  if (!t.is_object() || t.size() != 2) return zo::ref_id(t) == "Z22";
+  const auto& o = t.get_ref<const object_t&>();
+  auto type = o.begin();  // "Z1K1" sorts before "Z9K1"
+  auto id = std::next(type);
+  return type->first == "Z1K1" && id->first == "Z9K1" && type->second.is_string() &&
+         id->second.is_string() && type->second.get_ref<const std::string&>() == "Z9" &&
+         id->second.get_ref<const std::string&>() == "Z22";
+}
+
 // One metadata pair of the answer: a value of the envelope's map (`value`), or a Z6 given as its
 // string (`text`: the trailing and orchestration* pairs).
 struct MetaPair {
@@ -279,7 +292,7 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
   auto v = envelope.find("Z22K1");
   auto m = envelope.find("Z22K2");
   if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
-  if (zo::ref_id(*t) != "Z22") return false;
+  if (!is_z22_reference(*t)) return false;
   value = &*v;
   pairs.reserve(trailing.size() + 16);
   const bool standard =
