@@ -84,12 +84,12 @@ std::vector<obs::LogField> cost_fields(const CallCost& cost) {
 // The thousandths are written by hand when x * 1000 (x = us / 1000, fmt's operand) is not within
 // 1e-3 of a half: then the product's rounding error (< 2^-52 of its size, under 1.2e-4 below
 // 1e12) cannot change which integer is nearest to the exact value, and fmt, which rounds the exact
-// value, writes that integer's digits. Ties, large, negative and non-finite values take fmt
-// (~500 instructions against ~60).
+// value, writes that integer's digits. Ties, large, negative (-0.0 too) and non-finite values
+// take fmt (~500 instructions against ~60).
 std::string ms_text(double us) {
   const double ms = us / 1000.0;
   const double scaled = ms * 1000.0;
-  if (scaled >= 0 && scaled < 1e12) {
+  if (!std::signbit(scaled) && scaled < 1e12) {  // -0.0 is fmt's "-0.000"
     const double whole = std::floor(scaled);
     const double frac = scaled - whole;
     if (std::fabs(frac - 0.5) > 1e-3) {

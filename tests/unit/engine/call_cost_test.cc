@@ -142,9 +142,9 @@ TEST(CallCost, MetadataSaysWhereTheTimeWent) {
 TEST(CallCost, MillisecondTextIsFmtsFixedThreeDecimals) {
   const auto fmt_text = [](double us) { return fmt::format("{:.3f} ms", us / 1000.0); };
   std::vector<double> values = {
-      0,         0.4,       0.5,     0.6,   1,   1.5,  2.5,  12.5, 999.5, 1000, 1234.5678,
-      0.0004,    0.0005,    0.0015,  1e6,   1e9, 1e12, 1e15, 1e18, -1,    -0.4, 123456789.0125,
-      4.9999999, 5.0000001, 0.125e3, 1e-300};
+      0,         0.4,       0.5,     0.6,    1,    1.5,    2.5,  12.5, 999.5, 1000, 1234.5678,
+      0.0004,    0.0005,    0.0015,  1e6,    1e9,  1e12,   1e15, 1e18, -1,    -0.4, 123456789.0125,
+      4.9999999, 5.0000001, 0.125e3, 1e-300, -0.0, -1e-300};
   values.push_back(std::numeric_limits<double>::infinity());
   values.push_back(std::numeric_limits<double>::quiet_NaN());
   values.push_back(std::numeric_limits<double>::max());
