@@ -188,9 +188,13 @@ std::size_t plain_prefix(std::string_view s) {
 void write_string(std::string& out, std::string_view s) {
   const std::size_t plain = plain_prefix(s);
   if (plain == s.size()) {
-    out += '"';
-    out.append(s);
-    out += '"';
+    // One resize and two stores: the quotes' push_backs were calls of their own.
+    const std::size_t at = out.size();
+    out.resize(at + s.size() + 2);
+    char* p = out.data() + at;
+    p[0] = '"';
+    if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
+    p[s.size() + 1] = '"';
     return;
   }
   for (std::size_t i = plain; i < s.size(); ++i) {
