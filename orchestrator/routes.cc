@@ -132,11 +132,12 @@ std::string_view json_body(const http::Request& request) {
 
 // A repeated request answered from the result cache on the calling thread (docs/result-cache.md,
 // "The fast path of a hit"): no parse, no evaluation fiber.
-std::optional<http::Response> answer_cached(Engine& engine, const http::Request& request) {
+std::optional<http::Response> answer_cached(Engine& engine, const http::Request& request,
+                                            const CallContext& ctx) {
   const std::string_view body = json_body(request);
   if (body.empty()) return std::nullopt;
   bool has_error = false;
-  auto z22 = engine.answer_cached(body, call_context(request), &has_error);
+  auto z22 = engine.answer_cached(body, ctx, &has_error);
   if (!z22) return std::nullopt;
   count_call(has_error);
   return z22_response(std::move(*z22));
@@ -237,8 +238,8 @@ namespace {
 }
 
 [[gnu::noinline]] http::Response evaluate_parsed(Engine& engine, const nlohmann::json& body,
-                                                 const http::Request& request) {
-  CallContext ctx = call_context(request);
+                                                 const http::Request& request,
+                                                 const CallContext& ctx) {
   bool has_error = false;
   std::string z22 = engine.evaluate_text(body, json_body(request), ctx, &has_error);
   count_call(has_error);
@@ -249,9 +250,14 @@ namespace {
 
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request) {
+  return handle_evaluate(engine, options, request, call_context(request));
+}
+
+http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
+                               const http::Request& request, const CallContext& ctx) {
   auto body = evaluate_body(options, request);
   if (!body) return std::move(body.error());
-  return evaluate_parsed(engine, *body, request);
+  return evaluate_parsed(engine, *body, request, ctx);
 }
 
 void keep_content_type_only(http::Request& request) {
@@ -292,15 +298,18 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     // The gate has read the caller's headers before this runs; the call reads only the
     // Content-Type, and the others would stay while it waits on an evaluator.
     keep_content_type_only(ar->request);
+    // The request's context, built once (ids and trace copied, traceparent written): the cache
+    // lookup, the fiber's log context and the evaluation share it.
+    auto ctx = std::make_shared<const CallContext>(call_context(ar->request));
     // A repeated call whose result is cached (and still valid) is answered here and now.
-    if (auto hit = answer_cached(*engine, ar->request)) {
+    if (auto hit = answer_cached(*engine, ar->request, *ctx)) {
       ar->respond(std::move(*hit));
       return;
     }
     if (can_run_inline(*engine, options, ar->request)) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
-      engine->spawn_here(call_context(ar->request), [engine, options, ar] {
-        ar->respond(handle_evaluate(*engine, options, ar->request));
+      engine->spawn_here(*ctx, [engine, options, ar, ctx] {
+        ar->respond(handle_evaluate(*engine, options, ar->request, *ctx));
       });
       return;
     }
@@ -317,17 +326,17 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     }
     // Replayable (Engine::spawn): up to its answer it only reads the request, so a call whose
     // code runs long gives its fiber back meanwhile and runs again once the evaluator answers.
-    auto work = [engine, options, ar, in_progress] {
-      http::Response response = handle_evaluate(*engine, options, ar->request);
+    auto work = [engine, options, ar, in_progress, ctx] {
+      http::Response response = handle_evaluate(*engine, options, ar->request, *ctx);
       // Its place is given back before the answer: answering ends the call's admission, which
       // may start the next queued call at once, on this thread, through this handler.
       in_progress->fetch_sub(1);
       ar->respond(std::move(response));
     };
     if (start_here) {
-      engine->spawn_here(call_context(ar->request), std::move(work), true);
+      engine->spawn_here(*ctx, std::move(work), true);
     } else {
-      engine->spawn(call_context(ar->request), std::move(work), true);
+      engine->spawn(*ctx, std::move(work), true);
     }
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));

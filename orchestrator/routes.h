@@ -52,5 +52,8 @@ CallContext call_context(const http::Request& request);
 // thread (in a fiber of its own), or within the current evaluation fiber.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request);
+// The same with the request's context already built (call_context(request)).
+http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
+                               const http::Request& request, const CallContext& ctx);
 
 }  // namespace wf::orchestrator

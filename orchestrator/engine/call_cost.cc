@@ -5,6 +5,9 @@
 #include <prometheus/family.h>
 
 #include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
 
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
@@ -63,10 +66,6 @@ Families& families() {
   return f;
 }
 
-std::string ms_text(double us) {
-  return fmt::format(FMT_COMPILE("{:.3f} ms"), us / 1000.0);
-}
-
 std::vector<obs::LogField> cost_fields(const CallCost& cost) {
   std::vector<obs::LogField> fields;
   fields.reserve(kParts.size() + 4);
@@ -81,6 +80,40 @@ std::vector<obs::LogField> cost_fields(const CallCost& cost) {
 }
 
 }  // namespace
+
+// The thousandths are written by hand when x * 1000 (x = us / 1000, fmt's operand) is not within
+// 1e-3 of a half: then the product's rounding error (< 2^-52 of its size, under 1.2e-4 below
+// 1e12) cannot change which integer is nearest to the exact value, and fmt, which rounds the exact
+// value, writes that integer's digits. Ties, large, negative (-0.0 too) and non-finite values
+// take fmt (~500 instructions against ~60).
+std::string ms_text(double us) {
+  const double ms = us / 1000.0;
+  const double scaled = ms * 1000.0;
+  if (!std::signbit(scaled) && scaled < 1e12) {  // -0.0 is fmt's "-0.000"
+    const double whole = std::floor(scaled);
+    const double frac = scaled - whole;
+    if (std::fabs(frac - 0.5) > 1e-3) {
+      auto n = static_cast<std::uint64_t>(whole) + (frac > 0.5 ? 1 : 0);
+      char buf[32];
+      char* end = buf + sizeof buf;
+      char* p = end;
+      *--p = 's';
+      *--p = 'm';
+      *--p = ' ';
+      for (int i = 0; i < 3; ++i) {
+        *--p = static_cast<char>('0' + n % 10);
+        n /= 10;
+      }
+      *--p = '.';
+      do {
+        *--p = static_cast<char>('0' + n % 10);
+        n /= 10;
+      } while (n != 0);
+      return std::string(p, end);
+    }
+  }
+  return fmt::format(FMT_COMPILE("{:.3f} ms"), ms);
+}
 
 std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost) {
   std::vector<std::pair<std::string, std::string>> out;

@@ -57,6 +57,9 @@ struct CallCost {
 // orchestrationEvaluatorCpuUsage (their CPU, every code call included: what the caller is charged).
 std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost);
 
+// "{:.3f} ms" of us / 1000 (fmt's text, byte for byte), the values of cost_metadata.
+std::string ms_text(double us);
+
 // The request-level reports of a finished call: the per-part and per-function metrics, the debug
 // log line ("call cost") and, when total_us reaches slow_call_us (> 0), the slow-call warning.
 class CallCostReporter {

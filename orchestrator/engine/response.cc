@@ -188,9 +188,13 @@ std::size_t plain_prefix(std::string_view s) {
 void write_string(std::string& out, std::string_view s) {
   const std::size_t plain = plain_prefix(s);
   if (plain == s.size()) {
-    out += '"';
-    out.append(s);
-    out += '"';
+    // One resize and two stores: the quotes' push_backs were calls of their own.
+    const std::size_t at = out.size();
+    out.resize(at + s.size() + 2);
+    char* p = out.data() + at;
+    p[0] = '"';
+    if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
+    p[s.size() + 1] = '"';
     return;
   }
   for (std::size_t i = plain; i < s.size(); ++i) {
@@ -247,6 +251,8 @@ bool write_canonical(std::string& out, const json& v) {
 struct TextTypes {
   std::string pair = types().pair_canonical.dump();
   std::string map = types().map_canonical.dump();
+  // What follows a pair's value: its type and the pair's end.
+  std::string pair_close = R"(,"Z1K1":)" + pair + "}";
 };
 
 const TextTypes& text_types() {
@@ -254,58 +260,71 @@ const TextTypes& text_types() {
   return t;
 }
 
-using TextPair = std::pair<std::string_view, std::string>;  // key, canonical value text
+constexpr std::string_view kHead = R"({"Z1K1":"Z22","Z22K1":)";
+constexpr std::string_view kMetaOpen = R"(,"Z22K2":{"K1":[)";
+constexpr std::string_view kPairOpen = R"(,{"K1":)";
+constexpr std::string_view kPairValue = R"(,"K2":)";
 
-// The pairs with each value's canonical text written instead of built.
-bool standard_pair_texts(const json& meta, std::vector<TextPair>& out) {
-  return for_each_standard_pair(meta, [&out](const std::string& key, const json& value) {
-    std::string text;
-    if (!write_canonical(text, value)) return false;
-    out.emplace_back(key, std::move(text));
-    return true;
-  });
+// Whether a type is a reference to Z22 (canonical "Z22" or a normal Z9): zo::ref_id(t) == "Z22"
+// without the copy of the id and the map lookups.
+bool is_z22_reference(const json& t) {
+  if (t.is_string()) return t.get_ref<const std::string&>() == "Z22";
+  if (!t.is_object() || t.size() != 2) return zo::ref_id(t) == "Z22";
+  const auto& o = t.get_ref<const object_t&>();
+  auto type = o.begin();  // "Z1K1" sorts before "Z9K1"
+  auto id = std::next(type);
+  return type->first == "Z1K1" && id->first == "Z9K1" && type->second.is_string() &&
+         id->second.is_string() && type->second.get_ref<const std::string&>() == "Z9" &&
+         id->second.get_ref<const std::string&>() == "Z22";
 }
 
-// The value's canonical text and the metadata pairs of the envelope's map followed by `trailing`:
-// the answer before its orchestration* figures. False when the envelope has another shape.
-bool collect_pairs(const json& envelope, const TrailingMeta& trailing, std::string& value,
-                   std::vector<TextPair>& pairs) {
+// One metadata pair of the answer: a value of the envelope's map (`value`), or a Z6 given as its
+// string (`text`: the trailing and orchestration* pairs).
+struct MetaPair {
+  std::string_view key;
+  const json* value = nullptr;
+  std::string_view text;
+};
+
+// The envelope's value and the pairs of its standard map followed by `trailing`, viewed, not
+// copied: the answer before its orchestration* figures. False when the envelope has another
+// shape or a trailing key is already a key of the map (rare: the general path).
+bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const json*& value,
+                   std::vector<MetaPair>& pairs) {
   if (!envelope.is_object() || envelope.size() != 3) return false;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
   auto m = envelope.find("Z22K2");
   if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
-  if (zo::ref_id(*t) != "Z22") return false;
-  if (!write_canonical(value, *v)) return false;
-  pairs.reserve(12);
-  if (!standard_pair_texts(*m, pairs)) return false;
+  if (!is_z22_reference(*t)) return false;
+  value = &*v;
+  pairs.reserve(trailing.size() + 16);
+  const bool standard =
+      for_each_standard_pair(*m, [&pairs](const std::string& key, const json& pv) {
+        pairs.push_back({key, &pv, {}});
+        return true;
+      });
+  if (!standard) return false;
+  const std::size_t in_map = pairs.size();
   for (const auto& [key, text] : trailing) {
     std::string_view k = key;
-    auto same =
-        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == k; });
-    if (same != pairs.end()) return false;  // rare: leave it to the general path
-    write_canonical_z6(pairs.emplace_back(k, std::string()).second, text);
+    const auto end = pairs.begin() + static_cast<std::ptrdiff_t>(in_map);
+    if (std::find_if(pairs.begin(), end, [&](const MetaPair& p) { return p.key == k; }) != end) {
+      return false;
+    }
+    pairs.push_back({k, nullptr, text});
   }
   return true;
 }
 
 // The canonical Z22 text is written in three parts: the head (up to the metadata pairs), one
 // part per pair, and the tail.
-void write_head(std::string& out, std::string_view value) {
-  out += R"({"Z1K1":"Z22","Z22K1":)";
-  out += value;
-  out += R"(,"Z22K2":{"K1":[)";
-  out += text_types().pair;
-}
-
 void write_pair(std::string& out, std::string_view key, std::string_view value_text) {
-  out += R"(,{"K1":)";
+  out += kPairOpen;
   write_canonical_z6(out, key);
-  out += R"(,"K2":)";
+  out += kPairValue;
   out += value_text;
-  out += R"(,"Z1K1":)";
-  out += text_types().pair;
-  out += '}';
+  out += text_types().pair_close;
 }
 
 void write_tail(std::string& out) {
@@ -314,31 +333,52 @@ void write_tail(std::string& out) {
   out += "}}";
 }
 
+// The head and the pairs, each value's canonical text written in place; false when a value is not
+// a valid ZObject (then `out` holds a part of the answer: the caller drops it).
+bool write_head_and_pairs(std::string& out, const json& value, const std::vector<MetaPair>& pairs,
+                          bool* errors) {
+  const TextTypes& tt = text_types();
+  out.reserve(out.size() + 320 + pairs.size() * (tt.pair_close.size() + 72));
+  out += kHead;
+  if (!write_canonical(out, value)) return false;
+  out += kMetaOpen;
+  out += tt.pair;
+  for (const MetaPair& p : pairs) {
+    if (p.key == "errors") *errors = true;
+    out += kPairOpen;
+    write_canonical_z6(out, p.key);
+    out += kPairValue;
+    if (p.value == nullptr) {
+      write_canonical_z6(out, p.text);
+    } else if (!write_canonical(out, *p.value)) {
+      return false;
+    }
+    out += tt.pair_close;
+  }
+  return true;
+}
+
 bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
                std::string& out, bool* has_error) {
-  std::string value;
-  std::vector<TextPair> pairs;
+  const json* value = nullptr;
+  std::vector<MetaPair> pairs;
   if (!collect_pairs(envelope, trailing, value, pairs)) return false;
+  // An orchestration* key already among the pairs takes the new figure in its place.
   auto orchestration = orchestration_values(start);
   for (auto& [key, text] : orchestration) {
     std::string_view k = key;
     auto same =
-        std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == k; });
-    std::string* slot = nullptr;
+        std::find_if(pairs.begin(), pairs.end(), [&](const MetaPair& p) { return p.key == k; });
     if (same != pairs.end()) {
-      slot = &same->second;
-      slot->clear();
+      *same = MetaPair{k, nullptr, text};
     } else {
-      slot = &pairs.emplace_back(k, std::string()).second;
+      pairs.push_back({k, nullptr, text});
     }
-    write_canonical_z6(*slot, text);
   }
   bool errors = false;
-  out.reserve(out.size() + value.size() + 128 + pairs.size() * (text_types().pair.size() + 64));
-  write_head(out, value);
-  for (const auto& [key, text] : pairs) {
-    if (key == "errors") errors = true;
-    write_pair(out, key, text);
+  if (!write_head_and_pairs(out, *value, pairs, &errors)) {
+    out.clear();
+    return false;
   }
   write_tail(out);
   if (has_error != nullptr) *has_error = errors;
@@ -395,18 +435,18 @@ std::string finish_response_text(const json& envelope, const TrailingMeta& trail
 }
 
 std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
-  std::string value;
-  std::vector<TextPair> pairs;
+  const json* value = nullptr;
+  std::vector<MetaPair> pairs;
   if (!collect_pairs(envelope, trailing, value, pairs)) return std::nullopt;
-  std::string out;
-  write_head(out, value);
-  for (const auto& [key, text] : pairs) {
-    // The pairs a served answer adds must not be there already (nor an error: never cached).
-    if (key == "errors" || key == kResultCacheKey || key.starts_with("orchestration")) {
+  // The pairs a served answer adds must not be there already (nor an error: never cached).
+  for (const MetaPair& p : pairs) {
+    if (p.key == "errors" || p.key == kResultCacheKey || p.key.starts_with("orchestration")) {
       return std::nullopt;
     }
-    write_pair(out, key, text);
   }
+  std::string out;
+  bool errors = false;
+  if (!write_head_and_pairs(out, *value, pairs, &errors)) return std::nullopt;
   return out;
 }
 

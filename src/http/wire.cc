@@ -1,5 +1,8 @@
 #include "wire.h"
 
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/status.hpp>
+#include <charconv>
 #include <string_view>
 
 namespace wf::http {
@@ -47,6 +50,64 @@ std::string response_head(
   head.append("\r\n");
   append_fields(head, res.base());
   return head;
+}
+
+namespace {
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && boost::beast::iequals(a, b);
+}
+
+// The fields Beast's keep_alive() and prepare_payload() write themselves.
+bool payload_field(std::string_view name) {
+  return same_name(name, "connection") || same_name(name, "content-length") ||
+         same_name(name, "transfer-encoding");
+}
+
+}  // namespace
+
+bool append_response_head(std::string& head, unsigned status, unsigned version, bool keep_alive,
+                          std::size_t body_size, std::span<const HeadField> fields,
+                          std::size_t distinct) {
+  if ((version != 10 && version != 11) || status < 200 || status > 599 || status == 204 ||
+      status == 304) {
+    return false;
+  }
+  std::size_t size = 0;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const std::string_view name = fields[i].name;
+    size += name.size() + fields[i].value.size() + 4;
+    if (i < distinct) continue;
+    if (payload_field(name)) return false;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (same_name(fields[j].name, name)) return false;
+    }
+  }
+  const std::string_view reason =
+      boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
+  head.reserve(head.size() + size + reason.size() + 64);
+  head.append(version == 11 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+  head += static_cast<char>('0' + status / 100);
+  head += static_cast<char>('0' + (status / 10) % 10);
+  head += static_cast<char>('0' + status % 10);
+  head += ' ';
+  head.append(reason);
+  head.append("\r\n", 2);
+  for (const HeadField& f : fields) {
+    head.append(f.name);
+    head.append(": ", 2);
+    head.append(f.value);
+    head.append("\r\n", 2);
+  }
+  // keep_alive(): HTTP/1.1 says "close" when not kept, HTTP/1.0 "keep-alive" when kept.
+  if (version == 11 && !keep_alive) head.append("Connection: close\r\n");
+  if (version == 10 && keep_alive) head.append("Connection: keep-alive\r\n");
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, body_size);
+  head.append("Content-Length: ");
+  head.append(digits, static_cast<std::size_t>(end - digits));
+  head.append("\r\n\r\n", 4);
+  return true;
 }
 
 std::string request_head(const boost::beast::http::request<boost::beast::http::string_body>& req) {

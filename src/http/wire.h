@@ -4,7 +4,10 @@
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <cstddef>
+#include <span>
 #include <string>
+#include <string_view>
 
 namespace wf::http {
 
@@ -14,6 +17,25 @@ namespace wf::http {
 // the serializer's buffer sequences do (~20 k instructions per response: bench/README.md,
 // "session 9, reqcpu").
 std::string response_head(const boost::beast::http::response<boost::beast::http::string_body>& res);
+
+// One field of a response head, by view.
+struct HeadField {
+  std::string_view name;
+  std::string_view value;
+};
+
+// The head Beast's serializer writes for a response of `status` and `version` whose fields were
+// set() in the order of `fields` (a later field of the same name, whatever the case, replaces an
+// earlier one and moves to the end), then keep_alive(keep_alive) and prepare_payload() with a
+// body of `body_size` bytes; written without building Beast's message (~5 k instructions per
+// response). The first `distinct` fields are the caller's word that their names differ from each
+// other and from Connection, Content-Length and Transfer-Encoding; the others are checked. False
+// (and `head` left as it was) when it would not be that simple: a repeated name, one of those
+// three, HTTP other than 1.0 and 1.1, a status that is 1xx, 204, 304 or outside 100-599; then
+// the caller builds Beast's message.
+bool append_response_head(std::string& head, unsigned status, unsigned version, bool keep_alive,
+                          std::size_t body_size, std::span<const HeadField> fields,
+                          std::size_t distinct);
 
 // The head of `req` byte for byte as Beast's serializer writes it: "METHOD target HTTP/X.Y",
 // then the fields and the empty line as above (the HTTP client's requests to evaluators and wikis).

@@ -64,12 +64,22 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
 }
 
 std::string to_string(const IpAddress& ip) {
-  char buf[INET6_ADDRSTRLEN] = {};
   if (ip.v4) {
-    inet_ntop(AF_INET, ip.bytes.data() + 12, buf, sizeof buf);
-  } else {
-    inet_ntop(AF_INET6, ip.bytes.data(), buf, sizeof buf);
+    // Dotted decimal by hand: every request names its caller, and inet_ntop's IPv4 text goes
+    // through sprintf (~1.7 k instructions against ~100).
+    char buf[16];
+    char* p = buf;
+    for (int i = 12; i < 16; ++i) {
+      const unsigned b = ip.bytes[static_cast<std::size_t>(i)];
+      if (i > 12) *p++ = '.';
+      if (b >= 100) *p++ = static_cast<char>('0' + b / 100);
+      if (b >= 10) *p++ = static_cast<char>('0' + b / 10 % 10);
+      *p++ = static_cast<char>('0' + b % 10);
+    }
+    return std::string(buf, p);
   }
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, ip.bytes.data(), buf, sizeof buf);
   return buf;
 }
 

@@ -2,13 +2,17 @@
 // slow-call log line (orchestrator/engine/call_cost.h).
 #include "orchestrator/engine/call_cost.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -131,6 +135,39 @@ TEST(CallCost, MetadataSaysWhereTheTimeWent) {
   EXPECT_LT(ms(r, "orchestrationValidateDuration"), 100);
   EXPECT_LT(ms(r, "orchestrationEvaluateDuration"), 100);
   EXPECT_EQ(ms(r, "orchestrationCacheDuration"), 0);  // opted out of the result cache
+}
+
+// ms_text writes most figures by hand: its text must be fmt's "{:.3f} ms" for every value, the
+// halves (where the rounding direction depends on the exact binary value) included.
+TEST(CallCost, MillisecondTextIsFmtsFixedThreeDecimals) {
+  const auto fmt_text = [](double us) { return fmt::format("{:.3f} ms", us / 1000.0); };
+  std::vector<double> values = {
+      0,         0.4,       0.5,     0.6,    1,    1.5,    2.5,  12.5, 999.5, 1000, 1234.5678,
+      0.0004,    0.0005,    0.0015,  1e6,    1e9,  1e12,   1e15, 1e18, -1,    -0.4, 123456789.0125,
+      4.9999999, 5.0000001, 0.125e3, 1e-300, -0.0, -1e-300};
+  values.push_back(std::numeric_limits<double>::infinity());
+  values.push_back(std::numeric_limits<double>::quiet_NaN());
+  values.push_back(std::numeric_limits<double>::max());
+  // Every half of a thousandth of a millisecond up to 100 ms: the tie cases fmt decides.
+  for (int i = 0; i < 200000; ++i) values.push_back(i * 0.5);
+  for (int i = 0; i < 20000; ++i) values.push_back(i * 0.0005);
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> small(0, 10000);
+  std::uniform_real_distribution<double> exponent(-6, 13);
+  for (int i = 0; i < 200000; ++i) {
+    values.push_back(small(rng));
+    values.push_back(std::pow(10.0, exponent(rng)));
+  }
+  int mismatches = 0;
+  for (double us : values) {
+    if (engine_detail::ms_text(us) != fmt_text(us) && ++mismatches <= 5) {
+      ADD_FAILURE() << fmt::format("{:.17g}: {} vs {}", us, engine_detail::ms_text(us),
+                                   fmt_text(us));
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_EQ(engine_detail::ms_text(1234.5), "1.234 ms");  // 1.2345 is below the half in binary
+  EXPECT_EQ(engine_detail::ms_text(187.0), "0.187 ms");
 }
 
 TEST(CallCost, TextAnswerCarriesTheBreakdownAfterTheImplementationKeys) {

@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -63,6 +64,91 @@ TEST(ResponseHead, KeepsFieldOrderReplacedFieldsAndAnOwnReason) {
   EXPECT_NE(head.find("X-Request-Id: replaced\r\n"), std::string::npos);
   EXPECT_EQ(head.find("abc-123"), std::string::npos);
   EXPECT_TRUE(head.ends_with("\r\n\r\n"));
+}
+
+// append_response_head against Beast: the message built by set() of the same fields in order,
+// keep_alive() and prepare_payload(), then serialised.
+std::string beast_head(unsigned status, unsigned version, bool keep_alive, const std::string& body,
+                       const std::vector<wf::http::HeadField>& fields) {
+  Res res{static_cast<bhttp::status>(status), version};
+  for (const auto& f : fields) res.set(f.name, f.value);
+  res.body() = body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  const std::string all = serialized(res);
+  return all.substr(0, all.size() - body.size());
+}
+
+std::vector<wf::http::HeadField> server_fields() {
+  return {{"Server", "wf-orchestrator"},
+          {"Content-Type", "application/json; charset=utf-8"},
+          {"x-request-id", "abc-123"},
+          {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+          {"x-content-type-options", "nosniff"},
+          {"x-frame-options", "SAMEORIGIN"}};
+}
+
+TEST(ResponseHead, WrittenFromFieldsIsWhatBeastWrites) {
+  struct Case {
+    unsigned status;
+    unsigned version;
+    bool keep_alive;
+    std::string body;
+  };
+  const Case cases[] = {{200, 11, true, R"({"Z1K1":"Z22","Z22K1":"hello"})"},
+                        {200, 11, false, "OK"},
+                        {200, 10, true, "keep-alive on HTTP/1.0"},
+                        {200, 10, false, ""},
+                        {400, 11, true, R"({"status":400})"},
+                        {404, 11, true, R"({"status":404})"},
+                        {503, 11, false, R"({"status":503})"},
+                        {599, 11, true, "an unknown status"},
+                        {504, 11, true, std::string(70000, 'x')}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.status);
+    auto fields = server_fields();
+    fields.push_back({"retry-after", "1"});
+    std::string head = "kept:";
+    ASSERT_TRUE(wf::http::append_response_head(head, c.status, c.version, c.keep_alive,
+                                               c.body.size(), fields, 6));
+    EXPECT_EQ(head, "kept:" + beast_head(c.status, c.version, c.keep_alive, c.body, fields));
+  }
+}
+
+TEST(ResponseHead, FromFieldsLeavesWhatIsNotSimpleToBeast) {
+  const auto refused = [](unsigned status, unsigned version,
+                          const std::vector<wf::http::HeadField>& fields, std::size_t distinct) {
+    std::string head;
+    const bool written =
+        wf::http::append_response_head(head, status, version, true, 0, fields, distinct);
+    if (!written) {
+      EXPECT_TRUE(head.empty());
+    }
+    return !written;
+  };
+  const auto fields = server_fields();
+  EXPECT_TRUE(refused(204, 11, fields, 6));
+  EXPECT_TRUE(refused(304, 11, fields, 6));
+  EXPECT_TRUE(refused(101, 11, fields, 6));
+  EXPECT_TRUE(refused(200, 20, fields, 6));
+  EXPECT_TRUE(refused(600, 11, fields, 6));
+  // A handler's field that replaces one of the server's, whatever its case, or Beast's own.
+  for (const char* name : {"x-request-id", "CONTENT-TYPE", "Server", "Connection", "content-length",
+                           "Transfer-Encoding"}) {
+    SCOPED_TRACE(name);
+    auto with = fields;
+    with.push_back({name, "v"});
+    EXPECT_TRUE(refused(200, 11, with, 6));
+  }
+  auto twice = fields;
+  twice.push_back({"vary", "Origin"});
+  twice.push_back({"Vary", "Accept"});
+  EXPECT_TRUE(refused(200, 11, twice, 6));
+  // Checked from the first field when the caller vouches for none.
+  auto dup = fields;
+  dup[1] = {"server", "again"};
+  EXPECT_TRUE(refused(200, 11, dup, 0));
+  EXPECT_FALSE(refused(200, 11, fields, 0));
 }
 
 TEST(RequestHead, IsWhatBeastsSerializerWrites) {

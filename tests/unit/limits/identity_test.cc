@@ -28,6 +28,17 @@ TEST(Cidr, ParsesAndMatchesV4AndV6) {
   EXPECT_TRUE(contains(loopback(), *parse_ip("::1")));
 }
 
+// An address's text (the caller's key and log address): IPv4 written by hand, as inet_ntop would.
+TEST(Cidr, AddressTextIsInetNtops) {
+  for (const char* text : {"0.0.0.0", "127.0.0.1", "10.0.0.9", "192.168.100.255", "1.22.203.4",
+                           "255.255.255.255", "99.100.9.10"}) {
+    EXPECT_EQ(to_string(*parse_ip(text)), text);
+  }
+  EXPECT_EQ(to_string(*parse_ip("::ffff:10.20.30.40")), "10.20.30.40");
+  EXPECT_EQ(to_string(*parse_ip("2001:db8::5")), "2001:db8::5");
+  EXPECT_EQ(to_string(*parse_ip("::1")), "::1");
+}
+
 TEST(Cidr, RejectsBadEntriesNamingThem) {
   EXPECT_FALSE(parse_cidr("10.0.0.0/33"));
   EXPECT_FALSE(parse_cidr("not-an-ip"));
