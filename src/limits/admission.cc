@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -302,7 +303,10 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   std::uint64_t refused_after_wait = 0;
   std::uint64_t refused_seen = 0;  // refused_on_arrival when the last call ended
   // When each call in flight (running or parked) started: when the next ones may end.
-  std::multiset<SteadyTime> starts;
+  // When each call in flight started, and whose it is ("" for try_start). Two calls that started
+  // at the same instant may swap users when one ends (which one is not known): counts by user stay
+  // right once both have ended.
+  std::multimap<SteadyTime, std::string> starts;
 
   AdmissionCore(AdmissionOptions o, const Clock& c)
       : options(o), clock(c), max_concurrency(o.max_concurrency), ceiling(o.max_concurrency) {
@@ -431,21 +435,24 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // before it (less the time a call holds its slot): it would only time out in the queue.
   bool would_wait_too_long(const std::string& user, SteadyTime deadline, SteadyTime now) const {
     // Its place is counted by virtual start times: a polite user beside a flood, whose queued
-    // calls come after its own, expects to wait for the next free slot only. A user with nothing
-    // ahead of it and no debt (no call of theirs counted ahead of the current virtual time: they
-    // have nothing in flight that started recently) takes the next slot that frees, and no call
-    // that arrives later goes ahead of it either: it is not refused for its wait (its deadline
-    // still counts). (Adaptive, under congestion the next slot frees after half a baseline call or
-    // more, and during a probe after a whole call: an arrival budget refused the polite user beside
-    // a flooder, 1-7% of its calls.)
+    // calls come after its own, expects to wait for the next free slot only. A call with nobody
+    // ahead of it while others are queued (all after it), or with nobody queued when its user has
+    // no debt (no call of theirs counted ahead of the current virtual time: nothing in flight that
+    // started moments ago), takes the next slot that frees, and no call that arrives later goes
+    // ahead of it: it is not refused for its wait (its deadline still counts). (Adaptive, under
+    // congestion the next slot frees after half a baseline call or more, and during a probe after
+    // a whole call: an arrival budget refused the polite user beside a flooder, 1-7% of its calls.)
     //
-    // Since session 10 a call of a user with debt (its previous call started moments ago) is
-    // judged by its wait even when nobody is queued: at 3x capacity such calls found the queue
-    // empty and waited two or three baseline calls for a slot, and a queued call is now served
-    // however long it waits.
+    // Since session 10, adaptive, a call that finds nobody queued while its user has debt (its
+    // previous call started moments ago) is judged by its wait: at 3x capacity such calls waited
+    // two or three baseline calls for a slot, and a queued call is now served however long it
+    // waits; unless another user holds more calls in flight than theirs (beside a flooder whose
+    // calls hold the other places, the polite user's previous call is often still in flight: judged
+    // by its wait, 59-98% of its calls were served in five runs at load 10-15).
     if (max_concurrency == 0) return false;
     const std::size_t ahead = calls_ahead(user);
-    const bool first = ahead == 0 && (!adaptive() || start_tag(user) <= virtual_time);
+    const bool first = ahead == 0 && (!adaptive() || queued > 0 ||
+                                      start_tag(user) <= virtual_time || holds_fewer(user));
     if (queued == 0 && first) return false;
     const double position = static_cast<double>(ahead + 1);
     const double budget_s = first ? std::numeric_limits<double>::infinity() : arrival_budget_s();
@@ -466,6 +473,19 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     const double left_s = std::chrono::duration<double>(deadline - now).count();
     return wait_s + hold_s > left_s;
   }
+  // True when `user` has fewer calls in flight than another user has: a place is theirs before
+  // it is a user's who holds more (beside a flooder whose calls hold the other places, the polite
+  // user's call is not refused while its previous one is still in flight).
+  bool holds_fewer(const std::string& user) const {
+    std::unordered_map<std::string_view, int> held;
+    for (const auto& [start, owner] : starts) ++held[owner];
+    const auto mine = held.find(user);
+    const int own = mine == held.end() ? 0 : mine->second;
+    for (const auto& [owner, count] : held) {
+      if (count > own && owner != user) return true;
+    }
+    return false;
+  }
   // Adaptive: when the slot a call at `position` in the queue waits for frees, from the calls in
   // flight: each is expected to end a hold (what a call holds its slot, on average) after it
   // started, the oldest first, and the call needs as many of them to end as are over the bound
@@ -479,7 +499,7 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     const std::size_t endings = n - bound + position;  // how many must end first, at least 1
     const std::size_t index = (endings - 1) % n;       // the oldest first
     const double rounds = static_cast<double>((endings - 1) / n);
-    const SteadyTime start = *std::next(starts.begin(), static_cast<std::ptrdiff_t>(index));
+    const SteadyTime start = std::next(starts.begin(), static_cast<std::ptrdiff_t>(index))->first;
     const double age_s = std::chrono::duration<double>(now - start).count();
     return std::max(0.0, hold_s - age_s) + rounds * hold_s;
   }
@@ -675,7 +695,7 @@ void AdmissionCore::pump() {
         if (!item) break;
         item->running_at_start = ++running;
         item->in_flight_at_start = running + parked;
-        starts.insert(now);
+        starts.emplace(now, item->work.user_key);
         decision.start.push_back(std::move(*item));
       }
     }
@@ -745,7 +765,7 @@ std::uint64_t Admission::submit(Work work) {
       Item item{0, std::move(work), now, now};
       item.running_at_start = ++impl_->running;
       item.in_flight_at_start = impl_->running + impl_->parked;
-      impl_->starts.insert(now);
+      impl_->starts.emplace(now, item.work.user_key);
       decision.start.push_back(std::move(item));
     } else if (impl_->would_wait_too_long(work.user_key, work.deadline, now)) {
       Refusal r = impl_->refusal(Reason::kQueueTimeout, work);
@@ -783,7 +803,7 @@ std::expected<Slot, Reason> Admission::try_start(std::string_view class_name) {
     if (!impl_->draining && impl_->queued == 0 && impl_->has_room()) {
       const int running = ++impl_->running;
       const SteadyTime now = impl_->clock.steady();
-      impl_->starts.insert(now);
+      impl_->starts.emplace(now, std::string());
       return Slot(impl_, std::chrono::nanoseconds(0), now, running, running + impl_->parked);
     }
     if (impl_->draining) reason = Reason::kDraining;

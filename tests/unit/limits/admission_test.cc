@@ -524,6 +524,31 @@ TEST(AdmissionGradient, ACallWithNobodyAheadWaitsForTheNextSlotToFree) {
   EXPECT_EQ(a.stats().refused_after_wait, 0u);
 }
 
+// A call that finds nobody queued while its user's previous call started moments ago (their
+// debt) is judged by its wait: the flooder's, whose calls hold the other places, is refused on
+// arrival (the calls in flight end a baseline call after they started); the polite user's, who
+// holds fewer places than the flooder, takes the next slot that frees.
+TEST(AdmissionGradient, AUserWhoHoldsFewerPlacesIsNotJudgedByTheWait) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
+  const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
+  ASSERT_GE(limit, 3);
+  for (int i = 0; i < limit - 1; ++i) a.submit(r.work("flood"));
+  a.submit(r.work("polite"));
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  EXPECT_EQ(a.submit(r.work("flood")), 0u);
+  ASSERT_EQ(r.refused.size(), 1u);
+  EXPECT_EQ(r.refused[0], std::make_pair(std::string("flood"), Reason::kQueueTimeout));
+  EXPECT_NE(a.submit(r.work("polite")), 0u);  // queued
+  clock.advance(100ms);
+  r.finish_one();
+  EXPECT_EQ(r.started.back(), "polite");
+  EXPECT_EQ(a.stats().refused_on_arrival, 1u);
+  EXPECT_EQ(a.stats().refused_after_wait, 0u);
+}
+
 TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
   ManualClock clock;
   Recorder r;
@@ -862,8 +887,8 @@ struct CpuBoundRig {
 // bound swung about 6 and an accepted call's p99 was 11.4 ms, 5.7x; with session 8's 1.5 x needed
 // + 1 it was 4.0 on average, p50 4.2 ms; since session 9, needed + 1: 3.5, p50 4.05 ms, p99 7.4 ms
 // with 31 calls refused after waiting; since session 10, when no queued call is refused for its
-// wait and calls are refused on arrival from when the calls in flight end: 3.86, p50 4.0 ms,
-// p99 7.8 ms, none refused after waiting.)
+// wait and calls are refused on arrival from when the calls in flight end too: 3.5, p50 4.1 ms,
+// p99 7.4 ms, none refused after waiting.)
 TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
   CpuBoundRig rig;
   Admission& a = rig.a;
@@ -884,7 +909,7 @@ TEST(AdmissionGradient, CongestedBoundFollowsWhatTheThroughputNeeds) {
               goodput, bound_sum / steps, service.held_ms[service.held_ms.size() / 2], p99,
               static_cast<unsigned long long>(a.stats().refused_after_wait));
   EXPECT_GE(goodput, 900);
-  EXPECT_LE(bound_sum / steps, 4);
+  EXPECT_LE(bound_sum / steps, 3.75);
   EXPECT_LE(p99, 4 * service.work_ms);
   EXPECT_GT(a.stats().refused_on_arrival, 0u);
   EXPECT_NEAR(a.stats().needed_in_flight, 2, 0.5);
@@ -948,7 +973,7 @@ TEST(AdmissionGradient, APoliteUserBesideAFlooderIsServedThroughProbes) {
 // refused on arrival or served: none is refused after it waited (a refusal after waiting costs
 // the caller the wait, and made the in-server refusal p99 in session 9's runs); goodput stays at
 // what the service serves, and an accepted call's p99, its queue included, within 4.5x a call alone
-// (with session 9's rules: 33 refused after waiting, p99 8.6 ms; since session 10: none, 8.55 ms).
+// (with session 9's rules: 33 refused after waiting, p99 8.6 ms; since session 10: none, 8.95 ms).
 TEST(AdmissionGradient, AtThreeTimesCapacityNoCallIsRefusedAfterWaiting) {
   CpuBoundRig rig;
   Admission& a = rig.a;
