@@ -446,13 +446,13 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     // Since session 10, adaptive, a call that finds nobody queued while its user has debt (its
     // previous call started moments ago) is judged by its wait: at 3x capacity such calls waited
     // two or three baseline calls for a slot, and a queued call is now served however long it
-    // waits; unless another user holds more calls in flight than theirs (beside a flooder whose
-    // calls hold the other places, the polite user's previous call is often still in flight: judged
-    // by its wait, 59-98% of its calls were served in five runs at load 10-15).
+    // waits; unless no other user has a call in flight, or another holds more than theirs (beside a
+    // flooder whose calls hold the other places, the polite user's previous call is often still in
+    // flight: judged by its wait, 59-98% of its calls were served in five runs at load 10-15).
     if (max_concurrency == 0) return false;
     const std::size_t ahead = calls_ahead(user);
     const bool first = ahead == 0 && (!adaptive() || queued > 0 ||
-                                      start_tag(user) <= virtual_time || holds_fewer(user));
+                                      start_tag(user) <= virtual_time || may_wait_for_a_slot(user));
     if (queued == 0 && first) return false;
     const double position = static_cast<double>(ahead + 1);
     const double budget_s = first ? std::numeric_limits<double>::infinity() : arrival_budget_s();
@@ -473,18 +473,24 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
     const double left_s = std::chrono::duration<double>(deadline - now).count();
     return wait_s + hold_s > left_s;
   }
-  // True when `user` has fewer calls in flight than another user has: a place is theirs before
-  // it is a user's who holds more (beside a flooder whose calls hold the other places, the polite
-  // user's call is not refused while its previous one is still in flight).
-  bool holds_fewer(const std::string& user) const {
+  // True when a call of `user` may take the next slot that frees however long that takes: no
+  // other user has a call in flight (a user's own calls are what it waits for: a client that runs
+  // more calls at once than the bound queues them, as before session 10), or another user has more
+  // in flight than `user` (a place is theirs before it is a user's who holds more: beside a flooder
+  // whose calls hold the other places, the polite user's call is not refused while its previous
+  // one is still in flight).
+  bool may_wait_for_a_slot(const std::string& user) const {
     std::unordered_map<std::string_view, int> held;
     for (const auto& [start, owner] : starts) ++held[owner];
     const auto mine = held.find(user);
     const int own = mine == held.end() ? 0 : mine->second;
+    bool others = false;
     for (const auto& [owner, count] : held) {
-      if (count > own && owner != user) return true;
+      if (owner == user) continue;
+      others = true;
+      if (count > own) return true;
     }
-    return false;
+    return !others;
   }
   // Adaptive: when the slot a call at `position` in the queue waits for frees, from the calls in
   // flight: each is expected to end a hold (what a call holds its slot, on average) after it

@@ -477,10 +477,12 @@ TEST(AdmissionGradient, ACallPastItsExpectedWaitGoesFirst) {
   Admission a(gradient_options(64, 2), clock);
   run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
   const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
-  for (int i = 0; i < limit; ++i) a.submit(r.work("busy"));
+  for (int i = 0; i < limit - 1; ++i) a.submit(r.work("busy"));
+  a.submit(r.work("other"));
   ASSERT_EQ(static_cast<int>(r.started.size()), limit);
-  // With calls of its own just started it is judged by its wait: the calls in flight end a
-  // baseline call after they started, over half a baseline call from now.
+  // With calls of its own just started, and no other user holding more, it is judged by its
+  // wait: the calls in flight end a baseline call after they started, over half a baseline call
+  // from now.
   EXPECT_EQ(a.submit(r.work("busy")), 0u);
   EXPECT_EQ(a.stats().refused_on_arrival, 1u);
   clock.advance(60ms);                      // now 40 ms from the next end: within half a call
@@ -547,6 +549,24 @@ TEST(AdmissionGradient, AUserWhoHoldsFewerPlacesIsNotJudgedByTheWait) {
   EXPECT_EQ(r.started.back(), "polite");
   EXPECT_EQ(a.stats().refused_on_arrival, 1u);
   EXPECT_EQ(a.stats().refused_after_wait, 0u);
+}
+
+// A client alone that runs more calls at once than the bound (a batch of cases over a pool of
+// connections) waits for its own calls to end: its calls are queued, not refused on arrival.
+TEST(AdmissionGradient, AUserAloneQueuesBehindItsOwnCalls) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
+  const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
+  for (int i = 0; i < limit; ++i) a.submit(r.work("batch"));
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  EXPECT_NE(a.submit(r.work("batch")), 0u);
+  EXPECT_TRUE(r.refused.empty());
+  clock.advance(100ms);
+  r.finish_one();
+  EXPECT_EQ(static_cast<int>(r.started.size()), limit + 1);
+  EXPECT_EQ(a.stats().refused_on_arrival + a.stats().refused_after_wait, 0u);
 }
 
 TEST(AdmissionGradient, RaisingTheCeilingKeepsTheLimitAndLoweringItCaps) {
