@@ -100,6 +100,18 @@ struct Families {
           .Register(obs::registry());
   Counter& refused_on_arrival = admission_refusals.Add({{"when", "on_arrival"}});
   Counter& refused_after_waiting = admission_refusals.Add({{"when", "after_waiting"}});
+  Family<prometheus::Histogram>& admission_refusal_time =
+      prometheus::BuildHistogram()
+          .Name("wf_limits_admission_refusal_seconds")
+          .Help(
+              "Admission control's 503s: time from the call's arrival at admission control to its "
+              "refusal, by when it was decided: on_arrival (the decision) or after_waiting (its "
+              "wait in the queue).")
+          .Register(obs::registry());
+  prometheus::Histogram& refusal_time_on_arrival =
+      admission_refusal_time.Add({{"when", "on_arrival"}}, fine_buckets());
+  prometheus::Histogram& refusal_time_after_waiting =
+      admission_refusal_time.Add({{"when", "after_waiting"}}, fine_buckets());
   Gauge& shared_up = gauge("wf_limits_shared_up",
                            "1 when the shared (memcached) counters answer, 0 when the limits are "
                            "per replica because memcached failed or is not configured.");
@@ -223,8 +235,10 @@ void remove_gauge_source(std::uint64_t id) {
   sources().live.erase(id);
 }
 
-void count_admission_refusal(bool waited) {
-  (waited ? families().refused_after_waiting : families().refused_on_arrival).Increment();
+void count_admission_refusal(bool waited, double seconds) {
+  Families& f = families();
+  (waited ? f.refused_after_waiting : f.refused_on_arrival).Increment();
+  (waited ? f.refusal_time_after_waiting : f.refusal_time_on_arrival).Observe(seconds);
 }
 
 void observe_queue_wait(double seconds) {

@@ -16,8 +16,9 @@ void count_cpu(std::string_view class_name, double cpu_ms);
 void observe_queue_wait(double seconds);
 // An admitted call ended: its whole time in its slot, and what it reported waiting downstream.
 void observe_slot(double held_s, double downstream_wait_s);
-// A 503 of admission control: decided on arrival, or after the call had waited in the queue.
-void count_admission_refusal(bool waited);
+// A 503 of admission control: decided on arrival, or after the call had waited in the queue;
+// `seconds` from the call's arrival at admission control to the refusal.
+void count_admission_refusal(bool waited, double seconds);
 void count_shared_error();
 void count_shared_fallback();
 

@@ -262,6 +262,12 @@ class Admission(LimitCase):
             self.assertEqual(call(o, reverse("d"), "d")[0], 200)
             self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
             self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
+            # c was refused on arrival, b after its 300 ms in the queue (the budget: a queued call
+            # is refused only at it or its deadline).
+            refusal_time = "wf_limits_admission_refusal_seconds"
+            self.assertEqual(metric(o, refusal_time + "_count", when="on_arrival"), 1)
+            self.assertEqual(metric(o, refusal_time + "_count", when="after_waiting"), 1)
+            self.assertGreaterEqual(metric(o, refusal_time + "_sum", when="after_waiting"), 0.29)
 
 
 class QueuedCallsBehindMaxPendingWork(LimitCase):
@@ -352,6 +358,11 @@ class RefusalOnArrival(LimitCase):
             self.assertEqual(results["queued"][0], 200)
             self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
             self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="after_waiting"), 0)
+            # Its time in admission control, by when it was decided: on arrival, the decision only.
+            refusal_time = "wf_limits_admission_refusal_seconds"
+            self.assertEqual(metric(o, refusal_time + "_count", when="on_arrival"), 1)
+            self.assertLess(metric(o, refusal_time + "_sum", when="on_arrival"), 0.25)
+            self.assertEqual(metric(o, refusal_time + "_count", when="after_waiting"), 0)
 
     def test_fixed_limit(self):
         self.check(["--admission-limit", "fixed"])

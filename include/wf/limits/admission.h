@@ -17,8 +17,10 @@
 // does (Netflix concurrency-limits' Gradient2): while recent calls take no more than `tolerance`
 // times the baseline the limit grows by one per window; when they take longer it shrinks in
 // proportion (by at most 10% per window), between min_concurrency and max_concurrency. Adaptive,
-// the queue is short: a call is refused on arrival when its expected wait is over half a baseline
-// call, and a queued call waits at most two (at least 1 ms) before it is refused.
+// the queue is short: a call is refused on arrival when its expected wait (also from when the calls
+// in flight started) is over half a baseline call, unless its user has nothing ahead and no debt;
+// a queued call is served (refused only at max_queue_time or its deadline), and one that waited
+// past two baseline calls goes before the fair queue's order.
 //
 // Adaptive, a call that waits for I/O holding no thread (Slot::park: a fiber parked on the
 // evaluator or the wiki) leaves the count of running calls until it goes on (Slot::resume: it
@@ -105,7 +107,7 @@ class Slot {
   friend struct detail::AdmissionCore;
   friend class Admission;
   Slot(std::shared_ptr<detail::AdmissionCore> core, std::chrono::nanoseconds queued_for,
-       int running_at_start, int in_flight_at_start);
+       SteadyTime started, int running_at_start, int in_flight_at_start);
   std::shared_ptr<detail::AdmissionCore> core_;
   std::chrono::nanoseconds queued_for_{0};
   SteadyTime started_{};
