@@ -427,16 +427,32 @@ std::vector<NodeP> Interpreter::list_elements(const NodeP& list) {
   return out;
 }
 
+namespace {
+
+// An element that leaves a list cell settled (Node::settled): eager evaluation and the type
+// walk pass it without a step (a bare string; a shared object that is not a reference, which
+// eager evaluation would dereference).
+bool settled_element(const NodeP& v) {
+  return v && (v->is_string || (v->interned && !v->is_ref()));
+}
+
+}  // namespace
+
 NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
   const CommonKeys& keys = common_keys();
   auto tail = Node::make_object();
   tail->add_list_type(item_type);
+  // The cells' type is implied (per-process JSON of Z881 of a ZID): trivial for the type walk.
+  bool settled = tail->entries.back().source != nullptr;
+  tail->settled = settled;
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
     auto node = Node::make_object();
     node->entries.reserve(3);
     node->add_list_type(item_type);
     node->add(keys.k1, *it);
     node->add(keys.k2, std::move(tail));
+    settled = settled && settled_element(*it);
+    node->settled = settled;
     tail = std::move(node);
   }
   return tail;
@@ -744,7 +760,8 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
     }
     NodeP n = queue[i].node;
     // An interned node is a bare string or a reference or string object: no type to resolve.
-    if (!n || n->is_string || n->interned || !seen.insert(n.get())) continue;
+    // A settled list (make_list) has only implied list types and shared elements: nothing.
+    if (!n || n->is_string || n->interned || n->settled || !seen.insert(n.get())) continue;
     const CommonKeys& keys = common_keys();
     const Node::Entry* te = n->entry(keys.z1k1);
     if (te != nullptr && !te->persisted && te->source != nullptr &&
@@ -1056,6 +1073,9 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
   std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
   std::vector<std::string> zids;
   for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
+    // Nothing below is evaluated, and no key repeats deeper than 20 levels (its elements are
+    // not walked into above that depth): the walk would only count steps.
+    if (node->settled && path.size() < 20) break;
     if (!tick()) return abort_envelope();
     NodeP type_holder;
     const std::string_view ptype = EagerStep::type_of(*node, type_holder);

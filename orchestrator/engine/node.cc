@@ -536,6 +536,7 @@ const Node* Node::peek(std::string_view key) const {
 
 void Node::set(std::string_view key, NodeP value) {
   if (interned) return;  // a bare string has no keys (and an interned one is shared)
+  settled = false;
   Entry* e = entry(key);
   if (e == nullptr) {
     entries.push_back({std::string(key), std::move(value), nullptr, nullptr});
@@ -547,6 +548,7 @@ void Node::set(std::string_view key, NodeP value) {
 
 void Node::add(Key key, NodeP value) {
   if (interned) return;
+  settled = false;
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
 }
 

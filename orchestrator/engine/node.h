@@ -165,6 +165,12 @@ struct Node {
   std::uint32_t refs = 0;  // owners (NodeP); unused for interned nodes
   bool interned = false;   // shared by all requests: never changed, counted or freed
   bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
+  // Nothing in this object is left to evaluate or type-resolve: a typed list a built-in made
+  // whose cells' types are implied (add_list_type of a shared reference), whose elements are
+  // bare strings or shared objects that are not references (a code point, a string object),
+  // and whose tail is settled too. Eager evaluation (above 20 levels: below, a repeated key is
+  // Z516) and the type walk skip it; set() and add() clear it (the contents changed).
+  bool settled = false;
   std::string text;
   mutable Entries entries;  // mutable: lazy originals are built on first read
   FrameP scope;             // null: inherits the scope of the parent it is read through
