@@ -217,6 +217,20 @@ TEST(NodeLists, ImpliedListTypeIsLazyAndReadsAsTheZ881Call) {
   EXPECT_EQ(c->get("Z1K1")->get("Z881K1").get(), item.get());
 }
 
+// A settled object (nothing left to evaluate: Node::settled) is no longer settled once a key is
+// set or added: the new value may be a call.
+TEST(NodeLists, SettledIsClearedWhenTheContentChanges) {
+  ed::NodeP a = ed::Node::make_object();
+  a->add("K1", ed::str_node("x"));
+  a->settled = true;
+  a->set("K1", ed::Node::from_json(json{{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "x"}}));
+  EXPECT_FALSE(a->settled);
+  a->settled = true;
+  a->add("K2", ed::str_node("y"));
+  EXPECT_FALSE(a->settled);
+  EXPECT_FALSE(ed::Node::make_object()->settled);
+}
+
 // Z868 splits a string into one-character texts: the 128 ASCII ones are shared nodes; other
 // characters, and longer values, stay nodes of their request.
 TEST(NodeSharing, OneCharacterAsciiTextsAreShared) {
