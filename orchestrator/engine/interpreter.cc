@@ -449,15 +449,24 @@ bool settled_element(const NodeP& v) {
 
 NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
   const CommonKeys& keys = common_keys();
+  // The cells' type, when implied (per-process JSON of Z881 of a ZID: trivial for the type
+  // walk), looked up once for the list.
+  const json* implied = Node::implied_list_type(item_type);
+  const auto add_type = [&](Node& cell) {
+    if (implied != nullptr) {
+      cell.add_shared(keys.z1k1, *implied);
+    } else {
+      cell.add_list_type(item_type);
+    }
+  };
   auto tail = Node::make_object();
-  tail->add_list_type(item_type);
-  // The cells' type is implied (per-process JSON of Z881 of a ZID): trivial for the type walk.
-  bool settled = tail->entries.back().source != nullptr;
+  add_type(*tail);
+  bool settled = implied != nullptr;
   tail->settled = settled;
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
     auto node = Node::make_object();
     node->entries.reserve(3);
-    node->add_list_type(item_type);
+    add_type(*node);
     node->add(keys.k1, *it);
     node->add(keys.k2, std::move(tail));
     settled = settled && settled_element(*it);

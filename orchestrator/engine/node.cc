@@ -568,13 +568,20 @@ void Node::add_shared(Key key, const json& source) {
   entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
 }
 
+const json* Node::implied_list_type(const NodeP& item) {
+  // A reference of its own (read from a definition or a request, not shared) with nothing but
+  // its two keys writes the same Z881 call as the shared one: Z810 prepends to a list whose
+  // item type was read so, and its cell's type was a call node, resolved per request.
+  if (!item || item->is_string || !(item->interned || item->entries.size() == 2)) return nullptr;
+  if (!item->is_ref()) return nullptr;
+  return list_type_json(item->ref_view());
+}
+
 void Node::add_list_type(const NodeP& item) {
   const CommonKeys& keys = common_keys();
-  if (item && item->interned && item->is_ref()) {
-    if (const json* implied = list_type_json(item->ref_view())) {
-      add_shared(keys.z1k1, *implied);
-      return;
-    }
+  if (const json* implied = implied_list_type(item)) {
+    add_shared(keys.z1k1, *implied);
+    return;
   }
   auto t = make_object();
   t->entries.reserve(3);

@@ -221,6 +221,9 @@ struct Node {
   // is an interned reference the type is implied: a lazy view of per-process JSON, built only
   // when read (most cells' types never are: eager evaluation skips Z1K1), else a new call node.
   void add_list_type(const NodeP& item);
+  // The per-process JSON add_list_type adds for `item` (Z881 of a reference to a ZID), or null
+  // when it adds a call node of its own: asked once for a list of many cells.
+  static const json* implied_list_type(const NodeP& item);
 
   // Shape helpers on the current view.
   std::string ref() const;            // Z9K1 of a Z9 node, else ""
