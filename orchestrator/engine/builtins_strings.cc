@@ -1,4 +1,7 @@
 // String built-ins: equality, code points, and back.
+#include <algorithm>
+#include <vector>
+
 #include "orchestrator/engine/builtin_table.h"
 #include "orchestrator/engine/builtins_support.h"
 #include "wf/zobject/zobject.h"
@@ -22,20 +25,54 @@ std::size_t utf8_length(unsigned char c) {
   return 1;
 }
 
+const Key& z86k1() {
+  static const Key key("Z86K1");
+  return key;
+}
+
+// The Z86 of the code point `text`: {Z1K1: Z86, Z86K1: text as a Z6}.
+NodeP code_point_node(std::string text) {
+  auto cp = Node::make_object();
+  cp->entries.reserve(2);
+  cp->add(common_keys().z1k1, z9_node("Z86"));
+  cp->add(z86k1(), z6_node(std::move(text)));  // one ASCII character: a shared node
+  return cp;
+}
+
+// The code points of the 128 ASCII characters as shared nodes (Node::interned: immutable, never
+// counted or freed), made once per process as intern_terminal makes a shared string object: a
+// string's code points are mostly these, and each was a node and an entry array per character
+// and request, built and freed again. Null for a character whose parts are not shared (the
+// string table was full): then a node per request.
+NodeP ascii_code_point(unsigned char c) {
+  static const std::vector<Node*> shared = [] {
+    std::vector<Node*> out(128, nullptr);
+    for (int ch = 0; ch < 128; ++ch) {
+      NodeP tag = z9_node("Z86");
+      NodeP text = z6_node(std::string(1, static_cast<char>(ch)));
+      if (!tag->interned || !text->interned) continue;
+      auto* node = new Node;  // never freed
+      node->interned = true;
+      node->entries.reserve(2);
+      node->entries.push_back({common_keys().z1k1, std::move(tag)});
+      node->entries.push_back({z86k1(), std::move(text)});
+      out[ch] = node;
+    }
+    return out;
+  }();
+  Node* n = c < 0x80 ? shared[c] : nullptr;
+  return n != nullptr ? NodeP(n) : nullptr;
+}
+
 Envelope string_to_code_points(const BuiltinCall& c) {
   const std::string s = text_of(c.arg(0));
-  const CommonKeys& keys = common_keys();
-  static const Key kZ86K1("Z86K1");
-  const NodeP z86 = z9_node("Z86");
   std::vector<NodeP> items;
   items.reserve(std::min<std::size_t>(s.size(), zo::kMaxListElements + 1));
   for (std::size_t i = 0; i < s.size();) {
-    std::size_t len = std::min(utf8_length(static_cast<unsigned char>(s[i])), s.size() - i);
-    auto cp = Node::make_object();
-    cp->entries.reserve(2);
-    cp->add(keys.z1k1, z86);
-    cp->add(kZ86K1, z6_node(s.substr(i, len)));  // one ASCII character: a shared node
-    items.push_back(cp);
+    const auto first = static_cast<unsigned char>(s[i]);
+    std::size_t len = std::min(utf8_length(first), s.size() - i);
+    NodeP cp = len == 1 ? ascii_code_point(first) : nullptr;
+    items.push_back(cp ? std::move(cp) : code_point_node(s.substr(i, len)));
     i += len;
     if (items.size() > zo::kMaxListElements) {
       return Envelope::err(zo::make_error_msg(
@@ -43,7 +80,7 @@ Envelope string_to_code_points(const BuiltinCall& c) {
                       " code points, the longest list a value may hold"));
     }
   }
-  return c.ok(c.in.make_list(z86, items));
+  return c.ok(c.in.make_list(z9_node("Z86"), items));
 }
 
 Envelope code_points_to_string(const BuiltinCall& c) {

@@ -63,24 +63,33 @@ enum class Shape { kOther, kArgRef, kRef, kCall, kGenericInstance };
 
 // What shape_of answers for a node whose Z1K1 is still a lazy view of the immortal JSON `t`, an
 // object (a list cell's implied Z881 of a ZID: Node::add_list_type), remembered per thread by
-// address; kUnknown when `t` is a reference (shape_of then builds and reads it). Bounded as
-// immortal_types_trivial.
+// address; kUnknown when `t` is a reference (shape_of then builds and reads it).
 enum class LazyShape : std::uint8_t { kUnknown, kOther, kGenericInstance };
 
-LazyShape immortal_type_shape(const json& t) {
+// `derive(v)` for JSON that lives and stays unchanged for the whole process (Node::Entry::
+// immortal: bundled definitions, list-type templates, implied list types), remembered per
+// thread by its address: what is derived from such JSON alone never changes. One table per
+// call site (each passes its own lambda type). Bounded: the immortal JSON the engine reads has
+// fewer parts than this; past the bound, answers are derived again each time.
+template <typename Value, typename Derive>
+Value remembered_by_address(const json& v, Derive derive) {
   constexpr std::size_t kMaxRemembered = 1u << 16;
-  thread_local std::unordered_map<const json*, LazyShape> known;
-  if (auto it = known.find(&t); it != known.end()) return it->second;
-  LazyShape shape = LazyShape::kUnknown;
-  if (!json_is_ref(t)) {
+  thread_local std::unordered_map<const json*, Value> known;
+  if (auto it = known.find(&v); it != known.end()) return it->second;
+  const Value value = derive(v);
+  if (known.size() < kMaxRemembered) known.emplace(&v, value);
+  return value;
+}
+
+LazyShape immortal_type_shape(const json& t) {
+  return remembered_by_address<LazyShape>(t, [](const json& t) {
+    if (json_is_ref(t)) return LazyShape::kUnknown;
     // Not a reference: its type is "" and the node is a generic instance when t is a call
     // (Node::is_call: its Z1K1 a reference to Z7, and a Z7K1).
     auto k = t.find("Z1K1");
     const bool call = k != t.end() && json_ref(*k) == "Z7" && t.contains("Z7K1");
-    shape = call ? LazyShape::kGenericInstance : LazyShape::kOther;
-  }
-  if (known.size() < kMaxRemembered) known.emplace(&t, shape);
-  return shape;
+    return call ? LazyShape::kGenericInstance : LazyShape::kOther;
+  });
 }
 
 Shape shape_of(const Node& n) {
@@ -427,16 +436,41 @@ std::vector<NodeP> Interpreter::list_elements(const NodeP& list) {
   return out;
 }
 
+namespace {
+
+// An element that leaves a list cell settled (Node::settled): eager evaluation and the type
+// walk pass it without a step (a bare string; a shared object that is not a reference, which
+// eager evaluation would dereference).
+bool settled_element(const NodeP& v) {
+  return v && (v->is_string || (v->interned && !v->is_ref()));
+}
+
+}  // namespace
+
 NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& items) {
   const CommonKeys& keys = common_keys();
+  // The cells' type, when implied (per-process JSON of Z881 of a ZID: trivial for the type
+  // walk), looked up once for the list.
+  const json* implied = Node::implied_list_type(item_type);
+  const auto add_type = [&](Node& cell) {
+    if (implied != nullptr) {
+      cell.add_shared(keys.z1k1, *implied);
+    } else {
+      cell.add_list_type(item_type);
+    }
+  };
   auto tail = Node::make_object();
-  tail->add_list_type(item_type);
+  add_type(*tail);
+  bool settled = implied != nullptr;
+  tail->settled = settled;
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
     auto node = Node::make_object();
     node->entries.reserve(3);
-    node->add_list_type(item_type);
+    add_type(*node);
     node->add(keys.k1, *it);
     node->add(keys.k2, std::move(tail));
+    settled = settled && settled_element(*it);
+    node->settled = settled;
     tail = std::move(node);
   }
   return tail;
@@ -685,12 +719,7 @@ struct TypeWalkItem {
 // Z6 was walked again in every request that makes a Z881(Z6) (~50 k instructions each).
 // Bounded: the bundled definitions and templates have fewer parts than this.
 bool immortal_types_trivial(const json& v) {
-  constexpr std::size_t kMaxRemembered = 1u << 16;
-  thread_local std::unordered_map<const json*, bool> known;
-  if (auto it = known.find(&v); it != known.end()) return it->second;
-  const bool trivial = json_types_trivial(v, 0);
-  if (known.size() < kMaxRemembered) known.emplace(&v, trivial);
-  return trivial;
+  return remembered_by_address<bool>(v, [](const json& v) { return json_types_trivial(v, 0); });
 }
 
 // json_type_trivial(t) for a type that lives and stays unchanged for the whole process (a list
@@ -698,12 +727,7 @@ bool immortal_types_trivial(const json& v) {
 // reads the JSON through ~10 map lookups and 3 string copies (~4 k instructions), and every cell
 // of a list a built-in makes asks it again. Bounded as immortal_types_trivial.
 bool immortal_type_trivial(const json& t) {
-  constexpr std::size_t kMaxRemembered = 1u << 16;
-  thread_local std::unordered_map<const json*, bool> known;
-  if (auto it = known.find(&t); it != known.end()) return it->second;
-  const bool trivial = json_type_trivial(t);
-  if (known.size() < kMaxRemembered) known.emplace(&t, trivial);
-  return trivial;
+  return remembered_by_address<bool>(t, [](const json& t) { return json_type_trivial(t); });
 }
 
 }  // namespace
@@ -744,7 +768,8 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
     }
     NodeP n = queue[i].node;
     // An interned node is a bare string or a reference or string object: no type to resolve.
-    if (!n || n->is_string || n->interned || !seen.insert(n.get())) continue;
+    // A settled list (make_list) has only implied list types and shared elements: nothing.
+    if (!n || n->is_string || n->interned || n->settled || !seen.insert(n.get())) continue;
     const CommonKeys& keys = common_keys();
     const Node::Entry* te = n->entry(keys.z1k1);
     if (te != nullptr && !te->persisted && te->source != nullptr &&
@@ -840,6 +865,18 @@ bool Interpreter::compare_keys(const NodeP& a, const NodeP& b) {
 }
 
 json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
+  // A validator still a lazy view of immortal JSON (a bundled type's, a list type's Z4 as the
+  // process holds it) is read from its JSON, remembered by address, without building the node
+  // (every value of a list type is checked here): a bare string resolves to itself, not to a Z8,
+  // and Z831 runs nothing, as below.
+  static const Key kZ4K3("Z4K3");
+  if (const Node::Entry* e = type->entry(kZ4K3);
+      e != nullptr && !e->persisted && e->source != nullptr && e->immortal &&
+      e->form == Node::Entry::Form::kNormal &&
+      remembered_by_address<bool>(
+          *e->source, [](const json& v) { return v.is_string() || json_ref(v) == "Z831"; })) {
+    return nullptr;
+  }
   // Ephemeral: the type keeps showing its validator as written.
   NodeP validator = type->get("Z4K3");
   if (!validator) return nullptr;
@@ -1056,6 +1093,9 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
   std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
   std::vector<std::string> zids;
   for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
+    // Nothing below is evaluated, and no key repeats deeper than 20 levels (its elements are
+    // not walked into above that depth): the walk would only count steps.
+    if (node->settled && path.size() < 20) break;
     if (!tick()) return abort_envelope();
     NodeP type_holder;
     const std::string_view ptype = EagerStep::type_of(*node, type_holder);

@@ -99,6 +99,7 @@ const std::string* intern_key(std::string_view s) {
 }
 
 Node* intern_string(std::string_view s) {
+  if (s.size() > kMaxStringLength) return nullptr;  // never interned: no hash of a long text
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(s);
   if (slot != nullptr && same_text(slot->text, s)) return slot;
@@ -119,6 +120,7 @@ Node* intern_string(std::string_view s) {
 // too: nothing in a shared node is ever counted).
 template <bool kReference>
 Node* intern_terminal(std::string_view text) {
+  if (text.size() > kMaxStringLength) return nullptr;  // never interned, as above
   thread_local ThreadCache<Node*> cache;
   Node*& slot = cache.slot(text);
   if (slot != nullptr && same_text(slot->entries[1].original->text, text)) return slot;
@@ -158,13 +160,22 @@ Node* shared_terminal(const json& v) {
 
 // The normal form of Z881(zid), made once per process for every item type named by a
 // ZID (bounded as the interning tables are); null when the table is full.
+// Remembered per thread in front of the table (its lock and hash): every cell of a list a
+// built-in makes asks for its type (~700 instructions a cell through the table).
 const json* list_type_json(std::string_view zid) {
+  using Held = std::pair<const std::string, const json>;  // the ZID and its Z881 call
+  thread_local ThreadCache<const Held*> cache;
+  const Held*& slot = cache.slot(zid);
+  if (slot != nullptr && same_text(slot->first, zid)) return &slot->second;
   if (!internable(zid) || !wf::zobject::is_reference_like(zid)) return nullptr;
-  static auto* table = new Interned<const json*>(kMaxStrings);  // never destroyed
-  return table->find_or_add(zid, [](const std::string& t) {
+  static auto* table = new Interned<const Held*>(kMaxStrings);  // never destroyed
+  const Held* held = table->find_or_add(zid, [](const std::string& t) {
     const auto ref = [](const std::string& z) { return json{{"Z1K1", "Z9"}, {"Z9K1", z}}; };
-    return new const json{{"Z1K1", ref("Z7")}, {"Z7K1", ref("Z881")}, {"Z881K1", ref(t)}};
+    return new const Held{t, json{{"Z1K1", ref("Z7")}, {"Z7K1", ref("Z881")}, {"Z881K1", ref(t)}}};
   });
+  if (held == nullptr) return nullptr;
+  slot = held;
+  return &held->second;
 }
 
 }  // namespace
@@ -536,6 +547,7 @@ const Node* Node::peek(std::string_view key) const {
 
 void Node::set(std::string_view key, NodeP value) {
   if (interned) return;  // a bare string has no keys (and an interned one is shared)
+  settled = false;
   Entry* e = entry(key);
   if (e == nullptr) {
     entries.push_back({std::string(key), std::move(value), nullptr, nullptr});
@@ -547,6 +559,7 @@ void Node::set(std::string_view key, NodeP value) {
 
 void Node::add(Key key, NodeP value) {
   if (interned) return;
+  settled = false;
   entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
 }
 
@@ -555,13 +568,20 @@ void Node::add_shared(Key key, const json& source) {
   entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
 }
 
+const json* Node::implied_list_type(const NodeP& item) {
+  // A reference of its own (read from a definition or a request, not shared) with nothing but
+  // its two keys writes the same Z881 call as the shared one: Z810 prepends to a list whose
+  // item type was read so, and its cell's type was a call node, resolved per request.
+  if (!item || item->is_string || !(item->interned || item->entries.size() == 2)) return nullptr;
+  if (!item->is_ref()) return nullptr;
+  return list_type_json(item->ref_view());
+}
+
 void Node::add_list_type(const NodeP& item) {
   const CommonKeys& keys = common_keys();
-  if (item && item->interned && item->is_ref()) {
-    if (const json* implied = list_type_json(item->ref_view())) {
-      add_shared(keys.z1k1, *implied);
-      return;
-    }
+  if (const json* implied = implied_list_type(item)) {
+    add_shared(keys.z1k1, *implied);
+    return;
   }
   auto t = make_object();
   t->entries.reserve(3);
@@ -655,20 +675,32 @@ NodeP str_node(std::string s) {
   return Node::make_string(std::move(s));
 }
 
+namespace {
+
+// A string or reference object of its own (a text that is not shared): one entry array of two,
+// its keys and tag the shared ones (the keys were interned by text and the array grown twice).
+NodeP terminal_object(bool reference, std::string s) {
+  const CommonKeys& keys = common_keys();
+  static Node* const kZ6 = intern_string("Z6");
+  static Node* const kZ9 = intern_string("Z9");
+  Node* tag = reference ? kZ9 : kZ6;
+  auto n = Node::make_object();
+  n->entries.reserve(2);
+  n->add(keys.z1k1, tag != nullptr ? NodeP(tag) : str_node(reference ? "Z9" : "Z6"));
+  n->add(reference ? keys.z9k1 : keys.z6k1, str_node(std::move(s)));
+  return n;
+}
+
+}  // namespace
+
 NodeP z6_node(std::string s) {
   if (Node* shared = intern_terminal<false>(s)) return NodeP(shared);
-  auto n = Node::make_object();
-  n->add("Z1K1", str_node("Z6"));
-  n->add("Z6K1", str_node(std::move(s)));
-  return n;
+  return terminal_object(false, std::move(s));
 }
 
 NodeP z9_node(std::string s) {
   if (Node* shared = intern_terminal<true>(s)) return NodeP(shared);
-  auto n = Node::make_object();
-  n->add("Z1K1", str_node("Z9"));
-  n->add("Z9K1", str_node(std::move(s)));
-  return n;
+  return terminal_object(true, std::move(s));
 }
 
 }  // namespace wf::orchestrator::engine_detail

@@ -165,6 +165,12 @@ struct Node {
   std::uint32_t refs = 0;  // owners (NodeP); unused for interned nodes
   bool interned = false;   // shared by all requests: never changed, counted or freed
   bool is_string = false;  // a bare string (Z1K1 "Z6"/"Z9", or a Z6K1/Z9K1 value)
+  // Nothing in this object is left to evaluate or type-resolve: a typed list a built-in made
+  // whose cells' types are implied (add_list_type of a shared reference), whose elements are
+  // bare strings or shared objects that are not references (a code point, a string object),
+  // and whose tail is settled too. Eager evaluation (above 20 levels: below, a repeated key is
+  // Z516) and the type walk skip it; set() and add() clear it (the contents changed).
+  bool settled = false;
   std::string text;
   mutable Entries entries;  // mutable: lazy originals are built on first read
   FrameP scope;             // null: inherits the scope of the parent it is read through
@@ -215,6 +221,9 @@ struct Node {
   // is an interned reference the type is implied: a lazy view of per-process JSON, built only
   // when read (most cells' types never are: eager evaluation skips Z1K1), else a new call node.
   void add_list_type(const NodeP& item);
+  // The per-process JSON add_list_type adds for `item` (Z881 of a reference to a ZID), or null
+  // when it adds a call node of its own: asked once for a list of many cells.
+  static const json* implied_list_type(const NodeP& item);
 
   // Shape helpers on the current view.
   std::string ref() const;            // Z9K1 of a Z9 node, else ""

@@ -164,6 +164,41 @@ TEST_F(Builtins, Z868Z886CodePoints) {
   EXPECT_EQ(back["Z22K1"], "a\xF0\x9F\x98\x80");
 }
 
+// The code points of ASCII characters are shared nodes (made once per process) and the list Z868
+// makes of them is settled (nothing to evaluate): they read, compare, prepend and echo as any
+// other code point, in one request and the next.
+TEST_F(Builtins, Z868SharedAsciiCodePointsReadAsAnyOther) {
+  const auto call = [](const std::string& fn, const json& a1, const json& a2 = nullptr) {
+    json c = {{"Z1K1", "Z7"}, {"Z7K1", fn}, {fn + "K1", a1}};
+    if (!a2.is_null()) c[fn + "K2"] = a2;
+    return c;
+  };
+  const json h = {{"Z1K1", "Z86"}, {"Z86K1", "H"}};
+  for (int round = 0; round < 2; ++round) {
+    json r = run(call("Z868", "Hé"));
+    EXPECT_EQ(r["Z22K1"], json::array({"Z86", h, {{"Z1K1", "Z86"}, {"Z86K1", "\xC3\xA9"}}}))
+        << r.dump();
+    EXPECT_EQ(run(call("Z811", call("Z868", "Hi")))["Z22K1"], h);
+    // (An echoed list shows its item type as resolved, the Z4 of Z86, as on main.)
+    json echoed = run(call("Z801", call("Z868", "H")))["Z22K1"];
+    ASSERT_EQ(echoed.size(), 2u) << echoed.dump();
+    EXPECT_EQ(echoed[1], h);
+    EXPECT_EQ(run(call("Z888", call("Z811", call("Z868", "Hx")),
+                       call("Z811", call("Z868", "H"))))["Z22K1"],
+              T());
+    EXPECT_EQ(run(call("Z888", call("Z811", call("Z868", "a")),
+                       call("Z811", call("Z868", "b"))))["Z22K1"],
+              F());
+    // A shared code point prepended to a settled list, and the list read back as a string.
+    json joined =
+        run(call("Z886", call("Z810", call("Z811", call("Z868", "x")), call("Z868", "yé"))));
+    EXPECT_EQ(joined["Z22K1"], "xyé") << joined.dump();
+    // The settled list's tail, and its empty end.
+    EXPECT_EQ(run(call("Z886", call("Z812", call("Z868", "abc"))))["Z22K1"], "bc");
+    EXPECT_EQ(run(call("Z813", call("Z812", call("Z868", "a"))))["Z22K1"], T());
+  }
+}
+
 TEST_F(Builtins, Z881Z882Z883Types) {
   json l = run({{"Z1K1", "Z7"}, {"Z7K1", "Z881"}, {"Z881K1", "Z6"}})["Z22K1"];
   EXPECT_EQ(l["Z1K1"], "Z4");

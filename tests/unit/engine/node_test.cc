@@ -217,6 +217,43 @@ TEST(NodeLists, ImpliedListTypeIsLazyAndReadsAsTheZ881Call) {
   EXPECT_EQ(c->get("Z1K1")->get("Z881K1").get(), item.get());
 }
 
+// A reference of its own (not shared) gets the same implied list type as the shared one, and
+// writes the same Z881 call; one with a key besides its two gets a call node of its own.
+TEST(NodeLists, ImpliedListTypeOfAnUnsharedReference) {
+  const json z881_z6 = {{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z7"}}},
+                        {"Z7K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z881"}}},
+                        {"Z881K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z6"}}}};
+  ed::NodeP own = ed::Node::make_object();
+  own->add("Z1K1", ed::str_node("Z9"));
+  own->add("Z9K1", ed::str_node("Z6"));
+  ASSERT_FALSE(own->interned);
+  EXPECT_EQ(ed::Node::implied_list_type(own), ed::Node::implied_list_type(ed::z9_node("Z6")));
+  ed::NodeP a = ed::Node::make_object();
+  a->add_list_type(own);
+  EXPECT_NE(a->entries[0].source, nullptr);
+  EXPECT_EQ(a->get("Z1K1")->to_json(), z881_z6);
+  own->add("Z2K1", ed::str_node("x"));
+  EXPECT_EQ(ed::Node::implied_list_type(own), nullptr);
+  ed::NodeP b = ed::Node::make_object();
+  b->add_list_type(own);
+  EXPECT_EQ(b->entries[0].source, nullptr);
+  EXPECT_EQ(b->get("Z1K1")->get("Z881K1").get(), own.get());
+}
+
+// A settled object (nothing left to evaluate: Node::settled) is no longer settled once a key is
+// set or added: the new value may be a call.
+TEST(NodeLists, SettledIsClearedWhenTheContentChanges) {
+  ed::NodeP a = ed::Node::make_object();
+  a->add("K1", ed::str_node("x"));
+  a->settled = true;
+  a->set("K1", ed::Node::from_json(json{{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "x"}}));
+  EXPECT_FALSE(a->settled);
+  a->settled = true;
+  a->add("K2", ed::str_node("y"));
+  EXPECT_FALSE(a->settled);
+  EXPECT_FALSE(ed::Node::make_object()->settled);
+}
+
 // Z868 splits a string into one-character texts: the 128 ASCII ones are shared nodes; other
 // characters, and longer values, stay nodes of their request.
 TEST(NodeSharing, OneCharacterAsciiTextsAreShared) {
