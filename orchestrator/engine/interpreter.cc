@@ -1787,18 +1787,29 @@ struct CodeCallDigest {
   bool operator==(const CodeCallDigest&) const = default;
 };
 
-CodeCallDigest digest_of(const CodeCall& cc) {
+// The text that identifies a code call: its language, function and code (the head), then its
+// arguments in normal form and converters. The code-answer memo keys on it (code_call_key) and a
+// retired call's digest hashes it (digest_of).
+std::string code_call_head(const CodeCall& cc) {
   std::string text = cc.coding_language;
   text += '\n';
   text += cc.function_name;
   text += '\n';
   text += cc.code;
   text += '\n';
+  return text;
+}
+
+void append_code_call_values(std::string& text, const CodeCall& cc) {
   text += cc.arguments.dump(-1, ' ', false, json::error_handler_t::replace);
   text += '\n';
-  if (!cc.converters.is_null()) {
+  if (!cc.converters.is_null())
     text += cc.converters.dump(-1, ' ', false, json::error_handler_t::replace);
-  }
+}
+
+CodeCallDigest digest_of(const CodeCall& cc) {
+  std::string text = code_call_head(cc);
+  append_code_call_values(text, cc);
   std::uint64_t fnv = 0xcbf29ce484222325ULL;  // FNV-1a, beside the library's hash
   for (const unsigned char ch : text) fnv = (fnv ^ ch) * 0x100000001b3ULL;
   return {std::hash<std::string>{}(text), fnv};
@@ -1876,17 +1887,9 @@ bool light_answer(const CodeRunner::Result& out) {
 // result cache takes it across requests). Empty when the call is too large to remember.
 [[gnu::noinline]] std::string code_call_key(const CodeCall& cc) {
   if (!small_value(cc.arguments, kMaxCodeAnswerKey / 8)) return {};
-  std::string key = cc.coding_language;
-  key += '\n';
-  key += cc.function_name;
-  key += '\n';
-  key += cc.code;
-  key += '\n';
+  std::string key = code_call_head(cc);
   if (key.size() > kMaxCodeAnswerKey) return {};
-  key += cc.arguments.dump(-1, ' ', false, json::error_handler_t::replace);
-  key += '\n';
-  if (!cc.converters.is_null())
-    key += cc.converters.dump(-1, ' ', false, json::error_handler_t::replace);
+  append_code_call_values(key, cc);
   return key.size() > kMaxCodeAnswerKey ? std::string() : key;
 }
 

@@ -13,10 +13,6 @@ namespace {
 using json = nlohmann::json;
 using Requests = std::vector<std::vector<std::string>>;
 
-json z2(const std::string& zid, json value) {
-  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
-}
-
 // Z10001(Z10001K1: String) -> String, implemented by the given implementation references.
 json function(const json& impls) {
   json arg = {{"Z1K1", "Z17"},

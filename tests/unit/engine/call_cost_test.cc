@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "fakes.h"
 #include "orchestrator/engine/engine.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
@@ -35,10 +36,7 @@ constexpr const char* kParts[] = {"orchestrationResolveDuration", "orchestration
                                   "orchestrationEvaluateDuration", "orchestrationEvaluatorDuration",
                                   "orchestrationCacheDuration"};
 
-json z2(const std::string& zid, json value) {
-  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
-}
-
+using wf::orchestrator::testing::z2;
 // Z10001(String) -> String, implemented in Python by Z10002.
 std::map<std::string, std::string> python_function() {
   json arg = {{"Z1K1", "Z17"},

@@ -161,10 +161,7 @@ TEST(CodeAnswer, AnObjectWhoseTextRepeatsIsReadAsTheSameValueAtAnyDepth) {
 
 // ---- the engine: the same response either way -------------------------------------------------
 
-json z2(const std::string& zid, json value) {
-  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
-}
-
+using wf::orchestrator::testing::z2;
 // A function of one argument `arg` returning a String, with one implementation `impl`.
 json string_function(const std::string& zid, const json& arg, const std::string& impl) {
   return z2(zid, {{"Z1K1", "Z8"},

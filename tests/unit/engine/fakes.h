@@ -15,6 +15,11 @@
 
 namespace wf::orchestrator::testing {
 
+// A persisted object (Z2) of the given ZID and value, as the wiki stores it.
+inline nlohmann::json z2(const std::string& zid, nlohmann::json value) {
+  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
+}
+
 class FakeWiki : public ObjectFetcher {
  public:
   // objects: ZID -> persisted Z2 (any form). definitions_dir may be empty.

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "fakes.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/response.h"
 #include "wf/zobject/zobject.h"
@@ -129,10 +130,7 @@ TEST(ResultCacheKey, SameForCanonicalAndNormalFormsAndDiffersByArgumentAndValida
 
 // ---- the engine ------------------------------------------------------------------------------
 
-json z2(const std::string& zid, json value) {
-  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
-}
-
+using wf::orchestrator::testing::z2;
 // Z10001(String) -> String with one Python implementation, Z10002, of the given code.
 json function() {
   json arg = {{"Z1K1", "Z17"},

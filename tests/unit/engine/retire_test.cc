@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "fakes.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
@@ -29,10 +30,7 @@ namespace {
 using json = nlohmann::json;
 using Ms = std::chrono::milliseconds;
 
-json z2(const std::string& zid, json value) {
-  return {{"Z1K1", "Z2"}, {"Z2K1", {{"Z1K1", "Z6"}, {"Z6K1", zid}}}, {"Z2K2", std::move(value)}};
-}
-
+using wf::orchestrator::testing::z2;
 // Z10001(String) -> `returns`, implemented by Z10002 then Z10003 (both Python, of the given code).
 json function(const std::string& returns = "Z6") {
   json arg = {{"Z1K1", "Z17"},
