@@ -1,5 +1,6 @@
 // String built-ins: equality, code points, and back.
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "orchestrator/engine/builtin_table.h"
@@ -45,8 +46,10 @@ NodeP code_point_node(std::string text) {
 // and request, built and freed again. Null for a character whose parts are not shared (the
 // string table was full): then a node per request.
 NodeP ascii_code_point(unsigned char c) {
-  static const std::vector<Node*> shared = [] {
-    std::vector<Node*> out(128, nullptr);
+  // A plain array in static storage: it outlives static destruction, so the nodes stay
+  // reachable to LeakSanitizer at exit (a vector's buffer is freed before its check).
+  static const std::array<Node*, 128> shared = [] {
+    std::array<Node*, 128> out{};
     for (int ch = 0; ch < 128; ++ch) {
       NodeP tag = z9_node("Z86");
       NodeP text = z6_node(std::string(1, static_cast<char>(ch)));
