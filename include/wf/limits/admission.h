@@ -20,7 +20,7 @@
 // the queue is short: a call is refused on arrival when its expected wait (also from when the calls
 // in flight started) is over half a baseline call, unless its user has nothing ahead and no debt;
 // a queued call is served (refused only at max_queue_time or its deadline), and one that waited
-// past two baseline calls goes before the fair queue's order.
+// past a baseline call goes before the fair queue's order.
 //
 // Adaptive, a call that waits for I/O holding no thread (Slot::park: a fiber parked on the
 // evaluator or the wiki) leaves the count of running calls until it goes on (Slot::resume: it
