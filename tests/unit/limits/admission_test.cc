@@ -985,6 +985,9 @@ TEST(AdmissionGradient, APoliteUserBesideAFlooderIsServedThroughProbes) {
   }
   std::vector<double>& polite = service.held_ms_of["polite"];
   std::sort(polite.begin(), polite.end());
+  RecordProperty("polite_p50_us", static_cast<int>(1000 * polite[polite.size() / 2]));
+  RecordProperty("polite_p99_us", static_cast<int>(1000 * polite[polite.size() * 99 / 100]));
+  RecordProperty("flood_done", service.done_of["flood"]);
   EXPECT_EQ(refused_of("polite"), 0);
   ASSERT_GE(polite.size(), static_cast<std::size_t>(polite_offered - 1));
   // It waits for the next place to free among the flooder's calls, then runs beside them.
