@@ -376,8 +376,8 @@ struct AdmissionCore : std::enable_shared_from_this<AdmissionCore> {
   // only says when it stops giving way to later calls of users with less debt: with two, the
   // calls let in for half a baseline call of wait were pushed back until they had waited two, the
   // queue's p99 in the simulation of the bench at 3x (5.2 ms against a call alone of 2 ms; 4.05
-  // ms with one). Half of one gave 2.8 ms, but then a flooder's overdue calls went before a polite
-  // user's call, whose p99 rose from under 8 ms to 11 ms (APoliteUserBesideAFlooder...).
+  // ms with one). Half of each gave 2.95 ms, but then a flooder's overdue calls went before a
+  // polite user's call, whose p99 rose from 7 to 11 ms (APoliteUserBesideAFlooder...).
   //
   // It is no longer refused when it waits longer (since session 10): a queued call is served, and
   // refused only at the queue-time budget or its deadline (or taken out when its client goes).
