@@ -955,7 +955,9 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     child_ = child.pid;
     channel_.assign(child.channel);
     pidfd_.assign(child.pidfd);
-    set_nonblocking(child.channel);
+    // Not set_nonblocking: every send and recv on the channel passes MSG_DONTWAIT, and asio makes
+    // the descriptor non-blocking itself (FIONBIO) at its first wait; the fcntl pair was two more
+    // system calls per call.
     // The child's SIGALRM at the call's wall end (not a full wall limit after the wait for this
     // child), so that an interruptible runtime can report within kInterruptGrace of it.
     const auto left =

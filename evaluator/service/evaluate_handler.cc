@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <ctime>
@@ -101,6 +102,25 @@ std::string iso_utc_ms(SystemClock::time_point t) {
 
 std::string mebibytes(std::uint64_t bytes) {
   return fmt::format("{:.2f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+// The service's resident memory for evaluationMemoryUsage. Reading /proc/self/statm is four
+// system calls (openat, fstat, read, close) per call; the figure is informational, so it is read
+// at most every 100 ms and shared by every call (as the orchestrator's orchestrationMemoryUsage).
+std::uint64_t service_resident_bytes() {
+  using std::chrono::steady_clock;
+  static std::atomic<std::uint64_t> cached{0};
+  static std::atomic<steady_clock::rep> next{0};
+  const auto now = steady_clock::now().time_since_epoch().count();
+  auto due = next.load(std::memory_order_relaxed);
+  if (now >= due &&
+      next.compare_exchange_strong(due, now + std::chrono::duration_cast<steady_clock::duration>(
+                                                  std::chrono::milliseconds(100))
+                                                  .count())) {
+    cached.store(obs::resident_bytes(), std::memory_order_relaxed);
+  }
+  const std::uint64_t bytes = cached.load(std::memory_order_relaxed);
+  return bytes > 0 ? bytes : obs::resident_bytes();
 }
 
 const std::string& hostname() {
@@ -339,7 +359,7 @@ class Handler final : public EvaluateHandler {
             .count();
     std::vector<MetadataEntry> entries;
     entries.reserve(9);
-    entries.push_back({"evaluationMemoryUsage", mebibytes(obs::resident_bytes())});
+    entries.push_back({"evaluationMemoryUsage", mebibytes(service_resident_bytes())});
     // The service's own CPU for this request: decoding and checking (on the thread that started
     // it; the completion runs on an event-loop thread and costs a few microseconds).
     entries.push_back({"evaluationCpuUsage", fmt::format("{:.3f} ms", started.cpu_ms)});

@@ -18,6 +18,70 @@ namespace {
 namespace zo = wf::zobject;
 using json = nlohmann::json;
 
+// ---- the metadata map as wf-evaluator writes it ----------------------------------------------
+
+// The bytes of evaluator/service/result_text.cc's metadata map: the map's, the list's and the
+// pair's types in normal form, Z1K1 first, no whitespace.
+constexpr std::string_view kMapTypeText =
+    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z883"},)"
+    R"("Z883K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z883K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
+constexpr std::string_view kPairTypeText =
+    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z882"},)"
+    R"("Z882K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z882K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
+constexpr std::string_view kListTypeHeadText =
+    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z881"},"Z881K1":)";
+// More pairs than this go to the Viewer (its depth bound then decides, as for any other text).
+constexpr std::size_t kMaxExactPairs = 48;
+
+// Reads a standard metadata map (code_answer.h) written byte for byte as wf-evaluator writes it,
+// with one comparison per type text instead of a walk over its ~150 objects; the strings are read
+// as the Viewer reads them (PlainCursor::string_text). Anything else (whitespace, another key
+// order, an escape, "errors", a repeated key) is left to the Viewer: false, the cursor
+// unmoved. On success the cursor is past the map and `pairs` holds its pairs in order.
+bool read_exact_meta(codec::PlainCursor& c, MetaPairs& pairs) {
+  const char* p = c.p;
+  const auto take = [&](std::string_view s) {
+    if (static_cast<std::size_t>(c.end - p) < s.size() || std::memcmp(p, s.data(), s.size()) != 0) {
+      return false;
+    }
+    p += s.size();
+    return true;
+  };
+  const auto string = [&](std::string_view& out) {
+    codec::PlainCursor s{p, c.end};
+    if (!s.string_text(out)) return false;
+    p = s.p;
+    return true;
+  };
+  if (!take(R"({"Z1K1":)") || !take(kMapTypeText) || !take(R"(,"K1":)")) return false;
+  MetaPairs out;
+  for (;;) {
+    if (!take(R"({"Z1K1":)") || !take(kListTypeHeadText) || !take(kPairTypeText) || !take("}")) {
+      return false;
+    }
+    if (take("}")) break;  // the list's end: a node with its type alone
+    std::string_view key;
+    std::string_view text;
+    if (out.size() == kMaxExactPairs || !take(R"(,"K1":{"Z1K1":)") || !take(kPairTypeText) ||
+        !take(R"(,"K1":{"Z1K1":"Z6","Z6K1":")") || !string(key) ||
+        !take(R"(},"K2":{"Z1K1":"Z6","Z6K1":")") || !string(text) || !take(R"(}},"K2":)")) {
+      return false;
+    }
+    if (key == "errors") return false;  // an error's map is kept whole (standard_pairs)
+    for (const auto& [other, _] : out) {
+      if (other == key) return false;
+    }
+    if (out.empty()) out.reserve(10);
+    out.emplace_back(std::string(key), std::string(text));
+  }
+  for (std::size_t i = 0; i <= out.size(); ++i) {  // the nodes' closing braces, then the map's
+    if (!take("}")) return false;
+  }
+  c.p = p;
+  pairs = std::move(out);
+  return true;
+}
+
 // ---- a view of the text: one node per value, no copies ----------------------------------------
 
 struct View {
@@ -48,6 +112,12 @@ class Viewer {
   }
 
   const View& node(std::uint32_t index) const { return nodes_[index]; }
+  // The envelope's metadata map when read_exact_meta read it (its node and pairs), else nullptr.
+  const View* exact_meta_node() const {
+    return exact_meta_node_ ? &nodes_[exact_meta_node_ - 1] : nullptr;
+  }
+  MetaPairs take_exact_meta() { return std::move(exact_meta_); }
+
   const View* child(const View& v) const { return v.first ? &nodes_[v.first - 1] : nullptr; }
   const View* next(const View& v) const { return v.next ? &nodes_[v.next - 1] : nullptr; }
 
@@ -182,11 +252,27 @@ class Viewer {
         if (m->key == key) return false;
       }
       const auto index = static_cast<std::uint32_t>(nodes_.size());
-      if (!value(depth)) return false;
+      if (parent == 0 && key == "Z22K2" && exact_meta_node_ == 0 && exact_meta(index)) {
+        // done: the envelope's map as wf-evaluator writes it
+      } else if (!value(depth)) {
+        return false;
+      }
       nodes_[index].key = key;
       link(parent, last, index);
       return true;
     });
+  }
+
+  // The envelope's Z22K2 read by read_exact_meta: one node for the whole map, without children.
+  bool exact_meta(std::uint32_t index) {
+    skip_space();
+    const char* start = c_.p;
+    if (!read_exact_meta(c_, exact_meta_)) return false;
+    View& v = nodes_.emplace_back();
+    v.kind = View::Kind::kObject;
+    v.text = std::string_view(start, static_cast<std::size_t>(c_.p - start));
+    exact_meta_node_ = index + 1;
+    return true;
   }
 
   bool elements(std::uint32_t parent, int depth) {
@@ -201,6 +287,8 @@ class Viewer {
 
   codec::PlainCursor c_;
   std::vector<View> nodes_;
+  MetaPairs exact_meta_;               // the pairs read_exact_meta read
+  std::uint32_t exact_meta_node_ = 0;  // its node's index + 1; 0: none
   std::array<Repeat, 8> repeats_{};
   std::uint64_t tick_ = 0;
   int deepest_ = 0;  // the deepest level read so far (repeated(): the bound holds for a copy)
@@ -308,7 +396,8 @@ std::optional<CodeAnswer> split_answer(std::string_view text) {
   if (root.kind != View::Kind::kObject) return std::nullopt;
   const View* meta = viewer.member(root, "Z22K2");
   if (meta == nullptr) return std::nullopt;
-  auto pairs = standard_pairs(viewer, *meta);
+  auto pairs = meta == viewer.exact_meta_node() ? std::optional(viewer.take_exact_meta())
+                                                : standard_pairs(viewer, *meta);
   if (!pairs) return std::nullopt;
   CodeAnswer out;
   out.z22 = json(json::value_t::object);

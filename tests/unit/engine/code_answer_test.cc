@@ -159,6 +159,112 @@ TEST(CodeAnswer, AnObjectWhoseTextRepeatsIsReadAsTheSameValueAtAnyDepth) {
   }
 }
 
+// ---- the map as wf-evaluator writes it: Z1K1 first, no whitespace -------------------------------
+
+using ordered = nlohmann::ordered_json;
+
+ordered z6_first(const std::string& text) {
+  ordered o = ordered::object();
+  o["Z1K1"] = "Z6";
+  o["Z6K1"] = text;
+  return o;
+}
+
+// The map of `pairs` with every object's Z1K1 first, then K1 and K2 (the types' own keys are in
+// that order already), as evaluator/service/result_text.cc writes it.
+ordered evaluator_map(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  const ordered pair_type = ordered(zo::pair_type(zo::z9("Z6"), zo::z9("Z1")));
+  const ordered list_type = ordered(zo::list_type(zo::pair_type(zo::z9("Z6"), zo::z9("Z1"))));
+  ordered node = ordered::object();
+  node["Z1K1"] = list_type;
+  for (auto it = pairs.rbegin(); it != pairs.rend(); ++it) {
+    ordered pair = ordered::object();
+    pair["Z1K1"] = pair_type;
+    pair["K1"] = z6_first(it->first);
+    pair["K2"] = z6_first(it->second);
+    ordered outer = ordered::object();
+    outer["Z1K1"] = list_type;
+    outer["K1"] = std::move(pair);
+    outer["K2"] = std::move(node);
+    node = std::move(outer);
+  }
+  ordered map = ordered::object();
+  map["Z1K1"] = ordered(zo::map_type(zo::z9("Z6"), zo::z9("Z1")));
+  map["K1"] = std::move(node);
+  return map;
+}
+
+std::string evaluator_answer(const std::vector<std::pair<std::string, std::string>>& pairs,
+                             const std::string& value_text = R"({"Z1K1":"Z6","Z6K1":"HELLO"})") {
+  return R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z22"},"Z22K1":)" + value_text + R"(,"Z22K2":)" +
+         evaluator_map(pairs).dump() + "}";
+}
+
+TEST(CodeAnswer, TheEvaluatorsOwnTextComesWithItsPairs) {
+  const std::string text = evaluator_answer(kPairs);
+  ASSERT_NE(text.find(R"({"Z1K1":{"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":)"), std::string::npos);
+  const CodeAnswer answer = read_as_parsed(text);
+  ASSERT_TRUE(answer.meta.has_value());
+  EXPECT_EQ(*answer.meta, (MetaPairs(kPairs.begin(), kPairs.end())));
+  EXPECT_EQ(answer.z22["Z22K1"], zo::z6("HELLO"));
+  EXPECT_EQ(whole_z22(answer), usual_z22());
+  // No pairs; one; other results beside the map; the map first, or between the other members.
+  const CodeAnswer none = read_as_parsed(evaluator_answer({}));
+  ASSERT_TRUE(none.meta.has_value());
+  EXPECT_TRUE(none.meta->empty());
+  EXPECT_EQ(read_as_parsed(evaluator_answer({{"k", ""}})).meta, (MetaPairs{{"k", ""}}));
+  for (const std::string& value :
+       std::vector<std::string>{R"(["Z6","a","b"])", R"({"Z1K1":"Z40","Z40K1":"Z41"})",
+                                evaluator_map(kPairs).dump(), R"({"Z1K1":"Z9","Z9K1":"Z24"})"}) {
+    EXPECT_EQ(read_as_parsed(evaluator_answer(kPairs, value)).meta,
+              (MetaPairs(kPairs.begin(), kPairs.end())))
+        << value;
+  }
+  const std::string map = evaluator_map(kPairs).dump();
+  for (const std::string& other : std::vector<std::string>{
+           R"({"Z22K2":)" + map + R"(,"Z1K1":{"Z1K1":"Z9","Z9K1":"Z22"},"Z22K1":{}})",
+           R"({"Z1K1":{},"Z22K2":)" + map + R"(,"Z22K1":["Z6"]})"}) {
+    EXPECT_TRUE(read_as_parsed(other).meta.has_value()) << other;
+  }
+  // Long maps: read here up to a bound, by the general reader past it, whole past its depth.
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 130; ++i) {
+    many.emplace_back("key" + std::to_string(i), "v");
+    if (i == 47 || i == 48 || i == 60) {
+      EXPECT_EQ(read_as_parsed(evaluator_answer(many)).meta, MetaPairs(many)) << i;
+    }
+  }
+  EXPECT_FALSE(read_as_parsed(evaluator_answer(many)).meta.has_value());
+}
+
+TEST(CodeAnswer, TheEvaluatorsTextWithAnythingUnusualIsReadAsParsed) {
+  // An error's map, a key twice, escapes and non-ASCII in keys and values: no pairs, as before.
+  const std::vector<std::vector<std::pair<std::string, std::string>>> maps = {
+      {{"errors", "boom"}},   {{"a", "1"}, {"b", "2"}, {"a", "3"}},
+      {{"k", "a\"b"}},        {{"k\n", "v"}},
+      {{"k", "caf\xC3\xA9"}}, {{"k", "v\\w"}},
+  };
+  for (const auto& pairs : maps) {
+    const std::string text = evaluator_answer(pairs);
+    EXPECT_FALSE(read_as_parsed(text).meta.has_value()) << text;
+  }
+  // A map in the evaluator's form deeper than the envelope's members is only a value.
+  const std::string inner = evaluator_map(kPairs).dump();
+  const std::string nested =
+      evaluator_answer(kPairs, R"({"Z1K1":"Z6","Z22K2":)" + inner + R"(,"Z6K1":"x"})");
+  const CodeAnswer answer = read_as_parsed(nested);
+  ASSERT_TRUE(answer.meta.has_value());
+  EXPECT_EQ(answer.z22["Z22K1"]["Z22K2"], json::parse(inner));
+  // Every cut of the text, a brace too many or too few, a space inside: what the parse gives.
+  const std::string text = evaluator_answer({{"a", "1"}, {"b", "2"}});
+  for (std::size_t n = 0; n < text.size(); n += 7) read_as_parsed(text.substr(0, n));
+  read_as_parsed(text.substr(0, text.size() - 2) + "}}}");
+  read_as_parsed(text.substr(0, text.size() - 2) + "}");
+  std::string spaced = text;
+  spaced.insert(spaced.find(R"("K2":{"Z1K1":"Z6")") + 5, " ");
+  EXPECT_TRUE(read_as_parsed(spaced).meta.has_value());
+}
+
 // ---- the engine: the same response either way -------------------------------------------------
 
 using wf::orchestrator::testing::z2;
