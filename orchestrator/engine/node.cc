@@ -324,7 +324,7 @@ NodeP list_from(const json& array, std::size_t from) {
   n->entries.reserve(3);
   if (from < a.size()) {
     n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
-    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false,
+    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false, false,
                           static_cast<std::uint32_t>(from + 1)});
   }
   const json* implied = nullptr;
@@ -491,11 +491,12 @@ NodeP Node::clone(bool reset_scope) const {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
       n->entries.push_back(
-          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.from});
+          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.built_type, e.from});
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;
     n->entries.push_back({e.key, v ? v->clone(reset_scope) : nullptr, nullptr, nullptr});
+    n->entries.back().built_type = e.built_type && !e.persisted;
   }
   return n;
 }
@@ -568,6 +569,12 @@ void Node::add_shared(Key key, const json& source) {
   entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
 }
 
+void Node::add_built_list_type(const json& source) {
+  if (interned) return;
+  add_shared(common_keys().z1k1, source);
+  entries.back().built_type = true;
+}
+
 const json* Node::implied_list_type(const NodeP& item) {
   // A reference of its own (read from a definition or a request, not shared) with nothing but
   // its two keys writes the same Z881 call as the shared one: Z810 prepends to a list whose
@@ -580,7 +587,7 @@ const json* Node::implied_list_type(const NodeP& item) {
 void Node::add_list_type(const NodeP& item) {
   const CommonKeys& keys = common_keys();
   if (const json* implied = implied_list_type(item)) {
-    add_shared(keys.z1k1, *implied);
+    add_built_list_type(*implied);
     return;
   }
   auto t = make_object();
