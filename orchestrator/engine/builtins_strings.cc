@@ -86,19 +86,39 @@ Envelope string_to_code_points(const BuiltinCall& c) {
   return c.ok(c.in.make_list(z9_node("Z86"), items));
 }
 
+// Appends what text_of(n) gives (a bare string's text, a Z6's Z6K1), without copies.
+void append_text(std::string& out, const Node* n) {
+  if (n == nullptr) return;
+  if (n->is_string) {
+    out += n->text;
+    return;
+  }
+  const CommonKeys& keys = common_keys();
+  const Node* t = n->peek(keys.z1k1);
+  if (t == nullptr || !t->is_string || !text_is(*t, "Z6")) return;
+  const Node* k = n->peek(keys.z6k1);
+  if (k != nullptr && k->is_string) out += k->text;
+}
+
+// The list's cells read in place by interned keys (list_elements copied every element, and
+// looked K1, K2 and Z86K1 up by text: ~1.2 k instructions a code point).
 Envelope code_points_to_string(const BuiltinCall& c) {
+  const CommonKeys& keys = common_keys();
   std::string out;
-  for (const NodeP& e : c.in.list_elements(c.arg(0))) {
-    if (!e) continue;
+  for (const Node* cell = c.arg(0).get(); cell != nullptr && !cell->is_string;
+       cell = cell->peek(keys.k2)) {
+    if (!cell->has(keys.k1)) break;
+    const Node* e = cell->peek(keys.k1);
+    if (e == nullptr) continue;
     if (e->is_string) {
       out += e->text;
     } else if (e->is_z6()) {
-      out += e->str();
+      append_text(out, e);
     } else {
-      out += text_of(e->get("Z86K1"));
+      append_text(out, e->peek(z86k1()));
     }
   }
-  return c.ok(z6_node(out));
+  return c.ok(z6_node(std::move(out)));
 }
 
 Envelope same_code_point(const BuiltinCall& c) {

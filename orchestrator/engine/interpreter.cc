@@ -392,8 +392,23 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       continue;
     }
     if (mode != Mode::kNoGeneric && shape == Shape::kGenericInstance) {
+      // A type a built-in wrote (Node::Entry::built_type), still as written: resolved for the
+      // check below and kept in the entry's value, not shown (the node stays as it is).
+      const Node::Entry* written = cur->entry(common_keys().z1k1);
+      const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
       Envelope e = resolve_key(cur, "Z1K1", sc, mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
+      if (ephemeral) {
+        if (Node::Entry* te = cur->entry(common_keys().z1k1)) te->persisted = nullptr;
+        const NodeP& t = e.value;
+        if (!t || t->is_string || t->type_ref() != "Z4") {
+          return {Envelope::err(zo::make_error_msg(
+                      "Z506", "Generic type function did not return a Z4: " +
+                                  (t ? t->to_json().dump() : std::string("null")))),
+                  persist};
+        }
+        break;  // its type resolved: nothing more to do for this node (the next round's shape)
+      }
       NodeP t = cur->get("Z1K1");
       if (!t || t->is_string || t->type_ref() != "Z4") {
         return {Envelope::err(zo::make_error_msg(
@@ -454,7 +469,7 @@ NodeP Interpreter::make_list(const NodeP& item_type, const std::vector<NodeP>& i
   const json* implied = Node::implied_list_type(item_type);
   const auto add_type = [&](Node& cell) {
     if (implied != nullptr) {
-      cell.add_shared(keys.z1k1, *implied);
+      cell.add_built_list_type(*implied);
     } else {
       cell.add_list_type(item_type);
     }
@@ -912,9 +927,16 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
     last_type_error_ = nullptr;
     return nullptr;
   }
-  NodeP t = value->is_string ? str_node("Z6") : value->get("Z1K1");
   last_type_error_ = nullptr;
-  NodeP actual = resolved_type(t);
+  NodeP actual;
+  if (const Node::Entry* te = value->is_string ? nullptr : value->entry(common_keys().z1k1);
+      te != nullptr && te->built_type && !te->persisted && te->value) {
+    // A list cell's type as a built-in wrote it, resolved with the cell (resolve(): kept in the
+    // entry, not shown): its Z4, without resolving the Z881 call again.
+    actual = te->value;
+  } else {
+    actual = resolved_type(value->is_string ? str_node("Z6") : value->get("Z1K1"));
+  }
   if (!actual) {
     return last_type_error_.is_null() ? zo::make_error("Z518", {error_type_arg(value)})
                                       : last_type_error_;

@@ -300,18 +300,25 @@ NodeP canonical_node(const json& v) {
     return zo::is_reference_like(s) ? z9_node(s) : z6_node(s);
   }
   if (v.is_array()) return list_from(v, 1);
-  if (!v.is_object() || zo::is_normalization_error(v)) return Node::from_shared(v);
+  if (!v.is_object()) return Node::from_shared(v);
   auto n = Node::make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
+  bool error = false;  // Z1K1 is "Z5": maybe an error normalization passes through
   for (const auto& [k, child] : o) {
     // normalize() keeps terminal tags and the strings of Z6K1/Z9K1 as they are.
     const std::string_view key = k;
-    const bool keep = (same_text(key, "Z1K1") && is_terminal_tag(child)) ||
+    const bool type = same_text(key, "Z1K1");
+    const bool keep = (type && is_terminal_tag(child)) ||
                       ((same_text(key, "Z6K1") || same_text(key, "Z9K1")) && child.is_string());
+    error = error ||
+            (type && child.is_string() && same_text(child.get_ref<const std::string&>(), "Z5"));
     n->entries.push_back(
         {k, nullptr, nullptr, nullptr, &child, keep ? Form::kNormal : Form::kCanonical});
   }
+  // Only an object typed Z5 can be such an error: the full test (map lookups, ~390
+  // instructions an object) for those alone.
+  if (error && zo::is_normalization_error(v)) return Node::from_shared(v);
   return n;
 }
 
@@ -324,7 +331,7 @@ NodeP list_from(const json& array, std::size_t from) {
   n->entries.reserve(3);
   if (from < a.size()) {
     n->entries.push_back({"K1", nullptr, nullptr, nullptr, &a[from], Form::kCanonical});
-    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false,
+    n->entries.push_back({"K2", nullptr, nullptr, nullptr, &array, Form::kListFrom, false, false,
                           static_cast<std::uint32_t>(from + 1)});
   }
   const json* implied = nullptr;
@@ -491,11 +498,12 @@ NodeP Node::clone(bool reset_scope) const {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
       n->entries.push_back(
-          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.from});
+          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.built_type, e.from});
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;
     n->entries.push_back({e.key, v ? v->clone(reset_scope) : nullptr, nullptr, nullptr});
+    n->entries.back().built_type = e.built_type && !e.persisted;
   }
   return n;
 }
@@ -568,6 +576,12 @@ void Node::add_shared(Key key, const json& source) {
   entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
 }
 
+void Node::add_built_list_type(const json& source) {
+  if (interned) return;
+  add_shared(common_keys().z1k1, source);
+  entries.back().built_type = true;
+}
+
 const json* Node::implied_list_type(const NodeP& item) {
   // A reference of its own (read from a definition or a request, not shared) with nothing but
   // its two keys writes the same Z881 call as the shared one: Z810 prepends to a list whose
@@ -580,7 +594,7 @@ const json* Node::implied_list_type(const NodeP& item) {
 void Node::add_list_type(const NodeP& item) {
   const CommonKeys& keys = common_keys();
   if (const json* implied = implied_list_type(item)) {
-    add_shared(keys.z1k1, *implied);
+    add_built_list_type(*implied);
     return;
   }
   auto t = make_object();

@@ -154,6 +154,12 @@ struct Node {
     // template): what is derived from its content alone may be remembered across requests by
     // its address (Interpreter::resolve_types).
     bool immortal = false;
+    // A list cell's Z1K1 as a built-in wrote it: the implied Z881 of a ZID (make_list,
+    // add_list_type). The reference builds such a list's type with the item type's ZID as a
+    // string, which binding an argument does not expand: resolving the cell as a generic instance
+    // leaves this Z1K1 as written (its Z4 kept in `value`), so output shows the item type by
+    // its ZID (["Z86", ...]), where a list read from the request shows the expanded Z4.
+    bool built_type = false;
     std::uint32_t from = 0;
   };
   using Entries = std::vector<Entry>;
@@ -217,6 +223,8 @@ struct Node {
   // Appends `key` as a lazy view of `source`, which lives and stays unchanged for the whole
   // process (Entry::immortal): no node is built for it unless something reads it.
   void add_shared(Key key, const json& source);
+  // add_shared of a list cell's implied type as a built-in writes it (Entry::built_type).
+  void add_built_list_type(const json& source);
   // Appends the Z1K1 of a typed list's cell whose item type is `item`: Z881(item). When `item`
   // is an interned reference the type is implied: a lazy view of per-process JSON, built only
   // when read (most cells' types never are: eager evaluation skips Z1K1), else a new call node.

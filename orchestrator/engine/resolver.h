@@ -33,6 +33,11 @@ class Resolver {
            ObjectFetcher* fetcher, const CallContext& ctx, int max_depth);
 
   const Dereferenced& dereference(const std::string& zid);
+  // The bundled definition dereference(zid) yields, without dereferencing (nothing memoised,
+  // nothing fetched); null when zid is not built in. local() looks at the definitions before
+  // anything else, and nothing else writes a built-in ZID's memo (prefetch() skips them; a fetch
+  // follows a local miss), so the verdict depends only on the definitions this resolver serves.
+  const nlohmann::json* bundled(std::string_view zid) const { return defs_.served_json(zid); }
   // Fetches the given ZIDs not known yet in one wiki batch (best effort, each ZID at most once
   // per request). Only objects the batch delivered are kept: a failed batch or a missing ZID
   // changes nothing, and dereference() later fetches it on its own, with the same errors.

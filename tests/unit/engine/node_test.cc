@@ -34,6 +34,13 @@ std::vector<json> inputs() {
       {{"Z1K1", "Z7"},
        {"Z7K1", "Z813"},
        {"Z813K1", *zo::normalize(json::array({"Z40", {{"Z1K1", "Z40"}, {"Z40K1", "Z41"}}}))}},
+      // an error normalization made passes through as it is (its strings stay bare); another
+      // Z5 is normalised as any object
+      {{"Z1K1", "Z7"},
+       {"Z7K1", "Z801"},
+       {"Z801K1", {{"Z1K1", "Z5"}, {"Z5K1", {{"Z1K1", "Z502"}, {"Z502K1", "x"}}}}}},
+      {{"Z1K1", "Z5"}, {"Z5K1", {{"Z1K1", "Z501"}, {"Z501K1", "y"}}}},
+      {{"Z1K1", "Z5"}, {"Z5K1", "Z507"}, {"Z5K2", {{"Z1K1", "Z507"}, {"Z507K1", "z"}}}},
   };
 }
 
