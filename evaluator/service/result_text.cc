@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "wf/codec/avro.h"
+#include "wf/zobject/metadata_text.h"
 
 namespace wf::evaluator {
 namespace {
@@ -11,15 +12,10 @@ namespace {
 // The Z22K2 of a runtime's plain success: void.
 constexpr std::string_view kVoid = R"({"Z1K1":"Z9","Z9K1":"Z24"})";
 
-// The texts make_metadata_map() and map_set() build, as nlohmann's dump(-1) writes them.
-constexpr std::string_view kMapType =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z883"},)"
-    R"("Z883K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z883K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
-constexpr std::string_view kPairType =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z882"},)"
-    R"("Z882K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z882K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
-constexpr std::string_view kListTypeHead =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z881"},"Z881K1":)";
+// The texts make_metadata_map() and map_set() build (wf/zobject/metadata_text.h).
+using wf::zobject::metadata_text::kListTypeHead;
+using wf::zobject::metadata_text::kMapType;
+using wf::zobject::metadata_text::kPairType;
 
 bool in(unsigned b, unsigned lo, unsigned hi) {
   return b >= lo && b <= hi;

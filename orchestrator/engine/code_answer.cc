@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "wf/codec/plain_json.h"
+#include "wf/zobject/metadata_text.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator {
@@ -20,16 +21,10 @@ using json = nlohmann::json;
 
 // ---- the metadata map as wf-evaluator writes it ----------------------------------------------
 
-// The bytes of evaluator/service/result_text.cc's metadata map: the map's, the list's and the
-// pair's types in normal form, Z1K1 first, no whitespace.
-constexpr std::string_view kMapTypeText =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z883"},)"
-    R"("Z883K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z883K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
-constexpr std::string_view kPairTypeText =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z882"},)"
-    R"("Z882K1":{"Z1K1":"Z9","Z9K1":"Z6"},"Z882K2":{"Z1K1":"Z9","Z9K1":"Z1"}})";
-constexpr std::string_view kListTypeHeadText =
-    R"({"Z1K1":{"Z1K1":"Z9","Z9K1":"Z7"},"Z7K1":{"Z1K1":"Z9","Z9K1":"Z881"},"Z881K1":)";
+// The bytes of wf-evaluator's metadata map (wf/zobject/metadata_text.h).
+constexpr std::string_view kMapTypeText = wf::zobject::metadata_text::kMapType;
+constexpr std::string_view kPairTypeText = wf::zobject::metadata_text::kPairType;
+constexpr std::string_view kListTypeHeadText = wf::zobject::metadata_text::kListTypeHead;
 // More pairs than this go to the Viewer (its depth bound then decides, as for any other text).
 constexpr std::size_t kMaxExactPairs = 48;
 

@@ -35,6 +35,18 @@ std::vector<std::string> case_files() {
   return out;
 }
 
+// Evaluates a case's request and checks its `expect` as run.py does.
+void expect_case(Engine& engine, const json& c) {
+  CallContext ctx;
+  ctx.deadline = Clock::now() + std::chrono::seconds(20);
+  json body = engine.evaluate(c["request"], ctx);
+  auto fails = wf::testing::check_expect(c["expect"], body);
+  std::string joined;
+  for (const auto& f : fails) joined += "\n  " + f;
+  EXPECT_TRUE(fails.empty()) << c.value("name", "") << joined
+                             << "\n  response: " << wf::testing::short_text(body);
+}
+
 class Conformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, Case) {
@@ -52,14 +64,7 @@ TEST_P(Conformance, Case) {
   EngineOptions options;
   options.cache_ttl = std::chrono::milliseconds(0);
   auto engine = make_engine(options, wiki, evaluator);
-  CallContext ctx;
-  ctx.deadline = Clock::now() + std::chrono::seconds(20);
-  json body = engine->evaluate(c["request"], ctx);
-  auto fails = wf::testing::check_expect(c["expect"], body);
-  std::string joined;
-  for (const auto& f : fails) joined += "\n  " + f;
-  EXPECT_TRUE(fails.empty()) << c.value("name", "") << joined
-                             << "\n  response: " << wf::testing::short_text(body);
+  expect_case(*engine, c);
 }
 
 // Cases in the corpus' shape that it lacks (request, expect; checked as run.py checks them).
@@ -82,14 +87,7 @@ json local_cases() {
 TEST(ConformanceLocal, Cases) {
   for (const json& c : local_cases()) {
     auto engine = make_engine({}, nullptr, nullptr);
-    CallContext ctx;
-    ctx.deadline = Clock::now() + std::chrono::seconds(20);
-    json body = engine->evaluate(c["request"], ctx);
-    auto fails = wf::testing::check_expect(c["expect"], body);
-    std::string joined;
-    for (const auto& f : fails) joined += "\n  " + f;
-    EXPECT_TRUE(fails.empty()) << c.value("name", "") << joined
-                               << "\n  response: " << wf::testing::short_text(body);
+    expect_case(*engine, c);
   }
 }
 
