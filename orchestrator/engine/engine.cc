@@ -53,7 +53,15 @@ EngineOptions with_stack(EngineOptions o) {
 }
 
 FiberLogContext log_context(const CallContext& ctx) {
-  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, ctx.io_wait};
+  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, nullptr, ctx.io_wait};
+}
+
+// The same, keeping `ctx` (shared with the request's work) for as long as the fiber, or its
+// retired wait, needs the ids: one copy of them per call.
+FiberLogContext log_context(std::shared_ptr<const CallContext> ctx) {
+  FiberLogContext log = log_context(*ctx);
+  log.owner = std::move(ctx);
+  return log;
 }
 
 // Counts and logs an evaluation stopped before its answer (the log line carries the trace id).
@@ -90,13 +98,14 @@ class EngineImpl final : public Engine {
     return defs_.served_json(zid) != nullptr;
   }
 
-  void spawn(const CallContext& ctx, std::function<void()> work, bool replayable = false) override {
-    fibers_.spawn(log_context(ctx), counted(std::move(work)), replayable);
+  void spawn(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
+             bool replayable = false) override {
+    fibers_.spawn(log_context(std::move(ctx)), counted(std::move(work)), replayable);
   }
 
-  void spawn_here(const CallContext& ctx, std::function<void()> work,
+  void spawn_here(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
                   bool replayable = false) override {
-    fibers_.start_here(log_context(ctx), counted(std::move(work)), replayable);
+    fibers_.start_here(log_context(std::move(ctx)), counted(std::move(work)), replayable);
   }
 
   nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "orchestrator/engine/event_loop.h"
 #include "wf/io_wait.h"
@@ -71,9 +72,12 @@ enum class Resume {
 
 // What every slice of a fiber runs under.
 struct FiberLogContext {
-  std::string trace_id;
-  std::string span_id;
-  std::string request_id;
+  // Views of strings that `owner` keeps alive (the request's CallContext, shared with its work:
+  // a parked or retired call holds one copy of its ids), or that outlive the fiber.
+  std::string_view trace_id;
+  std::string_view span_id;
+  std::string_view request_id;
+  std::shared_ptr<const void> owner;
   // Told when the fiber waits for I/O in await() and when that I/O ends (the admission gate's
   // running count; docs/limits.md "The adaptive limit"). May be null.
   std::shared_ptr<IoWaitObserver> io_wait;
