@@ -52,6 +52,7 @@ EngineOptions with_stack(EngineOptions o) {
   return o;
 }
 
+// Views of `ctx`'s ids: for a fiber that ends before `ctx` does (run_here).
 FiberLogContext log_context(const CallContext& ctx) {
   return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, nullptr, ctx.io_wait};
 }
@@ -66,6 +67,8 @@ FiberLogContext log_context(std::shared_ptr<const CallContext> ctx) {
 
 // Counts and logs an evaluation stopped before its answer (the log line carries the trace id).
 void count_cancelled(const CallContext& ctx) {
+  // On a replay that stops here its retired run had not got so far: this line is new.
+  engine_detail::end_replay();
   const auto reason = ctx.cancel && ctx.cancel->cancelled() ? ctx.cancel->reason()
                                                             : Cancellation::Reason::kDeadline;
   const std::string why(http::to_string(reason));
@@ -238,6 +241,9 @@ class EngineImpl final : public Engine {
     engine_detail::CallCost cost;
     bool evaluated = false;
     const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
+    // A replay that did not take its answer (it stopped before its code call) is over: what its
+    // work does from here on, the retired run did not do.
+    engine_detail::end_replay();
     if (evaluated) report_cost(cost, start, answered, envelope, trailing);
     return answered;
   }

@@ -198,8 +198,13 @@ struct RetireTag {
 // waits anew).
 std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, double* waited_us);
 // True on a replay until its answer is taken (the engine skips what the first run did: the
-// result cache's lookup).
+// result cache's lookup). While it is true the fiber's log lines are not written (the retired
+// run wrote them) and its object-cache lookups are not counted.
 bool replaying();
+// A replay that has finished its evaluation without taking its answer (it stopped before: the
+// deadline, a hang-up) drops it: what it does from here on, the retired run did not do, and its
+// log lines are written. Elsewhere, a no-op.
+void end_replay();
 // The start of the evaluation on this fiber: `now` (recorded, for a retirement to carry), or on
 // a replay, what its retired fiber recorded.
 EvaluationStart evaluation_start(const EvaluationStart& now);
