@@ -37,10 +37,12 @@ void log_event(spdlog::level::level_enum level, std::string_view message,
                std::vector<LogField> fields);
 
 // Sets the trace.id / span.id / request id that this thread's log lines carry while in scope.
-// `muted`: this thread writes no log lines while in scope (set_log_muted may lift it sooner); for
-// work done a second time whose lines were written the first time (the orchestrator's replay of
-// a retired evaluation, orchestrator/engine/fiber.h). Only the ECS logger (install_ecs_logger)
-// drops muted lines written through spdlog directly; log_event() drops them with any logger.
+// `muted`: this thread writes no log lines while in scope, for work done a second time whose
+// lines were written the first time (the orchestrator's replay of a retired evaluation,
+// orchestrator/engine/fiber.h). set_log_muted may lift it sooner, and a LogScope nested in it
+// says for itself (a line written under its own request's scope, e.g. a failed fetch, is
+// written). Only the ECS logger (install_ecs_logger) drops muted lines written through spdlog
+// directly; log_event() drops them with any logger.
 class LogScope {
  public:
   LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id,
