@@ -163,6 +163,17 @@ std::vector<Option> orchestrator_options() {
        {},
        0,
        600000},
+      {"retire_parked_after_ms",
+       Type::kInt,
+       "100",
+       "A request that is one top-level code call and has waited this long for the evaluator "
+       "gives its evaluation fiber back (its stack and engine state, ~7 KiB) and runs again from "
+       "the object cache once the evaluator answers (wf_orchestrator_fibers_retired_total); "
+       "0: never retire.",
+       {"WF_RETIRE_PARKED_AFTER_MS"},
+       {},
+       0,
+       3600000},
   };
   options.insert(options.end(), std::make_move_iterator(own.begin()),
                  std::make_move_iterator(own.end()));
@@ -260,6 +271,7 @@ EngineOptions engine_options(const config::Config& cfg) {
   o.cpu_threads = static_cast<int>(cfg.integer("worker_threads"));
   o.function_metrics_top_n = static_cast<std::size_t>(cfg.integer("function_metrics_top_n"));
   o.slow_call = std::chrono::milliseconds(cfg.integer("slow_call_ms"));
+  o.retire_parked_after = std::chrono::milliseconds(cfg.integer("retire_parked_after_ms"));
   return o;
 }
 

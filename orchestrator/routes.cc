@@ -271,6 +271,14 @@ void keep_content_type_only(http::Request& request) {
   request.headers = std::move(kept);
 }
 
+void release_request_ids(http::Request& request) {
+  for (std::string* s : {&request.method, &request.target, &request.path, &request.query,
+                         &request.request_id, &request.trace.trace_id, &request.trace.span_id,
+                         &request.trace.parent_id, &request.client_address, &request.caller}) {
+    std::string().swap(*s);
+  }
+}
+
 CallContext call_context(const http::Request& request) {
   CallContext ctx;
   ctx.request_id = request.request_id;
@@ -301,6 +309,7 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     // The request's context, built once (ids and trace copied, traceparent written): the cache
     // lookup, the fiber's log context and the evaluation share it.
     auto ctx = std::make_shared<const CallContext>(call_context(ar->request));
+    release_request_ids(ar->request);
     // A repeated call whose result is cached (and still valid) is answered here and now.
     if (auto hit = answer_cached(*engine, ar->request, *ctx)) {
       ar->respond(std::move(*hit));
@@ -308,7 +317,7 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     }
     if (can_run_inline(*engine, options, ar->request)) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
-      engine->spawn_here(*ctx, [engine, options, ar, ctx] {
+      engine->spawn_here(ctx, [engine, options, ar, ctx] {
         ar->respond(handle_evaluate(*engine, options, ar->request, *ctx));
       });
       return;
@@ -334,9 +343,9 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       ar->respond(std::move(response));
     };
     if (start_here) {
-      engine->spawn_here(*ctx, std::move(work), true);
+      engine->spawn_here(ctx, std::move(work), true);
     } else {
-      engine->spawn(*ctx, std::move(work), true);
+      engine->spawn(ctx, std::move(work), true);
     }
   };
   if (gate) evaluate = service::admitted_async(std::move(gate), std::move(evaluate));

@@ -52,12 +52,23 @@ EngineOptions with_stack(EngineOptions o) {
   return o;
 }
 
+// Views of `ctx`'s ids: for a fiber that ends before `ctx` does (run_here).
 FiberLogContext log_context(const CallContext& ctx) {
-  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, ctx.io_wait};
+  return FiberLogContext{ctx.trace_id, ctx.span_id, ctx.request_id, nullptr, ctx.io_wait};
+}
+
+// The same, keeping `ctx` (shared with the request's work) for as long as the fiber, or its
+// retired wait, needs the ids: one copy of them per call.
+FiberLogContext log_context(std::shared_ptr<const CallContext> ctx) {
+  FiberLogContext log = log_context(*ctx);
+  log.owner = std::move(ctx);
+  return log;
 }
 
 // Counts and logs an evaluation stopped before its answer (the log line carries the trace id).
 void count_cancelled(const CallContext& ctx) {
+  // On a replay that stops here its retired run had not got so far: this line is new.
+  engine_detail::end_replay();
   const auto reason = ctx.cancel && ctx.cancel->cancelled() ? ctx.cancel->reason()
                                                             : Cancellation::Reason::kDeadline;
   const std::string why(http::to_string(reason));
@@ -90,13 +101,14 @@ class EngineImpl final : public Engine {
     return defs_.served_json(zid) != nullptr;
   }
 
-  void spawn(const CallContext& ctx, std::function<void()> work, bool replayable = false) override {
-    fibers_.spawn(log_context(ctx), counted(std::move(work)), replayable);
+  void spawn(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
+             bool replayable = false) override {
+    fibers_.spawn(log_context(std::move(ctx)), counted(std::move(work)), replayable);
   }
 
-  void spawn_here(const CallContext& ctx, std::function<void()> work,
+  void spawn_here(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
                   bool replayable = false) override {
-    fibers_.start_here(log_context(ctx), counted(std::move(work)), replayable);
+    fibers_.start_here(log_context(std::move(ctx)), counted(std::move(work)), replayable);
   }
 
   nlohmann::json evaluate(const nlohmann::json& request, const CallContext& ctx) override {
@@ -229,6 +241,9 @@ class EngineImpl final : public Engine {
     engine_detail::CallCost cost;
     bool evaluated = false;
     const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
+    // A replay that did not take its answer (it stopped before its code call) is over: what its
+    // work does from here on, the retired run did not do.
+    engine_detail::end_replay();
     if (evaluated) report_cost(cost, start, answered, envelope, trailing);
     return answered;
   }

@@ -100,14 +100,21 @@ class Engine {
   // call waits longer than EngineOptions::retire_parked_after then gives its fiber back meanwhile
   // and runs again once the evaluator has answered, taking that answer (fiber.h,
   // await_retirable): the same envelope, with less memory held while it waits.
-  virtual void spawn(const CallContext& ctx, std::function<void()> work,
+  // The fiber shares `ctx` (its log lines' ids are read from it, not copied).
+  virtual void spawn(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
                      bool replayable = false) = 0;
+  void spawn(const CallContext& ctx, std::function<void()> work, bool replayable = false) {
+    spawn(std::make_shared<const CallContext>(ctx), std::move(work), replayable);
+  }
   // Like spawn(), but `work` starts on the calling thread (an event loop: calls of built-ins that
   // need no I/O, small code calls) and moves to the CPU threads when it waits for I/O (or, with
   // EngineOptions::event_loop, goes on on the loop after a small evaluator answer), or when its
   // slice on the loop has used more than its CPU budget (1 ms).
-  virtual void spawn_here(const CallContext& ctx, std::function<void()> work,
+  virtual void spawn_here(std::shared_ptr<const CallContext> ctx, std::function<void()> work,
                           bool replayable = false) = 0;
+  void spawn_here(const CallContext& ctx, std::function<void()> work, bool replayable = false) {
+    spawn_here(std::make_shared<const CallContext>(ctx), std::move(work), replayable);
+  }
 };
 
 // `fetcher` may be null (no wiki configured): non-built-in references then fail with a clear Z5.

@@ -472,7 +472,8 @@ namespace {
 // has parked and its park work has been started (after which `f` may already run elsewhere).
 bool run_slice(Fiber* f) {
   {
-    obs::LogScope scope(f->log.trace_id, f->log.span_id, f->log.request_id);
+    // A replay's lines up to its answer were written by the run it replays: not again.
+    obs::LogScope scope(f->log.trace_id, f->log.span_id, f->log.request_id, f->replay != nullptr);
     Fiber* outer = t_current;
     t_current = f;
     f->slice_start_us = thread_cpu_now_us();
@@ -892,6 +893,9 @@ std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, 
   Fiber* f = t_current;
   if (f == nullptr || !f->replay) return nullptr;
   std::shared_ptr<RetireWait> w = std::move(f->replay);
+  // From here on the replay does what the retired run did not (or, with another tag, something
+  // new): its lines are written.
+  obs::set_log_muted(false);
   if (!how.same(tag, w->tag.get())) return nullptr;
   if (waited_us != nullptr) {
     *waited_us += std::chrono::duration<double, std::micro>(w->answered_at - w->parked_at).count();
@@ -902,6 +906,13 @@ std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, 
 bool replaying() {
   const Fiber* f = t_current;
   return f != nullptr && f->replay != nullptr;
+}
+
+void end_replay() {
+  Fiber* f = t_current;
+  if (f == nullptr || !f->replay) return;
+  f->replay.reset();
+  obs::set_log_muted(false);
 }
 
 EvaluationStart evaluation_start(const EvaluationStart& now) {

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "orchestrator/engine/event_loop.h"
 #include "wf/io_wait.h"
@@ -71,9 +72,12 @@ enum class Resume {
 
 // What every slice of a fiber runs under.
 struct FiberLogContext {
-  std::string trace_id;
-  std::string span_id;
-  std::string request_id;
+  // Views of strings that `owner` keeps alive (the request's CallContext, shared with its work:
+  // a parked or retired call holds one copy of its ids), or that outlive the fiber.
+  std::string_view trace_id;
+  std::string_view span_id;
+  std::string_view request_id;
+  std::shared_ptr<const void> owner;
   // Told when the fiber waits for I/O in await() and when that I/O ends (the admission gate's
   // running count; docs/limits.md "The adaptive limit"). May be null.
   std::shared_ptr<IoWaitObserver> io_wait;
@@ -194,8 +198,13 @@ struct RetireTag {
 // waits anew).
 std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, double* waited_us);
 // True on a replay until its answer is taken (the engine skips what the first run did: the
-// result cache's lookup).
+// result cache's lookup). While it is true the fiber's log lines are not written (the retired
+// run wrote them) and its object-cache lookups are not counted.
 bool replaying();
+// A replay that has finished its evaluation without taking its answer (it stopped before: the
+// deadline, a hang-up) drops it: what it does from here on, the retired run did not do, and its
+// log lines are written. Elsewhere, a no-op.
+void end_replay();
 // The start of the evaluation on this fiber: `now` (recorded, for a retirement to carry), or on
 // a replay, what its retired fiber recorded.
 EvaluationStart evaluation_start(const EvaluationStart& now);

@@ -1,6 +1,7 @@
 #include "orchestrator/engine/object_cache.h"
 
 #include "orchestrator/engine/engine_metrics.h"
+#include "orchestrator/engine/fiber.h"
 #include "wf/zobject/zobject.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -11,21 +12,24 @@ ObjectCache::ObjectCache(std::chrono::milliseconds ttl, std::size_t max_bytes)
 std::shared_ptr<const nlohmann::json> ObjectCache::get(const std::string& zid, std::uint64_t* hash,
                                                        Clock::time_point now) {
   if (!enabled()) return nullptr;
+  // A replay's lookups (fiber.h, await_retirable) repeat those of the run it replays, which
+  // counted them: a request's lookups are counted once.
+  const bool counted = !replaying();
   std::lock_guard lock(mu_);
   auto it = index_.find(zid);
   if (it == index_.end()) {
-    metrics().cache_misses.Increment();
+    if (counted) metrics().cache_misses.Increment();
     return nullptr;
   }
   if (it->second->expires <= now) {
     erase_locked(it->second);
     metrics().cache_evictions.Increment();
     publish_locked();
-    metrics().cache_misses.Increment();
+    if (counted) metrics().cache_misses.Increment();
     return nullptr;
   }
   lru_.splice(lru_.begin(), lru_, it->second);
-  metrics().cache_hits.Increment();
+  if (counted) metrics().cache_hits.Increment();
   if (hash != nullptr) *hash = it->second->hash;
   return it->second->value;
 }

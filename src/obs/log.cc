@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <utility>
 
 #include "wf/obs/json_escape.h"
 
@@ -23,8 +24,19 @@ struct ThreadContext {
   std::string request_id;
   // Extra fields of the log_event() call being formatted on this thread (sync sinks only).
   const std::vector<LogField>* fields = nullptr;
+  bool muted = false;  // LogScope, set_log_muted: this thread's lines are not written
 };
 thread_local ThreadContext t_context;
+
+// stdout, but not the lines of a thread whose lines are muted (LogScope). The check is here, not
+// only in log_event(), so that plain spdlog::info() calls are muted too.
+class MutableStdoutSink final : public spdlog::sinks::stdout_sink_mt {
+ public:
+  void log(const spdlog::details::log_msg& msg) override {
+    if (t_context.muted) return;
+    spdlog::sinks::stdout_sink_mt::log(msg);
+  }
+};
 
 struct ServiceIdentity {
   std::string name_json;     // pre-escaped
@@ -190,7 +202,7 @@ void install_ecs_logger(std::string_view service_name, std::string_view service_
   id->pid = std::to_string(getpid());
   // A synchronous sink: measured cheaper than spdlog's async queue on 2 cores, and it lets the
   // formatter read this thread's request context.
-  auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  auto sink = std::make_shared<MutableStdoutSink>();
   auto logger = std::make_shared<spdlog::logger>(std::string(service_name), sink);
   logger->set_formatter(std::make_unique<EcsFormatter>(id));
   logger->set_level(level);
@@ -223,16 +235,18 @@ spdlog::level::level_enum current_level() {
 void log_event(spdlog::level::level_enum level, std::string_view message,
                std::vector<LogField> fields) {
   spdlog::logger* logger = spdlog::default_logger_raw();
-  if (!logger->should_log(level)) return;
+  if (t_context.muted || !logger->should_log(level)) return;
   t_context.fields = &fields;
   logger->log(level, "{}", message);
   t_context.fields = nullptr;
 }
 
-LogScope::LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id)
+LogScope::LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id,
+                   bool muted)
     : saved_trace_(std::move(t_context.trace_id)),
       saved_span_(std::move(t_context.span_id)),
-      saved_request_(std::move(t_context.request_id)) {
+      saved_request_(std::move(t_context.request_id)),
+      saved_muted_(std::exchange(t_context.muted, muted)) {
   t_context.trace_id = trace_id;
   t_context.span_id = span_id;
   t_context.request_id = request_id;
@@ -242,6 +256,15 @@ LogScope::~LogScope() {
   t_context.trace_id = std::move(saved_trace_);
   t_context.span_id = std::move(saved_span_);
   t_context.request_id = std::move(saved_request_);
+  t_context.muted = saved_muted_;
+}
+
+void set_log_muted(bool muted) {
+  t_context.muted = muted;
+}
+
+bool log_muted() {
+  return t_context.muted;
 }
 
 }  // namespace wf::obs

@@ -37,16 +37,29 @@ void log_event(spdlog::level::level_enum level, std::string_view message,
                std::vector<LogField> fields);
 
 // Sets the trace.id / span.id / request id that this thread's log lines carry while in scope.
+// `muted`: this thread writes no log lines while in scope, for work done a second time whose
+// lines were written the first time (the orchestrator's replay of a retired evaluation,
+// orchestrator/engine/fiber.h). set_log_muted may lift it sooner, and a LogScope nested in it
+// says for itself (a line written under its own request's scope, e.g. a failed fetch, is
+// written). Only the ECS logger (install_ecs_logger) drops muted lines written through spdlog
+// directly; log_event() drops them with any logger.
 class LogScope {
  public:
-  LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id);
+  LogScope(std::string_view trace_id, std::string_view span_id, std::string_view request_id,
+           bool muted = false);
   ~LogScope();
   LogScope(const LogScope&) = delete;
   LogScope& operator=(const LogScope&) = delete;
 
  private:
   std::string saved_trace_, saved_span_, saved_request_;
+  bool saved_muted_ = false;
 };
+
+// Mutes or unmutes this thread's log lines until the enclosing LogScope ends (which restores what
+// was there before it).
+void set_log_muted(bool muted);
+bool log_muted();
 
 // JSON string escaping that always yields valid JSON: control characters as \u00XX, invalid UTF-8
 // bytes replaced by U+FFFD. Appends the quoted string to out.

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
+#include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
 #include "wf/zobject/zobject.h"
 
@@ -164,6 +166,12 @@ double retired_total() {
   return engine_detail::metrics().fibers_retired.Value();
 }
 
+// Object-cache lookups counted so far (wf_orchestrator_object_cache_{hits,misses}_total).
+double cache_lookups_total() {
+  return engine_detail::metrics().cache_hits.Value() +
+         engine_detail::metrics().cache_misses.Value();
+}
+
 double cancelled_total() {
   double n = 0;
   for (auto* c : engine_detail::metrics().cancelled) {
@@ -211,6 +219,7 @@ struct Outcome {
   int wiki_fetches = 0;
   double retired = 0;
   double cancelled = 0;
+  double cache_lookups = 0;  // object-cache lookups counted
 };
 
 struct Scenario {
@@ -220,6 +229,8 @@ struct Scenario {
   Ms deadline{0};  // 0: none
   Ms hang_up{0};   // 0: never; else the caller goes after this long
   std::size_t result_cache_bytes = 0;
+  // Each request's work writes a log line before and after its evaluation (the caller captures).
+  bool log_lines = false;
 };
 
 // The scenario's requests, each evaluated on a replayable fiber as routes.cc starts them, by a
@@ -234,6 +245,7 @@ Outcome run_scenario(const Scenario& s, Ms retire_after) {
   Outcome out;
   const double retired_before = retired_total();
   const double cancelled_before = cancelled_total();
+  const double lookups_before = cache_lookups_total();
   for (const json& request : s.requests) {
     CallContext ctx;
     ctx.request_id = "req-1";
@@ -245,7 +257,11 @@ Outcome run_scenario(const Scenario& s, Ms retire_after) {
     engine->spawn(
         ctx,
         [&, ctx] {
+          if (s.log_lines)
+            obs::log_event(spdlog::level::info, "scenario: before the evaluation", {});
           json r = engine->evaluate(request, ctx);
+          if (s.log_lines)
+            obs::log_event(spdlog::level::info, "scenario: after the evaluation", {});
           if (answered.fetch_add(1) == 0) answer.set_value(std::move(r));
         },
         true);
@@ -264,6 +280,7 @@ Outcome run_scenario(const Scenario& s, Ms retire_after) {
   out.wiki_fetches = wiki->fetched();
   out.retired = retired_total() - retired_before;
   out.cancelled = cancelled_total() - cancelled_before;
+  out.cache_lookups = cache_lookups_total() - lookups_before;
   return out;
 }
 
@@ -274,6 +291,8 @@ Outcome same_both_ways(const Scenario& s) {
   EXPECT_EQ(fiber.retired, 0);
   EXPECT_EQ(retiring.evaluator_calls, fiber.evaluator_calls);
   EXPECT_EQ(retiring.cancelled, fiber.cancelled);
+  // The replay's object-cache lookups repeat the first run's: counted once.
+  EXPECT_EQ(retiring.cache_lookups, fiber.cache_lookups);
   EXPECT_EQ(retiring.envelopes.size(), fiber.envelopes.size());
   for (std::size_t i = 0; i < fiber.envelopes.size() && i < retiring.envelopes.size(); ++i) {
     EXPECT_EQ(without_timings(retiring.envelopes[i]), without_timings(fiber.envelopes[i]))
@@ -376,6 +395,57 @@ TEST(RetireParked, AHangUpWhileRetiredStopsTheCallAsOnItsFiber) {
   EXPECT_EQ(r.retired, 1);
   EXPECT_EQ(r.cancelled, 1);
   EXPECT_EQ(r.evaluator_calls, 1);
+}
+
+// The lines the evaluation's work writes before its code call are written once, not again by the
+// replay; those after the answer (the replay's own) and the engine's are written as on the
+// fiber path, with the request's ids.
+TEST(RetireParked, TheReplayDoesNotWriteTheFirstRunsLogLinesAgain) {
+  struct Lines {
+    int before = 0, after = 0, cancelled = 0, with_request_id = 0;
+  };
+  const auto count = [](const std::string& out) {
+    Lines n;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("\"scenario: before the evaluation\"") != std::string::npos) ++n.before;
+      if (line.find("\"scenario: after the evaluation\"") != std::string::npos) ++n.after;
+      if (line.find("evaluation stopped before its answer") != std::string::npos) ++n.cancelled;
+      if (line.find("req-1") != std::string::npos) ++n.with_request_id;
+    }
+    return n;
+  };
+  obs::install_ecs_logger("retire-test", "0", spdlog::level::info);
+  Scenario s;
+  s.objects = objects("first", "second");
+  s.requests = {call("j"), call("k")};
+  s.log_lines = true;
+  ::testing::internal::CaptureStdout();
+  const Outcome fiber = run_scenario(s, Ms(0));
+  const Lines on_fiber = count(::testing::internal::GetCapturedStdout());
+  ::testing::internal::CaptureStdout();
+  const Outcome retiring = run_scenario(s, Ms(1));
+  const Lines replayed = count(::testing::internal::GetCapturedStdout());
+  EXPECT_EQ(fiber.retired, 0);
+  EXPECT_EQ(retiring.retired, 2);
+  EXPECT_EQ(on_fiber.before, 2);
+  EXPECT_EQ(replayed.before, 2);
+  EXPECT_EQ(replayed.after, 2);
+  EXPECT_EQ(replayed.with_request_id, on_fiber.with_request_id);
+  EXPECT_EQ(replayed.with_request_id, 4);
+
+  // A deadline passing while retired: the engine's cancellation line, once.
+  Scenario late = s;
+  late.requests = {call("l")};
+  late.delay = Ms(300);
+  late.deadline = Ms(60);
+  ::testing::internal::CaptureStdout();
+  const Outcome timed_out = run_scenario(late, Ms(1));
+  const Lines stopped = count(::testing::internal::GetCapturedStdout());
+  EXPECT_EQ(timed_out.retired, 1);
+  EXPECT_EQ(stopped.before, 1);
+  EXPECT_EQ(stopped.after, 1);
+  EXPECT_EQ(stopped.cancelled, 1);
 }
 
 TEST(RetireParked, AQuickAnswerIsNotRetiredAndWaitsOnlyOnItsFiber) {

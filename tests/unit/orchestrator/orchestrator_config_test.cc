@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <string_view>
+
 namespace wf::orchestrator {
 namespace {
 
@@ -53,6 +56,31 @@ TEST(OrchestratorOptions, ContractFlagsAndEnvironmentExist) {
   ASSERT_TRUE(flags) << flags.error();
   EXPECT_EQ(server_options(*flags).port, 0);
   EXPECT_EQ(engine_options(*flags).cache_ttl, std::chrono::milliseconds(300000));
+}
+
+// retire_parked_after_ms (EngineOptions::retire_parked_after): file, environment and flag, 0 to
+// never retire, and values out of its range refused with the key's flag in the message.
+TEST(OrchestratorOptions, RetireParkedAfterIsASettingFromEverySource) {
+  const auto no_env = [](const char*) -> const char* { return nullptr; };
+  auto defaults = config::load(orchestrator_options(), {}, no_env);
+  ASSERT_TRUE(defaults) << defaults.error();
+  EXPECT_EQ(engine_options(*defaults).retire_parked_after, std::chrono::milliseconds(100));
+
+  auto flag = config::load(orchestrator_options(), {"--retire-parked-after-ms", "0"}, no_env);
+  ASSERT_TRUE(flag) << flag.error();
+  EXPECT_EQ(engine_options(*flag).retire_parked_after, std::chrono::milliseconds(0));
+
+  auto env = config::load(orchestrator_options(), {}, [](const char* n) -> const char* {
+    return std::string_view(n) == "WF_RETIRE_PARKED_AFTER_MS" ? "250" : nullptr;
+  });
+  ASSERT_TRUE(env) << env.error();
+  EXPECT_EQ(engine_options(*env).retire_parked_after, std::chrono::milliseconds(250));
+
+  for (const char* bad : {"-1", "3600001", "soon"}) {
+    auto refused = config::load(orchestrator_options(), {"--retire-parked-after-ms", bad}, no_env);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().find("retire-parked-after-ms"), std::string::npos) << refused.error();
+  }
 }
 
 }  // namespace

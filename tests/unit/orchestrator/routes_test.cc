@@ -220,6 +220,40 @@ TEST_F(RoutesTest, OnlyTheContentTypeHeaderIsKeptAndStillDecidesHowTheBodyIsRead
   EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "hi");
 }
 
+// The evaluate route frees the request's ids once its CallContext has them: the context keeps
+// them, the request keeps what the evaluation reads of it (body, Content-Type, deadline).
+TEST_F(RoutesTest, TheRequestsIdsAreFreedOnceTheCallContextHasThem) {
+  http::Request r = post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "ids"}}));
+  r.headers = {{"content-type", "application/json"}};
+  r.target = r.path = "/wikifunctions.org/v1/evaluate/";
+  r.request_id = "0123456789abcdef0123456789abcdef";
+  r.trace.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  r.trace.span_id = "00f067aa0ba902b7";
+  r.trace.parent_id = "b7ad6b7169203331";
+  r.caller = "user:Somebody With A Long Name";
+  r.client_address = "2001:db8:85a3::8a2e:370:7334";
+  r.deadline = http::Clock::now() + std::chrono::seconds(30);
+  const CallContext ctx = call_context(r);
+  release_request_ids(r);
+  const std::size_t empty = std::string().capacity();
+  for (const std::string* s :
+       {&r.target, &r.path, &r.request_id, &r.trace.trace_id, &r.trace.span_id, &r.trace.parent_id,
+        &r.caller, &r.client_address}) {
+    EXPECT_TRUE(s->empty()) << *s;
+    EXPECT_EQ(s->capacity(), empty);
+  }
+  EXPECT_EQ(ctx.request_id, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(ctx.span_id, "00f067aa0ba902b7");
+  EXPECT_EQ(ctx.caller, "user:Somebody With A Long Name");
+  EXPECT_EQ(ctx.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  EXPECT_EQ(r.deadline, ctx.deadline);
+  auto answer = handle_evaluate(*engine, options, r, ctx);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "ids");
+}
+
 // A field value is a value: it cannot close the JSON object and add fields of its own.
 TEST_F(RoutesTest, FormFieldsCannotOverrideTheRequest) {
   const std::string crafted =
