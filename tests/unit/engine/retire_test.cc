@@ -376,8 +376,10 @@ TEST(RetireParked, ADeadlineThatPassesWhileRetiredIsTheSameTimeout) {
   Scenario s;
   s.objects = objects("first", "second");
   s.requests = {call("f")};
-  s.delay = Ms(300);
-  s.deadline = Ms(60);
+  // The call must retire (the sweeper's next round, ~25 ms) before its deadline: 600 ms leaves
+  // room for a loaded machine (at 60 ms an ASan run at -j2 could see the deadline first).
+  s.delay = Ms(1200);
+  s.deadline = Ms(600);
   const Outcome r = same_both_ways(s);
   EXPECT_EQ(r.retired, 1);
   EXPECT_EQ(r.cancelled, 1);
@@ -390,7 +392,7 @@ TEST(RetireParked, AHangUpWhileRetiredStopsTheCallAsOnItsFiber) {
   s.objects = objects("first", "second");
   s.requests = {call("g")};
   s.delay = Ms(5000);
-  s.hang_up = Ms(60);
+  s.hang_up = Ms(600);  // after the retirement, as above
   const Outcome r = same_both_ways(s);
   EXPECT_EQ(r.retired, 1);
   EXPECT_EQ(r.cancelled, 1);
