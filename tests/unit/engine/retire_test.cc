@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fakes.h"
@@ -422,12 +423,14 @@ TEST(RetireParked, TheReplayDoesNotWriteTheFirstRunsLogLinesAgain) {
   s.objects = objects("first", "second");
   s.requests = {call("j"), call("k")};
   s.log_lines = true;
-  ::testing::internal::CaptureStdout();
-  const Outcome fiber = run_scenario(s, Ms(0));
-  const Lines on_fiber = count(::testing::internal::GetCapturedStdout());
-  ::testing::internal::CaptureStdout();
-  const Outcome retiring = run_scenario(s, Ms(1));
-  const Lines replayed = count(::testing::internal::GetCapturedStdout());
+  // Runs a scenario and counts the lines it wrote.
+  const auto run_counted = [&](const Scenario& sc, Ms retire_after) {
+    ::testing::internal::CaptureStdout();
+    Outcome out = run_scenario(sc, retire_after);
+    return std::pair{std::move(out), count(::testing::internal::GetCapturedStdout())};
+  };
+  const auto [fiber, on_fiber] = run_counted(s, Ms(0));
+  const auto [retiring, replayed] = run_counted(s, Ms(1));
   EXPECT_EQ(fiber.retired, 0);
   EXPECT_EQ(retiring.retired, 2);
   EXPECT_EQ(on_fiber.before, 2);
@@ -439,11 +442,9 @@ TEST(RetireParked, TheReplayDoesNotWriteTheFirstRunsLogLinesAgain) {
   // A deadline passing while retired: the engine's cancellation line, once.
   Scenario late = s;
   late.requests = {call("l")};
-  late.delay = Ms(300);
-  late.deadline = Ms(60);
-  ::testing::internal::CaptureStdout();
-  const Outcome timed_out = run_scenario(late, Ms(1));
-  const Lines stopped = count(::testing::internal::GetCapturedStdout());
+  late.delay = Ms(1200);
+  late.deadline = Ms(600);  // after the retirement (ADeadlineThatPassesWhileRetired...)
+  const auto [timed_out, stopped] = run_counted(late, Ms(1));
   EXPECT_EQ(timed_out.retired, 1);
   EXPECT_EQ(stopped.before, 1);
   EXPECT_EQ(stopped.after, 1);
