@@ -400,22 +400,16 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
         if (Node::Entry* te = cur->entry(common_keys().z1k1)) te->persisted = nullptr;
-        const NodeP& t = e.value;
-        if (!t || t->is_string || t->type_ref() != "Z4") {
-          return {Envelope::err(zo::make_error_msg(
-                      "Z506", "Generic type function did not return a Z4: " +
-                                  (t ? t->to_json().dump() : std::string("null")))),
-                  persist};
-        }
-        break;  // its type resolved: nothing more to do for this node (the next round's shape)
       }
-      NodeP t = cur->get("Z1K1");
+      // The resolved type: kept in the entry for a type a built-in wrote, else on the node.
+      const NodeP t = ephemeral ? e.value : cur->get("Z1K1");
       if (!t || t->is_string || t->type_ref() != "Z4") {
         return {Envelope::err(zo::make_error_msg(
                     "Z506", "Generic type function did not return a Z4: " +
                                 (t ? t->to_json().dump() : std::string("null")))),
                 persist};
       }
+      if (ephemeral) break;  // its type resolved: nothing more to do for this node
       continue;
     }
     break;
