@@ -16,7 +16,7 @@ using config::Type;
 std::vector<Option> orchestrator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-orchestrator",
                                                          .port = 6254,
-                                                         .io_threads = 2,
+                                                         .io_threads = 1,
                                                          .worker_threads = 2,
                                                          .max_pending_work = 256,
                                                          .max_body_bytes = 1u << 20,

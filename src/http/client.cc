@@ -168,6 +168,30 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
  public:
   using Strand = asio::strand<asio::io_context::executor_type>;
 
+  // The completion handler of one of the exchange's operations: it runs on the exchange's strand
+  // and is a continuation of the exchange's work (asio_handler_is_continuation). An operation that
+  // completes at once, started from a thread of the loop (a write the socket took whole, an answer
+  // already there), then queues its handler on that thread, after the current handler, instead of
+  // on the loop's shared queue, which wakes the other I/O thread (a futex, or an epoll_ctl on the
+  // reactor's interrupter) to run it there: one exchange stays on one thread (bench/README.md,
+  // "Thread crossings per Python call", session 12).
+  template <typename F>
+  struct Step {
+    using executor_type = Strand;
+    Strand strand;
+    F f;
+    executor_type get_executor() const noexcept { return strand; }
+    template <typename... Args>
+    void operator()(Args&&... args) {
+      f(std::forward<Args>(args)...);
+    }
+    friend bool asio_handler_is_continuation(Step*) { return true; }
+  };
+  template <typename F>
+  Step<F> step(F f) const {
+    return Step<F>{strand_, std::move(f)};
+  }
+
   Exchange(std::shared_ptr<Impl> impl, Strand strand, ClientRequest req, Target t,
            std::shared_ptr<Cancellation> cancel, std::function<void(ClientResult)> done)
       : impl_(std::move(impl)),
@@ -242,7 +266,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     resolver_ = std::make_unique<tcp::resolver>(impl_->ioc);
     resolver_->async_resolve(
         t_.host, t_.port,
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+        step([self = shared_from_this()](beast::error_code ec,
                                                                  tcp::resolver::results_type rs) {
           self->resolved(ec, rs);
         }));
@@ -267,7 +291,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     stream_->expires_at(deadline_);
     // Asio's connect operation keeps its own copy of the endpoints.
     stream_->async_connect(
-        endpoints, asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec,
+        endpoints, step([self = shared_from_this()](beast::error_code ec,
                                                                             const tcp::endpoint&) {
           self->connected(ec);
         }));
@@ -300,8 +324,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
                                                     asio::buffer(message_->body())};
     asio::async_write(*stream_, buffers,
-                      asio::bind_executor(
-                          strand_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      step([self = shared_from_this()](beast::error_code ec, std::size_t) {
                             self->written(ec);
                           }));
   }
@@ -335,7 +358,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     });
     stream_->socket().async_wait(
         tcp::socket::wait_read,
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec) {
+        step([self = shared_from_this()](beast::error_code ec) {
           self->answer_arriving(ec);
         }));
   }
@@ -351,8 +374,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     reading_->buffer.reserve(16u << 10);
     reading_->parser.body_limit(impl_->options.max_response_bytes);
     bhttp::async_read(*stream_, reading_->buffer, reading_->parser,
-                      asio::bind_executor(
-                          strand_, [self = shared_from_this()](beast::error_code rec, std::size_t) {
+                      step([self = shared_from_this()](beast::error_code rec, std::size_t) {
                             self->answer_read(rec);
                           }));
   }
@@ -461,7 +483,10 @@ void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation>
   request.url = {};
   auto exchange = std::make_shared<Impl::Exchange>(
       impl_, strand, std::move(request), std::move(*target), std::move(cancel), std::move(done));
-  asio::post(strand, [exchange = std::move(exchange)] { exchange->start(); });
+  // Deferred: from a thread of the loop (an evaluation that sends its code from there) it starts
+  // on this thread after the current handler, without waking another I/O thread; from any other
+  // thread it is a post.
+  asio::defer(strand, [exchange = std::move(exchange)] { exchange->start(); });
 }
 
 ClientResult HttpClient::send(const ClientRequest& request) {
