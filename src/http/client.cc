@@ -266,8 +266,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     resolver_ = std::make_unique<tcp::resolver>(impl_->ioc);
     resolver_->async_resolve(
         t_.host, t_.port,
-        step([self = shared_from_this()](beast::error_code ec,
-                                                                 tcp::resolver::results_type rs) {
+        step([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type rs) {
           self->resolved(ec, rs);
         }));
   }
@@ -291,8 +290,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     stream_->expires_at(deadline_);
     // Asio's connect operation keeps its own copy of the endpoints.
     stream_->async_connect(
-        endpoints, step([self = shared_from_this()](beast::error_code ec,
-                                                                            const tcp::endpoint&) {
+        endpoints, step([self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
           self->connected(ec);
         }));
   }
@@ -325,8 +323,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
                                                     asio::buffer(message_->body())};
     asio::async_write(*stream_, buffers,
                       step([self = shared_from_this()](beast::error_code ec, std::size_t) {
-                            self->written(ec);
-                          }));
+                        self->written(ec);
+                      }));
   }
 
   // The request is not needed after the write unless the connection came from the pool: then
@@ -358,9 +356,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     });
     stream_->socket().async_wait(
         tcp::socket::wait_read,
-        step([self = shared_from_this()](beast::error_code ec) {
-          self->answer_arriving(ec);
-        }));
+        step([self = shared_from_this()](beast::error_code ec) { self->answer_arriving(ec); }));
   }
 
   void answer_arriving(beast::error_code ec) {
@@ -375,8 +371,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     reading_->parser.body_limit(impl_->options.max_response_bytes);
     bhttp::async_read(*stream_, reading_->buffer, reading_->parser,
                       step([self = shared_from_this()](beast::error_code rec, std::size_t) {
-                            self->answer_read(rec);
-                          }));
+                        self->answer_read(rec);
+                      }));
   }
 
   void answer_read(beast::error_code ec) {
