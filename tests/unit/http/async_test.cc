@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "loopback.h"
@@ -658,6 +659,66 @@ TEST_F(AsyncTest, CancellingAsyncSendClosesItsConnection) {
   auto res2 = send_async(client_, "/later", early).get();
   ASSERT_FALSE(res2);
   EXPECT_EQ(res2.error().kind, ClientError::Kind::kCancelled);
+}
+
+// An exchange started from a handler of the client's event loop (as an evaluation on the loop sends
+// its code) starts after that handler, on that thread: `done` never runs inside async_send, even
+// when the request fails in its first step (no time left), and on a loop of one thread the
+// request, its answer and `done` stay on that thread.
+TEST_F(AsyncTest, AsyncSendFromTheLoopStartsAfterTheHandlerOnItsThread) {
+  start();
+  boost::asio::io_context ioc(1);
+  ClientOptions co;
+  co.io_context = &ioc;
+  auto client = std::make_unique<HttpClient>(co);
+  struct Seen {
+    std::atomic<bool> returned{false};
+    bool inside = false;
+    std::thread::id thread;
+    std::optional<ClientResult> result;
+  };
+  Seen answered, expired;
+  std::thread::id loop_thread;
+  std::promise<void> both;
+  std::atomic<int> count{0};
+  auto on_done = [&](Seen& seen) {
+    return [&](ClientResult r) {
+      seen.inside = !seen.returned.load();
+      seen.thread = std::this_thread::get_id();
+      seen.result = std::move(r);
+      if (++count == 2) both.set_value();
+    };
+  };
+  boost::asio::post(ioc, [&] {
+    loop_thread = std::this_thread::get_id();
+    ClientRequest ok;
+    ok.url = base_ + "/healthz";
+    client->async_send(std::move(ok), nullptr, on_done(answered));
+    answered.returned = true;
+    ClientRequest late;
+    late.url = base_ + "/healthz";
+    late.deadline = Clock::now() - 1ms;
+    client->async_send(std::move(late), nullptr, on_done(expired));
+    expired.returned = true;
+  });
+  auto guard = boost::asio::make_work_guard(ioc);
+  std::thread loop([&] { ioc.run(); });
+  const bool finished = both.get_future().wait_for(10s) == std::future_status::ready;
+  guard.reset();
+  ioc.stop();
+  loop.join();
+  client.reset();
+  ASSERT_TRUE(finished);
+  EXPECT_FALSE(answered.inside);
+  EXPECT_FALSE(expired.inside);
+  EXPECT_EQ(answered.thread, loop_thread);
+  EXPECT_EQ(expired.thread, loop_thread);
+  ASSERT_TRUE(answered.result.has_value());
+  ASSERT_TRUE(answered.result->has_value()) << answered.result->error().message;
+  EXPECT_EQ((*answered.result)->status, 200u);
+  ASSERT_TRUE(expired.result.has_value());
+  ASSERT_FALSE(expired.result->has_value());
+  EXPECT_EQ(expired.result->error().kind, ClientError::Kind::kTimeout);
 }
 
 // wf::http::async_send with use_awaitable, from a coroutine on the server's own event loop.
