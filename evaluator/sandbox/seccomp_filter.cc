@@ -213,7 +213,15 @@ std::expected<std::vector<sock_filter>, std::string> build_zygote_filter(
 std::expected<std::vector<sock_filter>, std::string> build_child_tail(
     const std::vector<std::string>& extra) {
   constexpr std::uint32_t kNr = offsetof(seccomp_data, nr);
-  std::vector<sock_filter> tail = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr)};
+  // One comparison per syscall, each jumping to its action's return after the final "allow":
+  // [load nr] [jeq nr_i -> ret_i]... [ret allow] [ret kill] [ret EACCES].
+  constexpr std::uint32_t kActions[] = {SECCOMP_RET_KILL_PROCESS,
+                                        SECCOMP_RET_ERRNO | (EACCES & SECCOMP_RET_DATA)};
+  struct Check {
+    std::uint32_t nr;
+    std::size_t action;  // index into kActions
+  };
+  std::vector<Check> checks;
   for (const auto& name : kZygoteOnly) {
     if (contains(kAllowed, name) || contains(extra, name)) continue;  // the child may make it
     if (name == "ioctl") return std::unexpected("ioctl cannot be a zygote-only syscall");
@@ -223,13 +231,17 @@ std::expected<std::vector<sock_filter>, std::string> build_child_tail(
     }
     if (nr < 0) continue;  // pseudo-syscall: does not exist on this architecture
     // What build_seccomp_filter(extra) does with it: EACCES for the file-system calls, else kill.
-    const std::uint32_t action = contains(kDeniedWithEacces, name)
-                                     ? SECCOMP_RET_ERRNO | (EACCES & SECCOMP_RET_DATA)
-                                     : SECCOMP_RET_KILL_PROCESS;
-    tail.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(nr), 0, 1));
-    tail.push_back(BPF_STMT(BPF_RET | BPF_K, action));
+    checks.push_back({static_cast<std::uint32_t>(nr), contains(kDeniedWithEacces, name) ? 1u : 0u});
+  }
+  if (checks.size() > 200) return std::unexpected("too many zygote-only syscalls for one jump");
+  std::vector<sock_filter> tail = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr)};
+  for (std::size_t i = 0; i < checks.size(); ++i) {
+    // From the instruction after this one: the rest of the checks, the "allow", then the action.
+    const auto jump = static_cast<std::uint8_t>(checks.size() - i - 1 + 1 + checks[i].action);
+    tail.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, checks[i].nr, jump, 0));
   }
   tail.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  for (std::uint32_t action : kActions) tail.push_back(BPF_STMT(BPF_RET | BPF_K, action));
   return tail;
 }
 
