@@ -81,6 +81,44 @@ const std::vector<std::string> kDeniedWithEacces = {
     "utime",      "utimes",     "utimensat", "futimesat", "mknod",     "mknodat",   "lseek",
 };
 
+// Not in a child's allow-list, but made under the zygote's filter: by the zygote's loop after it
+// locked itself down (zygote.cc: Zygote), and by a child between fork and its own filter (glibc's
+// fork, run_child's set-up, LanguageRuntime::after_fork). A child's filter takes each back
+// (build_child_tail). A name missing here kills the zygote (SIGSYS) the first time it is made.
+const std::vector<std::string> kZygoteOnly = {
+    // The loop: pool sockets, forking, the children's pidfds, reaping, the service's messages.
+    "poll",
+    "socketpair",
+    "clone",
+    "close",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "wait4",
+    "sendmsg",
+    "recvfrom",
+    "recvmsg",
+    // A system call interrupted by a signal and resumed by the kernel (the loop's poll; under
+    // strace or gdb, whose stops interrupt it, on every SIGCHLD).
+    "restart_syscall",
+    // A new child, before its own filter: glibc's fork (robust futex list), run_child (prctl:
+    // death signal, name, dumpable, no_new_privs, the filter itself; parent check; rlimits; the
+    // fds 0-3 by fcntl/dup2 and close_range).
+    "set_robust_list",
+    "prctl",
+    "getppid",
+    "prlimit64",
+    "fcntl",
+    "dup2",
+    "close_range",
+};
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  for (const auto& n : names) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
 std::string describe(int rc) {
   return std::strerror(-rc);
 }
@@ -89,6 +127,10 @@ std::string describe(int rc) {
 
 const std::vector<std::string>& allowed_syscalls() {
   return kAllowed;
+}
+
+const std::vector<std::string>& zygote_syscalls() {
+  return kZygoteOnly;
 }
 
 std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
@@ -157,6 +199,50 @@ std::expected<std::vector<sock_filter>, std::string> build_seccomp_filter(
         program.size(), kMaxChildFilterLength - kSelfSignalCheckLength));
   }
   return program;
+}
+
+std::expected<std::vector<sock_filter>, std::string> build_zygote_filter(
+    const std::vector<std::string>& extra) {
+  std::vector<std::string> wider = extra;
+  for (const auto& name : kZygoteOnly) {
+    if (!contains(wider, name)) wider.push_back(name);
+  }
+  return build_seccomp_filter(wider);
+}
+
+std::expected<std::vector<sock_filter>, std::string> build_child_tail(
+    const std::vector<std::string>& extra) {
+  constexpr std::uint32_t kNr = offsetof(seccomp_data, nr);
+  // One comparison per syscall, each jumping to its action's return after the final "allow":
+  // [load nr] [jeq nr_i -> ret_i]... [ret allow] [ret kill] [ret EACCES].
+  constexpr std::uint32_t kActions[] = {SECCOMP_RET_KILL_PROCESS,
+                                        SECCOMP_RET_ERRNO | (EACCES & SECCOMP_RET_DATA)};
+  struct Check {
+    std::uint32_t nr;
+    std::size_t action;  // index into kActions
+  };
+  std::vector<Check> checks;
+  for (const auto& name : kZygoteOnly) {
+    if (contains(kAllowed, name) || contains(extra, name)) continue;  // the child may make it
+    if (name == "ioctl") return std::unexpected("ioctl cannot be a zygote-only syscall");
+    int nr = seccomp_syscall_resolve_name(name.c_str());
+    if (nr == __NR_SCMP_ERROR) {
+      return std::unexpected(fmt::format("unknown syscall name '{}' in the zygote's list", name));
+    }
+    if (nr < 0) continue;  // pseudo-syscall: does not exist on this architecture
+    // What build_seccomp_filter(extra) does with it: EACCES for the file-system calls, else kill.
+    checks.push_back({static_cast<std::uint32_t>(nr), contains(kDeniedWithEacces, name) ? 1u : 0u});
+  }
+  if (checks.size() > 200) return std::unexpected("too many zygote-only syscalls for one jump");
+  std::vector<sock_filter> tail = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNr)};
+  for (std::size_t i = 0; i < checks.size(); ++i) {
+    // From the instruction after this one: the rest of the checks, the "allow", then the action.
+    const auto jump = static_cast<std::uint8_t>(checks.size() - i - 1 + 1 + checks[i].action);
+    tail.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, checks[i].nr, jump, 0));
+  }
+  tail.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  for (std::uint32_t action : kActions) tail.push_back(BPF_STMT(BPF_RET | BPF_K, action));
+  return tail;
 }
 
 std::size_t compose_child_filter(const std::vector<sock_filter>& program, pid_t self,

@@ -81,7 +81,8 @@ void sort_free_chunks() {
 // What the supervisor prepared once for every zygote it forks.
 struct Prepared {
   LanguageRuntime* runtime = nullptr;
-  std::vector<sock_filter> program;
+  std::vector<sock_filter> zygote_filter;  // installed by the zygote (seccomp_filter.h)
+  std::vector<sock_filter> child_tail;     // each child's filter after its self-signal check
   std::uint64_t address_space = 0;
   std::uint64_t data = 0;
   std::string process_name;
@@ -110,6 +111,13 @@ class Zygote {
 
   [[noreturn]] void run() {
     std::string error;
+    // The children's allow-list, widened by what this loop and a child's set-up need, installed
+    // once here and inherited by every fork: a child adds only a short filter (seccomp_filter.h).
+    if (!install_seccomp_filter(prepared_.zygote_filter)) {
+      hello(false,
+            std::string("the zygote cannot install its seccomp filter: ") + std::strerror(errno));
+      ::_exit(1);
+    }
     if (!start(error)) {
       hello(false, error);
       ::_exit(1);
@@ -185,7 +193,7 @@ class Zygote {
     ChildConfig config;
     config.zygote_pid = zygote_pid_;
     config.devnull_fd = prepared_.devnull;
-    config.seccomp_program = &prepared_.program;
+    config.seccomp_program = &prepared_.child_tail;
     config.cpu_seconds = static_cast<std::uint64_t>(std::max<long>(1, limits_.cpu.count()));
     config.address_space_bytes = prepared_.address_space;
     config.data_bytes = prepared_.data;
@@ -579,13 +587,19 @@ class Supervisor {
           std::string(runtime_->name()) + " runtime failed to initialise in the zygote: " + error;
       return false;
     }
-    auto program = build_seccomp_filter(runtime_->extra_syscalls());
-    if (!program) {
-      error = "cannot build the seccomp filter: " + program.error();
+    auto zygote_filter = build_zygote_filter(runtime_->extra_syscalls());
+    if (!zygote_filter) {
+      error = "cannot build the seccomp filter: " + zygote_filter.error();
+      return false;
+    }
+    auto child_tail = build_child_tail(runtime_->extra_syscalls());
+    if (!child_tail) {
+      error = "cannot build the children's seccomp filter: " + child_tail.error();
       return false;
     }
     prepared_.runtime = runtime_.get();
-    prepared_.program = std::move(*program);
+    prepared_.zygote_filter = std::move(*zygote_filter);
+    prepared_.child_tail = std::move(*child_tail);
     prepared_.process_name = std::string("wf-child-") + runtime_->name();
     prepared_.devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (prepared_.devnull < 0) {

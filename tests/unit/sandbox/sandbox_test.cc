@@ -6,6 +6,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -165,6 +168,9 @@ class ScriptedRuntime final : public FakeRuntime {
     } else if (cmd == "tgkill-parent") {
       ::syscall(SYS_tgkill, ::getppid(), ::getppid(), 0);
       out.z22_json = "still alive";
+    } else if (cmd == "syscall") {  // the system call numbered in the arguments, all args 0
+      long rc = ::syscall(std::stol(input.arguments_json), 0, 0, 0, 0, 0, 0);
+      out.z22_json = "returned " + std::to_string(rc);
     } else if (cmd == "segv") {
       segfault();
     } else if (cmd == "exit") {
@@ -329,6 +335,21 @@ TEST_F(SandboxTest, ForbiddenSyscallsKillTheChild) {
     CallOutcome out = run(command);
     EXPECT_EQ(out.status, Status::kForbidden) << command << ": " << out.detail;
   }
+}
+
+// What the zygote's inherited filter allows for its own loop and a child's set-up, each child's
+// own filter takes back: made by the call, each of them kills the child as before.
+TEST_F(SandboxTest, TheZygotesOwnSyscallsKillTheChild) {
+  int checked = 0;
+  for (const auto& name : sandbox_internal::zygote_syscalls()) {
+    const int nr = seccomp_syscall_resolve_name(name.c_str());
+    ASSERT_NE(nr, __NR_SCMP_ERROR) << name;
+    if (nr < 0) continue;
+    CallOutcome out = run("syscall", std::to_string(nr));
+    EXPECT_EQ(out.status, Status::kForbidden) << name << ": " << out.detail;
+    ++checked;
+  }
+  EXPECT_GE(checked, 10);
 }
 
 TEST_F(SandboxTest, OpeningFilesFailsWithEacces) {
@@ -1316,6 +1337,175 @@ TEST(SeccompFilter, TheChildFilterIsTheSelfSignalCheckThenTheProgram) {
   EXPECT_TRUE(names_self);
   EXPECT_EQ(sandbox_internal::compose_child_filter(*program, 4242, out.data(), length - 1), 0u);
   EXPECT_EQ(sandbox_internal::compose_child_filter({}, 4242, out.data(), out.size()), 0u);
+}
+
+// A classic BPF interpreter for the instructions seccomp filters use, to compare what filters
+// decide without installing them.
+std::uint32_t run_bpf(const std::vector<sock_filter>& program, const seccomp_data& data) {
+  std::uint32_t a = 0, x = 0;
+  std::uint32_t memory[BPF_MEMWORDS] = {};
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&data);
+  for (std::size_t pc = 0; pc < program.size(); ++pc) {
+    const sock_filter& in = program[pc];
+    switch (in.code) {
+      case BPF_LD | BPF_W | BPF_ABS:
+        if (in.k % 4 != 0 || in.k + 4 > sizeof(data)) ADD_FAILURE() << "load at " << in.k;
+        std::memcpy(&a, bytes + in.k, 4);
+        break;
+      case BPF_LD | BPF_IMM:
+        a = in.k;
+        break;
+      case BPF_LD | BPF_MEM:
+        a = memory[in.k % BPF_MEMWORDS];
+        break;
+      case BPF_LDX | BPF_IMM:
+        x = in.k;
+        break;
+      case BPF_LDX | BPF_MEM:
+        x = memory[in.k % BPF_MEMWORDS];
+        break;
+      case BPF_ST:
+        memory[in.k % BPF_MEMWORDS] = a;
+        break;
+      case BPF_STX:
+        memory[in.k % BPF_MEMWORDS] = x;
+        break;
+      case BPF_ALU | BPF_AND | BPF_K:
+        a &= in.k;
+        break;
+      case BPF_ALU | BPF_OR | BPF_K:
+        a |= in.k;
+        break;
+      case BPF_ALU | BPF_ADD | BPF_K:
+        a += in.k;
+        break;
+      case BPF_ALU | BPF_SUB | BPF_K:
+        a -= in.k;
+        break;
+      case BPF_MISC | BPF_TAX:
+        x = a;
+        break;
+      case BPF_MISC | BPF_TXA:
+        a = x;
+        break;
+      case BPF_JMP | BPF_JA:
+        pc += in.k;
+        break;
+      case BPF_JMP | BPF_JEQ | BPF_K:
+        pc += a == in.k ? in.jt : in.jf;
+        break;
+      case BPF_JMP | BPF_JGT | BPF_K:
+        pc += a > in.k ? in.jt : in.jf;
+        break;
+      case BPF_JMP | BPF_JGE | BPF_K:
+        pc += a >= in.k ? in.jt : in.jf;
+        break;
+      case BPF_JMP | BPF_JSET | BPF_K:
+        pc += (a & in.k) != 0 ? in.jt : in.jf;
+        break;
+      case BPF_RET | BPF_K:
+        return in.k;
+      case BPF_RET | BPF_A:
+        return a;
+      default:
+        ADD_FAILURE() << "BPF instruction the test does not interpret: " << in.code;
+        return 0;
+    }
+  }
+  ADD_FAILURE() << "the program ran off its end";
+  return 0;
+}
+
+// The kernel's rule for stacked filters (kernel/seccomp.c, seccomp_run_filters): every filter
+// runs, newest first; the action that is most restrictive (lowest as a signed value) wins, the
+// newest one on a tie.
+std::uint32_t run_stacked(const std::vector<sock_filter>& older,
+                          const std::vector<sock_filter>& newer, const seccomp_data& data) {
+  std::uint32_t result = SECCOMP_RET_ALLOW;
+  for (const auto* filter : {&newer, &older}) {
+    const std::uint32_t action = run_bpf(*filter, data);
+    if (static_cast<std::int32_t>(action & SECCOMP_RET_ACTION_FULL) <
+        static_cast<std::int32_t>(result & SECCOMP_RET_ACTION_FULL)) {
+      result = action;
+    }
+  }
+  return result;
+}
+
+std::vector<sock_filter> child_filter(const std::vector<sock_filter>& program, pid_t self) {
+  std::vector<sock_filter> out(sandbox_internal::kMaxChildFilterLength);
+  out.resize(sandbox_internal::compose_child_filter(program, self, out.data(), out.size()));
+  return out;
+}
+
+// The two stages (the zygote's filter, inherited; the child's short one) decide every system
+// call exactly as the single filter made of libseccomp's export of the children's rules would:
+// every syscall number of this architecture and the x32 one, another architecture's, and the
+// signal calls aimed at the child itself or elsewhere. A rule added to one list and not the
+// other fails here.
+TEST(SeccompFilter, TheZygoteAndChildFiltersTogetherDecideAsTheAllowList) {
+  const pid_t self = 4242;
+  const std::vector<std::vector<std::string>> extras = {
+      {}, {"mprotect", "getrusage", "rt_sigreturn", "madvise", "mremap"}, {"fstat", "close"}};
+  for (const auto& extra : extras) {
+    auto reference = sandbox_internal::build_seccomp_filter(extra);
+    auto zygote = sandbox_internal::build_zygote_filter(extra);
+    auto tail = sandbox_internal::build_child_tail(extra);
+    ASSERT_TRUE(reference && zygote && tail);
+    const std::vector<sock_filter> single = child_filter(*reference, self);
+    const std::vector<sock_filter> child = child_filter(*tail, self);
+    ASSERT_FALSE(single.empty());
+    ASSERT_FALSE(child.empty());
+    // The point of the split: what a child installs is short.
+    EXPECT_LT(child.size(), 64u);
+
+    std::vector<std::uint64_t> first_args = {0,
+                                             static_cast<std::uint64_t>(self),
+                                             static_cast<std::uint64_t>(self + 1),
+                                             1,
+                                             0xffffffffu,
+                                             ~std::uint64_t{0},
+                                             (std::uint64_t{1} << 32) | std::uint64_t(self)};
+    int allowed = 0, refused = 0, killed = 0;
+    const std::uint32_t arches[] = {seccomp_arch_native(), std::uint32_t{AUDIT_ARCH_I386},
+                                    std::uint32_t{AUDIT_ARCH_AARCH64}};
+    for (std::uint32_t arch : arches) {
+      for (std::uint32_t base : {0u, 0x40000000u}) {
+        for (std::uint32_t n = 0; n < 512; ++n) {
+          for (std::uint64_t arg0 : first_args) {
+            seccomp_data data{};
+            data.nr = static_cast<int>(base + n);
+            data.arch = arch;
+            data.args[0] = arg0;
+            data.args[1] = static_cast<std::uint64_t>(self);
+            const std::uint32_t want = run_bpf(single, data);
+            ASSERT_EQ(run_stacked(*zygote, child, data), want)
+                << "nr " << data.nr << " arch " << std::hex << arch << " arg0 " << arg0;
+            if (arg0 != 0) continue;
+            const std::uint32_t action = want & SECCOMP_RET_ACTION_FULL;
+            (action == SECCOMP_RET_ALLOW   ? allowed
+             : action == SECCOMP_RET_ERRNO ? refused
+                                           : killed) += 1;
+          }
+        }
+      }
+    }
+    // The comparison covered all three outcomes.
+    EXPECT_GT(allowed, 20);
+    EXPECT_GT(refused, 20);
+    EXPECT_GT(killed, 1000);
+
+    // The zygote's own filter lets its loop and a child's set-up through.
+    for (const auto& name : sandbox_internal::zygote_syscalls()) {
+      const int nr = seccomp_syscall_resolve_name(name.c_str());
+      ASSERT_NE(nr, __NR_SCMP_ERROR) << name;
+      if (nr < 0) continue;
+      seccomp_data data{};
+      data.nr = nr;
+      data.arch = seccomp_arch_native();
+      EXPECT_EQ(run_bpf(*zygote, data), SECCOMP_RET_ALLOW) << name;
+    }
+  }
 }
 
 class FailingRuntime final : public FakeRuntime {
