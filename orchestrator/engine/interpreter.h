@@ -155,6 +155,11 @@ class Interpreter {
   };
 
   bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
+  // tick()'s stack check when the frame is outside [stack_floor_, stack_top_): the stack left
+  // below `sp` (Z5 under kStackReserve); keeps the bounds inside which no check is needed.
+  [[gnu::noinline]] bool check_stack(const char* sp);
+  const char* stack_floor_ = nullptr;
+  const char* stack_top_ = nullptr;
   // Out of line (noinline below): the rare branches of the functions a call parked on the
   // evaluator has on its stack (execute ... evaluate_code), so that their frames stay small: a
   // parked fiber's frames are saved byte for byte (fiber.cc; bench/slow_calls).
