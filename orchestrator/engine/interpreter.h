@@ -289,6 +289,20 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   // Built-in functions called directly: ZID -> {signature, served from the definitions}.
   std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;
+  // The same verdicts, in front of that map, by the address of the call's Z7K1 when it is an
+  // interned reference (one node per ZID for the process): a direct call looked its function up
+  // by hashing the ZID's text (~150 instructions a call), and the map's node was allocated per
+  // function and request. A few functions per request; the map serves the rest.
+  struct KnownBuiltin {
+    const Node* fn;                      // the interned reference (Z7K1)
+    const BuiltinSignature* sig;         // null: the general path runs it
+    const std::vector<NodeP>* declared;  // builtin_declared(*sig), once asked
+  };
+  static constexpr std::size_t kMaxKnownBuiltins = 16;
+  std::vector<KnownBuiltin> known_builtins_;
+  // Argument vectors of direct built-in calls, kept for reuse (empty, with their capacity): a
+  // nested call's arguments are evaluated while its caller's vector is in use, so one per depth.
+  std::vector<std::vector<NodeP>> spare_args_;
   // Declared argument types of built-in functions called directly, by signature.
   std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
   // The Z4s held_list_type answered in this request, by the item type's identity: the node of an
