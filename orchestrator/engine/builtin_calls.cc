@@ -320,23 +320,40 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   const Node* fn = call->peek(keys.z7k1);
   const Node::Entry* e = call->entry(keys.z7k1);
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) return std::nullopt;
-  const std::string zid = fn->ref();
-  // Per request: the process-wide signature (behind a lock), and whether this request's
-  // resolver serves the bundled definition for it (checked once).
-  auto [known, added] = builtin_signatures_.try_emplace(zid, nullptr, false);
-  if (added) known->second.first = builtin_signature(zid);
-  const BuiltinSignature* sig = known->second.first;
-  if (sig == nullptr) return std::nullopt;
-  if (!known->second.second) {
-    // (resolver_.bundled: the verdict without dereferencing, ~900 instructions per function and
-    // request for a memo entry nothing else reads.)
-    const nlohmann::json* served = Definitions::instance().served_json(zid);
-    if (served == nullptr || resolver_.bundled(zid) != served) {
-      known->second.first = nullptr;  // not the bundled function: the general path, from now on
-      return std::nullopt;
+  KnownBuiltin* known = nullptr;
+  if (fn->interned) {
+    for (KnownBuiltin& k : known_builtins_) {
+      if (k.fn == fn) {
+        known = &k;
+        break;
+      }
     }
-    known->second.second = true;
   }
+  const BuiltinSignature* sig = known != nullptr ? known->sig : nullptr;
+  if (known == nullptr) {
+    const std::string zid = fn->ref();
+    // Per request: the process-wide signature (behind a lock), and whether this request's
+    // resolver serves the bundled definition for it (checked once).
+    auto [by_zid, added] = builtin_signatures_.try_emplace(zid, nullptr, false);
+    if (added) by_zid->second.first = builtin_signature(zid);
+    sig = by_zid->second.first;
+    if (sig != nullptr && !by_zid->second.second) {
+      // (resolver_.bundled: the verdict without dereferencing, ~900 instructions per function
+      // and request for a memo entry nothing else reads.)
+      const nlohmann::json* served = Definitions::instance().served_json(zid);
+      if (served == nullptr || resolver_.bundled(zid) != served) {
+        by_zid->second.first = nullptr;  // not the bundled function: the general path from now on
+        sig = nullptr;
+      } else {
+        by_zid->second.second = true;
+      }
+    }
+    if (fn->interned && known_builtins_.size() < kMaxKnownBuiltins) {
+      if (known_builtins_.capacity() == 0) known_builtins_.reserve(kMaxKnownBuiltins);
+      known = &known_builtins_.emplace_back(KnownBuiltin{fn, sig, nullptr});
+    }
+  }
+  if (sig == nullptr) return std::nullopt;
   // Argument discovery (bind_arguments): the function as the general path resolves it. Only
   // the outermost call reads it (answer(): its return type); a nested call's function is the
   // bundled one (checked above), whose Z8 its signature was read from, and resolving it would
@@ -353,8 +370,12 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   } else if (!tick()) {
     return abort_envelope();
   }
-  const std::vector<NodeP>* declared = builtin_declared(*sig);
-  if (declared == nullptr) return abort_envelope();
+  const std::vector<NodeP>* declared = known != nullptr ? known->declared : nullptr;
+  if (declared == nullptr) {
+    declared = builtin_declared(*sig);
+    if (declared == nullptr) return abort_envelope();
+    if (known != nullptr) known->declared = declared;
+  }
   const std::size_t n = sig->args.size();
   boost::container::small_vector<NodeP, 4> values(n);
   boost::container::small_vector<const Key*, 4> consumed;
@@ -396,8 +417,22 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   }
   // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
   // written, the others evaluated and checked as retrieve() does.
+  // A vector kept from an earlier call (its capacity reused: one allocation a call before),
+  // given back empty on every way out.
   std::vector<NodeP> args;
+  if (!spare_args_.empty()) {
+    args = std::move(spare_args_.back());
+    spare_args_.pop_back();
+  }
   args.reserve(n);
+  struct GiveBack {
+    std::vector<std::vector<NodeP>>& spare;
+    std::vector<NodeP>& args;
+    ~GiveBack() {
+      args.clear();
+      if (spare.size() < 64) spare.push_back(std::move(args));
+    }
+  } give_back{spare_args_, args};
   for (std::size_t j = 0; j < n; ++j) {
     const std::size_t i = sig->by_name[j];
     if (sig->spec->is_lazy(j)) {

@@ -66,6 +66,25 @@ Definitions::Definitions() {
     }
     served_[zid] = std::make_shared<const json>(std::move(copy));
   }
+  for (const auto& [zid, z2] : served_) {
+    const long n = dense_number(zid);
+    if (n < 0) continue;
+    if (served_by_number_.size() <= static_cast<std::size_t>(n)) {
+      served_by_number_.resize(static_cast<std::size_t>(n) + 1, nullptr);
+    }
+    served_by_number_[static_cast<std::size_t>(n)] = z2.get();
+  }
+}
+
+long Definitions::dense_number(std::string_view zid) {
+  if (zid.size() < 2 || zid.size() > 6 || zid[0] != 'Z' || zid[1] == '0') return -1;
+  long n = 0;
+  for (std::size_t i = 1; i < zid.size(); ++i) {
+    const char c = zid[i];
+    if (c < '0' || c > '9') return -1;
+    n = n * 10 + (c - '0');
+  }
+  return n < static_cast<long>(kDenseZids) ? n : -1;
 }
 
 std::shared_ptr<const nlohmann::json> Definitions::served(std::string_view zid) const {
@@ -74,6 +93,11 @@ std::shared_ptr<const nlohmann::json> Definitions::served(std::string_view zid) 
 }
 
 const nlohmann::json* Definitions::served_json(std::string_view zid) const {
+  if (const long n = dense_number(zid); n >= 0) {
+    // Every canonical ZID served is in the table: one not there (or beyond it) is not served.
+    const auto i = static_cast<std::size_t>(n);
+    return i < served_by_number_.size() ? served_by_number_[i] : nullptr;
+  }
   auto it = served_.find(zid);
   return it == served_.end() ? nullptr : it->second.get();
 }

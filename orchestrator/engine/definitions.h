@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace wf::orchestrator::engine_detail {
 
@@ -41,6 +42,13 @@ class Definitions {
   };
   // Asked for every ZID a request names (can_run_inline, the resolver): a hash map.
   std::unordered_map<std::string, std::shared_ptr<const json>, Hash, std::equal_to<>> served_;
+  // served_ by the number of a ZID written canonically ("Z" and digits without a leading zero,
+  // below kDenseZids): served_json() is asked ~50 times per nest request (the routes' scan of
+  // the request's literals, each direct call's check), and hashing the text was most of it.
+  static constexpr std::size_t kDenseZids = 100000;
+  std::vector<const json*> served_by_number_;
+  // The number of `zid` when it is written as served_by_number_ indexes, else -1.
+  static long dense_number(std::string_view zid);
   std::map<std::string, std::shared_ptr<const json>, std::less<>> original_;
   std::map<std::string, std::string, std::less<>> languages_;
   mutable std::mutex fallback_mu_;

@@ -981,24 +981,28 @@ double fiber_cpu_us() {
   return f->cpu_us + (thread_cpu_now_us() - f->slice_start_us);
 }
 
+StackRange current_stack() {
+  if (const Fiber* f = t_current; f != nullptr) {
+    if (f->stack_low == nullptr) return {};
+    return {f->stack_low, f->stack_low + f->stack_size};
+  }
+  thread_local const StackRange thread_stack = [] {
+    pthread_attr_t attr;
+    void* addr = nullptr;
+    std::size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      pthread_attr_getstack(&attr, &addr, &size);
+      pthread_attr_destroy(&attr);
+    }
+    if (addr == nullptr) return StackRange{};
+    return StackRange{static_cast<const char*>(addr), static_cast<const char*>(addr) + size};
+  }();
+  return thread_stack;
+}
+
 std::size_t stack_left() {
   const char* sp = static_cast<const char*>(__builtin_frame_address(0));
-  const char* low = nullptr;
-  if (const Fiber* f = t_current; f != nullptr) {
-    low = f->stack_low;
-  } else {
-    thread_local const char* thread_low = [] {
-      pthread_attr_t attr;
-      void* addr = nullptr;
-      std::size_t size = 0;
-      if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        pthread_attr_getstack(&attr, &addr, &size);
-        pthread_attr_destroy(&attr);
-      }
-      return static_cast<const char*>(addr);
-    }();
-    low = thread_low;
-  }
+  const char* low = current_stack().low;
   if (low == nullptr) return static_cast<std::size_t>(-1);  // unknown: no check
   if (sp <= low) return 0;
   return static_cast<std::size_t>(sp - low);

@@ -255,5 +255,11 @@ double fiber_cpu_us();
 // Bytes left below the current stack pointer on the running fiber's stack, or on the calling
 // thread's stack outside a fiber.
 std::size_t stack_left();
+// The bounds [low, high) of that stack; both null when unknown (then nothing is checked).
+struct StackRange {
+  const char* low = nullptr;
+  const char* high = nullptr;
+};
+StackRange current_stack();
 
 }  // namespace wf::orchestrator::engine_detail

@@ -231,9 +231,25 @@ bool Interpreter::tick() {
     fail(Abort::kDeadline, "Function call timed out");
     return false;
   }
-  if (stack_left() < kStackReserve) {
+  // The frame address against bounds kept from the last full check: inside them the stack has
+  // room (they are the stack's top and its low end plus the reserve), and the full check (which
+  // finds the running fiber's or thread's stack: ~25 instructions a step) runs only outside
+  // them: the first step, on another stack, or near the reserve.
+  const char* sp = static_cast<const char*>(__builtin_frame_address(0));
+  if (sp < stack_floor_ || sp >= stack_top_) return check_stack(sp);
+  return true;
+}
+
+bool Interpreter::check_stack(const char* sp) {
+  const StackRange stack = current_stack();
+  if (stack.low == nullptr) return true;  // unknown: no check (nothing kept)
+  if (sp <= stack.low || static_cast<std::size_t>(sp - stack.low) < kStackReserve) {
     stack_exhausted();
     return false;
+  }
+  if (stack.high - stack.low > static_cast<std::ptrdiff_t>(kStackReserve)) {
+    stack_floor_ = stack.low + kStackReserve;
+    stack_top_ = stack.high;
   }
   return true;
 }

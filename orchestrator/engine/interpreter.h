@@ -155,6 +155,11 @@ class Interpreter {
   };
 
   bool tick();  // counts a step; false (and abort set) when a limit or the deadline is hit
+  // tick()'s stack check when the frame is outside [stack_floor_, stack_top_): the stack left
+  // below `sp` (Z5 under kStackReserve); keeps the bounds inside which no check is needed.
+  [[gnu::noinline]] bool check_stack(const char* sp);
+  const char* stack_floor_ = nullptr;
+  const char* stack_top_ = nullptr;
   // Out of line (noinline below): the rare branches of the functions a call parked on the
   // evaluator has on its stack (execute ... evaluate_code), so that their frames stay small: a
   // parked fiber's frames are saved byte for byte (fiber.cc; bench/slow_calls).
@@ -284,6 +289,20 @@ class Interpreter {
   std::unordered_map<std::string, NodeP> functions_;  // called functions by ZID (Z7K1 refs)
   // Built-in functions called directly: ZID -> {signature, served from the definitions}.
   std::unordered_map<std::string, std::pair<const BuiltinSignature*, bool>> builtin_signatures_;
+  // The same verdicts, in front of that map, by the address of the call's Z7K1 when it is an
+  // interned reference (one node per ZID for the process): a direct call looked its function up
+  // by hashing the ZID's text (~150 instructions a call), and the map's node was allocated per
+  // function and request. A few functions per request; the map serves the rest.
+  struct KnownBuiltin {
+    const Node* fn;                      // the interned reference (Z7K1)
+    const BuiltinSignature* sig;         // null: the general path runs it
+    const std::vector<NodeP>* declared;  // builtin_declared(*sig), once asked
+  };
+  static constexpr std::size_t kMaxKnownBuiltins = 16;
+  std::vector<KnownBuiltin> known_builtins_;
+  // Argument vectors of direct built-in calls, kept for reuse (empty, with their capacity): a
+  // nested call's arguments are evaluated while its caller's vector is in use, so one per depth.
+  std::vector<std::vector<NodeP>> spare_args_;
   // Declared argument types of built-in functions called directly, by signature.
   std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
   // The Z4s held_list_type answered in this request, by the item type's identity: the node of an

@@ -60,6 +60,14 @@ TEST(Definitions, ServedJsonIsTheServedObject) {
   EXPECT_EQ((*defs.served_json("Z801"))["Z2K1"], defs.served("Z801")->at("Z2K1"));
   EXPECT_EQ(defs.served_json("Z10001"), nullptr);  // the example library is not bundled
   EXPECT_EQ(defs.served_json("Z8011"), nullptr);
+  // ZIDs are looked up by number when written canonically: other spellings of a served ZID's
+  // number are not it, and numbers beyond the table are not served.
+  EXPECT_NE(defs.served_json("Z6"), nullptr);
+  for (const char* other : {"Z0801", "Z801 ", "z801", "Z801K1", "Z", "", "K801", "Z99999",
+                            "Z100000", "Z18446744073709551617", "Z8o1"}) {
+    EXPECT_EQ(defs.served_json(other), nullptr) << other;
+    EXPECT_EQ(defs.served(other), nullptr) << other;
+  }
   EXPECT_EQ(defs.served_json(""), nullptr);
   EXPECT_EQ(defs.served_json("naturalLanguages"), nullptr);  // a data file, not an object
 }

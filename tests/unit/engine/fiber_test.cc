@@ -173,6 +173,32 @@ TEST(Fibers, StackLeftIsTheFibersOwn) {
   EXPECT_GE(pool.stack_bytes(), 512u << 10);
 }
 
+// current_stack() is the running fiber's stack, else the thread's: it holds the caller's frame,
+// and stack_left() measures down to its low end.
+TEST(Fibers, CurrentStackHoldsTheFrame) {
+  const auto holds = [](const StackRange& s, const char* sp) {
+    return s.low != nullptr && s.low < sp && sp < s.high;
+  };
+  const StackRange thread = current_stack();
+  const auto* here = static_cast<const char*>(__builtin_frame_address(0));
+  EXPECT_TRUE(holds(thread, here));
+  FiberPool pool({.threads = 1, .stack_bytes = 512u << 10, .idle_stacks = 4});
+  StackRange fiber;
+  const char* sp = nullptr;
+  std::size_t left = 0;
+  pool.run_here({}, [&] {
+    fiber = current_stack();
+    sp = static_cast<const char*>(__builtin_frame_address(0));
+    left = stack_left();
+  });
+  EXPECT_TRUE(holds(fiber, sp));
+  EXPECT_FALSE(holds(fiber, here));
+  EXPECT_GE(static_cast<std::size_t>(fiber.high - fiber.low), 512u << 10);
+  // stack_left() measures from its own frame, a little below the lambda's.
+  EXPECT_LE(left, static_cast<std::size_t>(sp - fiber.low));
+  EXPECT_GT(left + 4096, static_cast<std::size_t>(sp - fiber.low));
+}
+
 // Touches `kib` KiB of stack below the caller.
 __attribute__((noinline)) int touch_stack(int kib) {
   volatile char block[1024];

@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <set>
+#include <string>
+#include <vector>
 
 namespace zo = wf::zobject;
 using json = nlohmann::json;
@@ -25,6 +28,32 @@ TEST(Identifiers, Patterns) {
   EXPECT_FALSE(zo::is_reference_like("Z1K1"));
   EXPECT_TRUE(zo::is_builtin_type("Z99"));
   EXPECT_FALSE(zo::is_builtin_type("Z24"));
+}
+
+// The one-pass key checks agree with the patterns of zobjects.md §1 on every text of up to six
+// characters over an alphabet of the characters that matter.
+TEST(Identifiers, KeysMatchThePatterns) {
+  const std::regex global("Z[1-9][0-9]*K[1-9][0-9]*");
+  const std::regex local("K[1-9][0-9]*");
+  const std::string alphabet = "ZK019x";
+  std::vector<std::string> texts{""};
+  std::size_t checked = 0;
+  for (int length = 0; length <= 6; ++length) {
+    std::vector<std::string> longer;
+    for (const std::string& t : texts) {
+      const bool g = std::regex_match(t, global);
+      const bool l = std::regex_match(t, local);
+      ASSERT_EQ(zo::is_global_key(t), g) << t;
+      ASSERT_EQ(zo::is_local_key(t), l) << t;
+      ASSERT_EQ(zo::is_key(t), g || l) << t;
+      ++checked;
+      for (char c : alphabet) longer.push_back(t + c);
+    }
+    texts = std::move(longer);
+  }
+  EXPECT_EQ(checked, 55987u);  // 6^0 + ... + 6^6
+  EXPECT_TRUE(zo::is_key("Z10001K12"));
+  EXPECT_FALSE(zo::is_key("Z1K1 "));
 }
 
 // The built-in types, looked up by number: exactly these 29 texts, nothing that resembles them.
