@@ -46,6 +46,10 @@ const std::vector<std::string> kAllowed = {
     "clock_nanosleep",
     "nanosleep",
     "sched_yield",
+    // A sleep (or the zygote's poll) that a stop interrupted (SIGSTOP/SIGCONT, strace, gdb) is
+    // resumed by the kernel through this call; it only continues a call the filter already let
+    // through, with the rest of its time.
+    "restart_syscall",
     // Seeds for hash/random/os.urandom/crypto.getRandomValues.
     "getrandom",
     // glibc locks (uncontended in a single-threaded child, kept as a precaution).
@@ -97,9 +101,6 @@ const std::vector<std::string> kZygoteOnly = {
     "sendmsg",
     "recvfrom",
     "recvmsg",
-    // A system call interrupted by a signal and resumed by the kernel (the loop's poll; under
-    // strace or gdb, whose stops interrupt it, on every SIGCHLD).
-    "restart_syscall",
     // A new child, before its own filter: glibc's fork (robust futex list), run_child (prctl:
     // death signal, name, dumpable, no_new_privs, the filter itself; parent check; rlimits; the
     // fds 0-3 by fcntl/dup2 and close_range).

@@ -100,6 +100,9 @@ class ScriptedRuntime final : public FakeRuntime {
       spin_forever();
     } else if (cmd == "sleep") {
       for (;;) ::usleep(100000);
+    } else if (cmd == "nap") {  // one sleep of the given milliseconds, then an answer
+      ::usleep(static_cast<useconds_t>(std::stoul(input.arguments_json)) * 1000);
+      out.z22_json = "rested";
     } else if (cmd == "interruptible") {
       while (!g_interrupt) {
       }
@@ -981,6 +984,35 @@ TEST(Cancellation, CancelKillsTheChildAtOnce) {
   EXPECT_EQ(metric_value(cancelled_series), cancelled_before + 1);
   call->cancel(CancelReason::kClientGone);  // idempotent
   EXPECT_EQ(metric_value(cancelled_series), cancelled_before + 1);
+}
+
+// A child stopped and continued in the middle of a sleep (an operator's SIGSTOP/SIGCONT, strace or
+// gdb attaching) goes on: the kernel resumes its sleep through restart_syscall, which the filter
+// allows. Before, the resumed sleep was a forbidden system call and the call ended as kForbidden.
+TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
+  auto sandbox = start_sandbox("scripted", test_limits());
+  const pid_t zygote = sandbox->query_stats().zygote_pid;
+  const auto pool = static_cast<std::size_t>(test_limits().pool_size);
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, 5s));
+  CallInput input;
+  input.code = "nap";
+  input.arguments_json = "600";
+  std::promise<CallOutcome> ended;
+  auto call = sandbox->start(input, Clock::now() + 10s,
+                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  ASSERT_NE(call, nullptr);
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  std::this_thread::sleep_for(50ms);  // in its sleep by now
+  // Every child: the idle ones wait in a read, which the kernel restarts as itself.
+  const std::vector<pid_t> children = children_of(zygote);
+  for (pid_t child : children) ::kill(child, SIGSTOP);
+  std::this_thread::sleep_for(50ms);
+  for (pid_t child : children) ::kill(child, SIGCONT);
+  auto future = ended.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  CallOutcome out = future.get();
+  EXPECT_EQ(out.status, Status::kOk) << out.detail;
+  EXPECT_EQ(out.output.z22_json, "rested");
 }
 
 TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
