@@ -242,10 +242,18 @@ struct Incoming {
 // the loop, the flight's wait (await_flight, a completion handler) owns it instead, so a request
 // in flight keeps no coroutine frame (bench/slow_calls: memory per parked call). Touched only on
 // the session's strand.
-struct Connection {
+//
+// The connection is a plain socket with one timer for the deadline of the read or write in
+// progress (arm_deadline), where Beast's `tcp_stream` kept a shared state with three timers of its
+// own (~0.7 KiB per connection, kept while a call is parked). The timeouts are the same: a read or
+// write not done by its deadline ends with beast::error::timeout and the socket closed.
+struct Connection : std::enable_shared_from_this<Connection> {
   Connection(tcp::socket s, std::shared_ptr<SessionHandle> h)
-      : stream(std::move(s)), handle(std::move(h)) {}
-  beast::tcp_stream stream;
+      : socket(std::move(s)), timer(h->strand), handle(std::move(h)) {}
+  tcp::socket socket;
+  asio::steady_timer timer;  // the deadline of the read or write in progress
+  std::uint64_t armed = 0;   // operations armed with a deadline; the timer's wait knows its own
+  bool timed_out = false;    // the deadline of the operation armed last closed the socket
   beast::flat_buffer buffer;
   std::shared_ptr<SessionHandle> handle;
   std::string client_address;
@@ -257,6 +265,31 @@ struct Connection {
   std::shared_ptr<Flight> flight;  // while its handler works off the session
   bool deadline_passed = false;
   std::optional<Response> res;  // the answer; nullopt after the client went away
+
+  // Before a read or write: at `timeout` from now the socket is closed (which ends the
+  // operation). Call operation_ended() with the operation's error when it completes.
+  void arm_deadline(std::chrono::steady_clock::duration timeout) {
+    const std::uint64_t id = ++armed;
+    timed_out = false;
+    timer.expires_after(timeout);
+    timer.async_wait([weak = weak_from_this(), id](beast::error_code ec) {
+      if (ec) return;
+      auto c = weak.lock();
+      if (!c || c->armed != id) return;  // gone, or its operation ended first
+      c->timed_out = true;
+      beast::error_code ignored;
+      c->socket.close(ignored);
+    });
+  }
+
+  // The armed operation completed: its deadline is off, and `ec` is beast::error::timeout if the
+  // deadline ended it.
+  void operation_ended(beast::error_code& ec) {
+    ++armed;
+    timer.cancel();
+    if (timed_out) ec = beast::error::timeout;
+    timed_out = false;
+  }
 };
 
 // The watch read stops when this much of a pipelined next request is buffered (backpressure).
@@ -519,14 +552,13 @@ struct Server::Impl {
       metrics.accepted.Increment();
       // Register the socket so that a drain can close idle connections.
       co_await asio::post(handle.strand, use_awaitable);
-      handle.socket = &c->stream.socket();
-      c->client_address = remote_address(c->stream.socket());
+      handle.socket = &c->socket;
+      c->client_address = remote_address(c->socket);
     }
     while (keep) {
       if (draining && !c->first) break;  // a new connection still gets its first request served
       handle.idle = true;
-      std::optional<Incoming> in =
-          co_await read_request(c->stream, c->buffer, c->first, c->client_address);
+      std::optional<Incoming> in = co_await read_request(*c);
       c->first = false;
       if (!in) break;
       handle.idle = false;
@@ -539,7 +571,7 @@ struct Server::Impl {
 
   void close_session(Connection& c) {
     beast::error_code ignored;
-    c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    c.socket.shutdown(tcp::socket::shutdown_send, ignored);
     c.handle->socket = nullptr;
     {
       std::lock_guard lock(sessions_mu);
@@ -551,26 +583,25 @@ struct Server::Impl {
 
   // Reads one request with the limits and timeouts; nullopt when the connection should close
   // (the client left, timed out, or sent something unparseable, which is answered here).
-  awaitable<std::optional<Incoming>> read_request(beast::tcp_stream& stream,
-                                                  beast::flat_buffer& buffer, bool first,
-                                                  const std::string& client_address) {
+  awaitable<std::optional<Incoming>> read_request(Connection& c) {
+    beast::flat_buffer& buffer = c.buffer;
     RequestParser parser;
     apply_request_limits(parser, options);
-    stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
-                                                     : options.idle_timeout);
-    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    c.arm_deadline(c.first && buffer.size() == 0 ? options.header_timeout : options.idle_timeout);
+    auto [hec, hn] = co_await bhttp::async_read_header(c.socket, buffer, parser, kTuple);
+    c.operation_ended(hec);
     if (hec) {
       if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
           hec == asio::error::operation_aborted || hec == asio::error::connection_reset ||
           hec == asio::error::eof || draining) {
         co_return std::nullopt;
       }
-      co_await answer_malformed(stream, hec);
+      co_await answer_malformed(c, hec);
       co_return std::nullopt;
     }
     Incoming in;
     auto& hreq = parser.get();
-    in.req = to_request(hreq, client_address);
+    in.req = to_request(hreq, c.client_address);
     const bool has_body_method =
         in.req.method == "POST" || in.req.method == "PUT" || in.req.method == "PATCH";
     // The parser's own record of the framing fields (Content-Length, chunked, keep-alive):
@@ -588,8 +619,9 @@ struct Server::Impl {
     } else if (!parser.is_done()) {
       beast::error_code bec = parse_buffered_body(parser, buffer);
       if (!bec && !parser.is_done()) {
-        stream.expires_after(options.body_timeout);
-        auto [rec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        c.arm_deadline(options.body_timeout);
+        auto [rec, bn] = co_await bhttp::async_read(c.socket, buffer, parser, kTuple);
+        c.operation_ended(rec);
         bec = rec;
       }
       if (bec == bhttp::error::body_limit) {
@@ -624,7 +656,7 @@ struct Server::Impl {
     return {};
   }
 
-  awaitable<void> answer_malformed(beast::tcp_stream& stream, beast::error_code hec) {
+  awaitable<void> answer_malformed(Connection& c, beast::error_code hec) {
     Request req;
     req.request_id = obs::random_hex_id(16);
     unsigned status = 400;
@@ -639,8 +671,9 @@ struct Server::Impl {
     }
     metrics.rejected.Add({{"reason", "malformed"}}).Increment();
     auto res = to_beast(Response::error(status, type, message), req, nullptr, 11, false);
-    stream.expires_after(options.body_timeout);
-    co_await bhttp::async_write(stream, res, kTuple);
+    c.arm_deadline(options.body_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(c.socket, res, kTuple);
+    c.operation_ended(wec);
   }
 
   Request to_request(const bhttp::request<bhttp::string_body>& hreq,
@@ -687,7 +720,7 @@ struct Server::Impl {
       c->res = answer_here(*c->handle, req, c->route);
     }
     if (c->res || c->route == nullptr) return false;
-    c->flight = start_flight(c->stream, c->buffer, *c->handle, req, *c->route);
+    c->flight = start_flight(c->socket, c->buffer, *c->handle, req, *c->route);
     if (!c->flight->watching && answer_ready(*c->flight, c->res)) {
       // Answered before the handler returned (a refusal, built-ins run on the loop): written now,
       // without a trip through the event loop's queue.
@@ -726,7 +759,7 @@ struct Server::Impl {
       f.stop_watching = true;
       if (f.watching) {
         beast::error_code ignored;
-        c->stream.socket().cancel(ignored);
+        c->socket.cancel(ignored);
       }
     }
     if (f.watching) {  // the read's handler wakes us
@@ -765,7 +798,7 @@ struct Server::Impl {
     Response res = std::move(*c.res);
     c.res.reset();
     const beast::error_code wec =
-        co_await write_response(c.stream, std::move(res), req, route, c.in->version, keep);
+        co_await write_response(c, std::move(res), req, route, c.in->version, keep);
     c.in.reset();
     --active_requests;
     co_return !wec && keep;
@@ -776,21 +809,23 @@ struct Server::Impl {
   // as "name: value", an empty line) and sent with the body in one gathered write: the
   // serializer's buffer sequences cost ~20 k instructions per response (bench/README.md,
   // "session 9, reqcpu").
-  awaitable<beast::error_code> write_response(beast::tcp_stream& stream, Response&& r,
-                                              const Request& req, const RouteEntry* route,
-                                              unsigned version, bool keep) {
+  awaitable<beast::error_code> write_response(Connection& c, Response&& r, const Request& req,
+                                              const RouteEntry* route, unsigned version,
+                                              bool keep) {
     std::string head;
     if (direct_head(head, r, req, route, version, keep)) {
       const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(r.body)};
-      stream.expires_after(options.body_timeout);
-      auto [wec, wn] = co_await asio::async_write(stream, buffers, kTuple);
+      c.arm_deadline(options.body_timeout);
+      auto [wec, wn] = co_await asio::async_write(c.socket, buffers, kTuple);
+      c.operation_ended(wec);
       co_return wec;
     }
     auto bres = to_beast(std::move(r), req, route, version, keep);
     head = response_head(bres);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(bres.body())};
-    stream.expires_after(options.body_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, buffers, kTuple);
+    c.arm_deadline(options.body_timeout);
+    auto [wec, wn] = co_await asio::async_write(c.socket, buffers, kTuple);
+    c.operation_ended(wec);
     co_return wec;
   }
 
@@ -962,21 +997,21 @@ struct Server::Impl {
 
   // Starts the handler (async, or kWorker on the pool) and the watch of the client's connection;
   // await_flight() then waits, holding no thread, for the flight's response. Not a coroutine.
-  std::shared_ptr<Flight> start_flight(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  std::shared_ptr<Flight> start_flight(tcp::socket& socket, beast::flat_buffer& buffer,
                                        SessionHandle& handle, Request& req,
                                        const RouteEntry& route) {
     auto flight = std::make_shared<Flight>(handle.strand, route, req);
     req.cancel = flight->cancel;
     auto ar = make_async_request(req, flight);
     handle.flight = flight;
-    stream.expires_never();
+    // No deadline is armed here: the read of the request ended its own (Connection).
     // The buffer grew to hold the request just read; what it holds now is only a pipelined next
     // request (usually nothing), so give the rest back before the (possibly long) wait.
     buffer.shrink_to_fit();
     // A handler that answers before it returns (a refusal, a call of built-ins run on the loop)
     // is answered now: no watch to start and stop, no trip through the event loop's queue.
     start_handler(route, std::move(ar));
-    if (!flight->response) watch_client(flight, stream.socket(), buffer);
+    if (!flight->response) watch_client(flight, socket, buffer);
     flight->wake.expires_at(req.deadline);
     return flight;
   }
