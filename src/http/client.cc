@@ -82,11 +82,13 @@ struct HttpClient::Impl {
   ClientOptions options;
   asio::io_context& ioc;
   std::mutex pool_mu;
-  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+  // Idle keep-alive connections by host:port: plain sockets (each request in flight keeps its own
+  // deadline timer, so a connection needs no Beast `tcp_stream` with its timers).
+  std::map<std::string, std::vector<std::unique_ptr<tcp::socket>>> idle;
 
   Impl(ClientOptions o, asio::io_context& io) : options(std::move(o)), ioc(io) {}
 
-  std::unique_ptr<beast::tcp_stream> take_idle(const std::string& key) {
+  std::unique_ptr<tcp::socket> take_idle(const std::string& key) {
     std::lock_guard lock(pool_mu);
     auto it = idle.find(key);
     if (it == idle.end() || it->second.empty()) return nullptr;
@@ -95,7 +97,7 @@ struct HttpClient::Impl {
     return s;
   }
 
-  void give_back(const std::string& key, std::unique_ptr<beast::tcp_stream> s) {
+  void give_back(const std::string& key, std::unique_ptr<tcp::socket> s) {
     std::lock_guard lock(pool_mu);
     auto& v = idle[key];
     if (v.size() < options.max_idle_per_host) v.push_back(std::move(s));
@@ -162,8 +164,11 @@ struct HttpClient::Impl {
 // One request in flight, driven by the completion handlers of its operations on its own strand,
 // which own it: a request that waits for a slow evaluator keeps only this state, its socket's wait
 // for readability and its deadline timer (no coroutine frames: bench/slow_calls, memory per
-// parked call). The Beast request exists only while it is written, and the parser and its buffer
-// only while the answer is read. `impl_` keeps the pool alive while the request is in flight.
+// parked call). The connection is a plain socket: this state's one timer is the deadline of every
+// operation on it (connect, write, the wait for the answer, its read), where Beast's `tcp_stream`
+// kept a shared state with three timers of its own per connection (~0.7 KiB). The Beast request
+// exists only while it is written, and the parser and its buffer only while the answer is read.
+// `impl_` keeps the pool alive while the request is in flight.
 class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   using Strand = asio::strand<asio::io_context::executor_type>;
@@ -235,7 +240,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   void abort() {
     cancelled_ = true;
     beast::error_code ignored;
-    if (stream_) stream_->socket().close(ignored);
+    if (socket_) socket_->close(ignored);
     if (resolver_) resolver_->cancel();
   }
 
@@ -249,8 +254,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       return;
     }
     if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
-    stream_ = impl_->take_idle(t_.key());
-    reused_ = stream_ != nullptr;
+    socket_ = impl_->take_idle(t_.key());
+    reused_ = socket_ != nullptr;
     if (reused_) return write();
     connect();
   }
@@ -286,16 +291,42 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   }
 
   void connect_to(std::vector<tcp::endpoint> endpoints) {
-    stream_ = std::make_unique<beast::tcp_stream>(impl_->ioc);
-    stream_->expires_at(deadline_);
+    socket_ = std::make_unique<tcp::socket>(impl_->ioc);
+    arm_deadline();
     // Asio's connect operation keeps its own copy of the endpoints.
-    stream_->async_connect(
-        endpoints, step([self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
+    asio::async_connect(
+        *socket_, endpoints,
+        step([self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
           self->connected(ec);
         }));
   }
 
+  // The deadline of the operation about to start on the socket: at `deadline_` the timer closes
+  // the socket (as Beast's tcp_stream did on a timeout), which ends the operation; its handler
+  // calls operation_ended(), which reports beast::error::timeout for it.
+  void arm_deadline() {
+    const std::uint64_t wait = ++waits_;
+    expired_ = false;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this(), wait](beast::error_code ec) {
+      if (ec || wait != self->waits_ || !self->socket_) return;
+      self->expired_ = true;
+      beast::error_code ignored;
+      self->socket_->close(ignored);
+    });
+  }
+
+  // The operation armed last has completed (on the strand): its deadline no longer applies (a
+  // timer handler that runs after this is not this operation's), and `ec` is the timeout if the
+  // deadline ended it.
+  void operation_ended(beast::error_code& ec) {
+    ++waits_;
+    timer_.cancel();
+    if (expired_) ec = beast::error::timeout;
+  }
+
   void connected(beast::error_code ec) {
+    operation_ended(ec);
     if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
@@ -306,12 +337,11 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       return;
     }
     beast::error_code ignored;
-    stream_->socket().set_option(tcp::no_delay(true), ignored);
+    socket_->set_option(tcp::no_delay(true), ignored);
     write();
   }
 
   void write() {
-    stream_->expires_at(deadline_);
     try {
       message_ = std::make_unique<bhttp::request<bhttp::string_body>>(impl_->to_beast(req_, t_));
     } catch (const std::exception&) {
@@ -321,7 +351,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     head_ = request_head(*message_);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
                                                     asio::buffer(message_->body())};
-    asio::async_write(*stream_, buffers,
+    arm_deadline();
+    asio::async_write(*socket_, buffers,
                       step([self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->written(ec);
                       }));
@@ -330,6 +361,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // The request is not needed after the write unless the connection came from the pool: then
   // its body is kept for a retry on a fresh one.
   void written(beast::error_code ec) {
+    operation_ended(ec);
     if (reused_) {
       req_.body = std::move(message_->body());
     } else {
@@ -345,37 +377,29 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // Beast read operation while the evaluator works (seconds for a slow call); timeout at the
   // deadline (the timer cancels the wait).
   void wait_for_answer() {
-    const std::uint64_t wait = ++waits_;
-    expired_ = false;
-    timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this(), wait](beast::error_code ec) {
-      if (ec || wait != self->waits_ || !self->stream_) return;
-      self->expired_ = true;
-      beast::error_code ignored;
-      self->stream_->socket().cancel(ignored);
-    });
-    stream_->socket().async_wait(
+    arm_deadline();
+    socket_->async_wait(
         tcp::socket::wait_read,
         step([self = shared_from_this()](beast::error_code ec) { self->answer_arriving(ec); }));
   }
 
   void answer_arriving(beast::error_code ec) {
-    ++waits_;  // a timer handler that runs after this is not this wait's
-    timer_.cancel();
-    if (expired_) ec = beast::error::timeout;
+    operation_ended(ec);
     if (ec || cancelled_) return conclude(ec, false);
     // Room for a usual answer at once (an evaluator's Z22 is ~4 KiB): Beast's reads start at
     // 512 bytes and grow, one read system call each.
     reading_ = std::make_unique<Reading>();
     reading_->buffer.reserve(16u << 10);
     reading_->parser.body_limit(impl_->options.max_response_bytes);
-    bhttp::async_read(*stream_, reading_->buffer, reading_->parser,
+    arm_deadline();
+    bhttp::async_read(*socket_, reading_->buffer, reading_->parser,
                       step([self = shared_from_this()](beast::error_code rec, std::size_t) {
                         self->answer_read(rec);
                       }));
   }
 
   void answer_read(beast::error_code ec) {
+    operation_ended(ec);
     const bool got_some = reading_->parser.got_some();
     if (!ec) {
       try {
@@ -401,16 +425,16 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe) &&
                          !got_some;
       if (stale) {
-        stream_.reset();
+        socket_.reset();
         return next_attempt();
       }
       return finish(std::unexpected(transport_error(t_, ec, impl_->options.max_response_bytes)));
     }
     if (keep_alive_) {
-      impl_->give_back(t_.key(), std::move(stream_));
+      impl_->give_back(t_.key(), std::move(socket_));
     } else {
       beast::error_code ignored;
-      stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket_->shutdown(tcp::socket::shutdown_both, ignored);
     }
     finish(std::move(response_));
   }
@@ -418,7 +442,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
   void finish(ClientResult result) {
     registration_.reset();
-    stream_.reset();
+    socket_.reset();
     resolver_.reset();
     auto done = std::move(done_);
     done_ = nullptr;
@@ -435,12 +459,12 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   Clock::time_point deadline_;
   asio::steady_timer timer_;
   std::unique_ptr<tcp::resolver> resolver_;
-  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<tcp::socket> socket_;
   std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
   std::string head_;                                             // its head, as long
   std::unique_ptr<Reading> reading_;                             // while the answer is read
   ClientResponse response_;
-  std::uint64_t waits_ = 0;  // waits for the answer started (wait_for_answer)
+  std::uint64_t waits_ = 0;  // operations armed with the deadline (arm_deadline)
   int attempts_ = 0;
   bool reused_ = false;
   bool cancelled_ = false;

@@ -187,10 +187,14 @@ struct Metrics {
 // Touched only on `strand`.
 struct Flight {
   using Strand = asio::strand<asio::io_context::executor_type>;
-  Flight(Strand s, const RouteEntry& r, const Request& q)
-      : strand(s), wake(s), route(&r), request(&q) {}
-  Strand strand;
-  asio::steady_timer wake;
+  // Typed on the strand, whose executor it keeps (no copy of it beside): with the control block,
+  // a flight fits jemalloc's 256-byte class (one is held per parked call).
+  using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>, Strand>;
+  Flight(const Strand& s, const RouteEntry& r, const Request& q)
+      : wake(s), route(&r), request(&q) {}
+  Strand strand() { return wake.get_executor(); }
+  Timer wake;
   const RouteEntry* route;
   const Request* request;  // the session's copy (ids and trace for the log), valid while waited on
   std::shared_ptr<Cancellation> cancel = Cancellation::make();
@@ -232,7 +236,6 @@ bool same_secret(std::string_view a, std::string_view b) {
 // A request whose headers (and body) have been read: what the session needs to answer it.
 struct Incoming {
   Request req;
-  std::optional<Response> early;  // answered without a handler (411, 413, 408)
   bool keep_alive = false;
   unsigned version = 11;
 };
@@ -242,22 +245,72 @@ struct Incoming {
 // the loop, the flight's wait (await_flight, a completion handler) owns it instead, so a request
 // in flight keeps no coroutine frame (bench/slow_calls: memory per parked call). Touched only on
 // the session's strand.
+//
+// The connection is a plain socket with one timer for the deadline of the read or write in
+// progress (arm_deadline), where Beast's `tcp_stream` kept a shared state with three timers of its
+// own (~0.7 KiB per connection, kept while a call is parked). The timeouts are the same: a read or
+// write not done by its deadline ends with beast::error::timeout and the socket closed.
+//
+// Its layout is kept within jemalloc's 896-byte size class with its shared_ptr's control block
+// (bench/slow_calls: one is held per parked call): the early answer goes straight to `res`, the
+// timer is typed on the strand's executor (88 bytes, not 120), the flags share a word.
 struct Connection {
+  using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>,
+                                           asio::strand<asio::io_context::executor_type>>;
   Connection(tcp::socket s, std::shared_ptr<SessionHandle> h)
-      : stream(std::move(s)), handle(std::move(h)) {}
-  beast::tcp_stream stream;
+      : socket(std::move(s)), timer(h->strand), handle(std::move(h)) {}
+  tcp::socket socket;
+  Timer timer;              // the deadline of the read or write in progress
+  std::uint32_t armed = 0;  // operations armed with a deadline; the timer's wait knows its own
+  bool timed_out = false;   // the deadline of the operation armed last closed the socket
+  bool first = true;        // no request read yet
+  bool deadline_passed = false;
   beast::flat_buffer buffer;
   std::shared_ptr<SessionHandle> handle;
   std::string client_address;
-  bool first = true;  // no request read yet
   // The request being answered, from its read to its answer's write.
   std::optional<Incoming> in;
   const RouteEntry* route = nullptr;
   std::size_t request_bytes = 0;
   std::shared_ptr<Flight> flight;  // while its handler works off the session
-  bool deadline_passed = false;
-  std::optional<Response> res;  // the answer; nullopt after the client went away
+  // The answer: set by the read (411, 413, 408: answered without a handler), the route or the
+  // flight; nullopt after the client went away.
+  std::optional<Response> res;
+
+  // Before a read or write on `self`'s socket: at `timeout` from now the socket is closed
+  // (which ends the operation). Call operation_ended() with the operation's error when it
+  // completes.
+  static void arm_deadline(const std::shared_ptr<Connection>& self,
+                           std::chrono::steady_clock::duration timeout) {
+    Connection& c = *self;
+    const std::uint32_t id = ++c.armed;
+    c.timed_out = false;
+    c.timer.expires_after(timeout);
+    c.timer.async_wait([weak = std::weak_ptr<Connection>(self), id](beast::error_code ec) {
+      if (ec) return;
+      auto c = weak.lock();
+      if (!c || c->armed != id) return;  // gone, or its operation ended first
+      c->timed_out = true;
+      beast::error_code ignored;
+      c->socket.close(ignored);
+    });
+  }
+
+  // The armed operation completed: its deadline is off, and `ec` is beast::error::timeout if the
+  // deadline ended it.
+  void operation_ended(beast::error_code& ec) {
+    ++armed;
+    timer.cancel();
+    if (timed_out) ec = beast::error::timeout;
+    timed_out = false;
+  }
 };
+
+// One of each is held per parked call: within jemalloc's size classes with the shared_ptr's control
+// block (16 bytes), as their comments say.
+static_assert(sizeof(Connection) + 16 <= 896, "Connection grew past its size class");
+static_assert(sizeof(Flight) + 16 <= 256, "Flight grew past its size class");
 
 // The watch read stops when this much of a pipelined next request is buffered (backpressure).
 constexpr std::size_t kWatchBufferCap = 64u << 10;
@@ -512,34 +565,33 @@ struct Server::Impl {
     SessionHandle& handle = *c->handle;
     bool keep = true;
     if (resume) {
-      keep = co_await finish_request(*c);
+      keep = co_await finish_request(c);
     } else {
       ++connections;
       metrics.connections.Increment();
       metrics.accepted.Increment();
       // Register the socket so that a drain can close idle connections.
       co_await asio::post(handle.strand, use_awaitable);
-      handle.socket = &c->stream.socket();
-      c->client_address = remote_address(c->stream.socket());
+      handle.socket = &c->socket;
+      c->client_address = remote_address(c->socket);
     }
     while (keep) {
       if (draining && !c->first) break;  // a new connection still gets its first request served
       handle.idle = true;
-      std::optional<Incoming> in =
-          co_await read_request(c->stream, c->buffer, c->first, c->client_address);
+      std::optional<Incoming> in = co_await read_request(c);
       c->first = false;
       if (!in) break;
       handle.idle = false;
       c->in = std::move(in);
       if (start_request(c)) co_return;  // await_flight goes on with the connection
-      keep = co_await finish_request(*c);
+      keep = co_await finish_request(c);
     }
     close_session(*c);
   }
 
   void close_session(Connection& c) {
     beast::error_code ignored;
-    c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    c.socket.shutdown(tcp::socket::shutdown_send, ignored);
     c.handle->socket = nullptr;
     {
       std::lock_guard lock(sessions_mu);
@@ -551,60 +603,61 @@ struct Server::Impl {
 
   // Reads one request with the limits and timeouts; nullopt when the connection should close
   // (the client left, timed out, or sent something unparseable, which is answered here).
-  awaitable<std::optional<Incoming>> read_request(beast::tcp_stream& stream,
-                                                  beast::flat_buffer& buffer, bool first,
-                                                  const std::string& client_address) {
+  // An answer given here without a handler (411, 413, 408) is left in `c.res`.
+  awaitable<std::optional<Incoming>> read_request(const std::shared_ptr<Connection>& self) {
+    Connection& c = *self;
+    beast::flat_buffer& buffer = c.buffer;
+    c.res.reset();
     RequestParser parser;
     apply_request_limits(parser, options);
-    stream.expires_after(first && buffer.size() == 0 ? options.header_timeout
-                                                     : options.idle_timeout);
-    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+    Connection::arm_deadline(
+        self, c.first && buffer.size() == 0 ? options.header_timeout : options.idle_timeout);
+    auto [hec, hn] = co_await bhttp::async_read_header(c.socket, buffer, parser, kTuple);
+    c.operation_ended(hec);
     if (hec) {
       if (hec == bhttp::error::end_of_stream || hec == beast::error::timeout ||
           hec == asio::error::operation_aborted || hec == asio::error::connection_reset ||
           hec == asio::error::eof || draining) {
         co_return std::nullopt;
       }
-      co_await answer_malformed(stream, hec);
+      co_await answer_malformed(self, hec);
       co_return std::nullopt;
     }
     Incoming in;
     auto& hreq = parser.get();
-    in.req = to_request(hreq, client_address);
+    in.req = to_request(hreq, c.client_address);
     const bool has_body_method =
         in.req.method == "POST" || in.req.method == "PUT" || in.req.method == "PATCH";
     // The parser's own record of the framing fields (Content-Length, chunked, keep-alive):
     // asking the message looks each field up in its list again (~1.4 k instructions).
     if (has_body_method && !parser.content_length() && !parser.chunked()) {
-      in.early =
-          Response::error(411, "length_required",
-                          "a request body needs a Content-Length header (or chunked encoding)");
+      c.res = Response::error(411, "length_required",
+                              "a request body needs a Content-Length header (or chunked encoding)");
     } else if (parser.content_length() && hreq.payload_size() &&
                *hreq.payload_size() > options.max_body_bytes) {
-      in.early =
-          Response::error(413, "payload_too_large",
-                          fmt::format("request body of {} bytes exceeds the limit of {} bytes",
-                                      *hreq.payload_size(), options.max_body_bytes));
+      c.res = Response::error(413, "payload_too_large",
+                              fmt::format("request body of {} bytes exceeds the limit of {} bytes",
+                                          *hreq.payload_size(), options.max_body_bytes));
     } else if (!parser.is_done()) {
       beast::error_code bec = parse_buffered_body(parser, buffer);
       if (!bec && !parser.is_done()) {
-        stream.expires_after(options.body_timeout);
-        auto [rec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        Connection::arm_deadline(self, options.body_timeout);
+        auto [rec, bn] = co_await bhttp::async_read(c.socket, buffer, parser, kTuple);
+        c.operation_ended(rec);
         bec = rec;
       }
       if (bec == bhttp::error::body_limit) {
-        in.early = Response::error(
+        c.res = Response::error(
             413, "payload_too_large",
             fmt::format("request body exceeds the limit of {} bytes", options.max_body_bytes));
       } else if (bec == beast::error::timeout) {
-        in.early =
-            Response::error(408, "request_timeout", "the request body did not arrive in time");
+        c.res = Response::error(408, "request_timeout", "the request body did not arrive in time");
       } else if (bec) {
         co_return std::nullopt;  // the client went away mid-body
       }
     }
-    if (!in.early) in.req.body = std::move(hreq.body());
-    in.keep_alive = parser.keep_alive() && !in.early;
+    if (!c.res) in.req.body = std::move(hreq.body());
+    in.keep_alive = parser.keep_alive() && !c.res;
     in.version = hreq.version();
     co_return in;
   }
@@ -624,7 +677,7 @@ struct Server::Impl {
     return {};
   }
 
-  awaitable<void> answer_malformed(beast::tcp_stream& stream, beast::error_code hec) {
+  awaitable<void> answer_malformed(const std::shared_ptr<Connection>& c, beast::error_code hec) {
     Request req;
     req.request_id = obs::random_hex_id(16);
     unsigned status = 400;
@@ -639,8 +692,9 @@ struct Server::Impl {
     }
     metrics.rejected.Add({{"reason", "malformed"}}).Increment();
     auto res = to_beast(Response::error(status, type, message), req, nullptr, 11, false);
-    stream.expires_after(options.body_timeout);
-    co_await bhttp::async_write(stream, res, kTuple);
+    Connection::arm_deadline(c, options.body_timeout);
+    auto [wec, wn] = co_await bhttp::async_write(c->socket, res, kTuple);
+    c->operation_ended(wec);
   }
 
   Request to_request(const bhttp::request<bhttp::string_body>& hreq,
@@ -681,13 +735,9 @@ struct Server::Impl {
     c->request_bytes = req.body.size();
     c->route = nullptr;
     c->deadline_passed = false;
-    if (in.early) {
-      c->res = std::move(in.early);
-    } else {
-      c->res = answer_here(*c->handle, req, c->route);
-    }
+    if (!c->res) c->res = answer_here(*c->handle, req, c->route);  // else answered by the read
     if (c->res || c->route == nullptr) return false;
-    c->flight = start_flight(c->stream, c->buffer, *c->handle, req, *c->route);
+    c->flight = start_flight(c->socket, c->buffer, *c->handle, req, *c->route);
     if (!c->flight->watching && answer_ready(*c->flight, c->res)) {
       // Answered before the handler returned (a refusal, built-ins run on the loop): written now,
       // without a trip through the event loop's queue.
@@ -726,7 +776,7 @@ struct Server::Impl {
       f.stop_watching = true;
       if (f.watching) {
         beast::error_code ignored;
-        c->stream.socket().cancel(ignored);
+        c->socket.cancel(ignored);
       }
     }
     if (f.watching) {  // the read's handler wakes us
@@ -742,7 +792,8 @@ struct Server::Impl {
   }
 
   // Records the request and writes its answer (`c.res`); false when the connection must close.
-  awaitable<bool> finish_request(Connection& c) {
+  awaitable<bool> finish_request(const std::shared_ptr<Connection>& self) {
+    Connection& c = *self;
     metrics.in_flight.Decrement();
     const Request& req = c.in->req;
     const RouteEntry* route = c.route;
@@ -765,7 +816,7 @@ struct Server::Impl {
     Response res = std::move(*c.res);
     c.res.reset();
     const beast::error_code wec =
-        co_await write_response(c.stream, std::move(res), req, route, c.in->version, keep);
+        co_await write_response(self, std::move(res), req, route, c.in->version, keep);
     c.in.reset();
     --active_requests;
     co_return !wec && keep;
@@ -776,21 +827,23 @@ struct Server::Impl {
   // as "name: value", an empty line) and sent with the body in one gathered write: the
   // serializer's buffer sequences cost ~20 k instructions per response (bench/README.md,
   // "session 9, reqcpu").
-  awaitable<beast::error_code> write_response(beast::tcp_stream& stream, Response&& r,
+  awaitable<beast::error_code> write_response(const std::shared_ptr<Connection>& self, Response&& r,
                                               const Request& req, const RouteEntry* route,
                                               unsigned version, bool keep) {
     std::string head;
     if (direct_head(head, r, req, route, version, keep)) {
       const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(r.body)};
-      stream.expires_after(options.body_timeout);
-      auto [wec, wn] = co_await asio::async_write(stream, buffers, kTuple);
+      Connection::arm_deadline(self, options.body_timeout);
+      auto [wec, wn] = co_await asio::async_write(self->socket, buffers, kTuple);
+      self->operation_ended(wec);
       co_return wec;
     }
     auto bres = to_beast(std::move(r), req, route, version, keep);
     head = response_head(bres);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(bres.body())};
-    stream.expires_after(options.body_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, buffers, kTuple);
+    Connection::arm_deadline(self, options.body_timeout);
+    auto [wec, wn] = co_await asio::async_write(self->socket, buffers, kTuple);
+    self->operation_ended(wec);
     co_return wec;
   }
 
@@ -962,21 +1015,21 @@ struct Server::Impl {
 
   // Starts the handler (async, or kWorker on the pool) and the watch of the client's connection;
   // await_flight() then waits, holding no thread, for the flight's response. Not a coroutine.
-  std::shared_ptr<Flight> start_flight(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  std::shared_ptr<Flight> start_flight(tcp::socket& socket, beast::flat_buffer& buffer,
                                        SessionHandle& handle, Request& req,
                                        const RouteEntry& route) {
     auto flight = std::make_shared<Flight>(handle.strand, route, req);
     req.cancel = flight->cancel;
     auto ar = make_async_request(req, flight);
     handle.flight = flight;
-    stream.expires_never();
+    // No deadline is armed here: the read of the request ended its own (Connection).
     // The buffer grew to hold the request just read; what it holds now is only a pipelined next
     // request (usually nothing), so give the rest back before the (possibly long) wait.
     buffer.shrink_to_fit();
     // A handler that answers before it returns (a refusal, a call of built-ins run on the loop)
     // is answered now: no watch to start and stop, no trip through the event loop's queue.
     start_handler(route, std::move(ar));
-    if (!flight->response) watch_client(flight, stream.socket(), buffer);
+    if (!flight->response) watch_client(flight, socket, buffer);
     flight->wake.expires_at(req.deadline);
     return flight;
   }
@@ -997,14 +1050,14 @@ struct Server::Impl {
     // Counted while the handler holds the request: the deliver function goes with it.
     held_counter->fetch_add(1);
     std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
-    auto deliver = [weak, strand = flight->strand, alive = loop_alive,
+    auto deliver = [weak, strand = flight->strand(), alive = loop_alive,
                     held = std::move(held)](Response r) {
       if (alive->load()) hand_over(strand, weak, std::move(r));
     };
     // Without a copy of `deliver` (its closure is the larger part of what a request in flight
     // keeps for answering): beyond the bound of held answers, it hands over at once as well.
-    auto later = [this, weak, strand = flight->strand](Response r,
-                                                       std::chrono::milliseconds delay) {
+    auto later = [this, weak, strand = flight->strand()](Response r,
+                                                         std::chrono::milliseconds delay) {
       if (!loop_alive->load()) return;
       if (held_replies.fetch_add(1) >= kMaxHeldReplies) {
         held_replies.fetch_sub(1);
@@ -1068,7 +1121,7 @@ struct Server::Impl {
     f->watching = true;
     socket.async_wait(
         tcp::socket::wait_read,
-        asio::bind_executor(f->strand, [this, f, &socket, &buffer](beast::error_code ec) {
+        asio::bind_executor(f->strand(), [this, f, &socket, &buffer](beast::error_code ec) {
           if (!ec) ec = read_ready(socket, buffer);
           if (!ec) {
             watch_client(f, socket, buffer);

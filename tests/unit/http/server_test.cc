@@ -51,6 +51,7 @@ class ServerTest : public ::testing::Test {
     o.worker_threads = 2;
     o.max_pending_work = 2;
     o.header_timeout = std::chrono::milliseconds(500);
+    o.body_timeout = std::chrono::milliseconds(1000);
     o.access_log = false;
     o.shutdown_grace = std::chrono::milliseconds(3000);
     server_ = std::make_unique<Server>(o);
@@ -327,6 +328,61 @@ TEST_F(ServerTest, ClientDeadlineEndsASlowCall) {
   EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout);
   // Well before the handler's 10 s gate opens; the margin is for a loaded machine.
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ServerTest, ABodyThatStopsArrivingIsCutOff) {
+  // The body's read has body_timeout (1 s here): then the server closes the connection, as it
+  // did with Beast's tcp_stream (the socket closed on the timeout; no 200, no handler run).
+  const int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  write_all(fd,
+            "POST /x/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            "only part of it");
+  const auto start = std::chrono::steady_clock::now();
+  const std::string answer = read_to_eof(fd);  // 5 s without a byte would end it too
+  const auto waited = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_EQ(answer.find("200 OK"), std::string::npos) << answer;
+  EXPECT_LT(waited, std::chrono::milliseconds(4500));
+}
+
+TEST(HttpClientDeadline, AnAnswerThatStopsMidwayEndsAtTheDeadline) {
+  // A peer that sends the answer's head and part of its body, then nothing: the client's read
+  // ends at the request's deadline with kTimeout and closes the connection.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<bool> closed_by_client{false};
+  std::thread peer([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    wf::http_test::read_until(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it");
+    const auto since = std::chrono::steady_clock::now();
+    const bool nothing = read_to_eof(fd).empty();  // at the client's close, or after 5 s idle
+    closed_by_client =
+        nothing && std::chrono::steady_clock::now() - since < std::chrono::seconds(4);
+    close(fd);
+  });
+  HttpClient client;
+  ClientRequest r;
+  r.url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x";
+  r.deadline = Clock::now() + std::chrono::milliseconds(300);
+  const auto start = Clock::now();
+  auto res = client.send(r);
+  const auto waited = Clock::now() - start;
+  peer.join();
+  close(listener);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout) << res.error().message;
+  EXPECT_TRUE(closed_by_client.load());
+  EXPECT_LT(waited, std::chrono::seconds(4));
 }
 
 TEST_F(ServerTest, ClientReportsRefusedConnectionsAndBadUrls) {
