@@ -282,6 +282,44 @@ TEST(PythonRuntime, LoneSurrogatesStillGiveValidJson) {
   EXPECT_EQ(value_of(r), z6("\U0001F600"));
 }
 
+// The driver reads the request's JSON with the C scanner and writes the answer with the C encoder
+// directly (python_driver.py, _json_loads and _encode): what json.loads and json.dumps would do,
+// including the texts the scanner does not take whole and the encoder's circular-reference check.
+TEST(PythonRuntime, RequestJsonIsReadAndAnswerWrittenAsTheJsonModuleDoes) {
+  const std::string code = "def Z1000(Z1000K1):\n  return Z1000K1 + '\\u00fc'";
+  CallInput input;
+  input.code = code;
+  input.function_name = "Z1000";
+  input.captured_output_limit = 256;
+  // Whitespace around and inside the request's arguments (json.loads takes those).
+  input.arguments_json = " \n{ \"Z1000K1\" : {\"Z1K1\": \"Z6\", \"Z6K1\": \"a\\u00e9\\\"\"} }\n ";
+  CallOutput out = g_runtime->call(input);
+  json z22 = json::parse(out.z22_json);
+  EXPECT_EQ(z22.at("Z22K1"), z6("a\u00e9\"\u00fc")) << out.z22_json;
+  // The answer: compact separators, non-ASCII characters as UTF-8, not \u escapes.
+  EXPECT_EQ(out.z22_json.find(": "), std::string::npos) << out.z22_json;
+  EXPECT_EQ(out.z22_json.find(", "), std::string::npos) << out.z22_json;
+  EXPECT_NE(out.z22_json.find("\"a\u00e9\\\"\u00fc\""), std::string::npos) << out.z22_json;
+
+  // What json.loads refuses is refused with its message.
+  input.arguments_json = R"({"Z1000K1": {"Z1K1": "Z6", "Z6K1": "a"}} x)";
+  z22 = json::parse(g_runtime->call(input).z22_json);
+  EXPECT_EQ(z22.at("Z22K1"), z9("Z24"));
+  EXPECT_NE(z22.dump().find("Extra data: line 1 column"), std::string::npos) << z22.dump();
+  input.arguments_json = "\xef\xbb\xbf{}";
+  z22 = json::parse(g_runtime->call(input).z22_json);
+  EXPECT_NE(z22.dump().find("Unexpected UTF-8 BOM"), std::string::npos) << z22.dump();
+
+  // A converter's cyclic result: the encoder's circular-reference check, not a recursion error.
+  input.arguments_json = R"({"Z1000K1": {"Z1K1": "Z6", "Z6K1": "a"}})";
+  input.converters_json =
+      R"({"result": {"converter": {"functionName": "cyclic", "code": )"
+      R"("def cyclic(v):\n  d = {'Z1K1': 'Z6'}\n  d['Z6K1'] = [d]\n  return d"}}})";
+  z22 = json::parse(g_runtime->call(input).z22_json);
+  EXPECT_EQ(z22.at("Z22K1"), z9("Z24"));
+  EXPECT_NE(z22.dump().find("Circular reference detected"), std::string::npos) << z22.dump();
+}
+
 // The Python conformance cases of the evaluator (converted executor unit tests).
 json without_z1k1(const json& value) {
   if (!value.is_object()) return value;
