@@ -332,9 +332,10 @@ def _encode(envelope):
     """json.dumps(envelope, ensure_ascii=False, separators=(",", ":")) as UTF-8."""
     if _make_encoder is not None:
         # What JSONEncoder.iterencode passes the C encoder for those options; a fresh markers
-        # dict for the circular-reference check, as each dumps has.
+        # dict for the circular-reference check, as each dumps has. It returns the text in chunks
+        # (a new one every ~100,000 characters), which JSONEncoder.encode joins.
         encode = _make_encoder({}, _encode_default, _encode_string, None, ":", ",", False, False, True)
-        text = encode(envelope, 0)[0]
+        text = "".join(encode(envelope, 0))
     else:
         text = _json_dumps(envelope, ensure_ascii=False, separators=(",", ":"))
     try:

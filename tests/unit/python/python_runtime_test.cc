@@ -301,6 +301,16 @@ TEST(PythonRuntime, RequestJsonIsReadAndAnswerWrittenAsTheJsonModuleDoes) {
   EXPECT_EQ(out.z22_json.find(", "), std::string::npos) << out.z22_json;
   EXPECT_NE(out.z22_json.find("\"a\u00e9\\\"\u00fc\""), std::string::npos) << out.z22_json;
 
+  // A long answer: the C encoder hands it over in several chunks.
+  input.code = "def Z1000(Z1000K1):\n  return [Z1000K1 + str(i) for i in range(30000)]";
+  out = g_runtime->call(input);
+  z22 = json::parse(out.z22_json);
+  ASSERT_TRUE(z22.at("Z22K1").is_array()) << out.z22_json.substr(0, 200);
+  EXPECT_EQ(z22.at("Z22K1").size(), 30001u);
+  EXPECT_EQ(z22.at("Z22K1").back(), z6("a\u00e9\"29999")) << out.z22_json.size();
+  EXPECT_GT(out.z22_json.size(), 300000u);  // more than one chunk
+  input.code = code;
+
   // What json.loads refuses is refused with its message.
   input.arguments_json = R"({"Z1000K1": {"Z1K1": "Z6", "Z6K1": "a"}} x)";
   z22 = json::parse(g_runtime->call(input).z22_json);
