@@ -58,6 +58,7 @@ std::expected<void, std::string> validate(const AdmissionOptions& o) {
     return std::unexpected("admission_max_queue must be ≥ 1 when admission control is on");
   if (o.max_queue_time < Ms(1)) return std::unexpected("admission_max_queue_time_ms must be ≥ 1");
   if (!(o.max_cost_ms >= 1)) return std::unexpected("the fair queue's max_cost_ms must be ≥ 1");
+  if (o.cpus < 0) return std::unexpected("admission_cpus must be ≥ 0");
   if (o.limit == LimitMode::kGradient) {
     if (o.max_concurrency == 0)
       return std::unexpected(
@@ -134,6 +135,13 @@ struct GradientLimit {
   // is below the ceiling, it is one until a call has run alone (at most four baseline calls), as
   // BBR's ProbeRTT does.
   static constexpr auto kProbeEvery = std::chrono::seconds(5);
+  // With the CPUs known (AdmissionOptions::cpus): calls beyond them that take more than this times
+  // a baseline call share the CPUs (on 2 CPUs a third call makes each 1.5 times slower, which the
+  // tolerance of 1.5 let through: the bound sat at 3-4, every call sharing a CPU); and after such
+  // a window the bound stays at the CPUs for this many windows before it tries one more again.
+  static constexpr double kCpuShareTolerance = 1.25;
+  static constexpr int kCpuProbeWindows = 8;
+  int windows_since_shared = kCpuProbeWindows;  // windows since calls beyond the CPUs were slower
   SteadyTime last_alone{};
   SteadyTime probe_until{};  // while later than now: one call in flight at most
   double limit = 0;
@@ -211,11 +219,23 @@ struct GradientLimit {
     std::nth_element(held.begin(), quartile, held.end());
     // Only while calls are held back (queued) does it matter: a wave of slow calls ending while
     // nothing waits is not a reason to bound what comes next.
-    const bool slower =
-        call_s > 0 && *quartile > o.tolerance * call_s && held_back_samples * 2 >= samples;
+    const bool window_held_back = held_back_samples * 2 >= samples;
+    const bool slower = call_s > 0 && *quartile > o.tolerance * call_s && window_held_back;
+    // Calls beyond the CPUs share them (session 13): each call past them takes a CPU's time from
+    // the others, and on 2 CPUs 3-4 calls in flight made every call 1.5-2 times slower than alone
+    // for no more throughput. Unless calls beyond them were not slower (they wait on other work
+    // than CPU: a slow wiki, a function that sleeps), the bound is at most the CPUs.
+    const double cpus = static_cast<double>(o.cpus);
+    const bool shared_cpus = o.cpus > 0 && peak_in_flight > o.cpus && window_held_back &&
+                             call_s > 0 && *quartile > kCpuShareTolerance * call_s;
+    if (shared_cpus) {
+      windows_since_shared = 0;
+    } else if (windows_since_shared < kCpuProbeWindows) {
+      ++windows_since_shared;
+    }
     held.clear();
     held_back_samples = 0;
-    if (wait_gradient < 1 || (slower && peak_in_flight > kInFlightFloor)) {
+    if (wait_gradient < 1 || (slower && peak_in_flight > kInFlightFloor) || shared_cpus) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
       const double served =
           peak_in_flight * (1 - share_of(std::max(0.0, wait.recent_s - wait.baseline_s)));
@@ -224,7 +244,13 @@ struct GradientLimit {
       // tolerance too, 1.5 x needed + 1: 4 in flight where 2 served the same throughput, every
       // call twice as slow as alone.)
       if (needed > 0) target = std::min(target, needed + 1);
+      // Calls beyond the CPUs were slower: one call per CPU at most (the "one at hand" above
+      // them was a call sharing one). Only then: an evaluator elsewhere may have more CPUs.
+      if (shared_cpus) target = std::min(target, std::max(kInFlightFloor, cpus));
       in_flight = std::clamp(target, under / 2, under);
+    } else if (o.cpus > 0 && window_held_back && in_flight >= cpus &&
+               windows_since_shared < kCpuProbeWindows) {
+      // Calls beyond the CPUs were slower a few windows ago: stay at the CPUs for now.
     } else {
       grow_in_flight(ceiling);
     }

@@ -1,8 +1,11 @@
 #include "wf/limits/limits_config.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace wf::limits {
 
@@ -62,11 +65,25 @@ void add_common_options(std::vector<Option>& out, int max_concurrency, const cha
                             "and admission_max_concurrency), with a queue of half a call's time."));
   out.push_back(int_option("admission_min_concurrency", "4",
                            "admission_limit gradient: the adaptive limit's floor.", 1, 1000000));
+  out.push_back(int_option("admission_cpus", "0",
+                           "admission_limit gradient: the CPUs calls share (the evaluator's, with "
+                           "its children); while calls beyond them are slower than alone, at most "
+                           "this many are in flight. 0: the CPUs this process may run on.",
+                           0, 1000000));
   out.push_back(int_option("admission_max_queue", "1024",
                            "Calls waiting in the fair queue at most; beyond: 503 + Retry-After.", 1,
                            10000000));
   out.push_back(int_option("admission_max_queue_time_ms", "2000",
                            "Longest wait in the fair queue; then 503 + Retry-After.", 1, 600000));
+}
+
+// The CPUs this process may run on (its affinity mask: a container's or taskset's, not the
+// machine's), at least 1.
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 ClassLimits class_from(const config::Config& cfg, const std::string& cls) {
@@ -89,6 +106,8 @@ std::expected<void, std::string> common_from(const config::Config& cfg, GateOpti
   o.admission.max_queue_time =
       std::chrono::milliseconds(cfg.integer("admission_max_queue_time_ms"));
   o.admission.min_concurrency = static_cast<int>(cfg.integer("admission_min_concurrency"));
+  o.admission.cpus = static_cast<int>(cfg.integer("admission_cpus"));
+  if (o.admission.cpus == 0) o.admission.cpus = usable_cpus();
   auto mode = parse_limit_mode(cfg.str("admission_limit"));
   if (!mode) return std::unexpected(mode.error());
   o.admission.limit = *mode;

@@ -35,7 +35,9 @@
 // the evaluator's children are congested without anyone reporting a wait). A window is also
 // congested when its calls' lower quartile is over the tolerance times a baseline call while calls
 // are queued. Every 5 s of a sustained overload, one call is let to run alone (a probe), so that
-// the baseline follows a slower machine.
+// the baseline follows a slower machine. With `cpus` known, a congested bound is at most the CPUs,
+// and while calls are held back it goes past them only as far as calls there are not slower than
+// a quarter over a call alone (calls parked on other work than CPU).
 //
 // The fair queue: a user's virtual finish time (start plus cost) outlives their queue and counts
 // calls that started without queueing, so a user whose calls hold the slots starts their next one
@@ -67,6 +69,11 @@ struct AdmissionOptions {
   // baseline + this (the few milliseconds a call's run varies by on a busy machine are not
   // congestion).
   std::chrono::microseconds congestion_slack{2000};
+  // kGradient: the CPUs the calls share (0: not known). Under congestion the in-flight bound is at
+  // most these (one call per CPU: a call beyond them only shares a CPU with another and makes both
+  // slower); while calls are held back it goes past them only as long as the calls beyond them
+  // are not slower (tried again every 8 windows after they were).
+  int cpus = 0;
   std::size_t max_queue = 1024;
   std::chrono::milliseconds max_queue_time{2000};
   double max_cost_ms = 1000;   // a call's cost (its user's CPU per call) counts at most this much

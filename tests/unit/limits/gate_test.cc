@@ -1,6 +1,7 @@
 #include "wf/limits/gate.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <initializer_list>
 #include <nlohmann/json.hpp>
@@ -209,6 +210,12 @@ TEST(LimitsConfig, DefaultsBuildAValidGate) {
   // in-flight bound falls to what the throughput needs only under congestion (docs/limits.md).
   EXPECT_EQ(o->admission.limit, LimitMode::kGradient);
   EXPECT_EQ(o->admission.max_concurrency, 256);
+  // admission_cpus 0: the CPUs this process may run on (its affinity mask).
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(o->admission.cpus, CPU_COUNT(&set));
+  EXPECT_GE(o->admission.cpus, 1);
   EXPECT_EQ(o->limiter.classes[2].name, "local");
   EXPECT_EQ(o->limiter.classes[2].concurrency, 8);
   EXPECT_EQ(o->limiter.classes[2].rate, 0);
