@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     http::Server server(orchestrator::server_options(cfg));
     auto client_options = http::ClientOptions{};
     client_options.user_agent = std::string("wikifunctions-cpp-orchestrator/") + service::version();
-    client_options.io_context = &server.io_context();
+    client_options.io_contexts = server.io_contexts();
     auto client = std::make_shared<http::HttpClient>(client_options);
     const std::string wiki = cfg.str("wiki_api_url");
     std::shared_ptr<orchestrator::ObjectFetcher> fetcher;
@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
       wikidata = orchestrator::make_wikidata_client(
           {wikidata_url, std::chrono::milliseconds(cfg.integer("wikidata_timeout_ms"))}, client);
     }
-    // Evaluations go on on the event loop after a small evaluator answer (EngineOptions).
+    // Evaluations go on on the event loop after a small evaluator answer (EngineOptions): on the
+    // loop thread the answer came back on, the one the call's connection is on.
     auto engine_options = orchestrator::engine_options(cfg);
-    engine_options.event_loop = orchestrator::make_event_loop(server.io_context());
+    engine_options.event_loop = orchestrator::make_event_loop(server.io_contexts());
     std::shared_ptr<orchestrator::Engine> engine = orchestrator::make_engine(
         engine_options, fetcher, runner, orchestrator::result_store(cfg), wikidata);
 
