@@ -21,6 +21,17 @@
 
 extern const char* const wf_orchestrator_openapi_json;
 
+// jemalloc's options when it is linked (orchestrator/CMakeLists.txt; MALLOC_CONF still overrides):
+// one arena for every thread. With one event loop per core, the loop threads each got an arena of
+// their own, and the slabs and dirty pages of two arenas held ~1.2 KiB more per parked call
+// (bench/slow_calls at N = 2,000: 10.2 -> 11.4 KiB; with one arena 9.8), for no CPU gained per
+// call (bench/README.md, session 13). Each thread's cache still serves most allocations
+// without the arena's lock.
+extern "C" {
+// NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for
+__attribute__((used)) const char* malloc_conf = "narenas:1";
+}
+
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
