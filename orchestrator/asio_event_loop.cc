@@ -2,6 +2,7 @@
 
 #include <boost/asio/defer.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <utility>
 
 namespace wf::orchestrator {
@@ -9,25 +10,37 @@ namespace {
 
 class AsioEventLoop final : public EventLoop {
  public:
-  explicit AsioEventLoop(boost::asio::io_context& ioc) : ioc_(ioc) {}
+  explicit AsioEventLoop(std::vector<boost::asio::io_context*> loops) : loops_(std::move(loops)) {}
 
-  bool running_in_this_thread() const override {
-    return ioc_.get_executor().running_in_this_thread();
+  bool running_in_this_thread() const override { return current() != nullptr; }
+
+  // Asio's defer from a loop's thread queues `fn` on that loop, run after the current handler on
+  // the same thread, with no wake-up; from any other thread it is a post to the first loop.
+  void defer(std::function<void()> fn) override {
+    if (boost::asio::io_context* here = current()) {
+      boost::asio::defer(*here, std::move(fn));
+    } else {
+      boost::asio::post(*loops_.front(), std::move(fn));
+    }
   }
 
-  // Asio's defer from a thread of the loop queues `fn` on that thread's own queue, run after the
-  // current handler with no wake-up of another thread (a post would wake one); from any other
-  // thread it is a post.
-  void defer(std::function<void()> fn) override { boost::asio::defer(ioc_, std::move(fn)); }
-
  private:
-  boost::asio::io_context& ioc_;
+  // The loop this thread runs, if any (a handful of loops: a short scan of Asio's thread-local
+  // call stack each).
+  boost::asio::io_context* current() const {
+    for (boost::asio::io_context* l : loops_) {
+      if (l->get_executor().running_in_this_thread()) return l;
+    }
+    return nullptr;
+  }
+
+  std::vector<boost::asio::io_context*> loops_;
 };
 
 }  // namespace
 
-std::shared_ptr<EventLoop> make_event_loop(boost::asio::io_context& ioc) {
-  return std::make_shared<AsioEventLoop>(ioc);
+std::shared_ptr<EventLoop> make_event_loop(std::vector<boost::asio::io_context*> loops) {
+  return std::make_shared<AsioEventLoop>(std::move(loops));
 }
 
 }  // namespace wf::orchestrator

@@ -1,8 +1,10 @@
 #pragma once
-// The engine's EventLoop port over an Asio io_context (the HTTP server's): evaluations resume on
-// its threads after a small evaluator answer (orchestrator/engine/event_loop.h).
+// The engine's EventLoop port over the HTTP server's Asio event loops (one io_context per loop
+// thread): evaluations resume on the loop thread their evaluator answer arrived on, after a small
+// answer (orchestrator/engine/event_loop.h).
 
 #include <memory>
+#include <vector>
 
 #include "orchestrator/engine/event_loop.h"
 
@@ -12,7 +14,8 @@ class io_context;
 
 namespace wf::orchestrator {
 
-// `ioc` must outlive the returned object's users (the engine).
-std::shared_ptr<EventLoop> make_event_loop(boost::asio::io_context& ioc);
+// `loops` (Server::io_contexts(), each run by one thread) must outlive the returned object's
+// users (the engine).
+std::shared_ptr<EventLoop> make_event_loop(std::vector<boost::asio::io_context*> loops);
 
 }  // namespace wf::orchestrator

@@ -21,6 +21,17 @@
 
 extern const char* const wf_orchestrator_openapi_json;
 
+// jemalloc's options when it is linked (orchestrator/CMakeLists.txt; MALLOC_CONF still overrides):
+// one arena for every thread. With one event loop per core, the loop threads each got an arena of
+// their own, and the slabs and dirty pages of two arenas held ~1.2 KiB more per parked call
+// (bench/slow_calls at N = 2,000: 10.2 -> 11.4 KiB; with one arena 9.8), for no CPU gained per
+// call (bench/README.md, session 13). Each thread's cache still serves most allocations
+// without the arena's lock.
+extern "C" {
+// NOLINTNEXTLINE(readability-identifier-naming): the name jemalloc looks for
+__attribute__((used)) const char* malloc_conf = "narenas:1";
+}
+
 int main(int argc, char** argv) {
   using namespace wf;
   http::block_shutdown_signals();
@@ -43,7 +54,7 @@ int main(int argc, char** argv) {
     http::Server server(orchestrator::server_options(cfg));
     auto client_options = http::ClientOptions{};
     client_options.user_agent = std::string("wikifunctions-cpp-orchestrator/") + service::version();
-    client_options.io_context = &server.io_context();
+    client_options.io_contexts = server.io_contexts();
     auto client = std::make_shared<http::HttpClient>(client_options);
     const std::string wiki = cfg.str("wiki_api_url");
     std::shared_ptr<orchestrator::ObjectFetcher> fetcher;
@@ -57,9 +68,10 @@ int main(int argc, char** argv) {
       wikidata = orchestrator::make_wikidata_client(
           {wikidata_url, std::chrono::milliseconds(cfg.integer("wikidata_timeout_ms"))}, client);
     }
-    // Evaluations go on on the event loop after a small evaluator answer (EngineOptions).
+    // Evaluations go on on the event loop after a small evaluator answer (EngineOptions): on the
+    // loop thread the answer came back on, the one the call's connection is on.
     auto engine_options = orchestrator::engine_options(cfg);
-    engine_options.event_loop = orchestrator::make_event_loop(server.io_context());
+    engine_options.event_loop = orchestrator::make_event_loop(server.io_contexts());
     std::shared_ptr<orchestrator::Engine> engine = orchestrator::make_engine(
         engine_options, fetcher, runner, orchestrator::result_store(cfg), wikidata);
 

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <thread>
 
 #include "orchestrator/memcached_store.h"
 #include "wf/limits/limits_config.h"
@@ -13,10 +15,23 @@ namespace wf::orchestrator {
 using config::Option;
 using config::Type;
 
+namespace {
+
+// One event loop per core, at most 4: each is an io_context run by one thread, and a call stays
+// on its connection's loop (so two loops cost a code call no hand-offs, where two threads on one
+// loop did), while built-in calls, which run on the loops, get every core (bench/README.md,
+// session 13: measured on 2 cores; more than 2 not measured).
+int default_io_threads() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(cores, 1u, 4u));
+}
+
+}  // namespace
+
 std::vector<Option> orchestrator_options() {
   std::vector<Option> options = service::common_options({.name = "wf-orchestrator",
                                                          .port = 6254,
-                                                         .io_threads = 1,
+                                                         .io_threads = default_io_threads(),
                                                          .worker_threads = 2,
                                                          .max_pending_work = 256,
                                                          .max_body_bytes = 1u << 20,

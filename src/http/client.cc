@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -79,27 +80,53 @@ struct HttpClient::OwnLoop {
 };
 
 struct HttpClient::Impl {
+  // The connection pool of one event loop: its connections are registered with that loop's
+  // io_context, so a request uses only connections of the loop it runs on.
+  struct Loop {
+    Loop(asio::io_context& io, std::size_t i) : ioc(io), index(i) {}
+    asio::io_context& ioc;
+    std::size_t index;  // in `loops`
+    std::mutex pool_mu;
+    // Idle keep-alive connections by host:port: plain sockets (each request in flight keeps its
+    // own deadline timer, so a connection needs no Beast `tcp_stream` with its timers).
+    std::map<std::string, std::vector<std::unique_ptr<tcp::socket>>> idle;
+  };
+
   ClientOptions options;
-  asio::io_context& ioc;
-  std::mutex pool_mu;
-  // Idle keep-alive connections by host:port: plain sockets (each request in flight keeps its own
-  // deadline timer, so a connection needs no Beast `tcp_stream` with its timers).
-  std::map<std::string, std::vector<std::unique_ptr<tcp::socket>>> idle;
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::atomic<unsigned> next_loop{0};  // for requests sent from a thread that runs no loop
 
-  Impl(ClientOptions o, asio::io_context& io) : options(std::move(o)), ioc(io) {}
+  // At most 256 loops (an exchange keeps its loop's index in a byte).
+  Impl(ClientOptions o, const std::vector<asio::io_context*>& ios) : options(std::move(o)) {
+    for (asio::io_context* io : ios) {
+      if (loops.size() == 256) break;
+      loops.push_back(std::make_unique<Loop>(*io, loops.size()));
+    }
+  }
 
-  std::unique_ptr<tcp::socket> take_idle(const std::string& key) {
-    std::lock_guard lock(pool_mu);
-    auto it = idle.find(key);
-    if (it == idle.end() || it->second.empty()) return nullptr;
+  // The loop a request sent from this thread runs on: the caller's own when it runs one (an
+  // evaluation on a server's loop thread: its answer comes back on that thread, with no hand-off
+  // to another), else each in turn.
+  Loop& loop_for_caller() {
+    if (loops.size() == 1) return *loops.front();
+    for (auto& l : loops) {
+      if (l->ioc.get_executor().running_in_this_thread()) return *l;
+    }
+    return *loops[next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size()];
+  }
+
+  std::unique_ptr<tcp::socket> take_idle(Loop& loop, const std::string& key) {
+    std::lock_guard lock(loop.pool_mu);
+    auto it = loop.idle.find(key);
+    if (it == loop.idle.end() || it->second.empty()) return nullptr;
     auto s = std::move(it->second.back());
     it->second.pop_back();
     return s;
   }
 
-  void give_back(const std::string& key, std::unique_ptr<tcp::socket> s) {
-    std::lock_guard lock(pool_mu);
-    auto& v = idle[key];
+  void give_back(Loop& loop, const std::string& key, std::unique_ptr<tcp::socket> s) {
+    std::lock_guard lock(loop.pool_mu);
+    auto& v = loop.idle[key];
     if (v.size() < options.max_idle_per_host) v.push_back(std::move(s));
   }
 
@@ -197,7 +224,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     return Step<F>{strand_, std::move(f)};
   }
 
-  Exchange(std::shared_ptr<Impl> impl, Strand strand, ClientRequest req, Target t,
+  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Strand strand, ClientRequest req, Target t,
            std::shared_ptr<Cancellation> cancel, std::function<void(ClientResult)> done)
       : impl_(std::move(impl)),
         strand_(std::move(strand)),
@@ -205,7 +232,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
         t_(std::move(t)),
         cancel_(std::move(cancel)),
         done_(std::move(done)),
-        timer_(strand_) {}
+        timer_(strand_),
+        loop_index_(static_cast<std::uint8_t>(loop.index)) {}
 
   // On the strand.
   void start() {
@@ -254,7 +282,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       return;
     }
     if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
-    socket_ = impl_->take_idle(t_.key());
+    socket_ = impl_->take_idle(loop(), t_.key());
     reused_ = socket_ != nullptr;
     if (reused_) return write();
     connect();
@@ -268,7 +296,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       connect_to({tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t_.port)))});
       return;
     }
-    resolver_ = std::make_unique<tcp::resolver>(impl_->ioc);
+    resolver_ = std::make_unique<tcp::resolver>(loop().ioc);
     resolver_->async_resolve(
         t_.host, t_.port,
         step([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type rs) {
@@ -291,7 +319,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   }
 
   void connect_to(std::vector<tcp::endpoint> endpoints) {
-    socket_ = std::make_unique<tcp::socket>(impl_->ioc);
+    socket_ = std::make_unique<tcp::socket>(loop().ioc);
     arm_deadline();
     // Asio's connect operation keeps its own copy of the endpoints.
     asio::async_connect(
@@ -431,13 +459,15 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
       return finish(std::unexpected(transport_error(t_, ec, impl_->options.max_response_bytes)));
     }
     if (keep_alive_) {
-      impl_->give_back(t_.key(), std::move(socket_));
+      impl_->give_back(loop(), t_.key(), std::move(socket_));
     } else {
       beast::error_code ignored;
       socket_->shutdown(tcp::socket::shutdown_both, ignored);
     }
     finish(std::move(response_));
   }
+
+  Impl::Loop& loop() const { return *impl_->loops[loop_index_]; }
 
   // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
   void finish(ClientResult result) {
@@ -470,12 +500,19 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   bool cancelled_ = false;
   bool expired_ = false;
   bool keep_alive_ = false;
+  // The loop it runs on, and whose pool it uses (an index in the padding after the flags, not a
+  // pointer: the exchange is held per parked call).
+  std::uint8_t loop_index_;
 };
 
 HttpClient::HttpClient(ClientOptions options) {
-  if (options.io_context == nullptr) own_loop_ = std::make_unique<OwnLoop>();
-  asio::io_context& ioc = options.io_context ? *options.io_context : own_loop_->ioc;
-  impl_ = std::make_shared<Impl>(std::move(options), ioc);
+  std::vector<asio::io_context*> ios = options.io_contexts;
+  if (ios.empty() && options.io_context != nullptr) ios.push_back(options.io_context);
+  if (ios.empty()) {
+    own_loop_ = std::make_unique<OwnLoop>();
+    ios.push_back(&own_loop_->ioc);
+  }
+  impl_ = std::make_shared<Impl>(std::move(options), ios);
 }
 
 HttpClient::~HttpClient() {
@@ -483,9 +520,9 @@ HttpClient::~HttpClient() {
     // Stop our thread first; then idle connections go while their io_context still exists,
     // and unfinished requests go with the io_context (their handlers own them).
     own_loop_->stop();
-    {
-      std::lock_guard lock(impl_->pool_mu);
-      impl_->idle.clear();
+    for (auto& l : impl_->loops) {
+      std::lock_guard lock(l->pool_mu);
+      l->idle.clear();
     }
     impl_.reset();
   }
@@ -494,15 +531,17 @@ HttpClient::~HttpClient() {
 void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation> cancel,
                             std::function<void(ClientResult)> done) {
   auto target = parse_url(request.url);
-  auto strand = asio::make_strand(impl_->ioc);
+  Impl::Loop& loop = impl_->loop_for_caller();
+  auto strand = asio::make_strand(loop.ioc);
   if (!target) {
     asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
     return;
   }
   // The URL is parsed into the target: the request need not keep it while in flight.
   request.url = {};
-  auto exchange = std::make_shared<Impl::Exchange>(
-      impl_, strand, std::move(request), std::move(*target), std::move(cancel), std::move(done));
+  auto exchange =
+      std::make_shared<Impl::Exchange>(impl_, loop, strand, std::move(request), std::move(*target),
+                                       std::move(cancel), std::move(done));
   // Deferred: from a thread of the loop (an evaluation that sends its code from there) it starts
   // on this thread after the current handler, without waking another I/O thread; from any other
   // thread it is a post.

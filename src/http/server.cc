@@ -394,13 +394,35 @@ void AsyncRequest::before_answer(std::function<void(Response&)> before) {
 }
 
 struct Server::Impl {
+  // One event loop: an io_context that one thread runs. A connection lives on one loop (the
+  // acceptor hands them out in turn), with the handlers of its requests, the evaluations that run
+  // there and the outbound requests they start (HttpClient picks the loop of the calling thread):
+  // nothing of one call crosses to another loop thread, so no wake-up (futex, eventfd) is paid
+  // for a hand-off, and every loop thread serves calls (bench/README.md, session 13).
+  struct Loop {
+    explicit Loop(const Impl* o) : owner(o) {}
+    const Impl* owner;
+    // Concurrency hint 1: one thread runs it, so the scheduler never wakes another for the work
+    // its handlers queue (other threads still post to it, under its lock).
+    asio::io_context ioc{1};
+    // The lag probe of this loop (probe_loop_lag): when its timer is due (steady clock ticks; max
+    // until it runs), and after a late probe, until when requests still come from the backlog it
+    // waited behind.
+    std::atomic<Clock::rep> probe_due{std::numeric_limits<Clock::rep>::max()};
+    std::atomic<Clock::rep> shed_until{0};
+    std::thread thread;
+  };
+  // The loop run by this thread (null on threads that run none).
+  static thread_local const Loop* t_loop;
+
   ServerOptions options;
-  asio::io_context ioc;
+  std::vector<std::unique_ptr<Loop>> loops;  // io_threads of them; loop 0 runs the listeners
+  std::atomic<unsigned> next_loop{0};        // where the next accepted connection goes
   std::unique_ptr<asio::thread_pool> workers;
   std::optional<tcp::acceptor> acceptor;
   std::optional<tcp::acceptor> admin_acceptor;
   std::uint16_t admin_port = 0;
-  std::vector<std::thread> io_threads;
+  bool running = false;  // the loop threads were started
   std::vector<RouteEntry> routes;
   std::vector<RouteEntry> admin_routes;  // served only on the admin listener
   std::function<bool(std::string&)> readiness;
@@ -413,10 +435,6 @@ struct Server::Impl {
   std::atomic<int>& held_requests = *held_counter;
   std::atomic<int> connections{0};
   std::atomic<int> held_replies{0};  // answers waiting on a respond_after() timer
-  // When the lag probe's timer is due (steady clock ticks); max until the probe runs.
-  std::atomic<Clock::rep> probe_due{std::numeric_limits<Clock::rep>::max()};
-  // After a late probe: until when requests still come from the backlog it waited behind.
-  std::atomic<Clock::rep> shed_until{0};
   std::mutex sessions_mu;
   std::unordered_set<std::shared_ptr<SessionHandle>> sessions;
   std::mutex stop_mu;
@@ -427,7 +445,26 @@ struct Server::Impl {
   // destroyed with the io_context) are dropped instead of posted to a dying loop.
   std::shared_ptr<std::atomic<bool>> loop_alive = std::make_shared<std::atomic<bool>>(true);
 
-  explicit Impl(ServerOptions o) : options(std::move(o)) {}
+  explicit Impl(ServerOptions o) : options(std::move(o)) {
+    const int n = std::max(1, options.io_threads);
+    for (int i = 0; i < n; ++i) loops.push_back(std::make_unique<Loop>(this));
+  }
+
+  asio::io_context& main_loop() { return loops.front()->ioc; }
+
+  // The loop of the next connection: each in turn.
+  asio::io_context& loop_for_connection() {
+    if (loops.size() == 1) return main_loop();
+    return loops[next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size()]->ioc;
+  }
+
+  // Stops the loops and joins their threads (once).
+  void stop_loops() {
+    for (auto& l : loops) l->ioc.stop();
+    for (auto& l : loops) {
+      if (l->thread.joinable()) l->thread.join();
+    }
+  }
   RouteEntry& add(RouteEntry r, bool admin);
 
   static Match match(const std::vector<RouteEntry>& table, std::string_view method,
@@ -447,7 +484,9 @@ struct Server::Impl {
 
   awaitable<void> accept_loop(tcp::acceptor& listener, bool admin) {
     for (;;) {
-      auto [ec, socket] = co_await listener.async_accept(asio::make_strand(ioc), kTuple);
+      // The admin listener's connections stay on loop 0; the others go to each loop in turn.
+      auto [ec, socket] = co_await listener.async_accept(
+          asio::make_strand(admin ? main_loop() : loop_for_connection()), kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || draining) co_return;
         spdlog::warn("accept failed: {}", ec.message());
@@ -472,14 +511,16 @@ struct Server::Impl {
     }
   }
 
-  // The event loop's lag: a timer due every period runs late by as long as the loop's backlog of
-  // ready handlers takes to run, which is also how long a request that becomes readable waits
-  // before its handler starts. Observed when it runs; while it is overdue, loop_lag() sees how
-  // far (so that a loop too busy to run the probe still knows it is behind).
-  awaitable<void> probe_loop_lag() {
+  // An event loop's lag: a timer due every period runs late by as long as the loop's backlog of
+  // ready handlers takes to run, which is also how long a request that becomes readable on it
+  // waits before its handler starts. Observed when it runs; while it is overdue, loop_lag() sees
+  // how far (so that a loop too busy to run the probe still knows it is behind). One per loop.
+  awaitable<void> probe_loop_lag(Loop& loop) {
     const auto period = std::clamp<std::chrono::milliseconds>(
         options.max_loop_lag / 2, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
-    asio::steady_timer timer(ioc);
+    std::atomic<Clock::rep>& probe_due = loop.probe_due;
+    std::atomic<Clock::rep>& shed_until = loop.shed_until;
+    asio::steady_timer timer(loop.ioc);
     for (;;) {
       const Clock::time_point due =
           Clock::now() +
@@ -501,14 +542,24 @@ struct Server::Impl {
     }
   }
 
-  // How far behind the loop is now: how overdue the probe is, or while the backlog a late probe
+  // How far behind `loop` is now: how overdue its probe is, or while the backlog a late probe
   // waited behind is still being served, how late it was (0: not behind).
-  Clock::duration loop_lag() const {
+  Clock::duration loop_lag(const Loop& loop) const {
     const Clock::rep now = Clock::now().time_since_epoch().count();
-    const Clock::rep due = probe_due.load(std::memory_order_relaxed);
+    const Clock::rep due = loop.probe_due.load(std::memory_order_relaxed);
     if (now > due) return Clock::duration(now - due);
-    const Clock::rep until = shed_until.load(std::memory_order_relaxed);
+    const Clock::rep until = loop.shed_until.load(std::memory_order_relaxed);
     return now < until ? options.max_loop_lag + Clock::duration(until - now) : Clock::duration(0);
+  }
+
+  // The lag a request read on this thread waits behind: its own loop's (a connection and its
+  // requests stay on one loop, and a backlog on another loop does not delay them); off the
+  // loops, the worst loop's.
+  Clock::duration loop_lag() const {
+    if (t_loop != nullptr && t_loop->owner == this) return loop_lag(*t_loop);
+    Clock::duration worst{0};
+    for (const auto& l : loops) worst = std::max(worst, loop_lag(*l));
+    return worst;
   }
 
   // 503 for a request that would queue behind a loop already over max_loop_lag.
@@ -1264,7 +1315,7 @@ struct Server::Impl {
         "in-flight requests",
         options.shutdown_delay.count(), options.shutdown_grace.count(), active_requests.load());
     std::this_thread::sleep_for(options.shutdown_delay);
-    asio::post(ioc, [this] {
+    asio::post(main_loop(), [this] {
       beast::error_code ignored;
       if (acceptor) acceptor->close(ignored);
       if (admin_acceptor) admin_acceptor->close(ignored);
@@ -1286,23 +1337,20 @@ struct Server::Impl {
       code = 1;
     }
     loop_alive->store(false);
-    ioc.stop();
-    for (auto& t : io_threads) t.join();
-    io_threads.clear();
+    stop_loops();
     if (workers) workers->join();
     spdlog::info("stopped");
     return code;
   }
 };
 
+thread_local const Server::Impl::Loop* Server::Impl::t_loop = nullptr;
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Server::~Server() {
   impl_->loop_alive->store(false);
-  if (!impl_->io_threads.empty()) {
-    impl_->ioc.stop();
-    for (auto& t : impl_->io_threads) t.join();
-  }
+  if (impl_->running) impl_->stop_loops();
   if (impl_->workers) impl_->workers->join();
 }
 
@@ -1329,7 +1377,13 @@ void Server::add_async_route(std::string method, std::string pattern, std::strin
 }
 
 boost::asio::io_context& Server::io_context() {
-  return impl_->ioc;
+  return impl_->main_loop();
+}
+
+std::vector<boost::asio::io_context*> Server::io_contexts() {
+  std::vector<boost::asio::io_context*> all;
+  for (auto& l : impl_->loops) all.push_back(&l->ioc);
+  return all;
 }
 
 RouteEntry& Server::Impl::add(RouteEntry r, bool admin) {
@@ -1404,7 +1458,7 @@ std::uint16_t Server::start() {
   Impl& s = *impl_;
   const ServerOptions& o = s.options;
   block_shutdown_signals();
-  s.acceptor.emplace(listen_on(s.ioc, o.address, o.port, "--port", "--address"));
+  s.acceptor.emplace(listen_on(s.main_loop(), o.address, o.port, "--port", "--address"));
   const std::uint16_t port = s.acceptor->local_endpoint().port();
   if (o.admin_port >= 0) {
     beast::error_code ec;
@@ -1415,19 +1469,24 @@ std::uint16_t Server::start() {
                       "--admin-token-file FILE, or keep it on 127.0.0.1 (--admin-address)",
                       o.admin_address));
     }
-    s.admin_acceptor.emplace(listen_on(s.ioc, o.admin_address,
+    s.admin_acceptor.emplace(listen_on(s.main_loop(), o.admin_address,
                                        static_cast<std::uint16_t>(o.admin_port), "--admin-port",
                                        "--admin-address"));
     s.admin_port = s.admin_acceptor->local_endpoint().port();
-    asio::co_spawn(s.ioc, s.accept_loop(*s.admin_acceptor, true), asio::detached);
+    asio::co_spawn(s.main_loop(), s.accept_loop(*s.admin_acceptor, true), asio::detached);
   }
   if (o.worker_threads > 0) {
     s.workers = std::make_unique<asio::thread_pool>(static_cast<std::size_t>(o.worker_threads));
   }
-  asio::co_spawn(s.ioc, s.accept_loop(*s.acceptor, false), asio::detached);
-  asio::co_spawn(s.ioc, s.probe_loop_lag(), asio::detached);
-  for (int i = 0; i < std::max(1, o.io_threads); ++i) {
-    s.io_threads.emplace_back([&s] { s.ioc.run(); });
+  asio::co_spawn(s.main_loop(), s.accept_loop(*s.acceptor, false), asio::detached);
+  // Each loop's probe also keeps its loop running while it has no connection.
+  for (auto& l : s.loops) asio::co_spawn(l->ioc, s.probe_loop_lag(*l), asio::detached);
+  s.running = true;
+  for (auto& l : s.loops) {
+    l->thread = std::thread([loop = l.get()] {
+      Impl::t_loop = loop;
+      loop->ioc.run();
+    });
   }
   // One line that says where everything listens (tests and tools read server.port from it).
   obs::log_event(

@@ -41,7 +41,8 @@ std::vector<Option> common_options(const Defaults& d) {
       {"io_threads",
        Type::kInt,
        std::to_string(d.io_threads),
-       "Event-loop threads for HTTP (they also run calls that cannot block).",
+       "HTTP event loops, one thread each; connections are spread over them and each stays on "
+       "its own (they also run calls that cannot block).",
        {"WF_IO_THREADS"},
        {},
        1,

@@ -29,6 +29,11 @@ struct ClientOptions {
   // Do the I/O on this event loop (e.g. Server::io_context()) instead of a thread of the client's
   // own. It must outlive the client, and send() must not be called from its threads.
   boost::asio::io_context* io_context = nullptr;
+  // Or on these (Server::io_contexts(), each run by one thread; when not empty, io_context is not
+  // used): a request sent from a thread that runs one of them does its I/O on that one, with a
+  // connection pool per loop; one sent from another thread goes to each in turn. They must
+  // outlive the client, and send() must not be called from their threads.
+  std::vector<boost::asio::io_context*> io_contexts;
 };
 
 struct ClientRequest {

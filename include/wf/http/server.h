@@ -25,7 +25,7 @@ struct ServerOptions {
   std::string service_name = "wf";
   std::string address = "127.0.0.1";
   std::uint16_t port = 0;  // 0: pick a free port (logged, and returned by start())
-  int io_threads = 1;      // threads running the event loop
+  int io_threads = 1;      // event loops: io_contexts, each run by one thread
   int worker_threads = 2;  // threads running kWorker handlers (blocking work); 0: none, they run
                            // on the event loop
   std::size_t max_body_bytes = 1u << 20;
@@ -156,10 +156,14 @@ class Server {
 
   const ServerOptions& options() const;
 
-  // The event loop the connections run on (io_threads threads run it after start()), for
+  // The first event loop (one thread runs it after start(); the listeners are on it), for
   // services that put their own sockets, descriptors and timers on it. Include "wf/http/io.h" to
   // use it. Objects on it must be destroyed before the Server.
   boost::asio::io_context& io_context();
+  // Every event loop (io_threads of them, the first is io_context()): connections are spread over
+  // them, one thread runs each. For an HttpClient that does its I/O on the loop of the thread
+  // that calls it (ClientOptions::io_contexts).
+  std::vector<boost::asio::io_context*> io_contexts();
 
  private:
   struct Impl;

@@ -815,6 +815,81 @@ TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
   EXPECT_EQ(server.run_until_signal(), 0);
 }
 
+// With io_threads 2 the server runs two event loops, one thread each: connections go to each in
+// turn, and a request's handler runs on its connection's loop. An HttpClient on the server's loops
+// (as the orchestrator's) does the I/O of a request sent from a loop's thread on that loop: its
+// answer comes back on the thread that sent it, not on the other loop's.
+TEST(AsyncLoad, ConnectionsSpreadOverTheLoopsAndOutboundRequestsStayOnTheirs) {
+  ServerOptions o;
+  o.port = 0;
+  o.access_log = false;
+  o.io_threads = 2;
+  o.worker_threads = 0;
+  Server server(o);
+  // The outbound requests go to another server (their connections would take turns on this one's
+  // loops too).
+  ServerOptions po;
+  po.port = 0;
+  po.access_log = false;
+  Server peer(po);
+  peer.add_route("GET", "/ok", "ok", Dispatch::kInline,
+                 [](const Request&) { return Response::json(200, "{}"); });
+  const std::uint16_t peer_port = peer.start();
+  ASSERT_EQ(server.io_contexts().size(), 2u);
+  EXPECT_EQ(server.io_contexts().front(), &server.io_context());
+  std::uint16_t port = 0;
+  ClientOptions inner_options;
+  inner_options.io_contexts = server.io_contexts();
+  auto inner = std::make_shared<HttpClient>(inner_options);
+  auto id_of = [] {
+    return std::to_string(std::hash<std::thread::id>()(std::this_thread::get_id()));
+  };
+  // Answers "<handler's thread> <thread the inner request's answer came back on>".
+  server.add_async_route("GET", "/where", "where", [&](std::shared_ptr<AsyncRequest> r) {
+    ClientRequest q;
+    q.url = "http://127.0.0.1:" + std::to_string(peer_port) + "/ok";
+    inner->async_send(std::move(q), nullptr, [r, here = id_of(), id_of](ClientResult res) {
+      if (!res) {
+        r->respond(Response::json(500, R"({"inner":"failed"})"));
+        return;
+      }
+      r->respond(Response::json(200, "\"" + here + " " + id_of() + "\""));
+    });
+  });
+  port = server.start();
+  std::vector<std::string> answers;
+  {
+    // Two clients: two connections, accepted one after the other.
+    HttpClient first, second;
+    for (HttpClient* c : {&first, &second}) {
+      ClientRequest q;
+      q.url = "http://127.0.0.1:" + std::to_string(port) + "/where";
+      auto res = c->send(q);
+      ASSERT_TRUE(res) << res.error().message;
+      ASSERT_EQ(res->status, 200u) << res->body;
+      ASSERT_GE(res->body.size(), 2u);
+      answers.push_back(res->body.substr(1, res->body.size() - 2));  // the JSON string's text
+    }
+  }
+  server.stop();
+  EXPECT_EQ(server.run_until_signal(), 0);
+  inner.reset();
+  peer.stop();
+  EXPECT_EQ(peer.run_until_signal(), 0);
+  ASSERT_EQ(answers.size(), 2u);
+  std::vector<std::pair<std::string, std::string>> seen;
+  for (const std::string& a : answers) {
+    const auto space = a.find(' ');
+    ASSERT_NE(space, std::string::npos) << a;
+    seen.emplace_back(a.substr(0, space), a.substr(space + 1));
+  }
+  // Each request's outbound answer came back on its handler's thread...
+  EXPECT_EQ(seen[0].first, seen[0].second);
+  EXPECT_EQ(seen[1].first, seen[1].second);
+  // ...and the two connections were served by the two loop threads.
+  EXPECT_NE(seen[0].first, seen[1].first);
+}
+
 }  // namespace
 
 namespace {
