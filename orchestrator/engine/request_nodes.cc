@@ -14,6 +14,13 @@ namespace {
 
 namespace zo = wf::zobject;
 
+// Lists longer than this, and bodies larger, are left to the general path: its lazy view builds
+// a list's cells only as they are read, and the interpreter's walks over a long chain of cells
+// built up front (eager_walk's path checks deeper than 20 levels) grow with the square of its
+// length (a 10,000-element list took 20 s; tests/integration/test_converters.py).
+constexpr std::size_t kMaxReadElements = 64;
+constexpr std::size_t kMaxReadBytes = 16u << 10;
+
 // What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
 // strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
 enum class Slot { kValue, kType, kTerminal };
@@ -172,7 +179,7 @@ class CallReader {
     const json* implied = nullptr;
     std::size_t count = 0;
     const bool ok = c_.items(']', [&] {
-      if (++count > zo::kMaxListElements + 1) return false;
+      if (++count > kMaxReadElements + 1) return false;
       if (count == 1) {
         c_.skip_space();
         type_at = c_.p;
@@ -285,6 +292,7 @@ void walk_calls(const ParsedCall& call, const Node& v, std::vector<std::string>&
 }  // namespace
 
 std::optional<ParsedCall> parse_call(std::string_view body, const RequestLimits& limits) {
+  if (body.size() > kMaxReadBytes) return std::nullopt;
   ParsedCall out;
   out.body = body;
   if (!CallReader(body, limits, out).body()) return std::nullopt;

@@ -3,7 +3,8 @@
 // (issue 9; bench/README.md "The nest, fifth pass"). Only the usual request is read here: a body
 // object with "zobject" (a valid MIXED function call within the depth limits), optionally
 // "doValidate" and "resultCache" as true or false, in plain JSON (strings of printable ASCII
-// without escapes, no numbers, no duplicate keys). Anything else gives nullopt and the caller
+// without escapes, no numbers, no duplicate keys), at most 16 KiB, no list longer than 64
+// elements. Anything else gives nullopt and the caller
 // takes the general path (the JSON tree, Node::from_canonical), which gives every error, refusal
 // and answer it gave before: this reader only ever accepts what that path would take the same way.
 //
