@@ -29,6 +29,7 @@ using engine_detail::FiberLogContext;
 using engine_detail::FiberPool;
 using engine_detail::Interpreter;
 using engine_detail::ObjectCache;
+using engine_detail::ParsedCall;
 using engine_detail::Resolver;
 using engine_detail::ResultCache;
 
@@ -40,6 +41,16 @@ bool truthy(const nlohmann::json& v) {
 }
 
 // orchestrator-api.md §4: normal form, no metadata but the error.
+// A request as the engine takes it: its JSON tree, or its nodes read from its text.
+struct Input {
+  const nlohmann::json* request = nullptr;
+  const ParsedCall* call = nullptr;
+  // The JSON request, for the rare paths that quote it (an internal error).
+  nlohmann::json json() const {
+    return call != nullptr ? engine_detail::request_json(*call) : *request;
+  }
+};
+
 nlohmann::json timeout_response() {
   nlohmann::json err = {{"Z1K1", zo::z9("Z5")},
                         {"Z5K1", zo::z9("Z558")},
@@ -125,7 +136,17 @@ class EngineImpl final : public Engine {
   std::string evaluate_text(const nlohmann::json& request, std::string_view body,
                             const CallContext& ctx, bool* has_error) override {
     std::string out;
-    on_fiber(ctx, [&] { out = evaluate_text_here(request, body, ctx, has_error); });
+    on_fiber(ctx, [&] { out = evaluate_text_here(Input{&request}, body, ctx, has_error); });
+    return out;
+  }
+
+  std::optional<std::string> evaluate_body(std::string_view body, int max_json_depth,
+                                           const CallContext& ctx, bool* has_error) override {
+    std::optional<std::string> out;
+    on_fiber(ctx, [&] {
+      auto call = read_call(body, max_json_depth);
+      if (call) out = evaluate_text_here(Input{nullptr, &*call}, body, ctx, has_error);
+    });
     return out;
   }
 
@@ -195,12 +216,22 @@ class EngineImpl final : public Engine {
     return {kept.wall, kept.mono, kept.cpu_us};
   }
 
+  // Out of line: the reader's frames are gone before the evaluation starts (a parked call's
+  // stack, bench/slow_calls).
+  [[gnu::noinline]] std::optional<ParsedCall> read_call(std::string_view body,
+                                                        int max_json_depth) const {
+    engine_detail::RequestLimits limits;
+    limits.max_json_depth = max_json_depth;
+    limits.max_zobject_depth = options_.max_zobject_depth;
+    return engine_detail::parse_call(body, limits);
+  }
+
   nlohmann::json evaluate_here(const nlohmann::json& request, const CallContext& ctx) {
     auto start = evaluation_start();
     try {
       nlohmann::json envelope;
       engine_detail::TrailingMeta trailing;
-      if (!run(request, ctx, envelope, trailing, start.mono)) return timeout_response();
+      if (!run(Input{&request}, ctx, envelope, trailing, start.mono)) return timeout_response();
       return engine_detail::finish_response(std::move(envelope), trailing, start);
     } catch (const engine_detail::FiberRetired&) {
       throw;
@@ -211,22 +242,22 @@ class EngineImpl final : public Engine {
     }
   }
 
-  std::string evaluate_text_here(const nlohmann::json& request, std::string_view body,
-                                 const CallContext& ctx, bool* has_error) {
+  std::string evaluate_text_here(const Input& in, std::string_view body, const CallContext& ctx,
+                                 bool* has_error) {
     auto start = evaluation_start();
     try {
       nlohmann::json envelope;
       engine_detail::TrailingMeta trailing;
-      if (!run(request, ctx, envelope, trailing, start.mono, body)) {
+      if (!run(in, ctx, envelope, trailing, start.mono, body)) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
       return engine_detail::finish_response_text(envelope, trailing, start, has_error);
     } catch (const engine_detail::FiberRetired&) {
       throw;
     } catch (const std::exception& e) {
-      return engine_detail::dump_response(internal_error(request, e.what(), start), has_error);
+      return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
     } catch (...) {
-      return engine_detail::dump_response(internal_error(request, "unknown failure", start),
+      return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
                                           has_error);
     }
   }
@@ -235,12 +266,12 @@ class EngineImpl final : public Engine {
   // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
   // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
   // JSON text, indexed to its cache entry.
-  bool run(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
+  bool run(const Input& in, const CallContext& ctx, nlohmann::json& envelope,
            engine_detail::TrailingMeta& trailing, std::chrono::steady_clock::time_point start,
            std::string_view body = {}) {
     engine_detail::CallCost cost;
     bool evaluated = false;
-    const bool answered = run_call(request, ctx, envelope, trailing, cost, evaluated, body);
+    const bool answered = run_call(in, ctx, envelope, trailing, cost, evaluated, body);
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
@@ -273,7 +304,7 @@ class EngineImpl final : public Engine {
   }
 
   // run() without the cost reports; `evaluated` says whether the request named a call.
-  bool run_call(const nlohmann::json& request, const CallContext& ctx, nlohmann::json& envelope,
+  bool run_call(const Input& in, const CallContext& ctx, nlohmann::json& envelope,
                 engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
                 bool& evaluated, std::string_view body) {
     if (Clock::now() >= ctx.deadline) {
@@ -284,7 +315,11 @@ class EngineImpl final : public Engine {
     const nlohmann::json* zobject = &kNull;
     bool do_validate = false;
     bool use_results = results_.enabled();
-    if (request.is_object()) {
+    const ParsedCall* call = in.call;
+    if (call != nullptr) {
+      do_validate = call->do_validate;
+      if (!call->result_cache) use_results = false;
+    } else if (const nlohmann::json& request = *in.request; request.is_object()) {
       auto it = request.find("zobject");
       if (it != request.end()) zobject = &*it;
       auto v = request.find("doValidate");
@@ -293,17 +328,23 @@ class EngineImpl final : public Engine {
       auto rc = request.find("resultCache");
       if (rc != request.end() && !truthy(*rc)) use_results = false;
     }
-    if (zobject->is_null()) {
+    if (call == nullptr && zobject->is_null()) {
       envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
       return true;
     }
     evaluated = true;
-    cost.function = called_function(*zobject);
+    cost.function = call != nullptr ? call->function : called_function(*zobject);
     Resolver resolver(defs_, cache_, options_.objects_dir, fetcher_.get(), ctx,
                       options_.max_zobject_depth);
     resolver.set_entity_source(wikidata_.get());
-    const std::string key = use_results ? engine_detail::call_key(*zobject, do_validate) : "";
-    const bool shared = shared_ != nullptr && !calls_builtin(*zobject);
+    // The nodes' JSON is the zobject's normal form, which call_key makes of the JSON.
+    const std::string key = !use_results ? ""
+                            : call != nullptr
+                                ? engine_detail::call_key(call->zobject->to_json(), do_validate)
+                                : engine_detail::call_key(*zobject, do_validate);
+    const bool shared =
+        shared_ != nullptr &&
+        !(call != nullptr ? defs_.served_json(call->function) != nullptr : calls_builtin(*zobject));
     // A replay (fiber.h, await_retirable) missed the cache on its first run, which the fiber
     // path does not look at again either.
     if (!key.empty() && !engine_detail::replaying()) {
@@ -318,7 +359,8 @@ class EngineImpl final : public Engine {
     double interpreter_us = 0;
     {
       engine_detail::Stopwatch watch(interpreter_us);
-      envelope = interpreter.orchestrate(*zobject, do_validate, &trailing);
+      envelope = call != nullptr ? interpreter.orchestrate(*call, &trailing)
+                                 : interpreter.orchestrate(*zobject, do_validate, &trailing);
     }
     cost.resolve_us = resolver.spent_us() - resolved_before;
     cost.validate_us = interpreter.validate_us();
@@ -472,6 +514,10 @@ std::string Engine::evaluate_text(const nlohmann::json& request, const CallConte
 std::string Engine::evaluate_text(const nlohmann::json& request, std::string_view,
                                   const CallContext& ctx, bool* has_error) {
   return evaluate_text(request, ctx, has_error);
+}
+
+std::optional<std::string> Engine::evaluate_body(std::string_view, int, const CallContext&, bool*) {
+  return std::nullopt;
 }
 
 std::optional<std::string> Engine::answer_cached(std::string_view, const CallContext&, bool*) {

@@ -79,6 +79,14 @@ class Engine {
   // goes into the result cache, the text is indexed to the entry, so answer_cached(body) finds it.
   virtual std::string evaluate_text(const nlohmann::json& request, std::string_view body,
                                     const CallContext& ctx, bool* has_error);
+  // evaluate_text(request, body, ...) of the request whose JSON text is `body`, read straight into
+  // the engine's nodes (no JSON tree) when it is the usual one (orchestrator/engine/
+  // request_nodes.h: plain JSON, a valid call within `max_json_depth` of the body's nesting and
+  // the engine's max_zobject_depth). nullopt otherwise: the caller then parses the body (its
+  // refusals are the caller's) and calls evaluate_text(request, body, ...), which answers it. The
+  // default always gives nullopt.
+  virtual std::optional<std::string> evaluate_body(std::string_view body, int max_json_depth,
+                                                   const CallContext& ctx, bool* has_error);
   // A result-cache hit answered without parsing, evaluating or waiting (for event loops): `body`
   // is the JSON text of a request evaluate_text(request, body, …) answered before, and its entry
   // is in the in-process tier with every object it used in the object cache with the same

@@ -2112,21 +2112,41 @@ bool shallow_mixed(const json& v, int levels) {
 
 }  // namespace
 
-json Interpreter::orchestrate(const json& zobject, bool do_validate,
-                              std::vector<std::pair<std::string, std::string>>* trailing) {
+template <class Inner, class Input>
+json Interpreter::orchestrate_with(bool do_validate,
+                                   std::vector<std::pair<std::string, std::string>>* trailing,
+                                   Inner&& inner, Input&& input) {
   bool saved = do_validate_;
   auto* saved_trailing = trailing_;
   do_validate_ = do_validate;
   trailing_ = trailing;
   ++orchestrating_;
-  json out = orchestrate_inner(zobject, do_validate);
+  json out = inner();
   --orchestrating_;
   do_validate_ = saved;
   trailing_ = saved_trailing;
   if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
-  if (abort_ == Abort::kException) return exception_envelope(zobject);
+  if (abort_ == Abort::kException) return exception_envelope(input());
   if (abort_ == Abort::kLimit) return zo::error_envelope(abort_error_);
   return out;
+}
+
+json Interpreter::orchestrate(const json& zobject, bool do_validate,
+                              std::vector<std::pair<std::string, std::string>>* trailing) {
+  return orchestrate_with(
+      do_validate, trailing, [&] { return orchestrate_inner(zobject, do_validate); },
+      [&]() -> const json& { return zobject; });
+}
+
+json Interpreter::orchestrate(const ParsedCall& call,
+                              std::vector<std::pair<std::string, std::string>>* trailing) {
+  return orchestrate_with(
+      call.do_validate, trailing, [&] { return orchestrate_parsed(call); },
+      [&] {
+        // The input as sent, read again from the text (an exception is rare).
+        json body = request_json(call);
+        return body.is_object() && body.contains("zobject") ? body["zobject"] : json(nullptr);
+      });
 }
 
 json Interpreter::exception_envelope(const json& zobject) {
@@ -2174,6 +2194,17 @@ std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_valid
   } else {
     root = Node::from_canonical(input);
   }
+  if (auto refused = check_root(root, do_validate)) return refused;
+  // The walk that finds them only when a batch could fetch them (~10 k instructions for the nest).
+  if (resolver_.can_prefetch()) {
+    std::vector<std::string> called;
+    called_functions(input, called, 0);
+    if (called.size() >= 2) resolver_.prefetch(called);
+  }
+  return std::nullopt;
+}
+
+std::optional<json> Interpreter::check_root(const NodeP& root, bool do_validate) {
   if (root->is_string || root->type_ref() != "Z7" || !root->has("Z7K1")) {
     return zo::error_envelope(
         zo::make_error_msg("Z539", "The provided object is not a function call"));
@@ -2189,13 +2220,24 @@ std::optional<json> Interpreter::prepare_call(const json& zobject, bool do_valid
     if (aborted()) return zo::error_envelope(abort_error_);
     if (!verr.is_null()) return zo::error_envelope(verr);
   }
-  // The walk that finds them only when a batch could fetch them (~10 k instructions for the nest).
+  return std::nullopt;
+}
+
+json Interpreter::orchestrate_parsed(const ParsedCall& call) {
+  NodeP root = call.zobject;
+  if (call.do_validate) {
+    // As prepare_call: the normal form as JSON (what to_normal gives of the zobject), viewed.
+    const json& normal = inputs_.emplace_back(call.zobject->to_json());
+    root = Node::from_shared(normal);
+  }
+  if (auto refused = check_root(root, call.do_validate)) return std::move(*refused);
   if (resolver_.can_prefetch()) {
     std::vector<std::string> called;
-    called_functions(input, called, 0);
+    called_functions(call, called);
     if (called.size() >= 2) resolver_.prefetch(called);
   }
-  return std::nullopt;
+  root->set_scope(empty_);
+  return finish_call(execute(root, empty_, true));
 }
 
 json Interpreter::finish_call(Envelope r) {

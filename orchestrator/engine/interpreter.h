@@ -20,6 +20,7 @@
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/node.h"
 #include "orchestrator/engine/ports.h"
+#include "orchestrator/engine/request_nodes.h"
 #include "orchestrator/engine/resolver.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -76,6 +77,11 @@ class Interpreter {
   // implementationId/implementationType out of the envelope's (then void) metadata and put them
   // in *trailing instead: Z6-valued pairs that belong after the map's pairs, in order.
   json orchestrate(const json& zobject, bool do_validate,
+                   std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
+  // The same for a request read straight into nodes (request_nodes.h): the same answer as
+  // orchestrate() of its JSON zobject. `call` outlives the Interpreter; its nodes become the
+  // evaluation's.
+  json orchestrate(const ParsedCall& call,
                    std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
   // Wall-clock µs of static validation (without the resolution it did) and of waiting for
@@ -250,6 +256,15 @@ class Interpreter {
   // root node (or the answer that refuses it), and the answer from the evaluation's envelope.
   [[gnu::noinline]] std::optional<json> prepare_call(const json& zobject, bool do_validate,
                                                      NodeP& root);
+  // prepare_call's steps once the root node is made: that it is a call, static validation.
+  std::optional<json> check_root(const NodeP& root, bool do_validate);
+  json orchestrate_parsed(const ParsedCall& call);
+  // The orchestrate() around either input: `inner` answers, `input` gives the JSON an
+  // exception's Z507 quotes.
+  template <class Inner, class Input>
+  json orchestrate_with(bool do_validate,
+                        std::vector<std::pair<std::string, std::string>>* trailing, Inner&& inner,
+                        Input&& input);
   [[gnu::noinline]] json finish_call(Envelope r);
   [[gnu::noinline]] json exception_envelope(const json& zobject);
 

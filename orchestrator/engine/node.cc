@@ -495,6 +495,10 @@ json Node::to_json() const {
   return out;
 }
 
+const json* list_type_of(std::string_view zid) {
+  return list_type_json(zid);
+}
+
 NodeP Node::from_canonical(const json& v) {
   return canonical_node(v);
 }

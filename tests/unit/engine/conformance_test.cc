@@ -47,6 +47,24 @@ void expect_case(Engine& engine, const json& c) {
                              << "\n  response: " << wf::testing::short_text(body);
 }
 
+// The same case read from its text straight into nodes (Engine::evaluate_body, as the service
+// does): when the request is the usual one, the same expectations hold. True when it was.
+bool expect_case_from_text(Engine& engine, const json& c) {
+  CallContext ctx;
+  ctx.deadline = Clock::now() + std::chrono::seconds(20);
+  const std::string text = c["request"].dump();
+  bool has_error = false;
+  auto answer = engine.evaluate_body(text, 128, ctx, &has_error);
+  if (!answer) return false;
+  json body = json::parse(*answer);
+  auto fails = wf::testing::check_expect(c["expect"], body);
+  std::string joined;
+  for (const auto& f : fails) joined += "\n  " + f;
+  EXPECT_TRUE(fails.empty()) << c.value("name", "") << " (read into nodes)" << joined
+                             << "\n  response: " << wf::testing::short_text(body);
+  return true;
+}
+
 class Conformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, Case) {
@@ -65,6 +83,11 @@ TEST_P(Conformance, Case) {
   options.cache_ttl = std::chrono::milliseconds(0);
   auto engine = make_engine(options, wiki, evaluator);
   expect_case(*engine, c);
+  auto wiki2 = std::make_shared<FakeWiki>(c.value("wiki", json::object()), WF_REFERENCE_DEFINITIONS,
+                                          problems);
+  auto evaluator2 = std::make_shared<FakeEvaluator>(c.value("evaluator_stub", json::object()));
+  auto engine2 = make_engine(options, wiki2, evaluator2);
+  expect_case_from_text(*engine2, c);
 }
 
 // Cases in the corpus' shape that it lacks (request, expect; checked as run.py checks them).
@@ -88,6 +111,7 @@ TEST(ConformanceLocal, Cases) {
   for (const json& c : local_cases()) {
     auto engine = make_engine({}, nullptr, nullptr);
     expect_case(*engine, c);
+    EXPECT_TRUE(expect_case_from_text(*engine, c));
   }
 }
 

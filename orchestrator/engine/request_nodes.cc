@@ -1,0 +1,310 @@
+// The usual evaluate request read straight into nodes (request_nodes.h).
+#include "orchestrator/engine/request_nodes.h"
+
+#include <algorithm>
+#include <boost/container/small_vector.hpp>
+#include <utility>
+
+#include "wf/codec/plain_json.h"
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+
+namespace {
+
+namespace zo = wf::zobject;
+
+// Lists longer than this, and bodies larger, are left to the general path: its lazy view builds
+// a list's cells only as they are read, and the interpreter's walks over a long chain of cells
+// built up front (eager_walk's path checks deeper than 20 levels) grow with the square of its
+// length (a 10,000-element list took 20 s; tests/integration/test_converters.py).
+constexpr std::size_t kMaxReadElements = 64;
+constexpr std::size_t kMaxReadBytes = 16u << 10;
+
+// What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
+// strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
+enum class Slot { kValue, kType, kTerminal };
+
+class CallReader {
+ public:
+  CallReader(std::string_view body, const RequestLimits& limits, ParsedCall& out)
+      : c_{body.data(), body.data() + body.size()},
+        max_json_depth_(std::min(limits.max_json_depth, codec::kMaxPlainDepth)),
+        out_(out) {
+    max_zobject_depth_ = limits.max_zobject_depth;
+  }
+
+  // The body object: "zobject", "doValidate", "resultCache", each at most once.
+  bool body() {
+    c_.skip_space();
+    if (c_.p == c_.end || *c_.p != '{' || max_json_depth_ < 1) return false;
+    ++c_.p;
+    bool zobject = false, validate = false, cache = false;
+    const bool ok = c_.members([&](std::string_view key) {
+      c_.skip_space();
+      if (same_text(key, "zobject")) {
+        if (zobject || c_.p == c_.end || *c_.p != '{') return false;  // a call is an object
+        zobject = true;
+        NodeP root = value(Slot::kValue, 2, max_zobject_depth_, true);
+        if (!root) return false;
+        out_.zobject = std::move(root);
+        return true;
+      }
+      bool* flag = nullptr;
+      if (same_text(key, "doValidate")) {
+        if (validate) return false;
+        validate = true;
+        flag = &out_.do_validate;
+      } else if (same_text(key, "resultCache")) {
+        if (cache) return false;
+        cache = true;
+        flag = &out_.result_cache;
+      } else {
+        return false;  // another key: the general path reads it
+      }
+      if (c_.literal("true")) {
+        *flag = true;
+      } else if (c_.literal("false")) {
+        *flag = false;
+      } else {
+        return false;
+      }
+      return true;
+    });
+    if (!ok || !zobject) return false;
+    c_.skip_space();
+    return c_.p == c_.end;
+  }
+
+ private:
+  // A string's text (after its opening quote); false for anything but plain text, and for "Z5"
+  // (an error object, or a reference to Z5: canonical_node and prepare_call treat those apart).
+  bool text(std::string_view& s) {
+    if (!c_.string_text(s)) return false;
+    return !same_text(s, "Z5");
+  }
+
+  // The node of the value at the cursor, at JSON nesting `depth` (of its arrays and objects) and
+  // with `levels` zobject levels left; null when the request is not the usual one. `top`: the
+  // zobject itself, whose Z7K1 names the function.
+  NodeP value(Slot slot, int depth, int levels, bool top = false) {
+    if (levels < 1) return nullptr;
+    c_.skip_space();
+    if (c_.p == c_.end) return nullptr;
+    switch (*c_.p) {
+      case '"': {
+        ++c_.p;
+        std::string_view s;
+        if (!text(s)) return nullptr;
+        if (slot == Slot::kTerminal ||
+            (slot == Slot::kType && (same_text(s, "Z6") || same_text(s, "Z9")))) {
+          return Node::make_string(std::string(s));
+        }
+        return zo::is_reference_like(s) ? z9_node(std::string(s)) : z6_node(std::string(s));
+      }
+      case '{':
+        ++c_.p;
+        if (depth > max_json_depth_) return nullptr;
+        return object(depth, levels, top);
+      case '[':
+        ++c_.p;
+        if (depth > max_json_depth_) return nullptr;
+        return array(depth, levels);
+      default:
+        return nullptr;  // a number, true, false, null: not a valid ZObject here
+    }
+  }
+
+  NodeP object(int depth, int levels, bool top) {
+    struct Member {
+      std::string_view key;
+      NodeP node;
+    };
+    boost::container::small_vector<Member, 8> members;
+    bool typed = false;
+    const bool ok = c_.members([&](std::string_view key) {
+      if (!zo::is_key(key)) return false;
+      const bool type = same_text(key, "Z1K1");
+      const bool terminal = same_text(key, "Z6K1") || same_text(key, "Z9K1");
+      typed = typed || type;
+      c_.skip_space();
+      const bool quoted = c_.p != c_.end && *c_.p == '"';
+      const char* at = c_.p + 1;
+      NodeP node = value(type       ? Slot::kType
+                         : terminal ? Slot::kTerminal
+                                    : Slot::kValue,
+                         depth + 1, levels - 1);
+      if (!node) return false;
+      if (top && same_text(key, "Z7K1")) {
+        if (quoted) {
+          out_.function.assign(at, static_cast<std::size_t>(c_.p - 1 - at));
+        } else if (!node->is_string) {
+          // An object: its Z9K1 when that is a string (a bare string node here).
+          for (const auto& e : node->entries) {
+            if (e.key == common_keys().z9k1 && e.original && e.original->is_string) {
+              out_.function = e.original->text;
+            }
+          }
+        }
+      }
+      members.push_back({key, std::move(node)});
+      return true;
+    });
+    if (!ok || !typed) return nullptr;
+    // Key order, as the JSON tree's map has it; a repeated key is the general path's.
+    // Requests usually list a call's keys in order already (Z1K1, Z7K1, its arguments).
+    const auto before = [](const Member& a, const Member& b) { return a.key < b.key; };
+    bool sorted = true;
+    for (std::size_t i = 1; i < members.size() && sorted; ++i) {
+      sorted = before(members[i - 1], members[i]);
+    }
+    if (!sorted) {
+      std::sort(members.begin(), members.end(), before);
+      for (std::size_t i = 1; i < members.size(); ++i) {
+        if (same_text(members[i - 1].key, members[i].key)) return nullptr;
+      }
+    }
+    auto n = Node::make_object();
+    n->entries.reserve(members.size());
+    for (Member& m : members) n->add(Key(m.key), std::move(m.node));
+    return n;
+  }
+
+  // [T, e1, ..., en]: a list node per cell (K1, K2, Z1K1, as list_from makes them), the last one
+  // with its type only. T is the item type: a ZID (or none, for []) gives each cell the implied
+  // Z881(T) of list_from; else each cell has a Z881 call of its own with T read again.
+  NodeP array(int depth, int levels) {
+    boost::container::small_vector<NodeP, 8> items;
+    const char* type_at = nullptr;  // T's text, when it is read again per cell
+    const json* implied = nullptr;
+    std::size_t count = 0;
+    const bool ok = c_.items(']', [&] {
+      if (++count > kMaxReadElements + 1) return false;
+      if (count == 1) {
+        c_.skip_space();
+        type_at = c_.p;
+        if (c_.p != c_.end && *c_.p == '"') {
+          codec::PlainCursor ahead{c_.p + 1, c_.end};
+          std::string_view s;
+          if (ahead.string_text(s) && zo::is_reference_like(s)) implied = list_type_of(s);
+        }
+        return static_cast<bool>(value(Slot::kValue, depth + 1, levels - 1));  // T, checked
+      }
+      NodeP item = value(Slot::kValue, depth + 1, levels - 1);
+      if (!item) return false;
+      items.push_back(std::move(item));
+      return true;
+    });
+    if (!ok) return nullptr;
+    if (count == 0) implied = list_type_of("Z1");
+    if (implied == nullptr && count == 0) return nullptr;  // the table is full: rare, general path
+    // Cells from the last one back.
+    NodeP next;
+    for (std::size_t i = items.size() + 1; i-- > 0;) {
+      auto cell = Node::make_object();
+      cell->entries.reserve(3);
+      if (i < items.size()) {
+        cell->add(common_keys().k1, std::move(items[i]));
+        cell->add(common_keys().k2, std::move(next));
+      }
+      if (implied != nullptr) {
+        cell->add_shared(common_keys().z1k1, *implied);
+      } else {
+        NodeP item_type = type_again(type_at, depth + 1, levels - 1);
+        if (!item_type) return nullptr;
+        auto type = Node::make_object();
+        type->entries.reserve(3);
+        type->add("Z1K1", z9_node("Z7"));
+        type->add("Z7K1", z9_node("Z881"));
+        type->add("Z881K1", std::move(item_type));
+        cell->add("Z1K1", std::move(type));
+      }
+      next = std::move(cell);
+    }
+    out_.arrays.push_back(next.get());
+    return next;
+  }
+
+  // The item type T read again from its text (each cell's Z881 call has a node of its own).
+  NodeP type_again(const char* at, int depth, int levels) {
+    const char* saved = c_.p;
+    c_.p = at;
+    NodeP n = value(Slot::kValue, depth, levels);
+    c_.p = saved;
+    return n;
+  }
+
+  codec::PlainCursor c_;
+  int max_json_depth_;
+  int max_zobject_depth_ = 128;
+  ParsedCall& out_;
+};
+
+bool is_ref_node(const Node& n, std::string_view& zid) {
+  if (n.is_string || n.entries.size() != 2) return false;
+  const Node::Entry& t = n.entries[0];
+  const Node::Entry& k = n.entries[1];
+  if (!(t.key == common_keys().z1k1) || !(k.key == common_keys().z9k1)) return false;
+  const NodeP& tv = n.current(0);
+  const NodeP& kv = n.current(1);
+  if (!tv || !tv->is_string || !same_text(tv->text, "Z9") || !kv || !kv->is_string) return false;
+  zid = kv->text;
+  return true;
+}
+
+// interpreter.cc's called_functions, on the nodes: a list node made from an array is walked as
+// the array (its item type, then its elements), a string's Z6 or Z9 as the string (a leaf).
+void walk_calls(const ParsedCall& call, const Node& v, std::vector<std::string>& out, int depth) {
+  if (depth > 64 || out.size() >= 32 || v.is_string) return;
+  if (std::find(call.arrays.begin(), call.arrays.end(), &v) != call.arrays.end()) {
+    // The item type: an implied Z881 of a ZID (lazy, left unbuilt) stands for a string; a call
+    // has it as its Z881K1.
+    for (const Node::Entry& e : v.entries) {
+      if (!(e.key == common_keys().z1k1) || e.source != nullptr || !e.original) continue;
+      if (const Node* t = e.original->peek("Z881K1")) walk_calls(call, *t, out, depth + 1);
+    }
+    for (const Node* cell = &v; cell != nullptr;) {
+      const Node* item = cell->peek(common_keys().k1);
+      if (item == nullptr) break;
+      walk_calls(call, *item, out, depth + 1);
+      cell = cell->peek(common_keys().k2);
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < v.entries.size(); ++i) {
+    const Node::Entry& e = v.entries[i];
+    if (e.key == "Z99K1") continue;  // quoted: never evaluated
+    const NodeP& child = v.current(i);
+    if (!child) continue;
+    if (e.key == common_keys().z7k1) {
+      std::string_view zid;
+      if (child->is_string) {
+        zid = child->text;
+      } else if (!is_ref_node(*child, zid)) {
+        zid = {};
+      }
+      if (zo::is_zid(zid) && !zo::is_builtin_type(zid)) out.emplace_back(zid);
+    }
+    walk_calls(call, *child, out, depth + 1);
+  }
+}
+
+}  // namespace
+
+std::optional<ParsedCall> parse_call(std::string_view body, const RequestLimits& limits) {
+  if (body.size() > kMaxReadBytes) return std::nullopt;
+  ParsedCall out;
+  out.body = body;
+  if (!CallReader(body, limits, out).body()) return std::nullopt;
+  return out;
+}
+
+nlohmann::json request_json(const ParsedCall& call) {
+  return nlohmann::json::parse(call.body, nullptr, false);
+}
+
+void called_functions(const ParsedCall& call, std::vector<std::string>& out) {
+  if (call.zobject) walk_calls(call, *call.zobject, out, 0);
+}
+
+}  // namespace wf::orchestrator::engine_detail
