@@ -761,14 +761,20 @@ int thread_count() {
   return -1;
 }
 
-// 1000 requests in flight at once to a peer that answers each after 300 ms, everything on one
-// event loop of 2 threads (server and client alike), no worker threads.
-TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
+// A server on any free port with two event loops and no worker threads, without an access log.
+ServerOptions two_loops_no_workers() {
   ServerOptions o;
   o.port = 0;
   o.access_log = false;
   o.io_threads = 2;
   o.worker_threads = 0;
+  return o;
+}
+
+// 1000 requests in flight at once to a peer that answers each after 300 ms, everything on one
+// event loop of 2 threads (server and client alike), no worker threads.
+TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
+  ServerOptions o = two_loops_no_workers();
   o.max_connections = 2000;
   Server server(o);
   server.add_async_route("GET", "/slow", "slow", [&server](std::shared_ptr<AsyncRequest> r) {
@@ -820,11 +826,7 @@ TEST(AsyncLoad, ThousandConcurrentRequestsOnTwoIoThreads) {
 // (as the orchestrator's) does the I/O of a request sent from a loop's thread on that loop: its
 // answer comes back on the thread that sent it, not on the other loop's.
 TEST(AsyncLoad, ConnectionsSpreadOverTheLoopsAndOutboundRequestsStayOnTheirs) {
-  ServerOptions o;
-  o.port = 0;
-  o.access_log = false;
-  o.io_threads = 2;
-  o.worker_threads = 0;
+  ServerOptions o = two_loops_no_workers();
   Server server(o);
   // The outbound requests go to another server (their connections would take turns on this one's
   // loops too).
