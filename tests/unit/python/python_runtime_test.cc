@@ -1,15 +1,19 @@
 // The Python runtime in-process (no sandbox): calling convention, conversions and error messages
 // of evaluator-api.md §5.1/§5.3, the deliberate fixes, and the Python conformance cases.
 
-#include "evaluator/executors/python/python_runtime.h"
-
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+// Python.h first, as CPython requires.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "evaluator/executors/python/python_runtime.h"
 
 namespace wf::evaluator {
 namespace {
@@ -273,6 +277,27 @@ TEST(PythonRuntime, StoredModulesAreReadOnlyViewsOfTheMappedStore) {
       "  return (f'{len(views) > 0},{sorted(kinds)},{all(v.readonly for v in views)},'\n"
       "          f'{written},{mapped}')");
   EXPECT_EQ(value_of(r), z6("True,['memoryview'],True,refused,True")) << r.output.z22_json;
+}
+
+// The driver is loaded into one region of its own (compact_region.h), so the objects every call
+// touches share a few pages: its functions, their code objects and its classes lie within the
+// ~230 KiB it takes (made by CPython's allocators, code objects larger than 512 bytes were on the
+// malloc heap and the rest in pymalloc's arenas, gigabytes apart).
+TEST(PythonRuntime, DriverObjectsLieTogetherInOneRegion) {
+  auto r = call(
+      "import sys\n"
+      "def Z1000():\n"
+      "  d = sys.modules['_wf_driver']\n"
+      "  objects = [d.run_call, d.run_call.__code__, d._encode, d._encode.__code__,\n"
+      "             d._json_loads.__code__, d._namespace.__code__, d._BoundedText, d._DebugLog,\n"
+      "             d._Converters, d._Converters.to_native.__code__, d.W]\n"
+      "  span = max(map(id, objects)) - min(map(id, objects))\n"
+      "  return 'together' if span < 1 << 20 else f'{span} bytes apart'");
+  EXPECT_EQ(value_of(r), z6("together")) << r.output.z22_json;
+  // Calls after the load still work from CPython's allocators (the region is closed): a result
+  // large enough to need growing blocks.
+  r = call("def Z1000():\n  return ','.join(str(i) for i in range(20000))");
+  EXPECT_EQ(value_of(r).at("Z6K1").get<std::string>().size(), 108889u);
 }
 
 TEST(PythonRuntime, LoneSurrogatesStillGiveValidJson) {
