@@ -6,8 +6,11 @@ namespace wf::evaluator::python_internal {
 namespace {
 
 // The classes above 512 bytes (CPython's own small-object limit): dict key tables, list item
-// arrays, the parser's arena blocks (8 KiB), medium strings.
-constexpr std::size_t kLargeClasses[] = {640, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192};
+// arrays, medium strings, the parser's arena blocks (8 KiB and a 32-byte header: the 12,288 class;
+// while the largest class was 8,192 they came from glibc's malloc, from free chunks on pages of the
+// zygote's heap: copy-on-write faults in every call's `compile`).
+constexpr std::size_t kLargeClasses[] = {640,  768,  1024, 1536,  2048, 3072,
+                                         4096, 6144, 8192, 12288, 16384};
 constexpr std::size_t kSmallClasses = 32;  // 16, 32, ..., 512
 constexpr std::size_t kAlignment = 16;
 

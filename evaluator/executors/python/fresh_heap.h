@@ -31,7 +31,7 @@ class FreshHeap {
   static constexpr std::size_t kSmallPoolBytes = std::size_t{1} << 10;  // for the small classes
   static constexpr std::size_t kSmallPoolLimit = 256;  // largest class in small pools
   static constexpr std::size_t kMaxChunks = 16;        // 16 MiB of small objects
-  static constexpr std::size_t kLargestBlock = 8192;
+  static constexpr std::size_t kLargestBlock = 16384;
 
   // A block of at least `bytes` (16-byte aligned), or nullptr when this heap does not serve it
   // (too large, the cap is reached, or the mapping failed): then use the previous allocator.
@@ -46,7 +46,7 @@ class FreshHeap {
   std::size_t chunks() const { return chunk_count_; }
 
  private:
-  static constexpr std::size_t kClasses = 41;  // 16..512 by 16, then 640..8192
+  static constexpr std::size_t kClasses = 43;  // 16..512 by 16, then 640..16384
   struct ClassState {
     void* free = nullptr;  // singly linked through the first word of each freed block
     char* next = nullptr;  // bump pointer in the class's current pool
