@@ -39,6 +39,9 @@ struct AllocatorHook {
 AllocatorHook g_hooks[3];  // PYMEM_DOMAIN_RAW, _MEM, _OBJ
 python_internal::FreshHeap g_fresh_heap;
 bool g_allocation_failed = false;
+// In a sandbox child (after_fork ran). Beside the hooks, which a child writes anyway: a flag in the
+// runtime object would cost a copy-on-write fault of its own.
+bool g_forked = false;
 
 void* note_failure(void* block, std::size_t size) {
   if (block == nullptr && size != 0) g_allocation_failed = true;
@@ -405,6 +408,11 @@ class PythonRuntime final : public LanguageRuntime {
     g_region_open = hook_region_allocators();
     PyObject* module = PyImport_AddModule("_wf_driver");                         // borrowed
     PyObject* globals = module != nullptr ? PyModule_GetDict(module) : nullptr;  // borrowed
+    // As PyRun_String, which ran the driver before, sets it.
+    if (globals != nullptr &&
+        PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) != 0) {
+      globals = nullptr;
+    }
     PyObject* code = globals != nullptr
                          ? PyMarshal_ReadObjectFromString(PyBytes_AS_STRING(marshalled),
                                                           PyBytes_GET_SIZE(marshalled))
@@ -574,7 +582,7 @@ class PythonRuntime final : public LanguageRuntime {
   // ~6 copy-on-write faults per child when glibc's malloc served them from the zygote's free
   // chunks).
   void after_fork() override {
-    forked_ = true;
+    g_forked = true;
     hook_allocators();
     PyOS_AfterFork_Child();
   }
@@ -587,7 +595,7 @@ class PythonRuntime final : public LanguageRuntime {
   // namespace and function). In a child, its own free lists are its own memory.
   void warm_up() override {
     run(kChildWarmUpCode, "Z1", kWarmUpArguments, "", 1024);
-    if (!forked_) PyGC_Collect();
+    if (!g_forked) PyGC_Collect();
   }
 
   CallOutput call(const CallInput& input) override {
@@ -642,7 +650,6 @@ class PythonRuntime final : public LanguageRuntime {
   }
 
   PyObject* run_call_ = nullptr;
-  bool forked_ = false;  // in a sandbox child (after_fork ran)
 };
 
 }  // namespace
