@@ -100,9 +100,9 @@ void hook_allocators() {
 // ---- The driver's own region (compact_region.h) --------------------------------------------
 // While the supervisor loads the driver, every block of the MEM and OBJ domains comes from one
 // region, so the objects every call touches (the driver's functions, code, constants, classes)
-// share pages instead of lying among the modules' objects. The hooks stay installed
-// after that (blocks of the region are never handed to the allocators they replace; one that
-// grows moves to them) and serve everything else from those allocators.
+// share pages instead of lying among the modules' objects. The hooks stay installed after that
+// (blocks of the region are never handed to the allocators they replace; one that grows moves to
+// them) and serve everything else from those allocators.
 
 struct RegionHook {
   PyMemAllocatorEx original{};
