@@ -141,7 +141,17 @@ struct GradientLimit {
   // a window the bound stays at the CPUs for this many windows before it tries one more again.
   static constexpr double kCpuShareTolerance = 1.25;
   static constexpr int kCpuProbeWindows = 8;
+  // With the CPUs known: calls in flight that serve less than this times what one call at a time
+  // serves buy nothing for the time each call loses (a Python call alone already uses more than
+  // one CPU: on 2 CPUs, at 2 in flight each took 2.75 times as long, for about the same calls per
+  // second); the bound is then one call in flight, and tries two again after kCpuProbeWindows
+  // windows. 1.1: keeping one call gives up at most a tenth of the throughput (the goodput target
+  // at 3x capacity is 90% of the peak).
+  static constexpr double kSecondCallGain = 1.1;
   int windows_since_shared = kCpuProbeWindows;  // windows since calls beyond the CPUs were slower
+  int windows_at_one = kCpuProbeWindows;  // windows since calls beyond one gained no throughput
+  double rate_at_one = 0;       // calls/s of the last window held back at one call in flight...
+  SteadyTime rate_at_one_at{};  // ... and when it ended
   SteadyTime last_alone{};
   SteadyTime probe_until{};  // while later than now: one call in flight at most
   double limit = 0;
@@ -149,6 +159,11 @@ struct GradientLimit {
   Trend run;             // time running
   Trend wait;            // time waiting for a downstream service's capacity
   double call_s = 0;     // baseline of the whole time calls hold their slot (parked included)
+  // The whole time of the last calls that ran alone (nothing else in flight when they started nor
+  // when they ended; under a sustained overload at least the probe's every kProbeEvery): unlike
+  // call_s, never learned from windows of 2 in flight, where calls that use more than one CPU
+  // each are already slower.
+  double alone_s = 0;
   double sum_call_s = 0;
   std::vector<double> held;   // this window's whole call times (seconds)
   int held_back_samples = 0;  // of this window's calls, those that ended while calls were queued
@@ -167,6 +182,24 @@ struct GradientLimit {
     in_flight = std::min(ceiling, in_flight + std::max(1.0, in_flight / 4));
   }
 
+  // With the CPUs known, a window that held calls back with more than one in flight and served
+  // less than kSecondCallGain times what one call at a time serves: the last such window at one
+  // call in flight (within kProbeEvery), else one call alone after another (1 / alone_s, which
+  // leaves out the moments between them: the rule errs towards one call only by those).
+  // Records the rate of a window held back at one call.
+  bool gains_nothing_beyond_one(double rate, bool window_held_back, SteadyTime now,
+                                const AdmissionOptions& o) {
+    if (o.cpus <= 0 || !window_held_back || rate <= 0) return false;
+    if (peak_in_flight <= 1) {
+      rate_at_one = rate;
+      rate_at_one_at = now;
+      return false;
+    }
+    const bool measured = rate_at_one > 0 && now - rate_at_one_at <= kProbeEvery;
+    const double one = measured ? rate_at_one : (alone_s > 0 ? 1 / alone_s : 0);
+    return one > 0 && rate < kSecondCallGain * one;
+  }
+
   // Adds a sample; true when a window ended and the limits may have moved.
   // `held_back`: calls were waiting in the queue when this one ended (the bounds hold calls back).
   bool sample(double ran_s, double waited_s, double held_s, int running, int in_flight_now,
@@ -176,6 +209,7 @@ struct GradientLimit {
     // ended): its whole time is what a call takes unloaded.
     if (in_flight_now <= 1) {
       call_s = call_s == 0 ? held_s : call_s + (held_s - call_s) / 4;
+      alone_s = alone_s == 0 ? held_s : alone_s + (held_s - alone_s) / 4;
       last_alone = now;
       probe_until = SteadyTime{};
     }
@@ -210,7 +244,8 @@ struct GradientLimit {
     // are its rate times a baseline call (their whole time in the slot); more only wait, for a
     // child or for a CPU (which the evaluator does not report), and make every call slower.
     const double window_s = std::chrono::duration<double>(now - window_start).count();
-    needed = window_s > 0 && call_s > 0 && samples > 1 ? (samples - 1) / window_s * call_s : 0;
+    const double rate = window_s > 0 && samples > 1 ? (samples - 1) / window_s : 0;
+    needed = call_s > 0 ? rate * call_s : 0;
     // Slower calls: the window's lower quartile of whole call times over the tolerance times a
     // baseline call. Calls that share the CPUs (or anything else the evaluator does not report)
     // all take longer; a minority of calls that wait on purpose (a function that sleeps, a slow
@@ -233,9 +268,20 @@ struct GradientLimit {
     } else if (windows_since_shared < kCpuProbeWindows) {
       ++windows_since_shared;
     }
+    const bool no_gain = gains_nothing_beyond_one(rate, window_held_back, now, o);
+    if (no_gain) {
+      windows_at_one = 0;
+    } else if (windows_at_one < kCpuProbeWindows) {
+      ++windows_at_one;
+    }
     held.clear();
     held_back_samples = 0;
-    if (wait_gradient < 1 || (slower && peak_in_flight > kInFlightFloor) || shared_cpus) {
+    if (no_gain) {
+      in_flight = 1;
+    } else if (o.cpus > 0 && window_held_back && in_flight < 1.5 &&
+               windows_at_one < kCpuProbeWindows) {
+      // Calls beyond one gained nothing a few windows ago: stay at one for now.
+    } else if (wait_gradient < 1 || (slower && peak_in_flight > kInFlightFloor) || shared_cpus) {
       const double under = std::min(in_flight, static_cast<double>(peak_in_flight));
       const double served =
           peak_in_flight * (1 - share_of(std::max(0.0, wait.recent_s - wait.baseline_s)));
@@ -267,8 +313,9 @@ struct GradientLimit {
       call_s += (recent_call_s - call_s) / 4;
     }
     limit = std::clamp(limit, floor, std::max(floor, static_cast<double>(ceiling)));
-    in_flight = std::clamp(in_flight, kInFlightFloor,
-                           std::max(kInFlightFloor, static_cast<double>(ceiling)));
+    const double in_flight_floor = windows_at_one < kCpuProbeWindows ? 1 : kInFlightFloor;
+    in_flight = std::clamp(in_flight, in_flight_floor,
+                           std::max(in_flight_floor, static_cast<double>(ceiling)));
     if (in_flight < ceiling && call_s > 0 && now - last_alone > kProbeEvery && now >= probe_until) {
       probe_until = now + std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::duration<double>(4 * call_s + 0.001));
