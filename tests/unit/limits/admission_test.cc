@@ -553,6 +553,33 @@ TEST(AdmissionGradient, AUserWhoHoldsFewerPlacesIsNotJudgedByTheWait) {
   EXPECT_EQ(a.stats().refused_after_wait, 0u);
 }
 
+// A polite user's second call while its first is queued (two connections), beside a flooder
+// that holds every place and has a call queued after both: no other user's call is ahead of it, and
+// its user holds fewer places than the flooder, so it is not refused for its wait (judged by it,
+// it was: its own first call ahead, and the calls in flight a baseline call from their end). Both
+// polite calls start before the flooder's queued one.
+TEST(AdmissionGradient, APoliteUsersSecondCallIsNotRefusedBesideAFlooder) {
+  ManualClock clock;
+  Recorder r;
+  Admission a(gradient_options(64, 2), clock);
+  run_rounds(a, r, clock, 10, Service{64, 100ms});  // baseline call 100 ms
+  const int limit = std::min(a.stats().max_concurrency, a.stats().max_in_flight);
+  ASSERT_GE(limit, 3);
+  for (int i = 0; i <= limit; ++i) a.submit(r.work("flood", 2));  // alone: one queued
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit);
+  ASSERT_EQ(a.stats().queued, 1u);
+  EXPECT_NE(a.submit(r.work("polite", 1)), 0u);  // nobody ahead of it: queued
+  EXPECT_NE(a.submit(r.work("polite", 1)), 0u);  // only its own first call ahead
+  for (int i = 0; i < 2; ++i) {
+    clock.advance(10ms);
+    r.finish_one();
+  }
+  ASSERT_EQ(static_cast<int>(r.started.size()), limit + 2);
+  EXPECT_EQ(r.started[limit], "polite");
+  EXPECT_EQ(r.started[limit + 1], "polite");
+  EXPECT_EQ(a.stats().refused_on_arrival + a.stats().refused_after_wait, 0u);
+}
+
 // A client alone that runs more calls at once than the bound (a batch of cases over a pool of
 // connections) waits for its own calls to end: its calls are queued, not refused on arrival.
 TEST(AdmissionGradient, AUserAloneQueuesBehindItsOwnCalls) {
