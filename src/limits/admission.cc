@@ -148,8 +148,15 @@ struct GradientLimit {
   // windows. 1.1: keeping one call gives up at most a tenth of the throughput (the goodput target
   // at 3x capacity is 90% of the peak).
   static constexpr double kSecondCallGain = 1.1;
+  // ... and only for calls that report at least this much CPU (their expected cost: the
+  // orchestrator's CPU and the evaluator's executionCpuUsage, ~1.7 ms for a Python call of 2 ms
+  // alone) per second of a call alone: calls that mostly wait (on a slow evaluator, a wiki, a
+  // function that sleeps) gain from a second call whatever a loaded machine says of one window.
+  static constexpr double kCpuHeavy = 0.4;
   int windows_since_shared = kCpuProbeWindows;  // windows since calls beyond the CPUs were slower
   int windows_at_one = kCpuProbeWindows;  // windows since calls beyond one gained no throughput
+  double started_cost_s = 0;              // the expected CPU of the calls started in this window...
+  int started_calls = 0;                  // ... and how many
   double rate_at_one = 0;       // calls/s of the last window held back at one call in flight...
   SteadyTime rate_at_one_at{};  // ... and when it ended
   SteadyTime last_alone{};
@@ -182,6 +189,12 @@ struct GradientLimit {
     in_flight = std::min(ceiling, in_flight + std::max(1.0, in_flight / 4));
   }
 
+  // A call of `cost_ms` expected CPU started (what the window's calls report using).
+  void note_started(double cost_ms) {
+    started_cost_s += cost_ms / 1000;
+    ++started_calls;
+  }
+
   // With the CPUs known, a window that held calls back with more than one in flight and served
   // less than kSecondCallGain times what one call at a time serves: the last such window at one
   // call in flight (within kProbeEvery), else one call alone after another (1 / alone_s, which
@@ -189,7 +202,11 @@ struct GradientLimit {
   // Records the rate of a window held back at one call.
   bool gains_nothing_beyond_one(double rate, bool window_held_back, SteadyTime now,
                                 const AdmissionOptions& o) {
+    const double cost_s = started_calls > 0 ? started_cost_s / started_calls : 0;
+    started_cost_s = 0;
+    started_calls = 0;
     if (o.cpus <= 0 || !window_held_back || rate <= 0) return false;
+    if (alone_s <= 0 || cost_s < kCpuHeavy * alone_s) return false;
     if (peak_in_flight <= 1) {
       rate_at_one = rate;
       rate_at_one_at = now;
@@ -807,6 +824,7 @@ void AdmissionCore::pump() {
         item->running_at_start = ++running;
         item->in_flight_at_start = running + parked;
         starts.emplace(now, item->work.user_key);
+        if (adaptive()) gradient.note_started(item->work.cost);
         decision.start.push_back(std::move(*item));
       }
     }
@@ -873,6 +891,7 @@ std::uint64_t Admission::submit(Work work) {
       decision.refuse.emplace_back(Item{0, std::move(work)}, std::move(r));
     } else if (impl_->queued == 0 && impl_->has_room()) {
       impl_->charge_started(work.user_key, work.cost);
+      if (impl_->adaptive()) impl_->gradient.note_started(work.cost);
       Item item{0, std::move(work), now, now};
       item.running_at_start = ++impl_->running;
       item.in_flight_at_start = impl_->running + impl_->parked;
