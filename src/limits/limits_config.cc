@@ -68,7 +68,8 @@ void add_common_options(std::vector<Option>& out, int max_concurrency, const cha
   out.push_back(int_option("admission_cpus", "0",
                            "admission_limit gradient: the CPUs calls share (the evaluator's, with "
                            "its children); while calls beyond them are slower than alone, at most "
-                           "this many are in flight. 0: the CPUs this process may run on.",
+                           "this many are in flight (one while a second gains no calls per "
+                           "second). 0: the CPUs this process may run on.",
                            0, 1000000));
   out.push_back(int_option("admission_max_queue", "1024",
                            "Calls waiting in the fair queue at most; beyond: 503 + Retry-After.", 1,

@@ -37,7 +37,9 @@
 // are queued. Every 5 s of a sustained overload, one call is let to run alone (a probe), so that
 // the baseline follows a slower machine. With `cpus` known, a congested bound is at most the CPUs,
 // and while calls are held back it goes past them only as far as calls there are not slower than
-// a quarter over a call alone (calls parked on other work than CPU).
+// a quarter over a call alone (calls parked on other work than CPU); and while the calls in
+// flight serve less than 1.1 times what one call at a time serves (calls that each use most of
+// the CPUs alone), the bound is one call, trying two again every 8 windows.
 //
 // The fair queue: a user's virtual finish time (start plus cost) outlives their queue and counts
 // calls that started without queueing, so a user whose calls hold the slots starts their next one
@@ -72,7 +74,8 @@ struct AdmissionOptions {
   // kGradient: the CPUs the calls share (0: not known). Under congestion the in-flight bound is at
   // most these (one call per CPU: a call beyond them only shares a CPU with another and makes both
   // slower); while calls are held back it goes past them only as long as the calls beyond them
-  // are not slower (tried again every 8 windows after they were).
+  // are not slower (tried again every 8 windows after they were); and it is one call while a
+  // second one in flight gains no throughput (calls that each use most of the CPUs alone).
   int cpus = 0;
   std::size_t max_queue = 1024;
   std::chrono::milliseconds max_queue_time{2000};
