@@ -1346,6 +1346,14 @@ struct Server::Impl {
 
 thread_local const Server::Impl::Loop* Server::Impl::t_loop = nullptr;
 
+namespace {
+thread_local asio::io_context* t_event_loop = nullptr;  // current_event_loop()
+}  // namespace
+
+boost::asio::io_context* current_event_loop() {
+  return t_event_loop;
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Server::~Server() {
@@ -1485,6 +1493,7 @@ std::uint16_t Server::start() {
   for (auto& l : s.loops) {
     l->thread = std::thread([loop = l.get()] {
       Impl::t_loop = loop;
+      t_event_loop = &loop->ioc;
       loop->ioc.run();
     });
   }

@@ -170,6 +170,11 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
+// The event loop this thread runs (a loop thread of any Server: set when the thread starts), or
+// null on every other thread. One thread-local load, for code that must know which loop it is on
+// (the engine's EventLoop port, HttpClient's pool per loop).
+boost::asio::io_context* current_event_loop();
+
 // Blocks SIGTERM and SIGINT in the calling thread, so that threads created afterwards inherit the
 // mask and only run_until_signal() sees them. Call first thing in main(), before any thread starts.
 void block_shutdown_signals();
