@@ -322,6 +322,9 @@ constexpr std::chrono::milliseconds kCancelledAnswerTime{1000};
 // read, so its connection keeps only this much buffer while it waits (bench/slow_calls: memory
 // per in-flight call); a pipelined request that arrives meanwhile is read in steps of this size.
 constexpr std::size_t kWatchReadBytes = 512;
+// The lag probe's period while max_loop_lag is off (it only measures then).
+constexpr std::chrono::milliseconds kLagSamplePeriod{100};
+
 // Answers held by respond_after() at once, at most; beyond, they are sent at once.
 constexpr int kMaxHeldReplies = 4096;
 
@@ -526,16 +529,21 @@ struct Server::Impl {
   // ready handlers takes to run, which is also how long a request that becomes readable on it
   // waits before its handler starts. Observed when it runs; while it is overdue, loop_lag() sees
   // how far (so that a loop too busy to run the probe still knows it is behind). One per loop.
+  // Due every max_loop_lag / 2 (1-10 ms) when requests are refused on the lag; with that off it
+  // only feeds the histogram, and every kLagSamplePeriod is enough: each probe wakes a loop that
+  // sleeps (an idle process woke 200 times a second with two loops at 10 ms, and a loop serving
+  // 300 code calls a second slept 0.35 times more per call: bench/README.md, session 14).
   awaitable<void> probe_loop_lag(Loop& loop) {
-    const auto period = std::clamp<std::chrono::milliseconds>(
-        options.max_loop_lag / 2, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
+    const auto period = options.max_loop_lag.count() > 0
+                            ? std::clamp<std::chrono::milliseconds>(options.max_loop_lag / 2,
+                                                                    std::chrono::milliseconds(1),
+                                                                    std::chrono::milliseconds(10))
+                            : kLagSamplePeriod;
     std::atomic<Clock::rep>& probe_due = loop.probe_due;
     std::atomic<Clock::rep>& shed_until = loop.shed_until;
     asio::steady_timer timer(loop.ioc);
     for (;;) {
-      const Clock::time_point due =
-          Clock::now() +
-          (options.max_loop_lag.count() > 0 ? period : std::chrono::milliseconds(10));
+      const Clock::time_point due = Clock::now() + period;
       probe_due.store(due.time_since_epoch().count(), std::memory_order_relaxed);
       timer.expires_at(due);
       auto [ec] = co_await timer.async_wait(kTuple);
