@@ -1,9 +1,12 @@
 #include "orchestrator/asio_event_loop.h"
 
+#include <algorithm>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <utility>
+
+#include "wf/http/server.h"
 
 namespace wf::orchestrator {
 namespace {
@@ -25,13 +28,12 @@ class AsioEventLoop final : public EventLoop {
   }
 
  private:
-  // The loop this thread runs, if any (a handful of loops: a short scan of Asio's thread-local
-  // call stack each).
+  // The loop this thread runs, if it is one of ours: the server's thread-local pointer, set when
+  // the loop thread started (one load, where a scan asked each loop's executor in turn).
   boost::asio::io_context* current() const {
-    for (boost::asio::io_context* l : loops_) {
-      if (l->get_executor().running_in_this_thread()) return l;
-    }
-    return nullptr;
+    boost::asio::io_context* here = http::current_event_loop();
+    if (here == nullptr) return nullptr;
+    return std::find(loops_.begin(), loops_.end(), here) != loops_.end() ? here : nullptr;
   }
 
   std::vector<boost::asio::io_context*> loops_;

@@ -257,13 +257,11 @@ http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request, const CallContext& ctx) {
   // The usual request is read straight into the engine's nodes; any other (another content type,
   // escapes, numbers, an invalid call, ...) is parsed below, with its refusals.
-  if (request.header("content-type").value_or("application/json").find("json") !=
-          std::string_view::npos &&
-      !json_body(request).empty()) {
+  if (const std::string_view json = json_body(request); !json.empty()) {
     bool has_error = false;
     const int depth =
         static_cast<int>(std::min<std::size_t>(options.max_json_depth, codec::kMaxPlainDepth));
-    if (auto z22 = engine.evaluate_body(request.body, depth, ctx, &has_error)) {
+    if (auto z22 = engine.evaluate_body(json, depth, ctx, &has_error)) {
       count_call(has_error);
       return z22_response(std::move(*z22));
     }

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "wf/http/server.h"
 #include "wire.h"
 
 namespace wf::http {
@@ -109,8 +110,13 @@ struct HttpClient::Impl {
   // to another), else each in turn.
   Loop& loop_for_caller() {
     if (loops.size() == 1) return *loops.front();
+    // A server's loop thread knows its loop (a thread-local load); another thread that runs one
+    // of them (loops a Server does not run) is found by asking each loop's executor.
+    asio::io_context* here = current_event_loop();
     for (auto& l : loops) {
-      if (l->ioc.get_executor().running_in_this_thread()) return *l;
+      if (here != nullptr ? &l->ioc == here : l->ioc.get_executor().running_in_this_thread()) {
+        return *l;
+      }
     }
     return *loops[next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size()];
   }

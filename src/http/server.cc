@@ -322,6 +322,9 @@ constexpr std::chrono::milliseconds kCancelledAnswerTime{1000};
 // read, so its connection keeps only this much buffer while it waits (bench/slow_calls: memory
 // per in-flight call); a pipelined request that arrives meanwhile is read in steps of this size.
 constexpr std::size_t kWatchReadBytes = 512;
+// The lag probe's period while max_loop_lag is off (it only measures then).
+constexpr std::chrono::milliseconds kLagSamplePeriod{100};
+
 // Answers held by respond_after() at once, at most; beyond, they are sent at once.
 constexpr int kMaxHeldReplies = 4096;
 
@@ -339,14 +342,27 @@ std::string remote_address(tcp::socket& socket) {
 
 }  // namespace
 
-AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c,
-                           std::function<void(Response)> deliver, DeliverLater deliver_later)
-    : request(std::move(r)),
-      cancel(std::move(c)),
-      deliver_(std::move(deliver)),
-      deliver_later_(std::move(deliver_later)) {
+// A request in flight is held by make_shared (a 16-byte control block before it): 496 bytes keep
+// the two in jemalloc's 512-byte class, where 520 took 640 (bench/slow_calls: memory per parked
+// call, issue 7's 10 KiB target).
+static_assert(sizeof(AsyncRequest) <= 496, "AsyncRequest must stay in the 512-byte class");
+
+AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c, DeliverLater deliver)
+    : request(std::move(r)), cancel(std::move(c)), deliver_(std::move(deliver)) {
   if (!cancel) cancel = Cancellation::make();
 }
+
+AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c,
+                           std::function<void(Response)> deliver, DeliverLater deliver_later)
+    : AsyncRequest(std::move(r), std::move(c),
+                   [deliver = std::move(deliver), later = std::move(deliver_later)](
+                       Response response, std::chrono::milliseconds delay) {
+                     if (delay.count() > 0 && later) {
+                       later(std::move(response), delay);
+                     } else if (deliver) {
+                       deliver(std::move(response));
+                     }
+                   }) {}
 
 AsyncRequest::~AsyncRequest() {
   if (responded_) return;
@@ -370,15 +386,12 @@ AsyncRequest::~AsyncRequest() {
 }
 
 bool AsyncRequest::respond(Response response) {
-  if (responded_.exchange(true)) return false;
-  if (deliver_) deliver_(std::move(response));
-  return true;
+  return respond_after(std::chrono::milliseconds(0), std::move(response));
 }
 
 bool AsyncRequest::respond_after(std::chrono::milliseconds delay, Response response) {
-  if (delay.count() <= 0 || !deliver_later_) return respond(std::move(response));
   if (responded_.exchange(true)) return false;
-  deliver_later_(std::move(response), delay);
+  if (deliver_) deliver_(std::move(response), std::max(delay, std::chrono::milliseconds(0)));
   return true;
 }
 
@@ -387,9 +400,10 @@ bool AsyncRequest::responded() const {
 }
 
 void AsyncRequest::before_answer(std::function<void(Response&)> before) {
-  deliver_ = [before = std::move(before), deliver = std::move(deliver_)](Response r) {
+  deliver_ = [before = std::move(before), deliver = std::move(deliver_)](
+                 Response r, std::chrono::milliseconds delay) {
     before(r);
-    if (deliver) deliver(std::move(r));
+    if (deliver) deliver(std::move(r), delay);
   };
 }
 
@@ -515,16 +529,21 @@ struct Server::Impl {
   // ready handlers takes to run, which is also how long a request that becomes readable on it
   // waits before its handler starts. Observed when it runs; while it is overdue, loop_lag() sees
   // how far (so that a loop too busy to run the probe still knows it is behind). One per loop.
+  // Due every max_loop_lag / 2 (1-10 ms) when requests are refused on the lag; with that off it
+  // only feeds the histogram, and every kLagSamplePeriod is enough: each probe wakes a loop that
+  // sleeps (an idle process woke 200 times a second with two loops at 10 ms, and a loop serving
+  // 300 code calls a second slept 0.35 times more per call: bench/README.md, session 14).
   awaitable<void> probe_loop_lag(Loop& loop) {
-    const auto period = std::clamp<std::chrono::milliseconds>(
-        options.max_loop_lag / 2, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
+    const auto period = options.max_loop_lag.count() > 0
+                            ? std::clamp<std::chrono::milliseconds>(options.max_loop_lag / 2,
+                                                                    std::chrono::milliseconds(1),
+                                                                    std::chrono::milliseconds(10))
+                            : kLagSamplePeriod;
     std::atomic<Clock::rep>& probe_due = loop.probe_due;
     std::atomic<Clock::rep>& shed_until = loop.shed_until;
     asio::steady_timer timer(loop.ioc);
     for (;;) {
-      const Clock::time_point due =
-          Clock::now() +
-          (options.max_loop_lag.count() > 0 ? period : std::chrono::milliseconds(10));
+      const Clock::time_point due = Clock::now() + period;
       probe_due.store(due.time_since_epoch().count(), std::memory_order_relaxed);
       timer.expires_at(due);
       auto [ec] = co_await timer.async_wait(kTuple);
@@ -1101,15 +1120,16 @@ struct Server::Impl {
     // Counted while the handler holds the request: the deliver function goes with it.
     held_counter->fetch_add(1);
     std::shared_ptr<void> held(nullptr, [counter = held_counter](void*) { counter->fetch_sub(1); });
-    auto deliver = [weak, strand = flight->strand(), alive = loop_alive,
-                    held = std::move(held)](Response r) {
-      if (alive->load()) hand_over(strand, weak, std::move(r));
-    };
-    // Without a copy of `deliver` (its closure is the larger part of what a request in flight
-    // keeps for answering): beyond the bound of held answers, it hands over at once as well.
-    auto later = [this, weak, strand = flight->strand()](Response r,
-                                                         std::chrono::milliseconds delay) {
-      if (!loop_alive->load()) return;
+    // One closure for the answer at once and for one held `delay` (a timer on the strand; beyond
+    // the bound of held answers, it hands over at once as well): it is the larger part of what a
+    // request in flight keeps for answering. `this` is used only once the loop is known alive.
+    auto deliver = [this, weak, strand = flight->strand(), alive = loop_alive,
+                    held = std::move(held)](Response r, std::chrono::milliseconds delay) {
+      if (!alive->load()) return;
+      if (delay.count() <= 0) {
+        hand_over(strand, weak, std::move(r));
+        return;
+      }
       if (held_replies.fetch_add(1) >= kMaxHeldReplies) {
         held_replies.fetch_sub(1);
         hand_over(strand, weak, std::move(r));
@@ -1121,8 +1141,8 @@ struct Server::Impl {
         settle(weak, std::move(r));
       });
     };
-    return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel, std::move(deliver),
-                                          std::move(later));
+    return std::make_shared<AsyncRequest>(std::move(copy), flight->cancel,
+                                          AsyncRequest::DeliverLater(std::move(deliver)));
   }
 
   // Gives the answer to the flight on its strand, from any thread.
@@ -1346,6 +1366,14 @@ struct Server::Impl {
 
 thread_local const Server::Impl::Loop* Server::Impl::t_loop = nullptr;
 
+namespace {
+thread_local asio::io_context* t_event_loop = nullptr;  // current_event_loop()
+}  // namespace
+
+boost::asio::io_context* current_event_loop() {
+  return t_event_loop;
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Server::~Server() {
@@ -1485,6 +1513,7 @@ std::uint16_t Server::start() {
   for (auto& l : s.loops) {
     l->thread = std::thread([loop = l.get()] {
       Impl::t_loop = loop;
+      t_event_loop = &loop->ioc;
       loop->ioc.run();
     });
   }

@@ -347,6 +347,60 @@ TEST(AsyncRequestTest, RespondAfterWithoutATimerAnswersAtOnce) {
   EXPECT_FALSE(ar.respond(Response::json(200, "{}")));
 }
 
+// An answer held with respond_after() goes through the wrapper a handler's wrapper installed (as
+// admission's, which charges the call), with its delay, as an answer given at once does.
+TEST(AsyncRequestTest, BeforeAnswerSeesHeldAnswersToo) {
+  std::vector<std::pair<std::string, std::chrono::milliseconds>> later;
+  std::vector<std::string> now;
+  AsyncRequest held(
+      Request{}, nullptr, [&](Response r) { now.push_back(r.body); },
+      [&](Response r, std::chrono::milliseconds delay) { later.emplace_back(r.body, delay); });
+  held.before_answer([](Response& r) { r.body += " seen"; });
+  EXPECT_TRUE(held.respond_after(200ms, Response::json(429, "held")));
+  ASSERT_EQ(later.size(), 1u);
+  EXPECT_EQ(later[0].first, "held seen");
+  EXPECT_EQ(later[0].second, 200ms);
+  EXPECT_TRUE(now.empty());
+
+  AsyncRequest at_once(
+      Request{}, nullptr, [&](Response r) { now.push_back(r.body); },
+      [&](Response r, std::chrono::milliseconds delay) { later.emplace_back(r.body, delay); });
+  at_once.before_answer([](Response& r) { r.body += " seen"; });
+  EXPECT_TRUE(at_once.respond(Response::json(200, "now")));
+  EXPECT_FALSE(at_once.respond_after(200ms, Response::json(429, "again")));
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_EQ(now[0], "now seen");
+  EXPECT_EQ(later.size(), 1u);
+}
+
+// The server's form: one function gets every answer with its delay (0: at once; a negative
+// delay is 0), and only the first answer counts.
+TEST(AsyncRequestTest, OneDeliverFunctionGetsEachAnswerWithItsDelay) {
+  std::vector<std::pair<unsigned, std::chrono::milliseconds>> got;
+  auto make = [&] {
+    return std::make_shared<AsyncRequest>(
+        Request{}, nullptr,
+        AsyncRequest::DeliverLater([&](Response r, std::chrono::milliseconds delay) {
+          got.emplace_back(r.status, delay);
+        }));
+  };
+  auto a = make();
+  EXPECT_TRUE(a->respond(Response::json(200, "{}")));
+  EXPECT_FALSE(a->respond_after(50ms, Response::json(503, "{}")));
+  auto b = make();
+  EXPECT_TRUE(b->respond_after(50ms, Response::json(503, "{}")));
+  auto c = make();
+  EXPECT_TRUE(c->respond_after(-5ms, Response::json(429, "{}")));
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], std::make_pair(200u, std::chrono::milliseconds(0)));
+  EXPECT_EQ(got[1], std::make_pair(503u, std::chrono::milliseconds(50)));
+  EXPECT_EQ(got[2], std::make_pair(429u, std::chrono::milliseconds(0)));
+  // Unanswered and not cancelled: the destructor answers 500 through the same function.
+  make().reset();
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[3].first, 500u);
+}
+
 TEST_F(AsyncTest, ClientHangUpCancelsWithClientGone) {
   start();
   const double before = metric(
