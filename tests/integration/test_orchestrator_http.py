@@ -952,14 +952,19 @@ class AsyncCalls(OrchestratorCase):
         self.assert_still_serving(self.orch)
 
     def test_deadline_cancels_the_evaluator_request(self):
-        orch = start_orchestrator(self.wiki, self.evaluator, ["--request-timeout-ms", "1500"])
+        # 4 s: on a loaded machine a freshly started orchestrator's first call (its wiki fetch
+        # included) has taken over 1.5 s to reach the evaluator, and a deadline that passes
+        # before the evaluator request is sent leaves nothing to close.
+        orch = start_orchestrator(self.wiki, self.evaluator, ["--request-timeout-ms", "4000"])
         try:
             self.evaluator.release.clear()
-            closed = self.evaluator.count("closed")
+            held, closed = self.evaluator.count("held"), self.evaluator.count("closed")
             before = self.cancelled("deadline", orch)
             status, _, z22 = h.evaluate(orch, code_call(FN_SLOW), timeout=30)
             err = self.assert_error(status, z22, "Z558")
             self.assertEqual(text_of(err["Z5K2"]), "Function call timed out")
+            self.assertGreater(self.evaluator.count("held"), held,
+                               "the deadline passed before the call reached the evaluator")
             self.assertTrue(h.wait_until(lambda: self.evaluator.count("closed") > closed, 20),
                             "the orchestrator kept its evaluator request open after the deadline")
             self.assertTrue(h.wait_until(lambda: self.cancelled("deadline", orch) >= before + 1, 10))
