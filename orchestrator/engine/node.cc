@@ -799,4 +799,22 @@ NodeP z9_node(std::string s) {
   return terminal_object(true, std::move(s));
 }
 
+NodeP z6_node_of(std::string_view s) {
+  if (Node* shared = intern_terminal<false>(s)) return NodeP(shared);
+  return terminal_object(false, std::string(s));
+}
+
+NodeP z9_node_of(std::string_view s) {
+  if (Node* shared = intern_terminal<true>(s)) return NodeP(shared);
+  return terminal_object(true, std::string(s));
+}
+
+NodeP string_node_of(std::string_view s) {
+  if (Node* shared = intern_string(s)) return NodeP(shared);
+  auto* n = new Node;
+  n->is_string = true;
+  n->text = std::string(s);
+  return NodeP(n);
+}
+
 }  // namespace wf::orchestrator::engine_detail

@@ -109,9 +109,9 @@ class CallReader {
         if (counting_) count(s, reference);
         if (slot == Slot::kTerminal ||
             (slot == Slot::kType && (same_text(s, "Z6") || same_text(s, "Z9")))) {
-          return Node::make_string(std::string(s));
+          return string_node_of(s);
         }
-        return reference ? z9_node(std::string(s)) : z6_node(std::string(s));
+        return reference ? z9_node_of(s) : z6_node_of(s);
       }
       case '{':
         ++c_.p;
