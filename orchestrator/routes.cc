@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "wf/codec/avro.h"
 #include "wf/codec/plain_json.h"
@@ -156,9 +157,14 @@ struct Literals {
 // inline code (Z14K3, Z16…: an evaluator call), or has more than `max_not_local` references the
 // engine does not serve from memory (the walk stops there).
 std::optional<Literals> scan_literals(const Engine& engine, const http::Request& request,
-                                      std::size_t max_bytes, int max_not_local) {
+                                      std::size_t max_bytes, int max_not_local,
+                                      const ReadBody* read) {
   const std::string_view body = request.body;
   if (body.size() > max_bytes) return std::nullopt;
+  if (read != nullptr && read->usual) {  // counted while the body was read: no second scan
+    if (read->unusual || read->not_local > max_not_local) return std::nullopt;
+    return Literals{read->calls, read->not_local};
+  }
   if (const auto ct = request.header("content-type");
       ct && ct->find("json") == std::string_view::npos) {
     return std::nullopt;
@@ -186,16 +192,16 @@ std::optional<Literals> scan_literals(const Engine& engine, const http::Request&
 
 }  // namespace
 
-bool can_run_inline(const Engine& engine, const RouteOptions& options,
-                    const http::Request& request) {
+bool can_run_inline(const Engine& engine, const RouteOptions& options, const http::Request& request,
+                    const ReadBody* read) {
   // Anything unusual (escapes, code, validation, a reference that is not built in) goes to a
   // worker.
-  return scan_literals(engine, request, options.max_inline_body_bytes, 0).has_value();
+  return scan_literals(engine, request, options.max_inline_body_bytes, 0, read).has_value();
 }
 
 bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
-                       const http::Request& request) {
-  const auto found = scan_literals(engine, request, options.max_loop_start_bytes, 1);
+                       const http::Request& request, const ReadBody* read) {
+  const auto found = scan_literals(engine, request, options.max_loop_start_bytes, 1, read);
   return found && found->calls == 1;
 }
 
@@ -248,16 +254,33 @@ namespace {
 
 }  // namespace
 
+std::shared_ptr<ReadBody> read_request(Engine& engine, const RouteOptions& options,
+                                       const http::Request& request) {
+  const std::string_view body = json_body(request);
+  if (body.empty()) return nullptr;
+  return engine.read_body(
+      body, static_cast<int>(std::min<std::size_t>(options.max_json_depth, codec::kMaxPlainDepth)));
+}
+
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request) {
   return handle_evaluate(engine, options, request, call_context(request));
 }
 
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
-                               const http::Request& request, const CallContext& ctx) {
+                               const http::Request& request, const CallContext& ctx,
+                               std::shared_ptr<ReadBody> read) {
   // The usual request is read straight into the engine's nodes; any other (another content type,
   // escapes, numbers, an invalid call, ...) is parsed below, with its refusals.
-  if (const std::string_view json = json_body(request); !json.empty()) {
+  // With `read` (read_request) it was read already, and it is not the usual one when
+  // evaluate_read gives nullopt.
+  if (read != nullptr) {
+    bool has_error = false;
+    if (auto z22 = engine.evaluate_read(std::move(read), ctx, &has_error)) {
+      count_call(has_error);
+      return z22_response(std::move(*z22));
+    }
+  } else if (const std::string_view json = json_body(request); !json.empty()) {
     bool has_error = false;
     const int depth =
         static_cast<int>(std::min<std::size_t>(options.max_json_depth, codec::kMaxPlainDepth));
@@ -326,15 +349,18 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
       ar->respond(std::move(*hit));
       return;
     }
-    if (can_run_inline(*engine, options, ar->request)) {
+    // The usual body is read into the engine's nodes once, here: what its literals say decides
+    // where it runs (no scan of the text), and the evaluation takes the nodes.
+    std::shared_ptr<ReadBody> read = read_request(*engine, options, ar->request);
+    if (can_run_inline(*engine, options, ar->request, read.get())) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
-      engine->spawn_here(ctx, [engine, options, ar, ctx] {
-        ar->respond(handle_evaluate(*engine, options, ar->request, *ctx));
+      engine->spawn_here(ctx, [engine, options, ar, ctx, read]() mutable {
+        ar->respond(handle_evaluate(*engine, options, ar->request, *ctx, std::move(read)));
       });
       return;
     }
     // A small code call starts here too (may_start_on_loop), and parks when it sends its code.
-    const bool start_here = may_start_on_loop(*engine, options, ar->request);
+    const bool start_here = may_start_on_loop(*engine, options, ar->request, read.get());
     if (in_progress->fetch_add(1) >= options.max_in_progress) {
       in_progress->fetch_sub(1);
       ar->respond(http::Response::refusal(
@@ -346,8 +372,10 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     }
     // Replayable (Engine::spawn): up to its answer it only reads the request, so a call whose
     // code runs long gives its fiber back meanwhile and runs again once the evaluator answers.
-    auto work = [engine, options, ar, in_progress, ctx] {
-      http::Response response = handle_evaluate(*engine, options, ar->request, *ctx);
+    // A replay (null `read`) reads the body again.
+    auto work = [engine, options, ar, in_progress, ctx, read = std::move(read)]() mutable {
+      http::Response response =
+          handle_evaluate(*engine, options, ar->request, *ctx, std::exchange(read, nullptr));
       // Its place is given back before the answer: answering ends the call's admission, which
       // may start the next queued call at once, on this thread, through this handler.
       in_progress->fetch_sub(1);

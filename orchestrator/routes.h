@@ -28,8 +28,10 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
 // True when an evaluate request certainly does not block: small, no static validation, no code
 // implementation in it, and every reference-like string in it (a quoted ZID such as "Z801") is a
 // built-in the engine serves from memory. A cheap scan of the raw body, without parsing it.
-bool can_run_inline(const Engine& engine, const RouteOptions& options,
-                    const http::Request& request);
+// With `read` (read_request) of a usual body, the counts found while it was read decide (the
+// same verdict as the scan).
+bool can_run_inline(const Engine& engine, const RouteOptions& options, const http::Request& request,
+                    const ReadBody* read = nullptr);
 
 // True when an evaluate request is one call of a function that is not built in (so it may run
 // code), with small built-in arguments: small (max_loop_start_bytes), no static validation, no
@@ -38,7 +40,7 @@ bool can_run_inline(const Engine& engine, const RouteOptions& options,
 // sends the code to the evaluator (or fetches from the wiki), and a long evaluation leaves the
 // loop after its budget. Larger ones (big arguments, nested calls) start on the CPU threads.
 bool may_start_on_loop(const Engine& engine, const RouteOptions& options,
-                       const http::Request& request);
+                       const http::Request& request, const ReadBody* read = nullptr);
 
 // Drops the request's headers but the first Content-Type (the one thing the evaluate route
 // reads of them, after the gate has identified the caller), so that a call waiting on an
@@ -58,8 +60,15 @@ CallContext call_context(const http::Request& request);
 // thread (in a fiber of its own), or within the current evaluation fiber.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
                                const http::Request& request);
-// The same with the request's context already built (call_context(request)).
+// The same with the request's context already built (call_context(request)), and with the body
+// already read (read_request; may be null), whose nodes the evaluation takes.
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
-                               const http::Request& request, const CallContext& ctx);
+                               const http::Request& request, const CallContext& ctx,
+                               std::shared_ptr<ReadBody> read = nullptr);
+
+// The request's JSON body read into the engine's nodes (Engine::read_body, within max_json_depth),
+// or null when it is not JSON (a form, another content type) or empty.
+std::shared_ptr<ReadBody> read_request(Engine& engine, const RouteOptions& options,
+                                       const http::Request& request);
 
 }  // namespace wf::orchestrator

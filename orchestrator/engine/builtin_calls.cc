@@ -6,6 +6,7 @@
 // implementations as nodes per request, with the same answers and errors as the general path
 // (execute_inner), whose steps it follows.
 #include <algorithm>
+#include <array>
 #include <boost/container/small_vector.hpp>
 #include <memory>
 #include <mutex>
@@ -194,6 +195,28 @@ const BuiltinSignature* builtin_signature(const std::string& zid) {
   return signatures.emplace(zid, read_signature(*z2)).first->second.get();
 }
 
+namespace {
+
+// builtin_signature() of the ZID of an interned reference node (one node per ZID for the process,
+// never freed), remembered per thread by the node's address: the process-wide table's lock, hash
+// and compare, and the ZID's copy, cost ~300 instructions a function and request. What it answers
+// for a ZID never changes (the bundled definitions are fixed for the process).
+const BuiltinSignature* builtin_signature_of(const Node& fn) {
+  struct Slot {
+    const Node* fn = nullptr;
+    const BuiltinSignature* sig = nullptr;
+  };
+  constexpr std::size_t kSlots = 64;
+  thread_local std::array<Slot, kSlots> slots{};
+  Slot& slot = slots[(reinterpret_cast<std::uintptr_t>(&fn) >> 4) % kSlots];
+  if (slot.fn == &fn) return slot.sig;
+  const BuiltinSignature* sig = builtin_signature(fn.ref());
+  slot = {&fn, sig};
+  return sig;
+}
+
+}  // namespace
+
 // The declared types of a signature's arguments for this request, as bind_arguments() makes
 // them: each Z17K1 resolved without internals (a Z881 becomes its Z4), as written when that fails.
 // Only the types a call checks against: none for an argument that accepts all (its Z881 was
@@ -330,7 +353,17 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     }
   }
   const BuiltinSignature* sig = known != nullptr ? known->sig : nullptr;
-  if (known == nullptr) {
+  if (known == nullptr && fn->interned && known_builtins_.size() < kMaxKnownBuiltins) {
+    // The verdict below for an interned reference, without the per-request map.
+    sig = builtin_signature_of(*fn);
+    if (sig != nullptr) {
+      const std::string_view zid = fn->ref_view();
+      const nlohmann::json* served = Definitions::instance().served_json(zid);
+      if (served == nullptr || resolver_.bundled(zid) != served) sig = nullptr;
+    }
+    if (known_builtins_.capacity() == 0) known_builtins_.reserve(kMaxKnownBuiltins);
+    known = &known_builtins_.emplace_back(KnownBuiltin{fn, sig, nullptr});
+  } else if (known == nullptr) {
     const std::string zid = fn->ref();
     // Per request: the process-wide signature (behind a lock), and whether this request's
     // resolver serves the bundled definition for it (checked once).
@@ -347,10 +380,6 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
       } else {
         by_zid->second.second = true;
       }
-    }
-    if (fn->interned && known_builtins_.size() < kMaxKnownBuiltins) {
-      if (known_builtins_.capacity() == 0) known_builtins_.reserve(kMaxKnownBuiltins);
-      known = &known_builtins_.emplace_back(KnownBuiltin{fn, sig, nullptr});
     }
   }
   if (sig == nullptr) return std::nullopt;

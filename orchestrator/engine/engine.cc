@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <utility>
 
 #include "orchestrator/engine/call_cost.h"
 #include "orchestrator/engine/definitions.h"
@@ -89,6 +90,13 @@ void count_cancelled(const CallContext& ctx) {
                   obs::field_str("event.reason", why)});
 }
 
+// A body read by EngineImpl::read_body: its nodes, until an evaluation takes them.
+struct ReadCall final : ReadBody {
+  std::string_view body;
+  int max_json_depth = 0;
+  std::optional<ParsedCall> call;  // null once an evaluation took it
+};
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineOptions& options, std::shared_ptr<ObjectFetcher> fetcher,
@@ -147,6 +155,35 @@ class EngineImpl final : public Engine {
       auto call = read_call(body, max_json_depth);
       if (call) out = evaluate_text_here(Input{nullptr, &*call}, body, ctx, has_error);
     });
+    return out;
+  }
+
+  std::shared_ptr<ReadBody> read_body(std::string_view body, int max_json_depth) override {
+    auto read = std::make_shared<ReadCall>();
+    read->body = body;
+    read->max_json_depth = max_json_depth;
+    read->call = read_call(body, max_json_depth);
+    if (read->call) {
+      const engine_detail::BodyLiterals& l = read->call->literals;
+      read->usual = true;
+      read->calls = l.calls;
+      read->not_local = l.not_local;
+      read->unusual = l.unusual;
+    }
+    return read;
+  }
+
+  std::optional<std::string> evaluate_read(std::shared_ptr<ReadBody> read, const CallContext& ctx,
+                                           bool* has_error) override {
+    auto* mine = dynamic_cast<ReadCall*>(read.get());
+    if (mine == nullptr || !mine->usual) return std::nullopt;
+    const std::string_view body = mine->body;
+    const int max_json_depth = mine->max_json_depth;
+    std::optional<ParsedCall> call = std::exchange(mine->call, std::nullopt);
+    read.reset();  // the caller's reference: gone before the evaluation may park
+    if (!call) return evaluate_body(body, max_json_depth, ctx, has_error);  // taken before
+    std::optional<std::string> out;
+    on_fiber(ctx, [&] { out = evaluate_text_here(Input{nullptr, &*call}, body, ctx, has_error); });
     return out;
   }
 
@@ -517,6 +554,15 @@ std::string Engine::evaluate_text(const nlohmann::json& request, std::string_vie
 }
 
 std::optional<std::string> Engine::evaluate_body(std::string_view, int, const CallContext&, bool*) {
+  return std::nullopt;
+}
+
+std::shared_ptr<ReadBody> Engine::read_body(std::string_view, int) {
+  return std::make_shared<ReadBody>();
+}
+
+std::optional<std::string> Engine::evaluate_read(std::shared_ptr<ReadBody>, const CallContext&,
+                                                 bool*) {
   return std::nullopt;
 }
 

@@ -57,6 +57,20 @@ struct EngineOptions {
   std::chrono::milliseconds slow_call{1000};
 };
 
+// A request body read into the engine's nodes before its evaluation is placed (Engine::read_body),
+// and what its string literals say about where that evaluation may run (routes.cc: the event
+// loop or the CPU threads): the counts a scan of every string literal of the text gives, found
+// while it was read, so the text is not scanned a second time.
+struct ReadBody {
+  virtual ~ReadBody() = default;
+  // The body was the usual request (orchestrator/engine/request_nodes.h) and was read; false:
+  // the caller parses it (the general path), and the counts below are not set.
+  bool usual = false;
+  int calls = 0;         // "Z7" literals
+  int not_local = 0;     // reference-like literals serves_locally() denies
+  bool unusual = false;  // static validation asked, or inline code ("Z14K3", "Z16K..." literals)
+};
+
 // The stack an evaluation needs so that max_call_depth nested calls end in the depth Z5, never
 // in a crash: a base for deep values plus a measured allowance per nested call. Stacks are
 // reserved address space; only the pages an evaluation touches cost memory.
@@ -86,6 +100,15 @@ class Engine {
   // refusals are the caller's) and calls evaluate_text(request, body, ...), which answers it. The
   // default always gives nullopt.
   virtual std::optional<std::string> evaluate_body(std::string_view body, int max_json_depth,
+                                                   const CallContext& ctx, bool* has_error);
+  // The body read ahead of its evaluation (on the calling thread, outside any fiber), as
+  // evaluate_body() reads it; never null. The default reads nothing (`usual` false).
+  virtual std::shared_ptr<ReadBody> read_body(std::string_view body, int max_json_depth);
+  // evaluate_body() of a body read by read_body(), whose text must be alive and unchanged. The
+  // first evaluation takes the nodes read (and lets go of `read` before it starts: a parked call
+  // does not keep it); a later one with the same ReadBody reads the text again. nullopt when the
+  // body was not the usual one (the caller then parses it). The default gives nullopt.
+  virtual std::optional<std::string> evaluate_read(std::shared_ptr<ReadBody> read,
                                                    const CallContext& ctx, bool* has_error);
   // A result-cache hit answered without parsing, evaluating or waiting (for event loops): `body`
   // is the JSON text of a request evaluate_text(request, body, …) answered before, and its entry

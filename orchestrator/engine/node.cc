@@ -787,16 +787,38 @@ NodeP terminal_object(bool reference, std::string s) {
   return n;
 }
 
+// The shared terminal object of `s` when there is one, else a fresh one owning its text (a
+// std::string is moved, a view copied only here).
+template <bool kReference, typename Text>
+NodeP terminal_node(Text&& s) {
+  if (Node* shared = intern_terminal<kReference>(s)) return NodeP(shared);
+  return terminal_object(kReference, std::string(std::forward<Text>(s)));
+}
+
 }  // namespace
 
 NodeP z6_node(std::string s) {
-  if (Node* shared = intern_terminal<false>(s)) return NodeP(shared);
-  return terminal_object(false, std::move(s));
+  return terminal_node<false>(std::move(s));
 }
 
 NodeP z9_node(std::string s) {
-  if (Node* shared = intern_terminal<true>(s)) return NodeP(shared);
-  return terminal_object(true, std::move(s));
+  return terminal_node<true>(std::move(s));
+}
+
+NodeP z6_node_of(std::string_view s) {
+  return terminal_node<false>(s);
+}
+
+NodeP z9_node_of(std::string_view s) {
+  return terminal_node<true>(s);
+}
+
+NodeP string_node_of(std::string_view s) {
+  if (Node* shared = intern_string(s)) return NodeP(shared);
+  auto* n = new Node;
+  n->is_string = true;
+  n->text = std::string(s);
+  return NodeP(n);
 }
 
 }  // namespace wf::orchestrator::engine_detail

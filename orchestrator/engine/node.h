@@ -325,6 +325,11 @@ inline NodeP::NodeP(Node* n) : p_(n) {
 NodeP str_node(std::string s);  // bare string node
 NodeP z6_node(std::string s);   // {"Z1K1":"Z6","Z6K1":s}
 NodeP z9_node(std::string s);   // {"Z1K1":"Z9","Z9K1":s}
+// The same three from a view of the text, copied only when it is not interned (the request
+// reader: most of a request's strings are ZIDs, keys and tags).
+NodeP z6_node_of(std::string_view s);
+NodeP z9_node_of(std::string_view s);
+NodeP string_node_of(std::string_view s);  // Node::make_string
 // The per-process normal form of Z881(zid) that a list read from a canonical array [zid, ...]
 // carries as each cell's implied type (Node::from_canonical); null when the table is full.
 const json* list_type_of(std::string_view zid);

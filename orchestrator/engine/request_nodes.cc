@@ -5,6 +5,7 @@
 #include <boost/container/small_vector.hpp>
 #include <utility>
 
+#include "orchestrator/engine/definitions.h"
 #include "wf/codec/plain_json.h"
 #include "wf/zobject/zobject.h"
 
@@ -21,6 +22,12 @@ namespace zo = wf::zobject;
 constexpr std::size_t kMaxReadElements = 64;
 constexpr std::size_t kMaxReadBytes = 16u << 10;
 
+// "Z14K3" or "Z16K...": inline code (an evaluator call). In line: every key and string is asked.
+bool is_code_literal(std::string_view s) {
+  return s.size() >= 4 && s[0] == 'Z' && s[1] == '1' &&
+         ((s[2] == '6' && s[3] == 'K') || same_text(s, "Z14K3"));
+}
+
 // What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
 // strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
 enum class Slot { kValue, kType, kTerminal };
@@ -30,7 +37,8 @@ class CallReader {
   CallReader(std::string_view body, const RequestLimits& limits, ParsedCall& out)
       : c_{body.data(), body.data() + body.size()},
         max_json_depth_(std::min(limits.max_json_depth, codec::kMaxPlainDepth)),
-        out_(out) {
+        out_(out),
+        defs_(Definitions::instance()) {
     max_zobject_depth_ = limits.max_zobject_depth;
   }
 
@@ -72,6 +80,7 @@ class CallReader {
       return true;
     });
     if (!ok || !zobject) return false;
+    if (out_.do_validate) out_.literals.unusual = true;
     c_.skip_space();
     return c_.p == c_.end;
   }
@@ -96,11 +105,13 @@ class CallReader {
         ++c_.p;
         std::string_view s;
         if (!text(s)) return nullptr;
+        const bool reference = zo::is_reference_like(s);
+        if (counting_) count(s, reference);
         if (slot == Slot::kTerminal ||
             (slot == Slot::kType && (same_text(s, "Z6") || same_text(s, "Z9")))) {
-          return Node::make_string(std::string(s));
+          return string_node_of(s);
         }
-        return zo::is_reference_like(s) ? z9_node(std::string(s)) : z6_node(std::string(s));
+        return reference ? z9_node_of(s) : z6_node_of(s);
       }
       case '{':
         ++c_.p;
@@ -124,6 +135,7 @@ class CallReader {
     bool typed = false;
     const bool ok = c_.members([&](std::string_view key) {
       if (!zo::is_key(key)) return false;
+      if (is_code_literal(key)) out_.literals.unusual = true;
       const bool type = same_text(key, "Z1K1");
       const bool terminal = same_text(key, "Z6K1") || same_text(key, "Z9K1");
       typed = typed || type;
@@ -225,19 +237,33 @@ class CallReader {
     return next;
   }
 
-  // The item type T read again from its text (each cell's Z881 call has a node of its own).
+  // The item type T read again from its text (each cell's Z881 call has a node of its own); its
+  // literals were counted when it was first read.
   NodeP type_again(const char* at, int depth, int levels) {
     const char* saved = c_.p;
     c_.p = at;
+    counting_ = false;
     NodeP n = value(Slot::kValue, depth, levels);
+    counting_ = true;
     c_.p = saved;
     return n;
+  }
+
+  // A string value of the zobject, counted into BodyLiterals. The zobject's keys are counted
+  // where they are read (only inline code matters for a key), the body's own keys by body().
+  void count(std::string_view s, bool reference) {
+    BodyLiterals& l = out_.literals;
+    if (same_text(s, "Z7")) ++l.calls;
+    if (reference && defs_.served_json(s) == nullptr) ++l.not_local;
+    if (is_code_literal(s) || same_text(s, "doValidate")) l.unusual = true;
   }
 
   codec::PlainCursor c_;
   int max_json_depth_;
   int max_zobject_depth_ = 128;
   ParsedCall& out_;
+  const Definitions& defs_;
+  bool counting_ = true;  // off while an item type is read again (type_again)
 };
 
 bool is_ref_node(const Node& n, std::string_view& zid) {

@@ -28,6 +28,17 @@ struct RequestLimits {
   int max_zobject_depth = 128;  // zobject::depth of the zobject (a string is one level)
 };
 
+// What the request's string literals say about where its evaluation may run (routes.cc places it
+// on the event loop or the CPU threads), counted while it is read: the same counts and verdicts
+// as a scan of every string literal of the body's text gives (keys and values alike).
+struct BodyLiterals {
+  int calls = 0;      // "Z7" literals
+  int not_local = 0;  // reference-like literals that are not a bundled built-in (served_json)
+  // A literal that sends the call off the loop whatever else it holds: inline code ("Z14K3",
+  // "Z16K..."), or "doValidate" anywhere but as the body's key with the value false.
+  bool unusual = false;
+};
+
 struct ParsedCall {
   NodeP zobject;  // the call, in normal form (its root an object)
   bool do_validate = false;
@@ -39,6 +50,7 @@ struct ParsedCall {
   // the arrays they were.
   std::vector<const Node*> arrays;
   std::string_view body;  // the request's text (alive while the call runs)
+  BodyLiterals literals;
 };
 
 // The request in `body` as nodes, or nullopt when it is not the usual one (see above).

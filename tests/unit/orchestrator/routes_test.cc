@@ -8,6 +8,8 @@
 namespace wf::orchestrator {
 namespace {
 
+constexpr const char* kFormType = "application/x-www-form-urlencoded";
+
 class RoutesTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> engine = make_engine(EngineOptions{}, nullptr, nullptr);
@@ -120,6 +122,101 @@ TEST_F(RoutesTest, HeavyCallsStartOnTheCpuThreads) {
       *engine, options, post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}))));
 }
 
+// The route reads a usual body into the engine's nodes before it places the evaluation
+// (read_request): the counts found while reading give the verdicts the scan of the text gives,
+// for both decisions, and the evaluation that takes the nodes answers as one that reads the text.
+TEST_F(RoutesTest, ABodyReadAheadIsPlacedAsTheScanPlacesIt) {
+  const nlohmann::json code_impl = {{"Z1K1", "Z14"},
+                                    {"Z14K3",
+                                     {{"Z1K1", "Z16"},
+                                      {"Z16K1", {{"Z1K1", "Z61"}, {"Z61K1", "python"}}},
+                                      {"Z16K2", "def f(): pass"}}}};
+  const nlohmann::json z10001_ref = {{"Z1K1", "Z9"}, {"Z9K1", "Z10001"}};
+  const std::vector<std::string> bodies = {
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}}),
+      call({{"Z1K1", "Z7"},
+            {"Z7K1", "Z802"},
+            {"Z802K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z866"}, {"Z866K1", "a"}, {"Z866K2", "a"}}},
+            {"Z802K2", "yes"},
+            {"Z802K3", "no"}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z10021"}, {"Z10021K1", {"Z6", "a", "b"}}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "Z10001"}}),
+      call({{"Z1K1", "Z7"},
+            {"Z7K1", "Z10002"},
+            {"Z10002K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z10001"}, {"Z10001K1", "x"}}}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "Z41"}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z10002"}, {"Z10002K1", "hello"}}, true),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "doValidate"}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "Z16K2"}}),
+      call({{"Z1K1", "Z7"},
+            {"Z7K1", {{"Z1K1", "Z8"}, {"Z8K4", nlohmann::json::array({"Z14", code_impl})}}}}),
+      // A list whose item type is not a ZID: each cell's type is read again from the text, and
+      // its one reference that is not built in still counts once (may start on the loop).
+      call({{"Z1K1", "Z7"},
+            {"Z7K1", "Z801"},
+            {"Z801K1", nlohmann::json::array({z10001_ref, "a", "b", "c"})}}),
+      call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", std::string(3000, 'x')}}),
+  };
+  int usual = 0;
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    const http::Request request = post(body);
+    const auto read = read_request(*engine, options, request);
+    ASSERT_NE(read, nullptr);
+    usual += read->usual ? 1 : 0;
+    EXPECT_EQ(can_run_inline(*engine, options, request, read.get()),
+              can_run_inline(*engine, options, request));
+    EXPECT_EQ(may_start_on_loop(*engine, options, request, read.get()),
+              may_start_on_loop(*engine, options, request));
+  }
+  EXPECT_EQ(usual, static_cast<int>(bodies.size()));
+  // The verdicts themselves, for the cases the scan's own tests above do not cover.
+  const auto placed = [&](std::size_t i) {
+    const http::Request request = post(bodies[i]);
+    const auto read = read_request(*engine, options, request);
+    return std::pair{can_run_inline(*engine, options, request, read.get()),
+                     may_start_on_loop(*engine, options, request, read.get())};
+  };
+  EXPECT_EQ(placed(8), std::pair(false, false));  // "doValidate" as a string value
+  EXPECT_EQ(placed(9), std::pair(false, false));  // a "Z16K..." literal
+  EXPECT_EQ(placed(11), std::pair(false, true));  // one reference not built in, read per cell
+  EXPECT_EQ(placed(1), std::pair(true, false));   // built-ins only
+  // Not read (another content type, an escape): the scan decides, the general path answers.
+  EXPECT_EQ(read_request(*engine, options, post("zobject=x", kFormType)), nullptr);
+  const http::Request escaped =
+      post(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"h\u0069"},"doValidate":false})");
+  const auto not_usual = read_request(*engine, options, escaped);
+  ASSERT_NE(not_usual, nullptr);
+  EXPECT_FALSE(not_usual->usual);
+  EXPECT_FALSE(can_run_inline(*engine, options, escaped, not_usual.get()));
+  auto answer = handle_evaluate(*engine, options, escaped, call_context(escaped), not_usual);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "hi");
+}
+
+TEST_F(RoutesTest, AnEvaluationTakesTheNodesReadAndAReplayReadsTheTextAgain) {
+  const http::Request request = post(call({{"Z1K1", "Z7"},
+                                           {"Z7K1", "Z802"},
+                                           {"Z802K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z844"}}},
+                                           {"Z802K2", "yes"},
+                                           {"Z802K3", "no"}}));
+  const auto read = read_request(*engine, options, request);
+  ASSERT_TRUE(read != nullptr && read->usual);
+  const CallContext ctx = call_context(request);
+  const auto plain = handle_evaluate(*engine, options, request, ctx);
+  const auto first = handle_evaluate(*engine, options, request, ctx, read);
+  const auto again = handle_evaluate(*engine, options, request, ctx, read);  // taken: re-read
+  ASSERT_EQ(plain.status, 200u) << plain.body;
+  const auto without_times = [](const std::string& body) {
+    auto z22 = nlohmann::json::parse(body);
+    return z22["Z22K1"];
+  };
+  EXPECT_EQ(without_times(first.body), without_times(plain.body)) << first.body;
+  EXPECT_EQ(without_times(again.body), without_times(plain.body)) << again.body;
+  EXPECT_EQ(read.use_count(), 1);  // the evaluations let go of their references
+}
+
 TEST_F(RoutesTest, EvaluateAnswersZ22AndHttpErrors) {
   auto ok = handle_evaluate(*engine, options,
                             post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "hi"}})));
@@ -179,7 +276,7 @@ std::string form_encode(std::string_view text) {
   return encoded;
 }
 
-constexpr const char* kForm = "application/x-www-form-urlencoded";
+constexpr const char* kForm = kFormType;
 
 TEST_F(RoutesTest, FormEncodedBodiesAreAccepted) {
   const std::string zobject = R"({"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"a b&c"})";
