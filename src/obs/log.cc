@@ -159,9 +159,24 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
 
 }  // namespace
 
-void append_json_string(std::string& out, std::string_view text) {
+namespace {
+
+// A printable ASCII character that both escape styles write as it is.
+bool plain_json_char(unsigned char c) {
+  return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+
+void append_escaped(std::string& out, std::string_view text, JsonEscapes escapes) {
   out += '"';
   for (std::size_t i = 0; i < text.size();) {
+    // A run of plain characters in one append (one call per character was most of the cost).
+    std::size_t end = i;
+    while (end < text.size() && plain_json_char(static_cast<unsigned char>(text[end]))) ++end;
+    if (end > i) {
+      out.append(text.data() + i, end - i);
+      i = end;
+      continue;
+    }
     const auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
       const std::size_t len = utf8_sequence_length(text, i);
@@ -174,10 +189,20 @@ void append_json_string(std::string& out, std::string_view text) {
       }
       continue;
     }
-    append_json_char(out, c, JsonEscapes::kLog);
+    append_json_char(out, c, escapes);
     ++i;
   }
   out += '"';
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
+  append_escaped(out, text, JsonEscapes::kLog);
+}
+
+void append_json_string_as_nlohmann(std::string& out, std::string_view text) {
+  append_escaped(out, text, JsonEscapes::kNlohmann);
 }
 
 LogField field_str(std::string name, std::string_view value) {

@@ -64,5 +64,9 @@ bool log_muted();
 // JSON string escaping that always yields valid JSON: control characters as \u00XX, invalid UTF-8
 // bytes replaced by U+FFFD. Appends the quoted string to out.
 void append_json_string(std::string& out, std::string_view text);
+// The same with nlohmann::json::dump's escapes (\b and \f, DEL as it is): for valid UTF-8, the
+// bytes nlohmann writes for the string (each invalid byte, where nlohmann's strict dump throws,
+// becomes U+FFFD). For JSON written by hand beside JSON that nlohmann writes.
+void append_json_string_as_nlohmann(std::string& out, std::string_view text);
 
 }  // namespace wf::obs

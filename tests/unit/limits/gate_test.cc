@@ -141,6 +141,68 @@ TEST(Refusal, RendersStatusRetryAfterAndBody) {
   EXPECT_EQ(json::parse(overload.body)["type"], "overloaded");
 }
 
+// The plain body as nlohmann::json built and dumped it until session 15: the body written by hand
+// must give the same bytes.
+std::string body_as_nlohmann(const Refusal& r) {
+  const unsigned status = reason_status(r.reason);
+  const json body = {
+      {"status", status},
+      {"type", status == 429 ? "limit_exceeded" : "overloaded"},
+      {"title", status == 429 ? "Too Many Requests" : "Service Unavailable"},
+      {"detail", describe(r)},
+      {"limit",
+       {{"name", reason_name(r.reason)},
+        {"class", r.class_name},
+        {"value", r.limit},
+        {"shared", r.shared}}},
+      {"retry_after_ms", r.retry_after.count()},
+      {"resets_at", json::parse(render(r, false).body)["resets_at"]},
+  };
+  return body.dump();
+}
+
+TEST(Refusal, PlainBodyIsTheBytesNlohmannWrites) {
+  const Reason reasons[] = {Reason::kRate,      Reason::kConcurrency,  Reason::kCpu,
+                            Reason::kQueueFull, Reason::kQueueTimeout, Reason::kTooManyUsers,
+                            Reason::kDraining};
+  const std::string classes[] = {"anonymous", "", "bots \"trusted\" \\ a\tb\nc\b\f\x01\x1f\x7f",
+                                 "Benutzer \xC3\xA4\xE2\x82\xAC\xF0\x9F\x98\x80"};
+  const double limits[] = {5, 0.5, 1e-3, 12345.678, 1e21, 0};
+  int checked = 0;
+  for (const Reason reason : reasons) {
+    for (const std::string& name : classes) {
+      for (const double limit : limits) {
+        Refusal r;
+        r.reason = reason;
+        r.class_name = name;
+        r.limit = limit;
+        r.retry_after = std::chrono::milliseconds(checked * 37);
+        r.resets_at = WallTime{} + std::chrono::milliseconds(1767225600123 + checked);
+        r.shared = checked % 2 == 1;
+        ASSERT_EQ(render(r, false).body, body_as_nlohmann(r))
+            << "class " << name << ", limit " << limit;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 7 * 4 * 6);
+}
+
+// nlohmann's dump throws on invalid UTF-8 (type_error 316): a class name that is not UTF-8 made a
+// refusal throw. Now each invalid byte is U+FFFD and the body is JSON.
+TEST(Refusal, ClassNameThatIsNotUtf8IsReplacedNotThrown) {
+  Refusal r;
+  r.reason = Reason::kConcurrency;
+  r.class_name = "bad\xFF\xC3";
+  r.limit = 8;
+  RefusalReply reply;
+  ASSERT_NO_THROW(reply = render(r, false));
+  const json body = json::parse(reply.body);
+  EXPECT_EQ(body["limit"]["class"], "bad\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(body["limit"]["name"], "concurrency");
+  EXPECT_EQ(reply.status, 429u);
+}
+
 TEST(Refusal, EnvelopeIsAZ22WithAZ500) {
   Refusal r;
   r.reason = Reason::kCpu;
