@@ -83,6 +83,26 @@ TEST(AsioEventLoop, EachLoopThreadIsOnTheLoopAndDefersToItself) {
   });
   EXPECT_EQ(elsewhere, "its own off");
 
+  // One thread asked by two event loops in turn (each remembers its own answer per thread, found
+  // once): the other server's loop is on for its own port only, each time; and a port made after
+  // one is gone (perhaps at its address) finds its answer anew.
+  auto other_event_loop = make_event_loop(other.io_contexts());
+  const auto ask_both = [&] {
+    std::string seen;
+    for (int i = 0; i < 3; ++i) {
+      seen += event_loop->running_in_this_thread() ? "on " : "off ";
+      seen += other_event_loop->running_in_this_thread() ? "on " : "off ";
+    }
+    return seen;
+  };
+  EXPECT_EQ(on(other.io_context(), ask_both), "off on off on off on ");
+  EXPECT_EQ(on(*loops[1], ask_both), "on off on off on off ");
+  other_event_loop.reset();
+  other_event_loop = make_event_loop({loops[1]});
+  EXPECT_EQ(on(*loops[1], ask_both), "on on on on on on ");
+  EXPECT_EQ(on(*loops[0], ask_both), "on off on off on off ");
+  other_event_loop.reset();
+
   event_loop.reset();
   other.stop();
   EXPECT_EQ(other.run_until_signal(), 0);
