@@ -160,6 +160,7 @@ class EngineImpl final : public Engine {
 
   std::shared_ptr<ReadBody> read_body(std::string_view body, int max_json_depth) override {
     auto read = std::make_shared<ReadCall>();
+    read->reader = this;
     read->body = body;
     read->max_json_depth = max_json_depth;
     read->call = read_call(body, max_json_depth);
@@ -175,8 +176,9 @@ class EngineImpl final : public Engine {
 
   std::optional<std::string> evaluate_read(std::shared_ptr<ReadBody> read, const CallContext& ctx,
                                            bool* has_error) override {
-    auto* mine = dynamic_cast<ReadCall*>(read.get());
-    if (mine == nullptr || !mine->usual) return std::nullopt;
+    // Only this engine's read_body() sets `reader` to it, and it makes ReadCalls.
+    if (read == nullptr || read->reader != this || !read->usual) return std::nullopt;
+    auto* mine = static_cast<ReadCall*>(read.get());
     const std::string_view body = mine->body;
     const int max_json_depth = mine->max_json_depth;
     std::optional<ParsedCall> call = std::exchange(mine->call, std::nullopt);
