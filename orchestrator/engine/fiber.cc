@@ -489,7 +489,9 @@ bool run_slice(Fiber* f) {
     tsan_switch(f->tsan_fiber);
     f->self = std::move(f->self).resume();
     switch_ends(thread_fake_stack, nullptr);
-    f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
+    // A finished fiber's CPU time is read by no one: the thread's CPU clock (a system call) is
+    // read at the end of a slice only when the fiber will run again.
+    if (!f->done) f->cpu_us += thread_cpu_now_us() - f->slice_start_us;
     t_current = outer;
   }
   f->on_loop = false;  // any later slice runs where schedule() puts it
