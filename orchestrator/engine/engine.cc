@@ -160,6 +160,7 @@ class EngineImpl final : public Engine {
 
   std::shared_ptr<ReadBody> read_body(std::string_view body, int max_json_depth) override {
     auto read = std::make_shared<ReadCall>();
+    read->reader = this;
     read->body = body;
     read->max_json_depth = max_json_depth;
     read->call = read_call(body, max_json_depth);
@@ -175,8 +176,9 @@ class EngineImpl final : public Engine {
 
   std::optional<std::string> evaluate_read(std::shared_ptr<ReadBody> read, const CallContext& ctx,
                                            bool* has_error) override {
-    auto* mine = dynamic_cast<ReadCall*>(read.get());
-    if (mine == nullptr || !mine->usual) return std::nullopt;
+    // Only this engine's read_body() sets `reader` to it, and it makes ReadCalls.
+    if (read == nullptr || read->reader != this || !read->usual) return std::nullopt;
+    auto* mine = static_cast<ReadCall*>(read.get());
     const std::string_view body = mine->body;
     const int max_json_depth = mine->max_json_depth;
     std::optional<ParsedCall> call = std::exchange(mine->call, std::nullopt);
@@ -266,10 +268,10 @@ class EngineImpl final : public Engine {
   nlohmann::json evaluate_here(const nlohmann::json& request, const CallContext& ctx) {
     auto start = evaluation_start();
     try {
-      nlohmann::json envelope;
+      engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(Input{&request}, ctx, envelope, trailing, start.mono)) return timeout_response();
-      return engine_detail::finish_response(std::move(envelope), trailing, start);
+      if (!run(Input{&request}, ctx, answer, trailing, start.mono)) return timeout_response();
+      return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
     } catch (const engine_detail::FiberRetired&) {
       throw;
     } catch (const std::exception& e) {
@@ -283,12 +285,12 @@ class EngineImpl final : public Engine {
                                  bool* has_error) {
     auto start = evaluation_start();
     try {
-      nlohmann::json envelope;
+      engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(in, ctx, envelope, trailing, start.mono, body)) {
+      if (!run(in, ctx, answer, trailing, start.mono, body)) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
-      return engine_detail::finish_response_text(envelope, trailing, start, has_error);
+      return engine_detail::finish_answer_text(answer, trailing, start, has_error);
     } catch (const engine_detail::FiberRetired&) {
       throw;
     } catch (const std::exception& e) {
@@ -299,31 +301,31 @@ class EngineImpl final : public Engine {
     }
   }
 
-  // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `envelope` plus the metadata
+  // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `answer` plus the metadata
   // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
   // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
   // JSON text, indexed to its cache entry.
-  bool run(const Input& in, const CallContext& ctx, nlohmann::json& envelope,
+  bool run(const Input& in, const CallContext& ctx, engine_detail::Answer& answer,
            engine_detail::TrailingMeta& trailing, std::chrono::steady_clock::time_point start,
            std::string_view body = {}) {
     engine_detail::CallCost cost;
     bool evaluated = false;
-    const bool answered = run_call(in, ctx, envelope, trailing, cost, evaluated, body);
+    const bool answered = run_call(in, ctx, answer, trailing, cost, evaluated, body);
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
-    if (evaluated) report_cost(cost, start, answered, envelope, trailing);
+    if (evaluated) report_cost(cost, start, answered, answer, trailing);
     return answered;
   }
 
   // Out of line: its temporaries are not in run()'s frame, which stays on a parked call's stack.
   [[gnu::noinline]] void report_cost(engine_detail::CallCost& cost,
                                      std::chrono::steady_clock::time_point start, bool answered,
-                                     const nlohmann::json& envelope,
+                                     const engine_detail::Answer& answer,
                                      engine_detail::TrailingMeta& trailing) {
     cost.total_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
-    cost.error = !answered || zo::has_error(envelope);
+    cost.error = !answered || answer.has_error();
     costs_.report(cost);
     if (answered) {
       for (auto& pair : engine_detail::cost_metadata(cost)) trailing.push_back(std::move(pair));
@@ -341,7 +343,7 @@ class EngineImpl final : public Engine {
   }
 
   // run() without the cost reports; `evaluated` says whether the request named a call.
-  bool run_call(const Input& in, const CallContext& ctx, nlohmann::json& envelope,
+  bool run_call(const Input& in, const CallContext& ctx, engine_detail::Answer& answer,
                 engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
                 bool& evaluated, std::string_view body) {
     if (Clock::now() >= ctx.deadline) {
@@ -366,7 +368,7 @@ class EngineImpl final : public Engine {
       if (rc != request.end() && !truthy(*rc)) use_results = false;
     }
     if (call == nullptr && zobject->is_null()) {
-      envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
+      answer.envelope = zo::make_envelope(nullptr, zo::empty_metadata_map());
       return true;
     }
     evaluated = true;
@@ -386,7 +388,7 @@ class EngineImpl final : public Engine {
     // path does not look at again either.
     if (!key.empty() && !engine_detail::replaying()) {
       engine_detail::Stopwatch watch(cost.cache_us);
-      if (serve_cached(key, shared, resolver, envelope, trailing, cost.function)) {
+      if (serve_cached(key, shared, resolver, answer.envelope, trailing, cost.function)) {
         results_.alias(body, key);
         return true;
       }
@@ -396,8 +398,8 @@ class EngineImpl final : public Engine {
     double interpreter_us = 0;
     {
       engine_detail::Stopwatch watch(interpreter_us);
-      envelope = call != nullptr ? interpreter.orchestrate(*call, &trailing)
-                                 : interpreter.orchestrate(*zobject, do_validate, &trailing);
+      answer = call != nullptr ? interpreter.orchestrate_answer(*call, &trailing)
+                               : interpreter.orchestrate_answer(*zobject, do_validate, &trailing);
     }
     cost.resolve_us = resolver.spent_us() - resolved_before;
     cost.validate_us = interpreter.validate_us();
@@ -412,7 +414,7 @@ class EngineImpl final : public Engine {
     }
     if (!key.empty() && !(ctx.cancel && ctx.cancel->cancelled())) {
       engine_detail::Stopwatch watch(cost.cache_us);
-      if (remember(key, shared, resolver, envelope, trailing, cost.function)) {
+      if (remember(key, shared, resolver, answer.as_envelope(), trailing, cost.function)) {
         results_.alias(body, key);
       }
     }

@@ -57,6 +57,8 @@ struct EngineOptions {
   std::chrono::milliseconds slow_call{1000};
 };
 
+class Engine;
+
 // A request body read into the engine's nodes before its evaluation is placed (Engine::read_body),
 // and what its string literals say about where that evaluation may run (routes.cc: the event
 // loop or the CPU threads): the counts a scan of every string literal of the text gives, found
@@ -69,6 +71,9 @@ struct ReadBody {
   int calls = 0;         // "Z7" literals
   int not_local = 0;     // reference-like literals serves_locally() denies
   bool unusual = false;  // static validation asked, or inline code ("Z14K3", "Z16K..." literals)
+  // The engine whose read_body() made it: evaluate_read() takes its own reads without a
+  // dynamic_cast (one per usual request).
+  const Engine* reader = nullptr;
 };
 
 // The stack an evaluation needs so that max_call_depth nested calls end in the depth Z5, never

@@ -2113,33 +2113,43 @@ bool shallow_mixed(const json& v, int levels) {
 }  // namespace
 
 template <class Inner, class Input>
-json Interpreter::orchestrate_with(bool do_validate,
-                                   std::vector<std::pair<std::string, std::string>>* trailing,
-                                   Inner&& inner, Input&& input) {
+Answer Interpreter::orchestrate_with(bool do_validate,
+                                     std::vector<std::pair<std::string, std::string>>* trailing,
+                                     Inner&& inner, Input&& input) {
   bool saved = do_validate_;
   auto* saved_trailing = trailing_;
   do_validate_ = do_validate;
   trailing_ = trailing;
   ++orchestrating_;
-  json out = inner();
+  Answer out = inner();
   --orchestrating_;
   do_validate_ = saved;
   trailing_ = saved_trailing;
   if (trailing != nullptr && abort_ != Abort::kNone) trailing->clear();
-  if (abort_ == Abort::kException) return exception_envelope(input());
-  if (abort_ == Abort::kLimit) return zo::error_envelope(abort_error_);
+  if (abort_ == Abort::kException) return Answer{nullptr, exception_envelope(input())};
+  if (abort_ == Abort::kLimit) return Answer{nullptr, zo::error_envelope(abort_error_)};
   return out;
 }
 
 json Interpreter::orchestrate(const json& zobject, bool do_validate,
                               std::vector<std::pair<std::string, std::string>>* trailing) {
+  return std::move(orchestrate_answer(zobject, do_validate, trailing).as_envelope());
+}
+
+json Interpreter::orchestrate(const ParsedCall& call,
+                              std::vector<std::pair<std::string, std::string>>* trailing) {
+  return std::move(orchestrate_answer(call, trailing).as_envelope());
+}
+
+Answer Interpreter::orchestrate_answer(const json& zobject, bool do_validate,
+                                       std::vector<std::pair<std::string, std::string>>* trailing) {
   return orchestrate_with(
       do_validate, trailing, [&] { return orchestrate_inner(zobject, do_validate); },
       [&]() -> const json& { return zobject; });
 }
 
-json Interpreter::orchestrate(const ParsedCall& call,
-                              std::vector<std::pair<std::string, std::string>>* trailing) {
+Answer Interpreter::orchestrate_answer(const ParsedCall& call,
+                                       std::vector<std::pair<std::string, std::string>>* trailing) {
   return orchestrate_with(
       call.do_validate, trailing, [&] { return orchestrate_parsed(call); },
       [&] {
@@ -2159,9 +2169,11 @@ json Interpreter::exception_envelope(const json& zobject) {
   return zo::error_envelope(err);
 }
 
-json Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
+Answer Interpreter::orchestrate_inner(const json& zobject, bool do_validate) {
   NodeP root;
-  if (auto refused = prepare_call(zobject, do_validate, root)) return std::move(*refused);
+  if (auto refused = prepare_call(zobject, do_validate, root)) {
+    return Answer{nullptr, std::move(*refused)};
+  }
   root->set_scope(empty_);
   return finish_call(execute(root, empty_, true));
 }
@@ -2223,14 +2235,16 @@ std::optional<json> Interpreter::check_root(const NodeP& root, bool do_validate)
   return std::nullopt;
 }
 
-json Interpreter::orchestrate_parsed(const ParsedCall& call) {
+Answer Interpreter::orchestrate_parsed(const ParsedCall& call) {
   NodeP root = call.zobject;
   if (call.do_validate) {
     // As prepare_call: the normal form as JSON (what to_normal gives of the zobject), viewed.
     const json& normal = inputs_.emplace_back(call.zobject->to_json());
     root = Node::from_shared(normal);
   }
-  if (auto refused = check_root(root, call.do_validate)) return std::move(*refused);
+  if (auto refused = check_root(root, call.do_validate)) {
+    return Answer{nullptr, std::move(*refused)};
+  }
   if (resolver_.can_prefetch()) {
     std::vector<std::string> called;
     called_functions(call, called);
@@ -2240,14 +2254,18 @@ json Interpreter::orchestrate_parsed(const ParsedCall& call) {
   return finish_call(execute(root, empty_, true));
 }
 
-json Interpreter::finish_call(Envelope r) {
-  if (aborted()) return zo::error_envelope(abort_error_);
+Answer Interpreter::finish_call(Envelope r) {
+  if (aborted()) return Answer{nullptr, zo::error_envelope(abort_error_)};
   if (orchestrating_ == 1 && !warnings_.empty()) {
     set_meta(r, "warnings", zo::make_list(zo::z9("Z5"), warnings_));
     warnings_.clear();
   }
+  // The usual success: the value's node itself, written to text by the engine (response.h).
+  if (r.meta.is_null() && r.value && Answer::is_terminal_value(*r.value)) {
+    return Answer{std::move(r.value), nullptr};
+  }
   json value = r.value ? r.value->to_json() : zo::void_value();
-  return zo::make_envelope(std::move(value), std::move(r.meta));
+  return Answer{nullptr, zo::make_envelope(std::move(value), std::move(r.meta))};
 }
 
 void Interpreter::warn(json z5) {

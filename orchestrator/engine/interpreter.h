@@ -22,6 +22,7 @@
 #include "orchestrator/engine/ports.h"
 #include "orchestrator/engine/request_nodes.h"
 #include "orchestrator/engine/resolver.h"
+#include "orchestrator/engine/response.h"
 
 namespace wf::orchestrator::engine_detail {
 
@@ -83,6 +84,12 @@ class Interpreter {
   // evaluation's.
   json orchestrate(const ParsedCall& call,
                    std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
+  // The same two answers as an Answer (response.h): the usual success keeps its value as a node,
+  // which the engine writes to text without a JSON envelope.
+  Answer orchestrate_answer(const json& zobject, bool do_validate,
+                            std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
+  Answer orchestrate_answer(const ParsedCall& call,
+                            std::vector<std::pair<std::string, std::string>>* trailing = nullptr);
   bool deadline_hit() const { return abort_ == Abort::kDeadline; }
   // Wall-clock µs of static validation (without the resolution it did) and of waiting for
   // evaluators: parts of the call's cost (call_cost.h).
@@ -251,21 +258,21 @@ class Interpreter {
                                                 std::optional<MetaPairs>* pairs);
   [[gnu::noinline]] Envelope answer(ImplRun& run, const NodeP& z8, bool top_level);
   bool cancelled() const { return ctx_.cancel && ctx_.cancel->cancelled(); }
-  json orchestrate_inner(const json& zobject, bool do_validate);
+  Answer orchestrate_inner(const json& zobject, bool do_validate);
   // orchestrate_inner's steps before and after the evaluation: the request's checks and its
   // root node (or the answer that refuses it), and the answer from the evaluation's envelope.
   [[gnu::noinline]] std::optional<json> prepare_call(const json& zobject, bool do_validate,
                                                      NodeP& root);
   // prepare_call's steps once the root node is made: that it is a call, static validation.
   std::optional<json> check_root(const NodeP& root, bool do_validate);
-  json orchestrate_parsed(const ParsedCall& call);
+  Answer orchestrate_parsed(const ParsedCall& call);
   // The orchestrate() around either input: `inner` answers, `input` gives the JSON an
   // exception's Z507 quotes.
   template <class Inner, class Input>
-  json orchestrate_with(bool do_validate,
-                        std::vector<std::pair<std::string, std::string>>* trailing, Inner&& inner,
-                        Input&& input);
-  [[gnu::noinline]] json finish_call(Envelope r);
+  Answer orchestrate_with(bool do_validate,
+                          std::vector<std::pair<std::string, std::string>>* trailing, Inner&& inner,
+                          Input&& input);
+  [[gnu::noinline]] Answer finish_call(Envelope r);
   [[gnu::noinline]] json exception_envelope(const json& zobject);
 
   Resolver& resolver_;

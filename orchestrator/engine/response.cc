@@ -5,6 +5,7 @@
 #include "orchestrator/engine/response.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
@@ -333,14 +334,16 @@ void write_tail(std::string& out) {
   out += "}}";
 }
 
-// The head and the pairs, each value's canonical text written in place; false when a value is not
-// a valid ZObject (then `out` holds a part of the answer: the caller drops it).
-bool write_head_and_pairs(std::string& out, const json& value, const std::vector<MetaPair>& pairs,
-                          bool* errors) {
+// The head and the pairs, each value's canonical text written in place (the envelope's value by
+// write_value(out)); false when a value is not a valid ZObject (then `out` holds a part of the
+// answer: the caller drops it).
+template <class WriteValue>
+bool write_head_and_pairs(std::string& out, WriteValue&& write_value,
+                          const std::vector<MetaPair>& pairs, bool* errors) {
   const TextTypes& tt = text_types();
   out.reserve(out.size() + 320 + pairs.size() * (tt.pair_close.size() + 72));
   out += kHead;
-  if (!write_canonical(out, value)) return false;
+  if (!write_value(out)) return false;
   out += kMetaOpen;
   out += tt.pair;
   for (const MetaPair& p : pairs) {
@@ -358,14 +361,12 @@ bool write_head_and_pairs(std::string& out, const json& value, const std::vector
   return true;
 }
 
-bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
-               std::string& out, bool* has_error) {
-  const json* value = nullptr;
-  std::vector<MetaPair> pairs;
-  if (!collect_pairs(envelope, trailing, value, pairs)) return false;
-  // An orchestration* key already among the pairs takes the new figure in its place.
-  auto orchestration = orchestration_values(start);
-  for (auto& [key, text] : orchestration) {
+// Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
+// already among the pairs takes the new figure in its place.
+void add_orchestration_pairs(
+    const std::array<std::pair<const char*, std::string>, 6>& orchestration,
+    std::vector<MetaPair>& pairs) {
+  for (const auto& [key, text] : orchestration) {
     std::string_view k = key;
     auto same =
         std::find_if(pairs.begin(), pairs.end(), [&](const MetaPair& p) { return p.key == k; });
@@ -375,14 +376,91 @@ bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStar
       pairs.push_back({k, nullptr, text});
     }
   }
+}
+
+bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
+               std::string& out, bool* has_error) {
+  const json* value = nullptr;
+  std::vector<MetaPair> pairs;
+  if (!collect_pairs(envelope, trailing, value, pairs)) return false;
+  const auto orchestration = orchestration_values(start);
+  add_orchestration_pairs(orchestration, pairs);
   bool errors = false;
-  if (!write_head_and_pairs(out, *value, pairs, &errors)) {
+  const auto write_value = [value](std::string& o) { return write_canonical(o, *value); };
+  if (!write_head_and_pairs(out, write_value, pairs, &errors)) {
     out.clear();
     return false;
   }
   write_tail(out);
   if (has_error != nullptr) *has_error = errors;
   return true;
+}
+
+// The text of an entry of a terminal value: its bare string, when the entry is built (a lazy one
+// reads differently in to_json()) and holds one; else null.
+const std::string* built_text(const Node::Entry& e) {
+  if (!e.persisted && e.source != nullptr) return nullptr;
+  const Node* v = e.persisted ? e.persisted.get() : e.original.get();
+  return v != nullptr && v->is_string ? &v->text : nullptr;
+}
+
+// The tag ("Z6" or "Z9") and the text of a value Answer::is_terminal_value accepts.
+struct Terminal {
+  const std::string* tag = nullptr;
+  const std::string* text = nullptr;
+};
+
+Terminal terminal_of(const Node& value) {
+  if (value.is_string || value.entries.size() != 2) return {};
+  const CommonKeys& keys = common_keys();
+  const std::string* tag = nullptr;
+  const std::string* z6 = nullptr;
+  const std::string* z9 = nullptr;
+  for (const Node::Entry& e : value.entries) {
+    const std::string* text = built_text(e);
+    if (text == nullptr) return {};
+    if (e.key == keys.z1k1) {
+      tag = text;
+    } else if (e.key == keys.z6k1) {
+      z6 = text;
+    } else if (e.key == keys.z9k1) {
+      z9 = text;
+    }
+  }
+  if (tag == nullptr) return {};
+  if (same_text(*tag, "Z6") && z6 != nullptr) return {tag, z6};
+  if (same_text(*tag, "Z9") && z9 != nullptr && zo::is_reference_like(*z9)) return {tag, z9};
+  return {};
+}
+
+// The canonical text of a terminal value: what write_canonical writes of its to_json().
+void write_terminal(std::string& out, const Node& value) {
+  const Terminal t = terminal_of(value);
+  if (same_text(*t.tag, "Z6")) {
+    write_canonical_z6(out, *t.text);
+  } else {
+    write_string(out, *t.text);
+  }
+}
+
+// fast_text of Z22(terminal, void) with `trailing`: the pairs are the trailing ones.
+std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, const RunStart& start,
+                          bool* has_error) {
+  std::vector<MetaPair> pairs;
+  pairs.reserve(trailing.size() + 16);
+  for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
+  const auto orchestration = orchestration_values(start);
+  add_orchestration_pairs(orchestration, pairs);
+  std::string out;
+  bool errors = false;
+  const auto write_value = [&terminal](std::string& o) {
+    write_terminal(o, terminal);
+    return true;
+  };
+  write_head_and_pairs(out, write_value, pairs, &errors);
+  write_tail(out);
+  if (has_error != nullptr) *has_error = errors;
+  return out;
 }
 
 // Whether a Z22 (canonical or normal) has an "errors" key in its metadata map.
@@ -434,6 +512,28 @@ std::string finish_response_text(const json& envelope, const TrailingMeta& trail
   return dump_response(finish_response(std::move(copy), start), has_error);
 }
 
+bool Answer::is_terminal_value(const Node& value) {
+  return terminal_of(value).tag != nullptr;
+}
+
+json& Answer::as_envelope() {
+  if (terminal) {
+    envelope = zo::make_envelope(terminal->to_json(), nullptr);
+    terminal.reset();
+  }
+  return envelope;
+}
+
+bool Answer::has_error() const {
+  return !terminal && zo::has_error(envelope);  // a terminal's metadata is void
+}
+
+std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, const RunStart& start,
+                               bool* has_error) {
+  if (answer.terminal) return terminal_text(*answer.terminal, trailing, start, has_error);
+  return finish_response_text(answer.envelope, trailing, start, has_error);
+}
+
 std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
   const json* value = nullptr;
   std::vector<MetaPair> pairs;
@@ -446,7 +546,8 @@ std::optional<std::string> cached_answer_head(const json& envelope, const Traili
   }
   std::string out;
   bool errors = false;
-  if (!write_head_and_pairs(out, *value, pairs, &errors)) return std::nullopt;
+  const auto write_value = [value](std::string& o) { return write_canonical(o, *value); };
+  if (!write_head_and_pairs(out, write_value, pairs, &errors)) return std::nullopt;
   return out;
 }
 

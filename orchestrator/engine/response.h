@@ -9,9 +9,31 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/engine/node.h"
 #include "orchestrator/engine/run_metadata.h"
 
 namespace wf::orchestrator::engine_detail {
+
+// The outermost answer of an evaluation (Interpreter::orchestrate_answer). The usual success, a
+// string or a reference with no metadata map (its pairs are the trailing ones), keeps its value
+// as the engine's node: finish_answer_text writes it straight to the answer's text, and no JSON
+// envelope is built, walked or freed. Any other answer is its normal-form Z22 as JSON.
+struct Answer {
+  // Set: the answer is Z22(terminal, void); a Z6 or a Z9 whose two entries are built bare
+  // strings (is_terminal_value), so it owns everything it shows and may outlive the request's
+  // Interpreter and Resolver. Null: `envelope` is the answer.
+  NodeP terminal;
+  json envelope;
+
+  // Whether `value` may be an Answer's terminal: a Z6, or a Z9 of a reference-like text, whose
+  // Z1K1 and Z6K1/Z9K1 are its only entries, both built (not lazy) bare strings.
+  static bool is_terminal_value(const Node& value);
+  // The answer as a normal-form Z22 (what Interpreter::orchestrate() returns); built from
+  // `terminal` when it is set, which is then reset.
+  json& as_envelope();
+  // Whether the envelope's metadata has an "errors" key (zobject::has_error).
+  bool has_error() const;
+};
 
 // `envelope` is the interpreter's normal-form Z22.
 nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
@@ -24,6 +46,11 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
                                  const RunStart& start, bool* has_error);
+// finish_response_text(answer.as_envelope(), trailing, start, has_error), byte for byte, without
+// the envelope when the answer is a terminal.
+std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, const RunStart& start,
+                               bool* has_error);
+
 // finish_response(envelope with `trailing` appended to its metadata, start), without building
 // the normal form of the appended pairs when the envelope has the usual shape.
 nlohmann::json finish_response(nlohmann::json envelope, const TrailingMeta& trailing,

@@ -1,0 +1,143 @@
+// An Answer whose value is a terminal node (response.h) is written straight from the node: the
+// same bytes as the JSON envelope's path (Answer::as_envelope, then finish_response_text) for
+// every value and every set of trailing metadata pairs; any other value keeps the envelope.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "orchestrator/engine/node.h"
+#include "orchestrator/engine/response.h"
+#include "orchestrator/engine/run_metadata.h"
+#include "wf/zobject/zobject.h"
+
+namespace wf::orchestrator::engine_detail {
+namespace {
+
+// The orchestration* figures differ between two writes (end time, duration, CPU, memory): blank
+// them in the text, so the rest compares byte for byte.
+std::string masked(const std::string& text) {
+  static const std::regex figure(R"re(("K1":"orchestration[A-Za-z]+","K2":)"[^"]*")re");
+  return std::regex_replace(text, figure, "$1\"X\"");
+}
+
+// A string or reference object as the interpreter builds one of its own (not interned).
+NodeP terminal(const char* tag, const char* key, std::string text) {
+  NodeP n = Node::make_object();
+  n->add(Key("Z1K1"), str_node(tag));
+  n->add(Key(key), str_node(std::move(text)));
+  return n;
+}
+
+// The node's answer written both ways: from the node, and from the envelope built of it.
+void expect_same_text(const NodeP& value, const TrailingMeta& trailing) {
+  const RunStart start = run_start();
+  Answer fast{value, nullptr};
+  ASSERT_TRUE(fast.terminal);
+  bool fast_error = true;
+  const std::string from_node = finish_answer_text(fast, trailing, start, &fast_error);
+  EXPECT_TRUE(fast.terminal);  // written without building the envelope
+
+  Answer slow{value, nullptr};
+  const nlohmann::json envelope = slow.as_envelope();
+  EXPECT_FALSE(slow.terminal);
+  EXPECT_EQ(envelope, zobject::make_envelope(value->to_json(), nullptr));
+  bool slow_error = !fast_error;
+  const std::string from_json = finish_response_text(envelope, trailing, start, &slow_error);
+
+  EXPECT_EQ(masked(from_node), masked(from_json));
+  EXPECT_EQ(fast_error, slow_error);
+  EXPECT_EQ(fast.has_error(), zobject::has_error(envelope));
+}
+
+TEST(AnswerText, TerminalValuesAsTheEnvelopePath) {
+  const std::vector<NodeP> values = {
+      terminal("Z6", "Z6K1", "World"),
+      terminal("Z6", "Z6K1", ""),
+      terminal("Z6", "Z6K1", "a longer text than eight bytes, twice over and more"),
+      terminal("Z6", "Z6K1", "Z1"),      // reference-like: stays a Z6 object
+      terminal("Z6", "Z6K1", "Z10001"),  // the same
+      terminal("Z6", "Z6K1", "h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"),  // UTF-8
+      terminal("Z6", "Z6K1", "bad \xFF\xFE utf8"),                        // replaced
+      terminal("Z6", "Z6K1", "q\"b\\s\n\r\t\b\f\x01\x1f\x7f/"),           // escapes
+      terminal("Z6", "Z6K1", std::string("nul\0byte", 8)),
+      terminal("Z9", "Z9K1", "Z24"),
+      terminal("Z9", "Z9K1", "Z801"),
+      terminal("Z9", "Z9K1", "Z10001"),
+      z6_node("interned text"),
+      z9_node("Z6"),
+  };
+  const std::vector<TrailingMeta> trailings = {
+      {},
+      {{"implementationType", "BuiltIn"}},
+      {{"implementationId", "Z10002"}, {"implementationType", "Evaluated"}},
+      {{"evaluationDuration", "2 ms"}, {"h\xC3\xA9 key", "v\xC3\xA9\n\"x\""}, {"Z1", "Z2"}},
+      {{"errors", "not a Z5, but the key counts"}},
+      // An orchestration* key among the trailing pairs takes the new figure in its place.
+      {{"orchestrationDuration", "old"}, {"implementationType", "BuiltIn"}},
+      {{"same", "1"}, {"same", "2"}},
+  };
+  for (const NodeP& value : values) {
+    ASSERT_TRUE(Answer::is_terminal_value(*value)) << value->to_json().dump();
+    for (const TrailingMeta& trailing : trailings) {
+      SCOPED_TRACE(value->to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      expect_same_text(value, trailing);
+    }
+  }
+}
+
+TEST(AnswerText, OtherValuesAreNotTerminals) {
+  using json = nlohmann::json;
+  // A Z9 of a text that is not a reference: its canonical form is the object.
+  EXPECT_FALSE(Answer::is_terminal_value(*terminal("Z9", "Z9K1", "not a ref")));
+  EXPECT_FALSE(Answer::is_terminal_value(*terminal("Z9", "Z9K1", "Z10001K1")));
+  // The wrong key for the tag, a third entry, a bare string.
+  EXPECT_FALSE(Answer::is_terminal_value(*terminal("Z6", "Z9K1", "x")));
+  EXPECT_FALSE(Answer::is_terminal_value(*terminal("Z9", "Z6K1", "Z1")));
+  NodeP three = terminal("Z6", "Z6K1", "x");
+  three->add(Key("Z6K2"), str_node("y"));
+  EXPECT_FALSE(Answer::is_terminal_value(*three));
+  EXPECT_FALSE(Answer::is_terminal_value(*str_node("bare")));
+  // A Z6K1 that is an object, not a string.
+  NodeP nested = Node::make_object();
+  nested->add(Key("Z1K1"), str_node("Z6"));
+  nested->add(Key("Z6K1"), z6_node("inner"));
+  EXPECT_FALSE(Answer::is_terminal_value(*nested));
+  // Lazy entries (a view of JSON the request owns) read differently in to_json().
+  const json shared = {{"Z1K1", "Z6"}, {"Z6K1", "lazy"}};
+  EXPECT_FALSE(Answer::is_terminal_value(*Node::from_shared(shared)));
+  // Lists, nested objects and errors keep the envelope; its text is the general path's.
+  const json list = zobject::to_normal(json::array({"Z6", "a", "b"}));
+  const json object = {{"Z1K1", "Z11"}, {"Z11K1", "Z1002"}, {"Z11K2", "text"}};
+  for (const json& v : {list, zobject::to_normal(object)}) {
+    EXPECT_FALSE(Answer::is_terminal_value(*Node::from_json(v))) << v.dump();
+  }
+}
+
+TEST(AnswerText, EnvelopeAnswersKeepTheirPath) {
+  using json = nlohmann::json;
+  const json error = zobject::error_envelope(zobject::make_error_msg("Z507", "boom"));
+  const json list =
+      zobject::make_envelope(zobject::to_normal(json::array({"Z6", "a", "\xC3\xA9"})), nullptr);
+  json meta = zobject::empty_metadata_map();
+  zobject::map_set(meta, "implementationType", zobject::z6("BuiltIn"));
+  const json with_map = zobject::make_envelope(zobject::z6("x"), meta);
+  for (const json& envelope : {error, list, with_map}) {
+    SCOPED_TRACE(envelope.dump());
+    const TrailingMeta trailing = {{"implementationType", "BuiltIn"}};
+    const RunStart start = run_start();
+    Answer answer{nullptr, envelope};
+    bool answer_error = false;
+    bool json_error = false;
+    EXPECT_EQ(masked(finish_answer_text(answer, trailing, start, &answer_error)),
+              masked(finish_response_text(envelope, trailing, start, &json_error)));
+    EXPECT_EQ(answer_error, json_error);
+    EXPECT_EQ(answer.has_error(), zobject::has_error(envelope));
+  }
+  Answer error_answer{nullptr, error};
+  EXPECT_TRUE(error_answer.has_error());
+}
+
+}  // namespace
+}  // namespace wf::orchestrator::engine_detail
