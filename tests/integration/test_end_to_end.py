@@ -281,7 +281,7 @@ class LiveExamples(unittest.TestCase):
         problems = [f"{test}: {text}" for test, text in result.failures + result.errors]
         self.assertTrue(result.wasSuccessful(), "\n".join(problems)[:6000])
         # It really went through this orchestrator (two calls per tester: the call and its validator).
-        h.wait_until(lambda: self.evaluate_requests() - before >= min_calls, 2)
+        h.wait_until(lambda: self.evaluate_requests() - before >= min_calls, 30)
         self.assertGreaterEqual(self.evaluate_requests() - before, min_calls)
 
     def _all_testers(self):

@@ -783,9 +783,9 @@ class SandboxIsolationAndHealing(EvaluatorCase):
         # The call's child is running (beside a refilled pool), then the client hangs up.
         self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL + 1, 10))
         sock.close()
-        self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL, 5),
+        self.assertTrue(h.wait_until(lambda: len(children_of(zygote)) == self.POOL, 30),
                         "the child must be killed and reaped when the client hangs up")
-        self.assertTrue(h.wait_until(lambda: metric(svc, series) == before + 1, 5))
+        self.assertTrue(h.wait_until(lambda: metric(svc, series) == before + 1, 30))
         self.assertTrue(any(r.get("error.type") == "cancelled" and r.get("trace.id")
                             for r in svc.log_records()), "logged with the trace id")
 

@@ -385,7 +385,7 @@ class WikiFailures(OrchestratorCase):
         self.assertGreaterEqual(elapsed, self.TIMEOUT_MS / 1000.0 * 0.9)
         self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 3.0)
         self.assertTrue(h.wait_until(lambda: metric(self.orch, "wf_wiki_fetch_requests_total",
-                                                    outcome="timeout") >= before + 1, 5))
+                                                    outcome="timeout") >= before + 1, 30))
         self.assert_wiki_works_again()
 
     def test_garbage_json_is_z507_wrapping_z500(self):
@@ -553,7 +553,7 @@ class EvaluatorFailures(OrchestratorCase):
         self.assertEqual(text_of(err["Z5K2"]), "Function call timed out")
         self.assertLess(elapsed, self.TIMEOUT_MS / 1000.0 + 3.0)
         self.assertGreaterEqual(elapsed, self.TIMEOUT_MS / 1000.0 * 0.9)
-        self.assertTrue(h.wait_until(lambda: self.outcome("timeout") >= before + 1, 5))
+        self.assertTrue(h.wait_until(lambda: self.outcome("timeout") >= before + 1, 30))
         self.assert_evaluator_works_again()
 
     def test_request_id_trace_and_avro_body_reach_the_evaluator(self):

@@ -15,6 +15,7 @@
 
 #include "fakes.h"
 #include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/response.h"
 #include "wf/zobject/zobject.h"
 
@@ -463,6 +464,8 @@ TEST(ObjectCacheSingleFlight, ConcurrentMissesForOneZidFetchItOnce) {
   constexpr int kCalls = 4;
   std::mutex mu;
   std::vector<json> answers;
+  const auto joined = [] { return engine_detail::metrics().fetches_joined.Value(); };
+  const double joined_before = joined();
   for (int i = 0; i < kCalls; ++i) {
     engine->spawn(CallContext{}, [&, i] {
       json request = {
@@ -472,13 +475,15 @@ TEST(ObjectCacheSingleFlight, ConcurrentMissesForOneZidFetchItOnce) {
       answers.push_back(r["Z22K1"]);
     });
   }
-  // Bounded waits: the leader's fetch arrives, the others park on it.
-  for (int i = 0; i < 500 && wiki->requests() == 0; ++i) {
+  // Bounded waits (30 s, far beyond a loaded machine's needs): the leader's fetch arrives and
+  // the others join it (a fixed 200 ms for them to get there was a guess about the machine).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (joined() < joined_before + kCalls - 1 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(joined(), joined_before + kCalls - 1);
   EXPECT_EQ(wiki->requests(), 1u);
-  for (int i = 0; i < 500; ++i) {
+  while (std::chrono::steady_clock::now() < until) {
     wiki->release();
     {
       std::lock_guard lock(mu);
