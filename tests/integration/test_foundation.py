@@ -229,8 +229,8 @@ class CommandLine(unittest.TestCase):
             f.write("log_level: debug\naccess_log: true\n")
         s = h.Service("wf-orchestrator", ["--config", f.name])
         try:
-            self.assertTrue(any(json.loads(l).get("log.level") == "debug" for l in s.lines)
-                            or h.wait_until(lambda: any('"log.level":"debug"' in l for l in s.lines), 2) or True)
+            # The config file's log level is the service's: the admin surface reports it (a debug
+            # line need not appear at start, so the log is not what is checked).
             status, _, _ = h.request("GET", s.base + "/healthz")
             self.assertEqual(status, 200)
             status, _, body = h.request("GET", s.admin + "/_admin/log-level")

@@ -437,22 +437,24 @@ class AdaptiveLimit(LimitCase):
                     # is about: test_slow_parked_calls_do_not_stop_fast_ones is.)
                     self.assertTrue(wait_for(lambda: counts["ok"] >= 200, 30), counts)
                     self.assertEqual(bound(), 32)
+                    # No call has reported a wait for a sandbox child yet.
+                    self.assertEqual(metric(o, "wf_limits_downstream_waiting"), 0)
                     slowdown["on"] = True
                     peak = [0.0]
 
                     def shrunk():
-                        recent = metric(o, "wf_limits_concurrency_recent_seconds")
-                        peak[0] = max(peak[0], recent)
+                        waiting = metric(o, "wf_limits_downstream_waiting")
+                        peak[0] = max(peak[0], waiting)
                         return bound() <= 8
 
                     self.assertTrue(wait_for(shrunk, 20), bound())
                     # What moved it is the reported wait (20 ms per call ahead in the evaluator),
-                    # not the time the calls ran (parked, they run well under 5 ms). Read as the
-                    # peak on the way down, not once at the end: near the floor few calls wait,
-                    # and the window's mean falls again (a fast CI machine got there before the
-                    # one read it had: 2.9 ms). (Not compared with the baseline: at the floor,
-                    # the baseline learns the wait there, by design.)
-                    self.assertGreater(peak[0], 0.005, peak)
+                    # not the time the calls ran: the calls the limiter counted as waiting
+                    # downstream come only from X-Wikifunctions-Pool-Wait-Ms. Read as the peak on
+                    # the way down. (Session 15: the window's mean time, asserted over 5 ms here
+                    # before, read 2.7 ms on a loaded machine, where the slow Python clients keep
+                    # few calls at the evaluator at once, each waiting little.)
+                    self.assertGreater(peak[0], 0, peak)
                     slowdown["on"] = False
                     self.assertTrue(wait_for(lambda: bound() >= 32, 20), bound())
                 finally:
