@@ -18,12 +18,17 @@
 // ("limit": {"name": ...}); the generator's own CPU seconds. With several streams, a last line
 // (stream "*") gives the percentiles of all streams' requests together.
 //
+// Its cost is part of what it measures (it shares the cores with the services): one thread runs
+// one event loop for all streams, their due times on timers of that loop, and the client's I/O
+// on it too (no thread that sleeps per stream, no hand-off between threads per request).
+//
 //   wf-loadgen --url URL --body FILE --seconds S [--arrivals poisson|uniform|aligned] [--seed N]
 //              --stream NAME:USER:open:RATE[:CONNECTIONS] | --stream NAME:USER:closed:CONNECTIONS
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -34,7 +39,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "wf/http/client.h"
@@ -136,38 +140,59 @@ void send_one(Run& run, Stream& s, Clock::time_point due) {
   });
 }
 
-// Makes requests due at the stream's rate until the end (run.arrivals), from this thread: sent at
-// once on a free connection, else queued in the backlog.
-void open_loop(Run& run, Stream& s, unsigned seed) {
-  const auto start = Clock::now();
-  const double interval_s = 1.0 / s.rate;
-  std::mt19937_64 random(seed);
-  std::exponential_distribution<double> gap(s.rate);
-  double at_s = run.arrivals == Arrivals::kAligned
-                    ? 0
-                    : std::uniform_real_distribution<double>(0, interval_s)(random);
-  for (;; at_s += run.arrivals == Arrivals::kPoisson ? gap(random) : interval_s) {
+// Makes requests due at the stream's rate until the end (run.arrivals), on a timer of the loop:
+// sent at once on a free connection, else queued in the backlog.
+class OpenLoop {
+ public:
+  OpenLoop(boost::asio::io_context& ioc, Run& run, Stream& s, unsigned seed,
+           Clock::time_point start)
+      : run_(run), s_(s), timer_(ioc), random_(seed), gap_(s.rate), start_(start) {
+    at_s_ = run.arrivals == Arrivals::kAligned
+                ? 0
+                : std::uniform_real_distribution<double>(0, 1.0 / s.rate)(random_);
+    schedule();
+  }
+
+ private:
+  void schedule() {
     const auto due =
-        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at_s));
-    if (due >= run.end) break;
-    std::this_thread::sleep_until(due);
+        start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at_s_));
+    if (due >= run_.end) return;
+    timer_.expires_at(due);
+    timer_.async_wait([this, due](boost::system::error_code ec) {
+      if (ec) return;
+      arrive(due);
+      at_s_ += run_.arrivals == Arrivals::kPoisson ? gap_(random_) : 1.0 / s_.rate;
+      schedule();
+    });
+  }
+
+  void arrive(Clock::time_point due) {
     bool send = false;
     {
-      std::lock_guard lock(s.mu);
-      ++s.offered;
-      if (s.in_flight < s.connections) {
-        ++s.in_flight;
-        ++s.sent;
+      std::lock_guard lock(s_.mu);
+      ++s_.offered;
+      if (s_.in_flight < s_.connections) {
+        ++s_.in_flight;
+        ++s_.sent;
         send = true;
-      } else if (s.backlog.size() < kMaxBacklog) {
-        s.backlog.push_back(due);
+      } else if (s_.backlog.size() < kMaxBacklog) {
+        s_.backlog.push_back(due);
       } else {
-        ++s.dropped;
+        ++s_.dropped;
       }
     }
-    if (send) send_one(run, s, due);
+    if (send) send_one(run_, s_, due);
   }
-}
+
+  Run& run_;
+  Stream& s_;
+  boost::asio::steady_timer timer_;
+  std::mt19937_64 random_;
+  std::exponential_distribution<double> gap_;
+  Clock::time_point start_;
+  double at_s_ = 0;
+};
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -295,31 +320,31 @@ int main(int argc, char** argv) {
                  "[--arrivals poisson|uniform|aligned] [--seed N] --stream ...\n");
     return 2;
   }
+  boost::asio::io_context ioc(1);
   wf::http::ClientOptions options;
   options.max_idle_per_host = 4096;
-  Run run{url, body.str(),
-          Clock::now() +
-              std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
-          wf::http::HttpClient(options)};
+  options.io_context = &ioc;
+  const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(seconds));
+  Run run{url, body.str(), end, wf::http::HttpClient(options)};
   run.arrivals = arrivals;
-  std::vector<std::thread> senders;
+  const auto start = Clock::now();
+  std::vector<std::unique_ptr<OpenLoop>> open_loops;
   unsigned stream_seed = seed;
   for (auto& s : streams) {
     if (s->mode == "open") {
-      senders.emplace_back([&run, &s, stream_seed] { open_loop(run, *s, stream_seed); });
+      open_loops.push_back(std::make_unique<OpenLoop>(ioc, run, *s, stream_seed, start));
       stream_seed = stream_seed * 2654435761u + 1;  // another sequence for each stream
       continue;
     }
-    const auto now = Clock::now();
     {
       std::lock_guard lock(s->mu);
       s->in_flight = s->connections;
       s->sent = s->connections;
     }
-    for (int c = 0; c < s->connections; ++c) send_one(run, *s, now);
+    for (int c = 0; c < s->connections; ++c) send_one(run, *s, start);
   }
-  for (auto& t : senders) t.join();
-  std::this_thread::sleep_until(run.end);
+  ioc.run_until(end);
   // Let the answers in flight arrive (bounded: what is still out after 3 s counts as unanswered).
   for (int i = 0; i < 300; ++i) {
     bool idle = true;
@@ -328,7 +353,8 @@ int main(int argc, char** argv) {
       idle = idle && s->in_flight == 0;
     }
     if (idle) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (ioc.stopped()) ioc.restart();  // it ran out of work
+    ioc.run_for(std::chrono::milliseconds(10));
   }
   const double cpu_s = process_cpu_s();
   for (auto& s : streams) {
