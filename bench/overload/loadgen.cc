@@ -262,10 +262,12 @@ class Loop {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const timespec ts{static_cast<time_t>(ns / 1'000'000'000),
                       static_cast<long>(ns % 1'000'000'000)};
+    const timespec now_ts{0, 0};
     epoll_event events[256];
-    int n = epoll_pwait2(epoll_, events, 256, &ts, nullptr);
+    int n = epoll_pwait2(epoll_, events, 256, failed_.empty() ? &ts : &now_ts, nullptr);
     if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: milliseconds, rounded up
-      n = epoll_wait(epoll_, events, 256, static_cast<int>((ns + 999'999) / 1'000'000));
+      n = epoll_wait(epoll_, events, 256,
+                     failed_.empty() ? static_cast<int>((ns + 999'999) / 1'000'000) : 0);
     }
     for (int i = 0; i < n; ++i) {
       Conn& c = *static_cast<Conn*>(events[i].data.ptr);
@@ -301,6 +303,11 @@ class Loop {
       next_timeout_check_ = now + std::chrono::milliseconds(100);
       expire(now);
     }
+    // The streams of the requests that failed since the last time: their next requests (one round
+    // per wait, so that a peer that refuses every connection does not recurse or spin here).
+    std::vector<Stream*> failed;
+    failed.swap(failed_);
+    for (Stream* s : failed) next(*s, now);
   }
 
  private:
@@ -452,17 +459,19 @@ class Loop {
     connect(c);
   }
 
-  // The request failed (connect, transport, protocol, too large, timeout): "other".
+  // The request failed (connect, transport, protocol, too large, timeout): "other"; the stream's
+  // next request starts after this round of events.
   void fail(Conn& c) {
     close_conn(c);
     ++c.stream->other;
-    next(*c.stream, Clock::now());
+    failed_.push_back(c.stream);
   }
 
   void close_conn(Conn& c) {
-    if (c.state == Conn::State::kIdle) {
+    if (c.state == Conn::State::kIdle) {  // taken from the idle list already if a request is on it
       auto& idle = c.stream->idle;
-      idle.erase(std::find(idle.begin(), idle.end(), &c));
+      const auto it = std::find(idle.begin(), idle.end(), &c);
+      if (it != idle.end()) idle.erase(it);
     }
     if (c.fd >= 0) ::close(c.fd);  // also leaves the epoll set
     c.fd = -1;
@@ -473,9 +482,8 @@ class Loop {
   // Requests sent more than kRequestTimeout ago fail.
   void expire(Clock::time_point now) {
     for (Stream* s : streams_) {
-      // By index: a failure starts the stream's next request, which may add a connection.
-      for (std::size_t i = 0; i < s->conns.size(); ++i) {
-        Conn& c = *s->conns[i];
+      for (auto& conn : s->conns) {
+        Conn& c = *conn;
         const bool busy = c.state == Conn::State::kConnecting || c.state == Conn::State::kWriting ||
                           c.state == Conn::State::kReading;
         if (busy && now - c.sent > kRequestTimeout) fail(c);
@@ -492,6 +500,7 @@ class Loop {
   Clock::time_point end_;
   int epoll_;
   Clock::time_point next_timeout_check_{};
+  std::vector<Stream*> failed_;  // one entry per failed request, its stream's next to start
 };
 
 // http://host[:port]/path: the peer's address (resolved once) and the request's target and Host.
