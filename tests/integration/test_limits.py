@@ -248,10 +248,11 @@ class Admission(LimitCase):
             queued = threading.Thread(target=lambda: results.setdefault("b", call(o, reverse("b"), "b")))
             queued.start()
             self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))  # b waits in the queue, which is now full
-            t0 = time.monotonic()
             status, headers, body = call(o, reverse("c"), "c")
-            self.assertLess(time.monotonic() - t0, 0.25)  # refused at once, not after a wait
             self.assert_refused(status, headers, body, 503, "queue_full", "user")
+            # Refused at once, not after a wait: decided on arrival, as the server counts it (a
+            # client's stopwatch would also time a loaded machine's scheduling).
+            self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
             self.assertEqual(body["type"], "overloaded")
             queued.join(5)
             status, headers, body = results["b"]
@@ -344,13 +345,11 @@ class RefusalOnArrival(LimitCase):
             queued = threading.Thread(target=run, args=("queued",))
             queued.start()  # nobody was queued: it waits for the next slot
             self.assertTrue(h.wait_until(lambda: metric(o, "wf_limits_queued") >= 1, 10))
-            t0 = time.monotonic()
             status, headers, body = call(o, reverse("late"), "late")
-            elapsed = time.monotonic() - t0
             events.append("late")
-            # Answered at once (well before the slot frees, let alone the budget).
+            # Answered at once: before the slot frees (the order of the events below), let alone
+            # the budget, and decided on arrival (the server's counts and times below).
             self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
-            self.assertLess(elapsed, 0.3)
             slow.join(10)
             queued.join(10)
             self.assertEqual(events, ["late", "running", "queued"])
