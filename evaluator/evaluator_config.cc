@@ -75,7 +75,8 @@ std::vector<Option> evaluator_options() {
       {"sandbox_warm_idle_ms",
        Type::kInt,
        "10",
-       "Warm a new sandbox child up (lower latency for its call, ~0.25 ms more CPU) only while "
+       "Warm a new sandbox child up (its call then skips the first call's page faults, for more "
+       "CPU in all) only while "
        "calls take children at least this many ms apart on average; under a steadier stream "
        "children start cold and the CPU goes to calls. 0 = always warm (when the pool is nearly "
        "full).",
