@@ -76,10 +76,9 @@ std::vector<Option> evaluator_options() {
        Type::kInt,
        "10",
        "Warm a new sandbox child up (its call then skips the first call's page faults, for more "
-       "CPU in all) only while "
-       "calls take children at least this many ms apart on average; under a steadier stream "
-       "children start cold and the CPU goes to calls. 0 = always warm (when the pool is nearly "
-       "full).",
+       "CPU in all) only while calls take children at least this many ms apart on average; "
+       "under a steadier stream children start cold and the CPU goes to calls. 0 = always warm "
+       "(when the pool is nearly full).",
        {"WF_SANDBOX_WARM_IDLE_MS"},
        {},
        0,
