@@ -189,8 +189,8 @@ class Zygote {
   // (measured per trivial call: Python 0.94 -> 0.68 ms, JavaScript 0.61 -> 0.35 ms of child
   // CPU). Nor is a child warmed while calls come in a steady stream (mean gap between takes under
   // warm_idle): the pool is then stocked only because admission control keeps few calls in
-  // flight, the CPU is what limits the calls, and warming costs 0.04-0.15 ms of it per Python call
-  // (back-to-back calls; bench/README.md, "Warm-up that knows the load"). The first children
+  // flight, the CPU is what limits the calls, and warming costs ~0.23 ms of it per Python child
+  // (~20 page faults; bench/README.md, "Warm-up that knows the load"). The first children
   // (nothing taken yet) are always warm.
   bool spawn(std::string& error) {
     return spawn(error, taken_ == 0 || (queued_ + 1 >= pool_size_ && idle()));
