@@ -117,6 +117,7 @@ struct SupervisorConfig {
   std::uint64_t zygote_memory_bytes = 0;
   std::int32_t pool_size = 0;
   std::int32_t group_nice = 0;  // SandboxLimits::group_nice
+  std::int64_t warm_idle_ms = 0;
 };
 
 inline constexpr int kMaxMessageFds = 3;

@@ -41,6 +41,7 @@ void each_limit(Config& config, Limits& limits, Copy copy) {
   copy(config.zygote_memory_bytes, limits.zygote_memory_bytes);
   copy(config.pool_size, limits.pool_size);
   copy(config.group_nice, limits.group_nice);
+  copy(config.warm_idle_ms, limits.warm_idle);
 }
 
 template <typename T>

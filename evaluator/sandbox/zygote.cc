@@ -105,6 +105,8 @@ class Zygote {
         handoff_(handoff),
         limits_(limits),
         pool_size_(static_cast<std::size_t>(std::max(1, limits.pool_size))),
+        warm_idle_(limits.warm_idle),
+        mean_take_gap_(2 * warm_idle_),
         pool_(memory),
         reaped_(memory),
         fds_(memory) {}
@@ -142,7 +144,12 @@ class Zygote {
       if (handoff_blocked_ && n > 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
         handoff_blocked_ = false;
       }
-      if (starting) check_starting();
+      if (starting) {
+        check_starting();
+        // A child that became ready goes to the service before any control message is answered:
+        // a kStats then counts it where a kTaken right behind it finds it (on the handoff socket).
+        push_ready();
+      }
       if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) drain_control();
     }
   }
@@ -180,8 +187,31 @@ class Zygote {
   // children about as fast as they become ready (the pool is not nearly full), a new child is
   // handed out soon anyway: skipping its warm-up makes it ready sooner and saves CPU per call
   // (measured per trivial call: Python 0.94 -> 0.68 ms, JavaScript 0.61 -> 0.35 ms of child
-  // CPU). The first children (nothing taken yet) are always warm.
-  bool spawn(std::string& error) { return spawn(error, taken_ == 0 || queued_ + 1 >= pool_size_); }
+  // CPU). Nor is a child warmed while calls come in a steady stream (mean gap between takes under
+  // warm_idle): the pool is then stocked only because admission control keeps few calls in
+  // flight, the CPU is what limits the calls, and warming costs ~0.23 ms of it per Python child
+  // (~20 page faults; bench/README.md, "Warm-up that knows the load"). The first children
+  // (nothing taken yet) are always warm.
+  bool spawn(std::string& error) {
+    return spawn(error, taken_ == 0 || (queued_ + 1 >= pool_size_ && idle()));
+  }
+
+  bool idle() const { return warm_idle_.count() == 0 || mean_take_gap_ >= warm_idle_; }
+
+  // The mean gap between takes rises at once to a longer gap (capped at twice warm_idle: one
+  // pause says the pool is idle) and falls by an eighth of the difference per shorter one, so a
+  // few close takes of an idle pool's callers do not make children cold, and a steady stream does
+  // within about six takes.
+  void note_take(Clock::time_point now) {
+    const auto cap = std::chrono::duration_cast<Clock::duration>(2 * warm_idle_);
+    const Clock::duration gap = std::min(cap, now - last_take_);
+    last_take_ = now;
+    if (gap >= mean_take_gap_) {
+      mean_take_gap_ = gap;
+    } else {
+      mean_take_gap_ -= (mean_take_gap_ - gap) / 8;
+    }
+  }
 
   bool spawn(std::string& error, bool warm) {
     int sv[2];
@@ -377,6 +407,7 @@ class Zygote {
       case ZygoteOp::kTaken:
         if (queued_ > 0) --queued_;
         ++taken_;
+        note_take(Clock::now());
         // Fork the replacement now, not at the next turn of the loop: a kStats right behind a
         // burst of kTaken would otherwise count an emptied pool (no child ready or starting),
         // and /readyz would report a busy evaluator as not ready until the next refresh.
@@ -441,6 +472,9 @@ class Zygote {
   int handoff_;
   SandboxLimits limits_;
   std::size_t pool_size_;
+  std::chrono::milliseconds warm_idle_;
+  Clock::duration mean_take_gap_;  // between the service's takes (note_take)
+  Clock::time_point last_take_{};
   std::pmr::deque<PoolChild> pool_;  // forked, not yet handed to the service
   std::size_t queued_ = 0;           // on the handoff socket, not yet taken by the service
   std::uint64_t taken_ = 0;          // children the service took

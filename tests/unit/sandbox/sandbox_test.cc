@@ -1638,6 +1638,69 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
   EXPECT_GE(done.load(), 200) << "too few calls in 25 s to say anything";
 }
 
+// Answers whether its child was warmed up: warm_up() runs in the child only (this runtime's zygote
+// never warms, rebase_memory() being false), so the flag is the child's own.
+bool g_child_warmed = false;
+
+class WarmthRuntime final : public FakeRuntime {
+ public:
+  const char* name() const override { return "warmth"; }
+  void warm_up() override { g_child_warmed = true; }
+  CallOutput call(const CallInput&) override {
+    CallOutput out;
+    out.ok = true;
+    out.z22_json = g_child_warmed ? "warm" : "cold";
+    return out;
+  }
+};
+
+// `calls` calls one after the other, each once the pool is full again (so the zygote's rule
+// "the pool is nearly full" holds at every take) and `pause` after that; what each child said.
+std::vector<std::string> warmth_of_calls(std::chrono::milliseconds warm_idle, int calls,
+                                         std::chrono::milliseconds pause) {
+  SandboxLimits limits = test_limits();
+  limits.warm_idle = warm_idle;
+  auto sandbox = start_sandbox("warmth", limits);
+  std::vector<std::string> said;
+  for (int i = 0; i < calls; ++i) {
+    const auto until = Clock::now() + 30s;
+    while (sandbox->query_stats().ready_children < limits.pool_size && Clock::now() < until) {
+      std::this_thread::sleep_for(2ms);
+    }
+    std::this_thread::sleep_for(pause);
+    CallInput input;
+    input.code = "any";
+    input.function_name = "Z1";
+    CallOutcome out = sandbox->run(input, Clock::now() + 10s);
+    said.push_back(out.status == Status::kOk ? out.output.z22_json : "failed: " + out.detail);
+  }
+  sandbox->shutdown();
+  return said;
+}
+
+// A steady stream of calls (a mean gap between takes far under warm_idle, here an hour) gets cold
+// children once the mean has fallen (about six takes); the first pool is warm. Without the rule
+// every child of a full pool was warmed.
+TEST(WarmUp, ChildrenOfASteadyStreamStartCold) {
+  const std::vector<std::string> said = warmth_of_calls(std::chrono::hours(1), 16, 0ms);
+  ASSERT_EQ(said.size(), 16u);
+  EXPECT_EQ(said[0], "warm");
+  for (std::size_t i = 11; i < said.size(); ++i) EXPECT_EQ(said[i], "cold") << "call " << i;
+}
+
+// A pause longer than warm_idle before each take: every child is warm.
+TEST(WarmUp, ChildrenTakenAfterPausesAreWarm) {
+  const std::vector<std::string> said = warmth_of_calls(1ms, 8, 5ms);
+  for (std::size_t i = 0; i < said.size(); ++i) EXPECT_EQ(said[i], "warm") << "call " << i;
+}
+
+// warm_idle 0: the earlier rule, every child of a nearly full pool is warm, however close the
+// takes.
+TEST(WarmUp, ZeroWarmsEveryChildOfAFullPool) {
+  const std::vector<std::string> said = warmth_of_calls(0ms, 16, 0ms);
+  for (std::size_t i = 0; i < said.size(); ++i) EXPECT_EQ(said[i], "warm") << "call " << i;
+}
+
 class WarmUpDiesRuntime final : public FakeRuntime {
  public:
   const char* name() const override { return "warmupdies"; }
@@ -1662,6 +1725,8 @@ int main(int argc, char** argv) {
        +[]() -> std::unique_ptr<LanguageRuntime> { return std::make_unique<BadSyscallRuntime>(); }},
       {"warmupdies",
        +[]() -> std::unique_ptr<LanguageRuntime> { return std::make_unique<WarmUpDiesRuntime>(); }},
+      {"warmth",
+       +[]() -> std::unique_ptr<LanguageRuntime> { return std::make_unique<WarmthRuntime>(); }},
   };
   return wf::evaluator::testing::sandbox_test_main(argc, argv, kRuntimes);
 }
