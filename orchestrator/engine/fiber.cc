@@ -1,10 +1,12 @@
 // Fibers over Boost.Context with pooled, lazily committed stacks (see fiber.h).
 #include "orchestrator/engine/fiber.h"
 
+#include <cxxabi.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <unwind.h>
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
@@ -251,6 +253,7 @@ struct Fiber {
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
   bool done = false;
   bool replayable = false;                    // its body may run again after a retirement
+  bool unwinding = false;                     // being retired: unwind_retired to run_body
   std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
   std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
   std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
@@ -295,8 +298,15 @@ void run_body(Fiber* f) {
     f->body();
   } catch (const bctx::detail::forced_unwind&) {
     throw;
-  } catch (const FiberRetired&) {
-    retired(f);
+  } catch (const abi::__forced_unwind&) {
+    // Not rethrown: the retirement's unwinding (unwind_retired) ends here, and the runtime frees
+    // its exception as the handler ends.
+    if (f->unwinding) {
+      f->unwinding = false;
+      retired(f);
+    } else {
+      obs::count_bug("orchestrator.fiber", "a forced unwind that is not a retirement");
+    }
   } catch (const std::exception& e) {
     obs::count_bug("orchestrator.fiber", e.what());
   } catch (...) {
@@ -680,7 +690,7 @@ struct FiberPool::Impl {
     }
   }
 
-  // Resumes a parked fiber to unwind it (park_retirable throws FiberRetired), unless its answer
+  // Resumes a parked fiber to unwind it (park_retirable: unwind_retired), unless its answer
   // came first.
   static void retire(RetireWait& w) {
     std::function<void(Resume)> resume;
@@ -744,12 +754,13 @@ void wake(Fiber* f, Resume where) {
   f->schedule(f);
 }
 
-// At the top of a fiber unwound by FiberRetired: its body, log context, CPU account and
-// evaluation start go to its wait, and the answer (now or when it comes) starts the replay.
+// At the top of a fiber unwound by its retirement (unwind_retired): its body, log context, CPU
+// account and evaluation start go to its wait, and the answer (now or when it comes) starts the
+// replay.
 void retired(Fiber* f) {
   std::shared_ptr<RetireWait> w = std::move(f->waiting);
   if (!w || f->pool == nullptr) {
-    obs::count_bug("orchestrator.fiber", "a fiber unwound by FiberRetired without a retired wait");
+    obs::count_bug("orchestrator.fiber", "a fiber unwound for retirement without a retired wait");
     return;
   }
   FiberPool::Impl* pool = f->pool;
@@ -933,6 +944,39 @@ EvaluationStart evaluation_start(const EvaluationStart& now) {
   return *f->eval_start;
 }
 
+namespace {
+
+// "WF\0\0RTRD": the class of a retirement's unwinding, no C++ exception's ("GNUCC++\0").
+constexpr _Unwind_Exception_Class kRetireClass = 0x5746000052545244ULL;
+
+// Called for each frame of a retirement's unwinding before its cleanups run: nothing to stop,
+// run_body's handler ends it. Reaching the end of the stack means that handler is missing.
+_Unwind_Reason_Code retire_stop(int, _Unwind_Action actions, _Unwind_Exception_Class,
+                                _Unwind_Exception*, _Unwind_Context*, void*) {
+  if ((actions & _UA_END_OF_STACK) != 0) std::terminate();
+  return _URC_NO_REASON;
+}
+
+// Ends a fiber being retired: a forced unwind runs every frame's cleanups up to run_body, in one
+// pass (a throw walks the frames twice: once to find its handler, once to unwind them; and
+// again from each catch that rethrows). Called in park_retirable with nothing of its own to
+// destroy.
+[[noreturn]] void unwind_retired(Fiber* f) {
+  f->unwinding = true;
+#if WF_ASAN
+  // What __cxa_throw does under ASan (an interceptor): the frames about to be left have their
+  // redzones cleared, or the landing pads' calls would find them poisoned.
+  __asan_handle_no_return();
+#endif
+  auto* e = new _Unwind_Exception{};
+  e->exception_class = kRetireClass;
+  e->exception_cleanup = [](_Unwind_Reason_Code, _Unwind_Exception* x) { delete x; };
+  _Unwind_ForcedUnwind(e, &retire_stop, nullptr);
+  std::terminate();  // returns only when no frame could be unwound
+}
+
+}  // namespace
+
 std::shared_ptr<void> park_retirable(
     std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
     std::shared_ptr<const void> tag, const RetireTag& how) {
@@ -953,13 +997,18 @@ std::shared_ptr<void> park_retirable(
       answer_wait(w, std::move(answer), where);
     });
   });
+  bool retiring = false;
   {
     std::lock_guard lock(w->mu);
     // Resumed to be retired, but the answer came meanwhile: no need to.
     if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
       w->phase = RetireWait::Phase::kAnswered;
     }
-    if (w->phase == RetireWait::Phase::kRetiring) throw FiberRetired{};
+    retiring = w->phase == RetireWait::Phase::kRetiring;
+  }
+  if (retiring) {
+    w.reset();  // f->waiting keeps it for retired()
+    unwind_retired(f);
   }
   f->waiting.reset();
   w->tag.reset();
