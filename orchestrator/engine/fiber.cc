@@ -121,9 +121,44 @@ void forget_stack_poison([[maybe_unused]] const char* low, [[maybe_unused]] cons
 #endif
 }
 
+// A parked fiber's frames are kept packed: a bitmap of its stack's 8-byte words from the stack
+// pointer to the top, then the words that are not zero, in order. Frames hold many zero words
+// (empty containers and strings, null pointers, cleared flags, slots a call never wrote), which
+// then cost one bit each (bench/slow_calls: memory per parked call).
+using StackWord = std::uint64_t;
+constexpr std::size_t kWordBytes = sizeof(StackWord);
+constexpr std::size_t kWordsPerMapWord = 64;
+
+// Stack words read and written so that AddressSanitizer leaves them unchecked: a frame's
+// redzones are poisoned in its shadow, and packing reads (and restoring writes back) whole
+// frames, redzones included.
+[[gnu::no_sanitize_address]] StackWord load_stack_word(const char* at) {
+  StackWord w;
+#if WF_ASAN
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    reinterpret_cast<volatile char*>(&w)[i] = static_cast<const volatile char*>(at)[i];
+  }
+#else
+  std::memcpy(&w, at, kWordBytes);
+#endif
+  return w;
+}
+
+[[gnu::no_sanitize_address]] void store_stack_word(char* at, StackWord w) {
+#if WF_ASAN
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    static_cast<volatile char*>(at)[i] = reinterpret_cast<const char*>(&w)[i];
+  }
+#else
+  std::memcpy(at, &w, kWordBytes);
+#endif
+}
+
 // Stacks: mmap'd with a guard page below, committed by the kernel page by page as they are
 // touched. Released stacks are kept for reuse (up to a bound) after their pages beyond the top
-// kKeepHot bytes are given back, so an idle pool costs little memory.
+// kKeepHot bytes are given back, so an idle pool costs little memory. Only a stack whose fiber
+// went beyond them has any such page (see release_cold): a shallow call's stack goes back to the
+// pool without a system call.
 class StackPool {
  public:
   static constexpr std::size_t kKeepHot = 32u << 10;
@@ -152,12 +187,13 @@ class StackPool {
     return sc;
   }
 
-  void deallocate(bctx::stack_context& sc) {
+  // `deep`: the fiber is known to have had frames below the top kKeepHot bytes (it parked there).
+  void deallocate(bctx::stack_context& sc, bool deep) {
     char* base = static_cast<char*>(sc.sp) - usable_ - page_size();
     {
       std::lock_guard lock(mu_);
       if (idle_.size() < max_idle_) {
-        if (usable_ > kKeepHot) madvise(base + page_size(), usable_ - kKeepHot, MADV_DONTNEED);
+        if (usable_ > kKeepHot) release_cold(base, deep);
         idle_.push_back(base);
         return;
       }
@@ -165,9 +201,32 @@ class StackPool {
     munmap(base, usable_ + page_size());
   }
 
+  // The lowest address of the kKeepHot bytes kept at the top of a stack whose top is `top`.
+  static const char* hot_low(const char* top) { return top - kKeepHot; }
+
   std::size_t usable() const { return usable_; }
 
  private:
+  // Gives back the pages below the top kKeepHot bytes of a released stack, if it has any. The
+  // page just below them (the probe) tells: a fiber whose frames went further down wrote there
+  // (each call pushes a return address), so a probe of zero words means none of them were
+  // touched. A probe not resident reads as zeros (the kernel's zero page: no memory, one minor
+  // fault, once after each deep use). (A frame of over a page of words never written could step
+  // over the probe unseen: then pages stay committed in an idle stack, memory only, until a
+  // deeper use.)
+  void release_cold(char* base, bool deep) {
+    char* low = base + page_size();
+    const char* probe = low + usable_ - kKeepHot - page_size();
+    if (!deep) {
+      StackWord any = 0;
+      for (std::size_t i = 0; i < page_size() / kWordBytes; ++i) {
+        any |= load_stack_word(probe + i * kWordBytes);
+      }
+      if (any == 0) return;
+    }
+    madvise(low, usable_ - kKeepHot, MADV_DONTNEED);
+  }
+
   void* map() const {
     const std::size_t total = usable_ + page_size();
     void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE,
@@ -234,6 +293,7 @@ struct Fiber {
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
   const char* parked_sp = nullptr;         // park()'s frame address when it last parked
+  const char* deepest_park = nullptr;      // the lowest stack pointer it parked at
   std::unique_ptr<std::uint64_t[]> saved;  // the live frames while parked, packed (pack_stack)
   HotParked* hot_list = nullptr;           // its pool's (HotParked)
   bool hot = false;                        // parked with its frames in place, in hot_list
@@ -287,7 +347,10 @@ struct PooledStack {
     const char* low = fiber->stack_low;
     if (fiber->exit_frame != nullptr) low = std::max(low, fiber->exit_frame - page_size());
     forget_stack_poison(low, top);
-    pool->deallocate(sc);
+    // A park's restored frames (restore_parked_stack) wrote every word from its stack pointer,
+    // up to a page below park()'s frame, to the top: zeros too, which the probe cannot see.
+    pool->deallocate(sc, fiber->deepest_park != nullptr &&
+                             fiber->deepest_park < StackPool::hot_low(top) + 2 * page_size());
   }
 };
 
@@ -334,39 +397,6 @@ const char* suspended_sp(const Fiber& f) {
   const char* top = f.stack_low + f.stack_size;
   if (sp > f.stack_low && sp <= f.parked_sp && sp < top) return sp;
   return f.parked_sp - std::min<std::uintptr_t>(kParkedMargin, f.parked_sp - f.stack_low);
-}
-
-// A parked fiber's frames are kept packed: a bitmap of its stack's 8-byte words from the stack
-// pointer to the top, then the words that are not zero, in order. Frames hold many zero words
-// (empty containers and strings, null pointers, cleared flags, slots a call never wrote), which
-// then cost one bit each (bench/slow_calls: memory per parked call).
-using StackWord = std::uint64_t;
-constexpr std::size_t kWordBytes = sizeof(StackWord);
-constexpr std::size_t kWordsPerMapWord = 64;
-
-// Stack words read and written so that AddressSanitizer leaves them unchecked: a frame's
-// redzones are poisoned in its shadow, and packing reads (and restoring writes back) whole
-// frames, redzones included.
-[[gnu::no_sanitize_address]] StackWord load_stack_word(const char* at) {
-  StackWord w;
-#if WF_ASAN
-  for (std::size_t i = 0; i < kWordBytes; ++i) {
-    reinterpret_cast<volatile char*>(&w)[i] = static_cast<const volatile char*>(at)[i];
-  }
-#else
-  std::memcpy(&w, at, kWordBytes);
-#endif
-  return w;
-}
-
-[[gnu::no_sanitize_address]] void store_stack_word(char* at, StackWord w) {
-#if WF_ASAN
-  for (std::size_t i = 0; i < kWordBytes; ++i) {
-    static_cast<volatile char*>(at)[i] = reinterpret_cast<const char*>(&w)[i];
-  }
-#else
-  std::memcpy(at, &w, kWordBytes);
-#endif
 }
 
 std::size_t map_words(std::size_t words) {
@@ -894,6 +924,7 @@ void park_to(std::function<void(std::function<void(Resume)> resume)> start) {
   }
   f->park_fn = std::move(start);
   f->parked_sp = static_cast<const char*>(__builtin_frame_address(0));
+  if (f->deepest_park == nullptr || f->parked_sp < f->deepest_park) f->deepest_park = f->parked_sp;
   switch_starts(&f->fake_stack, f->thread_stack);
   tsan_switch(f->tsan_thread);
   f->back = std::move(f->back).resume();
