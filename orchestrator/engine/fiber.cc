@@ -1,7 +1,6 @@
 // Fibers over Boost.Context with pooled, lazily committed stacks (see fiber.h).
 #include "orchestrator/engine/fiber.h"
 
-#include <cxxabi.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -361,19 +360,17 @@ void run_body(Fiber* f) {
     f->body();
   } catch (const bctx::detail::forced_unwind&) {
     throw;
-  } catch (const abi::__forced_unwind&) {
-    // Not rethrown: the retirement's unwinding (unwind_retired) ends here, and the runtime frees
-    // its exception as the handler ends.
-    if (f->unwinding) {
-      f->unwinding = false;
-      retired(f);
-    } else {
-      obs::count_bug("orchestrator.fiber", "a forced unwind that is not a retirement");
-    }
   } catch (const std::exception& e) {
     obs::count_bug("orchestrator.fiber", e.what());
   } catch (...) {
-    obs::count_bug("orchestrator.fiber", "unknown exception");
+    if (f->unwinding) {
+      // Not rethrown: the retirement's unwinding (unwind_retired) ends here, and the runtime
+      // frees its exception as the handler ends.
+      f->unwinding = false;
+      retired(f);
+    } else {
+      obs::count_bug("orchestrator.fiber", "unknown exception");
+    }
   }
   f->body = nullptr;
 }
@@ -952,6 +949,11 @@ std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, 
   return std::move(w->answer);
 }
 
+bool being_retired() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->unwinding;
+}
+
 bool replaying() {
   const Fiber* f = t_current;
   return f != nullptr && f->replay != nullptr;
@@ -1008,10 +1010,13 @@ _Unwind_Reason_Code retire_stop(int, _Unwind_Action actions, _Unwind_Exception_C
 
 }  // namespace
 
-std::shared_ptr<void> park_retirable(
-    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag, const RetireTag& how) {
-  Fiber* f = t_current;
+namespace {
+
+// Parks `f` on a new retirable wait (kept in f->waiting); false when it resumed to be retired,
+// true when it has the answer (in f->waiting->answer).
+bool wait_retirably(Fiber* f,
+                    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+                    std::shared_ptr<const void> tag, const RetireTag& how) {
   auto w = std::make_shared<RetireWait>();
   w->pool = f->pool;
   w->tag = std::move(tag);
@@ -1028,20 +1033,24 @@ std::shared_ptr<void> park_retirable(
       answer_wait(w, std::move(answer), where);
     });
   });
-  bool retiring = false;
-  {
-    std::lock_guard lock(w->mu);
-    // Resumed to be retired, but the answer came meanwhile: no need to.
-    if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
-      w->phase = RetireWait::Phase::kAnswered;
-    }
-    retiring = w->phase == RetireWait::Phase::kRetiring;
+  std::lock_guard lock(w->mu);
+  // Resumed to be retired, but the answer came meanwhile: no need to.
+  if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
+    w->phase = RetireWait::Phase::kAnswered;
   }
-  if (retiring) {
-    w.reset();  // f->waiting keeps it for retired()
-    unwind_retired(f);
-  }
-  f->waiting.reset();
+  return w->phase != RetireWait::Phase::kRetiring;
+}
+
+}  // namespace
+
+// Nothing with a destructor is alive where unwind_retired is called: this frame has no cleanup
+// for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions).
+std::shared_ptr<void> park_retirable(
+    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+    std::shared_ptr<const void> tag, const RetireTag& how) {
+  Fiber* f = t_current;
+  if (!wait_retirably(f, std::move(start), std::move(tag), how)) unwind_retired(f);
+  std::shared_ptr<RetireWait> w = std::move(f->waiting);
   w->tag.reset();
   return std::move(w->answer);
 }

@@ -179,11 +179,13 @@ T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T
 //
 // The unwinding of a retired fiber is a forced unwind (_Unwind_ForcedUnwind, as pthread_cancel
 // does), started in await_retirable(): the C++ runtime runs the frames' cleanups in one pass,
-// without first searching the stack for a handler as a throw does (half of the unwinding's cost:
-// bench/README.md, session 16 "retire8"). It is no C++ exception: catch (const std::exception&)
-// and typed handlers do not see it; a catch (...) on the way does, and must rethrow it:
-//   catch (const abi::__forced_unwind&) { throw; }  (<cxxabi.h>), before the catch (...).
-// Only the fiber's top ends it.
+// without first searching the stack for a handler as a throw does (bench/README.md, session 16
+// "retire8"). It is no C++ exception: catch (const std::exception&) and typed handlers do not see
+// it; a catch (...) on the way does, and must rethrow it:
+//   catch (...) { if (being_retired()) throw; ... }
+// Only the fiber's top ends it. (Its handler gets no object: a catch (const abi::__forced_unwind&)
+// binds a null reference, which UBSan reports.)
+bool being_retired();
 
 // Whether a wait started now could be retired: a pool fiber spawned as replayable, with
 // retire_after set, not already past a replay's wait.

@@ -3,7 +3,6 @@
 // that answer. Every case runs the same requests through the fiber path (retirement off) and
 // through retirement, and compares the envelopes (timings aside), the evaluator calls, and the
 // cancellation counts.
-#include <cxxabi.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -548,8 +547,8 @@ TEST(RetireParked, ManyRetiredCallsEachGetTheirOwnAnswer) {
 }
 
 // A retirement unwinds its fiber with a forced unwind (fiber.h): a catch (...) on the way that
-// rethrows abi::__forced_unwind lets it through, every destructor on the fiber runs once, and
-// the replay takes the answer. (A C++ exception, as FiberRetired was, would end in that catch.)
+// rethrows it while being_retired() lets it through, every destructor on the fiber runs once, and
+// the replay takes the answer; being_retired() is false on the replay and off the fiber.
 TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestructors) {
   using namespace engine_detail;
   FiberPoolOptions options;
@@ -577,10 +576,12 @@ TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestr
                       [](const void* tag, const void* kept) {
                         return *static_cast<const int*>(tag) == *static_cast<const int*>(kept);
                       }};
+  std::atomic<int> retiring_at_start{0};
   pool->spawn(
       FiberLogContext{},
       [&] {
         ++runs;
+        retiring_at_start += being_retired() ? 1 : 0;
         Held outer(&alive, &made);
         try {
           Held inner(&alive, &made);
@@ -590,9 +591,8 @@ TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestr
                 done = std::move(answer);
               },
               nullptr, std::make_shared<int>(7), how, nullptr);
-        } catch (const abi::__forced_unwind&) {
-          throw;
         } catch (...) {
+          if (being_retired()) throw;
           ++swallowed;
         }
       },
@@ -615,6 +615,8 @@ TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestr
   EXPECT_EQ(runs.load(), 2);
   EXPECT_EQ(value.load(), 42);
   EXPECT_EQ(swallowed.load(), 0);
+  EXPECT_EQ(retiring_at_start.load(), 0);
+  EXPECT_FALSE(being_retired());
   EXPECT_EQ(made.load(), 4);
   EXPECT_EQ(alive.load(), 0);
   EXPECT_EQ(pool->retired(), 1u);
