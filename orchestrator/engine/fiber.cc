@@ -217,9 +217,13 @@ class StackPool {
     char* low = base + page_size();
     const char* probe = low + usable_ - kKeepHot - page_size();
     if (!deep) {
+      // Four words a step (a page is a multiple of 32 bytes), the bound read once: ~1,100
+      // instructions a scan.
       StackWord any = 0;
-      for (std::size_t i = 0; i < page_size() / kWordBytes; ++i) {
-        any |= load_stack_word(probe + i * kWordBytes);
+      const char* const end = probe + page_size();
+      for (const char* at = probe; at < end; at += 4 * kWordBytes) {
+        any |= load_stack_word(at) | load_stack_word(at + kWordBytes) |
+               load_stack_word(at + 2 * kWordBytes) | load_stack_word(at + 3 * kWordBytes);
       }
       if (any == 0) return;
     }
