@@ -272,11 +272,10 @@ class EngineImpl final : public Engine {
       engine_detail::TrailingMeta trailing;
       if (!run(Input{&request}, ctx, answer, trailing, start.mono)) return timeout_response();
       return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
-    } catch (const engine_detail::FiberRetired&) {
-      throw;
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
     } catch (...) {
+      if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
       return internal_error(request, "unknown failure", start);
     }
   }
@@ -291,11 +290,10 @@ class EngineImpl final : public Engine {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
       return engine_detail::finish_answer_text(answer, trailing, start, has_error);
-    } catch (const engine_detail::FiberRetired&) {
-      throw;
     } catch (const std::exception& e) {
       return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
     } catch (...) {
+      if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
       return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
                                           has_error);
     }

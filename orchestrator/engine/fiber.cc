@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <unwind.h>
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
@@ -119,9 +120,44 @@ void forget_stack_poison([[maybe_unused]] const char* low, [[maybe_unused]] cons
 #endif
 }
 
+// A parked fiber's frames are kept packed: a bitmap of its stack's 8-byte words from the stack
+// pointer to the top, then the words that are not zero, in order. Frames hold many zero words
+// (empty containers and strings, null pointers, cleared flags, slots a call never wrote), which
+// then cost one bit each (bench/slow_calls: memory per parked call).
+using StackWord = std::uint64_t;
+constexpr std::size_t kWordBytes = sizeof(StackWord);
+constexpr std::size_t kWordsPerMapWord = 64;
+
+// Stack words read and written so that AddressSanitizer leaves them unchecked: a frame's
+// redzones are poisoned in its shadow, and packing reads (and restoring writes back) whole
+// frames, redzones included.
+[[gnu::no_sanitize_address]] StackWord load_stack_word(const char* at) {
+  StackWord w;
+#if WF_ASAN
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    reinterpret_cast<volatile char*>(&w)[i] = static_cast<const volatile char*>(at)[i];
+  }
+#else
+  std::memcpy(&w, at, kWordBytes);
+#endif
+  return w;
+}
+
+[[gnu::no_sanitize_address]] void store_stack_word(char* at, StackWord w) {
+#if WF_ASAN
+  for (std::size_t i = 0; i < kWordBytes; ++i) {
+    static_cast<volatile char*>(at)[i] = reinterpret_cast<const char*>(&w)[i];
+  }
+#else
+  std::memcpy(at, &w, kWordBytes);
+#endif
+}
+
 // Stacks: mmap'd with a guard page below, committed by the kernel page by page as they are
 // touched. Released stacks are kept for reuse (up to a bound) after their pages beyond the top
-// kKeepHot bytes are given back, so an idle pool costs little memory.
+// kKeepHot bytes are given back, so an idle pool costs little memory. Only a stack whose fiber
+// went beyond them has any such page (see release_cold): a shallow call's stack goes back to the
+// pool without a system call.
 class StackPool {
  public:
   static constexpr std::size_t kKeepHot = 32u << 10;
@@ -150,12 +186,13 @@ class StackPool {
     return sc;
   }
 
-  void deallocate(bctx::stack_context& sc) {
+  // `deep`: the fiber is known to have had frames below the top kKeepHot bytes (it parked there).
+  void deallocate(bctx::stack_context& sc, bool deep) {
     char* base = static_cast<char*>(sc.sp) - usable_ - page_size();
     {
       std::lock_guard lock(mu_);
       if (idle_.size() < max_idle_) {
-        if (usable_ > kKeepHot) madvise(base + page_size(), usable_ - kKeepHot, MADV_DONTNEED);
+        if (usable_ > kKeepHot) release_cold(base, deep);
         idle_.push_back(base);
         return;
       }
@@ -163,9 +200,36 @@ class StackPool {
     munmap(base, usable_ + page_size());
   }
 
+  // The lowest address of the kKeepHot bytes kept at the top of a stack whose top is `top`.
+  static const char* hot_low(const char* top) { return top - kKeepHot; }
+
   std::size_t usable() const { return usable_; }
 
  private:
+  // Gives back the pages below the top kKeepHot bytes of a released stack, if it has any. The
+  // page just below them (the probe) tells: a fiber whose frames went further down wrote there
+  // (each call pushes a return address), so a probe of zero words means none of them were
+  // touched. A probe not resident reads as zeros (the kernel's zero page: no memory, one minor
+  // fault, once after each deep use). (A frame of over a page of words never written could step
+  // over the probe unseen: then pages stay committed in an idle stack, memory only, until a
+  // deeper use.)
+  void release_cold(char* base, bool deep) {
+    char* low = base + page_size();
+    const char* probe = low + usable_ - kKeepHot - page_size();
+    if (!deep) {
+      // Four words a step (a page is a multiple of 32 bytes), the bound read once: ~1,100
+      // instructions a scan.
+      StackWord any = 0;
+      const char* const end = probe + page_size();
+      for (const char* at = probe; at < end; at += 4 * kWordBytes) {
+        any |= load_stack_word(at) | load_stack_word(at + kWordBytes) |
+               load_stack_word(at + 2 * kWordBytes) | load_stack_word(at + 3 * kWordBytes);
+      }
+      if (any == 0) return;
+    }
+    madvise(low, usable_ - kKeepHot, MADV_DONTNEED);
+  }
+
   void* map() const {
     const std::size_t total = usable_ + page_size();
     void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE,
@@ -232,6 +296,7 @@ struct Fiber {
   const char* stack_low = nullptr;
   std::size_t stack_size = 0;
   const char* parked_sp = nullptr;         // park()'s frame address when it last parked
+  const char* deepest_park = nullptr;      // the lowest stack pointer it parked at
   std::unique_ptr<std::uint64_t[]> saved;  // the live frames while parked, packed (pack_stack)
   HotParked* hot_list = nullptr;           // its pool's (HotParked)
   bool hot = false;                        // parked with its frames in place, in hot_list
@@ -251,6 +316,7 @@ struct Fiber {
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
   bool done = false;
   bool replayable = false;                    // its body may run again after a retirement
+  bool unwinding = false;                     // being retired: unwind_retired to run_body
   std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
   std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
   std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
@@ -284,7 +350,10 @@ struct PooledStack {
     const char* low = fiber->stack_low;
     if (fiber->exit_frame != nullptr) low = std::max(low, fiber->exit_frame - page_size());
     forget_stack_poison(low, top);
-    pool->deallocate(sc);
+    // A park's restored frames (restore_parked_stack) wrote every word from its stack pointer,
+    // up to a page below park()'s frame, to the top: zeros too, which the probe cannot see.
+    pool->deallocate(sc, fiber->deepest_park != nullptr &&
+                             fiber->deepest_park < StackPool::hot_low(top) + 2 * page_size());
   }
 };
 
@@ -295,12 +364,17 @@ void run_body(Fiber* f) {
     f->body();
   } catch (const bctx::detail::forced_unwind&) {
     throw;
-  } catch (const FiberRetired&) {
-    retired(f);
   } catch (const std::exception& e) {
     obs::count_bug("orchestrator.fiber", e.what());
   } catch (...) {
-    obs::count_bug("orchestrator.fiber", "unknown exception");
+    if (f->unwinding) {
+      // Not rethrown: the retirement's unwinding (unwind_retired) ends here, and the runtime
+      // frees its exception as the handler ends.
+      f->unwinding = false;
+      retired(f);
+    } else {
+      obs::count_bug("orchestrator.fiber", "unknown exception");
+    }
   }
   f->body = nullptr;
 }
@@ -324,39 +398,6 @@ const char* suspended_sp(const Fiber& f) {
   const char* top = f.stack_low + f.stack_size;
   if (sp > f.stack_low && sp <= f.parked_sp && sp < top) return sp;
   return f.parked_sp - std::min<std::uintptr_t>(kParkedMargin, f.parked_sp - f.stack_low);
-}
-
-// A parked fiber's frames are kept packed: a bitmap of its stack's 8-byte words from the stack
-// pointer to the top, then the words that are not zero, in order. Frames hold many zero words
-// (empty containers and strings, null pointers, cleared flags, slots a call never wrote), which
-// then cost one bit each (bench/slow_calls: memory per parked call).
-using StackWord = std::uint64_t;
-constexpr std::size_t kWordBytes = sizeof(StackWord);
-constexpr std::size_t kWordsPerMapWord = 64;
-
-// Stack words read and written so that AddressSanitizer leaves them unchecked: a frame's
-// redzones are poisoned in its shadow, and packing reads (and restoring writes back) whole
-// frames, redzones included.
-[[gnu::no_sanitize_address]] StackWord load_stack_word(const char* at) {
-  StackWord w;
-#if WF_ASAN
-  for (std::size_t i = 0; i < kWordBytes; ++i) {
-    reinterpret_cast<volatile char*>(&w)[i] = static_cast<const volatile char*>(at)[i];
-  }
-#else
-  std::memcpy(&w, at, kWordBytes);
-#endif
-  return w;
-}
-
-[[gnu::no_sanitize_address]] void store_stack_word(char* at, StackWord w) {
-#if WF_ASAN
-  for (std::size_t i = 0; i < kWordBytes; ++i) {
-    static_cast<volatile char*>(at)[i] = reinterpret_cast<const char*>(&w)[i];
-  }
-#else
-  std::memcpy(at, &w, kWordBytes);
-#endif
 }
 
 std::size_t map_words(std::size_t words) {
@@ -680,7 +721,7 @@ struct FiberPool::Impl {
     }
   }
 
-  // Resumes a parked fiber to unwind it (park_retirable throws FiberRetired), unless its answer
+  // Resumes a parked fiber to unwind it (park_retirable: unwind_retired), unless its answer
   // came first.
   static void retire(RetireWait& w) {
     std::function<void(Resume)> resume;
@@ -744,12 +785,13 @@ void wake(Fiber* f, Resume where) {
   f->schedule(f);
 }
 
-// At the top of a fiber unwound by FiberRetired: its body, log context, CPU account and
-// evaluation start go to its wait, and the answer (now or when it comes) starts the replay.
+// At the top of a fiber unwound by its retirement (unwind_retired): its body, log context, CPU
+// account and evaluation start go to its wait, and the answer (now or when it comes) starts the
+// replay.
 void retired(Fiber* f) {
   std::shared_ptr<RetireWait> w = std::move(f->waiting);
   if (!w || f->pool == nullptr) {
-    obs::count_bug("orchestrator.fiber", "a fiber unwound by FiberRetired without a retired wait");
+    obs::count_bug("orchestrator.fiber", "a fiber unwound for retirement without a retired wait");
     return;
   }
   FiberPool::Impl* pool = f->pool;
@@ -883,6 +925,7 @@ void park_to(std::function<void(std::function<void(Resume)> resume)> start) {
   }
   f->park_fn = std::move(start);
   f->parked_sp = static_cast<const char*>(__builtin_frame_address(0));
+  if (f->deepest_park == nullptr || f->parked_sp < f->deepest_park) f->deepest_park = f->parked_sp;
   switch_starts(&f->fake_stack, f->thread_stack);
   tsan_switch(f->tsan_thread);
   f->back = std::move(f->back).resume();
@@ -910,6 +953,11 @@ std::shared_ptr<void> take_replay_answer(const void* tag, const RetireTag& how, 
   return std::move(w->answer);
 }
 
+bool being_retired() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->unwinding;
+}
+
 bool replaying() {
   const Fiber* f = t_current;
   return f != nullptr && f->replay != nullptr;
@@ -933,10 +981,46 @@ EvaluationStart evaluation_start(const EvaluationStart& now) {
   return *f->eval_start;
 }
 
-std::shared_ptr<void> park_retirable(
-    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag, const RetireTag& how) {
-  Fiber* f = t_current;
+namespace {
+
+// "WF\0\0RTRD": the class of a retirement's unwinding, no C++ exception's ("GNUCC++\0").
+constexpr _Unwind_Exception_Class kRetireClass = 0x5746000052545244ULL;
+
+// Called for each frame of a retirement's unwinding before its cleanups run: nothing to stop,
+// run_body's handler ends it. Reaching the end of the stack means that handler is missing.
+_Unwind_Reason_Code retire_stop(int, _Unwind_Action actions, _Unwind_Exception_Class,
+                                _Unwind_Exception*, _Unwind_Context*, void*) {
+  if ((actions & _UA_END_OF_STACK) != 0) std::terminate();
+  return _URC_NO_REASON;
+}
+
+// Ends a fiber being retired: a forced unwind runs every frame's cleanups up to run_body, in one
+// pass (a throw walks the frames twice: once to find its handler, once to unwind them; and
+// again from each catch that rethrows). Called in park_retirable with nothing of its own to
+// destroy.
+[[noreturn]] void unwind_retired(Fiber* f) {
+  f->unwinding = true;
+#if WF_ASAN
+  // What __cxa_throw does under ASan (an interceptor): the frames about to be left have their
+  // redzones cleared, or the landing pads' calls would find them poisoned.
+  __asan_handle_no_return();
+#endif
+  auto* e = new _Unwind_Exception{};
+  e->exception_class = kRetireClass;
+  e->exception_cleanup = [](_Unwind_Reason_Code, _Unwind_Exception* x) { delete x; };
+  _Unwind_ForcedUnwind(e, &retire_stop, nullptr);
+  std::terminate();  // returns only when no frame could be unwound
+}
+
+}  // namespace
+
+namespace {
+
+// Parks `f` on a new retirable wait (kept in f->waiting); false when it resumed to be retired,
+// true when it has the answer (in f->waiting->answer).
+bool wait_retirably(Fiber* f,
+                    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+                    std::shared_ptr<const void> tag, const RetireTag& how) {
   auto w = std::make_shared<RetireWait>();
   w->pool = f->pool;
   w->tag = std::move(tag);
@@ -953,15 +1037,24 @@ std::shared_ptr<void> park_retirable(
       answer_wait(w, std::move(answer), where);
     });
   });
-  {
-    std::lock_guard lock(w->mu);
-    // Resumed to be retired, but the answer came meanwhile: no need to.
-    if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
-      w->phase = RetireWait::Phase::kAnswered;
-    }
-    if (w->phase == RetireWait::Phase::kRetiring) throw FiberRetired{};
+  std::lock_guard lock(w->mu);
+  // Resumed to be retired, but the answer came meanwhile: no need to.
+  if (w->phase == RetireWait::Phase::kRetiring && w->answer) {
+    w->phase = RetireWait::Phase::kAnswered;
   }
-  f->waiting.reset();
+  return w->phase != RetireWait::Phase::kRetiring;
+}
+
+}  // namespace
+
+// Nothing with a destructor is alive where unwind_retired is called: this frame has no cleanup
+// for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions).
+std::shared_ptr<void> park_retirable(
+    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
+    std::shared_ptr<const void> tag, const RetireTag& how) {
+  Fiber* f = t_current;
+  if (!wait_retirably(f, std::move(start), std::move(tag), how)) unwind_retired(f);
+  std::shared_ptr<RetireWait> w = std::move(f->waiting);
   w->tag.reset();
   return std::move(w->answer);
 }

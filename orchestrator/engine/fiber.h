@@ -169,7 +169,7 @@ T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T
 // top-level code call keeps its fiber's frames and the engine's nodes while the evaluator works
 // (~7 KiB of the ~19 KiB a parked call held). A wait started with await_retirable() on a fiber
 // spawned as replayable, still not over after FiberPoolOptions::retire_after, is retired: the
-// fiber resumes, FiberRetired unwinds it to its top (every frame's destructor runs) and it ends,
+// fiber resumes, a forced unwind takes it to its top (every frame's destructor runs) and it ends,
 // its stack going back to the pool; its body, log context, CPU account and evaluation start are
 // kept with the wait. When the answer comes, the body runs again from its start on a new fiber
 // (a replay: the same steps, reading what the first run cached), and the replay's
@@ -177,9 +177,15 @@ T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T
 // trip. So the answer's handling (return-type check, fallback, result cache, metadata) is the
 // fiber path's own code: the envelopes are the same. A fiber is retired at most once per wait.
 //
-// Thrown from await_retirable() on a fiber being retired; caught only by the fiber's top
-// (catch (...) handlers on the way must rethrow it).
-struct FiberRetired {};
+// The unwinding of a retired fiber is a forced unwind (_Unwind_ForcedUnwind, as pthread_cancel
+// does), started in await_retirable(): the C++ runtime runs the frames' cleanups in one pass,
+// without first searching the stack for a handler as a throw does (bench/README.md, session 16
+// "retire8"). It is no C++ exception: catch (const std::exception&) and typed handlers do not see
+// it; a catch (...) on the way does, and must rethrow it:
+//   catch (...) { if (being_retired()) throw; ... }
+// Only the fiber's top ends it. (Its handler gets no object: a catch (const abi::__forced_unwind&)
+// binds a null reference, which UBSan reports.)
+bool being_retired();
 
 // Whether a wait started now could be retired: a pool fiber spawned as replayable, with
 // retire_after set, not already past a replay's wait.
@@ -210,7 +216,8 @@ void end_replay();
 EvaluationStart evaluation_start(const EvaluationStart& now);
 
 // Parks retirably: `start(done)` must call done(answer, where) exactly once. Returns the answer,
-// or throws FiberRetired when the fiber is retired meanwhile. Called only when retirable_here().
+// or unwinds the fiber (see above) when it is retired meanwhile. Called only when
+// retirable_here().
 std::shared_ptr<void> park_retirable(
     std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
     std::shared_ptr<const void> tag, const RetireTag& how);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -288,6 +289,63 @@ TEST(Fibers, AParkedFiberKeepsNoStackPagesAndGetsItsFramesBack) {
   // The count sees the frames of a running fiber (the top page at least), and none once parked.
   EXPECT_GT(resident_while_running, 0u);
   EXPECT_EQ(count, 0u) << count << " pages of the parked fiber's stack are resident";
+}
+
+// Touches `kib` KiB of stack below the caller, then parks there (its frames leave the stack and
+// come back: hot_parked 0).
+__attribute__((noinline)) int park_deep(int kib, Parked& parked) {
+  volatile char block[1024];
+  for (std::size_t i = 0; i < sizeof block; i += 64) block[i] = static_cast<char>(i + 1);
+  if (kib <= 1) {
+    park([&](std::function<void()> resume) { parked.add(std::move(resume)); });
+    return block[0];
+  }
+  return park_deep(kib - 1, parked) + block[64];
+}
+
+// A stack goes back to the pool with only its top 32 KiB committed: after a fiber that ran 256 KiB
+// deep, and after one that parked that deep, none of the pages below stay resident. (Shallow fibers
+// give theirs back without a system call: their stacks have no such page; bench/orchestrator_cpu
+// --mode strace.)
+TEST(Fibers, AReleasedStackKeepsOnlyItsTopAfterADeepFiber) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  constexpr std::size_t kHot = 32u << 10;
+  // One idle stack: every fiber below runs on the same one.
+  FiberPool pool({.threads = 1, .stack_bytes = 1u << 20, .idle_stacks = 1, .hot_parked = 0});
+  const char* low = nullptr;
+  auto stack_low = [&] {
+    const char* measured = fiber_stack_low();
+    low = reinterpret_cast<const char*>((reinterpret_cast<std::uintptr_t>(measured) + page / 2) /
+                                        page * page);
+  };
+  // The page just below the top 32 KiB is the pool's probe: reading it maps the kernel's zero page,
+  // which mincore counts (it takes no memory).
+  const std::size_t cold = pool.stack_bytes() - kHot - page;
+  std::size_t resident_deep = 0;
+  pool.run_here({}, [&] {
+    stack_low();
+    touch_stack(256);
+    resident_deep = resident_pages(low, cold);
+  });
+  ASSERT_NE(low, nullptr);
+  EXPECT_GE(resident_deep, (200u << 10) / page);  // the check sees the pages touched
+  EXPECT_EQ(resident_pages(low, cold), 0u) << "after a deep fiber";
+  pool.run_here({}, [&] { touch_stack(4); });
+  EXPECT_EQ(resident_pages(low, cold), 0u) << "after a shallow fiber";
+  Parked parked;
+  std::promise<void> finished;
+  const char* parked_low = nullptr;
+  pool.spawn({}, [&] {
+    parked_low = fiber_stack_low();
+    park_deep(256, parked);
+    finished.set_value();
+  });
+  ASSERT_TRUE(wait_for([&] { return parked.size() == 1; }));
+  parked.resume_all();
+  finished.get_future().get();
+  ASSERT_TRUE(wait_for([&] { return pool.live() == 0; }));
+  EXPECT_LT(std::abs(parked_low - low), static_cast<std::ptrdiff_t>(page)) << "the same stack";
+  EXPECT_EQ(resident_pages(low, cold), 0u) << "after a fiber that parked deep";
 }
 
 // A parked fiber's saved frames are packed: its zero words cost a bit each, the others their

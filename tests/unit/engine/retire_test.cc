@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -543,6 +544,83 @@ TEST(RetireParked, ManyRetiredCallsEachGetTheirOwnAnswer) {
   ASSERT_EQ(values.size(), static_cast<std::size_t>(kCalls));
   for (int i = 0; i < kCalls; ++i) EXPECT_TRUE(values.count("first|" + std::to_string(i)));
   engine.reset();
+}
+
+// A retirement unwinds its fiber with a forced unwind (fiber.h): a catch (...) on the way that
+// rethrows it while being_retired() lets it through, every destructor on the fiber runs once, and
+// the replay takes the answer; being_retired() is false on the replay and off the fiber.
+TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestructors) {
+  using namespace engine_detail;
+  FiberPoolOptions options;
+  options.retire_after = Ms(1);
+  auto pool = std::make_unique<FiberPool>(options);
+  std::atomic<int> alive{0};  // Held objects on the fiber's frames
+  std::atomic<int> made{0};
+  std::atomic<int> runs{0};
+  std::atomic<int> swallowed{0};
+  std::atomic<int> value{0};
+  struct Held {
+    std::atomic<int>* alive;
+    std::atomic<int>* made;
+    Held(std::atomic<int>* a, std::atomic<int>* m) : alive(a), made(m) {
+      ++*alive;
+      ++*made;
+    }
+    ~Held() { --*alive; }
+  };
+  std::mutex mu;
+  std::function<void(int)> done;  // the evaluator's answer, given by the test
+  const RetireTag how{[](const void* tag) -> std::shared_ptr<const void> {
+                        return std::make_shared<int>(*static_cast<const int*>(tag));
+                      },
+                      [](const void* tag, const void* kept) {
+                        return *static_cast<const int*>(tag) == *static_cast<const int*>(kept);
+                      }};
+  std::atomic<int> retiring_at_start{0};
+  pool->spawn(
+      FiberLogContext{},
+      [&] {
+        ++runs;
+        retiring_at_start += being_retired() ? 1 : 0;
+        Held outer(&alive, &made);
+        try {
+          Held inner(&alive, &made);
+          value = await_retirable<int>(
+              [&](std::function<void(int)> answer) {
+                std::lock_guard lock(mu);
+                done = std::move(answer);
+              },
+              nullptr, std::make_shared<int>(7), how, nullptr);
+        } catch (...) {
+          if (being_retired()) throw;
+          ++swallowed;
+        }
+      },
+      true);
+  auto until = [](const std::function<bool()>& ok) {
+    for (int i = 0; i < 3000 && !ok(); ++i) std::this_thread::sleep_for(Ms(10));
+    return ok();
+  };
+  // Retired: both objects made and destroyed, the answer not yet given.
+  ASSERT_TRUE(until([&] { return made.load() == 2 && alive.load() == 0; }));
+  EXPECT_EQ(runs.load(), 1);
+  std::function<void(int)> answer;
+  {
+    std::lock_guard lock(mu);
+    answer = std::move(done);
+  }
+  ASSERT_TRUE(answer);
+  answer(42);
+  ASSERT_TRUE(until([&] { return pool->live() == 0; }));
+  EXPECT_EQ(runs.load(), 2);
+  EXPECT_EQ(value.load(), 42);
+  EXPECT_EQ(swallowed.load(), 0);
+  EXPECT_EQ(retiring_at_start.load(), 0);
+  EXPECT_FALSE(being_retired());
+  EXPECT_EQ(made.load(), 4);
+  EXPECT_EQ(alive.load(), 0);
+  EXPECT_EQ(pool->retired(), 1u);
+  pool.reset();
 }
 
 }  // namespace
