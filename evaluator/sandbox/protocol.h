@@ -90,7 +90,7 @@ struct ZygoteReply {
 // zygote -> service on the handoff socket, with [channel fd, pidfd]: a locked-down, warm child.
 struct HandoffMessage {
   std::int32_t pid = 0;
-  std::uint32_t reserved = 0;
+  std::uint32_t warm = 0;  // 1: warmed up before it reported ready (SandboxLimits::warm_idle)
   std::uint64_t fork_to_ready_ns = 0;
 };
 

@@ -1234,6 +1234,7 @@ bool Core::take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child) 
       kill_zygote(link, "its control socket is full or broken");
     }
     metrics_.fork_to_ready->Observe(static_cast<double>(message.fork_to_ready_ns) / 1e9);
+    metrics_.children_started[message.warm != 0 ? 1 : 0]->Increment();
     return true;
   }
 }

@@ -74,6 +74,14 @@ SandboxMetrics::SandboxMetrics(const std::string& language) {
       &histogram("wf_evaluator_sandbox_fork_to_ready_seconds",
                  "Time from fork to a locked-down, warm child (off the request path).", of_language,
                  {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  for (const bool warm : {false, true}) {
+    children_started[warm ? 1 : 0] =
+        &counter("wf_evaluator_sandbox_children_started_total",
+                 "Sandbox children handed to the service ready for a call, by whether they were "
+                 "warmed up first (warm=\"true\": a trivial call before ready; cold while calls "
+                 "come in a steady stream, sandbox_warm_idle_ms).",
+                 {{"language", language}, {"warm", warm ? "true" : "false"}});
+  }
   for (std::size_t i = 0; i < kQueueReasons; ++i) {
     const Labels labels = {{"language", language}, {"reason", kQueueReasonNames[i]}};
     queued[i] = &gauge("wf_evaluator_sandbox_queued_calls",

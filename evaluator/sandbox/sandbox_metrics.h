@@ -58,6 +58,7 @@ struct SandboxMetrics {
   prometheus::Histogram* child_cpu = nullptr;
   prometheus::Histogram* child_rss = nullptr;
   prometheus::Histogram* fork_to_ready = nullptr;
+  std::array<prometheus::Counter*, 2> children_started{};  // [0] cold, [1] warm
   std::array<prometheus::Gauge*, kQueueReasons> queued{};
   std::array<prometheus::Histogram*, kQueueReasons> queue_wait{};
   std::array<prometheus::Counter*, kRefusals> refused{};

@@ -40,6 +40,7 @@ struct PoolChild {
   int channel = -1;  // the service's end; the child holds the other one as fd 3
   int pidfd = -1;
   bool ready = false;
+  bool warm = false;  // warmed up before it reported ready (spawn)
   Clock::time_point forked;
   std::uint64_t fork_to_ready_ns = 0;
 };
@@ -246,6 +247,7 @@ class Zygote {
     child.channel = sv[0];
     child.pidfd = pidfd_open_process(pid);
     child.forked = forked;
+    child.warm = warm;
     ++forked_;
     if (child.pidfd < 0) {
       error = std::string("pidfd_open: ") + std::strerror(errno);
@@ -283,6 +285,7 @@ class Zygote {
       HandoffMessage message;
       message.pid = child.pid;
       message.fork_to_ready_ns = child.fork_to_ready_ns;
+      message.warm = child.warm ? 1 : 0;
       int fds[2] = {child.channel, child.pidfd};
       if (!send_handoff(message, fds)) return;
       ::close(child.channel);

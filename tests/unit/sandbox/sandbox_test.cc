@@ -1688,6 +1688,25 @@ TEST(WarmUp, ChildrenOfASteadyStreamStartCold) {
   for (std::size_t i = 11; i < said.size(); ++i) EXPECT_EQ(said[i], "cold") << "call " << i;
 }
 
+// wf_evaluator_sandbox_children_started_total counts every child handed to the service as warm or
+// cold: at least as many of each as the calls' children said (the pool's last children are
+// handed out too, uncalled).
+TEST(WarmUp, ChildrenStartedAreCountedWarmOrCold) {
+  const std::string warm =
+      R"(wf_evaluator_sandbox_children_started_total{language="warmth",warm="true"})";
+  const std::string cold =
+      R"(wf_evaluator_sandbox_children_started_total{language="warmth",warm="false"})";
+  const double warm_before = metric_value(warm);
+  const double cold_before = metric_value(cold);
+  const std::vector<std::string> said = warmth_of_calls(std::chrono::hours(1), 16, 0ms);
+  const auto said_warm = static_cast<double>(std::count(said.begin(), said.end(), "warm"));
+  const auto said_cold = static_cast<double>(std::count(said.begin(), said.end(), "cold"));
+  ASSERT_GT(said_cold, 0);
+  ASSERT_EQ(said_warm + said_cold, 16);
+  EXPECT_GE(metric_value(warm) - warm_before, said_warm);
+  EXPECT_GE(metric_value(cold) - cold_before, said_cold);
+}
+
 // A pause longer than warm_idle before each take: every child is warm.
 TEST(WarmUp, ChildrenTakenAfterPausesAreWarm) {
   const std::vector<std::string> said = warmth_of_calls(1ms, 8, 5ms);
