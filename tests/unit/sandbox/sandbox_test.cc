@@ -1639,6 +1639,10 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
   for (int i = 0; i < 2; ++i) loop.emplace_back([&io] { io.run(); });
   SandboxLimits limits = test_limits();
   limits.pool_size = 4;
+  // Only a stray wake-up may fail a call here. Eight callers outrun a pool of 4 on a loaded
+  // machine, and a call waits for a child within its wall limit: test_limits()'s 3 s ended 2 of
+  // 2,000 calls as "no child became ready before the deadline" (load ~17, ctest -j4, session 16).
+  limits.wall = 30s;
   auto sandbox = start_sandbox("scripted", limits, &io);
   constexpr int kCalls = 2000;
   constexpr int kThreads = 8;
@@ -1651,7 +1655,7 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
     threads.emplace_back([&] {
       for (int i = next++; i < kCalls && Clock::now() < stop_at; i = next++) {
         const std::string arguments = std::to_string(i);
-        CallOutcome out = sandbox->run(echo_call(arguments), Clock::now() + 10s);
+        CallOutcome out = sandbox->run(echo_call(arguments), Clock::now() + 30s);
         ++done;
         if (out.status == Status::kOk && out.output.z22_json == "Z1:" + arguments) continue;
         std::lock_guard lock(mutex);
