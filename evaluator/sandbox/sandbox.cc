@@ -363,6 +363,14 @@ class Core : public std::enable_shared_from_this<Core> {
     return unavailable_reason_;
   }
 
+  // The fair queue's counts, read on the strand (Sandbox::queue_counts_for_tests).
+  void ask_queue_counts(std::function<void(SandboxQueueCounts)> done) {
+    asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
+      const FairQueue::Counts counts = self->queue_.counts();
+      done(SandboxQueueCounts{counts.held, counts.queued});
+    });
+  }
+
   // One kStats round trip, completing on the strand (nullptr reply: no answer).
   void ask_stats(std::function<void(const ZygoteReply*)> done) {
     asio::post(strand_, [self = shared_from_this(), done = std::move(done)]() mutable {
@@ -1364,6 +1372,20 @@ class ProcessSandbox final : public Sandbox {
     core_->ask_stats([promise](const ZygoteReply*) { promise->set_value(); });
     answered.wait_for(std::chrono::seconds(2));
     return core_->stats();
+  }
+
+  std::optional<SandboxQueueCounts> queue_counts_for_tests() override {
+    if (!core_) return std::nullopt;
+    auto promise = std::make_shared<std::promise<SandboxQueueCounts>>();
+    std::future<SandboxQueueCounts> answered = promise->get_future();
+    core_->ask_queue_counts([promise](SandboxQueueCounts counts) { promise->set_value(counts); });
+    if (answered.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
+      return std::nullopt;
+    try {
+      return answered.get();
+    } catch (const std::future_error&) {  // the loop dropped the handler (it was stopped)
+      return std::nullopt;
+    }
   }
 
  private:

@@ -12,6 +12,7 @@
 // run_sandbox_supervisor_if_requested() first thing in main().
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -110,6 +111,12 @@ struct SandboxStats {
   std::uint64_t zygote_generation = 0;
 };
 
+// The fair queue's counts at one moment (Sandbox::queue_counts_for_tests).
+struct SandboxQueueCounts {
+  std::size_t held = 0;    // children held by calls (given to a call, not yet given back)
+  std::size_t queued = 0;  // calls waiting for a child
+};
+
 // Why a caller cancels a call (label of wf_evaluator_sandbox_cancelled_total).
 enum class CancelReason { kClientGone, kDeadline, kShutdown };
 const char* cancel_reason_name(CancelReason reason);
@@ -143,6 +150,12 @@ class Sandbox {
   // Asks the zygote now (tests, benchmarks): one round trip; blocks the calling thread, so never
   // on the event loop. Falls back to stats() when the zygote does not answer within 2 s.
   virtual SandboxStats query_stats() { return stats(); }
+  // Test accessor (tests only; the service reads the queue through its metrics): the fair queue's
+  // counts now, read on the sandbox's event loop, so that a test can wait until its calls hold
+  // their children or wait in the queue instead of sleeping. Blocks the calling thread, so never
+  // call it on the event loop; nullopt when the loop does not answer within 2 s, or for a sandbox
+  // without a queue (fakes).
+  virtual std::optional<SandboxQueueCounts> queue_counts_for_tests() { return std::nullopt; }
   // Ends the supervisor (and so its zygote and pool) and fails calls still waiting for a child.
   // With the server's event loop: call after the loop stopped and before it is destroyed (the
   // sandbox's descriptors and timers live on it). Idempotent; the destructor calls it too.

@@ -15,6 +15,7 @@ Run: cd tests/deploy && python3 -m unittest -v test_rules
 
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -39,8 +40,18 @@ HAVE_PROMTOOL = os.access(PROMTOOL, os.X_OK)
 SEVERITIES = {"critical", "warning"}
 
 
+def cpu_guard():
+    """In the child: a promtool that spins is stopped by its CPU time (SIGXCPU, then SIGKILL)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (120, 121))
+
+
 def promtool(*args, cwd=None):
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    # `promtool test rules` is CPU work: about 7 s of CPU, 38 s of wall time at load ~16, and over
+    # 120 s (the bound until session 16) under ctest -j4 beside busy loops. It is guarded on its
+    # CPU time (120 s); the wall-clock bound only catches one that blocks, and stays below the
+    # suite's ctest TIMEOUT (600 s) so that the failure names the command.
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=500, cwd=cwd,
+                          preexec_fn=cpu_guard)
 
 
 def load(path):

@@ -117,14 +117,31 @@ class LimitCase(unittest.TestCase):
         return body
 
 
+def calls_until_refused(test, send, rate, burst, most=40):
+    """Sends calls one after the other (send(i) -> (status, headers, body)) until one is refused;
+    returns the refusal. A full token bucket admits `burst` calls, then one more per 1/rate s: the
+    calls it admitted must be at least the burst and at most the burst plus what refilled while
+    they were sent (exactly the burst when they take less than 1/rate s in all, as they do but on
+    a very slow machine), and one must be refused within `most` calls."""
+    started = time.monotonic()
+    for i in range(most):
+        status, headers, body = send(i)
+        if status != 200:
+            admitted = i
+            break
+        test.assertEqual(body["Z22K1"], f"hi {i}", body)
+    else:
+        test.fail(f"{most} calls at {rate}/s with a burst of {burst}: none was refused")
+    refilled = int(rate * (time.monotonic() - started))
+    test.assertGreaterEqual(admitted, burst)
+    test.assertLessEqual(admitted, burst + refilled)
+    return status, headers, body
+
+
 class RateLimit(LimitCase):
     def test_bucket_refuses_beyond_the_burst_and_refills(self):
         with orchestrator(extra=["--limits-anonymous-rate", "2", "--limits-anonymous-burst", "3"]) as o:
-            for i in range(3):
-                status, _, z22 = call(o, echo(f"hi {i}"))
-                self.assertEqual(status, 200, z22)
-                self.assertEqual(z22["Z22K1"], f"hi {i}")
-            status, headers, body = call(o, echo("one too many"))
+            status, headers, body = calls_until_refused(self, lambda i: call(o, echo(f"hi {i}")), 2, 3)
             body = self.assert_refused(status, headers, body, 429, "rate", "anonymous")
             self.assertEqual(body["type"], "limit_exceeded")
             self.assertEqual(body["limit"]["value"], 2)
@@ -136,8 +153,8 @@ class RateLimit(LimitCase):
 
     def test_envelope_for_callers_that_want_one(self):
         with orchestrator(extra=["--limits-anonymous-rate", "1", "--limits-anonymous-burst", "1"]) as o:
-            self.assertEqual(call(o, echo("x"))[0], 200)
-            status, headers, z22 = call(o, echo("x"), headers={"X-Wikifunctions-Envelope": "1"})
+            envelope = {"X-Wikifunctions-Envelope": "1"}
+            status, headers, z22 = calls_until_refused(self, lambda i: call(o, echo(f"hi {i}"), headers=envelope), 1, 1)
             self.assertEqual(status, 429)
             self.assertIn("retry-after", headers)
             self.assertEqual(z22["Z1K1"], "Z22")
@@ -151,14 +168,27 @@ class RateLimit(LimitCase):
 class RepeatedRefusals(LimitCase):
     def test_a_caller_who_ignores_retry_after_gets_later_answers(self):
         with orchestrator(None, ["--limits-user-rate", "1", "--limits-user-burst", "1"]) as o:
-            self.assertEqual(call(o, echo("a"), "loop")[0], 200)
-            t0 = time.monotonic()
-            status, headers, body = call(o, echo("b"), "loop")
-            first = time.monotonic() - t0
-            self.assert_refused(status, headers, body, 429, "rate", "user")
-            t0 = time.monotonic()
-            status, headers, body = call(o, echo("c"), "loop")  # at once again: held 200 ms
-            second = time.monotonic() - t0
+            # A try counts when its second call came before the bucket refilled (else it is
+            # admitted: a slow machine); then it is made again by a new user.
+            for attempt in range(5):
+                user, took = f"loop{attempt}", []
+
+                def timed(i):
+                    t0 = time.monotonic()
+                    answer = call(o, echo(f"hi {i}"), user)
+                    took.append(time.monotonic() - t0)
+                    return answer
+
+                status, headers, body = calls_until_refused(self, timed, 1, 1)
+                self.assert_refused(status, headers, body, 429, "rate", "user")
+                first = took[-1]
+                t0 = time.monotonic()
+                status, headers, body = call(o, echo("again"), user)  # at once again: held 200 ms
+                second = time.monotonic() - t0
+                if status != 200:
+                    break
+            else:
+                self.fail("the call after a refusal always came after the bucket refilled")
             self.assert_refused(status, headers, body, 429, "rate", "user")
             self.assertGreaterEqual(second, 0.2)
             self.assertLess(first, second)
@@ -216,13 +246,21 @@ class ConcurrencyLimit(LimitCase):
 class CpuBudget(LimitCase):
     def test_heavy_calls_spend_the_budget_and_it_resets_with_the_window(self):
         with behind_fake_evaluator(["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "3000"]) as (ev, o):
-            # Start right after a window boundary (windows are aligned to the clock).
-            time.sleep(3 - time.time() % 3 + 0.05)
+            # Three calls inside one window (windows are aligned to the clock): started right after
+            # a boundary, and made again by a new user when they spilled into the next window.
             ev.cpu_ms = 600
-            for _ in range(2):
-                status, _, z22 = call(o, reverse("heavy"), "heavy")
+            for attempt in range(5):
+                heavy = f"heavy{attempt}"
+                time.sleep(3 - time.time() % 3 + 0.05)
+                window = int(time.time() // 3)
+                answers = [call(o, reverse("heavy"), heavy) for _ in range(3)]
+                if int(time.time() // 3) == window:
+                    break
+            else:
+                self.fail("three calls never fitted in one 3 s window")
+            for status, _, z22 in answers[:2]:
                 self.assertEqual(status, 200, z22)
-            status, headers, body = call(o, reverse("heavy"), "heavy")
+            status, headers, body = answers[2]
             self.assert_refused(status, headers, body, 429, "cpu", "user")
             self.assertLessEqual(body["retry_after_ms"], 3000)
             # A light user is not slowed down.
@@ -232,7 +270,7 @@ class CpuBudget(LimitCase):
             self.assertGreaterEqual(
                 metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 1.2)
             time.sleep(body["retry_after_ms"] / 1000 + 0.1)
-            status, _, z22 = call(o, reverse("heavy"), "heavy")
+            status, _, z22 = call(o, reverse("heavy"), heavy)
             self.assertEqual(status, 200, z22)
 
 
@@ -524,25 +562,37 @@ class AdaptiveLimit(LimitCase):
 class NestedCode(LimitCase):
     def test_evaluator_cpu_of_code_inside_a_composition_is_charged(self):
         with behind_fake_evaluator(["--limits-user-cpu-ms", "1000", "--limits-cpu-window-ms", "6000"]) as (ev, o):
-            time.sleep(6 - time.time() % 6 + 0.05)  # right after a window boundary
             ev.cpu_ms = 450
-            # Z10004 is a composition that calls Z10001, whose implementation is code.
-            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abc"}, "nested")
+
+            def nested(arg, user):
+                # Z10004 is a composition that calls Z10001, whose implementation is code.
+                return call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": arg}, user)
+
+            # Four calls inside one window: started right after a boundary, and made again by a
+            # new user (with new arguments: the first try's results are cached) when they spilled
+            # into the next window.
+            for attempt in range(5):
+                user = f"nested{attempt}"
+                time.sleep(6 - time.time() % 6 + 0.05)
+                window = int(time.time() // 6)
+                answers = [nested(f"ab{c}{attempt}", user) for c in "cdef"]
+                if int(time.time() // 6) == window:
+                    break
+            else:
+                self.fail("four calls never fitted in one 6 s window")
+            status, _, z22 = answers[0]
             self.assertEqual(status, 200, z22)
             meta = {p["K1"]: p["K2"] for p in z22["Z22K2"]["K1"][1:]}
             self.assertEqual(meta["implementationType"], "Composition")
             self.assertNotIn("executionCpuUsage", meta)  # the nested call's is not in the envelope
             self.assertEqual(meta["orchestrationEvaluatorCpuUsage"], "450.000 ms")
+            # 900 ms of nested code spent after two: the third (another 450) is admitted and goes
+            # over the budget, the fourth is refused.
+            self.assertEqual(answers[1][0], 200, answers[1][2])
+            self.assertEqual(answers[2][0], 200, answers[2][2])
+            self.assert_refused(*answers[3], 429, "cpu", "user")
             self.assertGreaterEqual(
-                metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 0.45)
-            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abd"}, "nested")
-            self.assertEqual(status, 200, z22)
-            # 900 ms of nested code spent: the next call (another 450) is over the budget.
-            status, _, z22 = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abe"}, "nested")
-            self.assertEqual(status, 200, z22)
-            status, headers, body = call(o, {"Z1K1": "Z7", "Z7K1": "Z10004", "Z10004K1": "abf"},
-                                         "nested")
-            self.assert_refused(status, headers, body, 429, "cpu", "user")
+                metric(o, "wf_limits_cpu_charged_seconds_total", **{"class": "user"}), 3 * 0.45)
 
 
 class TrustedHeader(LimitCase):
@@ -555,23 +605,35 @@ class TrustedHeader(LimitCase):
                 self.assertEqual(status, 200, z22)
 
     def test_header_from_an_untrusted_peer_is_ignored(self):
-        # 127.0.0.1 is not in the trusted peers: the header is anyone's claim.
+        # 127.0.0.1 is not in the trusted peers: the header is anyone's claim. Calls under a new
+        # name each share one anonymous bucket of 1.
         with orchestrator(extra=self.ARGS + ["--limits-trusted-peers", "10.0.0.0/8"]) as o:
-            self.assertEqual(call(o, echo("x"), user="spoofed")[0], 200)
-            status, headers, body = call(o, echo("x"), user="another-name")
+            status, headers, body = calls_until_refused(
+                self, lambda i: call(o, echo(f"hi {i}"), user=f"name {i}"), 1, 1)
             self.assert_refused(status, headers, body, 429, "rate", "anonymous")
 
     def test_forwarded_for_only_from_trusted_proxies(self):
         with orchestrator(extra=self.ARGS) as o:
-            # Loopback is a trusted proxy by default: two forwarded clients, two buckets.
-            for client in ("203.0.113.1", "203.0.113.2"):
-                self.assertEqual(call(o, echo("x"), headers={"X-Forwarded-For": client})[0], 200)
-            status, _, body = call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.1"})
-            self.assertEqual(status, 429, body)
+            # Loopback is a trusted proxy by default: two forwarded clients, two buckets. The
+            # first client's bucket is empty; the second's call must come before it would have
+            # refilled (its Retry-After after the refusal), or the pair is tried again.
+            for attempt in range(5):
+                first, second = f"203.0.113.{2 * attempt + 1}", f"203.0.113.{2 * attempt + 2}"
+                refused_at = time.monotonic()
+                status, _, body = calls_until_refused(
+                    self, lambda i: call(o, echo(f"hi {i}"), headers={"X-Forwarded-For": first}), 1, 1)
+                self.assertEqual(status, 429, body)
+                status, _, z22 = call(o, echo("x"), headers={"X-Forwarded-For": second})
+                self.assertEqual(status, 200, z22)
+                if time.monotonic() - refused_at < body["retry_after_ms"] / 1000:
+                    break
+            else:
+                self.fail("the second client's call never came before the first's bucket refilled")
         with orchestrator(extra=self.ARGS + ["--limits-trusted-proxies", ""]) as o:
-            self.assertEqual(call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.1"})[0], 200)
-            status, _, body = call(o, echo("x"), headers={"X-Forwarded-For": "203.0.113.2"})
-            self.assertEqual(status, 429, body)  # both were 127.0.0.1
+            # Both are 127.0.0.1: one bucket.
+            status, _, body = calls_until_refused(
+                self, lambda i: call(o, echo(f"hi {i}"), headers={"X-Forwarded-For": f"203.0.113.{i + 1}"}), 1, 1)
+            self.assertEqual(status, 429, body)
 
 
 class AdminSurface(LimitCase):
@@ -586,8 +648,7 @@ class AdminSurface(LimitCase):
                                         {"Content-Type": "application/json"})
             self.assertEqual(status, 200, body)
             self.assertEqual(json.loads(body)["classes"][0]["rate"], 1)
-            self.assertEqual(call(o, echo("x"))[0], 200)
-            self.assertEqual(call(o, echo("x"))[0], 429)
+            self.assertEqual(calls_until_refused(self, lambda i: call(o, echo(f"hi {i}")), 1, 1)[0], 429)
             status, _, body = h.request("PUT", o.admin + "/_admin/limits", json.dumps({"classes": [{"name": "nobody"}]}))
             self.assertEqual(status, 400)
             self.assertIn("nobody", json.loads(body)["detail"])
@@ -688,10 +749,11 @@ class SharedMode(LimitCase):
     def test_two_orchestrators_share_a_users_budget_and_fall_back_without_memcached(self):
         mc = h.Memcached()
         try:
-            # A generous memcached timeout: on a loaded machine one answer slower than the
-            # default 50 ms made a replica fall back to its own limits (and admit its own burst).
+            # A generous memcached timeout (the most allowed): on a loaded machine one answer slower
+            # than the default 50 ms made a replica fall back to its own limits (and admit its own
+            # burst); and a call that waited on memcached would wait this long below.
             shared = ["--limits-memcached-servers", f"127.0.0.1:{mc.port}", "--limits-sync-interval-ms", "10",
-                      "--limits-memcached-timeout-ms", "5000", "--limits-user-rate", "1", "--limits-user-burst", "3"]
+                      "--limits-memcached-timeout-ms", "10000", "--limits-user-rate", "1", "--limits-user-burst", "3"]
             with orchestrator(extra=shared) as a, orchestrator(extra=shared) as b:
                 self.assertEqual(metric(a, "wf_limits_shared_up"), 1)
                 # Alone, each replica would admit its burst of 3 (6 in all); together they may admit
@@ -706,6 +768,20 @@ class SharedMode(LimitCase):
                                  metric(b, "wf_limits_shared_fallbacks_total"), 0)
                 self.assert_refused(*answers[6], 429, "rate", "user")
 
+                # A call never waits on memcached for its limits. Frozen, memcached takes
+                # connections and answers nothing: b admits a new caller's call while its push of
+                # that call waits for an answer, up to the 10 s timeout after which b would fall back.
+                counts = mc.values(r":r:")
+                mc.freeze()
+                self.assertEqual(call(b, echo("x"), "frank")[0], 200)
+                self.assertEqual(metric(b, "wf_limits_shared_fallbacks_total"), 0, self.sync_trouble(a, b))
+                self.assertEqual(metric(b, "wf_limits_shared_up"), 1)
+                # b's push of that call was waiting for memcached: answered once it runs again.
+                mc.thaw()
+                self.assertTrue(h.wait_until(
+                    lambda: any(int(v) > int(counts.get(k, 0)) for k, v in mc.values(r":r:").items()), 30),
+                    f"memcached never counted frank's call; {self.sync_trouble(a, b)}")
+
                 mc.stop()
                 # Calls go on, with per-replica limits, and the fallback is counted and logged.
                 time.sleep(1.1)
@@ -715,11 +791,9 @@ class SharedMode(LimitCase):
                 # The line is logged after the gauge changes, and read from a's output after that.
                 self.assertTrue(h.wait_until(
                     lambda: any("shared limit counters unreachable" in l for l in a.lines), timeout=30))
-                statuses = [call(a, echo("x"), "erin")[0] for _ in range(4)]
-                self.assertEqual(statuses, [200, 200, 200, 429])  # a's own burst of 3
-                t0 = time.monotonic()
-                self.assertEqual(call(b, echo("x"), "frank")[0], 200)
-                self.assertLess(time.monotonic() - t0, 0.5)
+                # a's own burst of 3 (then its rate of 1 a second).
+                status, headers, body = calls_until_refused(self, lambda i: call(a, echo(f"hi {i}"), "erin"), 1, 3)
+                self.assert_refused(status, headers, body, 429, "rate", "user")
         finally:
             mc.stop()
 

@@ -240,33 +240,46 @@ def free_port():
 
 
 class Memcached:
-    """A real memcached on a free loopback port, stopped by the test (stop())."""
+    """A real memcached on a free loopback port, stopped by the test (stop()).
 
-    def __init__(self):
-        self.port = free_port()
-        args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
-        if os.geteuid() == 0:
-            args += ["-u", "nobody"]  # memcached refuses to run as root without -u
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(self._answers, timeout=10):
-            self.stop()
-            raise RuntimeError(f"memcached did not start on port {self.port}")
+    The port is found free, then memcached binds it: in between, another process can take it (a
+    client's connection, another test's memcached under ctest -j). Then this memcached exits, and
+    the port may even answer for the other one. Ready means that the memcached answering on the
+    port is this one (the pid in its stats); when it exited instead, it starts again on another
+    port."""
 
-    def _answers(self):
+    def __init__(self, attempts=10, timeout=30):
+        exits = []
+        for _ in range(attempts):
+            self.port = free_port()
+            args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+            if os.geteuid() == 0:
+                args += ["-u", "nobody"]  # memcached refuses to run as root without -u
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(lambda: self.proc.poll() is not None or self._pid() == self.proc.pid, timeout)
+            if self.proc.poll() is None and self._pid() == self.proc.pid:
+                return
+            if self.proc.poll() is None:  # alive, and never answered within the timeout
+                self.stop()
+                raise RuntimeError(f"memcached did not answer on port {self.port} within {timeout} s")
+            exits.append(f"port {self.port}: exit {self.proc.returncode}")
+        raise RuntimeError(f"memcached did not start in {attempts} tries ({'; '.join(exits)})")
+
+    def _pid(self):
+        """The pid in the stats of the memcached answering on the port, or None."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"version\r\n")
-                return s.recv(64).startswith(b"VERSION")
+            m = re.search(rb"STAT pid (\d+)", self._command(b"stats", timeout=0.5))
         except OSError:
-            return False
+            return None
+        return int(m.group(1)) if m else None
 
     @property
     def servers(self):
         return f"127.0.0.1:{self.port}"
 
-    def _command(self, line):
+    def _command(self, line, timeout=2):
         """The answer to one text-protocol command that ends with END."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as c:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
             c.sendall(line + b"\r\n")
             data = b""
             while not data.endswith(b"END\r\n"):
@@ -294,7 +307,16 @@ class Memcached:
                 out[key] = m.group(1).decode().strip()
         return out
 
+    def freeze(self):
+        """Stops the process (SIGSTOP): the kernel still takes connections, nothing answers."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self):
+        """Continues a frozen process (SIGCONT)."""
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
+            os.kill(self.proc.pid, signal.SIGCONT)  # a frozen one handles SIGTERM once continued
             self.proc.wait(timeout=10)

@@ -455,11 +455,32 @@ class FairShareTest : public SandboxTest {
     limits.queue_wait = 20s;
     sandbox_ = start_sandbox("scripted", limits).release();
   }
-  // Whatever a test left running ends here, so that the next test starts with an empty queue.
+  // Whatever a test left running ends here, and the next test starts once the queue is empty:
+  // no child held, no call waiting.
   void TearDown() override {
     for (auto& call : started_) call->cancel(CancelReason::kShutdown);
     started_.clear();
-    std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(queue_reaches(0, 0));
+  }
+
+  // Waits until the sandbox's fair queue counts `held` children held by calls and `queued` calls
+  // waiting for one (the sandbox's test accessor), for 30 s at most: what the tests below order
+  // their calls by, rather than sleeps that a slow machine outlasts.
+  static ::testing::AssertionResult queue_reaches(std::size_t held, std::size_t queued) {
+    std::optional<SandboxQueueCounts> last;
+    const auto until = Clock::now() + 30s;
+    for (;;) {
+      last = sandbox_->queue_counts_for_tests();
+      if (last && last->held == held && last->queued == queued) {
+        return ::testing::AssertionSuccess();
+      }
+      if (Clock::now() >= until) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    auto failure = ::testing::AssertionFailure();
+    failure << "waited 30 s for " << held << " held and " << queued << " queued; ";
+    if (last) return failure << "the queue counts " << last->held << " and " << last->queued;
+    return failure << "the sandbox's event loop did not answer";
   }
 
   // The outcomes of calls started with start() (thread-safe; outlives the calls).
@@ -478,11 +499,12 @@ class FairShareTest : public SandboxTest {
   using SharedOutcomes = std::shared_ptr<Outcomes>;
 
   std::shared_ptr<SandboxCall> start(const std::string& command, const SharedOutcomes& outcomes,
-                                     std::chrono::milliseconds budget = 25s) {
+                                     std::chrono::milliseconds budget = 25s,
+                                     const std::string& arguments = "{}") {
     CallInput input;
     input.code = command;
     input.function_name = "Z1";
-    input.arguments_json = "{}";
+    input.arguments_json = arguments;
     auto call = sandbox_->start(input, Clock::now() + budget, [outcomes](CallOutcome outcome) {
       std::lock_guard lock(outcomes->mutex);
       outcomes->list.push_back(std::move(outcome));
@@ -500,54 +522,61 @@ class FairShareTest : public SandboxTest {
   std::vector<std::shared_ptr<SandboxCall>> started_;
 };
 
+// One flow's calls are "nap" calls (the flow is the code, not its arguments): a minute's nap holds
+// a child until the test cancels it, a nap of 0 ms answers "rested" as soon as it has a child.
+constexpr const char* kLongNap = "60000";
+
 TEST_F(FairShareTest, OtherCodeIsServedWhileOneCodeHoldsItsShareAndItsQueueIsFull) {
   auto slow = std::make_shared<Outcomes>();
   std::vector<std::shared_ptr<SandboxCall>> calls;
-  // Two sleep calls hold the flow's two children, three wait in its queue: none ends by itself.
-  for (int i = 0; i < 2; ++i) calls.push_back(start("sleep", slow));
-  std::this_thread::sleep_for(300ms);
-  for (int i = 0; i < 3; ++i) calls.push_back(start("sleep", slow));
-  std::this_thread::sleep_for(200ms);
+  // Two long naps hold the flow's two children, three wait in its queue: none ends by itself.
+  for (int i = 0; i < 2; ++i) calls.push_back(start("nap", slow, 25s, kLongNap));
+  ASSERT_TRUE(queue_reaches(2, 0));
+  for (int i = 0; i < 3; ++i) calls.push_back(start("nap", slow, 25s, kLongNap));
+  ASSERT_TRUE(queue_reaches(2, 3));
   // Echo is another flow: it gets children at once, again and again.
   for (int i = 0; i < 6; ++i) {
     CallOutcome out = run("echo", std::to_string(i));
     ASSERT_EQ(out.status, Status::kOk) << out.detail;
     EXPECT_EQ(out.output.z22_json, "Z1:" + std::to_string(i));
   }
-  EXPECT_EQ(slow->size(), 0u);  // still sleeping or queued
-  // A sixth sleep call finds its flow's queue full: refused at once, naming the limits.
+  EXPECT_EQ(slow->size(), 0u);  // still napping or queued
+  // A sixth call of that code finds its flow's queue full: refused at once, naming the limits.
   auto refused = std::make_shared<Outcomes>();
-  start("sleep", refused);
-  ASSERT_TRUE(wait_for(refused, 1, 10s));
+  start("nap", refused, 25s, kLongNap);
+  ASSERT_TRUE(wait_for(refused, 1, 30s));
   EXPECT_EQ(refused->at(0).status, Status::kThrottled);
   EXPECT_NE(refused->at(0).detail.find("3 calls waiting"), std::string::npos)
       << refused->at(0).detail;
   for (auto& call : calls) call->cancel(CancelReason::kClientGone);
-  ASSERT_TRUE(wait_for(slow, 5, 10s));
+  ASSERT_TRUE(wait_for(slow, 5, 30s));
   for (std::size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(slow->at(i).status, Status::kCancelled) << slow->at(i).detail;
   }
-  // The flow's children were given back: the same code runs again.
+  // The flow's children were given back: the same code runs again (only a child answers).
+  ASSERT_TRUE(queue_reaches(0, 0));
   auto again = std::make_shared<Outcomes>();
-  start("sleep", again, 1s);
-  ASSERT_TRUE(wait_for(again, 1, 10s));
-  EXPECT_EQ(again->at(0).status, Status::kTimeout) << again->at(0).detail;
+  start("nap", again, 25s, "0");
+  ASSERT_TRUE(wait_for(again, 1, 30s));
+  EXPECT_EQ(again->at(0).status, Status::kOk) << again->at(0).detail;
+  EXPECT_EQ(again->at(0).output.z22_json, "rested");
 }
 
 TEST_F(FairShareTest, AQueuedCallRunsWhenItsFlowGetsAChildBack) {
   auto held = std::make_shared<Outcomes>();
   auto queued = std::make_shared<Outcomes>();
-  auto first = start("sleep", held);
-  start("sleep", held);
-  std::this_thread::sleep_for(300ms);
-  // Its deadline ends it either way: a timeout if it ran in a child (the wall-clock kill), no
-  // child ("unavailable") if it was still queued.
-  start("sleep", queued, 3s);
-  std::this_thread::sleep_for(300ms);
+  auto first = start("nap", held, 25s, kLongNap);
+  start("nap", held, 25s, kLongNap);
+  ASSERT_TRUE(queue_reaches(2, 0));
+  // A short nap of the same code: it would answer at once with a child, but it waits behind its
+  // flow's two.
+  start("nap", queued, 25s, "0");
+  ASSERT_TRUE(queue_reaches(2, 1));
   EXPECT_EQ(queued->size(), 0u);
   first->cancel(CancelReason::kClientGone);  // gives a child back: the third call gets it
-  ASSERT_TRUE(wait_for(queued, 1, 15s));
-  EXPECT_EQ(queued->at(0).status, Status::kTimeout) << queued->at(0).detail;
+  ASSERT_TRUE(wait_for(queued, 1, 30s));
+  EXPECT_EQ(queued->at(0).status, Status::kOk) << queued->at(0).detail;
+  EXPECT_EQ(queued->at(0).output.z22_json, "rested");
 }
 
 class QueueWaitTest : public FairShareTest {
@@ -565,9 +594,9 @@ TEST_F(QueueWaitTest, ACallThatWaitsLongerThanTheBudgetBehindItsFlowIsThrottled)
   auto held = std::make_shared<Outcomes>();
   auto queued = std::make_shared<Outcomes>();
   start("sleep", held);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(queue_reaches(1, 0));  // it holds the flow's only child
   start("sleep", queued);
-  ASSERT_TRUE(wait_for(queued, 1, 10s));
+  ASSERT_TRUE(wait_for(queued, 1, 30s));
   EXPECT_EQ(queued->at(0).status, Status::kThrottled);
   EXPECT_NE(queued->at(0).detail.find("waited 300 ms"), std::string::npos) << queued->at(0).detail;
   // It waited behind its own flow's cap, not for the pool: no congestion to report.
@@ -1610,6 +1639,10 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
   for (int i = 0; i < 2; ++i) loop.emplace_back([&io] { io.run(); });
   SandboxLimits limits = test_limits();
   limits.pool_size = 4;
+  // Only a stray wake-up may fail a call here. Eight callers outrun a pool of 4 on a loaded
+  // machine, and a call waits for a child within its wall limit: test_limits()'s 3 s ended 2 of
+  // 2,000 calls as "no child became ready before the deadline" (load ~17, ctest -j4, session 16).
+  limits.wall = 30s;
   auto sandbox = start_sandbox("scripted", limits, &io);
   constexpr int kCalls = 2000;
   constexpr int kThreads = 8;
@@ -1622,7 +1655,7 @@ TEST(StrayWakeUps, NoCallOfAConcurrentStreamFails) {
     threads.emplace_back([&] {
       for (int i = next++; i < kCalls && Clock::now() < stop_at; i = next++) {
         const std::string arguments = std::to_string(i);
-        CallOutcome out = sandbox->run(echo_call(arguments), Clock::now() + 10s);
+        CallOutcome out = sandbox->run(echo_call(arguments), Clock::now() + 30s);
         ++done;
         if (out.status == Status::kOk && out.output.z22_json == "Z1:" + arguments) continue;
         std::lock_guard lock(mutex);
