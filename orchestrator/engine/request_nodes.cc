@@ -41,6 +41,14 @@ struct KnownReference {
   bool local = false;    // served_json(text) != nullptr
 };
 
+// Two ways per text: its slot and the slot beside it (two texts of one request that share a slot,
+// such as Z810K2 and Z811K1 of the nest, would otherwise evict each other every request). A
+// new text takes the first way, and what was there moves to the second.
+template <typename Value>
+Value& other_way(ThreadCache<Value>& cache, Value& first) {
+  return cache.slots[static_cast<std::size_t>(&first - cache.slots.data()) ^ 1];
+}
+
 // A valid key's interned Key and whether it is inline code, or nullptr when `key` is not a
 // valid key. A key beyond the interning bound is checked and made again each time.
 const KnownKey* known_key(std::string_view text, KnownKey& spare) {
@@ -48,12 +56,15 @@ const KnownKey* known_key(std::string_view text, KnownKey& spare) {
   thread_local ThreadCache<KnownKey> cache;
   KnownKey& slot = cache.slot(text);
   if (same_text(slot.key.str(), text)) return &slot;
+  KnownKey& other = other_way(cache, slot);
+  if (same_text(other.key.str(), text)) return &other;
   if (!zo::is_key(text)) return nullptr;
   KnownKey made{Key(text), is_code_literal(text)};
   if (!made.key.interned()) {
     spare = std::move(made);
     return &spare;
   }
+  other = std::move(slot);
   slot = std::move(made);
   return &slot;
 }
@@ -62,11 +73,17 @@ const KnownKey* known_key(std::string_view text, KnownKey& spare) {
 // node is not shared: the caller makes one of its own).
 const KnownReference* known_reference(std::string_view text, const Definitions& defs) {
   thread_local ThreadCache<KnownReference> cache;
+  const auto holds = [&](const KnownReference& r) {
+    return r.node != nullptr && same_text(r.node->entries[1].original->text, text);
+  };
   KnownReference& slot = cache.slot(text);
-  if (slot.node != nullptr && same_text(slot.node->entries[1].original->text, text)) return &slot;
+  if (holds(slot)) return &slot;
+  KnownReference& other = other_way(cache, slot);
+  if (holds(other)) return &other;
   if (!zo::is_reference_like(text)) return nullptr;
   NodeP node = z9_node_of(text);
   if (!node->interned) return nullptr;
+  other = slot;
   slot = {node.get(), defs.served_json(text) != nullptr};
   return &slot;
 }

@@ -279,12 +279,13 @@ TEST(RequestNodes, ListLengthLimit) {
   EXPECT_FALSE(parse_call(large, {}).has_value());
 }
 
-// A text whose slot in the reader's per-thread caches (ThreadCache) is the slot of `taken`:
-// `make(i)` for the first i that collides.
+// A text whose slot in the reader's per-thread caches (ThreadCache) is the slot of `taken`, or
+// with `beside` the other slot of its pair (the caches keep two ways): `make(i)` for the first i.
 template <typename Make>
-std::string colliding(const std::string& taken, Make&& make) {
+std::string colliding(const std::string& taken, Make&& make, bool beside = false) {
   ThreadCache<int> slots;
   const int* target = &slots.slot(taken);
+  if (beside) target = &slots.slots[static_cast<std::size_t>(target - slots.slots.data()) ^ 1];
   for (int i = 0; i < 1000000; ++i) {
     std::string text = make(i);
     if (text != taken && &slots.slot(text) == target) return text;
@@ -314,17 +315,21 @@ TEST(RequestNodes, WhatItRemembersOfATextHoldsForTheNextRequest) {
     EXPECT_EQ(l.calls, 1);
     EXPECT_FALSE(l.unusual);
   }
-  // Two keys, and two ZIDs, in one slot, read in turn: each read is its own text's.
+  // Three keys, and three ZIDs, in one pair of slots, read in turn: each read is its own
+  // text's, whichever way holds it or whichever it pushed out.
+  const auto key_of = [](int i) { return "Z" + std::to_string(i + 1) + "K1"; };
+  const auto zid_of = [](int i) { return "Z" + std::to_string(i + 100); };
   const std::string key_a = "Z801K1";
-  const std::string key_b =
-      colliding(key_a, [](int i) { return "Z" + std::to_string(i + 1) + "K1"; });
-  ASSERT_FALSE(key_b.empty());
+  const std::string key_b = colliding(key_a, key_of);
+  const std::string key_c = colliding(key_a, key_of, true);
   const std::string zid_a = "Z866";
-  const std::string zid_b = colliding(zid_a, [](int i) { return "Z" + std::to_string(i + 100); });
-  ASSERT_FALSE(zid_b.empty());
+  const std::string zid_b = colliding(zid_a, zid_of);
+  const std::string zid_c = colliding(zid_a, zid_of, true);
+  for (const std::string* t : {&key_b, &key_c, &zid_b, &zid_c}) ASSERT_FALSE(t->empty());
   for (int round = 0; round < 2; ++round) {
-    for (const auto& [key, zid] : {std::pair{key_a, zid_a}, std::pair{key_b, zid_b},
-                                   std::pair{key_a, zid_b}, std::pair{key_b, zid_a}}) {
+    for (const auto& [key, zid] :
+         {std::pair{key_a, zid_a}, std::pair{key_b, zid_b}, std::pair{key_c, zid_c},
+          std::pair{key_a, zid_b}, std::pair{key_b, zid_c}, std::pair{key_c, zid_a}}) {
       const json zobject = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {key, zid}, {"K1", {zid, zid}}};
       const std::string text = json{{"zobject", zobject}}.dump();
       SCOPED_TRACE(text);
