@@ -42,6 +42,7 @@ struct BuiltinSignature {
   std::vector<Arg> args;             // in Z8K1 order: the order arguments are bound and checked
   std::vector<std::size_t> by_name;  // indices of args sorted by name: the built-in's order
   std::string impl_id;               // Z14K4 of the first implementation
+  bool list_type_impl = false;       // impl_id is Z981 (the type of a typed list)
   const BuiltinSpec* spec = nullptr;
   // Every declared type a call checks against is fixed (or not checked: accepts_all): the
   // declared types need nothing per request, and are these (null where not checked).
@@ -140,6 +141,7 @@ std::unique_ptr<BuiltinSignature> read_signature(const nlohmann::json& z2) {
   const nlohmann::json& first = *impls.front();
   if (!first.contains("Z14K4")) return nullptr;
   sig->impl_id = json_string_value(first["Z14K4"]);
+  sig->list_type_impl = sig->impl_id == "Z981";
   sig->spec = builtin_table().find(sig->impl_id);
   if (sig->spec == nullptr) return nullptr;
   sig->by_name.resize(sig->args.size());
@@ -438,7 +440,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     run.id = sig->impl_id;  // run_builtin_impl's: the built-in's ZID (Z14K4)
     return answer(run, z8, true);
   };
-  if (n == 1 && sig->impl_id == "Z981") {
+  if (n == 1 && sig->list_type_impl) {
     if (auto held = held_list_type(values[0])) {
       if (aborted()) return abort_envelope();
       return answered(std::move(*held));

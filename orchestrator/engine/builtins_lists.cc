@@ -12,9 +12,9 @@ namespace {
 // The element type of a typed list (Z881(T) as a call or as a Z4), Z1 when unknown.
 NodeP item_type_of(const NodeP& list) {
   if (!list || list->is_string) return z9_node("Z1");
-  NodeP t = list->get("Z1K1");
+  NodeP t = list->get(common_keys().z1k1);
   if (t && t->is_call()) return t->get("Z881K1");
-  if (t && !t->is_string && t->type_ref() == "Z4") {
+  if (t && !t->is_string && same_text(t->type_ref_view(), "Z4")) {
     NodeP k1 = t->get("Z4K1");
     if (k1 && k1->is_call()) return k1->get("Z881K1");
   }
@@ -38,14 +38,14 @@ Envelope head(const BuiltinCall& c) {
   if (is_empty_list(c.arg(0))) {
     return Envelope::err(zo::make_error_msg("Z506", "An empty list has no head."));
   }
-  return c.ok(c.arg(0)->get("K1"));
+  return c.ok(c.arg(0)->get(common_keys().k1));
 }
 
 Envelope tail(const BuiltinCall& c) {
   if (is_empty_list(c.arg(0))) {
     return Envelope::err(zo::make_error_msg("Z506", "An empty list has no tail."));
   }
-  return c.ok(c.arg(0)->get("K2"));
+  return c.ok(c.arg(0)->get(common_keys().k2));
 }
 
 Envelope is_empty(const BuiltinCall& c) {

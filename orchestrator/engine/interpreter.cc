@@ -412,14 +412,15 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       // check below and kept in the entry's value, not shown (the node stays as it is).
       const Node::Entry* written = cur->entry(common_keys().z1k1);
       const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
-      Envelope e = resolve_key(cur, "Z1K1", sc, mode == Mode::kNoInternals ? mode : Mode::kNormal);
+      Envelope e = resolve_key(cur, common_keys().z1k1, sc,
+                               mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
         if (Node::Entry* te = cur->entry(common_keys().z1k1)) te->persisted = nullptr;
       }
       // The resolved type: kept in the entry for a type a built-in wrote, else on the node.
       const NodeP t = ephemeral ? e.value : cur->get("Z1K1");
-      if (!t || t->is_string || t->type_ref() != "Z4") {
+      if (!t || t->is_string || !same_text(t->type_ref_view(), "Z4")) {
         return {Envelope::err(zo::make_error_msg(
                     "Z506", "Generic type function did not return a Z4: " +
                                 (t ? t->to_json().dump() : std::string("null")))),
@@ -433,7 +434,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
   return {Envelope::ok(cur), persist};
 }
 
-Envelope Interpreter::resolve_key(const NodeP& parent, const std::string& key, const FrameP& scope,
+Envelope Interpreter::resolve_key(const NodeP& parent, const Key& key, const FrameP& scope,
                                   Mode mode) {
   if (!parent || parent->is_string) return Envelope::ok(nullptr);
   Node::Entry* e = parent->entry(key);
@@ -945,7 +946,7 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
     // entry, not shown): its Z4, without resolving the Z881 call again.
     actual = te->value;
   } else {
-    actual = resolved_type(value->is_string ? str_node("Z6") : value->get("Z1K1"));
+    actual = resolved_type(value->is_string ? str_node("Z6") : value->get(common_keys().z1k1));
   }
   if (!actual) {
     return last_type_error_.is_null() ? zo::make_error("Z518", {error_type_arg(value)})
@@ -957,7 +958,9 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
     if (!compare_types(actual, d)) return zo::make_error("Z518", {error_type_arg(value)});
     return nullptr;  // the value's own validator already ran when the argument was bound
   }
-  if (!actual->is_string && actual->type_ref() == "Z4") return run_type_validator(value, actual);
+  if (!actual->is_string && same_text(actual->type_ref_view(), "Z4")) {
+    return run_type_validator(value, actual);
+  }
   return nullptr;
 }
 
@@ -1324,7 +1327,7 @@ Envelope Interpreter::resolve_function(const NodeP& call, const FrameP& sc) {
   const Node* fn = call->peek("Z7K1");
   Node::Entry* e = call->entry("Z7K1");
   if (fn == nullptr || e == nullptr || e->value || !fn->is_ref()) {
-    return resolve_key(call, "Z7K1", sc);
+    return resolve_key(call, common_keys().z7k1, sc);
   }
   std::string zid = fn->ref();
   if (auto it = functions_.find(zid); it != functions_.end()) {
@@ -1333,7 +1336,7 @@ Envelope Interpreter::resolve_function(const NodeP& call, const FrameP& sc) {
     e->value = it->second;
     return Envelope::ok(it->second);
   }
-  Envelope f = resolve_key(call, "Z7K1", sc);
+  Envelope f = resolve_key(call, common_keys().z7k1, sc);
   if (!f.has_error() && f.value && !f.value->is_string && f.value->type_ref() == "Z8") {
     functions_.emplace(std::move(zid), f.value);
   }

@@ -108,7 +108,8 @@ class Interpreter {
   // kNoInternals: the reference's resolveInternals=false (Z881 calls take the list shortcut).
   enum class Mode { kNormal, kEvenBuiltins, kNoGeneric, kNoInternals };
   Resolved resolve(const NodeP& node, const FrameP& scope, Mode mode = Mode::kNormal);
-  Envelope resolve_key(const NodeP& parent, const std::string& key, const FrameP& scope,
+  // `key` an interned Key (a literal is interned once per thread): looked up by address.
+  Envelope resolve_key(const NodeP& parent, const Key& key, const FrameP& scope,
                        Mode mode = Mode::kNormal);
   Envelope execute(const NodeP& call, const FrameP& scope, bool top_level);
   Envelope dereference(const std::string& zid);

@@ -67,19 +67,6 @@ class Interned {
   std::unordered_map<std::string, Value, TextHash, std::equal_to<>> map_;
 };
 
-// A direct-mapped per-thread cache of an interning table. Its slot hash is FNV-1a in line: the
-// texts are a few characters, and every entry of every node built looks its key up here.
-template <typename Value>
-struct ThreadCache {
-  static constexpr std::size_t kSlots = 512;
-  std::array<Value, kSlots> slots{};
-  Value& slot(std::string_view s) {
-    std::uint32_t h = 2166136261u;
-    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
-    return slots[(h ^ (h >> 16)) % kSlots];
-  }
-};
-
 Interned<const std::string*>& key_table() {
   static auto* table = new Interned<const std::string*>(kMaxKeys);  // never destroyed
   return *table;
@@ -91,6 +78,7 @@ Interned<Node*>& string_table() {
 }
 
 const std::string* intern_key(std::string_view s) {
+  if (s.empty()) return &kEmptyKeyText;
   thread_local ThreadCache<const std::string*> cache;
   const std::string*& slot = cache.slot(s);
   if (slot != nullptr && same_text(*slot, s)) return slot;
@@ -185,9 +173,10 @@ const json* list_type_json(std::string_view zid) {
 // this translation unit, which nothing reads while the program starts.
 const CommonKeys kCommonKeys;
 
-std::uintptr_t Key::kEmpty() {
-  static const std::uintptr_t empty = reinterpret_cast<std::uintptr_t>(intern_key({}));
-  return empty;
+constinit const std::string kEmptyKeyText;
+
+bool Key::same_owned_text(const Key& a, const Key& b) {
+  return a.str() == b.str();
 }
 
 Key::Key(std::string_view s) {
@@ -352,8 +341,8 @@ NodeP Node::from_shared(const json& v, bool immortal) {
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());
   for (const auto& [k, child] : o) {
-    n->entries.push_back({immortal ? immortal_key(k) : Key(k), nullptr, nullptr, nullptr, &child,
-                          Entry::Form::kNormal, immortal});
+    n->entries.emplace_back(immortal ? immortal_key(k) : Key(k), nullptr, nullptr, nullptr, &child,
+                            Entry::Form::kNormal, immortal);
   }
   return n;
 }
@@ -579,12 +568,12 @@ NodeP Node::clone(bool reset_scope) const {
   for (const auto& e : entries) {
     if (!e.persisted && e.source != nullptr) {
       // Untouched lazy subtree: share the source; a fresh copy is built when it is read.
-      n->entries.push_back(
-          {e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal, e.built_type, e.from});
+      n->entries.emplace_back(e.key, nullptr, nullptr, nullptr, e.source, e.form, e.immortal,
+                              e.built_type, e.from);
       continue;
     }
     const NodeP& v = e.persisted ? e.persisted : e.original;
-    n->entries.push_back({e.key, v ? v->clone(reset_scope) : nullptr, nullptr, nullptr});
+    n->entries.emplace_back(e.key, v ? v->clone(reset_scope) : nullptr);
     n->entries.back().built_type = e.built_type && !e.persisted;
   }
   return n;
@@ -650,12 +639,12 @@ void Node::set(std::string_view key, NodeP value) {
 void Node::add(Key key, NodeP value) {
   if (interned) return;
   settled = false;
-  entries.push_back({std::move(key), std::move(value), nullptr, nullptr});
+  entries.emplace_back(std::move(key), std::move(value));  // in place: no Entry moved
 }
 
 void Node::add_shared(Key key, const json& source) {
   if (interned) return;
-  entries.push_back({std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true});
+  entries.emplace_back(std::move(key), nullptr, nullptr, nullptr, &source, Form::kNormal, true);
 }
 
 void Node::add_built_list_type(const json& source) {
@@ -738,11 +727,15 @@ bool Node::is_z6() const {
 }
 
 std::string Node::type_ref() const {
+  return std::string(type_ref_view());
+}
+
+std::string_view Node::type_ref_view() const {
   if (is_string) return "Z6";
   const Node* t = peek(common_keys().z1k1);
   if (t == nullptr) return {};
   if (t->is_string) return t->text;
-  return std::string(ref_text(*t));
+  return ref_text(*t);
 }
 
 bool Node::is_call() const {
@@ -775,7 +768,8 @@ namespace {
 
 // A string or reference object of its own (a text that is not shared): one entry array of two,
 // its keys and tag the shared ones (the keys were interned by text and the array grown twice).
-NodeP terminal_object(bool reference, std::string s) {
+// `text` is its value's bare string node.
+NodeP terminal_object_of(bool reference, NodeP text) {
   const CommonKeys& keys = common_keys();
   static Node* const kZ6 = intern_string("Z6");
   static Node* const kZ9 = intern_string("Z9");
@@ -783,8 +777,12 @@ NodeP terminal_object(bool reference, std::string s) {
   auto n = Node::make_object();
   n->entries.reserve(2);
   n->add(keys.z1k1, tag != nullptr ? NodeP(tag) : str_node(reference ? "Z9" : "Z6"));
-  n->add(reference ? keys.z9k1 : keys.z6k1, str_node(std::move(s)));
+  n->add(reference ? keys.z9k1 : keys.z6k1, std::move(text));
   return n;
+}
+
+NodeP terminal_object(bool reference, std::string s) {
+  return terminal_object_of(reference, str_node(std::move(s)));
 }
 
 // The shared terminal object of `s` when there is one, else a fresh one owning its text (a
@@ -806,6 +804,14 @@ NodeP z9_node(std::string s) {
 }
 
 NodeP z6_node_of(std::string_view s) {
+  // Most string values are never interned (a call's text argument, "Hello"): made at once,
+  // without the two look-ups that would find nothing (~350 instructions a string).
+  if (!internable(s)) {
+    auto text = NodeP(new Node);
+    text->is_string = true;
+    text->text = std::string(s);
+    return terminal_object_of(false, std::move(text));
+  }
   return terminal_node<false>(s);
 }
 

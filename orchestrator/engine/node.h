@@ -17,6 +17,7 @@
 // 48 (its key an interned id, its children intrusive pointers); a parked call's tree was
 // mostly bare strings of 320 bytes each, now shared.
 
+#include <array>
 #include <concepts>
 #include <cstdint>
 #include <memory>
@@ -73,6 +74,9 @@ class NodeP {
   Node* p_ = nullptr;
 };
 
+// The interned text of the empty key: constant-initialised, so it is there before any Key is made.
+extern constinit const std::string kEmptyKeyText;
+
 // An object key ("Z1K1", "Z801K1", "K2"): the address of its interned text, so a key costs 8
 // bytes and keys compare by address. Keys beyond the interning bound (hostile input with
 // millions of distinct keys) own their text instead.
@@ -103,15 +107,22 @@ class Key {
   bool interned() const { return (bits_ & 1) == 0; }
   std::uintptr_t id() const { return bits_; }
 
+  // In line: the same address, or two interned keys (different texts). Only an owned key's
+  // text is compared, out of line (the interpreter compares ~330 keys per nest request).
   friend bool operator==(const Key& a, const Key& b) {
-    return a.bits_ == b.bits_ || ((!a.interned() || !b.interned()) && a.str() == b.str());
+    if (a.bits_ == b.bits_) return true;
+    if (a.interned() && b.interned()) return false;
+    return same_owned_text(a, b);
   }
   friend bool operator==(const Key& a, std::string_view b) { return a.str() == b; }
   friend bool operator==(const Key& a, const char* b) { return a.str() == b; }
   friend bool operator<(const Key& a, const Key& b) { return a.str() < b.str(); }
 
  private:
-  static std::uintptr_t kEmpty();
+  // The empty key: the address of kEmptyKeyText (which intern_key gives for ""), a constant,
+  // so that moving a key (which leaves the empty key behind) asks no function-local static.
+  static std::uintptr_t kEmpty() { return reinterpret_cast<std::uintptr_t>(&kEmptyKeyText); }
+  static bool same_owned_text(const Key& a, const Key& b);
   std::uintptr_t bits_;  // low bit 1: an owned std::string*, else an interned one
 };
 
@@ -134,6 +145,20 @@ inline bool same_text(std::string_view a, std::string_view b) {
   }
   return true;
 }
+
+// A direct-mapped per-thread cache in front of an interning table (node.cc) or of what is known
+// of a text (the request reader's keys and references). Its slot hash is FNV-1a in line: the
+// texts are a few characters, and every entry of every node built looks its key up here.
+template <typename Value>
+struct ThreadCache {
+  static constexpr std::size_t kSlots = 512;
+  std::array<Value, kSlots> slots{};
+  Value& slot(std::string_view s) {
+    std::uint32_t h = 2166136261u;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+    return slots[(h ^ (h >> 16)) % kSlots];
+  }
+};
 
 // Memory of nodes and of their entry arrays: per-thread lists of freed blocks of up to
 // kMaxPooledBytes, by size in steps of 16 bytes, taken before the allocator is asked. A nest
@@ -258,11 +283,12 @@ struct Node {
   static const json* implied_list_type(const NodeP& item);
 
   // Shape helpers on the current view.
-  std::string ref() const;            // Z9K1 of a Z9 node, else ""
-  std::string_view ref_view() const;  // the same without a copy (valid while the node is)
-  std::string str() const;            // Z6K1 of a Z6 node, else ""
-  std::string type_ref() const;       // ZID of Z1K1 when it is a Z9 or a bare string, else ""
-  bool is_ref() const;                // a Z9
+  std::string ref() const;                 // Z9K1 of a Z9 node, else ""
+  std::string_view ref_view() const;       // the same without a copy (valid while the node is)
+  std::string str() const;                 // Z6K1 of a Z6 node, else ""
+  std::string type_ref() const;            // ZID of Z1K1 when it is a Z9 or a bare string, else ""
+  std::string_view type_ref_view() const;  // the same without a copy (valid while the node is)
+  bool is_ref() const;                     // a Z9
   bool is_z6() const;
   bool is_call() const;                          // a normal Z7: Z1K1 = Z7 and has Z7K1
   bool is_arg_ref() const;                       // a Z18 with a string Z18K1

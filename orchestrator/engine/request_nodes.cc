@@ -28,6 +28,75 @@ bool is_code_literal(std::string_view s) {
          ((s[2] == '6' && s[3] == 'K') || same_text(s, "Z14K3"));
 }
 
+// What the reader knows of a text it met before, remembered per thread (the same keys and
+// ZIDs come in every request): a valid key as its interned Key, whether it is inline code; a
+// reference-like string value as its shared Z9 node, whether a bundled definition serves it.
+// Only what holds for the text whatever the request is kept (the definitions never change).
+struct KnownKey {
+  Key key;  // the empty key: no text
+  bool code = false;
+};
+struct KnownReference {
+  Node* node = nullptr;  // the interned {"Z1K1": "Z9", "Z9K1": text}
+  bool local = false;    // served_json(text) != nullptr
+};
+
+// Two ways per text: its slot and the slot beside it (two texts of one request that share a slot,
+// such as Z810K2 and Z811K1 of the nest, would otherwise evict each other every request). A
+// new text takes the first way, and what was there moves to the second.
+template <typename Value>
+Value& other_way(ThreadCache<Value>& cache, Value& first) {
+  return cache.slots[static_cast<std::size_t>(&first - cache.slots.data()) ^ 1];
+}
+
+// A valid key's interned Key and whether it is inline code, or nullptr when `key` is not a
+// valid key. A key beyond the interning bound is checked and made again each time.
+const KnownKey* known_key(std::string_view text, KnownKey& spare) {
+  if (text.empty()) return nullptr;  // the empty slot's text: never a key
+  thread_local ThreadCache<KnownKey> cache;
+  KnownKey& slot = cache.slot(text);
+  if (same_text(slot.key.str(), text)) return &slot;
+  KnownKey& other = other_way(cache, slot);
+  if (same_text(other.key.str(), text)) return &other;
+  if (!zo::is_key(text)) return nullptr;
+  KnownKey made{Key(text), is_code_literal(text)};
+  if (!made.key.interned()) {
+    spare = std::move(made);
+    return &spare;
+  }
+  other = std::move(slot);
+  slot = std::move(made);
+  return &slot;
+}
+
+// A reference-like text's shared Z9 node and verdict, or nullptr (not reference-like, or its
+// node is not shared: the caller makes one of its own).
+const KnownReference* known_reference(std::string_view text, const Definitions& defs) {
+  thread_local ThreadCache<KnownReference> cache;
+  const auto holds = [&](const KnownReference& r) {
+    return r.node != nullptr && same_text(r.node->entries[1].original->text, text);
+  };
+  KnownReference& slot = cache.slot(text);
+  if (holds(slot)) return &slot;
+  KnownReference& other = other_way(cache, slot);
+  if (holds(other)) return &other;
+  if (!zo::is_reference_like(text)) return nullptr;
+  NodeP node = z9_node_of(text);
+  if (!node->interned) return nullptr;
+  other = slot;
+  slot = {node.get(), defs.served_json(text) != nullptr};
+  return &slot;
+}
+
+// Keys in JSON order (nlohmann's map: std::less of the texts), in line: keys are a few letters.
+bool key_less(std::string_view a, std::string_view b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return static_cast<unsigned char>(a[i]) < static_cast<unsigned char>(b[i]);
+  }
+  return a.size() < b.size();
+}
+
 // What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
 // strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
 enum class Slot { kValue, kType, kTerminal };
@@ -105,12 +174,17 @@ class CallReader {
         ++c_.p;
         std::string_view s;
         if (!text(s)) return nullptr;
-        const bool reference = zo::is_reference_like(s);
-        if (counting_) count(s, reference);
         if (slot == Slot::kTerminal ||
             (slot == Slot::kType && (same_text(s, "Z6") || same_text(s, "Z9")))) {
+          if (counting_) count(s, zo::is_reference_like(s));
           return string_node_of(s);
         }
+        if (const KnownReference* known = known_reference(s, defs_)) {
+          if (counting_) count_reference(s, known->local);
+          return NodeP(known->node);
+        }
+        const bool reference = zo::is_reference_like(s);
+        if (counting_) count(s, reference);
         return reference ? z9_node_of(s) : z6_node_of(s);
       }
       case '{':
@@ -128,16 +202,22 @@ class CallReader {
 
   NodeP object(int depth, int levels, bool top) {
     struct Member {
-      std::string_view key;
+      std::string_view text;
+      Key key;
       NodeP node;
     };
     boost::container::small_vector<Member, 8> members;
     bool typed = false;
-    const bool ok = c_.members([&](std::string_view key) {
-      if (!zo::is_key(key)) return false;
-      if (is_code_literal(key)) out_.literals.unusual = true;
-      const bool type = same_text(key, "Z1K1");
-      const bool terminal = same_text(key, "Z6K1") || same_text(key, "Z9K1");
+    const CommonKeys& keys = common_keys();
+    KnownKey spare;
+    const bool ok = c_.members([&](std::string_view text) {
+      const KnownKey* known = known_key(text, spare);
+      if (known == nullptr) return false;
+      if (known->code) out_.literals.unusual = true;
+      // A copy: reading the value may reuse the cache's slot (an owned key is the spare's).
+      Key key = known == &spare ? std::move(spare.key) : known->key;
+      const bool type = key == keys.z1k1;
+      const bool terminal = key == keys.z6k1 || key == keys.z9k1;
       typed = typed || type;
       c_.skip_space();
       const bool quoted = c_.p != c_.end && *c_.p == '"';
@@ -147,25 +227,25 @@ class CallReader {
                                     : Slot::kValue,
                          depth + 1, levels - 1);
       if (!node) return false;
-      if (top && same_text(key, "Z7K1")) {
+      if (top && key == keys.z7k1) {
         if (quoted) {
           out_.function.assign(at, static_cast<std::size_t>(c_.p - 1 - at));
         } else if (!node->is_string) {
           // An object: its Z9K1 when that is a string (a bare string node here).
           for (const auto& e : node->entries) {
-            if (e.key == common_keys().z9k1 && e.original && e.original->is_string) {
+            if (e.key == keys.z9k1 && e.original && e.original->is_string) {
               out_.function = e.original->text;
             }
           }
         }
       }
-      members.push_back({key, std::move(node)});
+      members.push_back({text, std::move(key), std::move(node)});
       return true;
     });
     if (!ok || !typed) return nullptr;
     // Key order, as the JSON tree's map has it; a repeated key is the general path's.
     // Requests usually list a call's keys in order already (Z1K1, Z7K1, its arguments).
-    const auto before = [](const Member& a, const Member& b) { return a.key < b.key; };
+    const auto before = [](const Member& a, const Member& b) { return key_less(a.text, b.text); };
     bool sorted = true;
     for (std::size_t i = 1; i < members.size() && sorted; ++i) {
       sorted = before(members[i - 1], members[i]);
@@ -173,12 +253,12 @@ class CallReader {
     if (!sorted) {
       std::sort(members.begin(), members.end(), before);
       for (std::size_t i = 1; i < members.size(); ++i) {
-        if (same_text(members[i - 1].key, members[i].key)) return nullptr;
+        if (same_text(members[i - 1].text, members[i].text)) return nullptr;
       }
     }
     auto n = Node::make_object();
     n->entries.reserve(members.size());
-    for (Member& m : members) n->add(Key(m.key), std::move(m.node));
+    for (Member& m : members) n->add(std::move(m.key), std::move(m.node));
     return n;
   }
 
@@ -256,6 +336,13 @@ class CallReader {
     if (same_text(s, "Z7")) ++l.calls;
     if (reference && defs_.served_json(s) == nullptr) ++l.not_local;
     if (is_code_literal(s) || same_text(s, "doValidate")) l.unusual = true;
+  }
+  // count() of a reference-like text whose verdict is known (`local`: a bundled definition
+  // serves it); such a text is neither inline code nor "doValidate".
+  void count_reference(std::string_view s, bool local) {
+    BodyLiterals& l = out_.literals;
+    if (same_text(s, "Z7")) ++l.calls;
+    if (!local) ++l.not_local;
   }
 
   codec::PlainCursor c_;

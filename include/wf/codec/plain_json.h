@@ -7,6 +7,7 @@
 // a duplicate key, nesting deeper than max_depth, invalid JSON) gives nullopt: the caller
 // then parses it with nlohmann, so the result is always what nlohmann::json::parse gives.
 
+#include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -15,31 +16,38 @@ namespace wf::codec {
 
 inline constexpr int kMaxPlainDepth = 128;
 
+// What a byte inside a plain string is: printable ASCII but '"' and '\\' (kPlainByte), or not.
+inline constexpr unsigned char kPlainByte = 1;
+inline constexpr auto kStringByte = [] {
+  std::array<unsigned char, 256> t{};
+  for (int c = 0x20; c <= 0x7e; ++c) t[c] = c == '"' || c == '\\' ? 0 : kPlainByte;
+  return t;
+}();
+
 // The lexing of plain JSON, shared by parse_plain_json and the readers that view such text
-// without building it (the orchestrator's code_answer.cc): a cursor over the text.
+// without building it (the orchestrator's code_answer.cc and request_nodes.cc): a cursor over
+// the text.
 struct PlainCursor {
   const char* p;
   const char* end;
 
+  // Most calls find no space (the next token at once): one comparison then.
   void skip_space() {
-    while (p != end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+    while (p != end && static_cast<unsigned char>(*p) <= ' ' &&
+           (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
+      ++p;
+    }
   }
 
   // A string's characters (after its opening quote) up to its closing quote, which is consumed;
-  // false for anything but printable ASCII without escapes.
+  // false for anything but printable ASCII without escapes. One table look-up per character.
   bool string_text(std::string_view& out) {
     const char* start = p;
-    while (p != end) {
-      const auto c = static_cast<unsigned char>(*p);
-      if (c == '"') {
-        out = std::string_view(start, static_cast<std::size_t>(p - start));
-        ++p;
-        return true;
-      }
-      if (c < 0x20 || c > 0x7e || c == '\\') return false;
-      ++p;
-    }
-    return false;
+    while (p != end && kStringByte[static_cast<unsigned char>(*p)] == kPlainByte) ++p;
+    if (p == end || *p != '"') return false;  // the end, an escape or a byte not plain
+    out = std::string_view(start, static_cast<std::size_t>(p - start));
+    ++p;
+    return true;
   }
 
   // The items of an array or object after its opening bracket, up to `close`, which is consumed:

@@ -279,6 +279,81 @@ TEST(RequestNodes, ListLengthLimit) {
   EXPECT_FALSE(parse_call(large, {}).has_value());
 }
 
+// A text whose slot in the reader's per-thread caches (ThreadCache) is the slot of `taken`, or
+// with `beside` the other slot of its pair (the caches keep two ways): `make(i)` for the first i.
+template <typename Make>
+std::string colliding(const std::string& taken, Make&& make, bool beside = false) {
+  ThreadCache<int> slots;
+  const int* target = &slots.slot(taken);
+  if (beside) target = &slots.slots[static_cast<std::size_t>(target - slots.slots.data()) ^ 1];
+  for (int i = 0; i < 1000000; ++i) {
+    std::string text = make(i);
+    if (text != taken && &slots.slot(text) == target) return text;
+  }
+  return {};
+}
+
+// The reader remembers per thread what it learnt of a key or a ZID (request_nodes.cc,
+// known_key and known_reference): a second read, and a read of another text in the same slot,
+// give what a first read gives.
+TEST(RequestNodes, WhatItRemembersOfATextHoldsForTheNextRequest) {
+  const auto literals_of = [](const std::string& text) {
+    auto call = parse_call(text, {});
+    EXPECT_TRUE(call.has_value()) << text;
+    return call ? call->literals : BodyLiterals{};
+  };
+  // Inline code as a key: unusual every time, not only when first met.
+  const std::string code =
+      R"({"zobject": {"Z1K1": "Z7", "Z7K1": "Z801", "Z801K1": {"Z1K1": "Z16", "Z16K1": "Z600",)"
+      R"( "Z16K2": "def f(): pass"}}})";
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(literals_of(code).unusual);
+  // A ZID no bundled definition serves counts as not local every time; one served never does.
+  const std::string remote = R"({"zobject": {"Z1K1": "Z7", "Z7K1": "Z99999", "Z99999K1": "Z801"}})";
+  for (int i = 0; i < 2; ++i) {
+    const BodyLiterals l = literals_of(remote);
+    EXPECT_EQ(l.not_local, 1);
+    EXPECT_EQ(l.calls, 1);
+    EXPECT_FALSE(l.unusual);
+  }
+  // Three keys, and three ZIDs, in one pair of slots, read in turn: each read is its own
+  // text's, whichever way holds it or whichever it pushed out.
+  const auto key_of = [](int i) { return "Z" + std::to_string(i + 1) + "K1"; };
+  const auto zid_of = [](int i) { return "Z" + std::to_string(i + 100); };
+  const std::string key_a = "Z801K1";
+  const std::string key_b = colliding(key_a, key_of);
+  const std::string key_c = colliding(key_a, key_of, true);
+  const std::string zid_a = "Z866";
+  const std::string zid_b = colliding(zid_a, zid_of);
+  const std::string zid_c = colliding(zid_a, zid_of, true);
+  for (const std::string* t : {&key_b, &key_c, &zid_b, &zid_c}) ASSERT_FALSE(t->empty());
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [key, zid] :
+         {std::pair{key_a, zid_a}, std::pair{key_b, zid_b}, std::pair{key_c, zid_c},
+          std::pair{key_a, zid_b}, std::pair{key_b, zid_c}, std::pair{key_c, zid_a}}) {
+      const json zobject = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {key, zid}, {"K1", {zid, zid}}};
+      const std::string text = json{{"zobject", zobject}}.dump();
+      SCOPED_TRACE(text);
+      auto call = parse_call(text, {});
+      ASSERT_TRUE(call.has_value());
+      expect_same(*call->zobject, *Node::from_canonical(zobject), "");
+      EXPECT_EQ(call->zobject->to_json(), zo::to_normal(zobject));
+    }
+  }
+  // A text that is not a key, in the slot of one that is, is still no key (nor a string value
+  // in the slot of a ZID a reference).
+  const std::string not_key = colliding(key_a, [](int i) { return "Z" + std::to_string(i) + "Q"; });
+  ASSERT_FALSE(not_key.empty());
+  const std::string not_zid = colliding(zid_a, [](int i) { return "z" + std::to_string(i); });
+  ASSERT_FALSE(not_zid.empty());
+  ASSERT_TRUE(parse_call(json{{"zobject", call("Z801", {{key_a, zid_a}})}}.dump(), {}));
+  EXPECT_FALSE(parse_call(json{{"zobject", call("Z801", {{not_key, "x"}})}}.dump(), {}));
+  const json with_string = call("Z801", {{"Z801K1", not_zid}});
+  auto read = parse_call(json{{"zobject", with_string}}.dump(), {});
+  ASSERT_TRUE(read.has_value());
+  expect_same(*read->zobject, *Node::from_canonical(with_string), "");
+  EXPECT_EQ(read->literals.not_local, 0);
+}
+
 }  // namespace
 }  // namespace wf::orchestrator::engine_detail
 
