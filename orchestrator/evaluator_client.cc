@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -81,6 +80,9 @@ bool needs_json_body(const CodeCall& call) {
   return false;
 }
 
+// The evaluator answer's headers that are read (the others are not copied).
+constexpr std::string_view kKeptHeaders[] = {kPoolWaitHeader};
+
 // A request aborted by its cancellation: at the deadline that is the call's timeout.
 const char* cancelled_outcome(const std::shared_ptr<Cancellation>& cancel) {
   const bool deadline = cancel && cancel->reason() == Cancellation::Reason::kDeadline;
@@ -131,12 +133,7 @@ struct Pending {
   void report_pool_wait(const http::ClientResponse& res) const {
     if (!io_wait) return;
     for (const http::Header& h : res.headers) {
-      if (h.name.size() != kPoolWaitHeader.size() ||
-          !std::equal(h.name.begin(), h.name.end(), kPoolWaitHeader.begin(), [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == b;
-          })) {
-        continue;
-      }
+      if (h.name != kPoolWaitHeader) continue;  // the client lowercases the names it keeps
       char* end = nullptr;
       const double ms = std::strtod(h.value.c_str(), &end);
       // At most an hour: a bigger or malformed value is not the evaluator's and is ignored.
@@ -221,6 +218,9 @@ class EvaluatorClient final : public CodeRunner {
     req.content_type = needs_json_body(call) ? "application/json" : "application/octet-stream";
     req.body = std::move(*body);
     req.deadline = ctx.deadline;
+    // The one header of the answer read here (report_pool_wait).
+    req.keep_all_headers = false;
+    req.keep_headers = kKeptHeaders;
     if (!ctx.request_id.empty()) req.headers.push_back({"x-request-id", ctx.request_id});
     if (!ctx.traceparent.empty()) req.headers.push_back({"traceparent", ctx.traceparent});
     // The user the call is for: wf-evaluator believes it from its caller_trusted_peers and then

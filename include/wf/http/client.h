@@ -9,7 +9,9 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "wf/http/cancellation.h"
@@ -43,11 +45,17 @@ struct ClientRequest {
   std::string content_type;  // sent when the body is not empty
   std::string body;
   Clock::time_point deadline = Clock::time_point::max();
+  // The answer's headers the caller reads. By default the response carries all of them; with
+  // `keep_all_headers` false only those named in `keep_headers` (lowercase names, matched in any
+  // case; the span must outlive the request): each header kept costs a copy of its name,
+  // lowercased, and of its value, and an evaluator call reads one.
+  bool keep_all_headers = true;
+  std::span<const std::string_view> keep_headers;
 };
 
 struct ClientResponse {
   unsigned status = 0;
-  std::vector<Header> headers;
+  std::vector<Header> headers;  // lowercase names, in the answer's order (see keep_headers)
   std::string body;
 };
 
