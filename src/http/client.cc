@@ -324,6 +324,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
                       fmt::format("no time left to call {}:{}", t_.host, t_.port)}));
       return;
     }
+    arm_deadline();
     next_attempt();
   }
 
@@ -379,11 +380,13 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   void resolved(beast::error_code ec, const tcp::resolver::results_type& results) {
     resolver_.reset();
+    operation_ended(ec);
     if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
     if (ec) {
-      finish(std::unexpected(
-          ClientError{ClientError::Kind::kConnect,
-                      fmt::format("cannot resolve {}: {}", t_.host, ec.message())}));
+      const bool timeout = ec == beast::error::timeout;
+      finish(std::unexpected(ClientError{
+          timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
+          fmt::format("cannot resolve {}: {}", t_.host, timeout ? "timed out" : ec.message())}));
       return;
     }
     std::vector<tcp::endpoint> endpoints;
@@ -393,7 +396,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   void connect_to(std::vector<tcp::endpoint> endpoints) {
     socket_ = std::make_unique<tcp::socket>(loop().ioc);
-    arm_deadline();
     // Asio's connect operation keeps its own copy of the endpoints.
     asio::async_connect(
         *socket_, endpoints,
@@ -402,27 +404,24 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
         }));
   }
 
-  // The deadline of the operation about to start on the socket: at `deadline_` the timer closes
-  // the socket (as Beast's tcp_stream did on a timeout), which ends the operation; its handler
-  // calls operation_ended(), which reports beast::error::timeout for it.
+  // The request's one deadline, armed once when it starts (one timer operation per request, not
+  // one per connect, write, wait and read): at `deadline_` the timer closes the connection (as
+  // Beast's tcp_stream did on a timeout) or cancels the name lookup, which ends whichever
+  // operation is in progress; its handler calls operation_ended(), which reports
+  // beast::error::timeout for it. finish() cancels the timer.
   void arm_deadline() {
-    const std::uint64_t wait = ++waits_;
-    expired_ = false;
     timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this(), wait](beast::error_code ec) {
-      if (ec || wait != self->waits_ || !self->socket_) return;
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->done_) return;  // cancelled, or the request has finished
       self->expired_ = true;
       beast::error_code ignored;
-      self->socket_->close(ignored);
+      if (self->socket_) self->socket_->close(ignored);
+      if (self->resolver_) self->resolver_->cancel();
     });
   }
 
-  // The operation armed last has completed (on the strand): its deadline no longer applies (a
-  // timer handler that runs after this is not this operation's), and `ec` is the timeout if the
-  // deadline ended it.
-  void operation_ended(beast::error_code& ec) {
-    ++waits_;
-    timer_.cancel();
+  // An operation has completed (on the strand): `ec` is the timeout if the deadline ended it.
+  void operation_ended(beast::error_code& ec) const {
     if (expired_) ec = beast::error::timeout;
   }
 
@@ -452,7 +451,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     head_ = request_head(*message_);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
                                                     asio::buffer(message_->body())};
-    arm_deadline();
     asio::async_write(*socket_, buffers,
                       step([self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->written(ec);
@@ -482,7 +480,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // Beast read operation while the evaluator works (seconds for a slow call); timeout at the
   // deadline (the timer cancels the wait).
   void wait_for_answer() {
-    arm_deadline();
     socket_->async_wait(
         tcp::socket::wait_read,
         step([self = shared_from_this()](beast::error_code ec) { self->answer_arriving(ec); }));
@@ -495,7 +492,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     // 512 bytes and grow, one read system call each.
     reading_ = std::make_unique<Reading>(req_, impl_->options.max_response_bytes);
     reading_->buffer.reserve(16u << 10);
-    arm_deadline();
     bhttp::async_read(*socket_, reading_->buffer, reading_->parser,
                       step([self = shared_from_this()](beast::error_code rec, std::size_t) {
                         self->answer_read(rec);
@@ -545,6 +541,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
   void finish(ClientResult result) {
     registration_.reset();
+    timer_.cancel();
     socket_.reset();
     resolver_.reset();
     auto done = std::move(done_);
@@ -566,7 +563,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
   std::string head_;                                             // its head, as long
   std::unique_ptr<Reading> reading_;                             // while the answer is read
-  std::uint64_t waits_ = 0;  // operations armed with the deadline (arm_deadline)
   int attempts_ = 0;
   bool reused_ = false;
   bool cancelled_ = false;

@@ -248,4 +248,36 @@ TEST(HttpClientAnswer, AnAnswerOverTheLimitIsTooLarge) {
   serve.join();
 }
 
+// The request's deadline covers every step and attempt: after a stale pooled connection, the
+// retry on a fresh one that gets no answer ends at the deadline, and closes that connection.
+TEST(HttpClientDeadline, ARetryOnAFreshConnectionKeepsTheRequestsDeadline) {
+  Peer peer;
+  bool closed_by_client = false;
+  std::thread serve([&] {
+    int fd = peer.accept_one();
+    if (fd < 0) return;
+    read_until(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    close(fd);  // idle in the client's pool: stale
+    fd = peer.accept_one();
+    if (fd < 0) return;
+    read_until(fd, "\r\n\r\n");
+    // No answer: the client's close ends this read, else 5 s without a byte do.
+    const auto since = std::chrono::steady_clock::now();
+    const bool nothing = read_to_eof(fd).empty();
+    closed_by_client = nothing && std::chrono::steady_clock::now() - since < 4s;
+    close(fd);
+  });
+  HttpClient client;
+  auto first = client.send(get(peer, "/first"));
+  ASSERT_TRUE(first) << first.error().message;
+  ClientRequest late = get(peer, "/late");
+  late.deadline = Clock::now() + 300ms;
+  auto res = client.send(late);
+  serve.join();
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ClientError::Kind::kTimeout) << res.error().message;
+  EXPECT_TRUE(closed_by_client);
+}
+
 }  // namespace
