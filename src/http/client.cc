@@ -13,8 +13,10 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
+#include <unordered_map>
 
 #include "wf/http/server.h"
 #include "wire.h"
@@ -28,11 +30,13 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// A URL as the client uses it, parsed once per client and URL (HttpClient::Impl::target).
 struct Target {
   std::string host;
   std::string port;
-  std::string path;  // with query
-  std::string key() const { return host + ":" + port; }
+  std::string path;                       // with query
+  std::string key;                        // host:port: the idle pool's key and the Host field
+  std::optional<tcp::endpoint> endpoint;  // when the host is a numeric address
 };
 
 std::expected<Target, ClientError> parse_url(const std::string& url) {
@@ -61,6 +65,10 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   t.path = std::string(parsed->encoded_path());
   if (t.path.empty()) t.path = "/";
   if (parsed->has_query()) t.path += "?" + std::string(parsed->encoded_query());
+  t.key = t.host + ":" + t.port;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(t.host, ec);
+  if (!ec) t.endpoint = tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t.port)));
   return t;
 }
 
@@ -94,7 +102,11 @@ struct HttpClient::Impl {
     // Idle keep-alive connections by host:port: plain sockets (each request in flight keeps its
     // own deadline timer, so a connection needs no Beast `tcp_stream` with its timers).
     std::map<std::string, std::vector<std::unique_ptr<tcp::socket>>> idle;
+    // URLs parsed (under pool_mu): a client calls a few (an evaluator's, a wiki's with each
+    // fetch's query), so the map is emptied when it holds kMaxTargets.
+    std::unordered_map<std::string, std::shared_ptr<const Target>> targets;
   };
+  static constexpr std::size_t kMaxTargets = 64;
 
   ClientOptions options;
   std::vector<std::unique_ptr<Loop>> loops;
@@ -124,6 +136,24 @@ struct HttpClient::Impl {
     return *loops[next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size()];
   }
 
+  // `url` parsed, from the loop's cache after its first use (boost::urls' parse and the strings
+  // cost ~4,500 instructions per request).
+  std::expected<std::shared_ptr<const Target>, ClientError> target(Loop& loop,
+                                                                   const std::string& url) {
+    {
+      std::lock_guard lock(loop.pool_mu);
+      auto it = loop.targets.find(url);
+      if (it != loop.targets.end()) return it->second;
+    }
+    auto parsed = parse_url(url);
+    if (!parsed) return std::unexpected(std::move(parsed.error()));
+    auto t = std::make_shared<const Target>(std::move(*parsed));
+    std::lock_guard lock(loop.pool_mu);
+    if (loop.targets.size() >= kMaxTargets) loop.targets.clear();
+    loop.targets.emplace(url, t);
+    return t;
+  }
+
   std::unique_ptr<tcp::socket> take_idle(Loop& loop, const std::string& key) {
     std::lock_guard lock(loop.pool_mu);
     auto it = loop.idle.find(key);
@@ -150,7 +180,7 @@ struct HttpClient::Impl {
   // Takes the body (one copy of it while the request is in flight, not two).
   bhttp::request<bhttp::string_body> to_beast(ClientRequest& req, const Target& t) const {
     bhttp::request<bhttp::string_body> hreq{bhttp::string_to_verb(req.method), t.path, 11};
-    hreq.set(bhttp::field::host, t.host + ":" + t.port);
+    hreq.set(bhttp::field::host, t.key);
     hreq.set(bhttp::field::user_agent, options.user_agent);
     for (const Header& h : req.headers) hreq.set(h.name, h.value);
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
@@ -295,8 +325,9 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     return Step<F>{strand_, std::move(f)};
   }
 
-  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Strand strand, ClientRequest req, Target t,
-           std::shared_ptr<Cancellation> cancel, std::function<void(ClientResult)> done)
+  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Strand strand, ClientRequest req,
+           std::shared_ptr<const Target> t, std::shared_ptr<Cancellation> cancel,
+           std::function<void(ClientResult)> done)
       : impl_(std::move(impl)),
         strand_(std::move(strand)),
         req_(std::move(req)),
@@ -321,7 +352,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (deadline_ <= Clock::now()) {
       finish(std::unexpected(
           ClientError{ClientError::Kind::kTimeout,
-                      fmt::format("no time left to call {}:{}", t_.host, t_.port)}));
+                      fmt::format("no time left to call {}:{}", t_->host, t_->port)}));
       return;
     }
     arm_deadline();
@@ -352,11 +383,11 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (attempts_++ >= 2) {
       finish(std::unexpected(
           ClientError{ClientError::Kind::kTransport,
-                      fmt::format("{}:{} closed the connection twice", t_.host, t_.port)}));
+                      fmt::format("{}:{} closed the connection twice", t_->host, t_->port)}));
       return;
     }
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
-    socket_ = impl_->take_idle(loop(), t_.key());
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
+    socket_ = impl_->take_idle(loop(), t_->key);
     reused_ = socket_ != nullptr;
     if (reused_) return write();
     connect();
@@ -364,15 +395,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   // A new connection (numeric addresses skip the resolver).
   void connect() {
-    beast::error_code aec;
-    const auto address = asio::ip::make_address(t_.host, aec);
-    if (!aec) {
-      connect_to({tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t_.port)))});
-      return;
-    }
+    if (t_->endpoint) return connect_to({*t_->endpoint});
     resolver_ = std::make_unique<tcp::resolver>(loop().ioc);
     resolver_->async_resolve(
-        t_.host, t_.port,
+        t_->host, t_->port,
         step([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type rs) {
           self->resolved(ec, rs);
         }));
@@ -381,12 +407,12 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   void resolved(beast::error_code ec, const tcp::resolver::results_type& results) {
     resolver_.reset();
     operation_ended(ec);
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
       finish(std::unexpected(ClientError{
           timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
-          fmt::format("cannot resolve {}: {}", t_.host, timeout ? "timed out" : ec.message())}));
+          fmt::format("cannot resolve {}: {}", t_->host, timeout ? "timed out" : ec.message())}));
       return;
     }
     std::vector<tcp::endpoint> endpoints;
@@ -427,12 +453,12 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   void connected(beast::error_code ec) {
     operation_ended(ec);
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
       finish(std::unexpected(
           ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
-                      fmt::format("cannot connect to {}:{}: {}", t_.host, t_.port,
+                      fmt::format("cannot connect to {}:{}: {}", t_->host, t_->port,
                                   timeout ? "timed out" : ec.message())}));
       return;
     }
@@ -441,16 +467,24 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     write();
   }
 
+  // The head written directly (wire.h, append_request_head: the bytes Beast's serializer wrote
+  // for the message the client built), or, for what is not that simple (a caller's Host header,
+  // an unusual method), from Beast's message; sent with the body in one gathered write.
   void write() {
-    try {
-      message_ = std::make_unique<bhttp::request<bhttp::string_body>>(impl_->to_beast(req_, t_));
-    } catch (const std::exception&) {
-      return finish(std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+    const RequestHeadParts parts{
+        req_.method,  t_->path,          t_->key,         impl_->options.user_agent,
+        req_.headers, req_.content_type, req_.body.size()};
+    if (!append_request_head(head_, parts)) {
+      try {
+        auto message = impl_->to_beast(req_, *t_);
+        head_ = request_head(message);
+        req_.body = std::move(message.body());
+      } catch (const std::exception&) {
+        return finish(
+            std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+      }
     }
-    // The head as Beast's serializer writes it, sent with the body in one gathered write (wire.h).
-    head_ = request_head(*message_);
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
-                                                    asio::buffer(message_->body())};
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(req_.body)};
     asio::async_write(*socket_, buffers,
                       step([self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->written(ec);
@@ -461,16 +495,13 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // its body is kept for a retry on a fresh one.
   void written(beast::error_code ec) {
     operation_ended(ec);
-    if (reused_) {
-      req_.body = std::move(message_->body());
-    } else {
+    if (!reused_) {
       // Only what the answer's read needs (the headers to keep) stays.
       ClientRequest kept;
       kept.keep_all_headers = req_.keep_all_headers;
       kept.keep_headers = req_.keep_headers;
       req_ = std::move(kept);
     }
-    message_.reset();
     head_ = std::string();
     if (ec || cancelled_) return conclude(ec, false);
     wait_for_answer();
@@ -514,7 +545,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   // The attempt is over: the answer, a retry on a fresh connection, or the error.
   void conclude(beast::error_code ec, bool got_some, ClientResponse answer = {}) {
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));  // the socket is closed
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));  // the socket is closed
     if (ec) {
       // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
       const bool stale = reused_ &&
@@ -525,10 +556,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
         socket_.reset();
         return next_attempt();
       }
-      return finish(std::unexpected(transport_error(t_, ec, impl_->options.max_response_bytes)));
+      return finish(std::unexpected(transport_error(*t_, ec, impl_->options.max_response_bytes)));
     }
     if (keep_alive_) {
-      impl_->give_back(loop(), t_.key(), std::move(socket_));
+      impl_->give_back(loop(), t_->key, std::move(socket_));
     } else {
       beast::error_code ignored;
       socket_->shutdown(tcp::socket::shutdown_both, ignored);
@@ -552,7 +583,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   std::shared_ptr<Impl> impl_;  // first: it outlives the I/O objects below
   Strand strand_;
   ClientRequest req_;
-  Target t_;
+  std::shared_ptr<const Target> t_;
   std::shared_ptr<Cancellation> cancel_;
   std::function<void(ClientResult)> done_;
   Cancellation::Registration registration_;
@@ -560,9 +591,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   asio::steady_timer timer_;
   std::unique_ptr<tcp::resolver> resolver_;
   std::unique_ptr<tcp::socket> socket_;
-  std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
-  std::string head_;                                             // its head, as long
-  std::unique_ptr<Reading> reading_;                             // while the answer is read
+  std::string head_;                  // the request's head while it is written
+  std::unique_ptr<Reading> reading_;  // while the answer is read
   int attempts_ = 0;
   bool reused_ = false;
   bool cancelled_ = false;
@@ -598,14 +628,14 @@ HttpClient::~HttpClient() {
 
 void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation> cancel,
                             std::function<void(ClientResult)> done) {
-  auto target = parse_url(request.url);
   Impl::Loop& loop = impl_->loop_for_caller();
+  auto target = impl_->target(loop, request.url);
   auto strand = asio::make_strand(loop.ioc);
   if (!target) {
     asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
     return;
   }
-  // The URL is parsed into the target: the request need not keep it while in flight.
+  // The target holds what the URL says: the request need not keep it while in flight.
   request.url = {};
   auto exchange =
       std::make_shared<Impl::Exchange>(impl_, loop, strand, std::move(request), std::move(*target),

@@ -280,4 +280,50 @@ TEST(HttpClientDeadline, ARetryOnAFreshConnectionKeepsTheRequestsDeadline) {
   EXPECT_TRUE(closed_by_client);
 }
 
+// What the peer receives: the head written directly for the usual request, and Beast's message
+// when a caller's header replaces one of the client's own (Host here).
+TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAField) {
+  Peer peer;
+  std::string usual;
+  std::string replaced;
+  std::thread serve([&] {
+    const int fd = peer.accept_one();
+    if (fd < 0) return;
+    usual = read_until(fd, "avro");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    replaced = read_until(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    read_to_eof(fd);
+    close(fd);
+  });
+  ClientOptions options;
+  options.user_agent = "client-test";
+  {
+    HttpClient client(options);
+    ClientRequest post = get(peer, "/v1/evaluate/?q=1");
+    post.method = "POST";
+    post.headers = {{"x-request-id", "abc"}, {"traceparent", "00-tp"}};
+    post.content_type = "application/octet-stream";
+    post.body =
+        "\x01"
+        "avro";
+    auto one = client.send(post);
+    ASSERT_TRUE(one) << one.error().message;
+    ClientRequest own_host = get(peer, "/h");
+    own_host.headers = {{"x-a", "1"}, {"Host", "example.org"}};
+    auto two = client.send(own_host);
+    ASSERT_TRUE(two) << two.error().message;
+  }
+  serve.join();
+  const std::string port = peer.url("").substr(std::string_view("http://127.0.0.1:").size());
+  EXPECT_EQ(usual, "POST /v1/evaluate/?q=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port +
+                       "\r\nUser-Agent: client-test\r\nx-request-id: abc\r\ntraceparent: "
+                       "00-tp\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+                       "5\r\n\r\n\x01"
+                       "avro");
+  EXPECT_EQ(replaced,
+            "GET /h HTTP/1.1\r\nUser-Agent: client-test\r\nx-a: 1\r\nHost: "
+            "example.org\r\n\r\n");
+}
+
 }  // namespace
