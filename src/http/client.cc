@@ -289,7 +289,7 @@ class AnswerParser final : public bhttp::basic_parser<false> {
 
 }  // namespace
 
-// One request in flight, driven by the completion handlers of its operations on its own strand,
+// One request in flight, driven by the completion handlers of its operations on its loop,
 // which own it: a request that waits for a slow evaluator keeps only this state, its socket's wait
 // for readability and its deadline timer (no coroutine frames: bench/slow_calls, memory per
 // parked call). The connection is a plain socket: this state's one timer is the deadline of every
@@ -299,9 +299,12 @@ class AnswerParser final : public bhttp::basic_parser<false> {
 // `impl_` keeps the pool alive while the request is in flight.
 class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  using Strand = asio::strand<asio::io_context::executor_type>;
+  // The loop's own executor, not a strand: each loop is run by one thread (ClientOptions), so the
+  // exchange's handlers never run at once, and a strand's queue, its lock and its shared state per
+  // request bought nothing.
+  using Executor = asio::io_context::executor_type;
 
-  // The completion handler of one of the exchange's operations: it runs on the exchange's strand
+  // The completion handler of one of the exchange's operations: it runs on the exchange's loop
   // and is a continuation of the exchange's work (asio_handler_is_continuation). An operation that
   // completes at once, started from a thread of the loop (a write the socket took whole, an answer
   // already there), then queues its handler on that thread, after the current handler, instead of
@@ -310,10 +313,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // "Thread crossings per Python call", session 12).
   template <typename F>
   struct Step {
-    using executor_type = Strand;
-    Strand strand;
+    using executor_type = Executor;
+    Executor executor;
     F f;
-    executor_type get_executor() const noexcept { return strand; }
+    executor_type get_executor() const noexcept { return executor; }
     template <typename... Args>
     void operator()(Args&&... args) {
       f(std::forward<Args>(args)...);
@@ -322,28 +325,28 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   };
   template <typename F>
   Step<F> step(F f) const {
-    return Step<F>{strand_, std::move(f)};
+    return Step<F>{executor_, std::move(f)};
   }
 
-  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Strand strand, ClientRequest req,
+  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Executor executor, ClientRequest req,
            std::shared_ptr<const Target> t, std::shared_ptr<Cancellation> cancel,
            std::function<void(ClientResult)> done)
       : impl_(std::move(impl)),
-        strand_(std::move(strand)),
+        executor_(std::move(executor)),
         req_(std::move(req)),
         t_(std::move(t)),
         cancel_(std::move(cancel)),
         done_(std::move(done)),
-        timer_(strand_),
+        timer_(executor_),
         loop_index_(static_cast<std::uint8_t>(loop.index)) {}
 
-  // On the strand.
+  // On the loop's thread (as every member below).
   void start() {
     if (cancel_) {
-      // Raised on another thread: the abort runs on the strand, if the request is still there.
+      // Raised on another thread: the abort runs on the loop, if the request is still there.
       registration_ =
-          cancel_->on_cancel([weak = weak_from_this(), strand = strand_](Cancellation::Reason) {
-            asio::post(strand, [weak] {
+          cancel_->on_cancel([weak = weak_from_this(), executor = executor_](Cancellation::Reason) {
+            asio::post(executor, [weak] {
               if (auto self = weak.lock()) self->abort();
             });
           });
@@ -446,7 +449,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     });
   }
 
-  // An operation has completed (on the strand): `ec` is the timeout if the deadline ended it.
+  // An operation has completed (on the loop): `ec` is the timeout if the deadline ended it.
   void operation_ended(beast::error_code& ec) const {
     if (expired_) ec = beast::error::timeout;
   }
@@ -569,7 +572,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   Impl::Loop& loop() const { return *impl_->loops[loop_index_]; }
 
-  // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
+  // Runs `done` once (on the loop). An abort still queued finds the request without a stream.
   void finish(ClientResult result) {
     registration_.reset();
     timer_.cancel();
@@ -581,7 +584,7 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   }
 
   std::shared_ptr<Impl> impl_;  // first: it outlives the I/O objects below
-  Strand strand_;
+  Executor executor_;
   ClientRequest req_;
   std::shared_ptr<const Target> t_;
   std::shared_ptr<Cancellation> cancel_;
@@ -630,20 +633,21 @@ void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation>
                             std::function<void(ClientResult)> done) {
   Impl::Loop& loop = impl_->loop_for_caller();
   auto target = impl_->target(loop, request.url);
-  auto strand = asio::make_strand(loop.ioc);
+  auto executor = loop.ioc.get_executor();
   if (!target) {
-    asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
+    asio::post(executor,
+               [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
     return;
   }
   // The target holds what the URL says: the request need not keep it while in flight.
   request.url = {};
   auto exchange =
-      std::make_shared<Impl::Exchange>(impl_, loop, strand, std::move(request), std::move(*target),
-                                       std::move(cancel), std::move(done));
+      std::make_shared<Impl::Exchange>(impl_, loop, executor, std::move(request),
+                                       std::move(*target), std::move(cancel), std::move(done));
   // Deferred: from a thread of the loop (an evaluation that sends its code from there) it starts
   // on this thread after the current handler, without waking another I/O thread; from any other
   // thread it is a post.
-  asio::defer(strand, [exchange = std::move(exchange)] { exchange->start(); });
+  asio::defer(executor, [exchange = std::move(exchange)] { exchange->start(); });
 }
 
 ClientResult HttpClient::send(const ClientRequest& request) {
