@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,6 +61,16 @@ class Peer {
     return accept(fd_, nullptr, nullptr);
   }
 
+  // A thread that accepts one connection, gives it to `serve`, then closes it.
+  std::thread serve_one(std::function<void(int)> serve) const {
+    return std::thread([this, serve = std::move(serve)] {
+      const int fd = accept_one();
+      if (fd < 0) return;
+      serve(fd);
+      close(fd);
+    });
+  }
+
   // Whether a connection waits to be accepted now.
   bool connection_pending() const {
     pollfd p{fd_, POLLIN, 0};
@@ -93,15 +104,12 @@ constexpr std::string_view kAnswerWithHeaders =
 // asked for, whatever their case on the wire, and no other.
 TEST(HttpClientAnswer, HeadersAreLowercasedAndOnlyThoseAskedForAreKept) {
   Peer peer;
-  std::thread serve([&] {
-    const int fd = peer.accept_one();
-    if (fd < 0) return;
+  std::thread serve = peer.serve_one([&](int fd) {
     for (int i = 0; i < 2; ++i) {
       read_until(fd, "\r\n\r\n");
       write_all(fd, kAnswerWithHeaders);
     }
     read_to_eof(fd);
-    close(fd);
   });
   std::optional<HttpClient> client(std::in_place);
   auto all = client->send(get(peer, "/all"));
@@ -166,9 +174,7 @@ TEST(HttpClientAnswer, AnAnswerThatEndsAtCloseIsReadWholeAndItsConnectionNotReus
 TEST(HttpClientAnswer, AChunkedAnswerIsJoinedAndItsConnectionReused) {
   Peer peer;
   bool third_connection = true;
-  std::thread serve([&] {
-    const int fd = peer.accept_one();
-    if (fd < 0) return;
+  std::thread serve = peer.serve_one([&](int fd) {
     for (int i = 0; i < 2; ++i) {
       read_until(fd, "\r\n\r\n");
       write_all(fd,
@@ -177,7 +183,6 @@ TEST(HttpClientAnswer, AChunkedAnswerIsJoinedAndItsConnectionReused) {
     }
     third_connection = peer.connection_pending();
     read_to_eof(fd);
-    close(fd);
   });
   {
     HttpClient client;
@@ -196,14 +201,11 @@ TEST(HttpClientAnswer, AChunkedAnswerIsJoinedAndItsConnectionReused) {
 TEST(HttpClientAnswer, AConnectionClosedMidAnswerFailsWithoutARetry) {
   Peer peer;
   bool retried = true;
-  std::thread serve([&] {
-    const int fd = peer.accept_one();
-    if (fd < 0) return;
+  std::thread serve = peer.serve_one([&](int fd) {
     read_until(fd, "\r\n\r\n");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     read_until(fd, "\r\n\r\n");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
-    close(fd);
   });
   HttpClient client;
   auto first = client.send(get(peer, "/first"));
@@ -286,15 +288,12 @@ TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAFie
   Peer peer;
   std::string usual;
   std::string replaced;
-  std::thread serve([&] {
-    const int fd = peer.accept_one();
-    if (fd < 0) return;
+  std::thread serve = peer.serve_one([&](int fd) {
     usual = read_until(fd, "avro");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     replaced = read_until(fd, "\r\n\r\n");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     read_to_eof(fd);
-    close(fd);
   });
   ClientOptions options;
   options.user_agent = "client-test";
