@@ -2,16 +2,21 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
+#include <cctype>
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <thread>
+#include <unordered_map>
 
 #include "wf/http/server.h"
 #include "wire.h"
@@ -25,11 +30,13 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// A URL as the client uses it, parsed once per client and URL (HttpClient::Impl::target).
 struct Target {
   std::string host;
   std::string port;
-  std::string path;  // with query
-  std::string key() const { return host + ":" + port; }
+  std::string path;                       // with query
+  std::string key;                        // host:port: the idle pool's key and the Host field
+  std::optional<tcp::endpoint> endpoint;  // when the host is a numeric address
 };
 
 std::expected<Target, ClientError> parse_url(const std::string& url) {
@@ -58,6 +65,10 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   t.path = std::string(parsed->encoded_path());
   if (t.path.empty()) t.path = "/";
   if (parsed->has_query()) t.path += "?" + std::string(parsed->encoded_query());
+  t.key = t.host + ":" + t.port;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(t.host, ec);
+  if (!ec) t.endpoint = tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t.port)));
   return t;
 }
 
@@ -91,7 +102,11 @@ struct HttpClient::Impl {
     // Idle keep-alive connections by host:port: plain sockets (each request in flight keeps its
     // own deadline timer, so a connection needs no Beast `tcp_stream` with its timers).
     std::map<std::string, std::vector<std::unique_ptr<tcp::socket>>> idle;
+    // URLs parsed (under pool_mu): a client calls a few (an evaluator's, a wiki's with each
+    // fetch's query), so the map is emptied when it holds kMaxTargets.
+    std::unordered_map<std::string, std::shared_ptr<const Target>> targets;
   };
+  static constexpr std::size_t kMaxTargets = 64;
 
   ClientOptions options;
   std::vector<std::unique_ptr<Loop>> loops;
@@ -121,6 +136,24 @@ struct HttpClient::Impl {
     return *loops[next_loop.fetch_add(1, std::memory_order_relaxed) % loops.size()];
   }
 
+  // `url` parsed, from the loop's cache after its first use (boost::urls' parse and the strings
+  // cost ~4,500 instructions per request).
+  std::expected<std::shared_ptr<const Target>, ClientError> target(Loop& loop,
+                                                                   const std::string& url) {
+    {
+      std::lock_guard lock(loop.pool_mu);
+      auto it = loop.targets.find(url);
+      if (it != loop.targets.end()) return it->second;
+    }
+    auto parsed = parse_url(url);
+    if (!parsed) return std::unexpected(std::move(parsed.error()));
+    auto t = std::make_shared<const Target>(std::move(*parsed));
+    std::lock_guard lock(loop.pool_mu);
+    if (loop.targets.size() >= kMaxTargets) loop.targets.clear();
+    loop.targets.emplace(url, t);
+    return t;
+  }
+
   std::unique_ptr<tcp::socket> take_idle(Loop& loop, const std::string& key) {
     std::lock_guard lock(loop.pool_mu);
     auto it = loop.idle.find(key);
@@ -147,7 +180,7 @@ struct HttpClient::Impl {
   // Takes the body (one copy of it while the request is in flight, not two).
   bhttp::request<bhttp::string_body> to_beast(ClientRequest& req, const Target& t) const {
     bhttp::request<bhttp::string_body> hreq{bhttp::string_to_verb(req.method), t.path, 11};
-    hreq.set(bhttp::field::host, t.host + ":" + t.port);
+    hreq.set(bhttp::field::host, t.key);
     hreq.set(bhttp::field::user_agent, options.user_agent);
     for (const Header& h : req.headers) hreq.set(h.name, h.value);
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
@@ -179,22 +212,84 @@ struct HttpClient::Impl {
                                                       : ec.message())};
   }
 
-  static ClientResponse from_beast(bhttp::response<bhttp::string_body>& res) {
-    ClientResponse out;
-    out.status = res.result_int();
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      out.headers.push_back({std::move(name), std::string(f.value())});
-    }
-    out.body = std::move(res.body());
-    return out;
-  }
-
   class Exchange;
 };
 
-// One request in flight, driven by the completion handlers of its operations on its own strand,
+namespace {
+
+// Beast's parser of an answer, with nothing between it and the caller's ClientResponse: the
+// status, the headers the caller reads (ClientRequest::keep_headers: lowercase names, values as
+// received) and the body appended to the response as it arrives, where `response_parser` built
+// a message with every field in Beast's list, which was then copied and lowercased header by
+// header (~2,200 instructions per evaluator answer). The framing (Content-Length, chunked, until
+// the peer closes), the limits, keep-alive and the errors are basic_parser's own.
+class AnswerParser final : public bhttp::basic_parser<false> {
+ public:
+  AnswerParser(bool keep_all, std::span<const std::string_view> keep, std::size_t body_limit)
+      : keep_all_(keep_all), keep_(keep), body_limit_(body_limit) {
+    this->body_limit(body_limit);
+  }
+
+  ClientResponse& response() { return response_; }
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    response_.status = static_cast<unsigned>(code);
+  }
+
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    if (keep_all_) {
+      std::string lower(name.data(), name.size());
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      response_.headers.push_back({std::move(lower), std::string(value.data(), value.size())});
+      return;
+    }
+    for (const std::string_view kept : keep_) {
+      if (kept.size() == name.size() && beast::iequals(kept, name)) {
+        response_.headers.push_back({std::string(kept), std::string(value.data(), value.size())});
+        return;
+      }
+    }
+  }
+
+  void on_header_impl(beast::error_code&) override {}
+
+  // A known length (within the limit, which basic_parser enforces) is reserved at once.
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    if (length)
+      response_.body.reserve(
+          static_cast<std::size_t>(std::min<std::uint64_t>(*length, body_limit_)));
+  }
+
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    response_.body.append(body.data(), body.size());
+    return body.size();
+  }
+
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code&) override {
+    response_.body.append(body.data(), body.size());
+    return body.size();
+  }
+
+  void on_finish_impl(beast::error_code&) override {}
+
+  ClientResponse response_;
+  bool keep_all_;
+  std::span<const std::string_view> keep_;
+  std::size_t body_limit_;
+};
+
+}  // namespace
+
+// One request in flight, driven by the completion handlers of its operations on its loop,
 // which own it: a request that waits for a slow evaluator keeps only this state, its socket's wait
 // for readability and its deadline timer (no coroutine frames: bench/slow_calls, memory per
 // parked call). The connection is a plain socket: this state's one timer is the deadline of every
@@ -204,9 +299,12 @@ struct HttpClient::Impl {
 // `impl_` keeps the pool alive while the request is in flight.
 class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  using Strand = asio::strand<asio::io_context::executor_type>;
+  // The loop's own executor, not a strand: each loop is run by one thread (ClientOptions), so the
+  // exchange's handlers never run at once, and a strand's queue, its lock and its shared state per
+  // request bought nothing.
+  using Executor = asio::io_context::executor_type;
 
-  // The completion handler of one of the exchange's operations: it runs on the exchange's strand
+  // The completion handler of one of the exchange's operations: it runs on the exchange's loop
   // and is a continuation of the exchange's work (asio_handler_is_continuation). An operation that
   // completes at once, started from a thread of the loop (a write the socket took whole, an answer
   // already there), then queues its handler on that thread, after the current handler, instead of
@@ -215,10 +313,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // "Thread crossings per Python call", session 12).
   template <typename F>
   struct Step {
-    using executor_type = Strand;
-    Strand strand;
+    using executor_type = Executor;
+    Executor executor;
     F f;
-    executor_type get_executor() const noexcept { return strand; }
+    executor_type get_executor() const noexcept { return executor; }
     template <typename... Args>
     void operator()(Args&&... args) {
       f(std::forward<Args>(args)...);
@@ -227,27 +325,28 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   };
   template <typename F>
   Step<F> step(F f) const {
-    return Step<F>{strand_, std::move(f)};
+    return Step<F>{executor_, std::move(f)};
   }
 
-  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Strand strand, ClientRequest req, Target t,
-           std::shared_ptr<Cancellation> cancel, std::function<void(ClientResult)> done)
+  Exchange(std::shared_ptr<Impl> impl, Impl::Loop& loop, Executor executor, ClientRequest req,
+           std::shared_ptr<const Target> t, std::shared_ptr<Cancellation> cancel,
+           std::function<void(ClientResult)> done)
       : impl_(std::move(impl)),
-        strand_(std::move(strand)),
+        executor_(std::move(executor)),
         req_(std::move(req)),
         t_(std::move(t)),
         cancel_(std::move(cancel)),
         done_(std::move(done)),
-        timer_(strand_),
+        timer_(executor_),
         loop_index_(static_cast<std::uint8_t>(loop.index)) {}
 
-  // On the strand.
+  // On the loop's thread (as every member below).
   void start() {
     if (cancel_) {
-      // Raised on another thread: the abort runs on the strand, if the request is still there.
+      // Raised on another thread: the abort runs on the loop, if the request is still there.
       registration_ =
-          cancel_->on_cancel([weak = weak_from_this(), strand = strand_](Cancellation::Reason) {
-            asio::post(strand, [weak] {
+          cancel_->on_cancel([weak = weak_from_this(), executor = executor_](Cancellation::Reason) {
+            asio::post(executor, [weak] {
               if (auto self = weak.lock()) self->abort();
             });
           });
@@ -256,17 +355,20 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (deadline_ <= Clock::now()) {
       finish(std::unexpected(
           ClientError{ClientError::Kind::kTimeout,
-                      fmt::format("no time left to call {}:{}", t_.host, t_.port)}));
+                      fmt::format("no time left to call {}:{}", t_->host, t_->port)}));
       return;
     }
+    arm_deadline();
     next_attempt();
   }
 
  private:
   // What the answer's read needs while it runs.
   struct Reading {
+    Reading(const ClientRequest& req, std::size_t limit)
+        : parser(req.keep_all_headers, req.keep_headers, limit) {}
     beast::flat_buffer buffer;
-    bhttp::response_parser<bhttp::string_body> parser;
+    AnswerParser parser;
   };
 
   // The request's cancellation was raised: the connection (or the name lookup) is closed, so the
@@ -284,11 +386,11 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (attempts_++ >= 2) {
       finish(std::unexpected(
           ClientError{ClientError::Kind::kTransport,
-                      fmt::format("{}:{} closed the connection twice", t_.host, t_.port)}));
+                      fmt::format("{}:{} closed the connection twice", t_->host, t_->port)}));
       return;
     }
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
-    socket_ = impl_->take_idle(loop(), t_.key());
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
+    socket_ = impl_->take_idle(loop(), t_->key);
     reused_ = socket_ != nullptr;
     if (reused_) return write();
     connect();
@@ -296,15 +398,10 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   // A new connection (numeric addresses skip the resolver).
   void connect() {
-    beast::error_code aec;
-    const auto address = asio::ip::make_address(t_.host, aec);
-    if (!aec) {
-      connect_to({tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t_.port)))});
-      return;
-    }
+    if (t_->endpoint) return connect_to({*t_->endpoint});
     resolver_ = std::make_unique<tcp::resolver>(loop().ioc);
     resolver_->async_resolve(
-        t_.host, t_.port,
+        t_->host, t_->port,
         step([self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type rs) {
           self->resolved(ec, rs);
         }));
@@ -312,11 +409,13 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   void resolved(beast::error_code ec, const tcp::resolver::results_type& results) {
     resolver_.reset();
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    operation_ended(ec);
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
     if (ec) {
-      finish(std::unexpected(
-          ClientError{ClientError::Kind::kConnect,
-                      fmt::format("cannot resolve {}: {}", t_.host, ec.message())}));
+      const bool timeout = ec == beast::error::timeout;
+      finish(std::unexpected(ClientError{
+          timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
+          fmt::format("cannot resolve {}: {}", t_->host, timeout ? "timed out" : ec.message())}));
       return;
     }
     std::vector<tcp::endpoint> endpoints;
@@ -326,7 +425,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
 
   void connect_to(std::vector<tcp::endpoint> endpoints) {
     socket_ = std::make_unique<tcp::socket>(loop().ioc);
-    arm_deadline();
     // Asio's connect operation keeps its own copy of the endpoints.
     asio::async_connect(
         *socket_, endpoints,
@@ -335,38 +433,35 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
         }));
   }
 
-  // The deadline of the operation about to start on the socket: at `deadline_` the timer closes
-  // the socket (as Beast's tcp_stream did on a timeout), which ends the operation; its handler
-  // calls operation_ended(), which reports beast::error::timeout for it.
+  // The request's one deadline, armed once when it starts (one timer operation per request, not
+  // one per connect, write, wait and read): at `deadline_` the timer closes the connection (as
+  // Beast's tcp_stream did on a timeout) or cancels the name lookup, which ends whichever
+  // operation is in progress; its handler calls operation_ended(), which reports
+  // beast::error::timeout for it. finish() cancels the timer.
   void arm_deadline() {
-    const std::uint64_t wait = ++waits_;
-    expired_ = false;
     timer_.expires_at(deadline_);
-    timer_.async_wait([self = shared_from_this(), wait](beast::error_code ec) {
-      if (ec || wait != self->waits_ || !self->socket_) return;
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->done_) return;  // cancelled, or the request has finished
       self->expired_ = true;
       beast::error_code ignored;
-      self->socket_->close(ignored);
+      if (self->socket_) self->socket_->close(ignored);
+      if (self->resolver_) self->resolver_->cancel();
     });
   }
 
-  // The operation armed last has completed (on the strand): its deadline no longer applies (a
-  // timer handler that runs after this is not this operation's), and `ec` is the timeout if the
-  // deadline ended it.
-  void operation_ended(beast::error_code& ec) {
-    ++waits_;
-    timer_.cancel();
+  // An operation has completed (on the loop): `ec` is the timeout if the deadline ended it.
+  void operation_ended(beast::error_code& ec) const {
     if (expired_) ec = beast::error::timeout;
   }
 
   void connected(beast::error_code ec) {
     operation_ended(ec);
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
       finish(std::unexpected(
           ClientError{timeout ? ClientError::Kind::kTimeout : ClientError::Kind::kConnect,
-                      fmt::format("cannot connect to {}:{}: {}", t_.host, t_.port,
+                      fmt::format("cannot connect to {}:{}: {}", t_->host, t_->port,
                                   timeout ? "timed out" : ec.message())}));
       return;
     }
@@ -375,17 +470,24 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     write();
   }
 
+  // The head written directly (wire.h, append_request_head: the bytes Beast's serializer wrote
+  // for the message the client built), or, for what is not that simple (a caller's Host header,
+  // an unusual method), from Beast's message; sent with the body in one gathered write.
   void write() {
-    try {
-      message_ = std::make_unique<bhttp::request<bhttp::string_body>>(impl_->to_beast(req_, t_));
-    } catch (const std::exception&) {
-      return finish(std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+    const RequestHeadParts parts{
+        req_.method,  t_->path,          t_->key,         impl_->options.user_agent,
+        req_.headers, req_.content_type, req_.body.size()};
+    if (!append_request_head(head_, parts)) {
+      try {
+        auto message = impl_->to_beast(req_, *t_);
+        head_ = request_head(message);
+        req_.body = std::move(message.body());
+      } catch (const std::exception&) {
+        return finish(
+            std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
+      }
     }
-    // The head as Beast's serializer writes it, sent with the body in one gathered write (wire.h).
-    head_ = request_head(*message_);
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
-                                                    asio::buffer(message_->body())};
-    arm_deadline();
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(req_.body)};
     asio::async_write(*socket_, buffers,
                       step([self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->written(ec);
@@ -396,12 +498,13 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // its body is kept for a retry on a fresh one.
   void written(beast::error_code ec) {
     operation_ended(ec);
-    if (reused_) {
-      req_.body = std::move(message_->body());
-    } else {
-      req_ = {};
+    if (!reused_) {
+      // Only what the answer's read needs (the headers to keep) stays.
+      ClientRequest kept;
+      kept.keep_all_headers = req_.keep_all_headers;
+      kept.keep_headers = req_.keep_headers;
+      req_ = std::move(kept);
     }
-    message_.reset();
     head_ = std::string();
     if (ec || cancelled_) return conclude(ec, false);
     wait_for_answer();
@@ -411,7 +514,6 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   // Beast read operation while the evaluator works (seconds for a slow call); timeout at the
   // deadline (the timer cancels the wait).
   void wait_for_answer() {
-    arm_deadline();
     socket_->async_wait(
         tcp::socket::wait_read,
         step([self = shared_from_this()](beast::error_code ec) { self->answer_arriving(ec); }));
@@ -422,10 +524,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
     if (ec || cancelled_) return conclude(ec, false);
     // Room for a usual answer at once (an evaluator's Z22 is ~4 KiB): Beast's reads start at
     // 512 bytes and grow, one read system call each.
-    reading_ = std::make_unique<Reading>();
+    reading_ = std::make_unique<Reading>(req_, impl_->options.max_response_bytes);
     reading_->buffer.reserve(16u << 10);
-    reading_->parser.body_limit(impl_->options.max_response_bytes);
-    arm_deadline();
     bhttp::async_read(*socket_, reading_->buffer, reading_->parser,
                       step([self = shared_from_this()](beast::error_code rec, std::size_t) {
                         self->answer_read(rec);
@@ -435,23 +535,20 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   void answer_read(beast::error_code ec) {
     operation_ended(ec);
     const bool got_some = reading_->parser.got_some();
+    ClientResponse answer;
     if (!ec) {
-      try {
-        keep_alive_ = reading_->parser.get().keep_alive();
-        response_ = from_beast(reading_->parser.get());
-      } catch (const std::exception&) {
-        reading_.reset();
-        return finish(
-            std::unexpected(ClientError{ClientError::Kind::kTransport, "client failure"}));
-      }
+      // basic_parser's keep-alive: HTTP/1.1 without "Connection: close" (1.0 with keep-alive),
+      // and an answer with a length: one that ends when the peer closes is not pooled.
+      keep_alive_ = reading_->parser.keep_alive();
+      answer = std::move(reading_->parser.response());
     }
     reading_.reset();
-    conclude(ec, got_some);
+    conclude(ec, got_some, std::move(answer));
   }
 
   // The attempt is over: the answer, a retry on a fresh connection, or the error.
-  void conclude(beast::error_code ec, bool got_some) {
-    if (cancelled_) return finish(std::unexpected(cancelled_error(t_)));  // the socket is closed
+  void conclude(beast::error_code ec, bool got_some, ClientResponse answer = {}) {
+    if (cancelled_) return finish(std::unexpected(cancelled_error(*t_)));  // the socket is closed
     if (ec) {
       // A pooled connection the peer closed while idle fails at once: retry on a fresh one.
       const bool stale = reused_ &&
@@ -462,22 +559,23 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
         socket_.reset();
         return next_attempt();
       }
-      return finish(std::unexpected(transport_error(t_, ec, impl_->options.max_response_bytes)));
+      return finish(std::unexpected(transport_error(*t_, ec, impl_->options.max_response_bytes)));
     }
     if (keep_alive_) {
-      impl_->give_back(loop(), t_.key(), std::move(socket_));
+      impl_->give_back(loop(), t_->key, std::move(socket_));
     } else {
       beast::error_code ignored;
       socket_->shutdown(tcp::socket::shutdown_both, ignored);
     }
-    finish(std::move(response_));
+    finish(std::move(answer));
   }
 
   Impl::Loop& loop() const { return *impl_->loops[loop_index_]; }
 
-  // Runs `done` once (on the strand). An abort still queued finds the request without a stream.
+  // Runs `done` once (on the loop). An abort still queued finds the request without a stream.
   void finish(ClientResult result) {
     registration_.reset();
+    timer_.cancel();
     socket_.reset();
     resolver_.reset();
     auto done = std::move(done_);
@@ -486,9 +584,9 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   }
 
   std::shared_ptr<Impl> impl_;  // first: it outlives the I/O objects below
-  Strand strand_;
+  Executor executor_;
   ClientRequest req_;
-  Target t_;
+  std::shared_ptr<const Target> t_;
   std::shared_ptr<Cancellation> cancel_;
   std::function<void(ClientResult)> done_;
   Cancellation::Registration registration_;
@@ -496,11 +594,8 @@ class HttpClient::Impl::Exchange : public std::enable_shared_from_this<Exchange>
   asio::steady_timer timer_;
   std::unique_ptr<tcp::resolver> resolver_;
   std::unique_ptr<tcp::socket> socket_;
-  std::unique_ptr<bhttp::request<bhttp::string_body>> message_;  // while it is written
-  std::string head_;                                             // its head, as long
-  std::unique_ptr<Reading> reading_;                             // while the answer is read
-  ClientResponse response_;
-  std::uint64_t waits_ = 0;  // operations armed with the deadline (arm_deadline)
+  std::string head_;                  // the request's head while it is written
+  std::unique_ptr<Reading> reading_;  // while the answer is read
   int attempts_ = 0;
   bool reused_ = false;
   bool cancelled_ = false;
@@ -536,22 +631,23 @@ HttpClient::~HttpClient() {
 
 void HttpClient::async_send(ClientRequest request, std::shared_ptr<Cancellation> cancel,
                             std::function<void(ClientResult)> done) {
-  auto target = parse_url(request.url);
   Impl::Loop& loop = impl_->loop_for_caller();
-  auto strand = asio::make_strand(loop.ioc);
+  auto target = impl_->target(loop, request.url);
+  auto executor = loop.ioc.get_executor();
   if (!target) {
-    asio::post(strand, [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
+    asio::post(executor,
+               [done = std::move(done), e = target.error()] { done(std::unexpected(e)); });
     return;
   }
-  // The URL is parsed into the target: the request need not keep it while in flight.
+  // The target holds what the URL says: the request need not keep it while in flight.
   request.url = {};
   auto exchange =
-      std::make_shared<Impl::Exchange>(impl_, loop, strand, std::move(request), std::move(*target),
-                                       std::move(cancel), std::move(done));
+      std::make_shared<Impl::Exchange>(impl_, loop, executor, std::move(request),
+                                       std::move(*target), std::move(cancel), std::move(done));
   // Deferred: from a thread of the loop (an evaluation that sends its code from there) it starts
   // on this thread after the current handler, without waking another I/O thread; from any other
   // thread it is a post.
-  asio::defer(strand, [exchange = std::move(exchange)] { exchange->start(); });
+  asio::defer(executor, [exchange = std::move(exchange)] { exchange->start(); });
 }
 
 ClientResult HttpClient::send(const ClientRequest& request) {

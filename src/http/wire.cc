@@ -1,8 +1,10 @@
 #include "wire.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/status.hpp>
 #include <charconv>
+#include <iterator>
 #include <string_view>
 
 namespace wf::http {
@@ -125,6 +127,75 @@ std::string request_head(const boost::beast::http::request<boost::beast::http::s
   head.append("\r\n");
   append_fields(head, req.base());
   return head;
+}
+
+namespace {
+
+// Fields the client writes itself, or that Beast's keep_alive() and prepare_payload() change.
+bool client_field(std::string_view name) {
+  return payload_field(name) || same_name(name, "host") || same_name(name, "user-agent") ||
+         same_name(name, "content-type");
+}
+
+// Beast's set() keeps a value without its leading and trailing spaces and tabs.
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+void append_field(std::string& head, std::string_view name, std::string_view value) {
+  value = trim_ows(value);
+  head.append(name);
+  head.append(": ", 2);
+  head.append(value);
+  head.append("\r\n", 2);
+}
+
+}  // namespace
+
+bool append_request_head(std::string& head, const RequestHeadParts& parts) {
+  constexpr std::string_view kMethods[] = {"GET",    "HEAD",    "POST", "PUT",
+                                           "DELETE", "OPTIONS", "PATCH"};
+  if (std::find(std::begin(kMethods), std::end(kMethods), parts.method) == std::end(kMethods)) {
+    return false;
+  }
+  constexpr std::size_t kLongField = 4096;
+  std::size_t size = parts.method.size() + parts.target.size() + parts.host.size() +
+                     parts.user_agent.size() + parts.content_type.size() + 128;
+  for (std::size_t i = 0; i < parts.headers.size(); ++i) {
+    const std::string_view name = parts.headers[i].name;
+    const std::string_view value = parts.headers[i].value;
+    if (name.size() > kLongField || value.size() > kLongField || client_field(name)) return false;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (same_name(parts.headers[j].name, name)) return false;
+    }
+    size += name.size() + value.size() + 4;
+  }
+  if (parts.host.size() > kLongField || parts.user_agent.size() > kLongField ||
+      parts.content_type.size() > kLongField) {
+    return false;
+  }
+  const bool post_or_put = parts.method == "POST" || parts.method == "PUT";
+  head.reserve(head.size() + size);
+  head.append(parts.method);
+  head += ' ';
+  head.append(parts.target);
+  head.append(" HTTP/1.1\r\n");
+  append_field(head, "Host", parts.host);
+  append_field(head, "User-Agent", parts.user_agent);
+  for (const Header& h : parts.headers) append_field(head, h.name, h.value);
+  if ((parts.body_size > 0 || post_or_put) && !parts.content_type.empty()) {
+    append_field(head, "Content-Type", parts.content_type);
+  }
+  if (parts.body_size > 0 || post_or_put || parts.method == "OPTIONS") {
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, parts.body_size);
+    append_field(head, "Content-Length",
+                 std::string_view(digits, static_cast<std::size_t>(end - digits)));
+  }
+  head.append("\r\n", 2);
+  return true;
 }
 
 }  // namespace wf::http

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "wf/http/message.h"
+
 namespace wf::http {
 
 // The head of `res` byte for byte as Beast's serializer writes it: "HTTP/X.Y ### reason", every
@@ -40,5 +42,26 @@ bool append_response_head(std::string& head, unsigned status, unsigned version, 
 // The head of `req` byte for byte as Beast's serializer writes it: "METHOD target HTTP/X.Y",
 // then the fields and the empty line as above (the HTTP client's requests to evaluators and wikis).
 std::string request_head(const boost::beast::http::request<boost::beast::http::string_body>& req);
+
+// What the HTTP client's request is made of.
+struct RequestHeadParts {
+  std::string_view method;  // as given: "GET", "POST", ...
+  std::string_view target;  // path and query
+  std::string_view host;    // the Host field's value
+  std::string_view user_agent;
+  std::span<const Header> headers;  // the caller's, in order
+  std::string_view content_type;    // sent when the body is not empty or the method is POST/PUT
+  std::size_t body_size = 0;
+};
+
+// The head Beast's serializer writes for an HTTP/1.1 request built as the client did: the
+// method, the target, then set() of Host, User-Agent and the caller's headers in order, the
+// Content-Type, keep_alive(true) and prepare_payload() (a Content-Length when the body is not
+// empty or the method is POST, PUT or OPTIONS); written without building Beast's message. False
+// (and `head` left as it was) when it would not be that simple: a method other than GET, HEAD,
+// POST, PUT, DELETE, OPTIONS and PATCH as written, a caller's header named like another one, or
+// like Host, User-Agent, Content-Type, Content-Length, Transfer-Encoding or Connection, or a
+// field over 4 KiB; then the caller builds Beast's message.
+bool append_request_head(std::string& head, const RequestHeadParts& parts);
 
 }  // namespace wf::http

@@ -1,15 +1,17 @@
 #pragma once
 // An HTTP/1.1 client with a keep-alive connection pool per host and a per-request deadline.
 // async_send() holds no thread while the request is in flight and can be cancelled; send() blocks
-// (for worker threads). The I/O runs on a thread of the client's own, or on an event loop it is
-// given (the server's, ClientOptions::io_context). Thread-safe.
+// (for worker threads). The I/O runs on a thread of the client's own, or on event loops it is
+// given (the server's, ClientOptions::io_context), each run by one thread. Thread-safe.
 
 #include <chrono>
 #include <cstdint>
 #include <expected>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "wf/http/cancellation.h"
@@ -27,7 +29,8 @@ struct ClientOptions {
   std::size_t max_response_bytes = 16u << 20;
   std::chrono::milliseconds default_timeout{20000};  // when a request has no deadline
   // Do the I/O on this event loop (e.g. Server::io_context()) instead of a thread of the client's
-  // own. It must outlive the client, and send() must not be called from its threads.
+  // own. It must be run by one thread (a request's handlers run on the loop's executor, with no
+  // strand), outlive the client, and send() must not be called from its thread.
   boost::asio::io_context* io_context = nullptr;
   // Or on these (Server::io_contexts(), each run by one thread; when not empty, io_context is not
   // used): a request sent from a thread that runs one of them does its I/O on that one, with a
@@ -43,11 +46,17 @@ struct ClientRequest {
   std::string content_type;  // sent when the body is not empty
   std::string body;
   Clock::time_point deadline = Clock::time_point::max();
+  // The answer's headers the caller reads. By default the response carries all of them; with
+  // `keep_all_headers` false only those named in `keep_headers` (lowercase names, matched in any
+  // case; the span must outlive the request): each header kept costs a copy of its name,
+  // lowercased, and of its value, and an evaluator call reads one.
+  bool keep_all_headers = true;
+  std::span<const std::string_view> keep_headers;
 };
 
 struct ClientResponse {
   unsigned status = 0;
-  std::vector<Header> headers;
+  std::vector<Header> headers;  // lowercase names, in the answer's order (see keep_headers)
   std::string body;
 };
 

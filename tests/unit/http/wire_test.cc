@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/beast/http.hpp>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -178,6 +179,91 @@ TEST(RequestHead, IsWhatBeastsSerializerWrites) {
     os << req;
     EXPECT_EQ(wf::http::request_head(req) + req.body(), os.str());
   }
+}
+
+// The HTTP client's request as the client built Beast's message (client.cc), for the head
+// written without it.
+bhttp::request<bhttp::string_body> beast_request(const wf::http::RequestHeadParts& p,
+                                                 std::string body) {
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(p.method), p.target, 11};
+  req.set(bhttp::field::host, p.host);
+  req.set(bhttp::field::user_agent, p.user_agent);
+  for (const wf::http::Header& h : p.headers) req.set(h.name, h.value);
+  if (!body.empty() || p.method == "POST" || p.method == "PUT") {
+    if (!p.content_type.empty()) req.set(bhttp::field::content_type, p.content_type);
+    req.body() = std::move(body);
+  }
+  req.keep_alive(true);
+  req.prepare_payload();
+  return req;
+}
+
+TEST(RequestHead, WrittenFromPartsIsWhatBeastWrites) {
+  const std::vector<wf::http::Header> headers = {
+      {"x-request-id", "abc-123"},
+      {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+      {"X-Wikifunctions-Caller", " user:Alice B "},
+      {"accept", "\t"}};
+  struct Case {
+    std::string_view method;
+    std::string_view target;
+    std::string_view content_type;
+    std::string body;
+    std::size_t headers;
+  };
+  const Case cases[] = {
+      {"POST", "/wikifunctions.org/v1/evaluate/", "application/octet-stream", "\x01\x02avro", 3},
+      {"POST", "/empty", "application/json", "", 2},
+      {"POST", "/no-type", "", "body", 0},
+      {"PUT", "/", " text/plain\t", "", 4},
+      {"GET", "/w/api.php?action=wikilambda_fetch&zids=Z801|Z802", "application/json", "", 2},
+      {"GET", "/with-body", "text/plain", "x", 1},
+      {"DELETE", "/d", "", "", 4},
+      {"HEAD", "/h", "", "", 0},
+      {"OPTIONS", "/o", "text/plain", "", 1},
+      {"PATCH", "/p", "application/json", "{}", 2},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.method) + " " + std::string(c.target));
+    wf::http::RequestHeadParts parts;
+    parts.method = c.method;
+    parts.target = c.target;
+    parts.host = "127.0.0.1:6927";
+    parts.user_agent = "wikifunctions-cpp";
+    parts.headers = std::span(headers.data(), c.headers);
+    parts.content_type = c.content_type;
+    parts.body_size = c.body.size();
+    std::string head = "kept:";
+    ASSERT_TRUE(wf::http::append_request_head(head, parts));
+    std::ostringstream os;
+    os << beast_request(parts, c.body);
+    EXPECT_EQ(head + c.body, "kept:" + os.str());
+  }
+}
+
+TEST(RequestHead, FromPartsLeavesWhatIsNotSimpleToBeast) {
+  auto refused = [](std::string_view method, std::vector<wf::http::Header> headers) {
+    wf::http::RequestHeadParts parts;
+    parts.method = method;
+    parts.target = "/";
+    parts.host = "h:1";
+    parts.headers = headers;
+    std::string head = "as it was";
+    const bool written = wf::http::append_request_head(head, parts);
+    EXPECT_EQ(written, head != "as it was");
+    return !written;
+  };
+  EXPECT_FALSE(refused("GET", {{"x-a", "1"}, {"x-b", "2"}}));
+  EXPECT_TRUE(refused("get", {}));
+  EXPECT_TRUE(refused("TRACE", {}));
+  EXPECT_TRUE(refused("BREW", {}));
+  for (const char* name : {"Host", "user-agent", "CONTENT-TYPE", "Content-Length",
+                           "transfer-encoding", "Connection"}) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(refused("POST", {{"x-a", "1"}, {name, "v"}}));
+  }
+  EXPECT_TRUE(refused("GET", {{"x-a", "1"}, {"X-A", "2"}}));
+  EXPECT_TRUE(refused("GET", {{"x-long", std::string(5000, 'v')}}));
 }
 
 }  // namespace
