@@ -63,7 +63,10 @@ struct EvaluatorMetrics {
 
   prometheus::Counter& call(std::uint8_t family, const char* outcome) {
     std::size_t o = 0;
-    while (o + 1 < kOutcomeCount && std::strcmp(kOutcomes[o], outcome) != 0) ++o;
+    while (o < kOutcomeCount && std::strcmp(kOutcomes[o], outcome) != 0) ++o;
+    // An outcome not in kOutcomes keeps its own label (looked up each time), never another's.
+    if (o == kOutcomeCount)
+      return calls.Add({{"language", kFamilies[family]}, {"outcome", outcome}});
     auto& slot = call_series[family][o];
     prometheus::Counter* c = slot.load(std::memory_order_acquire);
     if (c == nullptr) {
