@@ -251,6 +251,14 @@ struct Incoming {
 // own (~0.7 KiB per connection, kept while a call is parked). The timeouts are the same: a read or
 // write not done by its deadline ends with beast::error::timeout and the socket closed.
 //
+// The deadline is a field that each read or write moves; the timer is not re-armed per operation.
+// Its one wait, due at or before the deadline of the operation in progress, looks at the field
+// when it wakes: past, the socket is closed; later, it waits again until then; none armed, it
+// stops. A request answered at once used to cancel and re-arm it twice (each cancel a handler
+// through the strand, each arm a timer-queue insert and sometimes a timerfd_settime): with
+// timeouts of seconds, the wait now wakes about once per timeout per connection
+// (bench/README.md, "A refusal that costs the loop less", session 17).
+//
 // Its layout is kept within jemalloc's 896-byte size class with its shared_ptr's control block
 // (bench/slow_calls: one is held per parked call): the early answer goes straight to `res`, the
 // timer is typed on the strand's executor (88 bytes, not 120), the flags share a word.
@@ -258,13 +266,16 @@ struct Connection {
   using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                            asio::wait_traits<std::chrono::steady_clock>,
                                            asio::strand<asio::io_context::executor_type>>;
+  using TimePoint = std::chrono::steady_clock::time_point;
   Connection(tcp::socket s, std::shared_ptr<SessionHandle> h)
       : socket(std::move(s)), timer(h->strand), handle(std::move(h)) {}
   tcp::socket socket;
-  Timer timer;              // the deadline of the read or write in progress
-  std::uint32_t armed = 0;  // operations armed with a deadline; the timer's wait knows its own
-  bool timed_out = false;   // the deadline of the operation armed last closed the socket
-  bool first = true;        // no request read yet
+  Timer timer;  // its wait is due at or before `deadline` while an operation is armed
+  // The deadline of the read or write in progress; max(): none armed.
+  TimePoint deadline = TimePoint::max();
+  bool waiting = false;    // the timer has a wait outstanding
+  bool timed_out = false;  // the deadline of the operation armed last closed the socket
+  bool first = true;       // no request read yet
   bool deadline_passed = false;
   beast::flat_buffer buffer;
   std::shared_ptr<SessionHandle> handle;
@@ -284,13 +295,28 @@ struct Connection {
   static void arm_deadline(const std::shared_ptr<Connection>& self,
                            std::chrono::steady_clock::duration timeout) {
     Connection& c = *self;
-    const std::uint32_t id = ++c.armed;
     c.timed_out = false;
-    c.timer.expires_after(timeout);
-    c.timer.async_wait([weak = std::weak_ptr<Connection>(self), id](beast::error_code ec) {
-      if (ec) return;
+    c.deadline = std::chrono::steady_clock::now() + timeout;
+    // A wait due no later wakes in time, sees the new deadline and waits on until it.
+    if (c.waiting && c.timer.expiry() <= c.deadline) return;
+    c.timer.expires_at(c.deadline);  // a later wait ends with operation_aborted
+    wait_for_deadline(self);
+  }
+
+  static void wait_for_deadline(const std::shared_ptr<Connection>& self) {
+    self->waiting = true;
+    self->timer.async_wait([weak = std::weak_ptr<Connection>(self)](beast::error_code ec) {
+      if (ec) return;  // moved earlier (another wait is outstanding), or the connection is gone
       auto c = weak.lock();
-      if (!c || c->armed != id) return;  // gone, or its operation ended first
+      if (!c) return;
+      c->waiting = false;
+      if (c->deadline == TimePoint::max()) return;  // no operation armed: the next arm waits
+      if (std::chrono::steady_clock::now() < c->deadline) {
+        c->timer.expires_at(c->deadline);
+        wait_for_deadline(c);
+        return;
+      }
+      c->deadline = TimePoint::max();
       c->timed_out = true;
       beast::error_code ignored;
       c->socket.close(ignored);
@@ -300,8 +326,7 @@ struct Connection {
   // The armed operation completed: its deadline is off, and `ec` is beast::error::timeout if the
   // deadline ended it.
   void operation_ended(beast::error_code& ec) {
-    ++armed;
-    timer.cancel();
+    deadline = TimePoint::max();
     if (timed_out) ec = beast::error::timeout;
     timed_out = false;
   }
@@ -644,6 +669,12 @@ struct Server::Impl {
       co_await asio::post(handle.strand, use_awaitable);
       handle.socket = &c->socket;
       c->client_address = remote_address(c->socket);
+      // Non-blocking for the session's life: the answer's first send (send_all) and the watch's
+      // read (read_ready) must never block the loop. (The first asynchronous operation would set
+      // it anyway; read_ready no longer sets and clears it around each read: two ioctls.)
+      beast::error_code nec;
+      c->socket.non_blocking(true, nec);
+      if (nec) keep = false;
     }
     while (keep) {
       if (draining && !c->first) break;  // a new connection still gets its first request served
@@ -902,17 +933,31 @@ struct Server::Impl {
                                               unsigned version, bool keep) {
     std::string head;
     if (direct_head(head, r, req, route, version, keep)) {
-      const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(r.body)};
-      Connection::arm_deadline(self, options.body_timeout);
-      auto [wec, wn] = co_await asio::async_write(self->socket, buffers, kTuple);
-      self->operation_ended(wec);
-      co_return wec;
+      co_return co_await send_all(self, {asio::buffer(head), asio::buffer(r.body)});
     }
     auto bres = to_beast(std::move(r), req, route, version, keep);
     head = response_head(bres);
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(bres.body())};
+    co_return co_await send_all(self, {asio::buffer(head), asio::buffer(bres.body())});
+  }
+
+  // Sends the head and the body. What the socket takes at once goes in one non-blocking send
+  // (an answer of a few KiB: all of it), with no deadline to arm and no trip through the event
+  // loop's queue (async_write posts its completion even when the send was done at once); the
+  // rest, if any, is written asynchronously under the write deadline (body_timeout).
+  awaitable<beast::error_code> send_all(const std::shared_ptr<Connection>& self,
+                                        std::array<asio::const_buffer, 2> buffers) {
+    beast::error_code ec;
+    std::size_t sent = self->socket.write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      sent = 0;
+    }
+    if (ec) co_return ec;
+    if (sent == asio::buffer_size(buffers)) co_return ec;
+    beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+    rest.consume(sent);
     Connection::arm_deadline(self, options.body_timeout);
-    auto [wec, wn] = co_await asio::async_write(self->socket, buffers, kTuple);
+    auto [wec, wn] = co_await asio::async_write(self->socket, rest, kTuple);
     self->operation_ended(wec);
     co_return wec;
   }
@@ -1211,13 +1256,9 @@ struct Server::Impl {
   // request's bytes, or nothing after a spurious wake-up), or the error that ended the
   // connection (eof, reset).
   static beast::error_code read_ready(tcp::socket& socket, beast::flat_buffer& buffer) {
-    beast::error_code ec;
-    socket.non_blocking(true, ec);
-    if (ec) return ec;
+    beast::error_code ec;  // the socket is non-blocking for the session's life (run_session)
     const std::size_t n = socket.read_some(buffer.prepare(kWatchReadBytes), ec);
     buffer.commit(n);
-    beast::error_code ignored;
-    socket.non_blocking(false, ignored);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return {};
     return ec;
   }
