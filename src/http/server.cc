@@ -203,6 +203,9 @@ struct Flight {
   bool shutdown = false;
   bool watching = false;  // a read that notices the client's hang-up is outstanding
   bool stop_watching = false;
+  // Answered with a delay (respond_after) before the handler returned: decided, only its write
+  // waits, so the client's connection is not watched (start_flight).
+  bool held = false;
   bool settled() const { return response || client_gone || shutdown; }
 };
 
@@ -1142,9 +1145,12 @@ struct Server::Impl {
     // request (usually nothing), so give the rest back before the (possibly long) wait.
     buffer.shrink_to_fit();
     // A handler that answers before it returns (a refusal, a call of built-ins run on the loop)
-    // is answered now: no watch to start and stop, no trip through the event loop's queue.
+    // is answered now: no watch to start and stop, no trip through the event loop's queue. Nor
+    // is an answer it held (a repeated refusal, held 200 ms): the watch cost an epoll_ctl and a
+    // cancelled wait per held refusal, and a hang-up meanwhile cancels nothing (the handler is
+    // done), so the answer's write finds it (logged with the answer's status, not 499).
     start_handler(route, std::move(ar));
-    if (!flight->response) watch_client(flight, socket, buffer);
+    if (!flight->response && !flight->held) watch_client(flight, socket, buffer);
     flight->wake.expires_at(req.deadline);
     return flight;
   }
@@ -1179,6 +1185,9 @@ struct Server::Impl {
         held_replies.fetch_sub(1);
         hand_over(strand, weak, std::move(r));
         return;
+      }
+      if (strand.running_in_this_thread()) {
+        if (auto f = weak.lock()) f->held = true;
       }
       auto timer = std::make_shared<asio::steady_timer>(strand, delay);
       timer->async_wait([this, timer, weak, r = std::move(r)](beast::error_code) mutable {
