@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "loopback.h"
 #include "wf/http/client.h"
@@ -21,6 +23,7 @@ namespace {
 using namespace wf::http;
 using wf::http_test::connect_loopback;
 using wf::http_test::read_to_eof;
+using wf::http_test::read_until;
 using wf::http_test::write_all;
 
 // Polls `condition` every 5 ms for at most 5 s: waits on an event the test cannot be told of.
@@ -577,6 +580,130 @@ TEST(Cors, ConfiguredOriginOnlyOnTheEvaluateRoute) {
   EXPECT_EQ(AdminFixture::header(preflight, "access-control-allow-methods").value_or(""), "POST");
   EXPECT_EQ(AdminFixture::header(preflight, "access-control-allow-origin").value_or(""),
             "https://www.wikifunctions.org");
+}
+
+// The connection's deadlines (session 17): one timer wait per connection, moved by a field rather
+// than re-armed per read and write, and an answer sent at once when the socket takes it.
+class ConnectionDeadline : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kBig = 16u << 20;  // more than loopback's socket buffers hold
+
+  void start(ServerOptions o) {
+    o.port = 0;
+    o.access_log = false;
+    server_ = std::make_unique<Server>(o);
+    server_->add_route("GET", "/ok", "ok", Dispatch::kInline,
+                       [](const Request&) { return Response::json(200, R"({"ok":"yes"})"); });
+    server_->add_route("GET", "/big", "big", Dispatch::kInline, [](const Request&) {
+      std::string body(kBig, 'x');
+      for (std::size_t i = 0; i < body.size(); i += 4096) body[i] = static_cast<char>('a' + i % 26);
+      return Response::json(200, std::move(body));
+    });
+    port_ = server_->start();
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+  // Reads until `bytes` have arrived, the peer closes or fails, or 60 s pass without a byte.
+  static std::string read_bytes(int fd, std::size_t bytes) {
+    timeval tv{60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    std::vector<char> buf(1u << 16);
+    ssize_t n;
+    while (out.size() < bytes && (n = read(fd, buf.data(), buf.size())) > 0) {
+      out.append(buf.data(), static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+  // Whether the server closed `fd`: a read that waits (60 s at most) gets its EOF or reset.
+  static bool closed_by_server(int fd) {
+    timeval tv{60, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    const ssize_t n = read(fd, &c, 1);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+
+  std::unique_ptr<Server> server_;
+  std::uint16_t port_ = 0;
+};
+
+// The first request's header deadline is the connection's timer wait; the answer and the idle
+// read after it move the deadline later. When the wait wakes at the header deadline it must wait
+// on, not close the connection, and it must still close it at the idle deadline.
+TEST_F(ConnectionDeadline, AKeepAliveConnectionOutlivesItsFirstHeaderDeadlineThenClosesWhenIdle) {
+  ServerOptions o;
+  o.header_timeout = std::chrono::milliseconds(200);
+  o.idle_timeout = std::chrono::milliseconds(3000);
+  start(o);
+  const int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  const std::string request = "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n";
+  write_all(fd, request);
+  EXPECT_NE(read_until(fd, R"("yes"})").find("200 OK"), std::string::npos);
+  // Past the first header deadline (the wait wakes there and finds the idle deadline later).
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  write_all(fd, request);
+  EXPECT_NE(read_until(fd, R"("yes"})").find("200 OK"), std::string::npos)
+      << "the connection was closed at its first request's header deadline";
+  EXPECT_TRUE(closed_by_server(fd)) << "an idle keep-alive connection was never closed";
+  close(fd);
+}
+
+// An answer larger than the socket takes at once: the first send takes part of it, the rest is
+// written asynchronously; all of it arrives, in order, and the connection goes on.
+TEST_F(ConnectionDeadline, AnAnswerTheSocketCannotTakeAtOnceArrivesWholeAndTheConnectionGoesOn) {
+  start(ServerOptions{});
+  const int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  write_all(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = read_bytes(fd, 1);
+  while (got.find("\r\n\r\n") == std::string::npos) {
+    const std::string more = read_bytes(fd, 1);
+    ASSERT_FALSE(more.empty()) << "no head";
+    got += more;
+  }
+  const std::size_t head_end = got.find("\r\n\r\n") + 4;
+  ASSERT_NE(got.find("Content-Length: " + std::to_string(kBig)), std::string::npos)
+      << got.substr(0, head_end);
+  got += read_bytes(fd, head_end + kBig - got.size());
+  ASSERT_EQ(got.size(), head_end + kBig);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < kBig; ++i) {
+    const char want = i % 4096 == 0 ? static_cast<char>('a' + i % 26) : 'x';
+    wrong += got[head_end + i] != want;
+  }
+  EXPECT_EQ(wrong, 0u);
+  write_all(fd, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(read_until(fd, R"("yes"})").find("200 OK"), std::string::npos);
+  close(fd);
+}
+
+// A client that does not read its large answer: the write is cut off at body_timeout (the
+// connection closed), not held open.
+TEST_F(ConnectionDeadline, AnAnswerTheClientDoesNotReadIsCutOffAtTheWriteDeadline) {
+  ServerOptions o;
+  o.body_timeout = std::chrono::milliseconds(300);
+  // Later than the bound below: the connection's wait, armed for the request's headers, must be
+  // moved earlier for the write.
+  o.header_timeout = std::chrono::seconds(600);
+  o.idle_timeout = std::chrono::seconds(600);
+  start(o);
+  const double before = open_connections();
+  const int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  write_all(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(eventually([&] { return open_connections() > before; }));
+  // The server gives up on the write and closes (bounded generously for a loaded machine).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (open_connections() > before && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(open_connections(), before) << "the unread answer's write never timed out";
+  const std::string got = read_bytes(fd, kBig + 4096);
+  EXPECT_LT(got.size(), kBig) << "the whole answer fit the socket buffers: nothing was cut off";
+  close(fd);
 }
 
 }  // namespace
