@@ -94,6 +94,12 @@ struct CallOutcome {
   // no_child: the pool's capacity), not behind its own flow's cap. The orchestrator's adaptive
   // limit counts it as congestion (docs/limits.md, "The adaptive limit").
   std::chrono::nanoseconds pool_wait{0};
+  // From the moment the call was handed its child to its outcome: writing the call, the child's
+  // run, reading its answer (the last child's, after a setup failure). 0 without a child.
+  std::chrono::nanoseconds in_child{0};
+  // Whether that child was warmed up by its zygote before it was ready (1), started cold (0),
+  // or the call had no child (-1): sandbox_warm_idle_ms, docs/limits.md.
+  int child_warm = -1;
 };
 
 // Counters of one sandbox's zygote (for metrics, /readyz and bench_sandbox).
