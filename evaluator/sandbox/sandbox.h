@@ -39,9 +39,10 @@ struct SandboxLimits {
   // the first call's page faults, ~0.23 ms more CPU in all for Python) only while the pool is
   // nearly full and calls take children on average at least warm_idle apart (a mean of the gaps
   // between takes that rises at once after a pause and falls by 1/8 per take); under a steady
-  // stream of calls children start cold and that CPU goes to calls. 0: warm whenever the pool is
-  // nearly full.
-  std::chrono::milliseconds warm_idle{10};
+  // stream of calls children start cold and that CPU goes to calls. 0 (the default since session
+  // 17): warm whenever the pool is nearly full; with 10 at 3x capacity the accepted calls' pool
+  // wait p99 about doubled for ~8% less children's CPU (bench/README.md, session 17, wf/polite9).
+  std::chrono::milliseconds warm_idle{0};
 
   // The supervisor kills (and so replaces) a zygote whose RSS grows beyond this; 0 = no cap.
   std::uint64_t zygote_memory_bytes = 512u << 20;
