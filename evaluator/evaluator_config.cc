@@ -74,7 +74,7 @@ std::vector<Option> evaluator_options() {
        256},
       {"sandbox_warm_idle_ms",
        Type::kInt,
-       "10",
+       "0",
        "Warm a new sandbox child up (its call then skips the first call's page faults, for more "
        "CPU in all) only while calls take children at least this many ms apart on average; "
        "under a steadier stream children start cold and the CPU goes to calls. 0 = always warm "

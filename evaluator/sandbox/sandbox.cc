@@ -229,6 +229,7 @@ struct ChildFds {
   pid_t pid = -1;
   int channel = -1;
   int pidfd = -1;
+  bool warm = false;  // the zygote ran its warm-up call in it (CallOutcome::child_warm)
 };
 
 class ProcessCall;
@@ -961,6 +962,8 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     ++attempt_;
     link_ = link;
     child_ = child.pid;
+    handed_at_ = Clock::now();
+    child_warm_ = child.warm;
     channel_.assign(child.channel);
     pidfd_.assign(child.pidfd);
     // Not set_nonblocking: every send and recv on the channel passes MSG_DONTWAIT, and asio makes
@@ -1173,6 +1176,10 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
   void finish(CallOutcome outcome, int kill_reason) {
     if (seat_ == Seat::kQueued) count_pool_wait();
     outcome.pool_wait = pool_wait_;
+    if (handed_at_ != Clock::time_point{}) {
+      outcome.in_child = Clock::now() - handed_at_;
+      outcome.child_warm = child_warm_ ? 1 : 0;
+    }
     leave_queue();
     phase_ = Phase::kDone;
     ++timer_generation_;
@@ -1216,7 +1223,9 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
   Clock::time_point
       asked_at_{};  // when the call asked for its child (ask_for_child), until it had one
   std::chrono::nanoseconds pool_wait_{0};
-  bool demote_pending_ = false;  // the talking timer lowers the child's priority first
+  Clock::time_point handed_at_{};  // when the call's (last) child was handed to it
+  bool child_warm_ = false;        // that child was warmed up by its zygote
+  bool demote_pending_ = false;    // the talking timer lowers the child's priority first
 };
 
 // ---- Core parts that need ProcessCall ----------------------------------------------------------
@@ -1235,7 +1244,7 @@ bool Core::take_child(const std::shared_ptr<ZygoteLink>& link, ChildFds& child) 
       for (int i = 0; i < nfds; ++i) ::close(fds[i]);
       continue;
     }
-    child = {message.pid, fds[0], fds[1]};
+    child = {message.pid, fds[0], fds[1], message.warm != 0};
     ZygoteRequest taken;
     taken.op = ZygoteOp::kTaken;  // no reply; the zygote forks a replacement
     if (!send_message(link->control.native_handle(), &taken, sizeof(taken), nullptr, 0)) {

@@ -39,9 +39,10 @@ struct SandboxLimits {
   // the first call's page faults, ~0.23 ms more CPU in all for Python) only while the pool is
   // nearly full and calls take children on average at least warm_idle apart (a mean of the gaps
   // between takes that rises at once after a pause and falls by 1/8 per take); under a steady
-  // stream of calls children start cold and that CPU goes to calls. 0: warm whenever the pool is
-  // nearly full.
-  std::chrono::milliseconds warm_idle{10};
+  // stream of calls children start cold and that CPU goes to calls. 0 (the default since session
+  // 17): warm whenever the pool is nearly full; with 10 at 3x capacity the accepted calls' pool
+  // wait p99 about doubled for ~8% less children's CPU (bench/README.md, session 17, wf/polite9).
+  std::chrono::milliseconds warm_idle{0};
 
   // The supervisor kills (and so replaces) a zygote whose RSS grows beyond this; 0 = no cap.
   std::uint64_t zygote_memory_bytes = 512u << 20;
@@ -94,6 +95,12 @@ struct CallOutcome {
   // no_child: the pool's capacity), not behind its own flow's cap. The orchestrator's adaptive
   // limit counts it as congestion (docs/limits.md, "The adaptive limit").
   std::chrono::nanoseconds pool_wait{0};
+  // From the moment the call was handed its child to its outcome: writing the call, the child's
+  // run, reading its answer (the last child's, after a setup failure). 0 without a child.
+  std::chrono::nanoseconds in_child{0};
+  // Whether that child was warmed up by its zygote before it was ready (1), started cold (0),
+  // or the call had no child (-1): sandbox_warm_idle_ms, docs/limits.md.
+  int child_warm = -1;
 };
 
 // Counters of one sandbox's zygote (for metrics, /readyz and bench_sandbox).

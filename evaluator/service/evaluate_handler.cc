@@ -312,6 +312,7 @@ class Handler final : public EvaluateHandler {
                       obs::field_str("wf.function", started.function),
                       obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
     }
+    if (obs::current_level() <= spdlog::level::debug) log_call_cost(started, outcome);
     if (outcome.status == CallOutcome::Status::kThrottled) {
       return http::Response::refusal(
           429, "sandbox_share_in_use",
@@ -338,6 +339,28 @@ class Handler final : public EvaluateHandler {
                    : make_error_envelope(outcome_error(outcome));
     set_metadata(z22, entries);
     return envelope(z22);
+  }
+
+  // At log_level debug, one line per call saying where its time in the service went: the wait for
+  // a child because none was free, the time from the handing of its child to its outcome, whether
+  // that child was warmed up, and the rest (decoding, a wait behind its own flow's cap, the
+  // loop). With the request id the orchestrator forwards, a slow call's line joins the
+  // orchestrator's (bench/overload/run's fairness phase does).
+  static void log_call_cost(const Started& started, const CallOutcome& outcome) {
+    using Ms = std::chrono::duration<double, std::milli>;
+    const auto took = SteadyClock::now() - started.steady;
+    obs::log_event(
+        spdlog::level::debug, "sandbox call cost",
+        {obs::field_str("event.action", "sandbox-call-cost"),
+         obs::field_str("event.outcome", status_name(outcome.status)),
+         obs::field_int("event.duration",
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()),
+         obs::field_str("wf.language", started.language),
+         obs::field_str("wf.function", started.function),
+         obs::field_num("wf.pool_wait_ms", Ms(outcome.pool_wait).count()),
+         obs::field_num("wf.in_child_ms", Ms(outcome.in_child).count()),
+         obs::field_int("wf.child_warm", outcome.child_warm),
+         obs::field_num("wf.child_cpu_ms", outcome.cpu_ms)});
   }
 
   // How long the call waited for a sandbox child because none was free, for the orchestrator's

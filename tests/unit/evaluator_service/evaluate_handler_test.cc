@@ -4,14 +4,17 @@
 #include "evaluator/service/evaluate_handler.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <mutex>
 #include <regex>
+#include <sstream>
 
 #include "../codec/codec_test_support.h"
 #include "conformance_check.h"
 #include "evaluator/service/result_envelope.h"
 #include "wf/codec/avro.h"
+#include "wf/obs/log.h"
 
 namespace wf::evaluator {
 namespace {
@@ -304,6 +307,45 @@ TEST_F(Fixture, PoolWaitIsReportedInAHeader) {
   const http::Response refused = handler()->handle(request);
   EXPECT_EQ(refused.status, 503u);
   EXPECT_EQ(header(refused), "300.000");
+}
+
+// At log_level debug each call writes one "sandbox call cost" line with its request id, the wait
+// for a child, the time in it and whether it was warm; above debug, none.
+TEST_F(Fixture, DebugLineSaysWhereACallsTimeWent) {
+  http::Request request =
+      json_request({{"codingLanguage", "python-3"}, {"codeString", "c"}, {"functionName", "Z7"}});
+  request.request_id = "polite-17";
+  python->outcome = ok_outcome(z22_of({{"Z1K1", "Z6"}, {"Z6K1", "x"}}));
+  python->outcome.pool_wait = std::chrono::microseconds(2'500);
+  python->outcome.in_child = std::chrono::microseconds(4'250);
+  python->outcome.child_warm = 0;
+  auto cost_lines = [&](spdlog::level::level_enum level) {
+    wf::obs::install_ecs_logger("evaluate-handler-test", "0", level);
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(handler()->handle(request).status, 200u);
+    spdlog::default_logger()->flush();
+    std::istringstream lines(::testing::internal::GetCapturedStdout());
+    std::vector<json> found;
+    for (std::string line; std::getline(lines, line);) {
+      json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("event.action", "") == "sandbox-call-cost")
+        found.push_back(j);
+    }
+    return found;
+  };
+  EXPECT_TRUE(cost_lines(spdlog::level::info).empty());
+  const std::vector<json> found = cost_lines(spdlog::level::debug);
+  wf::obs::install_ecs_logger("evaluate-handler-test", "0", spdlog::level::info);
+  ASSERT_EQ(found.size(), 1u);
+  const json& j = found[0];
+  EXPECT_EQ(j.value("http.request.id", ""), "polite-17") << j;
+  EXPECT_EQ(j.value("event.outcome", ""), "ok") << j;
+  EXPECT_EQ(j.value("wf.function", ""), "Z7") << j;
+  EXPECT_DOUBLE_EQ(j.value("wf.pool_wait_ms", 0.0), 2.5) << j;
+  EXPECT_DOUBLE_EQ(j.value("wf.in_child_ms", 0.0), 4.25) << j;
+  EXPECT_EQ(j.value("wf.child_warm", -2), 0) << j;
+  EXPECT_DOUBLE_EQ(j.value("wf.child_cpu_ms", 0.0), 12.5) << j;
+  EXPECT_GT(j.value("event.duration", 0LL), 0LL) << j;
 }
 
 TEST_F(Fixture, InvalidWholeZ7IsZ502WithParserErrors) {

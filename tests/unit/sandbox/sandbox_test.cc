@@ -1690,7 +1690,8 @@ class WarmthRuntime final : public FakeRuntime {
 // `calls` calls one after the other, each once the pool is full again (so the zygote's rule
 // "the pool is nearly full" holds at every take) and `pause` after that; what each child said.
 std::vector<std::string> warmth_of_calls(std::chrono::milliseconds warm_idle, int calls,
-                                         std::chrono::milliseconds pause) {
+                                         std::chrono::milliseconds pause,
+                                         std::vector<CallOutcome>* outcomes = nullptr) {
   SandboxLimits limits = test_limits();
   limits.warm_idle = warm_idle;
   auto sandbox = start_sandbox("warmth", limits);
@@ -1706,6 +1707,7 @@ std::vector<std::string> warmth_of_calls(std::chrono::milliseconds warm_idle, in
     input.function_name = "Z1";
     CallOutcome out = sandbox->run(input, Clock::now() + 10s);
     said.push_back(out.status == Status::kOk ? out.output.z22_json : "failed: " + out.detail);
+    if (outcomes != nullptr) outcomes->push_back(std::move(out));
   }
   sandbox->shutdown();
   return said;
@@ -1740,10 +1742,35 @@ TEST(WarmUp, ChildrenStartedAreCountedWarmOrCold) {
   EXPECT_GE(metric_value(cold) - cold_before, said_cold);
 }
 
+// Each outcome says whether its child was warm (as the child itself says) and how long the call
+// had it; the slowest calls' breakdown (the evaluator's debug line) reads them.
+TEST(WarmUp, TheOutcomeSaysWhetherItsChildWasWarm) {
+  std::vector<CallOutcome> outcomes;
+  const std::vector<std::string> said = warmth_of_calls(std::chrono::hours(1), 16, 0ms, &outcomes);
+  ASSERT_EQ(outcomes.size(), 16u);
+  int warm = 0, cold = 0;
+  for (std::size_t i = 0; i < said.size(); ++i) {
+    ASSERT_EQ(outcomes[i].status, Status::kOk) << said[i];
+    EXPECT_EQ(outcomes[i].child_warm, said[i] == "warm" ? 1 : 0) << "call " << i;
+    EXPECT_GT(outcomes[i].in_child.count(), 0) << "call " << i;
+    (said[i] == "warm" ? warm : cold) += 1;
+  }
+  EXPECT_GT(warm, 0);
+  EXPECT_GT(cold, 0);
+  EXPECT_EQ(CallOutcome{}.child_warm, -1);  // no child: neither
+}
+
 // A pause longer than warm_idle before each take: every child is warm.
 TEST(WarmUp, ChildrenTakenAfterPausesAreWarm) {
   const std::vector<std::string> said = warmth_of_calls(1ms, 8, 5ms);
   for (std::size_t i = 0; i < said.size(); ++i) EXPECT_EQ(said[i], "warm") << "call " << i;
+}
+
+// The default is warm_idle 0 (since session 17): a steady stream's children are warm whenever the
+// pool is nearly full, as the test below shows of 0; with 10 at 3x capacity the accepted calls'
+// pool wait p99 about doubled (bench/README.md, "The tails that grew").
+TEST(WarmUp, TheDefaultIsToWarmEveryChildOfAFullPool) {
+  EXPECT_EQ(SandboxLimits{}.warm_idle.count(), 0);
 }
 
 // warm_idle 0: the earlier rule, every child of a nearly full pool is warm, however close the
