@@ -761,29 +761,37 @@ class SharedMode(LimitCase):
         warnings = [l for o in (a, b) for l in o.lines if '"warn' in l or '"error' in l]
         return f"fallbacks (a, b): {fallbacks}, warnings: {warnings}"
 
+    # The shared rate window of these replicas (limits_shared_rate_window_ms) and the rate of the
+    # class `carol` (users carol*): 1/8 a second + a burst of 3 is 4 calls per window, as a rate
+    # of 1 was in the default 1 s window, where seven calls with a wait for memcached after each
+    # had to fit in one second (five tries) and a loaded machine did not always manage that.
+    WINDOW_S = 8
+    CAROL = json.dumps([{"name": "carol", "users": ["carol*"], "rate": 1 / WINDOW_S, "burst": 3}])
+
     def calls_in_one_window(self, a, b, mc):
         """Seven calls of one user, alternating between the replicas (a, b, a, ...), inside one
-        shared rate window (a wall-clock second); their answers. After each admitted call it
+        shared rate window (WINDOW_S of the wall clock); their answers. After each admitted call it
         waits until memcached counts it: what is checked is how the replicas share the budget,
         not how soon a loaded machine runs the sync thread. A try that spills into the next
-        second is made again by a new user."""
+        window is made again by a new user."""
         for attempt in range(5):
             user = f"carol{attempt}"
-            time.sleep(1 - time.time() % 1 + 0.02)  # just after a second begins
-            window = int(time.time())
+            now = lambda: int(time.time() // self.WINDOW_S)
+            time.sleep(self.WINDOW_S - time.time() % self.WINDOW_S + 0.02)  # just after a window begins
+            window = now()
             answers = []
             counted = lambda: sum(int(v) for v in mc.values(rf":r:[0-9a-f]+:{window}$").values())
             for i in range(7):
                 answers.append(call(a if i % 2 == 0 else b, echo("x"), user))
                 admitted = [status for status, _, _ in answers].count(200)
-                if not h.wait_until(lambda: counted() >= admitted or int(time.time()) != window, 2):
+                if not h.wait_until(lambda: counted() >= admitted or now() != window, self.WINDOW_S):
                     self.fail(f"memcached never counted call {i}: {counted()} of {admitted} admitted; "
                               f"{self.sync_trouble(a, b)}")
-                if int(time.time()) != window:
+                if now() != window:
                     break
             else:
                 return answers
-        self.fail("seven calls never fitted in one second")
+        self.fail(f"seven calls never fitted in one {self.WINDOW_S} s window")
 
     def test_two_orchestrators_share_a_users_budget_and_fall_back_without_memcached(self):
         mc = h.Memcached()
@@ -792,11 +800,12 @@ class SharedMode(LimitCase):
             # than the default 50 ms made a replica fall back to its own limits (and admit its own
             # burst); and a call that waited on memcached would wait this long below.
             shared = ["--limits-memcached-servers", f"127.0.0.1:{mc.port}", "--limits-sync-interval-ms", "10",
-                      "--limits-memcached-timeout-ms", "10000", "--limits-user-rate", "1", "--limits-user-burst", "3"]
+                      "--limits-memcached-timeout-ms", "10000", "--limits-user-rate", "1", "--limits-user-burst", "3",
+                      "--limits-shared-rate-window-ms", str(self.WINDOW_S * 1000), "--limits-classes", self.CAROL]
             with orchestrator(extra=shared) as a, orchestrator(extra=shared) as b:
                 self.assertEqual(metric(a, "wf_limits_shared_up"), 1)
                 # Alone, each replica would admit its burst of 3 (6 in all); together they may admit
-                # rate + burst = 4 per one-second window, plus at most one call that a replica admits
+                # rate x window + burst = 4 per window, plus at most one call that a replica admits
                 # before it learns of the other's last one.
                 answers = self.calls_in_one_window(a, b, mc)
                 statuses = [status for status, _, _ in answers[:6]]
@@ -805,7 +814,7 @@ class SharedMode(LimitCase):
                 self.assertLessEqual(admitted, 5, f"{statuses}; {self.sync_trouble(a, b)}")
                 self.assertEqual(metric(a, "wf_limits_shared_fallbacks_total") +
                                  metric(b, "wf_limits_shared_fallbacks_total"), 0)
-                self.assert_refused(*answers[6], 429, "rate", "user")
+                self.assert_refused(*answers[6], 429, "rate", "carol")
 
                 # A call never waits on memcached for its limits. Frozen, memcached takes
                 # connections and answers nothing: b admits a new caller's call while its push of
