@@ -420,7 +420,10 @@ class RefusalOnArrival(LimitCase):
             # server's counts and times below).
             self.assert_refused(status, headers, body, 503, "queue_timeout", "user")
             self.join(slow, queued)
-            self.assertEqual(events, ["late", "running", "queued"])
+            # late first; running and queued then end in either order on this side (queued, held
+            # behind the only slot, started when running gave it back, as the gauge above showed).
+            self.assertEqual(events[0], "late", events)
+            self.assertEqual(sorted(events), ["late", "queued", "running"])
             self.assertEqual(results["running"][0], 200)
             self.assertEqual(results["queued"][0], 200)
             self.assertEqual(metric(o, "wf_limits_admission_refusals_total", when="on_arrival"), 1)
