@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -306,16 +307,16 @@ TEST(HttpClientDeadline, ARetryOnAFreshConnectionKeepsTheRequestsDeadline) {
   EXPECT_TRUE(closed_by_client);
 }
 
-// What the peer receives: the head written directly for the usual request, and Beast's message
-// when a caller's header replaces one of the client's own (Host here).
-TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAField) {
-  Peer peer;
-  std::string usual;
-  std::string replaced;
+// The heads a peer receives of two requests sent one after the other by a client whose User-Agent
+// is "client-test" (on one connection, each answered "ok"): the first read up to `first_end`
+// (its body's end), the second up to its blank line.
+std::array<std::string, 2> heads_of(const Peer& peer, std::string first_end, ClientRequest first,
+                                    ClientRequest second) {
+  std::array<std::string, 2> heads;
   std::thread serve = peer.serve_one([&](int fd) {
-    usual = read_until(fd, "avro");
+    heads[0] = read_until(fd, first_end);
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    replaced = read_until(fd, "\r\n\r\n");
+    heads[1] = read_until(fd, "\r\n\r\n");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     read_to_eof(fd);
   });
@@ -323,21 +324,29 @@ TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAFie
   options.user_agent = "client-test";
   {
     HttpClient client(options);
-    ClientRequest post = get(peer, "/v1/evaluate/?q=1");
-    post.method = "POST";
-    post.headers = {{"x-request-id", "abc"}, {"traceparent", "00-tp"}};
-    post.content_type = "application/octet-stream";
-    post.body =
-        "\x01"
-        "avro";
-    auto one = client.send(post);
-    ASSERT_TRUE(one) << one.error().message;
-    ClientRequest own_host = get(peer, "/h");
-    own_host.headers = {{"x-a", "1"}, {"Host", "example.org"}};
-    auto two = client.send(own_host);
-    ASSERT_TRUE(two) << two.error().message;
+    for (ClientRequest* request : {&first, &second}) {
+      auto answer = client.send(*request);
+      if (!answer) ADD_FAILURE() << request->url << ": " << answer.error().message;
+    }
   }
   serve.join();
+  return heads;
+}
+
+// What the peer receives: the head written directly for the usual request, and Beast's message
+// when a caller's header replaces one of the client's own (Host here).
+TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAField) {
+  Peer peer;
+  ClientRequest post = get(peer, "/v1/evaluate/?q=1");
+  post.method = "POST";
+  post.headers = {{"x-request-id", "abc"}, {"traceparent", "00-tp"}};
+  post.content_type = "application/octet-stream";
+  post.body =
+      "\x01"
+      "avro";
+  ClientRequest own_host = get(peer, "/h");
+  own_host.headers = {{"x-a", "1"}, {"Host", "example.org"}};
+  const auto [usual, replaced] = heads_of(peer, "avro", post, own_host);
   const std::string port = peer.url("").substr(std::string_view("http://127.0.0.1:").size());
   EXPECT_EQ(usual, "POST /v1/evaluate/?q=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port +
                        "\r\nUser-Agent: client-test\r\nx-request-id: abc\r\ntraceparent: "
@@ -357,28 +366,9 @@ TEST(HttpClientRequest, AnIpv6LiteralsHostFieldIsBracketed) {
     GTEST_SKIP() << "this machine has no IPv6 loopback (::1) to listen on";
   }
   Peer peer(Peer::Family::kV6);
-  std::string direct;
-  std::string by_beast;
-  std::thread serve = peer.serve_one([&](int fd) {
-    direct = read_until(fd, "\r\n\r\n");
-    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    by_beast = read_until(fd, "\r\n\r\n");
-    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    read_to_eof(fd);
-  });
-  ClientOptions options;
-  options.user_agent = "client-test";
-  {
-    HttpClient client(options);
-    auto one = client.send(get(peer, "/a"));
-    ASSERT_TRUE(one) << one.error().message;
-    EXPECT_EQ(one->body, "ok");
-    ClientRequest twice = get(peer, "/b");
-    twice.headers = {{"x-a", "1"}, {"X-A", "2"}};
-    auto two = client.send(twice);
-    ASSERT_TRUE(two) << two.error().message;
-  }
-  serve.join();
+  ClientRequest twice = get(peer, "/b");
+  twice.headers = {{"x-a", "1"}, {"X-A", "2"}};
+  const auto [direct, by_beast] = heads_of(peer, "\r\n\r\n", get(peer, "/a"), twice);
   const std::string port = peer.url("").substr(std::string_view("http://[::1]:").size());
   EXPECT_EQ(direct,
             "GET /a HTTP/1.1\r\nHost: [::1]:" + port + "\r\nUser-Agent: client-test\r\n\r\n");
