@@ -35,7 +35,7 @@ struct Target {
   std::string host;
   std::string port;
   std::string path;                       // with query
-  std::string key;                        // host:port: the idle pool's key and the Host field
+  std::string key;                        // host:port, [v6]:port: idle pool key, Host field
   std::optional<tcp::endpoint> endpoint;  // when the host is a numeric address
 };
 
@@ -55,8 +55,11 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
     return std::unexpected(
         ClientError{ClientError::Kind::kInvalidUrl, fmt::format("'{}' has no host", url)});
   }
-  if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']')
-    t.host = t.host.substr(1, t.host.size() - 2);
+  // An IPv6 literal keeps its brackets in the Host field (RFC 7230 §5.4, RFC 3986 §3.2.2):
+  // "[::1]:8080", not "::1:8080", whose port a server cannot tell from the address.
+  const bool bracketed = t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']';
+  const std::string authority_host = t.host;
+  if (bracketed) t.host = t.host.substr(1, t.host.size() - 2);
   t.port = parsed->has_port() ? std::string(parsed->port()) : "80";
   if (t.port.empty() || t.port.size() > 5 || std::stoi(t.port) == 0 || std::stoi(t.port) > 65535) {
     return std::unexpected(ClientError{ClientError::Kind::kInvalidUrl,
@@ -65,7 +68,7 @@ std::expected<Target, ClientError> parse_url(const std::string& url) {
   t.path = std::string(parsed->encoded_path());
   if (t.path.empty()) t.path = "/";
   if (parsed->has_query()) t.path += "?" + std::string(parsed->encoded_query());
-  t.key = t.host + ":" + t.port;
+  t.key = authority_host + ":" + t.port;
   beast::error_code ec;
   const auto address = asio::ip::make_address(t.host, ec);
   if (!ec) t.endpoint = tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(t.port)));

@@ -161,6 +161,11 @@ std::vector<config::Option> orchestrator_limit_options() {
                            "Timeout of one memcached operation (off the request path).", 1, 10000));
   out.push_back(int_option("limits_sync_interval_ms", "100",
                            "How often usage is pushed to and read from memcached.", 1, 60000));
+  out.push_back(int_option("limits_shared_rate_window_ms", "1000",
+                           "Window of the shared rate counters (fixed, aligned to the clock): "
+                           "replicas together admit rate x window + burst calls of a caller in "
+                           "one.",
+                           100, 3600000));
   return out;
 }
 
@@ -250,6 +255,8 @@ std::expected<GateOptions, std::string> orchestrator_gate_options(const config::
   o.memcached.servers = cfg.str("limits_memcached_servers");
   o.memcached.timeout = std::chrono::milliseconds(cfg.integer("limits_memcached_timeout_ms"));
   o.limiter.sync_interval = std::chrono::milliseconds(cfg.integer("limits_sync_interval_ms"));
+  o.limiter.shared_rate_window =
+      std::chrono::milliseconds(cfg.integer("limits_shared_rate_window_ms"));
   if (auto ok = validate(o); !ok) return std::unexpected(ok.error());
   return o;
 }

@@ -116,6 +116,15 @@ void expect_still_serving(Sandbox& sandbox = js_sandbox()) {
       << (timed).outcome.output.error_message << " | "                                            \
       << (timed).outcome.output.z22_json.substr(0, 300)
 
+// The sandbox's wall limit ended the call: the 5 s CPU limit would be kCpuLimit, the request's
+// 30 s deadline would name the deadline, and a loaded machine's scheduling changes neither (a
+// stopwatch bound on the call did).
+void expect_wall_limit(const Timed& t) {
+  const std::string limit = "wall-clock limit of " + std::to_string(kWall.count()) + " ms";
+  EXPECT_NE(t.outcome.detail.find(limit), std::string::npos) << t.outcome.detail;
+  EXPECT_GE(t.elapsed, kWall);
+}
+
 class HostileJavascript : public ::testing::Test {
  protected:
   // The sandbox the probe keeps calling: the one the test attacks.
@@ -154,7 +163,7 @@ TEST_F(HostileJavascript, TrivialCallWorks) {
 TEST_F(HostileJavascript, InfiniteLoopTimesOut) {
   Timed t = run("function Z1() { while (true) {} }");
   EXPECT_STATUS(t, Status::kTimeout);
-  EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
+  expect_wall_limit(t);
   expect_still_serving();
 }
 
@@ -162,7 +171,7 @@ TEST_F(HostileJavascript, CatchingEverythingDoesNotEscapeTheTimeout) {
   Timed t =
       run("function Z1() { for (;;) { try { for (;;) {} } catch (e) {} finally { continue; } } }");
   EXPECT_STATUS(t, Status::kTimeout);
-  EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
+  expect_wall_limit(t);
   expect_still_serving();
 }
 
@@ -171,7 +180,7 @@ TEST_F(HostileJavascript, PromiseLoopTimesOut) {
       run("async function spin() { for (;;) await null; }\n"
           "function Z1() { spin(); spin(); return new Promise(() => {}); }");
   EXPECT_STATUS(t, Status::kTimeout);
-  EXPECT_LT(t.elapsed, kWall + milliseconds(1500));
+  expect_wall_limit(t);
   expect_still_serving();
 }
 
@@ -184,7 +193,6 @@ TEST_F(HostileJavascript, RegexBacktrackingTimesOut) {
 TEST_F(HostileJavascriptLongWall, ObjectBombHitsTheMemoryLimit) {
   Timed t = run("function Z1() { const a = []; for (;;) a.push({x: a.length, y: [a.length]}); }");
   EXPECT_STATUS(t, Status::kMemoryLimit);
-  EXPECT_LT(t.elapsed, kLongWall);
   expect_still_serving(long_wall_sandbox());
 }
 
@@ -202,7 +210,6 @@ TEST_F(HostileJavascriptLongWall, BufferBombHitsTheMemoryLimit) {
   Timed t = run(
       "function Z1() { const keep = []; for (;;) keep.push(new Uint8Array(32 << 20).fill(1)); }");
   EXPECT_STATUS(t, Status::kMemoryLimit);
-  EXPECT_LT(t.elapsed, kLongWall);
   expect_still_serving(long_wall_sandbox());
 }
 

@@ -6,36 +6,34 @@ namespace wf::evaluator::hostile {
 namespace {
 
 TEST_F(HostilePython, InfiniteLoopHitsTheCpuLimit) {
-  auto start = Clock::now();
   CallOutcome out = run("def Z1():\n  while True:\n    pass");
   EXPECT_STATUS(out, Status::kCpuLimit);
   // RLIMIT_CPU counts tick-sampled CPU time; rusage reports the precise run time. While other
   // processes come and go on the same CPU (the serving probe, a loaded machine), a spinning
   // child is charged whole ticks it shared, so the limit fires after less precise CPU time.
   EXPECT_GE(out.cpu_ms, 700.0);
-  EXPECT_LT(Clock::now() - start, 15000ms);
+  // The status says the CPU limit ended it (the 60 s wall limit would be a timeout): how long a
+  // loaded machine took to give it 1 s of CPU is not what is tested.
 }
 
 TEST_F(HostilePython, InfiniteLoopEndsAtTheRequestDeadline) {
   auto start = Clock::now();
   CallOutcome out = run("def Z1():\n  while True:\n    pass", 400ms);
   auto elapsed = Clock::now() - start;
-  // The deadline ended it: without it the loop would end at the 1 s CPU limit (kCpuLimit). The
-  // upper bound leaves a loaded machine time to kill and reap the child (was 1 s).
+  // The deadline ended it: without it the loop would end at the 1 s CPU limit (kCpuLimit), and
+  // the 60 s wall limit's detail names that limit. A timer never fires early.
   EXPECT_STATUS(out, Status::kTimeout);
-  EXPECT_NE(out.detail.find("deadline"), std::string::npos) << out.detail;
+  EXPECT_LE(deadline_ms_in(out.detail), 400) << out.detail;
+  EXPECT_GT(deadline_ms_in(out.detail), 0) << out.detail;
   EXPECT_GE(elapsed, 400ms);
-  EXPECT_LT(elapsed, 5000ms);
 }
 
 TEST_F(HostilePython, SleepingEndsAtTheWallLimit) {
-  auto start = Clock::now();
   CallOutcome out = run("import time\ndef Z1():\n  time.sleep(100)\n  return 'woke'", 500ms);
-  // The 500 ms deadline ended it, well before the 60 s wall limit (the bound was 1.1 s: a loaded
-  // machine's kill and reap).
+  // The 500 ms deadline ended it, not the 60 s wall limit (whose detail names it) nor the sleep.
   EXPECT_STATUS(out, Status::kTimeout);
-  EXPECT_NE(out.detail.find("deadline"), std::string::npos) << out.detail;
-  EXPECT_LT(Clock::now() - start, 10000ms);
+  EXPECT_LE(deadline_ms_in(out.detail), 500) << out.detail;
+  EXPECT_GT(deadline_ms_in(out.detail), 0) << out.detail;
   EXPECT_LT(out.cpu_ms, 400.0);  // sleeping costs no CPU
 }
 

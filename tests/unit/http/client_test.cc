@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -28,21 +29,43 @@ using wf::http_test::read_to_eof;
 using wf::http_test::read_until;
 using wf::http_test::write_all;
 
-// A listening socket on 127.0.0.1 whose connections the test serves by hand.
+// A listening socket on 127.0.0.1 (or ::1) whose connections the test serves by hand.
 class Peer {
  public:
-  Peer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  enum class Family { kV4, kV6 };
+  explicit Peer(Family family = Family::kV4) : v6_(family == Family::kV6) {
+    fd_ = socket(v6_ ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    if (v6_) {
+      auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+      a6->sin6_family = AF_INET6;
+      a6->sin6_addr = in6addr_loopback;
+      len = sizeof(sockaddr_in6);
+    } else {
+      auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+      a4->sin_family = AF_INET;
+      a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      len = sizeof(sockaddr_in);
+    }
+    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
         listen(fd_, 16) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       ADD_FAILURE() << "cannot listen on loopback: " << errno;
       return;
     }
-    port_ = ntohs(addr.sin_port);
+    port_ = ntohs(v6_ ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                      : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  }
+  // Whether this machine has an IPv6 loopback to listen on (a container may have none).
+  static bool ipv6_loopback() {
+    const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    return ok;
   }
   ~Peer() {
     if (fd_ >= 0) close(fd_);
@@ -51,7 +74,8 @@ class Peer {
   Peer& operator=(const Peer&) = delete;
 
   std::string url(std::string_view path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + std::string(path);
+    return std::string(v6_ ? "http://[::1]:" : "http://127.0.0.1:") + std::to_string(port_) +
+           std::string(path);
   }
 
   // The next connection, or -1 when none comes within 10 s.
@@ -78,6 +102,7 @@ class Peer {
   }
 
  private:
+  bool v6_ = false;
   int fd_ = -1;
   std::uint16_t port_ = 0;
 };
@@ -282,16 +307,16 @@ TEST(HttpClientDeadline, ARetryOnAFreshConnectionKeepsTheRequestsDeadline) {
   EXPECT_TRUE(closed_by_client);
 }
 
-// What the peer receives: the head written directly for the usual request, and Beast's message
-// when a caller's header replaces one of the client's own (Host here).
-TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAField) {
-  Peer peer;
-  std::string usual;
-  std::string replaced;
+// The heads a peer receives of two requests sent one after the other by a client whose User-Agent
+// is "client-test" (on one connection, each answered "ok"): the first read up to `first_end`
+// (its body's end), the second up to its blank line.
+std::array<std::string, 2> heads_of(const Peer& peer, std::string first_end, ClientRequest first,
+                                    ClientRequest second) {
+  std::array<std::string, 2> heads;
   std::thread serve = peer.serve_one([&](int fd) {
-    usual = read_until(fd, "avro");
+    heads[0] = read_until(fd, first_end);
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    replaced = read_until(fd, "\r\n\r\n");
+    heads[1] = read_until(fd, "\r\n\r\n");
     write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     read_to_eof(fd);
   });
@@ -299,21 +324,29 @@ TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAFie
   options.user_agent = "client-test";
   {
     HttpClient client(options);
-    ClientRequest post = get(peer, "/v1/evaluate/?q=1");
-    post.method = "POST";
-    post.headers = {{"x-request-id", "abc"}, {"traceparent", "00-tp"}};
-    post.content_type = "application/octet-stream";
-    post.body =
-        "\x01"
-        "avro";
-    auto one = client.send(post);
-    ASSERT_TRUE(one) << one.error().message;
-    ClientRequest own_host = get(peer, "/h");
-    own_host.headers = {{"x-a", "1"}, {"Host", "example.org"}};
-    auto two = client.send(own_host);
-    ASSERT_TRUE(two) << two.error().message;
+    for (ClientRequest* request : {&first, &second}) {
+      auto answer = client.send(*request);
+      if (!answer) ADD_FAILURE() << request->url << ": " << answer.error().message;
+    }
   }
   serve.join();
+  return heads;
+}
+
+// What the peer receives: the head written directly for the usual request, and Beast's message
+// when a caller's header replaces one of the client's own (Host here).
+TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAField) {
+  Peer peer;
+  ClientRequest post = get(peer, "/v1/evaluate/?q=1");
+  post.method = "POST";
+  post.headers = {{"x-request-id", "abc"}, {"traceparent", "00-tp"}};
+  post.content_type = "application/octet-stream";
+  post.body =
+      "\x01"
+      "avro";
+  ClientRequest own_host = get(peer, "/h");
+  own_host.headers = {{"x-a", "1"}, {"Host", "example.org"}};
+  const auto [usual, replaced] = heads_of(peer, "avro", post, own_host);
   const std::string port = peer.url("").substr(std::string_view("http://127.0.0.1:").size());
   EXPECT_EQ(usual, "POST /v1/evaluate/?q=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port +
                        "\r\nUser-Agent: client-test\r\nx-request-id: abc\r\ntraceparent: "
@@ -323,6 +356,24 @@ TEST(HttpClientRequest, TheHeadIsWrittenDirectlyOrByBeastWhenACallerReplacesAFie
   EXPECT_EQ(replaced,
             "GET /h HTTP/1.1\r\nUser-Agent: client-test\r\nx-a: 1\r\nHost: "
             "example.org\r\n\r\n");
+}
+
+// An IPv6 literal's Host field keeps its brackets (RFC 7230 §5.4 with RFC 3986's IP-literal):
+// "Host: [::1]:port", in the head written directly and in Beast's (a caller's header named twice
+// takes that path). It was "::1:port", whose port a server cannot tell from the address.
+TEST(HttpClientRequest, AnIpv6LiteralsHostFieldIsBracketed) {
+  if (!Peer::ipv6_loopback()) {
+    GTEST_SKIP() << "this machine has no IPv6 loopback (::1) to listen on";
+  }
+  Peer peer(Peer::Family::kV6);
+  ClientRequest twice = get(peer, "/b");
+  twice.headers = {{"x-a", "1"}, {"X-A", "2"}};
+  const auto [direct, by_beast] = heads_of(peer, "\r\n\r\n", get(peer, "/a"), twice);
+  const std::string port = peer.url("").substr(std::string_view("http://[::1]:").size());
+  EXPECT_EQ(direct,
+            "GET /a HTTP/1.1\r\nHost: [::1]:" + port + "\r\nUser-Agent: client-test\r\n\r\n");
+  EXPECT_EQ(by_beast.substr(0, by_beast.find("\r\nUser-Agent")),
+            "GET /b HTTP/1.1\r\nHost: [::1]:" + port);
 }
 
 }  // namespace
