@@ -93,6 +93,9 @@ LazyShape immortal_type_shape(const json& t) {
 }
 
 Shape shape_of(const Node& n) {
+  if (n.terminal != Node::Terminal::kNone) {  // a shared reference or string object
+    return n.terminal == Node::Terminal::kReference ? Shape::kRef : Shape::kOther;
+  }
   if (n.is_string) return Shape::kOther;
   const CommonKeys& keys = common_keys();
   // A list cell's implied type, still lazy: answered from its JSON without building it (eager

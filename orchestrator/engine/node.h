@@ -226,6 +226,12 @@ struct Node {
   // and whose tail is settled too. Eager evaluation (above 20 levels: below, a repeated key is
   // Z516) and the type walk skip it; set() and add() clear it (the contents changed).
   bool settled = false;
+  // Set on the interned reference and string objects ({"Z1K1": "Z9", "Z9K1": zid} and the Z6
+  // equivalent: intern_terminal, node.cc), which never change: the shape tests below answer for
+  // them without looking for Z1K1 and Z9K1 (a nest request asks ~160 of them, most of the shared
+  // Z7 reference that every call's Z1K1 is and of the ZID references).
+  enum class Terminal : std::uint8_t { kNone, kReference, kString };
+  Terminal terminal = Terminal::kNone;
   std::string text;
   mutable Entries entries;  // mutable: lazy originals are built on first read
   FrameP scope;             // null: inherits the scope of the parent it is read through
@@ -283,12 +289,20 @@ struct Node {
   static const json* implied_list_type(const NodeP& item);
 
   // Shape helpers on the current view.
-  std::string ref() const;                 // Z9K1 of a Z9 node, else ""
-  std::string_view ref_view() const;       // the same without a copy (valid while the node is)
+  std::string ref() const;  // Z9K1 of a Z9 node, else ""
+  // The same without a copy (valid while the node is).
+  std::string_view ref_view() const {
+    if (terminal == Terminal::kReference) return entries[1].original->text;
+    if (terminal == Terminal::kString) return {};
+    return ref_view_of_entries();
+  }
   std::string str() const;                 // Z6K1 of a Z6 node, else ""
   std::string type_ref() const;            // ZID of Z1K1 when it is a Z9 or a bare string, else ""
   std::string_view type_ref_view() const;  // the same without a copy (valid while the node is)
-  bool is_ref() const;                     // a Z9
+  bool is_ref() const {                    // a Z9
+    if (terminal != Terminal::kNone) return terminal == Terminal::kReference;
+    return is_ref_of_entries();
+  }
   bool is_z6() const;
   bool is_call() const;                          // a normal Z7: Z1K1 = Z7 and has Z7K1
   bool is_arg_ref() const;                       // a Z18 with a string Z18K1
@@ -329,6 +343,9 @@ struct Node {
 
  private:
   static void build(Entry& e);  // a lazy entry's original from its source
+  // ref_view() and is_ref() of a node that is not an interned terminal: read from its entries.
+  std::string_view ref_view_of_entries() const;
+  bool is_ref_of_entries() const;
 };
 
 inline bool text_is(const Node& n, std::string_view s) {
