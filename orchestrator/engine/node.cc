@@ -188,12 +188,12 @@ Key::Key(std::string_view s) {
   }
 }
 
-Key::Key(const Key& o) : bits_(o.bits_) {
-  if (!o.interned()) bits_ = reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
+std::uintptr_t Key::copy_owned(const Key& o) {
+  return reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
 }
 
-Key::~Key() {
-  if (!interned()) delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
+void Key::delete_owned() {
+  delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
 }
 
 // ---- node memory ------------------------------------------------------------------------------

@@ -86,7 +86,9 @@ class Key {
   Key(std::string_view s);  // NOLINT: implicit, keys are written as strings
   Key(const std::string& s) : Key(std::string_view(s)) {}  // NOLINT
   Key(const char* s) : Key(std::string_view(s)) {}         // NOLINT
-  Key(const Key& o);
+  // Copying and destroying an interned key (nearly every key) is in line: a nest request
+  // copies and drops ~800 of them (~2.5 k instructions in calls).
+  Key(const Key& o) : bits_(o.interned() ? o.bits_ : copy_owned(o)) {}
   Key(Key&& o) noexcept : bits_(std::exchange(o.bits_, kEmpty())) {}
   Key& operator=(const Key& o) {
     Key(o).swap(*this);
@@ -96,7 +98,9 @@ class Key {
     Key(std::move(o)).swap(*this);
     return *this;
   }
-  ~Key();
+  ~Key() {
+    if (!interned()) delete_owned();
+  }
 
   const std::string& str() const {
     return *reinterpret_cast<const std::string*>(bits_ & ~std::uintptr_t{1});
@@ -123,6 +127,8 @@ class Key {
   // so that moving a key (which leaves the empty key behind) asks no function-local static.
   static std::uintptr_t kEmpty() { return reinterpret_cast<std::uintptr_t>(&kEmptyKeyText); }
   static bool same_owned_text(const Key& a, const Key& b);
+  static std::uintptr_t copy_owned(const Key& o);  // a new owned copy of o's text, tagged
+  void delete_owned();                             // frees an owned text
   std::uintptr_t bits_;  // low bit 1: an owned std::string*, else an interned one
 };
 
