@@ -380,10 +380,12 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
   for (;;) {
     if (!tick()) return {abort_envelope(), persist};
     if (!cur || cur->is_string) break;
-    FrameP sc = cur->scope ? cur->scope : (scope ? scope : empty_);
+    // The scope the node is read in, copied only by the shapes that run something in it (a
+    // reference or a value ends the walk without it: two atomic counts a step saved).
+    const auto scope_here = [&] { return cur->scope ? cur->scope : (scope ? scope : empty_); };
     const Shape shape = shape_of(*cur);
     if (shape == Shape::kArgRef) {
-      ArgState st = retrieve(sc, cur->arg_name(), false);
+      ArgState st = retrieve(scope_here(), cur->arg_name(), false);
       if (aborted()) return {abort_envelope(), persist};
       if (st.kind == ArgKind::kError) return {Envelope::err(st.z5()), persist};
       cur = st.value;
@@ -409,7 +411,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
         persist = cur;
         continue;
       }
-      Envelope e = execute(cur, sc, false);
+      Envelope e = execute(cur, scope_here(), false);
       if (e.has_error()) return {e, persist};
       cur = e.value ? e.value : z9_node("Z24");
       persist = cur;
@@ -420,7 +422,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       // check below and kept in the entry's value, not shown (the node stays as it is).
       const Node::Entry* written = cur->entry(common_keys().z1k1);
       const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
-      Envelope e = resolve_key(cur, common_keys().z1k1, sc,
+      Envelope e = resolve_key(cur, common_keys().z1k1, scope_here(),
                                mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
