@@ -478,7 +478,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
     ArgState st = evaluate_argument(unevaluated);
     if (aborted()) return abort_envelope();
     // The general path counts and answers the run that failed.
-    if (st.kind == ArgKind::kError) return answered(Envelope::err(st.error));
+    if (st.kind == ArgKind::kError) return answered(Envelope::err(st.z5()));
     Envelope ev = eager(st.value);
     if (aborted()) return abort_envelope();
     if (ev.has_error()) return answered(std::move(ev));

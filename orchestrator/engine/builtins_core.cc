@@ -110,7 +110,7 @@ Envelope add_metadata(const BuiltinCall& c) {
   json value = c.arg(1) ? c.arg(1)->to_json() : zo::void_value();
   json meta = zo::empty_metadata_map();
   zo::map_set(meta, text_of(c.arg(0)), value);
-  return Envelope{z9_node("Z24"), meta};
+  return Envelope{z9_node("Z24"), std::move(meta)};
 }
 
 // Z923: orchestrates the quoted call on its own and answers its envelope as a pair.

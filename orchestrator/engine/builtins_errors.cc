@@ -79,7 +79,8 @@ Envelope run_keeping_metadata(const BuiltinCall& c, const NodeP& node) {
 Envelope add_debug_log(const BuiltinCall& c) {
   Envelope r = run_keeping_metadata(c, c.arg(0));
   if (c.in.aborted()) return r;
-  const json* old = zo::is_map(r.meta) ? zo::map_get(r.meta, "executorDebugLogs") : nullptr;
+  const json* old =
+      r.meta && zo::is_map(*r.meta) ? zo::map_get(*r.meta, "executorDebugLogs") : nullptr;
   std::vector<json> items = old ? zo::list_items(*old) : std::vector<json>{};
   auto text = [](const json& z6) {
     return z6.is_string() ? z6.get<std::string>() : z6.is_object() ? z6.value("Z6K1", "") : "";
@@ -92,8 +93,8 @@ Envelope add_debug_log(const BuiltinCall& c) {
     const bool fits = items.size() < kMaxDebugEntries && chars + line.size() <= kMaxDebugChars;
     items.push_back(zo::z6(fits ? line : kDebugTruncated));
   }
-  if (!zo::is_map(r.meta)) r.meta = zo::empty_metadata_map();
-  zo::map_set(r.meta, "executorDebugLogs", zo::make_list(zo::z9("Z6"), items));
+  if (!r.meta || !zo::is_map(*r.meta)) r.meta = zo::empty_metadata_map();
+  zo::map_set(*r.meta, "executorDebugLogs", zo::make_list(zo::z9("Z6"), items));
   return r;
 }
 

@@ -37,9 +37,14 @@ bool Envelope::has_error_in(const json& meta) {
 }
 
 json Envelope::error() const {
-  if (!zo::is_map(meta)) return nullptr;
-  const json* e = zo::map_get(meta, "errors");
+  if (!meta || !zo::is_map(*meta)) return nullptr;
+  const json* e = zo::map_get(*meta, "errors");
   return e == nullptr ? json(nullptr) : *e;
+}
+
+const json& ArgState::z5() const {
+  static const json kNone;
+  return error ? *error : kNone;
 }
 
 ArgState* Frame::find(const std::string& name) {
@@ -52,8 +57,8 @@ ArgState* Frame::find(const std::string& name) {
 namespace {
 
 void set_meta(Envelope& env, std::string_view key, const json& value) {
-  if (!zo::is_map(env.meta)) env.meta = zo::empty_metadata_map();
-  zo::map_set(env.meta, key, value);
+  if (!env.meta || !zo::is_map(*env.meta)) env.meta = zo::empty_metadata_map();
+  zo::map_set(*env.meta, key, value);
 }
 
 // What resolve() does with a node, decided from one look at its Z1K1: the same answers, in the
@@ -93,6 +98,9 @@ LazyShape immortal_type_shape(const json& t) {
 }
 
 Shape shape_of(const Node& n) {
+  if (n.terminal != Node::Terminal::kNone) {  // a shared reference or string object
+    return n.terminal == Node::Terminal::kReference ? Shape::kRef : Shape::kOther;
+  }
   if (n.is_string) return Shape::kOther;
   const CommonKeys& keys = common_keys();
   // A list cell's implied type, still lazy: answered from its JSON without building it (eager
@@ -372,12 +380,14 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
   for (;;) {
     if (!tick()) return {abort_envelope(), persist};
     if (!cur || cur->is_string) break;
-    FrameP sc = cur->scope ? cur->scope : (scope ? scope : empty_);
+    // The scope the node is read in, copied only by the shapes that run something in it (a
+    // reference or a value ends the walk without it: two atomic counts a step saved).
+    const auto scope_here = [&] { return cur->scope ? cur->scope : (scope ? scope : empty_); };
     const Shape shape = shape_of(*cur);
     if (shape == Shape::kArgRef) {
-      ArgState st = retrieve(sc, cur->arg_name(), false);
+      ArgState st = retrieve(scope_here(), cur->arg_name(), false);
       if (aborted()) return {abort_envelope(), persist};
-      if (st.kind == ArgKind::kError) return {Envelope::err(st.error), persist};
+      if (st.kind == ArgKind::kError) return {Envelope::err(st.z5()), persist};
       cur = st.value;
       continue;
     }
@@ -401,7 +411,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
         persist = cur;
         continue;
       }
-      Envelope e = execute(cur, sc, false);
+      Envelope e = execute(cur, scope_here(), false);
       if (e.has_error()) return {e, persist};
       cur = e.value ? e.value : z9_node("Z24");
       persist = cur;
@@ -412,7 +422,7 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
       // check below and kept in the entry's value, not shown (the node stays as it is).
       const Node::Entry* written = cur->entry(common_keys().z1k1);
       const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
-      Envelope e = resolve_key(cur, common_keys().z1k1, sc,
+      Envelope e = resolve_key(cur, common_keys().z1k1, scope_here(),
                                mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
@@ -1014,7 +1024,7 @@ Envelope Interpreter::eager_value(const NodeP& child, std::vector<std::string>& 
       if (!frame_binds(cur->scope, cur->arg_name())) break;
       ArgState st = retrieve(cur->scope, cur->arg_name(), false);
       if (aborted()) return abort_envelope();
-      if (st.kind == ArgKind::kError) return Envelope::err(st.error);
+      if (st.kind == ArgKind::kError) return Envelope::err(st.z5());
       cur = st.value;
       continue;
     }
@@ -1466,7 +1476,7 @@ Interpreter::ImplRun Interpreter::run_builtin_impl(const NodeP& z14, const std::
     ArgState st = retrieve(frame, names[i], lazy);
     if (aborted()) return run;
     if (st.kind == ArgKind::kError) {
-      run.result = Envelope::err(st.error);
+      run.result = Envelope::err(st.z5());
       return run;
     }
     if (!lazy) {
@@ -1555,7 +1565,7 @@ std::unique_ptr<CodeCall> Interpreter::code_call(const NodeP& z14, const FrameP&
     ArgState st = retrieve(frame, d.name, false);
     if (aborted()) return nullptr;
     if (st.kind == ArgKind::kError) {
-      run.result = Envelope::err(st.error);
+      run.result = Envelope::err(st.z5());
       return nullptr;
     }
     Envelope ev = eager(st.value);
@@ -2022,11 +2032,11 @@ Envelope Interpreter::evaluator_envelope(CodeAnswer&& answer, std::optional<Meta
     }
   }
   if (zo::ref_id(value) == "Z23") value = zo::void_value();
-  if (!zo::is_map(meta)) meta = nullptr;
   auto normal =
       value.is_null() ? std::expected<json, json>(zo::void_value()) : zo::normalize(value);
   NodeP v = Node::from_json(normal ? *normal : zo::void_value());
   v->set_scope(empty_);
+  if (!zo::is_map(meta)) return Envelope{std::move(v), std::nullopt};
   return Envelope{std::move(v), std::move(meta)};
 }
 
@@ -2039,8 +2049,8 @@ Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
   std::optional<MetaPairs> pairs = std::move(run.evaluator_meta);
   const bool usual = top_level && trailing_ != nullptr && !run.type.empty() &&
                      !is_void_node(result.value) &&
-                     (result.meta.is_null() || (zo::is_map(result.meta) && !result.has_error()));
-  if (pairs && (!usual || !result.meta.is_null())) {
+                     (!result.meta || (zo::is_map(*result.meta) && !result.has_error()));
+  if (pairs && (!usual || result.meta)) {
     result.meta = metadata_map(*pairs);
     pairs.reset();
   }
@@ -2053,9 +2063,9 @@ Envelope Interpreter::answer(ImplRun& run, const NodeP& z8, bool top_level) {
     // (which drops the implementation keys either way). Warnings go after the implementation
     // keys of a map, so with warnings the keys join the map as before.
     replace_argument_references(result.value, 0);
-    const bool had_meta = !result.meta.is_null() || pairs;
+    const bool had_meta = result.meta || pairs;
     result = return_check(std::move(result), z8);
-    if (!result.has_error() && (had_meta || result.meta.is_null())) {
+    if (!result.has_error() && (had_meta || !result.meta)) {
       if (had_meta && !warnings_.empty()) {
         if (pairs) result.meta = metadata_map(*pairs);
         if (!run.id.empty()) set_meta(result, "implementationId", zo::z6(run.id));
@@ -2264,11 +2274,11 @@ Answer Interpreter::finish_call(Envelope r) {
     warnings_.clear();
   }
   // The usual success: the value's node itself, written to text by the engine (response.h).
-  if (r.meta.is_null() && r.value && Answer::is_terminal_value(*r.value)) {
+  if (!r.meta && r.value && Answer::is_terminal_value(*r.value)) {
     return Answer{std::move(r.value), nullptr};
   }
   json value = r.value ? r.value->to_json() : zo::void_value();
-  return Answer{nullptr, zo::make_envelope(std::move(value), std::move(r.meta))};
+  return Answer{nullptr, zo::make_envelope(std::move(value), r.meta ? std::move(*r.meta) : json())};
 }
 
 void Interpreter::warn(json z5) {

@@ -121,6 +121,7 @@ Node* intern_terminal(std::string_view text) {
   Node* n = table->find_or_add(text, [&](const std::string&) {
     auto* node = new Node;
     node->interned = true;
+    node->terminal = kReference ? Node::Terminal::kReference : Node::Terminal::kString;
     node->entries.reserve(2);
     node->entries.push_back({"Z1K1", NodeP(tag)});
     node->entries.push_back({kReference ? "Z9K1" : "Z6K1", NodeP(value)});
@@ -187,12 +188,12 @@ Key::Key(std::string_view s) {
   }
 }
 
-Key::Key(const Key& o) : bits_(o.bits_) {
-  if (!o.interned()) bits_ = reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
+std::uintptr_t Key::copy_owned(const Key& o) {
+  return reinterpret_cast<std::uintptr_t>(new std::string(o.str())) | 1;
 }
 
-Key::~Key() {
-  if (!interned()) delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
+void Key::delete_owned() {
+  delete reinterpret_cast<std::string*>(bits_ & ~std::uintptr_t{1});
 }
 
 // ---- node memory ------------------------------------------------------------------------------
@@ -680,7 +681,8 @@ namespace {
 
 // Node::ref() without a copy, for the shape tests below.
 std::string_view ref_text(const Node& n) {
-  if (n.is_string) return {};
+  if (n.terminal == Node::Terminal::kReference) return n.entries[1].original->text;
+  if (n.is_string || n.terminal == Node::Terminal::kString) return {};
   const CommonKeys& keys = common_keys();
   // Z1K1 first: most nodes asked are not references, and then Z9K1 is not looked for (a scan of
   // every entry, which would also build the lazy ones it passes).
@@ -697,12 +699,13 @@ std::string Node::ref() const {
   return std::string(ref_text(*this));
 }
 
-std::string_view Node::ref_view() const {
+std::string_view Node::ref_view_of_entries() const {
   return engine_detail::ref_text(*this);
 }
 
 std::string Node::str() const {
-  if (is_string) return {};
+  if (terminal == Terminal::kString) return entries[1].original->text;
+  if (is_string || terminal == Terminal::kReference) return {};
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
   if (t == nullptr || !t->is_string || !text_is(*t, "Z6")) return {};
@@ -711,7 +714,7 @@ std::string Node::str() const {
   return {};
 }
 
-bool Node::is_ref() const {
+bool Node::is_ref_of_entries() const {
   if (is_string) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
@@ -721,6 +724,7 @@ bool Node::is_ref() const {
 }
 
 bool Node::is_z6() const {
+  if (terminal != Terminal::kNone) return terminal == Terminal::kString;
   const CommonKeys& keys = common_keys();
   const Node* t = is_string ? nullptr : peek(keys.z1k1);
   return t && t->is_string && text_is(*t, "Z6") && peek(keys.z6k1) != nullptr;
@@ -739,14 +743,14 @@ std::string_view Node::type_ref_view() const {
 }
 
 bool Node::is_call() const {
-  if (is_string) return false;
+  if (is_string || terminal != Terminal::kNone) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
   return t && !t->is_string && same_text(ref_text(*t), "Z7") && peek(keys.z7k1) != nullptr;
 }
 
 bool Node::is_arg_ref() const {
-  if (is_string) return false;
+  if (is_string || terminal != Terminal::kNone) return false;
   const CommonKeys& keys = common_keys();
   const Node* t = peek(keys.z1k1);
   if (!t || t->is_string || !same_text(ref_text(*t), "Z18")) return false;

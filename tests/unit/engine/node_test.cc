@@ -195,6 +195,56 @@ TEST(NodeSharing, ReferencesAndStringObjectsAreSharedAndNeverChanged) {
   EXPECT_NE(ed::Node::from_shared(other).get(), ed::Node::from_shared(other).get());
 }
 
+// The shared reference and string objects answer the shape tests from what they are
+// (Node::terminal), without reading their entries: the same answers as a request's own node of
+// the same two entries, for ZIDs, tags and keys, and for texts too long to be shared.
+TEST(NodeSharing, SharedTerminalsAnswerTheShapeTestsAsTheirEntriesDo) {
+  const auto own = [](bool reference, const std::string& text) {
+    ed::NodeP n = ed::Node::make_object();
+    n->add("Z1K1", ed::str_node(reference ? "Z9" : "Z6"));
+    n->add(reference ? "Z9K1" : "Z6K1", ed::str_node(text));
+    return n;
+  };
+  const std::string long_text(40, 'Z');  // beyond the interning bound
+  for (const std::string& text :
+       {std::string("Z801"), std::string("Z7"), std::string("Z18"), std::string("Z9"),
+        std::string("Z801K1"), std::string("hello"), long_text}) {
+    for (bool reference : {true, false}) {
+      SCOPED_TRACE(text + (reference ? " (reference)" : " (string)"));
+      const ed::NodeP shared = reference ? ed::z9_node(text) : ed::z6_node(text);
+      const ed::NodeP mine = own(reference, text);
+      EXPECT_FALSE(mine->interned);
+      const bool sharable = text != long_text && text != "hello";  // a value is never shared
+      EXPECT_EQ(shared->interned, sharable);
+      EXPECT_EQ(shared->terminal != ed::Node::Terminal::kNone, sharable);
+      EXPECT_EQ(mine->terminal, ed::Node::Terminal::kNone);
+      for (const ed::NodeP& n : {shared, mine}) {
+        EXPECT_EQ(n->is_ref(), reference);
+        EXPECT_EQ(n->is_z6(), !reference);
+        EXPECT_EQ(n->ref_view(), reference ? text : "");
+        EXPECT_EQ(n->ref(), reference ? text : "");
+        EXPECT_EQ(n->str(), reference ? "" : text);
+        EXPECT_EQ(n->type_ref_view(), reference ? "Z9" : "Z6");
+        EXPECT_FALSE(n->is_call());
+        EXPECT_FALSE(n->is_arg_ref());
+        EXPECT_EQ(n->to_json(), mine->to_json());
+      }
+    }
+  }
+  // A call whose type is the shared Z7 reference, and an argument reference typed by Z18.
+  ed::NodeP call = ed::Node::make_object();
+  call->add("Z1K1", ed::z9_node("Z7"));
+  call->add("Z7K1", ed::z9_node("Z801"));
+  EXPECT_TRUE(call->is_call());
+  EXPECT_FALSE(call->is_ref());
+  EXPECT_EQ(call->type_ref_view(), "Z7");
+  ed::NodeP arg = ed::Node::make_object();
+  arg->add("Z1K1", ed::z9_node("Z18"));
+  arg->add("Z18K1", ed::z6_node("Z801K1"));
+  EXPECT_TRUE(arg->is_arg_ref());
+  EXPECT_EQ(arg->arg_name(), "Z801K1");
+}
+
 TEST(NodeSharing, ObjectNodesAreCountedAndFreedWithTheirLastOwner) {
   ed::NodeP call = ed::Node::make_object();
   call->add("Z1K1", ed::z9_node("Z7"));
