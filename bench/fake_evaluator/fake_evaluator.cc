@@ -148,7 +148,7 @@ struct Conn {
   int fd = -1;
   std::uint64_t generation = 0;  // bumped when a hold ends or the connection closes
   bool held = false;             // a slow call waits on its timer
-  bool closing = false;          // closed once `out` is sent
+  bool closing = false;          // an error was answered: the connection ends
   bool writing = false;          // registered for EPOLLOUT
   std::string in;
   std::size_t in_len = 0;
@@ -256,13 +256,14 @@ class Server {
     if (c.in.size() < c.in_len + kReadChunk) c.in.resize(c.in_len + kReadChunk);
     const auto n = recv(c.fd, c.in.data() + c.in_len, c.in.size() - c.in_len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (c.held || c.closing) {
+    if (c.held) {
       // Anything while a call is held (the end of the connection, as a rule): the orchestrator
       // gave the call up. As the asyncio fake, counted as closed and the connection closed.
-      if (c.held) end_hold(c, false);
+      end_hold(c, false);
       return close_conn(c);
     }
     if (n <= 0) return close_conn(c);
+    if (c.closing) return;  // after an error answer: read and dropped until the peer closes
     c.in_len += static_cast<std::size_t>(n);
     serve(c);
   }
@@ -296,9 +297,17 @@ class Server {
     if (c.held && c.in_len > 0) {  // sent on before its answer: as the asyncio fake, closed
       end_hold(c, false);
       close_conn(c);
-    } else if (c.closing && c.out.empty()) {
-      close_conn(c);
+    } else if (c.closing) {
+      c.in_len = 0;
+      end_after_answer(c);
     }
+  }
+
+  // After an error answer: the write side is shut once the answer is sent, and what the peer still
+  // sends is read and dropped until it closes; closing at once with its bytes unread would reset
+  // the connection, which can destroy the answer before the peer reads it.
+  void end_after_answer(Conn& c) {
+    if (c.out.empty() && shutdown(c.fd, SHUT_WR) != 0) close_conn(c);
   }
 
   std::string stats() const {
@@ -362,7 +371,7 @@ class Server {
     pending.swap(c.out);
     if (c.writing && watch(c.fd, EPOLL_CTL_MOD, EPOLLIN)) c.writing = false;
     send_answer(c, pending);
-    if (c.fd >= 0 && c.closing && c.out.empty()) close_conn(c);
+    if (c.fd >= 0 && c.closing) end_after_answer(c);
   }
 
   void close_conn(Conn& c) {
