@@ -20,6 +20,7 @@
 //   wf-fake-evaluator --port-file PATH [--hold 3] [--jitter 0.2] [--seed N]
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -66,17 +67,16 @@ std::string response(std::string_view status, std::string_view type, std::string
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+// A header's name is `name` (ASCII, any case).
+bool header_is(std::string_view header, std::string_view name) {
+  return header.size() == name.size() && strncasecmp(header.data(), name.data(), name.size()) == 0;
 }
 
-std::string_view trim(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
+// A header's value without the blanks around it.
+std::string_view header_value(std::string_view raw) {
+  const auto from = raw.find_first_not_of(" \t");
+  if (from == std::string_view::npos) return {};
+  return raw.substr(from, raw.find_last_not_of(" \t") + 1 - from);
 }
 
 // A request's head as far as this fake needs it; `error` is the answer for a bad one.
@@ -116,8 +116,9 @@ std::optional<Request> parse_head(std::string_view in) {
     const std::string_view header = rest.substr(0, eol);
     const auto colon = header.find(':');
     if (colon == std::string_view::npos) continue;
-    const std::string_view name = header.substr(0, colon), value = trim(header.substr(colon + 1));
-    if (iequals(name, "content-length")) {
+    const std::string_view name = header.substr(0, colon);
+    const std::string_view value = header_value(header.substr(colon + 1));
+    if (header_is(name, "content-length")) {
       std::size_t n = 0;
       for (char c : value) {
         if (c < '0' || c > '9' || n > kMaxBodyBytes) {
@@ -133,7 +134,7 @@ std::optional<Request> parse_head(std::string_view in) {
         return r;
       }
       r.body_length = n;
-    } else if (iequals(name, "transfer-encoding")) {
+    } else if (header_is(name, "transfer-encoding")) {
       r.error = "501 Not Implemented";
       r.why = "Transfer-Encoding: send the body with a Content-Length";
       return r;

@@ -7,6 +7,7 @@ their error and the connection closed. Loopback only; no assertion on how long a
 beyond "a held call is not answered before its shortest hold"."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -49,26 +50,26 @@ def request(method, path, body=b""):
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+def split_answer(data):
+    """(answer, rest) when `data` starts with a whole answer (its head and a Content-Length body),
+    else None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    length = re.search(rb"\r\ncontent-length:[ \t]*(\d+)", data[:end], re.IGNORECASE)
+    total = end + 4 + (int(length.group(1)) if length else 0)
+    return (data[:total], data[total:]) if len(data) >= total else None
+
+
 def read_answer(sock, buffered=b""):
-    """One answer's bytes (head and Content-Length body) and what was read past it."""
+    """One answer's bytes and what was read past it (a pipelined answer's start)."""
     data = buffered
-    while b"\r\n\r\n" not in data:
+    while (parts := split_answer(data)) is None:
         chunk = sock.recv(65536)
         if not chunk:
-            raise AssertionError(f"connection closed after {data!r}")
+            raise AssertionError(f"connection closed after {data[:300]!r}")
         data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for text in head.split(b"\r\n")[1:]:
-        name, _, value = text.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed inside a body")
-        rest += chunk
-    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+    return parts
 
 
 def stats(port):
