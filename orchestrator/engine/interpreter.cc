@@ -1978,7 +1978,7 @@ void Interpreter::remember_code_answer(std::string key, const CodeRunner::Result
   }
 }
 
-CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall> cc) {
+CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall>&& cc) {
   if (evaluator_calls_++ == 0 && call_depth_ == 1 && orchestrating_ == 1 &&
       (retirable_here() || replaying())) {
     return evaluate_code_retirable(std::move(cc));
@@ -1992,7 +1992,7 @@ CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall> cc) {
 
 // Only the first: a retired fiber's replay runs the request from its start, and any evaluator
 // call before the retired one would be sent again.
-CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall> cc) {
+CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc) {
   CodeRunner::Result out;
   {
     Stopwatch watch(evaluator_us_);

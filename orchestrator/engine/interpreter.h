@@ -244,10 +244,13 @@ class Interpreter {
   // The call goes to the evaluator's work (evaluate_code), which frees it once it is sent.
   CodeRunner::Result run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember);
   [[gnu::noinline]] void remember_code_answer(std::string key, const CodeRunner::Result& out);
-  CodeRunner::Result evaluate_code(std::unique_ptr<CodeCall> cc);
+  // The call by rvalue reference, here and below: a by-value std::unique_ptr is a temporary the
+  // caller destroys, so evaluate_code's frame would have a cleanup for a retired fiber's unwinding
+  // to stop at (~7.8k instructions a slow cycle, bench/README.md, wf/fake9).
+  CodeRunner::Result evaluate_code(std::unique_ptr<CodeCall>&& cc);
   // The request's first code call at the top level, on a fiber that can be retired while it
   // waits (fiber.h, await_retirable): the replay takes the answer of the same call.
-  [[gnu::noinline]] CodeRunner::Result evaluate_code_retirable(std::unique_ptr<CodeCall> cc);
+  [[gnu::noinline]] CodeRunner::Result evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc);
   [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
