@@ -936,8 +936,14 @@ class ProcessCall final : public SandboxCall, public std::enable_shared_from_thi
     if (phase == Phase::kDone) return;
     core_->metrics().cancelled[static_cast<std::size_t>(reason)]->Increment();
     // The request's deadline: what the wall-clock timer does, now (the caller gets its timeout
-    // error, not a cancellation).
-    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) return on_wall_end();
+    // error, not a cancellation). Whichever noticed it first, the detail names the deadline and
+    // the time the call had, not the wall limit it did not reach.
+    if (reason == CancelReason::kDeadline && phase != Phase::kEnding) {
+      const Clock::time_point started = wall_end_ - wall_;
+      wall_ = std::min(wall_, std::chrono::ceil<milliseconds>(Clock::now() - started));
+      deadline_bound_ = true;
+      return on_wall_end();
+    }
     int kill_reason = kKillNone;
     if (phase != Phase::kWaiting && pidfd_.is_open()) {
       pidfd_signal(pidfd_.native_handle(), SIGKILL);  // its zygote reaps it

@@ -1084,6 +1084,10 @@ TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
       << "the cancellation did not end the call (its wall limit is 600 s)";
   CallOutcome out = future.get();
   EXPECT_EQ(out.status, Status::kTimeout) << out.detail;
+  // The deadline ended it, not the wall limit of 600 s, and it had less than a minute.
+  EXPECT_NE(out.detail.find("the request's deadline ("), std::string::npos) << out.detail;
+  EXPECT_EQ(out.detail.find("wall-clock limit"), std::string::npos) << out.detail;
+  EXPECT_EQ(out.detail.find("600000"), std::string::npos) << out.detail;
   EXPECT_EQ(metric_value(series), before + 1);
 }
 
