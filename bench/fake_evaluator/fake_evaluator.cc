@@ -6,6 +6,8 @@
 // - GET /stats: {"held": <slow calls waiting now>, "answered": <slow calls answered>, "closed":
 //   <slow calls whose connection the peer closed first>};
 // - any other path: the Z22 at once.
+// With --answer-file, the Z22 answered (at once and after a hold) is that file's content instead
+// (bench/orchestrator_cpu: a real wf-evaluator's answer, its metadata included).
 // HTTP/1.1 keep-alive (the connection stays open until the peer closes it), request bodies by
 // Content-Length. The listening port is written to PORT_FILE (to PORT_FILE.tmp, then renamed, so
 // that a reader never sees a partial number).
@@ -17,7 +19,7 @@
 // epoll_ctl per request), the held calls' deadlines are one binary heap whose earliest entry is the
 // loop's wait timeout (no timer per call, no timerfd), and an answer is one send.
 //
-//   wf-fake-evaluator --port-file PATH [--hold 3] [--jitter 0.2] [--seed N]
+//   wf-fake-evaluator --port-file PATH [--hold 3] [--jitter 0.2] [--seed N] [--answer-file PATH]
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <strings.h>
@@ -35,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -167,12 +170,13 @@ struct Deadline {
 
 class Server {
  public:
-  Server(int listener, double hold_s, double jitter, std::uint64_t seed)
+  Server(int listener, double hold_s, double jitter, std::uint64_t seed, std::string_view z22)
       : listener_(listener),
         epoll_(epoll_create1(EPOLL_CLOEXEC)),
         hold_s_(hold_s),
         spread_(1 - jitter, 1 + jitter),
-        random_(seed) {}
+        random_(seed),
+        z22_(response("200 OK", "application/json", z22, false)) {}
 
   bool start() {
     if (epoll_ < 0) return false;
@@ -393,7 +397,7 @@ class Server {
   std::mt19937_64 random_;
   std::vector<std::unique_ptr<Conn>> conns_;  // by fd
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
-  const std::string z22_ = response("200 OK", "application/json", kZ22, false);
+  const std::string z22_;
   long long held_ = 0, answered_ = 0, closed_ = 0;
 };
 
@@ -431,6 +435,7 @@ int main(int argc, char** argv) {
   std::string port_file;
   double hold_s = 3, jitter = 0.2;
   std::uint64_t seed = std::random_device{}();
+  std::string answer_file;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--port-file") {
@@ -441,6 +446,8 @@ int main(int argc, char** argv) {
       jitter = std::atof(value.c_str());
     } else if (flag == "--seed") {
       seed = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (flag == "--answer-file") {
+      answer_file = value;
     } else {
       std::fprintf(stderr, "wf-fake-evaluator: unknown flag '%s'\n", flag.c_str());
       return 2;
@@ -450,8 +457,19 @@ int main(int argc, char** argv) {
       !(jitter >= 0 && jitter < 1)) {
     std::fprintf(stderr,
                  "usage: wf-fake-evaluator --port-file PATH [--hold SECONDS (0..86400, default 3)] "
-                 "[--jitter J (0 <= J < 1, default 0.2)] [--seed N]\n");
+                 "[--jitter J (0 <= J < 1, default 0.2)] [--seed N] [--answer-file PATH]\n");
     return 2;
+  }
+  std::string z22(kZ22);
+  if (!answer_file.empty()) {
+    std::ifstream in(answer_file, std::ios::binary);
+    z22.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) z22.clear();
+    if (z22.empty()) {
+      std::fprintf(stderr, "wf-fake-evaluator: cannot read an answer from %s (missing or empty)\n",
+                   answer_file.c_str());
+      return 2;
+    }
   }
   // One descriptor per held call: the bench keeps thousands.
   rlimit files{};
@@ -465,7 +483,7 @@ int main(int argc, char** argv) {
     std::perror("wf-fake-evaluator: listen on 127.0.0.1");
     return 1;
   }
-  Server server(listener, hold_s, jitter, seed);
+  Server server(listener, hold_s, jitter, seed, z22);
   if (!server.start()) {
     std::perror("wf-fake-evaluator: epoll");
     return 1;

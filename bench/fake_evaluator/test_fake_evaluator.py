@@ -1,7 +1,8 @@
 """wf-fake-evaluator answers what bench/slow_calls' asyncio fake answers (ctest
 integration.fake_evaluator; WF_BIN_DIR names the binaries' directory, as for tests/integration).
 
-Byte for byte on the same requests; a slow call held (counted in /stats' "held") then answered, or
+Byte for byte on the same requests; with --answer-file, what bench/orchestrator_cpu's asyncio
+fake answers (a real evaluator's Z22), at once and after a hold; a slow call held (counted in /stats' "held") then answered, or
 counted "closed" when its client hangs up first; hundreds held at once; bad requests answered with
 their error and the connection closed. Loopback only; no assertion on how long anything took
 beyond "a held call is not answered before its shortest hold"."""
@@ -18,16 +19,21 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN_DIR = os.environ.get("WF_BIN_DIR", os.path.join(HERE, "..", "..", "build", "bin"))
 SLOW_CALLS = os.path.join(HERE, "..", "slow_calls")
+ORCHESTRATOR_CPU = os.path.join(HERE, "..", "orchestrator_cpu")
 EVALUATE = "/wikifunctions.org/v1/evaluate/"
 BOUND_S = 60  # the overall bound of every wait for a condition (a loaded machine is slow)
 
 
-def start(kind, hold, tmp):
-    """Starts a fake (cpp or python) with `hold` s ± 20%; returns (process, port)."""
+def start(kind, hold, tmp, extra=()):
+    """Starts a fake with `hold` s ± 20%; returns (process, port). kind: cpp (with `extra` flags),
+    python (bench/slow_calls'), python-cpu (bench/orchestrator_cpu's: `hold` exactly, every call)."""
     port_file = os.path.join(tmp, kind + "-port")
-    cmd = ([os.path.join(BIN_DIR, "wf-fake-evaluator"), "--port-file", port_file, "--hold", str(hold)]
-           if kind == "cpp" else
-           [sys.executable, SLOW_CALLS, "--serve-fake-evaluator", port_file, "--hold", str(hold)])
+    cmd = {"cpp": [os.path.join(BIN_DIR, "wf-fake-evaluator"), "--port-file", port_file,
+                   "--hold", str(hold)] + list(extra),
+           "python": [sys.executable, SLOW_CALLS, "--serve-fake-evaluator", port_file, "--hold",
+                      str(hold)],
+           "python-cpu": [sys.executable, ORCHESTRATOR_CPU, "--serve-fake", port_file, "--hold",
+                          str(hold)]}[kind]
     proc = subprocess.Popen(cmd)
     end = time.monotonic() + BOUND_S
     while not os.path.exists(port_file):
@@ -109,10 +115,51 @@ class FakeEvaluatorTest(unittest.TestCase):
             p.wait()
         self.tmp.cleanup()
 
-    def fake(self, kind, hold):
-        proc, port = start(kind, hold, self.tmp.name)
+    def fake(self, kind, hold, extra=()):
+        proc, port = start(kind, hold, self.tmp.name, extra)
         self.procs.append(proc)
         return port
+
+    def test_answer_file_gives_the_same_bytes_as_orchestrator_cpus_fake(self):
+        """bench/orchestrator_cpu --fake cpp: with its canned Z22 as --answer-file, the C++ fake
+        answers what the asyncio fake of orchestrator_cpu answers, at once (--hold 0) and for a
+        held call (under /slow/, as orchestrator_cpu --call slow sends them)."""
+        answer_file = os.path.join(self.tmp.name, "answer.json")
+        canned = subprocess.run([sys.executable, "-c", (
+            "import importlib.machinery, json, sys; "
+            f"m = importlib.machinery.SourceFileLoader('ocpu', {ORCHESTRATOR_CPU!r}).load_module(); "
+            "sys.stdout.write(json.dumps(m.canned_z22(), separators=(',', ':')))")],
+            capture_output=True, check=True, timeout=BOUND_S).stdout
+        self.assertIn(b'"Z6K1":"HELLO"', canned)
+        with open(answer_file, "wb") as f:
+            f.write(canned)
+        body = b'{"codingLanguage":"python-3","functionName":"Z10002"}'
+        answers = {}
+        for kind, hold, path in (("python-cpu", 0, EVALUATE), ("cpp", 0, EVALUATE),
+                                 ("python-cpu", 0.05, EVALUATE), ("cpp", 0.05, "/slow" + EVALUATE)):
+            extra = ["--jitter", "0", "--answer-file", answer_file] if kind == "cpp" else []
+            port = self.fake(kind, hold, extra)
+            with connect(port) as s:
+                s.sendall(request("POST", path, body))
+                answer, rest = read_answer(s)
+                self.assertEqual(rest, b"")
+                answers[(kind, hold)] = answer
+        self.assertTrue(answers[("cpp", 0)].endswith(b"\r\n\r\n" + canned), answers[("cpp", 0)][:300])
+        self.assertEqual(answers[("cpp", 0)], answers[("python-cpu", 0)])
+        self.assertEqual(answers[("cpp", 0.05)], answers[("python-cpu", 0.05)])
+        self.assertEqual(stats(port), {"held": 0, "answered": 1, "closed": 0})
+
+    def test_an_unreadable_answer_file_stops_the_start(self):
+        missing = os.path.join(self.tmp.name, "missing.json")
+        empty = os.path.join(self.tmp.name, "empty.json")
+        open(empty, "w").close()
+        for path in (missing, empty):
+            r = subprocess.run([os.path.join(BIN_DIR, "wf-fake-evaluator"), "--port-file",
+                                os.path.join(self.tmp.name, "port"), "--answer-file", path],
+                               capture_output=True, text=True, timeout=BOUND_S)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"cannot read an answer from {path}", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "port")))
 
     def test_same_bytes_as_the_asyncio_fake(self):
         """Fast call, /stats, a held slow call, /stats again: on one keep-alive connection each,

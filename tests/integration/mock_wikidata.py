@@ -7,8 +7,10 @@ format) through the two requests the orchestrator makes:
   ?action=query&list=search&srnamespace=146&srsearch=haswbstatement:P5137=Q146
                                                      lexemes having that statement (on the lexeme,
                                                      its forms or its senses)
-`mode` switches behaviour: "ok", "slow" (answers after `delay` seconds), "rate_limited" (429),
-"error" (500). `requests` records the entity ids of every wbgetentities request.
+`mode` switches behaviour: "ok", "slow" (answers after `delay` seconds, or when `release()` is
+called: `hold()` holds every request until then), "rate_limited" (429), "error" (500).
+`requests` records the entity ids of every wbgetentities request; `slow_answered` counts the slow
+requests answered.
 """
 
 import glob
@@ -50,11 +52,25 @@ class MockWikidata:
         self.delay = 3.0
         self.entity_requests = []  # ids of each wbgetentities request
         self.search_requests = []
+        self.slow_answered = 0
+        self._lock = threading.Lock()
         self._release = threading.Event()
         self.server = h.FakeServer(self._handle)
         # A slow answer written after the orchestrator gave up is a broken pipe: expected here.
         self.server.server.handle_error = lambda request, address: None
         self.api = self.server.base + "/w/api.php"
+
+    def hold(self):
+        """Slow mode with a delay far beyond any test's wait: only the orchestrator can end a call
+        before release()."""
+        self.mode, self.delay = "slow", 600.0
+
+    def release(self):
+        self._release.set()
+
+    def count_slow_answered(self):
+        with self._lock:
+            return self.slow_answered
 
     def close(self):
         self._release.set()
@@ -70,6 +86,8 @@ class MockWikidata:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
         if self.mode == "slow":
             self._release.wait(self.delay)
+            with self._lock:
+                self.slow_answered += 1
         if self.mode == "rate_limited":
             return 429, "application/json", b'{"error":{"code":"ratelimited"}}'
         if self.mode == "error":

@@ -265,16 +265,20 @@ class FetchTest(WikidataCase):
 
 
 class FailureTest(WikidataCase):
-    extra = ("--wikidata-timeout-ms", "400")
+    # The call's deadline is far beyond the client's 90 s hang guard, and the mock holds the
+    # request until released: only the 400 ms Wikidata timeout can end the call in time.
+    extra = ("--wikidata-timeout-ms", "400", "--request-timeout-ms", "600000")
 
     def test_slow_wikidata_ends_at_the_deadline(self):
-        self.wikidata.mode, self.wikidata.delay = "slow", 10.0
+        self.wikidata.hold()
         start = time.monotonic()
-        err = self.error(call("Z6821", wref("Z6091", "Q42")), timeout=20)
+        err = self.error(call("Z6821", wref("Z6091", "Q42")), timeout=90)
         elapsed = time.monotonic() - start
+        self.assertEqual(self.wikidata.count_slow_answered(), 0, "the mock answered: nothing timed out")
+        self.wikidata.release()
         self.assertEqual(err["Z5K1"], "Z500")
-        self.assertIn("did not answer within", json.dumps(err))
-        self.assertLess(elapsed, 5.0)
+        self.assertIn("did not answer within the time allowed (wikidata_timeout_ms 400", json.dumps(err))
+        self.assertGreaterEqual(elapsed, 0.4 * 0.9)  # a timer never fires early
         self.assertGreaterEqual(metric_sum(self.orch, "wf_wikidata_requests_total", outcome="timeout"), 1)
 
     def test_rate_limited_and_server_error(self):
@@ -289,27 +293,38 @@ class FailureTest(WikidataCase):
 
 
 class CallDeadlineTest(WikidataCase):
-    extra = ("--request-timeout-ms", "800")
+    # The Wikidata timeout is far beyond the client's 90 s hang guard, and the mock holds the
+    # request until released: only the call's 800 ms deadline can end it in time.
+    extra = ("--request-timeout-ms", "800", "--wikidata-timeout-ms", "600000")
 
     def test_the_calls_deadline_bounds_the_wikidata_request(self):
-        self.wikidata.mode, self.wikidata.delay = "slow", 10.0
+        self.wikidata.hold()
         start = time.monotonic()
-        status, _, z22 = h.evaluate(self.orch, call("Z6821", wref("Z6091", "Q42")), timeout=20)
+        status, _, z22 = h.evaluate(self.orch, call("Z6821", wref("Z6091", "Q42")), timeout=90)
         elapsed = time.monotonic() - start
-        self.assertLess(elapsed, 5.0)
-        self.assertIn("errors", h.metadata(z22) if isinstance(z22, dict) else {}, (status, z22))
+        self.assertEqual(self.wikidata.count_slow_answered(), 0, "the mock answered: nothing timed out")
+        self.wikidata.release()
+        self.assertEqual(status, 200, z22)
+        err = h.metadata(z22).get("errors")
+        self.assertIsNotNone(err, z22)
+        self.assertEqual(h.ref(err["Z5K1"]), "Z558", json.dumps(err)[:1000])
+        self.assertEqual(h.text_of(err["Z5K2"]), "Function call timed out", json.dumps(err)[:1000])
+        self.assertGreaterEqual(elapsed, 0.8 * 0.9)  # a timer never fires early
+        self.assertTrue(h.wait_until(lambda: metric_sum(
+            self.orch, "wf_wikidata_requests_total", outcome="timeout") >= 1, 30))
 
 
 class NotConfiguredTest(unittest.TestCase):
     def test_no_wikidata_url_is_a_clear_z5(self):
         with h.Service("wf-orchestrator", ["--objects-dir", ""]) as orch:
-            start = time.monotonic()
-            status, _, z22 = h.evaluate(orch, call("Z6821", wref("Z6091", "Q42")), timeout=20)
-            self.assertLess(time.monotonic() - start, 5.0)
+            status, _, z22 = h.evaluate(orch, call("Z6821", wref("Z6091", "Q42")), timeout=90)
             self.assertEqual(status, 200)
             err = h.metadata(z22)["errors"]
             self.assertEqual(err["Z5K1"], "Z500")
             self.assertIn("--wikidata-api-url", json.dumps(err))
+            # Refused before any request was tried (none counted, whatever its outcome): not a
+            # timeout or a failed connection to some default address.
+            self.assertEqual(metric_sum(orch, "wf_wikidata_requests_total"), 0)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iterator>
 #include <mutex>
@@ -808,14 +809,44 @@ std::vector<pid_t> children_of(pid_t parent) {
   return pids;
 }
 
+// How long a wait for a condition may take before it fails: far beyond the passing case (which
+// returns as soon as the condition holds) on a loaded CI machine.
+constexpr auto kPatience = 60s;
+
+// "pid 12 has 3 children: 13 14 15", for a failed wait's message.
+std::string children_seen(pid_t parent) {
+  const std::vector<pid_t> pids = children_of(parent);
+  std::string text =
+      "pid " + std::to_string(parent) + " has " + std::to_string(pids.size()) + " children:";
+  for (pid_t pid : pids) text += " " + std::to_string(pid);
+  return text;
+}
+
+// "2 ready, zygote 12 supervisor 11 (before: zygote 9 supervisor 8)", for a failed wait's message.
+std::string healing_seen(Sandbox& sandbox, const SandboxStats& before) {
+  const SandboxStats now = sandbox.stats();
+  return std::to_string(sandbox.ready_children()) + " ready, zygote " +
+         std::to_string(now.zygote_pid) + " supervisor " + std::to_string(now.supervisor_pid) +
+         " (before: zygote " + std::to_string(before.zygote_pid) + " supervisor " +
+         std::to_string(before.supervisor_pid) + ")";
+}
+
+// Polls `predicate` until it holds or `limit` passes. A failure says how long it waited and, with
+// `seen`, what it saw last.
 template <typename Predicate>
-bool wait_until(Predicate predicate, std::chrono::milliseconds limit) {
+::testing::AssertionResult wait_until(Predicate predicate, std::chrono::milliseconds limit,
+                                      const std::function<std::string()>& seen = {}) {
   auto until = Clock::now() + limit;
   while (!predicate()) {
-    if (Clock::now() >= until) return false;
+    if (Clock::now() >= until) {
+      if (predicate()) break;
+      auto failure = ::testing::AssertionFailure() << "not within " << limit.count() << " ms";
+      if (seen) failure << "; saw " << seen();
+      return failure;
+    }
     std::this_thread::sleep_for(10ms);
   }
-  return true;
+  return ::testing::AssertionSuccess();
 }
 
 // The start address of each mapping of `pid` whose VmFlags hold `flag` (from /proc/<pid>/smaps);
@@ -847,7 +878,8 @@ TEST(ZygoteRestart, TheZygotesBookkeepingIsNotInItsChildren) {
   auto sandbox = start_sandbox("scripted", test_limits());
   const pid_t zygote = sandbox->stats().zygote_pid;
   ASSERT_GT(zygote, 0);
-  ASSERT_TRUE(wait_until([&] { return !children_of(zygote).empty(); }, 5s));
+  ASSERT_TRUE(wait_until([&] { return !children_of(zygote).empty(); }, kPatience,
+                         [&] { return children_seen(zygote); }));
   auto in_zygote = mappings_flagged(zygote, "dc");
   ASSERT_TRUE(in_zygote.has_value());
   ASSERT_EQ(in_zygote->size(), 1u);
@@ -882,18 +914,19 @@ TEST(SelfHealing, StoppedZygoteIsKilledAndReplaced) {
       metric_value(R"(wf_evaluator_sandbox_zygote_kills_total{language="scripted"})");
   ASSERT_EQ(::kill(before.zygote_pid, SIGSTOP), 0);
   // /readyz tells the truth while the zygote does not answer...
-  EXPECT_TRUE(wait_until([&] { return sandbox->ready_children() == 0; }, 10s));
-  // ...and the language is back within seconds, with a new zygote.
+  EXPECT_TRUE(wait_until([&] { return sandbox->ready_children() == 0; }, kPatience,
+                         [&] { return std::to_string(sandbox->ready_children()) + " ready"; }));
+  // ...and the language is back, with a new zygote.
   EXPECT_TRUE(wait_until(
       [&] {
         return sandbox->ready_children() > 0 && sandbox->stats().zygote_pid > 0 &&
                sandbox->stats().zygote_pid != before.zygote_pid;
       },
-      15s));
+      kPatience, [&] { return healing_seen(*sandbox, before); }));
   CallOutcome out = echo(*sandbox, "healed");
   EXPECT_EQ(out.status, Status::kOk) << out.detail;
   EXPECT_EQ(out.output.z22_json, "Z1:healed");
-  EXPECT_TRUE(wait_until([&] { return ::kill(before.zygote_pid, 0) != 0; }, 5s))
+  EXPECT_TRUE(wait_until([&] { return ::kill(before.zygote_pid, 0) != 0; }, kPatience))
       << "the stopped zygote must be killed";
   EXPECT_EQ(metric_value(R"(wf_evaluator_sandbox_zygote_kills_total{language="scripted"})"),
             kills_before + 1);
@@ -910,11 +943,11 @@ TEST(SelfHealing, KilledSupervisorIsStartedAgain) {
         return sandbox->ready_children() > 0 && now.supervisor_pid > 0 &&
                now.supervisor_pid != before.supervisor_pid;
       },
-      20s));
+      kPatience, [&] { return healing_seen(*sandbox, before); }));
   CallOutcome out = echo(*sandbox, "again");
   EXPECT_EQ(out.status, Status::kOk) << out.detail;
   EXPECT_EQ(out.output.z22_json, "Z1:again");
-  EXPECT_TRUE(wait_until([&] { return ::kill(before.zygote_pid, 0) != 0; }, 5s))
+  EXPECT_TRUE(wait_until([&] { return ::kill(before.zygote_pid, 0) != 0; }, kPatience))
       << "the old zygote dies with its supervisor";
 }
 
@@ -965,7 +998,7 @@ TEST(SelfHealing, ASupervisorIsSpawnedOffTheEventLoop) {
         return sandbox->ready_children() > 0 && after.supervisor_pid > 0 &&
                after.supervisor_pid != before.supervisor_pid;
       },
-      20s));
+      kPatience, [&] { return healing_seen(*sandbox, before); }));
   EXPECT_FALSE(contains(children_of_thread(loop_thread), after.supervisor_pid));
   pid_t spawner = -1;
   for (pid_t tid : threads_named("wf-sbx-spawn")) {
@@ -1008,7 +1041,8 @@ TEST(Cancellation, CancelKillsTheChildAtOnce) {
   auto sandbox = start_sandbox("scripted", test_limits());
   const pid_t zygote = sandbox->query_stats().zygote_pid;
   const auto pool = static_cast<std::size_t>(test_limits().pool_size);
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   const std::string cancelled_series =
       R"(wf_evaluator_sandbox_cancelled_total{language="scripted",reason="client_gone"})";
   const double cancelled_before = metric_value(cancelled_series);
@@ -1019,14 +1053,16 @@ TEST(Cancellation, CancelKillsTheChildAtOnce) {
                              [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
   ASSERT_NE(call, nullptr);
   // The call's child plus a refilled pool.
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   call->cancel(CancelReason::kClientGone);
   auto future = ended.get_future();
-  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
   CallOutcome out = future.get();
   EXPECT_EQ(out.status, Status::kCancelled) << out.detail;
   // Killed and reaped: the process count is back to the pool size.
-  EXPECT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, 5s));
+  EXPECT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   EXPECT_EQ(metric_value(cancelled_series), cancelled_before + 1);
   call->cancel(CancelReason::kClientGone);  // idempotent
   EXPECT_EQ(metric_value(cancelled_series), cancelled_before + 1);
@@ -1039,7 +1075,8 @@ TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
   auto sandbox = start_sandbox("scripted", test_limits());
   const pid_t zygote = sandbox->query_stats().zygote_pid;
   const auto pool = static_cast<std::size_t>(test_limits().pool_size);
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   CallInput input;
   input.code = "nap";
   input.arguments_json = "600";
@@ -1047,7 +1084,8 @@ TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
   auto call = sandbox->start(input, Clock::now() + 10s,
                              [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
   ASSERT_NE(call, nullptr);
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   std::this_thread::sleep_for(50ms);  // in its sleep by now
   // Every child: the idle ones wait in a read, which the kernel restarts as itself.
   const std::vector<pid_t> children = children_of(zygote);
@@ -1055,7 +1093,7 @@ TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
   std::this_thread::sleep_for(50ms);
   for (pid_t child : children) ::kill(child, SIGCONT);
   auto future = ended.get_future();
-  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
   CallOutcome out = future.get();
   EXPECT_EQ(out.status, Status::kOk) << out.detail;
   EXPECT_EQ(out.output.z22_json, "rested");
@@ -1077,7 +1115,8 @@ TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
                              [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
   const pid_t zygote = sandbox->query_stats().zygote_pid;
   const auto pool = static_cast<std::size_t>(limits.pool_size);
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 60s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   call->cancel(CancelReason::kDeadline);
   auto future = ended.get_future();
   ASSERT_EQ(future.wait_for(60s), std::future_status::ready)
@@ -1121,9 +1160,13 @@ TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
   auto call = sandbox->start(input, Clock::now() + 15s,
                              [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
   const auto pool = static_cast<std::size_t>(limits.pool_size);
-  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
+                         [&] { return children_seen(zygote); }));
   EXPECT_EQ(niced(), 0u) << "within its first 2 s the call keeps the zygote's priority";
-  EXPECT_TRUE(wait_until([&] { return niced() == 1; }, 10s)) << "then only its child is niced";
+  EXPECT_TRUE(
+      wait_until([&] { return niced() == 1; }, kPatience,
+                 [&] { return std::to_string(niced()) + " niced; " + children_seen(zygote); }))
+      << "then only its child is niced";
   call->cancel(CancelReason::kClientGone);
   EXPECT_EQ(ended.get_future().get().status, Status::kCancelled);
 }
@@ -1149,11 +1192,11 @@ TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
   first->cancel(CancelReason::kClientGone);
   for (auto& result : results) {
     auto future = result.get_future();
-    ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+    ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
     EXPECT_EQ(future.get().status, Status::kCancelled);
   }
   auto first_future = first_ended.get_future();
-  ASSERT_EQ(first_future.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(first_future.wait_for(kPatience), std::future_status::ready);
   EXPECT_EQ(first_future.get().status, Status::kCancelled);
   EXPECT_EQ(echo(*sandbox, "after").status, Status::kOk);
 }
@@ -1226,7 +1269,8 @@ TEST(FreshImage, NoByteOfTheServiceIsInASandboxProcess) {
   auto sandbox = start_sandbox("scripted", test_limits());
   SandboxStats stats = sandbox->query_stats();
   std::vector<pid_t> processes = {stats.supervisor_pid, stats.zygote_pid};
-  ASSERT_TRUE(wait_until([&] { return !children_of(stats.zygote_pid).empty(); }, 5s));
+  ASSERT_TRUE(wait_until([&] { return !children_of(stats.zygote_pid).empty(); }, kPatience,
+                         [&] { return children_seen(stats.zygote_pid); }));
   for (pid_t child : children_of(stats.zygote_pid)) processes.push_back(child);
   ASSERT_GE(processes.size(), 3u);
   for (pid_t pid : processes) {
