@@ -688,6 +688,18 @@ CallOutcome echo(Sandbox& sandbox, const std::string& arguments) {
   return sandbox.run(input, Clock::now() + 10s);
 }
 
+// The outcome of a call started with Sandbox::start. The callback owns the promise with the test:
+// a test that stops early (a failed ASSERT while the call runs) leaves the sandbox's later
+// callback a live promise, not one of a frame that is gone (that aborted the whole binary with
+// "Promise already satisfied" instead of reporting the one failure).
+struct Outcome {
+  std::shared_ptr<std::promise<CallOutcome>> promise =
+      std::make_shared<std::promise<CallOutcome>>();
+  std::future<CallOutcome> future = promise->get_future();
+  std::function<void(CallOutcome)> callback() const {
+    return [promise = promise](CallOutcome outcome) { promise->set_value(std::move(outcome)); };
+  }
+};
 TEST(ZygoteRestart, KilledZygoteIsReplacedAndCallsKeepWorking) {
   auto sandbox = start_sandbox("scripted", test_limits());
   SandboxStats before = sandbox->stats();
@@ -1048,15 +1060,14 @@ TEST(Cancellation, CancelKillsTheChildAtOnce) {
   const double cancelled_before = metric_value(cancelled_series);
   CallInput input;
   input.code = "sleep";
-  std::promise<CallOutcome> ended;
-  auto call = sandbox->start(input, Clock::now() + 10s,
-                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  Outcome ended;
+  auto call = sandbox->start(input, Clock::now() + 10s, ended.callback());
   ASSERT_NE(call, nullptr);
   // The call's child plus a refilled pool.
   ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
                          [&] { return children_seen(zygote); }));
   call->cancel(CancelReason::kClientGone);
-  auto future = ended.get_future();
+  auto& future = ended.future;
   ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
   CallOutcome out = future.get();
   EXPECT_EQ(out.status, Status::kCancelled) << out.detail;
@@ -1080,9 +1091,8 @@ TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
   CallInput input;
   input.code = "nap";
   input.arguments_json = "600";
-  std::promise<CallOutcome> ended;
-  auto call = sandbox->start(input, Clock::now() + 10s,
-                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  Outcome ended;
+  auto call = sandbox->start(input, Clock::now() + 10s, ended.callback());
   ASSERT_NE(call, nullptr);
   ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
                          [&] { return children_seen(zygote); }));
@@ -1092,7 +1102,7 @@ TEST(Cancellation, AChildStoppedAndContinuedInASleepAnswers) {
   for (pid_t child : children) ::kill(child, SIGSTOP);
   std::this_thread::sleep_for(50ms);
   for (pid_t child : children) ::kill(child, SIGCONT);
-  auto future = ended.get_future();
+  auto& future = ended.future;
   ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
   CallOutcome out = future.get();
   EXPECT_EQ(out.status, Status::kOk) << out.detail;
@@ -1110,15 +1120,14 @@ TEST(Cancellation, RequestDeadlineEndsTheCallAsATimeoutAtOnce) {
   const double before = metric_value(series);
   CallInput input;
   input.code = "sleep";
-  std::promise<CallOutcome> ended;
-  auto call = sandbox->start(input, Clock::now() + 600s,
-                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  Outcome ended;
+  auto call = sandbox->start(input, Clock::now() + 600s, ended.callback());
   const pid_t zygote = sandbox->query_stats().zygote_pid;
   const auto pool = static_cast<std::size_t>(limits.pool_size);
   ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
                          [&] { return children_seen(zygote); }));
   call->cancel(CancelReason::kDeadline);
-  auto future = ended.get_future();
+  auto& future = ended.future;
   ASSERT_EQ(future.wait_for(60s), std::future_status::ready)
       << "the cancellation did not end the call (its wall limit is 600 s)";
   CallOutcome out = future.get();
@@ -1156,9 +1165,8 @@ TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
   };
   CallInput input;
   input.code = "sleep";
-  std::promise<CallOutcome> ended;
-  auto call = sandbox->start(input, Clock::now() + 15s,
-                             [&](CallOutcome outcome) { ended.set_value(std::move(outcome)); });
+  Outcome ended;
+  auto call = sandbox->start(input, Clock::now() + 15s, ended.callback());
   const auto pool = static_cast<std::size_t>(limits.pool_size);
   ASSERT_TRUE(wait_until([&] { return children_of(zygote).size() == pool + 1; }, kPatience,
                          [&] { return children_seen(zygote); }));
@@ -1168,7 +1176,7 @@ TEST(Scheduling, ACallIsNicedOnlyAfterItHasRunItsGrace) {
                  [&] { return std::to_string(niced()) + " niced; " + children_seen(zygote); }))
       << "then only its child is niced";
   call->cancel(CancelReason::kClientGone);
-  EXPECT_EQ(ended.get_future().get().status, Status::kCancelled);
+  EXPECT_EQ(ended.future.get().status, Status::kCancelled);
 }
 
 TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
@@ -1177,25 +1185,23 @@ TEST(Cancellation, EveryCallOfABurstCanBeCancelled) {
   auto sandbox = start_sandbox("scripted", limits);
   CallInput sleeper;
   sleeper.code = "sleep";
-  std::promise<CallOutcome> first_ended, second_ended;
+  Outcome first_ended;
   // With a pool of one, most of the burst still waits for a child when it is cancelled; the
   // others are cancelled while their child runs. Either way: cancelled, and nothing lingers.
-  auto first = sandbox->start(sleeper, Clock::now() + 10s,
-                              [&](CallOutcome o) { first_ended.set_value(std::move(o)); });
+  auto first = sandbox->start(sleeper, Clock::now() + 10s, first_ended.callback());
   std::vector<std::shared_ptr<SandboxCall>> others;
-  std::vector<std::promise<CallOutcome>> results(4);
+  std::vector<Outcome> results(4);
   for (auto& result : results) {
-    others.push_back(sandbox->start(sleeper, Clock::now() + 10s,
-                                    [&result](CallOutcome o) { result.set_value(std::move(o)); }));
+    others.push_back(sandbox->start(sleeper, Clock::now() + 10s, result.callback()));
   }
   for (auto& other : others) other->cancel(CancelReason::kShutdown);
   first->cancel(CancelReason::kClientGone);
   for (auto& result : results) {
-    auto future = result.get_future();
+    auto& future = result.future;
     ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
     EXPECT_EQ(future.get().status, Status::kCancelled);
   }
-  auto first_future = first_ended.get_future();
+  auto& first_future = first_ended.future;
   ASSERT_EQ(first_future.wait_for(kPatience), std::future_status::ready);
   EXPECT_EQ(first_future.get().status, Status::kCancelled);
   EXPECT_EQ(echo(*sandbox, "after").status, Status::kOk);
