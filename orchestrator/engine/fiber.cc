@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "orchestrator/engine/engine_metrics.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/obs/process_stats.h"
 
 #if WF_ASAN
 #include <sanitizer/asan_interface.h>
@@ -593,8 +595,18 @@ struct FiberPool::Impl {
         loop(options.loop),
         retire_after(options.retire_after) {
     const int n = std::max(1, options.threads);
-    for (int i = 0; i < n; ++i) threads.emplace_back([this] { work(); });
-    if (retire_after.count() > 0) sweeper = std::thread([this] { sweep(); });
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back([this, i] {
+        obs::name_this_thread("wf-engine-" + std::to_string(i));
+        work();
+      });
+    }
+    if (retire_after.count() > 0) {
+      sweeper = std::thread([this] {
+        obs::name_this_thread("wf-retire");
+        sweep();
+      });
+    }
   }
 
   ~Impl() {

@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "wf/http/server.h"
+#include "wf/obs/process_stats.h"
 #include "wire.h"
 
 namespace wf::http {
@@ -85,7 +86,10 @@ ClientError cancelled_error(const Target& t) {
 struct HttpClient::OwnLoop {
   asio::io_context ioc;
   asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
-  std::thread thread{[this] { ioc.run(); }};
+  std::thread thread{[this] {
+    obs::name_this_thread("wf-client");
+    ioc.run();
+  }};
   void stop() {
     guard.reset();
     ioc.stop();

@@ -22,6 +22,7 @@
 #include "request_limits.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/obs/process_stats.h"
 #include "wf/obs/trace.h"
 #include "wire.h"
 
@@ -1560,8 +1561,10 @@ std::uint16_t Server::start() {
   // Each loop's probe also keeps its loop running while it has no connection.
   for (auto& l : s.loops) asio::co_spawn(l->ioc, s.probe_loop_lag(*l), asio::detached);
   s.running = true;
-  for (auto& l : s.loops) {
-    l->thread = std::thread([loop = l.get()] {
+  for (std::size_t i = 0; i < s.loops.size(); ++i) {
+    auto& l = s.loops[i];
+    l->thread = std::thread([loop = l.get(), i] {
+      obs::name_this_thread(fmt::format("wf-loop-{}", i));
       Impl::t_loop = loop;
       t_event_loop = &loop->ioc;
       loop->ioc.run();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "limits_metrics.h"
+#include "wf/obs/process_stats.h"
 
 namespace wf::limits {
 namespace {
@@ -857,6 +858,7 @@ Admission::Admission(AdmissionOptions options, const Clock& clock)
   if (options.sweeper_thread && options.max_concurrency > 0) {
     const Ms period = std::clamp(options.max_queue_time / 10, Ms(5), Ms(100));
     impl_->sweeper = std::thread([this, period] {
+      obs::name_this_thread("wf-admission");
       std::unique_lock lock(impl_->mu);
       while (!impl_->stopping) {
         impl_->cv.wait_for(lock, period);

@@ -15,6 +15,7 @@
 #include "limits_metrics.h"
 #include "wf/obs/log.h"
 #include "wf/obs/metrics.h"
+#include "wf/obs/process_stats.h"
 
 namespace wf::limits {
 namespace detail {
@@ -315,6 +316,7 @@ Limiter::Limiter(LimiterOptions options, const Clock& clock, std::shared_ptr<Sha
   });
   if (impl->options.background_thread) {
     impl->thread = std::thread([this, impl] {
+      obs::name_this_thread("wf-limits-sync");
       std::unique_lock lock(impl->stop_mu);
       while (!impl->stopping) {
         impl->stop_cv.wait_for(lock, impl->options.sync_interval);

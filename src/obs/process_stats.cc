@@ -1,6 +1,7 @@
 #include "wf/obs/process_stats.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -91,6 +92,12 @@ double process_start_time_seconds() {
     return boot + ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
   }();
   return start;
+}
+
+void name_this_thread(std::string_view name) {
+  char cut[16] = {};
+  name.copy(cut, sizeof cut - 1);
+  ::pthread_setname_np(::pthread_self(), cut);
 }
 
 }  // namespace wf::obs

@@ -638,6 +638,23 @@ class EvaluatorFailures(OrchestratorCase):
         self.assertIn("No evaluator is available for lua", error_texts(err))
 
 
+# ---- thread names --------------------------------------------------------------------------------
+
+
+class ThreadNames(OrchestratorCase):
+    """Each thread says what it is (top -H, perf, ps -L and bench/slow_calls read the name): an
+    unnamed thread shows its parent's name, wf-orchestrator, whatever it does."""
+
+    def test_threads_are_named_by_their_role(self):
+        with start_orchestrator(extra=["--io-threads", "2", "--worker-threads", "2"]) as orch:
+            self.assert_still_serving(orch)
+            task = f"/proc/{orch.proc.pid}/task"
+            names = sorted(open(f"{task}/{tid}/comm").read().strip() for tid in os.listdir(task))
+        for name in ("wf-loop-0", "wf-loop-1", "wf-engine-0", "wf-engine-1", "wf-retire"):
+            self.assertIn(name, names)
+        self.assertEqual(names.count("wf-loop-0"), 1, names)
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 // orchestration*/evaluation* metadata of every call.
 
 #include <cstdint>
+#include <string_view>
 
 namespace wf::obs {
 
@@ -22,5 +23,9 @@ std::uint64_t resident_bytes();
 double cpu_micros();
 // Seconds since the epoch when the process started.
 double process_start_time_seconds();
+// Names the calling thread, as top -H, perf, ps -L and /proc/<pid>/task/<tid>/comm show it:
+// wf-loop-N (HTTP event loops), wf-engine-N (the engine's CPU threads), wf-retire, wf-admission,
+// wf-limits-sync, wf-client. The kernel keeps 15 bytes; a longer name is cut there.
+void name_this_thread(std::string_view name);
 
 }  // namespace wf::obs
