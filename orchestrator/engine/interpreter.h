@@ -331,9 +331,6 @@ class Interpreter {
   };
   static constexpr std::size_t kMaxKnownBuiltins = 16;
   std::vector<KnownBuiltin> known_builtins_;
-  // Argument vectors of direct built-in calls, kept for reuse (empty, with their capacity): a
-  // nested call's arguments are evaluated while its caller's vector is in use, so one per depth.
-  std::vector<std::vector<NodeP>> spare_args_;
   // Declared argument types of built-in functions called directly, by signature.
   std::unordered_map<const BuiltinSignature*, std::vector<NodeP>> builtin_declared_;
   // The Z4s held_list_type answered in this request, by the item type's identity: the node of an
