@@ -434,7 +434,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
   // The implementation's answer, as execute_inner() takes it from run_implementation().
   const auto answered = [&](Envelope result) {
-    metrics().implementation("BuiltIn");
+    ++builtin_runs_;  // counted when the request ends
     if (!top_level) return result;
     ImplRun run;
     run.result = std::move(result);
