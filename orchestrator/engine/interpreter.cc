@@ -1140,7 +1140,9 @@ std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder
 // Keys are compared as interned Keys and types as views: no text is copied per entry.
 Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path) {
   const CommonKeys& keys = common_keys();
-  std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
+  // ZIDs dereferenced to reach this list's cells; made on the first (most walks have none: an
+  // empty set's destructor still clears its bucket, ~21 walks a nest request).
+  std::optional<std::unordered_set<std::string>> spine_zids;
   std::vector<std::string> zids;
   for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
     // Nothing below is evaluated, and no key repeats deeper than 20 levels (its elements are
@@ -1173,7 +1175,8 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
       if (e.has_error()) return e;
       if (spine) {
         for (const auto& zid : zids) {
-          if (!spine_zids.insert(zid).second) {
+          if (!spine_zids) spine_zids.emplace();
+          if (!spine_zids->insert(zid).second) {
             return Envelope::err(cyclical_references("K2," + zid));
           }
         }
