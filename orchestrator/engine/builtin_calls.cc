@@ -330,6 +330,8 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   NodeP out = Node::from_shared(*z4, true);
   out->set_scope(empty_);
   if (held_z4_.size() < kMaxHeldZ4PerRequest) {
+    // Room for a few at once: growing one by one cost an allocation per Z4 up to four.
+    if (held_z4_.capacity() == 0) held_z4_.reserve(8);
     held_z4_.push_back(item->interned ? HeldZ4{item.get(), 0, out} : HeldZ4{key, entries, out});
   }
   return Envelope::ok(std::move(out));  // counted by execute_builtin, as the built-in's answer
@@ -432,7 +434,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   if (!first_error.empty()) return Envelope::err(zo::make_error_msg("Z507", first_error));
   // The implementation's answer, as execute_inner() takes it from run_implementation().
   const auto answered = [&](Envelope result) {
-    metrics().implementation("BuiltIn");
+    ++builtin_runs_;  // counted when the request ends
     if (!top_level) return result;
     ImplRun run;
     run.result = std::move(result);
@@ -448,22 +450,10 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   }
   // The built-in implementation (run_builtin_impl): arguments in name order, lazy ones as
   // written, the others evaluated and checked as retrieve() does.
-  // A vector kept from an earlier call (its capacity reused: one allocation a call before),
-  // given back empty on every way out.
-  std::vector<NodeP> args;
-  if (!spare_args_.empty()) {
-    args = std::move(spare_args_.back());
-    spare_args_.pop_back();
-  }
-  args.reserve(n);
-  struct GiveBack {
-    std::vector<std::vector<NodeP>>& spare;
-    std::vector<NodeP>& args;
-    ~GiveBack() {
-      args.clear();
-      if (spare.size() < 64) spare.push_back(std::move(args));
-    }
-  } give_back{spare_args_, args};
+  // On this call's stack: up to four arguments without an allocation (a vector per call, or one
+  // kept per depth for reuse, cost an allocation the first time and its bookkeeping each time).
+  boost::container::small_vector<NodeP, 4> args;
+  args.reserve(std::max(n, sig->spec->arity));
   for (std::size_t j = 0; j < n; ++j) {
     const std::size_t i = sig->by_name[j];
     if (sig->spec->is_lazy(j)) {
@@ -486,7 +476,7 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   }
   // run_builtin() without looking the implementation up again.
   if (args.size() < sig->spec->arity) args.resize(sig->spec->arity);
-  Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, args});
+  Envelope result = sig->spec->fn(BuiltinCall{*this, sig->impl_id, {args.data(), args.size()}});
   if (aborted()) return abort_envelope();
   return answered(std::move(result));
 }

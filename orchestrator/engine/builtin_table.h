@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,11 +19,12 @@
 namespace wf::orchestrator::engine_detail {
 
 // One invocation of a built-in. `args` are the call's arguments sorted by argument name (K1,
-// K2, ...), padded with null up to the declared arity; lazy ones are unevaluated.
+// K2, ...), padded with null up to the declared arity; lazy ones are unevaluated. A view: the
+// caller's storage (a vector, or execute_builtin's array on its stack) outlives the call.
 struct BuiltinCall {
   Interpreter& in;
   const std::string& id;
-  const std::vector<NodeP>& args;
+  std::span<const NodeP> args;
 
   NodeP arg(std::size_t i) const { return i < args.size() ? args[i] : nullptr; }
   // A successful result; a value without a scope gets the empty frame.

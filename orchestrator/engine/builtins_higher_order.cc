@@ -45,7 +45,7 @@ Envelope filter_list(const BuiltinCall& c) {
   for (const NodeP& e : c.in.list_elements(c.arg(1))) {
     Envelope r = apply(c, {e});
     if (r.has_error() || c.in.aborted()) return r;
-    std::string b = bool_ref(r.value);
+    const std::string_view b = bool_ref(r.value);  // r.value holds it
     if (!r.value || r.value->type_ref() != "Z40" || b.empty()) {
       return Envelope::err(
           zo::make_error("Z516", {zo::z6("Z872K1: the filter function must return a Boolean (Z40)"),

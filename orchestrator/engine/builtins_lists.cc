@@ -76,7 +76,7 @@ Envelope same_lists(const BuiltinCall& c) {
     NodeP call = positional_call(c.in, c.arg(2), {a->get("K1"), b->get("K1")});
     Envelope r = c.in.execute(call, c.in.empty_frame(), false);
     if (r.has_error()) return r;
-    std::string v = bool_ref(r.value);
+    const std::string_view v = bool_ref(r.value);  // r.value holds it
     if (!r.value || r.value->type_ref() != "Z40" || v.empty()) {
       return Envelope::err(
           zo::make_error_msg("Z516", "Provided equality function did not return Boolean."));

@@ -20,10 +20,10 @@ NodeP bool_node(bool v) {
   return n;
 }
 
-std::string bool_ref(const NodeP& n) {
+std::string_view bool_ref(const NodeP& n) {
   if (!n || n->is_string) return {};
   const Node* k = n->peek("Z40K1");
-  return k ? k->ref() : std::string();
+  return k ? k->ref_view() : std::string_view();
 }
 
 NodeP z39_node(const std::string& key) {

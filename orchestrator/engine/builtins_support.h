@@ -10,9 +10,10 @@
 
 namespace wf::orchestrator::engine_detail {
 
-std::string text_of(const NodeP& n);     // a string's text (bare or Z6), else ""
-NodeP bool_node(bool v);                 // a Z40
-std::string bool_ref(const NodeP& n);    // Z40K1 reference of a Boolean, "" otherwise
+std::string text_of(const NodeP& n);  // a string's text (bare or Z6), else ""
+NodeP bool_node(bool v);              // a Z40
+std::string_view bool_ref(
+    const NodeP& n);  // Z40K1 reference of a Boolean (a view, valid while n is), "" otherwise
 NodeP z39_node(const std::string& key);  // a Z39 key reference
 NodeP unquote(const NodeP& quote);       // Z99K1 of a quote, the value itself otherwise
 bool is_empty_list(const NodeP& list);   // no K1

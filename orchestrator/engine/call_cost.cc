@@ -115,14 +115,13 @@ std::string ms_text(double us) {
   return fmt::format(FMT_COMPILE("{:.3f} ms"), ms);
 }
 
-std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost) {
-  std::vector<std::pair<std::string, std::string>> out;
-  out.reserve(kParts.size() + 1);
+void append_cost_metadata(const CallCost& cost,
+                          std::vector<std::pair<std::string, std::string>>& out) {
+  out.reserve(out.size() + kParts.size() + 1);
   for (const Part& p : kParts) out.emplace_back(p.meta_key, ms_text(cost.*p.us));
   if (cost.evaluator_cpu_ms > 0) {
     out.emplace_back("orchestrationEvaluatorCpuUsage", ms_text(cost.evaluator_cpu_ms * 1000));
   }
-  return out;
 }
 
 CallCostReporter::CallCostReporter(std::size_t top_n, double slow_call_us)

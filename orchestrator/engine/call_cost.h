@@ -55,7 +55,9 @@ struct CallCost {
 // appended after the implementation keys: orchestrationResolveDuration, …ValidateDuration,
 // …EvaluateDuration, …EvaluatorDuration, …CacheDuration; then, when code ran in an evaluator,
 // orchestrationEvaluatorCpuUsage (their CPU, every code call included: what the caller is charged).
-std::vector<std::pair<std::string, std::string>> cost_metadata(const CallCost& cost);
+// Appended to `out` in place (no vector of their own to allocate and move out of).
+void append_cost_metadata(const CallCost& cost,
+                          std::vector<std::pair<std::string, std::string>>& out);
 
 // "{:.3f} ms" of us / 1000 (fmt's text, byte for byte), the values of cost_metadata.
 std::string ms_text(double us);

@@ -217,7 +217,7 @@ class EngineImpl final : public Engine {
             .count();
     costs_.report(cost);
     engine_detail::TrailingMeta added = {{std::string(engine_detail::kResultCacheKey), "local"}};
-    for (auto& pair : engine_detail::cost_metadata(cost)) added.push_back(std::move(pair));
+    engine_detail::append_cost_metadata(cost, added);
     return engine_detail::cached_answer(hit->head, added, start);
   }
 
@@ -326,7 +326,7 @@ class EngineImpl final : public Engine {
     cost.error = !answered || answer.has_error();
     costs_.report(cost);
     if (answered) {
-      for (auto& pair : engine_detail::cost_metadata(cost)) trailing.push_back(std::move(pair));
+      engine_detail::append_cost_metadata(cost, trailing);
     }
   }
 

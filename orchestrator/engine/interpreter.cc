@@ -138,8 +138,8 @@ Shape shape_of(const Node& n) {
 bool is_void_node(const NodeP& v) {
   if (!v) return true;
   if (v->is_string) return false;
-  if (v->ref() == "Z24") return true;
-  return v->type_ref() == "Z21";
+  if (v->ref_view() == "Z24") return true;
+  return v->type_ref_view() == "Z21";
 }
 
 // The local key an argument name falls back to: the trailing K<n> of "Z801K1".
@@ -186,6 +186,7 @@ Interpreter::Interpreter(Resolver& resolver, CodeRunner* runner, const CallConte
       empty_(std::make_shared<Frame>()) {}
 
 Interpreter::~Interpreter() {
+  if (builtin_runs_ != 0) metrics().impl_builtin.Increment(builtin_runs_);
   // Frames hold values whose scopes point back at frames: break those cycles.
   for (auto& f : frames_) {
     f->names.clear();
@@ -617,7 +618,7 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
     if (!ref) ref = z9_node(type->text);
     return ref;
   }
-  bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref())) || type->is_call() ||
+  bool needs = (type->is_ref() && !zo::is_builtin_type(type->ref_view())) || type->is_call() ||
                type->is_arg_ref();
   if (!needs) return type;
   // The same type node again (list nodes share theirs): no key to build. The memo holds the
@@ -645,8 +646,10 @@ NodeP Interpreter::resolved_type(const NodeP& type) {
   // (also once the call's Z7K1 has been resolved to Z881's Z8).
   if (type->is_call()) {
     const Node* fn = type->peek("Z7K1");
-    const Node* fid = fn && !fn->is_string && fn->type_ref() == "Z8" ? fn->peek("Z8K5") : nullptr;
-    if (fn && (fn->ref() == "Z881" || (fid && fid->ref() == "Z881")) && type->has("Z881K1")) {
+    const Node* fid =
+        fn && !fn->is_string && fn->type_ref_view() == "Z8" ? fn->peek("Z8K5") : nullptr;
+    if (fn && (fn->ref_view() == "Z881" || (fid && fid->ref_view() == "Z881")) &&
+        type->has("Z881K1")) {
       bool known = true;
       Envelope z4 = run_builtin("Z981", {type->get("Z881K1")}, known);
       if (!key.empty()) {
@@ -840,9 +843,11 @@ std::string Interpreter::resolve_types(const NodeP& value, json& error) {
 
 namespace {
 
+// `zid` views a node's text: of the type given (its caller holds it), or of that type's Z4K1,
+// which `z4` then holds (else `z4` is the Z4 of a literal type).
 struct Identity {
   enum Kind { kRef, kGeneric, kLiteral } kind = kGeneric;
-  std::string zid;
+  std::string_view zid;
   NodeP z4;
 };
 
@@ -850,15 +855,15 @@ Identity identity_of(const NodeP& t) {
   Identity id;
   if (!t) return id;
   if (t->is_string) return {Identity::kRef, t->text, nullptr};
-  if (t->is_ref()) return {Identity::kRef, t->ref(), nullptr};
+  if (t->is_ref()) return {Identity::kRef, t->ref_view(), nullptr};
   if (t->is_call()) return id;
-  if (t->type_ref() == "Z4") {
+  if (t->type_ref_view() == "Z4") {
     NodeP k1 = t->get("Z4K1");
     if (!k1) return {Identity::kLiteral, "", t};
     if (k1->is_call()) return id;
-    if (k1->is_string) return {Identity::kRef, k1->text, nullptr};
+    if (k1->is_string) return {Identity::kRef, k1->text, k1};
     if (k1->is_ref()) {
-      if (zo::is_builtin_type(k1->ref())) return {Identity::kRef, k1->ref(), nullptr};
+      if (zo::is_builtin_type(k1->ref_view())) return {Identity::kRef, k1->ref_view(), k1};
       return {Identity::kLiteral, "", t};
     }
     return {Identity::kLiteral, "", t};
@@ -1135,7 +1140,9 @@ std::string_view Interpreter::EagerStep::type_of(const Node& node, NodeP& holder
 // Keys are compared as interned Keys and types as views: no text is copied per entry.
 Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path) {
   const CommonKeys& keys = common_keys();
-  std::unordered_set<std::string> spine_zids;  // ZIDs dereferenced to reach this list's cells
+  // ZIDs dereferenced to reach this list's cells; made on the first (most walks have none: an
+  // empty set's destructor still clears its bucket, ~21 walks a nest request).
+  std::optional<std::unordered_set<std::string>> spine_zids;
   std::vector<std::string> zids;
   for (NodeP node = root; node && !node->is_string && !is_ref_unbuilt(*node);) {
     // Nothing below is evaluated, and no key repeats deeper than 20 levels (its elements are
@@ -1168,7 +1175,8 @@ Envelope Interpreter::eager_walk(const NodeP& root, std::vector<EagerStep>& path
       if (e.has_error()) return e;
       if (spine) {
         for (const auto& zid : zids) {
-          if (!spine_zids.insert(zid).second) {
+          if (!spine_zids) spine_zids.emplace();
+          if (!spine_zids->insert(zid).second) {
             return Envelope::err(cyclical_references("K2," + zid));
           }
         }

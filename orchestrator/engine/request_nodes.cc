@@ -313,6 +313,8 @@ class CallReader {
       }
       next = std::move(cell);
     }
+    // Room for a few at once: growing one by one cost an allocation per array up to four.
+    if (out_.arrays.capacity() == 0) out_.arrays.reserve(8);
     out_.arrays.push_back(next.get());
     return next;
   }

@@ -11,6 +11,7 @@
 #include "fakes.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/node.h"
+#include "wf/obs/metrics.h"
 
 namespace wf::orchestrator::testing {
 namespace {
@@ -228,6 +229,34 @@ TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
   EXPECT_NE(invalid["meta"].dump().find("Invalid key for function call: Z811K9."),
             std::string::npos)
       << invalid.dump();
+}
+
+// wf_orchestrator_implementations_total{type="BuiltIn"} after `rounds` evaluations of `call`,
+// less before (the registry is the process's: other tests' counts cancel out).
+double builtin_runs(const json& call, bool direct, int rounds) {
+  const auto count = [] {
+    const std::string text = wf::obs::render_metrics();
+    const std::string series = R"(wf_orchestrator_implementations_total{type="BuiltIn"})";
+    const auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + series.size() + 2));
+  };
+  const double before = count();
+  for (int i = 0; i < rounds; ++i) evaluate(call, direct);
+  return count() - before;
+}
+
+// The direct path counts its built-in runs once a request, when the request ends (one atomic
+// add, not one per call): every run is counted once, as the general path counts each at once.
+TEST(BuiltinCalls, BuiltInRunsAreCountedOnceEachAsTheGeneralPathCountsThem) {
+  const json list = json::array({"Z6", "a", "b"});
+  for (const json& call : {nest14(), echo(fcall("Z811", {{"Z811K1", list}})),
+                           echo(fcall("Z811", {{"Z811K1", kEmpty}}))}) {
+    SCOPED_TRACE(call.dump());
+    const double general = builtin_runs(call, false, 1);
+    EXPECT_GT(general, 0);
+    EXPECT_EQ(builtin_runs(call, true, 1), general);
+    EXPECT_EQ(builtin_runs(call, true, 3), 3 * general);
+  }
 }
 
 // Requests on several threads share the process-wide parts of the direct path (signatures,
