@@ -1958,7 +1958,10 @@ CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall> cc, b
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator,
                                         "No evaluator is available for " + cc->coding_language});
   }
-  std::string key = remember || !code_answers_.empty() ? code_call_key(*cc) : std::string();
+  // Nothing to look up or keep (the request's one outermost call): no key is alive in this
+  // frame while the call waits, so a retirement's unwinding does not stop here.
+  if (!remember && code_answers_.empty()) return evaluate_code(std::move(cc));
+  std::string key = code_call_key(*cc);
   if (!key.empty()) {
     if (auto it = code_answers_.find(key); it != code_answers_.end()) {
       metrics().code_call_memo_hits.Increment();
@@ -1991,18 +1994,28 @@ CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall>&& cc) {
 }
 
 // Only the first: a retired fiber's replay runs the request from its start, and any evaluator
-// call before the retired one would be sent again.
+// call before the retired one would be sent again. Nothing of this frame's is alive while the
+// fiber waits (the work and its tag are staged on the fiber, the time is a plain value, the
+// answer is built only once it has come): a retirement's unwinding passes it without a stop
+// (fiber.h, stage_retirable).
 CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc) {
-  CodeRunner::Result out;
-  {
-    Stopwatch watch(evaluator_us_);
-    std::shared_ptr<const CodeCall> call = std::move(cc);
-    auto work = evaluator_work(runner_, call, ctx_);
-    out = await_retirable<CodeRunner::Result>(std::move(work), &light_answer, std::move(call),
-                                              kCodeCallTag, &evaluator_us_);
-  }
+  const auto started = std::chrono::steady_clock::now();
+  stage_code_call(std::move(cc));
+  CodeRunner::Result out = std::move(
+      *static_cast<CodeRunner::Result*>(await_staged(kCodeCallTag, &evaluator_us_).get()));
+  evaluator_us_ +=
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started).count();
   evaluator_call_ended(out);
   return out;
+}
+
+// The call's work and tag, staged on the fiber for evaluate_code_retirable's wait.
+void Interpreter::stage_code_call(std::unique_ptr<CodeCall>&& cc) {
+  std::shared_ptr<const CodeCall> call = std::move(cc);
+  // The work first, in a statement of its own: the tag's argument takes `call`.
+  auto work =
+      retirable_start<CodeRunner::Result>(evaluator_work(runner_, call, ctx_), &light_answer);
+  stage_retirable(std::move(work), std::move(call));
 }
 
 void Interpreter::evaluator_call_ended(const CodeRunner::Result& out) {

@@ -251,6 +251,7 @@ class Interpreter {
   // The request's first code call at the top level, on a fiber that can be retired while it
   // waits (fiber.h, await_retirable): the replay takes the answer of the same call.
   [[gnu::noinline]] CodeRunner::Result evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc);
+  [[gnu::noinline]] void stage_code_call(std::unique_ptr<CodeCall>&& cc);
   [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
