@@ -1530,17 +1530,25 @@ Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::s
 Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& id,
                                            const FrameP& frame, const std::vector<Decl>& decls,
                                            const NodeP& z8) {
-  ImplRun run;
-  run.type = "Evaluated";
-  run.id = id;
-  // Built out of line and kept on the heap: this frame stays on the fiber's stack while the
-  // evaluator works (bench/slow_calls: memory per in-flight call).
-  std::unique_ptr<CodeCall> cc = code_call(z14, frame, decls, z8, run);
-  if (!cc) return run;
+  {
+    ImplRun failed;  // what code_call says when the call cannot be sent
+    failed.type = "Evaluated";
+    failed.id = id;
+    // Built out of line and kept on the heap, by the interpreter: this frame stays on the fiber's
+    // stack while the evaluator works (bench/slow_calls: memory per in-flight call) and owns
+    // nothing then, so a retirement's unwinding passes it without a stop (fiber.h,
+    // stage_retirable).
+    code_call_ = code_call(z14, frame, decls, z8, failed);
+    if (!code_call_) return failed;
+  }
   // The outermost call's own implementation: once it has answered, the request is done, so
   // nothing could use a memo entry (run_on_evaluator).
   const bool outermost = call_depth_ == 1 && orchestrating_ == 1;
-  CodeRunner::Result out = run_on_evaluator(std::move(cc), !outermost);
+  CodeRunner::Result out = run_on_evaluator(std::move(code_call_), !outermost);
+  code_call_.reset();  // a remembered answer left it unsent
+  ImplRun run;
+  run.type = "Evaluated";
+  run.id = id;
   if (!out) {
     evaluator_failed(run, out.error());
     return run;
@@ -1953,7 +1961,7 @@ bool is_value_answer(const json& z22) {
 // With `remember` false the answer is not kept for that (its key and copy cost more than the
 // rest of a one-call request's handling of the answer: bench/orchestrator_cpu), but an answer
 // kept earlier is still used.
-CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember) {
+CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall>&& cc, bool remember) {
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator,
                                         "No evaluator is available for " + cc->coding_language});
