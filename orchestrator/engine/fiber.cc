@@ -320,6 +320,8 @@ struct Fiber {
   bool replayable = false;                    // its body may run again after a retirement
   bool unwinding = false;                     // being retired: unwind_retired to run_body
   std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
+  RetirableStart staged_start;                // stage_retirable's, until await_staged takes it
+  std::shared_ptr<const void> staged_tag;     // the same
   std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
   std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
   std::optional<EvaluationStart> carried_start;  // a replay's, until evaluation_start() takes it
@@ -1057,18 +1059,68 @@ bool wait_retirably(Fiber* f,
   return w->phase != RetireWait::Phase::kRetiring;
 }
 
-}  // namespace
-
 // Nothing with a destructor is alive where unwind_retired is called: this frame has no cleanup
-// for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions).
-std::shared_ptr<void> park_retirable(
-    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag, const RetireTag& how) {
-  Fiber* f = t_current;
-  if (!wait_retirably(f, std::move(start), std::move(tag), how)) unwind_retired(f);
+// for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions). The
+// staged work and tag are the fiber's; wait_retirably's arguments are gone when it returns.
+[[gnu::noinline]] std::shared_ptr<void> park_retirable(Fiber* f, const RetireTag& how) {
+  if (!wait_retirably(f, std::move(f->staged_start), std::move(f->staged_tag), how)) {
+    unwind_retired(f);
+  }
   std::shared_ptr<RetireWait> w = std::move(f->waiting);
   w->tag.reset();
   return std::move(w->answer);
+}
+
+// Outside a fiber (stage_retirable, await_staged): the calling thread's.
+struct StagedWait {
+  RetirableStart start;
+  std::shared_ptr<const void> tag;
+};
+thread_local StagedWait t_staged;
+
+// The staged work, awaited as await() does (not retirable here).
+[[gnu::noinline]] std::shared_ptr<void> await_unretired(RetirableStart start) {
+  auto slot = std::make_shared<std::shared_ptr<void>>();
+  // `start` is moved into the parked work: it may still be running on another thread when the
+  // fiber has been resumed and this frame is gone.
+  park_to([start = std::move(start), slot](std::function<void(Resume)> resume) {
+    start([slot, resume = std::move(resume)](std::shared_ptr<void> answer, Resume where) {
+      *slot = std::move(answer);
+      resume(where);
+    });
+  });
+  return std::move(*slot);
+}
+
+}  // namespace
+
+void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag) {
+  if (Fiber* f = t_current; f != nullptr) {
+    f->staged_start = std::move(start);
+    f->staged_tag = std::move(tag);
+  } else {
+    t_staged = StagedWait{std::move(start), std::move(tag)};
+  }
+}
+
+std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
+  Fiber* f = t_current;
+  if (f == nullptr) {
+    t_staged.tag.reset();
+    return await_unretired(std::exchange(t_staged.start, nullptr));
+  }
+  if (f->replay) {
+    if (auto answer = take_replay_answer(f->staged_tag.get(), how, waited_us)) {
+      f->staged_start = nullptr;
+      f->staged_tag.reset();
+      return answer;
+    }
+  }
+  if (!retirable_here()) {
+    f->staged_tag.reset();
+    return await_unretired(std::exchange(f->staged_start, nullptr));
+  }
+  return park_retirable(f, how);
 }
 
 void leave_loop_if_over(std::chrono::microseconds budget) {

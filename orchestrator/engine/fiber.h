@@ -215,12 +215,35 @@ void end_replay();
 // a replay, what its retired fiber recorded.
 EvaluationStart evaluation_start(const EvaluationStart& now);
 
-// Parks retirably: `start(done)` must call done(answer, where) exactly once. Returns the answer,
-// or unwinds the fiber (see above) when it is retired meanwhile. Called only when
-// retirable_here().
-std::shared_ptr<void> park_retirable(
-    std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)> start,
-    std::shared_ptr<const void> tag, const RetireTag& how);
+// A retirable wait's work, boxed: `done(answer, where)` takes the answer as a shared_ptr<void>.
+using RetirableStart = std::function<void(std::function<void(std::shared_ptr<void>, Resume)>)>;
+
+// await()'s `start` and `light` as a RetirableStart: the fiber's IoWaitObserver hears parked()
+// and resumed() as in await(), and `light` says where the fiber goes on with the answer (a T).
+template <typename T>
+RetirableStart retirable_start(std::function<void(std::function<void(T)>)> start,
+                               bool (*light)(const T&)) {
+  return [start = std::move(start), light,
+          io = fiber_io_wait()](std::function<void(std::shared_ptr<void>, Resume)> done) {
+    if (io) io->parked();
+    start([done = std::move(done), light, io](T value) {
+      const Resume where = light != nullptr && light(value) ? Resume::kLoop : Resume::kPool;
+      auto boxed = std::make_shared<T>(std::move(value));
+      if (io) io->resumed();
+      done(std::move(boxed), where);
+    });
+  };
+}
+
+// The two halves of await_retirable, for a caller whose frame must own nothing while the fiber
+// waits: each frame the retirement's unwinding has a cleanup to run in costs a restart of the
+// unwinder (~4k instructions; bench/README.md, session 18 "replay10"). stage_retirable() keeps
+// `start` and `tag` on the running fiber (call it in a statement of its own, so that its
+// arguments are gone when it returns); await_staged() then waits for them as await_retirable()
+// does and returns the answer (a T of retirable_start), with no object of its own alive while
+// it is parked.
+void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag);
+std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us);
 
 // await(), retirably (see above) when retirable_here(); `tag` identifies the wait (`how` says
 // what a retirement keeps of it and how the replay knows it again). *waited_us gets the wall time
@@ -229,23 +252,8 @@ std::shared_ptr<void> park_retirable(
 template <typename T>
 T await_retirable(std::function<void(std::function<void(T)>)> start, bool (*light)(const T&),
                   std::shared_ptr<const void> tag, const RetireTag& how, double* waited_us) {
-  if (auto answer = take_replay_answer(tag.get(), how, waited_us)) {
-    return std::move(*static_cast<T*>(answer.get()));
-  }
-  if (!retirable_here()) return await<T>(std::move(start), light);
-  auto answer = park_retirable(
-      [start = std::move(start), light,
-       io = fiber_io_wait()](std::function<void(std::shared_ptr<void>, Resume)> done) {
-        if (io) io->parked();
-        start([done = std::move(done), light, io](T value) {
-          const Resume where = light != nullptr && light(value) ? Resume::kLoop : Resume::kPool;
-          auto boxed = std::make_shared<T>(std::move(value));
-          if (io) io->resumed();
-          done(std::move(boxed), where);
-        });
-      },
-      std::move(tag), how);
-  return std::move(*static_cast<T*>(answer.get()));
+  stage_retirable(retirable_start<T>(std::move(start), light), std::move(tag));
+  return std::move(*static_cast<T*>(await_staged(how, waited_us).get()));
 }
 
 // On a slice of a fiber that runs on the event loop (started there with start_here, or resumed

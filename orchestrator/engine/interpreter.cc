@@ -1538,17 +1538,25 @@ Interpreter::ImplRun Interpreter::run_composition(const NodeP& z14, const std::s
 Interpreter::ImplRun Interpreter::run_code(const NodeP& z14, const std::string& id,
                                            const FrameP& frame, const std::vector<Decl>& decls,
                                            const NodeP& z8) {
-  ImplRun run;
-  run.type = "Evaluated";
-  run.id = id;
-  // Built out of line and kept on the heap: this frame stays on the fiber's stack while the
-  // evaluator works (bench/slow_calls: memory per in-flight call).
-  std::unique_ptr<CodeCall> cc = code_call(z14, frame, decls, z8, run);
-  if (!cc) return run;
+  {
+    ImplRun failed;  // what code_call says when the call cannot be sent
+    failed.type = "Evaluated";
+    failed.id = id;
+    // Built out of line and kept on the heap, by the interpreter: this frame stays on the fiber's
+    // stack while the evaluator works (bench/slow_calls: memory per in-flight call) and owns
+    // nothing then, so a retirement's unwinding passes it without a stop (fiber.h,
+    // stage_retirable).
+    code_call_ = code_call(z14, frame, decls, z8, failed);
+    if (!code_call_) return failed;
+  }
   // The outermost call's own implementation: once it has answered, the request is done, so
   // nothing could use a memo entry (run_on_evaluator).
   const bool outermost = call_depth_ == 1 && orchestrating_ == 1;
-  CodeRunner::Result out = run_on_evaluator(std::move(cc), !outermost);
+  CodeRunner::Result out = run_on_evaluator(std::move(code_call_), !outermost);
+  code_call_.reset();  // a remembered answer left it unsent
+  ImplRun run;
+  run.type = "Evaluated";
+  run.id = id;
   if (!out) {
     evaluator_failed(run, out.error());
     return run;
@@ -1961,12 +1969,15 @@ bool is_value_answer(const json& z22) {
 // With `remember` false the answer is not kept for that (its key and copy cost more than the
 // rest of a one-call request's handling of the answer: bench/orchestrator_cpu), but an answer
 // kept earlier is still used.
-CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember) {
+CodeRunner::Result Interpreter::run_on_evaluator(std::unique_ptr<CodeCall>&& cc, bool remember) {
   if (runner_ == nullptr) {
     return std::unexpected(CodeRunError{CodeRunError::Kind::kNoEvaluator,
                                         "No evaluator is available for " + cc->coding_language});
   }
-  std::string key = remember || !code_answers_.empty() ? code_call_key(*cc) : std::string();
+  // Nothing to look up or keep (the request's one outermost call): no key is alive in this
+  // frame while the call waits, so a retirement's unwinding does not stop here.
+  if (!remember && code_answers_.empty()) return evaluate_code(std::move(cc));
+  std::string key = code_call_key(*cc);
   if (!key.empty()) {
     if (auto it = code_answers_.find(key); it != code_answers_.end()) {
       metrics().code_call_memo_hits.Increment();
@@ -1999,18 +2010,28 @@ CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall>&& cc) {
 }
 
 // Only the first: a retired fiber's replay runs the request from its start, and any evaluator
-// call before the retired one would be sent again.
+// call before the retired one would be sent again. Nothing of this frame's is alive while the
+// fiber waits (the work and its tag are staged on the fiber, the time is a plain value, the
+// answer is built only once it has come): a retirement's unwinding passes it without a stop
+// (fiber.h, stage_retirable).
 CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc) {
-  CodeRunner::Result out;
-  {
-    Stopwatch watch(evaluator_us_);
-    std::shared_ptr<const CodeCall> call = std::move(cc);
-    auto work = evaluator_work(runner_, call, ctx_);
-    out = await_retirable<CodeRunner::Result>(std::move(work), &light_answer, std::move(call),
-                                              kCodeCallTag, &evaluator_us_);
-  }
+  const auto started = std::chrono::steady_clock::now();
+  stage_code_call(std::move(cc));
+  CodeRunner::Result out = std::move(
+      *static_cast<CodeRunner::Result*>(await_staged(kCodeCallTag, &evaluator_us_).get()));
+  evaluator_us_ +=
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started).count();
   evaluator_call_ended(out);
   return out;
+}
+
+// The call's work and tag, staged on the fiber for evaluate_code_retirable's wait.
+void Interpreter::stage_code_call(std::unique_ptr<CodeCall>&& cc) {
+  std::shared_ptr<const CodeCall> call = std::move(cc);
+  // The work first, in a statement of its own: the tag's argument takes `call`.
+  auto work =
+      retirable_start<CodeRunner::Result>(evaluator_work(runner_, call, ctx_), &light_answer);
+  stage_retirable(std::move(work), std::move(call));
 }
 
 void Interpreter::evaluator_call_ended(const CodeRunner::Result& out) {

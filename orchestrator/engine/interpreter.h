@@ -242,7 +242,9 @@ class Interpreter {
   // The evaluator failed: the next implementation is tried (run_code).
   [[gnu::noinline]] static void evaluator_failed(ImplRun& run, const CodeRunError& error);
   // The call goes to the evaluator's work (evaluate_code), which frees it once it is sent.
-  CodeRunner::Result run_on_evaluator(std::unique_ptr<CodeCall> cc, bool remember);
+  // The call by rvalue reference: run_code's, kept by the interpreter (code_call_), not by a
+  // frame that stays on the stack while it waits.
+  CodeRunner::Result run_on_evaluator(std::unique_ptr<CodeCall>&& cc, bool remember);
   [[gnu::noinline]] void remember_code_answer(std::string key, const CodeRunner::Result& out);
   // The call by rvalue reference, here and below: a by-value std::unique_ptr is a temporary the
   // caller destroys, so evaluate_code's frame would have a cleanup for a retired fiber's unwinding
@@ -251,6 +253,7 @@ class Interpreter {
   // The request's first code call at the top level, on a fiber that can be retired while it
   // waits (fiber.h, await_retirable): the replay takes the answer of the same call.
   [[gnu::noinline]] CodeRunner::Result evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc);
+  [[gnu::noinline]] void stage_code_call(std::unique_ptr<CodeCall>&& cc);
   [[gnu::noinline]] void evaluator_call_ended(const CodeRunner::Result& out);
   json code_converters(const std::vector<Decl>& decls, const json& values, const NodeP& z8,
                        const std::string& family);
@@ -355,6 +358,9 @@ class Interpreter {
   // Code calls answered in this request, by code, language, arguments and converters (see
   // run_on_evaluator); bounded in entries and key size.
   std::unordered_map<std::string, CodeAnswer> code_answers_;
+  // run_code's call from code_call until run_on_evaluator sends it (kept here, not in run_code's
+  // frame: fiber.h, stage_retirable).
+  std::unique_ptr<CodeCall> code_call_;
   json last_type_error_;
   std::unordered_set<std::string> in_progress_;       // type resolutions under way
   std::unordered_set<std::string> keys_in_progress_;  // user types whose keys' plans are built

@@ -623,5 +623,48 @@ TEST(RetireParked, ARetirementPassesACatchAllThatRethrowsItAndRunsTheFramesDestr
   pool.reset();
 }
 
+// The staged form of await_retirable (fiber.h, stage_retirable) off a fiber and on a fiber that
+// cannot be retired: a plain wait, whose work starts once, whose tag is never compared (no
+// replay), and which returns the answer given from another thread.
+TEST(RetireParked, AStagedWaitWhereNothingCanBeRetiredIsAPlainWait) {
+  using namespace engine_detail;
+  std::atomic<int> compared{0};
+  static std::atomic<int>* compared_count = nullptr;
+  compared_count = &compared;
+  const RetireTag how{[](const void*) -> std::shared_ptr<const void> { return nullptr; },
+                      [](const void*, const void*) {
+                        ++*compared_count;
+                        return true;
+                      }};
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;  // each answers one wait
+  auto wait_for = [&](int answer) {
+    stage_retirable(retirable_start<int>(
+                        [&, answer](std::function<void(int)> done) {
+                          ++started;
+                          threads.emplace_back([done = std::move(done), answer] { done(answer); });
+                        },
+                        nullptr),
+                    std::make_shared<int>(1));
+    return *static_cast<int*>(await_staged(how, nullptr).get());
+  };
+  EXPECT_EQ(wait_for(5), 5);  // off a fiber
+  EXPECT_EQ(started.load(), 1);
+
+  FiberPoolOptions options;
+  options.retire_after = Ms(1);
+  auto pool = std::make_unique<FiberPool>(options);
+  std::promise<int> got;
+  pool->spawn(FiberLogContext{}, [&] { got.set_value(wait_for(9)); });  // not replayable
+  auto future = got.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(future.get(), 9);
+  EXPECT_EQ(started.load(), 2);
+  EXPECT_EQ(compared.load(), 0);
+  EXPECT_EQ(pool->retired(), 0u);
+  pool.reset();
+  for (auto& t : threads) t.join();
+}
+
 }  // namespace
 }  // namespace wf::orchestrator
