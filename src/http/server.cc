@@ -376,12 +376,12 @@ std::string remote_address(tcp::socket& socket) {
 // call, issue 7's 10 KiB target).
 static_assert(sizeof(AsyncRequest) <= 496, "AsyncRequest must stay in the 512-byte class");
 
-AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c, DeliverLater deliver)
+AsyncRequest::AsyncRequest(Request&& r, std::shared_ptr<Cancellation> c, DeliverLater deliver)
     : request(std::move(r)), cancel(std::move(c)), deliver_(std::move(deliver)) {
   if (!cancel) cancel = Cancellation::make();
 }
 
-AsyncRequest::AsyncRequest(Request r, std::shared_ptr<Cancellation> c,
+AsyncRequest::AsyncRequest(Request&& r, std::shared_ptr<Cancellation> c,
                            std::function<void(Response)> deliver, DeliverLater deliver_later)
     : AsyncRequest(std::move(r), std::move(c),
                    [deliver = std::move(deliver), later = std::move(deliver_later)](
@@ -1156,18 +1156,24 @@ struct Server::Impl {
     return flight;
   }
 
-  // The handler's own copy of the request (the body and the headers move there: the session
-  // needs only the ids, the trace and the path for its log line and response headers); its
-  // responder posts the response to the connection's strand and wakes the session, if the
-  // session still waits.
+  // The handler's own copy of the request (the body, the headers and the target with its query
+  // move there: the session needs only the ids, the trace, the method and the path for its log
+  // line and response headers); its responder posts the response to the connection's strand and
+  // wakes the session, if the session still waits.
   std::shared_ptr<AsyncRequest> make_async_request(Request& req,
                                                    const std::shared_ptr<Flight>& flight) {
     std::string body = std::move(req.body);
     std::vector<Header> headers = std::move(req.headers);
+    std::string target = std::move(req.target);  // one allocation fewer to copy a request
+    std::string query = std::move(req.query);
     req.headers.clear();
+    req.target.clear();
+    req.query.clear();
     Request copy = req;
     copy.body = std::move(body);
     copy.headers = std::move(headers);
+    copy.target = std::move(target);
+    copy.query = std::move(query);
     std::weak_ptr<Flight> weak = flight;
     // Counted while the handler holds the request: the deliver function goes with it.
     held_counter->fetch_add(1);

@@ -81,12 +81,13 @@ class AsyncRequest {
   using DeliverLater = std::function<void(Response, std::chrono::milliseconds)>;
   // `deliver` hands the response to the connection; the server supplies it (tests may use any).
   // `deliver_later` (optional) hands it over after a delay, on a timer of the connection's
-  // executor: without it, respond_after() answers at once.
-  AsyncRequest(Request request, std::shared_ptr<Cancellation> cancel,
+  // executor: without it, respond_after() answers at once. The request is taken as an rvalue:
+  // make_shared moves it once, into `request` (by value it was moved twice, ~0.4k instructions).
+  AsyncRequest(Request&& request, std::shared_ptr<Cancellation> cancel,
                std::function<void(Response)> deliver, DeliverLater deliver_later = nullptr);
   // The same with one function for both (the server's): `deliver(response, delay)` hands the
   // response over `delay` later, at once when it is 0.
-  AsyncRequest(Request request, std::shared_ptr<Cancellation> cancel, DeliverLater deliver);
+  AsyncRequest(Request&& request, std::shared_ptr<Cancellation> cancel, DeliverLater deliver);
   // Not answered: a bug (500, counted) unless cancelled, then the error that matches the reason.
   ~AsyncRequest();
   AsyncRequest(const AsyncRequest&) = delete;
