@@ -8,7 +8,8 @@
 // slower), or would not start and run before its deadline, is refused at once rather than after
 // the wait; when the queue is full,
 // the newest call of the user with the longest queue makes room for a call of a user with a shorter
-// one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
+// one, and a call that finds no room is refused at once (503). A queued call that waited past the
+// wait it was let in for (fixed: half max_queue_time) goes before the fair queue's order. Memory is bounded by max_queue
 // whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
 // submits, releases, cancels or sweeps.
 //
