@@ -24,6 +24,11 @@ AdmissionOptions options(int max_concurrency, std::size_t max_queue = 100) {
   return o;
 }
 
+AdmissionOptions with_budget(AdmissionOptions o, std::chrono::milliseconds max_queue_time) {
+  o.max_queue_time = max_queue_time;
+  return o;
+}
+
 // Records what happened to each submitted call; keeps the slots of started calls. Declared before
 // the Admission, so that it is still there when the Admission refuses what is queued at its end.
 struct Recorder {
@@ -195,9 +200,7 @@ TEST(Admission, QueueTimeBudgetAndDeadlineRefuse) {
 TEST(Admission, AFixedLimitsQueuedCallIsNotPassedPastItsWait) {
   ManualClock clock;
   Recorder r;
-  AdmissionOptions o = options(1);
-  o.max_queue_time = 100ms;
-  Admission a(o, clock);
+  Admission a(with_budget(options(1), 100ms), clock);
   r.submit_each(a, {"debtor", "debtor"});  // the first runs; the second queues behind its debt
   for (int i = 0; i < 8; ++i) {
     a.submit(r.work("u" + std::to_string(i)));  // no debt: before the debtor in the fair queue
@@ -218,9 +221,7 @@ TEST(Admission, AFixedLimitsQueuedCallIsNotPassedPastItsWait) {
 TEST(Admission, AQueuedCallIsServedPastItsBudget) {
   ManualClock clock;
   Recorder r;
-  AdmissionOptions o = options(1);
-  o.max_queue_time = 100ms;
-  Admission a(o, clock);
+  Admission a(with_budget(options(1), 100ms), clock);
   r.submit_each(a, {"slow", "queued"});
   clock.advance(150ms);
   a.expire();
@@ -1186,9 +1187,7 @@ TEST(AdmissionGradient, AtThreeTimesCapacityNoCallIsRefusedAfterWaiting) {
 // a queued call going first past half its budget: 6, 4.0 and 6.0 ms; refused only at twice the
 // budget: none, 4.0 and 6.0 ms.)
 TEST(Admission, AtThreeTimesCapacityASmallBudgetRefusesOnArrival) {
-  AdmissionOptions o = options(2, 1000);
-  o.max_queue_time = 5ms;
-  CpuBoundRig rig(o, 1);
+  CpuBoundRig rig(with_budget(options(2, 1000), 5ms), 1);
   const PoissonOverload p = at_three_times(rig, 1000);
   EXPECT_EQ(p.refused_after_wait, 0u);
   EXPECT_GE(p.served, 4500);
