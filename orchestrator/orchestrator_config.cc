@@ -1,6 +1,7 @@
 #include "orchestrator/orchestrator_config.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -20,10 +21,16 @@ namespace {
 // One event loop per core, at most 4: each is an io_context run by one thread, and a call stays
 // on its connection's loop (so two loops cost a code call no hand-offs, where two threads on one
 // loop did), while built-in calls, which run on the loops, get every core (bench/README.md,
-// session 13: measured on 2 cores; more than 2 not measured).
+// session 13: measured on 2 cores; more than 2 not measured). The cores are those this process
+// may run on (its affinity: a container's cpuset or taskset's), as admission reads them
+// (admission_cpus 0), not the machine's: until session 18, under bench/overload's --pin two loops
+// shared the one CPU the services were given.
 int default_io_threads() {
-  const unsigned cores = std::thread::hardware_concurrency();
-  return static_cast<int>(std::clamp(cores, 1u, 4u));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+  return std::clamp(cores, 1, 4);
 }
 
 }  // namespace

@@ -300,11 +300,11 @@ class CpuBudget(LimitCase):
 
 class Admission(LimitCase):
     def test_saturated_service_refuses_with_503_and_recovers(self):
-        # b's queue-time budget is the time c has to arrive while b is queued: 3 s (it was 0.3 s,
-        # which a loaded machine's polling and call could take). a holds the only slot until b
-        # has been refused.
+        # Twice b's queue-time budget is the time c has to arrive while b is queued: 3 s (it was
+        # 0.3 s, which a loaded machine's polling and call could take). a holds the only slot until
+        # b has been refused.
         with behind_fake_evaluator(["--admission-max-concurrency", "1", "--admission-max-queue", "1",
-                                        "--admission-max-queue-time-ms", "3000"]) as (ev, o):
+                                        "--admission-max-queue-time-ms", "1500"]) as (ev, o):
             ev.hold()
             results = {}
             first = threading.Thread(target=lambda: results.setdefault("a", call(o, reverse("a"), "a")))
@@ -328,8 +328,8 @@ class Admission(LimitCase):
             self.assertEqual(call(o, reverse("d"), "d")[0], 200)
             self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_full"), 1)
             self.assertEqual(metric(o, "wf_limits_refusals_total", reason="queue_timeout"), 1)
-            # c was refused on arrival, b after its 3 s in the queue (the budget: a queued call is
-            # refused only at it or its deadline).
+            # c was refused on arrival, b after its 3 s in the queue (twice the budget: a queued
+            # call is refused only at that or its deadline).
             refusal_time = "wf_limits_admission_refusal_seconds"
             self.assertEqual(metric(o, refusal_time + "_count", when="on_arrival"), 1)
             self.assertEqual(metric(o, refusal_time + "_count", when="after_waiting"), 1)

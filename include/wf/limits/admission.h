@@ -2,15 +2,16 @@
 // Admission control in front of the engine: at most max_concurrency calls run at once; the others
 // wait in a bounded fair queue and are served by start-time fair queuing across users, by each
 // user's CPU cost per call, so that a user with many or heavy calls cannot make the others wait
-// behind them. A call waits at most max_queue_time (or until its own deadline), and one that
-// would certainly wait longer (its place in the queue over the rate the queue drains: the slots
-// over how long a call holds one, or the measured interval between starts of queued calls, the
-// slower), or would not start and run before its deadline, is refused at once rather than after
-// the wait; when the queue is full,
-// the newest call of the user with the longest queue makes room for a call of a user with a shorter
-// one, and a call that finds no room is refused at once (503). Memory is bounded by max_queue
-// whatever the offered load. Thread-safe; callbacks run outside the lock, on the thread that
-// submits, releases, cancels or sweeps.
+// behind them. A call waits at most twice max_queue_time (or until its own deadline), and one that
+// would certainly wait over half max_queue_time (its place in the queue over the rate the queue
+// drains: the slots over how long a call holds one, or the measured interval between starts of
+// queued calls, the slower), or would not start and run before its deadline, is refused at once
+// rather than after the wait; when the queue is full, the newest call of the user with the longest
+// queue makes room for a call of a user with a shorter one, and a call that finds no room is
+// refused at once (503). A queued call that waited past the wait it was let in for (fixed: half
+// max_queue_time) goes before the fair queue's order. Memory is bounded by max_queue whatever the
+// offered load. Thread-safe; callbacks run outside the lock, on the thread that submits, releases,
+// cancels or sweeps.
 //
 // The concurrency limit is fixed (max_concurrency) or adaptive (LimitMode::kGradient): it follows
 // the ratio of the calls' baseline time in their slot to their recent time, as a gradient limiter
@@ -19,8 +20,8 @@
 // proportion (by at most 10% per window), between min_concurrency and max_concurrency. Adaptive,
 // the queue is short: a call is refused on arrival when its expected wait (also from when the calls
 // in flight started) is over half a baseline call, unless its user has nothing ahead and no debt;
-// a queued call is served (refused only at max_queue_time or its deadline), and one that waited
-// past a baseline call goes before the fair queue's order.
+// a queued call is served (refused only at twice max_queue_time or its deadline), and one that
+// waited past a baseline call goes before the fair queue's order.
 //
 // Adaptive, a call that waits for I/O holding no thread (Slot::park: a fiber parked on the
 // evaluator or the wiki) leaves the count of running calls until it goes on (Slot::resume: it

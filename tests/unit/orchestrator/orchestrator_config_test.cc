@@ -1,7 +1,9 @@
 #include "orchestrator/orchestrator_config.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string_view>
 
@@ -35,6 +37,34 @@ TEST(EvaluatorRoutes, BadConfigNamesTheFix) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("evaluatorUri"), std::string::npos);
   }
+}
+
+// The default io_threads is one loop per CPU this process may run on (its affinity, which the
+// calling thread's is at start-up), at most 4: not the machine's cores.
+TEST(OrchestratorOptions, DefaultIoThreadsFollowTheAffinity) {
+  const auto io_threads = [] {
+    auto cfg = config::load(orchestrator_options(), {},
+                            [](const char*) -> const char* { return nullptr; });
+    EXPECT_TRUE(cfg) << cfg.error();
+    return cfg ? server_options(*cfg).io_threads : -1;
+  };
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  ASSERT_EQ(sched_getaffinity(0, sizeof all, &all), 0);
+  EXPECT_EQ(io_threads(), std::clamp(CPU_COUNT(&all), 1, 4));
+  // One CPU of those allowed (on a machine of one, the same).
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int pinned = io_threads();
+  ASSERT_EQ(sched_setaffinity(0, sizeof all, &all), 0);
+  EXPECT_EQ(pinned, 1);
 }
 
 TEST(OrchestratorOptions, ContractFlagsAndEnvironmentExist) {
