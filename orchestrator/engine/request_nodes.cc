@@ -2,7 +2,9 @@
 #include "orchestrator/engine/request_nodes.h"
 
 #include <algorithm>
+#include <bit>
 #include <boost/container/small_vector.hpp>
+#include <cstring>
 #include <utility>
 
 #include "orchestrator/engine/definitions.h"
@@ -28,17 +30,66 @@ bool is_code_literal(std::string_view s) {
          ((s[2] == '6' && s[3] == 'K') || same_text(s, "Z14K3"));
 }
 
+// What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
+// strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
+enum class Slot { kValue, kType, kTerminal };
+
+// A text of one to eight bytes as one word, its first byte the lowest and the rest zero (no plain
+// byte is zero: equal words are equal texts); 0 for an empty or longer text. The reader compares
+// and orders keys and ZIDs by their words: one comparison where a loop over the bytes took ~5
+// instructions a byte (nearly every key and ZID has at most eight). `end`: the end of the buffer
+// the text lies in (the word is read at once when eight bytes are there).
+std::uint64_t word_of(std::string_view s, const char* end) {
+  const std::size_t n = s.size();
+  if (n == 0 || n > 8) return 0;
+  std::uint64_t w = 0;
+  if constexpr (std::endian::native == std::endian::little) {
+    if (end - s.data() >= 8) {
+      std::memcpy(&w, s.data(), sizeof w);
+      return n == 8 ? w : w & ((std::uint64_t{1} << (8 * n)) - 1);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    w |= std::uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
+  }
+  return w;
+}
+
+constexpr std::uint64_t word_of(const char (&s)[3]) {
+  return std::uint64_t{static_cast<unsigned char>(s[0])} |
+         std::uint64_t{static_cast<unsigned char>(s[1])} << 8;
+}
+constexpr std::uint64_t kZ5 = word_of("Z5"), kZ6 = word_of("Z6"), kZ7 = word_of("Z7"),
+                        kZ9 = word_of("Z9");
+
+// The order of two texts' words as the texts' order (key_less): the first byte most significant.
+std::uint64_t order_of(std::uint64_t word) {
+  return __builtin_bswap64(word);
+}
+
+// The slot of a text in a per-thread cache (ThreadCache::slot) from its FNV-1a hash, which the
+// reader computes while it scans the text (scan_text).
+template <typename Value>
+Value& slot_of(ThreadCache<Value>& cache, std::uint32_t hash) {
+  return cache.slots[(hash ^ (hash >> 16)) % ThreadCache<Value>::kSlots];
+}
+
 // What the reader knows of a text it met before, remembered per thread (the same keys and
-// ZIDs come in every request): a valid key as its interned Key, whether it is inline code; a
-// reference-like string value as its shared Z9 node, whether a bundled definition serves it.
-// Only what holds for the text whatever the request is kept (the definitions never change).
+// ZIDs come in every request): a valid key as its interned Key, whether it is inline code and
+// how its value reads; a reference-like string value as its shared Z9 node, whether a bundled
+// definition serves it. Only what holds for the text whatever the request is kept (the
+// definitions never change). A text of at most eight bytes is recognised by its word.
 struct KnownKey {
   Key key;  // the empty key: no text
+  std::uint64_t word = 0;
   bool code = false;
+  bool z7k1 = false;
+  Slot slot = Slot::kValue;
 };
 struct KnownReference {
   Node* node = nullptr;  // the interned {"Z1K1": "Z9", "Z9K1": text}
-  bool local = false;    // served_json(text) != nullptr
+  std::uint64_t word = 0;
+  bool local = false;  // served_json(text) != nullptr
 };
 
 // Two ways per text: its slot and the slot beside it (two texts of one request that share a slot,
@@ -49,17 +100,27 @@ Value& other_way(ThreadCache<Value>& cache, Value& first) {
   return cache.slots[static_cast<std::size_t>(&first - cache.slots.data()) ^ 1];
 }
 
-// A valid key's interned Key and whether it is inline code, or nullptr when `key` is not a
-// valid key. A key beyond the interning bound is checked and made again each time.
-const KnownKey* known_key(std::string_view text, KnownKey& spare) {
+// A valid key's interned Key, whether it is inline code and how its value reads, or nullptr
+// when `text` (its hash `hash`, its word `word`) is not a valid key. A key beyond the interning
+// bound is checked and made again each time.
+const KnownKey* known_key(std::string_view text, std::uint32_t hash, std::uint64_t word,
+                          KnownKey& spare) {
   if (text.empty()) return nullptr;  // the empty slot's text: never a key
   thread_local ThreadCache<KnownKey> cache;
-  KnownKey& slot = cache.slot(text);
-  if (same_text(slot.key.str(), text)) return &slot;
+  const auto holds = [&](const KnownKey& k) {
+    return word != 0 ? k.word == word : same_text(k.key.str(), text);
+  };
+  KnownKey& slot = slot_of(cache, hash);
+  if (holds(slot)) return &slot;
   KnownKey& other = other_way(cache, slot);
-  if (same_text(other.key.str(), text)) return &other;
+  if (holds(other)) return &other;
   if (!zo::is_key(text)) return nullptr;
-  KnownKey made{Key(text), is_code_literal(text)};
+  const CommonKeys& keys = common_keys();
+  KnownKey made{Key(text), word, is_code_literal(text)};
+  made.z7k1 = made.key == keys.z7k1;
+  made.slot = made.key == keys.z1k1                            ? Slot::kType
+              : made.key == keys.z6k1 || made.key == keys.z9k1 ? Slot::kTerminal
+                                                               : Slot::kValue;
   if (!made.key.interned()) {
     spare = std::move(made);
     return &spare;
@@ -71,12 +132,14 @@ const KnownKey* known_key(std::string_view text, KnownKey& spare) {
 
 // A reference-like text's shared Z9 node and verdict, or nullptr (not reference-like, or its
 // node is not shared: the caller makes one of its own).
-const KnownReference* known_reference(std::string_view text, const Definitions& defs) {
+const KnownReference* known_reference(std::string_view text, std::uint32_t hash, std::uint64_t word,
+                                      const Definitions& defs) {
   thread_local ThreadCache<KnownReference> cache;
   const auto holds = [&](const KnownReference& r) {
+    if (word != 0) return r.word == word;
     return r.node != nullptr && same_text(r.node->entries[1].original->text, text);
   };
-  KnownReference& slot = cache.slot(text);
+  KnownReference& slot = slot_of(cache, hash);
   if (holds(slot)) return &slot;
   KnownReference& other = other_way(cache, slot);
   if (holds(other)) return &other;
@@ -84,7 +147,7 @@ const KnownReference* known_reference(std::string_view text, const Definitions& 
   NodeP node = z9_node_of(text);
   if (!node->interned) return nullptr;
   other = slot;
-  slot = {node.get(), defs.served_json(text) != nullptr};
+  slot = {node.get(), word, defs.served_json(text) != nullptr};
   return &slot;
 }
 
@@ -96,10 +159,6 @@ bool key_less(std::string_view a, std::string_view b) {
   }
   return a.size() < b.size();
 }
-
-// What the value being read is, for canonical_node's rules: a Z1K1 keeps "Z6" and "Z9" as bare
-// strings, a Z6K1 or Z9K1 keeps any string as a bare string; any other string is a Z6 or a Z9.
-enum class Slot { kValue, kType, kTerminal };
 
 class CallReader {
  public:
@@ -155,11 +214,33 @@ class CallReader {
   }
 
  private:
-  // A string's text (after its opening quote); false for anything but plain text, and for "Z5"
-  // (an error object, or a reference to Z5: canonical_node and prepare_call treat those apart).
-  bool text(std::string_view& s) {
-    if (!c_.string_text(s)) return false;
-    return !same_text(s, "Z5");
+  // Spaces before the next token (PlainCursor::skip_space), in line: most calls find none or
+  // one (", " and ": "), where a call cost more than the loop.
+  void skip() {
+    const char* p = c_.p;
+    while (p != c_.end && static_cast<unsigned char>(*p) <= ' ' &&
+           (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
+      ++p;
+    }
+    c_.p = p;
+  }
+
+  // A string's text (after its opening quote) up to its closing quote, which is consumed, and
+  // the FNV-1a hash of ThreadCache::slot computed on the way (one pass where the scan and the
+  // hash each took one); false for anything but printable ASCII without escapes.
+  bool scan_text(std::string_view& out, std::uint32_t& hash) {
+    const char* p = c_.p;
+    const char* const end = c_.end;
+    std::uint32_t h = 2166136261u;
+    while (p != end && codec::kStringByte[static_cast<unsigned char>(*p)] == codec::kPlainByte) {
+      h = (h ^ static_cast<unsigned char>(*p)) * 16777619u;
+      ++p;
+    }
+    if (p == end || *p != '"') return false;  // the end, an escape or a byte not plain
+    out = std::string_view(c_.p, static_cast<std::size_t>(p - c_.p));
+    c_.p = p + 1;
+    hash = h;
+    return true;
   }
 
   // The node of the value at the cursor, at JSON nesting `depth` (of its arrays and objects) and
@@ -167,20 +248,28 @@ class CallReader {
   // zobject itself, whose Z7K1 names the function.
   NodeP value(Slot slot, int depth, int levels, bool top = false) {
     if (levels < 1) return nullptr;
-    c_.skip_space();
+    skip();
     if (c_.p == c_.end) return nullptr;
     switch (*c_.p) {
       case '"': {
         ++c_.p;
         std::string_view s;
-        if (!text(s)) return nullptr;
-        if (slot == Slot::kTerminal ||
-            (slot == Slot::kType && (same_text(s, "Z6") || same_text(s, "Z9")))) {
+        std::uint32_t hash = 0;
+        if (!scan_text(s, hash)) return nullptr;
+        const std::uint64_t word = word_of(s, c_.end);
+        // "Z5": an error object, or a reference to Z5 (canonical_node and prepare_call treat
+        // those apart).
+        if (word == kZ5) return nullptr;
+        if (slot == Slot::kTerminal || (slot == Slot::kType && (word == kZ6 || word == kZ9))) {
           if (counting_) count(s, zo::is_reference_like(s));
           return string_node_of(s);
         }
-        if (const KnownReference* known = known_reference(s, defs_)) {
-          if (counting_) count_reference(s, known->local);
+        if (const KnownReference* known = known_reference(s, hash, word, defs_)) {
+          if (counting_) {
+            BodyLiterals& l = out_.literals;
+            if (word == kZ7) ++l.calls;
+            if (!known->local) ++l.not_local;
+          }
           return NodeP(known->node);
         }
         const bool reference = zo::is_reference_like(s);
@@ -200,52 +289,62 @@ class CallReader {
     }
   }
 
+  // An object's members after its '{', in key order, as the node's entries.
   NodeP object(int depth, int levels, bool top) {
     struct Member {
+      std::uint64_t order;  // order_of the key's word; 0: a key of more than eight bytes
       std::string_view text;
       Key key;
       NodeP node;
     };
     boost::container::small_vector<Member, 8> members;
     bool typed = false;
-    const CommonKeys& keys = common_keys();
     KnownKey spare;
-    const bool ok = c_.members([&](std::string_view text) {
-      const KnownKey* known = known_key(text, spare);
-      if (known == nullptr) return false;
+    skip();
+    if (c_.p != c_.end && *c_.p == '}') return nullptr;  // {}: no Z1K1
+    for (;;) {
+      skip();
+      if (c_.p == c_.end || *c_.p != '"') return nullptr;
+      ++c_.p;
+      std::string_view text;
+      std::uint32_t hash = 0;
+      if (!scan_text(text, hash)) return nullptr;
+      skip();
+      if (c_.p == c_.end || *c_.p != ':') return nullptr;
+      ++c_.p;
+      const std::uint64_t word = word_of(text, c_.end);
+      const KnownKey* known = known_key(text, hash, word, spare);
+      if (known == nullptr) return nullptr;
       if (known->code) out_.literals.unusual = true;
-      // A copy: reading the value may reuse the cache's slot (an owned key is the spare's).
+      // Copies: reading the value may reuse the cache's slot (an owned key is the spare's).
       Key key = known == &spare ? std::move(spare.key) : known->key;
-      const bool type = key == keys.z1k1;
-      const bool terminal = key == keys.z6k1 || key == keys.z9k1;
-      typed = typed || type;
-      c_.skip_space();
+      const Slot slot = known->slot;
+      const bool names_function = top && known->z7k1;
+      typed = typed || slot == Slot::kType;
+      skip();
       const bool quoted = c_.p != c_.end && *c_.p == '"';
       const char* at = c_.p + 1;
-      NodeP node = value(type       ? Slot::kType
-                         : terminal ? Slot::kTerminal
-                                    : Slot::kValue,
-                         depth + 1, levels - 1);
-      if (!node) return false;
-      if (top && key == keys.z7k1) {
-        if (quoted) {
-          out_.function.assign(at, static_cast<std::size_t>(c_.p - 1 - at));
-        } else if (!node->is_string) {
-          // An object: its Z9K1 when that is a string (a bare string node here).
-          for (const auto& e : node->entries) {
-            if (e.key == keys.z9k1 && e.original && e.original->is_string) {
-              out_.function = e.original->text;
-            }
-          }
-        }
+      NodeP node = value(slot, depth + 1, levels - 1);
+      if (!node) return nullptr;
+      if (names_function) function_of(quoted, at, *node);
+      members.push_back({order_of(word), text, std::move(key), std::move(node)});
+      skip();
+      if (c_.p == c_.end) return nullptr;
+      if (*c_.p == ',') {
+        ++c_.p;
+        continue;
       }
-      members.push_back({text, std::move(key), std::move(node)});
-      return true;
-    });
-    if (!ok || !typed) return nullptr;
+      if (*c_.p != '}') return nullptr;
+      ++c_.p;
+      break;
+    }
+    if (!typed) return nullptr;
     // Key order, as the JSON tree's map has it; a repeated key is the general path's.
     // Requests usually list a call's keys in order already (Z1K1, Z7K1, its arguments).
-    const auto before = [](const Member& a, const Member& b) { return key_less(a.text, b.text); };
+    const auto before = [](const Member& a, const Member& b) {
+      if (a.order != 0 && b.order != 0) return a.order < b.order;
+      return key_less(a.text, b.text);
+    };
     bool sorted = true;
     for (std::size_t i = 1; i < members.size() && sorted; ++i) {
       sorted = before(members[i - 1], members[i]);
@@ -257,9 +356,25 @@ class CallReader {
       }
     }
     auto n = Node::make_object();
+    // A fresh object: appended in place, as Node::add does (nothing to clear).
     n->entries.reserve(members.size());
-    for (Member& m : members) n->add(std::move(m.key), std::move(m.node));
+    for (Member& m : members) n->entries.emplace_back(std::move(m.key), std::move(m.node));
     return n;
+  }
+
+  // The function the zobject's Z7K1 names (ParsedCall::function): the string at `at` when the
+  // value was `quoted`, else an object's Z9K1 when that is a string (a bare string node here).
+  void function_of(bool quoted, const char* at, const Node& node) {
+    if (quoted) {
+      out_.function.assign(at, static_cast<std::size_t>(c_.p - 1 - at));
+      return;
+    }
+    if (node.is_string) return;
+    for (const auto& e : node.entries) {
+      if (e.key == common_keys().z9k1 && e.original && e.original->is_string) {
+        out_.function = e.original->text;
+      }
+    }
   }
 
   // [T, e1, ..., en]: a list node per cell (K1, K2, Z1K1, as list_from makes them), the last one
@@ -273,7 +388,7 @@ class CallReader {
     const bool ok = c_.items(']', [&] {
       if (++count > kMaxReadElements + 1) return false;
       if (count == 1) {
-        c_.skip_space();
+        skip();
         type_at = c_.p;
         if (c_.p != c_.end && *c_.p == '"') {
           codec::PlainCursor ahead{c_.p + 1, c_.end};
@@ -339,14 +454,6 @@ class CallReader {
     if (reference && defs_.served_json(s) == nullptr) ++l.not_local;
     if (is_code_literal(s) || same_text(s, "doValidate")) l.unusual = true;
   }
-  // count() of a reference-like text whose verdict is known (`local`: a bundled definition
-  // serves it); such a text is neither inline code nor "doValidate".
-  void count_reference(std::string_view s, bool local) {
-    BodyLiterals& l = out_.literals;
-    if (same_text(s, "Z7")) ++l.calls;
-    if (!local) ++l.not_local;
-  }
-
   codec::PlainCursor c_;
   int max_json_depth_;
   int max_zobject_depth_ = 128;

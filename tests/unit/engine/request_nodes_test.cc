@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -352,6 +353,63 @@ TEST(RequestNodes, WhatItRemembersOfATextHoldsForTheNextRequest) {
   ASSERT_TRUE(read.has_value());
   expect_same(*read->zobject, *Node::from_canonical(with_string), "");
   EXPECT_EQ(read->literals.not_local, 0);
+}
+
+// The reader knows a key or a ZID of up to eight bytes by one word of its bytes, orders keys by
+// it, and reads a word at once where eight bytes of the body follow the text (request_nodes.cc,
+// word_of): keys and ZIDs of every length around eight, in and out of order, some at the very end
+// of the body, read as the canonical view reads them, and a repeated key of each length is
+// still the general path's.
+TEST(RequestNodes, KeysAndZidsOfEveryLengthAsTheCanonicalView) {
+  const std::vector<std::string> keys = {"K1",       "K10",       "Z2K1",      "Z80K1",
+                                         "Z801K1",   "Z801K12",   "Z10002K1",  "Z10002K10",
+                                         "Z10002K2", "Z100021K1", "Z1000210K1"};
+  const std::vector<std::string> zids = {"Z1",         "Z12",     "Z123",     "Z1234",
+                                         "Z12345",     "Z123456", "Z1234567", "Z12345678",
+                                         "Z123456789", "Z10002",  "Z801"};
+  for (std::size_t shift = 0; shift < keys.size(); ++shift) {
+    // The keys rotated (out of order but for shift 0), each with a ZID of another length.
+    std::string text = R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801")";
+    json zobject = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}};
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string& key = keys[(i + shift) % keys.size()];
+      const std::string& zid = zids[(i + 2 * shift) % zids.size()];
+      text += ",\"" + key + "\":\"" + zid + "\"";
+      zobject[key] = zid;
+    }
+    text += "}}";  // no space: the last ZID ends three bytes before the body does
+    SCOPED_TRACE(text);
+    auto call = parse_call(text, {});
+    ASSERT_TRUE(call.has_value());
+    expect_same(*call->zobject, *Node::from_canonical(zobject), "");
+    EXPECT_EQ(call->zobject->to_json(), zo::to_normal(zobject));
+    std::vector<std::string> order;
+    for (const auto& e : call->zobject->entries) order.push_back(e.key.str());
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << ::testing::PrintToString(order);
+  }
+  // The ZID at the very end, read both ways (a word at once, and byte by byte).
+  for (const std::string& zid : zids) {
+    const json zobject = {{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", zid}};
+    for (const std::string& text :
+         {json{{"zobject", zobject}}.dump(),
+          R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":")" + zid + "\"}}"}) {
+      SCOPED_TRACE(text);
+      auto call = parse_call(text, {});
+      ASSERT_TRUE(call.has_value());
+      expect_same(*call->zobject, *Node::from_canonical(zobject), "");
+    }
+  }
+  // "Z5" is never read here, wherever it stands; nor is a key given twice, of any length.
+  EXPECT_FALSE(parse_call(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801","Z801K1":"Z5"}})", {}));
+  EXPECT_FALSE(parse_call(R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z5"}})", {}));
+  for (const std::string& key : keys) {
+    SCOPED_TRACE(key);
+    const std::string once = R"({"zobject":{"Z1K1":"Z7","Z7K1":"Z801",")" + key + R"(":"a"}})";
+    ASSERT_TRUE(parse_call(once, {}).has_value());
+    const std::string twice =
+        R"({"zobject":{")" + key + R"(":"a","Z1K1":"Z7","Z7K1":"Z801",")" + key + R"(":"b"}})";
+    EXPECT_FALSE(parse_call(twice, {}).has_value());
+  }
 }
 
 }  // namespace
