@@ -5,6 +5,7 @@
 #include <bit>
 #include <boost/container/small_vector.hpp>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "orchestrator/engine/definitions.h"
@@ -102,9 +103,10 @@ Value& other_way(ThreadCache<Value>& cache, Value& first) {
 
 // A valid key's interned Key, whether it is inline code and how its value reads, or nullptr
 // when `text` (its hash `hash`, its word `word`) is not a valid key. A key beyond the interning
-// bound is checked and made again each time.
+// bound is checked and made again each time, into `spare` (made only then: an empty Key is a
+// call to intern it).
 const KnownKey* known_key(std::string_view text, std::uint32_t hash, std::uint64_t word,
-                          KnownKey& spare) {
+                          std::optional<KnownKey>& spare) {
   if (text.empty()) return nullptr;  // the empty slot's text: never a key
   thread_local ThreadCache<KnownKey> cache;
   const auto holds = [&](const KnownKey& k) {
@@ -122,8 +124,7 @@ const KnownKey* known_key(std::string_view text, std::uint32_t hash, std::uint64
               : made.key == keys.z6k1 || made.key == keys.z9k1 ? Slot::kTerminal
                                                                : Slot::kValue;
   if (!made.key.interned()) {
-    spare = std::move(made);
-    return &spare;
+    return &spare.emplace(std::move(made));
   }
   other = std::move(slot);
   slot = std::move(made);
@@ -251,31 +252,8 @@ class CallReader {
     skip();
     if (c_.p == c_.end) return nullptr;
     switch (*c_.p) {
-      case '"': {
-        ++c_.p;
-        std::string_view s;
-        std::uint32_t hash = 0;
-        if (!scan_text(s, hash)) return nullptr;
-        const std::uint64_t word = word_of(s, c_.end);
-        // "Z5": an error object, or a reference to Z5 (canonical_node and prepare_call treat
-        // those apart).
-        if (word == kZ5) return nullptr;
-        if (slot == Slot::kTerminal || (slot == Slot::kType && (word == kZ6 || word == kZ9))) {
-          if (counting_) count(s, zo::is_reference_like(s));
-          return string_node_of(s);
-        }
-        if (const KnownReference* known = known_reference(s, hash, word, defs_)) {
-          if (counting_) {
-            BodyLiterals& l = out_.literals;
-            if (word == kZ7) ++l.calls;
-            if (!known->local) ++l.not_local;
-          }
-          return NodeP(known->node);
-        }
-        const bool reference = zo::is_reference_like(s);
-        if (counting_) count(s, reference);
-        return reference ? z9_node_of(s) : z6_node_of(s);
-      }
+      case '"':
+        return string_value(slot);
       case '{':
         ++c_.p;
         if (depth > max_json_depth_) return nullptr;
@@ -289,17 +267,44 @@ class CallReader {
     }
   }
 
+  // value() of a string (the cursor at its opening quote). In line: an object's members read
+  // their string values here without a call to value().
+  [[gnu::always_inline]] NodeP string_value(Slot slot) {
+    ++c_.p;
+    std::string_view s;
+    std::uint32_t hash = 0;
+    if (!scan_text(s, hash)) return nullptr;
+    const std::uint64_t word = word_of(s, c_.end);
+    // "Z5": an error object, or a reference to Z5 (canonical_node and prepare_call treat
+    // those apart).
+    if (word == kZ5) return nullptr;
+    if (slot == Slot::kTerminal || (slot == Slot::kType && (word == kZ6 || word == kZ9))) {
+      if (counting_) count(s, zo::is_reference_like(s));
+      return string_node_of(s);
+    }
+    if (const KnownReference* known = known_reference(s, hash, word, defs_)) {
+      if (counting_) {
+        BodyLiterals& l = out_.literals;
+        if (word == kZ7) ++l.calls;
+        if (!known->local) ++l.not_local;
+      }
+      return NodeP(known->node);
+    }
+    const bool reference = zo::is_reference_like(s);
+    if (counting_) count(s, reference);
+    return reference ? z9_node_of(s) : z6_node_of(s);
+  }
+
   // An object's members after its '{', in key order, as the node's entries.
   NodeP object(int depth, int levels, bool top) {
     struct Member {
       std::uint64_t order;  // order_of the key's word; 0: a key of more than eight bytes
-      std::string_view text;
       Key key;
       NodeP node;
     };
     boost::container::small_vector<Member, 8> members;
     bool typed = false;
-    KnownKey spare;
+    std::optional<KnownKey> spare;
     skip();
     if (c_.p != c_.end && *c_.p == '}') return nullptr;  // {}: no Z1K1
     for (;;) {
@@ -317,17 +322,18 @@ class CallReader {
       if (known == nullptr) return nullptr;
       if (known->code) out_.literals.unusual = true;
       // Copies: reading the value may reuse the cache's slot (an owned key is the spare's).
-      Key key = known == &spare ? std::move(spare.key) : known->key;
+      Key key = spare && known == &*spare ? std::move(spare->key) : known->key;
       const Slot slot = known->slot;
       const bool names_function = top && known->z7k1;
       typed = typed || slot == Slot::kType;
       skip();
       const bool quoted = c_.p != c_.end && *c_.p == '"';
       const char* at = c_.p + 1;
-      NodeP node = value(slot, depth + 1, levels - 1);
+      // A string at once (most values are), anything else through value().
+      NodeP node = quoted && levels > 1 ? string_value(slot) : value(slot, depth + 1, levels - 1);
       if (!node) return nullptr;
       if (names_function) function_of(quoted, at, *node);
-      members.push_back({order_of(word), text, std::move(key), std::move(node)});
+      members.push_back({order_of(word), std::move(key), std::move(node)});
       skip();
       if (c_.p == c_.end) return nullptr;
       if (*c_.p == ',') {
@@ -343,7 +349,7 @@ class CallReader {
     // Requests usually list a call's keys in order already (Z1K1, Z7K1, its arguments).
     const auto before = [](const Member& a, const Member& b) {
       if (a.order != 0 && b.order != 0) return a.order < b.order;
-      return key_less(a.text, b.text);
+      return key_less(a.key.str(), b.key.str());
     };
     bool sorted = true;
     for (std::size_t i = 1; i < members.size() && sorted; ++i) {
@@ -352,7 +358,7 @@ class CallReader {
     if (!sorted) {
       std::sort(members.begin(), members.end(), before);
       for (std::size_t i = 1; i < members.size(); ++i) {
-        if (same_text(members[i - 1].text, members[i].text)) return nullptr;
+        if (members[i - 1].key == members[i].key) return nullptr;
       }
     }
     auto n = Node::make_object();
