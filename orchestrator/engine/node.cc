@@ -330,6 +330,26 @@ Key immortal_key(const std::string& text) {
   return key;
 }
 
+// shared_terminal() of immortal JSON (Entry::immortal: never changed or freed), remembered per
+// thread by its address, whether it is a terminal or not: the bundled definitions' objects are
+// read as nodes in every request (~30 per nest request), and each asked shared_terminal (the
+// object's two members, the text's hash and comparison: ~150 instructions). The answer for an
+// address never changes: the JSON does not, and a text's interning, once tried, gives the same
+// node or (a table full) the same null.
+Node* immortal_terminal(const json& v) {
+  struct Slot {
+    const json* source = nullptr;
+    Node* node = nullptr;
+  };
+  static constexpr std::size_t kSlots = 1024;
+  thread_local std::array<Slot, kSlots> cache;
+  Slot& slot = cache[(reinterpret_cast<std::uintptr_t>(&v) >> 4) % kSlots];
+  if (slot.source == &v) return slot.node;
+  Node* n = shared_terminal(v);
+  slot = {&v, n};
+  return n;
+}
+
 }  // namespace
 
 NodeP Node::make_string(std::string s) {
@@ -366,7 +386,7 @@ NodeP Node::from_json(const json& v) {
 
 NodeP Node::from_shared(const json& v, bool immortal) {
   if (!v.is_object()) return from_json(v);
-  if (Node* shared = shared_terminal(v)) return NodeP(shared);
+  if (Node* shared = immortal ? immortal_terminal(v) : shared_terminal(v)) return NodeP(shared);
   auto n = make_object();
   const auto& o = v.get_ref<const json::object_t&>();
   n->entries.reserve(o.size());

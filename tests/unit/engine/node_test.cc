@@ -195,6 +195,58 @@ TEST(NodeSharing, ReferencesAndStringObjectsAreSharedAndNeverChanged) {
   EXPECT_NE(ed::Node::from_shared(other).get(), ed::Node::from_shared(other).get());
 }
 
+// Immortal JSON (a bundled definition's, read with from_shared(v, true)) is known per thread by
+// its address (node.cc, immortal_terminal): a reference or string object reads as the shared
+// node every time, any other object as a node of its own every time, also when many objects
+// share the remembered slots and push each other out.
+TEST(NodeSharing, ImmortalObjectsReadAsTheirSharedTerminalEveryTime) {
+  // Never freed while the process runs, as the bundled definitions.
+  static const auto* objects = [] {
+    auto* v = new std::vector<json>;
+    for (int i = 0; i < 3000; ++i) {
+      const std::string zid = "Z" + std::to_string(20000 + i);
+      switch (i % 4) {
+        case 0:
+          v->push_back({{"Z1K1", "Z9"}, {"Z9K1", zid}});
+          break;
+        case 1:
+          v->push_back({{"Z1K1", "Z6"}, {"Z6K1", zid}});
+          break;
+        case 2:
+          v->push_back({{"Z1K1", "Z9"}, {"Z9K1", zid}, {"Z9K2", "x"}});
+          break;
+        default:  // too long to be shared
+          v->push_back({{"Z1K1", "Z6"}, {"Z6K1", zid + std::string(40, 'x')}});
+      }
+    }
+    return v;
+  }();
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < objects->size(); ++i) {
+      const json& v = (*objects)[i];
+      SCOPED_TRACE(v.dump());
+      ed::NodeP n = ed::Node::from_shared(v, true);
+      ASSERT_TRUE(n);
+      const std::string text =
+          v.contains("Z9K1") ? v["Z9K1"].get<std::string>() : v["Z6K1"].get<std::string>();
+      switch (i % 4) {
+        case 0:
+          EXPECT_EQ(n.get(), ed::z9_node(text).get());
+          EXPECT_TRUE(n->interned);
+          break;
+        case 1:
+          EXPECT_EQ(n.get(), ed::z6_node(text).get());
+          EXPECT_TRUE(n->interned);
+          break;
+        default:
+          EXPECT_FALSE(n->interned);
+          EXPECT_NE(n.get(), ed::Node::from_shared(v, true).get());
+      }
+      EXPECT_EQ(n->to_json(), v);
+    }
+  }
+}
+
 // The shared reference and string objects answer the shape tests from what they are
 // (Node::terminal), without reading their entries: the same answers as a request's own node of
 // the same two entries, for ZIDs, tags and keys, and for texts too long to be shared.
