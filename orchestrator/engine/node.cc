@@ -718,10 +718,13 @@ void Node::add_list_type(const NodeP& item) {
     add_built_list_type(*implied);
     return;
   }
+  // The two references, looked up once (z9_node hashes and compares the text each time).
+  static Node* const kZ7 = intern_terminal<true>("Z7");
+  static Node* const kZ881 = intern_terminal<true>("Z881");
   auto t = make_object();
   t->entries.reserve(3);
-  t->add(keys.z1k1, z9_node("Z7"));
-  t->add(keys.z7k1, z9_node("Z881"));
+  t->add(keys.z1k1, kZ7 != nullptr ? NodeP(kZ7) : z9_node("Z7"));
+  t->add(keys.z7k1, kZ881 != nullptr ? NodeP(kZ881) : z9_node("Z881"));
   t->add("Z881K1", item);
   add(keys.z1k1, std::move(t));
 }

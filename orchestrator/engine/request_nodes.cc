@@ -353,7 +353,9 @@ class CallReader {
     };
     bool sorted = true;
     for (std::size_t i = 1; i < members.size() && sorted; ++i) {
-      sorted = before(members[i - 1], members[i]);
+      const Member& a = members[i - 1];
+      const Member& b = members[i];
+      sorted = a.order != 0 && b.order != 0 ? a.order < b.order : before(a, b);
     }
     if (!sorted) {
       std::sort(members.begin(), members.end(), before);
