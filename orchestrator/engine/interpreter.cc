@@ -198,6 +198,7 @@ Interpreter::~Interpreter() {
   functions_.clear();
   builtin_declared_.clear();
   held_z4_.clear();
+  implied_z4_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -421,13 +422,47 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
     if (mode != Mode::kNoGeneric && shape == Shape::kGenericInstance) {
       // A type a built-in wrote (Node::Entry::built_type), still as written: resolved for the
       // check below and kept in the entry's value, not shown (the node stays as it is).
-      const Node::Entry* written = cur->entry(common_keys().z1k1);
+      Node::Entry* written = cur->entry(common_keys().z1k1);
       const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
+      // An implied list type still lazy (its Z881 call not built): resolved to the Z4 this
+      // request's direct Z881 call gave for the same JSON, when there is one (implied_z4_), with
+      // what running the call counts (its steps, the built-in run) and without building it.
+      const json* implied = mode != Mode::kNoInternals && written != nullptr &&
+                                    !written->persisted && !written->value &&
+                                    written->source != nullptr && written->immortal &&
+                                    written->form == Node::Entry::Form::kNormal
+                                ? written->source
+                                : nullptr;
+      if (implied != nullptr && call_depth_ < options_.max_call_depth) {
+        const auto held = std::find_if(implied_z4_.begin(), implied_z4_.end(),
+                                       [&](const ImpliedZ4& h) { return h.source == implied; });
+        if (held != implied_z4_.end()) {
+          // The call's steps: resolving it, executing it, the direct call, the held answer, and
+          // resolving that answer.
+          for (int step = 0; step < 5; ++step) {
+            if (!tick()) return {abort_envelope(), persist};
+          }
+          ++builtin_runs_;
+          written->value = held->z4;
+          if (!ephemeral) written->persisted = held->z4;
+          if (ephemeral) break;
+          continue;
+        }
+      }
       Envelope e = resolve_key(cur, common_keys().z1k1, scope_here(),
                                mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
         if (Node::Entry* te = cur->entry(common_keys().z1k1)) te->persisted = nullptr;
+      }
+      if (implied != nullptr && implied_z4_.size() < kMaxImpliedZ4PerRequest && !aborted()) {
+        // Remembered when the direct call answered it from held_z4_, as it will again.
+        const Node::Entry* te = cur->entry(common_keys().z1k1);
+        if (te != nullptr && te->original && te->value == e.value &&
+            implied_answer(*te->original, e.value)) {
+          if (implied_z4_.capacity() == 0) implied_z4_.reserve(kMaxImpliedZ4PerRequest);
+          implied_z4_.push_back({implied, e.value});
+        }
       }
       // The resolved type: kept in the entry for a type a built-in wrote, else on the node.
       const NodeP t = ephemeral ? e.value : cur->get("Z1K1");

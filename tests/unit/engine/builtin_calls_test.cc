@@ -158,6 +158,37 @@ std::vector<Case> cases() {
        echo(fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", fcall("Z868", {{"Z868K1", "ab"}})},
                                                      {"Z810K2", kEmpty}})}}))},
       {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
+      // Lists whose cells' types are implied (Z881 of a ZID, per-process JSON) passed as
+      // arguments again and again: the first resolution of each item type runs the direct Z881
+      // call, the later ones take its Z4 (Interpreter::implied_z4_). Item types bundled (Z6,
+      // Z86), Z1 (an empty array), and a ZID that is not a bundled type (a wiki function), which
+      // held_list_type does not hold.
+      {"list types of one item type, many times",
+       echo(fcall(
+           "Z844",
+           {{"Z844K1",
+             fcall("Z813",
+                   {{"Z813K1", fcall("Z812",
+                                     {{"Z812K1", fcall("Z810",
+                                                       {
+                                                           {"Z810K1", "x"},
+                                                           {"Z810K2", kEmpty},
+                                                       })}})}})},
+            {"Z844K2", fcall("Z813", {{"Z813K1", kEmpty}})}}))},
+      {"list types of several item types",
+       echo(json::array(
+           {"Z1", fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "a"}, {"Z810K2", kEmpty}})}}),
+            fcall("Z812",
+                  {{"Z812K1",
+                    fcall("Z810", {{"Z810K1",
+                                    fcall("Z811", {{"Z811K1", fcall("Z868", {{"Z868K1", "ab"}})}})},
+                                   {"Z810K2", json::array({"Z86"})}})}}),
+            fcall("Z813", {{"Z813K1", json::array()}}), fcall("Z813", {{"Z813K1", json::array()}}),
+            fcall("Z813", {{"Z813K1", json::array({"Z10001"})}}),
+            fcall("Z812", {{"Z812K1", fcall("Z810", {{"Z810K1", "b"},
+                                                     {"Z810K2", json::array({"Z10001"})}})}}),
+            fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "c"},
+                                                     {"Z810K2", json::array({"Z10001"})}})}})}))},
       // Calls inside values (run by eager evaluation, and replaced by their results) and a
       // quoted call (never run): a nested direct call leaves its Z7K1 as written, and no
       // answer may show the difference.
