@@ -1047,9 +1047,51 @@ bool frame_binds(const FrameP& frame, const std::string& name) {
   return false;
 }
 
+// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
+// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
+// Z1K1 read from anything else (an object, another string) is not one.
+bool is_ref_unbuilt(const Node& n) {
+  if (n.is_string) return false;
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == common_keys().z1k1)) continue;
+    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
+    if (e.source->is_object() ||
+        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
+      return false;
+    }
+    break;
+  }
+  return n.is_ref();
+}
+
+// Whether eager_walk of `root` would find nothing to look into: every key of it other than those
+// it skips holds nothing or a bare string (a string object, a Boolean, an empty list: most of
+// the values built-ins pass each other). Lazy entries are read as their JSON, without building.
+bool nothing_to_walk(const Node& root) {
+  const CommonKeys& keys = common_keys();
+  for (const Node::Entry& e : root.entries) {
+    if (e.key == keys.z1k1 || eager_skips(e.key)) continue;
+    if (e.persisted) {
+      if (!e.persisted->is_string) return false;
+    } else if (e.source != nullptr) {
+      if (e.form != Node::Entry::Form::kNormal || !e.source->is_string()) return false;
+    } else if (e.original && !e.original->is_string) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Envelope Interpreter::eager(const NodeP& value) {
+  // What eager_walk does with such a root, without its walk's state: one step, unless the root
+  // is not walked at all (a reference, a settled list).
+  if (value && !value->is_string && nothing_to_walk(*value)) {
+    if (value->settled || is_ref_unbuilt(*value)) return Envelope::ok(value);
+    if (!tick()) return abort_envelope();
+    return Envelope::ok(value);
+  }
   std::vector<EagerStep> path;
   return eager_walk(value, path);
 }
@@ -1099,27 +1141,6 @@ json cyclical_references(const std::string& where) {
 bool is_list_cell(const Node& node) {
   const CommonKeys& keys = common_keys();
   return node.has(keys.k1) && node.has(keys.k2);
-}
-
-}  // namespace
-
-namespace {
-
-// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
-// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
-// Z1K1 read from anything else (an object, another string) is not one.
-bool is_ref_unbuilt(const Node& n) {
-  if (n.is_string) return false;
-  for (const Node::Entry& e : n.entries) {
-    if (!(e.key == common_keys().z1k1)) continue;
-    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
-    if (e.source->is_object() ||
-        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
-      return false;
-    }
-    break;
-  }
-  return n.is_ref();
 }
 
 }  // namespace

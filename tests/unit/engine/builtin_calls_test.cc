@@ -29,6 +29,7 @@ json echo(const json& v) {
 }
 
 const json kEmpty = json::array({"Z6"});
+const json kTrue = {{"Z1K1", "Z40"}, {"Z40K1", "Z41"}};
 
 // The 14-call nest of bench/orchestrator_e2e.
 json nest14() {
@@ -189,6 +190,20 @@ std::vector<Case> cases() {
                                                      {"Z810K2", json::array({"Z10001"})}})}}),
             fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "c"},
                                                      {"Z810K2", json::array({"Z10001"})}})}})}))},
+      // Values with nothing for eager evaluation to look into (Interpreter::eager): strings,
+      // Booleans, references, empty lists; and one whose key holds a call under a key that is
+      // not skipped, which eager evaluation must still run.
+      {"flat values as arguments",
+       echo(fcall("Z844",
+                  {{"Z844K1", fcall("Z866", {{"Z866K1", echo("a")}, {"Z866K2", "a"}})},
+                   {"Z844K2", fcall("Z844", {{"Z844K1", echo(kTrue)}, {"Z844K2", kTrue}})}}))},
+      {"a call under a key of a pair",
+       echo(fcall(
+           "Z821",
+           {{"Z821K1",
+             {{"Z1K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z882"}, {"Z882K1", "Z6"}, {"Z882K2", "Z6"}}},
+              {"K1", echo("a")},
+              {"K2", "b"}}}}))},
       // Calls inside values (run by eager evaluation, and replaced by their results) and a
       // quoted call (never run): a nested direct call leaves its Z7K1 as written, and no
       // answer may show the difference.
@@ -260,6 +275,23 @@ TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
   EXPECT_NE(invalid["meta"].dump().find("Invalid key for function call: Z811K9."),
             std::string::npos)
       << invalid.dump();
+}
+
+// Eager evaluation of an argument (Interpreter::eager) passes over a value with nothing to look
+// into (a string, a Boolean, an empty list) without walking it, and still runs a call held under
+// a key it does not skip: the first of a pair whose first is a call is that call's value.
+TEST(BuiltinCalls, EagerEvaluationRunsCallsInsideValuesAndPassesFlatOnes) {
+  const json pair_type = {{"Z1K1", "Z7"}, {"Z7K1", "Z882"}, {"Z882K1", "Z6"}, {"Z882K2", "Z6"}};
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    const json pair = {{"Z1K1", pair_type}, {"K1", echo("a")}, {"K2", "b"}};
+    EXPECT_EQ(evaluate(fcall("Z821", {{"Z821K1", pair}}), direct).value("Z22K1", json()), "a");
+    const json flat = {{"Z1K1", pair_type}, {"K1", {{"Z1K1", "Z6"}, {"Z6K1", "a"}}}, {"K2", "b"}};
+    EXPECT_EQ(evaluate(fcall("Z822", {{"Z822K1", flat}}), direct).value("Z22K1", json()), "b");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", echo(kTrue)}, {"Z844K2", kTrue}}), direct)
+                  .value("Z22K1", json()),
+              kTrue);
+  }
 }
 
 // wf_orchestrator_implementations_total{type="BuiltIn"} after `rounds` evaluations of `call`,
