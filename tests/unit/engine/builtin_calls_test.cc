@@ -294,6 +294,21 @@ TEST(BuiltinCalls, EagerEvaluationRunsCallsInsideValuesAndPassesFlatOnes) {
   }
 }
 
+// A built-in that answers a shared node (Node::interned: a one-character string object, a
+// code point) leaves it as every thread reads it: BuiltinCall::ok gives a value without a scope the
+// request's empty frame, and writing it into a shared node was a data race between requests.
+TEST(BuiltinCalls, SharedNodesAnsweredByBuiltInsKeepNoScope) {
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    EXPECT_EQ(evaluate(fcall("Z811", {{"Z811K1", json::array({"Z6", "a"})}}), direct)
+                  .value("Z22K1", json()),
+              "a");
+  }
+  const engine_detail::NodeP a = engine_detail::z6_node("a");
+  ASSERT_TRUE(a->interned);
+  EXPECT_EQ(a->scope, nullptr);
+}
+
 // wf_orchestrator_implementations_total{type="BuiltIn"} after `rounds` evaluations of `call`,
 // less before (the registry is the process's: other tests' counts cancel out).
 double builtin_runs(const json& call, bool direct, int rounds) {
