@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fakes.h"
+#include "orchestrator/engine/builtins_support.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/node.h"
 #include "wf/obs/metrics.h"
@@ -295,18 +296,25 @@ TEST(BuiltinCalls, EagerEvaluationRunsCallsInsideValuesAndPassesFlatOnes) {
 }
 
 // A built-in that answers a shared node (Node::interned: a one-character string object, a
-// code point) leaves it as every thread reads it: BuiltinCall::ok gives a value without a scope the
-// request's empty frame, and writing it into a shared node was a data race between requests.
+// code point, a Boolean) leaves it as every thread reads it: BuiltinCall::ok gives a value without
+// a scope the request's empty frame, and writing it into a shared node was a data race between
+// requests.
 TEST(BuiltinCalls, SharedNodesAnsweredByBuiltInsKeepNoScope) {
   for (bool direct : {true, false}) {
     SCOPED_TRACE(direct ? "direct" : "general");
     EXPECT_EQ(evaluate(fcall("Z811", {{"Z811K1", json::array({"Z6", "a"})}}), direct)
                   .value("Z22K1", json()),
               "a");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", kTrue}, {"Z844K2", kTrue}}), direct)
+                  .value("Z22K1", json()),
+              kTrue);
   }
   const engine_detail::NodeP a = engine_detail::z6_node("a");
   ASSERT_TRUE(a->interned);
   EXPECT_EQ(a->scope, nullptr);
+  const engine_detail::NodeP yes = engine_detail::bool_node(true);
+  ASSERT_TRUE(yes->interned);
+  EXPECT_EQ(yes->scope, nullptr);
 }
 
 // wf_orchestrator_implementations_total{type="BuiltIn"} after `rounds` evaluations of `call`,
