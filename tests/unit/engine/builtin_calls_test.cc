@@ -295,6 +295,30 @@ TEST(BuiltinCalls, EagerEvaluationRunsCallsInsideValuesAndPassesFlatOnes) {
   }
 }
 
+// The keys eager evaluation skips (a type's and a function's parts, a Boolean's identity, a
+// quote) are exactly Z1K1, Z4K1-Z4K8, Z8K1-Z8K5, Z40K1 and Z99K1: a call held under one of them
+// is left as it is, under any other key (however alike) it is run (Z803, value by key).
+TEST(BuiltinCalls, EagerEvaluationSkipsExactlyTheTypeAndFunctionKeys) {
+  const auto value_at = [](const std::string& key) {
+    const json object = {{"Z1K1", "Z10001"}, {key, echo("a")}};
+    return evaluate(
+               fcall("Z803", {{"Z803K1", {{"Z1K1", "Z39"}, {"Z39K1", key}}}, {"Z803K2", object}}),
+               true)
+        .value("Z22K1", json());
+  };
+  for (const char* key : {"Z4K1", "Z4K5", "Z4K8", "Z8K1", "Z8K5", "Z40K1", "Z99K1"}) {
+    SCOPED_TRACE(key);
+    const json v = value_at(key);
+    ASSERT_TRUE(v.is_object()) << v.dump();
+    EXPECT_EQ(v.value("Z7K1", json()), "Z801") << v.dump();
+  }
+  for (const char* key : {"K1", "Z1K2", "Z4K9", "Z8K6", "Z8K9", "Z2K1", "Z14K1", "Z40K2", "Z41K1",
+                          "Z99K2", "Z4K11", "Z10001K1"}) {
+    SCOPED_TRACE(key);
+    EXPECT_EQ(value_at(key), "a");
+  }
+}
+
 // A built-in that answers a shared node (Node::interned: a one-character string object, a
 // code point, a Boolean) leaves it as every thread reads it: BuiltinCall::ok gives a value without
 // a scope the request's empty frame, and writing it into a shared node was a data race between
