@@ -437,13 +437,19 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   std::string first_error;
   for (std::size_t i = 0; i < n; ++i) {
     const auto& arg = sig->args[i];
-    const Key& key = call->has(arg.name_key) ? arg.name_key : arg.local_key;
-    Node::Entry* entry = call->entry(key);
+    // The argument's own key, else its local key: one scan of the call's keys when it has the
+    // former (has() and then entry() were two).
+    const Key* key = &arg.name_key;
+    Node::Entry* entry = call->entry(*key);
+    if (entry == nullptr) {
+      key = &arg.local_key;
+      entry = call->entry(*key);
+    }
     if (entry == nullptr) {
       if (first_error.empty()) first_error = "Could not find argument " + arg.name + ".";
       continue;
     }
-    consumed.push_back(&key);
+    consumed.push_back(key);
     values[i] = call->get_entry(*entry);
   }
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {
