@@ -982,6 +982,31 @@ json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
   return nullptr;
 }
 
+namespace {
+
+// The ZID of a value's type when it is a built-in type named by reference or by a bare string
+// (resolved_type gives such a type back as it is, as a reference); empty for anything else, a
+// list cell's type as a built-in wrote it too (type_check reads its resolution).
+std::string_view builtin_type_of(const Node& value) {
+  if (value.is_string) return {};
+  const Node::Entry* te = nullptr;
+  for (const Node::Entry& e : value.entries) {
+    if (e.key == common_keys().z1k1) {
+      te = &e;
+      break;
+    }
+  }
+  if (te == nullptr || (te->built_type && !te->persisted)) return {};
+  const Node* t = value.peek(common_keys().z1k1);
+  if (t == nullptr) return {};
+  const std::string_view zid = t->is_string  ? std::string_view(t->text)
+                               : t->is_ref() ? t->ref_view()
+                                             : std::string_view();
+  return zo::is_builtin_type(zid) ? zid : std::string_view();
+}
+
+}  // namespace
+
 json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
   if (!value) return nullptr;
   if (plain_string(*value) && (!declared || takes_any_string(*declared))) {
@@ -989,6 +1014,20 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
     return nullptr;
   }
   last_type_error_ = nullptr;
+  if (const std::string_view type = builtin_type_of(*value); !type.empty()) {
+    // What the steps below give for a value whose type is a built-in type by reference (a
+    // Boolean, a code point): that reference resolves to itself, which has no validator (it is
+    // not a Z4), and compares by its ZID with a declared built-in type as resolved_type leaves
+    // it (Z1 takes any); another declared type takes the steps below.
+    if (!declared) return nullptr;
+    const std::string_view want = declared->is_string  ? std::string_view(declared->text)
+                                  : declared->is_ref() ? declared->ref_view()
+                                                       : std::string_view();
+    if (zo::is_builtin_type(want)) {
+      if (same_text(want, "Z1") || same_text(want, type)) return nullptr;
+      return zo::make_error("Z518", {error_type_arg(value)});
+    }
+  }
   NodeP actual;
   if (const Node::Entry* te = value->is_string ? nullptr : value->entry(common_keys().z1k1);
       te != nullptr && te->built_type && !te->persisted && te->value) {

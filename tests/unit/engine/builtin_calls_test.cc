@@ -319,6 +319,32 @@ TEST(BuiltinCalls, EagerEvaluationSkipsExactlyTheTypeAndFunctionKeys) {
   }
 }
 
+// A value whose type is a built-in type by reference (a Boolean) checked against a declared type:
+// the same type or Z1 passes, another built-in type is Z506 over Z518 naming the value's type, as
+// the general steps of type_check answer.
+TEST(BuiltinCalls, BuiltInTypedValuesCheckAgainstDeclaredTypes) {
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", echo(kTrue)},
+                                      {"Z844K2", fcall("Z813", {{"Z813K1", kEmpty}})}}),
+                       direct)
+                  .value("Z22K1", json()),
+              kTrue);
+    EXPECT_EQ(evaluate(fcall("Z811",
+                             {{"Z811K1", fcall("Z810", {{"Z810K1", kTrue}, {"Z810K2", kEmpty}})}}),
+                       direct)
+                  .value("Z22K1", json()),
+              kTrue);
+    const json wrong = comparable(evaluate(
+        fcall("Z866", {{"Z866K1", fcall("Z813", {{"Z813K1", kEmpty}})}, {"Z866K2", "a"}}), direct));
+    const std::string errors = wrong["meta"].dump();
+    EXPECT_NE(errors.find(R"("Z5K1":"Z506")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z5K1":"Z518")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z506K1":"Z6","Z506K2":"Z40")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z518K1":"Z40")"), std::string::npos) << errors;
+  }
+}
+
 // A built-in that answers a shared node (Node::interned: a one-character string object, a
 // code point, a Boolean) leaves it as every thread reads it: BuiltinCall::ok gives a value without
 // a scope the request's empty frame, and writing it into a shared node was a data race between
