@@ -337,6 +337,28 @@ std::optional<Envelope> Interpreter::held_list_type(const NodeP& item) {
   return Envelope::ok(std::move(out));  // counted by execute_builtin, as the built-in's answer
 }
 
+bool Interpreter::implied_answer(Node& call, const NodeP& z4) {
+  const CommonKeys& keys = common_keys();
+  static const Key kZ881K1("Z881K1");
+  if (!z4 || call.is_string || call.interned || call.entries.size() != 3) return false;
+  const Node::Entry* f = call.entry(keys.z7k1);
+  const Node::Entry* a = call.entry(kZ881K1);
+  if (f == nullptr || a == nullptr || f->value || f->persisted || a->persisted) return false;
+  const Node* fn = f->original.get();
+  const Node* item = a->original.get();
+  if (fn == nullptr || item == nullptr || !fn->interned || !item->interned) return false;
+  const auto known = std::find_if(known_builtins_.begin(), known_builtins_.end(),
+                                  [&](const KnownBuiltin& k) { return k.fn == fn; });
+  if (known == known_builtins_.end() || known->sig == nullptr || !known->sig->list_type_impl ||
+      known->sig->args.size() != 1 || !(known->sig->args[0].name_key == kZ881K1)) {
+    return false;
+  }
+  // held_list_type answers an interned item type with the first entry held for it.
+  const auto held = std::find_if(held_z4_.begin(), held_z4_.end(),
+                                 [&](const HeldZ4& h) { return h.id == item && h.entries == 0; });
+  return held != held_z4_.end() && held->z4 == z4;
+}
+
 // execute_inner() for a call of a built-in function by reference. nullopt: not such a call, the
 // general path runs it. What the built-in implementation answered (its value or its error) is
 // counted, and at the top level goes through answer(), as the general path's run does: the
@@ -415,13 +437,19 @@ std::optional<Envelope> Interpreter::execute_builtin(const NodeP& call, const Fr
   std::string first_error;
   for (std::size_t i = 0; i < n; ++i) {
     const auto& arg = sig->args[i];
-    const Key& key = call->has(arg.name_key) ? arg.name_key : arg.local_key;
-    Node::Entry* entry = call->entry(key);
+    // The argument's own key, else its local key: one scan of the call's keys when it has the
+    // former (has() and then entry() were two).
+    const Key* key = &arg.name_key;
+    Node::Entry* entry = call->entry(*key);
+    if (entry == nullptr) {
+      key = &arg.local_key;
+      entry = call->entry(*key);
+    }
     if (entry == nullptr) {
       if (first_error.empty()) first_error = "Could not find argument " + arg.name + ".";
       continue;
     }
-    consumed.push_back(&key);
+    consumed.push_back(key);
     values[i] = call->get_entry(*entry);
   }
   for (std::size_t i = 0; first_error.empty() && i < call->entries.size(); ++i) {

@@ -27,9 +27,11 @@ struct BuiltinCall {
   std::span<const NodeP> args;
 
   NodeP arg(std::size_t i) const { return i < args.size() ? args[i] : nullptr; }
-  // A successful result; a value without a scope gets the empty frame.
+  // A successful result; a value without a scope gets the empty frame. Not a shared node
+  // (Node::set_scope): a Boolean, a code point, a short string object are read by every thread,
+  // and writing this request's frame into one was a data race (Z811 of a list of them).
   Envelope ok(NodeP v) const {
-    if (v && !v->scope) v->scope = in.empty_frame();
+    if (v && !v->scope) v->set_scope(in.empty_frame());
     return Envelope::ok(std::move(v));
   }
 };

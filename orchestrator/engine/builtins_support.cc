@@ -1,6 +1,8 @@
 // Helpers shared by the built-in families.
 #include "orchestrator/engine/builtins_support.h"
 
+#include <array>
+
 #include "orchestrator/engine/definitions.h"
 
 namespace wf::orchestrator::engine_detail {
@@ -13,11 +15,40 @@ std::string text_of(const NodeP& n) {
   return {};
 }
 
-NodeP bool_node(bool v) {
+namespace {
+
+NodeP fresh_bool_node(bool v) {
   auto n = Node::make_object();
   n->add("Z1K1", z9_node("Z40"));
   n->add("Z40K1", z9_node(v ? "Z41" : "Z42"));
   return n;
+}
+
+}  // namespace
+
+NodeP bool_node(bool v) {
+  // The two Booleans as shared nodes (Node::interned: immutable, never counted or freed), made
+  // once per process as the ASCII code points are (builtins_strings.cc): every comparison built
+  // a node and two entries per request, and the argument it became was walked for types (a nest
+  // request made 6). In static storage, so they stay reachable to LeakSanitizer at exit. Null
+  // when their parts are not shared (the string table was full): then a node per call.
+  static const std::array<Node*, 2> shared = [] {
+    std::array<Node*, 2> out{};
+    for (int b = 0; b < 2; ++b) {
+      NodeP tag = z9_node("Z40");
+      NodeP value = z9_node(b != 0 ? "Z41" : "Z42");
+      if (!tag->interned || !value->interned) continue;
+      auto* node = new Node;  // never freed
+      node->interned = true;
+      node->entries.reserve(2);
+      node->entries.push_back({common_keys().z1k1, std::move(tag)});
+      node->entries.push_back({Key("Z40K1"), std::move(value)});
+      out[b] = node;
+    }
+    return out;
+  }();
+  Node* n = shared[v ? 1 : 0];
+  return n != nullptr ? NodeP(n) : fresh_bool_node(v);
 }
 
 std::string_view bool_ref(const NodeP& n) {

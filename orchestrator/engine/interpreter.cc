@@ -198,6 +198,7 @@ Interpreter::~Interpreter() {
   functions_.clear();
   builtin_declared_.clear();
   held_z4_.clear();
+  implied_z4_.clear();
 }
 
 FrameP Interpreter::new_frame(FrameP parent) {
@@ -421,13 +422,47 @@ Interpreter::Resolved Interpreter::resolve(const NodeP& node, const FrameP& scop
     if (mode != Mode::kNoGeneric && shape == Shape::kGenericInstance) {
       // A type a built-in wrote (Node::Entry::built_type), still as written: resolved for the
       // check below and kept in the entry's value, not shown (the node stays as it is).
-      const Node::Entry* written = cur->entry(common_keys().z1k1);
+      Node::Entry* written = cur->entry(common_keys().z1k1);
       const bool ephemeral = written != nullptr && written->built_type && !written->persisted;
+      // An implied list type still lazy (its Z881 call not built): resolved to the Z4 this
+      // request's direct Z881 call gave for the same JSON, when there is one (implied_z4_), with
+      // what running the call counts (its steps, the built-in run) and without building it.
+      const json* implied = mode != Mode::kNoInternals && written != nullptr &&
+                                    !written->persisted && !written->value &&
+                                    written->source != nullptr && written->immortal &&
+                                    written->form == Node::Entry::Form::kNormal
+                                ? written->source
+                                : nullptr;
+      if (implied != nullptr && call_depth_ < options_.max_call_depth) {
+        const auto held = std::find_if(implied_z4_.begin(), implied_z4_.end(),
+                                       [&](const ImpliedZ4& h) { return h.source == implied; });
+        if (held != implied_z4_.end()) {
+          // The call's steps: resolving it, executing it, the direct call, the held answer, and
+          // resolving that answer.
+          for (int step = 0; step < 5; ++step) {
+            if (!tick()) return {abort_envelope(), persist};
+          }
+          ++builtin_runs_;
+          written->value = held->z4;
+          if (!ephemeral) written->persisted = held->z4;
+          if (ephemeral) break;
+          continue;
+        }
+      }
       Envelope e = resolve_key(cur, common_keys().z1k1, scope_here(),
                                mode == Mode::kNoInternals ? mode : Mode::kNormal);
       if (e.has_error()) return {e, persist};
       if (ephemeral) {
         if (Node::Entry* te = cur->entry(common_keys().z1k1)) te->persisted = nullptr;
+      }
+      if (implied != nullptr && implied_z4_.size() < kMaxImpliedZ4PerRequest && !aborted()) {
+        // Remembered when the direct call answered it from held_z4_, as it will again.
+        const Node::Entry* te = cur->entry(common_keys().z1k1);
+        if (te != nullptr && te->original && te->value == e.value &&
+            implied_answer(*te->original, e.value)) {
+          if (implied_z4_.capacity() == 0) implied_z4_.reserve(kMaxImpliedZ4PerRequest);
+          implied_z4_.push_back({implied, e.value});
+        }
       }
       // The resolved type: kept in the entry for a type a built-in wrote, else on the node.
       const NodeP t = ephemeral ? e.value : cur->get("Z1K1");
@@ -947,6 +982,31 @@ json Interpreter::run_type_validator(const NodeP& value, const NodeP& type) {
   return nullptr;
 }
 
+namespace {
+
+// The ZID of a value's type when it is a built-in type named by reference or by a bare string
+// (resolved_type gives such a type back as it is, as a reference); empty for anything else, a
+// list cell's type as a built-in wrote it too (type_check reads its resolution).
+std::string_view builtin_type_of(const Node& value) {
+  if (value.is_string) return {};
+  const Node::Entry* te = nullptr;
+  for (const Node::Entry& e : value.entries) {
+    if (e.key == common_keys().z1k1) {
+      te = &e;
+      break;
+    }
+  }
+  if (te == nullptr || (te->built_type && !te->persisted)) return {};
+  const Node* t = value.peek(common_keys().z1k1);
+  if (t == nullptr) return {};
+  const std::string_view zid = t->is_string  ? std::string_view(t->text)
+                               : t->is_ref() ? t->ref_view()
+                                             : std::string_view();
+  return zo::is_builtin_type(zid) ? zid : std::string_view();
+}
+
+}  // namespace
+
 json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
   if (!value) return nullptr;
   if (plain_string(*value) && (!declared || takes_any_string(*declared))) {
@@ -954,6 +1014,20 @@ json Interpreter::type_check(const NodeP& value, const NodeP& declared) {
     return nullptr;
   }
   last_type_error_ = nullptr;
+  if (const std::string_view type = builtin_type_of(*value); !type.empty()) {
+    // What the steps below give for a value whose type is a built-in type by reference (a
+    // Boolean, a code point): that reference resolves to itself, which has no validator (it is
+    // not a Z4), and compares by its ZID with a declared built-in type as resolved_type leaves
+    // it (Z1 takes any); another declared type takes the steps below.
+    if (!declared) return nullptr;
+    const std::string_view want = declared->is_string  ? std::string_view(declared->text)
+                                  : declared->is_ref() ? declared->ref_view()
+                                                       : std::string_view();
+    if (zo::is_builtin_type(want)) {
+      if (same_text(want, "Z1") || same_text(want, type)) return nullptr;
+      return zo::make_error("Z518", {error_type_arg(value)});
+    }
+  }
   NodeP actual;
   if (const Node::Entry* te = value->is_string ? nullptr : value->entry(common_keys().z1k1);
       te != nullptr && te->built_type && !te->persisted && te->value) {
@@ -986,23 +1060,25 @@ namespace {
 // Besides the spec's list (§5): a type's equality, renderer, parser and converters (Z4K4-Z4K8,
 // keys added since 2023) are functions of the type, not parts of a value; evaluating them would
 // fetch objects evaluation never needs (a missing renderer, Z14280, failed calls with Z504).
-// Interned keys: an entry's key (interned too, unless hostile input filled the table) compares
-// by address.
+// The keys skipped: Z1K1, Z4K1-Z4K8, Z8K1-Z8K5, Z40K1 and Z99K1, read from the key's text by
+// length and characters (a few instructions; comparing the key with each of the sixteen, even by
+// address, cost ~70 an entry, and eager evaluation asks it of every entry it passes).
 bool eager_skips(const Key& key) {
-  static const Key kSkip[] = {"Z1K1", "Z4K1", "Z4K2", "Z4K3", "Z4K4", "Z4K5", "Z4K6",  "Z4K7",
-                              "Z4K8", "Z8K1", "Z8K2", "Z8K3", "Z8K4", "Z8K5", "Z40K1", "Z99K1"};
-  static const bool all_interned =
-      std::all_of(std::begin(kSkip), std::end(kSkip), [](const Key& k) { return k.interned(); });
-  if (key.interned() && all_interned) {  // the usual case: addresses only
-    const std::uintptr_t id = key.id();
-    bool found = false;
-    for (const Key& k : kSkip) found |= k.id() == id;
-    return found;
+  const std::string& s = key.str();
+  if (s.size() == 4) {
+    if (s[0] != 'Z' || s[2] != 'K') return false;
+    switch (s[1]) {
+      case '1':
+        return s[3] == '1';
+      case '4':
+        return s[3] >= '1' && s[3] <= '8';
+      case '8':
+        return s[3] >= '1' && s[3] <= '5';
+      default:
+        return false;
+    }
   }
-  for (const Key& k : kSkip) {
-    if (k == key) return true;
-  }
-  return false;
+  return s.size() == 5 && (same_text(s, "Z40K1") || same_text(s, "Z99K1"));
 }
 
 bool frame_binds(const FrameP& frame, const std::string& name) {
@@ -1012,9 +1088,51 @@ bool frame_binds(const FrameP& frame, const std::string& name) {
   return false;
 }
 
+// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
+// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
+// Z1K1 read from anything else (an object, another string) is not one.
+bool is_ref_unbuilt(const Node& n) {
+  if (n.is_string) return false;
+  for (const Node::Entry& e : n.entries) {
+    if (!(e.key == common_keys().z1k1)) continue;
+    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
+    if (e.source->is_object() ||
+        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
+      return false;
+    }
+    break;
+  }
+  return n.is_ref();
+}
+
+// Whether eager_walk of `root` would find nothing to look into: every key of it other than those
+// it skips holds nothing or a bare string (a string object, a Boolean, an empty list: most of
+// the values built-ins pass each other). Lazy entries are read as their JSON, without building.
+bool nothing_to_walk(const Node& root) {
+  const CommonKeys& keys = common_keys();
+  for (const Node::Entry& e : root.entries) {
+    if (e.key == keys.z1k1 || eager_skips(e.key)) continue;
+    if (e.persisted) {
+      if (!e.persisted->is_string) return false;
+    } else if (e.source != nullptr) {
+      if (e.form != Node::Entry::Form::kNormal || !e.source->is_string()) return false;
+    } else if (e.original && !e.original->is_string) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Envelope Interpreter::eager(const NodeP& value) {
+  // What eager_walk does with such a root, without its walk's state: one step, unless the root
+  // is not walked at all (a reference, a settled list).
+  if (value && !value->is_string && nothing_to_walk(*value)) {
+    if (value->settled || is_ref_unbuilt(*value)) return Envelope::ok(value);
+    if (!tick()) return abort_envelope();
+    return Envelope::ok(value);
+  }
   std::vector<EagerStep> path;
   return eager_walk(value, path);
 }
@@ -1064,27 +1182,6 @@ json cyclical_references(const std::string& where) {
 bool is_list_cell(const Node& node) {
   const CommonKeys& keys = common_keys();
   return node.has(keys.k1) && node.has(keys.k2);
-}
-
-}  // namespace
-
-namespace {
-
-// Node::is_ref() without building a Z1K1 that is still lazy (a list cell's implied type, which a
-// walk of the cell never reads otherwise): a reference's Z1K1 is the string "Z9", and a lazy
-// Z1K1 read from anything else (an object, another string) is not one.
-bool is_ref_unbuilt(const Node& n) {
-  if (n.is_string) return false;
-  for (const Node::Entry& e : n.entries) {
-    if (!(e.key == common_keys().z1k1)) continue;
-    if (e.persisted || e.source == nullptr || e.form != Node::Entry::Form::kNormal) break;
-    if (e.source->is_object() ||
-        (e.source->is_string() && e.source->get_ref<const std::string&>() != "Z9")) {
-      return false;
-    }
-    break;
-  }
-  return n.is_ref();
 }
 
 }  // namespace

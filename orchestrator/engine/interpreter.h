@@ -352,6 +352,22 @@ class Interpreter {
   };
   static constexpr std::size_t kMaxHeldZ4PerRequest = 16;
   std::vector<HeldZ4> held_z4_;
+  // The type of a node whose Z1K1 is still an implied list type (per-process JSON of Z881 of a
+  // ZID: Node::implied_list_type), resolved in this request by the direct call of the bundled
+  // Z881 from held_z4_ (implied_answer): by that JSON's address, the Z4 it answered. The same
+  // JSON resolves to the same Z4 for the rest of the request (held_z4_ keeps its entries), so
+  // resolve() takes it from here without building the call and running it (8 list types in the
+  // nest, of two item types). A few per request.
+  struct ImpliedZ4 {
+    const json* source;
+    NodeP z4;
+  };
+  static constexpr std::size_t kMaxImpliedZ4PerRequest = 8;
+  std::vector<ImpliedZ4> implied_z4_;
+  // Whether `call` (a list type's Z881 call) is one whose direct run answers `z4` from held_z4_
+  // whenever it runs in this request: its function the bundled Z881 (an interned reference the
+  // direct path takes), its only argument the interned item type held_z4_ has `z4` for.
+  bool implied_answer(Node& call, const NodeP& z4);
   // Shared JSON values (definitions, fetched objects: alive for the whole request) whose walk by
   // resolve_types has nothing to resolve, or not.
   std::unordered_map<const json*, bool> trivial_json_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fakes.h"
+#include "orchestrator/engine/builtins_support.h"
 #include "orchestrator/engine/engine.h"
 #include "orchestrator/engine/node.h"
 #include "wf/obs/metrics.h"
@@ -29,6 +30,7 @@ json echo(const json& v) {
 }
 
 const json kEmpty = json::array({"Z6"});
+const json kTrue = {{"Z1K1", "Z40"}, {"Z40K1", "Z41"}};
 
 // The 14-call nest of bench/orchestrator_e2e.
 json nest14() {
@@ -158,6 +160,51 @@ std::vector<Case> cases() {
        echo(fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", fcall("Z868", {{"Z868K1", "ab"}})},
                                                      {"Z810K2", kEmpty}})}}))},
       {"not a list", echo(fcall("Z811", {{"Z811K1", "abc"}}))},
+      // Lists whose cells' types are implied (Z881 of a ZID, per-process JSON) passed as
+      // arguments again and again: the first resolution of each item type runs the direct Z881
+      // call, the later ones take its Z4 (Interpreter::implied_z4_). Item types bundled (Z6,
+      // Z86), Z1 (an empty array), and a ZID that is not a bundled type (a wiki function), which
+      // held_list_type does not hold.
+      {"list types of one item type, many times",
+       echo(fcall(
+           "Z844",
+           {{"Z844K1",
+             fcall("Z813",
+                   {{"Z813K1", fcall("Z812",
+                                     {{"Z812K1", fcall("Z810",
+                                                       {
+                                                           {"Z810K1", "x"},
+                                                           {"Z810K2", kEmpty},
+                                                       })}})}})},
+            {"Z844K2", fcall("Z813", {{"Z813K1", kEmpty}})}}))},
+      {"list types of several item types",
+       echo(json::array(
+           {"Z1", fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "a"}, {"Z810K2", kEmpty}})}}),
+            fcall("Z812",
+                  {{"Z812K1",
+                    fcall("Z810", {{"Z810K1",
+                                    fcall("Z811", {{"Z811K1", fcall("Z868", {{"Z868K1", "ab"}})}})},
+                                   {"Z810K2", json::array({"Z86"})}})}}),
+            fcall("Z813", {{"Z813K1", json::array()}}), fcall("Z813", {{"Z813K1", json::array()}}),
+            fcall("Z813", {{"Z813K1", json::array({"Z10001"})}}),
+            fcall("Z812", {{"Z812K1", fcall("Z810", {{"Z810K1", "b"},
+                                                     {"Z810K2", json::array({"Z10001"})}})}}),
+            fcall("Z811", {{"Z811K1", fcall("Z810", {{"Z810K1", "c"},
+                                                     {"Z810K2", json::array({"Z10001"})}})}})}))},
+      // Values with nothing for eager evaluation to look into (Interpreter::eager): strings,
+      // Booleans, references, empty lists; and one whose key holds a call under a key that is
+      // not skipped, which eager evaluation must still run.
+      {"flat values as arguments",
+       echo(fcall("Z844",
+                  {{"Z844K1", fcall("Z866", {{"Z866K1", echo("a")}, {"Z866K2", "a"}})},
+                   {"Z844K2", fcall("Z844", {{"Z844K1", echo(kTrue)}, {"Z844K2", kTrue}})}}))},
+      {"a call under a key of a pair",
+       echo(fcall(
+           "Z821",
+           {{"Z821K1",
+             {{"Z1K1", {{"Z1K1", "Z7"}, {"Z7K1", "Z882"}, {"Z882K1", "Z6"}, {"Z882K2", "Z6"}}},
+              {"K1", echo("a")},
+              {"K2", "b"}}}}))},
       // Calls inside values (run by eager evaluation, and replaced by their results) and a
       // quoted call (never run): a nested direct call leaves its Z7K1 as written, and no
       // answer may show the difference.
@@ -229,6 +276,95 @@ TEST(BuiltinCalls, NestReturnsWorldAndErrorsStayErrors) {
   EXPECT_NE(invalid["meta"].dump().find("Invalid key for function call: Z811K9."),
             std::string::npos)
       << invalid.dump();
+}
+
+// Eager evaluation of an argument (Interpreter::eager) passes over a value with nothing to look
+// into (a string, a Boolean, an empty list) without walking it, and still runs a call held under
+// a key it does not skip: the first of a pair whose first is a call is that call's value.
+TEST(BuiltinCalls, EagerEvaluationRunsCallsInsideValuesAndPassesFlatOnes) {
+  const json pair_type = {{"Z1K1", "Z7"}, {"Z7K1", "Z882"}, {"Z882K1", "Z6"}, {"Z882K2", "Z6"}};
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    const json pair = {{"Z1K1", pair_type}, {"K1", echo("a")}, {"K2", "b"}};
+    EXPECT_EQ(evaluate(fcall("Z821", {{"Z821K1", pair}}), direct).value("Z22K1", json()), "a");
+    const json flat = {{"Z1K1", pair_type}, {"K1", {{"Z1K1", "Z6"}, {"Z6K1", "a"}}}, {"K2", "b"}};
+    EXPECT_EQ(evaluate(fcall("Z822", {{"Z822K1", flat}}), direct).value("Z22K1", json()), "b");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", echo(kTrue)}, {"Z844K2", kTrue}}), direct)
+                  .value("Z22K1", json()),
+              kTrue);
+  }
+}
+
+// The keys eager evaluation skips (a type's and a function's parts, a Boolean's identity, a
+// quote) are exactly Z1K1, Z4K1-Z4K8, Z8K1-Z8K5, Z40K1 and Z99K1: a call held under one of them
+// is left as it is, under any other key (however alike) it is run (Z803, value by key).
+TEST(BuiltinCalls, EagerEvaluationSkipsExactlyTheTypeAndFunctionKeys) {
+  const auto value_at = [](const std::string& key) {
+    const json object = {{"Z1K1", "Z10001"}, {key, echo("a")}};
+    return evaluate(
+               fcall("Z803", {{"Z803K1", {{"Z1K1", "Z39"}, {"Z39K1", key}}}, {"Z803K2", object}}),
+               true)
+        .value("Z22K1", json());
+  };
+  for (const char* key : {"Z4K1", "Z4K5", "Z4K8", "Z8K1", "Z8K5", "Z40K1", "Z99K1"}) {
+    SCOPED_TRACE(key);
+    const json v = value_at(key);
+    ASSERT_TRUE(v.is_object()) << v.dump();
+    EXPECT_EQ(v.value("Z7K1", json()), "Z801") << v.dump();
+  }
+  for (const char* key : {"K1", "Z1K2", "Z4K9", "Z8K6", "Z8K9", "Z2K1", "Z14K1", "Z40K2", "Z41K1",
+                          "Z99K2", "Z4K11", "Z10001K1"}) {
+    SCOPED_TRACE(key);
+    EXPECT_EQ(value_at(key), "a");
+  }
+}
+
+// A value whose type is a built-in type by reference (a Boolean) checked against a declared type:
+// the same type or Z1 passes, another built-in type is Z506 over Z518 naming the value's type, as
+// the general steps of type_check answer.
+TEST(BuiltinCalls, BuiltInTypedValuesCheckAgainstDeclaredTypes) {
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", echo(kTrue)},
+                                      {"Z844K2", fcall("Z813", {{"Z813K1", kEmpty}})}}),
+                       direct)
+                  .value("Z22K1", json()),
+              kTrue);
+    EXPECT_EQ(evaluate(fcall("Z811",
+                             {{"Z811K1", fcall("Z810", {{"Z810K1", kTrue}, {"Z810K2", kEmpty}})}}),
+                       direct)
+                  .value("Z22K1", json()),
+              kTrue);
+    const json wrong = comparable(evaluate(
+        fcall("Z866", {{"Z866K1", fcall("Z813", {{"Z813K1", kEmpty}})}, {"Z866K2", "a"}}), direct));
+    const std::string errors = wrong["meta"].dump();
+    EXPECT_NE(errors.find(R"("Z5K1":"Z506")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z5K1":"Z518")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z506K1":"Z6","Z506K2":"Z40")"), std::string::npos) << errors;
+    EXPECT_NE(errors.find(R"("Z518K1":"Z40")"), std::string::npos) << errors;
+  }
+}
+
+// A built-in that answers a shared node (Node::interned: a one-character string object, a
+// code point, a Boolean) leaves it as every thread reads it: BuiltinCall::ok gives a value without
+// a scope the request's empty frame, and writing it into a shared node was a data race between
+// requests.
+TEST(BuiltinCalls, SharedNodesAnsweredByBuiltInsKeepNoScope) {
+  for (bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "direct" : "general");
+    EXPECT_EQ(evaluate(fcall("Z811", {{"Z811K1", json::array({"Z6", "a"})}}), direct)
+                  .value("Z22K1", json()),
+              "a");
+    EXPECT_EQ(evaluate(fcall("Z844", {{"Z844K1", kTrue}, {"Z844K2", kTrue}}), direct)
+                  .value("Z22K1", json()),
+              kTrue);
+  }
+  const engine_detail::NodeP a = engine_detail::z6_node("a");
+  ASSERT_TRUE(a->interned);
+  EXPECT_EQ(a->scope, nullptr);
+  const engine_detail::NodeP yes = engine_detail::bool_node(true);
+  ASSERT_TRUE(yes->interned);
+  EXPECT_EQ(yes->scope, nullptr);
 }
 
 // wf_orchestrator_implementations_total{type="BuiltIn"} after `rounds` evaluations of `call`,
