@@ -170,14 +170,21 @@ std::size_t plain_prefix(std::string_view s) {
   const auto has_below = [](std::uint64_t v, std::uint64_t n) {
     return (v - n * kOnes) & ~v & kHighs;
   };
+  // Non-zero when one of the eight bytes at p is to be escaped.
+  const auto special = [&has_below](const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return (w & kHighs) | has_below(w, 0x20) | has_below(w ^ (0x22 * kOnes), 1) |
+           has_below(w ^ (0x5C * kOnes), 1);
+  };
   std::size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    if ((w & kHighs) != 0 || has_below(w, 0x20) != 0 || has_below(w ^ (0x22 * kOnes), 1) != 0 ||
-        has_below(w ^ (0x5C * kOnes), 1) != 0) {
-      break;  // the special byte is found one by one below
-    }
+    if (special(s.data() + i) != 0) break;  // the special byte is found one by one below
+  }
+  // The last bytes of a text of eight or more whose words were plain: the word that ends at its
+  // end (its first bytes, checked already, again).
+  if (i < s.size() && i >= 8 && i + 8 > s.size() && special(s.data() + s.size() - 8) == 0) {
+    return s.size();
   }
   for (; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -189,13 +196,14 @@ std::size_t plain_prefix(std::string_view s) {
 void write_string(std::string& out, std::string_view s) {
   const std::size_t plain = plain_prefix(s);
   if (plain == s.size()) {
-    // One resize and two stores: the quotes' push_backs were calls of their own.
-    const std::size_t at = out.size();
-    out.resize(at + s.size() + 2);
-    char* p = out.data() + at;
-    p[0] = '"';
-    if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
-    p[s.size() + 1] = '"';
+    // One resize (no zero fill) and two stores: the quotes' push_backs were calls of their own.
+    out.resize_and_overwrite(out.size() + s.size() + 2, [s](char* d, std::size_t n) {
+      char* p = d + n - s.size() - 2;
+      p[0] = '"';
+      if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
+      p[s.size() + 1] = '"';
+      return n;
+    });
     return;
   }
   for (std::size_t i = plain; i < s.size(); ++i) {
@@ -221,6 +229,13 @@ void write_canonical_z6(std::string& out, std::string_view s) {
   out += R"({"Z1K1":"Z6","Z6K1":)";
   write_string(out, s);
   out += '}';
+}
+
+// Whether write_canonical_z6 writes `s` as it is, quoted: no byte to escape, not reference-like
+// (which a text that does not start with a capital letter never is).
+bool bare_z6(std::string_view s) {
+  return plain_prefix(s) == s.size() &&
+         (s.empty() || s[0] < 'A' || s[0] > 'Z' || !zo::is_reference_like(s));
 }
 
 // Canonical text of a normal-form value; false when it is not a valid ZObject (then the caller
@@ -285,6 +300,7 @@ struct MetaPair {
   std::string_view key;
   const json* value = nullptr;
   std::string_view text;
+  bool bare = false;  // key and text are known to be bare_z6 (no need to look)
 };
 
 // The envelope's value and the pairs of its standard map followed by `trailing`, viewed, not
@@ -320,12 +336,36 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
 
 // The canonical Z22 text is written in three parts: the head (up to the metadata pairs), one
 // part per pair, and the tail.
-void write_pair(std::string& out, std::string_view key, std::string_view value_text) {
-  out += kPairOpen;
-  write_canonical_z6(out, key);
-  out += kPairValue;
-  out += value_text;
-  out += text_types().pair_close;
+// A pair of two Z6 texts: when both are written as they are (bare_z6, the usual metadata), the
+// whole pair is one append of its size (a resize and the parts' copies) instead of five.
+void write_text_pair(std::string& out, std::string_view key, std::string_view text,
+                     std::string_view close = text_types().pair_close, bool bare = false) {
+  if (!bare && (!bare_z6(key) || !bare_z6(text))) {
+    out += kPairOpen;
+    write_canonical_z6(out, key);
+    out += kPairValue;
+    write_canonical_z6(out, text);
+    out += close;
+    return;
+  }
+  const std::size_t size =
+      kPairOpen.size() + key.size() + kPairValue.size() + text.size() + 4 + close.size();
+  out.resize_and_overwrite(out.size() + size, [&](char* d, std::size_t n) {
+    const auto put = [](char* p, std::string_view part) {
+      std::memcpy(p, part.data(), part.size());
+      return p + part.size();
+    };
+    char* p = put(d + n - size, kPairOpen);
+    *p++ = '"';
+    p = put(p, key);
+    *p++ = '"';
+    p = put(p, kPairValue);
+    *p++ = '"';
+    p = put(p, text);
+    *p++ = '"';
+    put(p, close);
+    return n;
+  });
 }
 
 void write_tail(std::string& out) {
@@ -348,33 +388,51 @@ bool write_head_and_pairs(std::string& out, WriteValue&& write_value,
   out += tt.pair;
   for (const MetaPair& p : pairs) {
     if (p.key == "errors") *errors = true;
+    if (p.value == nullptr) {
+      write_text_pair(out, p.key, p.text, tt.pair_close, p.bare);
+      continue;
+    }
     out += kPairOpen;
     write_canonical_z6(out, p.key);
     out += kPairValue;
-    if (p.value == nullptr) {
-      write_canonical_z6(out, p.text);
-    } else if (!write_canonical(out, *p.value)) {
-      return false;
-    }
+    if (!write_canonical(out, *p.value)) return false;
     out += tt.pair_close;
   }
   return true;
 }
 
+// Whether the orchestration* pair `i` is bare_z6 in key and text: the keys are, and so are the
+// figures' texts (digits, '.', ':', '-', letters and spaces: none starts with a capital letter);
+// the host name is looked at once (it is the same for the process's life).
+bool orchestration_bare(const OrchestrationTexts& orchestration, std::size_t i) {
+  if (i != OrchestrationTexts::kHostname) return true;
+  static const bool hostname_bare = bare_z6(orchestration.value(i));
+  return hostname_bare;
+}
+
 // Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
-// already among the pairs takes the new figure in its place.
-void add_orchestration_pairs(
-    const std::array<std::pair<const char*, std::string>, 6>& orchestration,
-    std::vector<MetaPair>& pairs) {
-  for (const auto& [key, text] : orchestration) {
-    std::string_view k = key;
-    auto same =
-        std::find_if(pairs.begin(), pairs.end(), [&](const MetaPair& p) { return p.key == k; });
-    if (same != pairs.end()) {
-      *same = MetaPair{k, nullptr, text};
-    } else {
-      pairs.push_back({k, nullptr, text});
+// already among the pairs takes the new figure in the place of its first. Only keys that start
+// with "orchestration" are compared with the six.
+void add_orchestration_pairs(const OrchestrationTexts& orchestration,
+                             std::vector<MetaPair>& pairs) {
+  constexpr std::string_view kPrefix = "orchestration";
+  std::array<bool, OrchestrationTexts::kCount> placed{};
+  const auto pair = [&orchestration](std::size_t i) {
+    return MetaPair{OrchestrationTexts::kKeys[i], nullptr, orchestration.value(i),
+                    orchestration_bare(orchestration, i)};
+  };
+  for (MetaPair& p : pairs) {
+    if (!p.key.starts_with(kPrefix)) continue;
+    for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+      if (!placed[i] && p.key == OrchestrationTexts::kKeys[i]) {
+        p = pair(i);
+        placed[i] = true;
+        break;
+      }
     }
+  }
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    if (!placed[i]) pairs.push_back(pair(i));
   }
 }
 
@@ -383,7 +441,7 @@ bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStar
   const json* value = nullptr;
   std::vector<MetaPair> pairs;
   if (!collect_pairs(envelope, trailing, value, pairs)) return false;
-  const auto orchestration = orchestration_values(start);
+  const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
   bool errors = false;
   const auto write_value = [value](std::string& o) { return write_canonical(o, *value); };
@@ -449,7 +507,7 @@ std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, co
   std::vector<MetaPair> pairs;
   pairs.reserve(trailing.size() + 16);
   for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
-  const auto orchestration = orchestration_values(start);
+  const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
   std::string out;
   bool errors = false;
@@ -556,16 +614,11 @@ std::string cached_answer(std::string_view head, const TrailingMeta& added, cons
   out.reserve(head.size() + (added.size() + 6) * (text_types().pair.size() + 80) +
               text_types().map.size());
   out.append(head);
-  std::string text;
-  for (const auto& [key, value] : added) {
-    text.clear();
-    write_canonical_z6(text, value);
-    write_pair(out, key, text);
-  }
-  for (const auto& [key, value] : orchestration_values(start)) {
-    text.clear();
-    write_canonical_z6(text, value);
-    write_pair(out, key, text);
+  for (const auto& [key, value] : added) write_text_pair(out, key, value);
+  const OrchestrationTexts orchestration(start);
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    write_text_pair(out, OrchestrationTexts::kKeys[i], orchestration.value(i),
+                    text_types().pair_close, orchestration_bare(orchestration, i));
   }
   write_tail(out);
   return out;
