@@ -313,17 +313,32 @@ void release_request_ids(http::Request& request) {
   }
 }
 
-CallContext call_context(const http::Request& request) {
+namespace {
+
+// A request's context: its ids, trace and caller copied from a const request, moved from one
+// given as an rvalue (each member moved alone: the rest is read after).
+template <class Req>
+CallContext context_of(Req&& request) {
   CallContext ctx;
-  ctx.request_id = request.request_id;
   ctx.traceparent = request.trace.traceparent();
-  ctx.trace_id = request.trace.trace_id;
-  ctx.span_id = request.trace.span_id;
-  ctx.caller = request.caller;
+  ctx.request_id = std::forward<Req>(request).request_id;
+  ctx.trace_id = std::forward<Req>(request).trace.trace_id;
+  ctx.span_id = std::forward<Req>(request).trace.span_id;
+  ctx.caller = std::forward<Req>(request).caller;
   ctx.deadline = request.deadline;
   ctx.cancel = request.cancel;
   ctx.io_wait = request.io_wait;
   return ctx;
+}
+
+}  // namespace
+
+CallContext call_context(const http::Request& request) {
+  return context_of(request);
+}
+
+CallContext take_call_context(http::Request& request) {
+  return context_of(std::move(request));
 }
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
@@ -340,9 +355,9 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     // The gate has read the caller's headers before this runs; the call reads only the
     // Content-Type, and the others would stay while it waits on an evaluator.
     keep_content_type_only(ar->request);
-    // The request's context, built once (ids and trace copied, traceparent written): the cache
-    // lookup, the fiber's log context and the evaluation share it.
-    auto ctx = std::make_shared<const CallContext>(call_context(ar->request));
+    // The request's context, built once (ids and trace moved to it, traceparent written): the
+    // cache lookup, the fiber's log context and the evaluation share it.
+    auto ctx = std::make_shared<const CallContext>(take_call_context(ar->request));
     release_request_ids(ar->request);
     // A repeated call whose result is cached (and still valid) is answered here and now.
     if (auto hit = answer_cached(*engine, ar->request, *ctx)) {
