@@ -115,13 +115,18 @@ std::string ms_text(double us) {
   return fmt::format(FMT_COMPILE("{:.3f} ms"), ms);
 }
 
+CostPairs::CostPairs(const CallCost& cost) {
+  for (const Part& p : kParts) pairs_[size_++] = {p.meta_key, ms_text(cost.*p.us)};
+  if (cost.evaluator_cpu_ms > 0) {
+    pairs_[size_++] = {"orchestrationEvaluatorCpuUsage", ms_text(cost.evaluator_cpu_ms * 1000)};
+  }
+}
+
 void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out) {
-  out.reserve(out.size() + kParts.size() + 1);
-  for (const Part& p : kParts) out.emplace_back(p.meta_key, ms_text(cost.*p.us));
-  if (cost.evaluator_cpu_ms > 0) {
-    out.emplace_back("orchestrationEvaluatorCpuUsage", ms_text(cost.evaluator_cpu_ms * 1000));
-  }
+  const CostPairs cost_pairs(cost);
+  out.reserve(out.size() + cost_pairs.pairs().size());
+  for (const auto& [key, text] : cost_pairs.pairs()) out.emplace_back(key, text);
 }
 
 CallCostReporter::CallCostReporter(std::size_t top_n, double slow_call_us)

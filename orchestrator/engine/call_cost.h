@@ -8,9 +8,11 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -58,6 +60,20 @@ struct CallCost {
 // Appended to `out` in place (no vector of their own to allocate and move out of).
 void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out);
+
+// The same pairs with their keys as literals (no key string allocated; the texts fit in a
+// string's own buffer below 1e8 ms), for the answer's writer (response.h, StaticPairs).
+class CostPairs {
+ public:
+  explicit CostPairs(const CallCost& cost);
+  std::span<const std::pair<const char*, std::string>> pairs() const {
+    return {pairs_.data(), size_};
+  }
+
+ private:
+  std::array<std::pair<const char*, std::string>, 6> pairs_;
+  std::size_t size_ = 0;
+};
 
 // "{:.3f} ms" of us / 1000 (fmt's text, byte for byte), the values of cost_metadata.
 std::string ms_text(double us);

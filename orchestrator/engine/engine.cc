@@ -286,10 +286,13 @@ class EngineImpl final : public Engine {
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(in, ctx, answer, trailing, start.mono, body)) {
+      // The cost breakdown's pairs, written after `trailing` (no key strings to allocate).
+      std::optional<engine_detail::CostPairs> cost;
+      if (!run(in, ctx, answer, trailing, start.mono, body, &cost)) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
-      return engine_detail::finish_answer_text(answer, trailing, start, has_error);
+      return engine_detail::finish_answer_text(answer, trailing, start, has_error,
+                                               cost ? cost->pairs() : engine_detail::StaticPairs{});
     } catch (const std::exception& e) {
       return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
     } catch (...) {
@@ -302,17 +305,19 @@ class EngineImpl final : public Engine {
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `answer` plus the metadata
   // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
   // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
-  // JSON text, indexed to its cache entry.
+  // JSON text, indexed to its cache entry. With `cost_pairs`, the cost's pairs are put there
+  // instead of at the end of `trailing`.
   bool run(const Input& in, const CallContext& ctx, engine_detail::Answer& answer,
            engine_detail::TrailingMeta& trailing, std::chrono::steady_clock::time_point start,
-           std::string_view body = {}) {
+           std::string_view body = {},
+           std::optional<engine_detail::CostPairs>* cost_pairs = nullptr) {
     engine_detail::CallCost cost;
     bool evaluated = false;
     const bool answered = run_call(in, ctx, answer, trailing, cost, evaluated, body);
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
-    if (evaluated) report_cost(cost, start, answered, answer, trailing);
+    if (evaluated) report_cost(cost, start, answered, answer, trailing, cost_pairs);
     return answered;
   }
 
@@ -320,12 +325,16 @@ class EngineImpl final : public Engine {
   [[gnu::noinline]] void report_cost(engine_detail::CallCost& cost,
                                      std::chrono::steady_clock::time_point start, bool answered,
                                      const engine_detail::Answer& answer,
-                                     engine_detail::TrailingMeta& trailing) {
+                                     engine_detail::TrailingMeta& trailing,
+                                     std::optional<engine_detail::CostPairs>* cost_pairs) {
     cost.total_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
     cost.error = !answered || answer.has_error();
     costs_.report(cost);
-    if (answered) {
+    if (!answered) return;
+    if (cost_pairs != nullptr) {
+      cost_pairs->emplace(cost);
+    } else {
       engine_detail::append_cost_metadata(cost, trailing);
     }
   }

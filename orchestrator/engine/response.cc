@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
@@ -303,11 +304,17 @@ struct MetaPair {
   bool bare = false;  // key and text are known to be bare_z6 (no need to look)
 };
 
-// The envelope's value and the pairs of its standard map followed by `trailing`, viewed, not
-// copied: the answer before its orchestration* figures. False when the envelope has another
-// shape or a trailing key is already a key of the map (rare: the general path).
-bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const json*& value,
-                   std::vector<MetaPair>& pairs) {
+// A pair of `more` (StaticPairs): its key is bare_z6, its text is looked at.
+MetaPair static_pair(const char* key, std::string_view text) {
+  assert(bare_z6(key));
+  return MetaPair{key, nullptr, text, bare_z6(text)};
+}
+
+// The envelope's value and the pairs of its standard map followed by `trailing` and `more`,
+// viewed, not copied: the answer before its orchestration* figures. False when the envelope has
+// another shape or a trailing key is already a key of the map (rare: the general path).
+bool collect_pairs(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
+                   const json*& value, std::vector<MetaPair>& pairs) {
   if (!envelope.is_object() || envelope.size() != 3) return false;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
@@ -315,7 +322,7 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
   if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
   if (!is_z22_reference(*t)) return false;
   value = &*v;
-  pairs.reserve(trailing.size() + 16);
+  pairs.reserve(trailing.size() + more.size() + 16);
   const bool standard =
       for_each_standard_pair(*m, [&pairs](const std::string& key, const json& pv) {
         pairs.push_back({key, &pv, {}});
@@ -323,13 +330,17 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
       });
   if (!standard) return false;
   const std::size_t in_map = pairs.size();
-  for (const auto& [key, text] : trailing) {
-    std::string_view k = key;
+  const auto in_the_map = [&pairs, in_map](std::string_view k) {
     const auto end = pairs.begin() + static_cast<std::ptrdiff_t>(in_map);
-    if (std::find_if(pairs.begin(), end, [&](const MetaPair& p) { return p.key == k; }) != end) {
-      return false;
-    }
-    pairs.push_back({k, nullptr, text});
+    return std::find_if(pairs.begin(), end, [&](const MetaPair& p) { return p.key == k; }) != end;
+  };
+  for (const auto& [key, text] : trailing) {
+    if (in_the_map(key)) return false;
+    pairs.push_back({key, nullptr, text});
+  }
+  for (const auto& [key, text] : more) {
+    if (in_the_map(key)) return false;
+    pairs.push_back(static_pair(key, text));
   }
   return true;
 }
@@ -436,11 +447,11 @@ void add_orchestration_pairs(const OrchestrationTexts& orchestration,
   }
 }
 
-bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
-               std::string& out, bool* has_error) {
+bool fast_text(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
+               const RunStart& start, std::string& out, bool* has_error) {
   const json* value = nullptr;
   std::vector<MetaPair> pairs;
-  if (!collect_pairs(envelope, trailing, value, pairs)) return false;
+  if (!collect_pairs(envelope, trailing, more, value, pairs)) return false;
   const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
   bool errors = false;
@@ -501,12 +512,13 @@ void write_terminal(std::string& out, const Node& value) {
   }
 }
 
-// fast_text of Z22(terminal, void) with `trailing`: the pairs are the trailing ones.
-std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, const RunStart& start,
-                          bool* has_error) {
+// fast_text of Z22(terminal, void) with `trailing` and `more`: the pairs are theirs.
+std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, StaticPairs more,
+                          const RunStart& start, bool* has_error) {
   std::vector<MetaPair> pairs;
-  pairs.reserve(trailing.size() + 16);
+  pairs.reserve(trailing.size() + more.size() + 8);
   for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
+  for (const auto& [key, text] : more) pairs.push_back(static_pair(key, text));
   const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
   std::string out;
@@ -557,16 +569,17 @@ std::string dump_response(const json& z22, bool* has_error) {
   return z22.dump(-1, ' ', false, kReplace);
 }
 
-void add_trailing_metadata(json& envelope, const TrailingMeta& trailing) {
+void add_trailing_metadata(json& envelope, const TrailingMeta& trailing, StaticPairs more) {
   for (const auto& [key, value] : trailing) zo::envelope_set_metadata(envelope, key, zo::z6(value));
+  for (const auto& [key, value] : more) zo::envelope_set_metadata(envelope, key, zo::z6(value));
 }
 
 std::string finish_response_text(const json& envelope, const TrailingMeta& trailing,
-                                 const RunStart& start, bool* has_error) {
+                                 const RunStart& start, bool* has_error, StaticPairs more) {
   std::string out;
-  if (fast_text(envelope, trailing, start, out, has_error)) return out;
+  if (fast_text(envelope, trailing, more, start, out, has_error)) return out;
   json copy = envelope;
-  add_trailing_metadata(copy, trailing);
+  add_trailing_metadata(copy, trailing, more);
   return dump_response(finish_response(std::move(copy), start), has_error);
 }
 
@@ -587,15 +600,15 @@ bool Answer::has_error() const {
 }
 
 std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, const RunStart& start,
-                               bool* has_error) {
-  if (answer.terminal) return terminal_text(*answer.terminal, trailing, start, has_error);
-  return finish_response_text(answer.envelope, trailing, start, has_error);
+                               bool* has_error, StaticPairs more) {
+  if (answer.terminal) return terminal_text(*answer.terminal, trailing, more, start, has_error);
+  return finish_response_text(answer.envelope, trailing, start, has_error, more);
 }
 
 std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
   const json* value = nullptr;
   std::vector<MetaPair> pairs;
-  if (!collect_pairs(envelope, trailing, value, pairs)) return std::nullopt;
+  if (!collect_pairs(envelope, trailing, {}, value, pairs)) return std::nullopt;
   // The pairs a served answer adds must not be there already (nor an error: never cached).
   for (const MetaPair& p : pairs) {
     if (p.key == "errors" || p.key == kResultCacheKey || p.key.starts_with("orchestration")) {

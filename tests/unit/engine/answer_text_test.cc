@@ -134,6 +134,47 @@ TEST(AnswerText, PairsAsTheCanonicalTreeDumps) {
   }
 }
 
+// Pairs given apart (StaticPairs: the cost breakdown) are written as if they ended `trailing`,
+// on the node's path and the envelope's, where a key of the map already makes it the general
+// path's; texts that need escapes or are reference-like too.
+TEST(AnswerText, StaticPairsAsIfTheyEndedTheTrailingOnes) {
+  using json = nlohmann::json;
+  const std::vector<std::pair<const char*, std::string>> more = {
+      {"costResolve", "0.002 ms"}, {"costValidate", "Z1"}, {"costEvaluate", "q\"\n\xC3\xA9"}};
+  const TrailingMeta trailing = {{"implementationId", "Z902"}, {"implementationType", "BuiltIn"}};
+  TrailingMeta all = trailing;
+  for (const auto& [key, text] : more) all.emplace_back(key, text);
+  json meta = zobject::empty_metadata_map();
+  zobject::map_set(meta, "costValidate", zobject::z6("in the map"));
+  const json with_key = zobject::make_envelope(zobject::z6("x"), meta);
+  json other_meta = zobject::empty_metadata_map();
+  zobject::map_set(other_meta, "other", zobject::z6("y"));
+  const json with_other = zobject::make_envelope(zobject::z6("x"), other_meta);
+  for (const NodeP& value : {terminal("Z6", "Z6K1", "World"), terminal("Z9", "Z9K1", "Z24")}) {
+    const RunStart start = run_start();
+    Answer apart{value, nullptr};
+    Answer together{value, nullptr};
+    bool e1 = true;
+    bool e2 = false;
+    EXPECT_EQ(masked(finish_answer_text(apart, trailing, start, &e1, more)),
+              masked(finish_answer_text(together, all, start, &e2)));
+    EXPECT_EQ(e1, e2);
+  }
+  for (const json& envelope : {with_key, with_other}) {
+    const RunStart start = run_start();
+    Answer apart{nullptr, envelope};
+    bool e1 = true;
+    bool e2 = false;
+    const std::string text = finish_answer_text(apart, trailing, start, &e1, more);
+    EXPECT_EQ(masked(text), masked(finish_response_text(envelope, all, start, &e2)));
+    EXPECT_EQ(e1, e2);
+    json tree = envelope;
+    add_trailing_metadata(tree, trailing, more);
+    EXPECT_EQ(masked(text), masked(finish_response(std::move(tree), start)
+                                       .dump(-1, ' ', false, json::error_handler_t::replace)));
+  }
+}
+
 // orchestrationCpuUsage by hand is fmt's "{} ms" of the rounded microseconds / 1000, byte for
 // byte: whole figures, trailing zeros, large ones, and what takes fmt (-0.0, NaN, beyond 1e15).
 TEST(AnswerText, CpuUsageAsFmtWritesIt) {
