@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -61,22 +62,28 @@ struct CallCost {
 void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out);
 
-// The same pairs with their keys as literals (no key string allocated; the texts fit in a
-// string's own buffer below 1e8 ms), for the answer's writer (response.h, StaticPairs).
+// The same pairs, written into buffers of their own, with their keys as literals (no string
+// allocated), for the answer's writer (response.h, StaticPairs). Not copied: it is viewed.
 class CostPairs {
  public:
   explicit CostPairs(const CallCost& cost);
-  std::span<const std::pair<const char*, std::string>> pairs() const {
+  CostPairs(const CostPairs&) = delete;
+  CostPairs& operator=(const CostPairs&) = delete;
+  std::span<const std::pair<std::string_view, std::string_view>> pairs() const {
     return {pairs_.data(), size_};
   }
 
  private:
-  std::array<std::pair<const char*, std::string>, 6> pairs_;
+  std::array<std::pair<std::string_view, std::string_view>, 6> pairs_;
+  std::array<std::array<char, 32>, 6> texts_;
+  std::unique_ptr<std::array<std::string, 6>> spill_;  // texts fmt writes (rare)
   std::size_t size_ = 0;
 };
 
 // "{:.3f} ms" of us / 1000 (fmt's text, byte for byte), the values of cost_metadata.
 std::string ms_text(double us);
+// The same written by hand at the end of `buf` (its view), or empty where fmt is needed.
+std::string_view write_ms(std::array<char, 32>& buf, double us);
 
 // The request-level reports of a finished call: the per-part and per-function metrics, the debug
 // log line ("call cost") and, when total_us reaches slow_call_us (> 0), the slow-call warning.

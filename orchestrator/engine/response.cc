@@ -305,7 +305,7 @@ struct MetaPair {
 };
 
 // A pair of `more` (StaticPairs): its key is bare_z6, its text is looked at.
-MetaPair static_pair(const char* key, std::string_view text) {
+MetaPair static_pair(std::string_view key, std::string_view text) {
   assert(bare_z6(key));
   return MetaPair{key, nullptr, text, bare_z6(text)};
 }

@@ -47,7 +47,7 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
 // More Z6-valued pairs, written after `trailing` as if they ended it, whose keys are literals that
 // need no escape and are not reference-like (the call's cost breakdown: CostPairs).
-using StaticPairs = std::span<const std::pair<const char*, std::string>>;
+using StaticPairs = std::span<const std::pair<std::string_view, std::string_view>>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
                                  const RunStart& start, bool* has_error, StaticPairs more = {});
 // finish_response_text(answer.as_envelope(), trailing, start, has_error, more), byte for byte,

@@ -185,7 +185,7 @@ std::array<std::pair<const char*, std::string>, 6> orchestration_values(const Ru
   const OrchestrationTexts texts(start);
   std::array<std::pair<const char*, std::string>, 6> out;
   for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = {OrchestrationTexts::kKeys[i], std::string(texts.value(i))};
+    out[i] = {OrchestrationTexts::kKeys[i].data(), std::string(texts.value(i))};
   }
   return out;
 }

@@ -28,7 +28,8 @@ class OrchestrationTexts {
   static constexpr std::size_t kCount = 6;
   static constexpr std::size_t kHostname = 5;  // the one text not written here
   // The keys, in the order they are appended.
-  static constexpr std::array<const char*, kCount> kKeys = {
+  // Their sizes are known: a comparison with another key is mostly one of sizes.
+  static constexpr std::array<std::string_view, kCount> kKeys = {
       "orchestrationMemoryUsage", "orchestrationCpuUsage", "orchestrationStartTime",
       "orchestrationEndTime",     "orchestrationDuration", "orchestrationHostname"};
   explicit OrchestrationTexts(const RunStart& start);

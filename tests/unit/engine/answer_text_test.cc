@@ -139,7 +139,7 @@ TEST(AnswerText, PairsAsTheCanonicalTreeDumps) {
 // path's; texts that need escapes or are reference-like too.
 TEST(AnswerText, StaticPairsAsIfTheyEndedTheTrailingOnes) {
   using json = nlohmann::json;
-  const std::vector<std::pair<const char*, std::string>> more = {
+  const std::vector<std::pair<std::string_view, std::string_view>> more = {
       {"costResolve", "0.002 ms"}, {"costValidate", "Z1"}, {"costEvaluate", "q\"\n\xC3\xA9"}};
   const TrailingMeta trailing = {{"implementationId", "Z902"}, {"implementationType", "BuiltIn"}};
   TrailingMeta all = trailing;
@@ -210,7 +210,7 @@ TEST(AnswerText, OrchestrationTextsInOrder) {
   ASSERT_EQ(values.size(), OrchestrationTexts::kCount);
   const std::regex iso(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
   for (std::size_t i = 0; i < values.size(); ++i) {
-    EXPECT_STREQ(values[i].first, OrchestrationTexts::kKeys[i]);
+    EXPECT_EQ(values[i].first, OrchestrationTexts::kKeys[i]);
   }
   EXPECT_TRUE(std::regex_match(std::string(texts.value(0)), std::regex(R"(\d+\.\d\d MiB)")));
   EXPECT_TRUE(std::regex_match(std::string(texts.value(1)), std::regex(R"(\d+(\.\d+)? ms)")));
