@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/container/small_vector.hpp>
 #include <cassert>
 #include <cstdint>
 #include <cstring>
@@ -232,11 +233,14 @@ void write_canonical_z6(std::string& out, std::string_view s) {
   out += '}';
 }
 
-// Whether write_canonical_z6 writes `s` as it is, quoted: no byte to escape, not reference-like
-// (which a text that does not start with a capital letter never is).
+// zo::is_reference_like, which a text that does not start with a capital letter never is.
+bool reference_like(std::string_view s) {
+  return !s.empty() && s[0] >= 'A' && s[0] <= 'Z' && zo::is_reference_like(s);
+}
+
+// Whether write_canonical_z6 writes `s` as it is, quoted: no byte to escape, not reference-like.
 bool bare_z6(std::string_view s) {
-  return plain_prefix(s) == s.size() &&
-         (s.empty() || s[0] < 'A' || s[0] > 'Z' || !zo::is_reference_like(s));
+  return plain_prefix(s) == s.size() && !reference_like(s);
 }
 
 // Canonical text of a normal-form value; false when it is not a valid ZObject (then the caller
@@ -265,16 +269,19 @@ bool write_canonical(std::string& out, const json& v) {
   return true;
 }
 
+// The canonical texts of the metadata map's types (types().pair_canonical and map_canonical,
+// dumped), as constants: their sizes are known where they are copied. answer_text_test compares
+// whole answers with the canonical tree's dump.
 struct TextTypes {
-  std::string pair = types().pair_canonical.dump();
-  std::string map = types().map_canonical.dump();
+  std::string_view pair = R"({"Z1K1":"Z7","Z7K1":"Z882","Z882K1":"Z6","Z882K2":"Z1"})";
+  std::string_view map = R"({"Z1K1":"Z7","Z7K1":"Z883","Z883K1":"Z6","Z883K2":"Z1"})";
   // What follows a pair's value: its type and the pair's end.
-  std::string pair_close = R"(,"Z1K1":)" + pair + "}";
+  std::string_view pair_close =
+      R"(,"Z1K1":{"Z1K1":"Z7","Z7K1":"Z882","Z882K1":"Z6","Z882K2":"Z1"}})";
 };
 
-const TextTypes& text_types() {
-  static const TextTypes t;
-  return t;
+constexpr TextTypes text_types() {
+  return {};
 }
 
 constexpr std::string_view kHead = R"({"Z1K1":"Z22","Z22K1":)";
@@ -310,11 +317,14 @@ MetaPair static_pair(std::string_view key, std::string_view text) {
   return MetaPair{key, nullptr, text, bare_z6(text)};
 }
 
+// An answer's pairs, on the stack for the usual few.
+using MetaPairs = boost::container::small_vector<MetaPair, 24>;
+
 // The envelope's value and the pairs of its standard map followed by `trailing` and `more`,
 // viewed, not copied: the answer before its orchestration* figures. False when the envelope has
 // another shape or a trailing key is already a key of the map (rare: the general path).
 bool collect_pairs(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
-                   const json*& value, std::vector<MetaPair>& pairs) {
+                   const json*& value, MetaPairs& pairs) {
   if (!envelope.is_object() || envelope.size() != 3) return false;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
@@ -347,33 +357,47 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, StaticPai
 
 // The canonical Z22 text is written in three parts: the head (up to the metadata pairs), one
 // part per pair, and the tail.
-// A pair of two Z6 texts: when both are written as they are (bare_z6, the usual metadata), the
-// whole pair is one append of its size (a resize and the parts' copies) instead of five.
+// A pair of two Z6 texts: when neither has a byte to escape (the usual metadata), the whole pair
+// is one append of its size (a resize and the parts' copies) instead of five; a reference-like
+// text is wrapped in its Z6 object there, as write_canonical_z6 does. `bare`: both are known to
+// be bare_z6.
 void write_text_pair(std::string& out, std::string_view key, std::string_view text,
-                     std::string_view close = text_types().pair_close, bool bare = false) {
-  if (!bare && (!bare_z6(key) || !bare_z6(text))) {
-    out += kPairOpen;
-    write_canonical_z6(out, key);
-    out += kPairValue;
-    write_canonical_z6(out, text);
-    out += close;
-    return;
+                     bool bare = false) {
+  constexpr std::string_view close = text_types().pair_close;
+  constexpr std::string_view kZ6Open = R"({"Z1K1":"Z6","Z6K1":)";
+  bool wrap_key = false;
+  bool wrap_text = false;
+  if (!bare) {
+    if (plain_prefix(key) != key.size() || plain_prefix(text) != text.size()) {
+      out += kPairOpen;
+      write_canonical_z6(out, key);
+      out += kPairValue;
+      write_canonical_z6(out, text);
+      out += close;
+      return;
+    }
+    wrap_key = reference_like(key);
+    wrap_text = reference_like(text);
   }
-  const std::size_t size =
-      kPairOpen.size() + key.size() + kPairValue.size() + text.size() + 4 + close.size();
+  const std::size_t size = kPairOpen.size() + key.size() + kPairValue.size() + text.size() + 4 +
+                           close.size() + (wrap_key + wrap_text) * (kZ6Open.size() + 1);
   out.resize_and_overwrite(out.size() + size, [&](char* d, std::size_t n) {
     const auto put = [](char* p, std::string_view part) {
       std::memcpy(p, part.data(), part.size());
       return p + part.size();
     };
+    const auto put_z6 = [&put](char* p, std::string_view s, bool wrap) {
+      if (wrap) p = put(p, kZ6Open);
+      *p++ = '"';
+      p = put(p, s);
+      *p++ = '"';
+      if (wrap) *p++ = '}';
+      return p;
+    };
     char* p = put(d + n - size, kPairOpen);
-    *p++ = '"';
-    p = put(p, key);
-    *p++ = '"';
+    p = put_z6(p, key, wrap_key);
     p = put(p, kPairValue);
-    *p++ = '"';
-    p = put(p, text);
-    *p++ = '"';
+    p = put_z6(p, text, wrap_text);
     put(p, close);
     return n;
   });
@@ -389,9 +413,9 @@ void write_tail(std::string& out) {
 // write_value(out)); false when a value is not a valid ZObject (then `out` holds a part of the
 // answer: the caller drops it).
 template <class WriteValue>
-bool write_head_and_pairs(std::string& out, WriteValue&& write_value,
-                          const std::vector<MetaPair>& pairs, bool* errors) {
-  const TextTypes& tt = text_types();
+bool write_head_and_pairs(std::string& out, WriteValue&& write_value, const MetaPairs& pairs,
+                          bool* errors) {
+  constexpr TextTypes tt = text_types();
   out.reserve(out.size() + 320 + pairs.size() * (tt.pair_close.size() + 72));
   out += kHead;
   if (!write_value(out)) return false;
@@ -400,7 +424,7 @@ bool write_head_and_pairs(std::string& out, WriteValue&& write_value,
   for (const MetaPair& p : pairs) {
     if (p.key == "errors") *errors = true;
     if (p.value == nullptr) {
-      write_text_pair(out, p.key, p.text, tt.pair_close, p.bare);
+      write_text_pair(out, p.key, p.text, p.bare);
       continue;
     }
     out += kPairOpen;
@@ -424,8 +448,7 @@ bool orchestration_bare(const OrchestrationTexts& orchestration, std::size_t i) 
 // Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
 // already among the pairs takes the new figure in the place of its first. Only keys that start
 // with "orchestration" are compared with the six.
-void add_orchestration_pairs(const OrchestrationTexts& orchestration,
-                             std::vector<MetaPair>& pairs) {
+void add_orchestration_pairs(const OrchestrationTexts& orchestration, MetaPairs& pairs) {
   constexpr std::string_view kPrefix = "orchestration";
   std::array<bool, OrchestrationTexts::kCount> placed{};
   const auto pair = [&orchestration](std::size_t i) {
@@ -450,7 +473,7 @@ void add_orchestration_pairs(const OrchestrationTexts& orchestration,
 bool fast_text(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
                const RunStart& start, std::string& out, bool* has_error) {
   const json* value = nullptr;
-  std::vector<MetaPair> pairs;
+  MetaPairs pairs;
   if (!collect_pairs(envelope, trailing, more, value, pairs)) return false;
   const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
@@ -515,7 +538,7 @@ void write_terminal(std::string& out, const Node& value) {
 // fast_text of Z22(terminal, void) with `trailing` and `more`: the pairs are theirs.
 std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, StaticPairs more,
                           const RunStart& start, bool* has_error) {
-  std::vector<MetaPair> pairs;
+  MetaPairs pairs;
   pairs.reserve(trailing.size() + more.size() + 8);
   for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
   for (const auto& [key, text] : more) pairs.push_back(static_pair(key, text));
@@ -607,7 +630,7 @@ std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, con
 
 std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
   const json* value = nullptr;
-  std::vector<MetaPair> pairs;
+  MetaPairs pairs;
   if (!collect_pairs(envelope, trailing, {}, value, pairs)) return std::nullopt;
   // The pairs a served answer adds must not be there already (nor an error: never cached).
   for (const MetaPair& p : pairs) {
@@ -631,7 +654,7 @@ std::string cached_answer(std::string_view head, const TrailingMeta& added, cons
   const OrchestrationTexts orchestration(start);
   for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
     write_text_pair(out, OrchestrationTexts::kKeys[i], orchestration.value(i),
-                    text_types().pair_close, orchestration_bare(orchestration, i));
+                    orchestration_bare(orchestration, i));
   }
   write_tail(out);
   return out;
