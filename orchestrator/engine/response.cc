@@ -446,17 +446,23 @@ bool orchestration_bare(const OrchestrationTexts& orchestration, std::size_t i) 
 }
 
 // Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
-// already among the pairs takes the new figure in the place of its first. Only keys that start
-// with "orchestration" are compared with the six.
+// already among the pairs takes the new figure in the place of its first. Only keys of the six
+// keys' sizes are compared with them.
 void add_orchestration_pairs(const OrchestrationTexts& orchestration, MetaPairs& pairs) {
-  constexpr std::string_view kPrefix = "orchestration";
+  // The sizes of the six keys, one bit each: a key of another size is none of them (the cost
+  // breakdown's keys, the implementation keys).
+  constexpr std::uint64_t kSizes = [] {
+    std::uint64_t bits = 0;
+    for (std::string_view k : OrchestrationTexts::kKeys) bits |= std::uint64_t{1} << k.size();
+    return bits;
+  }();
   std::array<bool, OrchestrationTexts::kCount> placed{};
   const auto pair = [&orchestration](std::size_t i) {
     return MetaPair{OrchestrationTexts::kKeys[i], nullptr, orchestration.value(i),
                     orchestration_bare(orchestration, i)};
   };
   for (MetaPair& p : pairs) {
-    if (!p.key.starts_with(kPrefix)) continue;
+    if (p.key.size() >= 64 || (kSizes >> p.key.size() & 1) == 0) continue;
     for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
       if (!placed[i] && p.key == OrchestrationTexts::kKeys[i]) {
         p = pair(i);

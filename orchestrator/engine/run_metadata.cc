@@ -106,7 +106,7 @@ double rss_mib() {
 namespace {
 
 // "12.34 MiB"; the figure changes at most every 100 ms (rss_mib), so its text is kept per thread.
-std::string memory_text(double mib) {
+const std::string& memory_text(double mib) {
   thread_local double last = -1;
   thread_local std::string text;
   if (mib != last) {
