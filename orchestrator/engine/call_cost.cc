@@ -120,11 +120,12 @@ std::string ms_text(double us) {
 CostPairs::CostPairs(const CallCost& cost) {
   const auto add = [this](std::string_view key, double us) {
     std::string_view text = write_ms(texts_[size_], us);
-    if (text.empty()) {  // fmt's text, in a string of its own (rare: ties, huge, negative)
+    const bool by_hand = !text.empty();  // digits, '.' and " ms": nothing to escape
+    if (!by_hand) {  // fmt's text, in a string of its own (rare: ties, huge, negative)
       if (spill_ == nullptr) spill_ = std::make_unique<std::array<std::string, 6>>();
       text = (*spill_)[size_] = ms_text(us);
     }
-    pairs_[size_++] = {key, text};
+    pairs_[size_++] = {key, text, by_hand};
   };
   for (const Part& p : kParts) add(p.meta_key, cost.*p.us);
   if (cost.evaluator_cpu_ms > 0)
@@ -135,7 +136,7 @@ void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out) {
   const CostPairs cost_pairs(cost);
   out.reserve(out.size() + cost_pairs.pairs().size());
-  for (const auto& [key, text] : cost_pairs.pairs()) out.emplace_back(key, text);
+  for (const TextPair& p : cost_pairs.pairs()) out.emplace_back(p.key, p.text);
 }
 
 CallCostReporter::CallCostReporter(std::size_t top_n, double slow_call_us)

@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "orchestrator/engine/run_metadata.h"
+
 namespace wf::orchestrator::engine_detail {
 
 // Adds the wall-clock time between its construction and its destruction to `sink` (µs).
@@ -69,12 +71,10 @@ class CostPairs {
   explicit CostPairs(const CallCost& cost);
   CostPairs(const CostPairs&) = delete;
   CostPairs& operator=(const CostPairs&) = delete;
-  std::span<const std::pair<std::string_view, std::string_view>> pairs() const {
-    return {pairs_.data(), size_};
-  }
+  std::span<const TextPair> pairs() const { return {pairs_.data(), size_}; }
 
  private:
-  std::array<std::pair<std::string_view, std::string_view>, 6> pairs_;
+  std::array<TextPair, 6> pairs_;
   std::array<std::array<char, 32>, 6> texts_;
   std::unique_ptr<std::array<std::string, 6>> spill_;  // texts fmt writes (rare)
   std::size_t size_ = 0;

@@ -311,10 +311,10 @@ struct MetaPair {
   bool bare = false;  // key and text are known to be bare_z6 (no need to look)
 };
 
-// A pair of `more` (StaticPairs): its key is bare_z6, its text is looked at.
-MetaPair static_pair(std::string_view key, std::string_view text) {
-  assert(bare_z6(key));
-  return MetaPair{key, nullptr, text, bare_z6(text)};
+// A pair of `more` (StaticPairs): its key is bare_z6, its text is looked at unless known to be.
+MetaPair static_pair(const TextPair& p) {
+  assert(bare_z6(p.key));
+  return MetaPair{p.key, nullptr, p.text, p.bare_text || bare_z6(p.text)};
 }
 
 // An answer's pairs, on the stack for the usual few.
@@ -348,9 +348,9 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, StaticPai
     if (in_the_map(key)) return false;
     pairs.push_back({key, nullptr, text});
   }
-  for (const auto& [key, text] : more) {
-    if (in_the_map(key)) return false;
-    pairs.push_back(static_pair(key, text));
+  for (const TextPair& p : more) {
+    if (in_the_map(p.key)) return false;
+    pairs.push_back(static_pair(p));
   }
   return true;
 }
@@ -409,18 +409,25 @@ void write_tail(std::string& out) {
   out += "}}";
 }
 
-// The head and the pairs, each value's canonical text written in place (the envelope's value by
-// write_value(out)); false when a value is not a valid ZObject (then `out` holds a part of the
-// answer: the caller drops it).
+// Room for an answer of `pairs` metadata pairs.
+void reserve_answer(std::string& out, std::size_t pairs) {
+  out.reserve(out.size() + 320 + pairs * (text_types().pair_close.size() + 72));
+}
+
+// The answer up to its first metadata pair, the envelope's value by write_value(out); false when
+// the value is not a valid ZObject.
 template <class WriteValue>
-bool write_head_and_pairs(std::string& out, WriteValue&& write_value, const MetaPairs& pairs,
-                          bool* errors) {
-  constexpr TextTypes tt = text_types();
-  out.reserve(out.size() + 320 + pairs.size() * (tt.pair_close.size() + 72));
+bool write_head(std::string& out, WriteValue&& write_value) {
   out += kHead;
   if (!write_value(out)) return false;
   out += kMetaOpen;
-  out += tt.pair;
+  out += text_types().pair;
+  return true;
+}
+
+// The pairs, each value's canonical text written in place; false when a value is not a valid
+// ZObject.
+bool write_pairs(std::string& out, const MetaPairs& pairs, bool* errors) {
   for (const MetaPair& p : pairs) {
     if (p.key == "errors") *errors = true;
     if (p.value == nullptr) {
@@ -431,9 +438,18 @@ bool write_head_and_pairs(std::string& out, WriteValue&& write_value, const Meta
     write_canonical_z6(out, p.key);
     out += kPairValue;
     if (!write_canonical(out, *p.value)) return false;
-    out += tt.pair_close;
+    out += text_types().pair_close;
   }
   return true;
+}
+
+// The head and the pairs (false, and `out` holding a part of the answer, when a value is not a
+// valid ZObject: the caller drops it).
+template <class WriteValue>
+bool write_head_and_pairs(std::string& out, WriteValue&& write_value, const MetaPairs& pairs,
+                          bool* errors) {
+  reserve_answer(out, pairs.size());
+  return write_head(out, write_value) && write_pairs(out, pairs, errors);
 }
 
 // Whether the orchestration* pair `i` is bare_z6 in key and text: the keys are, and so are the
@@ -445,24 +461,28 @@ bool orchestration_bare(const OrchestrationTexts& orchestration, std::size_t i) 
   return hostname_bare;
 }
 
-// Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
-// already among the pairs takes the new figure in the place of its first. Only keys of the six
-// keys' sizes are compared with them.
-void add_orchestration_pairs(const OrchestrationTexts& orchestration, MetaPairs& pairs) {
-  // The sizes of the six keys, one bit each: a key of another size is none of them (the cost
-  // breakdown's keys, the implementation keys).
+// Whether `key` has the size of one of the six orchestration* keys (one bit each in kSizes): a key
+// of another size is none of them (the cost breakdown's keys, the implementation keys).
+bool maybe_orchestration_key(std::string_view key) {
   constexpr std::uint64_t kSizes = [] {
     std::uint64_t bits = 0;
     for (std::string_view k : OrchestrationTexts::kKeys) bits |= std::uint64_t{1} << k.size();
     return bits;
   }();
+  return key.size() < 64 && (kSizes >> key.size() & 1) != 0;
+}
+
+// Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
+// already among the pairs takes the new figure in the place of its first. Only keys of the six
+// keys' sizes are compared with them.
+void add_orchestration_pairs(const OrchestrationTexts& orchestration, MetaPairs& pairs) {
   std::array<bool, OrchestrationTexts::kCount> placed{};
   const auto pair = [&orchestration](std::size_t i) {
     return MetaPair{OrchestrationTexts::kKeys[i], nullptr, orchestration.value(i),
                     orchestration_bare(orchestration, i)};
   };
   for (MetaPair& p : pairs) {
-    if (p.key.size() >= 64 || (kSizes >> p.key.size() & 1) == 0) continue;
+    if (!maybe_orchestration_key(p.key)) continue;
     for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
       if (!placed[i] && p.key == OrchestrationTexts::kKeys[i]) {
         p = pair(i);
@@ -544,19 +564,43 @@ void write_terminal(std::string& out, const Node& value) {
 // fast_text of Z22(terminal, void) with `trailing` and `more`: the pairs are theirs.
 std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, StaticPairs more,
                           const RunStart& start, bool* has_error) {
-  MetaPairs pairs;
-  pairs.reserve(trailing.size() + more.size() + 8);
-  for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
-  for (const auto& [key, text] : more) pairs.push_back(static_pair(key, text));
   const OrchestrationTexts orchestration(start);
-  add_orchestration_pairs(orchestration, pairs);
-  std::string out;
-  bool errors = false;
   const auto write_value = [&terminal](std::string& o) {
     write_terminal(o, terminal);
     return true;
   };
-  write_head_and_pairs(out, write_value, pairs, &errors);
+  std::string out;
+  bool errors = false;
+  const bool some_in_place =
+      std::any_of(trailing.begin(), trailing.end(),
+                  [](const auto& p) { return maybe_orchestration_key(p.first); }) ||
+      std::any_of(more.begin(), more.end(),
+                  [](const TextPair& p) { return maybe_orchestration_key(p.key); });
+  if (some_in_place) {  // rare: an orchestration* figure may take a pair's place
+    MetaPairs pairs;
+    pairs.reserve(trailing.size() + more.size() + 8);
+    for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
+    for (const TextPair& p : more) pairs.push_back(static_pair(p));
+    add_orchestration_pairs(orchestration, pairs);
+    reserve_answer(out, pairs.size());
+    write_head(out, write_value);
+    write_pairs(out, pairs, &errors);
+  } else {  // each pair written as it comes, in the same order
+    reserve_answer(out, trailing.size() + more.size() + OrchestrationTexts::kCount);
+    write_head(out, write_value);
+    for (const auto& [key, text] : trailing) {
+      if (std::string_view(key) == "errors") errors = true;
+      write_text_pair(out, key, text);
+    }
+    for (const TextPair& p : more) {
+      if (p.key == "errors") errors = true;
+      write_text_pair(out, p.key, p.text, p.bare_text);
+    }
+    for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+      write_text_pair(out, OrchestrationTexts::kKeys[i], orchestration.value(i),
+                      orchestration_bare(orchestration, i));
+    }
+  }
   write_tail(out);
   if (has_error != nullptr) *has_error = errors;
   return out;
@@ -600,7 +644,7 @@ std::string dump_response(const json& z22, bool* has_error) {
 
 void add_trailing_metadata(json& envelope, const TrailingMeta& trailing, StaticPairs more) {
   for (const auto& [key, value] : trailing) zo::envelope_set_metadata(envelope, key, zo::z6(value));
-  for (const auto& [key, value] : more) zo::envelope_set_metadata(envelope, key, zo::z6(value));
+  for (const TextPair& p : more) zo::envelope_set_metadata(envelope, p.key, zo::z6(p.text));
 }
 
 std::string finish_response_text(const json& envelope, const TrailingMeta& trailing,

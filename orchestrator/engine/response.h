@@ -45,9 +45,9 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 // `trailing` are Z6-valued metadata pairs the interpreter left out of the envelope's map (see
 // Interpreter::orchestrate); they are written after the map's pairs.
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
-// More Z6-valued pairs, written after `trailing` as if they ended it, whose keys are literals that
-// need no escape and are not reference-like (the call's cost breakdown: CostPairs).
-using StaticPairs = std::span<const std::pair<std::string_view, std::string_view>>;
+// More Z6-valued pairs, written after `trailing` as if they ended it (the call's cost breakdown:
+// CostPairs; run_metadata.h, TextPair).
+using StaticPairs = std::span<const TextPair>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
                                  const RunStart& start, bool* has_error, StaticPairs more = {});
 // finish_response_text(answer.as_envelope(), trailing, start, has_error, more), byte for byte,

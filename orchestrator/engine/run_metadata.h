@@ -21,6 +21,15 @@ struct RunStart {
 
 RunStart run_start();
 
+// A metadata pair of two texts, viewed, for the answer's writer (response.h, StaticPairs): a key
+// that needs no escape and is not reference-like (a literal), its text, and whether the text is
+// known to be so too (then the writer does not look at it).
+struct TextPair {
+  std::string_view key;
+  std::string_view text;
+  bool bare_text = false;
+};
+
 // The six orchestration* keys and their texts at the end of an evaluation, written into buffers
 // of its own (no string allocated for them): what the answer's writer reads, in place.
 class OrchestrationTexts {

@@ -139,11 +139,13 @@ TEST(AnswerText, PairsAsTheCanonicalTreeDumps) {
 // path's; texts that need escapes or are reference-like too.
 TEST(AnswerText, StaticPairsAsIfTheyEndedTheTrailingOnes) {
   using json = nlohmann::json;
-  const std::vector<std::pair<std::string_view, std::string_view>> more = {
-      {"costResolve", "0.002 ms"}, {"costValidate", "Z1"}, {"costEvaluate", "q\"\n\xC3\xA9"}};
+  const std::vector<TextPair> more = {{"costResolve", "0.002 ms", true},
+                                      {"costValidate", "Z1"},
+                                      {"costEvaluate", "q\"\n\xC3\xA9"},
+                                      {"orchestrationDuration", "in its place"}};
   const TrailingMeta trailing = {{"implementationId", "Z902"}, {"implementationType", "BuiltIn"}};
   TrailingMeta all = trailing;
-  for (const auto& [key, text] : more) all.emplace_back(key, text);
+  for (const TextPair& p : more) all.emplace_back(p.key, p.text);
   json meta = zobject::empty_metadata_map();
   zobject::map_set(meta, "costValidate", zobject::z6("in the map"));
   const json with_key = zobject::make_envelope(zobject::z6("x"), meta);
