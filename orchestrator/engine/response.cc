@@ -195,16 +195,26 @@ std::size_t plain_prefix(std::string_view s) {
   return i;
 }
 
+// Appends `size` bytes that write(p) writes at p, without zero-filling them first. The size given
+// to resize_and_overwrite's operation is not used: libstdc++ 12 passes the grown capacity there
+// when the string has to grow (its _M_create widens the size it is given), not the size asked.
+template <class Write>
+void append_in_place(std::string& out, std::size_t size, Write&& write) {
+  const std::size_t at = out.size();
+  out.resize_and_overwrite(at + size, [&](char* d, std::size_t) {
+    write(d + at);
+    return at + size;
+  });
+}
+
 void write_string(std::string& out, std::string_view s) {
   const std::size_t plain = plain_prefix(s);
   if (plain == s.size()) {
     // One resize (no zero fill) and two stores: the quotes' push_backs were calls of their own.
-    out.resize_and_overwrite(out.size() + s.size() + 2, [s](char* d, std::size_t n) {
-      char* p = d + n - s.size() - 2;
+    append_in_place(out, s.size() + 2, [s](char* p) {
       p[0] = '"';
       if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
       p[s.size() + 1] = '"';
-      return n;
     });
     return;
   }
@@ -381,7 +391,7 @@ void write_text_pair(std::string& out, std::string_view key, std::string_view te
   }
   const std::size_t size = kPairOpen.size() + key.size() + kPairValue.size() + text.size() + 4 +
                            close.size() + (wrap_key + wrap_text) * (kZ6Open.size() + 1);
-  out.resize_and_overwrite(out.size() + size, [&](char* d, std::size_t n) {
+  append_in_place(out, size, [&](char* d) {
     const auto put = [](char* p, std::string_view part) {
       std::memcpy(p, part.data(), part.size());
       return p + part.size();
@@ -394,12 +404,11 @@ void write_text_pair(std::string& out, std::string_view key, std::string_view te
       if (wrap) *p++ = '}';
       return p;
     };
-    char* p = put(d + n - size, kPairOpen);
+    char* p = put(d, kPairOpen);
     p = put_z6(p, key, wrap_key);
     p = put(p, kPairValue);
     p = put_z6(p, text, wrap_text);
     put(p, close);
-    return n;
   });
 }
 

@@ -102,6 +102,8 @@ TEST(AnswerText, PairsAsTheCanonicalTreeDumps) {
       {{"Z1", "Z2"}, {"Z10001K1", "Z10001"}, {"Z1K", "Z"}},
       {{"q\"k\\", "v\n\x01\x7f"}, {"h\xC3\xA9 \xF0\x9F\x98\x80", "bad \xFF utf8"}},
       {{"", ""}, {"eight by", "sixteen bytes..."}, {"errors", "x"}},
+      // Beyond the room reserved for the answer: the text grows while pairs are written.
+      {{std::string(3000, 'k'), std::string(5000, 'v')}, {"after", "the growth"}, {"Z1", "Z2"}},
       {{"orchestrationDuration", "old"},
        {"orchestrationHostname", "Z1"},
        {"orchestration", "prefix only"},
