@@ -133,9 +133,9 @@ std::string_view json_body(const http::Request& request) {
 
 // A repeated request answered from the result cache on the calling thread (docs/result-cache.md,
 // "The fast path of a hit"): no parse, no evaluation fiber.
-std::optional<http::Response> answer_cached(Engine& engine, const http::Request& request,
+// `body`: json_body(request).
+std::optional<http::Response> answer_cached(Engine& engine, std::string_view body,
                                             const CallContext& ctx) {
-  const std::string_view body = json_body(request);
   if (body.empty()) return std::nullopt;
   bool has_error = false;
   auto z22 = engine.answer_cached(body, ctx, &has_error);
@@ -254,12 +254,21 @@ namespace {
 
 }  // namespace
 
-std::shared_ptr<ReadBody> read_request(Engine& engine, const RouteOptions& options,
-                                       const http::Request& request) {
-  const std::string_view body = json_body(request);
+namespace {
+
+// read_request of json_body(request).
+std::shared_ptr<ReadBody> read_json(Engine& engine, const RouteOptions& options,
+                                    std::string_view body) {
   if (body.empty()) return nullptr;
   return engine.read_body(
       body, static_cast<int>(std::min<std::size_t>(options.max_json_depth, codec::kMaxPlainDepth)));
+}
+
+}  // namespace
+
+std::shared_ptr<ReadBody> read_request(Engine& engine, const RouteOptions& options,
+                                       const http::Request& request) {
+  return read_json(engine, options, json_body(request));
 }
 
 http::Response handle_evaluate(Engine& engine, const RouteOptions& options,
@@ -313,17 +322,32 @@ void release_request_ids(http::Request& request) {
   }
 }
 
-CallContext call_context(const http::Request& request) {
+namespace {
+
+// A request's context: its ids, trace and caller copied from a const request, moved from one
+// given as an rvalue (each member moved alone: the rest is read after).
+template <class Req>
+CallContext context_of(Req&& request) {
   CallContext ctx;
-  ctx.request_id = request.request_id;
   ctx.traceparent = request.trace.traceparent();
-  ctx.trace_id = request.trace.trace_id;
-  ctx.span_id = request.trace.span_id;
-  ctx.caller = request.caller;
+  ctx.request_id = std::forward<Req>(request).request_id;
+  ctx.trace_id = std::forward<Req>(request).trace.trace_id;
+  ctx.span_id = std::forward<Req>(request).trace.span_id;
+  ctx.caller = std::forward<Req>(request).caller;
   ctx.deadline = request.deadline;
   ctx.cancel = request.cancel;
   ctx.io_wait = request.io_wait;
   return ctx;
+}
+
+}  // namespace
+
+CallContext call_context(const http::Request& request) {
+  return context_of(request);
+}
+
+CallContext take_call_context(http::Request& request) {
+  return context_of(std::move(request));
 }
 
 void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engine,
@@ -340,18 +364,19 @@ void add_orchestrator_routes(http::Server& server, std::shared_ptr<Engine> engin
     // The gate has read the caller's headers before this runs; the call reads only the
     // Content-Type, and the others would stay while it waits on an evaluator.
     keep_content_type_only(ar->request);
-    // The request's context, built once (ids and trace copied, traceparent written): the cache
-    // lookup, the fiber's log context and the evaluation share it.
-    auto ctx = std::make_shared<const CallContext>(call_context(ar->request));
+    // The request's context, built once (ids and trace moved to it, traceparent written): the
+    // cache lookup, the fiber's log context and the evaluation share it.
+    auto ctx = std::make_shared<const CallContext>(take_call_context(ar->request));
     release_request_ids(ar->request);
     // A repeated call whose result is cached (and still valid) is answered here and now.
-    if (auto hit = answer_cached(*engine, ar->request, *ctx)) {
+    const std::string_view json = json_body(ar->request);
+    if (auto hit = answer_cached(*engine, json, *ctx)) {
       ar->respond(std::move(*hit));
       return;
     }
     // The usual body is read into the engine's nodes once, here: what its literals say decides
     // where it runs (no scan of the text), and the evaluation takes the nodes.
-    std::shared_ptr<ReadBody> read = read_request(*engine, options, ar->request);
+    std::shared_ptr<ReadBody> read = read_json(*engine, options, json);
     if (can_run_inline(*engine, options, ar->request, read.get())) {
       // Starts on the event loop; should it ever wait for I/O, it continues on the CPU threads.
       engine->spawn_here(ctx, [engine, options, ar, ctx, read]() mutable {

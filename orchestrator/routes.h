@@ -55,6 +55,9 @@ void release_request_ids(http::Request& request);
 
 // The engine's view of a request: ids, trace, deadline and cancellation.
 CallContext call_context(const http::Request& request);
+// The same, its ids, trace and caller moved out of `request` (the evaluate route, which frees
+// them next: release_request_ids), not copied.
+CallContext take_call_context(http::Request& request);
 
 // The evaluate handler on its own, for tests and benchmarks. Runs the evaluation on the calling
 // thread (in a fiber of its own), or within the current evaluation fiber.

@@ -20,8 +20,8 @@ namespace {
 constexpr const char* kOther = "other";
 
 struct Part {
-  const char* name;      // metric label and log field suffix
-  const char* meta_key;  // Z22 metadata key
+  const char* name;           // metric label and log field suffix
+  std::string_view meta_key;  // Z22 metadata key
   double CallCost::*us;
 };
 constexpr std::array<Part, 5> kParts = {{
@@ -86,42 +86,57 @@ std::vector<obs::LogField> cost_fields(const CallCost& cost) {
 // 1e12) cannot change which integer is nearest to the exact value, and fmt, which rounds the exact
 // value, writes that integer's digits. Ties, large, negative (-0.0 too) and non-finite values
 // take fmt (~500 instructions against ~60).
-std::string ms_text(double us) {
+std::string_view write_ms(std::array<char, 32>& buf, double us) {
   const double ms = us / 1000.0;
   const double scaled = ms * 1000.0;
-  if (!std::signbit(scaled) && scaled < 1e12) {  // -0.0 is fmt's "-0.000"
-    const double whole = std::floor(scaled);
-    const double frac = scaled - whole;
-    if (std::fabs(frac - 0.5) > 1e-3) {
-      auto n = static_cast<std::uint64_t>(whole) + (frac > 0.5 ? 1 : 0);
-      char buf[32];
-      char* end = buf + sizeof buf;
-      char* p = end;
-      *--p = 's';
-      *--p = 'm';
-      *--p = ' ';
-      for (int i = 0; i < 3; ++i) {
-        *--p = static_cast<char>('0' + n % 10);
-        n /= 10;
-      }
-      *--p = '.';
-      do {
-        *--p = static_cast<char>('0' + n % 10);
-        n /= 10;
-      } while (n != 0);
-      return std::string(p, end);
-    }
+  if (std::signbit(scaled) || !(scaled < 1e12)) return {};  // -0.0 is fmt's "-0.000"
+  const double whole = std::floor(scaled);
+  const double frac = scaled - whole;
+  if (std::fabs(frac - 0.5) <= 1e-3) return {};
+  auto n = static_cast<std::uint64_t>(whole) + (frac > 0.5 ? 1 : 0);
+  char* end = buf.data() + buf.size();
+  char* p = end;
+  *--p = 's';
+  *--p = 'm';
+  *--p = ' ';
+  for (int i = 0; i < 3; ++i) {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
   }
-  return fmt::format(FMT_COMPILE("{:.3f} ms"), ms);
+  *--p = '.';
+  do {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  return {p, static_cast<std::size_t>(end - p)};
+}
+
+std::string ms_text(double us) {
+  std::array<char, 32> buf;
+  if (const std::string_view text = write_ms(buf, us); !text.empty()) return std::string(text);
+  return fmt::format(FMT_COMPILE("{:.3f} ms"), us / 1000.0);
+}
+
+CostPairs::CostPairs(const CallCost& cost) {
+  const auto add = [this](std::string_view key, double us) {
+    std::string_view text = write_ms(texts_[size_], us);
+    const bool by_hand = !text.empty();  // digits, '.' and " ms": nothing to escape
+    if (!by_hand) {  // fmt's text, in a string of its own (rare: ties, huge, negative)
+      if (spill_ == nullptr) spill_ = std::make_unique<std::array<std::string, 6>>();
+      text = (*spill_)[size_] = ms_text(us);
+    }
+    pairs_[size_++] = {key, text, by_hand};
+  };
+  for (const Part& p : kParts) add(p.meta_key, cost.*p.us);
+  if (cost.evaluator_cpu_ms > 0)
+    add("orchestrationEvaluatorCpuUsage", cost.evaluator_cpu_ms * 1000);
 }
 
 void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out) {
-  out.reserve(out.size() + kParts.size() + 1);
-  for (const Part& p : kParts) out.emplace_back(p.meta_key, ms_text(cost.*p.us));
-  if (cost.evaluator_cpu_ms > 0) {
-    out.emplace_back("orchestrationEvaluatorCpuUsage", ms_text(cost.evaluator_cpu_ms * 1000));
-  }
+  const CostPairs cost_pairs(cost);
+  out.reserve(out.size() + cost_pairs.pairs().size());
+  for (const TextPair& p : cost_pairs.pairs()) out.emplace_back(p.key, p.text);
 }
 
 CallCostReporter::CallCostReporter(std::size_t top_n, double slow_call_us)
@@ -164,7 +179,11 @@ std::string CallCostReporter::label(std::string_view function) {
 void CallCostReporter::report(const CallCost& cost) {
   auto& f = families();
   for (std::size_t i = 0; i < kParts.size(); ++i) {
-    f.part_seconds[i]->Increment(cost.*kParts[i].us / 1e6);
+    // A part the call did not spend in (validate, evaluator and cache, for most calls) leaves its
+    // counter as it is: no atomic add of zero on a line every thread writes.
+    if (const double seconds = cost.*kParts[i].us / 1e6; seconds != 0) {
+      f.part_seconds[i]->Increment(seconds);
+    }
   }
   Series& s = series(cost.function);
   (cost.error ? s.error : s.ok)->Increment();

@@ -8,14 +8,19 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "orchestrator/engine/run_metadata.h"
 
 namespace wf::orchestrator::engine_detail {
 
@@ -59,8 +64,26 @@ struct CallCost {
 void append_cost_metadata(const CallCost& cost,
                           std::vector<std::pair<std::string, std::string>>& out);
 
+// The same pairs, written into buffers of their own, with their keys as literals (no string
+// allocated), for the answer's writer (response.h, StaticPairs). Not copied: it is viewed.
+class CostPairs {
+ public:
+  explicit CostPairs(const CallCost& cost);
+  CostPairs(const CostPairs&) = delete;
+  CostPairs& operator=(const CostPairs&) = delete;
+  std::span<const TextPair> pairs() const { return {pairs_.data(), size_}; }
+
+ private:
+  std::array<TextPair, 6> pairs_;
+  std::array<std::array<char, 32>, 6> texts_;
+  std::unique_ptr<std::array<std::string, 6>> spill_;  // texts fmt writes (rare)
+  std::size_t size_ = 0;
+};
+
 // "{:.3f} ms" of us / 1000 (fmt's text, byte for byte), the values of cost_metadata.
 std::string ms_text(double us);
+// The same written by hand at the end of `buf` (its view), or empty where fmt is needed.
+std::string_view write_ms(std::array<char, 32>& buf, double us);
 
 // The request-level reports of a finished call: the per-part and per-function metrics, the debug
 // log line ("call cost") and, when total_us reaches slow_call_us (> 0), the slow-call warning.

@@ -270,7 +270,10 @@ class EngineImpl final : public Engine {
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(Input{&request}, ctx, answer, trailing, start.mono)) return timeout_response();
+      engine_detail::CallCost cost;
+      if (!run(Input{&request}, ctx, answer, trailing, cost, start.mono)) {
+        return timeout_response();
+      }
       return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
     } catch (const std::exception& e) {
       return internal_error(request, e.what(), start);
@@ -286,10 +289,12 @@ class EngineImpl final : public Engine {
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(in, ctx, answer, trailing, start.mono, body)) {
+      engine_detail::CallCost cost;
+      bool with_cost = false;  // its pairs are written after `trailing` (answer_text)
+      if (!run(in, ctx, answer, trailing, cost, start.mono, body, &with_cost)) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
-      return engine_detail::finish_answer_text(answer, trailing, start, has_error);
+      return answer_text(answer, trailing, start, has_error, with_cost ? &cost : nullptr);
     } catch (const std::exception& e) {
       return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
     } catch (...) {
@@ -299,20 +304,35 @@ class EngineImpl final : public Engine {
     }
   }
 
+  // The answer's text, the cost breakdown's pairs (when `cost`) written after `trailing`. Out of
+  // line: the pairs' texts (CostPairs) are not in evaluate_text_here's frame, which stays on a
+  // parked call's stack.
+  [[gnu::noinline]] static std::string answer_text(engine_detail::Answer& answer,
+                                                   const engine_detail::TrailingMeta& trailing,
+                                                   const engine_detail::RunStart& start,
+                                                   bool* has_error,
+                                                   const engine_detail::CallCost* cost) {
+    if (cost == nullptr)
+      return engine_detail::finish_answer_text(answer, trailing, start, has_error);
+    const engine_detail::CostPairs pairs(*cost);
+    return engine_detail::finish_answer_text(answer, trailing, start, has_error, pairs.pairs());
+  }
+
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `answer` plus the metadata
-  // pairs that follow its map (`trailing`, ending with the call's cost by part); false when the
-  // deadline passed (the answer is then timeout_response()). `body` (may be empty): the request's
-  // JSON text, indexed to its cache entry.
+  // pairs that follow its map (`trailing`, ending with the call's cost by part, `cost`); false
+  // when the deadline passed (the answer is then timeout_response()). `body` (may be empty): the
+  // request's JSON text, indexed to its cache entry. With `cost_kept`, the cost's pairs are not
+  // appended to `trailing`: *cost_kept says whether the answer has them.
   bool run(const Input& in, const CallContext& ctx, engine_detail::Answer& answer,
-           engine_detail::TrailingMeta& trailing, std::chrono::steady_clock::time_point start,
-           std::string_view body = {}) {
-    engine_detail::CallCost cost;
+           engine_detail::TrailingMeta& trailing, engine_detail::CallCost& cost,
+           std::chrono::steady_clock::time_point start, std::string_view body = {},
+           bool* cost_kept = nullptr) {
     bool evaluated = false;
     const bool answered = run_call(in, ctx, answer, trailing, cost, evaluated, body);
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
-    if (evaluated) report_cost(cost, start, answered, answer, trailing);
+    if (evaluated) report_cost(cost, start, answered, answer, trailing, cost_kept);
     return answered;
   }
 
@@ -320,12 +340,15 @@ class EngineImpl final : public Engine {
   [[gnu::noinline]] void report_cost(engine_detail::CallCost& cost,
                                      std::chrono::steady_clock::time_point start, bool answered,
                                      const engine_detail::Answer& answer,
-                                     engine_detail::TrailingMeta& trailing) {
+                                     engine_detail::TrailingMeta& trailing, bool* cost_kept) {
     cost.total_us =
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
     cost.error = !answered || answer.has_error();
     costs_.report(cost);
-    if (answered) {
+    if (!answered) return;
+    if (cost_kept != nullptr) {
+      *cost_kept = true;
+    } else {
       engine_detail::append_cost_metadata(cost, trailing);
     }
   }

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/container/small_vector.hpp>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
@@ -170,14 +172,21 @@ std::size_t plain_prefix(std::string_view s) {
   const auto has_below = [](std::uint64_t v, std::uint64_t n) {
     return (v - n * kOnes) & ~v & kHighs;
   };
+  // Non-zero when one of the eight bytes at p is to be escaped.
+  const auto special = [&has_below](const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return (w & kHighs) | has_below(w, 0x20) | has_below(w ^ (0x22 * kOnes), 1) |
+           has_below(w ^ (0x5C * kOnes), 1);
+  };
   std::size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    if ((w & kHighs) != 0 || has_below(w, 0x20) != 0 || has_below(w ^ (0x22 * kOnes), 1) != 0 ||
-        has_below(w ^ (0x5C * kOnes), 1) != 0) {
-      break;  // the special byte is found one by one below
-    }
+    if (special(s.data() + i) != 0) break;  // the special byte is found one by one below
+  }
+  // The last bytes of a text of eight or more whose words were plain: the word that ends at its
+  // end (its first bytes, checked already, again).
+  if (i < s.size() && i >= 8 && i + 8 > s.size() && special(s.data() + s.size() - 8) == 0) {
+    return s.size();
   }
   for (; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -186,16 +195,27 @@ std::size_t plain_prefix(std::string_view s) {
   return i;
 }
 
+// Appends `size` bytes that write(p) writes at p, without zero-filling them first. The size given
+// to resize_and_overwrite's operation is not used: libstdc++ 12 passes the grown capacity there
+// when the string has to grow (its _M_create widens the size it is given), not the size asked.
+template <class Write>
+void append_in_place(std::string& out, std::size_t size, Write&& write) {
+  const std::size_t at = out.size();
+  out.resize_and_overwrite(at + size, [&](char* d, std::size_t) {
+    write(d + at);
+    return at + size;
+  });
+}
+
 void write_string(std::string& out, std::string_view s) {
   const std::size_t plain = plain_prefix(s);
   if (plain == s.size()) {
-    // One resize and two stores: the quotes' push_backs were calls of their own.
-    const std::size_t at = out.size();
-    out.resize(at + s.size() + 2);
-    char* p = out.data() + at;
-    p[0] = '"';
-    if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
-    p[s.size() + 1] = '"';
+    // One resize (no zero fill) and two stores: the quotes' push_backs were calls of their own.
+    append_in_place(out, s.size() + 2, [s](char* p) {
+      p[0] = '"';
+      if (!s.empty()) std::memcpy(p + 1, s.data(), s.size());
+      p[s.size() + 1] = '"';
+    });
     return;
   }
   for (std::size_t i = plain; i < s.size(); ++i) {
@@ -221,6 +241,16 @@ void write_canonical_z6(std::string& out, std::string_view s) {
   out += R"({"Z1K1":"Z6","Z6K1":)";
   write_string(out, s);
   out += '}';
+}
+
+// zo::is_reference_like, which a text that does not start with a capital letter never is.
+bool reference_like(std::string_view s) {
+  return !s.empty() && s[0] >= 'A' && s[0] <= 'Z' && zo::is_reference_like(s);
+}
+
+// Whether write_canonical_z6 writes `s` as it is, quoted: no byte to escape, not reference-like.
+bool bare_z6(std::string_view s) {
+  return plain_prefix(s) == s.size() && !reference_like(s);
 }
 
 // Canonical text of a normal-form value; false when it is not a valid ZObject (then the caller
@@ -249,16 +279,19 @@ bool write_canonical(std::string& out, const json& v) {
   return true;
 }
 
+// The canonical texts of the metadata map's types (types().pair_canonical and map_canonical,
+// dumped), as constants: their sizes are known where they are copied. answer_text_test compares
+// whole answers with the canonical tree's dump.
 struct TextTypes {
-  std::string pair = types().pair_canonical.dump();
-  std::string map = types().map_canonical.dump();
+  std::string_view pair = R"({"Z1K1":"Z7","Z7K1":"Z882","Z882K1":"Z6","Z882K2":"Z1"})";
+  std::string_view map = R"({"Z1K1":"Z7","Z7K1":"Z883","Z883K1":"Z6","Z883K2":"Z1"})";
   // What follows a pair's value: its type and the pair's end.
-  std::string pair_close = R"(,"Z1K1":)" + pair + "}";
+  std::string_view pair_close =
+      R"(,"Z1K1":{"Z1K1":"Z7","Z7K1":"Z882","Z882K1":"Z6","Z882K2":"Z1"}})";
 };
 
-const TextTypes& text_types() {
-  static const TextTypes t;
-  return t;
+constexpr TextTypes text_types() {
+  return {};
 }
 
 constexpr std::string_view kHead = R"({"Z1K1":"Z22","Z22K1":)";
@@ -285,13 +318,23 @@ struct MetaPair {
   std::string_view key;
   const json* value = nullptr;
   std::string_view text;
+  bool bare = false;  // key and text are known to be bare_z6 (no need to look)
 };
 
-// The envelope's value and the pairs of its standard map followed by `trailing`, viewed, not
-// copied: the answer before its orchestration* figures. False when the envelope has another
-// shape or a trailing key is already a key of the map (rare: the general path).
-bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const json*& value,
-                   std::vector<MetaPair>& pairs) {
+// A pair of `more` (StaticPairs): its key is bare_z6, its text is looked at unless known to be.
+MetaPair static_pair(const TextPair& p) {
+  assert(bare_z6(p.key));
+  return MetaPair{p.key, nullptr, p.text, p.bare_text || bare_z6(p.text)};
+}
+
+// An answer's pairs, on the stack for the usual few.
+using MetaPairs = boost::container::small_vector<MetaPair, 24>;
+
+// The envelope's value and the pairs of its standard map followed by `trailing` and `more`,
+// viewed, not copied: the answer before its orchestration* figures. False when the envelope has
+// another shape or a trailing key is already a key of the map (rare: the general path).
+bool collect_pairs(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
+                   const json*& value, MetaPairs& pairs) {
   if (!envelope.is_object() || envelope.size() != 3) return false;
   auto t = envelope.find("Z1K1");
   auto v = envelope.find("Z22K1");
@@ -299,7 +342,7 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
   if (t == envelope.end() || v == envelope.end() || m == envelope.end()) return false;
   if (!is_z22_reference(*t)) return false;
   value = &*v;
-  pairs.reserve(trailing.size() + 16);
+  pairs.reserve(trailing.size() + more.size() + 16);
   const bool standard =
       for_each_standard_pair(*m, [&pairs](const std::string& key, const json& pv) {
         pairs.push_back({key, &pv, {}});
@@ -307,25 +350,66 @@ bool collect_pairs(const json& envelope, const TrailingMeta& trailing, const jso
       });
   if (!standard) return false;
   const std::size_t in_map = pairs.size();
-  for (const auto& [key, text] : trailing) {
-    std::string_view k = key;
+  const auto in_the_map = [&pairs, in_map](std::string_view k) {
     const auto end = pairs.begin() + static_cast<std::ptrdiff_t>(in_map);
-    if (std::find_if(pairs.begin(), end, [&](const MetaPair& p) { return p.key == k; }) != end) {
-      return false;
-    }
-    pairs.push_back({k, nullptr, text});
+    return std::find_if(pairs.begin(), end, [&](const MetaPair& p) { return p.key == k; }) != end;
+  };
+  for (const auto& [key, text] : trailing) {
+    if (in_the_map(key)) return false;
+    pairs.push_back({key, nullptr, text});
+  }
+  for (const TextPair& p : more) {
+    if (in_the_map(p.key)) return false;
+    pairs.push_back(static_pair(p));
   }
   return true;
 }
 
 // The canonical Z22 text is written in three parts: the head (up to the metadata pairs), one
 // part per pair, and the tail.
-void write_pair(std::string& out, std::string_view key, std::string_view value_text) {
-  out += kPairOpen;
-  write_canonical_z6(out, key);
-  out += kPairValue;
-  out += value_text;
-  out += text_types().pair_close;
+// A pair of two Z6 texts: when neither has a byte to escape (the usual metadata), the whole pair
+// is one append of its size (a resize and the parts' copies) instead of five; a reference-like
+// text is wrapped in its Z6 object there, as write_canonical_z6 does. `bare`: both are known to
+// be bare_z6.
+void write_text_pair(std::string& out, std::string_view key, std::string_view text,
+                     bool bare = false) {
+  constexpr std::string_view close = text_types().pair_close;
+  constexpr std::string_view kZ6Open = R"({"Z1K1":"Z6","Z6K1":)";
+  bool wrap_key = false;
+  bool wrap_text = false;
+  if (!bare) {
+    if (plain_prefix(key) != key.size() || plain_prefix(text) != text.size()) {
+      out += kPairOpen;
+      write_canonical_z6(out, key);
+      out += kPairValue;
+      write_canonical_z6(out, text);
+      out += close;
+      return;
+    }
+    wrap_key = reference_like(key);
+    wrap_text = reference_like(text);
+  }
+  const std::size_t size = kPairOpen.size() + key.size() + kPairValue.size() + text.size() + 4 +
+                           close.size() + (wrap_key + wrap_text) * (kZ6Open.size() + 1);
+  append_in_place(out, size, [&](char* d) {
+    const auto put = [](char* p, std::string_view part) {
+      std::memcpy(p, part.data(), part.size());
+      return p + part.size();
+    };
+    const auto put_z6 = [&put](char* p, std::string_view s, bool wrap) {
+      if (wrap) p = put(p, kZ6Open);
+      *p++ = '"';
+      p = put(p, s);
+      *p++ = '"';
+      if (wrap) *p++ = '}';
+      return p;
+    };
+    char* p = put(d, kPairOpen);
+    p = put_z6(p, key, wrap_key);
+    p = put(p, kPairValue);
+    p = put_z6(p, text, wrap_text);
+    put(p, close);
+  });
 }
 
 void write_tail(std::string& out) {
@@ -334,56 +418,99 @@ void write_tail(std::string& out) {
   out += "}}";
 }
 
-// The head and the pairs, each value's canonical text written in place (the envelope's value by
-// write_value(out)); false when a value is not a valid ZObject (then `out` holds a part of the
-// answer: the caller drops it).
+// Room for an answer of `pairs` metadata pairs.
+void reserve_answer(std::string& out, std::size_t pairs) {
+  out.reserve(out.size() + 320 + pairs * (text_types().pair_close.size() + 72));
+}
+
+// The answer up to its first metadata pair, the envelope's value by write_value(out); false when
+// the value is not a valid ZObject.
 template <class WriteValue>
-bool write_head_and_pairs(std::string& out, WriteValue&& write_value,
-                          const std::vector<MetaPair>& pairs, bool* errors) {
-  const TextTypes& tt = text_types();
-  out.reserve(out.size() + 320 + pairs.size() * (tt.pair_close.size() + 72));
+bool write_head(std::string& out, WriteValue&& write_value) {
   out += kHead;
   if (!write_value(out)) return false;
   out += kMetaOpen;
-  out += tt.pair;
+  out += text_types().pair;
+  return true;
+}
+
+// The pairs, each value's canonical text written in place; false when a value is not a valid
+// ZObject.
+bool write_pairs(std::string& out, const MetaPairs& pairs, bool* errors) {
   for (const MetaPair& p : pairs) {
     if (p.key == "errors") *errors = true;
+    if (p.value == nullptr) {
+      write_text_pair(out, p.key, p.text, p.bare);
+      continue;
+    }
     out += kPairOpen;
     write_canonical_z6(out, p.key);
     out += kPairValue;
-    if (p.value == nullptr) {
-      write_canonical_z6(out, p.text);
-    } else if (!write_canonical(out, *p.value)) {
-      return false;
-    }
-    out += tt.pair_close;
+    if (!write_canonical(out, *p.value)) return false;
+    out += text_types().pair_close;
   }
   return true;
 }
 
+// The head and the pairs (false, and `out` holding a part of the answer, when a value is not a
+// valid ZObject: the caller drops it).
+template <class WriteValue>
+bool write_head_and_pairs(std::string& out, WriteValue&& write_value, const MetaPairs& pairs,
+                          bool* errors) {
+  reserve_answer(out, pairs.size());
+  return write_head(out, write_value) && write_pairs(out, pairs, errors);
+}
+
+// Whether the orchestration* pair `i` is bare_z6 in key and text: the keys are, and so are the
+// figures' texts (digits, '.', ':', '-', letters and spaces: none starts with a capital letter);
+// the host name is looked at once (it is the same for the process's life).
+bool orchestration_bare(const OrchestrationTexts& orchestration, std::size_t i) {
+  if (i != OrchestrationTexts::kHostname) return true;
+  static const bool hostname_bare = bare_z6(orchestration.value(i));
+  return hostname_bare;
+}
+
+// Whether `key` has the size of one of the six orchestration* keys (one bit each in kSizes): a key
+// of another size is none of them (the cost breakdown's keys, the implementation keys).
+bool maybe_orchestration_key(std::string_view key) {
+  constexpr std::uint64_t kSizes = [] {
+    std::uint64_t bits = 0;
+    for (std::string_view k : OrchestrationTexts::kKeys) bits |= std::uint64_t{1} << k.size();
+    return bits;
+  }();
+  return key.size() < 64 && (kSizes >> key.size() & 1) != 0;
+}
+
 // Appends the orchestration* pairs (viewed: `orchestration` outlives `pairs`); one whose key is
-// already among the pairs takes the new figure in its place.
-void add_orchestration_pairs(
-    const std::array<std::pair<const char*, std::string>, 6>& orchestration,
-    std::vector<MetaPair>& pairs) {
-  for (const auto& [key, text] : orchestration) {
-    std::string_view k = key;
-    auto same =
-        std::find_if(pairs.begin(), pairs.end(), [&](const MetaPair& p) { return p.key == k; });
-    if (same != pairs.end()) {
-      *same = MetaPair{k, nullptr, text};
-    } else {
-      pairs.push_back({k, nullptr, text});
+// already among the pairs takes the new figure in the place of its first. Only keys of the six
+// keys' sizes are compared with them.
+void add_orchestration_pairs(const OrchestrationTexts& orchestration, MetaPairs& pairs) {
+  std::array<bool, OrchestrationTexts::kCount> placed{};
+  const auto pair = [&orchestration](std::size_t i) {
+    return MetaPair{OrchestrationTexts::kKeys[i], nullptr, orchestration.value(i),
+                    orchestration_bare(orchestration, i)};
+  };
+  for (MetaPair& p : pairs) {
+    if (!maybe_orchestration_key(p.key)) continue;
+    for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+      if (!placed[i] && p.key == OrchestrationTexts::kKeys[i]) {
+        p = pair(i);
+        placed[i] = true;
+        break;
+      }
     }
+  }
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    if (!placed[i]) pairs.push_back(pair(i));
   }
 }
 
-bool fast_text(const json& envelope, const TrailingMeta& trailing, const RunStart& start,
-               std::string& out, bool* has_error) {
+bool fast_text(const json& envelope, const TrailingMeta& trailing, StaticPairs more,
+               const RunStart& start, std::string& out, bool* has_error) {
   const json* value = nullptr;
-  std::vector<MetaPair> pairs;
-  if (!collect_pairs(envelope, trailing, value, pairs)) return false;
-  const auto orchestration = orchestration_values(start);
+  MetaPairs pairs;
+  if (!collect_pairs(envelope, trailing, more, value, pairs)) return false;
+  const OrchestrationTexts orchestration(start);
   add_orchestration_pairs(orchestration, pairs);
   bool errors = false;
   const auto write_value = [value](std::string& o) { return write_canonical(o, *value); };
@@ -443,21 +570,46 @@ void write_terminal(std::string& out, const Node& value) {
   }
 }
 
-// fast_text of Z22(terminal, void) with `trailing`: the pairs are the trailing ones.
-std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, const RunStart& start,
-                          bool* has_error) {
-  std::vector<MetaPair> pairs;
-  pairs.reserve(trailing.size() + 16);
-  for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
-  const auto orchestration = orchestration_values(start);
-  add_orchestration_pairs(orchestration, pairs);
-  std::string out;
-  bool errors = false;
+// fast_text of Z22(terminal, void) with `trailing` and `more`: the pairs are theirs.
+std::string terminal_text(const Node& terminal, const TrailingMeta& trailing, StaticPairs more,
+                          const RunStart& start, bool* has_error) {
+  const OrchestrationTexts orchestration(start);
   const auto write_value = [&terminal](std::string& o) {
     write_terminal(o, terminal);
     return true;
   };
-  write_head_and_pairs(out, write_value, pairs, &errors);
+  std::string out;
+  bool errors = false;
+  const bool some_in_place =
+      std::any_of(trailing.begin(), trailing.end(),
+                  [](const auto& p) { return maybe_orchestration_key(p.first); }) ||
+      std::any_of(more.begin(), more.end(),
+                  [](const TextPair& p) { return maybe_orchestration_key(p.key); });
+  if (some_in_place) {  // rare: an orchestration* figure may take a pair's place
+    MetaPairs pairs;
+    pairs.reserve(trailing.size() + more.size() + 8);
+    for (const auto& [key, text] : trailing) pairs.push_back({key, nullptr, text});
+    for (const TextPair& p : more) pairs.push_back(static_pair(p));
+    add_orchestration_pairs(orchestration, pairs);
+    reserve_answer(out, pairs.size());
+    write_head(out, write_value);
+    write_pairs(out, pairs, &errors);
+  } else {  // each pair written as it comes, in the same order
+    reserve_answer(out, trailing.size() + more.size() + OrchestrationTexts::kCount);
+    write_head(out, write_value);
+    for (const auto& [key, text] : trailing) {
+      if (std::string_view(key) == "errors") errors = true;
+      write_text_pair(out, key, text);
+    }
+    for (const TextPair& p : more) {
+      if (p.key == "errors") errors = true;
+      write_text_pair(out, p.key, p.text, p.bare_text);
+    }
+    for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+      write_text_pair(out, OrchestrationTexts::kKeys[i], orchestration.value(i),
+                      orchestration_bare(orchestration, i));
+    }
+  }
   write_tail(out);
   if (has_error != nullptr) *has_error = errors;
   return out;
@@ -499,16 +651,17 @@ std::string dump_response(const json& z22, bool* has_error) {
   return z22.dump(-1, ' ', false, kReplace);
 }
 
-void add_trailing_metadata(json& envelope, const TrailingMeta& trailing) {
+void add_trailing_metadata(json& envelope, const TrailingMeta& trailing, StaticPairs more) {
   for (const auto& [key, value] : trailing) zo::envelope_set_metadata(envelope, key, zo::z6(value));
+  for (const TextPair& p : more) zo::envelope_set_metadata(envelope, p.key, zo::z6(p.text));
 }
 
 std::string finish_response_text(const json& envelope, const TrailingMeta& trailing,
-                                 const RunStart& start, bool* has_error) {
+                                 const RunStart& start, bool* has_error, StaticPairs more) {
   std::string out;
-  if (fast_text(envelope, trailing, start, out, has_error)) return out;
+  if (fast_text(envelope, trailing, more, start, out, has_error)) return out;
   json copy = envelope;
-  add_trailing_metadata(copy, trailing);
+  add_trailing_metadata(copy, trailing, more);
   return dump_response(finish_response(std::move(copy), start), has_error);
 }
 
@@ -529,15 +682,15 @@ bool Answer::has_error() const {
 }
 
 std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, const RunStart& start,
-                               bool* has_error) {
-  if (answer.terminal) return terminal_text(*answer.terminal, trailing, start, has_error);
-  return finish_response_text(answer.envelope, trailing, start, has_error);
+                               bool* has_error, StaticPairs more) {
+  if (answer.terminal) return terminal_text(*answer.terminal, trailing, more, start, has_error);
+  return finish_response_text(answer.envelope, trailing, start, has_error, more);
 }
 
 std::optional<std::string> cached_answer_head(const json& envelope, const TrailingMeta& trailing) {
   const json* value = nullptr;
-  std::vector<MetaPair> pairs;
-  if (!collect_pairs(envelope, trailing, value, pairs)) return std::nullopt;
+  MetaPairs pairs;
+  if (!collect_pairs(envelope, trailing, {}, value, pairs)) return std::nullopt;
   // The pairs a served answer adds must not be there already (nor an error: never cached).
   for (const MetaPair& p : pairs) {
     if (p.key == "errors" || p.key == kResultCacheKey || p.key.starts_with("orchestration")) {
@@ -556,16 +709,11 @@ std::string cached_answer(std::string_view head, const TrailingMeta& added, cons
   out.reserve(head.size() + (added.size() + 6) * (text_types().pair.size() + 80) +
               text_types().map.size());
   out.append(head);
-  std::string text;
-  for (const auto& [key, value] : added) {
-    text.clear();
-    write_canonical_z6(text, value);
-    write_pair(out, key, text);
-  }
-  for (const auto& [key, value] : orchestration_values(start)) {
-    text.clear();
-    write_canonical_z6(text, value);
-    write_pair(out, key, text);
+  for (const auto& [key, value] : added) write_text_pair(out, key, value);
+  const OrchestrationTexts orchestration(start);
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    write_text_pair(out, OrchestrationTexts::kKeys[i], orchestration.value(i),
+                    orchestration_bare(orchestration, i));
   }
   write_tail(out);
   return out;

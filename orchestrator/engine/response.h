@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,19 +45,23 @@ nlohmann::json finish_response(nlohmann::json envelope, const RunStart& start);
 // `trailing` are Z6-valued metadata pairs the interpreter left out of the envelope's map (see
 // Interpreter::orchestrate); they are written after the map's pairs.
 using TrailingMeta = std::vector<std::pair<std::string, std::string>>;
+// More Z6-valued pairs, written after `trailing` as if they ended it (the call's cost breakdown:
+// CostPairs; run_metadata.h, TextPair).
+using StaticPairs = std::span<const TextPair>;
 std::string finish_response_text(const nlohmann::json& envelope, const TrailingMeta& trailing,
-                                 const RunStart& start, bool* has_error);
-// finish_response_text(answer.as_envelope(), trailing, start, has_error), byte for byte, without
-// the envelope when the answer is a terminal.
+                                 const RunStart& start, bool* has_error, StaticPairs more = {});
+// finish_response_text(answer.as_envelope(), trailing, start, has_error, more), byte for byte,
+// without the envelope when the answer is a terminal.
 std::string finish_answer_text(Answer& answer, const TrailingMeta& trailing, const RunStart& start,
-                               bool* has_error);
+                               bool* has_error, StaticPairs more = {});
 
 // finish_response(envelope with `trailing` appended to its metadata, start), without building
 // the normal form of the appended pairs when the envelope has the usual shape.
 nlohmann::json finish_response(nlohmann::json envelope, const TrailingMeta& trailing,
                                const RunStart& start);
-// Appends `trailing` to the envelope's metadata map (creating it when void).
-void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailing);
+// Appends `trailing`, then `more`, to the envelope's metadata map (creating it when void).
+void add_trailing_metadata(nlohmann::json& envelope, const TrailingMeta& trailing,
+                           StaticPairs more = {});
 // Serialises an answer of finish_response (or any canonical/normal Z22) and tells whether its
 // metadata has an "errors" key: the slow path of finish_response_text.
 std::string dump_response(const nlohmann::json& z22, bool* has_error);

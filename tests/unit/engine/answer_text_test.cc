@@ -1,8 +1,13 @@
 // An Answer whose value is a terminal node (response.h) is written straight from the node: the
 // same bytes as the JSON envelope's path (Answer::as_envelope, then finish_response_text) for
 // every value and every set of trailing metadata pairs; any other value keeps the envelope.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -85,6 +90,141 @@ TEST(AnswerText, TerminalValuesAsTheEnvelopePath) {
       expect_same_text(value, trailing);
     }
   }
+}
+
+// The text written pair by pair (write_text_pair: one append for plain keys and values) is
+// nlohmann's dump of the canonical Z22 that finish_response builds of the same pairs: keys and
+// values that are reference-like, need escapes, hold UTF-8 or invalid bytes, or take an
+// orchestration* figure's place.
+TEST(AnswerText, PairsAsTheCanonicalTreeDumps) {
+  std::vector<TrailingMeta> trailings = {
+      {{"implementationId", "Z902"}, {"implementationType", "BuiltIn"}},
+      {{"Z1", "Z2"}, {"Z10001K1", "Z10001"}, {"Z1K", "Z"}},
+      {{"q\"k\\", "v\n\x01\x7f"}, {"h\xC3\xA9 \xF0\x9F\x98\x80", "bad \xFF utf8"}},
+      {{"", ""}, {"eight by", "sixteen bytes..."}, {"errors", "x"}},
+      // Beyond the room reserved for the answer: the text grows while pairs are written.
+      {{std::string(3000, 'k'), std::string(5000, 'v')}, {"after", "the growth"}, {"Z1", "Z2"}},
+      {{"orchestrationDuration", "old"},
+       {"orchestrationHostname", "Z1"},
+       {"orchestration", "prefix only"},
+       {"orchestrationCpuUsageX", "y"}},
+  };
+  // A byte to escape at each place of keys and values of 7 to 20 bytes (words and their tails).
+  TrailingMeta placed;
+  for (std::size_t size = 7; size <= 20; ++size) {
+    for (std::size_t at = 0; at < size; ++at) {
+      for (const char c : {'"', '\\', '\n', '\x1f', '\x80'}) {
+        std::string text(size, 'a');
+        text[at] = c;
+        placed.emplace_back(text, "v" + text);
+      }
+    }
+  }
+  trailings.push_back(std::move(placed));
+  for (const TrailingMeta& trailing : trailings) {
+    for (const NodeP& value : {terminal("Z6", "Z6K1", "World"), terminal("Z9", "Z9K1", "Z24")}) {
+      const RunStart start = run_start();
+      Answer answer{value, nullptr};
+      bool error = false;
+      const std::string text = finish_answer_text(answer, trailing, start, &error);
+      nlohmann::json envelope = zobject::make_envelope(value->to_json(), nullptr);
+      add_trailing_metadata(envelope, trailing);
+      const std::string tree = finish_response(std::move(envelope), start)
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      EXPECT_EQ(masked(text), masked(tree));
+    }
+  }
+}
+
+// Pairs given apart (StaticPairs: the cost breakdown) are written as if they ended `trailing`,
+// on the node's path and the envelope's, where a key of the map already makes it the general
+// path's; texts that need escapes or are reference-like too.
+TEST(AnswerText, StaticPairsAsIfTheyEndedTheTrailingOnes) {
+  using json = nlohmann::json;
+  const std::vector<TextPair> more = {{"costResolve", "0.002 ms", true},
+                                      {"costValidate", "Z1"},
+                                      {"costEvaluate", "q\"\n\xC3\xA9"},
+                                      {"orchestrationDuration", "in its place"}};
+  const TrailingMeta trailing = {{"implementationId", "Z902"}, {"implementationType", "BuiltIn"}};
+  TrailingMeta all = trailing;
+  for (const TextPair& p : more) all.emplace_back(p.key, p.text);
+  json meta = zobject::empty_metadata_map();
+  zobject::map_set(meta, "costValidate", zobject::z6("in the map"));
+  const json with_key = zobject::make_envelope(zobject::z6("x"), meta);
+  json other_meta = zobject::empty_metadata_map();
+  zobject::map_set(other_meta, "other", zobject::z6("y"));
+  const json with_other = zobject::make_envelope(zobject::z6("x"), other_meta);
+  for (const NodeP& value : {terminal("Z6", "Z6K1", "World"), terminal("Z9", "Z9K1", "Z24")}) {
+    const RunStart start = run_start();
+    Answer apart{value, nullptr};
+    Answer together{value, nullptr};
+    bool e1 = true;
+    bool e2 = false;
+    EXPECT_EQ(masked(finish_answer_text(apart, trailing, start, &e1, more)),
+              masked(finish_answer_text(together, all, start, &e2)));
+    EXPECT_EQ(e1, e2);
+  }
+  for (const json& envelope : {with_key, with_other}) {
+    const RunStart start = run_start();
+    Answer apart{nullptr, envelope};
+    bool e1 = true;
+    bool e2 = false;
+    const std::string text = finish_answer_text(apart, trailing, start, &e1, more);
+    EXPECT_EQ(masked(text), masked(finish_response_text(envelope, all, start, &e2)));
+    EXPECT_EQ(e1, e2);
+    json tree = envelope;
+    add_trailing_metadata(tree, trailing, more);
+    EXPECT_EQ(masked(text), masked(finish_response(std::move(tree), start)
+                                       .dump(-1, ' ', false, json::error_handler_t::replace)));
+  }
+}
+
+// orchestrationCpuUsage by hand is fmt's "{} ms" of the rounded microseconds / 1000, byte for
+// byte: whole figures, trailing zeros, large ones, and what takes fmt (-0.0, NaN, beyond 1e15).
+TEST(AnswerText, CpuUsageAsFmtWritesIt) {
+  const auto expected = [](double rounded_us) {
+    double ms = rounded_us / 1000.0;
+    if (ms < 0) ms = 0;
+    return fmt::format("{} ms", ms);
+  };
+  const auto written = [](double rounded_us) {
+    char buf[40];
+    return std::string(buf, write_cpu_ms(buf, rounded_us));
+  };
+  for (int n = -3; n <= 30000; ++n) {
+    ASSERT_EQ(written(n), expected(n)) << n;
+  }
+  std::mt19937_64 rng(19);
+  for (int i = 0; i < 200000; ++i) {
+    const double n = static_cast<double>(rng() % 1'000'000'000'000'000ull);
+    ASSERT_EQ(written(n), expected(n)) << n;
+  }
+  for (const double n :
+       {-0.0, 999'999'999'999'999.0, 1e15, 1e15 + 2, 123456789012345678.0, 1e300,
+        std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), -1e20}) {
+    EXPECT_EQ(written(n), expected(n)) << n;
+  }
+}
+
+// The six figures, in their order, in the shapes orchestration_values wrote them.
+TEST(AnswerText, OrchestrationTextsInOrder) {
+  const RunStart start = run_start();
+  const OrchestrationTexts texts(start);
+  const auto values = orchestration_values(start);
+  ASSERT_EQ(values.size(), OrchestrationTexts::kCount);
+  const std::regex iso(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(values[i].first, OrchestrationTexts::kKeys[i]);
+  }
+  EXPECT_TRUE(std::regex_match(std::string(texts.value(0)), std::regex(R"(\d+\.\d\d MiB)")));
+  EXPECT_TRUE(std::regex_match(std::string(texts.value(1)), std::regex(R"(\d+(\.\d+)? ms)")));
+  EXPECT_TRUE(std::regex_match(std::string(texts.value(2)), iso)) << texts.value(2);
+  EXPECT_TRUE(std::regex_match(std::string(texts.value(3)), iso)) << texts.value(3);
+  EXPECT_GE(texts.value(3), texts.value(2));
+  EXPECT_TRUE(std::regex_match(std::string(texts.value(4)), std::regex(R"(\d+ ms)")));
+  EXPECT_FALSE(texts.value(5).empty());
+  EXPECT_EQ(texts.value(5), values[5].second);
+  EXPECT_EQ(texts.value(2), values[2].second);  // the start is the same run's
 }
 
 TEST(AnswerText, OtherValuesAreNotTerminals) {

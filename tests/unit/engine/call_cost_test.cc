@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -170,6 +171,43 @@ TEST(CallCost, MillisecondTextIsFmtsFixedThreeDecimals) {
   EXPECT_EQ(mismatches, 0);
   EXPECT_EQ(engine_detail::ms_text(1234.5), "1.234 ms");  // 1.2345 is below the half in binary
   EXPECT_EQ(engine_detail::ms_text(187.0), "0.187 ms");
+}
+
+// CostPairs holds append_cost_metadata's pairs in the same order with the same texts, those
+// written by hand and those fmt writes (ties, huge, negative, NaN) alike.
+TEST(CallCost, CostPairsAreTheAppendedMetadata) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<std::array<double, 6>> figures = {{2, 0, 397.25, 0, 0, 0},
+                                                      {0.5, 1e15, -0.0, 1e300, 1234.5, 0},
+                                                      {nan, -1, 0.0005, 99999.5, 7, 3},
+                                                      {1, 2, 3, 4, 5, 0.0004},
+                                                      {1e12, 1e11, 1e-300, 0.4, 0.6, 1e9}};
+  for (const auto& f : figures) {
+    CallCost cost;
+    cost.resolve_us = f[0];
+    cost.validate_us = f[1];
+    cost.evaluate_us = f[2];
+    cost.evaluator_us = f[3];
+    cost.cache_us = f[4];
+    cost.evaluator_cpu_ms = f[5];
+    std::vector<std::pair<std::string, std::string>> appended = {{"implementationType", "x"}};
+    engine_detail::append_cost_metadata(cost, appended);
+    const engine_detail::CostPairs pairs(cost);
+    ASSERT_EQ(pairs.pairs().size() + 1, appended.size());
+    ASSERT_EQ(pairs.pairs().size(), f[5] > 0 ? 6u : 5u);
+    for (std::size_t i = 0; i < pairs.pairs().size(); ++i) {
+      EXPECT_EQ(pairs.pairs()[i].key, appended[i + 1].first);
+      EXPECT_EQ(pairs.pairs()[i].text, appended[i + 1].second);
+      // Known to need no escape when written by hand (fmt's texts are looked at).
+      std::array<char, 32> buf;
+      const double us = i < 5 ? f[i] : f[5] * 1000;
+      EXPECT_EQ(pairs.pairs()[i].bare_text, !engine_detail::write_ms(buf, us).empty());
+      if (i < 5) {
+        EXPECT_EQ(pairs.pairs()[i].key, kParts[i]);
+      }
+    }
+    EXPECT_EQ(pairs.pairs()[0].text, engine_detail::ms_text(f[0]));
+  }
 }
 
 TEST(CallCost, TextAnswerCarriesTheBreakdownAfterTheImplementationKeys) {

@@ -351,6 +351,32 @@ TEST_F(RoutesTest, TheRequestsIdsAreFreedOnceTheCallContextHasThem) {
   EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "ids");
 }
 
+// The evaluate route's context takes the request's ids (moved, not copied: the route frees them
+// next), and is the context call_context builds.
+TEST_F(RoutesTest, TheRouteTakesTheIdsIntoTheCallContext) {
+  http::Request r = post(call({{"Z1K1", "Z7"}, {"Z7K1", "Z801"}, {"Z801K1", "taken"}}));
+  r.request_id = "0123456789abcdef0123456789abcdef";
+  r.trace.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  r.trace.span_id = "00f067aa0ba902b7";
+  r.caller = "user:Somebody With A Long Name";
+  r.deadline = http::Clock::now() + std::chrono::seconds(30);
+  const CallContext copied = call_context(r);
+  const CallContext ctx = take_call_context(r);
+  EXPECT_EQ(ctx.request_id, copied.request_id);
+  EXPECT_EQ(ctx.trace_id, copied.trace_id);
+  EXPECT_EQ(ctx.span_id, copied.span_id);
+  EXPECT_EQ(ctx.caller, copied.caller);
+  EXPECT_EQ(ctx.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(ctx.deadline, r.deadline);
+  EXPECT_EQ(copied.request_id, "0123456789abcdef0123456789abcdef");
+  for (const std::string* s : {&r.request_id, &r.trace.trace_id, &r.trace.span_id, &r.caller}) {
+    EXPECT_TRUE(s->empty()) << *s;
+  }
+  const auto answer = handle_evaluate(*engine, options, r, ctx);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(nlohmann::json::parse(answer.body)["Z22K1"], "taken");
+}
+
 // A field value is a value: it cannot close the JSON object and add fields of its own.
 TEST_F(RoutesTest, FormFieldsCannotOverrideTheRequest) {
   const std::string crafted =
