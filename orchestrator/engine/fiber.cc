@@ -279,6 +279,7 @@ struct RetireWait {
   std::function<void()> body;
   double cpu_us = 0;
   std::optional<EvaluationStart> start;
+  bool loop_start = false;  // the retired fiber started on the event loop (Fiber::loop_start)
 };
 
 struct Fiber {
@@ -316,6 +317,9 @@ struct Fiber {
   // system call): leave_loop_if_over's first test.
   std::chrono::steady_clock::time_point slice_start_wall;
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
+  // Started on the event loop (start_here), or a replay of such a fiber: its replay may start
+  // there too, where its answer arrives (FiberPool::Impl::replay).
+  bool loop_start = false;
   bool done = false;
   bool replayable = false;                    // its body may run again after a retirement
   bool unwinding = false;                     // being retired: unwind_retired to run_body
@@ -333,6 +337,10 @@ thread_local Fiber* t_current = nullptr;
 // True while this thread runs the work a fiber parked for (run_slice): a resume(Resume::kLoop)
 // called from inside it must not run the fiber there and then, nested in its own park.
 thread_local bool t_in_park_start = false;
+// True on the pool's sweeper (FiberPool::Impl::sweep): a fiber it resumes to be retired unwinds
+// there and then, on its thread, not on the pool's (no wake-up of a pool thread, which would
+// take a core from an event loop: bench/README.md, "retire11").
+thread_local bool t_sweeper = false;
 
 // Makes a parked fiber runnable again: on the pool, or (Resume::kLoop) on the event loop.
 void wake(Fiber* f, Resume where);
@@ -606,6 +614,7 @@ struct FiberPool::Impl {
     if (retire_after.count() > 0) {
       sweeper = std::thread([this] {
         obs::name_this_thread("wf-retire");
+        t_sweeper = true;
         sweep();
       });
     }
@@ -736,7 +745,7 @@ struct FiberPool::Impl {
   }
 
   // Resumes a parked fiber to unwind it (park_retirable: unwind_retired), unless its answer
-  // came first.
+  // came first; called on the sweeper, where the fiber then runs (wake: run_retiring).
   static void retire(RetireWait& w) {
     std::function<void(Resume)> resume;
     {
@@ -748,17 +757,33 @@ struct FiberPool::Impl {
     resume(Resume::kPool);
   }
 
-  // The body of a retired fiber runs again on a new fiber, with the wait's answer to take.
-  void replay(const std::shared_ptr<RetireWait>& w) {
+  // The body of a retired fiber runs again on a new fiber, with the wait's answer to take. A
+  // fiber that started on the event loop replays there when its answer arrives there and is
+  // light (`where`, as a fiber not retired goes on there: wake), held to the same budget; else
+  // on the pool. (Not one that started on the pool: its body was not read on the loop.)
+  void replay(const std::shared_ptr<RetireWait>& w, Resume where) {
     Fiber* f = make_fiber(stacks, hot, std::move(w->log), std::move(w->body));
     f->schedule = [this](Fiber* fiber) { post(fiber); };
     f->pool = this;
     f->replayable = true;
+    f->loop_start = w->loop_start;
     f->cpu_us = w->cpu_us;
     f->carried_start = w->start;
     f->replay = w;
     replays.fetch_add(1, std::memory_order_relaxed);
-    post(f);  // counted live since its retirement (hold)
+    // Counted live since its retirement (hold).
+    if (where == Resume::kLoop && f->loop_start) {
+      wake(f, Resume::kLoop);
+    } else {
+      post(f);
+    }
+  }
+
+  // A slice on the sweeper's thread (wake): the retirement's unwinding, or, when the answer came
+  // meanwhile, the fiber going on with it.
+  void run_retiring(Fiber* f) {
+    count_slice(false);
+    if (run_slice(f)) finish(f);
   }
 
   StackPool stacks;
@@ -787,6 +812,11 @@ namespace {
 
 void wake(Fiber* f, Resume where) {
   FiberPool::Impl* pool = f->pool;
+  // The sweeper's resume (retire) outside any fiber's slice or park: the retirement.
+  if (t_sweeper && t_current == nullptr && !t_in_park_start && pool != nullptr) {
+    pool->run_retiring(f);
+    return;
+  }
   if (where == Resume::kLoop && pool != nullptr && pool->loop &&
       pool->loop->running_in_this_thread()) {
     if (t_current == nullptr && !t_in_park_start) {
@@ -816,6 +846,7 @@ void retired(Fiber* f) {
     w->body = std::move(f->body);
     w->cpu_us = fiber_cpu_us();
     w->start = f->eval_start;
+    w->loop_start = f->loop_start;
     w->resume = nullptr;  // the fiber ends here: nothing resumes it
     w->tag = w->how.shrink(w->tag.get());
     answered = w->answer != nullptr;
@@ -823,7 +854,7 @@ void retired(Fiber* f) {
   }
   metrics().fibers_retired.Increment();
   pool->hold();
-  if (answered) pool->replay(w);
+  if (answered) pool->replay(w, Resume::kPool);
 }
 
 void answer_wait(const std::shared_ptr<RetireWait>& w, std::shared_ptr<void> answer, Resume where) {
@@ -847,7 +878,7 @@ void answer_wait(const std::shared_ptr<RetireWait>& w, std::shared_ptr<void> ans
     }
   }
   if (resume) resume(where);
-  if (replay) w->pool->replay(w);
+  if (replay) w->pool->replay(w, where);
 }
 
 }  // namespace
@@ -870,6 +901,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body, bool
   }
   Fiber* f = impl_->adopt(std::move(log), std::move(body));
   f->replayable = replayable;
+  f->loop_start = true;
   impl_->run_on_loop(f);
 }
 
