@@ -265,19 +265,25 @@ class EngineImpl final : public Engine {
     return engine_detail::parse_call(body, limits);
   }
 
+  // A retired run (fiber.h, await_staged_or_return) returns here with no answer, and ends after
+  // the try block, where nothing of this frame is alive: the unwinding of the frames above does
+  // not stop here.
   nlohmann::json evaluate_here(const nlohmann::json& request, const CallContext& ctx) {
     auto start = evaluation_start();
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(Input{&request}, ctx, answer, trailing, start.mono)) return timeout_response();
-      return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
+      if (run(Input{&request}, ctx, answer, trailing, start.mono)) {
+        return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
+      }
+      if (!engine_detail::retired_run()) return timeout_response();
     } catch (const std::exception& e) {
-      return internal_error(request, e.what(), start);
+      if (!engine_detail::retired_run()) return internal_error(request, e.what(), start);
     } catch (...) {
       if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
-      return internal_error(request, "unknown failure", start);
+      if (!engine_detail::retired_run()) return internal_error(request, "unknown failure", start);
     }
+    engine_detail::end_retired_run();
   }
 
   std::string evaluate_text_here(const Input& in, std::string_view body, const CallContext& ctx,
@@ -286,17 +292,24 @@ class EngineImpl final : public Engine {
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
-      if (!run(in, ctx, answer, trailing, start.mono, body)) {
+      if (run(in, ctx, answer, trailing, start.mono, body)) {
+        return engine_detail::finish_answer_text(answer, trailing, start, has_error);
+      }
+      if (!engine_detail::retired_run()) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
-      return engine_detail::finish_answer_text(answer, trailing, start, has_error);
     } catch (const std::exception& e) {
-      return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
+      if (!engine_detail::retired_run()) {
+        return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
+      }
     } catch (...) {
       if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
-      return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
-                                          has_error);
+      if (!engine_detail::retired_run()) {
+        return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
+                                            has_error);
+      }
     }
+    engine_detail::end_retired_run();
   }
 
   // Steps 1-6 of orchestrator-api.md §8: the normal-form Z22 in `answer` plus the metadata
@@ -309,6 +322,7 @@ class EngineImpl final : public Engine {
     engine_detail::CallCost cost;
     bool evaluated = false;
     const bool answered = run_call(in, ctx, answer, trailing, cost, evaluated, body);
+    if (engine_detail::retired_run()) return false;  // its replay reports the call
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
@@ -399,6 +413,8 @@ class EngineImpl final : public Engine {
       answer = call != nullptr ? interpreter.orchestrate_answer(*call, &trailing)
                                : interpreter.orchestrate_answer(*zobject, do_validate, &trailing);
     }
+    // Retired (fiber.h, await_staged_or_return): nothing is counted; the replay does it.
+    if (engine_detail::retired_run()) return false;
     cost.resolve_us = resolver.spent_us() - resolved_before;
     cost.validate_us = interpreter.validate_us();
     cost.evaluator_us = interpreter.evaluator_us();

@@ -321,13 +321,14 @@ struct Fiber {
   // there too, where its answer arrives (FiberPool::Impl::replay).
   bool loop_start = false;
   bool done = false;
-  bool replayable = false;                    // its body may run again after a retirement
-  bool unwinding = false;                     // being retired: unwind_retired to run_body
-  std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
-  RetirableStart staged_start;                // stage_retirable's, until await_staged takes it
-  std::shared_ptr<const void> staged_tag;     // the same
-  std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
-  std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
+  bool replayable = false;                 // its body may run again after a retirement
+  bool unwinding = false;                  // being retired: unwind_retired to run_body
+  bool returning = false;                  // retired, returning to its top (await_staged_or_return)
+  std::shared_ptr<RetireWait> waiting;     // the retirable wait it is parked on
+  RetirableStart staged_start;             // stage_retirable's, until await_staged takes it
+  std::shared_ptr<const void> staged_tag;  // the same
+  std::shared_ptr<RetireWait> replay;      // a replay's wait whose answer is still to be taken
+  std::optional<EvaluationStart> eval_start;     // evaluation_start()'s, carried on retirement
   std::optional<EvaluationStart> carried_start;  // a replay's, until evaluation_start() takes it
 };
 
@@ -374,6 +375,13 @@ void retired(Fiber* f);
 void run_body(Fiber* f) {
   try {
     f->body();
+    if (f->returning) {
+      // Its top did not end the retired run (end_retired_run): whatever it did on the way is
+      // done; the replay still answers, so the call does not wait for ever.
+      obs::count_bug("orchestrator.fiber", "a retired run returned to its fiber's top");
+      f->returning = false;
+      retired(f);
+    }
   } catch (const bctx::detail::forced_unwind&) {
     throw;
   } catch (const std::exception& e) {
@@ -1094,8 +1102,14 @@ bool wait_retirably(Fiber* f,
 // Nothing with a destructor is alive where unwind_retired is called: this frame has no cleanup
 // for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions). The
 // staged work and tag are the fiber's; wait_retirably's arguments are gone when it returns.
-[[gnu::noinline]] std::shared_ptr<void> park_retirable(Fiber* f, const RetireTag& how) {
+// `returning` (await_staged_or_return): a retirement returns null instead.
+[[gnu::noinline]] std::shared_ptr<void> park_retirable(Fiber* f, const RetireTag& how,
+                                                       bool returning) {
   if (!wait_retirably(f, std::move(f->staged_start), std::move(f->staged_tag), how)) {
+    if (returning) {
+      f->returning = true;
+      return nullptr;
+    }
     unwind_retired(f);
   }
   std::shared_ptr<RetireWait> w = std::move(f->waiting);
@@ -1135,7 +1149,9 @@ void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag) {
   }
 }
 
-std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
+namespace {
+
+std::shared_ptr<void> await_staged_here(const RetireTag& how, double* waited_us, bool returning) {
   Fiber* f = t_current;
   if (f == nullptr) {
     t_staged.tag.reset();
@@ -1152,7 +1168,32 @@ std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
     f->staged_tag.reset();
     return await_unretired(std::exchange(f->staged_start, nullptr));
   }
-  return park_retirable(f, how);
+  return park_retirable(f, how, returning);
+}
+
+}  // namespace
+
+std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
+  return await_staged_here(how, waited_us, false);
+}
+
+std::shared_ptr<void> await_staged_or_return(const RetireTag& how, double* waited_us) {
+  return await_staged_here(how, waited_us, true);
+}
+
+bool retired_run() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->returning;
+}
+
+void end_retired_run() {
+  Fiber* f = t_current;
+  if (f == nullptr || !f->returning) {
+    obs::count_bug("orchestrator.fiber", "end_retired_run outside a retired run");
+    std::terminate();
+  }
+  f->returning = false;
+  unwind_retired(f);
 }
 
 void leave_loop_if_over(std::chrono::microseconds budget) {

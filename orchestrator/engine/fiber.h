@@ -251,6 +251,23 @@ RetirableStart retirable_start(std::function<void(std::function<void(T)>)> start
 void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag);
 std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us);
 
+// await_staged(), but a retirement does not unwind the fiber from the wait: it returns null,
+// and the caller returns to its top by ordinary returns (as from a cancellation: the engine's
+// interpreter stops with Abort::kRetired), where end_retired_run() ends the run. The frames on
+// the way destroy what they own as they return, as the unwinding would, without the unwinder
+// (each frame it steps through costs an FDE lookup and its CFA program, each cleanup a restart:
+// ~96k instructions per retirement with 8 such frames; bench/README.md, "retire11"). Every
+// frame between the wait and the top must return at once and do nothing else while
+// retired_run() (no answer, no log line, no metric).
+std::shared_ptr<void> await_staged_or_return(const RetireTag& how, double* waited_us);
+// True on a fiber whose wait (await_staged_or_return) returned null for its retirement, while it
+// returns to its top.
+bool retired_run();
+// At that top, with nothing left alive in its own frame: ends the retired run. The frames above
+// it (the fiber's body, whose code does not know of retirement) are left by the forced unwind
+// (see being_retired), and the answer then starts the replay as for any retired fiber.
+[[noreturn]] void end_retired_run();
+
 // await(), retirably (see above) when retirable_here(); `tag` identifies the wait (`how` says
 // what a retirement keeps of it and how the replay knows it again). *waited_us gets the wall time
 // of a retired wait when its answer is taken on the replay (the caller's own stopwatch saw none of
