@@ -3,14 +3,12 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <unwind.h>
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -625,7 +623,6 @@ struct FiberPool::Impl {
       sweeper = std::thread([this] {
         obs::name_this_thread("wf-retire");
         t_sweeper = true;
-        lower_sweeper_priority();
         sweep();
       });
     }
@@ -728,17 +725,6 @@ struct FiberPool::Impl {
     const bool was_empty = waits.empty();
     waits.push_back(std::move(w));
     if (was_empty) retire_cv.notify_one();
-  }
-
-  // The retirements' unwinding runs on the sweeper (wake): work that no request waits for, so
-  // the sweeper yields to the event loops when both want a core (a nice of kSweeperNice for this
-  // thread alone, which needs no privilege; never raised, should the process run nicer still).
-  static constexpr int kSweeperNice = 10;
-  static void lower_sweeper_priority() {
-    const auto self = static_cast<id_t>(gettid());
-    errno = 0;
-    const int now = getpriority(PRIO_PROCESS, self);
-    if (errno == 0 && now < kSweeperNice) setpriority(PRIO_PROCESS, self, kSweeperNice);
   }
 
   // The sweeper: retires the waits that are still parked retire_after after they parked, oldest

@@ -4,7 +4,6 @@
 // ran, is the fiber's.
 #include <gtest/gtest.h>
 #include <pthread.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <atomic>
@@ -311,7 +310,6 @@ struct RetiredWait {
   std::thread::id loop;
   int runs = 0;            // starts of the body: the retired run and its replay
   std::string unwound_on;  // the name of the thread the retired run's frames were destroyed on
-  int unwound_nice = 0;    // and its nice value
   std::thread::id replayed_on;
   int value = 0;
   FiberPool::Slices slices;
@@ -334,13 +332,11 @@ RetiredWait run_retired_wait(bool on_loop, int value, const std::function<void()
     auto body = [&] {
       ++runs;
       struct NoteUnwinding {
-        RetiredWait* w;
+        std::string* on;
         ~NoteUnwinding() {
-          if (!engine_detail::being_retired()) return;
-          w->unwound_on = current_thread_name();
-          w->unwound_nice = getpriority(PRIO_PROCESS, 0);  // the calling thread's, on Linux
+          if (engine_detail::being_retired()) *on = current_thread_name();
         }
-      } note{&w};
+      } note{&w.unwound_on};
       w.value = await_retirable<int>(
           [&parked](std::function<void(int)> done) { parked.set_value(std::move(done)); },
           &positive, std::make_shared<const int>(1), kIntTag, nullptr);
@@ -370,10 +366,8 @@ TEST(LoopResume, ARetiredCallStartedOnTheLoopReplaysThereWhenItsAnswerArrivesThe
   EXPECT_EQ(w.runs, 2);
   EXPECT_EQ(w.replays, 1u);
   EXPECT_EQ(w.replayed_on, w.loop);
-  // The retirement's unwinding ran on the sweeper, which resumed the fiber: no pool thread; and
-  // at a lower priority than the loops'.
+  // The retirement's unwinding ran on the sweeper, which resumed the fiber: no pool thread.
   EXPECT_EQ(w.unwound_on, "wf-retire");
-  EXPECT_GE(w.unwound_nice, 10);
   EXPECT_EQ(w.slices.loop, 2u);  // the start and the replay
   EXPECT_EQ(w.slices.pool, 1u);  // the unwinding, on the sweeper
 }
@@ -621,33 +615,28 @@ LoopCallRun run_loop_call(std::chrono::milliseconds retire_after, bool hang_up) 
   return out;
 }
 
-// The call both ways, not retired and retired: the same envelope (times aside), each answered on
-// the loop (the retired one by its replay, where its answer arrived). Returns the retiring run.
-LoopCallRun same_on_the_loop_both_ways(bool hang_up, LoopCallRun* not_retired) {
-  *not_retired = run_loop_call(std::chrono::milliseconds(0), hang_up);
-  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), hang_up);
-  EXPECT_EQ(not_retired->retired, 0);
+TEST(LoopResume, ACodeCallRetiredAndReplayedOnTheLoopAnswersAsItsFiberDoes) {
+  const LoopCallRun fiber = run_loop_call(std::chrono::milliseconds(0), false);
+  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), false);
+  EXPECT_EQ(fiber.retired, 0);
   EXPECT_EQ(retiring.retired, 1);
   EXPECT_EQ(retiring.evaluator_calls, 1);
-  EXPECT_EQ(not_retired->answered_on, not_retired->loop);
-  EXPECT_EQ(retiring.answered_on, retiring.loop);
-  EXPECT_EQ(without_orchestration_meta(retiring.envelope),
-            without_orchestration_meta(not_retired->envelope));
-  return retiring;
-}
-
-TEST(LoopResume, ACodeCallRetiredAndReplayedOnTheLoopAnswersAsItsFiberDoes) {
-  LoopCallRun fiber;
-  const LoopCallRun retiring = same_on_the_loop_both_ways(false, &fiber);
+  EXPECT_EQ(fiber.answered_on, fiber.loop);
+  EXPECT_EQ(retiring.answered_on, retiring.loop);  // the replay ran where the answer arrived
   EXPECT_EQ(without_orchestration_meta(fiber.envelope)["Z22K1"], "answered");
-  EXPECT_EQ(retiring.cancelled, 0);
+  EXPECT_EQ(without_orchestration_meta(retiring.envelope),
+            without_orchestration_meta(fiber.envelope));
 }
 
 TEST(LoopResume, AHangUpWhileRetiredOnTheLoopStopsTheCallAsOnItsFiber) {
-  LoopCallRun fiber;
-  const LoopCallRun retiring = same_on_the_loop_both_ways(true, &fiber);
+  const LoopCallRun fiber = run_loop_call(std::chrono::milliseconds(0), true);
+  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), true);
+  EXPECT_EQ(retiring.retired, 1);
   EXPECT_EQ(fiber.cancelled, 1);
   EXPECT_EQ(retiring.cancelled, 1);
+  EXPECT_EQ(retiring.answered_on, retiring.loop);
+  EXPECT_EQ(without_orchestration_meta(retiring.envelope),
+            without_orchestration_meta(fiber.envelope));
 }
 
 }  // namespace
