@@ -615,28 +615,33 @@ LoopCallRun run_loop_call(std::chrono::milliseconds retire_after, bool hang_up) 
   return out;
 }
 
-TEST(LoopResume, ACodeCallRetiredAndReplayedOnTheLoopAnswersAsItsFiberDoes) {
-  const LoopCallRun fiber = run_loop_call(std::chrono::milliseconds(0), false);
-  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), false);
-  EXPECT_EQ(fiber.retired, 0);
+// The call both ways, not retired and retired: the same envelope (times aside), each answered on
+// the loop (the retired one by its replay, where its answer arrived). Returns the retiring run.
+LoopCallRun same_on_the_loop_both_ways(bool hang_up, LoopCallRun* not_retired) {
+  *not_retired = run_loop_call(std::chrono::milliseconds(0), hang_up);
+  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), hang_up);
+  EXPECT_EQ(not_retired->retired, 0);
   EXPECT_EQ(retiring.retired, 1);
   EXPECT_EQ(retiring.evaluator_calls, 1);
-  EXPECT_EQ(fiber.answered_on, fiber.loop);
-  EXPECT_EQ(retiring.answered_on, retiring.loop);  // the replay ran where the answer arrived
-  EXPECT_EQ(without_orchestration_meta(fiber.envelope)["Z22K1"], "answered");
+  EXPECT_EQ(not_retired->answered_on, not_retired->loop);
+  EXPECT_EQ(retiring.answered_on, retiring.loop);
   EXPECT_EQ(without_orchestration_meta(retiring.envelope),
-            without_orchestration_meta(fiber.envelope));
+            without_orchestration_meta(not_retired->envelope));
+  return retiring;
+}
+
+TEST(LoopResume, ACodeCallRetiredAndReplayedOnTheLoopAnswersAsItsFiberDoes) {
+  LoopCallRun fiber;
+  const LoopCallRun retiring = same_on_the_loop_both_ways(false, &fiber);
+  EXPECT_EQ(without_orchestration_meta(fiber.envelope)["Z22K1"], "answered");
+  EXPECT_EQ(retiring.cancelled, 0);
 }
 
 TEST(LoopResume, AHangUpWhileRetiredOnTheLoopStopsTheCallAsOnItsFiber) {
-  const LoopCallRun fiber = run_loop_call(std::chrono::milliseconds(0), true);
-  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), true);
-  EXPECT_EQ(retiring.retired, 1);
+  LoopCallRun fiber;
+  const LoopCallRun retiring = same_on_the_loop_both_ways(true, &fiber);
   EXPECT_EQ(fiber.cancelled, 1);
   EXPECT_EQ(retiring.cancelled, 1);
-  EXPECT_EQ(retiring.answered_on, retiring.loop);
-  EXPECT_EQ(without_orchestration_meta(retiring.envelope),
-            without_orchestration_meta(fiber.envelope));
 }
 
 }  // namespace
