@@ -265,22 +265,26 @@ class EngineImpl final : public Engine {
     return engine_detail::parse_call(body, limits);
   }
 
+  // A retired run (fiber.h, await_staged_or_return) returns here with no answer, and ends after
+  // the try block, where nothing of this frame is alive: the unwinding of the frames above does
+  // not stop here.
   nlohmann::json evaluate_here(const nlohmann::json& request, const CallContext& ctx) {
     auto start = evaluation_start();
     try {
       engine_detail::Answer answer;
       engine_detail::TrailingMeta trailing;
       engine_detail::CallCost cost;
-      if (!run(Input{&request}, ctx, answer, trailing, cost, start.mono)) {
-        return timeout_response();
+      if (run(Input{&request}, ctx, answer, trailing, cost, start.mono)) {
+        return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
       }
-      return engine_detail::finish_response(std::move(answer.as_envelope()), trailing, start);
+      if (!engine_detail::retired_run()) return timeout_response();
     } catch (const std::exception& e) {
-      return internal_error(request, e.what(), start);
+      if (!engine_detail::retired_run()) return internal_error(request, e.what(), start);
     } catch (...) {
       if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
-      return internal_error(request, "unknown failure", start);
+      if (!engine_detail::retired_run()) return internal_error(request, "unknown failure", start);
     }
+    engine_detail::end_retired_run();
   }
 
   std::string evaluate_text_here(const Input& in, std::string_view body, const CallContext& ctx,
@@ -291,17 +295,24 @@ class EngineImpl final : public Engine {
       engine_detail::TrailingMeta trailing;
       engine_detail::CallCost cost;
       bool with_cost = false;  // its pairs are written after `trailing` (answer_text)
-      if (!run(in, ctx, answer, trailing, cost, start.mono, body, &with_cost)) {
+      if (run(in, ctx, answer, trailing, cost, start.mono, body, &with_cost)) {
+        return answer_text(answer, trailing, start, has_error, with_cost ? &cost : nullptr);
+      }
+      if (!engine_detail::retired_run()) {
         return engine_detail::dump_response(timeout_response(), has_error);
       }
-      return answer_text(answer, trailing, start, has_error, with_cost ? &cost : nullptr);
     } catch (const std::exception& e) {
-      return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
+      if (!engine_detail::retired_run()) {
+        return engine_detail::dump_response(internal_error(in.json(), e.what(), start), has_error);
+      }
     } catch (...) {
       if (engine_detail::being_retired()) throw;  // fiber.h: its fiber's top ends it
-      return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
-                                          has_error);
+      if (!engine_detail::retired_run()) {
+        return engine_detail::dump_response(internal_error(in.json(), "unknown failure", start),
+                                            has_error);
+      }
     }
+    engine_detail::end_retired_run();
   }
 
   // The answer's text, the cost breakdown's pairs (when `cost`) written after `trailing`. Out of
@@ -329,6 +340,7 @@ class EngineImpl final : public Engine {
            bool* cost_kept = nullptr) {
     bool evaluated = false;
     const bool answered = run_call(in, ctx, answer, trailing, cost, evaluated, body);
+    if (engine_detail::retired_run()) return false;  // its replay reports the call
     // A replay that did not take its answer (it stopped before its code call) is over: what its
     // work does from here on, the retired run did not do.
     engine_detail::end_replay();
@@ -422,6 +434,8 @@ class EngineImpl final : public Engine {
       answer = call != nullptr ? interpreter.orchestrate_answer(*call, &trailing)
                                : interpreter.orchestrate_answer(*zobject, do_validate, &trailing);
     }
+    // Retired (fiber.h, await_staged_or_return): nothing is counted; the replay does it.
+    if (engine_detail::retired_run()) return false;
     cost.resolve_us = resolver.spent_us() - resolved_before;
     cost.validate_us = interpreter.validate_us();
     cost.evaluator_us = interpreter.evaluator_us();

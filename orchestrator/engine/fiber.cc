@@ -279,6 +279,7 @@ struct RetireWait {
   std::function<void()> body;
   double cpu_us = 0;
   std::optional<EvaluationStart> start;
+  bool loop_start = false;  // the retired fiber started on the event loop (Fiber::loop_start)
 };
 
 struct Fiber {
@@ -316,14 +317,18 @@ struct Fiber {
   // system call): leave_loop_if_over's first test.
   std::chrono::steady_clock::time_point slice_start_wall;
   bool on_loop = false;  // this slice runs on the event loop (start_here, Resume::kLoop)
+  // Started on the event loop (start_here), or a replay of such a fiber: its replay may start
+  // there too, where its answer arrives (FiberPool::Impl::replay).
+  bool loop_start = false;
   bool done = false;
-  bool replayable = false;                    // its body may run again after a retirement
-  bool unwinding = false;                     // being retired: unwind_retired to run_body
-  std::shared_ptr<RetireWait> waiting;        // the retirable wait it is parked on
-  RetirableStart staged_start;                // stage_retirable's, until await_staged takes it
-  std::shared_ptr<const void> staged_tag;     // the same
-  std::shared_ptr<RetireWait> replay;         // a replay's wait whose answer is still to be taken
-  std::optional<EvaluationStart> eval_start;  // evaluation_start()'s, carried on retirement
+  bool replayable = false;                 // its body may run again after a retirement
+  bool unwinding = false;                  // being retired: unwind_retired to run_body
+  bool returning = false;                  // retired, returning to its top (await_staged_or_return)
+  std::shared_ptr<RetireWait> waiting;     // the retirable wait it is parked on
+  RetirableStart staged_start;             // stage_retirable's, until await_staged takes it
+  std::shared_ptr<const void> staged_tag;  // the same
+  std::shared_ptr<RetireWait> replay;      // a replay's wait whose answer is still to be taken
+  std::optional<EvaluationStart> eval_start;     // evaluation_start()'s, carried on retirement
   std::optional<EvaluationStart> carried_start;  // a replay's, until evaluation_start() takes it
 };
 
@@ -333,6 +338,10 @@ thread_local Fiber* t_current = nullptr;
 // True while this thread runs the work a fiber parked for (run_slice): a resume(Resume::kLoop)
 // called from inside it must not run the fiber there and then, nested in its own park.
 thread_local bool t_in_park_start = false;
+// True on the pool's sweeper (FiberPool::Impl::sweep): a fiber it resumes to be retired unwinds
+// there and then, on its thread, not on the pool's (no wake-up of a pool thread, which would
+// take a core from an event loop: bench/README.md, "retire11").
+thread_local bool t_sweeper = false;
 
 // Makes a parked fiber runnable again: on the pool, or (Resume::kLoop) on the event loop.
 void wake(Fiber* f, Resume where);
@@ -366,6 +375,13 @@ void retired(Fiber* f);
 void run_body(Fiber* f) {
   try {
     f->body();
+    if (f->returning) {
+      // Its top did not end the retired run (end_retired_run): whatever it did on the way is
+      // done; the replay still answers, so the call does not wait for ever.
+      obs::count_bug("orchestrator.fiber", "a retired run returned to its fiber's top");
+      f->returning = false;
+      retired(f);
+    }
   } catch (const bctx::detail::forced_unwind&) {
     throw;
   } catch (const std::exception& e) {
@@ -606,6 +622,7 @@ struct FiberPool::Impl {
     if (retire_after.count() > 0) {
       sweeper = std::thread([this] {
         obs::name_this_thread("wf-retire");
+        t_sweeper = true;
         sweep();
       });
     }
@@ -736,7 +753,7 @@ struct FiberPool::Impl {
   }
 
   // Resumes a parked fiber to unwind it (park_retirable: unwind_retired), unless its answer
-  // came first.
+  // came first; called on the sweeper, where the fiber then runs (wake: run_retiring).
   static void retire(RetireWait& w) {
     std::function<void(Resume)> resume;
     {
@@ -748,17 +765,33 @@ struct FiberPool::Impl {
     resume(Resume::kPool);
   }
 
-  // The body of a retired fiber runs again on a new fiber, with the wait's answer to take.
-  void replay(const std::shared_ptr<RetireWait>& w) {
+  // The body of a retired fiber runs again on a new fiber, with the wait's answer to take. A
+  // fiber that started on the event loop replays there when its answer arrives there and is
+  // light (`where`, as a fiber not retired goes on there: wake), held to the same budget; else
+  // on the pool. (Not one that started on the pool: its body was not read on the loop.)
+  void replay(const std::shared_ptr<RetireWait>& w, Resume where) {
     Fiber* f = make_fiber(stacks, hot, std::move(w->log), std::move(w->body));
     f->schedule = [this](Fiber* fiber) { post(fiber); };
     f->pool = this;
     f->replayable = true;
+    f->loop_start = w->loop_start;
     f->cpu_us = w->cpu_us;
     f->carried_start = w->start;
     f->replay = w;
     replays.fetch_add(1, std::memory_order_relaxed);
-    post(f);  // counted live since its retirement (hold)
+    // Counted live since its retirement (hold).
+    if (where == Resume::kLoop && f->loop_start) {
+      wake(f, Resume::kLoop);
+    } else {
+      post(f);
+    }
+  }
+
+  // A slice on the sweeper's thread (wake): the retirement's unwinding, or, when the answer came
+  // meanwhile, the fiber going on with it.
+  void run_retiring(Fiber* f) {
+    count_slice(false);
+    if (run_slice(f)) finish(f);
   }
 
   StackPool stacks;
@@ -787,6 +820,11 @@ namespace {
 
 void wake(Fiber* f, Resume where) {
   FiberPool::Impl* pool = f->pool;
+  // The sweeper's resume (retire) outside any fiber's slice or park: the retirement.
+  if (t_sweeper && t_current == nullptr && !t_in_park_start && pool != nullptr) {
+    pool->run_retiring(f);
+    return;
+  }
   if (where == Resume::kLoop && pool != nullptr && pool->loop &&
       pool->loop->running_in_this_thread()) {
     if (t_current == nullptr && !t_in_park_start) {
@@ -816,6 +854,7 @@ void retired(Fiber* f) {
     w->body = std::move(f->body);
     w->cpu_us = fiber_cpu_us();
     w->start = f->eval_start;
+    w->loop_start = f->loop_start;
     w->resume = nullptr;  // the fiber ends here: nothing resumes it
     w->tag = w->how.shrink(w->tag.get());
     answered = w->answer != nullptr;
@@ -823,7 +862,7 @@ void retired(Fiber* f) {
   }
   metrics().fibers_retired.Increment();
   pool->hold();
-  if (answered) pool->replay(w);
+  if (answered) pool->replay(w, Resume::kPool);
 }
 
 void answer_wait(const std::shared_ptr<RetireWait>& w, std::shared_ptr<void> answer, Resume where) {
@@ -847,7 +886,7 @@ void answer_wait(const std::shared_ptr<RetireWait>& w, std::shared_ptr<void> ans
     }
   }
   if (resume) resume(where);
-  if (replay) w->pool->replay(w);
+  if (replay) w->pool->replay(w, where);
 }
 
 }  // namespace
@@ -870,6 +909,7 @@ void FiberPool::start_here(FiberLogContext log, std::function<void()> body, bool
   }
   Fiber* f = impl_->adopt(std::move(log), std::move(body));
   f->replayable = replayable;
+  f->loop_start = true;
   impl_->run_on_loop(f);
 }
 
@@ -1062,8 +1102,14 @@ bool wait_retirably(Fiber* f,
 // Nothing with a destructor is alive where unwind_retired is called: this frame has no cleanup
 // for the unwinding to stop at (each costs a restart of the unwinder, ~8k instructions). The
 // staged work and tag are the fiber's; wait_retirably's arguments are gone when it returns.
-[[gnu::noinline]] std::shared_ptr<void> park_retirable(Fiber* f, const RetireTag& how) {
+// `returning` (await_staged_or_return): a retirement returns null instead.
+[[gnu::noinline]] std::shared_ptr<void> park_retirable(Fiber* f, const RetireTag& how,
+                                                       bool returning) {
   if (!wait_retirably(f, std::move(f->staged_start), std::move(f->staged_tag), how)) {
+    if (returning) {
+      f->returning = true;
+      return nullptr;
+    }
     unwind_retired(f);
   }
   std::shared_ptr<RetireWait> w = std::move(f->waiting);
@@ -1103,7 +1149,9 @@ void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag) {
   }
 }
 
-std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
+namespace {
+
+std::shared_ptr<void> await_staged_here(const RetireTag& how, double* waited_us, bool returning) {
   Fiber* f = t_current;
   if (f == nullptr) {
     t_staged.tag.reset();
@@ -1120,7 +1168,32 @@ std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
     f->staged_tag.reset();
     return await_unretired(std::exchange(f->staged_start, nullptr));
   }
-  return park_retirable(f, how);
+  return park_retirable(f, how, returning);
+}
+
+}  // namespace
+
+std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us) {
+  return await_staged_here(how, waited_us, false);
+}
+
+std::shared_ptr<void> await_staged_or_return(const RetireTag& how, double* waited_us) {
+  return await_staged_here(how, waited_us, true);
+}
+
+bool retired_run() {
+  const Fiber* f = t_current;
+  return f != nullptr && f->returning;
+}
+
+void end_retired_run() {
+  Fiber* f = t_current;
+  if (f == nullptr || !f->returning) {
+    obs::count_bug("orchestrator.fiber", "end_retired_run outside a retired run");
+    std::terminate();
+  }
+  f->returning = false;
+  unwind_retired(f);
 }
 
 void leave_loop_if_over(std::chrono::microseconds budget) {

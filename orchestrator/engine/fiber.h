@@ -5,11 +5,13 @@
 // is held while a request is in flight. Each slice carries the fiber's log context (trace and
 // request ids) and adds the thread CPU time it used to the fiber's own account.
 //
-// Most slices run on the pool. Two kinds run on the service's event loop (EventLoop), to save the
-// hand-offs between threads (each a wake-up, and for the pool a futex): a fiber started there
-// (start_here) runs there until it first parks, and a fiber whose I/O ends there resumes there
-// when the waiting code asked for it (Resume::kLoop: the rest of its work is light). A slice on
-// the loop that uses more than its budget of CPU moves on to the pool (leave_loop_if_over).
+// Most slices run on the pool. Three kinds run on the service's event loop (EventLoop), to save
+// the hand-offs between threads (each a wake-up, and for the pool a futex): a fiber started there
+// (start_here) runs there until it first parks, a fiber whose I/O ends there resumes there
+// when the waiting code asked for it (Resume::kLoop: the rest of its work is light), and the
+// replay of a retired fiber that started there, when its answer arrives there and is light
+// (await_retirable). A slice on the loop that uses more than its budget of CPU moves on to the
+// pool (leave_loop_if_over). A retirement's unwinding runs on the sweeper that decides it.
 //
 // A parked fiber may resume on another thread: code that runs on a fiber must not hold a
 // thread-local's address, a lock, or a pthread_self() value (declared const: the compiler may
@@ -176,6 +178,10 @@ T await(std::function<void(std::function<void(T)>)> start, bool (*light)(const T
 // await_retirable() for the same wait (`same(tag, its tag)`) returns that answer without a round
 // trip. So the answer's handling (return-type check, fallback, result cache, metadata) is the
 // fiber path's own code: the envelopes are the same. A fiber is retired at most once per wait.
+// Where each part runs: the unwinding on the pool's sweeper thread (`wf-retire`), which resumes
+// the fiber there rather than waking a pool thread; the replay, for a fiber started on the event
+// loop (start_here) whose answer arrives on the loop and is light, on the loop there and then, as
+// a fiber not retired goes on there (Resume::kLoop, held to the same budget), else on the pool.
 //
 // The unwinding of a retired fiber is a forced unwind (_Unwind_ForcedUnwind, as pthread_cancel
 // does), started in await_retirable(): the C++ runtime runs the frames' cleanups in one pass,
@@ -244,6 +250,23 @@ RetirableStart retirable_start(std::function<void(std::function<void(T)>)> start
 // it is parked.
 void stage_retirable(RetirableStart start, std::shared_ptr<const void> tag);
 std::shared_ptr<void> await_staged(const RetireTag& how, double* waited_us);
+
+// await_staged(), but a retirement does not unwind the fiber from the wait: it returns null,
+// and the caller returns to its top by ordinary returns (as from a cancellation: the engine's
+// interpreter stops with Abort::kRetired), where end_retired_run() ends the run. The frames on
+// the way destroy what they own as they return, as the unwinding would, without the unwinder
+// (each frame it steps through costs an FDE lookup and its CFA program, each cleanup a restart:
+// ~96k instructions per retirement with 8 such frames; bench/README.md, "retire11"). Every
+// frame between the wait and the top must return at once and do nothing else while
+// retired_run() (no answer, no log line, no metric).
+std::shared_ptr<void> await_staged_or_return(const RetireTag& how, double* waited_us);
+// True on a fiber whose wait (await_staged_or_return) returned null for its retirement, while it
+// returns to its top.
+bool retired_run();
+// At that top, with nothing left alive in its own frame: ends the retired run. The frames above
+// it (the fiber's body, whose code does not know of retirement) are left by the forced unwind
+// (see being_retired), and the answer then starts the replay as for any retired fiber.
+[[noreturn]] void end_retired_run();
 
 // await(), retirably (see above) when retirable_here(); `tag` identifies the wait (`how` says
 // what a retirement keeps of it and how the replay knows it again). *waited_us gets the wall time

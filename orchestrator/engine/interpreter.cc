@@ -216,6 +216,7 @@ void Interpreter::fail(Abort kind, std::string message, json error) {
 }
 
 Envelope Interpreter::abort_envelope() const {
+  if (abort_ == Abort::kRetired) return {};  // nobody reads it (evaluate_code_retirable)
   return Envelope::err(abort_error_.is_null() ? zo::make_error_msg("Z507", "aborted")
                                               : abort_error_);
 }
@@ -2107,15 +2108,19 @@ CodeRunner::Result Interpreter::evaluate_code(std::unique_ptr<CodeCall>&& cc) {
 }
 
 // Only the first: a retired fiber's replay runs the request from its start, and any evaluator
-// call before the retired one would be sent again. Nothing of this frame's is alive while the
-// fiber waits (the work and its tag are staged on the fiber, the time is a plain value, the
-// answer is built only once it has come): a retirement's unwinding passes it without a stop
-// (fiber.h, stage_retirable).
+// call before the retired one would be sent again. A retirement returns here with no answer:
+// the run then stops as on a cancellation (Abort::kRetired: every caller returns at once), back
+// to the engine's top, where the fiber's run ends (fiber.h, await_staged_or_return).
 CodeRunner::Result Interpreter::evaluate_code_retirable(std::unique_ptr<CodeCall>&& cc) {
   const auto started = std::chrono::steady_clock::now();
   stage_code_call(std::move(cc));
-  CodeRunner::Result out = std::move(
-      *static_cast<CodeRunner::Result*>(await_staged(kCodeCallTag, &evaluator_us_).get()));
+  std::shared_ptr<void> answer = await_staged_or_return(kCodeCallTag, &evaluator_us_);
+  if (answer == nullptr) {
+    abort_ = Abort::kRetired;  // no error is built: nobody reads it (abort_envelope, finish_call)
+    return std::unexpected(CodeRunError{CodeRunError::Kind::kFailed, {}});
+  }
+  CodeRunner::Result out = std::move(*static_cast<CodeRunner::Result*>(answer.get()));
+  answer.reset();
   evaluator_us_ +=
       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started).count();
   evaluator_call_ended(out);
@@ -2394,6 +2399,7 @@ Answer Interpreter::orchestrate_parsed(const ParsedCall& call) {
 }
 
 Answer Interpreter::finish_call(Envelope r) {
+  if (abort_ == Abort::kRetired) return {};  // nobody reads it (evaluate_code_retirable)
   if (aborted()) return Answer{nullptr, zo::error_envelope(abort_error_)};
   if (orchestrating_ == 1 && !warnings_.empty()) {
     set_meta(r, "warnings", zo::make_list(zo::z9("Z5"), warnings_));

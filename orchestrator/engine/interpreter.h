@@ -150,7 +150,9 @@ class Interpreter {
   std::vector<json> check_multilingual_stringset(const NodeP& z32);
 
  private:
-  enum class Abort { kNone, kException, kDeadline, kLimit };
+  // kRetired: the request's code call was retired (fiber.h, await_staged_or_return): the run
+  // returns to the engine's top, which ends it (EngineImpl::evaluate_text_here).
+  enum class Abort { kNone, kException, kDeadline, kLimit, kRetired };
   struct Decl {  // a declared argument bound to the call's value
     std::string name;
     NodeP declared;

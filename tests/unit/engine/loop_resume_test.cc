@@ -3,6 +3,7 @@
 // the pool; a slice on the loop is held to its CPU budget; the CPU of every slice, wherever it
 // ran, is the fiber's.
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 
 #include "fakes.h"
 #include "orchestrator/engine/engine.h"
+#include "orchestrator/engine/engine_metrics.h"
 #include "orchestrator/engine/fiber.h"
 #include "wf/obs/metrics.h"
 
@@ -25,7 +27,9 @@ namespace wf::orchestrator {
 namespace {
 
 using engine_detail::await;
+using engine_detail::await_retirable;
 using engine_detail::FiberPool;
+using engine_detail::RetireTag;
 using json = nlohmann::json;
 
 // The running thread, read afresh: pthread_self() is declared const, so within one function the
@@ -271,6 +275,134 @@ TEST(LoopResume, CpuOfEverySliceIsTheFibersAndTheLoopBudgetHolds) {
   EXPECT_EQ(pool.slices().pool, 1u);
 }
 
+// ---- retired fibers (fiber.h, await_retirable) ------------------------------------------------
+
+[[gnu::noinline, gnu::noipa]] std::string current_thread_name() {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return name;
+}
+
+double retired_total() {
+  return engine_detail::metrics().fibers_retired.Value();
+}
+
+// Waits (polled, with a generous bound: the sweeper tells nobody) until a fiber has been retired
+// since `before`.
+void wait_for_retirement(double before) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (retired_total() <= before && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GT(retired_total(), before);
+}
+
+std::shared_ptr<const void> keep_int(const void* tag) {
+  return std::make_shared<const int>(*static_cast<const int*>(tag));
+}
+bool same_int(const void* tag, const void* kept) {
+  return *static_cast<const int*>(tag) == *static_cast<const int*>(kept);
+}
+constexpr RetireTag kIntTag{&keep_int, &same_int};
+
+// A retirable wait that was retired, then answered: where each part ran.
+struct RetiredWait {
+  std::thread::id loop;
+  int runs = 0;            // starts of the body: the retired run and its replay
+  std::string unwound_on;  // the name of the thread the retired run's frames were destroyed on
+  std::thread::id replayed_on;
+  int value = 0;
+  FiberPool::Slices slices;
+  std::uint64_t replays = 0;
+};
+
+// A replayable fiber, started on the loop (start_here) when `on_loop`, else spawned on the pool,
+// waits retirably (light = positive()); once it has been retired, its wait is ended on the loop
+// with `value`. `after` runs on the replay once it has taken the answer.
+RetiredWait run_retired_wait(bool on_loop, int value, const std::function<void()>& after = {}) {
+  auto loop = std::make_shared<TestLoop>();
+  RetiredWait w;
+  w.loop = loop->id();
+  std::atomic<int> runs{0};
+  std::promise<std::function<void(int)>> parked;
+  std::promise<void> finished;
+  const double retired_before = retired_total();
+  {
+    FiberPool pool({2, 256u << 10, 4, loop, 8, std::chrono::milliseconds(1)});
+    auto body = [&] {
+      ++runs;
+      struct NoteUnwinding {
+        std::string* on;
+        ~NoteUnwinding() {
+          if (engine_detail::being_retired()) *on = current_thread_name();
+        }
+      } note{&w.unwound_on};
+      w.value = await_retirable<int>(
+          [&parked](std::function<void(int)> done) { parked.set_value(std::move(done)); },
+          &positive, std::make_shared<const int>(1), kIntTag, nullptr);
+      w.replayed_on = current_thread();
+      if (after) after();
+      finished.set_value();
+    };
+    if (on_loop) {
+      loop->post([&] { pool.start_here({}, body, true); });
+    } else {
+      pool.spawn({}, body, true);
+    }
+    auto done = parked.get_future().get();
+    wait_for_retirement(retired_before);
+    loop->post([done, value] { done(value); });
+    finished.get_future().get();
+    w.slices = pool.slices();
+    w.replays = pool.retired();
+  }
+  w.runs = runs.load();
+  return w;
+}
+
+TEST(LoopResume, ARetiredCallStartedOnTheLoopReplaysThereWhenItsAnswerArrivesThere) {
+  const RetiredWait w = run_retired_wait(true, 7);
+  EXPECT_EQ(w.value, 7);
+  EXPECT_EQ(w.runs, 2);
+  EXPECT_EQ(w.replays, 1u);
+  EXPECT_EQ(w.replayed_on, w.loop);
+  // The retirement's unwinding ran on the sweeper, which resumed the fiber: no pool thread.
+  EXPECT_EQ(w.unwound_on, "wf-retire");
+  EXPECT_EQ(w.slices.loop, 2u);  // the start and the replay
+  EXPECT_EQ(w.slices.pool, 1u);  // the unwinding, on the sweeper
+}
+
+TEST(LoopResume, ARetiredCallStartedOnThePoolReplaysOnThePool) {
+  // Its body was not read on the loop: the replay, which reads it again, does not go there.
+  const RetiredWait w = run_retired_wait(false, 7);
+  EXPECT_EQ(w.value, 7);
+  EXPECT_EQ(w.runs, 2);
+  EXPECT_NE(w.replayed_on, w.loop);
+  EXPECT_EQ(w.unwound_on, "wf-retire");
+  EXPECT_EQ(w.slices.loop, 0u);
+}
+
+TEST(LoopResume, AHeavyAnswerToARetiredCallReplaysOnThePool) {
+  const RetiredWait w = run_retired_wait(true, -1);  // positive() says no
+  EXPECT_EQ(w.value, -1);
+  EXPECT_EQ(w.runs, 2);
+  EXPECT_NE(w.replayed_on, w.loop);
+  EXPECT_EQ(w.slices.loop, 1u);  // the start only
+}
+
+TEST(LoopResume, AReplayOnTheLoopOverItsBudgetMovesToThePool) {
+  std::thread::id after_budget;
+  const RetiredWait w = run_retired_wait(true, 7, [&] {
+    burn_cpu_us(3000);
+    engine_detail::leave_loop_if_over(std::chrono::milliseconds(1));  // 3 ms used: leaves
+    after_budget = current_thread();
+  });
+  EXPECT_EQ(w.replayed_on, w.loop);
+  EXPECT_NE(after_budget, w.loop);
+  EXPECT_EQ(w.slices.loop, 2u);
+  EXPECT_EQ(w.slices.pool, 2u);  // the unwinding, and the replay's rest
+}
+
 // ---- the engine ------------------------------------------------------------------------------
 
 // An evaluator that answers on the loop, as the HTTP client does on the server's event loop.
@@ -346,6 +478,170 @@ TEST(LoopResume, ABigAnswerGoesOnOnTheCpuThreads) {
   EXPECT_EQ(run.value.size(), 100'000u);
   EXPECT_EQ(run.loop_slices, 1.0);
   EXPECT_EQ(run.pool_slices, 1.0);
+}
+
+// An evaluator that answers on the loop once a fiber has been retired since the call came (when
+// `after_retirement`; polled from a thread of its own, with a generous bound), or, once the
+// call's cancellation is raised, with the HTTP client's failure for a request it aborted.
+class RetiredLoopEvaluator final : public CodeRunner {
+ public:
+  RetiredLoopEvaluator(std::shared_ptr<TestLoop> loop, bool after_retirement)
+      : loop_(std::move(loop)), after_retirement_(after_retirement) {}
+  ~RetiredLoopEvaluator() override {
+    for (auto& t : threads_) t.join();
+  }
+  void run(const CodeCall& call, const CallContext& ctx, Done done) override {
+    ++calls_;
+    const bool hang_up = call.code.find("hang up") != std::string::npos;
+    const double before = retired_total();
+    std::lock_guard lock(mu_);
+    threads_.emplace_back([this, before, hang_up, cancel = ctx.cancel, done = std::move(done)] {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (after_retirement_ && retired_total() <= before &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      while (hang_up && !(cancel && cancel->cancelled()) &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      loop_->post([done, cancel] {
+        if (cancel && cancel->cancelled()) {
+          done(std::unexpected(
+              CodeRunError{CodeRunError::Kind::kFailed, "request to evaluator failed: cancelled"}));
+          return;
+        }
+        done(json{{"Z1K1", {{"Z1K1", "Z9"}, {"Z9K1", "Z22"}}},
+                  {"Z22K1", {{"Z1K1", "Z6"}, {"Z6K1", "answered"}}}});
+      });
+    });
+  }
+  int calls() const { return calls_.load(); }
+
+ private:
+  std::shared_ptr<TestLoop> loop_;
+  bool after_retirement_;
+  std::atomic<int> calls_{0};
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
+// The envelope without the orchestration* metadata (times, CPU, memory: they differ each run).
+json without_orchestration_meta(json envelope) {
+  json& k1 = envelope["Z22K2"]["K1"];
+  if (!k1.is_array()) return envelope;
+  json kept = json::array();
+  for (const auto& pair : k1) {
+    if (pair.is_object() && pair.value("K1", json()).is_string() &&
+        pair["K1"].get<std::string>().starts_with("orchestration")) {
+      continue;
+    }
+    kept.push_back(pair);
+  }
+  k1 = std::move(kept);
+  return envelope;
+}
+
+struct LoopCallRun {
+  json envelope;
+  std::thread::id answered_on;
+  std::thread::id loop;
+  int evaluator_calls = 0;
+  double retired = 0;
+  double cancelled = 0;
+};
+
+double cancelled_total() {
+  double n = 0;
+  for (auto* c : engine_detail::metrics().cancelled) {
+    if (c != nullptr) n += c->Value();
+  }
+  return n;
+}
+
+// A one-code-call request started on the loop as routes.cc starts a small one (spawn_here,
+// replayable), by an engine that retires parked calls after `retire_after` (0: never) and whose
+// evaluator answers on the loop (after the retirement, when retiring). With `hang_up`, the caller
+// hangs up once the call is at the evaluator (retired, when retiring).
+LoopCallRun run_loop_call(std::chrono::milliseconds retire_after, bool hang_up) {
+  auto loop = std::make_shared<TestLoop>();
+  EngineOptions options;
+  options.event_loop = loop;
+  options.retire_parked_after = retire_after;
+  options.slow_call = std::chrono::milliseconds(0);
+  auto evaluator = std::make_shared<RetiredLoopEvaluator>(loop, retire_after.count() > 0);
+  auto engine = make_engine(options, nullptr, evaluator, nullptr);
+  const json z8 = testing::code_function(
+      "Z10001", "python-3",
+      hang_up ? "def Z10001():\n    return 'hang up'" : "def Z10001():\n    return 'x'");
+  const json request = {{"zobject", {{"Z1K1", "Z7"}, {"Z7K1", z8}}}};
+  CallContext ctx;
+  ctx.request_id = "req-loop";
+  ctx.cancel = Cancellation::make();
+  LoopCallRun out;
+  out.loop = loop->id();
+  const double retired_before = retired_total();
+  const double cancelled_before = cancelled_total();
+  std::promise<void> finished;
+  std::atomic<int> answered{0};
+  loop->post([&] {
+    engine->spawn_here(
+        std::make_shared<const CallContext>(ctx),
+        [&] {
+          json r = engine->evaluate(request, ctx);
+          if (answered.fetch_add(1) == 0) {
+            out.envelope = std::move(r);
+            out.answered_on = current_thread();
+            finished.set_value();
+          }
+        },
+        true);
+  });
+  if (hang_up) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((evaluator->calls() == 0 ||
+            (retire_after.count() > 0 && retired_total() <= retired_before)) &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ctx.cancel->cancel(Cancellation::Reason::kClientGone);
+  }
+  EXPECT_EQ(finished.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  engine.reset();  // waits for the fibers
+  EXPECT_EQ(answered.load(), 1);
+  out.evaluator_calls = evaluator->calls();
+  out.retired = retired_total() - retired_before;
+  out.cancelled = cancelled_total() - cancelled_before;
+  return out;
+}
+
+// The call both ways, not retired and retired: the same envelope (times aside), each answered on
+// the loop (the retired one by its replay, where its answer arrived). Returns the retiring run.
+LoopCallRun same_on_the_loop_both_ways(bool hang_up, LoopCallRun* not_retired) {
+  *not_retired = run_loop_call(std::chrono::milliseconds(0), hang_up);
+  const LoopCallRun retiring = run_loop_call(std::chrono::milliseconds(1), hang_up);
+  EXPECT_EQ(not_retired->retired, 0);
+  EXPECT_EQ(retiring.retired, 1);
+  EXPECT_EQ(retiring.evaluator_calls, 1);
+  EXPECT_EQ(not_retired->answered_on, not_retired->loop);
+  EXPECT_EQ(retiring.answered_on, retiring.loop);
+  EXPECT_EQ(without_orchestration_meta(retiring.envelope),
+            without_orchestration_meta(not_retired->envelope));
+  return retiring;
+}
+
+TEST(LoopResume, ACodeCallRetiredAndReplayedOnTheLoopAnswersAsItsFiberDoes) {
+  LoopCallRun fiber;
+  const LoopCallRun retiring = same_on_the_loop_both_ways(false, &fiber);
+  EXPECT_EQ(without_orchestration_meta(fiber.envelope)["Z22K1"], "answered");
+  EXPECT_EQ(retiring.cancelled, 0);
+}
+
+TEST(LoopResume, AHangUpWhileRetiredOnTheLoopStopsTheCallAsOnItsFiber) {
+  LoopCallRun fiber;
+  const LoopCallRun retiring = same_on_the_loop_both_ways(true, &fiber);
+  EXPECT_EQ(fiber.cancelled, 1);
+  EXPECT_EQ(retiring.cancelled, 1);
 }
 
 }  // namespace
