@@ -123,13 +123,16 @@ std::optional<json> fast_canonical(const json& envelope, const TrailingMeta& tra
     if (same != pairs.end()) return std::nullopt;  // rare: leave it to the general path
     pairs.emplace_back(key, canonical_string(value));
   }
-  for (auto& [key, value] : orchestration_values(start)) {
+  const OrchestrationTexts orchestration(start);
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    const std::string_view key = OrchestrationTexts::kKeys[i];
+    json value = canonical_string(std::string(orchestration.value(i)));
     auto same =
         std::find_if(pairs.begin(), pairs.end(), [&](const auto& p) { return p.first == key; });
     if (same != pairs.end()) {
-      same->second = canonical_string(std::move(value));
+      same->second = std::move(value);
     } else {
-      pairs.emplace_back(key, canonical_string(std::move(value)));
+      pairs.emplace_back(key, std::move(value));
     }
   }
   const Types& ty = types();

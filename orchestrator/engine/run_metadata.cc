@@ -181,19 +181,11 @@ std::string_view OrchestrationTexts::value(std::size_t i) const {
   }
 }
 
-std::array<std::pair<const char*, std::string>, 6> orchestration_values(const RunStart& start) {
-  const OrchestrationTexts texts(start);
-  std::array<std::pair<const char*, std::string>, 6> out;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    out[i] = {OrchestrationTexts::kKeys[i].data(), std::string(texts.value(i))};
-  }
-  return out;
-}
-
 void add_orchestration_metadata(nlohmann::json& envelope, const RunStart& start) {
   namespace zo = wf::zobject;
-  for (auto& [key, value] : orchestration_values(start)) {
-    zo::envelope_set_metadata(envelope, key, zo::z6(value));
+  const OrchestrationTexts texts(start);
+  for (std::size_t i = 0; i < OrchestrationTexts::kCount; ++i) {
+    zo::envelope_set_metadata(envelope, OrchestrationTexts::kKeys[i], zo::z6(texts.value(i)));
   }
 }
 

@@ -53,8 +53,6 @@ class OrchestrationTexts {
   std::array<std::uint8_t, 4> sizes_{};  // of cpu_, start_, end_, duration_
 };
 
-// The same texts as strings, in the same order.
-std::array<std::pair<const char*, std::string>, 6> orchestration_values(const RunStart& start);
 // The text of orchestrationCpuUsage for `rounded_us` (a whole number of µs, as std::round gives
 // it): fmt's "{} ms" of rounded_us / 1000, written to `out` (at least 40 bytes); its size.
 std::size_t write_cpu_ms(char* out, double rounded_us);
